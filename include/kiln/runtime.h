@@ -1,0 +1,106 @@
+// Runtime, Engine and ExecutionContext: load an engine file and execute it.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kiln/logger.h"
+#include "kiln/status.h"
+#include "kiln/types.h"
+
+namespace kiln {
+
+/// Whether an I/O tensor is read or written by the engine.
+enum class TensorIOMode { kNone, kInput, kOutput };
+
+class ExecutionContext;
+struct EngineData;
+
+/// A deserialized, immutable engine. Shared by its execution contexts.
+class Engine {
+ public:
+  ~Engine();
+  /// Inputs and outputs, inputs first, in network order.
+  int num_io_tensors() const;
+  /// Name of I/O tensor i ("" if out of range).
+  std::string get_tensor_name(int i) const;
+  /// kInput, kOutput or kNone (unknown name).
+  TensorIOMode get_tensor_mode(const std::string& name) const;
+  /// Element type (kUndefined for an unknown name).
+  DataType get_tensor_dtype(const std::string& name) const;
+  /// Dims with -1 for dynamic dims (empty for an unknown name).
+  Dims get_tensor_shape(const std::string& name) const;
+  /// Symbolic names of dims ("" where unnamed).
+  std::vector<std::string> get_tensor_dim_names(const std::string& name) const;
+  /// Number of optimization profiles (at least 1).
+  int num_optimization_profiles() const;
+  /// min/opt/max of input `name` in `profile` ({min, opt, max}; empty if none).
+  std::vector<Dims> get_tensor_profile_shape(const std::string& name, int profile) const;
+  /// Bytes of activation memory a context needs at the profiles' max shapes.
+  uint64_t activation_bytes() const;
+  /// Bytes of weights.
+  uint64_t weight_bytes() const;
+  /// Number of planned layers.
+  int num_layers() const;
+  /// A JSON description: I/O, profiles, layers with kernel and precision, memory.
+  std::string inspect_json() const;
+  /// User metadata stored at build time.
+  const std::map<std::string, std::string>& metadata() const;
+  /// A new context; several may run concurrently.
+  std::unique_ptr<ExecutionContext> create_execution_context();
+
+  /// Internal.
+  explicit Engine(std::shared_ptr<EngineData> data);
+  const std::shared_ptr<EngineData>& data() const { return data_; }
+
+ private:
+  std::shared_ptr<EngineData> data_;
+};
+
+/// Per-run state: chosen profile, input shapes, bound buffers, activation arena.
+class ExecutionContext {
+ public:
+  ~ExecutionContext();
+  /// Selects the optimization profile used for shape checks (default 0).
+  Status set_optimization_profile(int index);
+  int get_optimization_profile() const { return profile_; }
+  /// Sets a dynamic input's dims; fails naming the dim and its range if outside the profile.
+  Status set_input_shape(const std::string& name, const Dims& dims);
+  /// Dims of any I/O tensor for the current input shapes; -1 where data-dependent.
+  Dims get_tensor_shape(const std::string& name) const;
+  /// Binds caller memory to an I/O tensor (host memory on the CPU).
+  Status set_tensor_address(const std::string& name, void* data);
+  /// Runs synchronously with the bound buffers.
+  Status execute();
+  /// Convenience: binds, sets shapes, runs, and returns freshly allocated outputs.
+  Result<std::map<std::string, Tensor>> infer(const std::map<std::string, Tensor>& inputs);
+  /// The engine this context runs.
+  const Engine& engine() const { return *engine_; }
+
+  /// Internal.
+  ExecutionContext(const Engine* engine);
+
+ private:
+  struct State;
+  const Engine* engine_;
+  int profile_ = 0;
+  std::unique_ptr<State> state_;
+};
+
+/// Deserializes engine files.
+class Runtime {
+ public:
+  explicit Runtime(Logger& logger) : logger_(logger) {}
+  /// Parses and checks an engine (magic, version, device, checksum).
+  Result<std::unique_ptr<Engine>> deserialize(const void* data, size_t size);
+  /// Reads a file then deserialize()s it.
+  Result<std::unique_ptr<Engine>> deserialize_file(const std::string& path);
+
+ private:
+  Logger& logger_;
+};
+
+}  // namespace kiln

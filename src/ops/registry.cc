@@ -1,0 +1,94 @@
+#include <mutex>
+
+#include "ops/op.h"
+
+namespace kiln::ops {
+
+namespace {
+std::string canonical_domain(const std::string& d) { return d == "ai.onnx" ? "" : d; }
+}  // namespace
+
+const OpRegistry& OpRegistry::global() {
+  static OpRegistry* reg = [] {
+    auto* r = new OpRegistry();
+    register_all_ops(*r);
+    return r;
+  }();
+  return *reg;
+}
+
+void OpRegistry::add(OpDef def) {
+  auto key = std::make_pair(canonical_domain(def.domain), def.name);
+  ops_[key] = std::make_unique<OpDef>(std::move(def));
+}
+
+const OpDef* OpRegistry::find(const std::string& domain, const std::string& name) const {
+  auto it = ops_.find({canonical_domain(domain), name});
+  return it == ops_.end() ? nullptr : it->second.get();
+}
+
+std::vector<const OpDef*> OpRegistry::all() const {
+  std::vector<const OpDef*> r;
+  for (auto& [k, v] : ops_) r.push_back(v.get());
+  return r;
+}
+
+Result<std::vector<TensorType>> infer_node(const ir::Node& node, const std::vector<TensorType>& inputs,
+                                           const std::vector<const Tensor*>& values) {
+  const OpDef* def = OpRegistry::global().find(node.domain, node.op_type);
+  if (!def)
+    return Status(ErrorCode::kUnsupported, "node " + node.describe() + ": operator " +
+                                               (node.domain.empty() ? "" : node.domain + ".") + node.op_type +
+                                               " is not supported by kiln");
+  if (node.opset < def->min_opset || node.opset > def->max_opset)
+    return Status(ErrorCode::kUnsupported, "node " + node.describe() + ": opset " + std::to_string(node.opset) +
+                                               " of " + node.op_type + " is not supported (kiln covers " +
+                                               std::to_string(def->min_opset) + ".." +
+                                               std::to_string(def->max_opset) + ")");
+  InferContext ctx(node, inputs, values);
+  KILN_RETURN_IF_ERROR(def->infer(ctx));
+  return ctx.outputs();
+}
+
+Status run_node(const ir::Node& node, const std::vector<const Tensor*>& inputs, std::vector<Tensor>& outputs,
+                const SubgraphRunner& runner, int num_threads, const OutputAllocator& alloc) {
+  const OpDef* def = OpRegistry::global().find(node.domain, node.op_type);
+  if (!def) return Status(ErrorCode::kUnsupported, "node " + node.describe() + ": operator is not supported");
+  std::vector<TensorType> types(inputs.size());
+  for (size_t i = 0; i < inputs.size(); ++i)
+    if (inputs[i]) types[i] = TensorType{inputs[i]->dtype(), shape_from_dims(inputs[i]->dims())};
+  InferContext ictx(node, types, inputs);
+  KILN_RETURN_IF_ERROR(def->infer(ictx));
+  outputs.resize(node.outputs.size());
+  std::vector<Tensor*> outs(node.outputs.size(), nullptr);
+  for (size_t i = 0; i < node.outputs.size(); ++i) {
+    if (!node.outputs[i]) continue;
+    const TensorType& t = ictx.outputs()[i];
+    if (t.dtype == DataType::kUndefined)
+      return Status(ErrorCode::kInternal, "node " + node.describe() + ": inference left output " +
+                                              std::to_string(i) + " without a dtype");
+    Dims dims = t.shape ? shape_to_dims(*t.shape) : Dims{};
+    bool concrete = t.shape && dims_volume(dims) >= 0;
+    if (!concrete) {
+      // Data-dependent: the kernel allocates it.
+      outputs[i] = Tensor();
+    } else if (alloc) {
+      outputs[i] = alloc(i, t.dtype, dims);
+    } else if (outputs[i].is_null() || outputs[i].dtype() != t.dtype || outputs[i].dims() != dims) {
+      outputs[i] = Tensor::empty(t.dtype, dims);
+    }
+    outs[i] = &outputs[i];
+  }
+  KernelContext kctx(node, inputs, outs);
+  kctx.set_num_threads(num_threads);
+  if (runner) kctx.set_subgraph_runner(runner);
+  KernelFn fn = def->ref;
+  if (!node.kernel.empty() && node.kernel != "ref") {
+    for (auto& k : def->fast)
+      if (k.name == node.kernel) fn = k.fn;
+  }
+  if (!fn) return Status(ErrorCode::kInternal, "node " + node.describe() + ": no kernel");
+  return fn(kctx);
+}
+
+}  // namespace kiln::ops
