@@ -1,0 +1,169 @@
+#include <chrono>
+#include <set>
+
+#include "builder/network_impl.h"
+#include "kiln/kiln.h"
+#include "passes/pass.h"
+#include "plan/engine_file.h"
+#include "plan/memory_plan.h"
+#include "runtime/shape_eval.h"
+#include "select/select_kernels.h"
+
+namespace kiln {
+
+// ------------------------------------------------------------------ OptimizationProfile
+
+Status OptimizationProfile::set_shape(const std::string& name, const Dims& min, const Dims& opt, const Dims& max) {
+  if (min.size() != opt.size() || opt.size() != max.size())
+    return Status(ErrorCode::kInvalidArgument, "profile for '" + name + "': min " + dims_to_string(min) + ", opt " +
+                                                   dims_to_string(opt) + " and max " + dims_to_string(max) +
+                                                   " must have the same rank");
+  for (size_t i = 0; i < min.size(); ++i)
+    if (min[i] < 0 || min[i] > opt[i] || opt[i] > max[i])
+      return Status(ErrorCode::kInvalidArgument, "profile for '" + name + "' dim " + std::to_string(i) +
+                                                     ": need 0 <= min <= opt <= max, got " + std::to_string(min[i]) +
+                                                     ", " + std::to_string(opt[i]) + ", " + std::to_string(max[i]));
+  ranges_[name] = Range{min, opt, max};
+  return Status();
+}
+
+bool OptimizationProfile::has_shape(const std::string& name) const { return ranges_.count(name) != 0; }
+Dims OptimizationProfile::get_min(const std::string& n) const { return has_shape(n) ? ranges_.at(n).min : Dims{}; }
+Dims OptimizationProfile::get_opt(const std::string& n) const { return has_shape(n) ? ranges_.at(n).opt : Dims{}; }
+Dims OptimizationProfile::get_max(const std::string& n) const { return has_shape(n) ? ranges_.at(n).max : Dims{}; }
+std::vector<std::string> OptimizationProfile::names() const {
+  std::vector<std::string> r;
+  for (auto& [k, v] : ranges_) r.push_back(k);
+  return r;
+}
+
+// ------------------------------------------------------------------ Builder
+
+Builder::Builder(Logger& logger) : logger_(logger) {}
+Builder::~Builder() = default;
+
+std::unique_ptr<NetworkDefinition> Builder::create_network() { return std::make_unique<NetworkDefinition>(); }
+std::unique_ptr<BuilderConfig> Builder::create_builder_config() { return std::make_unique<BuilderConfig>(); }
+bool Builder::platform_has_fast_fp16() const { return false; }
+
+namespace {
+
+// Checks every profile against the inputs and returns them as ranges.
+Result<std::vector<plan::ProfileRanges>> check_profiles(const ir::Graph& g, const BuilderConfig& config) {
+  std::vector<plan::ProfileRanges> out;
+  std::vector<OptimizationProfile> profiles = config.profiles();
+  if (profiles.empty()) profiles.emplace_back();
+  for (size_t p = 0; p < profiles.size(); ++p) {
+    plan::ProfileRanges ranges;
+    for (const std::string& name : profiles[p].names()) {
+      bool found = false;
+      for (ir::Value* in : g.inputs) found = found || in->name == name;
+      if (!found)
+        return Status(ErrorCode::kInvalidArgument, "optimization profile " + std::to_string(p) + " names '" + name +
+                                                       "', which is not a network input");
+    }
+    for (ir::Value* in : g.inputs) {
+      if (!in->shape)
+        return Status(ErrorCode::kInvalidArgument, "input '" + in->name + "' has unknown rank; declare its shape");
+      const Shape& s = *in->shape;
+      if (!profiles[p].has_shape(in->name)) {
+        if (!shape_is_concrete(s))
+          return Status(ErrorCode::kInvalidArgument,
+                        "input '" + in->name + "' has dynamic dims " + shape_to_string(s) + " but optimization profile " +
+                            std::to_string(p) + " gives no range (use --min-shapes/--opt-shapes/--max-shapes or --shapes)");
+        continue;
+      }
+      std::array<Dims, 3> r{profiles[p].get_min(in->name), profiles[p].get_opt(in->name),
+                            profiles[p].get_max(in->name)};
+      if (r[0].size() != s.size())
+        return Status(ErrorCode::kInvalidArgument, "optimization profile " + std::to_string(p) + " gives '" + in->name +
+                                                       "' rank " + std::to_string(r[0].size()) + ", the input has rank " +
+                                                       std::to_string(s.size()) + " " + shape_to_string(s));
+      for (size_t i = 0; i < s.size(); ++i)
+        if (s[i].known() && (r[0][i] != s[i].value || r[2][i] != s[i].value))
+          return Status(ErrorCode::kInvalidArgument, "optimization profile " + std::to_string(p) + " gives '" +
+                                                         in->name + "' dim " + std::to_string(i) + " the range [" +
+                                                         std::to_string(r[0][i]) + ", " + std::to_string(r[2][i]) +
+                                                         "] but the dim is fixed at " + std::to_string(s[i].value));
+      ranges[in->name] = r;
+    }
+    out.push_back(std::move(ranges));
+  }
+  return out;
+}
+
+// Bytes of every activation at each profile's max dims (largest over profiles).
+Result<std::map<std::string, uint64_t>> activation_sizes(const ir::Graph& g, const std::vector<plan::ProfileRanges>& profiles) {
+  std::map<std::string, uint64_t> bytes;
+  for (size_t p = 0; p < profiles.size(); ++p) {
+    std::map<std::string, Shape> shapes;
+    for (ir::Value* in : g.inputs) {
+      auto it = profiles[p].find(in->name);
+      shapes[in->name] = it != profiles[p].end() ? shape_from_dims(it->second[2]) : *in->shape;
+    }
+    Propagation prop;
+    Status s = propagate(g, shapes, prop, /*strict=*/true);
+    if (!s.ok()) return s.with_context("at the max shapes of optimization profile " + std::to_string(p));
+    for (auto& [v, t] : prop.types) {
+      if (!t.shape) continue;
+      int64_t vol = shape_volume(*t.shape);
+      if (vol < 0) continue;  // data-dependent: allocated at run time
+      uint64_t b = static_cast<uint64_t>(vol) * dtype_size(t.dtype);
+      uint64_t& cur = bytes[v->name];
+      cur = std::max(cur, b);
+    }
+  }
+  return bytes;
+}
+
+}  // namespace
+
+Result<std::vector<uint8_t>> Builder::build_serialized_network(const NetworkDefinition& network,
+                                                               const BuilderConfig& config) {
+  auto t0 = std::chrono::steady_clock::now();
+  auto& impl = const_cast<NetworkDefinition&>(network).impl();
+  if (!impl.errors.empty()) {
+    std::string all;
+    for (auto& e : impl.errors) all += "\n  " + e;
+    return Status(ErrorCode::kInvalidArgument, "the network has " + std::to_string(impl.errors.size()) + " error(s):" + all);
+  }
+  if (config.device() == DeviceType::kCUDA)
+    return Status(ErrorCode::kUnsupported, "CUDA engines are not available yet in this kiln build; build for the CPU");
+  if (impl.graph.outputs.empty()) return Status(ErrorCode::kInvalidArgument, "the network has no outputs (mark_output)");
+  std::shared_ptr<ir::Graph> g(impl.graph.clone());
+  KILN_RETURN_IF_ERROR(g->topo_sort());
+  KILN_RETURN_IF_ERROR(ir::verify(*g).with_context("network"));
+  KILN_ASSIGN_OR_RETURN(auto profiles, check_profiles(*g, config));
+
+  passes::PassContext ctx;
+  ctx.config = &config;
+  ctx.logger = &logger_;
+  for (ir::Value* in : g->inputs) ctx.input_shapes[in->name] = *in->shape;
+  auto progress = [&](const std::string& phase) {
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    logger_.emit(Logger::Severity::kInfo, "build: " + phase + " (" + std::to_string(s).substr(0, 5) + " s)");
+  };
+  KILN_RETURN_IF_ERROR(passes::run_pipeline(*g, ctx));
+  progress("optimized graph: " + std::to_string(g->nodes().size()) + " layers");
+  KILN_RETURN_IF_ERROR(select::select_kernels(*g, config, logger_));
+  KILN_ASSIGN_OR_RETURN(auto sizes, activation_sizes(*g, profiles));
+  plan::EngineModel m;
+  m.memory = plan::plan_memory(*g, sizes);
+  progress("memory plan: arena " + std::to_string(m.memory.arena_bytes) + " bytes (" +
+           std::to_string(m.memory.naive_bytes) + " without reuse)");
+  if (config.get_memory_pool_limit(MemoryPoolType::kWorkspace) &&
+      m.memory.arena_bytes > config.get_memory_pool_limit(MemoryPoolType::kWorkspace))
+    logger_.emit(Logger::Severity::kWarning, "activation arena (" + std::to_string(m.memory.arena_bytes) +
+                                                 " bytes) exceeds the workspace limit");
+  m.graph = g;
+  m.profiles = std::move(profiles);
+  m.metadata = config.metadata();
+  m.device = "cpu";
+  m.device_arch = plan::host_arch();
+  m.kiln_version = version_string();
+  m.build_stats = ctx.stats;
+  m.build_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return plan::serialize_engine(m);
+}
+
+}  // namespace kiln

@@ -1,0 +1,44 @@
+// Graph passes. Each pass is one small file; pipeline.cc holds the one ordered list.
+#pragma once
+
+#include <algorithm>
+#include <map>
+#include <string>
+
+#include "ir/graph.h"
+#include "kiln/builder.h"
+#include "kiln/logger.h"
+
+namespace kiln::passes {
+
+/// What passes may read and report.
+struct PassContext {
+  const BuilderConfig* config = nullptr;
+  Logger* logger = nullptr;
+  /// Shapes of inputs used for inference (from the first profile's opt dims,
+  /// or declared shapes). Symbolic dims stay symbolic where no profile sets them.
+  std::map<std::string, Shape> input_shapes;
+  /// Counters a pass bumps ("folded_constants", ...), shown by --verbose.
+  std::map<std::string, int> stats;
+  void log(Logger::Severity s, const std::string& m) const {
+    if (logger) logger->emit(s, m);
+  }
+};
+
+using PassFn = Status (*)(ir::Graph&, PassContext&);
+
+struct Pass {
+  const char* name;
+  PassFn fn;
+};
+
+Status infer_shapes(ir::Graph& g, PassContext& ctx);
+Status fold_constants(ir::Graph& g, PassContext& ctx);
+Status eliminate_identity(ir::Graph& g, PassContext& ctx);
+Status eliminate_dead_nodes(ir::Graph& g, PassContext& ctx);
+Status fold_conv_batchnorm(ir::Graph& g, PassContext& ctx);
+
+/// Runs the pipeline in order; on failure the message names the pass.
+Status run_pipeline(ir::Graph& g, PassContext& ctx);
+
+}  // namespace kiln::passes

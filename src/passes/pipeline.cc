@@ -1,0 +1,29 @@
+// The one ordered list of passes.
+#include "passes/pass.h"
+
+namespace kiln::passes {
+
+namespace {
+const Pass kPipeline[] = {
+    {"infer_shapes", infer_shapes},
+    {"eliminate_identity", eliminate_identity},
+    {"fold_constants", fold_constants},
+    {"fold_conv_batchnorm", fold_conv_batchnorm},
+    {"eliminate_dead_nodes", eliminate_dead_nodes},
+    {"infer_shapes", infer_shapes},  // final types for the plan and for inspect
+};
+}  // namespace
+
+Status run_pipeline(ir::Graph& g, PassContext& ctx) {
+  for (const Pass& p : kPipeline) {
+    size_t before = g.nodes().size();
+    Status s = p.fn(g, ctx);
+    if (!s.ok()) return s;
+    KILN_RETURN_IF_ERROR(ir::verify(g).with_context(std::string("after pass ") + p.name));
+    ctx.log(Logger::Severity::kVerbose, std::string("pass ") + p.name + ": " + std::to_string(before) + " -> " +
+                                            std::to_string(g.nodes().size()) + " nodes");
+  }
+  return Status();
+}
+
+}  // namespace kiln::passes
