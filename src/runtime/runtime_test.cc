@@ -1,0 +1,186 @@
+#include <gtest/gtest.h>
+
+#include <random>
+#include <thread>
+
+#include "builder/network_impl.h"
+#include "harness/op_harness.h"
+#include "kiln/kiln.h"
+#include "plan/engine_file.h"
+#include "runtime/engine_data.h"
+
+namespace kiln {
+
+namespace {
+
+// y = Relu(x @ W + b), x:[batch, 8], W:[8, 5]; a second output z = y * 2.
+struct DynamicNet {
+  std::unique_ptr<NetworkDefinition> net = std::make_unique<NetworkDefinition>();
+  Tensor w, b;
+  DynamicNet() {
+    std::mt19937 rng(3);
+    w = test::random_tensor(DataType::kFloat32, {8, 5}, rng);
+    b = test::random_tensor(DataType::kFloat32, {5}, rng);
+    ir::Graph& g = network_graph(*net);
+    g.opset_imports[""] = 17;
+    ir::Value* x = g.add_value("x", DataType::kFloat32, Shape{Dim::symbol("batch"), 8}).value();
+    g.inputs.push_back(x);
+    ir::Value* wv = g.add_constant("W", w);
+    ir::Value* bv = g.add_constant("b", b);
+    ir::Value* two = g.add_constant("two", Tensor::from_vector<float>(DataType::kFloat32, {}, {2.f}));
+    ir::Value* m = g.add_unique_value("m");
+    ir::Value* a = g.add_unique_value("a");
+    ir::Value* y = g.add_value("y").value();
+    ir::Value* z = g.add_value("z").value();
+    g.add_node("MatMul", {x, wv}, {m}, "mm");
+    g.add_node("Add", {m, bv}, {a}, "bias");
+    g.add_node("Relu", {a}, {y}, "relu");
+    g.add_node("Mul", {y, two}, {z}, "double");
+    g.outputs = {y, z};
+  }
+  Tensor reference(const Tensor& x) const {
+    int64_t n = x.dim(0);
+    Tensor y = Tensor::empty(DataType::kFloat32, {n, 5});
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < 5; ++j) {
+        double s = b.data_as<float>()[j];
+        for (int64_t k = 0; k < 8; ++k) s += double(x.data_as<float>()[i * 8 + k]) * w.data_as<float>()[k * 5 + j];
+        y.data_as<float>()[i * 5 + j] = s > 0 ? static_cast<float>(s) : 0.f;
+      }
+    return y;
+  }
+};
+
+Result<std::unique_ptr<Engine>> build(DynamicNet& d, const std::vector<std::array<Dims, 3>>& profiles) {
+  Logger logger(Logger::Severity::kError);
+  Builder builder(logger);
+  auto config = builder.create_builder_config();
+  for (auto& p : profiles) {
+    OptimizationProfile prof;
+    Status s = prof.set_shape("x", p[0], p[1], p[2]);
+    if (!s.ok()) return s;
+    config->add_optimization_profile(prof);
+  }
+  KILN_ASSIGN_OR_RETURN(auto bytes, builder.build_serialized_network(*d.net, *config));
+  Runtime runtime(logger);
+  return runtime.deserialize(bytes.data(), bytes.size());
+}
+
+}  // namespace
+
+TEST(Engine, DynamicBatchTwoProfilesMatchReference) {
+  DynamicNet d;
+  auto engine = build(d, {{Dims{1, 8}, Dims{2, 8}, Dims{4, 8}}, {Dims{5, 8}, Dims{8, 8}, Dims{16, 8}}});
+  ASSERT_TRUE(engine.ok()) << engine.status().to_string();
+  Engine& e = **engine;
+  ASSERT_EQ(e.num_io_tensors(), 3);
+  EXPECT_EQ(e.get_tensor_name(0), "x");
+  EXPECT_EQ(e.get_tensor_mode("x"), TensorIOMode::kInput);
+  EXPECT_EQ(e.get_tensor_mode("z"), TensorIOMode::kOutput);
+  EXPECT_EQ(e.get_tensor_shape("x"), (Dims{-1, 8}));
+  EXPECT_EQ(e.get_tensor_dim_names("x")[0], "batch");
+  EXPECT_EQ(e.num_optimization_profiles(), 2);
+  EXPECT_EQ(e.get_tensor_profile_shape("x", 1)[2], (Dims{16, 8}));
+  EXPECT_GT(e.activation_bytes(), 0u);
+
+  auto ctx = e.create_execution_context();
+  std::mt19937 rng(11);
+  for (int64_t batch : {3, 1, 4}) {
+    Tensor x = test::random_tensor(DataType::kFloat32, {batch, 8}, rng);
+    ASSERT_TRUE(ctx->set_input_shape("x", x.dims()).ok());
+    EXPECT_EQ(ctx->get_tensor_shape("y"), (Dims{batch, 5}));
+    auto out = ctx->infer({{"x", x}});
+    ASSERT_TRUE(out.ok()) << out.status().to_string();
+    Tensor ref = d.reference(x);
+    EXPECT_TRUE(test::tensors_close(out->at("y"), ref, 1e-5, 1e-6));
+    for (int64_t i = 0; i < ref.numel(); ++i) ref.data_as<float>()[i] *= 2.f;
+    EXPECT_TRUE(test::tensors_close(out->at("z"), ref, 1e-5, 1e-6));
+  }
+  // Batch 12 is outside profile 0; the message names the dim and the range.
+  Status s = ctx->set_input_shape("x", {12, 8});
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), ErrorCode::kOutOfRange);
+  EXPECT_NE(s.message().find("dim 0 (batch) = 12"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("[1, 4]"), std::string::npos) << s.message();
+  ASSERT_TRUE(ctx->set_optimization_profile(1).ok());
+  Tensor x = test::random_tensor(DataType::kFloat32, {12, 8}, rng);
+  auto out = ctx->infer({{"x", x}});
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  EXPECT_TRUE(test::tensors_close(out->at("y"), d.reference(x), 1e-5, 1e-6));
+}
+
+TEST(Engine, BoundBuffersExecuteAndMissingInputIsNamed) {
+  DynamicNet d;
+  auto engine = build(d, {{Dims{1, 8}, Dims{2, 8}, Dims{4, 8}}});
+  ASSERT_TRUE(engine.ok()) << engine.status().to_string();
+  auto ctx = (*engine)->create_execution_context();
+  Status s = ctx->execute();
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("'x'"), std::string::npos) << s.message();
+  std::mt19937 rng(5);
+  Tensor x = test::random_tensor(DataType::kFloat32, {2, 8}, rng);
+  std::vector<float> y(10, -1.f), z(10, -1.f);
+  ASSERT_TRUE(ctx->set_input_shape("x", {2, 8}).ok());
+  ASSERT_TRUE(ctx->set_tensor_address("x", x.data()).ok());
+  ASSERT_TRUE(ctx->set_tensor_address("y", y.data()).ok());
+  ASSERT_TRUE(ctx->set_tensor_address("z", z.data()).ok());
+  ASSERT_TRUE(ctx->execute().ok());
+  Tensor ref = d.reference(x);
+  for (int i = 0; i < 10; ++i) EXPECT_NEAR(y[i], ref.data_as<float>()[i], 1e-5);
+  EXPECT_FALSE(ctx->set_tensor_address("nope", y.data()).ok());
+  auto missing = ctx->infer({});
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("missing input 'x'"), std::string::npos);
+  auto wrong = ctx->infer({{"x", Tensor::zeros(DataType::kInt64, {2, 8})}});
+  ASSERT_FALSE(wrong.ok());
+  EXPECT_NE(wrong.status().message().find("expects float32, got int64"), std::string::npos);
+}
+
+TEST(Engine, ContextsShareWeightsAndRunConcurrently) {
+  DynamicNet d;
+  auto engine = build(d, {{Dims{1, 8}, Dims{4, 8}, Dims{8, 8}}});
+  ASSERT_TRUE(engine.ok()) << engine.status().to_string();
+  std::vector<std::thread> threads;
+  std::vector<int> failures(4, 0);
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      auto ctx = (*engine)->create_execution_context();
+      std::mt19937 rng(100 + t);
+      for (int it = 0; it < 20; ++it) {
+        Tensor x = test::random_tensor(DataType::kFloat32, {1 + (it + t) % 8, 8}, rng);
+        auto out = ctx->infer({{"x", x}});
+        if (!out.ok() || !test::tensors_close(out->at("y"), d.reference(x), 1e-5, 1e-6)) ++failures[t];
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (int t = 0; t < 4; ++t) EXPECT_EQ(failures[t], 0) << "thread " << t;
+}
+
+TEST(Engine, DynamicInputWithoutProfileIsABuildError) {
+  DynamicNet d;
+  Logger logger(Logger::Severity::kError);
+  Builder builder(logger);
+  auto config = builder.create_builder_config();
+  auto r = builder.build_serialized_network(*d.net, *config);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("input 'x' has dynamic dims [batch,8]"), std::string::npos)
+      << r.status().message();
+}
+
+TEST(Runtime, RefusesEngineForAnotherDevice) {
+  DynamicNet d;
+  auto engine = build(d, {{Dims{1, 8}, Dims{1, 8}, Dims{1, 8}}});
+  ASSERT_TRUE(engine.ok());
+  plan::EngineModel m = (*engine)->data()->model;
+  m.device = "cuda";
+  m.device_arch = "sm_90";
+  auto bytes = plan::serialize_engine(m);
+  Logger logger(Logger::Severity::kError);
+  auto r = Runtime(logger).deserialize(bytes.data(), bytes.size());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), ErrorCode::kDeviceMismatch);
+  EXPECT_NE(r.status().message().find("sm_90"), std::string::npos) << r.status().message();
+}
+
+}  // namespace kiln
