@@ -8,6 +8,7 @@
 #include "kiln/kiln.h"
 #include "ops/op.h"
 #include "runtime/engine_data.h"
+#include "runtime/executor.h"
 #include "runtime/shape_eval.h"
 
 namespace kiln {
@@ -251,68 +252,6 @@ Status ExecutionContext::set_tensor_address(const std::string& name, void* data)
   return Status();
 }
 
-namespace {
-
-// Runs the planned graph. Inputs are views of caller memory; activations are
-// placed in the arena where the plan reserved room, else allocated.
-Status run_graph(const EngineData& e, const std::map<std::string, Tensor>& inputs, uint8_t* arena,
-                 std::map<std::string, Tensor>& outputs, int num_threads) {
-  const ir::Graph& g = *e.model.graph;
-  std::unordered_map<const ir::Value*, Tensor> env;
-  for (ir::Value* in : g.inputs) env[in] = inputs.at(in->name);
-  // Last use of each value, to release heap buffers early.
-  std::unordered_map<const ir::Value*, size_t> last_use;
-  const auto& nodes = g.nodes();
-  for (size_t i = 0; i < nodes.size(); ++i)
-    for (ir::Value* in : nodes[i]->inputs)
-      if (in) last_use[in] = i;
-  for (size_t i = 0; i < nodes.size(); ++i) {
-    const ir::Node& node = *nodes[i];
-    std::vector<const Tensor*> ins;
-    for (ir::Value* in : node.inputs) {
-      if (!in) {
-        ins.push_back(nullptr);
-        continue;
-      }
-      if (in->initializer) {
-        ins.push_back(in->initializer.get());
-        continue;
-      }
-      auto it = env.find(in);
-      if (it == env.end())
-        return Status(ErrorCode::kInternal, "node " + node.describe() + " input '" + in->name + "' was not computed");
-      ins.push_back(&it->second);
-    }
-    auto alloc = [&](size_t k, DataType dt, const Dims& dims) -> Tensor {
-      const ir::Value* v = node.outputs[k];
-      auto slot = e.model.memory.slots.find(v->name);
-      uint64_t need = static_cast<uint64_t>(dims_volume(dims)) * dtype_size(dt);
-      if (arena && slot != e.model.memory.slots.end() && need <= slot->second.size)
-        return Tensor::view(dt, dims, arena + slot->second.offset);
-      return Tensor::empty(dt, dims);
-    };
-    std::vector<Tensor> outs;
-    KILN_RETURN_IF_ERROR(ops::run_node(node, ins, outs, nullptr, num_threads, alloc));
-    for (size_t k = 0; k < node.outputs.size(); ++k)
-      if (node.outputs[k]) env[node.outputs[k]] = std::move(outs[k]);
-    for (ir::Value* in : node.inputs) {
-      if (in && !in->initializer && last_use[in] == i && !g.is_output(in)) env.erase(in);
-    }
-  }
-  for (ir::Value* o : g.outputs) {
-    if (o->initializer) {
-      outputs[o->name] = *o->initializer;
-      continue;
-    }
-    auto it = env.find(o);
-    if (it == env.end()) return Status(ErrorCode::kInternal, "output '" + o->name + "' was not computed");
-    outputs[o->name] = it->second;
-  }
-  return Status();
-}
-
-}  // namespace
-
 Status ExecutionContext::execute() {
   const EngineData& e = *engine_->data();
   std::map<std::string, Tensor> inputs;
@@ -339,7 +278,15 @@ Status ExecutionContext::execute() {
   }
   std::map<std::string, Tensor> outputs;
   try {
-    KILN_RETURN_IF_ERROR(run_graph(e, inputs, state_->arena.get(), outputs, state_->num_threads));
+    const ir::Graph& g = *e.model.graph;
+    std::vector<Tensor> ins, outs;
+    for (ir::Value* v : g.inputs) ins.push_back(inputs.at(v->name));
+    ExecOptions opts;
+    opts.arena = state_->arena.get();
+    opts.memory = &e.model.memory;
+    opts.num_threads = state_->num_threads;
+    KILN_RETURN_IF_ERROR(execute_graph(g, ins, nullptr, opts, outs));
+    for (size_t i = 0; i < g.outputs.size(); ++i) outputs[g.outputs[i]->name] = std::move(outs[i]);
   } catch (const std::bad_alloc&) {
     return Status(ErrorCode::kOutOfMemory, "out of host memory while executing");
   }

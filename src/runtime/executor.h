@@ -1,0 +1,39 @@
+// The executor: walks a planned graph in order and runs each node's kernel.
+// Subgraphs (If/Loop/Scan bodies) run through the same code with a scope chain
+// that resolves outer-scope names.
+#pragma once
+
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "ir/graph.h"
+#include "plan/memory_plan.h"
+
+namespace kiln {
+
+/// Name -> tensor bindings visible to a (sub)graph, chained to the enclosing scope.
+struct Scope {
+  const Scope* parent = nullptr;
+  std::unordered_map<std::string, const Tensor*> names;
+  const Tensor* find(const std::string& n) const {
+    for (const Scope* s = this; s; s = s->parent) {
+      auto it = s->names.find(n);
+      if (it != s->names.end()) return it->second;
+    }
+    return nullptr;
+  }
+};
+
+struct ExecOptions {
+  uint8_t* arena = nullptr;                 ///< top-level graph only
+  const plan::MemoryPlan* memory = nullptr; ///< slots into the arena
+  int num_threads = 1;
+};
+
+/// Runs `g` with `inputs` in the order of g.inputs; fills `outputs` in the order of g.outputs.
+/// Values the graph reads but does not define are looked up in `outer`.
+Status execute_graph(const ir::Graph& g, const std::vector<Tensor>& inputs, const Scope* outer,
+                     const ExecOptions& opts, std::vector<Tensor>& outputs);
+
+}  // namespace kiln
