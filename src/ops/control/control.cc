@@ -1,6 +1,7 @@
 // Control flow: If, Loop and Scan run their body graphs through the executor's
 // subgraph runner; bodies may read outer-scope values by name.
 #include <cstring>
+#include <map>
 
 #include "ops/common.h"
 
@@ -26,6 +27,48 @@ bool scalar_true(const Tensor& t) { return t.numel() > 0 && t.get_as_double(0) !
 TensorType body_output_type(const ir::Graph& body, size_t i) {
   const ir::Value* v = body.outputs[i];
   return TensorType{v->dtype, v->shape};
+}
+
+// Body output dtypes, inferred through the body when its outputs are not
+// declared (function bodies often omit value types). Outer-scope values are
+// seen as untyped; ops that forward an input's dtype still resolve.
+std::vector<DataType> body_output_dtypes(const ir::Graph& body, const std::vector<TensorType>& inputs) {
+  std::map<const ir::Value*, TensorType> types;
+  for (size_t i = 0; i < body.inputs.size(); ++i) {
+    TensorType t{body.inputs[i]->dtype, body.inputs[i]->shape};
+    if (i < inputs.size() && inputs[i].dtype != DataType::kUndefined) t = inputs[i];
+    types[body.inputs[i]] = t;
+  }
+  for (auto& [name, v] : body.values())
+    if (v->initializer) types[v.get()] = {v->initializer->dtype(), shape_from_dims(v->initializer->dims())};
+  for (auto& n : body.nodes()) {
+    std::vector<TensorType> ins;
+    std::vector<const Tensor*> vals;
+    for (ir::Value* in : n->inputs) {
+      TensorType t;
+      if (in) {
+        auto it = types.find(in);
+        t = it != types.end() ? it->second : TensorType{in->dtype, in->shape};
+      }
+      ins.push_back(t);
+      vals.push_back(in && in->initializer ? in->initializer.get() : nullptr);
+    }
+    auto r = infer_node(*n, ins, vals);
+    for (size_t i = 0; i < n->outputs.size(); ++i) {
+      if (!n->outputs[i]) continue;
+      TensorType t{n->outputs[i]->dtype, n->outputs[i]->shape};
+      if (r.ok() && i < r->size() && (*r)[i].dtype != DataType::kUndefined) t = (*r)[i];
+      types[n->outputs[i]] = t;
+    }
+  }
+  std::vector<DataType> out;
+  for (ir::Value* o : body.outputs) {
+    auto it = types.find(o);
+    out.push_back(o->dtype != DataType::kUndefined ? o->dtype
+                  : it != types.end()              ? it->second.dtype
+                                                   : DataType::kUndefined);
+  }
+  return out;
 }
 
 // ------------------------------------------------------------------ If
@@ -76,15 +119,13 @@ Status infer_loop(InferContext& ctx) {
   if (body->outputs.size() < n + 1) return ctx.error("body has too few outputs");
   size_t k = body->outputs.size() - 1 - n;
   if (ctx.num_outputs() > n + k) return ctx.error("node has more outputs than the body provides");
+  std::vector<TensorType> body_in{{DataType::kInt64, Shape{}}, {DataType::kBool, Shape{}}};
+  for (size_t i = 0; i < n; ++i) body_in.push_back(ctx.input(2 + i));
+  std::vector<DataType> dts = body_output_dtypes(*body, body_in);
   for (size_t i = 0; i < ctx.num_outputs(); ++i) {
-    if (i < n) {
-      TensorType t = body_output_type(*body, 1 + i);
-      DataType dt = ctx.input_dtype(2 + i) != DataType::kUndefined ? ctx.input_dtype(2 + i) : t.dtype;
-      ctx.set_output(i, dt, std::nullopt);
-    } else {
-      TensorType t = body_output_type(*body, 1 + i);
-      ctx.set_output(i, t.dtype, std::nullopt);
-    }
+    DataType dt = i < n && ctx.input_dtype(2 + i) != DataType::kUndefined ? ctx.input_dtype(2 + i) : dts[1 + i];
+    if (dt == DataType::kUndefined) return ctx.unsupported("cannot infer the dtype of output " + std::to_string(i));
+    ctx.set_output(i, dt, std::nullopt);
   }
   return Status();
 }
@@ -163,8 +204,16 @@ Status infer_scan(InferContext& ctx) {
   size_t n = ctx.num_inputs() - static_cast<size_t>(m);
   if (body->inputs.size() != ctx.num_inputs()) return ctx.error("body input count differs from the node's");
   if (body->outputs.size() < n) return ctx.error("body has too few outputs");
+  std::vector<TensorType> body_in;
+  for (size_t i = 0; i < ctx.num_inputs(); ++i) {
+    TensorType t = ctx.input(i);
+    if (i >= n && t.shape && !t.shape->empty()) t.shape->erase(t.shape->begin());  // one slice
+    body_in.push_back(t);
+  }
+  std::vector<DataType> dts = body_output_dtypes(*body, body_in);
   for (size_t i = 0; i < ctx.num_outputs() && i < body->outputs.size(); ++i) {
-    DataType dt = i < n ? ctx.input_dtype(i) : body->outputs[i]->dtype;
+    DataType dt = i < n ? ctx.input_dtype(i) : dts[i];
+    if (dt == DataType::kUndefined) return ctx.unsupported("cannot infer the dtype of output " + std::to_string(i));
     ctx.set_output(i, dt, std::nullopt);
   }
   return Status();
