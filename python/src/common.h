@@ -1,0 +1,98 @@
+// Shared pieces of the Python bindings: Status -> exception, array <-> Tensor.
+#pragma once
+
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+
+#include <string>
+#include <utility>
+
+#include "kiln/kiln.h"
+
+namespace kiln::py {
+
+namespace nb = nanobind;
+
+/// Carries a failed Status out of a binding; the translator raises the kiln
+/// exception class that matches its code, with the same message.
+struct StatusError {
+  Status status;
+};
+
+[[noreturn]] inline void raise(ErrorCode code, std::string message) {
+  throw StatusError{Status(code, std::move(message))};
+}
+
+inline void check(const Status& s) {
+  if (!s.ok()) throw StatusError{s};
+}
+
+template <typename T>
+T unwrap(Result<T>&& r) {
+  if (!r.ok()) throw StatusError{r.status()};
+  return std::move(r).value();
+}
+
+/// Host memory seen through DLPack / the buffer protocol / __array_interface__,
+/// kept alive by `array` while `tensor` views it.
+struct HostArray {
+  nb::object keep;          ///< the object whose memory `tensor` views
+  nb::ndarray<> array;      ///< the imported array (holds its producer alive)
+  Tensor tensor;            ///< a view: dtype, dims and data of the array
+};
+
+/// Imports `obj` (numpy array, DLPack tensor, object with __array_interface__)
+/// as a C-contiguous host array without copying when it already is one.
+/// Raises UnsupportedError naming `what` for CUDA memory (no CUDA backend yet)
+/// and InvalidArgumentError for anything that is not an array.
+HostArray host_array(nb::handle obj, const std::string& what, bool writable);
+
+/// True when `obj` looks like an array (DLPack, buffer, array interfaces).
+bool is_array_like(nb::handle obj);
+
+/// A numpy array owning `t` (no copy).
+nb::object to_numpy(Tensor t);
+
+/// A numpy dtype for a kiln DataType (ml_dtypes.bfloat16 for bfloat16).
+nb::object numpy_dtype(DataType t);
+
+/// Weights for a layer: `obj` as a host tensor; floating-point weights are cast
+/// to `float_target` when it is a float type and differs (numpy's default
+/// float64 would not match a float32 network).
+HostArray weights_array(nb::handle obj, const std::string& what, DataType float_target);
+
+/// Reads a bytes-like object without copying.
+class BufferView {
+ public:
+  explicit BufferView(nb::handle obj, const char* what);
+  ~BufferView();
+  BufferView(const BufferView&) = delete;
+  BufferView& operator=(const BufferView&) = delete;
+  const void* data() const { return view_.buf; }
+  size_t size() const { return static_cast<size_t>(view_.len); }
+
+ private:
+  Py_buffer view_{};
+};
+
+/// Bytes of a serialized engine as a `kiln.SerializedEngine` (a bytes subclass
+/// that also works in a `with` statement, like TensorRT's IHostMemory).
+nb::object serialized_engine_bytes(const std::vector<uint8_t>& data);
+/// The kiln.SerializedEngine class (set up by register_types).
+nb::handle serialized_engine_type();
+
+/// Adds __enter__/__exit__ so objects can be used in `with` as in TensorRT.
+template <typename Class>
+void add_context_manager(Class& cls) {
+  cls.def("__enter__", [](nb::handle self) { return nb::borrow(self); });
+  cls.def("__exit__", [](nb::handle, nb::args) { return false; });
+}
+
+void register_errors(nb::module_& m);
+void register_types(nb::module_& m);
+void register_logger(nb::module_& m);
+void register_network(nb::module_& m);
+void register_builder(nb::module_& m);
+void register_runtime(nb::module_& m);
+
+}  // namespace kiln::py

@@ -1,0 +1,115 @@
+// Variadic broadcasting reductions over inputs: Max, Min, Sum, Mean
+// (one or more inputs; y = x0 op x1 op ... folded left to right).
+#include <cmath>
+#include <cstring>
+
+#include "ops/binary/binary.h"
+
+namespace kiln::ops {
+namespace {
+
+// NaN propagates, as numpy's maximum/minimum do.
+struct Max {
+  static constexpr uint32_t kTypes = kTypesNumeric;
+  static constexpr bool kBoolOut = false;
+  template <class C> C operator()(C a, C b) const {
+    if constexpr (std::is_floating_point_v<C>)
+      if (std::isnan(a) || std::isnan(b)) return a + b;
+    return a < b ? b : a;
+  }
+};
+
+struct Min {
+  static constexpr uint32_t kTypes = kTypesNumeric;
+  static constexpr bool kBoolOut = false;
+  template <class C> C operator()(C a, C b) const {
+    if constexpr (std::is_floating_point_v<C>)
+      if (std::isnan(a) || std::isnan(b)) return a + b;
+    return b < a ? b : a;
+  }
+};
+
+struct Sum {
+  static constexpr uint32_t kTypes = kTypesNumeric;
+  static constexpr bool kBoolOut = false;
+  template <class C> C operator()(C a, C b) const { return wrap_add(a, b); }
+};
+
+struct Mean : Sum {
+  static constexpr uint32_t kTypes = kTypesFloat;
+};
+
+template <class Op> Status infer_variadic(InferContext& ctx) {
+  if (ctx.num_inputs() == 0) return ctx.error("expects at least one input");
+  std::vector<size_t> all;
+  for (size_t i = 0; i < ctx.num_inputs(); ++i) {
+    if (!ctx.has_input(i)) return ctx.error("input " + std::to_string(i) + " is missing");
+    all.push_back(i);
+  }
+  KILN_RETURN_IF_ERROR(check_input_dtype(ctx, 0, Op::kTypes));
+  KILN_RETURN_IF_ERROR(check_same_dtypes(ctx, 0, ctx.num_inputs()));
+  std::optional<Shape> shape;
+  KILN_RETURN_IF_ERROR(infer_broadcast_shape(ctx, all, shape));
+  ctx.set_output(0, ctx.input_dtype(0), std::move(shape));
+  return Status();
+}
+
+template <class Op, bool kFast> Status variadic_kernel(KernelContext& ctx) {
+  std::vector<const Tensor*> ins;
+  for (size_t i = 0; i < ctx.num_inputs(); ++i) {
+    if (!ctx.has_input(i)) return ctx.error("input " + std::to_string(i) + " is missing");
+    ins.push_back(&ctx.input(i));
+    if (ins.back()->dtype() != ins[0]->dtype()) return ctx.error("inputs must share one dtype");
+  }
+  if (ins.empty()) return ctx.error("expects at least one input");
+  Tensor& y = ctx.output(0);
+  if (y.dtype() != ins[0]->dtype()) return ctx.error("output dtype does not match the inputs", ErrorCode::kInternal);
+  KILN_RETURN_IF_ERROR(check_broadcast_to(ctx, ins, y));
+  const Op op;
+  KILN_DISPATCH_NUMERIC(ins[0]->dtype(), T, {
+    if constexpr (type_in_set<T>(Op::kTypes)) {
+      using C = compute_t<T>;
+      auto f = [&op](T x, T z) { return T(op(static_cast<C>(x), static_cast<C>(z))); };
+      // Fold left to right; from the second step the running result is the
+      // left operand, already of the output's dims, so it is read in place.
+      if (ins.size() == 1) {
+        if (y.nbytes()) std::memcpy(y.data(), ins[0]->data(), y.nbytes());
+      } else {
+        for (size_t k = 1; k < ins.size(); ++k) {
+          const Tensor& left = k == 1 ? *ins[0] : y;
+          if constexpr (kFast) binary_fast_loop<T, T, T>(left, *ins[k], y, f);
+          else binary_ref_loop<T, T, T>(left, *ins[k], y, f);
+        }
+      }
+      if constexpr (std::is_same_v<Op, Mean>) {
+        T* py = y.data_as<T>();
+        const C n = static_cast<C>(ins.size());
+        for (int64_t i = 0; i < y.numel(); ++i) py[i] = T(static_cast<C>(py[i]) / n);
+      }
+    } else {
+      return ctx.error(std::string("dtype ") + dtype_name(ins[0]->dtype()) + " is not supported",
+                       ErrorCode::kUnsupported);
+    }
+  });
+  return Status();
+}
+
+template <class Op> OpDef variadic_op_def(const char* name) {
+  OpDef d;
+  d.name = name;
+  d.infer = infer_variadic<Op>;
+  d.ref = variadic_kernel<Op, false>;
+  d.fast.push_back({kEltwiseKernel, variadic_kernel<Op, true>, nullptr});
+  return d;
+}
+
+}  // namespace
+
+void register_variadic_ops(OpRegistry& r) {
+  r.add(variadic_op_def<Max>("Max"));
+  r.add(variadic_op_def<Min>("Min"));
+  r.add(variadic_op_def<Sum>("Sum"));
+  r.add(variadic_op_def<Mean>("Mean"));
+}
+
+}  // namespace kiln::ops

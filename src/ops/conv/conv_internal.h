@@ -1,0 +1,61 @@
+// Shared by the conv family: validated concrete geometry and the kernels that
+// conv.cc registers.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ops/common.h"
+#include "ops/conv/window.h"
+
+namespace kiln::ops::conv {
+
+/// Concrete, validated geometry of one Conv / ConvInteger node on given inputs.
+struct ConvShape {
+  int64_t n = 0, c = 0, m = 0, group = 1;
+  window::WindowAttrs attrs;
+  window::Geometry geo;
+  int64_t in_count = 1;   ///< input spatial volume
+  int64_t out_count = 1;  ///< output spatial volume
+  int64_t k_count = 1;    ///< kernel spatial volume
+  Dims out_dims() const;  ///< [N, M, out...]
+};
+
+/// Validates X [N, C, D...], W [M, C/group, k...] and optional bias [M]; the
+/// error message does not name the node (callers add it).
+Result<ConvShape> conv_shape(const ir::Attributes& attrs, const Dims& x, const Dims& w, const Dims* bias);
+
+/// Symbolic Conv / ConvInteger output for inference (`bias_input`: input 2 is a bias).
+Status infer_conv_output(InferContext& ctx, DataType out_dtype, bool bias_input);
+
+/// Concrete geometry of ConvTranspose: X [N, C, D...], W [C, M/group, k...].
+struct ConvTransposeShape {
+  int64_t n = 0, c = 0, m = 0, group = 1;
+  window::WindowAttrs attrs;
+  Dims in, out;  ///< spatial sizes
+  std::vector<int64_t> pad_begin;
+  int64_t in_count = 1, out_count = 1, k_count = 1;
+  Dims out_dims() const;
+};
+Result<ConvTransposeShape> conv_transpose_shape(const ir::Attributes& attrs, const Dims& x, const Dims& w,
+                                                const Dims* bias);
+
+Status infer_conv(InferContext& ctx);
+Status ref_conv(KernelContext& ctx);
+Status infer_conv_transpose(InferContext& ctx);
+Status ref_conv_transpose(KernelContext& ctx);
+Status infer_conv_integer(InferContext& ctx);
+Status ref_conv_integer(KernelContext& ctx);
+
+Status cpu_im2col_gemm(KernelContext& ctx);
+bool applies_im2col_gemm(const ir::Node& node, const std::vector<TensorType>& inputs);
+Status cpu_gemm_col2im(KernelContext& ctx);
+bool applies_gemm_col2im(const ir::Node& node, const std::vector<TensorType>& inputs);
+
+#ifdef KILN_HAVE_DNNL
+Status onednn_conv(KernelContext& ctx);
+bool applies_onednn_conv(const ir::Node& node, const std::vector<TensorType>& inputs);
+#endif
+
+}  // namespace kiln::ops::conv

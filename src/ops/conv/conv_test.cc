@@ -1,0 +1,358 @@
+#include <cmath>
+
+#include "harness/op_harness.h"
+
+namespace kiln::test {
+namespace {
+
+using ir::Attribute;
+
+struct Conv2d {
+  int64_t n = 1, c = 3, h = 9, w = 8, m = 4, kh = 3, kw = 3, group = 1;
+  std::vector<int64_t> strides{1, 1}, dilations{1, 1}, pads{0, 0, 0, 0};
+};
+
+// Direct 2-D convolution in double, written independently of the kernels.
+Tensor naive_conv2d(const Conv2d& p, const Tensor& x, const Tensor& w, const Tensor* b) {
+  const int64_t ekh = (p.kh - 1) * p.dilations[0] + 1, ekw = (p.kw - 1) * p.dilations[1] + 1;
+  const int64_t oh = (p.h + p.pads[0] + p.pads[2] - ekh) / p.strides[0] + 1;
+  const int64_t ow = (p.w + p.pads[1] + p.pads[3] - ekw) / p.strides[1] + 1;
+  const int64_t cg = p.c / p.group, mg = p.m / p.group;
+  Tensor y = Tensor::zeros(DataType::kFloat32, {p.n, p.m, oh, ow});
+  for (int64_t n = 0; n < p.n; ++n)
+    for (int64_t m = 0; m < p.m; ++m)
+      for (int64_t i = 0; i < oh; ++i)
+        for (int64_t j = 0; j < ow; ++j) {
+          double s = b ? b->get_as_double(m) : 0;
+          for (int64_t c = 0; c < cg; ++c)
+            for (int64_t a = 0; a < p.kh; ++a)
+              for (int64_t e = 0; e < p.kw; ++e) {
+                int64_t ih = i * p.strides[0] - p.pads[0] + a * p.dilations[0];
+                int64_t iw = j * p.strides[1] - p.pads[1] + e * p.dilations[1];
+                if (ih < 0 || ih >= p.h || iw < 0 || iw >= p.w) continue;
+                int64_t ci = (m / mg) * cg + c;
+                s += x.get_as_double(((n * p.c + ci) * p.h + ih) * p.w + iw) *
+                     w.get_as_double(((m * cg + c) * p.kh + a) * p.kw + e);
+              }
+          y.set_from_double(((n * p.m + m) * oh + i) * ow + j, s);
+        }
+  return y;
+}
+
+OpCase make_conv(const Conv2d& p, bool bias, unsigned seed = 1) {
+  OpCase c("Conv", 22);
+  c.seed(seed);
+  c.attr("strides", Attribute::from_ints(p.strides)).attr("dilations", Attribute::from_ints(p.dilations));
+  c.attr("pads", Attribute::from_ints(p.pads)).attr("group", Attribute::from_int(p.group));
+  c.input(DataType::kFloat32, {p.n, p.c, p.h, p.w}).input(DataType::kFloat32, {p.m, p.c / p.group, p.kh, p.kw});
+  if (bias) c.input(DataType::kFloat32, {p.m});
+  return c;
+}
+
+TEST(Conv, BasicWithPaddingHandChecked) {
+  std::vector<float> xs(25);
+  for (int i = 0; i < 25; ++i) xs[i] = static_cast<float>(i);
+  OpCase c("Conv", 11);
+  c.attr("kernel_shape", Attribute::from_ints({3, 3})).attr("pads", Attribute::from_ints({1, 1, 1, 1}));
+  c.input(Tensor::from_vector<float>(DataType::kFloat32, {1, 1, 5, 5}, xs));
+  c.input(Tensor::from_vector<float>(DataType::kFloat32, {1, 1, 3, 3}, std::vector<float>(9, 1.f)));
+  auto out = c.run();
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  std::vector<float> want = {12, 21, 27, 33, 24, 33, 54, 63, 72, 51, 63, 99, 108, 117, 81,
+                             93, 144, 153, 162, 111, 72, 111, 117, 123, 84};
+  EXPECT_TRUE(tensors_close((*out)[0], Tensor::from_vector<float>(DataType::kFloat32, {1, 1, 5, 5}, want), 0, 0));
+  EXPECT_GE(c.expect_all_kernels_match(1e-6, 1e-5), 1);
+}
+
+TEST(Conv, RandomCasesMatchNaiveAndFastKernels) {
+  std::vector<Conv2d> cases;
+  cases.push_back({});
+  {
+    Conv2d p;
+    p.strides = {2, 2};
+    p.pads = {1, 0, 1, 2};
+    cases.push_back(p);
+  }
+  {
+    Conv2d p;
+    p.c = 6, p.m = 4, p.group = 2, p.dilations = {2, 1}, p.pads = {2, 1, 2, 1};
+    cases.push_back(p);
+  }
+  {
+    Conv2d p;  // depthwise
+    p.c = 5, p.m = 5, p.group = 5, p.h = 11, p.w = 13, p.pads = {1, 1, 1, 1}, p.strides = {2, 1};
+    cases.push_back(p);
+  }
+  {
+    Conv2d p;  // depthwise with multiplier 2
+    p.c = 3, p.m = 6, p.group = 3, p.pads = {1, 1, 1, 1};
+    cases.push_back(p);
+  }
+  {
+    Conv2d p;  // pointwise, batch 2
+    p.n = 2, p.c = 17, p.m = 33, p.kh = 1, p.kw = 1, p.h = 7, p.w = 5;
+    cases.push_back(p);
+  }
+  {
+    Conv2d p;  // bigger, odd sizes
+    p.c = 19, p.m = 37, p.h = 23, p.w = 29, p.kh = 5, p.kw = 3, p.pads = {2, 1, 2, 1}, p.strides = {1, 2};
+    cases.push_back(p);
+  }
+  {
+    Conv2d p;  // stem-like
+    p.c = 3, p.m = 16, p.h = 32, p.w = 32, p.kh = 7, p.kw = 7, p.strides = {2, 2}, p.pads = {3, 3, 3, 3};
+    cases.push_back(p);
+  }
+  for (size_t i = 0; i < cases.size(); ++i) {
+    for (bool bias : {false, true}) {
+      OpCase c = make_conv(cases[i], bias, static_cast<unsigned>(i + 1));
+      auto out = c.run();
+      ASSERT_TRUE(out.ok()) << out.status().to_string();
+      Tensor want = naive_conv2d(cases[i], *c.inputs()[0], *c.inputs()[1], bias ? &*c.inputs()[2] : nullptr);
+      EXPECT_TRUE(tensors_close((*out)[0], want, 1e-5, 1e-5)) << "case " << i;
+      EXPECT_GE(c.expect_all_kernels_match(1e-4, 1e-4), 1) << "case " << i;
+    }
+  }
+}
+
+TEST(Conv, OneAndThreeDimsAgreeWithTwoD) {
+  // A 1-D conv is the 2-D conv with H = 1; a 3-D conv with depth 1 and a 1-deep kernel likewise.
+  Conv2d p;
+  p.h = 1, p.kh = 1, p.w = 17, p.kw = 4, p.strides = {1, 3}, p.dilations = {1, 2}, p.pads = {0, 2, 0, 1};
+  OpCase c1("Conv", 22);
+  c1.attr("strides", Attribute::from_ints({3})).attr("dilations", Attribute::from_ints({2}));
+  c1.attr("pads", Attribute::from_ints({2, 1}));
+  c1.input(DataType::kFloat32, {1, 3, 17}).input(DataType::kFloat32, {4, 3, 4}).input(DataType::kFloat32, {4});
+  auto o1 = c1.run();
+  ASSERT_TRUE(o1.ok()) << o1.status().to_string();
+  Tensor x = c1.inputs()[0]->reshaped({1, 3, 1, 17}), w = c1.inputs()[1]->reshaped({4, 3, 1, 4});
+  Tensor want = naive_conv2d(p, x, w, &*c1.inputs()[2]);
+  EXPECT_TRUE(tensors_close((*o1)[0], want.reshaped({1, 4, want.dim(3)}), 1e-5, 1e-5));
+  EXPECT_GE(c1.expect_all_kernels_match(1e-5, 1e-5), 1);
+
+  Conv2d q;
+  q.c = 4, q.m = 6, q.h = 6, q.w = 7, q.group = 2, q.pads = {1, 1, 1, 1};
+  OpCase c3("Conv", 22);
+  c3.attr("group", Attribute::from_int(2)).attr("pads", Attribute::from_ints({0, 1, 1, 0, 1, 1}));
+  c3.input(DataType::kFloat32, {1, 4, 1, 6, 7}).input(DataType::kFloat32, {6, 2, 1, 3, 3});
+  auto o3 = c3.run();
+  ASSERT_TRUE(o3.ok()) << o3.status().to_string();
+  Tensor want3 = naive_conv2d(q, c3.inputs()[0]->reshaped({1, 4, 6, 7}), c3.inputs()[1]->reshaped({6, 2, 3, 3}), nullptr);
+  EXPECT_TRUE(tensors_close((*o3)[0], want3.reshaped({1, 6, 1, 6, 7}), 1e-5, 1e-5));
+  EXPECT_GE(c3.expect_all_kernels_match(1e-5, 1e-5), 1);
+}
+
+TEST(Conv, ThreeDFastKernelsMatchRef) {
+  OpCase c("Conv", 22);
+  c.attr("strides", Attribute::from_ints({1, 2, 1})).attr("pads", Attribute::from_ints({1, 0, 1, 1, 1, 0}));
+  c.attr("dilations", Attribute::from_ints({2, 1, 1}));
+  c.input(DataType::kFloat32, {2, 3, 7, 8, 6}).input(DataType::kFloat32, {5, 3, 2, 3, 3}).input(DataType::kFloat32, {5});
+  EXPECT_GE(c.expect_all_kernels_match(1e-4, 1e-4), 1);
+}
+
+TEST(Conv, AutoPadShapes) {
+  struct A {
+    const char* pad;
+    int64_t stride;
+    Dims out;
+  };
+  for (const A& a : std::vector<A>{{"SAME_UPPER", 2, {1, 2, 4, 3}}, {"SAME_LOWER", 2, {1, 2, 4, 3}},
+                                   {"VALID", 2, {1, 2, 3, 2}}, {"SAME_UPPER", 1, {1, 2, 7, 6}}}) {
+    OpCase c("Conv", 22);
+    c.attr("auto_pad", Attribute::from_string(a.pad)).attr("strides", Attribute::from_ints({a.stride, a.stride}));
+    c.input(DataType::kFloat32, {1, 3, 7, 6}).input(DataType::kFloat32, {2, 3, 3, 3});
+    auto out = c.run();
+    ASSERT_TRUE(out.ok()) << out.status().to_string();
+    EXPECT_EQ((*out)[0].dims(), a.out) << a.pad;
+    EXPECT_GE(c.expect_all_kernels_match(1e-5, 1e-5), 1) << a.pad;
+  }
+  // SAME_LOWER puts the extra padding first: compare with explicit pads.
+  OpCase lower("Conv", 22), explicit_pads("Conv", 22);
+  lower.attr("auto_pad", Attribute::from_string("SAME_LOWER")).attr("strides", Attribute::from_ints({2, 2}));
+  explicit_pads.attr("pads", Attribute::from_ints({1, 1, 1, 1})).attr("strides", Attribute::from_ints({2, 2}));
+  for (OpCase* c : {&lower, &explicit_pads}) c->input(DataType::kFloat32, {1, 1, 6, 6}).input(DataType::kFloat32, {1, 1, 3, 3});
+  auto lo = lower.run(), ex = explicit_pads.run();
+  ASSERT_TRUE(lo.ok() && ex.ok());
+  // total pad 1 per dim: SAME_LOWER = (1, 0), so it differs from (1, 1) only in shape, not the first window.
+  EXPECT_EQ((*lo)[0].dims(), (Dims{1, 1, 3, 3}));
+  EXPECT_EQ((*lo)[0].get_as_double(0), (*ex)[0].get_as_double(0));
+}
+
+TEST(Conv, OtherFloatDtypes) {
+  for (DataType t : {DataType::kFloat64, DataType::kFloat16}) {
+    OpCase c("Conv", 22);
+    c.attr("pads", Attribute::from_ints({1, 1, 1, 1}));
+    c.input(t, {1, 2, 5, 5}).input(t, {3, 2, 3, 3});
+    auto out = c.run();
+    ASSERT_TRUE(out.ok()) << out.status().to_string();
+    Conv2d p;
+    p.c = 2, p.m = 3, p.h = 5, p.w = 5, p.pads = {1, 1, 1, 1};
+    Tensor want = naive_conv2d(p, *c.inputs()[0], *c.inputs()[1], nullptr);
+    for (int64_t i = 0; i < want.numel(); ++i)
+      EXPECT_NEAR((*out)[0].get_as_double(i), want.get_as_double(i), t == DataType::kFloat16 ? 1e-2 : 1e-6);
+  }
+}
+
+TEST(Conv, ErrorsAreClear) {
+  OpCase ch("Conv", 22);
+  ch.input(DataType::kFloat32, {1, 3, 5, 5}).input(DataType::kFloat32, {2, 4, 3, 3});
+  auto e1 = ch.run();
+  ASSERT_FALSE(e1.ok());
+  EXPECT_NE(e1.status().message().find("channels"), std::string::npos) << e1.status().message();
+  OpCase rank("Conv", 22);
+  rank.input(DataType::kFloat32, {1, 3, 5, 5}).input(DataType::kFloat32, {2, 3, 3});
+  EXPECT_FALSE(rank.run().ok());
+  OpCase big("Conv", 22);
+  big.input(DataType::kFloat32, {1, 1, 2, 2}).input(DataType::kFloat32, {1, 1, 3, 3});
+  EXPECT_FALSE(big.run().ok());
+  OpCase ks("Conv", 22);
+  ks.attr("kernel_shape", Attribute::from_ints({3}));
+  ks.input(DataType::kFloat32, {1, 1, 5, 5}).input(DataType::kFloat32, {1, 1, 3, 3});
+  EXPECT_FALSE(ks.run().ok());
+  OpCase st("Conv", 22);
+  st.attr("strides", Attribute::from_ints({0, 1}));
+  st.input(DataType::kFloat32, {1, 1, 5, 5}).input(DataType::kFloat32, {1, 1, 3, 3});
+  EXPECT_FALSE(st.run().ok());
+  OpCase bias("Conv", 22);
+  bias.input(DataType::kFloat32, {1, 1, 5, 5}).input(DataType::kFloat32, {2, 1, 3, 3}).input(DataType::kFloat32, {3});
+  EXPECT_FALSE(bias.run().ok());
+  OpCase grp("Conv", 22);
+  grp.attr("group", Attribute::from_int(2));
+  grp.input(DataType::kFloat32, {1, 4, 5, 5}).input(DataType::kFloat32, {3, 2, 3, 3});
+  EXPECT_FALSE(grp.run().ok());
+}
+
+TEST(Conv, EmptyBatch) {
+  OpCase c("Conv", 22);
+  c.input(DataType::kFloat32, {0, 2, 5, 5}).input(DataType::kFloat32, {3, 2, 3, 3});
+  auto out = c.run();
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  EXPECT_EQ((*out)[0].dims(), (Dims{0, 3, 3, 3}));
+  EXPECT_GE(c.expect_all_kernels_match(0, 0), 1);
+}
+
+// ---------------------------------------------------------------- ConvTranspose
+
+TEST(ConvTranspose, HandChecked) {
+  std::vector<float> xs(9);
+  for (int i = 0; i < 9; ++i) xs[i] = static_cast<float>(i);
+  OpCase c("ConvTranspose", 22);
+  c.input(Tensor::from_vector<float>(DataType::kFloat32, {1, 1, 3, 3}, xs));
+  c.input(Tensor::from_vector<float>(DataType::kFloat32, {1, 2, 3, 3}, std::vector<float>(18, 1.f)));
+  auto out = c.run();
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  std::vector<float> plane = {0, 1, 3, 3, 2, 3, 8, 15, 12, 7, 9, 21, 36, 27, 15, 9, 20, 33, 24, 13, 6, 13, 21, 15, 8};
+  std::vector<float> want = plane;
+  want.insert(want.end(), plane.begin(), plane.end());
+  EXPECT_TRUE(tensors_close((*out)[0], Tensor::from_vector<float>(DataType::kFloat32, {1, 2, 5, 5}, want), 0, 0));
+  EXPECT_GE(c.expect_all_kernels_match(1e-6, 1e-5), 1);
+}
+
+double dot(const Tensor& a, const Tensor& b) {
+  double s = 0;
+  for (int64_t i = 0; i < a.numel(); ++i) s += a.get_as_double(i) * b.get_as_double(i);
+  return s;
+}
+
+TEST(ConvTranspose, IsTheAdjointOfConv) {
+  // <Conv(x), y> == <x, ConvTranspose(y)> for the same weights, strides, pads, dilations, groups.
+  struct P {
+    int64_t c, m, h, w, k, stride, dil, pad, group;
+  };
+  for (const P& p : std::vector<P>{{2, 3, 7, 8, 3, 2, 1, 1, 1}, {4, 6, 9, 9, 3, 1, 2, 2, 2}, {3, 3, 10, 7, 2, 3, 1, 0, 3},
+                                   {5, 4, 6, 6, 1, 2, 1, 0, 1}}) {
+    OpCase conv("Conv", 22);
+    conv.attr("strides", Attribute::from_ints({p.stride, p.stride})).attr("dilations", Attribute::from_ints({p.dil, p.dil}));
+    conv.attr("pads", Attribute::from_ints({p.pad, p.pad, p.pad, p.pad})).attr("group", Attribute::from_int(p.group));
+    conv.input(DataType::kFloat32, {2, p.c, p.h, p.w}).input(DataType::kFloat32, {p.m, p.c / p.group, p.k, p.k});
+    auto y = conv.run();
+    ASSERT_TRUE(y.ok()) << y.status().to_string();
+    const Dims yd = (*y)[0].dims();
+    const int64_t ext = (p.k - 1) * p.dil + 1;
+    const int64_t oph = p.h - (p.stride * (yd[2] - 1) + ext - 2 * p.pad);
+    const int64_t opw = p.w - (p.stride * (yd[3] - 1) + ext - 2 * p.pad);
+    std::mt19937 rng(99);
+    Tensor ybar = random_tensor(DataType::kFloat32, yd, rng);
+    OpCase ct("ConvTranspose", 22);
+    ct.attr("strides", Attribute::from_ints({p.stride, p.stride})).attr("dilations", Attribute::from_ints({p.dil, p.dil}));
+    ct.attr("pads", Attribute::from_ints({p.pad, p.pad, p.pad, p.pad})).attr("group", Attribute::from_int(p.group));
+    ct.attr("output_padding", Attribute::from_ints({oph, opw}));
+    ct.input(ybar).input(*conv.inputs()[1]);
+    auto xbar = ct.run();
+    ASSERT_TRUE(xbar.ok()) << xbar.status().to_string();
+    ASSERT_EQ((*xbar)[0].dims(), conv.inputs()[0]->dims());
+    double lhs = dot((*y)[0], ybar), rhs = dot(*conv.inputs()[0], (*xbar)[0]);
+    EXPECT_NEAR(lhs, rhs, 1e-4 * (1 + std::fabs(lhs)));
+    EXPECT_GE(ct.expect_all_kernels_match(1e-4, 1e-4), 1);
+  }
+}
+
+TEST(ConvTranspose, OutputShapeAndAutoPad) {
+  OpCase c("ConvTranspose", 22);
+  c.attr("strides", Attribute::from_ints({3, 2})).attr("output_shape", Attribute::from_ints({10, 8}));
+  c.input(DataType::kFloat32, {1, 1, 3, 3}).input(DataType::kFloat32, {1, 2, 3, 3});
+  auto out = c.run();
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  EXPECT_EQ((*out)[0].dims(), (Dims{1, 2, 10, 8}));
+  EXPECT_GE(c.expect_all_kernels_match(1e-5, 1e-5), 1);
+
+  OpCase s("ConvTranspose", 22);
+  s.attr("strides", Attribute::from_ints({2, 2})).attr("auto_pad", Attribute::from_string("SAME_UPPER"));
+  s.input(DataType::kFloat32, {1, 1, 3, 3}).input(DataType::kFloat32, {1, 2, 3, 3}).input(DataType::kFloat32, {2});
+  auto so = s.run();
+  ASSERT_TRUE(so.ok()) << so.status().to_string();
+  EXPECT_EQ((*so)[0].dims(), (Dims{1, 2, 6, 6}));
+  EXPECT_GE(s.expect_all_kernels_match(1e-5, 1e-5), 1);
+
+  OpCase d3("ConvTranspose", 22);
+  d3.attr("strides", Attribute::from_ints({2, 1, 2})).attr("pads", Attribute::from_ints({1, 0, 0, 0, 1, 1}));
+  d3.attr("group", Attribute::from_int(2));
+  d3.input(DataType::kFloat32, {2, 4, 3, 4, 3}).input(DataType::kFloat32, {4, 3, 3, 2, 3});
+  EXPECT_GE(d3.expect_all_kernels_match(1e-4, 1e-4), 1);
+}
+
+TEST(ConvTranspose, Errors) {
+  OpCase c("ConvTranspose", 22);
+  c.input(DataType::kFloat32, {1, 2, 3, 3}).input(DataType::kFloat32, {3, 2, 3, 3});
+  EXPECT_FALSE(c.run().ok());
+  OpCase op("ConvTranspose", 22);
+  op.attr("output_shape", Attribute::from_ints({10}));
+  op.input(DataType::kFloat32, {1, 1, 3, 3}).input(DataType::kFloat32, {1, 1, 3, 3});
+  EXPECT_FALSE(op.run().ok());
+}
+
+// ---------------------------------------------------------------- ConvInteger
+
+TEST(ConvInteger, MatchesFloatConvOfShiftedValues) {
+  OpCase c("ConvInteger", 10);
+  c.attr("pads", Attribute::from_ints({1, 1, 1, 1}));
+  c.input(DataType::kUInt8, {1, 2, 5, 4}, 0, 255).input(DataType::kUInt8, {3, 2, 2, 2}, 0, 255);
+  c.input(Tensor::from_vector<int>(DataType::kUInt8, {}, {7}));
+  c.input(Tensor::from_vector<int>(DataType::kUInt8, {3}, {1, 2, 3}));
+  auto out = c.run();
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  EXPECT_EQ((*out)[0].dtype(), DataType::kInt32);
+  Tensor xf = Tensor::empty(DataType::kFloat32, c.inputs()[0]->dims());
+  Tensor wf = Tensor::empty(DataType::kFloat32, c.inputs()[1]->dims());
+  for (int64_t i = 0; i < xf.numel(); ++i) xf.set_from_double(i, c.inputs()[0]->get_as_double(i) - 7);
+  for (int64_t i = 0; i < wf.numel(); ++i) wf.set_from_double(i, c.inputs()[1]->get_as_double(i) - (1 + i / 8));
+  Conv2d p;
+  p.c = 2, p.m = 3, p.h = 5, p.w = 4, p.kh = 2, p.kw = 2, p.pads = {1, 1, 1, 1};
+  // Padding contributes zero after subtracting the zero point, so pad the shifted input with 0.
+  Tensor want = naive_conv2d(p, xf, wf, nullptr);
+  ASSERT_EQ((*out)[0].dims(), want.dims());
+  for (int64_t i = 0; i < want.numel(); ++i) EXPECT_EQ((*out)[0].get_as_double(i), want.get_as_double(i)) << i;
+}
+
+TEST(ConvInteger, OnnxExample) {
+  OpCase c("ConvInteger", 10);
+  c.input(Tensor::from_vector<int>(DataType::kUInt8, {1, 1, 3, 3}, {2, 3, 4, 5, 6, 7, 8, 9, 10}));
+  c.input(Tensor::from_vector<int>(DataType::kUInt8, {1, 1, 2, 2}, {1, 1, 1, 1}));
+  c.input(Tensor::from_vector<int>(DataType::kUInt8, {}, {1}));
+  auto out = c.run();
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  EXPECT_TRUE(tensors_close((*out)[0], Tensor::from_vector<int>(DataType::kInt32, {1, 1, 2, 2}, {12, 16, 24, 28}), 0, 0));
+}
+
+}  // namespace
+}  // namespace kiln::test

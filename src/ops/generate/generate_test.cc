@@ -1,0 +1,150 @@
+#include "ops/reshape/movement_test_util.h"
+
+namespace kiln::test {
+namespace {
+
+TEST(GenerateOps, ConstantAttributes) {
+  Tensor v = tensor_of(DataType::kFloat16, {2, 2}, {1, -2, 3.5, 4});
+  OpCase t("Constant", 13);
+  t.attr("value", ir::Attribute::from_tensor(v));
+  auto out = t.run();
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  EXPECT_TRUE(tensors_close((*out)[0], v, 0, 0));
+
+  OpCase f("Constant", 13);
+  f.attr("value_floats", ir::Attribute::from_floats({1.5f, -2.f}));
+  out = f.run();
+  ASSERT_TRUE(out.ok());
+  EXPECT_TRUE(tensors_close((*out)[0], tensor_of(DataType::kFloat32, {2}, {1.5, -2}), 0, 0));
+
+  OpCase i("Constant", 13);
+  i.attr("value_int", ir::Attribute::from_int(-7));
+  out = i.run();
+  ASSERT_TRUE(out.ok());
+  EXPECT_TRUE(tensors_close((*out)[0], scalar(DataType::kInt64, -7), 0, 0));
+
+  OpCase is("Constant", 13);
+  is.attr("value_ints", ir::Attribute::from_ints({}));
+  out = is.run();
+  ASSERT_TRUE(out.ok());
+  EXPECT_EQ((*out)[0].dims(), (Dims{0}));
+
+  OpCase s("Constant", 13);
+  s.attr("value_string", ir::Attribute::from_string("x"));
+  auto r = s.run();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), ErrorCode::kUnsupported);
+  OpCase two("Constant", 13);
+  two.attr("value_int", ir::Attribute::from_int(1)).attr("value_float", ir::Attribute::from_float(1));
+  EXPECT_TRUE(fails_naming_node(two.run()));
+  OpCase none("Constant", 13);
+  EXPECT_TRUE(fails_naming_node(none.run()));
+}
+
+TEST(GenerateOps, ConstantOfShapeFillsAndChecksSizes) {
+  OpCase c("ConstantOfShape", 20);
+  c.attr("value", ir::Attribute::from_tensor(tensor_of(DataType::kInt32, {1}, {-4}))).input(ints({2, 3}));
+  auto out = c.run();
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  EXPECT_TRUE(tensors_close((*out)[0], tensor_of(DataType::kInt32, {2, 3}, {-4, -4, -4, -4, -4, -4}), 0, 0));
+
+  OpCase d("ConstantOfShape", 20);  // default: float32 zeros; an empty shape gives a scalar
+  d.input(ints({}));
+  out = d.run();
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  EXPECT_TRUE(tensors_close((*out)[0], scalar(DataType::kFloat32, 0), 0, 0));
+
+  for (auto s : std::vector<std::vector<int64_t>>{{2, -1}, {1 << 20, 1 << 20}}) {
+    OpCase bad("ConstantOfShape", 20);
+    bad.input(ints(s));
+    EXPECT_TRUE(fails_naming_node(bad.run()));
+  }
+  OpCase sy("ConstantOfShape", 20);
+  sy.input(ints({2, 3}));
+  auto r = infer(sy, {tt(DataType::kInt64, {3})});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(shape_str((*r)[0]), "[?,?,?]");
+}
+
+TEST(GenerateOps, RangeMatchesLoop) {
+  struct Case {
+    DataType dt;
+    double start, limit, delta;
+  };
+  std::vector<Case> cases = {{DataType::kFloat32, 1, 5, 2},    {DataType::kInt32, 10, 6, -3},
+                             {DataType::kInt64, -5, 5, 3},     {DataType::kFloat64, 0.5, -2, -0.75},
+                             {DataType::kFloat16, 1, 5, 0.5},  {DataType::kBFloat16, 1, 5, 2},
+                             {DataType::kInt16, 3, 3, 1},      {DataType::kInt64, 0, -3, 1}};
+  for (const Case& k : cases) {
+    OpCase c("Range", 11);
+    c.input(scalar(k.dt, k.start)).input(scalar(k.dt, k.limit)).input(scalar(k.dt, k.delta));
+    auto out = c.run();
+    ASSERT_TRUE(out.ok()) << out.status().to_string();
+    std::vector<double> want;
+    for (double v = k.start; k.delta > 0 ? v < k.limit : v > k.limit; v += k.delta) want.push_back(v);
+    EXPECT_TRUE(tensors_close((*out)[0], tensor_of(k.dt, {static_cast<int64_t>(want.size())}, want), 1e-6, 0));
+  }
+  OpCase extreme("Range", 11);  // a full int64 span must not overflow while counting
+  extreme.input(scalar(DataType::kInt64, -9.2e18)).input(scalar(DataType::kInt64, 9.2e18)).input(scalar(DataType::kInt64, 4.6e18));
+  auto out = extreme.run();
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  EXPECT_EQ((*out)[0].numel(), 4);
+  for (double delta : {0.0, 1e-9}) {
+    OpCase bad("Range", 11);
+    bad.input(scalar(DataType::kFloat32, 0)).input(scalar(DataType::kFloat32, 1e3)).input(scalar(DataType::kFloat32, delta));
+    EXPECT_TRUE(fails_naming_node(bad.run())) << delta;
+  }
+}
+
+TEST(GenerateOps, DepthToSpaceAndBackAreInverses) {
+  for (std::string mode : {"DCR", "CRD"}) {
+    OpCase d2s("DepthToSpace", 13);
+    d2s.attr("blocksize", ir::Attribute::from_int(2)).attr("mode", ir::Attribute::from_string(mode));
+    d2s.input(DataType::kFloat32, {2, 8, 2, 3});
+    auto out = d2s.run();
+    ASSERT_TRUE(out.ok()) << out.status().to_string();
+    const Tensor& x = *d2s.inputs()[0];
+    // The spec's formulas, element by element.
+    Tensor want = expected_by_coords(DataType::kFloat32, {2, 2, 4, 6}, [&](const std::vector<int64_t>& o) {
+      int64_t by = o[2] % 2, bx = o[3] % 2;
+      int64_t ch = mode == "DCR" ? (by * 2 + bx) * 2 + o[1] : o[1] * 4 + by * 2 + bx;
+      return at(x, {o[0], ch, o[2] / 2, o[3] / 2});
+    });
+    EXPECT_TRUE(tensors_close((*out)[0], want, 0, 0)) << mode;
+
+    OpCase s2d("SpaceToDepth", 13);
+    s2d.attr("blocksize", ir::Attribute::from_int(2)).attr("mode", ir::Attribute::from_string(mode));
+    s2d.input((*out)[0]);
+    auto back = s2d.run();
+    ASSERT_TRUE(back.ok()) << back.status().to_string();
+    EXPECT_TRUE(tensors_close((*back)[0], x, 0, 0)) << mode;
+  }
+  OpCase bad("DepthToSpace", 13);
+  bad.attr("blocksize", ir::Attribute::from_int(3)).input(DataType::kFloat32, {1, 8, 2, 2});
+  EXPECT_TRUE(fails_naming_node(bad.run()));
+  OpCase s("SpaceToDepth", 13);
+  s.attr("blocksize", ir::Attribute::from_int(2)).input(DataType::kFloat32, {1, 2, 4, 4});
+  auto r = infer(s, {tt(DataType::kFloat32, {sym("batch"), 2, 4, 4})});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(shape_str((*r)[0]), "[batch,8,2,2]");
+}
+
+TEST(GenerateOps, CenterCropPadCropsAndPadsAroundTheCenter) {
+  OpCase c("CenterCropPad", 18);
+  c.attr("axes", ir::Attribute::from_ints({0, -1})).input(DataType::kFloat32, {5, 3, 2}).input(ints({2, 5}));
+  auto out = c.run();
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  const Tensor& x = *c.inputs()[0];
+  // Axis 0: 5 -> 2 starts at (5 - 2) / 2 = 1. Axis 2: 2 -> 5 puts the input at (5 - 2) / 2 = 1.
+  Tensor want = expected_by_coords(DataType::kFloat32, {2, 3, 5}, [&](const std::vector<int64_t>& o) {
+    int64_t k = o[2] - 1;
+    return k >= 0 && k < 2 ? at(x, {o[0] + 1, o[1], k}) : 0.0;
+  });
+  EXPECT_TRUE(tensors_close((*out)[0], want, 0, 0));
+  OpCase bad("CenterCropPad", 18);
+  bad.input(DataType::kFloat32, {5, 3}).input(ints({2}));
+  EXPECT_TRUE(fails_naming_node(bad.run()));
+}
+
+}  // namespace
+}  // namespace kiln::test

@@ -1,0 +1,272 @@
+#include <cmath>
+
+#include "harness/op_harness.h"
+
+namespace kiln::test {
+namespace {
+
+using ir::Attribute;
+
+// Independent numpy-style matmul for rank-2+ operands of equal rank (batch broadcast by 1s).
+Tensor naive_matmul(const Tensor& a, const Tensor& b) {
+  Dims ad = a.dims(), bd = b.dims();
+  size_t r = ad.size();
+  int64_t m = ad[r - 2], k = ad[r - 1], n = bd[r - 1];
+  Dims out;
+  for (size_t i = 0; i + 2 < r; ++i) out.push_back(std::max(ad[i], bd[i]));
+  out.push_back(m);
+  out.push_back(n);
+  Tensor y = Tensor::zeros(DataType::kFloat64, out);
+  int64_t batch = 1;
+  for (size_t i = 0; i + 2 < r; ++i) batch *= out[i];
+  for (int64_t bi = 0; bi < batch; ++bi) {
+    // Decompose bi over the batch dims, clamping broadcast dims to 0.
+    int64_t rem = bi, ao = 0, bo = 0, as = m * k, bs = k * n;
+    for (int64_t d = static_cast<int64_t>(r) - 3; d >= 0; --d) {
+      int64_t idx = rem % out[d];
+      rem /= out[d];
+      ao += (ad[d] == 1 ? 0 : idx) * as;
+      bo += (bd[d] == 1 ? 0 : idx) * bs;
+      as *= ad[d];
+      bs *= bd[d];
+    }
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) {
+        double s = 0;
+        for (int64_t p = 0; p < k; ++p) s += a.get_as_double(ao + i * k + p) * b.get_as_double(bo + p * n + j);
+        y.set_from_double((bi * m + i) * n + j, s);
+      }
+  }
+  return y;
+}
+
+::testing::AssertionResult close_to(const Tensor& got, const Tensor& want, double tol) {
+  if (got.dims() != want.dims())
+    return ::testing::AssertionFailure() << dims_to_string(got.dims()) << " vs " << dims_to_string(want.dims());
+  for (int64_t i = 0; i < got.numel(); ++i)
+    if (std::fabs(got.get_as_double(i) - want.get_as_double(i)) > tol * (1 + std::fabs(want.get_as_double(i))))
+      return ::testing::AssertionFailure() << "element " << i << ": " << got.get_as_double(i) << " vs "
+                                           << want.get_as_double(i);
+  return ::testing::AssertionSuccess();
+}
+
+TEST(MatMul, HandCheckedSmall) {
+  OpCase c("MatMul", 13);
+  c.input(Tensor::from_vector<float>(DataType::kFloat32, {2, 3}, {1, 2, 3, 4, 5, 6}));
+  c.input(Tensor::from_vector<float>(DataType::kFloat32, {3, 2}, {7, 8, 9, 10, 11, 12}));
+  auto out = c.run();
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  EXPECT_TRUE(tensors_close((*out)[0], Tensor::from_vector<float>(DataType::kFloat32, {2, 2}, {58, 64, 139, 154}), 0, 0));
+}
+
+TEST(MatMul, RandomShapesMatchNaiveAndFastKernels) {
+  std::vector<std::pair<Dims, Dims>> shapes = {
+      {{3, 4}, {4, 5}},           {{2, 3, 4}, {2, 4, 3}},        {{3, 1, 3, 4}, {1, 2, 4, 2}},
+      {{1, 7, 33}, {1, 33, 17}},  {{65, 129}, {129, 70}},        {{4, 37, 64}, {1, 64, 50}},
+      {{2, 3, 20, 8}, {2, 3, 8, 20}}, {{200, 300}, {300, 130}},
+  };
+  for (auto& [ad, bd] : shapes) {
+    OpCase c("MatMul", 13);
+    c.input(DataType::kFloat32, ad).input(DataType::kFloat32, bd);
+    auto out = c.run();
+    ASSERT_TRUE(out.ok()) << out.status().to_string();
+    EXPECT_TRUE(close_to((*out)[0], naive_matmul(*c.inputs()[0], *c.inputs()[1]), 1e-5)) << dims_to_string(ad);
+    EXPECT_GE(c.expect_all_kernels_match(1e-4, 1e-4), 1) << dims_to_string(ad);
+  }
+}
+
+TEST(MatMul, VectorOperands) {
+  // [K] @ [B, K, N] -> [B, N]; [B, M, K] @ [K] -> [B, M]; [K] @ [K] -> scalar.
+  OpCase c1("MatMul", 13);
+  c1.input(DataType::kFloat32, {4}).input(DataType::kFloat32, {2, 4, 3});
+  auto o1 = c1.run();
+  ASSERT_TRUE(o1.ok()) << o1.status().to_string();
+  EXPECT_EQ((*o1)[0].dims(), (Dims{2, 3}));
+  Tensor a1 = c1.inputs()[0]->reshaped({1, 1, 4});
+  EXPECT_TRUE(close_to((*o1)[0], naive_matmul(a1, *c1.inputs()[1]).reshaped({2, 3}), 1e-6));
+  EXPECT_GE(c1.expect_all_kernels_match(1e-5, 1e-5), 1);
+
+  OpCase c2("MatMul", 13);
+  c2.input(DataType::kFloat32, {1, 2, 4, 3}).input(DataType::kFloat32, {3});
+  auto o2 = c2.run();
+  ASSERT_TRUE(o2.ok());
+  EXPECT_EQ((*o2)[0].dims(), (Dims{1, 2, 4}));
+  EXPECT_GE(c2.expect_all_kernels_match(1e-5, 1e-5), 1);
+
+  OpCase c3("MatMul", 13);
+  c3.input(DataType::kFloat32, {5}).input(DataType::kFloat32, {5});
+  auto o3 = c3.run();
+  ASSERT_TRUE(o3.ok());
+  EXPECT_EQ((*o3)[0].dims(), Dims{});
+  double s = 0;
+  for (int i = 0; i < 5; ++i) s += c3.inputs()[0]->get_as_double(i) * c3.inputs()[1]->get_as_double(i);
+  EXPECT_NEAR((*o3)[0].get_as_double(0), s, 1e-5);
+}
+
+TEST(MatMul, OtherDtypes) {
+  for (DataType t : {DataType::kFloat64, DataType::kFloat16, DataType::kBFloat16, DataType::kInt32,
+                     DataType::kInt64, DataType::kUInt32}) {
+    OpCase c("MatMul", 13);
+    c.input(t, {2, 3, 5}, 0, 4).input(t, {5, 4}, 0, 4);
+    auto out = c.run();
+    ASSERT_TRUE(out.ok()) << dtype_name(t) << ": " << out.status().to_string();
+    EXPECT_EQ((*out)[0].dtype(), t);
+    Tensor a = c.inputs()[0]->reshaped({2, 3, 5});
+    Tensor b = c.inputs()[1]->reshaped({1, 5, 4});
+    EXPECT_TRUE(close_to((*out)[0], naive_matmul(a, b), t == DataType::kBFloat16 ? 1e-2 : 1e-3)) << dtype_name(t);
+  }
+}
+
+TEST(MatMul, EmptyDims) {
+  OpCase c("MatMul", 13);
+  c.input(DataType::kFloat32, {0, 3}).input(DataType::kFloat32, {3, 4});
+  auto out = c.run();
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  EXPECT_EQ((*out)[0].dims(), (Dims{0, 4}));
+  OpCase z("MatMul", 13);
+  z.input(DataType::kFloat32, {2, 0}).input(DataType::kFloat32, {0, 3});
+  EXPECT_GE(z.expect_all_kernels_match(0, 0), 1);
+  auto zo = z.run("cpu.gemm");
+  ASSERT_TRUE(zo.ok());
+  for (int i = 0; i < 6; ++i) EXPECT_EQ((*zo)[0].get_as_double(i), 0.0);
+}
+
+TEST(MatMul, ErrorsNameTheProblem) {
+  OpCase c("MatMul", 13);
+  c.input(DataType::kFloat32, {2, 3}).input(DataType::kFloat32, {4, 5});
+  auto out = c.run();
+  ASSERT_FALSE(out.ok());
+  EXPECT_NE(out.status().message().find("inner dims"), std::string::npos) << out.status().message();
+  OpCase s("MatMul", 13);
+  s.input(Tensor::from_vector<float>(DataType::kFloat32, {}, {1})).input(DataType::kFloat32, {1, 2});
+  EXPECT_FALSE(s.run().ok());
+  OpCase b("MatMul", 13);
+  b.input(DataType::kFloat32, {2, 2, 3}).input(DataType::kFloat32, {3, 3, 4});
+  EXPECT_FALSE(b.run().ok());
+  OpCase d("MatMul", 13);
+  d.input(DataType::kFloat32, {2, 3}).input(DataType::kFloat64, {3, 4});
+  EXPECT_FALSE(d.run().ok());
+}
+
+TEST(Gemm, AllAttributesAndBiasShapes) {
+  struct G {
+    int ta, tb;
+    float alpha, beta;
+    Dims c;
+  };
+  for (const G& g : std::vector<G>{{0, 0, 1, 1, {}}, {1, 0, 0.5f, 2, {1, 9}}, {0, 1, 1, 0.25f, {7, 1}},
+                                   {1, 1, 0.25f, 0.35f, {7, 9}}, {0, 0, 1, 1, {1}}, {1, 1, 2, 1, {9}}}) {
+    const int64_t m = 7, n = 9, k = 11;
+    OpCase c("Gemm", 13);
+    c.attr("transA", Attribute::from_int(g.ta)).attr("transB", Attribute::from_int(g.tb));
+    c.attr("alpha", Attribute::from_float(g.alpha)).attr("beta", Attribute::from_float(g.beta));
+    c.input(DataType::kFloat32, g.ta ? Dims{k, m} : Dims{m, k});
+    c.input(DataType::kFloat32, g.tb ? Dims{n, k} : Dims{k, n});
+    bool has_c = !(g.c.empty() && g.ta == 0 && g.tb == 0 && g.alpha == 1);
+    if (has_c) c.input(DataType::kFloat32, g.c);
+    auto out = c.run();
+    ASSERT_TRUE(out.ok()) << out.status().to_string();
+    const Tensor& a = *c.inputs()[0];
+    const Tensor& b = *c.inputs()[1];
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) {
+        double s = 0;
+        for (int64_t p = 0; p < k; ++p)
+          s += a.get_as_double(g.ta ? p * m + i : i * k + p) * b.get_as_double(g.tb ? j * k + p : p * n + j);
+        s *= g.alpha;
+        if (has_c) {
+          const Tensor& ct = *c.inputs()[2];
+          int64_t ci = 0;
+          if (ct.rank() == 2) ci = (ct.dim(0) == 1 ? 0 : i) * ct.dim(1) + (ct.dim(1) == 1 ? 0 : j);
+          else if (ct.rank() == 1) ci = ct.dim(0) == 1 ? 0 : j;
+          s += g.beta * ct.get_as_double(ci);
+        }
+        ASSERT_NEAR((*out)[0].get_as_double(i * n + j), s, 1e-5) << i << "," << j;
+      }
+    EXPECT_GE(c.expect_all_kernels_match(1e-5, 1e-5), 1);
+  }
+}
+
+TEST(Gemm, LargeMatchesFastKernels) {
+  OpCase c("Gemm", 13);
+  c.attr("transB", Attribute::from_int(1));
+  c.input(DataType::kFloat32, {64, 300}).input(DataType::kFloat32, {257, 300}).input(DataType::kFloat32, {257});
+  EXPECT_GE(c.expect_all_kernels_match(1e-4, 1e-4), 1);
+}
+
+TEST(Gemm, Errors) {
+  OpCase c("Gemm", 13);
+  c.input(DataType::kFloat32, {2, 3}).input(DataType::kFloat32, {3, 4}).input(DataType::kFloat32, {3, 4});
+  auto out = c.run();
+  ASSERT_FALSE(out.ok());
+  EXPECT_NE(out.status().message().find("broadcast"), std::string::npos);
+  OpCase r("Gemm", 13);
+  r.input(DataType::kFloat32, {2, 3, 1}).input(DataType::kFloat32, {3, 4});
+  EXPECT_FALSE(r.run().ok());
+}
+
+TEST(Gemm, IntegerDtypes) {
+  OpCase c("Gemm", 13);
+  c.input(DataType::kInt64, {3, 4}, -5, 5).input(DataType::kInt64, {4, 2}, -5, 5).input(DataType::kInt64, {2}, -5, 5);
+  auto out = c.run();
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  const Tensor &a = *c.inputs()[0], &b = *c.inputs()[1], &bias = *c.inputs()[2];
+  for (int i = 0; i < 3; ++i)
+    for (int j = 0; j < 2; ++j) {
+      int64_t s = bias.get_as_int64(j);
+      for (int p = 0; p < 4; ++p) s += a.get_as_int64(i * 4 + p) * b.get_as_int64(p * 2 + j);
+      EXPECT_EQ((*out)[0].get_as_int64(i * 2 + j), s);
+    }
+}
+
+TEST(MatMulInteger, ZeroPointsExact) {
+  OpCase c("MatMulInteger", 10);
+  c.input(Tensor::from_vector<int>(DataType::kUInt8, {4, 3}, {11, 7, 3, 10, 6, 2, 9, 5, 1, 8, 4, 0}));
+  c.input(Tensor::from_vector<int>(DataType::kUInt8, {3, 2}, {1, 4, 2, 5, 3, 6}));
+  c.input(Tensor::from_vector<int>(DataType::kUInt8, {1}, {12}));
+  c.input(Tensor::from_vector<int>(DataType::kUInt8, {1}, {0}));
+  auto out = c.run();
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  // The ONNX spec example.
+  EXPECT_TRUE(tensors_close((*out)[0], Tensor::from_vector<int>(DataType::kInt32, {4, 2},
+                                                                {-38, -83, -44, -98, -50, -113, -56, -128}), 0, 0));
+}
+
+TEST(MatMulInteger, RandomInt8PerColumnZeroPoint) {
+  OpCase c("MatMulInteger", 10);
+  c.input(DataType::kInt8, {2, 5, 6}, -128, 127).input(DataType::kInt8, {6, 3}, -128, 127);
+  c.input(Tensor::from_vector<int>(DataType::kInt8, {}, {-3}));
+  c.input(Tensor::from_vector<int>(DataType::kInt8, {3}, {1, -2, 5}));
+  auto out = c.run();
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  const Tensor &a = *c.inputs()[0], &b = *c.inputs()[1];
+  int bz[3] = {1, -2, 5};
+  for (int bi = 0; bi < 2; ++bi)
+    for (int i = 0; i < 5; ++i)
+      for (int j = 0; j < 3; ++j) {
+        int64_t s = 0;
+        for (int p = 0; p < 6; ++p) s += (a.get_as_int64(bi * 30 + i * 6 + p) + 3) * (b.get_as_int64(p * 3 + j) - bz[j]);
+        EXPECT_EQ((*out)[0].get_as_int64((bi * 5 + i) * 3 + j), s);
+      }
+}
+
+TEST(FusedMatMul, AlphaAndTransposes) {
+  OpCase c("FusedMatMul", 1, "com.microsoft");
+  c.attr("alpha", Attribute::from_float(0.5f)).attr("transA", Attribute::from_int(1)).attr("transB", Attribute::from_int(1));
+  c.input(DataType::kFloat32, {2, 6, 5}).input(DataType::kFloat32, {2, 7, 6});
+  auto out = c.run();
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  EXPECT_EQ((*out)[0].dims(), (Dims{2, 5, 7}));
+  const Tensor &a = *c.inputs()[0], &b = *c.inputs()[1];
+  for (int bi = 0; bi < 2; ++bi)
+    for (int i = 0; i < 5; ++i)
+      for (int j = 0; j < 7; ++j) {
+        double s = 0;
+        for (int p = 0; p < 6; ++p) s += a.get_as_double(bi * 30 + p * 5 + i) * b.get_as_double(bi * 42 + j * 6 + p);
+        EXPECT_NEAR((*out)[0].get_as_double((bi * 5 + i) * 7 + j), 0.5 * s, 1e-5);
+      }
+  EXPECT_GE(c.expect_all_kernels_match(1e-5, 1e-5), 1);
+}
+
+}  // namespace
+}  // namespace kiln::test

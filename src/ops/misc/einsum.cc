@@ -1,0 +1,252 @@
+// Einsum: sums products of the inputs over the labels an Einstein-notation
+// equation leaves out of the output (with "...", repeated labels and implicit output).
+#include <algorithm>
+#include <array>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "base/dispatch.h"
+#include "ops/common.h"
+
+namespace kiln::ops {
+namespace {
+
+constexpr int kEllipsis = -1;
+
+/// One term of the equation: letter codes 0..51 and at most one kEllipsis.
+using Term = std::vector<int>;
+
+struct ParsedEquation {
+  std::vector<Term> inputs;
+  bool explicit_output = false;
+  Term output;
+};
+
+int letter_code(char c) {
+  if (c >= 'a' && c <= 'z') return c - 'a' + 26;  // numpy orders upper case first
+  if (c >= 'A' && c <= 'Z') return c - 'A';
+  return -2;
+}
+
+Result<ParsedEquation> parse_equation(const ir::Node& node) {
+  auto err = [&](const std::string& m) { return Status(ErrorCode::kInvalidModel, "node " + node.describe() + ": " + m); };
+  std::string eq;
+  for (char c : node.attrs.get_string("equation", "")) if (c != ' ') eq += c;
+  ParsedEquation p;
+  auto parse_term = [&](const std::string& s) -> Result<Term> {
+    Term t;
+    for (size_t i = 0; i < s.size(); ++i) {
+      if (s[i] == '.') {
+        if (s.compare(i, 3, "...") != 0) return err("malformed ellipsis in equation '" + eq + "'");
+        if (std::count(t.begin(), t.end(), kEllipsis)) return err("more than one ellipsis in a term of '" + eq + "'");
+        t.push_back(kEllipsis);
+        i += 2;
+        continue;
+      }
+      int code = letter_code(s[i]);
+      if (code < 0) return err(std::string("invalid character '") + s[i] + "' in equation '" + eq + "'");
+      t.push_back(code);
+    }
+    return t;
+  };
+  size_t arrow = eq.find("->");
+  std::string lhs = arrow == std::string::npos ? eq : eq.substr(0, arrow);
+  size_t start = 0;
+  while (true) {
+    size_t comma = lhs.find(',', start);
+    KILN_ASSIGN_OR_RETURN(Term t, parse_term(lhs.substr(start, comma == std::string::npos ? std::string::npos : comma - start)));
+    p.inputs.push_back(t);
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  if (arrow != std::string::npos) {
+    p.explicit_output = true;
+    KILN_ASSIGN_OR_RETURN(p.output, parse_term(eq.substr(arrow + 2)));
+    for (size_t i = 0; i < p.output.size(); ++i)
+      if (std::count(p.output.begin(), p.output.end(), p.output[i]) > 1)
+        return err("output label repeated in equation '" + eq + "'");
+  }
+  return p;
+}
+
+/// The equation resolved against input ranks: every dim gets a label id.
+/// Ids 0..51 are letters; 52.. are the (right-aligned) ellipsis dims.
+struct Labels {
+  std::vector<std::vector<int>> inputs;  ///< per input, per dim: label id
+  std::vector<int> output;               ///< per output dim: label id
+  int num_ellipsis = 0;
+};
+
+Result<Labels> resolve_labels(const ir::Node& node, const ParsedEquation& p, const std::vector<int64_t>& ranks) {
+  auto err = [&](const std::string& m) { return Status(ErrorCode::kInvalidModel, "node " + node.describe() + ": " + m); };
+  if (p.inputs.size() != ranks.size())
+    return err("equation has " + std::to_string(p.inputs.size()) + " input terms but the node has " +
+               std::to_string(ranks.size()) + " inputs");
+  Labels L;
+  std::vector<int> ell_count(ranks.size(), 0);
+  for (size_t i = 0; i < ranks.size(); ++i) {
+    int64_t letters = 0;
+    bool has_ell = false;
+    for (int c : p.inputs[i]) if (c == kEllipsis) has_ell = true;
+    letters = static_cast<int64_t>(p.inputs[i].size()) - (has_ell ? 1 : 0);
+    if (has_ell ? ranks[i] < letters : ranks[i] != letters)
+      return err("term " + std::to_string(i) + " does not match input rank " + std::to_string(ranks[i]));
+    ell_count[i] = has_ell ? static_cast<int>(ranks[i] - letters) : 0;
+    L.num_ellipsis = std::max(L.num_ellipsis, ell_count[i]);
+  }
+  std::array<int, 52> uses{};
+  for (size_t i = 0; i < ranks.size(); ++i) {
+    std::vector<int> ids;
+    for (int c : p.inputs[i]) {
+      if (c == kEllipsis) {
+        for (int e = 0; e < ell_count[i]; ++e) ids.push_back(52 + L.num_ellipsis - ell_count[i] + e);
+      } else {
+        ids.push_back(c);
+        ++uses[c];
+      }
+    }
+    L.inputs.push_back(ids);
+  }
+  if (p.explicit_output) {
+    bool out_ell = false;
+    for (int c : p.output) {
+      if (c == kEllipsis) {
+        out_ell = true;
+        for (int e = 0; e < L.num_ellipsis; ++e) L.output.push_back(52 + e);
+      } else {
+        if (!uses[c]) return err("output label does not appear in any input");
+        L.output.push_back(c);
+      }
+    }
+    if (!out_ell && L.num_ellipsis > 0)
+      return err("the output has no '...' but the inputs have broadcast dims");
+  } else {
+    // Implicit output: broadcast dims, then labels used exactly once, in alphabetical order.
+    for (int e = 0; e < L.num_ellipsis; ++e) L.output.push_back(52 + e);
+    for (int c = 0; c < 52; ++c)
+      if (uses[c] == 1) L.output.push_back(c);
+  }
+  return L;
+}
+
+Status infer_einsum(InferContext& ctx) {
+  if (ctx.num_inputs() == 0) return ctx.error("Einsum needs at least one input");
+  DataType dt = ctx.input_dtype(0);
+  if (dt == DataType::kBool || dt == DataType::kString || !dtype_is_supported(dt))
+    return ctx.unsupported(std::string("dtype ") + dtype_name(dt) + " is not supported");
+  for (size_t i = 1; i < ctx.num_inputs(); ++i)
+    if (ctx.input_dtype(i) != dt) return ctx.error("all inputs must have the same dtype");
+  KILN_ASSIGN_OR_RETURN(ParsedEquation p, parse_equation(ctx.node()));
+  std::vector<int64_t> ranks;
+  for (size_t i = 0; i < ctx.num_inputs(); ++i) {
+    const Shape* s = ctx.input_shape(i);
+    if (!s) {
+      ctx.set_output(0, dt, std::nullopt);
+      return Status();
+    }
+    ranks.push_back(static_cast<int64_t>(s->size()));
+  }
+  KILN_ASSIGN_OR_RETURN(Labels L, resolve_labels(ctx.node(), p, ranks));
+  std::vector<std::optional<Dim>> label_dim(52 + L.num_ellipsis);
+  for (size_t i = 0; i < L.inputs.size(); ++i) {
+    const Shape& s = *ctx.input_shape(i);
+    for (size_t d = 0; d < s.size(); ++d) {
+      auto& ld = label_dim[L.inputs[i][d]];
+      if (!ld) {
+        ld = s[d];
+        continue;
+      }
+      auto b = broadcast_dim(*ld, s[d]);
+      if (!b) return ctx.error("label sizes " + ld->to_string() + " and " + s[d].to_string() + " do not match");
+      ld = *b;
+    }
+  }
+  Shape out;
+  for (int id : L.output) out.push_back(label_dim[id] ? *label_dim[id] : Dim::unknown());
+  ctx.set_output(0, dt, out);
+  return Status();
+}
+
+template <typename T>
+using EinsumAcc = std::conditional_t<std::is_floating_point_v<T> || std::is_same_v<T, Half> || std::is_same_v<T, BFloat16>,
+                                     double, std::conditional_t<std::is_signed_v<T>, int64_t, uint64_t>>;
+
+template <typename T, typename A>
+A to_acc(T v) {
+  if constexpr (std::is_same_v<T, Half> || std::is_same_v<T, BFloat16>) return static_cast<float>(v);
+  else return static_cast<A>(v);
+}
+
+template <typename T, typename A>
+T from_acc(A v) {
+  if constexpr (std::is_same_v<T, Half> || std::is_same_v<T, BFloat16>) return T(static_cast<float>(v));
+  else return static_cast<T>(v);
+}
+
+Status ref_einsum(KernelContext& ctx) {
+  size_t n_in = ctx.num_inputs();
+  KILN_ASSIGN_OR_RETURN(ParsedEquation p, parse_equation(ctx.node()));
+  std::vector<int64_t> ranks;
+  for (size_t i = 0; i < n_in; ++i) ranks.push_back(ctx.input(i).rank());
+  KILN_ASSIGN_OR_RETURN(Labels L, resolve_labels(ctx.node(), p, ranks));
+  int num_labels = 52 + L.num_ellipsis;
+  std::vector<int64_t> size(num_labels, -1);
+  for (size_t i = 0; i < n_in; ++i) {
+    const Dims& d = ctx.input(i).dims();
+    for (size_t k = 0; k < d.size(); ++k) {
+      int64_t& s = size[L.inputs[i][k]];
+      if (s < 0 || s == 1) s = d[k];
+      else if (d[k] != s && d[k] != 1) return ctx.error("label sizes do not match");
+    }
+  }
+  // Loop order: output labels, then every other used label (summed over).
+  std::vector<int> order = L.output;
+  for (int id = 0; id < num_labels; ++id)
+    if (size[id] >= 0 && std::find(order.begin(), order.end(), id) == order.end()) order.push_back(id);
+  Dims loop_dims;
+  for (int id : order) loop_dims.push_back(size[id]);
+  // Per operand, the stride of each loop label (repeated labels add up: a diagonal;
+  // size-1 dims broadcast with stride 0).
+  std::vector<std::vector<int64_t>> strides(n_in, std::vector<int64_t>(order.size(), 0));
+  for (size_t i = 0; i < n_in; ++i) {
+    const Dims& d = ctx.input(i).dims();
+    auto st = strides_of(d);
+    for (size_t k = 0; k < d.size(); ++k) {
+      if (d[k] == 1 && size[L.inputs[i][k]] != 1) continue;
+      size_t pos = std::find(order.begin(), order.end(), L.inputs[i][k]) - order.begin();
+      strides[i][pos] += st[k];
+    }
+  }
+  Tensor& y = ctx.output(0);
+  int64_t out_count = y.numel();
+  int64_t sum_count = 1;
+  for (size_t k = L.output.size(); k < order.size(); ++k) sum_count *= loop_dims[k];
+  KILN_DISPATCH_NUMERIC(ctx.input(0).dtype(), T, {
+    using A = EinsumAcc<T>;
+    std::vector<const T*> ptr(n_in);
+    for (size_t i = 0; i < n_in; ++i) ptr[i] = ctx.input(i).data_as<T>();
+    T* yp = y.data_as<T>();
+    MultiIndex it(loop_dims, strides);
+    for (int64_t o = 0; o < out_count; ++o) {
+      A acc = A(0);
+      for (int64_t s = 0; s < sum_count; ++s, it.next()) {
+        A prod = A(1);
+        for (size_t i = 0; i < n_in; ++i) {
+          prod *= to_acc<T, A>(ptr[i][it.offset(i)]);
+        }
+        acc += prod;
+      }
+      yp[o] = from_acc<T, A>(acc);
+    }
+  });
+  return Status();
+}
+
+}  // namespace
+
+void register_einsum_ops(OpRegistry& r) {
+  r.add({.name = "Einsum", .infer = infer_einsum, .ref = ref_einsum, .min_opset = 12});
+}
+
+}  // namespace kiln::ops

@@ -1,0 +1,128 @@
+#include "harness/op_harness.h"
+
+namespace kiln::test {
+namespace {
+
+ir::Attribute eq(const char* s) { return ir::Attribute::from_string(s); }
+
+TEST(Einsum, MatmulTransposeAndImplicitOutput) {
+  for (const char* e : {"ij,jk->ik", "ij,jk", "ij, jk -> ik"}) {
+    OpCase c("Einsum", 12);
+    c.attr("equation", eq(e));
+    c.input(DataType::kFloat32, {3, 4}).input(DataType::kFloat32, {4, 5});
+    auto out = c.run();
+    ASSERT_TRUE(out.ok()) << e << ": " << out.status().to_string();
+    const Tensor& a = *c.inputs()[0];
+    const Tensor& b = *c.inputs()[1];
+    ASSERT_EQ((*out)[0].dims(), (Dims{3, 5}));
+    for (int64_t i = 0; i < 3; ++i)
+      for (int64_t k = 0; k < 5; ++k) {
+        double s = 0;
+        for (int64_t j = 0; j < 4; ++j) s += a.get_as_double(i * 4 + j) * b.get_as_double(j * 5 + k);
+        EXPECT_NEAR((*out)[0].get_as_double(i * 5 + k), s, 1e-5);
+      }
+  }
+  OpCase t("Einsum", 12);
+  t.attr("equation", eq("ij->ji"));
+  t.input(DataType::kInt64, {2, 3}, -9, 9);
+  auto to = t.run();
+  ASSERT_TRUE(to.ok());
+  for (int64_t i = 0; i < 2; ++i)
+    for (int64_t j = 0; j < 3; ++j) EXPECT_EQ((*to)[0].get_as_int64(j * 2 + i), t.inputs()[0]->get_as_int64(i * 3 + j));
+  // Implicit output sorts labels alphabetically: "ba" gives the transpose.
+  OpCase im("Einsum", 12);
+  im.attr("equation", eq("ba"));
+  im.input(DataType::kFloat32, {2, 3});
+  auto io = im.run();
+  ASSERT_TRUE(io.ok());
+  EXPECT_EQ((*io)[0].dims(), (Dims{3, 2}));
+}
+
+TEST(Einsum, DiagonalTraceAndEllipsisBroadcast) {
+  OpCase d("Einsum", 12);
+  d.attr("equation", eq("...ii->...i"));
+  d.input(DataType::kFloat64, {2, 4, 4});
+  auto dout = d.run();
+  ASSERT_TRUE(dout.ok()) << dout.status().to_string();
+  ASSERT_EQ((*dout)[0].dims(), (Dims{2, 4}));
+  for (int64_t b = 0; b < 2; ++b)
+    for (int64_t i = 0; i < 4; ++i)
+      EXPECT_EQ((*dout)[0].get_as_double(b * 4 + i), d.inputs()[0]->get_as_double(b * 16 + i * 5));
+  OpCase tr("Einsum", 12);
+  tr.attr("equation", eq("ii"));
+  tr.input(DataType::kFloat64, {5, 5});
+  auto tro = tr.run();
+  ASSERT_TRUE(tro.ok());
+  double trace = 0;
+  for (int64_t i = 0; i < 5; ++i) trace += tr.inputs()[0]->get_as_double(i * 6);
+  EXPECT_EQ((*tro)[0].rank(), 0);
+  EXPECT_NEAR((*tro)[0].get_as_double(0), trace, 1e-12);
+
+  OpCase e("Einsum", 12);
+  e.attr("equation", eq("...ij,...jk->...ik"));
+  e.input(DataType::kFloat32, {2, 1, 3, 4}).input(DataType::kFloat32, {5, 4, 2});
+  auto eo = e.run();
+  ASSERT_TRUE(eo.ok()) << eo.status().to_string();
+  ASSERT_EQ((*eo)[0].dims(), (Dims{2, 5, 3, 2}));
+  const Tensor& a = *e.inputs()[0];
+  const Tensor& b = *e.inputs()[1];
+  for (int64_t p = 0; p < 2; ++p)
+    for (int64_t q = 0; q < 5; ++q)
+      for (int64_t i = 0; i < 3; ++i)
+        for (int64_t k = 0; k < 2; ++k) {
+          double s = 0;
+          for (int64_t j = 0; j < 4; ++j) s += a.get_as_double((p * 3 + i) * 4 + j) * b.get_as_double((q * 4 + j) * 2 + k);
+          EXPECT_NEAR((*eo)[0].get_as_double(((p * 5 + q) * 3 + i) * 2 + k), s, 1e-5);
+        }
+}
+
+TEST(Einsum, ThreeOperandsAndOuterProduct) {
+  OpCase c("Einsum", 12);
+  c.attr("equation", eq("ij,jk,kl->il"));
+  c.input(DataType::kFloat64, {2, 3}).input(DataType::kFloat64, {3, 4}).input(DataType::kFloat64, {4, 2});
+  auto out = c.run();
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  const Tensor &a = *c.inputs()[0], &b = *c.inputs()[1], &d = *c.inputs()[2];
+  for (int64_t i = 0; i < 2; ++i)
+    for (int64_t l = 0; l < 2; ++l) {
+      double s = 0;
+      for (int64_t j = 0; j < 3; ++j)
+        for (int64_t k = 0; k < 4; ++k)
+          s += a.get_as_double(i * 3 + j) * b.get_as_double(j * 4 + k) * d.get_as_double(k * 2 + l);
+      EXPECT_NEAR((*out)[0].get_as_double(i * 2 + l), s, 1e-12);
+    }
+  OpCase o("Einsum", 12);
+  o.attr("equation", eq("i,j->ij"));
+  o.input(DataType::kInt32, {3}, -5, 5).input(DataType::kInt32, {2}, -5, 5);
+  auto oo = o.run();
+  ASSERT_TRUE(oo.ok());
+  for (int64_t i = 0; i < 3; ++i)
+    for (int64_t j = 0; j < 2; ++j)
+      EXPECT_EQ((*oo)[0].get_as_int64(i * 2 + j), o.inputs()[0]->get_as_int64(i) * o.inputs()[1]->get_as_int64(j));
+}
+
+TEST(Einsum, SymbolicInferenceAndErrors) {
+  OpCase c("Einsum", 12);
+  c.attr("equation", eq("bij,bjk->bik"));
+  c.input(DataType::kFloat32, {2, 3, 4}).input(DataType::kFloat32, {2, 4, 5});
+  ops::TensorType a{DataType::kFloat32, Shape{Dim::symbol("B"), Dim::symbol("M"), Dim(4)}};
+  ops::TensorType b{DataType::kFloat32, Shape{Dim::symbol("B"), Dim(4), Dim(5)}};
+  auto r = ops::infer_node(c.node(), {a, b}, {nullptr, nullptr});
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(shape_to_string(*(*r)[0].shape), "[B,M,5]");
+
+  struct Bad { const char* eq; Dims a, b; };
+  for (Bad bad : {Bad{"ij->ik", {2, 3}, {}}, Bad{"ij,jk->ik", {2, 3}, {4, 5}}, Bad{"i#->i", {2, 3}, {}},
+                  Bad{"ijk->i", {2, 3}, {}}, Bad{"ij,jk,kl->il", {2, 3}, {3, 4}}, Bad{"...i->i", {2, 3}, {}},
+                  Bad{"i..j..->i", {2, 3}, {}}}) {
+    OpCase e("Einsum", 12);
+    e.attr("equation", eq(bad.eq));
+    e.input(DataType::kFloat32, bad.a);
+    if (!bad.b.empty()) e.input(DataType::kFloat32, bad.b);
+    auto out = e.run();
+    EXPECT_FALSE(out.ok()) << bad.eq;
+  }
+}
+
+}  // namespace
+}  // namespace kiln::test

@@ -1,0 +1,277 @@
+#include <cmath>
+
+#include "harness/op_harness.h"
+
+namespace kiln::test {
+namespace {
+
+using ir::Attribute;
+
+Tensor f32(Dims d, std::vector<float> v) { return Tensor::from_vector<float>(DataType::kFloat32, std::move(d), v); }
+
+TEST(BatchNormalization, MatchesFormula) {
+  OpCase c("BatchNormalization", 15);
+  c.attr("epsilon", Attribute::from_float(1e-2f));
+  c.input(DataType::kFloat32, {2, 3, 4, 5}).input(DataType::kFloat32, {3}).input(DataType::kFloat32, {3});
+  c.input(DataType::kFloat32, {3}).input(DataType::kFloat32, {3}, 0.5, 2);
+  auto out = c.run();
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  auto& in = c.inputs();
+  for (int64_t i = 0; i < 120; ++i) {
+    int64_t ch = (i / 20) % 3;
+    double want = in[1]->get_as_double(ch) * (in[0]->get_as_double(i) - in[3]->get_as_double(ch)) /
+                      std::sqrt(in[4]->get_as_double(ch) + 1e-2) + in[2]->get_as_double(ch);
+    ASSERT_NEAR((*out)[0].get_as_double(i), want, 1e-5) << i;
+  }
+  EXPECT_GE(c.expect_all_kernels_match(1e-6, 1e-6), 1);
+}
+
+TEST(BatchNormalization, TrainingModeUsesBatchStatistics) {
+  OpCase c("BatchNormalization", 15);
+  c.attr("training_mode", Attribute::from_int(1)).attr("momentum", Attribute::from_float(0.8f));
+  c.input(DataType::kFloat32, {3, 2, 4}).input(DataType::kFloat32, {2}).input(DataType::kFloat32, {2});
+  c.input(DataType::kFloat32, {2}).input(DataType::kFloat32, {2}, 0.5, 2).outputs(3);
+  auto out = c.run();
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  auto& in = c.inputs();
+  for (int ch = 0; ch < 2; ++ch) {
+    double m = 0, v = 0;
+    for (int b = 0; b < 3; ++b)
+      for (int i = 0; i < 4; ++i) m += in[0]->get_as_double((b * 2 + ch) * 4 + i) / 12;
+    for (int b = 0; b < 3; ++b)
+      for (int i = 0; i < 4; ++i) v += std::pow(in[0]->get_as_double((b * 2 + ch) * 4 + i) - m, 2) / 12;
+    EXPECT_NEAR((*out)[1].get_as_double(ch), in[3]->get_as_double(ch) * 0.8 + m * 0.2, 1e-5);
+    EXPECT_NEAR((*out)[2].get_as_double(ch), in[4]->get_as_double(ch) * 0.8 + v * 0.2, 1e-5);
+    double y0 = in[1]->get_as_double(ch) * (in[0]->get_as_double(ch * 4) - m) / std::sqrt(v + 1e-5) +
+                in[2]->get_as_double(ch);
+    EXPECT_NEAR((*out)[0].get_as_double(ch * 4), y0, 1e-5);
+  }
+}
+
+TEST(BatchNormalization, Errors) {
+  OpCase c("BatchNormalization", 15);
+  c.input(DataType::kFloat32, {2, 3, 4}).input(DataType::kFloat32, {4}).input(DataType::kFloat32, {3});
+  c.input(DataType::kFloat32, {3}).input(DataType::kFloat32, {3});
+  EXPECT_FALSE(c.run().ok());
+  OpCase r("BatchNormalization", 15);
+  r.input(DataType::kFloat32, {2}).input(DataType::kFloat32, {2}).input(DataType::kFloat32, {2});
+  r.input(DataType::kFloat32, {2}).input(DataType::kFloat32, {2});
+  EXPECT_FALSE(r.run().ok());
+}
+
+// Per-block mean / std check: y = scale * standardized + bias.
+void expect_standardized(const Tensor& y, int64_t blocks, int64_t size, double scale, double bias, double tol) {
+  for (int64_t b = 0; b < blocks; ++b) {
+    double m = 0, v = 0;
+    for (int64_t i = 0; i < size; ++i) m += y.get_as_double(b * size + i) / size;
+    for (int64_t i = 0; i < size; ++i) v += std::pow(y.get_as_double(b * size + i) - m, 2) / size;
+    EXPECT_NEAR(m, bias, tol) << "block " << b;
+    EXPECT_NEAR(std::sqrt(v), std::fabs(scale), tol) << "block " << b;
+  }
+}
+
+TEST(InstanceNormalization, StandardizesEachPlane) {
+  OpCase c("InstanceNormalization", 22);
+  c.attr("epsilon", Attribute::from_float(1e-6f));
+  c.input(DataType::kFloat32, {2, 3, 4, 5}, -5, 5).input(f32({3}, {2, 2, 2})).input(f32({3}, {0.5, 0.5, 0.5}));
+  auto out = c.run();
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  expect_standardized((*out)[0], 6, 20, 2, 0.5, 1e-4);
+  EXPECT_GE(c.expect_all_kernels_match(1e-6, 1e-6), 1);
+}
+
+TEST(GroupNormalization, PerChannelAndPerGroupParameters) {
+  // Opset 21: scale/bias per channel. With 2 groups of 2 channels and equal per-group params
+  // it matches opset 18's per-group form.
+  OpCase a("GroupNormalization", 21), b("GroupNormalization", 18);
+  for (OpCase* c : {&a, &b}) c->attr("num_groups", Attribute::from_int(2)).attr("epsilon", Attribute::from_float(1e-6f));
+  a.input(DataType::kFloat32, {3, 4, 2, 2}).input(f32({4}, {1.5, 1.5, -2, -2})).input(f32({4}, {1, 1, 3, 3}));
+  b.input(*a.inputs()[0]).input(f32({2}, {1.5, -2})).input(f32({2}, {1, 3}));
+  auto oa = a.run(), ob = b.run();
+  ASSERT_TRUE(oa.ok()) << oa.status().to_string();
+  ASSERT_TRUE(ob.ok()) << ob.status().to_string();
+  EXPECT_TRUE(tensors_close((*oa)[0], (*ob)[0], 0, 0));
+  // Block (n, g) is 8 contiguous elements; group 0 has scale 1.5 bias 1.
+  const Tensor& y = (*oa)[0];
+  Tensor g0 = Tensor::empty(DataType::kFloat32, {8});
+  for (int i = 0; i < 8; ++i) g0.set_from_double(i, y.get_as_double(i));
+  expect_standardized(g0, 1, 8, 1.5, 1, 1e-3);
+  EXPECT_GE(a.expect_all_kernels_match(1e-6, 1e-6), 1);
+  OpCase bad("GroupNormalization", 21);
+  bad.attr("num_groups", Attribute::from_int(3));
+  bad.input(DataType::kFloat32, {1, 4, 2}).input(DataType::kFloat32, {4}).input(DataType::kFloat32, {4});
+  EXPECT_FALSE(bad.run().ok());
+}
+
+// LayerNormalization over the trailing dims from `axis`, double precision.
+void naive_layer_norm(const Tensor& x, const Tensor& w, const Tensor* b, int64_t axis, double eps, bool rms,
+                      std::vector<double>& y, std::vector<double>& mean, std::vector<double>& inv) {
+  int64_t cols = 1;
+  for (int64_t d = axis; d < x.rank(); ++d) cols *= x.dim(d);
+  int64_t rows = x.numel() / cols;
+  y.assign(x.numel(), 0);
+  mean.assign(rows, 0);
+  inv.assign(rows, 0);
+  for (int64_t r = 0; r < rows; ++r) {
+    double m = 0, v = 0;
+    if (!rms)
+      for (int64_t j = 0; j < cols; ++j) m += x.get_as_double(r * cols + j) / cols;
+    for (int64_t j = 0; j < cols; ++j) v += std::pow(x.get_as_double(r * cols + j) - m, 2) / cols;
+    double is = 1 / std::sqrt(v + eps);
+    for (int64_t j = 0; j < cols; ++j) {
+      // W / B cover either the normalized dims or all of X.
+      int64_t wi = w.numel() == cols ? j : r * cols + j;
+      y[r * cols + j] = (x.get_as_double(r * cols + j) - m) * is * w.get_as_double(wi) + (b ? b->get_as_double(wi) : 0);
+    }
+    mean[r] = m;
+    inv[r] = is;
+  }
+}
+
+TEST(LayerNormalization, AllAxesWithStatistics) {
+  const Dims xd{2, 3, 4, 5};
+  for (int64_t axis = -4; axis < 4; ++axis) {
+    int64_t a = axis < 0 ? axis + 4 : axis;
+    Dims wd(xd.begin() + a, xd.end());
+    OpCase c("LayerNormalization", 17);
+    c.attr("axis", Attribute::from_int(axis)).attr("epsilon", Attribute::from_float(0.1f)).outputs(3);
+    c.input(DataType::kFloat32, xd, -3, 3).input(DataType::kFloat32, wd).input(DataType::kFloat32, wd);
+    auto out = c.run();
+    ASSERT_TRUE(out.ok()) << out.status().to_string();
+    std::vector<double> y, m, inv;
+    naive_layer_norm(*c.inputs()[0], *c.inputs()[1], &*c.inputs()[2], a, 0.1, false, y, m, inv);
+    for (size_t i = 0; i < y.size(); ++i) ASSERT_NEAR((*out)[0].get_as_double(i), y[i], 1e-5) << axis;
+    Dims sd(xd.begin(), xd.begin() + a);
+    sd.resize(4, 1);
+    EXPECT_EQ((*out)[1].dims(), sd);
+    EXPECT_EQ((*out)[1].dtype(), DataType::kFloat32);
+    for (size_t r = 0; r < m.size(); ++r) {
+      EXPECT_NEAR((*out)[1].get_as_double(r), m[r], 1e-5);
+      EXPECT_NEAR((*out)[2].get_as_double(r), inv[r], 1e-4);
+    }
+    EXPECT_GE(c.expect_all_kernels_match(1e-6, 1e-6), 1);
+  }
+}
+
+TEST(LayerNormalization, BroadcastScaleNoBiasAndErrors) {
+  OpCase c("LayerNormalization", 17);
+  c.input(DataType::kFloat32, {3, 8}).input(DataType::kFloat32, {1});
+  auto out = c.run();
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  Tensor w = Tensor::empty(DataType::kFloat32, {8});
+  for (int i = 0; i < 8; ++i) w.set_from_double(i, c.inputs()[1]->get_as_double(0));
+  std::vector<double> y, m, inv;
+  naive_layer_norm(*c.inputs()[0], w, nullptr, 1, 1e-5, false, y, m, inv);
+  for (size_t i = 0; i < y.size(); ++i) EXPECT_NEAR((*out)[0].get_as_double(i), y[i], 1e-5);
+  OpCase bad("LayerNormalization", 17);
+  bad.input(DataType::kFloat32, {3, 8}).input(DataType::kFloat32, {7});
+  EXPECT_FALSE(bad.run().ok());
+  OpCase ax("LayerNormalization", 17);
+  ax.attr("axis", Attribute::from_int(2)).input(DataType::kFloat32, {3, 8}).input(DataType::kFloat32, {8});
+  EXPECT_FALSE(ax.run().ok());
+}
+
+TEST(RMSNormalization, MatchesNaive) {
+  for (int64_t axis : {-1, 1, 0}) {
+    Dims xd{2, 3, 5};
+    int64_t a = axis < 0 ? axis + 3 : axis;
+    OpCase c("RMSNormalization", 23);
+    c.attr("axis", Attribute::from_int(axis)).attr("epsilon", Attribute::from_float(0.1f));
+    c.input(DataType::kFloat32, xd, -2, 2).input(DataType::kFloat32, Dims(xd.begin() + a, xd.end()));
+    auto out = c.run();
+    ASSERT_TRUE(out.ok()) << out.status().to_string();
+    std::vector<double> y, m, inv;
+    naive_layer_norm(*c.inputs()[0], *c.inputs()[1], nullptr, a, 0.1, true, y, m, inv);
+    for (size_t i = 0; i < y.size(); ++i) EXPECT_NEAR((*out)[0].get_as_double(i), y[i], 1e-5);
+    EXPECT_GE(c.expect_all_kernels_match(1e-6, 1e-6), 1);
+  }
+}
+
+TEST(SkipLayerNormalization, EqualsLayerNormOfTheSum) {
+  OpCase c("SkipLayerNormalization", 1, "com.microsoft");
+  c.attr("epsilon", Attribute::from_float(1e-5f)).outputs(4);
+  c.input(DataType::kFloat32, {2, 3, 8}).input(DataType::kFloat32, {2, 3, 8}).input(DataType::kFloat32, {8});
+  c.input(DataType::kFloat32, {8}).input(DataType::kFloat32, {8});
+  auto out = c.run();
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  auto& in = c.inputs();
+  Tensor sum = Tensor::empty(DataType::kFloat32, {2, 3, 8});
+  for (int64_t i = 0; i < 48; ++i)
+    sum.set_from_double(i, in[0]->get_as_double(i) + in[1]->get_as_double(i) + in[4]->get_as_double(i % 8));
+  std::vector<double> y, m, inv;
+  naive_layer_norm(sum, *in[2], &*in[3], 2, 1e-5, false, y, m, inv);
+  for (int64_t i = 0; i < 48; ++i) {
+    EXPECT_NEAR((*out)[0].get_as_double(i), y[i], 1e-5);
+    EXPECT_NEAR((*out)[3].get_as_double(i), sum.get_as_double(i), 1e-6);
+  }
+  EXPECT_EQ((*out)[1].dims(), (Dims{2, 3, 1}));
+  EXPECT_NEAR((*out)[1].get_as_double(4), m[4], 1e-5);
+}
+
+TEST(LpNormalization, UnitNormsAndZeroVectors) {
+  for (int64_t p : {1, 2}) {
+    OpCase c("LpNormalization", 22);
+    c.attr("axis", Attribute::from_int(1)).attr("p", Attribute::from_int(p));
+    Tensor x = Tensor::empty(DataType::kFloat32, {2, 3, 4});
+    std::mt19937 rng(5);
+    x = random_tensor(DataType::kFloat32, {2, 3, 4}, rng);
+    for (int k = 0; k < 3; ++k) x.set_from_double(k * 4 + 1, 0);  // column (0, :, 1) is zero
+    c.input(x);
+    auto out = c.run();
+    ASSERT_TRUE(out.ok()) << out.status().to_string();
+    for (int64_t o = 0; o < 2; ++o)
+      for (int64_t i = 0; i < 4; ++i) {
+        double s = 0;
+        for (int64_t k = 0; k < 3; ++k) {
+          double v = (*out)[0].get_as_double((o * 3 + k) * 4 + i);
+          s += p == 1 ? std::fabs(v) : v * v;
+        }
+        EXPECT_NEAR(s, o == 0 && i == 1 ? 0.0 : 1.0, 1e-5);
+      }
+  }
+  OpCase bad("LpNormalization", 22);
+  bad.attr("p", Attribute::from_int(3)).input(DataType::kFloat32, {2, 2});
+  EXPECT_FALSE(bad.run().ok());
+}
+
+TEST(MeanVarianceNormalization, ZeroMeanUnitVariance) {
+  OpCase c("MeanVarianceNormalization", 13);
+  c.input(DataType::kFloat32, {3, 2, 4, 3}, -4, 4);
+  auto out = c.run();
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  const Tensor& y = (*out)[0];
+  for (int64_t ch = 0; ch < 2; ++ch) {
+    double m = 0, v = 0;
+    for (int64_t n = 0; n < 3; ++n)
+      for (int64_t i = 0; i < 12; ++i) m += y.get_as_double((n * 2 + ch) * 12 + i) / 36;
+    for (int64_t n = 0; n < 3; ++n)
+      for (int64_t i = 0; i < 12; ++i) v += std::pow(y.get_as_double((n * 2 + ch) * 12 + i) - m, 2) / 36;
+    EXPECT_NEAR(m, 0, 1e-5);
+    EXPECT_NEAR(v, 1, 1e-4);
+  }
+}
+
+TEST(LRN, MatchesNaive) {
+  OpCase c("LRN", 13);
+  c.attr("size", Attribute::from_int(4)).attr("alpha", Attribute::from_float(2e-2f));
+  c.attr("beta", Attribute::from_float(0.5f)).attr("bias", Attribute::from_float(2.f));
+  c.input(DataType::kFloat32, {2, 5, 3, 3}, -3, 3);
+  auto out = c.run();
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  const Tensor& x = *c.inputs()[0];
+  for (int64_t n = 0; n < 2; ++n)
+    for (int64_t ch = 0; ch < 5; ++ch)
+      for (int64_t i = 0; i < 9; ++i) {
+        double s = 0;
+        for (int64_t k = ch - 1; k <= ch + 2; ++k)  // size 4: one before, two after
+          if (k >= 0 && k < 5) s += std::pow(x.get_as_double((n * 5 + k) * 9 + i), 2);
+        int64_t e = (n * 5 + ch) * 9 + i;
+        EXPECT_NEAR((*out)[0].get_as_double(e), x.get_as_double(e) / std::pow(2 + 2e-2 / 4 * s, 0.5), 1e-5);
+      }
+  OpCase no_size("LRN", 13);
+  no_size.input(DataType::kFloat32, {1, 2, 2, 2});
+  EXPECT_FALSE(no_size.run().ok());
+}
+
+}  // namespace
+}  // namespace kiln::test

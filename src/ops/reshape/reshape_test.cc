@@ -1,0 +1,250 @@
+#include "ops/reshape/movement_test_util.h"
+
+namespace kiln::test {
+namespace {
+
+// Reshape-like ops keep the bytes; check dims and that every element is unchanged.
+void expect_same_bytes(const Tensor& y, const Tensor& x, const Dims& dims) {
+  ASSERT_EQ(y.dims(), dims);
+  ASSERT_EQ(y.numel(), x.numel());
+  for (int64_t i = 0; i < x.numel(); ++i) ASSERT_EQ(y.get_as_double(i), x.get_as_double(i)) << i;
+}
+
+TEST(ShapeOps, ReshapeCopiesZeroAndInfersMinusOne) {
+  for (DataType dt : {DataType::kFloat32, DataType::kInt8, DataType::kBool, DataType::kBFloat16}) {
+    OpCase c("Reshape", 13);
+    c.input(dt, {2, 3, 4}, -5, 5).input(ints({2, 0, -1, 2}));
+    auto out = c.run();
+    ASSERT_TRUE(out.ok()) << out.status().to_string();
+    expect_same_bytes((*out)[0], *c.inputs()[0], {2, 3, 2, 2});
+  }
+}
+
+TEST(ShapeOps, ReshapeAllowZeroKeepsZeroDims) {
+  OpCase c("Reshape", 14);
+  c.attr("allowzero", ir::Attribute::from_int(1));
+  c.input(DataType::kFloat32, {0, 3, 4}).input(ints({3, 4, 0}));
+  auto out = c.run();
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  EXPECT_EQ((*out)[0].dims(), (Dims{3, 4, 0}));
+}
+
+TEST(ShapeOps, ReshapeOpset1TakesTheShapeAttribute) {
+  OpCase c("Reshape", 4);
+  c.attr("shape", ir::Attribute::from_ints({-1, 6}));
+  c.input(DataType::kFloat32, {2, 3, 4});
+  auto out = c.run();
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  expect_same_bytes((*out)[0], *c.inputs()[0], {4, 6});
+}
+
+TEST(ShapeOps, ReshapeRejectsBadShapes) {
+  std::vector<std::vector<int64_t>> bad = {{-1, -1, 2}, {5, 5}, {2, -2, 6}, {2, 3, 4, 0, 0}, {0, -1, 0, 1, 7}, {-1, 0, 5}};
+  for (auto& s : bad) {
+    OpCase c("Reshape", 13);
+    c.input(DataType::kFloat32, {2, 3, 4}).input(ints(s));
+    EXPECT_TRUE(fails_naming_node(c.run()));
+  }
+  OpCase z("Reshape", 14);  // allowzero with both 0 and -1
+  z.attr("allowzero", ir::Attribute::from_int(1));
+  z.input(DataType::kFloat32, {0, 4}).input(ints({0, -1}));
+  EXPECT_TRUE(fails_naming_node(z.run()));
+}
+
+TEST(ShapeOps, ReshapeInfersSymbolicDims) {
+  OpCase c("Reshape", 13);
+  c.input(DataType::kFloat32, {1, 3, 4}).input(ints({0, -1}));
+  Tensor shape = ints({0, -1});
+  auto r = infer(c, {tt(DataType::kFloat32, {sym("batch"), 3, 4}), tt(DataType::kInt64, {2})}, {nullptr, &shape});
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(shape_str((*r)[0]), "[batch,12]");
+
+  Tensor shape2 = ints({-1, 3, 4});
+  r = infer(c, {tt(DataType::kFloat32, {sym("batch"), 12}), tt(DataType::kInt64, {3})}, {nullptr, &shape2});
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(shape_str((*r)[0]), "[batch,3,4]");
+
+  Tensor shape3 = ints({-1, 5});  // not resolvable with a symbol left over
+  r = infer(c, {tt(DataType::kFloat32, {sym("batch"), 12}), tt(DataType::kInt64, {2})}, {nullptr, &shape3});
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(shape_str((*r)[0]), "[?,5]");
+
+  // Unknown shape value: the rank comes from the shape input's length.
+  r = infer(c, {tt(DataType::kFloat32, {sym("batch"), 12}), tt(DataType::kInt64, {3})});
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(shape_str((*r)[0]), "[?,?,?]");
+}
+
+TEST(ShapeOps, FlattenMatchesProducts) {
+  for (int64_t axis : {0, 1, 2, 3, 4, -1, -4}) {
+    OpCase c("Flatten", 13);
+    c.attr("axis", ir::Attribute::from_int(axis));
+    c.input(DataType::kFloat16, {2, 3, 4, 5});
+    auto out = c.run();
+    ASSERT_TRUE(out.ok()) << out.status().to_string();
+    int64_t a = axis < 0 ? axis + 4 : axis;
+    Dims d = {2, 3, 4, 5};
+    int64_t left = 1;
+    for (int64_t i = 0; i < a; ++i) left *= d[static_cast<size_t>(i)];
+    expect_same_bytes((*out)[0], *c.inputs()[0], {left, 120 / left});
+  }
+  OpCase bad("Flatten", 13);
+  bad.attr("axis", ir::Attribute::from_int(5)).input(DataType::kFloat32, {2, 3, 4, 5});
+  EXPECT_TRUE(fails_naming_node(bad.run()));
+
+  OpCase s("Flatten", 13);
+  s.input(DataType::kFloat32, {1, 3, 4});
+  auto r = infer(s, {tt(DataType::kFloat32, {sym("batch"), 3, 4})});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(shape_str((*r)[0]), "[batch,12]");
+}
+
+TEST(ShapeOps, SqueezeAttributeAndInput) {
+  OpCase a("Squeeze", 11);
+  a.attr("axes", ir::Attribute::from_ints({0, -2})).input(DataType::kInt32, {1, 3, 1, 5});
+  auto out = a.run();
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  expect_same_bytes((*out)[0], *a.inputs()[0], {3, 5});
+
+  OpCase b("Squeeze", 13);
+  b.input(DataType::kInt32, {1, 3, 1, 5}).input(ints({2}));
+  out = b.run();
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  expect_same_bytes((*out)[0], *b.inputs()[0], {1, 3, 5});
+
+  OpCase all("Squeeze", 13);
+  all.input(DataType::kInt32, {1, 3, 1, 5});
+  out = all.run();
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  EXPECT_EQ((*out)[0].dims(), (Dims{3, 5}));
+
+  OpCase bad("Squeeze", 13);
+  bad.input(DataType::kInt32, {1, 3, 1, 5}).input(ints({1}));
+  EXPECT_TRUE(fails_naming_node(bad.run()));
+  OpCase dup("Squeeze", 13);
+  dup.input(DataType::kInt32, {1, 3, 1, 5}).input(ints({0, -4}));
+  EXPECT_TRUE(fails_naming_node(dup.run()));
+}
+
+TEST(ShapeOps, SqueezeInfersSymbolicDims) {
+  OpCase c("Squeeze", 13);
+  c.input(DataType::kFloat32, {1, 1, 4}).input(ints({1}));
+  Tensor axes = ints({1});
+  auto r = infer(c, {tt(DataType::kFloat32, {sym("batch"), 1, sym("seq")}), tt(DataType::kInt64, {1})},
+                 {nullptr, &axes});
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(shape_str((*r)[0]), "[batch,seq]");
+  OpCase n("Squeeze", 13);
+  n.input(DataType::kFloat32, {1, 1, 4});
+  r = infer(n, {tt(DataType::kFloat32, {sym("batch"), 1, 4})});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(shape_str((*r)[0]), "unranked");  // batch might be 1
+}
+
+TEST(ShapeOps, UnsqueezeAttributeAndInput) {
+  OpCase a("Unsqueeze", 11);
+  a.attr("axes", ir::Attribute::from_ints({0, -1})).input(DataType::kFloat32, {3, 4});
+  auto out = a.run();
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  expect_same_bytes((*out)[0], *a.inputs()[0], {1, 3, 4, 1});
+
+  OpCase b("Unsqueeze", 13);
+  b.input(DataType::kFloat32, {3, 4, 5}).input(ints({5, 4, 2}));
+  out = b.run();
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  expect_same_bytes((*out)[0], *b.inputs()[0], {3, 4, 1, 5, 1, 1});
+
+  for (auto axes : std::vector<std::vector<int64_t>>{{0, 0}, {4}, {-5}}) {
+    OpCase bad("Unsqueeze", 13);
+    bad.input(DataType::kFloat32, {3, 4}).input(ints(axes));
+    EXPECT_TRUE(fails_naming_node(bad.run()));
+  }
+  OpCase missing("Unsqueeze", 13);
+  missing.input(DataType::kFloat32, {3, 4});
+  EXPECT_TRUE(fails_naming_node(missing.run()));
+
+  OpCase s("Unsqueeze", 13);
+  s.input(DataType::kFloat32, {3, 4}).input(ints({1}));
+  Tensor axes = ints({1});
+  auto r = infer(s, {tt(DataType::kFloat32, {sym("batch"), sym("seq")}), tt(DataType::kInt64, {1})}, {nullptr, &axes});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(shape_str((*r)[0]), "[batch,1,seq]");
+}
+
+TEST(ShapeOps, TransposeMatchesCoordinatePermutation) {
+  std::vector<int64_t> perm = {2, 0, 3, 1};
+  for (DataType dt : {DataType::kFloat32, DataType::kFloat64, DataType::kFloat16, DataType::kUInt8, DataType::kBool}) {
+    OpCase c("Transpose", 13);
+    c.attr("perm", ir::Attribute::from_ints(perm)).input(dt, {2, 3, 4, 5}, -9, 9);
+    auto out = c.run();
+    ASSERT_TRUE(out.ok()) << out.status().to_string();
+    const Tensor& x = *c.inputs()[0];
+    Tensor want = expected_by_coords(dt, {4, 2, 5, 3}, [&](const std::vector<int64_t>& o) {
+      std::vector<int64_t> i(4);
+      for (size_t j = 0; j < 4; ++j) i[static_cast<size_t>(perm[j])] = o[j];
+      return at(x, i);
+    });
+    EXPECT_TRUE(tensors_close((*out)[0], want, 0, 0));
+  }
+}
+
+TEST(ShapeOps, TransposeDefaultReversesAndValidatesPerm) {
+  OpCase c("Transpose", 13);
+  c.input(DataType::kInt64, {2, 3, 4}, -100, 100);
+  auto out = c.run();
+  ASSERT_TRUE(out.ok());
+  const Tensor& x = *c.inputs()[0];
+  Tensor want = expected_by_coords(DataType::kInt64, {4, 3, 2},
+                                   [&](const std::vector<int64_t>& o) { return at(x, {o[2], o[1], o[0]}); });
+  EXPECT_TRUE(tensors_close((*out)[0], want, 0, 0));
+  for (auto perm : std::vector<std::vector<int64_t>>{{0, 1}, {0, 0, 1}, {0, 1, 3}, {-1, 0, 1}}) {
+    OpCase bad("Transpose", 13);
+    bad.attr("perm", ir::Attribute::from_ints(perm)).input(DataType::kFloat32, {2, 3, 4});
+    EXPECT_TRUE(fails_naming_node(bad.run()));
+  }
+  OpCase s("Transpose", 13);
+  s.attr("perm", ir::Attribute::from_ints({1, 0, 2})).input(DataType::kFloat32, {2, 3, 4});
+  auto r = infer(s, {tt(DataType::kFloat32, {sym("batch"), sym("seq"), 4})});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(shape_str((*r)[0]), "[seq,batch,4]");
+}
+
+TEST(ShapeOps, ShapeWithStartEnd) {
+  struct Case {
+    std::optional<int64_t> start, end;
+    std::vector<int64_t> want;
+  };
+  std::vector<Case> cases = {{{}, {}, {3, 4, 5}},  {1, {}, {4, 5}},  {{}, -1, {3, 4}}, {-10, 10, {3, 4, 5}},
+                             {2, 1, {}},           {-1, {}, {5}},    {1, 2, {4}}};
+  for (const Case& k : cases) {
+    OpCase c("Shape", 15);
+    if (k.start) c.attr("start", ir::Attribute::from_int(*k.start));
+    if (k.end) c.attr("end", ir::Attribute::from_int(*k.end));
+    c.input(DataType::kFloat32, {3, 4, 5});
+    auto out = c.run();
+    ASSERT_TRUE(out.ok()) << out.status().to_string();
+    EXPECT_TRUE(tensors_close((*out)[0], ints(k.want), 0, 0));
+  }
+  OpCase old("Shape", 13);  // start/end did not exist before opset 15
+  old.attr("start", ir::Attribute::from_int(1)).input(DataType::kFloat32, {3, 4, 5});
+  auto out = old.run();
+  ASSERT_TRUE(out.ok());
+  EXPECT_EQ((*out)[0].numel(), 3);
+}
+
+TEST(ShapeOps, SizeCountsElements) {
+  OpCase c("Size", 13);
+  c.input(DataType::kFloat32, {3, 4, 5});
+  auto out = c.run();
+  ASSERT_TRUE(out.ok());
+  EXPECT_EQ((*out)[0].dims(), Dims{});
+  EXPECT_EQ((*out)[0].data_as<int64_t>()[0], 60);
+  OpCase e("Size", 13);
+  e.input(DataType::kFloat32, {3, 0});
+  out = e.run();
+  ASSERT_TRUE(out.ok());
+  EXPECT_EQ((*out)[0].data_as<int64_t>()[0], 0);
+}
+
+}  // namespace
+}  // namespace kiln::test

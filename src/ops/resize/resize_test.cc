@@ -1,0 +1,229 @@
+#include <cmath>
+
+#include "harness/op_harness.h"
+
+namespace kiln::test {
+namespace {
+
+Tensor floats(const std::vector<double>& v) { return Tensor::from_vector(DataType::kFloat32, {(int64_t)v.size()}, v); }
+Tensor ints(const std::vector<int64_t>& v) { return Tensor::from_vector(DataType::kInt64, {(int64_t)v.size()}, v); }
+ir::Attribute str(const char* s) { return ir::Attribute::from_string(s); }
+
+double at4(const Tensor& t, int64_t a, int64_t b, int64_t c, int64_t d) {
+  const Dims& s = t.dims();
+  return t.get_as_double(((a * s[1] + b) * s[2] + c) * s[3] + d);
+}
+
+TEST(Resize, NearestIntegerUpsampleRepeats) {
+  // Upsample-9, Resize-10 and Resize-13 (asymmetric) all repeat pixels for integer scales.
+  for (auto [op, opset] : {std::pair{"Upsample", 9}, std::pair{"Resize", 10}, std::pair{"Resize", 13}}) {
+    OpCase c(op, opset);
+    c.input(DataType::kFloat32, {1, 2, 3, 4});
+    if (opset >= 11) {
+      c.attr("coordinate_transformation_mode", str("asymmetric")).attr("nearest_mode", str("floor")).no_input();
+    }
+    c.input(floats({1, 1, 2, 3}));
+    auto out = c.run();
+    ASSERT_TRUE(out.ok()) << op << opset << ": " << out.status().to_string();
+    const Tensor& x = *c.inputs()[0];
+    const Tensor& y = (*out)[0];
+    ASSERT_EQ(y.dims(), (Dims{1, 2, 6, 12}));
+    for (int64_t ch = 0; ch < 2; ++ch)
+      for (int64_t i = 0; i < 6; ++i)
+        for (int64_t j = 0; j < 12; ++j) ASSERT_EQ(at4(y, 0, ch, i, j), at4(x, 0, ch, i / 2, j / 3));
+  }
+}
+
+TEST(Resize, LinearAlignCornersMatchesBilinearFormula) {
+  OpCase c("Resize", 19);
+  c.attr("mode", str("linear")).attr("coordinate_transformation_mode", str("align_corners"));
+  c.input(DataType::kFloat32, {1, 1, 3, 5}).no_input().no_input().input(ints({1, 1, 7, 4}));
+  auto out = c.run();
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  const Tensor& x = *c.inputs()[0];
+  for (int64_t i = 0; i < 7; ++i)
+    for (int64_t j = 0; j < 4; ++j) {
+      double sy = i * 2.0 / 6.0, sx = j * 4.0 / 3.0;
+      int64_t y0 = std::min<int64_t>((int64_t)std::floor(sy), 1), x0 = std::min<int64_t>((int64_t)std::floor(sx), 3);
+      double fy = sy - y0, fx = sx - x0;
+      double v = (1 - fy) * ((1 - fx) * at4(x, 0, 0, y0, x0) + fx * at4(x, 0, 0, y0, x0 + 1)) +
+                 fy * ((1 - fx) * at4(x, 0, 0, y0 + 1, x0) + fx * at4(x, 0, 0, y0 + 1, x0 + 1));
+      EXPECT_NEAR(at4((*out)[0], 0, 0, i, j), v, 1e-5);
+    }
+}
+
+TEST(Resize, HalfPixelLinearHalvingAveragesPairs) {
+  OpCase c("Resize", 13);
+  c.attr("mode", str("linear"));
+  c.input(DataType::kFloat64, {2, 3, 4, 6}).no_input().input(Tensor::from_vector(DataType::kFloat32, {4}, std::vector<double>{1, 1, 0.5, 0.5}));
+  auto out = c.run();
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  const Tensor& x = *c.inputs()[0];
+  ASSERT_EQ((*out)[0].dims(), (Dims{2, 3, 2, 3}));
+  for (int64_t n = 0; n < 2; ++n)
+    for (int64_t ch = 0; ch < 3; ++ch)
+      for (int64_t i = 0; i < 2; ++i)
+        for (int64_t j = 0; j < 3; ++j) {
+          double avg = 0;
+          for (int di = 0; di < 2; ++di)
+            for (int dj = 0; dj < 2; ++dj) avg += at4(x, n, ch, 2 * i + di, 2 * j + dj) / 4;
+          EXPECT_NEAR(at4((*out)[0], n, ch, i, j), avg, 1e-12);
+        }
+}
+
+TEST(Resize, CubicKeepsConstantsAndHitsSamples) {
+  // Any cubic filter (antialiased or not) reproduces a constant image.
+  for (int aa : {0, 1}) {
+    Tensor x = Tensor::empty(DataType::kFloat32, {1, 1, 5, 5});
+    for (int64_t i = 0; i < 25; ++i) x.set_from_double(i, 3.25);
+    OpCase c("Resize", 18);
+    c.attr("mode", str("cubic")).attr("antialias", ir::Attribute::from_int(aa));
+    c.input(x).no_input().input(Tensor::from_vector(DataType::kFloat32, {4}, std::vector<double>{1, 1, 0.6, 1.7}));
+    auto out = c.run();
+    ASSERT_TRUE(out.ok()) << out.status().to_string();
+    for (int64_t i = 0; i < (*out)[0].numel(); ++i) EXPECT_NEAR((*out)[0].get_as_double(i), 3.25, 1e-5);
+  }
+  // align_corners 4 -> 7 lands every other output on an input sample.
+  OpCase c("Resize", 13);
+  c.attr("mode", str("cubic")).attr("coordinate_transformation_mode", str("align_corners"));
+  c.input(DataType::kFloat32, {1, 1, 1, 4}).no_input().no_input().input(ints({1, 1, 1, 7}));
+  auto out = c.run();
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  for (int64_t j = 0; j < 7; j += 2) EXPECT_NEAR(at4((*out)[0], 0, 0, 0, j), at4(*c.inputs()[0], 0, 0, 0, j / 2), 1e-6);
+}
+
+TEST(Resize, CropAndResizeExtrapolates) {
+  OpCase c("Resize", 13);
+  c.attr("mode", str("linear")).attr("coordinate_transformation_mode", str("tf_crop_and_resize"));
+  c.attr("extrapolation_value", ir::Attribute::from_float(7.5f));
+  // Crop rows [0, 1] and columns [0.5, 1.5]: the right half of the columns falls outside.
+  c.input(DataType::kFloat32, {1, 1, 4, 4})
+      .input(floats({0, 0, 0, 0.5, 1, 1, 1, 1.5}))
+      .no_input()
+      .input(ints({1, 1, 4, 5}));
+  auto out = c.run();
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  const Tensor& x = *c.inputs()[0];
+  for (int64_t i = 0; i < 4; ++i)
+    for (int64_t j = 0; j < 5; ++j) {
+      double sx = 0.5 * 3 + j * 3.0 / 4.0;  // source column
+      double got = at4((*out)[0], 0, 0, i, j);
+      if (sx > 3) {
+        EXPECT_EQ(got, 7.5);
+      } else {
+        int64_t x0 = std::min<int64_t>((int64_t)sx, 2);
+        double f = sx - x0;
+        EXPECT_NEAR(got, (1 - f) * at4(x, 0, 0, i, x0) + f * at4(x, 0, 0, i, x0 + 1), 1e-5);
+      }
+    }
+}
+
+TEST(Resize, NearestModesRound) {
+  // 1-D input [0..4] upsampled 4 -> 10 with asymmetric coordinates: x = o * 0.4.
+  Tensor x = Tensor::from_vector(DataType::kInt32, {4}, std::vector<double>{10, 11, 12, 13});
+  struct M { const char* mode; int64_t (*f)(double); };
+  M modes[] = {{"floor", [](double v) { return (int64_t)std::floor(v); }},
+               {"ceil", [](double v) { return (int64_t)std::ceil(v); }},
+               {"round_prefer_floor", [](double v) { return (int64_t)std::ceil(v - 0.5); }},
+               {"round_prefer_ceil", [](double v) { return (int64_t)std::floor(v + 0.5); }}};
+  for (const M& m : modes) {
+    OpCase c("Resize", 13);
+    c.attr("coordinate_transformation_mode", str("asymmetric")).attr("nearest_mode", str(m.mode));
+    c.input(x).no_input().no_input().input(ints({10}));
+    auto out = c.run();
+    ASSERT_TRUE(out.ok()) << out.status().to_string();
+    for (int64_t o = 0; o < 10; ++o) {
+      int64_t i = std::clamp<int64_t>(m.f(o / 2.5), 0, 3);
+      EXPECT_EQ((*out)[0].get_as_double(o), 10 + i) << m.mode << " o=" << o;
+    }
+  }
+}
+
+TEST(Resize, IntegerLinearRoundsHalfToEvenAndSaturates) {
+  Tensor x = Tensor::from_vector(DataType::kUInt8, {1, 2}, std::vector<double>{1, 2});
+  OpCase c("Resize", 13);
+  c.attr("mode", str("linear")).attr("coordinate_transformation_mode", str("align_corners"));
+  c.input(x).no_input().no_input().input(ints({1, 3}));
+  auto out = c.run();
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  EXPECT_EQ((*out)[0].get_as_double(1), 2);  // 1.5 rounds to even
+  Tensor z = Tensor::from_vector(DataType::kUInt8, {1, 4}, std::vector<double>{0, 255, 255, 0});
+  OpCase s("Resize", 13);
+  s.attr("mode", str("cubic"));
+  s.input(z).no_input().no_input().input(ints({1, 9}));
+  auto so = s.run();
+  ASSERT_TRUE(so.ok());
+  for (int64_t i = 0; i < 9; ++i) {
+    EXPECT_GE((*so)[0].get_as_double(i), 0);
+    EXPECT_LE((*so)[0].get_as_double(i), 255);
+  }
+}
+
+TEST(Resize, AxesAndAspectPolicy) {
+  for (auto [policy, h, w] : {std::tuple{"stretch", 7, 8}, std::tuple{"not_larger", 7, 7}, std::tuple{"not_smaller", 8, 8}}) {
+    OpCase c("Resize", 18);
+    c.attr("axes", ir::Attribute::from_ints({2, 3})).attr("keep_aspect_ratio_policy", str(policy));
+    c.input(DataType::kFloat32, {1, 2, 2, 2}).no_input().no_input().input(ints({7, 8}));
+    auto out = c.run();
+    ASSERT_TRUE(out.ok()) << out.status().to_string();
+    EXPECT_EQ((*out)[0].dims(), (Dims{1, 2, h, w})) << policy;
+  }
+}
+
+TEST(Resize, SymbolicInference) {
+  OpCase c("Resize", 18);
+  c.input(DataType::kFloat32, {1, 3, 4, 4}).no_input().input(floats({1, 1, 2, 2}));
+  ops::TensorType x{DataType::kFloat32, Shape{Dim::symbol("N"), Dim(3), Dim::symbol("H"), Dim(5)}};
+  ops::TensorType f{DataType::kFloat32, Shape{Dim(4)}};
+  Tensor scales = floats({1, 1, 2, 2});
+  auto r = ops::infer_node(c.node(), {x, {}, f}, {nullptr, nullptr, &scales});
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(shape_to_string(*(*r)[0].shape), "[N,3,?,10]");
+  auto u = ops::infer_node(c.node(), {x, {}, f}, {nullptr, nullptr, nullptr});
+  ASSERT_TRUE(u.ok());
+  EXPECT_EQ(shape_to_string(*(*u)[0].shape), "[?,?,?,?]");
+
+  OpCase a("Resize", 18);
+  a.attr("axes", ir::Attribute::from_ints({-2, -1}));
+  a.input(DataType::kFloat32, {1, 3, 4, 4}).no_input().no_input().input(ints({64, 32}));
+  Tensor sizes = ints({64, 32});
+  ops::TensorType it{DataType::kInt64, Shape{Dim(2)}};
+  auto s = ops::infer_node(a.node(), {x, {}, {}, it}, {nullptr, nullptr, nullptr, &sizes});
+  ASSERT_TRUE(s.ok()) << s.status().to_string();
+  EXPECT_EQ(shape_to_string(*(*s)[0].shape), "[N,3,64,32]");
+  auto su = ops::infer_node(a.node(), {x, {}, {}, it}, {nullptr, nullptr, nullptr, nullptr});
+  ASSERT_TRUE(su.ok());
+  EXPECT_EQ(shape_to_string(*(*su)[0].shape), "[N,3,?,?]");
+}
+
+TEST(Resize, InvalidInputsAreErrors) {
+  auto run = [](OpCase& c) { return c.run(); };
+  OpCase neg("Resize", 13);
+  neg.input(DataType::kFloat32, {1, 4}).no_input().input(floats({1, -2}));
+  EXPECT_FALSE(run(neg).ok());
+  OpCase len("Resize", 13);
+  len.input(DataType::kFloat32, {1, 4}).no_input().input(floats({2}));
+  EXPECT_FALSE(run(len).ok());
+  OpCase both("Resize", 13);
+  both.input(DataType::kFloat32, {1, 4}).no_input().input(floats({1, 2})).input(ints({1, 8}));
+  EXPECT_FALSE(run(both).ok());
+  OpCase none("Resize", 13);
+  none.input(DataType::kFloat32, {1, 4});
+  EXPECT_FALSE(run(none).ok());
+  OpCase huge("Resize", 13);
+  huge.input(DataType::kFloat32, {2, 4}).no_input().input(floats({1e6, 1e6}));
+  auto h = run(huge);
+  ASSERT_FALSE(h.ok());
+  EXPECT_NE(h.status().message().find("case_Resize"), std::string::npos);
+  OpCase mode("Resize", 13);
+  mode.attr("mode", str("bogus"));
+  mode.input(DataType::kFloat32, {1, 4}).no_input().input(floats({1, 2}));
+  EXPECT_FALSE(run(mode).ok());
+  OpCase axes("Resize", 18);
+  axes.attr("axes", ir::Attribute::from_ints({2}));
+  axes.input(DataType::kFloat32, {1, 4}).no_input().input(floats({2}));
+  EXPECT_FALSE(run(axes).ok());
+}
+
+}  // namespace
+}  // namespace kiln::test
