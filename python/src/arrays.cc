@@ -1,4 +1,6 @@
 // Arrays across the boundary: numpy / DLPack / __array_interface__ in, numpy out.
+#include <nanobind/stl/string.h>
+
 #include <cstring>
 
 #include "common.h"
@@ -119,18 +121,28 @@ HostArray host_array(nb::handle obj_in, const std::string& what, bool writable) 
   }
   HostArray h;
   // A writable array is never converted: the caller's memory must be the one written.
-  bool ok = writable ? nb::try_cast<nb::ndarray<nb::c_contig>>(obj, h.array, false)
-                     : nb::try_cast<nb::ndarray<nb::ro, nb::c_contig>>(obj, h.array, true);
-  if (!ok) {
-    // Not C-contiguous and the producer could not convert it itself: numpy can.
-    if (!writable) {
+  auto import_ro = [&](nb::handle o) {
+    nb::ndarray<nb::ro, nb::c_contig> a;
+    if (!nb::try_cast(o, a, true)) return false;
+    h.array = nb::ndarray<>(a);
+    return true;
+  };
+  bool ok = false;
+  if (writable) {
+    nb::ndarray<nb::c_contig> a;
+    ok = nb::try_cast(obj, a, false);
+    if (ok) h.array = nb::ndarray<>(a);
+  } else {
+    ok = import_ro(obj);
+    if (!ok) {
+      // Not C-contiguous and the producer could not convert it itself: numpy can.
       obj = numpy().attr("ascontiguousarray")(obj);
-      ok = nb::try_cast<nb::ndarray<nb::ro, nb::c_contig>>(obj, h.array, true);
+      ok = import_ro(obj);
     }
-    if (!ok)
-      raise(ErrorCode::kInvalidArgument,
-            what + (writable ? " must be a writable C-contiguous host array" : " could not be read as a host array"));
   }
+  if (!ok)
+    raise(ErrorCode::kInvalidArgument,
+          what + (writable ? " must be a writable C-contiguous host array" : " could not be read as a host array"));
   if (h.array.device_type() == 2 || h.array.device_type() == 13) raise_cuda(what);
   if (h.array.device_type() != nb::device::cpu::value && h.array.device_type() != 3)
     raise(ErrorCode::kUnsupported, what + " is in " + device_name(h.array.device_type()) +

@@ -184,7 +184,7 @@ void register_builder(nb::module_& m) {
             return p.parse(buf.data(), buf.size(), dir);
           },
           nb::arg("model"), nb::arg("path") = nb::none(),
-          nb::sig("def parse(self, model: collections.abc.Buffer, path: str | os.PathLike | None = None) -> bool"),
+          nb::sig("def parse(self, model: bytes | bytearray | memoryview, path: str | os.PathLike | None = None) -> bool"),
           "Parses a serialized ModelProto; `path` (the model's file) locates external data. True on success.")
       .def(
           "parse_from_file",

@@ -442,10 +442,10 @@ void register_runtime(nb::module_& m) {
   };
   runtime.def(nb::init<Logger&>(), nb::arg("logger"), nb::keep_alive<1, 2>())
       .def("deserialize_cuda_engine", deserialize, nb::arg("serialized_engine"),
-           nb::sig("def deserialize_cuda_engine(self, serialized_engine: collections.abc.Buffer) -> Engine"),
+           nb::sig("def deserialize_cuda_engine(self, serialized_engine: bytes | bytearray | memoryview) -> Engine"),
            "Checks and loads an engine (any device; TensorRT's name).")
       .def("deserialize_engine", deserialize, nb::arg("serialized_engine"),
-           nb::sig("def deserialize_engine(self, serialized_engine: collections.abc.Buffer) -> Engine"),
+           nb::sig("def deserialize_engine(self, serialized_engine: bytes | bytearray | memoryview) -> Engine"),
            "Checks and loads an engine (device-neutral name).")
       .def(
           "deserialize_file",

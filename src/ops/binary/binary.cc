@@ -9,19 +9,28 @@ namespace {
 struct Add {
   static constexpr uint32_t kTypes = kTypesNumeric;
   static constexpr bool kBoolOut = false;
-  template <class C> C operator()(C a, C b) const { return wrap_add(a, b); }
+  template <class C>
+  C operator()(C a, C b) const {
+    return wrap_add(a, b);
+  }
 };
 
 struct Sub {
   static constexpr uint32_t kTypes = kTypesNumeric;
   static constexpr bool kBoolOut = false;
-  template <class C> C operator()(C a, C b) const { return wrap_sub(a, b); }
+  template <class C>
+  C operator()(C a, C b) const {
+    return wrap_sub(a, b);
+  }
 };
 
 struct Mul {
   static constexpr uint32_t kTypes = kTypesNumeric;
   static constexpr bool kBoolOut = false;
-  template <class C> C operator()(C a, C b) const { return wrap_mul(a, b); }
+  template <class C>
+  C operator()(C a, C b) const {
+    return wrap_mul(a, b);
+  }
 };
 
 // Integer division truncates toward zero (C semantics, as the ONNX reference).
@@ -29,7 +38,8 @@ struct Mul {
 struct Div {
   static constexpr uint32_t kTypes = kTypesNumeric;
   static constexpr bool kBoolOut = false;
-  template <class C> C operator()(C a, C b) const {
+  template <class C>
+  C operator()(C a, C b) const {
     if constexpr (std::is_floating_point_v<C>) {
       return a / b;
     } else {
@@ -53,7 +63,8 @@ struct Mod {
     if (f != 0 && f != 1) return ctx.error("fmod must be 0 or 1, got " + std::to_string(f));
     return Status();
   }
-  template <class C> C operator()(C a, C b) const {
+  template <class C>
+  C operator()(C a, C b) const {
     if constexpr (std::is_floating_point_v<C>) {
       C r = std::fmod(a, b);
       if (fmod) return r;
@@ -78,7 +89,10 @@ struct Mod {
 struct PRelu {
   static constexpr uint32_t kTypes = kTypesNumeric;
   static constexpr bool kBoolOut = false;
-  template <class C> C operator()(C x, C slope) const { return x < C(0) ? wrap_mul(slope, x) : x; }
+  template <class C>
+  C operator()(C x, C slope) const {
+    return x < C(0) ? wrap_mul(slope, x) : x;
+  }
 };
 
 // Shifts by a negative amount or by >= the bit width give 0 (or -1 for a right
@@ -93,7 +107,8 @@ struct BitShift {
     if (d != "LEFT" && d != "RIGHT") return ctx.error("direction must be \"LEFT\" or \"RIGHT\", got \"" + d + "\"");
     return Status();
   }
-  template <class C> C operator()(C a, C b) const {
+  template <class C>
+  C operator()(C a, C b) const {
     constexpr int kWidth = static_cast<int>(sizeof(C) * 8);
     bool in_range = b < static_cast<C>(kWidth);
     if constexpr (std::is_signed_v<C>) in_range = in_range && b >= 0;
@@ -106,7 +121,8 @@ struct BitShift {
 
 // Pow: the exponent may have another dtype than the base (opset 12+). It is read
 // as double; integer ** integer stays exact, every other mix computes in double.
-template <typename T> T int_pow(T base, int64_t e) {
+template <typename T>
+T int_pow(T base, int64_t e) {
   if (e < 0) {
     if (base == 1) return 1;
     if constexpr (std::is_signed_v<T>)
@@ -133,7 +149,8 @@ Status infer_pow(InferContext& ctx) {
   return Status();
 }
 
-template <bool kFast> Status pow_kernel(KernelContext& ctx) {
+template <bool kFast>
+Status pow_kernel(KernelContext& ctx) {
   const Tensor& a = ctx.input(0);
   const Tensor& b = ctx.input(1);
   Tensor& y = ctx.output(0);

@@ -16,15 +16,18 @@ void register_variadic_ops(OpRegistry& r);
 inline constexpr const char* kEltwiseKernel = "cpu.eltwise";
 
 /// Output element type of functor Op on inputs of type T: bool for comparisons.
-template <class Op, typename T> using binary_out_t = std::conditional_t<Op::kBoolOut, bool, T>;
+template <class Op, typename T>
+using binary_out_t = std::conditional_t<Op::kBoolOut, bool, T>;
 
-template <class Op> Op make_binary_op(const ir::Attributes& attrs) {
+template <class Op>
+Op make_binary_op(const ir::Attributes& attrs) {
   if constexpr (std::is_constructible_v<Op, const ir::Attributes&>) return Op(attrs);
   else return Op{};
 }
 
 /// Both inputs share a dtype in Op::kTypes; output is their broadcast.
-template <class Op> Status infer_binary(InferContext& ctx) {
+template <class Op>
+Status infer_binary(InferContext& ctx) {
   if (!ctx.has_input(0) || !ctx.has_input(1)) return ctx.error("expects 2 inputs");
   KILN_RETURN_IF_ERROR(check_legacy_broadcast(ctx));
   KILN_RETURN_IF_ERROR(check_input_dtype(ctx, 0, Op::kTypes));
@@ -36,7 +39,8 @@ template <class Op> Status infer_binary(InferContext& ctx) {
   return Status();
 }
 
-template <class Op, bool kFast> Status binary_kernel(KernelContext& ctx) {
+template <class Op, bool kFast>
+Status binary_kernel(KernelContext& ctx) {
   const Tensor& a = ctx.input(0);
   const Tensor& b = ctx.input(1);
   Tensor& y = ctx.output(0);
@@ -59,7 +63,8 @@ template <class Op, bool kFast> Status binary_kernel(KernelContext& ctx) {
   return Status();
 }
 
-template <class Op> OpDef binary_op_def(const char* name) {
+template <class Op>
+OpDef binary_op_def(const char* name) {
   OpDef d;
   d.name = name;
   d.infer = infer_binary<Op>;
@@ -69,15 +74,18 @@ template <class Op> OpDef binary_op_def(const char* name) {
 }
 
 /// Integer + - * with two's-complement wrap-around (no signed overflow UB).
-template <typename C> C wrap_add(C a, C b) {
+template <typename C>
+C wrap_add(C a, C b) {
   if constexpr (std::is_integral_v<C>) return static_cast<C>(wrap_t<C>(a) + wrap_t<C>(b));
   else return a + b;
 }
-template <typename C> C wrap_sub(C a, C b) {
+template <typename C>
+C wrap_sub(C a, C b) {
   if constexpr (std::is_integral_v<C>) return static_cast<C>(wrap_t<C>(a) - wrap_t<C>(b));
   else return a - b;
 }
-template <typename C> C wrap_mul(C a, C b) {
+template <typename C>
+C wrap_mul(C a, C b) {
   if constexpr (std::is_integral_v<C>) return static_cast<C>(wrap_t<C>(a) * wrap_t<C>(b));
   else return a * b;
 }

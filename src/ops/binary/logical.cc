@@ -5,11 +5,14 @@
 namespace kiln::ops {
 namespace {
 
-#define KILN_BINARY_OP(Name, types, bool_out, expr)                     \
-  struct Name {                                                         \
-    static constexpr uint32_t kTypes = types;                           \
-    static constexpr bool kBoolOut = bool_out;                          \
-    template <class C> auto operator()(C a, C b) const { return expr; } \
+#define KILN_BINARY_OP(Name, types, bool_out, expr) \
+  struct Name {                                     \
+    static constexpr uint32_t kTypes = types;       \
+    static constexpr bool kBoolOut = bool_out;      \
+    template <class C>                              \
+    auto operator()(C a, C b) const {               \
+      return expr;                                  \
+    }                                               \
   };
 
 // 16-bit floats compare in float, so NaN is unequal to everything.

@@ -54,7 +54,7 @@ Result<std::optional<PadSpec>> pad_spec(const ir::Node& n, size_t rank, const Te
   p.end.assign(rank, 0);
   for (size_t i = 0; i < axes.size(); ++i) {
     int64_t b = pads[i], e = pads[axes.size() + i];
-    if (std::abs(b) > kMaxTensorElements || std::abs(e) > kMaxTensorElements)
+    if (b < -kMaxTensorElements || b > kMaxTensorElements || e < -kMaxTensorElements || e > kMaxTensorElements)
       return node_error(n, "pads " + ints_to_string(pads) + " are out of range");
     p.begin[static_cast<size_t>(axes[i])] = b;
     p.end[static_cast<size_t>(axes[i])] = e;

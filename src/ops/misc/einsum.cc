@@ -135,8 +135,10 @@ Status infer_einsum(InferContext& ctx) {
   DataType dt = ctx.input_dtype(0);
   if (dt == DataType::kBool || dt == DataType::kString || !dtype_is_supported(dt))
     return ctx.unsupported(std::string("dtype ") + dtype_name(dt) + " is not supported");
-  for (size_t i = 1; i < ctx.num_inputs(); ++i)
+  for (size_t i = 0; i < ctx.num_inputs(); ++i) {
+    if (!ctx.has_input(i)) return ctx.error("input " + std::to_string(i) + " is missing");
     if (ctx.input_dtype(i) != dt) return ctx.error("all inputs must have the same dtype");
+  }
   KILN_ASSIGN_OR_RETURN(ParsedEquation p, parse_equation(ctx.node()));
   std::vector<int64_t> ranks;
   for (size_t i = 0; i < ctx.num_inputs(); ++i) {

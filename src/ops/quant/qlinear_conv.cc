@@ -1,9 +1,11 @@
 // QLinearConv: N-D grouped convolution of quantized input and weights with exact
 // integer accumulation, requantized to the output scale and zero point.
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
 
+#include "backends/cpu/thread_pool.h"
 #include "ops/common.h"
 #include "ops/quant/quant_util.h"
 
@@ -65,6 +67,11 @@ int64_t out_size(ConvGeom& g, size_t i, int64_t in) {
 Status infer_qlinear_conv(InferContext& ctx) {
   if (!is_q8(ctx.input_dtype(0)) || !is_q8(ctx.input_dtype(3)))
     return ctx.unsupported("x and w must be int8 or uint8");
+  for (int i : {1, 4, 6}) {
+    DataType t = ctx.input_dtype(i);
+    if (t != DataType::kFloat32 && t != DataType::kFloat16 && t != DataType::kBFloat16)
+      return ctx.error("scale input " + std::to_string(i) + " must be a float tensor");
+  }
   DataType out = ctx.has_input(7) ? ctx.input_dtype(7) : ctx.input_dtype(0);
   if (!is_q8(out)) return ctx.unsupported(std::string("output type ") + dtype_name(out) + " is not supported");
   if (ctx.has_input(8) && ctx.input_dtype(8) != DataType::kInt32) return ctx.error("bias must be int32");
@@ -178,10 +185,92 @@ Status ref_qlinear_conv(KernelContext& ctx) {
   return Status();
 }
 
+/// 2-D convolution on int16 copies of (x - x_zp) and (w - w_zp), parallel over output channels.
+Status fast_qlinear_conv(KernelContext& ctx) {
+  const Tensor& x = ctx.input(0);
+  const Tensor& w = ctx.input(3);
+  auto in = [&](int i) { return ctx.has_input(i) ? &ctx.input(i) : nullptr; };
+  bool ok = x.rank() == 4 && w.rank() == 4 && in(1)->numel() == 1 && in(6)->numel() == 1 &&
+            (!in(2) || in(2)->numel() == 1) && (!in(7) || in(7)->numel() == 1);
+  for (int i : {1, 4, 6}) ok = ok && in(i)->dtype() == DataType::kFloat32;
+  if (!ok) return ref_qlinear_conv(ctx);
+  const Dims& xd = x.dims();
+  const Dims& wd = w.dims();
+  Dims wk(wd.begin() + 2, wd.end());
+  KILN_ASSIGN_OR_RETURN(ConvGeom g, conv_geom(ctx.node(), wk));
+  int64_t N = xd[0], C = xd[1], H = xd[2], W = xd[3], M = wd[0], cg = wd[1], KH = wd[2], KW = wd[3];
+  if (C != cg * g.group || M % g.group != 0 || M < g.group) return ctx.error("channel counts do not match group");
+  int64_t mg = M / g.group;
+  int64_t OH = out_size(g, 0, H), OW = out_size(g, 1, W);
+  int64_t sh = g.strides[0], sw = g.strides[1], dh = g.dilations[0], dw = g.dilations[1];
+  int64_t pt = g.pad_begin[0], pl = g.pad_begin[1];
+  int64_t Hp = std::max(H + pt + g.pad_end[0], (OH - 1) * sh + (KH - 1) * dh + 1);
+  int64_t Wp = std::max(W + pl + g.pad_end[1], (OW - 1) * sw + (KW - 1) * dw + 1);
+  auto per_m = [&](int i) {
+    std::vector<double> v(static_cast<size_t>(M), 0.0);
+    if (const Tensor* t = in(i))
+      for (int64_t m = 0; m < M; ++m) v[m] = t->get_as_double(t->numel() == 1 ? 0 : m);
+    return v;
+  };
+  for (int i : {4, 5, 8})
+    if (in(i) && in(i)->numel() != 1 && (in(i)->rank() != 1 || in(i)->numel() != M))
+      return ctx.error("w_scale, w_zero_point and B must be scalars or have one value per output channel");
+  std::vector<double> w_scale = per_m(4), w_zp = per_m(5), bias = per_m(8);
+  double x_scale = in(1)->get_as_double(0), y_scale = in(6)->get_as_double(0);
+  int x_zp = in(2) ? static_cast<int>(in(2)->get_as_int64(0)) : 0;
+  double y_zp = in(7) ? in(7)->get_as_double(0) : 0.0;
+  std::vector<int16_t> wq(static_cast<size_t>(w.numel()));
+  int64_t per_out = cg * KH * KW;
+  for (int64_t i = 0; i < w.numel(); ++i) wq[i] = static_cast<int16_t>(w.get_as_int64(i) - static_cast<int64_t>(w_zp[i / per_out]));
+  std::vector<int16_t> xpad(static_cast<size_t>(C * Hp * Wp));
+  Tensor& y = ctx.output(0);
+  for (int64_t n = 0; n < N; ++n) {
+    std::fill(xpad.begin(), xpad.end(), int16_t(0));
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t h = 0; h < H; ++h)
+        for (int64_t ww = 0; ww < W; ++ww)
+          xpad[(c * Hp + h + pt) * Wp + ww + pl] =
+              static_cast<int16_t>(x.get_as_int64(((n * C + c) * H + h) * W + ww) - x_zp);
+    cpu::parallel_for(M, [&](int64_t m0, int64_t m1) {
+      std::vector<uint32_t> acc(static_cast<size_t>(OH * OW));
+      for (int64_t m = m0; m < m1; ++m) {
+        int64_t grp = m / mg;
+        std::fill(acc.begin(), acc.end(), static_cast<uint32_t>(static_cast<int64_t>(bias[m])));
+        for (int64_t c = 0; c < cg; ++c) {
+          int64_t ch = grp * cg + c;
+          for (int64_t kh = 0; kh < KH; ++kh)
+            for (int64_t kw = 0; kw < KW; ++kw) {
+              // Unsigned products and sums wrap in 32 bits like the reference's int32 math.
+              uint32_t wv = static_cast<uint32_t>(static_cast<int32_t>(wq[((m * cg + c) * KH + kh) * KW + kw]));
+              if (wv == 0) continue;
+              for (int64_t oh = 0; oh < OH; ++oh) {
+                const int16_t* src = &xpad[(ch * Hp + oh * sh + kh * dh) * Wp + kw * dw];
+                uint32_t* dst = &acc[oh * OW];
+                if (sw == 1) {
+                  for (int64_t ow = 0; ow < OW; ++ow) dst[ow] += wv * static_cast<uint32_t>(static_cast<int32_t>(src[ow]));
+                } else {
+                  for (int64_t ow = 0; ow < OW; ++ow)
+                    dst[ow] += wv * static_cast<uint32_t>(static_cast<int32_t>(src[ow * sw]));
+                }
+              }
+            }
+        }
+        double mult = round_to(round_to(x_scale * w_scale[m], DataType::kFloat32) / y_scale, DataType::kFloat32);
+        int64_t base = (n * M + m) * OH * OW;
+        for (int64_t o = 0; o < OH * OW; ++o)
+          y.set_from_double(base + o, saturate_round(static_cast<double>(static_cast<int32_t>(acc[o])) * mult + y_zp,
+                                                     y.dtype()));
+      }
+    }, ctx.num_threads());
+  }
+  return Status();
+}
+
 }  // namespace
 
 void register_qlinear_conv_ops(OpRegistry& r) {
-  r.add({.name = "QLinearConv", .infer = infer_qlinear_conv, .ref = ref_qlinear_conv, .min_opset = 10});
+  r.add({.name = "QLinearConv", .infer = infer_qlinear_conv, .ref = ref_qlinear_conv,
+         .fast = {{"cpu.int16", fast_qlinear_conv, nullptr}}, .min_opset = 10});
 }
 
 }  // namespace kiln::ops

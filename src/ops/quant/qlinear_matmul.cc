@@ -1,9 +1,11 @@
 // QLinearMatMul: numpy-style matmul of two quantized tensors, requantized to the
 // output scale and zero point (exact integer accumulation, round half to even).
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
 
+#include "backends/cpu/thread_pool.h"
 #include "ops/common.h"
 #include "ops/quant/quant_util.h"
 
@@ -149,10 +151,74 @@ Status ref_qlinear_matmul(KernelContext& ctx) {
   return Status();
 }
 
+/// Copies an 8-bit tensor to int16 with `zp[line]` subtracted.
+template <typename Q>
+void widen_minus_zp(const Q* src, int16_t* dst, int64_t rows, int64_t cols, const std::vector<double>& zp,
+                    bool per_col) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c)
+      dst[r * cols + c] = static_cast<int16_t>(src[r * cols + c] - static_cast<int>(zp[zp.size() == 1 ? 0 : per_col ? c : r]));
+}
+
+void widen_any(const Tensor& t, int16_t* dst, int64_t rows, int64_t cols, const std::vector<double>& zp, bool per_col) {
+  if (t.dtype() == DataType::kUInt8) widen_minus_zp(t.data_as<uint8_t>(), dst, rows, cols, zp, per_col);
+  else widen_minus_zp(t.data_as<int8_t>(), dst, rows, cols, zp, per_col);
+}
+
+/// Shared 2-D weights (b), per-tensor a and y, per-tensor or per-column b params, float32 scales.
+Status fast_qlinear_matmul(KernelContext& ctx) {
+  const Tensor& a = ctx.input(0);
+  const Tensor& b = ctx.input(3);
+  auto in = [&](int i) { return ctx.has_input(i) ? &ctx.input(i) : nullptr; };
+  auto numel_is = [&](int i, int64_t n) { return !in(i) || in(i)->numel() == n; };
+  bool ok = a.rank() >= 2 && b.rank() == 2 && a.dims().back() == b.dim(0);
+  int64_t K = ok ? b.dim(0) : 0, N = ok ? b.dim(1) : 0;
+  bool b_cols = in(4)->numel() == N && in(4)->rank() == 1 && numel_is(5, N) && (!in(5) || in(5)->rank() == 1);
+  ok = ok && in(1)->numel() == 1 && numel_is(2, 1) && (in(4)->numel() == 1 ? numel_is(5, 1) : b_cols) &&
+       in(6)->numel() == 1 && numel_is(7, 1);
+  for (int i : {1, 4, 6}) ok = ok && in(i)->dtype() == DataType::kFloat32;
+  if (!ok) return ref_qlinear_matmul(ctx);
+  int64_t M = dims_volume(Dims(a.dims().begin(), a.dims().end() - 1));
+  auto values = [&](int i) {
+    std::vector<double> v;
+    if (!in(i)) return std::vector<double>{0.0};
+    for (int64_t k = 0; k < in(i)->numel(); ++k) v.push_back(in(i)->get_as_double(k));
+    return v;
+  };
+  std::vector<double> as = values(1), az = values(2), bs = values(4), bz = values(5), ys = values(6), yz = values(7);
+  std::vector<int16_t> A(static_cast<size_t>(M * K)), B(static_cast<size_t>(K * N));
+  widen_any(a, A.data(), M, K, az, false);
+  widen_any(b, B.data(), K, N, bz, true);
+  std::vector<double> mult(static_cast<size_t>(N));
+  for (int64_t n = 0; n < N; ++n)
+    mult[n] = static_cast<float>(static_cast<float>(static_cast<float>(as[0]) * static_cast<float>(bs[bs.size() == 1 ? 0 : n])) /
+                                 static_cast<float>(ys[0]));
+  Tensor& y = ctx.output(0);
+  DataType odt = y.dtype();
+  cpu::parallel_for(M, [&](int64_t m0, int64_t m1) {
+    std::vector<uint32_t> acc(static_cast<size_t>(N));
+    for (int64_t m = m0; m < m1; ++m) {
+      std::fill(acc.begin(), acc.end(), 0u);
+      for (int64_t k = 0; k < K; ++k) {
+        // Unsigned arithmetic wraps in 32 bits, like the reference's int32 accumulation.
+        uint32_t av = static_cast<uint32_t>(static_cast<int32_t>(A[m * K + k]));
+        const int16_t* brow = &B[k * N];
+        for (int64_t n = 0; n < N; ++n) acc[n] += av * static_cast<uint32_t>(static_cast<int32_t>(brow[n]));
+      }
+      for (int64_t n = 0; n < N; ++n) {
+        double v = static_cast<double>(static_cast<int32_t>(acc[n])) * mult[n] + yz[0];
+        y.set_from_double(m * N + n, saturate_round(v, odt));
+      }
+    }
+  }, ctx.num_threads(), std::max<int64_t>(1, 65536 / std::max<int64_t>(K * N, 1)));
+  return Status();
+}
+
 }  // namespace
 
 void register_qlinear_matmul_ops(OpRegistry& r) {
-  r.add({.name = "QLinearMatMul", .infer = infer_qlinear_matmul, .ref = ref_qlinear_matmul, .min_opset = 10});
+  r.add({.name = "QLinearMatMul", .infer = infer_qlinear_matmul, .ref = ref_qlinear_matmul,
+         .fast = {{"cpu.int16", fast_qlinear_matmul, nullptr}}, .min_opset = 10});
 }
 
 }  // namespace kiln::ops

@@ -120,6 +120,27 @@ TEST(QuantizeLinear, BadInputsAreErrors) {
   EXPECT_FALSE(zt.run().ok());
 }
 
+TEST(QuantizeLinear, FastKernelsMatchReference) {
+  Tensor s = Tensor::from_vector(DataType::kFloat32, {3}, std::vector<double>{0.01, 0.02, 0.05});
+  Tensor z = Tensor::from_vector(DataType::kUInt8, {3}, std::vector<double>{5, 128, 250});
+  for (int64_t axis : {1, -1}) {
+    Dims d = axis == 1 ? Dims{2, 3, 40} : Dims{2, 40, 3};
+    OpCase q("QuantizeLinear", 13);
+    q.attr("axis", ir::Attribute::from_int(axis));
+    q.input(DataType::kFloat32, d, -4, 4).input(s).input(z);
+    EXPECT_EQ(q.expect_all_kernels_match(0, 0), 1);
+    OpCase dq("DequantizeLinear", 13);
+    dq.attr("axis", ir::Attribute::from_int(axis));
+    dq.input(DataType::kUInt8, d, 0, 255).input(s).input(z);
+    EXPECT_EQ(dq.expect_all_kernels_match(0, 0), 1);
+  }
+  // Exact halves of the scale must round to even in the fast path too.
+  Tensor x = Tensor::from_vector(DataType::kFloat32, {6}, std::vector<double>{0.5, 1.5, 2.5, -0.5, -2.5, NAN});
+  OpCase h("QuantizeLinear", 13);
+  h.input(x).input(scalar(DataType::kFloat32, 1.0)).input(scalar(DataType::kInt8, 0));
+  EXPECT_EQ(h.expect_all_kernels_match(0, 0), 1);
+}
+
 TEST(DynamicQuantizeLinear, MatchesFormula) {
   OpCase c("DynamicQuantizeLinear", 11);
   c.input(DataType::kFloat32, {3, 7}, -2, 5).outputs(3);
@@ -163,6 +184,12 @@ TEST(QLinearMatMul, MatchesIntegerFormulaWithBroadcastAndPerColumn) {
           double want = clampd(std::nearbyint(acc * mult + 128), 0, 255);
           EXPECT_EQ(y.get_as_double(((p * 3 + q) * 4 + m) * 3 + n), want);
         }
+  // Shared 2-D weights take the int16 fast path.
+  OpCase f("QLinearMatMul", 10);
+  f.input(DataType::kInt8, {2, 7, 33}, -128, 127).input(scalar(DataType::kFloat32, 0.02)).input(scalar(DataType::kInt8, -3));
+  f.input(DataType::kInt8, {33, 3}, -128, 127).input(bs).input(Tensor::from_vector(DataType::kInt8, {3}, std::vector<double>{1, -2, 0}));
+  f.input(scalar(DataType::kFloat32, 0.3)).input(scalar(DataType::kInt8, 5));
+  EXPECT_EQ(f.expect_all_kernels_match(0, 0), 1);
 }
 
 TEST(QLinearConv, MatchesDirectConvolution) {
@@ -200,6 +227,14 @@ TEST(QLinearConv, MatchesDirectConvolution) {
         double want = clampd(std::nearbyint(acc * mult - 4), -128, 127);
         EXPECT_EQ((*out)[0].get_as_double((m * OH + oh) * OW + ow), want);
       }
+  EXPECT_EQ(c.expect_all_kernels_match(0, 0), 1);
+  // Dilation, SAME_LOWER padding and uint8 with nonzero weight zero points.
+  OpCase d("QLinearConv", 10);
+  d.attr("dilations", ir::Attribute::from_ints({2, 1})).attr("auto_pad", ir::Attribute::from_string("SAME_LOWER"));
+  d.input(DataType::kUInt8, {2, 3, 9, 8}, 0, 255).input(scalar(DataType::kFloat32, 0.05)).input(scalar(DataType::kUInt8, 120));
+  d.input(DataType::kUInt8, {5, 3, 3, 3}, 0, 255).input(scalar(DataType::kFloat32, 0.01)).input(scalar(DataType::kUInt8, 128));
+  d.input(scalar(DataType::kFloat32, 0.9)).input(scalar(DataType::kUInt8, 100));
+  EXPECT_EQ(d.expect_all_kernels_match(0, 0), 1);
 }
 
 TEST(QLinearConv, SymbolicShapeAndErrors) {

@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <type_traits>
 #include <vector>
 
+#include "backends/cpu/thread_pool.h"
 #include "ops/common.h"
 #include "ops/quant/quant_util.h"
 
@@ -224,6 +226,96 @@ Status ref_dequantize(KernelContext& ctx) {
   return Status();
 }
 
+// ---------------------------------------------------------------- fast float32 <-> 8-bit paths
+
+bool is_q8(DataType t) { return t == DataType::kInt8 || t == DataType::kUInt8; }
+
+/// Runs fn(row_begin, row_end) over the [outer * n] rows of `inner` elements.
+void for_rows(const KernelContext& ctx, const ParamLayout& L, const cpu::RangeFn& fn) {
+  int64_t rows = L.outer * L.n;
+  int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(L.inner, 1));
+  cpu::parallel_for(rows, fn, ctx.num_threads(), grain);
+}
+
+/// Rounds half to even for |v| < 2^22 without a libm call (the default rounding mode does it).
+inline float round_even(float v) {
+  const float kMagic = 12582912.0f;  // 1.5 * 2^23
+  return (v + kMagic) - kMagic;
+}
+
+template <typename Q>
+Status quantize_f32(KernelContext& ctx, const ParamLayout& L, const std::vector<double>& s,
+                    const std::vector<double>& z) {
+  const float* xp = ctx.input(0).data_as<float>();
+  Q* yp = ctx.output(0).data_as<Q>();
+  const float lo = std::is_signed_v<Q> ? -128.f : 0.f, hi = std::is_signed_v<Q> ? 127.f : 255.f;
+  for_rows(ctx, L, [&](int64_t r0, int64_t r1) {
+    for (int64_t row = r0; row < r1; ++row) {
+      int64_t o = row / L.n, j = row % L.n;
+      for (int64_t i = 0; i < L.inner; ++i) {
+        int64_t p = L.index(o, j, i);
+        float sc = static_cast<float>(s[p]), zp = static_cast<float>(z[p]);
+        float q = xp[row * L.inner + i] / sc;
+        float v;
+        if (q != q) v = 0.f;  // NaN, as the reference kernel
+        else v = std::clamp(round_even(std::clamp(q, -4.0e6f, 4.0e6f)) + zp, lo, hi);
+        yp[row * L.inner + i] = static_cast<Q>(v);
+      }
+    }
+  });
+  return Status();
+}
+
+/// float32 input and scale, 8-bit output, no `precision` attribute.
+Status fast_quantize(KernelContext& ctx) {
+  const ir::Node& node = ctx.node();
+  const Tensor& x = ctx.input(0);
+  const Tensor& scale = ctx.input(1);
+  const Tensor* zp = ctx.has_input(2) ? &ctx.input(2) : nullptr;
+  Tensor& y = ctx.output(0);
+  if (x.dtype() != DataType::kFloat32 || scale.dtype() != DataType::kFloat32 || !is_q8(y.dtype()) ||
+      node.attrs.get_int("precision", 0) != 0)
+    return ref_quantize(ctx);
+  KILN_ASSIGN_OR_RETURN(ParamLayout L, param_layout(node, x.dims(), scale.dims(), zp ? &zp->dims() : nullptr));
+  std::vector<double> s = as_doubles(scale);
+  std::vector<double> z = zp ? as_doubles(*zp) : std::vector<double>(s.size(), 0.0);
+  if (y.dtype() == DataType::kUInt8) return quantize_f32<uint8_t>(ctx, L, s, z);
+  return quantize_f32<int8_t>(ctx, L, s, z);
+}
+
+template <typename Q>
+Status dequantize_to_f32(KernelContext& ctx, const ParamLayout& L, const std::vector<double>& s,
+                         const std::vector<double>& z) {
+  const Q* xp = ctx.input(0).data_as<Q>();
+  float* yp = ctx.output(0).data_as<float>();
+  for_rows(ctx, L, [&](int64_t r0, int64_t r1) {
+    for (int64_t row = r0; row < r1; ++row) {
+      int64_t o = row / L.n, j = row % L.n;
+      for (int64_t i = 0; i < L.inner; ++i) {
+        int64_t p = L.index(o, j, i);
+        yp[row * L.inner + i] = (static_cast<float>(xp[row * L.inner + i]) - static_cast<float>(z[p])) *
+                                static_cast<float>(s[p]);
+      }
+    }
+  });
+  return Status();
+}
+
+/// 8-bit input, float32 scale and output.
+Status fast_dequantize(KernelContext& ctx) {
+  const ir::Node& node = ctx.node();
+  const Tensor& x = ctx.input(0);
+  const Tensor& scale = ctx.input(1);
+  const Tensor* zp = ctx.has_input(2) ? &ctx.input(2) : nullptr;
+  if (!is_q8(x.dtype()) || scale.dtype() != DataType::kFloat32 || ctx.output(0).dtype() != DataType::kFloat32)
+    return ref_dequantize(ctx);
+  KILN_ASSIGN_OR_RETURN(ParamLayout L, param_layout(node, x.dims(), scale.dims(), zp ? &zp->dims() : nullptr));
+  std::vector<double> s = as_doubles(scale);
+  std::vector<double> z = zp ? as_doubles(*zp) : std::vector<double>(s.size(), 0.0);
+  if (x.dtype() == DataType::kUInt8) return dequantize_to_f32<uint8_t>(ctx, L, s, z);
+  return dequantize_to_f32<int8_t>(ctx, L, s, z);
+}
+
 // ---------------------------------------------------------------- DynamicQuantizeLinear
 
 Status infer_dynamic_quantize(InferContext& ctx) {
@@ -263,8 +355,10 @@ Status ref_dynamic_quantize(KernelContext& ctx) {
 }  // namespace
 
 void register_quant_ops(OpRegistry& r) {
-  r.add({.name = "QuantizeLinear", .infer = infer_quantize, .ref = ref_quantize, .min_opset = 10});
-  r.add({.name = "DequantizeLinear", .infer = infer_dequantize, .ref = ref_dequantize, .min_opset = 10});
+  r.add({.name = "QuantizeLinear", .infer = infer_quantize, .ref = ref_quantize,
+         .fast = {{"cpu.quant8", fast_quantize, nullptr}}, .min_opset = 10});
+  r.add({.name = "DequantizeLinear", .infer = infer_dequantize, .ref = ref_dequantize,
+         .fast = {{"cpu.quant8", fast_dequantize, nullptr}}, .min_opset = 10});
   r.add({.name = "DynamicQuantizeLinear", .infer = infer_dynamic_quantize, .ref = ref_dynamic_quantize,
          .min_opset = 11});
   register_qlinear_matmul_ops(r);

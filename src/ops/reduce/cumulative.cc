@@ -1,7 +1,9 @@
 // CumSum / CumProd: running sum / product along one axis (optionally exclusive
 // and/or reversed). The axis comes from a scalar input.
+#include <algorithm>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 #include "base/dispatch.h"
 #include "ops/common.h"
@@ -59,16 +61,23 @@ Status ref_cumulative(KernelContext& ctx) {
     using A = RunAcc<T>;
     const T* xp = x.data_as<T>();
     T* yp = y.data_as<T>();
+    // One running accumulator per inner position, so memory is walked in order.
+    std::vector<A> acc(static_cast<size_t>(inner));
     for (int64_t o = 0; o < outer; ++o) {
-      for (int64_t i = 0; i < inner; ++i) {
-        A acc = prod ? A(1) : A(0);
-        for (int64_t s = 0; s < n; ++s) {
-          int64_t k = reverse ? n - 1 - s : s;
-          int64_t off = (o * n + k) * inner + i;
-          A v = static_cast<A>(widen(xp[off]));
-          if (!exclusive) acc = prod ? A(acc * v) : A(acc + v);
-          yp[off] = static_cast<T>(acc);
-          if (exclusive) acc = prod ? A(acc * v) : A(acc + v);
+      std::fill(acc.begin(), acc.end(), prod ? A(1) : A(0));
+      for (int64_t s = 0; s < n; ++s) {
+        int64_t k = reverse ? n - 1 - s : s;
+        const T* xr = xp + (o * n + k) * inner;
+        T* yr = yp + (o * n + k) * inner;
+        for (int64_t i = 0; i < inner; ++i) {
+          A v = static_cast<A>(widen(xr[i]));
+          if (exclusive) {
+            yr[i] = static_cast<T>(acc[i]);
+            acc[i] = prod ? A(acc[i] * v) : A(acc[i] + v);
+          } else {
+            acc[i] = prod ? A(acc[i] * v) : A(acc[i] + v);
+            yr[i] = static_cast<T>(acc[i]);
+          }
         }
       }
     }

@@ -9,6 +9,7 @@
 
 #include "base/dispatch.h"
 #include "ops/common.h"
+#include "ops/reduce/reduce_internal.h"
 #include "ops/reduce/reduce_util.h"
 
 namespace kiln::ops {
@@ -17,11 +18,9 @@ void register_arg_ops(OpRegistry& r);
 void register_cumulative_ops(OpRegistry& r);
 void register_top_k_ops(OpRegistry& r);
 
-namespace {
+namespace reduce_detail {
 
 using namespace reduce_util;
-
-enum class ReduceKind { kSum, kMean, kMax, kMin, kProd, kL1, kL2, kLogSum, kLogSumExp, kSumSquare };
 
 ReduceKind kind_of(const std::string& op) {
   if (op == "ReduceSum") return ReduceKind::kSum;
@@ -40,16 +39,11 @@ ReduceKind kind_of(const std::string& op) {
 // same for the other reductions (and added noop_with_empty_axes to them).
 int axes_input_opset(const std::string& op) { return op == "ReduceSum" ? 13 : 18; }
 
+namespace {
 Status node_error(const ir::Node& node, const std::string& msg, ErrorCode code = ErrorCode::kInvalidModel) {
   return Status(code, "node " + node.describe() + ": " + msg);
 }
-
-/// The reduction axes as written in the model (attribute or input 1).
-struct AxesSource {
-  bool known = true;  ///< false: input 1 is present but its value is not known yet
-  std::vector<int64_t> axes;
-  bool noop_with_empty_axes = false;
-};
+}  // namespace
 
 Result<AxesSource> axes_source(const ir::Node& node, bool has_axes_input, const Tensor* axes_value) {
   AxesSource s;
@@ -71,7 +65,6 @@ Result<AxesSource> axes_source(const ir::Node& node, bool has_axes_input, const 
   return s;
 }
 
-/// Per-dim flag "is reduced", or an empty vector for a no-op reduction.
 Result<std::vector<bool>> reduced_mask(const ir::Node& node, const AxesSource& src, int64_t rank, bool* noop) {
   *noop = false;
   std::vector<bool> mask(static_cast<size_t>(rank), false);
@@ -91,6 +84,8 @@ Result<std::vector<bool>> reduced_mask(const ir::Node& node, const AxesSource& s
   }
   return mask;
 }
+
+namespace {
 
 bool allows_bool(ReduceKind k) { return k == ReduceKind::kMax || k == ReduceKind::kMin; }
 
@@ -221,6 +216,8 @@ T reduce_one(ReduceKind k, const T* x, int64_t base, const std::vector<int64_t>&
   }
 }
 
+}  // namespace
+
 Status ref_reduce(KernelContext& ctx) {
   const ir::Node& node = ctx.node();
   const Tensor& x = ctx.input(0);
@@ -257,12 +254,16 @@ Status ref_reduce(KernelContext& ctx) {
   return Status();
 }
 
-}  // namespace
+Status fast_reduce(KernelContext& ctx);
+
+}  // namespace reduce_detail
 
 void register_reduce_ops(OpRegistry& r) {
+  using namespace reduce_detail;
   for (const char* name : {"ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
                            "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare"}) {
-    r.add({.name = name, .infer = infer_reduce, .ref = ref_reduce, .value_inputs = {1}});
+    r.add({.name = name, .infer = infer_reduce, .ref = ref_reduce, .fast = {{"cpu.block", fast_reduce, nullptr}},
+           .value_inputs = {1}});
   }
   register_arg_ops(r);
   register_cumulative_ops(r);

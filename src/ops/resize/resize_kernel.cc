@@ -117,23 +117,36 @@ Status run_nearest(const Spec& spec, const Plan& plan, const Tensor& x, Tensor& 
   }
   int64_t total = y.numel();
   if (total == 0) return Status();
+  if (r == 0) {
+    std::memcpy(y.data(), x.data(), x.nbytes());
+    return Status();
+  }
   KILN_DISPATCH_ALL(x.dtype(), T, {
     const T* xp = x.data_as<T>();
     T* yp = y.data_as<T>();
     T extrap_v = static_cast<T>(saturate<std::conditional_t<std::is_same_v<T, bool>, double, T>>(spec.extrapolation));
     T zero_v = static_cast<T>(saturate<std::conditional_t<std::is_same_v<T, bool>, double, T>>(0.0));
+    // Walk output rows (all dims but the last); the last dim's offsets come from a table.
+    size_t last = r - 1;
+    int64_t row_len = plan.dims[last].out;
+    const std::vector<int64_t>& col = offs[last];
     std::vector<int64_t> idx(r, 0);
-    for (int64_t e = 0; e < total; ++e) {
-      int64_t off = 0;
+    for (int64_t e = 0; e < total; e += row_len) {
+      int64_t base = 0;
       int special = 0;  // 1: extrapolate, 2: zero
-      for (size_t d = 0; d < r; ++d) {
+      for (size_t d = 0; d < last; ++d) {
         int64_t v = offs[d][idx[d]];
         if (v == kExtrap) special = 1;
         else if (v == kZero) special = special ? special : 2;
-        else off += v;
+        else base += v;
       }
-      yp[e] = special == 1 ? extrap_v : special == 2 ? zero_v : xp[off];
-      for (size_t d = r; d-- > 0;) {
+      T* row = yp + e;
+      for (int64_t j = 0; j < row_len; ++j) {
+        int64_t v = col[j];
+        int s = special ? special : v == kExtrap ? 1 : v == kZero ? 2 : 0;
+        row[j] = s == 1 ? extrap_v : s == 2 ? zero_v : xp[base + v];
+      }
+      for (size_t d = last; d-- > 0;) {
         if (++idx[d] < plan.dims[d].out) break;
         idx[d] = 0;
       }

@@ -34,6 +34,26 @@ TEST(Resize, NearestIntegerUpsampleRepeats) {
   }
 }
 
+TEST(Resize, Upsample7ScalesAttributeAndLinear) {
+  OpCase c("Upsample", 7);
+  c.attr("scales", ir::Attribute::from_floats({1, 1, 2, 2})).attr("mode", str("linear"));
+  c.input(DataType::kFloat32, {1, 1, 2, 3});
+  auto out = c.run();
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  ASSERT_EQ((*out)[0].dims(), (Dims{1, 1, 4, 6}));
+  // Asymmetric coordinates: output (i, j) samples input (i / 2, j / 2), clamped at the edge.
+  const Tensor& x = *c.inputs()[0];
+  for (int64_t i = 0; i < 4; ++i)
+    for (int64_t j = 0; j < 6; ++j) {
+      double sy = std::min(i / 2.0, 1.0), sx = std::min(j / 2.0, 2.0);
+      int64_t y0 = (int64_t)sy, x0 = (int64_t)sx, y1 = std::min<int64_t>(y0 + 1, 1), x1 = std::min<int64_t>(x0 + 1, 2);
+      double fy = sy - y0, fx = sx - x0;
+      double v = (1 - fy) * ((1 - fx) * at4(x, 0, 0, y0, x0) + fx * at4(x, 0, 0, y0, x1)) +
+                 fy * ((1 - fx) * at4(x, 0, 0, y1, x0) + fx * at4(x, 0, 0, y1, x1));
+      EXPECT_NEAR(at4((*out)[0], 0, 0, i, j), v, 1e-6) << i << "," << j;
+    }
+}
+
 TEST(Resize, LinearAlignCornersMatchesBilinearFormula) {
   OpCase c("Resize", 19);
   c.attr("mode", str("linear")).attr("coordinate_transformation_mode", str("align_corners"));

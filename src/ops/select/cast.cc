@@ -57,7 +57,8 @@ Status infer_cast_like(InferContext& ctx) {
   return infer_cast_to(ctx, to);
 }
 
-template <typename From, typename To> void cast_loop(const From* x, To* y, int64_t n) {
+template <typename From, typename To>
+void cast_loop(const From* x, To* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = convert_value<To>(x[i]);
 }
 

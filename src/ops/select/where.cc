@@ -28,7 +28,8 @@ Status check_where_inputs(const KernelContext& ctx) {
 }
 
 // Where only moves elements, so it works on same-sized unsigned words.
-template <typename W> void where_ref_loop(const Tensor& c, const Tensor& x, const Tensor& y, Tensor& out) {
+template <typename W>
+void where_ref_loop(const Tensor& c, const Tensor& x, const Tensor& y, Tensor& out) {
   const bool* pc = c.data_as<bool>();
   const W* px = x.data_as<W>();
   const W* py = y.data_as<W>();
@@ -50,7 +51,8 @@ void where_run(const uint8_t* c, const W* x, const W* y, W* dst, int64_t n) {
   }
 }
 
-template <typename W> void where_fast_loop(const Tensor& c, const Tensor& x, const Tensor& y, Tensor& out) {
+template <typename W>
+void where_fast_loop(const Tensor& c, const Tensor& x, const Tensor& y, Tensor& out) {
   if (out.numel() == 0) return;
   const BroadcastPlan p = plan_broadcast(out.dims(), {&c.dims(), &x.dims(), &y.dims()});
   // After coalescing, the inner stride of every operand is 0 or 1.
@@ -67,7 +69,8 @@ template <typename W> void where_fast_loop(const Tensor& c, const Tensor& x, con
         n);
 }
 
-template <bool kFast> Status where_kernel(KernelContext& ctx) {
+template <bool kFast>
+Status where_kernel(KernelContext& ctx) {
   KILN_RETURN_IF_ERROR(check_where_inputs(ctx));
   const Tensor& c = ctx.input(0);
   const Tensor& x = ctx.input(1);

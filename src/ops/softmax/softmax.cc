@@ -77,6 +77,23 @@ void softmax_rows(Kind kind, const Span& s, const T* x, T* y, int64_t r0, int64_
       for (int64_t k = 0; k < s.len; ++k) store(y, base + k * s.inner, k == arg ? 1.0 : 0.0);
       continue;
     }
+    if constexpr (std::is_same_v<T, Half> || std::is_same_v<T, BFloat16>) {
+      if (kind == Kind::kSoftmax) {
+        // 16-bit floats round after each step, as numpy does in the ONNX reference
+        // (x - max, exp, the float-accumulated sum, the division).
+        float sum16 = 0.f;
+        for (int64_t k = 0; k < s.len; ++k) {
+          T t = static_cast<T>(static_cast<float>(x[base + k * s.inner]) - static_cast<float>(mx));
+          T e = static_cast<T>(std::exp(static_cast<float>(t)));
+          y[base + k * s.inner] = e;
+          sum16 += static_cast<float>(e);
+        }
+        const float total = static_cast<float>(static_cast<T>(sum16));
+        for (int64_t k = 0; k < s.len; ++k)
+          y[base + k * s.inner] = static_cast<T>(static_cast<float>(y[base + k * s.inner]) / total);
+        continue;
+      }
+    }
     double sum = 0;
     for (int64_t k = 0; k < s.len; ++k) sum += std::exp(static_cast<double>(x[base + k * s.inner]) - mx);
     const double log_sum = std::log(sum);

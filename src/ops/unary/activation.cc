@@ -8,60 +8,97 @@
 namespace kiln::ops {
 namespace {
 
-template <class C> C sigmoid(C x) { return C(1) / (C(1) + std::exp(-x)); }
+// Clamps to [0, 1] letting NaN through, as numpy's clip does.
+template <class C>
+C clamp01(C v) {
+  return v < C(0) ? C(0) : (v > C(1) ? C(1) : v);
+}
+
+template <class C>
+C sigmoid(C x) {
+  return C(1) / (C(1) + std::exp(-x));
+}
 
 // log(1 + e^x) without overflow for large x.
-template <class C> C softplus(C x) { return x > 0 ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x)); }
+template <class C>
+C softplus(C x) {
+  return x > 0 ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x));
+}
 
-template <class C> C gelu_erf(C x) { return C(0.5) * x * (C(1) + std::erf(x * C(M_SQRT1_2))); }
+template <class C>
+C gelu_erf(C x) {
+  return C(0.5) * x * (C(1) + std::erf(x * C(M_SQRT1_2)));
+}
 
-template <class C> C gelu_tanh(C x) {
+template <class C>
+C gelu_tanh(C x) {
   const C k = C(0.7978845608028654);  // sqrt(2 / pi)
   return C(0.5) * x * (C(1) + std::tanh(k * (x + C(0.044715) * x * x * x)));
 }
 
 struct Sigmoid {
   static constexpr uint32_t kTypes = kTypesFloat;
-  template <class C> C operator()(C x) const { return sigmoid(x); }
+  template <class C>
+  C operator()(C x) const {
+    return sigmoid(x);
+  }
 };
 
 struct HardSigmoid {
   static constexpr uint32_t kTypes = kTypesFloat;
   float alpha, beta;
   explicit HardSigmoid(const ir::Attributes& a) : alpha(a.get_float("alpha", 0.2f)), beta(a.get_float("beta", 0.5f)) {}
-  template <class C> C operator()(C x) const { return std::max(C(0), std::min(C(1), C(alpha) * x + C(beta))); }
+  template <class C>
+  C operator()(C x) const {
+    return clamp01(C(alpha) * x + C(beta));
+  }
 };
 
 struct HardSwish {
   static constexpr uint32_t kTypes = kTypesFloat;
-  template <class C> C operator()(C x) const { return x * std::max(C(0), std::min(C(1), x / C(6) + C(0.5))); }
+  template <class C>
+  C operator()(C x) const {
+    return x * clamp01(x / C(6) + C(0.5));
+  }
 };
 
 // Opset 14 added the signed integer types.
 struct Relu {
   static constexpr uint32_t kTypes = kTypesSigned;
-  template <class C> C operator()(C x) const { return x > C(0) ? x : C(0); }
+  template <class C>
+  C operator()(C x) const {
+    return x < C(0) ? C(0) : x;  // NaN passes through
+  }
 };
 
 struct LeakyRelu {
   static constexpr uint32_t kTypes = kTypesFloat;
   float alpha;
   explicit LeakyRelu(const ir::Attributes& a) : alpha(a.get_float("alpha", 0.01f)) {}
-  template <class C> C operator()(C x) const { return x < C(0) ? C(alpha) * x : x; }
+  template <class C>
+  C operator()(C x) const {
+    return x < C(0) ? C(alpha) * x : x;
+  }
 };
 
 struct ThresholdedRelu {
   static constexpr uint32_t kTypes = kTypesFloat;
   float alpha;
   explicit ThresholdedRelu(const ir::Attributes& a) : alpha(a.get_float("alpha", 1.0f)) {}
-  template <class C> C operator()(C x) const { return x > C(alpha) ? x : C(0); }
+  template <class C>
+  C operator()(C x) const {
+    return x > C(alpha) ? x : C(0);
+  }
 };
 
 struct Elu {
   static constexpr uint32_t kTypes = kTypesFloat;
   float alpha;
   explicit Elu(const ir::Attributes& a) : alpha(a.get_float("alpha", 1.0f)) {}
-  template <class C> C operator()(C x) const { return x < C(0) ? C(alpha) * std::expm1(x) : x; }
+  template <class C>
+  C operator()(C x) const {
+    return x < C(0) ? C(alpha) * std::expm1(x) : x;
+  }
 };
 
 struct Selu {
@@ -70,7 +107,10 @@ struct Selu {
   explicit Selu(const ir::Attributes& a)
       : alpha(a.get_float("alpha", 1.67326319217681884765625f)),
         gamma(a.get_float("gamma", 1.05070102214813232421875f)) {}
-  template <class C> C operator()(C x) const { return C(gamma) * (x > C(0) ? x : C(alpha) * std::expm1(x)); }
+  template <class C>
+  C operator()(C x) const {
+    return C(gamma) * (x > C(0) ? x : C(alpha) * std::expm1(x));
+  }
 };
 
 struct Celu {
@@ -81,24 +121,34 @@ struct Celu {
     if (ctx.attrs().get_float("alpha", 1.0f) == 0.0f) return ctx.error("Celu alpha must be nonzero");
     return Status();
   }
-  template <class C> C operator()(C x) const {
-    return std::max(C(0), x) + std::min(C(0), C(alpha) * std::expm1(x / C(alpha)));
+  template <class C>
+  C operator()(C x) const {
+    return x > C(0) ? x : C(alpha) * std::expm1(x / C(alpha));
   }
 };
 
 struct Softplus {
   static constexpr uint32_t kTypes = kTypesFloat;
-  template <class C> C operator()(C x) const { return softplus(x); }
+  template <class C>
+  C operator()(C x) const {
+    return softplus(x);
+  }
 };
 
 struct Softsign {
   static constexpr uint32_t kTypes = kTypesFloat;
-  template <class C> C operator()(C x) const { return x / (C(1) + std::fabs(x)); }
+  template <class C>
+  C operator()(C x) const {
+    return x / (C(1) + std::fabs(x));
+  }
 };
 
 struct Mish {
   static constexpr uint32_t kTypes = kTypesFloat;
-  template <class C> C operator()(C x) const { return x * std::tanh(softplus(x)); }
+  template <class C>
+  C operator()(C x) const {
+    return x * std::tanh(softplus(x));
+  }
 };
 
 // Opset 20: approximate = "none" (erf form) or "tanh".
@@ -112,13 +162,19 @@ struct Gelu {
       return ctx.error("Gelu approximate must be \"none\" or \"tanh\", got \"" + mode + "\"");
     return Status();
   }
-  template <class C> C operator()(C x) const { return use_tanh ? gelu_tanh(x) : gelu_erf(x); }
+  template <class C>
+  C operator()(C x) const {
+    return use_tanh ? gelu_tanh(x) : gelu_erf(x);
+  }
 };
 
 // com.microsoft Gelu is always the erf form.
 struct GeluErf {
   static constexpr uint32_t kTypes = kTypesFloat;
-  template <class C> C operator()(C x) const { return gelu_erf(x); }
+  template <class C>
+  C operator()(C x) const {
+    return gelu_erf(x);
+  }
 };
 
 // Opset 24: x * sigmoid(alpha * x).
@@ -126,7 +182,10 @@ struct Swish {
   static constexpr uint32_t kTypes = kTypesFloat;
   float alpha;
   explicit Swish(const ir::Attributes& a) : alpha(a.get_float("alpha", 1.0f)) {}
-  template <class C> C operator()(C x) const { return x * sigmoid(C(alpha) * x); }
+  template <class C>
+  C operator()(C x) const {
+    return x * sigmoid(C(alpha) * x);
+  }
 };
 
 // com.microsoft QuickGelu: x * sigmoid(alpha * x), alpha defaulting to 1.702.
@@ -134,7 +193,10 @@ struct QuickGelu {
   static constexpr uint32_t kTypes = kTypesFloat;
   float alpha;
   explicit QuickGelu(const ir::Attributes& a) : alpha(a.get_float("alpha", 1.702f)) {}
-  template <class C> C operator()(C x) const { return x * sigmoid(C(alpha) * x); }
+  template <class C>
+  C operator()(C x) const {
+    return x * sigmoid(C(alpha) * x);
+  }
 };
 
 // com.microsoft FastGelu (tanh form) and BiasGelu (erf form): Gelu of X + bias,
@@ -157,7 +219,8 @@ Status infer_bias_gelu(InferContext& ctx) {
   return Status();
 }
 
-template <bool kTanh> Status bias_gelu_kernel(KernelContext& ctx) {
+template <bool kTanh>
+Status bias_gelu_kernel(KernelContext& ctx) {
   const Tensor& x = ctx.input(0);
   Tensor& y = ctx.output(0);
   const Tensor* bias = ctx.has_input(1) ? &ctx.input(1) : nullptr;

@@ -28,7 +28,8 @@ Status infer_clip(InferContext& ctx) {
   return Status();
 }
 
-template <typename T> void clip_loop(const T* x, T* y, int64_t n, compute_t<T> lo, compute_t<T> hi) {
+template <typename T>
+void clip_loop(const T* x, T* y, int64_t n, compute_t<T> lo, compute_t<T> hi) {
   using C = compute_t<T>;
   for (int64_t i = 0; i < n; ++i) {
     C v = static_cast<C>(x[i]);
@@ -70,7 +71,8 @@ struct Shrink {
   static constexpr uint32_t kTypes = kTypesNumeric;
   double lambd, bias;
   explicit Shrink(const ir::Attributes& a) : lambd(a.get_float("lambd", 0.5f)), bias(a.get_float("bias", 0.0f)) {}
-  template <class C> C operator()(C x) const {
+  template <class C>
+  C operator()(C x) const {
     if constexpr (std::is_floating_point_v<C>) {
       if (x < C(-lambd)) return x + C(bias);
       if (x > C(lambd)) return x - C(bias);
@@ -87,7 +89,10 @@ struct Shrink {
 
 struct BitwiseNot {
   static constexpr uint32_t kTypes = kTypesInt;
-  template <class C> C operator()(C x) const { return static_cast<C>(~x); }
+  template <class C>
+  C operator()(C x) const {
+    return static_cast<C>(~x);
+  }
 };
 
 // Float in, bool out.

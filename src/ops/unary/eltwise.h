@@ -15,17 +15,31 @@
 namespace kiln::ops {
 
 /// The type arithmetic is done in: float for the 16-bit floats, else the type itself.
-template <typename T> struct ComputeType { using type = T; };
-template <> struct ComputeType<Half> { using type = float; };
-template <> struct ComputeType<BFloat16> { using type = float; };
-template <typename T> using compute_t = typename ComputeType<T>::type;
+template <typename T>
+struct ComputeType {
+  using type = T;
+};
+template <>
+struct ComputeType<Half> {
+  using type = float;
+};
+template <>
+struct ComputeType<BFloat16> {
+  using type = float;
+};
+template <typename T>
+using compute_t = typename ComputeType<T>::type;
 
-template <typename T> inline constexpr bool kIsFloat = std::is_floating_point_v<compute_t<T>>;
-template <typename T> inline constexpr bool kIsInt = std::is_integral_v<T> && !std::is_same_v<T, bool>;
-template <typename T> inline constexpr bool kIsSignedInt = kIsInt<T>&& std::is_signed_v<T>;
+template <typename T>
+inline constexpr bool kIsFloat = std::is_floating_point_v<compute_t<T>>;
+template <typename T>
+inline constexpr bool kIsInt = std::is_integral_v<T> && !std::is_same_v<T, bool>;
+template <typename T>
+inline constexpr bool kIsSignedInt = kIsInt<T>&& std::is_signed_v<T>;
 
 /// Unsigned type wide enough for wrap-around arithmetic on T (avoids int promotion UB).
-template <typename T> using wrap_t = std::conditional_t<(sizeof(T) <= 4), uint32_t, uint64_t>;
+template <typename T>
+using wrap_t = std::conditional_t<(sizeof(T) <= 4), uint32_t, uint64_t>;
 
 /// Dtype sets an op accepts (bit mask).
 enum TypeSet : uint32_t {
@@ -58,7 +72,8 @@ inline uint32_t type_set_of(DataType t) {
   }
 }
 
-template <typename T> constexpr bool type_in_set(uint32_t set) {
+template <typename T>
+constexpr bool type_in_set(uint32_t set) {
   if constexpr (std::is_same_v<T, bool>) return set & kTypesBool;
   else if constexpr (kIsFloat<T>) return set & kTypesFloat;
   else if constexpr (std::is_signed_v<T>) return set & kTypesSignedInt;
@@ -101,7 +116,8 @@ inline Status check_same_dtypes(const InferContext& ctx, size_t first, size_t la
 
 /// Converts any element type to another: float->int truncates toward zero and
 /// saturates (NaN -> 0) so out-of-range values are defined; ->bool is "!= 0".
-template <typename To, typename From> inline To convert_value(From v) {
+template <typename To, typename From>
+inline To convert_value(From v) {
   if constexpr (std::is_same_v<To, From>) {
     return v;
   } else if constexpr (std::is_same_v<To, bool>) {

@@ -47,7 +47,8 @@ inline std::vector<Tensor> case_inputs(OpCase& c) {
 }
 
 /// A tensor from values.
-template <typename T> Tensor make_tensor(DataType dtype, Dims dims, const std::vector<T>& values) {
+template <typename T>
+Tensor make_tensor(DataType dtype, Dims dims, const std::vector<T>& values) {
   return Tensor::from_vector(dtype, std::move(dims), values);
 }
 

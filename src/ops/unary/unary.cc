@@ -9,7 +9,8 @@ namespace {
 
 struct Abs {
   static constexpr uint32_t kTypes = kTypesNumeric;
-  template <class C> C operator()(C x) const {
+  template <class C>
+  C operator()(C x) const {
     if constexpr (std::is_floating_point_v<C>) return std::fabs(x);
     else if constexpr (std::is_unsigned_v<C>) return x;
     else return x < 0 ? negate(x) : x;
@@ -17,11 +18,15 @@ struct Abs {
 };
 struct Neg {
   static constexpr uint32_t kTypes = kTypesSigned;
-  template <class C> C operator()(C x) const { return negate(x); }
+  template <class C>
+  C operator()(C x) const {
+    return negate(x);
+  }
 };
 struct Sign {
   static constexpr uint32_t kTypes = kTypesNumeric;
-  template <class C> C operator()(C x) const {
+  template <class C>
+  C operator()(C x) const {
     if constexpr (std::is_floating_point_v<C>)
       if (std::isnan(x)) return x;
     return x > 0 ? C(1) : (x < 0 ? C(-1) : C(0));
@@ -29,10 +34,13 @@ struct Sign {
 };
 
 // Float-only functions map directly onto <cmath>.
-#define KILN_FLOAT_UNARY(Name, expr)                            \
-  struct Name {                                                 \
-    static constexpr uint32_t kTypes = kTypesFloat;             \
-    template <class C> C operator()(C x) const { return expr; } \
+#define KILN_FLOAT_UNARY(Name, expr)                \
+  struct Name {                                     \
+    static constexpr uint32_t kTypes = kTypesFloat; \
+    template <class C>                              \
+    C operator()(C x) const {                       \
+      return expr;                                  \
+    }                                               \
   };
 KILN_FLOAT_UNARY(Exp, std::exp(x))
 KILN_FLOAT_UNARY(Log, std::log(x))
@@ -59,7 +67,8 @@ KILN_FLOAT_UNARY(Atanh, std::atanh(x))
 // Erf admits integer inputs (opset 13); they are computed in double and truncated.
 struct Erf {
   static constexpr uint32_t kTypes = kTypesNumeric;
-  template <class C> C operator()(C x) const {
+  template <class C>
+  C operator()(C x) const {
     if constexpr (std::is_floating_point_v<C>) return std::erf(x);
     else return convert_value<C>(std::erf(static_cast<double>(x)));
   }

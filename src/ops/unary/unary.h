@@ -13,14 +13,16 @@ void register_activation_ops(OpRegistry& r);
 void register_unary_misc_ops(OpRegistry& r);
 
 /// Builds the functor from the node's attributes (or default-constructs it).
-template <class Op> Op make_unary_op(const ir::Attributes& attrs) {
+template <class Op>
+Op make_unary_op(const ir::Attributes& attrs) {
   if constexpr (std::is_constructible_v<Op, const ir::Attributes&>) return Op(attrs);
   else return Op{};
 }
 
 /// Inference for a pointwise op: output has input 0's dtype and shape. Runs
 /// Op::validate(ctx) first when the op defines it (attribute checks).
-template <class Op> Status infer_unary(InferContext& ctx) {
+template <class Op>
+Status infer_unary(InferContext& ctx) {
   if (!ctx.has_input(0)) return ctx.error("input 0 is required");
   KILN_RETURN_IF_ERROR(check_input_dtype(ctx, 0, Op::kTypes));
   if constexpr (requires { Op::validate(ctx); }) KILN_RETURN_IF_ERROR(Op::validate(ctx));
@@ -29,7 +31,8 @@ template <class Op> Status infer_unary(InferContext& ctx) {
 }
 
 /// y[i] = op(x[i]), computed in compute_t<T> and stored back as T.
-template <class Op, typename T> void map_unary(const Op& op, const T* x, T* y, int64_t n) {
+template <class Op, typename T>
+void map_unary(const Op& op, const T* x, T* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = T(op(static_cast<compute_t<T>>(x[i])));
 }
 
@@ -42,7 +45,8 @@ inline Status check_same_size(const KernelContext& ctx, const Tensor& x, const T
   return Status();
 }
 
-template <class Op> Status unary_kernel(KernelContext& ctx) {
+template <class Op>
+Status unary_kernel(KernelContext& ctx) {
   const Tensor& x = ctx.input(0);
   Tensor& y = ctx.output(0);
   KILN_RETURN_IF_ERROR(check_same_size(ctx, x, y));
@@ -59,7 +63,8 @@ template <class Op> Status unary_kernel(KernelContext& ctx) {
 }
 
 /// The OpDef of a functor-defined pointwise op.
-template <class Op> OpDef unary_op_def(const char* name, const char* domain = "") {
+template <class Op>
+OpDef unary_op_def(const char* name, const char* domain = "") {
   OpDef d;
   d.name = name;
   d.domain = domain;
@@ -69,7 +74,8 @@ template <class Op> OpDef unary_op_def(const char* name, const char* domain = ""
 }
 
 /// -x with two's-complement wrap for integers (no overflow UB on the minimum).
-template <typename C> C negate(C x) {
+template <typename C>
+C negate(C x) {
   if constexpr (std::is_integral_v<C>) return static_cast<C>(wrap_t<C>(0) - static_cast<wrap_t<C>>(x));
   else return -x;
 }

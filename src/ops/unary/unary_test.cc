@@ -206,6 +206,15 @@ TEST(UnaryOps, IntegerTypes) {
   expect_case(c, make_tensor(DataType::kInt8, {3}, std::vector<double>{-128, -127, 5}), 0, 0);
 }
 
+TEST(UnaryOps, NaNPropagates) {
+  for (const char* op : {"Abs", "Relu", "LeakyRelu", "HardSigmoid", "HardSwish", "Sign", "Round", "Celu", "Sigmoid"}) {
+    OpCase c(op, 22);
+    c.input(make_tensor(DataType::kFloat32, {2}, std::vector<double>{kNaN, -kNaN}));
+    SCOPED_TRACE(op);
+    expect_case(c, make_tensor(DataType::kFloat32, {2}, std::vector<double>{kNaN, kNaN}), 0, 0);
+  }
+}
+
 TEST(UnaryOps, BitwiseNotAndNot) {
   {
     OpCase c("BitwiseNot", 18);
