@@ -97,27 +97,32 @@ def small_cnn(seed: int = 0, batch: int = 1) -> onnx.ModelProto:
 DETECTOR_CLASSES = ("red", "green", "blue")
 
 
-def tiny_detector(size: int = 64, stride: int = 8, box: float = 16.0) -> onnx.ModelProto:
+def tiny_detector(size: int = 64, stride: int = 8) -> onnx.ModelProto:
     """A YOLOv8-shaped detector with hand-set weights, so it finds something real:
-    each stride x stride cell scores how strongly it is red, green or blue, and
-    proposes a box x box square centred on the cell. Input 'images' [1, 3, size,
-    size] in [0, 1]; output 'output0' [1, 4 + classes, cells] with rows cx, cy, w, h
-    (pixels of the input) then one sigmoid score per class, as YOLOv8 exports it."""
+    each cell of a stride-`stride` grid scores how much of the 3x3-cell window around
+    it is red, green or blue, and proposes a box of that window's size centred on
+    the cell. The window fully inside an object scores highest, so NMS keeps one
+    box per object. Input 'images' [1, 3, size, size] in [0, 1]; output 'output0'
+    [1, 4 + classes, cells] with rows cx, cy, w, h (input pixels) then one sigmoid
+    score per class, the layout YOLOv8 exports."""
     g = size // stride
     nc = len(DETECTOR_CLASSES)
+    window = 3 * stride
     # Class c scores high when channel c is bright and the other two are dark.
     w = np.full((nc, 3, 1, 1), -12.0, dtype=np.float32)
     for c in range(nc):
         w[c, c, 0, 0] = 12.0
-    b = np.full(nc, -4.0, dtype=np.float32)
+    b = np.full(nc, -6.0, dtype=np.float32)
     ys, xs = np.meshgrid(np.arange(g), np.arange(g), indexing="ij")
     grid = np.stack([(xs + 0.5) * stride, (ys + 0.5) * stride,
-                     np.full((g, g), box), np.full((g, g), box)]).astype(np.float32)[None]
+                     np.full((g, g), window), np.full((g, g), window)]).astype(np.float32)[None]
     inits = [numpy_helper.from_array(w, "cls_w"), numpy_helper.from_array(b, "cls_b"),
              numpy_helper.from_array(grid, "boxes"),
              numpy_helper.from_array(np.array([1, 4 + nc, g * g], dtype=np.int64), "out_shape")]
+    pad = stride
     nodes = [
-        helper.make_node("AveragePool", ["images"], ["pooled"], kernel_shape=[stride, stride], strides=[stride, stride]),
+        helper.make_node("AveragePool", ["images"], ["pooled"], kernel_shape=[window, window],
+                         strides=[stride, stride], pads=[pad, pad, pad, pad]),
         helper.make_node("Conv", ["pooled", "cls_w", "cls_b"], ["cls_logits"]),
         helper.make_node("Sigmoid", ["cls_logits"], ["cls"]),
         helper.make_node("Concat", ["boxes", "cls"], ["head"], axis=1),

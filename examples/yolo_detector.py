@@ -106,12 +106,12 @@ def read_image(path: str) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"))
 
 
-def make_scene(width: int = 120, height: int = 80, seed: int = 0):
+def make_scene(width: int = 128, height: int = 96, seed: int = 0):
     """A grey noisy image with a red, a green and a blue square; returns it and the
     ground truth [(class_id, x1, y1, x2, y2)]."""
     rng = np.random.default_rng(seed)
     img = np.clip(rng.normal(114, 8, (height, width, 3)), 0, 255).astype(np.uint8)
-    truth = [(0, 8, 10, 38, 40), (1, 50, 36, 80, 66), (2, 86, 6, 116, 36)]
+    truth = [(0, 6, 8, 50, 52), (1, 56, 48, 100, 92), (2, 82, 2, 126, 46)]
     for cls, x1, y1, x2, y2 in truth:
         color = np.zeros(3, dtype=np.uint8)
         color[cls] = 240
@@ -238,7 +238,7 @@ def main(argv=None) -> int:
     ap.add_argument("--image", help="image file: binary PPM, or any format Pillow reads (default: generated)")
     ap.add_argument("--size", type=int, default=64, help="model input size")
     ap.add_argument("--conf", type=float, default=0.5)
-    ap.add_argument("--iou", type=float, default=0.45)
+    ap.add_argument("--iou", type=float, default=0.25)
     ap.add_argument("--out", default="detections.png", help="PNG with the boxes drawn")
     args = ap.parse_args(argv)
 

@@ -80,12 +80,12 @@ const char* device_name(int device_type) {
 nb::object numpy() { return nb::module_::import_("numpy"); }
 
 bool is_bfloat16_numpy(nb::handle obj) {
+  // ml_dtypes' bfloat16 has no buffer-protocol or DLPack code: detect it by name.
   if (!nb::hasattr(obj, "dtype") || !nb::hasattr(obj, "view")) return false;
-  try {
-    return nb::cast<std::string>(nb::str(obj.attr("dtype"))) == "bfloat16";
-  } catch (...) {
-    return false;
-  }
+  nb::object dtype = obj.attr("dtype");
+  if (!nb::hasattr(dtype, "name")) return false;
+  nb::object name = dtype.attr("name");
+  return PyUnicode_Check(name.ptr()) && nb::cast<std::string>(name) == "bfloat16";
 }
 
 }  // namespace

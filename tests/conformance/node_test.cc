@@ -60,8 +60,12 @@ std::string index_text(int64_t flat, const Dims& dims) {
     }
   }
   std::string s = "[";
-  for (size_t i = 0; i < idx.size(); ++i) s += (i ? "," : "") + std::to_string(idx[i]);
-  return s + "]";
+  for (size_t i = 0; i < idx.size(); ++i) {
+    if (i) s += ',';
+    s += std::to_string(idx[i]);
+  }
+  s += ']';
+  return s;
 }
 
 bool contains_ci(std::string hay, std::string needle) {

@@ -49,7 +49,7 @@ Status infer_concat(InferContext& ctx) {
     for (size_t d = 0; d < r; ++d) {
       const Dim& b = (*s)[d];
       if (d == ax) {
-        out[d] = dim_add(out[d], b);
+        out[d] = sat_add(out[d], b);
       } else if (out[d].known() && b.known() && out[d].value != b.value) {
         return ctx.error("input " + std::to_string(i) + " has shape " + shape_to_string(*s) +
                          ", which does not match " + shape_to_string(*first) + " off the concat axis");

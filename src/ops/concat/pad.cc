@@ -70,7 +70,8 @@ Result<Shape> padded_shape(const ir::Node& n, const Shape& in, const PadSpec& p)
       out.push_back(grow == 0 ? in[d] : Dim::unknown());
       continue;
     }
-    int64_t v = in[d].value + grow;
+    int64_t v;
+    if (__builtin_add_overflow(in[d].value, grow, &v)) v = std::numeric_limits<int64_t>::max();
     if (v < 0) return node_error(n, "pads crop axis " + std::to_string(d) + " below zero");
     if (in[d].value == 0 && v > 0 && p.mode != PadMode::kConstant)
       return node_error(n, "cannot pad the empty axis " + std::to_string(d) + " except in constant mode");

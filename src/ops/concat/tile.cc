@@ -39,7 +39,7 @@ Status infer_tile(InferContext& ctx) {
   }
   KILN_ASSIGN_OR_RETURN(auto r, tile_repeats(ctx.node(), *reps, in->size()));
   Shape out;
-  for (size_t i = 0; i < in->size(); ++i) out.push_back(r[i] == 0 ? Dim(0) : dim_mul((*in)[i], Dim(r[i])));
+  for (size_t i = 0; i < in->size(); ++i) out.push_back(r[i] == 0 ? Dim(0) : sat_mul((*in)[i], Dim(r[i])));
   KILN_RETURN_IF_ERROR(check_shape(ctx.node(), out));
   ctx.set_output(0, dt, out);
   return Status();

@@ -15,7 +15,7 @@ Status infer_trilu(InferContext& ctx) {
   if (ctx.has_input(1)) {
     if (!dtype_may_be(ctx.input_dtype(1), DataType::kInt64)) return ctx.error("k must be int64");
     const Shape* ks = ctx.input_shape(1);
-    if (ks && shape_volume(*ks) > 1) return ctx.error("k must be a scalar");
+    if (ks && sat_volume(*ks) > 1) return ctx.error("k must be a scalar");
   }
   return infer_same_as_input0(ctx);
 }

@@ -42,10 +42,10 @@ Status infer_space_depth(InferContext& ctx, bool to_space) {
   };
   if (to_space) {
     KILN_ASSIGN_OR_RETURN(out[1], divide((*in)[1], b * b, "channels"));
-    out[2] = dim_mul((*in)[2], Dim(b));
-    out[3] = dim_mul((*in)[3], Dim(b));
+    out[2] = sat_mul((*in)[2], Dim(b));
+    out[3] = sat_mul((*in)[3], Dim(b));
   } else {
-    out[1] = dim_mul((*in)[1], Dim(b * b));
+    out[1] = sat_mul((*in)[1], Dim(b * b));
     KILN_ASSIGN_OR_RETURN(out[2], divide((*in)[2], b, "height"));
     KILN_ASSIGN_OR_RETURN(out[3], divide((*in)[3], b, "width"));
   }

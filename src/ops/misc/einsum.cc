@@ -6,6 +6,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "backends/cpu/gemm.h"
 #include "base/dispatch.h"
 #include "ops/common.h"
 
@@ -245,10 +246,108 @@ Status ref_einsum(KernelContext& ctx) {
   return Status();
 }
 
+/// Copies src (dims d) into dst laid out as d permuted by perm (dst dim i = src dim perm[i]).
+void permute(const float* src, const Dims& d, const std::vector<size_t>& perm, float* dst) {
+  auto st = strides_of(d);
+  Dims od;
+  std::vector<int64_t> ps;
+  for (size_t p : perm) od.push_back(d[p]), ps.push_back(st[p]);
+  int64_t n = dims_volume(od);
+  MultiIndex it(od, {ps});
+  for (int64_t i = 0; i < n; ++i, it.next()) dst[i] = src[it.offset(0)];
+}
+
+bool is_identity(const std::vector<size_t>& perm) {
+  for (size_t i = 0; i < perm.size(); ++i)
+    if (perm[i] != i) return false;
+  return true;
+}
+
+/// float32 two-operand contractions without diagonals or broadcasting: permute to
+/// [batch, M, K] x [batch, K, N], run the GEMM per batch, permute to the output order.
+Status fast_einsum(KernelContext& ctx) {
+  if (ctx.num_inputs() != 2 || ctx.input(0).dtype() != DataType::kFloat32) return ref_einsum(ctx);
+  if (ctx.output(0).numel() == 0) return Status();
+  KILN_ASSIGN_OR_RETURN(ParsedEquation p, parse_equation(ctx.node()));
+  const Tensor& a = ctx.input(0);
+  const Tensor& b = ctx.input(1);
+  KILN_ASSIGN_OR_RETURN(Labels L, resolve_labels(ctx.node(), p, {a.rank(), b.rank()}));
+  const std::vector<int>& la = L.inputs[0];
+  const std::vector<int>& lb = L.inputs[1];
+  auto pos = [](const std::vector<int>& v, int id) {
+    auto it = std::find(v.begin(), v.end(), id);
+    return it == v.end() ? -1 : static_cast<int>(it - v.begin());
+  };
+  auto distinct = [](std::vector<int> v) {
+    std::sort(v.begin(), v.end());
+    return std::adjacent_find(v.begin(), v.end()) == v.end();
+  };
+  if (!distinct(la) || !distinct(lb)) return ref_einsum(ctx);
+  std::vector<int> batch, ms, ns, ks;
+  for (int id : L.output) {
+    bool ina = pos(la, id) >= 0, inb = pos(lb, id) >= 0;
+    if (ina && inb) batch.push_back(id);
+    else if (ina) ms.push_back(id);
+    else ns.push_back(id);
+  }
+  for (int id : la) {
+    if (pos(L.output, id) >= 0) continue;
+    if (pos(lb, id) < 0) return ref_einsum(ctx);  // summed over one operand only
+    ks.push_back(id);
+  }
+  for (int id : lb)
+    if (pos(L.output, id) < 0 && pos(la, id) < 0) return ref_einsum(ctx);
+  auto size_of = [&](int id) {
+    int i = pos(la, id);
+    return i >= 0 ? a.dim(i) : b.dim(pos(lb, id));
+  };
+  for (int id : la)
+    if (pos(lb, id) >= 0 && a.dim(pos(la, id)) != b.dim(pos(lb, id))) return ref_einsum(ctx);  // broadcasting
+  int64_t B = 1, M = 1, N = 1, K = 1;
+  for (int id : batch) B *= size_of(id);
+  for (int id : ms) M *= size_of(id);
+  for (int id : ns) N *= size_of(id);
+  for (int id : ks) K *= size_of(id);
+  std::vector<size_t> pa, pb, pc;
+  for (int id : batch) pa.push_back(pos(la, id));
+  for (int id : ms) pa.push_back(pos(la, id));
+  for (int id : ks) pa.push_back(pos(la, id));
+  for (int id : batch) pb.push_back(pos(lb, id));
+  for (int id : ks) pb.push_back(pos(lb, id));
+  for (int id : ns) pb.push_back(pos(lb, id));
+  std::vector<int> c_labels = batch;
+  c_labels.insert(c_labels.end(), ms.begin(), ms.end());
+  c_labels.insert(c_labels.end(), ns.begin(), ns.end());
+  for (int id : L.output) pc.push_back(pos(c_labels, id));
+  std::vector<float> abuf, bbuf, cbuf;
+  const float* ap = a.data_as<float>();
+  const float* bp = b.data_as<float>();
+  if (!is_identity(pa)) abuf.resize(static_cast<size_t>(a.numel())), permute(ap, a.dims(), pa, abuf.data()), ap = abuf.data();
+  if (!is_identity(pb)) bbuf.resize(static_cast<size_t>(b.numel())), permute(bp, b.dims(), pb, bbuf.data()), bp = bbuf.data();
+  Tensor& y = ctx.output(0);
+  float* cp = y.data_as<float>();
+  if (!is_identity(pc)) cbuf.resize(static_cast<size_t>(B * M * N)), cp = cbuf.data();
+  for (int64_t bi = 0; bi < B; ++bi) {
+    if (K == 0) {
+      std::fill(cp + bi * M * N, cp + (bi + 1) * M * N, 0.f);
+      continue;
+    }
+    cpu::sgemm(false, false, M, N, K, 1.f, ap + bi * M * K, K, bp + bi * K * N, N, 0.f, cp + bi * M * N, N,
+               ctx.num_threads());
+  }
+  if (!is_identity(pc)) {
+    Dims cd;
+    for (int id : c_labels) cd.push_back(size_of(id));
+    permute(cp, cd, pc, y.data_as<float>());
+  }
+  return Status();
+}
+
 }  // namespace
 
 void register_einsum_ops(OpRegistry& r) {
-  r.add({.name = "Einsum", .infer = infer_einsum, .ref = ref_einsum, .min_opset = 12});
+  r.add({.name = "Einsum", .infer = infer_einsum, .ref = ref_einsum, .fast = {{"cpu.gemm", fast_einsum, nullptr}},
+         .min_opset = 12});
 }
 
 }  // namespace kiln::ops

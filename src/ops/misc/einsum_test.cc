@@ -101,6 +101,20 @@ TEST(Einsum, ThreeOperandsAndOuterProduct) {
       EXPECT_EQ((*oo)[0].get_as_int64(i * 2 + j), o.inputs()[0]->get_as_int64(i) * o.inputs()[1]->get_as_int64(j));
 }
 
+TEST(Einsum, GemmFastKernelMatchesReference) {
+  struct C { const char* eq; Dims a, b; };
+  for (C c : {C{"bhqd,bhkd->bhqk", {2, 3, 5, 8}, {2, 3, 7, 8}}, C{"ij,jk->ki", {4, 6}, {6, 5}},
+              C{"i,i", {9}, {9}}, C{"ab,b->a", {4, 3}, {3}}, C{"ab,ba->", {3, 4}, {4, 3}},
+              C{"...ij,...jk->...ik", {2, 3, 4}, {2, 4, 5}}, C{"...ij,...jk->...ik", {1, 3, 4}, {2, 4, 5}},
+              C{"ij,ij->ij", {3, 4}, {3, 4}}, C{"ij,kj->", {3, 4}, {2, 4}}, C{"ii,ij->j", {3, 3}, {3, 2}},
+              C{"bij,bjk", {2, 0, 3}, {2, 3, 4}}}) {
+    OpCase o("Einsum", 12);
+    o.attr("equation", eq(c.eq));
+    o.input(DataType::kFloat32, c.a).input(DataType::kFloat32, c.b);
+    EXPECT_EQ(o.expect_all_kernels_match(1e-5, 1e-5), 1) << c.eq;
+  }
+}
+
 TEST(Einsum, SymbolicInferenceAndErrors) {
   OpCase c("Einsum", 12);
   c.attr("equation", eq("bij,bjk->bik"));

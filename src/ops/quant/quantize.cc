@@ -230,8 +230,15 @@ Status ref_dequantize(KernelContext& ctx) {
 
 bool is_q8(DataType t) { return t == DataType::kInt8 || t == DataType::kUInt8; }
 
-/// Runs fn(row_begin, row_end) over the [outer * n] rows of `inner` elements.
-void for_rows(const KernelContext& ctx, const ParamLayout& L, const cpu::RangeFn& fn) {
+/// Runs fn(row_begin, row_end) over rows of L.inner elements. A per-tensor layout is
+/// first re-cut into 4096-element rows so that it spreads over threads too.
+void for_rows(const KernelContext& ctx, ParamLayout& L, const cpu::RangeFn& fn) {
+  if (L.kind == ParamLayout::kTensor) {
+    int64_t total = L.outer * L.n * L.inner;
+    L.inner = std::min<int64_t>(total, 4096);
+    L.outer = 1;
+    L.n = L.inner ? (total + L.inner - 1) / L.inner : 0;
+  }
   int64_t rows = L.outer * L.n;
   int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(L.inner, 1));
   cpu::parallel_for(rows, fn, ctx.num_threads(), grain);
@@ -244,17 +251,21 @@ inline float round_even(float v) {
 }
 
 template <typename Q>
-Status quantize_f32(KernelContext& ctx, const ParamLayout& L, const std::vector<double>& s,
+Status quantize_f32(KernelContext& ctx, ParamLayout L, const std::vector<double>& s,
                     const std::vector<double>& z) {
+  const int64_t total = ctx.input(0).numel();
   const float* xp = ctx.input(0).data_as<float>();
   Q* yp = ctx.output(0).data_as<Q>();
   const float lo = std::is_signed_v<Q> ? -128.f : 0.f, hi = std::is_signed_v<Q> ? 127.f : 255.f;
   for_rows(ctx, L, [&](int64_t r0, int64_t r1) {
     for (int64_t row = r0; row < r1; ++row) {
       int64_t o = row / L.n, j = row % L.n;
-      for (int64_t i = 0; i < L.inner; ++i) {
-        int64_t p = L.index(o, j, i);
-        float sc = static_cast<float>(s[p]), zp = static_cast<float>(z[p]);
+      bool blocked = L.kind == ParamLayout::kBlock;
+      float row_sc = static_cast<float>(s[L.index(o, j, 0)]), row_zp = static_cast<float>(z[L.index(o, j, 0)]);
+      int64_t len = std::min(L.inner, total - row * L.inner);
+      for (int64_t i = 0; i < len; ++i) {
+        int64_t p = blocked ? L.index(o, j, i) : 0;
+        float sc = blocked ? static_cast<float>(s[p]) : row_sc, zp = blocked ? static_cast<float>(z[p]) : row_zp;
         float q = xp[row * L.inner + i] / sc;
         float v;
         if (q != q) v = 0.f;  // NaN, as the reference kernel
@@ -284,18 +295,26 @@ Status fast_quantize(KernelContext& ctx) {
 }
 
 template <typename Q>
-Status dequantize_to_f32(KernelContext& ctx, const ParamLayout& L, const std::vector<double>& s,
+Status dequantize_to_f32(KernelContext& ctx, ParamLayout L, const std::vector<double>& s,
                          const std::vector<double>& z) {
+  const int64_t total = ctx.input(0).numel();
   const Q* xp = ctx.input(0).data_as<Q>();
   float* yp = ctx.output(0).data_as<float>();
   for_rows(ctx, L, [&](int64_t r0, int64_t r1) {
     for (int64_t row = r0; row < r1; ++row) {
       int64_t o = row / L.n, j = row % L.n;
-      for (int64_t i = 0; i < L.inner; ++i) {
-        int64_t p = L.index(o, j, i);
-        yp[row * L.inner + i] = (static_cast<float>(xp[row * L.inner + i]) - static_cast<float>(z[p])) *
-                                static_cast<float>(s[p]);
+      if (L.kind == ParamLayout::kBlock) {
+        for (int64_t i = 0; i < L.inner; ++i) {
+          int64_t p = L.index(o, j, i);
+          yp[row * L.inner + i] = (static_cast<float>(xp[row * L.inner + i]) - static_cast<float>(z[p])) *
+                                  static_cast<float>(s[p]);
+        }
+        continue;
       }
+      int64_t p = L.index(o, j, 0);
+      const float sc = static_cast<float>(s[p]), zp = static_cast<float>(z[p]);
+      int64_t len = std::min(L.inner, total - row * L.inner);
+      for (int64_t i = 0; i < len; ++i) yp[row * L.inner + i] = (static_cast<float>(xp[row * L.inner + i]) - zp) * sc;
     }
   });
   return Status();

@@ -78,6 +78,27 @@ TEST(Reduce, EveryKindMatchesNaiveOverAxesAndKeepdims) {
   }
 }
 
+TEST(Reduce, BlockFastKernelMatchesReference) {
+  // Contiguous blocks (last axes, middle axes, all) take the fast path; split axes fall back.
+  std::vector<std::vector<int64_t>> axis_sets = {{-1}, {1, 2}, {0}, {}, {1, 3}, {2}};
+  for (const Kind& k : kinds()) {
+    for (auto& axes : axis_sets) {
+      OpCase c(k.op, 18);
+      c.input(DataType::kFloat32, {3, 4, 1, 1500}, 0.1, 1.2);  // inner > the 1024 chunk
+      if (!axes.empty()) c.input(ints(axes));
+      EXPECT_EQ(c.expect_all_kernels_match(1e-5, 1e-6), 1) << k.op;
+    }
+  }
+  Tensor x = Tensor::from_vector(DataType::kFloat32, {2, 3}, std::vector<double>{1, NAN, 2, -INFINITY, -INFINITY, 0});
+  for (const char* op : {"ReduceMax", "ReduceMin", "ReduceLogSumExp", "ReduceSum"}) {
+    for (int64_t axis : {0, 1}) {
+      OpCase c(op, 18);
+      c.input(x).input(ints({axis}));
+      EXPECT_EQ(c.expect_all_kernels_match(1e-6, 1e-6), 1) << op;
+    }
+  }
+}
+
 TEST(Reduce, AxesAttributeBeforeOpsetMove) {
   // ReduceSum moved axes to an input at 13, the others at 18.
   for (auto [op, opset] : {std::pair{"ReduceSum", 11}, std::pair{"ReduceMean", 13}, std::pair{"ReduceMax", 17}}) {

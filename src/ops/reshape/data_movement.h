@@ -146,11 +146,38 @@ inline int64_t dims_product(const Dims& d, size_t begin, size_t end) {
   return v;
 }
 
+// Dim arithmetic on declared (possibly hostile) dims saturates at INT64_MAX
+// instead of overflowing; check_shape then rejects the result.
+
+/// dim_mul that saturates.
+inline Dim sat_mul(const Dim& a, const Dim& b) {
+  if (!a.known() || !b.known()) return dim_mul(a, b);
+  int64_t r;
+  if (__builtin_mul_overflow(a.value, b.value, &r)) r = std::numeric_limits<int64_t>::max();
+  return Dim(r);
+}
+
+/// dim_add that saturates.
+inline Dim sat_add(const Dim& a, const Dim& b) {
+  if (!a.known() || !b.known()) return dim_add(a, b);
+  int64_t r;
+  if (__builtin_add_overflow(a.value, b.value, &r)) r = std::numeric_limits<int64_t>::max();
+  return Dim(r);
+}
+
 /// Symbolic product of shape[begin, end).
 inline Dim shape_product(const Shape& s, size_t begin, size_t end) {
   Dim v(1);
-  for (size_t i = begin; i < end && i < s.size(); ++i) v = dim_mul(v, s[i]);
+  for (size_t i = begin; i < end && i < s.size(); ++i) v = sat_mul(v, s[i]);
   return v;
+}
+
+/// Volume of a shape (-1 if a dim is unknown), saturating.
+inline int64_t sat_volume(const Shape& s) {
+  Dim v = shape_product(s, 0, s.size());
+  for (const Dim& d : s)
+    if (!d.known()) return -1;
+  return v.value;
 }
 
 /// Rank-preserving shape of all-unknown dims, or nullopt when the rank is unknown too.

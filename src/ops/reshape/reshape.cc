@@ -13,10 +13,10 @@ using namespace movement;  // NOLINT(google-build-using-namespace)
 // input and output, so [batch,3,4] -> [0,-1] gives [batch,12] and
 // [batch,12] -> [-1,3,4] gives [batch,3,4].
 Dim resolve_inferred_dim(const Shape& in, const Shape& out, size_t neg) {
-  int64_t in_known = 1, out_known = 1;
+  Dim in_known(1), out_known(1);
   std::multiset<std::string> in_syms;
   for (const Dim& d : in) {
-    if (d.known()) in_known *= d.value;
+    if (d.known()) in_known = sat_mul(in_known, d);
     else if (d.name.empty()) return Dim::unknown();
     else in_syms.insert(d.name);
   }
@@ -24,16 +24,17 @@ Dim resolve_inferred_dim(const Shape& in, const Shape& out, size_t neg) {
     if (i == neg) continue;
     const Dim& d = out[i];
     if (d.known()) {
-      out_known *= d.value;
+      out_known = sat_mul(out_known, d);
     } else {
       auto it = d.name.empty() ? in_syms.end() : in_syms.find(d.name);
       if (it == in_syms.end()) return Dim::unknown();
       in_syms.erase(it);
     }
   }
-  if (out_known == 0) return Dim::unknown();
-  if (in_syms.empty()) return in_known % out_known == 0 ? Dim(in_known / out_known) : Dim::unknown();
-  if (in_syms.size() == 1 && in_known == out_known) return Dim::symbol(*in_syms.begin());
+  int64_t ik = in_known.value, ok = out_known.value;
+  if (ok == 0) return Dim::unknown();
+  if (in_syms.empty()) return ik % ok == 0 ? Dim(ik / ok) : Dim::unknown();
+  if (in_syms.size() == 1 && ik == ok) return Dim::symbol(*in_syms.begin());
   return Dim::unknown();
 }
 
@@ -86,11 +87,11 @@ Status infer_reshape(InferContext& ctx) {
   if (allowzero && has_zero && neg) return ctx.error("allowzero shape cannot hold both 0 and -1");
   KILN_RETURN_IF_ERROR(check_shape(n, out));  // bounds the products below
   if (in) {
-    int64_t in_vol = shape_volume(*in);
+    int64_t in_vol = sat_volume(*in);
     if (neg) {
       Shape rest = out;
       rest.erase(rest.begin() + static_cast<std::ptrdiff_t>(*neg));
-      int64_t rest_vol = shape_volume(rest);
+      int64_t rest_vol = sat_volume(rest);
       if (in_vol >= 0 && rest_vol >= 0) {
         if (rest_vol == 0 || in_vol % rest_vol != 0)
           return ctx.error("cannot reshape " + shape_to_string(*in) + " to " + ints_to_string(target));
@@ -99,7 +100,7 @@ Status infer_reshape(InferContext& ctx) {
         out[*neg] = resolve_inferred_dim(*in, out, *neg);
       }
     } else {
-      int64_t out_vol = shape_volume(out);
+      int64_t out_vol = sat_volume(out);
       if (in_vol >= 0 && out_vol >= 0 && in_vol != out_vol)
         return ctx.error("cannot reshape " + shape_to_string(*in) + " to " + shape_to_string(out));
     }

@@ -266,14 +266,27 @@ Status ref_resize(KernelContext& ctx) {
   return run_resize(node, spec, plan, x, ctx.output(0));
 }
 
+Status fast_resize(KernelContext& ctx) {
+  const ir::Node& node = ctx.node();
+  KILN_ASSIGN_OR_RETURN(Spec spec, parse_spec(node));
+  InputSlots slots = input_slots(node);
+  auto input = [&](int slot) { return slot >= 0 && ctx.has_input(slot) ? &ctx.input(slot) : nullptr; };
+  KILN_ASSIGN_OR_RETURN(PlanInputs pin, read_plan_inputs(node, input(slots.roi), input(slots.scales), input(slots.sizes)));
+  const Tensor& x = ctx.input(0);
+  KILN_ASSIGN_OR_RETURN(Plan plan, make_plan(node, spec, x.dims(), pin));
+  if (!bilinear_f32_applies(spec, plan, x)) return run_resize(node, spec, plan, x, ctx.output(0));
+  return run_bilinear_f32(spec, plan, x, ctx.output(0), ctx.num_threads());
+}
+
 }  // namespace
 }  // namespace resize
 
 void register_resize_ops(OpRegistry& r) {
-  r.add({.name = "Resize", .infer = resize::infer_resize, .ref = resize::ref_resize, .value_inputs = {1, 2, 3},
-         .min_opset = 10});
-  r.add({.name = "Upsample", .infer = resize::infer_resize, .ref = resize::ref_resize, .value_inputs = {1},
-         .min_opset = 7});
+  std::vector<FastKernel> fast = {{"cpu.bilinear", resize::fast_resize, nullptr}};
+  r.add({.name = "Resize", .infer = resize::infer_resize, .ref = resize::ref_resize, .fast = fast,
+         .value_inputs = {1, 2, 3}, .min_opset = 10});
+  r.add({.name = "Upsample", .infer = resize::infer_resize, .ref = resize::ref_resize, .fast = fast,
+         .value_inputs = {1}, .min_opset = 7});
 }
 
 }  // namespace kiln::ops

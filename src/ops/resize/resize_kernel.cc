@@ -7,6 +7,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "backends/cpu/thread_pool.h"
 #include "base/dispatch.h"
 #include "ops/common.h"
 #include "ops/resize/resize_plan.h"
@@ -276,6 +277,61 @@ Status run_filter(const Spec& spec, const Plan& plan, const Tensor& x, Tensor& y
     T* yp = y.data_as<T>();
     for (int64_t i = 0; i < y.numel(); ++i) yp[i] = saturate<T>(buf[i]);
   });
+  return Status();
+}
+
+/// lerp that ignores zero-weight taps (so inf/NaN there does not leak in, as in filter_axis).
+inline float mix(float w0, float a, float w1, float b) {
+  if (w0 == 0) return w1 * b;
+  if (w1 == 0) return w0 * a;
+  return w0 * a + w1 * b;
+}
+
+}  // namespace
+
+bool bilinear_f32_applies(const Spec& spec, const Plan& plan, const Tensor& x) {
+  size_t r = plan.dims.size();
+  if (x.dtype() != DataType::kFloat32 || spec.mode != Mode::kLinear || spec.antialias || spec.exclude_outside ||
+      spec.coord == CoordMode::kTfCropAndResize || r < 2)
+    return false;
+  for (size_t d = 0; d + 2 < r; ++d)
+    if (!is_identity(plan.dims[d], spec)) return false;
+  return true;
+}
+
+Status run_bilinear_f32(const Spec& spec, const Plan& plan, const Tensor& x, Tensor& y, int threads) {
+  size_t r = plan.dims.size();
+  const AxisPlan& ph = plan.dims[r - 2];
+  const AxisPlan& pw = plan.dims[r - 1];
+  if (y.numel() == 0) return Status();
+  auto taps_of = [&](const AxisPlan& p) {
+    if (!is_identity(p, spec)) return make_taps(spec, p);
+    Taps t;  // copy: index o with weights (1, 0)
+    t.n = 2;
+    for (int64_t o = 0; o < p.out; ++o) t.index.insert(t.index.end(), {o, o}), t.weight.insert(t.weight.end(), {1.0, 0.0});
+    t.extrap.assign(static_cast<size_t>(p.out), 0);
+    return t;
+  };
+  Taps th = taps_of(ph), tw = taps_of(pw);
+  int64_t H = ph.in, W = pw.in, OH = ph.out, OW = pw.out;
+  int64_t planes = x.numel() / std::max<int64_t>(H * W, 1);
+  const float* xp = x.data_as<float>();
+  float* yp = y.data_as<float>();
+  std::vector<float> wh(th.weight.begin(), th.weight.end()), ww(tw.weight.begin(), tw.weight.end());
+  cpu::parallel_for(planes * OH, [&](int64_t r0, int64_t r1) {
+    for (int64_t row = r0; row < r1; ++row) {
+      int64_t plane = row / OH, oh = row % OH;
+      const float* a = xp + plane * H * W + th.index[oh * 2] * W;
+      const float* b = xp + plane * H * W + th.index[oh * 2 + 1] * W;
+      float h0 = wh[oh * 2], h1 = wh[oh * 2 + 1];
+      float* out = yp + row * OW;
+      // Height first, then width: the order the separable reference uses.
+      for (int64_t ow = 0; ow < OW; ++ow) {
+        int64_t j0 = tw.index[ow * 2], j1 = tw.index[ow * 2 + 1];
+        out[ow] = mix(ww[ow * 2], mix(h0, a[j0], h1, b[j0]), ww[ow * 2 + 1], mix(h0, a[j1], h1, b[j1]));
+      }
+    }
+  }, threads, std::max<int64_t>(1, 8192 / std::max<int64_t>(OW, 1)));
   return Status();
 }
 

@@ -79,4 +79,10 @@ Result<PlanInputs> read_plan_inputs(const ir::Node& node, const Tensor* roi, con
 /// Runs the resize of `x` into the preallocated `y` (dims from the plan).
 Status run_resize(const ir::Node& node, const Spec& spec, const Plan& plan, const Tensor& x, Tensor& y);
 
+/// True when the float32 bilinear fast path covers this resize (only the last two dims change).
+bool bilinear_f32_applies(const Spec& spec, const Plan& plan, const Tensor& x);
+
+/// The float32 bilinear fast path, spread over `threads` threads.
+Status run_bilinear_f32(const Spec& spec, const Plan& plan, const Tensor& x, Tensor& y, int threads);
+
 }  // namespace kiln::ops::resize

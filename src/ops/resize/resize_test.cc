@@ -190,6 +190,21 @@ TEST(Resize, AxesAndAspectPolicy) {
   }
 }
 
+TEST(Resize, BilinearFastPathMatchesReference) {
+  for (const char* coord : {"half_pixel", "align_corners", "asymmetric", "pytorch_half_pixel", "half_pixel_symmetric"}) {
+    for (auto sizes : {std::vector<int64_t>{2, 3, 11, 7}, std::vector<int64_t>{2, 3, 3, 13}, std::vector<int64_t>{2, 3, 5, 1}}) {
+      OpCase c("Resize", 19);
+      c.attr("mode", str("linear")).attr("coordinate_transformation_mode", str(coord));
+      c.input(DataType::kFloat32, {2, 3, 5, 6}).no_input().no_input().input(ints(sizes));
+      EXPECT_EQ(c.expect_all_kernels_match(1e-5, 1e-5), 1) << coord;
+    }
+  }
+  OpCase s("Resize", 13);
+  s.attr("mode", str("linear"));
+  s.input(DataType::kFloat32, {1, 2, 4, 4}).no_input().input(floats({1, 1, 1.7, 0.6}));
+  EXPECT_EQ(s.expect_all_kernels_match(1e-5, 1e-5), 1);
+}
+
 TEST(Resize, SymbolicInference) {
   OpCase c("Resize", 18);
   c.input(DataType::kFloat32, {1, 3, 4, 4}).no_input().input(floats({1, 1, 2, 2}));

@@ -53,7 +53,12 @@ Status infer_cast(InferContext& ctx) {
 Status infer_cast_like(InferContext& ctx) {
   if (!ctx.has_input(1)) return ctx.error("input 1 (target_type) is required");
   DataType to = ctx.input_dtype(1);
-  if (to == DataType::kUndefined) return ctx.error("the dtype of input 1 is unknown");
+  if (to == DataType::kUndefined) {
+    // Not known before run time (e.g. produced by a control-flow op): keep the shape.
+    if (!ctx.has_input(0)) return ctx.error("input 0 is required");
+    ctx.set_output(0, DataType::kUndefined, ctx.input(0).shape);
+    return Status();
+  }
   return infer_cast_to(ctx, to);
 }
 

@@ -22,7 +22,8 @@ Status infer_dropout(InferContext& ctx) {
   KILN_RETURN_IF_ERROR(check_input_dtype(ctx, 0, kTypesFloat));
   if (ctx.opset() >= 12 && ctx.has_input(2)) {
     auto r = training_ratio(ctx.value(2), ctx.has_input(1), ctx.value(1));
-    if (r && *r != 0.0) return ctx.unsupported("Dropout in training mode (random dropping) is not supported");
+    // A ratio not known yet (-1) is checked again by the kernel.
+    if (r && *r > 0.0) return ctx.unsupported("Dropout in training mode (random dropping) is not supported");
   }
   ctx.set_output(0, ctx.input_dtype(0), ctx.input(0).shape);
   // Opset 10 changed the mask from the data's dtype to bool.
@@ -54,6 +55,9 @@ Status dropout_kernel(KernelContext& ctx) {
 
 }  // namespace
 
-void register_dropout_op(OpRegistry& r) { r.add({.name = "Dropout", .infer = infer_dropout, .ref = dropout_kernel}); }
+void register_dropout_op(OpRegistry& r) {
+  // ratio and training_mode: known values let the build reject training mode early.
+  r.add({.name = "Dropout", .infer = infer_dropout, .ref = dropout_kernel, .value_inputs = {1, 2}});
+}
 
 }  // namespace kiln::ops

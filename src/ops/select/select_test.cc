@@ -119,6 +119,18 @@ TEST(SelectOps, CastLikeTakesDtypeOfSecondInput) {
   expect_case(c, make_tensor(DataType::kInt16, {3}, std::vector<double>{-1, 0, 7}), 0, 0);
 }
 
+TEST(SelectOps, CastLikeWaitsForAnUnknownTargetDtype) {
+  OpCase c("CastLike", 15);
+  c.input(DataType::kFloat32, {3}).input(DataType::kInt16, {0});
+  auto r = ops::infer_node(c.node(),
+                           {ops::TensorType{DataType::kFloat32, Shape{Dim::symbol("n")}},
+                            ops::TensorType{DataType::kUndefined, std::nullopt}},
+                           {nullptr, nullptr});
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ((*r)[0].dtype, DataType::kUndefined);
+  EXPECT_EQ(shape_to_string(*(*r)[0].shape), "[n]");
+}
+
 TEST(SelectOps, DropoutIsIdentityAtInference) {
   for (int opset : {7, 10, 13}) {
     OpCase c("Dropout", opset);
@@ -159,6 +171,16 @@ TEST(SelectOps, DropoutTrainingModeOnlyWithZeroRatio) {
     auto out = c->run();
     ASSERT_FALSE(out.ok());
     EXPECT_EQ(out.status().code(), ErrorCode::kUnsupported);
+  }
+  {
+    // At build time with the values unknown, inference succeeds; known training mode is rejected early.
+    auto c = make(0.5, true);
+    std::vector<ops::TensorType> types = {{DataType::kFloat32, Shape{Dim(3), Dim(4)}},
+                                          {DataType::kFloat32, Shape{}},
+                                          {DataType::kBool, Shape{}}};
+    EXPECT_TRUE(ops::infer_node(c->node(), types, {nullptr, nullptr, nullptr}).ok());
+    Tensor on = make_tensor(DataType::kBool, {}, std::vector<double>{1});
+    EXPECT_FALSE(ops::infer_node(c->node(), types, {nullptr, nullptr, &on}).ok());
   }
 }
 

@@ -63,10 +63,12 @@ void where_fast_loop(const Tensor& c, const Tensor& x, const Tensor& y, Tensor& 
   const Run run = kRuns[(p.inner_strides[0] != 0) * 4 + (p.inner_strides[1] != 0) * 2 + (p.inner_strides[2] != 0)];
   const int64_t n = p.inner;
   MultiIndex it(p.outer, p.outer_strides);
+  const uint8_t* pc = c.data_as<uint8_t>();
+  const W* px = x.data_as<W>();
+  const W* py = y.data_as<W>();
   W* po = out.data_as<W>();
   for (int64_t o = 0, count = p.outer_count(); o < count; ++o, it.next())
-    run(c.data_as<uint8_t>() + it.offset(0), x.data_as<W>() + it.offset(1), y.data_as<W>() + it.offset(2), po + o * n,
-        n);
+    run(pc + it.offset(0), px + it.offset(1), py + it.offset(2), po + o * n, n);
 }
 
 template <bool kFast>

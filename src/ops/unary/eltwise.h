@@ -35,7 +35,10 @@ inline constexpr bool kIsFloat = std::is_floating_point_v<compute_t<T>>;
 template <typename T>
 inline constexpr bool kIsInt = std::is_integral_v<T> && !std::is_same_v<T, bool>;
 template <typename T>
-inline constexpr bool kIsSignedInt = kIsInt<T>&& std::is_signed_v<T>;
+inline constexpr bool kIsHalf = std::is_same_v<T, Half> || std::is_same_v<T, BFloat16>;
+/// Types whose conversion to float may round (so -> half would round twice).
+template <typename T>
+inline constexpr bool kIsWiderThanFloat = std::is_same_v<T, double> || (kIsInt<T> && sizeof(T) >= 4);
 
 /// Unsigned type wide enough for wrap-around arithmetic on T (avoids int promotion UB).
 template <typename T>
@@ -134,8 +137,7 @@ inline To convert_value(From v) {
     if (d < kLo) return std::numeric_limits<To>::min();
     if (d >= kHiExcl) return std::numeric_limits<To>::max();
     return static_cast<To>(d);
-  } else if constexpr ((std::is_same_v<To, Half> || std::is_same_v<To, BFloat16>)&&(
-                           std::is_same_v<From, double> || (kIsInt<From> && sizeof(From) >= 4))) {
+  } else if constexpr (kIsHalf<To> && kIsWiderThanFloat<From>) {
     // Rounding double -> float -> half twice can be off by one ulp; rounding the
     // first step to odd makes the second step correctly rounded.
     double d = static_cast<double>(v);
