@@ -162,6 +162,75 @@ void pool_planes(const PoolSetup& s, const T* x, T* y, int64_t* idx, int64_t p0,
   }
 }
 
+// Taps k in [lo, hi) of one window dim land inside [0, in); `padded` counts those
+// before the end of the explicit padding (count_include_pad).
+struct TapRange {
+  int64_t lo, hi, padded;
+};
+
+TapRange tap_range(int64_t start, int64_t k, int64_t d, int64_t in, int64_t pad_end) {
+  TapRange r{0, 0, 0};
+  r.lo = start >= 0 ? 0 : (-start + d - 1) / d;
+  r.hi = start >= in ? 0 : std::min(k, (in - 1 - start) / d + 1);
+  r.hi = std::max(r.hi, r.lo);
+  r.padded = start >= in + pad_end ? 0 : std::min(k, (in + pad_end - 1 - start) / d + 1);
+  return r;
+}
+
+// Float32 max / average pooling over 1-D or 2-D windows without Indices: per-dim
+// tap ranges replace the per-tap bounds checks of the generic loop.
+void pool2d_planes_f32(const PoolSetup& s, const float* x, float* y, int64_t p0, int64_t p1) {
+  const bool one_d = s.attrs.spatial == 1;
+  const int64_t h = one_d ? 1 : s.geo.in[0], w = s.geo.in[one_d ? 0 : 1];
+  const int64_t oh = one_d ? 1 : s.geo.out[0], ow = s.geo.out[one_d ? 0 : 1];
+  const int64_t kh = one_d ? 1 : s.attrs.kernel[0], kw = s.attrs.kernel[one_d ? 0 : 1];
+  const int64_t sh = one_d ? 1 : s.attrs.strides[0], sw = s.attrs.strides[one_d ? 0 : 1];
+  const int64_t dh = one_d ? 1 : s.attrs.dilations[0], dw = s.attrs.dilations[one_d ? 0 : 1];
+  const int64_t ph = one_d ? 0 : s.geo.pad_begin[0], pw = s.geo.pad_begin[one_d ? 0 : 1];
+  const int64_t peh = one_d ? 0 : s.geo.pad_end[0], pew = s.geo.pad_end[one_d ? 0 : 1];
+  std::vector<TapRange> cols(static_cast<size_t>(ow));
+  for (int64_t j = 0; j < ow; ++j) cols[j] = tap_range(j * sw - pw, kw, dw, w, pew);
+  for (int64_t plane = p0; plane < p1; ++plane) {
+    const float* xp = x + plane * h * w;
+    float* yp = y + plane * oh * ow;
+    for (int64_t i = 0; i < oh; ++i) {
+      const int64_t hs = i * sh - ph;
+      const TapRange rr = tap_range(hs, kh, dh, h, peh);
+      for (int64_t j = 0; j < ow; ++j) {
+        const TapRange& cr = cols[j];
+        const int64_t ws = j * sw - pw;
+        float best = -std::numeric_limits<float>::infinity();
+        bool found = false, nan = false;
+        double sum = 0;
+        for (int64_t a = rr.lo; a < rr.hi; ++a) {
+          const float* row = xp + (hs + a * dh) * w + ws;
+          for (int64_t b = cr.lo; b < cr.hi; ++b) {
+            const float v = row[b * dw];
+            if (s.kind == PoolKind::kMax) {
+              if (v != v) {
+                nan = true;
+              } else {
+                found = true;
+                best = v > best ? v : best;
+              }
+            } else {
+              sum += v;
+            }
+          }
+        }
+        const int64_t valid = (rr.hi - rr.lo) * (cr.hi - cr.lo);
+        if (s.kind == PoolKind::kMax) {
+          // NaN inputs are skipped unless the window holds nothing else (as the reference does).
+          yp[i * ow + j] = !found && nan ? std::numeric_limits<float>::quiet_NaN() : best;
+        } else {
+          const int64_t count = s.count_include_pad ? rr.padded * cr.padded : valid;
+          yp[i * ow + j] = count > 0 ? static_cast<float>(sum / static_cast<double>(count)) : 0.f;
+        }
+      }
+    }
+  }
+}
+
 Status run_pool(KernelContext& ctx, PoolKind kind, bool parallel) {
   const Tensor& x = ctx.input(0);
   auto s = pool_setup(kind, ctx.attrs(), x.dims());
@@ -173,6 +242,13 @@ Status run_pool(KernelContext& ctx, PoolKind kind, bool parallel) {
     const T* xp = x.data_as<T>();
     T* yp = y.data_as<T>();
     if (!parallel) return pool_planes<T>(*s, xp, yp, idx, 0, s->planes);
+    if constexpr (std::is_same_v<T, float>) {
+      if (kind != PoolKind::kLp && !idx && s->attrs.spatial <= 2) {
+        cpu::parallel_for(s->planes, [&](int64_t p0, int64_t p1) { pool2d_planes_f32(*s, xp, yp, p0, p1); },
+                          ctx.num_threads());
+        return;
+      }
+    }
     cpu::parallel_for(s->planes, [&](int64_t p0, int64_t p1) { pool_planes<T>(*s, xp, yp, idx, p0, p1); },
                       ctx.num_threads());
   };

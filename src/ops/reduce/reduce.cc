@@ -102,7 +102,12 @@ Status infer_reduce(InferContext& ctx) {
   KILN_RETURN_IF_ERROR(check_dtype(ctx, dt));
   const Shape* in = ctx.input_shape(0);
   bool keepdims = ctx.attrs().get_int("keepdims", 1) != 0;
-  KILN_ASSIGN_OR_RETURN(AxesSource src, axes_source(ctx.node(), ctx.has_input(1), ctx.value(1)));
+  // An axes input known to be empty needs no value.
+  static const Tensor kNoAxes = Tensor::empty(DataType::kInt64, {0});
+  const Tensor* axes_value = ctx.value(1);
+  const Shape* axes_shape = ctx.input_shape(1);
+  if (ctx.has_input(1) && !axes_value && axes_shape && shape_volume(*axes_shape) == 0) axes_value = &kNoAxes;
+  KILN_ASSIGN_OR_RETURN(AxesSource src, axes_source(ctx.node(), ctx.has_input(1), axes_value));
   if (!in) {
     ctx.set_output(0, dt, std::nullopt);
     return Status();
@@ -116,7 +121,6 @@ Status infer_reduce(InferContext& ctx) {
       ctx.set_output(0, dt, out);
       return Status();
     }
-    const Shape* axes_shape = ctx.input_shape(1);
     if (axes_shape && axes_shape->size() == 1 && (*axes_shape)[0].known() && (*axes_shape)[0].value > 0 &&
         (*axes_shape)[0].value <= rank) {
       ctx.set_output(0, dt, Shape(static_cast<size_t>(rank - (*axes_shape)[0].value), Dim::unknown()));

@@ -222,6 +222,15 @@ TEST(Reduce, SymbolicInference) {
   auto k = ops::infer_node(c.node(), {x, a}, {nullptr, nullptr});
   ASSERT_TRUE(k.ok());
   EXPECT_EQ((*k)[0].shape->size(), 3u);
+  // An axes input of shape [0] means "all axes" (or a no-op) even without its value.
+  ops::TensorType empty_axes{DataType::kInt64, Shape{Dim(0)}};
+  auto all = ops::infer_node(c.node(), {x, empty_axes}, {nullptr, nullptr});
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(shape_to_string(*(*all)[0].shape), "[1,1,1]");
+  c.attr("noop_with_empty_axes", ir::Attribute::from_int(1));
+  auto noop = ops::infer_node(c.node(), {x, empty_axes}, {nullptr, nullptr});
+  ASSERT_TRUE(noop.ok());
+  EXPECT_EQ(shape_to_string(*(*noop)[0].shape), "[batch,3,seq]");
 }
 
 TEST(Reduce, BadAxesAreErrors) {

@@ -335,8 +335,6 @@ Status run_bilinear_f32(const Spec& spec, const Plan& plan, const Tensor& x, Ten
   return Status();
 }
 
-}  // namespace
-
 Status run_resize(const ir::Node& node, const Spec& spec, const Plan& plan, const Tensor& x, Tensor& y) {
   for (size_t d = 0; d < plan.dims.size(); ++d)
     if (plan.dims[d].out != y.dim(static_cast<int64_t>(d)))
