@@ -91,6 +91,9 @@ Status infer_if(InferContext& ctx) {
     // At run time only the taken branch's shape is real: leave it to the kernel.
     if (ctx.value(0)) shape = std::nullopt;
     DataType dt = a.dtype != DataType::kUndefined ? a.dtype : b.dtype;
+    if (dt == DataType::kUndefined) dt = body_output_dtypes(*then_g, {})[i];
+    if (dt == DataType::kUndefined) dt = body_output_dtypes(*else_g, {})[i];
+    if (dt == DataType::kUndefined) return ctx.unsupported("cannot infer the dtype of output " + std::to_string(i));
     ctx.set_output(i, dt, shape);
   }
   return Status();
