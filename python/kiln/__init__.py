@@ -1,8 +1,8 @@
 """kiln: a deep-learning inference optimizer and runtime with a TensorRT-shaped API.
 
-Moving from TensorRT is mostly a change of import::
+Names follow TensorRT's Python API, so moving over is mostly a change of import::
 
-    import kiln as trt   # names follow TensorRT's Python API in snake_case
+    import kiln
 
     logger = kiln.Logger(kiln.Logger.WARNING)
     builder = kiln.Builder(logger)

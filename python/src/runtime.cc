@@ -48,6 +48,13 @@ std::string numpy_hint(DataType t) {
   return t == DataType::kBFloat16 ? "ml_dtypes.bfloat16" : std::string("numpy.") + dtype_name(t);
 }
 
+// numpy.int64(address) and friends are addresses, not 0-d arrays.
+bool is_numpy_integer(nb::handle obj) {
+  if (!PyIndex_Check(obj.ptr())) return false;
+  nb::object np = nb::module_::import_("numpy");
+  return PyObject_IsInstance(obj.ptr(), np.attr("integer").ptr()) == 1;
+}
+
 // An ExecutionContext plus the Python objects whose memory it has been given.
 struct PyContext {
   struct Bound {
@@ -66,8 +73,8 @@ struct PyContext {
     Bound b;
     if (obj.is_none()) {
       b.ptr = nullptr;
-    } else if (PyLong_Check(obj.ptr())) {
-      b.ptr = reinterpret_cast<void*>(static_cast<uintptr_t>(nb::cast<uint64_t>(obj)));
+    } else if (PyLong_Check(obj.ptr()) || is_numpy_integer(obj)) {
+      b.ptr = reinterpret_cast<void*>(static_cast<uintptr_t>(nb::cast<uint64_t>(nb::int_(obj))));
     } else if (is_array_like(obj)) {
       HostArray h = host_array(obj, std::string(output ? "output" : "input") + " '" + name + "'", output);
       if (h.tensor.dtype() != eng().get_tensor_dtype(name))

@@ -51,7 +51,7 @@ def test_changing_batch_sizes_with_bound_buffers(engine, model):
             context.set_tensor_address("output", out)
         else:
             context.set_tensor_address("input", x.ctypes.data)
-            context.set_tensor_address("output", out.ctypes.data)
+            context.set_tensor_address("output", np.uint64(out.ctypes.data))
         assert context.get_tensor_address("output") == out.ctypes.data
         assert context.execute_async_v3(0)  # synchronous on the CPU: ready now
         np.testing.assert_allclose(out, ort_run(model, {"input": x})["output"], atol=1e-4, rtol=1e-4)

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <mutex>
@@ -9,11 +10,44 @@
 #include <thread>
 #include <vector>
 
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#define KILN_CPU_RELAX() _mm_pause()
+#else
+#define KILN_CPU_RELAX() std::this_thread::yield()
+#endif
+
 namespace kiln::cpu {
 
 namespace {
 // Set while a thread runs loop bodies, so nested loops run inline instead of deadlocking.
 thread_local bool t_in_loop = false;
+
+// Waking a sleeping thread costs tens to hundreds of microseconds (more in VMs),
+// as long as a GEMM's whole packing step; so threads poll this long before they
+// block. KILN_SPIN_US=0 turns polling off, which suits machines shared with other
+// busy processes (a polling thread loses its scheduling priority there).
+std::chrono::microseconds spin_budget() {
+  static const std::chrono::microseconds us = [] {
+    const char* env = std::getenv("KILN_SPIN_US");
+    return std::chrono::microseconds(env ? std::max(0, std::atoi(env)) : 200);
+  }();
+  return us;
+}
+
+// Polls `ready` for up to the spin budget; true when it became true.
+template <typename Pred>
+bool spin_until(Pred ready) {
+  const auto budget = spin_budget();
+  if (ready()) return true;
+  if (budget.count() == 0) return false;
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 1;; ++i) {
+    if (ready()) return true;
+    KILN_CPU_RELAX();
+    if ((i & 255) == 0 && std::chrono::steady_clock::now() - start > budget) return false;
+  }
+}
 
 struct Job {
   const RangeFn* fn = nullptr;
@@ -39,10 +73,10 @@ struct ThreadPool::State {
   std::condition_variable work_cv;
   std::condition_variable done_cv;
   std::mutex busy;  // held by the thread whose loop owns the workers
-  uint64_t generation = 0;
-  Job* job = nullptr;
+  std::atomic<uint64_t> generation{0};
+  Job* job = nullptr;    // written before generation is bumped
   int job_workers = 0;
-  bool stop = false;
+  std::atomic<bool> stop{false};
   std::vector<std::thread> threads;
 };
 
@@ -60,23 +94,29 @@ ThreadPool::~ThreadPool() {
 }
 
 void ThreadPool::worker_loop(int index) {
+  State& st = *state_;
   uint64_t seen = 0;
   for (;;) {
+    auto fresh = [&] { return st.stop.load(std::memory_order_acquire) ||
+                              st.generation.load(std::memory_order_acquire) != seen; };
+    if (!spin_until(fresh)) {
+      std::unique_lock<std::mutex> lock(st.mu);
+      st.work_cv.wait(lock, fresh);
+    }
+    if (st.stop.load(std::memory_order_acquire)) return;
     Job* job = nullptr;
     {
-      std::unique_lock<std::mutex> lock(state_->mu);
-      state_->work_cv.wait(lock, [&] { return state_->stop || state_->generation != seen; });
-      if (state_->stop) return;
-      seen = state_->generation;
-      if (index >= state_->job_workers) continue;
-      job = state_->job;
+      std::lock_guard<std::mutex> lock(st.mu);
+      seen = st.generation.load(std::memory_order_acquire);
+      if (index < st.job_workers) job = st.job;
     }
+    if (!job) continue;
     t_in_loop = true;
     job->run_chunks();
     t_in_loop = false;
     if (job->active.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-      std::lock_guard<std::mutex> lock(state_->mu);
-      state_->done_cv.notify_all();
+      std::lock_guard<std::mutex> lock(st.mu);
+      st.done_cv.notify_all();
     }
   }
 }
@@ -91,7 +131,8 @@ void ThreadPool::parallel_for(int64_t n, const RangeFn& fn, int max_threads, int
     fn(0, n);
     return;
   }
-  std::unique_lock<std::mutex> busy(state_->busy, std::try_to_lock);
+  State& st = *state_;
+  std::unique_lock<std::mutex> busy(st.busy, std::try_to_lock);
   if (!busy.owns_lock()) {  // another thread's loop holds the workers
     fn(0, n);
     return;
@@ -104,19 +145,26 @@ void ThreadPool::parallel_for(int64_t n, const RangeFn& fn, int max_threads, int
   job.num_chunks = (n + job.chunk - 1) / job.chunk;
   job.active.store(threads - 1);
   {
-    std::lock_guard<std::mutex> lock(state_->mu);
-    state_->job = &job;
-    state_->job_workers = threads - 1;
-    ++state_->generation;
+    std::lock_guard<std::mutex> lock(st.mu);
+    st.job = &job;
+    st.job_workers = threads - 1;
+    st.generation.fetch_add(1, std::memory_order_release);
   }
-  state_->work_cv.notify_all();
+  st.work_cv.notify_all();
   t_in_loop = true;
   job.run_chunks();
   t_in_loop = false;
-  std::unique_lock<std::mutex> lock(state_->mu);
-  state_->done_cv.wait(lock, [&] { return job.active.load(std::memory_order_acquire) == 0; });
-  state_->job = nullptr;
-  state_->job_workers = 0;
+  auto done = [&] { return job.active.load(std::memory_order_acquire) == 0; };
+  std::unique_lock<std::mutex> lock(st.mu, std::defer_lock);
+  if (!spin_until(done)) {
+    lock.lock();
+    st.done_cv.wait(lock, done);
+  } else {
+    lock.lock();
+  }
+  // Workers read job / job_workers under the mutex, so clearing them here is safe.
+  st.job = nullptr;
+  st.job_workers = 0;
 }
 
 ThreadPool& ThreadPool::global() {

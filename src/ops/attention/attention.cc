@@ -233,8 +233,8 @@ Status ref_attention(KernelContext& ctx) {
         if (QK) {
           int64_t base = ((b * g.Hq + h) * g.Sq + i) * g.T;
           for (int64_t j = 0; j < g.T; ++j) {
-            double o = mode == 3 ? prob[j] : mode == 2 ? logits[j] : raw[j];
-            if (mode == 2) o = round_to(t, raw[j] + bias_at(b, h, i, j));
+            // Mode 2 is re-derived because `logits` was rounded to the softmax precision.
+            double o = mode == 3 ? prob[j] : mode == 2 ? round_to(t, raw[j] + bias_at(b, h, i, j)) : raw[j];
             QK->set_from_double(base + j, o);
           }
         }

@@ -112,6 +112,20 @@ TEST(Attention, Errors) {
   EXPECT_FALSE(e.run().ok());
 }
 
+TEST(FlexAttention, WithoutModifiersEqualsAttention) {
+  OpCase f("FlexAttention", 1, "ai.onnx.preview");
+  f.attr("scale", Attribute::from_float(0.4f));
+  f.input(DataType::kFloat32, {1, 4, 3, 8}).input(DataType::kFloat32, {1, 2, 5, 8}).input(DataType::kFloat32, {1, 2, 5, 6});
+  auto of = f.run();
+  ASSERT_TRUE(of.ok()) << of.status().to_string();
+  auto& in = f.inputs();
+  auto want = naive_attention(*in[0], *in[1], *in[2], nullptr, false, 0.4);
+  for (size_t i = 0; i < want.size(); ++i) ASSERT_NEAR((*of)[0].get_as_double(i), want[i], 1e-5) << i;
+  OpCase bad("FlexAttention", 1, "ai.onnx.preview");  // rank-3 inputs are rejected
+  bad.input(DataType::kFloat32, {1, 3, 8}).input(DataType::kFloat32, {1, 5, 8}).input(DataType::kFloat32, {1, 5, 8});
+  EXPECT_FALSE(bad.run().ok());
+}
+
 TEST(RotaryEmbedding, MatchesNaiveWithPositionIds) {
   for (int inter = 0; inter < 2; ++inter) {
     OpCase c("RotaryEmbedding", 23);

@@ -1,6 +1,10 @@
 // oneDNN float32 Conv (1-D/2-D/3-D, groups, dilations, any padding, bias).
 // kiln's tensors are plain NC[D]HW; oneDNN computes in the layouts it prefers.
 #ifdef KILN_HAVE_DNNL
+#include <map>
+#include <memory>
+#include <mutex>
+
 #include "backends/cpu/onednn.h"
 #include "ops/conv/conv_internal.h"
 
@@ -11,6 +15,40 @@ namespace {
 using dnnl::memory;
 using tag = memory::format_tag;
 using dt = memory::data_type;
+
+// Weights reordered into oneDNN's layout, kept per constant W (an initializer) so
+// each run skips the reorder. An entry dies with its initializer.
+struct CachedWeights {
+  std::weak_ptr<Tensor> owner;
+  memory::desc md;
+  memory mem;
+};
+
+std::mutex g_cache_mu;
+std::map<const ir::Value*, CachedWeights> g_cache;
+
+// The reordered weights, from the cache when W is the node's initializer.
+memory reordered_weights(const KernelContext& ctx, const Tensor& wt, const memory& w_user,
+                         const memory::desc& want, dnnl::engine& eng, dnnl::stream& strm) {
+  const ir::Value* wv = ctx.node().input(1);
+  const bool constant = wv && wv->initializer && wv->initializer.get() == &wt;
+  if (constant) {
+    std::lock_guard<std::mutex> lock(g_cache_mu);
+    auto it = g_cache.find(wv);
+    if (it != g_cache.end() && it->second.owner.lock() == wv->initializer && it->second.md == want)
+      return it->second.mem;
+  }
+  memory w(want, eng);
+  dnnl::reorder(w_user, w).execute(strm, const_cast<memory&>(w_user), w);
+  strm.wait();
+  if (constant) {
+    std::lock_guard<std::mutex> lock(g_cache_mu);
+    for (auto it = g_cache.begin(); it != g_cache.end();)
+      it = it->second.owner.expired() ? g_cache.erase(it) : std::next(it);
+    g_cache[wv] = CachedWeights{wv->initializer, want, w};
+  }
+  return w;
+}
 
 tag plain_act(int64_t sp) { return sp == 1 ? tag::ncw : sp == 2 ? tag::nchw : tag::ncdhw; }
 tag plain_w(int64_t sp, bool grouped) {
@@ -77,11 +115,8 @@ Status onednn_conv(KernelContext& ctx) {
     memory src(src_md, eng, const_cast<float*>(xt.data_as<float>()));
     memory dst(dst_md, eng, ctx.output(0).data_as<float>());
     memory w_user(w_user_md, eng, const_cast<float*>(wt.data_as<float>()));
-    memory w = w_user;
-    if (pd.weights_desc() != w_user_md) {
-      w = memory(pd.weights_desc(), eng);
-      dnnl::reorder(w_user, w).execute(strm, w_user, w);
-    }
+    memory w = pd.weights_desc() == w_user_md ? w_user
+                                              : reordered_weights(ctx, wt, w_user, pd.weights_desc(), eng, strm);
     memory src2 = src, dst2 = dst;
     if (pd.src_desc() != src_md) {
       src2 = memory(pd.src_desc(), eng);

@@ -222,6 +222,39 @@ TEST(Conv, ErrorsAreClear) {
   EXPECT_FALSE(grp.run().ok());
 }
 
+TEST(Conv, ConstantWeightsGiveTheSameResultOnEveryRun) {
+  // Fast kernels may cache prepared weights for initializers; a run with new
+  // initializer contents must not see the old ones.
+  const ops::OpDef* def = ops::OpRegistry::global().find("", "Conv");
+  ASSERT_NE(def, nullptr);
+  Conv2d p;
+  p.c = 8, p.m = 16, p.h = 10, p.w = 9, p.pads = {1, 1, 1, 1};
+  for (const ops::FastKernel& k : def->fast) {
+    OpCase c = make_conv(p, true, 5);
+    auto want = c.run();
+    ASSERT_TRUE(want.ok());
+    ir::Node& node = c.node();
+    std::mt19937 rng(8);
+    for (int round = 0; round < 3; ++round) {
+      // Round 2 swaps in a new initializer with other weights.
+      Tensor w = round < 2 ? *c.inputs()[1] : random_tensor(DataType::kFloat32, c.inputs()[1]->dims(), rng);
+      if (round != 1) node.inputs[1]->initializer = std::make_shared<Tensor>(w.clone());
+      std::vector<const Tensor*> ins{&*c.inputs()[0], node.inputs[1]->initializer.get(), &*c.inputs()[2]};
+      std::vector<Tensor> outs, ref_outs;
+      node.kernel = k.name;
+      ASSERT_TRUE(ops::run_node(node, ins, outs).ok()) << k.name;
+      node.kernel = "ref";
+      ASSERT_TRUE(ops::run_node(node, ins, ref_outs).ok());
+      EXPECT_TRUE(tensors_close(outs[0], ref_outs[0], 1e-4, 1e-4)) << k.name << " round " << round;
+      if (round < 2) {
+        EXPECT_TRUE(tensors_close(outs[0], (*want)[0], 1e-4, 1e-4)) << k.name;
+      }
+    }
+    node.kernel.clear();
+    node.inputs[1]->initializer.reset();
+  }
+}
+
 TEST(Conv, EmptyBatch) {
   OpCase c("Conv", 22);
   c.input(DataType::kFloat32, {0, 2, 5, 5}).input(DataType::kFloat32, {3, 2, 3, 3});

@@ -133,6 +133,21 @@ TEST(LpPool, RandomCasesMatchNaive) {
   }
 }
 
+TEST(MaxPool, NaNsAreSkippedUnlessTheWindowHasNothingElse) {
+  std::mt19937 rng(3);
+  Tensor x = random_tensor(DataType::kFloat32, {1, 1, 4, 4}, rng);
+  for (int64_t i : {0, 1, 4, 5, 10}) x.set_from_double(i, std::nan(""));  // window (0,0) is all NaN
+  OpCase c("MaxPool", 12);
+  c.attr("kernel_shape", Attribute::from_ints({2, 2})).attr("strides", Attribute::from_ints({2, 2}));
+  c.input(x);
+  auto out = c.run();
+  ASSERT_TRUE(out.ok());
+  EXPECT_TRUE(std::isnan((*out)[0].get_as_double(0)));
+  double want = std::max({x.get_as_double(11), x.get_as_double(14), x.get_as_double(15)});
+  EXPECT_EQ((*out)[0].get_as_double(3), want);
+  EXPECT_GE(c.expect_all_kernels_match(0, 0), 1);
+}
+
 TEST(MaxPool, IndicesPointAtTheMaxima) {
   for (int order : {0, 1}) {
     OpCase c("MaxPool", 12);

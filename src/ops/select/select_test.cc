@@ -175,12 +175,13 @@ TEST(SelectOps, DropoutTrainingModeOnlyWithZeroRatio) {
   {
     // At build time with the values unknown, inference succeeds; known training mode is rejected early.
     auto c = make(0.5, true);
-    std::vector<ops::TensorType> types = {{DataType::kFloat32, Shape{Dim(3), Dim(4)}},
-                                          {DataType::kFloat32, Shape{}},
-                                          {DataType::kBool, Shape{}}};
+    std::vector<ops::TensorType> types = {
+        {DataType::kFloat32, Shape{Dim(3), Dim(4)}}, {DataType::kFloat32, Shape{}}, {DataType::kBool, Shape{}}};
     EXPECT_TRUE(ops::infer_node(c->node(), types, {nullptr, nullptr, nullptr}).ok());
     Tensor on = make_tensor(DataType::kBool, {}, std::vector<double>{1});
-    EXPECT_FALSE(ops::infer_node(c->node(), types, {nullptr, nullptr, &on}).ok());
+    Tensor ratio = make_tensor(DataType::kFloat32, {}, std::vector<double>{0.5});
+    EXPECT_TRUE(ops::infer_node(c->node(), types, {nullptr, nullptr, &on}).ok());  // ratio not known yet
+    EXPECT_FALSE(ops::infer_node(c->node(), types, {nullptr, &ratio, &on}).ok());
   }
 }
 
