@@ -199,7 +199,8 @@ HostArray weights_array(nb::handle obj, const std::string& what, DataType float_
   HostArray h = host_array(obj, what, false);
   DataType dt = h.tensor.dtype();
   if (dtype_is_float(float_target) && dtype_is_float(dt) && dt != float_target) {
-    nb::object cast = nb::borrow(h.keep).attr("astype")(numpy_dtype(float_target));
+    nb::object as_numpy = nb::ndarray<nb::numpy>(h.array).cast();  // a view, whatever the producer
+    nb::object cast = as_numpy.attr("astype")(numpy_dtype(float_target));
     h = host_array(cast, what, false);
   }
   return h;

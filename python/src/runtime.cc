@@ -44,6 +44,13 @@ std::string binding_name(const Engine& e, int index) {
   return e.get_tensor_name(index);
 }
 
+// A binding given as an index or a name (TensorRT 7/8 accept both).
+std::string binding_arg(const Engine& e, nb::handle b) {
+  if (PyLong_Check(b.ptr())) return binding_name(e, nb::cast<int>(b));
+  if (PyUnicode_Check(b.ptr())) return nb::cast<std::string>(b);
+  throw nb::type_error("expected a binding index (int) or a tensor name (str)");
+}
+
 std::string numpy_hint(DataType t) {
   return t == DataType::kBFloat16 ? "ml_dtypes.bfloat16" : std::string("numpy.") + dtype_name(t);
 }
@@ -280,7 +287,7 @@ void register_runtime(nb::module_& m) {
           "__getitem__",
           [](const Engine& e, nb::handle key) -> nb::object {
             if (PyLong_Check(key.ptr())) return nb::str(binding_name(e, nb::cast<int>(key)).c_str());
-            std::string name = nb::cast<std::string>(key);
+            std::string name = binding_arg(e, key);
             for (int i = 0; i < e.num_io_tensors(); ++i)
               if (e.get_tensor_name(i) == name) return nb::int_(i);
             raise(ErrorCode::kNotFound, "'" + name + "' is not an input or output of this engine");
@@ -302,7 +309,7 @@ void register_runtime(nb::module_& m) {
       .def(
           "binding_is_input",
           [](const Engine& e, nb::handle b) {
-            std::string n = PyLong_Check(b.ptr()) ? binding_name(e, nb::cast<int>(b)) : nb::cast<std::string>(b);
+            std::string n = binding_arg(e, b);
             return e.get_tensor_mode(n) == TensorIOMode::kInput;
           },
           nb::arg("binding"), nb::sig("def binding_is_input(self, binding: int | str) -> bool"))
@@ -315,7 +322,7 @@ void register_runtime(nb::module_& m) {
       .def(
           "get_profile_shape",
           [](const Engine& e, int profile, nb::handle b) {
-            std::string n = PyLong_Check(b.ptr()) ? binding_name(e, nb::cast<int>(b)) : nb::cast<std::string>(b);
+            std::string n = binding_arg(e, b);
             nb::list l;
             for (auto& d : e.get_tensor_profile_shape(n, profile)) l.append(dims_tuple(d));
             return l;

@@ -1,3 +1,4 @@
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
@@ -224,7 +225,14 @@ int64_t Tensor::get_as_int64(int64_t i) const {
     case DataType::kInt64: return static_cast<const int64_t*>(data_)[i];
     case DataType::kInt32: return static_cast<const int32_t*>(data_)[i];
     case DataType::kUInt64: return static_cast<int64_t>(static_cast<const uint64_t*>(data_)[i]);
-    default: return static_cast<int64_t>(get_as_double(i));
+    default: {
+      // Converting NaN or an out-of-range float to int64 is undefined: clamp.
+      double d = get_as_double(i);
+      if (std::isnan(d)) return 0;
+      if (d >= 9.2233720368547758e18) return INT64_MAX;
+      if (d <= -9.2233720368547758e18) return INT64_MIN;
+      return static_cast<int64_t>(d);
+    }
   }
 }
 

@@ -1,4 +1,5 @@
 #include <mutex>
+#include <new>
 
 #include "ops/op.h"
 
@@ -50,8 +51,24 @@ Result<std::vector<TensorType>> infer_node(const ir::Node& node, const std::vect
   return ctx.outputs();
 }
 
+namespace {
+Status run_node_impl(const ir::Node& node, const std::vector<const Tensor*>& inputs, std::vector<Tensor>& outputs,
+                     const SubgraphRunner& runner, int num_threads, const OutputAllocator& alloc);
+}  // namespace
+
+// A legal but huge request (ConstantOfShape of 2^33 floats) must be an error, not an abort.
 Status run_node(const ir::Node& node, const std::vector<const Tensor*>& inputs, std::vector<Tensor>& outputs,
                 const SubgraphRunner& runner, int num_threads, const OutputAllocator& alloc) {
+  try {
+    return run_node_impl(node, inputs, outputs, runner, num_threads, alloc);
+  } catch (const std::bad_alloc&) {
+    return Status(ErrorCode::kOutOfMemory, "node " + node.describe() + ": out of host memory for its outputs");
+  }
+}
+
+namespace {
+Status run_node_impl(const ir::Node& node, const std::vector<const Tensor*>& inputs, std::vector<Tensor>& outputs,
+                     const SubgraphRunner& runner, int num_threads, const OutputAllocator& alloc) {
   const OpDef* def = OpRegistry::global().find(node.domain, node.op_type);
   if (!def) return Status(ErrorCode::kUnsupported, "node " + node.describe() + ": operator is not supported");
   std::vector<TensorType> types(inputs.size());
@@ -90,5 +107,6 @@ Status run_node(const ir::Node& node, const std::vector<const Tensor*>& inputs, 
   if (!fn) return Status(ErrorCode::kInternal, "node " + node.describe() + ": no kernel");
   return fn(kctx);
 }
+}  // namespace
 
 }  // namespace kiln::ops

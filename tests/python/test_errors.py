@@ -63,6 +63,10 @@ def test_wrong_names(context):
     with pytest.raises(IndexError):
         context.engine.get_tensor_name(3)
     assert context.engine.get_tensor_mode("nope") == kiln.TensorIOMode.NONE
+    with pytest.raises(TypeError):
+        context.engine[1.5]
+    with pytest.raises(kiln.NotFoundError):
+        context.engine["nope"]
 
 
 def test_not_an_array(context):

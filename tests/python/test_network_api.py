@@ -44,6 +44,31 @@ def test_float64_weights_are_cast_to_the_network_type():
     np.testing.assert_allclose(out["logits"], lenet.reference(x, weights)[0], atol=1e-4, rtol=1e-4)
 
 
+class DlpackOnly:
+    def __init__(self, a):
+        self.a = a
+
+    def __dlpack__(self, **kwargs):
+        return self.a.__dlpack__(**kwargs)
+
+    def __dlpack_device__(self):
+        return self.a.__dlpack_device__()
+
+
+def test_weights_from_any_array_kind():
+    rng = np.random.default_rng(16)
+    w = rng.standard_normal((3, 4))  # float64, given through DLPack only
+    b = rng.standard_normal(3).astype(np.float32).tolist()  # a plain list
+    x = rng.standard_normal((2, 4)).astype(np.float32)
+
+    def populate(net):
+        fc = net.add_fully_connected(net.add_input("x", kiln.float32, x.shape), 3, DlpackOnly(w), b)
+        net.mark_output(fc.get_output(0))
+
+    (y,) = run_network(populate, {"x": x}).values()
+    np.testing.assert_allclose(y, x @ w.T + np.asarray(b), atol=1e-5)
+
+
 def conv_reference(x, w, b, stride, pad, dilation, groups):
     n, c, h, wd = x.shape
     k, cg, kh, kw = w.shape

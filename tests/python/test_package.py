@@ -13,6 +13,9 @@ def test_stubs_are_shipped():
     assert os.path.exists(os.path.join(package, "py.typed"))
     assert os.path.exists(stub), "the build generates kiln/_kiln.pyi with nanobind.stubgen"
     text = open(stub).read()
+    import ast
+
+    ast.parse(text)  # valid Python syntax
     for name in ("class Builder", "def build_serialized_network", "class ExecutionContext", "def infer",
                  "def set_tensor_address", "def add_convolution", "class OnnxParser"):
         assert name in text, name

@@ -24,8 +24,8 @@ Status infer_concat(InferContext& ctx) {
     if (!ctx.has_input(i)) return ctx.error("input " + std::to_string(i) + " is missing");
     if (dt == DataType::kUndefined) dt = ctx.input_dtype(i);
     if (!dtypes_compatible(ctx.input_dtype(i), dt))
-      return ctx.error("input " + std::to_string(i) + " has dtype " + dtype_name(ctx.input_dtype(i)) +
-                       ", expected " + dtype_name(dt));
+      return ctx.error("input " + std::to_string(i) + " has dtype " + dtype_name(ctx.input_dtype(i)) + ", expected " +
+                       dtype_name(dt));
     if (!first) first = ctx.input_shape(i);
   }
   if (!first) {

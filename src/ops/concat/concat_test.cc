@@ -22,7 +22,8 @@ TEST(ConcatOps, ConcatMatchesCoordinates) {
     od[static_cast<size_t>(a)] = 6;
     Tensor want = expected_by_coords(DataType::kFloat32, od, [&](std::vector<int64_t> o) {
       size_t k = 0;
-      while (o[static_cast<size_t>(a)] >= dims[k][static_cast<size_t>(a)]) o[static_cast<size_t>(a)] -= dims[k++][static_cast<size_t>(a)];
+      while (o[static_cast<size_t>(a)] >= dims[k][static_cast<size_t>(a)])
+        o[static_cast<size_t>(a)] -= dims[k++][static_cast<size_t>(a)];
       return at(*c.inputs()[k], o);
     });
     EXPECT_TRUE(tensors_close((*out)[0], want, 0, 0));
@@ -66,8 +67,9 @@ void expect_column_split(const std::vector<Tensor>& out, const Tensor& x, const 
   ASSERT_EQ(out.size(), widths.size());
   int64_t start = 0;
   for (size_t i = 0; i < widths.size(); ++i) {
-    Tensor w = expected_by_coords(x.dtype(), {x.dim(0), widths[i]},
-                                  [&](const std::vector<int64_t>& o) { return at(x, {o[0], o[1] + start}); });
+    Tensor w = expected_by_coords(x.dtype(), {x.dim(0), widths[i]}, [&](const std::vector<int64_t>& o) {
+      return at(x, {o[0], o[1] + start});
+    });
     EXPECT_TRUE(tensors_close(out[i], w, 0, 0)) << "output " << i;
     start += widths[i];
   }
@@ -81,7 +83,10 @@ TEST(ConcatOps, SplitEqualAndVariable) {
   expect_column_split(*out, *eq.inputs()[0], {2, 2, 2});
 
   OpCase var("Split", 13);
-  var.attr("axis", ir::Attribute::from_int(1)).outputs(3).input(DataType::kInt32, {2, 6}, -50, 50).input(ints({1, 0, 5}));
+  var.attr("axis", ir::Attribute::from_int(1))
+      .outputs(3)
+      .input(DataType::kInt32, {2, 6}, -50, 50)
+      .input(ints({1, 0, 5}));
   out = var.run();
   ASSERT_TRUE(out.ok()) << out.status().to_string();
   expect_column_split(*out, *var.inputs()[0], {1, 0, 5});
@@ -139,8 +144,9 @@ TEST(ConcatOps, TileMatchesModulo) {
     auto out = c.run();
     ASSERT_TRUE(out.ok()) << out.status().to_string();
     const Tensor& x = *c.inputs()[0];
-    Tensor want = expected_by_coords(dt, {6, 3, 8},
-                                     [&](const std::vector<int64_t>& o) { return at(x, {o[0] % 2, o[1] % 3, o[2] % 4}); });
+    Tensor want = expected_by_coords(dt, {6, 3, 8}, [&](const std::vector<int64_t>& o) {
+      return at(x, {o[0] % 2, o[1] % 3, o[2] % 4});
+    });
     EXPECT_TRUE(tensors_close((*out)[0], want, 0, 0));
   }
   OpCase z("Tile", 13);
@@ -167,8 +173,9 @@ TEST(ConcatOps, ExpandBroadcasts) {
   auto out = c.run();
   ASSERT_TRUE(out.ok()) << out.status().to_string();
   const Tensor& x = *c.inputs()[0];
-  Tensor want = expected_by_coords(DataType::kFloat64, {2, 3, 6},
-                                   [&](const std::vector<int64_t>& o) { return at(x, {o[1], 0}); });
+  Tensor want = expected_by_coords(DataType::kFloat64, {2, 3, 6}, [&](const std::vector<int64_t>& o) {
+    return at(x, {o[1], 0});
+  });
   EXPECT_TRUE(tensors_close((*out)[0], want, 0, 0));
   OpCase shrink("Expand", 13);  // 1s in the shape keep the input's dims
   shrink.input(DataType::kFloat32, {2, 3}).input(ints({1, 1}));
@@ -288,7 +295,7 @@ TEST(ConcatOps, SliceMatchesPythonSlicing) {
   struct Case {
     int64_t start, end, step;
   };
-  std::vector<Case> cases = {{0, 3, 1},    {1, -1, 2},    {-1, kMin, -1}, {kMax, kMin, -2}, {5, 0, -3},
+  std::vector<Case> cases = {{0, 3, 1},      {1, -1, 2},    {-1, kMin, -1}, {kMax, kMin, -2}, {5, 0, -3},
                              {-100, 100, 1}, {100, 200, 1}, {2, 2, 1},      {0, kMax, 7},     {-2, -100, -1}};
   for (const Case& k : cases) {
     OpCase c("Slice", 13);
@@ -319,8 +326,9 @@ TEST(ConcatOps, SliceSeveralAxesInt32AndOldOpset) {
   auto out = c.run();
   ASSERT_TRUE(out.ok()) << out.status().to_string();
   const Tensor& x = *c.inputs()[0];
-  Tensor want = expected_by_coords(DataType::kInt8, {2, 4},
-                                   [&](const std::vector<int64_t>& o) { return at(x, {o[0] + 1, 4 - o[1]}); });
+  Tensor want = expected_by_coords(DataType::kInt8, {2, 4}, [&](const std::vector<int64_t>& o) {
+    return at(x, {o[0] + 1, 4 - o[1]});
+  });
   EXPECT_TRUE(tensors_close((*out)[0], want, 0, 0));
 
   OpCase old("Slice", 9);
@@ -346,9 +354,9 @@ TEST(ConcatOps, SliceInfersSymbolicDims) {
   OpCase c("Slice", 13);
   c.input(DataType::kFloat32, {2, 5}).input(ints({0, 1})).input(ints({kMax, 3}));
   Tensor s = ints({0, 1}), e = ints({kMax, 3});
-  auto r = infer(c, {tt(DataType::kFloat32, {sym("batch"), sym("seq")}), tt(DataType::kInt64, {2}),
-                     tt(DataType::kInt64, {2})},
-                 {nullptr, &s, &e});
+  auto r = infer(
+      c, {tt(DataType::kFloat32, {sym("batch"), sym("seq")}), tt(DataType::kInt64, {2}), tt(DataType::kInt64, {2})},
+      {nullptr, &s, &e});
   ASSERT_TRUE(r.ok()) << r.status().to_string();
   EXPECT_EQ(shape_str((*r)[0]), "[batch,?]");
   r = infer(c, {tt(DataType::kFloat32, {sym("batch"), 7}), tt(DataType::kInt64, {2}), tt(DataType::kInt64, {2})});

@@ -87,8 +87,10 @@ Status infer_pad(InferContext& ctx) {
   if (ctx.opset() >= 11) {
     if (!ctx.has_input(1)) return ctx.error("missing the pads input");
     if (!dtype_may_be(ctx.input_dtype(1), DataType::kInt64)) return ctx.error("pads input must be int64");
-    if (ctx.has_input(2) && !dtypes_compatible(ctx.input_dtype(2), dt)) return ctx.error("constant_value must have the input's dtype");
-    if (ctx.has_input(3) && !may_be_index_dtype(ctx.input_dtype(3))) return ctx.error("axes input must be int32 or int64");
+    if (ctx.has_input(2) && !dtypes_compatible(ctx.input_dtype(2), dt))
+      return ctx.error("constant_value must have the input's dtype");
+    if (ctx.has_input(3) && !may_be_index_dtype(ctx.input_dtype(3)))
+      return ctx.error("axes input must be int32 or int64");
   }
   if (!in) {
     ctx.set_output(0, dt, std::nullopt);
@@ -110,9 +112,12 @@ int64_t source_index(int64_t i, int64_t n, PadMode mode) {
   if (i >= 0 && i < n) return i;
   if (n == 0) return -1;
   switch (mode) {
-    case PadMode::kConstant: return -1;
-    case PadMode::kEdge: return i < 0 ? 0 : n - 1;
-    case PadMode::kWrap: return ((i % n) + n) % n;
+    case PadMode::kConstant:
+      return -1;
+    case PadMode::kEdge:
+      return i < 0 ? 0 : n - 1;
+    case PadMode::kWrap:
+      return ((i % n) + n) % n;
     case PadMode::kReflect: {
       if (n == 1) return 0;
       int64_t period = 2 * (n - 1);
@@ -142,7 +147,8 @@ Status ref_pad(KernelContext& ctx) {
   }
   std::vector<std::vector<int64_t>> maps(y.dims().size());
   for (size_t d = 0; d < maps.size(); ++d)
-    for (int64_t o = 0; o < y.dims()[d]; ++o) maps[d].push_back(source_index(o - spec->begin[d], x.dims()[d], spec->mode));
+    for (int64_t o = 0; o < y.dims()[d]; ++o)
+      maps[d].push_back(source_index(o - spec->begin[d], x.dims()[d], spec->mode));
   return remap_tensor(x, y, maps, fill.data());
 }
 

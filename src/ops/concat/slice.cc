@@ -23,6 +23,7 @@ Result<std::optional<SliceArgs>> slice_args(const ir::Node& n, size_t rank, cons
     a.ends = n.attrs.get_ints("ends");
     if (n.attrs.has("axes")) axes = n.attrs.get_ints("axes");
   } else {
+    if (!present[1] || !present[2]) return node_error(n, "missing the starts or ends input");
     for (size_t i = 1; i < 5; ++i)
       if (present[i] && !vals[i]) return std::optional<SliceArgs>();
     KILN_ASSIGN_OR_RETURN(a.starts, read_indices(n, *vals[1], "starts"));

@@ -28,15 +28,16 @@ Result<std::optional<std::vector<int64_t>>> split_sizes(const ir::Node& n, bool 
     if (split) return node_error(n, "cannot take both split and num_outputs");
     int64_t k = n.attrs.get_int("num_outputs", 0);
     if (k != static_cast<int64_t>(nout))
-      return node_error(n, "num_outputs " + std::to_string(k) + " does not match the " + std::to_string(nout) +
-                               " outputs");
+      return node_error(
+          n, "num_outputs " + std::to_string(k) + " does not match the " + std::to_string(nout) + " outputs");
   }
   if (split) {
     if (split->size() != nout)
       return node_error(n, "split " + ints_to_string(*split) + " does not have one size per output");
     int64_t sum = 0;
     for (int64_t s : *split) {
-      if (s < 0 || s > kMaxTensorElements) return node_error(n, "split " + ints_to_string(*split) + " has an invalid size");
+      if (s < 0 || s > kMaxTensorElements)
+        return node_error(n, "split " + ints_to_string(*split) + " has an invalid size");
       sum += s;
     }
     if (dim >= 0 && sum != dim)
@@ -55,8 +56,8 @@ Result<std::optional<std::vector<int64_t>>> split_sizes(const ir::Node& n, bool 
     }
   } else {
     if (dim % count != 0)
-      return node_error(n, "dim " + std::to_string(dim) + " does not split into " + std::to_string(count) +
-                               " equal parts");
+      return node_error(
+          n, "dim " + std::to_string(dim) + " does not split into " + std::to_string(count) + " equal parts");
     sizes.assign(nout, dim / count);
   }
   return std::optional<std::vector<int64_t>>(sizes);
@@ -85,8 +86,10 @@ Status infer_split(InferContext& ctx) {
   KILN_ASSIGN_OR_RETURN(auto sizes, split_sizes(ctx.node(), has_split, ctx.value(1), d.known() ? d.value : -1));
   for (size_t i = 0; i < ctx.num_outputs(); ++i) {
     Shape s = *in;
-    if (sizes) s[static_cast<size_t>(axis)] = Dim((*sizes)[i]);
-    else if (ctx.num_outputs() != 1) s[static_cast<size_t>(axis)] = Dim::unknown();
+    if (sizes)
+      s[static_cast<size_t>(axis)] = Dim((*sizes)[i]);
+    else if (ctx.num_outputs() != 1)
+      s[static_cast<size_t>(axis)] = Dim::unknown();
     ctx.set_output(i, dt, s);
   }
   return Status();

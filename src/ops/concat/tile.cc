@@ -18,8 +18,8 @@ Status check_int_vector_input(const InferContext& ctx, size_t i, const std::stri
 Result<std::vector<int64_t>> tile_repeats(const ir::Node& n, const Tensor& reps, size_t rank) {
   std::vector<int64_t> v = reps.to_int64_vector();
   if (v.size() != rank)
-    return node_error(n, "repeats " + ints_to_string(v) + " must have one entry per input dim (" +
-                             std::to_string(rank) + ")");
+    return node_error(
+        n, "repeats " + ints_to_string(v) + " must have one entry per input dim (" + std::to_string(rank) + ")");
   for (int64_t x : v)
     if (x < 0) return node_error(n, "repeats " + ints_to_string(v) + " has a negative entry");
   return v;
@@ -32,9 +32,12 @@ Status infer_tile(InferContext& ctx) {
   KILN_RETURN_IF_ERROR(check_int_vector_input(ctx, 1, "repeats"));
   const Tensor* reps = ctx.value(1);
   if (!in || !reps) {
-    if (in) ctx.set_output(0, dt, unknown_dims_like(in));
-    else if (auto len = input_length(ctx, 1)) ctx.set_output(0, dt, Shape(static_cast<size_t>(*len), Dim::unknown()));
-    else ctx.set_output(0, dt, std::nullopt);
+    if (in)
+      ctx.set_output(0, dt, unknown_dims_like(in));
+    else if (auto len = input_length(ctx, 1))
+      ctx.set_output(0, dt, Shape(static_cast<size_t>(*len), Dim::unknown()));
+    else
+      ctx.set_output(0, dt, std::nullopt);
     return Status();
   }
   KILN_ASSIGN_OR_RETURN(auto r, tile_repeats(ctx.node(), *reps, in->size()));
@@ -57,7 +60,8 @@ void tile_axis(const T* src, T* dst, const Dims& in, const std::vector<int64_t>&
   }
   for (int64_t rep = 0; rep < reps[d]; ++rep)
     for (int64_t i = 0; i < n; ++i)
-      tile_axis(src + i * in_strides[d], dst + (rep * n + i) * out_strides[d], in, reps, in_strides, out_strides, d + 1);
+      tile_axis(src + i * in_strides[d], dst + (rep * n + i) * out_strides[d], in, reps, in_strides, out_strides,
+                d + 1);
 }
 
 Status ref_tile(KernelContext& ctx) {
@@ -82,8 +86,10 @@ Status infer_expand(InferContext& ctx) {
   const Tensor* sv = ctx.value(1);
   if (!sv) {
     auto len = input_length(ctx, 1);
-    if (in && len) ctx.set_output(0, dt, Shape(std::max(in->size(), static_cast<size_t>(*len)), Dim::unknown()));
-    else ctx.set_output(0, dt, std::nullopt);
+    if (in && len)
+      ctx.set_output(0, dt, Shape(std::max(in->size(), static_cast<size_t>(*len)), Dim::unknown()));
+    else
+      ctx.set_output(0, dt, std::nullopt);
     return Status();
   }
   std::vector<int64_t> target = sv->to_int64_vector();

@@ -71,8 +71,7 @@ Status infer_gather_elements(InferContext& ctx) {
   const Shape* data = ctx.input_shape(0);
   const Shape* idx = ctx.input_shape(1);
   if (data && idx) {
-    if (data->size() != idx->size() || data->empty())
-      return ctx.error("data and indices must have the same rank >= 1");
+    if (data->size() != idx->size() || data->empty()) return ctx.error("data and indices must have the same rank >= 1");
     KILN_RETURN_IF_ERROR(gather_axis(ctx.node(), static_cast<int64_t>(data->size())).status());
   }
   ctx.set_output(0, dt, idx ? std::optional<Shape>(*idx) : std::nullopt);
@@ -129,8 +128,8 @@ Result<GatherNDDims> gathernd_dims(const ir::Node& n, const Shape& data, const S
   g.b = static_cast<size_t>(b);
   for (size_t d = 0; d < g.b; ++d)
     if (data[d].known() && idx[d].known() && data[d].value != idx[d].value)
-      return node_error(n, "batch dims of data " + shape_to_string(data) + " and indices " + shape_to_string(idx) +
-                               " differ");
+      return node_error(
+          n, "batch dims of data " + shape_to_string(data) + " and indices " + shape_to_string(idx) + " differ");
   const Dim& last = idx[q - 1];
   if (!last.known()) return node_error(n, "the last dim of indices must be known", ErrorCode::kUnsupported);
   if (last.value < 1 || static_cast<size_t>(last.value) > r - g.b)

@@ -118,7 +118,8 @@ TEST(GatherOps, ScatterNDReductions) {
     OpCase c("ScatterND", 18);
     c.attr("reduction", ir::Attribute::from_string(red));
     // Duplicate index 0 only where a reduction makes the order irrelevant.
-    Tensor idx = red == "none" ? tensor_of(DataType::kInt64, {2, 1}, {2, -4}) : tensor_of(DataType::kInt64, {3, 1}, {0, 2, -4});
+    Tensor idx =
+        red == "none" ? tensor_of(DataType::kInt64, {2, 1}, {2, -4}) : tensor_of(DataType::kInt64, {3, 1}, {0, 2, -4});
     int64_t n = idx.dim(0);
     c.input(DataType::kFloat32, {4, 3}).input(idx).input(DataType::kFloat32, {n, 3});
     auto out = c.run();
@@ -132,10 +133,14 @@ TEST(GatherOps, ScatterNDReductions) {
     EXPECT_TRUE(tensors_close((*out)[0], want, 1e-6, 1e-6)) << red;
   }
   OpCase bad("ScatterND", 18);
-  bad.input(DataType::kFloat32, {4, 3}).input(tensor_of(DataType::kInt64, {1, 1}, {4})).input(DataType::kFloat32, {1, 3});
+  bad.input(DataType::kFloat32, {4, 3})
+      .input(tensor_of(DataType::kInt64, {1, 1}, {4}))
+      .input(DataType::kFloat32, {1, 3});
   EXPECT_TRUE(fails_naming_node(bad.run()));
   OpCase shape("ScatterND", 18);
-  shape.input(DataType::kFloat32, {4, 3}).input(tensor_of(DataType::kInt64, {1, 1}, {0})).input(DataType::kFloat32, {1, 2});
+  shape.input(DataType::kFloat32, {4, 3})
+      .input(tensor_of(DataType::kInt64, {1, 1}, {0}))
+      .input(DataType::kFloat32, {1, 2});
   EXPECT_TRUE(fails_naming_node(shape.run()));
 }
 
@@ -177,8 +182,9 @@ TEST(GatherOps, CompressAlongAxisAndFlattened) {
   auto out = c.run();
   ASSERT_TRUE(out.ok()) << out.status().to_string();
   const Tensor& x = *c.inputs()[0];
-  Tensor want = expected_by_coords(DataType::kFloat32, {2, 2},
-                                   [&](const std::vector<int64_t>& o) { return at(x, {o[0], o[1] * 2}); });
+  Tensor want = expected_by_coords(DataType::kFloat32, {2, 2}, [&](const std::vector<int64_t>& o) {
+    return at(x, {o[0], o[1] * 2});
+  });
   EXPECT_TRUE(tensors_close((*out)[0], want, 0, 0));
 
   OpCase flat("Compress", 11);
@@ -236,8 +242,9 @@ TEST(GatherOps, NonZeroCoordinatesAndExactInference) {
     for (int64_t j = 0; j < 4; ++j)
       if (at(x, {i, j}) != 0) nz.push_back({i, j});
   auto n = static_cast<int64_t>(nz.size());
-  Tensor want = expected_by_coords(DataType::kInt64, {2, n},
-                                   [&](const std::vector<int64_t>& o) { return nz[static_cast<size_t>(o[1])][static_cast<size_t>(o[0])]; });
+  Tensor want = expected_by_coords(DataType::kInt64, {2, n}, [&](const std::vector<int64_t>& o) {
+    return nz[static_cast<size_t>(o[1])][static_cast<size_t>(o[0])];
+  });
   EXPECT_TRUE(tensors_close((*out)[0], want, 0, 0));
   auto r = infer(c, {tt(DataType::kInt8, {3, 4})}, {&x});
   ASSERT_TRUE(r.ok());
@@ -251,7 +258,9 @@ TEST(GatherOps, TriluKeepsTriangles) {
   for (int64_t k : {-7, -1, 0, 2, 6}) {
     for (int upper : {0, 1}) {
       OpCase c("Trilu", 14);
-      c.attr("upper", ir::Attribute::from_int(upper)).input(DataType::kFloat16, {2, 3, 5}).input(scalar(DataType::kInt64, k));
+      c.attr("upper", ir::Attribute::from_int(upper))
+          .input(DataType::kFloat16, {2, 3, 5})
+          .input(scalar(DataType::kInt64, k));
       auto out = c.run();
       ASSERT_TRUE(out.ok()) << out.status().to_string();
       const Tensor& x = *c.inputs()[0];
@@ -270,7 +279,8 @@ TEST(GatherOps, TriluKeepsTriangles) {
 TEST(GatherOps, EyeLikeDiagonals) {
   for (int64_t k : {-2, 0, 1, 9}) {
     OpCase c("EyeLike", 22);
-    c.attr("k", ir::Attribute::from_int(k)).attr("dtype", ir::Attribute::from_int(static_cast<int64_t>(DataType::kFloat64)));
+    c.attr("k", ir::Attribute::from_int(k))
+        .attr("dtype", ir::Attribute::from_int(static_cast<int64_t>(DataType::kFloat64)));
     c.input(DataType::kInt32, {3, 4});
     auto out = c.run();
     ASSERT_TRUE(out.ok()) << out.status().to_string();
@@ -293,7 +303,8 @@ TEST(GatherOps, ReverseSequenceBothLayouts) {
     OpCase c("ReverseSequence", 10);
     Tensor lens = ints({3, 0, 4});
     Dims d = batch_axis == 0 ? Dims{3, 4, 2} : Dims{4, 3, 2};
-    c.attr("batch_axis", ir::Attribute::from_int(batch_axis)).attr("time_axis", ir::Attribute::from_int(1 - batch_axis));
+    c.attr("batch_axis", ir::Attribute::from_int(batch_axis))
+        .attr("time_axis", ir::Attribute::from_int(1 - batch_axis));
     c.input(DataType::kFloat32, d).input(lens);
     auto out = c.run();
     ASSERT_TRUE(out.ok()) << out.status().to_string();

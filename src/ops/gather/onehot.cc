@@ -17,7 +17,8 @@ Result<int64_t> onehot_depth(const ir::Node& n, const Tensor& depth) {
 Result<size_t> onehot_axis(const ir::Node& n, int64_t rank) {
   int64_t axis = n.attrs.get_int("axis", -1);
   auto a = normalize_axis(axis, rank + 1);
-  if (!a) return node_error(n, "axis " + std::to_string(axis) + " is out of range for rank " + std::to_string(rank + 1));
+  if (!a)
+    return node_error(n, "axis " + std::to_string(axis) + " is out of range for rank " + std::to_string(rank + 1));
   return static_cast<size_t>(*a);
 }
 

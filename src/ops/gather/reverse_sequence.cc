@@ -38,8 +38,8 @@ Status ref_reverse_sequence(KernelContext& ctx) {
   const int64_t* len = lens.data_as<int64_t>();
   for (int64_t b = 0; b < batch; ++b)
     if (len[b] < 0 || len[b] > steps)
-      return ctx.error("sequence_lens[" + std::to_string(b) + "] = " + std::to_string(len[b]) +
-                       " is outside [0, " + std::to_string(steps) + "]");
+      return ctx.error("sequence_lens[" + std::to_string(b) + "] = " + std::to_string(len[b]) + " is outside [0, " +
+                       std::to_string(steps) + "]");
   if (x.nbytes() && y.data() != x.data()) std::memcpy(y.data(), x.data(), x.nbytes());
   size_t esize = dtype_size(x.dtype());
   auto inner = static_cast<size_t>(dims_product(x.dims(), 2, x.dims().size())) * esize;
@@ -47,9 +47,7 @@ Status ref_reverse_sequence(KernelContext& ctx) {
   auto strides = strides_of(x.dims());
   const auto* src = static_cast<const uint8_t*>(x.data());
   auto* dst = static_cast<uint8_t*>(y.data());
-  auto at = [&](int64_t b, int64_t t) {
-    return static_cast<size_t>(b * strides[bax] + t * strides[tax]) * esize;
-  };
+  auto at = [&](int64_t b, int64_t t) { return static_cast<size_t>(b * strides[bax] + t * strides[tax]) * esize; };
   for (int64_t b = 0; b < batch; ++b)
     for (int64_t t = 0; t < len[b]; ++t) std::memcpy(dst + at(b, t), src + at(b, len[b] - 1 - t), inner);
   return Status();

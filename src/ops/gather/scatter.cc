@@ -29,23 +29,35 @@ T combine(T a, T b, Reduction r) {
     return T(combine<float>(static_cast<float>(a), static_cast<float>(b), r));
   } else if constexpr (std::is_same_v<T, bool>) {
     switch (r) {
-      case Reduction::kNone: return b;
-      case Reduction::kAdd: case Reduction::kMax: return a || b;
-      case Reduction::kMul: case Reduction::kMin: return a && b;
+      case Reduction::kNone:
+        return b;
+      case Reduction::kAdd:
+      case Reduction::kMax:
+        return a || b;
+      case Reduction::kMul:
+      case Reduction::kMin:
+        return a && b;
     }
     return b;
   } else {
     switch (r) {
-      case Reduction::kNone: return b;
+      case Reduction::kNone:
+        return b;
       case Reduction::kAdd:
         // Integers wrap (computed unsigned, so overflow is defined).
-        if constexpr (std::is_integral_v<T>) return static_cast<T>(static_cast<uint64_t>(a) + static_cast<uint64_t>(b));
-        else return a + b;
+        if constexpr (std::is_integral_v<T>)
+          return static_cast<T>(static_cast<uint64_t>(a) + static_cast<uint64_t>(b));
+        else
+          return a + b;
       case Reduction::kMul:
-        if constexpr (std::is_integral_v<T>) return static_cast<T>(static_cast<uint64_t>(a) * static_cast<uint64_t>(b));
-        else return a * b;
-      case Reduction::kMax: return a < b ? b : a;
-      case Reduction::kMin: return b < a ? b : a;
+        if constexpr (std::is_integral_v<T>)
+          return static_cast<T>(static_cast<uint64_t>(a) * static_cast<uint64_t>(b));
+        else
+          return a * b;
+      case Reduction::kMax:
+        return a < b ? b : a;
+      case Reduction::kMin:
+        return b < a ? b : a;
     }
     return b;
   }
@@ -141,8 +153,7 @@ Status infer_scatter_elements(InferContext& ctx) {
   const Shape* idx = ctx.input_shape(1);
   const Shape* upd = ctx.input_shape(2);
   if (data && idx) {
-    if (data->size() != idx->size() || data->empty())
-      return ctx.error("data and indices must have the same rank >= 1");
+    if (data->size() != idx->size() || data->empty()) return ctx.error("data and indices must have the same rank >= 1");
     KILN_RETURN_IF_ERROR(scatter_axis(ctx.node(), static_cast<int64_t>(data->size())).status());
   }
   if (idx && upd && idx->size() != upd->size()) return ctx.error("indices and updates must have the same shape");

@@ -15,8 +15,9 @@ Result<std::vector<int64_t>> compress_keep(const ir::Node& n, const Tensor& cond
   for (int64_t i = 0; i < cond.numel(); ++i) {
     if (!c[i]) continue;
     if (i >= dim)
-      return node_error(n, "condition is true at " + std::to_string(i) + ", past the axis of size " +
-                               std::to_string(dim), ErrorCode::kInvalidArgument);
+      return node_error(n,
+                        "condition is true at " + std::to_string(i) + ", past the axis of size " + std::to_string(dim),
+                        ErrorCode::kInvalidArgument);
     keep.push_back(i);
   }
   return keep;
@@ -39,7 +40,8 @@ Status infer_compress(InferContext& ctx) {
   if (has_axis) {
     int64_t axis = ctx.attrs().get_int("axis", 0);
     auto a = normalize_axis(axis, static_cast<int64_t>(in->size()));
-    if (!a) return ctx.error("axis " + std::to_string(axis) + " is out of range for rank " + std::to_string(in->size()));
+    if (!a)
+      return ctx.error("axis " + std::to_string(axis) + " is out of range for rank " + std::to_string(in->size()));
     ax = static_cast<size_t>(*a);
     dim = (*in)[*ax];
   }

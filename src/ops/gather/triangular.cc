@@ -26,7 +26,8 @@ Status ref_trilu(KernelContext& ctx) {
   if (x.rank() < 2) return ctx.error("input must have rank >= 2");
   int64_t k = 0;
   if (ctx.has_input(1)) {
-    if (ctx.input(1).numel() != 1 || ctx.input(1).dtype() != DataType::kInt64) return ctx.error("k must be an int64 scalar");
+    if (ctx.input(1).numel() != 1 || ctx.input(1).dtype() != DataType::kInt64)
+      return ctx.error("k must be an int64 scalar");
     k = ctx.input(1).data_as<int64_t>()[0];
   }
   bool upper = ctx.attrs().get_int("upper", 1) != 0;
@@ -51,7 +52,8 @@ Result<DataType> eyelike_dtype(const ir::Node& n, DataType in) {
   int64_t code = n.attrs.get_int("dtype", 0);
   DataType dt = code == 0 ? in : static_cast<DataType>(code);
   if (code == 0 && in == DataType::kUndefined) return dt;  // known at run time
-  if (!dtype_is_supported(dt)) return node_error(n, "dtype " + std::to_string(code) + " is not supported", ErrorCode::kUnsupported);
+  if (!dtype_is_supported(dt))
+    return node_error(n, "dtype " + std::to_string(code) + " is not supported", ErrorCode::kUnsupported);
   return dt;
 }
 

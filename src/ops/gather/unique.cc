@@ -76,9 +76,8 @@ UniqueGroups group_slices(const T* x, const SliceLayout& l, bool sorted) {
   if (!sorted) {
     std::vector<int64_t> by_first(g.first.size());
     std::iota(by_first.begin(), by_first.end(), 0);
-    std::sort(by_first.begin(), by_first.end(), [&](int64_t a, int64_t b) {
-      return g.first[static_cast<size_t>(a)] < g.first[static_cast<size_t>(b)];
-    });
+    std::sort(by_first.begin(), by_first.end(),
+              [&](int64_t a, int64_t b) { return g.first[static_cast<size_t>(a)] < g.first[static_cast<size_t>(b)]; });
     std::vector<int64_t> rank(by_first.size());
     UniqueGroups r;
     for (size_t k = 0; k < by_first.size(); ++k) {
@@ -115,7 +114,8 @@ Status infer_unique(InferContext& ctx) {
     count = Dim(static_cast<int64_t>(g.first.size()));
   }
   std::optional<Shape> y;
-  if (!axis) y = Shape{count};
+  if (!axis)
+    y = Shape{count};
   else if (in) {
     y = *in;
     (*y)[*axis] = count;

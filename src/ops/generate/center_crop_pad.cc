@@ -17,7 +17,8 @@ Result<std::vector<int64_t>> crop_axes(const ir::Node& n, size_t rank) {
 Result<std::vector<int64_t>> crop_sizes(const ir::Node& n, const Tensor& shape, size_t count) {
   KILN_ASSIGN_OR_RETURN(auto v, read_indices(n, shape, "shape"));
   if (v.size() != count)
-    return node_error(n, "shape " + ints_to_string(v) + " must have one entry per axis (" + std::to_string(count) + ")");
+    return node_error(n,
+                      "shape " + ints_to_string(v) + " must have one entry per axis (" + std::to_string(count) + ")");
   for (int64_t s : v)
     if (s < 0) return node_error(n, "shape " + ints_to_string(v) + " has a negative size");
   return v;

@@ -27,7 +27,8 @@ Result<Tensor> constant_tensor(const ir::Node& n) {
                         ErrorCode::kUnsupported);
     return *t;
   }
-  if (a.has("value_float")) return Tensor::from_vector(DataType::kFloat32, {}, std::vector<float>{a.get_float("value_float", 0)});
+  if (a.has("value_float"))
+    return Tensor::from_vector(DataType::kFloat32, {}, std::vector<float>{a.get_float("value_float", 0)});
   if (a.has("value_int")) {
     Tensor t = Tensor::empty(DataType::kInt64, {});
     t.data_as<int64_t>()[0] = a.get_int("value_int", 0);
@@ -78,8 +79,8 @@ Status infer_constant_of_shape(InferContext& ctx) {
   const Tensor* v = ctx.value(0);
   if (!v) {
     auto len = input_length(ctx, 0);
-    ctx.set_output(0, value.dtype(), len ? std::optional<Shape>(Shape(static_cast<size_t>(*len), Dim::unknown()))
-                                         : std::nullopt);
+    ctx.set_output(0, value.dtype(),
+                   len ? std::optional<Shape>(Shape(static_cast<size_t>(*len), Dim::unknown())) : std::nullopt);
     return Status();
   }
   Dims dims = v->to_int64_vector();
@@ -106,8 +107,8 @@ Status ref_constant_of_shape(KernelContext& ctx) {
 
 void register_generate_ops(OpRegistry& r) {
   r.add({.name = "Constant", .infer = infer_constant, .ref = ref_constant});
-  r.add({.name = "ConstantOfShape", .infer = infer_constant_of_shape, .ref = ref_constant_of_shape,
-         .value_inputs = {0}});
+  r.add(
+      {.name = "ConstantOfShape", .infer = infer_constant_of_shape, .ref = ref_constant_of_shape, .value_inputs = {0}});
   movement::add_range_ops(r);
   movement::add_space_depth_ops(r);
   movement::add_center_crop_pad_ops(r);

@@ -71,10 +71,10 @@ TEST(GenerateOps, RangeMatchesLoop) {
     DataType dt;
     double start, limit, delta;
   };
-  std::vector<Case> cases = {{DataType::kFloat32, 1, 5, 2},    {DataType::kInt32, 10, 6, -3},
-                             {DataType::kInt64, -5, 5, 3},     {DataType::kFloat64, 0.5, -2, -0.75},
-                             {DataType::kFloat16, 1, 5, 0.5},  {DataType::kBFloat16, 1, 5, 2},
-                             {DataType::kInt16, 3, 3, 1},      {DataType::kInt64, 0, -3, 1}};
+  std::vector<Case> cases = {{DataType::kFloat32, 1, 5, 2},   {DataType::kInt32, 10, 6, -3},
+                             {DataType::kInt64, -5, 5, 3},    {DataType::kFloat64, 0.5, -2, -0.75},
+                             {DataType::kFloat16, 1, 5, 0.5}, {DataType::kBFloat16, 1, 5, 2},
+                             {DataType::kInt16, 3, 3, 1},     {DataType::kInt64, 0, -3, 1}};
   for (const Case& k : cases) {
     OpCase c("Range", 11);
     c.input(scalar(k.dt, k.start)).input(scalar(k.dt, k.limit)).input(scalar(k.dt, k.delta));
@@ -85,13 +85,17 @@ TEST(GenerateOps, RangeMatchesLoop) {
     EXPECT_TRUE(tensors_close((*out)[0], tensor_of(k.dt, {static_cast<int64_t>(want.size())}, want), 1e-6, 0));
   }
   OpCase extreme("Range", 11);  // a full int64 span must not overflow while counting
-  extreme.input(scalar(DataType::kInt64, -9.2e18)).input(scalar(DataType::kInt64, 9.2e18)).input(scalar(DataType::kInt64, 4.6e18));
+  extreme.input(scalar(DataType::kInt64, -9.2e18))
+      .input(scalar(DataType::kInt64, 9.2e18))
+      .input(scalar(DataType::kInt64, 4.6e18));
   auto out = extreme.run();
   ASSERT_TRUE(out.ok()) << out.status().to_string();
   EXPECT_EQ((*out)[0].numel(), 4);
   for (double delta : {0.0, 1e-9}) {
     OpCase bad("Range", 11);
-    bad.input(scalar(DataType::kFloat32, 0)).input(scalar(DataType::kFloat32, 1e3)).input(scalar(DataType::kFloat32, delta));
+    bad.input(scalar(DataType::kFloat32, 0))
+        .input(scalar(DataType::kFloat32, 1e3))
+        .input(scalar(DataType::kFloat32, delta));
     EXPECT_TRUE(fails_naming_node(bad.run())) << delta;
   }
 }

@@ -34,8 +34,7 @@ Result<int64_t> range_count(const ir::Node& n, const Tensor& start, const Tensor
     __int128 c = d > 0 ? (diff > 0 ? (diff + d - 1) / d : 0) : (diff < 0 ? (-diff + -d - 1) / -d : 0);
     count = c > kMaxTensorElements ? static_cast<double>(kMaxTensorElements) + 1 : static_cast<double>(c);
   }
-  if (count > static_cast<double>(kMaxTensorElements))
-    return node_error(n, "range would have more than 2^34 elements");
+  if (count > static_cast<double>(kMaxTensorElements)) return node_error(n, "range would have more than 2^34 elements");
   return count < 0 ? int64_t{0} : static_cast<int64_t>(count);
 }
 

@@ -37,7 +37,8 @@ Status infer_space_depth(InferContext& ctx, bool to_space) {
   auto divide = [&](const Dim& d, int64_t by, const char* what) -> Result<Dim> {
     if (!d.known()) return by == 1 ? d : Dim::unknown();
     if (d.value % by != 0)
-      return ctx.error(std::string(what) + " " + std::to_string(d.value) + " is not divisible by " + std::to_string(by));
+      return ctx.error(std::string(what) + " " + std::to_string(d.value) + " is not divisible by " +
+                       std::to_string(by));
     return Dim(d.value / by);
   };
   if (to_space) {

@@ -67,8 +67,6 @@ Status ref_det(KernelContext& ctx) {
 
 }  // namespace
 
-void register_det_ops(OpRegistry& r) {
-  r.add({.name = "Det", .infer = infer_det, .ref = ref_det, .min_opset = 11});
-}
+void register_det_ops(OpRegistry& r) { r.add({.name = "Det", .infer = infer_det, .ref = ref_det, .min_opset = 11}); }
 
 }  // namespace kiln::ops

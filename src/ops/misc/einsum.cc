@@ -31,9 +31,12 @@ int letter_code(char c) {
 }
 
 Result<ParsedEquation> parse_equation(const ir::Node& node) {
-  auto err = [&](const std::string& m) { return Status(ErrorCode::kInvalidModel, "node " + node.describe() + ": " + m); };
+  auto err = [&](const std::string& m) {
+    return Status(ErrorCode::kInvalidModel, "node " + node.describe() + ": " + m);
+  };
   std::string eq;
-  for (char c : node.attrs.get_string("equation", "")) if (c != ' ') eq += c;
+  for (char c : node.attrs.get_string("equation", ""))
+    if (c != ' ') eq += c;
   ParsedEquation p;
   auto parse_term = [&](const std::string& s) -> Result<Term> {
     Term t;
@@ -56,7 +59,8 @@ Result<ParsedEquation> parse_equation(const ir::Node& node) {
   size_t start = 0;
   while (true) {
     size_t comma = lhs.find(',', start);
-    KILN_ASSIGN_OR_RETURN(Term t, parse_term(lhs.substr(start, comma == std::string::npos ? std::string::npos : comma - start)));
+    KILN_ASSIGN_OR_RETURN(
+        Term t, parse_term(lhs.substr(start, comma == std::string::npos ? std::string::npos : comma - start)));
     p.inputs.push_back(t);
     if (comma == std::string::npos) break;
     start = comma + 1;
@@ -80,7 +84,9 @@ struct Labels {
 };
 
 Result<Labels> resolve_labels(const ir::Node& node, const ParsedEquation& p, const std::vector<int64_t>& ranks) {
-  auto err = [&](const std::string& m) { return Status(ErrorCode::kInvalidModel, "node " + node.describe() + ": " + m); };
+  auto err = [&](const std::string& m) {
+    return Status(ErrorCode::kInvalidModel, "node " + node.describe() + ": " + m);
+  };
   if (p.inputs.size() != ranks.size())
     return err("equation has " + std::to_string(p.inputs.size()) + " input terms but the node has " +
                std::to_string(ranks.size()) + " inputs");
@@ -89,7 +95,8 @@ Result<Labels> resolve_labels(const ir::Node& node, const ParsedEquation& p, con
   for (size_t i = 0; i < ranks.size(); ++i) {
     int64_t letters = 0;
     bool has_ell = false;
-    for (int c : p.inputs[i]) if (c == kEllipsis) has_ell = true;
+    for (int c : p.inputs[i])
+      if (c == kEllipsis) has_ell = true;
     letters = static_cast<int64_t>(p.inputs[i].size()) - (has_ell ? 1 : 0);
     if (has_ell ? ranks[i] < letters : ranks[i] != letters)
       return err("term " + std::to_string(i) + " does not match input rank " + std::to_string(ranks[i]));
@@ -120,8 +127,7 @@ Result<Labels> resolve_labels(const ir::Node& node, const ParsedEquation& p, con
         L.output.push_back(c);
       }
     }
-    if (!out_ell && L.num_ellipsis > 0)
-      return err("the output has no '...' but the inputs have broadcast dims");
+    if (!out_ell && L.num_ellipsis > 0) return err("the output has no '...' but the inputs have broadcast dims");
   } else {
     // Implicit output: broadcast dims, then labels used exactly once, in alphabetical order.
     for (int e = 0; e < L.num_ellipsis; ++e) L.output.push_back(52 + e);
@@ -172,19 +178,24 @@ Status infer_einsum(InferContext& ctx) {
 }
 
 template <typename T>
-using EinsumAcc = std::conditional_t<std::is_floating_point_v<T> || std::is_same_v<T, Half> || std::is_same_v<T, BFloat16>,
-                                     double, std::conditional_t<std::is_signed_v<T>, int64_t, uint64_t>>;
+using EinsumAcc =
+    std::conditional_t<std::is_floating_point_v<T> || std::is_same_v<T, Half> || std::is_same_v<T, BFloat16>, double,
+                       std::conditional_t<std::is_signed_v<T>, int64_t, uint64_t>>;
 
 template <typename T, typename A>
 A to_acc(T v) {
-  if constexpr (std::is_same_v<T, Half> || std::is_same_v<T, BFloat16>) return static_cast<float>(v);
-  else return static_cast<A>(v);
+  if constexpr (std::is_same_v<T, Half> || std::is_same_v<T, BFloat16>)
+    return static_cast<float>(v);
+  else
+    return static_cast<A>(v);
 }
 
 template <typename T, typename A>
 T from_acc(A v) {
-  if constexpr (std::is_same_v<T, Half> || std::is_same_v<T, BFloat16>) return T(static_cast<float>(v));
-  else return static_cast<T>(v);
+  if constexpr (std::is_same_v<T, Half> || std::is_same_v<T, BFloat16>)
+    return T(static_cast<float>(v));
+  else
+    return static_cast<T>(v);
 }
 
 Status ref_einsum(KernelContext& ctx) {
@@ -199,8 +210,10 @@ Status ref_einsum(KernelContext& ctx) {
     const Dims& d = ctx.input(i).dims();
     for (size_t k = 0; k < d.size(); ++k) {
       int64_t& s = size[L.inputs[i][k]];
-      if (s < 0 || s == 1) s = d[k];
-      else if (d[k] != s && d[k] != 1) return ctx.error("label sizes do not match");
+      if (s < 0 || s == 1)
+        s = d[k];
+      else if (d[k] != s && d[k] != 1)
+        return ctx.error("label sizes do not match");
     }
   }
   // Loop order: output labels, then every other used label (summed over).
@@ -286,9 +299,12 @@ Status fast_einsum(KernelContext& ctx) {
   std::vector<int> batch, ms, ns, ks;
   for (int id : L.output) {
     bool ina = pos(la, id) >= 0, inb = pos(lb, id) >= 0;
-    if (ina && inb) batch.push_back(id);
-    else if (ina) ms.push_back(id);
-    else ns.push_back(id);
+    if (ina && inb)
+      batch.push_back(id);
+    else if (ina)
+      ms.push_back(id);
+    else
+      ns.push_back(id);
   }
   for (int id : la) {
     if (pos(L.output, id) >= 0) continue;
@@ -322,8 +338,10 @@ Status fast_einsum(KernelContext& ctx) {
   std::vector<float> abuf, bbuf, cbuf;
   const float* ap = a.data_as<float>();
   const float* bp = b.data_as<float>();
-  if (!is_identity(pa)) abuf.resize(static_cast<size_t>(a.numel())), permute(ap, a.dims(), pa, abuf.data()), ap = abuf.data();
-  if (!is_identity(pb)) bbuf.resize(static_cast<size_t>(b.numel())), permute(bp, b.dims(), pb, bbuf.data()), bp = bbuf.data();
+  if (!is_identity(pa))
+    abuf.resize(static_cast<size_t>(a.numel())), permute(ap, a.dims(), pa, abuf.data()), ap = abuf.data();
+  if (!is_identity(pb))
+    bbuf.resize(static_cast<size_t>(b.numel())), permute(bp, b.dims(), pb, bbuf.data()), bp = bbuf.data();
   Tensor& y = ctx.output(0);
   float* cp = y.data_as<float>();
   if (!is_identity(pc)) cbuf.resize(static_cast<size_t>(B * M * N)), cp = cbuf.data();
@@ -346,7 +364,10 @@ Status fast_einsum(KernelContext& ctx) {
 }  // namespace
 
 void register_einsum_ops(OpRegistry& r) {
-  r.add({.name = "Einsum", .infer = infer_einsum, .ref = ref_einsum, .fast = {{"cpu.gemm", fast_einsum, nullptr}},
+  r.add({.name = "Einsum",
+         .infer = infer_einsum,
+         .ref = ref_einsum,
+         .fast = {{"cpu.gemm", fast_einsum, nullptr}},
          .min_opset = 12});
 }
 

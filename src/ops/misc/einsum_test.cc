@@ -71,7 +71,8 @@ TEST(Einsum, DiagonalTraceAndEllipsisBroadcast) {
       for (int64_t i = 0; i < 3; ++i)
         for (int64_t k = 0; k < 2; ++k) {
           double s = 0;
-          for (int64_t j = 0; j < 4; ++j) s += a.get_as_double((p * 3 + i) * 4 + j) * b.get_as_double((q * 4 + j) * 2 + k);
+          for (int64_t j = 0; j < 4; ++j)
+            s += a.get_as_double((p * 3 + i) * 4 + j) * b.get_as_double((q * 4 + j) * 2 + k);
           EXPECT_NEAR((*eo)[0].get_as_double(((p * 5 + q) * 3 + i) * 2 + k), s, 1e-5);
         }
 }
@@ -102,12 +103,14 @@ TEST(Einsum, ThreeOperandsAndOuterProduct) {
 }
 
 TEST(Einsum, GemmFastKernelMatchesReference) {
-  struct C { const char* eq; Dims a, b; };
-  for (C c : {C{"bhqd,bhkd->bhqk", {2, 3, 5, 8}, {2, 3, 7, 8}}, C{"ij,jk->ki", {4, 6}, {6, 5}},
-              C{"i,i", {9}, {9}}, C{"ab,b->a", {4, 3}, {3}}, C{"ab,ba->", {3, 4}, {4, 3}},
-              C{"...ij,...jk->...ik", {2, 3, 4}, {2, 4, 5}}, C{"...ij,...jk->...ik", {1, 3, 4}, {2, 4, 5}},
-              C{"ij,ij->ij", {3, 4}, {3, 4}}, C{"ij,kj->", {3, 4}, {2, 4}}, C{"ii,ij->j", {3, 3}, {3, 2}},
-              C{"bij,bjk", {2, 0, 3}, {2, 3, 4}}}) {
+  struct C {
+    const char* eq;
+    Dims a, b;
+  };
+  for (C c : {C{"bhqd,bhkd->bhqk", {2, 3, 5, 8}, {2, 3, 7, 8}}, C{"ij,jk->ki", {4, 6}, {6, 5}}, C{"i,i", {9}, {9}},
+              C{"ab,b->a", {4, 3}, {3}}, C{"ab,ba->", {3, 4}, {4, 3}}, C{"...ij,...jk->...ik", {2, 3, 4}, {2, 4, 5}},
+              C{"...ij,...jk->...ik", {1, 3, 4}, {2, 4, 5}}, C{"ij,ij->ij", {3, 4}, {3, 4}},
+              C{"ij,kj->", {3, 4}, {2, 4}}, C{"ii,ij->j", {3, 3}, {3, 2}}, C{"bij,bjk", {2, 0, 3}, {2, 3, 4}}}) {
     OpCase o("Einsum", 12);
     o.attr("equation", eq(c.eq));
     o.input(DataType::kFloat32, c.a).input(DataType::kFloat32, c.b);
@@ -125,7 +128,10 @@ TEST(Einsum, SymbolicInferenceAndErrors) {
   ASSERT_TRUE(r.ok()) << r.status().to_string();
   EXPECT_EQ(shape_to_string(*(*r)[0].shape), "[B,M,5]");
 
-  struct Bad { const char* eq; Dims a, b; };
+  struct Bad {
+    const char* eq;
+    Dims a, b;
+  };
   for (Bad bad : {Bad{"ij->ik", {2, 3}, {}}, Bad{"ij,jk->ik", {2, 3}, {4, 5}}, Bad{"i#->i", {2, 3}, {}},
                   Bad{"ijk->i", {2, 3}, {}}, Bad{"ij,jk,kl->il", {2, 3}, {3, 4}}, Bad{"...i->i", {2, 3}, {}},
                   Bad{"i..j..->i", {2, 3}, {}}}) {

@@ -20,19 +20,29 @@ struct GsSpec {
 };
 
 Result<GsSpec> parse_gs(const ir::Node& node) {
-  auto err = [&](const std::string& m) { return Status(ErrorCode::kInvalidModel, "node " + node.describe() + ": " + m); };
+  auto err = [&](const std::string& m) {
+    return Status(ErrorCode::kInvalidModel, "node " + node.describe() + ": " + m);
+  };
   GsSpec s;
   // Opset 20 renamed bilinear/bicubic to linear/cubic; accept both spellings.
   std::string mode = node.attrs.get_string("mode", node.opset >= 20 ? "linear" : "bilinear");
-  if (mode == "bilinear" || mode == "linear") s.mode = GsMode::kLinear;
-  else if (mode == "nearest") s.mode = GsMode::kNearest;
-  else if (mode == "bicubic" || mode == "cubic") s.mode = GsMode::kCubic;
-  else return err("unsupported mode '" + mode + "'");
+  if (mode == "bilinear" || mode == "linear")
+    s.mode = GsMode::kLinear;
+  else if (mode == "nearest")
+    s.mode = GsMode::kNearest;
+  else if (mode == "bicubic" || mode == "cubic")
+    s.mode = GsMode::kCubic;
+  else
+    return err("unsupported mode '" + mode + "'");
   std::string pad = node.attrs.get_string("padding_mode", "zeros");
-  if (pad == "zeros") s.pad = GsPad::kZeros;
-  else if (pad == "border") s.pad = GsPad::kBorder;
-  else if (pad == "reflection") s.pad = GsPad::kReflection;
-  else return err("unsupported padding_mode '" + pad + "'");
+  if (pad == "zeros")
+    s.pad = GsPad::kZeros;
+  else if (pad == "border")
+    s.pad = GsPad::kBorder;
+  else if (pad == "reflection")
+    s.pad = GsPad::kReflection;
+  else
+    return err("unsupported padding_mode '" + pad + "'");
   s.align = node.attrs.get_int("align_corners", 0) != 0;
   return s;
 }
@@ -42,8 +52,7 @@ bool float_type(DataType t) {
 }
 
 Status infer_grid_sample(InferContext& ctx) {
-  KILN_ASSIGN_OR_RETURN(GsSpec spec, parse_gs(ctx.node()));
-  (void)spec;
+  KILN_RETURN_IF_ERROR(parse_gs(ctx.node()).status());
   DataType dt = ctx.input_dtype(0);
   if (!float_type(dt)) return ctx.unsupported(std::string("input dtype ") + dtype_name(dt) + " is not supported");
   if (!float_type(ctx.input_dtype(1))) return ctx.error("grid must be a float tensor");
@@ -121,8 +130,10 @@ Status ref_grid_sample(KernelContext& ctx) {
         if (std::isnan(v)) v = lo - 16;
         if (spec.mode == GsMode::kNearest) v = std::nearbyint(v);
         if (v < lo || v > hi) {
-          if (spec.pad == GsPad::kBorder) v = std::clamp(v, 0.f, len - 1);
-          else if (spec.pad == GsPad::kReflection) v = reflect(v, lo, hi);
+          if (spec.pad == GsPad::kBorder)
+            v = std::clamp(v, 0.f, len - 1);
+          else if (spec.pad == GsPad::kReflection)
+            v = reflect(v, lo, hi);
         }
         v = std::clamp(v, -len - 8, 2 * len + 8);  // far enough out that every tap pads
         if (spec.mode == GsMode::kNearest) {
@@ -153,8 +164,10 @@ Status ref_grid_sample(KernelContext& ctx) {
           rem /= taps;
           int64_t i = tap_idx[d][t];
           if (i < 0 || i >= sp[d]) {
-            if (spec.pad == GsPad::kZeros) zero = true;
-            else if (spec.pad == GsPad::kBorder) i = std::clamp<int64_t>(i, 0, sp[d] - 1);
+            if (spec.pad == GsPad::kZeros)
+              zero = true;
+            else if (spec.pad == GsPad::kBorder)
+              i = std::clamp<int64_t>(i, 0, sp[d] - 1);
             else {
               float lo = spec.align ? 0.f : -0.5f, hi = spec.align ? sp[d] - 1.f : sp[d] - 0.5f;
               i = std::clamp<int64_t>(static_cast<int64_t>(reflect(static_cast<float>(i), lo, hi)), 0, sp[d] - 1);

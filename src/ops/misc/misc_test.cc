@@ -60,7 +60,8 @@ TEST(NonMaxSuppression, MatchesGreedySelection) {
 
 TEST(NonMaxSuppression, CenterFormatAndDefaults) {
   // Same boxes in corner and center form select the same indices.
-  std::vector<double> corners = {0, 0, 1, 1, 0, 0.1, 1, 1.1, 0, -0.1, 1, 0.9, 0, 10, 1, 11, 0, 10.1, 1, 11.1, 0, 100, 1, 101};
+  std::vector<double> corners = {0, 0,  1, 1,  0, 0.1,  1, 1.1,  0, -0.1, 1, 0.9,
+                                 0, 10, 1, 11, 0, 10.1, 1, 11.1, 0, 100,  1, 101};
   std::vector<double> centers;
   for (size_t i = 0; i < corners.size(); i += 4) {
     double y0 = corners[i], x0 = corners[i + 1], y1 = corners[i + 2], x1 = corners[i + 3];
@@ -128,7 +129,10 @@ TEST(GridSample, BilinearMidpointsAndPadding) {
   Tensor x = Tensor::from_vector(DataType::kFloat32, {1, 1, 1, 3}, std::vector<double>{1, 2, 4});
   // align_corners=1: g=-0.5 -> x=0.5 (midpoint), g=3 -> x=4 (outside by 2 pixels).
   Tensor g = Tensor::from_vector(DataType::kFloat32, {1, 1, 2, 2}, std::vector<double>{-0.5, 0, 3, 0});
-  struct P { const char* pad; double mid, far; };
+  struct P {
+    const char* pad;
+    double mid, far;
+  };
   for (P p : {P{"zeros", 1.5, 0}, P{"border", 1.5, 4}, P{"reflection", 1.5, 1}}) {
     OpCase c("GridSample", 20);
     c.attr("mode", ir::Attribute::from_string("linear")).attr("align_corners", ir::Attribute::from_int(1));
@@ -201,7 +205,8 @@ TEST(RoiAlign, AveragesOfALinearRampAreBinCentres) {
             double x0 = rois.get_as_double(r * 4) - off, y0 = rois.get_as_double(r * 4 + 1) - off;
             double x1 = rois.get_as_double(r * 4 + 2) - off, y1 = rois.get_as_double(r * 4 + 3) - off;
             double cy = y0 + (ph + 0.5) * (y1 - y0) / OH, cx = x0 + (pw + 0.5) * (x1 - x0) / OW;
-            EXPECT_NEAR((*out)[0].get_as_double(((r * 2 + c2) * OH + ph) * OW + pw), 2 * cy + 3 * cx + 1 + 100 * c2, 1e-4);
+            EXPECT_NEAR((*out)[0].get_as_double(((r * 2 + c2) * OH + ph) * OW + pw), 2 * cy + 3 * cx + 1 + 100 * c2,
+                        1e-4);
           }
   }
 }

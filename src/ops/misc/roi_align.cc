@@ -22,15 +22,17 @@ struct RoiSpec {
 };
 
 Result<RoiSpec> parse_roi(const ir::Node& node) {
-  auto err = [&](const std::string& m) { return Status(ErrorCode::kInvalidModel, "node " + node.describe() + ": " + m); };
+  auto err = [&](const std::string& m) {
+    return Status(ErrorCode::kInvalidModel, "node " + node.describe() + ": " + m);
+  };
   RoiSpec s;
   std::string mode = node.attrs.get_string("mode", "avg");
   if (mode != "avg" && mode != "max") return err("mode must be 'avg' or 'max', got '" + mode + "'");
   s.max_mode = mode == "max";
   // Opset 16 added coordinate_transformation_mode (default half_pixel); opset 10
   // behaves as output_half_pixel.
-  std::string ctm = node.opset >= 16 ? node.attrs.get_string("coordinate_transformation_mode", "half_pixel")
-                                     : "output_half_pixel";
+  std::string ctm =
+      node.opset >= 16 ? node.attrs.get_string("coordinate_transformation_mode", "half_pixel") : "output_half_pixel";
   if (ctm != "half_pixel" && ctm != "output_half_pixel")
     return err("unsupported coordinate_transformation_mode '" + ctm + "'");
   s.half_pixel = ctm == "half_pixel";
@@ -88,7 +90,8 @@ Status ref_roi_align(KernelContext& ctx) {
   std::vector<Sample> samples;
   for (int64_t n = 0; n < R; ++n) {
     int64_t b = bidx.get_as_int64(n);
-    if (b < 0 || b >= N) return ctx.error("batch index " + std::to_string(b) + " is out of range [0, " + std::to_string(N) + ")");
+    if (b < 0 || b >= N)
+      return ctx.error("batch index " + std::to_string(b) + " is out of range [0, " + std::to_string(N) + ")");
     double rs_w = rois.get_as_double(n * 4 + 0) * spec.spatial_scale - offset;
     double rs_h = rois.get_as_double(n * 4 + 1) * spec.spatial_scale - offset;
     double re_w = rois.get_as_double(n * 4 + 2) * spec.spatial_scale - offset;
@@ -103,7 +106,8 @@ Status ref_roi_align(KernelContext& ctx) {
     double gh_d = spec.sampling_ratio > 0 ? spec.sampling_ratio : std::ceil(roi_h / ph_n);
     double gw_d = spec.sampling_ratio > 0 ? spec.sampling_ratio : std::ceil(roi_w / pw_n);
     if (gh_d * gw_d > double(1 << 20)) return ctx.error("roi " + std::to_string(n) + " needs too many samples per bin");
-    int64_t gh = std::max<int64_t>(static_cast<int64_t>(gh_d), 0), gw = std::max<int64_t>(static_cast<int64_t>(gw_d), 0);
+    int64_t gh = std::max<int64_t>(static_cast<int64_t>(gh_d), 0),
+            gw = std::max<int64_t>(static_cast<int64_t>(gw_d), 0);
     int64_t count = std::max<int64_t>(gh * gw, 1);
     // Sample positions and bilinear weights, shared by every channel.
     samples.clear();
@@ -117,12 +121,17 @@ Status ref_roi_align(KernelContext& ctx) {
             if (!(yy < -1.0 || yy > H || xx < -1.0 || xx > W) && H > 0 && W > 0) {
               double yv = std::max(yy, 0.0), xv = std::max(xx, 0.0);
               int64_t y_lo = static_cast<int64_t>(yv), x_lo = static_cast<int64_t>(xv), y_hi, x_hi;
-              if (y_lo >= H - 1) y_hi = y_lo = H - 1, yv = static_cast<double>(y_lo);
-              else y_hi = y_lo + 1;
-              if (x_lo >= W - 1) x_hi = x_lo = W - 1, xv = static_cast<double>(x_lo);
-              else x_hi = x_lo + 1;
+              if (y_lo >= H - 1)
+                y_hi = y_lo = H - 1, yv = static_cast<double>(y_lo);
+              else
+                y_hi = y_lo + 1;
+              if (x_lo >= W - 1)
+                x_hi = x_lo = W - 1, xv = static_cast<double>(x_lo);
+              else
+                x_hi = x_lo + 1;
               double ly = yv - y_lo, lx = xv - x_lo, hy = 1 - ly, hx = 1 - lx;
-              s = {{y_lo * W + x_lo, y_lo * W + x_hi, y_hi * W + x_lo, y_hi * W + x_hi}, {hy * hx, hy * lx, ly * hx, ly * lx}};
+              s = {{y_lo * W + x_lo, y_lo * W + x_hi, y_hi * W + x_lo, y_hi * W + x_hi},
+                   {hy * hx, hy * lx, ly * hx, ly * lx}};
             }
             samples.push_back(s);
           }

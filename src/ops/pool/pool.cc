@@ -200,28 +200,24 @@ void pool2d_planes_f32(const PoolSetup& s, const float* x, float* y, int64_t p0,
         const TapRange& cr = cols[j];
         const int64_t ws = j * sw - pw;
         float best = -std::numeric_limits<float>::infinity();
-        bool found = false, nan = false;
+        int64_t nans = 0;
         double sum = 0;
         for (int64_t a = rr.lo; a < rr.hi; ++a) {
           const float* row = xp + (hs + a * dh) * w + ws;
-          for (int64_t b = cr.lo; b < cr.hi; ++b) {
-            const float v = row[b * dw];
-            if (s.kind == PoolKind::kMax) {
-              if (v != v) {
-                nan = true;
-              } else {
-                found = true;
-                best = v > best ? v : best;
-              }
-            } else {
-              sum += v;
+          if (s.kind == PoolKind::kMax) {
+            for (int64_t b = cr.lo; b < cr.hi; ++b) {
+              const float v = row[b * dw];
+              best = v > best ? v : best;  // never picks NaN
+              nans += v != v;
             }
+          } else {
+            for (int64_t b = cr.lo; b < cr.hi; ++b) sum += row[b * dw];
           }
         }
         const int64_t valid = (rr.hi - rr.lo) * (cr.hi - cr.lo);
         if (s.kind == PoolKind::kMax) {
           // NaN inputs are skipped unless the window holds nothing else (as the reference does).
-          yp[i * ow + j] = !found && nan ? std::numeric_limits<float>::quiet_NaN() : best;
+          yp[i * ow + j] = valid > 0 && nans == valid ? std::numeric_limits<float>::quiet_NaN() : best;
         } else {
           const int64_t count = s.count_include_pad ? rr.padded * cr.padded : valid;
           yp[i * ow + j] = count > 0 ? static_cast<float>(sum / static_cast<double>(count)) : 0.f;

@@ -24,7 +24,9 @@ struct ConvGeom {
 };
 
 Result<ConvGeom> conv_geom(const ir::Node& node, const Dims& w_kernel) {
-  auto err = [&](const std::string& m) { return Status(ErrorCode::kInvalidModel, "node " + node.describe() + ": " + m); };
+  auto err = [&](const std::string& m) {
+    return Status(ErrorCode::kInvalidModel, "node " + node.describe() + ": " + m);
+  };
   size_t k = w_kernel.size();
   ConvGeom g;
   g.group = node.attrs.get_int("group", 1);
@@ -65,8 +67,7 @@ int64_t out_size(ConvGeom& g, size_t i, int64_t in) {
 }
 
 Status infer_qlinear_conv(InferContext& ctx) {
-  if (!is_q8(ctx.input_dtype(0)) || !is_q8(ctx.input_dtype(3)))
-    return ctx.unsupported("x and w must be int8 or uint8");
+  if (!is_q8(ctx.input_dtype(0)) || !is_q8(ctx.input_dtype(3))) return ctx.unsupported("x and w must be int8 or uint8");
   for (int i : {1, 4, 6}) {
     DataType t = ctx.input_dtype(i);
     if (t != DataType::kFloat32 && t != DataType::kFloat16 && t != DataType::kBFloat16)
@@ -174,7 +175,8 @@ Status ref_qlinear_conv(KernelContext& ctx) {
           }
         }
         int32_t c32 = static_cast<int32_t>(static_cast<uint32_t>(acc));
-        y.set_from_double((n * M + m) * out_spatial + o, saturate_round(static_cast<double>(c32) * mult + y_zp, y.dtype()));
+        y.set_from_double((n * M + m) * out_spatial + o,
+                          saturate_round(static_cast<double>(c32) * mult + y_zp, y.dtype()));
         for (size_t d = k; d-- > 0;) {
           if (++oi[d] < od[d]) break;
           oi[d] = 0;
@@ -221,7 +223,8 @@ Status fast_qlinear_conv(KernelContext& ctx) {
   double y_zp = in(7) ? in(7)->get_as_double(0) : 0.0;
   std::vector<int16_t> wq(static_cast<size_t>(w.numel()));
   int64_t per_out = cg * KH * KW;
-  for (int64_t i = 0; i < w.numel(); ++i) wq[i] = static_cast<int16_t>(w.get_as_int64(i) - static_cast<int64_t>(w_zp[i / per_out]));
+  for (int64_t i = 0; i < w.numel(); ++i)
+    wq[i] = static_cast<int16_t>(w.get_as_int64(i) - static_cast<int64_t>(w_zp[i / per_out]));
   std::vector<int16_t> xpad(static_cast<size_t>(C * Hp * Wp));
   Tensor& y = ctx.output(0);
   for (int64_t n = 0; n < N; ++n) {
@@ -231,37 +234,41 @@ Status fast_qlinear_conv(KernelContext& ctx) {
         for (int64_t ww = 0; ww < W; ++ww)
           xpad[(c * Hp + h + pt) * Wp + ww + pl] =
               static_cast<int16_t>(x.get_as_int64(((n * C + c) * H + h) * W + ww) - x_zp);
-    cpu::parallel_for(M, [&](int64_t m0, int64_t m1) {
-      std::vector<uint32_t> acc(static_cast<size_t>(OH * OW));
-      for (int64_t m = m0; m < m1; ++m) {
-        int64_t grp = m / mg;
-        std::fill(acc.begin(), acc.end(), static_cast<uint32_t>(static_cast<int64_t>(bias[m])));
-        for (int64_t c = 0; c < cg; ++c) {
-          int64_t ch = grp * cg + c;
-          for (int64_t kh = 0; kh < KH; ++kh)
-            for (int64_t kw = 0; kw < KW; ++kw) {
-              // Unsigned products and sums wrap in 32 bits like the reference's int32 math.
-              uint32_t wv = static_cast<uint32_t>(static_cast<int32_t>(wq[((m * cg + c) * KH + kh) * KW + kw]));
-              if (wv == 0) continue;
-              for (int64_t oh = 0; oh < OH; ++oh) {
-                const int16_t* src = &xpad[(ch * Hp + oh * sh + kh * dh) * Wp + kw * dw];
-                uint32_t* dst = &acc[oh * OW];
-                if (sw == 1) {
-                  for (int64_t ow = 0; ow < OW; ++ow) dst[ow] += wv * static_cast<uint32_t>(static_cast<int32_t>(src[ow]));
-                } else {
-                  for (int64_t ow = 0; ow < OW; ++ow)
-                    dst[ow] += wv * static_cast<uint32_t>(static_cast<int32_t>(src[ow * sw]));
+    cpu::parallel_for(
+        M,
+        [&](int64_t m0, int64_t m1) {
+          std::vector<uint32_t> acc(static_cast<size_t>(OH * OW));
+          for (int64_t m = m0; m < m1; ++m) {
+            int64_t grp = m / mg;
+            std::fill(acc.begin(), acc.end(), static_cast<uint32_t>(static_cast<int64_t>(bias[m])));
+            for (int64_t c = 0; c < cg; ++c) {
+              int64_t ch = grp * cg + c;
+              for (int64_t kh = 0; kh < KH; ++kh)
+                for (int64_t kw = 0; kw < KW; ++kw) {
+                  // Unsigned products and sums wrap in 32 bits like the reference's int32 math.
+                  uint32_t wv = static_cast<uint32_t>(static_cast<int32_t>(wq[((m * cg + c) * KH + kh) * KW + kw]));
+                  if (wv == 0) continue;
+                  for (int64_t oh = 0; oh < OH; ++oh) {
+                    const int16_t* src = &xpad[(ch * Hp + oh * sh + kh * dh) * Wp + kw * dw];
+                    uint32_t* dst = &acc[oh * OW];
+                    if (sw == 1) {
+                      for (int64_t ow = 0; ow < OW; ++ow)
+                        dst[ow] += wv * static_cast<uint32_t>(static_cast<int32_t>(src[ow]));
+                    } else {
+                      for (int64_t ow = 0; ow < OW; ++ow)
+                        dst[ow] += wv * static_cast<uint32_t>(static_cast<int32_t>(src[ow * sw]));
+                    }
+                  }
                 }
-              }
             }
-        }
-        double mult = round_to(round_to(x_scale * w_scale[m], DataType::kFloat32) / y_scale, DataType::kFloat32);
-        int64_t base = (n * M + m) * OH * OW;
-        for (int64_t o = 0; o < OH * OW; ++o)
-          y.set_from_double(base + o, saturate_round(static_cast<double>(static_cast<int32_t>(acc[o])) * mult + y_zp,
-                                                     y.dtype()));
-      }
-    }, ctx.num_threads());
+            double mult = round_to(round_to(x_scale * w_scale[m], DataType::kFloat32) / y_scale, DataType::kFloat32);
+            int64_t base = (n * M + m) * OH * OW;
+            for (int64_t o = 0; o < OH * OW; ++o)
+              y.set_from_double(
+                  base + o, saturate_round(static_cast<double>(static_cast<int32_t>(acc[o])) * mult + y_zp, y.dtype()));
+          }
+        },
+        ctx.num_threads());
   }
   return Status();
 }
@@ -269,8 +276,11 @@ Status fast_qlinear_conv(KernelContext& ctx) {
 }  // namespace
 
 void register_qlinear_conv_ops(OpRegistry& r) {
-  r.add({.name = "QLinearConv", .infer = infer_qlinear_conv, .ref = ref_qlinear_conv,
-         .fast = {{"cpu.int16", fast_qlinear_conv, nullptr}}, .min_opset = 10});
+  r.add({.name = "QLinearConv",
+         .infer = infer_qlinear_conv,
+         .ref = ref_qlinear_conv,
+         .fast = {{"cpu.int16", fast_qlinear_conv, nullptr}},
+         .min_opset = 10});
 }
 
 }  // namespace kiln::ops

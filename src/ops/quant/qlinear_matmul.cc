@@ -61,7 +61,7 @@ Status infer_qlinear_matmul(InferContext& ctx) {
 struct MatParam {
   std::vector<double> v;
   std::vector<int64_t> batch_strides;  ///< per output batch dim (0 = broadcast)
-  int64_t line_stride = 0;              ///< per row of a / column of b
+  int64_t line_stride = 0;             ///< per row of a / column of b
 };
 
 /// `per_row`: a's params vary along rows (dim -2); otherwise b's along columns (dim -1).
@@ -157,12 +157,16 @@ void widen_minus_zp(const Q* src, int16_t* dst, int64_t rows, int64_t cols, cons
                     bool per_col) {
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t c = 0; c < cols; ++c)
-      dst[r * cols + c] = static_cast<int16_t>(src[r * cols + c] - static_cast<int>(zp[zp.size() == 1 ? 0 : per_col ? c : r]));
+      dst[r * cols + c] = static_cast<int16_t>(src[r * cols + c] - static_cast<int>(zp[zp.size() == 1 ? 0
+                                                                                       : per_col      ? c
+                                                                                                      : r]));
 }
 
 void widen_any(const Tensor& t, int16_t* dst, int64_t rows, int64_t cols, const std::vector<double>& zp, bool per_col) {
-  if (t.dtype() == DataType::kUInt8) widen_minus_zp(t.data_as<uint8_t>(), dst, rows, cols, zp, per_col);
-  else widen_minus_zp(t.data_as<int8_t>(), dst, rows, cols, zp, per_col);
+  if (t.dtype() == DataType::kUInt8)
+    widen_minus_zp(t.data_as<uint8_t>(), dst, rows, cols, zp, per_col);
+  else
+    widen_minus_zp(t.data_as<int8_t>(), dst, rows, cols, zp, per_col);
 }
 
 /// Shared 2-D weights (b), per-tensor a and y, per-tensor or per-column b params, float32 scales.
@@ -191,34 +195,41 @@ Status fast_qlinear_matmul(KernelContext& ctx) {
   widen_any(b, B.data(), K, N, bz, true);
   std::vector<double> mult(static_cast<size_t>(N));
   for (int64_t n = 0; n < N; ++n)
-    mult[n] = static_cast<float>(static_cast<float>(static_cast<float>(as[0]) * static_cast<float>(bs[bs.size() == 1 ? 0 : n])) /
-                                 static_cast<float>(ys[0]));
+    mult[n] = static_cast<float>(
+        static_cast<float>(static_cast<float>(as[0]) * static_cast<float>(bs[bs.size() == 1 ? 0 : n])) /
+        static_cast<float>(ys[0]));
   Tensor& y = ctx.output(0);
   DataType odt = y.dtype();
-  cpu::parallel_for(M, [&](int64_t m0, int64_t m1) {
-    std::vector<uint32_t> acc(static_cast<size_t>(N));
-    for (int64_t m = m0; m < m1; ++m) {
-      std::fill(acc.begin(), acc.end(), 0u);
-      for (int64_t k = 0; k < K; ++k) {
-        // Unsigned arithmetic wraps in 32 bits, like the reference's int32 accumulation.
-        uint32_t av = static_cast<uint32_t>(static_cast<int32_t>(A[m * K + k]));
-        const int16_t* brow = &B[k * N];
-        for (int64_t n = 0; n < N; ++n) acc[n] += av * static_cast<uint32_t>(static_cast<int32_t>(brow[n]));
-      }
-      for (int64_t n = 0; n < N; ++n) {
-        double v = static_cast<double>(static_cast<int32_t>(acc[n])) * mult[n] + yz[0];
-        y.set_from_double(m * N + n, saturate_round(v, odt));
-      }
-    }
-  }, ctx.num_threads(), std::max<int64_t>(1, 65536 / std::max<int64_t>(K * N, 1)));
+  cpu::parallel_for(
+      M,
+      [&](int64_t m0, int64_t m1) {
+        std::vector<uint32_t> acc(static_cast<size_t>(N));
+        for (int64_t m = m0; m < m1; ++m) {
+          std::fill(acc.begin(), acc.end(), 0u);
+          for (int64_t k = 0; k < K; ++k) {
+            // Unsigned arithmetic wraps in 32 bits, like the reference's int32 accumulation.
+            uint32_t av = static_cast<uint32_t>(static_cast<int32_t>(A[m * K + k]));
+            const int16_t* brow = &B[k * N];
+            for (int64_t n = 0; n < N; ++n) acc[n] += av * static_cast<uint32_t>(static_cast<int32_t>(brow[n]));
+          }
+          for (int64_t n = 0; n < N; ++n) {
+            double v = static_cast<double>(static_cast<int32_t>(acc[n])) * mult[n] + yz[0];
+            y.set_from_double(m * N + n, saturate_round(v, odt));
+          }
+        }
+      },
+      ctx.num_threads(), std::max<int64_t>(1, 65536 / std::max<int64_t>(K * N, 1)));
   return Status();
 }
 
 }  // namespace
 
 void register_qlinear_matmul_ops(OpRegistry& r) {
-  r.add({.name = "QLinearMatMul", .infer = infer_qlinear_matmul, .ref = ref_qlinear_matmul,
-         .fast = {{"cpu.int16", fast_qlinear_matmul, nullptr}}, .min_opset = 10});
+  r.add({.name = "QLinearMatMul",
+         .infer = infer_qlinear_matmul,
+         .ref = ref_qlinear_matmul,
+         .fast = {{"cpu.int16", fast_qlinear_matmul, nullptr}},
+         .min_opset = 10});
 }
 
 }  // namespace kiln::ops

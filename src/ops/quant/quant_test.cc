@@ -70,7 +70,8 @@ TEST(DequantizeLinear, PerAxisAndBlockedMatchFormula) {
   auto ao = a.run();
   ASSERT_TRUE(ao.ok()) << ao.status().to_string();
   for (int64_t i = 0; i < 6; ++i)
-    EXPECT_EQ((*ao)[0].get_as_double(i), (a.inputs()[0]->get_as_double(i) - z.get_as_double(i % 3)) * s.get_as_double(i % 3));
+    EXPECT_EQ((*ao)[0].get_as_double(i),
+              (a.inputs()[0]->get_as_double(i) - z.get_as_double(i % 3)) * s.get_as_double(i % 3));
 
   Tensor bs = vec(DataType::kFloat16, {2, 1}, {0.5, 4});
   Tensor bz = vec(DataType::kInt16, {2, 1}, {-3, 1000});
@@ -95,7 +96,8 @@ TEST(DequantizeLinear, RoundTripWithinHalfStep) {
   d.input((*qo)[0]).input(scalar(DataType::kFloat32, 0.01)).input(scalar(DataType::kUInt8, 120));
   auto dq = d.run();
   ASSERT_TRUE(dq.ok());
-  for (int64_t i = 0; i < 64; ++i) EXPECT_NEAR((*dq)[0].get_as_double(i), q.inputs()[0]->get_as_double(i), 0.005 + 1e-6);
+  for (int64_t i = 0; i < 64; ++i)
+    EXPECT_NEAR((*dq)[0].get_as_double(i), q.inputs()[0]->get_as_double(i), 0.005 + 1e-6);
 }
 
 TEST(QuantizeLinear, BadInputsAreErrors) {
@@ -148,7 +150,8 @@ TEST(DynamicQuantizeLinear, MatchesFormula) {
   ASSERT_TRUE(out.ok()) << out.status().to_string();
   const Tensor& x = *c.inputs()[0];
   float lo = 0, hi = 0;
-  for (int64_t i = 0; i < x.numel(); ++i) lo = std::min(lo, x.data_as<float>()[i]), hi = std::max(hi, x.data_as<float>()[i]);
+  for (int64_t i = 0; i < x.numel(); ++i)
+    lo = std::min(lo, x.data_as<float>()[i]), hi = std::max(hi, x.data_as<float>()[i]);
   float scale = (hi - lo) / 255.f;
   double zp = std::nearbyint(clampd(0.f - lo / scale, 0, 255));
   EXPECT_FLOAT_EQ((*out)[1].get_as_double(0), scale);
@@ -164,7 +167,9 @@ TEST(QLinearMatMul, MatchesIntegerFormulaWithBroadcastAndPerColumn) {
   Tensor bs = vec(DataType::kFloat32, {3}, {0.01, 0.02, 0.015});
   Tensor bz = vec(DataType::kUInt8, {3}, {120, 130, 128});
   OpCase c("QLinearMatMul", 10);
-  c.input(DataType::kUInt8, {2, 1, 4, 5}, 0, 255).input(scalar(DataType::kFloat32, 0.02)).input(scalar(DataType::kUInt8, 100));
+  c.input(DataType::kUInt8, {2, 1, 4, 5}, 0, 255)
+      .input(scalar(DataType::kFloat32, 0.02))
+      .input(scalar(DataType::kUInt8, 100));
   c.input(DataType::kUInt8, {3, 5, 3}, 0, 255).input(bs).input(bz);
   c.input(scalar(DataType::kFloat32, 0.5)).input(scalar(DataType::kUInt8, 128));
   auto out = c.run();
@@ -179,15 +184,20 @@ TEST(QLinearMatMul, MatchesIntegerFormulaWithBroadcastAndPerColumn) {
         for (int64_t n = 0; n < 3; ++n) {
           int64_t acc = 0;
           for (int64_t k = 0; k < 5; ++k)
-            acc += (a.get_as_int64((p * 4 + m) * 5 + k) - 100) * (b.get_as_int64((q * 5 + k) * 3 + n) - bz.get_as_int64(n));
+            acc += (a.get_as_int64((p * 4 + m) * 5 + k) - 100) *
+                   (b.get_as_int64((q * 5 + k) * 3 + n) - bz.get_as_int64(n));
           double mult = static_cast<float>(static_cast<float>(0.02f * static_cast<float>(bs.get_as_double(n))) / 0.5f);
           double want = clampd(std::nearbyint(acc * mult + 128), 0, 255);
           EXPECT_EQ(y.get_as_double(((p * 3 + q) * 4 + m) * 3 + n), want);
         }
   // Shared 2-D weights take the int16 fast path.
   OpCase f("QLinearMatMul", 10);
-  f.input(DataType::kInt8, {2, 7, 33}, -128, 127).input(scalar(DataType::kFloat32, 0.02)).input(scalar(DataType::kInt8, -3));
-  f.input(DataType::kInt8, {33, 3}, -128, 127).input(bs).input(Tensor::from_vector(DataType::kInt8, {3}, std::vector<double>{1, -2, 0}));
+  f.input(DataType::kInt8, {2, 7, 33}, -128, 127)
+      .input(scalar(DataType::kFloat32, 0.02))
+      .input(scalar(DataType::kInt8, -3));
+  f.input(DataType::kInt8, {33, 3}, -128, 127)
+      .input(bs)
+      .input(Tensor::from_vector(DataType::kInt8, {3}, std::vector<double>{1, -2, 0}));
   f.input(scalar(DataType::kFloat32, 0.3)).input(scalar(DataType::kInt8, 5));
   EXPECT_EQ(f.expect_all_kernels_match(0, 0), 1);
 }
@@ -202,7 +212,9 @@ TEST(QLinearConv, MatchesDirectConvolution) {
   OpCase c("QLinearConv", 10);
   c.attr("group", ir::Attribute::from_int(G)).attr("strides", ir::Attribute::from_ints({S, S}));
   c.attr("pads", ir::Attribute::from_ints(pads));
-  c.input(DataType::kInt8, {N, C, H, W}, -128, 127).input(scalar(DataType::kFloat32, 0.05)).input(scalar(DataType::kInt8, 3));
+  c.input(DataType::kInt8, {N, C, H, W}, -128, 127)
+      .input(scalar(DataType::kFloat32, 0.05))
+      .input(scalar(DataType::kInt8, 3));
   c.input(DataType::kInt8, {M, C / G, KH, KW}, -127, 127).input(ws).input(wz);
   c.input(scalar(DataType::kFloat32, 0.8)).input(scalar(DataType::kInt8, -4)).input(bias);
   auto out = c.run();
@@ -221,7 +233,8 @@ TEST(QLinearConv, MatchesDirectConvolution) {
               int64_t ih = oh * S - pads[0] + kh, iw = ow * S - pads[1] + kw;
               if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
               int64_t ch = (m / (M / G)) * (C / G) + c2;
-              acc += (x.get_as_int64((ch * H + ih) * W + iw) - 3) * w.get_as_int64(((m * (C / G) + c2) * KH + kh) * KW + kw);
+              acc += (x.get_as_int64((ch * H + ih) * W + iw) - 3) *
+                     w.get_as_int64(((m * (C / G) + c2) * KH + kh) * KW + kw);
             }
         double mult = static_cast<float>(static_cast<float>(0.05f * static_cast<float>(ws.get_as_double(m))) / 0.8f);
         double want = clampd(std::nearbyint(acc * mult - 4), -128, 127);
@@ -231,8 +244,12 @@ TEST(QLinearConv, MatchesDirectConvolution) {
   // Dilation, SAME_LOWER padding and uint8 with nonzero weight zero points.
   OpCase d("QLinearConv", 10);
   d.attr("dilations", ir::Attribute::from_ints({2, 1})).attr("auto_pad", ir::Attribute::from_string("SAME_LOWER"));
-  d.input(DataType::kUInt8, {2, 3, 9, 8}, 0, 255).input(scalar(DataType::kFloat32, 0.05)).input(scalar(DataType::kUInt8, 120));
-  d.input(DataType::kUInt8, {5, 3, 3, 3}, 0, 255).input(scalar(DataType::kFloat32, 0.01)).input(scalar(DataType::kUInt8, 128));
+  d.input(DataType::kUInt8, {2, 3, 9, 8}, 0, 255)
+      .input(scalar(DataType::kFloat32, 0.05))
+      .input(scalar(DataType::kUInt8, 120));
+  d.input(DataType::kUInt8, {5, 3, 3, 3}, 0, 255)
+      .input(scalar(DataType::kFloat32, 0.01))
+      .input(scalar(DataType::kUInt8, 128));
   d.input(scalar(DataType::kFloat32, 0.9)).input(scalar(DataType::kUInt8, 100));
   EXPECT_EQ(d.expect_all_kernels_match(0, 0), 1);
 }

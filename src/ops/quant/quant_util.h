@@ -19,12 +19,24 @@ inline bool is_quant_int(DataType t) {
 
 inline void int_range(DataType t, double* lo, double* hi) {
   switch (t) {
-    case DataType::kUInt8: *lo = 0, *hi = 255; break;
-    case DataType::kInt8: *lo = -128, *hi = 127; break;
-    case DataType::kUInt16: *lo = 0, *hi = 65535; break;
-    case DataType::kInt16: *lo = -32768, *hi = 32767; break;
-    case DataType::kInt32: *lo = -2147483648.0, *hi = 2147483647.0; break;
-    default: *lo = 0, *hi = 0; break;
+    case DataType::kUInt8:
+      *lo = 0, *hi = 255;
+      break;
+    case DataType::kInt8:
+      *lo = -128, *hi = 127;
+      break;
+    case DataType::kUInt16:
+      *lo = 0, *hi = 65535;
+      break;
+    case DataType::kInt16:
+      *lo = -32768, *hi = 32767;
+      break;
+    case DataType::kInt32:
+      *lo = -2147483648.0, *hi = 2147483647.0;
+      break;
+    default:
+      *lo = 0, *hi = 0;
+      break;
   }
 }
 
@@ -40,10 +52,14 @@ inline double saturate_round(double v, DataType t) {
 /// Rounds a double to the precision of float type t (float64 unchanged).
 inline double round_to(double v, DataType t) {
   switch (t) {
-    case DataType::kFloat32: return static_cast<float>(v);
-    case DataType::kFloat16: return half_to_float(float_to_half(static_cast<float>(v)));
-    case DataType::kBFloat16: return bf16_to_float(float_to_bf16(static_cast<float>(v)));
-    default: return v;
+    case DataType::kFloat32:
+      return static_cast<float>(v);
+    case DataType::kFloat16:
+      return half_to_float(float_to_half(static_cast<float>(v)));
+    case DataType::kBFloat16:
+      return bf16_to_float(float_to_bf16(static_cast<float>(v)));
+    default:
+      return v;
   }
 }
 
@@ -52,11 +68,15 @@ inline DataType promote(DataType a, DataType b) {
   if (a == b) return a;
   auto rank = [](DataType t) {
     switch (t) {
-      case DataType::kFloat64: return 4;
-      case DataType::kFloat32: return 3;
+      case DataType::kFloat64:
+        return 4;
+      case DataType::kFloat32:
+        return 3;
       case DataType::kFloat16:
-      case DataType::kBFloat16: return 2;
-      default: return 0;  // integers
+      case DataType::kBFloat16:
+        return 2;
+      default:
+        return 0;  // integers
     }
   };
   if (!dtype_is_float(a) || !dtype_is_float(b)) {

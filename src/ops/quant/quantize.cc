@@ -31,9 +31,12 @@ struct ParamLayout {
 
   int64_t index(int64_t o, int64_t j, int64_t i) const {
     switch (kind) {
-      case kTensor: return 0;
-      case kAxis: return j;
-      case kBlock: return (o * blocks + j / block) * inner + i;
+      case kTensor:
+        return 0;
+      case kAxis:
+        return j;
+      case kBlock:
+        return (o * blocks + j / block) * inner + i;
     }
     return 0;
   }
@@ -44,8 +47,8 @@ struct ParamLayout {
 Result<ParamLayout> param_layout(const ir::Node& node, const Dims& x, const Dims& scale, const Dims* zp) {
   ParamLayout L;
   if (zp && *zp != scale && !(dims_volume(*zp) == 1 && dims_volume(scale) == 1))
-    return node_error(node, "zero point dims " + dims_to_string(*zp) + " differ from scale dims " +
-                                dims_to_string(scale));
+    return node_error(node,
+                      "zero point dims " + dims_to_string(*zp) + " differ from scale dims " + dims_to_string(scale));
   int64_t block = node.opset >= 21 ? node.attrs.get_int("block_size", 0) : 0;
   if (block < 0) return node_error(node, "block_size must be >= 0");
   int64_t count = dims_volume(scale);
@@ -57,16 +60,19 @@ Result<ParamLayout> param_layout(const ir::Node& node, const Dims& x, const Dims
   int64_t axis_attr = node.opset >= 13 ? node.attrs.get_int("axis", 1) : 1;
   if (node.opset < 13) return node_error(node, "scale must be a scalar before opset 13");
   auto axis = normalize_axis(axis_attr, rank);
-  if (!axis) return node_error(node, "axis " + std::to_string(axis_attr) + " is out of range for rank " + std::to_string(rank));
+  if (!axis)
+    return node_error(node, "axis " + std::to_string(axis_attr) + " is out of range for rank " + std::to_string(rank));
   for (int64_t d = 0; d < rank; ++d) {
-    if (d < *axis) L.outer *= x[d];
-    else if (d > *axis) L.inner *= x[d];
+    if (d < *axis)
+      L.outer *= x[d];
+    else if (d > *axis)
+      L.inner *= x[d];
   }
   L.n = x[*axis];
   if (block == 0) {
     if (scale.size() != 1 || scale[0] != L.n)
-      return node_error(node, "per-axis scale must be 1-D of size " + std::to_string(L.n) + ", got " +
-                                  dims_to_string(scale));
+      return node_error(node,
+                        "per-axis scale must be 1-D of size " + std::to_string(L.n) + ", got " + dims_to_string(scale));
     L.kind = ParamLayout::kAxis;
     return L;
   }
@@ -105,8 +111,8 @@ Result<DataType> quantize_out_dtype(const ir::Node& node, bool has_zp, DataType 
   if (has_zp) {
     t = zp;
     if (od != 0 && od != static_cast<int64_t>(zp))
-      return node_error(node, "output_dtype " + std::to_string(od) + " differs from the zero point's type " +
-                                  dtype_name(zp));
+      return node_error(node,
+                        "output_dtype " + std::to_string(od) + " differs from the zero point's type " + dtype_name(zp));
   } else if (od != 0) {
     t = static_cast<DataType>(od);
   }
@@ -219,8 +225,8 @@ Status ref_dequantize(KernelContext& ctx) {
         int64_t p = L.index(o, j, i);
         // The reference subtracts in float32 (float64 once int32 is involved) and scales there.
         double xv = static_cast<float>(x.get_as_double(e));
-        double v = wide ? (xv - z[p]) * s[p]
-                        : static_cast<float>(static_cast<float>(xv - z[p]) * static_cast<float>(s[p]));
+        double v =
+            wide ? (xv - z[p]) * s[p] : static_cast<float>(static_cast<float>(xv - z[p]) * static_cast<float>(s[p]));
         y.set_from_double(e, static_cast<float>(v));
       }
   return Status();
@@ -251,8 +257,7 @@ inline float round_even(float v) {
 }
 
 template <typename Q>
-Status quantize_f32(KernelContext& ctx, ParamLayout L, const std::vector<double>& s,
-                    const std::vector<double>& z) {
+Status quantize_f32(KernelContext& ctx, ParamLayout L, const std::vector<double>& s, const std::vector<double>& z) {
   const int64_t total = ctx.input(0).numel();
   const float* xp = ctx.input(0).data_as<float>();
   Q* yp = ctx.output(0).data_as<Q>();
@@ -268,8 +273,10 @@ Status quantize_f32(KernelContext& ctx, ParamLayout L, const std::vector<double>
         float sc = blocked ? static_cast<float>(s[p]) : row_sc, zp = blocked ? static_cast<float>(z[p]) : row_zp;
         float q = xp[row * L.inner + i] / sc;
         float v;
-        if (q != q) v = 0.f;  // NaN, as the reference kernel
-        else v = std::clamp(round_even(std::clamp(q, -4.0e6f, 4.0e6f)) + zp, lo, hi);
+        if (q != q)
+          v = 0.f;  // NaN, as the reference kernel
+        else
+          v = std::clamp(round_even(std::clamp(q, -4.0e6f, 4.0e6f)) + zp, lo, hi);
         yp[row * L.inner + i] = static_cast<Q>(v);
       }
     }
@@ -306,8 +313,8 @@ Status dequantize_to_f32(KernelContext& ctx, ParamLayout L, const std::vector<do
       if (L.kind == ParamLayout::kBlock) {
         for (int64_t i = 0; i < L.inner; ++i) {
           int64_t p = L.index(o, j, i);
-          yp[row * L.inner + i] = (static_cast<float>(xp[row * L.inner + i]) - static_cast<float>(z[p])) *
-                                  static_cast<float>(s[p]);
+          yp[row * L.inner + i] =
+              (static_cast<float>(xp[row * L.inner + i]) - static_cast<float>(z[p])) * static_cast<float>(s[p]);
         }
         continue;
       }
@@ -374,12 +381,18 @@ Status ref_dynamic_quantize(KernelContext& ctx) {
 }  // namespace
 
 void register_quant_ops(OpRegistry& r) {
-  r.add({.name = "QuantizeLinear", .infer = infer_quantize, .ref = ref_quantize,
-         .fast = {{"cpu.quant8", fast_quantize, nullptr}}, .min_opset = 10});
-  r.add({.name = "DequantizeLinear", .infer = infer_dequantize, .ref = ref_dequantize,
-         .fast = {{"cpu.quant8", fast_dequantize, nullptr}}, .min_opset = 10});
-  r.add({.name = "DynamicQuantizeLinear", .infer = infer_dynamic_quantize, .ref = ref_dynamic_quantize,
-         .min_opset = 11});
+  r.add({.name = "QuantizeLinear",
+         .infer = infer_quantize,
+         .ref = ref_quantize,
+         .fast = {{"cpu.quant8", fast_quantize, nullptr}},
+         .min_opset = 10});
+  r.add({.name = "DequantizeLinear",
+         .infer = infer_dequantize,
+         .ref = ref_dequantize,
+         .fast = {{"cpu.quant8", fast_dequantize, nullptr}},
+         .min_opset = 10});
+  r.add(
+      {.name = "DynamicQuantizeLinear", .infer = infer_dynamic_quantize, .ref = ref_dynamic_quantize, .min_opset = 11});
   register_qlinear_matmul_ops(r);
   register_qlinear_conv_ops(r);
 }

@@ -22,14 +22,17 @@ Status infer_arg(InferContext& ctx) {
   int64_t rank = static_cast<int64_t>(in->size());
   int64_t axis_attr = ctx.attrs().get_int("axis", 0);
   auto axis = normalize_axis(axis_attr, rank);
-  if (!axis) return ctx.error("axis " + std::to_string(axis_attr) + " is out of range for rank " + std::to_string(rank));
+  if (!axis)
+    return ctx.error("axis " + std::to_string(axis_attr) + " is out of range for rank " + std::to_string(rank));
   const Dim& ad = (*in)[static_cast<size_t>(*axis)];
   if (ad.known() && ad.value == 0) return ctx.error("cannot take the arg-extreme of an empty axis");
   bool keepdims = ctx.attrs().get_int("keepdims", 1) != 0;
   Shape out;
   for (int64_t i = 0; i < rank; ++i) {
-    if (i != *axis) out.push_back((*in)[static_cast<size_t>(i)]);
-    else if (keepdims) out.push_back(Dim(1));
+    if (i != *axis)
+      out.push_back((*in)[static_cast<size_t>(i)]);
+    else if (keepdims)
+      out.push_back(Dim(1));
   }
   ctx.set_output(0, DataType::kInt64, out);
   return Status();
@@ -43,9 +46,12 @@ int64_t arg_one(const T* x, int64_t n, int64_t stride, bool is_max, bool last) {
   for (int64_t i = 1; i < n; ++i) {
     auto v = widen(x[i * stride]);
     bool take;
-    if (is_nan(best)) take = last && is_nan(v);
-    else if (is_nan(v)) take = true;
-    else take = is_max ? (v > best || (last && v == best)) : (v < best || (last && v == best));
+    if (is_nan(best))
+      take = last && is_nan(v);
+    else if (is_nan(v))
+      take = true;
+    else
+      take = is_max ? (v > best || (last && v == best)) : (v < best || (last && v == best));
     if (take) best = v, best_i = i;
   }
   return best_i;

@@ -15,9 +15,12 @@ struct View3 {
   int64_t outer = 1, n = 1, inner = 1;
   View3(const Dims& d, int64_t axis) {
     for (int64_t i = 0; i < (int64_t)d.size(); ++i) {
-      if (i < axis) outer *= d[i];
-      else if (i == axis) n = d[i];
-      else inner *= d[i];
+      if (i < axis)
+        outer *= d[i];
+      else if (i == axis)
+        n = d[i];
+      else
+        inner *= d[i];
     }
   }
   int64_t at(int64_t o, int64_t j, int64_t i) const { return (o * n + j) * inner + i; }
@@ -38,8 +41,10 @@ TEST(ArgMax, MatchesNaiveWithTiesAndLastIndex) {
           int64_t a = axis < 0 ? axis + 3 : axis;
           View3 v(x.dims(), a);
           Dims want_dims = x.dims();
-          if (keep) want_dims[a] = 1;
-          else want_dims.erase(want_dims.begin() + a);
+          if (keep)
+            want_dims[a] = 1;
+          else
+            want_dims.erase(want_dims.begin() + a);
           ASSERT_EQ((*out)[0].dims(), want_dims);
           bool is_max = std::string(op) == "ArgMax";
           for (int64_t o = 0; o < v.outer; ++o)
@@ -53,8 +58,10 @@ TEST(ArgMax, MatchesNaiveWithTiesAndLastIndex) {
               EXPECT_EQ(x.get_as_double(v.at(o, got, i)), best);
               for (int64_t j = 0; j < v.n; ++j)
                 if (x.get_as_double(v.at(o, j, i)) == best) {
-                  if (last) EXPECT_LE(j, got);
-                  else EXPECT_GE(j, got);
+                  if (last)
+                    EXPECT_LE(j, got);
+                  else
+                    EXPECT_GE(j, got);
                 }
             }
         }

@@ -15,7 +15,9 @@ namespace {
 using namespace reduce_util;
 
 Result<int64_t> read_axis(const ir::Node& node, const Tensor& t, int64_t rank) {
-  auto err = [&](const std::string& m) { return Status(ErrorCode::kInvalidModel, "node " + node.describe() + ": " + m); };
+  auto err = [&](const std::string& m) {
+    return Status(ErrorCode::kInvalidModel, "node " + node.describe() + ": " + m);
+  };
   if (t.dtype() != DataType::kInt32 && t.dtype() != DataType::kInt64)
     return err(std::string("axis must be int32 or int64, got ") + dtype_name(t.dtype()));
   if (t.numel() != 1 || t.rank() > 1) return err("axis must be a scalar");
@@ -42,8 +44,7 @@ Status infer_cumulative(InferContext& ctx) {
 /// Running accumulator type: the element type's own arithmetic (float for fp16/bf16),
 /// 64-bit for integers (results wrap like the element type).
 template <typename T>
-using RunAcc = std::conditional_t<std::is_same_v<T, double>, double,
-                                  std::conditional_t<kFloatLike<T>, float, Acc<T>>>;
+using RunAcc = std::conditional_t<std::is_same_v<T, double>, double, std::conditional_t<kFloatLike<T>, float, Acc<T>>>;
 
 Status ref_cumulative(KernelContext& ctx) {
   const Tensor& x = ctx.input(0);

@@ -35,11 +35,12 @@ ReduceKind kind_of(const std::string& op) {
   return ReduceKind::kSumSquare;
 }
 
+namespace {
+
 // Opset 13 moved ReduceSum's `axes` from attribute to input; opset 18 did the
 // same for the other reductions (and added noop_with_empty_axes to them).
 int axes_input_opset(const std::string& op) { return op == "ReduceSum" ? 13 : 18; }
 
-namespace {
 Status node_error(const ir::Node& node, const std::string& msg, ErrorCode code = ErrorCode::kInvalidModel) {
   return Status(code, "node " + node.describe() + ": " + msg);
 }
@@ -90,8 +91,7 @@ namespace {
 bool allows_bool(ReduceKind k) { return k == ReduceKind::kMax || k == ReduceKind::kMin; }
 
 Status check_dtype(const InferContext& ctx, DataType t) {
-  if (t == DataType::kBool && !allows_bool(kind_of(ctx.node().op_type)))
-    return ctx.error("bool input is not allowed");
+  if (t == DataType::kBool && !allows_bool(kind_of(ctx.node().op_type))) return ctx.error("bool input is not allowed");
   if (t == DataType::kString || !dtype_is_supported(t))
     return ctx.unsupported(std::string("dtype ") + dtype_name(t) + " is not supported");
   return Status();
@@ -137,8 +137,10 @@ Status infer_reduce(InferContext& ctx) {
   }
   Shape out;
   for (int64_t i = 0; i < rank; ++i) {
-    if (!mask[static_cast<size_t>(i)]) out.push_back((*in)[static_cast<size_t>(i)]);
-    else if (keepdims) out.push_back(Dim(1));
+    if (!mask[static_cast<size_t>(i)])
+      out.push_back((*in)[static_cast<size_t>(i)]);
+    else if (keepdims)
+      out.push_back(Dim(1));
   }
   ctx.set_output(0, dt, out);
   return Status();
@@ -151,18 +153,28 @@ T empty_value(ReduceKind k) {
   constexpr double kInf = std::numeric_limits<double>::infinity();
   switch (k) {
     case ReduceKind::kMax:
-      if constexpr (std::is_same_v<T, bool>) return false;
-      else if constexpr (kF) return narrow_from_double<T>(-kInf);
-      else return std::numeric_limits<T>::lowest();
+      if constexpr (std::is_same_v<T, bool>)
+        return false;
+      else if constexpr (kF)
+        return narrow_from_double<T>(-kInf);
+      else
+        return std::numeric_limits<T>::lowest();
     case ReduceKind::kMin:
-      if constexpr (std::is_same_v<T, bool>) return true;
-      else if constexpr (kF) return narrow_from_double<T>(kInf);
-      else return std::numeric_limits<T>::max();
-    case ReduceKind::kProd: return narrow_from_double<T>(1.0);
-    case ReduceKind::kMean: return narrow_from_double<T>(std::numeric_limits<double>::quiet_NaN());
+      if constexpr (std::is_same_v<T, bool>)
+        return true;
+      else if constexpr (kF)
+        return narrow_from_double<T>(kInf);
+      else
+        return std::numeric_limits<T>::max();
+    case ReduceKind::kProd:
+      return narrow_from_double<T>(1.0);
+    case ReduceKind::kMean:
+      return narrow_from_double<T>(std::numeric_limits<double>::quiet_NaN());
     case ReduceKind::kLogSum:
-    case ReduceKind::kLogSumExp: return narrow_from_double<T>(-kInf);
-    default: return narrow_from_double<T>(0.0);
+    case ReduceKind::kLogSumExp:
+      return narrow_from_double<T>(-kInf);
+    default:
+      return narrow_from_double<T>(0.0);
   }
 }
 
@@ -195,7 +207,8 @@ T reduce_one(ReduceKind k, const T* x, int64_t base, const std::vector<int64_t>&
       for (size_t j = 0; j < n; ++j) s += std::exp(to_double(x[base + roff[j]]) - m);
       return narrow_from_double<T>(m + std::log(s));
     }
-    default: break;
+    default:
+      break;
   }
   A s = A(0);
   for (size_t j = 0; j < n; ++j) {
@@ -205,18 +218,26 @@ T reduce_one(ReduceKind k, const T* x, int64_t base, const std::vector<int64_t>&
         if constexpr (std::is_signed_v<A>) v = v < 0 ? -v : v;
         break;
       case ReduceKind::kL2:
-      case ReduceKind::kSumSquare: v = v * v; break;
-      default: break;
+      case ReduceKind::kSumSquare:
+        v = v * v;
+        break;
+      default:
+        break;
     }
     s += v;
   }
   switch (k) {
     case ReduceKind::kMean:
-      if constexpr (kFloatLike<T>) return narrow<T>(s / static_cast<double>(n));
-      else return narrow_from_double<T>(static_cast<double>(s) / static_cast<double>(n));
-    case ReduceKind::kL2: return narrow_from_double<T>(std::sqrt(static_cast<double>(s)));
-    case ReduceKind::kLogSum: return narrow_from_double<T>(std::log(static_cast<double>(s)));
-    default: return narrow<T>(s);
+      if constexpr (kFloatLike<T>)
+        return narrow<T>(s / static_cast<double>(n));
+      else
+        return narrow_from_double<T>(static_cast<double>(s) / static_cast<double>(n));
+    case ReduceKind::kL2:
+      return narrow_from_double<T>(std::sqrt(static_cast<double>(s)));
+    case ReduceKind::kLogSum:
+      return narrow_from_double<T>(std::log(static_cast<double>(s)));
+    default:
+      return narrow<T>(s);
   }
 }
 
@@ -240,14 +261,17 @@ Status ref_reduce(KernelContext& ctx) {
   Dims rdims, kdims;
   std::vector<int64_t> rstr, kstr;
   for (size_t i = 0; i < d.size(); ++i) {
-    if (mask[i]) rdims.push_back(d[i]), rstr.push_back(strides[i]);
-    else kdims.push_back(d[i]), kstr.push_back(strides[i]);
+    if (mask[i])
+      rdims.push_back(d[i]), rstr.push_back(strides[i]);
+    else
+      kdims.push_back(d[i]), kstr.push_back(strides[i]);
   }
   int64_t rcount = dims_volume(rdims), kcount = dims_volume(kdims);
   if (kcount != y.numel()) return ctx.error("output size does not match the reduction", ErrorCode::kInternal);
   std::vector<int64_t> roff;
   roff.reserve(static_cast<size_t>(rcount));
-  for (MultiIndex it(rdims, {rstr}); static_cast<int64_t>(roff.size()) < rcount; it.next()) roff.push_back(it.offset(0));
+  for (MultiIndex it(rdims, {rstr}); static_cast<int64_t>(roff.size()) < rcount; it.next())
+    roff.push_back(it.offset(0));
   ReduceKind kind = kind_of(node.op_type);
   KILN_DISPATCH_ALL(x.dtype(), T, {
     const T* xp = x.data_as<T>();
@@ -266,7 +290,10 @@ void register_reduce_ops(OpRegistry& r) {
   using namespace reduce_detail;
   for (const char* name : {"ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
                            "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare"}) {
-    r.add({.name = name, .infer = infer_reduce, .ref = ref_reduce, .fast = {{"cpu.block", fast_reduce, nullptr}},
+    r.add({.name = name,
+           .infer = infer_reduce,
+           .ref = ref_reduce,
+           .fast = {{"cpu.block", fast_reduce, nullptr}},
            .value_inputs = {1}});
   }
   register_arg_ops(r);

@@ -32,10 +32,14 @@ bool as_block(const Dims& d, const std::vector<bool>& mask, int64_t* outer, int6
 
 double finish(ReduceKind k, double acc, double n) {
   switch (k) {
-    case ReduceKind::kMean: return acc / n;
-    case ReduceKind::kL2: return std::sqrt(acc);
-    case ReduceKind::kLogSum: return std::log(acc);
-    default: return acc;
+    case ReduceKind::kMean:
+      return acc / n;
+    case ReduceKind::kL2:
+      return std::sqrt(acc);
+    case ReduceKind::kLogSum:
+      return std::log(acc);
+    default:
+      return acc;
   }
 }
 
@@ -43,13 +47,19 @@ double start_value(ReduceKind k) { return k == ReduceKind::kProd ? 1.0 : 0.0; }
 
 inline double step(ReduceKind k, double acc, double v) {
   switch (k) {
-    case ReduceKind::kMax: return (v > acc || v != v) && acc == acc ? v : acc;
-    case ReduceKind::kMin: return (v < acc || v != v) && acc == acc ? v : acc;
-    case ReduceKind::kProd: return acc * v;
-    case ReduceKind::kL1: return acc + std::fabs(v);
+    case ReduceKind::kMax:
+      return (v > acc || v != v) && acc == acc ? v : acc;
+    case ReduceKind::kMin:
+      return (v < acc || v != v) && acc == acc ? v : acc;
+    case ReduceKind::kProd:
+      return acc * v;
+    case ReduceKind::kL1:
+      return acc + std::fabs(v);
     case ReduceKind::kL2:
-    case ReduceKind::kSumSquare: return acc + v * v;
-    default: return acc + v;
+    case ReduceKind::kSumSquare:
+      return acc + v * v;
+    default:
+      return acc + v;
   }
 }
 
@@ -146,21 +156,27 @@ Status fast_reduce(KernelContext& ctx) {
   const float* xp = x.data_as<float>();
   float* yp = ctx.output(0).data_as<float>();
   if (inner == 1) {
-    cpu::parallel_for(outer, [&](int64_t o0, int64_t o1) {
-      for (int64_t o = o0; o < o1; ++o) yp[o] = reduce_run(k, xp + o * red, red);
-    }, ctx.num_threads(), std::max<int64_t>(1, 32768 / red));
+    cpu::parallel_for(
+        outer,
+        [&](int64_t o0, int64_t o1) {
+          for (int64_t o = o0; o < o1; ++o) yp[o] = reduce_run(k, xp + o * red, red);
+        },
+        ctx.num_threads(), std::max<int64_t>(1, 32768 / red));
     return Status();
   }
   // Split each outer slice's inner extent into chunks so small `outer` still parallelizes.
   const int64_t chunk = 1024;
   int64_t chunks = (inner + chunk - 1) / chunk;
-  cpu::parallel_for(outer * chunks, [&](int64_t t0, int64_t t1) {
-    std::vector<double> acc, mx;
-    for (int64_t t = t0; t < t1; ++t) {
-      int64_t o = t / chunks, c0 = (t % chunks) * chunk, len = std::min(chunk, inner - c0);
-      reduce_rows(k, xp + o * red * inner + c0, red, inner, len, yp + o * inner + c0, acc, mx);
-    }
-  }, ctx.num_threads(), std::max<int64_t>(1, 32768 / std::max<int64_t>(red * chunk, 1)));
+  cpu::parallel_for(
+      outer * chunks,
+      [&](int64_t t0, int64_t t1) {
+        std::vector<double> acc, mx;
+        for (int64_t t = t0; t < t1; ++t) {
+          int64_t o = t / chunks, c0 = (t % chunks) * chunk, len = std::min(chunk, inner - c0);
+          reduce_rows(k, xp + o * red * inner + c0, red, inner, len, yp + o * inner + c0, acc, mx);
+        }
+      },
+      ctx.num_threads(), std::max<int64_t>(1, 32768 / std::max<int64_t>(red * chunk, 1)));
   return Status();
 }
 

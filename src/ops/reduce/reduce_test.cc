@@ -37,7 +37,11 @@ Tensor naive_reduce(const Tensor& x, const std::vector<int64_t>& axes, bool keep
   return y;
 }
 
-double fsum(const std::vector<double>& v) { double s = 0; for (double x : v) s += x; return s; }
+double fsum(const std::vector<double>& v) {
+  double s = 0;
+  for (double x : v) s += x;
+  return s;
+}
 
 struct Kind {
   const char* op;
@@ -48,14 +52,49 @@ std::vector<Kind> kinds() {
   return {
       {"ReduceSum", fsum},
       {"ReduceMean", [](auto& v) { return fsum(v) / v.size(); }},
-      {"ReduceMax", [](auto& v) { double m = -INFINITY; for (double x : v) m = std::max(m, x); return m; }},
-      {"ReduceMin", [](auto& v) { double m = INFINITY; for (double x : v) m = std::min(m, x); return m; }},
-      {"ReduceProd", [](auto& v) { double p = 1; for (double x : v) p *= x; return p; }},
-      {"ReduceL1", [](auto& v) { double s = 0; for (double x : v) s += std::fabs(x); return s; }},
-      {"ReduceL2", [](auto& v) { double s = 0; for (double x : v) s += x * x; return std::sqrt(s); }},
+      {"ReduceMax",
+       [](auto& v) {
+         double m = -INFINITY;
+         for (double x : v) m = std::max(m, x);
+         return m;
+       }},
+      {"ReduceMin",
+       [](auto& v) {
+         double m = INFINITY;
+         for (double x : v) m = std::min(m, x);
+         return m;
+       }},
+      {"ReduceProd",
+       [](auto& v) {
+         double p = 1;
+         for (double x : v) p *= x;
+         return p;
+       }},
+      {"ReduceL1",
+       [](auto& v) {
+         double s = 0;
+         for (double x : v) s += std::fabs(x);
+         return s;
+       }},
+      {"ReduceL2",
+       [](auto& v) {
+         double s = 0;
+         for (double x : v) s += x * x;
+         return std::sqrt(s);
+       }},
       {"ReduceLogSum", [](auto& v) { return std::log(fsum(v)); }},
-      {"ReduceLogSumExp", [](auto& v) { double s = 0; for (double x : v) s += std::exp(x); return std::log(s); }},
-      {"ReduceSumSquare", [](auto& v) { double s = 0; for (double x : v) s += x * x; return s; }},
+      {"ReduceLogSumExp",
+       [](auto& v) {
+         double s = 0;
+         for (double x : v) s += std::exp(x);
+         return std::log(s);
+       }},
+      {"ReduceSumSquare",
+       [](auto& v) {
+         double s = 0;
+         for (double x : v) s += x * x;
+         return s;
+       }},
   };
 }
 
@@ -128,7 +167,10 @@ TEST(Reduce, NoopWithEmptyAxesCopiesInput) {
 }
 
 TEST(Reduce, EmptySetIdentities) {
-  struct E { const char* op; double v; };
+  struct E {
+    const char* op;
+    double v;
+  };
   double inf = std::numeric_limits<double>::infinity();
   for (E e : {E{"ReduceSum", 0}, E{"ReduceProd", 1}, E{"ReduceMax", -inf}, E{"ReduceMin", inf},
               E{"ReduceLogSumExp", -inf}, E{"ReduceLogSum", -inf}, E{"ReduceL2", 0}, E{"ReduceSumSquare", 0}}) {
@@ -151,7 +193,10 @@ TEST(Reduce, IntegerAndBoolDtypes) {
   // int64 sums and maxima stay exact beyond 2^53.
   Tensor big = Tensor::from_vector(DataType::kInt64, {2, 2}, std::vector<double>{0, 0, 0, 0});
   int64_t* p = big.data_as<int64_t>();
-  p[0] = (int64_t(1) << 60) + 1; p[1] = 3; p[2] = -7; p[3] = (int64_t(1) << 60) + 3;
+  p[0] = (int64_t(1) << 60) + 1;
+  p[1] = 3;
+  p[2] = -7;
+  p[3] = (int64_t(1) << 60) + 3;
   OpCase c("ReduceMax", 18);
   c.attr("keepdims", ir::Attribute::from_int(0));
   c.input(big).input(ints({1}));
@@ -187,8 +232,8 @@ TEST(Reduce, Float16MeanAccumulatesWide) {
   c.input(DataType::kFloat16, {3, 64}, -1, 1).input(ints({1}));
   auto out = c.run();
   ASSERT_TRUE(out.ok());
-  Tensor want = naive_reduce(*c.inputs()[0], {1}, true, [](auto& v) { return fsum(v) / v.size(); },
-                             DataType::kFloat16);
+  Tensor want = naive_reduce(
+      *c.inputs()[0], {1}, true, [](auto& v) { return fsum(v) / v.size(); }, DataType::kFloat16);
   EXPECT_TRUE(tensors_close((*out)[0], want, 1e-3, 1e-3));
 }
 

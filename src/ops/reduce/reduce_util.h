@@ -21,9 +21,12 @@ using Acc = std::conditional_t<kFloatLike<T>, double, std::conditional_t<std::is
 
 template <typename T>
 inline Acc<T> widen(T v) {
-  if constexpr (std::is_same_v<T, double>) return v;
-  else if constexpr (kFloatLike<T>) return static_cast<double>(static_cast<float>(v));
-  else return static_cast<Acc<T>>(v);
+  if constexpr (std::is_same_v<T, double>)
+    return v;
+  else if constexpr (kFloatLike<T>)
+    return static_cast<double>(static_cast<float>(v));
+  else
+    return static_cast<Acc<T>>(v);
 }
 
 /// double -> T: floats round, integers truncate toward zero and saturate (NaN -> 0),
@@ -47,21 +50,28 @@ inline T narrow_from_double(double v) {
 /// Acc -> T (integers wrap like numpy's astype).
 template <typename T>
 inline T narrow(Acc<T> v) {
-  if constexpr (kFloatLike<T>) return narrow_from_double<T>(v);
-  else return static_cast<T>(v);
+  if constexpr (kFloatLike<T>)
+    return narrow_from_double<T>(v);
+  else
+    return static_cast<T>(v);
 }
 
 template <typename T>
 inline double to_double(T v) {
-  if constexpr (std::is_same_v<T, double>) return v;
-  else if constexpr (kFloatLike<T>) return static_cast<double>(static_cast<float>(v));
-  else return static_cast<double>(v);
+  if constexpr (std::is_same_v<T, double>)
+    return v;
+  else if constexpr (kFloatLike<T>)
+    return static_cast<double>(static_cast<float>(v));
+  else
+    return static_cast<double>(v);
 }
 
 template <typename A>
 inline bool is_nan(A v) {
-  if constexpr (std::is_floating_point_v<A>) return std::isnan(v);
-  else return false;
+  if constexpr (std::is_floating_point_v<A>)
+    return std::isnan(v);
+  else
+    return false;
 }
 
 }  // namespace kiln::ops::reduce_util

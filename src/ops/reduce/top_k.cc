@@ -16,7 +16,9 @@ using namespace reduce_util;
 
 /// k from the attribute (opset 1) or from input 1 (opset 10+); nullopt if unknown yet.
 Result<std::optional<int64_t>> read_k(const ir::Node& node, const Tensor* k_value) {
-  auto err = [&](const std::string& m) { return Status(ErrorCode::kInvalidModel, "node " + node.describe() + ": " + m); };
+  auto err = [&](const std::string& m) {
+    return Status(ErrorCode::kInvalidModel, "node " + node.describe() + ": " + m);
+  };
   if (node.opset < 10) {
     if (!node.attrs.has("k")) return err("attribute k is required");
     int64_t k = node.attrs.get_int("k", 0);
@@ -47,7 +49,8 @@ Status infer_top_k(InferContext& ctx) {
   int64_t rank = static_cast<int64_t>(in->size());
   int64_t axis_attr = ctx.attrs().get_int("axis", -1);
   auto axis = normalize_axis(axis_attr, rank);
-  if (!axis) return ctx.error("axis " + std::to_string(axis_attr) + " is out of range for rank " + std::to_string(rank));
+  if (!axis)
+    return ctx.error("axis " + std::to_string(axis_attr) + " is out of range for rank " + std::to_string(rank));
   Shape out = *in;
   Dim& ad = out[static_cast<size_t>(*axis)];
   if (k) {

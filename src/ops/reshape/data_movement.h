@@ -75,8 +75,10 @@ inline bool dtypes_compatible(DataType a, DataType b) {
 /// finite integer that fits (NaN, inf or huge float indices of e.g. OneHot).
 inline std::optional<int64_t> read_index(const Tensor& t, int64_t i) {
   switch (t.dtype()) {
-    case DataType::kInt64: return t.data_as<int64_t>()[i];
-    case DataType::kInt32: return t.data_as<int32_t>()[i];
+    case DataType::kInt64:
+      return t.data_as<int64_t>()[i];
+    case DataType::kInt32:
+      return t.data_as<int32_t>()[i];
     case DataType::kUInt64: {
       uint64_t v = t.data_as<uint64_t>()[i];
       if (v > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) return std::nullopt;
@@ -106,11 +108,20 @@ inline Result<std::vector<int64_t>> read_indices(const ir::Node& n, const Tensor
 template <typename F>
 Status with_element_size(size_t esize, F&& f) {
   switch (esize) {
-    case 1: f(uint8_t{}); return Status();
-    case 2: f(uint16_t{}); return Status();
-    case 4: f(uint32_t{}); return Status();
-    case 8: f(uint64_t{}); return Status();
-    default: return Status(ErrorCode::kUnsupported, "element size " + std::to_string(esize) + " is not supported");
+    case 1:
+      f(uint8_t{});
+      return Status();
+    case 2:
+      f(uint16_t{});
+      return Status();
+    case 4:
+      f(uint32_t{});
+      return Status();
+    case 8:
+      f(uint64_t{});
+      return Status();
+    default:
+      return Status(ErrorCode::kUnsupported, "element size " + std::to_string(esize) + " is not supported");
   }
 }
 

@@ -16,9 +16,12 @@ Dim resolve_inferred_dim(const Shape& in, const Shape& out, size_t neg) {
   Dim in_known(1), out_known(1);
   std::multiset<std::string> in_syms;
   for (const Dim& d : in) {
-    if (d.known()) in_known = sat_mul(in_known, d);
-    else if (d.name.empty()) return Dim::unknown();
-    else in_syms.insert(d.name);
+    if (d.known())
+      in_known = sat_mul(in_known, d);
+    else if (d.name.empty())
+      return Dim::unknown();
+    else
+      in_syms.insert(d.name);
   }
   for (size_t i = 0; i < out.size(); ++i) {
     if (i == neg) continue;
@@ -56,8 +59,10 @@ Status infer_reshape(InferContext& ctx) {
     const Tensor* v = ctx.value(1);
     if (!v) {
       auto len = input_length(ctx, 1);
-      if (len) ctx.set_output(0, dt, Shape(static_cast<size_t>(*len), Dim::unknown()));
-      else ctx.set_output(0, dt, std::nullopt);
+      if (len)
+        ctx.set_output(0, dt, Shape(static_cast<size_t>(*len), Dim::unknown()));
+      else
+        ctx.set_output(0, dt, std::nullopt);
       return Status();
     }
     target = v->to_int64_vector();
@@ -121,7 +126,8 @@ Status infer_flatten(InferContext& ctx) {
   }
   int64_t r = static_cast<int64_t>(in->size());
   int64_t axis = ctx.attrs().get_int("axis", 1);
-  if (axis < -r || axis > r) return ctx.error("axis " + std::to_string(axis) + " is out of range for rank " + std::to_string(r));
+  if (axis < -r || axis > r)
+    return ctx.error("axis " + std::to_string(axis) + " is out of range for rank " + std::to_string(r));
   if (axis < 0) axis += r;
   auto a = static_cast<size_t>(axis);
   ctx.set_output(0, dt, Shape{shape_product(*in, 0, a), shape_product(*in, a, in->size())});
@@ -150,8 +156,10 @@ Result<AxesArg> read_axes(const InferContext& ctx) {
   if (!dtype_may_be(ctx.input_dtype(1), DataType::kInt64)) return ctx.error("axes input must be int64");
   const Shape* s = ctx.input_shape(1);
   if (s && s->size() > 1) return ctx.error("axes input must be 1-D");
-  if (const Tensor* v = ctx.value(1)) a.values = v->to_int64_vector();
-  else a.count = input_length(ctx, 1);
+  if (const Tensor* v = ctx.value(1))
+    a.values = v->to_int64_vector();
+  else
+    a.count = input_length(ctx, 1);
   return a;
 }
 
@@ -181,8 +189,10 @@ Status infer_squeeze(InferContext& ctx) {
     return Status();
   }
   if (!axes.values) {
-    if (axes.count && *axes.count <= r) ctx.set_output(0, dt, Shape(static_cast<size_t>(r - *axes.count), Dim::unknown()));
-    else ctx.set_output(0, dt, std::nullopt);
+    if (axes.count && *axes.count <= r)
+      ctx.set_output(0, dt, Shape(static_cast<size_t>(r - *axes.count), Dim::unknown()));
+    else
+      ctx.set_output(0, dt, std::nullopt);
     return Status();
   }
   KILN_ASSIGN_OR_RETURN(auto norm, normalize_axes(ctx.node(), *axes.values, r));
@@ -211,8 +221,10 @@ Status infer_unsqueeze(InferContext& ctx) {
   }
   int64_t r = static_cast<int64_t>(in->size());
   if (!axes.values) {
-    if (axes.count) ctx.set_output(0, dt, Shape(static_cast<size_t>(r + *axes.count), Dim::unknown()));
-    else ctx.set_output(0, dt, std::nullopt);
+    if (axes.count)
+      ctx.set_output(0, dt, Shape(static_cast<size_t>(r + *axes.count), Dim::unknown()));
+    else
+      ctx.set_output(0, dt, std::nullopt);
     return Status();
   }
   int64_t out_rank = r + static_cast<int64_t>(axes.values->size());
@@ -220,8 +232,10 @@ Status infer_unsqueeze(InferContext& ctx) {
   Shape out;
   size_t next = 0;
   for (int64_t i = 0; i < out_rank; ++i) {
-    if (std::find(norm.begin(), norm.end(), i) != norm.end()) out.push_back(Dim(1));
-    else out.push_back((*in)[next++]);
+    if (std::find(norm.begin(), norm.end(), i) != norm.end())
+      out.push_back(Dim(1));
+    else
+      out.push_back((*in)[next++]);
   }
   ctx.set_output(0, dt, out);
   return Status();

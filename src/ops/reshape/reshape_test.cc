@@ -39,7 +39,8 @@ TEST(ShapeOps, ReshapeOpset1TakesTheShapeAttribute) {
 }
 
 TEST(ShapeOps, ReshapeRejectsBadShapes) {
-  std::vector<std::vector<int64_t>> bad = {{-1, -1, 2}, {5, 5}, {2, -2, 6}, {2, 3, 4, 0, 0}, {0, -1, 0, 1, 7}, {-1, 0, 5}};
+  std::vector<std::vector<int64_t>> bad = {{-1, -1, 2},     {5, 5},           {2, -2, 6},
+                                           {2, 3, 4, 0, 0}, {0, -1, 0, 1, 7}, {-1, 0, 5}};
   for (auto& s : bad) {
     OpCase c("Reshape", 13);
     c.input(DataType::kFloat32, {2, 3, 4}).input(ints(s));
@@ -130,8 +131,8 @@ TEST(ShapeOps, SqueezeInfersSymbolicDims) {
   OpCase c("Squeeze", 13);
   c.input(DataType::kFloat32, {1, 1, 4}).input(ints({1}));
   Tensor axes = ints({1});
-  auto r = infer(c, {tt(DataType::kFloat32, {sym("batch"), 1, sym("seq")}), tt(DataType::kInt64, {1})},
-                 {nullptr, &axes});
+  auto r =
+      infer(c, {tt(DataType::kFloat32, {sym("batch"), 1, sym("seq")}), tt(DataType::kInt64, {1})}, {nullptr, &axes});
   ASSERT_TRUE(r.ok()) << r.status().to_string();
   EXPECT_EQ(shape_str((*r)[0]), "[batch,seq]");
   OpCase n("Squeeze", 13);
@@ -194,8 +195,9 @@ TEST(ShapeOps, TransposeDefaultReversesAndValidatesPerm) {
   auto out = c.run();
   ASSERT_TRUE(out.ok());
   const Tensor& x = *c.inputs()[0];
-  Tensor want = expected_by_coords(DataType::kInt64, {4, 3, 2},
-                                   [&](const std::vector<int64_t>& o) { return at(x, {o[2], o[1], o[0]}); });
+  Tensor want = expected_by_coords(DataType::kInt64, {4, 3, 2}, [&](const std::vector<int64_t>& o) {
+    return at(x, {o[2], o[1], o[0]});
+  });
   EXPECT_TRUE(tensors_close((*out)[0], want, 0, 0));
   for (auto perm : std::vector<std::vector<int64_t>>{{0, 1}, {0, 0, 1}, {0, 1, 3}, {-1, 0, 1}}) {
     OpCase bad("Transpose", 13);
@@ -214,8 +216,8 @@ TEST(ShapeOps, ShapeWithStartEnd) {
     std::optional<int64_t> start, end;
     std::vector<int64_t> want;
   };
-  std::vector<Case> cases = {{{}, {}, {3, 4, 5}},  {1, {}, {4, 5}},  {{}, -1, {3, 4}}, {-10, 10, {3, 4, 5}},
-                             {2, 1, {}},           {-1, {}, {5}},    {1, 2, {4}}};
+  std::vector<Case> cases = {{{}, {}, {3, 4, 5}}, {1, {}, {4, 5}}, {{}, -1, {3, 4}}, {-10, 10, {3, 4, 5}},
+                             {2, 1, {}},          {-1, {}, {5}},   {1, 2, {4}}};
   for (const Case& k : cases) {
     OpCase c("Shape", 15);
     if (k.start) c.attr("start", ir::Attribute::from_int(*k.start));

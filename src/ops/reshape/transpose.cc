@@ -31,8 +31,10 @@ Status infer_transpose(InferContext& ctx) {
   const Shape* in = ctx.input_shape(0);
   if (!in) {
     const ir::Attribute* a = ctx.attrs().find("perm");
-    if (a) ctx.set_output(0, dt, Shape(a->ints.size(), Dim::unknown()));
-    else ctx.set_output(0, dt, std::nullopt);
+    if (a)
+      ctx.set_output(0, dt, Shape(a->ints.size(), Dim::unknown()));
+    else
+      ctx.set_output(0, dt, std::nullopt);
     return Status();
   }
   KILN_ASSIGN_OR_RETURN(auto perm, transpose_perm(ctx.node(), in->size()));

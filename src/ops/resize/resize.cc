@@ -29,30 +29,47 @@ Result<Spec> parse_spec(const ir::Node& node) {
   Spec s;
   const ir::Attributes& a = node.attrs;
   std::string mode = a.get_string("mode", "nearest");
-  if (mode == "nearest") s.mode = Mode::kNearest;
-  else if (mode == "linear" || (is_upsample(node) && mode == "bilinear")) s.mode = Mode::kLinear;
-  else if (mode == "cubic" && !legacy(node)) s.mode = Mode::kCubic;
-  else return node_error(node, "unsupported mode '" + mode + "'");
+  if (mode == "nearest")
+    s.mode = Mode::kNearest;
+  else if (mode == "linear" || (is_upsample(node) && mode == "bilinear"))
+    s.mode = Mode::kLinear;
+  else if (mode == "cubic" && !legacy(node))
+    s.mode = Mode::kCubic;
+  else
+    return node_error(node, "unsupported mode '" + mode + "'");
   if (legacy(node)) {
     s.coord = CoordMode::kAsymmetric;
     s.nearest = NearestMode::kSimple;
     return s;
   }
   std::string coord = a.get_string("coordinate_transformation_mode", "half_pixel");
-  if (coord == "half_pixel") s.coord = CoordMode::kHalfPixel;
-  else if (coord == "half_pixel_symmetric") s.coord = CoordMode::kHalfPixelSymmetric;
-  else if (coord == "pytorch_half_pixel") s.coord = CoordMode::kPytorchHalfPixel;
-  else if (coord == "align_corners") s.coord = CoordMode::kAlignCorners;
-  else if (coord == "asymmetric") s.coord = CoordMode::kAsymmetric;
-  else if (coord == "tf_crop_and_resize") s.coord = CoordMode::kTfCropAndResize;
-  else if (coord == "tf_half_pixel_for_nn") s.coord = CoordMode::kTfHalfPixelForNn;
-  else return node_error(node, "unsupported coordinate_transformation_mode '" + coord + "'");
+  if (coord == "half_pixel")
+    s.coord = CoordMode::kHalfPixel;
+  else if (coord == "half_pixel_symmetric")
+    s.coord = CoordMode::kHalfPixelSymmetric;
+  else if (coord == "pytorch_half_pixel")
+    s.coord = CoordMode::kPytorchHalfPixel;
+  else if (coord == "align_corners")
+    s.coord = CoordMode::kAlignCorners;
+  else if (coord == "asymmetric")
+    s.coord = CoordMode::kAsymmetric;
+  else if (coord == "tf_crop_and_resize")
+    s.coord = CoordMode::kTfCropAndResize;
+  else if (coord == "tf_half_pixel_for_nn")
+    s.coord = CoordMode::kTfHalfPixelForNn;
+  else
+    return node_error(node, "unsupported coordinate_transformation_mode '" + coord + "'");
   std::string nearest = a.get_string("nearest_mode", "round_prefer_floor");
-  if (nearest == "round_prefer_floor") s.nearest = NearestMode::kRoundPreferFloor;
-  else if (nearest == "round_prefer_ceil") s.nearest = NearestMode::kRoundPreferCeil;
-  else if (nearest == "floor") s.nearest = NearestMode::kFloor;
-  else if (nearest == "ceil") s.nearest = NearestMode::kCeil;
-  else return node_error(node, "unsupported nearest_mode '" + nearest + "'");
+  if (nearest == "round_prefer_floor")
+    s.nearest = NearestMode::kRoundPreferFloor;
+  else if (nearest == "round_prefer_ceil")
+    s.nearest = NearestMode::kRoundPreferCeil;
+  else if (nearest == "floor")
+    s.nearest = NearestMode::kFloor;
+  else if (nearest == "ceil")
+    s.nearest = NearestMode::kCeil;
+  else
+    return node_error(node, "unsupported nearest_mode '" + nearest + "'");
   s.cubic_a = a.get_float("cubic_coeff_a", -0.75f);
   s.exclude_outside = a.get_int("exclude_outside", 0) != 0;
   s.extrapolation = a.get_float("extrapolation_value", 0.f);
@@ -61,10 +78,14 @@ Result<Spec> parse_spec(const ir::Node& node) {
     s.antialias = a.get_int("antialias", 0) != 0 && s.mode != Mode::kNearest;
     s.axes = a.get_ints("axes");
     std::string policy = a.get_string("keep_aspect_ratio_policy", "stretch");
-    if (policy == "stretch") s.policy = AspectPolicy::kStretch;
-    else if (policy == "not_larger") s.policy = AspectPolicy::kNotLarger;
-    else if (policy == "not_smaller") s.policy = AspectPolicy::kNotSmaller;
-    else return node_error(node, "unsupported keep_aspect_ratio_policy '" + policy + "'");
+    if (policy == "stretch")
+      s.policy = AspectPolicy::kStretch;
+    else if (policy == "not_larger")
+      s.policy = AspectPolicy::kNotLarger;
+    else if (policy == "not_smaller")
+      s.policy = AspectPolicy::kNotSmaller;
+    else
+      return node_error(node, "unsupported keep_aspect_ratio_policy '" + policy + "'");
   }
   return s;
 }
@@ -132,8 +153,8 @@ Result<Plan> make_plan(const ir::Node& node, const Spec& spec, const Dims& in, c
   if (!inputs.scales && !inputs.sizes) return node_error(node, "one of scales and sizes must be given");
   if (inputs.scales) {
     if (inputs.scales->size() != n)
-      return node_error(node, "scales has " + std::to_string(inputs.scales->size()) + " values, expected " +
-                                  std::to_string(n));
+      return node_error(
+          node, "scales has " + std::to_string(inputs.scales->size()) + " values, expected " + std::to_string(n));
     for (size_t i = 0; i < n; ++i) {
       double s = (*inputs.scales)[i];
       if (!(s > 0) || !std::isfinite(s)) return node_error(node, "scales must be positive, got " + std::to_string(s));
@@ -186,8 +207,8 @@ Result<Plan> make_plan(const ir::Node& node, const Spec& spec, const Dims& in, c
   }
   if (spec.coord == CoordMode::kTfCropAndResize && !inputs.roi.empty()) {
     if (inputs.roi.size() != 2 * n)
-      return node_error(node, "roi has " + std::to_string(inputs.roi.size()) + " values, expected " +
-                                  std::to_string(2 * n));
+      return node_error(node,
+                        "roi has " + std::to_string(inputs.roi.size()) + " values, expected " + std::to_string(2 * n));
     for (size_t i = 0; i < n; ++i) {
       plan.dims[plan.axes[i]].roi_start = inputs.roi[i];
       plan.dims[plan.axes[i]].roi_end = inputs.roi[n + i];
@@ -248,8 +269,10 @@ Status infer_resize(InferContext& ctx) {
   Shape out;
   for (size_t d = 0; d < in->size(); ++d) {
     const AxisPlan& p = plan.dims[d];
-    if (!p.resized || (p.out < 0 && p.scale == 1.0 && !pin.sizes)) out.push_back((*in)[d]);
-    else out.push_back(p.out >= 0 ? Dim(p.out) : Dim::unknown());
+    if (!p.resized || (p.out < 0 && p.scale == 1.0 && !pin.sizes))
+      out.push_back((*in)[d]);
+    else
+      out.push_back(p.out >= 0 ? Dim(p.out) : Dim::unknown());
   }
   ctx.set_output(0, dt, out);
   return Status();
@@ -260,7 +283,8 @@ Status ref_resize(KernelContext& ctx) {
   KILN_ASSIGN_OR_RETURN(Spec spec, parse_spec(node));
   InputSlots slots = input_slots(node);
   auto input = [&](int slot) { return slot >= 0 && ctx.has_input(slot) ? &ctx.input(slot) : nullptr; };
-  KILN_ASSIGN_OR_RETURN(PlanInputs pin, read_plan_inputs(node, input(slots.roi), input(slots.scales), input(slots.sizes)));
+  KILN_ASSIGN_OR_RETURN(PlanInputs pin,
+                        read_plan_inputs(node, input(slots.roi), input(slots.scales), input(slots.sizes)));
   const Tensor& x = ctx.input(0);
   KILN_ASSIGN_OR_RETURN(Plan plan, make_plan(node, spec, x.dims(), pin));
   return run_resize(node, spec, plan, x, ctx.output(0));
@@ -271,7 +295,8 @@ Status fast_resize(KernelContext& ctx) {
   KILN_ASSIGN_OR_RETURN(Spec spec, parse_spec(node));
   InputSlots slots = input_slots(node);
   auto input = [&](int slot) { return slot >= 0 && ctx.has_input(slot) ? &ctx.input(slot) : nullptr; };
-  KILN_ASSIGN_OR_RETURN(PlanInputs pin, read_plan_inputs(node, input(slots.roi), input(slots.scales), input(slots.sizes)));
+  KILN_ASSIGN_OR_RETURN(PlanInputs pin,
+                        read_plan_inputs(node, input(slots.roi), input(slots.scales), input(slots.sizes)));
   const Tensor& x = ctx.input(0);
   KILN_ASSIGN_OR_RETURN(Plan plan, make_plan(node, spec, x.dims(), pin));
   if (!bilinear_f32_applies(spec, plan, x)) return run_resize(node, spec, plan, x, ctx.output(0));
@@ -283,10 +308,18 @@ Status fast_resize(KernelContext& ctx) {
 
 void register_resize_ops(OpRegistry& r) {
   std::vector<FastKernel> fast = {{"cpu.bilinear", resize::fast_resize, nullptr}};
-  r.add({.name = "Resize", .infer = resize::infer_resize, .ref = resize::ref_resize, .fast = fast,
-         .value_inputs = {1, 2, 3}, .min_opset = 10});
-  r.add({.name = "Upsample", .infer = resize::infer_resize, .ref = resize::ref_resize, .fast = fast,
-         .value_inputs = {1}, .min_opset = 7});
+  r.add({.name = "Resize",
+         .infer = resize::infer_resize,
+         .ref = resize::ref_resize,
+         .fast = fast,
+         .value_inputs = {1, 2, 3},
+         .min_opset = 10});
+  r.add({.name = "Upsample",
+         .infer = resize::infer_resize,
+         .ref = resize::ref_resize,
+         .fast = fast,
+         .value_inputs = {1},
+         .min_opset = 7});
 }
 
 }  // namespace kiln::ops

@@ -21,21 +21,26 @@ double source_coord(const Spec& spec, const AxisPlan& p, int64_t o) {
   // The reference uses the unrounded output length (scale * in) here, not `out`.
   double out_f = s * in;
   switch (spec.coord) {
-    case CoordMode::kAlignCorners: return out_f == 1.0 ? 0.0 : x * (in - 1) / (out_f - 1);
-    case CoordMode::kAsymmetric: return x / s;
+    case CoordMode::kAlignCorners:
+      return out_f == 1.0 ? 0.0 : x * (in - 1) / (out_f - 1);
+    case CoordMode::kAsymmetric:
+      return x / s;
     case CoordMode::kTfCropAndResize: {
       double span = (p.roi_end - p.roi_start) * (in - 1);
       double v = out_f == 1.0 ? span / 2 : x * span / (out_f - 1);
       return v + p.roi_start * (in - 1);
     }
-    case CoordMode::kPytorchHalfPixel: return out_f == 1.0 ? -0.5 : (x + 0.5) / s - 0.5;
-    case CoordMode::kHalfPixel: return (x + 0.5) / s - 0.5;
+    case CoordMode::kPytorchHalfPixel:
+      return out_f == 1.0 ? -0.5 : (x + 0.5) / s - 0.5;
+    case CoordMode::kHalfPixel:
+      return (x + 0.5) / s - 0.5;
     case CoordMode::kHalfPixelSymmetric: {
       double adjustment = static_cast<double>(p.out) / out_f;
       double offset = in / 2 * (1 - adjustment);
       return offset + (x + 0.5) / s - 0.5;
     }
-    case CoordMode::kTfHalfPixelForNn: return (x + 0.5) / s;
+    case CoordMode::kTfHalfPixelForNn:
+      return (x + 0.5) / s;
   }
   return x;
 }
@@ -65,11 +70,21 @@ int64_t nearest_index(const Spec& spec, const AxisPlan& p, int64_t o) {
     i = static_cast<int64_t>(f);
   } else {
     switch (spec.nearest) {
-      case NearestMode::kRoundPreferFloor: i = static_cast<int64_t>(frac <= 0.5 ? f : f + 1); break;
-      case NearestMode::kRoundPreferCeil: i = static_cast<int64_t>(frac < 0.5 ? f : f + 1); break;
-      case NearestMode::kFloor: i = static_cast<int64_t>(f); break;
-      case NearestMode::kCeil: i = static_cast<int64_t>(f + 1); break;
-      case NearestMode::kSimple: i = static_cast<int64_t>(p.scale < 1.0 ? std::ceil(x) : std::trunc(x)); break;
+      case NearestMode::kRoundPreferFloor:
+        i = static_cast<int64_t>(frac <= 0.5 ? f : f + 1);
+        break;
+      case NearestMode::kRoundPreferCeil:
+        i = static_cast<int64_t>(frac < 0.5 ? f : f + 1);
+        break;
+      case NearestMode::kFloor:
+        i = static_cast<int64_t>(f);
+        break;
+      case NearestMode::kCeil:
+        i = static_cast<int64_t>(f + 1);
+        break;
+      case NearestMode::kSimple:
+        i = static_cast<int64_t>(p.scale < 1.0 ? std::ceil(x) : std::trunc(x));
+        break;
     }
   }
   return i;
@@ -80,7 +95,7 @@ T saturate(double v) {
   if constexpr (std::is_same_v<T, double>) {
     return v;
   } else if constexpr (std::is_same_v<T, float> || std::is_same_v<T, Half> || std::is_same_v<T, BFloat16>) {
-    double hi = std::is_same_v<T, float> ? std::numeric_limits<float>::max()
+    double hi = std::is_same_v<T, float>  ? std::numeric_limits<float>::max()
                 : std::is_same_v<T, Half> ? 65504.0
                                           : 3.3895313892515355e38;
     if (!std::isnan(v)) v = std::clamp(v, -hi, hi);
@@ -96,8 +111,10 @@ T saturate(double v) {
 
 template <typename T>
 double as_double(T v) {
-  if constexpr (std::is_same_v<T, Half> || std::is_same_v<T, BFloat16>) return static_cast<float>(v);
-  else return static_cast<double>(v);
+  if constexpr (std::is_same_v<T, Half> || std::is_same_v<T, BFloat16>)
+    return static_cast<float>(v);
+  else
+    return static_cast<double>(v);
 }
 
 Status run_nearest(const Spec& spec, const Plan& plan, const Tensor& x, Tensor& y) {
@@ -111,8 +128,10 @@ Status run_nearest(const Spec& spec, const Plan& plan, const Tensor& x, Tensor& 
     offs[d].resize(static_cast<size_t>(p.out));
     for (int64_t o = 0; o < p.out; ++o) {
       int64_t i = p.resized ? nearest_index(spec, p, o) : o;
-      if (i != kExtrap && spec.exclude_outside && (i < 0 || i >= p.in)) i = kZero;
-      else if (i != kExtrap) i = std::clamp<int64_t>(i, 0, p.in - 1) * in_strides[d];
+      if (i != kExtrap && spec.exclude_outside && (i < 0 || i >= p.in))
+        i = kZero;
+      else if (i != kExtrap)
+        i = std::clamp<int64_t>(i, 0, p.in - 1) * in_strides[d];
       offs[d][o] = i;
     }
   }
@@ -137,9 +156,12 @@ Status run_nearest(const Spec& spec, const Plan& plan, const Tensor& x, Tensor& 
       int special = 0;  // 1: extrapolate, 2: zero
       for (size_t d = 0; d < last; ++d) {
         int64_t v = offs[d][idx[d]];
-        if (v == kExtrap) special = 1;
-        else if (v == kZero) special = special ? special : 2;
-        else base += v;
+        if (v == kExtrap)
+          special = 1;
+        else if (v == kZero)
+          special = special ? special : 2;
+        else
+          base += v;
       }
       T* row = yp + e;
       for (int64_t j = 0; j < row_len; ++j) {
@@ -176,8 +198,10 @@ Taps make_taps(const Spec& spec, const AxisPlan& p) {
   // Antialiasing stretches the filter by 1/scale when downsampling.
   double s = spec.antialias ? std::min(p.scale, 1.0) : 1.0;
   int64_t start;
-  if (spec.mode == Mode::kLinear) start = static_cast<int64_t>(std::floor(-1.0 / s)) + 1;
-  else start = static_cast<int64_t>(std::floor(-2.0 / s)) + 1;
+  if (spec.mode == Mode::kLinear)
+    start = static_cast<int64_t>(std::floor(-1.0 / s)) + 1;
+  else
+    start = static_cast<int64_t>(std::floor(-2.0 / s)) + 1;
   t.n = 2 - 2 * start;
   t.index.resize(static_cast<size_t>(p.out * t.n));
   t.weight.resize(t.index.size());
@@ -226,8 +250,8 @@ Taps make_taps(const Spec& spec, const AxisPlan& p) {
 }
 
 /// Resizes `src` (dims `d`) along `axis` into a new buffer.
-std::vector<double> filter_axis(const std::vector<double>& src, Dims& d, size_t axis, const Taps& t,
-                                const AxisPlan& p, double extrapolation) {
+std::vector<double> filter_axis(const std::vector<double>& src, Dims& d, size_t axis, const Taps& t, const AxisPlan& p,
+                                double extrapolation) {
   int64_t outer = 1, inner = 1;
   for (size_t i = 0; i < axis; ++i) outer *= d[i];
   for (size_t i = axis + 1; i < d.size(); ++i) inner *= d[i];
@@ -308,7 +332,8 @@ Status run_bilinear_f32(const Spec& spec, const Plan& plan, const Tensor& x, Ten
     if (!is_identity(p, spec)) return make_taps(spec, p);
     Taps t;  // copy: index o with weights (1, 0)
     t.n = 2;
-    for (int64_t o = 0; o < p.out; ++o) t.index.insert(t.index.end(), {o, o}), t.weight.insert(t.weight.end(), {1.0, 0.0});
+    for (int64_t o = 0; o < p.out; ++o)
+      t.index.insert(t.index.end(), {o, o}), t.weight.insert(t.weight.end(), {1.0, 0.0});
     t.extrap.assign(static_cast<size_t>(p.out), 0);
     return t;
   };
@@ -318,20 +343,23 @@ Status run_bilinear_f32(const Spec& spec, const Plan& plan, const Tensor& x, Ten
   const float* xp = x.data_as<float>();
   float* yp = y.data_as<float>();
   std::vector<float> wh(th.weight.begin(), th.weight.end()), ww(tw.weight.begin(), tw.weight.end());
-  cpu::parallel_for(planes * OH, [&](int64_t r0, int64_t r1) {
-    for (int64_t row = r0; row < r1; ++row) {
-      int64_t plane = row / OH, oh = row % OH;
-      const float* a = xp + plane * H * W + th.index[oh * 2] * W;
-      const float* b = xp + plane * H * W + th.index[oh * 2 + 1] * W;
-      float h0 = wh[oh * 2], h1 = wh[oh * 2 + 1];
-      float* out = yp + row * OW;
-      // Height first, then width: the order the separable reference uses.
-      for (int64_t ow = 0; ow < OW; ++ow) {
-        int64_t j0 = tw.index[ow * 2], j1 = tw.index[ow * 2 + 1];
-        out[ow] = mix(ww[ow * 2], mix(h0, a[j0], h1, b[j0]), ww[ow * 2 + 1], mix(h0, a[j1], h1, b[j1]));
-      }
-    }
-  }, threads, std::max<int64_t>(1, 8192 / std::max<int64_t>(OW, 1)));
+  cpu::parallel_for(
+      planes * OH,
+      [&](int64_t r0, int64_t r1) {
+        for (int64_t row = r0; row < r1; ++row) {
+          int64_t plane = row / OH, oh = row % OH;
+          const float* a = xp + plane * H * W + th.index[oh * 2] * W;
+          const float* b = xp + plane * H * W + th.index[oh * 2 + 1] * W;
+          float h0 = wh[oh * 2], h1 = wh[oh * 2 + 1];
+          float* out = yp + row * OW;
+          // Height first, then width: the order the separable reference uses.
+          for (int64_t ow = 0; ow < OW; ++ow) {
+            int64_t j0 = tw.index[ow * 2], j1 = tw.index[ow * 2 + 1];
+            out[ow] = mix(ww[ow * 2], mix(h0, a[j0], h1, b[j0]), ww[ow * 2 + 1], mix(h0, a[j1], h1, b[j1]));
+          }
+        }
+      },
+      threads, std::max<int64_t>(1, 8192 / std::max<int64_t>(OW, 1)));
   return Status();
 }
 

@@ -69,12 +69,10 @@ struct Plan {
 };
 
 /// Computes each dim's plan. `in_dims` may hold -1 for unknown dims.
-Result<Plan> make_plan(const ir::Node& node, const Spec& spec, const Dims& in_dims,
-                                        const PlanInputs& inputs);
+Result<Plan> make_plan(const ir::Node& node, const Spec& spec, const Dims& in_dims, const PlanInputs& inputs);
 
 /// Reads the scales/sizes/roi tensors (any may be null), validating dtypes.
-Result<PlanInputs> read_plan_inputs(const ir::Node& node, const Tensor* roi, const Tensor* scales,
-                                    const Tensor* sizes);
+Result<PlanInputs> read_plan_inputs(const ir::Node& node, const Tensor* roi, const Tensor* scales, const Tensor* sizes);
 
 /// Runs the resize of `x` into the preallocated `y` (dims from the plan).
 Status run_resize(const ir::Node& node, const Spec& spec, const Plan& plan, const Tensor& x, Tensor& y);

@@ -75,7 +75,9 @@ TEST(Resize, LinearAlignCornersMatchesBilinearFormula) {
 TEST(Resize, HalfPixelLinearHalvingAveragesPairs) {
   OpCase c("Resize", 13);
   c.attr("mode", str("linear"));
-  c.input(DataType::kFloat64, {2, 3, 4, 6}).no_input().input(Tensor::from_vector(DataType::kFloat32, {4}, std::vector<double>{1, 1, 0.5, 0.5}));
+  c.input(DataType::kFloat64, {2, 3, 4, 6})
+      .no_input()
+      .input(Tensor::from_vector(DataType::kFloat32, {4}, std::vector<double>{1, 1, 0.5, 0.5}));
   auto out = c.run();
   ASSERT_TRUE(out.ok()) << out.status().to_string();
   const Tensor& x = *c.inputs()[0];
@@ -141,7 +143,10 @@ TEST(Resize, CropAndResizeExtrapolates) {
 TEST(Resize, NearestModesRound) {
   // 1-D input [0..4] upsampled 4 -> 10 with asymmetric coordinates: x = o * 0.4.
   Tensor x = Tensor::from_vector(DataType::kInt32, {4}, std::vector<double>{10, 11, 12, 13});
-  struct M { const char* mode; int64_t (*f)(double); };
+  struct M {
+    const char* mode;
+    int64_t (*f)(double);
+  };
   M modes[] = {{"floor", [](double v) { return (int64_t)std::floor(v); }},
                {"ceil", [](double v) { return (int64_t)std::ceil(v); }},
                {"round_prefer_floor", [](double v) { return (int64_t)std::ceil(v - 0.5); }},
@@ -180,7 +185,8 @@ TEST(Resize, IntegerLinearRoundsHalfToEvenAndSaturates) {
 }
 
 TEST(Resize, AxesAndAspectPolicy) {
-  for (auto [policy, h, w] : {std::tuple{"stretch", 7, 8}, std::tuple{"not_larger", 7, 7}, std::tuple{"not_smaller", 8, 8}}) {
+  for (auto [policy, h, w] :
+       {std::tuple{"stretch", 7, 8}, std::tuple{"not_larger", 7, 7}, std::tuple{"not_smaller", 8, 8}}) {
     OpCase c("Resize", 18);
     c.attr("axes", ir::Attribute::from_ints({2, 3})).attr("keep_aspect_ratio_policy", str(policy));
     c.input(DataType::kFloat32, {1, 2, 2, 2}).no_input().no_input().input(ints({7, 8}));
@@ -191,8 +197,10 @@ TEST(Resize, AxesAndAspectPolicy) {
 }
 
 TEST(Resize, BilinearFastPathMatchesReference) {
-  for (const char* coord : {"half_pixel", "align_corners", "asymmetric", "pytorch_half_pixel", "half_pixel_symmetric"}) {
-    for (auto sizes : {std::vector<int64_t>{2, 3, 11, 7}, std::vector<int64_t>{2, 3, 3, 13}, std::vector<int64_t>{2, 3, 5, 1}}) {
+  for (const char* coord :
+       {"half_pixel", "align_corners", "asymmetric", "pytorch_half_pixel", "half_pixel_symmetric"}) {
+    for (auto sizes :
+         {std::vector<int64_t>{2, 3, 11, 7}, std::vector<int64_t>{2, 3, 3, 13}, std::vector<int64_t>{2, 3, 5, 1}}) {
       OpCase c("Resize", 19);
       c.attr("mode", str("linear")).attr("coordinate_transformation_mode", str(coord));
       c.input(DataType::kFloat32, {2, 3, 5, 6}).no_input().no_input().input(ints(sizes));
