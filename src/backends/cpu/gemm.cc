@@ -104,21 +104,30 @@ __attribute__((target("avx512f"))) void kernel_avx512_12x32(int64_t kc, const fl
 }
 #endif
 
-const KernelInfo& select_kernel() {
-  static const KernelInfo info = [] {
+// The micro-kernel called `name` if this CPU runs it, else nullptr.
+const KernelInfo* find_kernel(const std::string& name) {
 #ifdef KILN_GEMM_X86
-    const char* force = std::getenv("KILN_GEMM_KERNEL");
-    std::string f = force ? force : "";
-    __builtin_cpu_init();
-    if ((f.empty() || f == "avx512") && __builtin_cpu_supports("avx512f"))
-      return KernelInfo{"avx512", kernel_avx512_12x32, 12, 32, 256, 96, 4096};
-    if ((f.empty() || f == "avx2" || f == "avx512") && __builtin_cpu_supports("avx2") &&
-        __builtin_cpu_supports("fma"))
-      return KernelInfo{"avx2", kernel_avx2_6x16, 6, 16, 256, 96, 4096};
+  __builtin_cpu_init();
+  static const KernelInfo avx512{"avx512", kernel_avx512_12x32, 12, 32, 256, 96, 4096};
+  static const KernelInfo avx2{"avx2", kernel_avx2_6x16, 6, 16, 256, 96, 4096};
+  if (name == "avx512" && __builtin_cpu_supports("avx512f")) return &avx512;
+  if (name == "avx2" && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return &avx2;
 #endif
-    return KernelInfo{"generic", kernel_generic<4, 16>, 4, 16, 256, 64, 4096};
+  static const KernelInfo generic{"generic", kernel_generic<4, 8>, 4, 8, 256, 64, 4096};
+  if (name == "generic") return &generic;
+  return nullptr;
+}
+
+// The best kernel this CPU runs; KILN_GEMM_KERNEL names another (for testing).
+const KernelInfo& select_kernel() {
+  static const KernelInfo* info = [] {
+    if (const char* force = std::getenv("KILN_GEMM_KERNEL"))
+      if (const KernelInfo* k = find_kernel(force)) return k;
+    for (const char* name : {"avx512", "avx2", "generic"})
+      if (const KernelInfo* k = find_kernel(name)) return k;
+    return find_kernel("generic");
   }();
-  return info;
+  return *info;
 }
 
 // Grow-only scratch per calling thread (the packed panels of one sgemm call).
@@ -198,12 +207,9 @@ void sgemm_small(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
     }
 }
 
-}  // namespace
-
-const char* sgemm_kernel_name() { return select_kernel().name; }
-
-void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
-           const float* b, int64_t ldb, float beta, float* c, int64_t ldc, int max_threads) {
+void sgemm_impl(const KernelInfo& kern, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc,
+                int max_threads) {
   if (m <= 0 || n <= 0) return;
   if (k <= 0 || alpha == 0.f) {
     scale_c(m, n, beta, c, ldc);
@@ -213,7 +219,6 @@ void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float al
     sgemm_small(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     return;
   }
-  const KernelInfo& kern = select_kernel();
   const int MR = kern.mr, NR = kern.nr;
   const int64_t KC = std::min<int64_t>(kern.kc, k);
   const int64_t NC = std::min<int64_t>(kern.nc, (n + NR - 1) / NR * NR);
@@ -282,6 +287,24 @@ void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float al
       }, threads, 1);
     }
   }
+}
+
+}  // namespace
+
+const char* sgemm_kernel_name() { return select_kernel().name; }
+
+void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+           const float* b, int64_t ldb, float beta, float* c, int64_t ldc, int max_threads) {
+  sgemm_impl(select_kernel(), trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, max_threads);
+}
+
+bool sgemm_with_kernel(const char* kernel, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                       const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc,
+                       int max_threads) {
+  const KernelInfo* kern = find_kernel(kernel);
+  if (!kern) return false;
+  sgemm_impl(*kern, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, max_threads);
+  return true;
 }
 
 }  // namespace kiln::cpu

@@ -15,4 +15,10 @@ void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float al
 /// Name of the micro-kernel sgemm uses on this CPU: "avx512", "avx2" or "generic".
 const char* sgemm_kernel_name();
 
+/// sgemm with a named micro-kernel, so tests reach every one this CPU can run;
+/// false (nothing computed) when the CPU lacks it.
+bool sgemm_with_kernel(const char* kernel, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                       const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc,
+                       int max_threads = 0);
+
 }  // namespace kiln::cpu

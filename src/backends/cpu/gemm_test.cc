@@ -101,6 +101,24 @@ TEST(CpuGemm, MatchesNaiveOnOddShapes) {
   }
 }
 
+TEST(CpuGemm, EveryMicroKernelThisCpuRuns) {
+  std::mt19937 rng(11);
+  const int64_t m = 45, n = 70, k = 300;
+  auto a = random_vec(m * k, rng), b = random_vec(k * n, rng);
+  std::vector<float> want(m * n, 0.f);
+  naive(false, true, m, n, k, 1.5f, a, k, b, k, 0.f, want, n);
+  int ran = 0;
+  for (const char* name : {"avx512", "avx2", "generic"}) {
+    std::vector<float> c(m * n, std::nanf(""));
+    if (!sgemm_with_kernel(name, false, true, m, n, k, 1.5f, a.data(), k, b.data(), k, 0.f, c.data(), n)) continue;
+    ++ran;
+    for (int64_t i = 0; i < m * n; ++i) ASSERT_NEAR(c[i], want[i], 1e-3) << name << " at " << i;
+  }
+  EXPECT_GE(ran, 1);  // the portable kernel always runs
+  EXPECT_FALSE(sgemm_with_kernel("no-such-kernel", false, false, 1, 1, 1, 1.f, a.data(), 1, b.data(), 1, 0.f,
+                                 want.data(), 1));
+}
+
 TEST(CpuGemm, SingleThreadEqualsMultiThread) {
   std::mt19937 rng(3);
   int64_t m = 150, n = 170, k = 300;
