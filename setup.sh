@@ -23,7 +23,7 @@ if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
 step "system packages"
 packages=(build-essential cmake ninja-build ccache pkg-config git
           libprotobuf-dev protobuf-compiler libdnnl-dev libgtest-dev libgmock-dev
-          libcli11-dev nlohmann-json3-dev python3 python3-pip python3-venv)
+          libcli11-dev nlohmann-json3-dev python3 python3-pip python3-venv python3-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -40,6 +40,18 @@ else
   status=1
 fi
 
+step "Python API (pytest)"
+plog=build/release/pytest.log
+PYTHONPATH="$PWD/build/release/python" KILN_CLI="$PWD/build/release/kiln" \
+  "${KILN_PYTHON:-python3}" -m pytest tests/python -q -p no:cacheprovider 2>&1 | tee "$plog"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+# pytest's last line: "2 failed, 104 passed, 1 skipped in 9.10s"
+summary=$(tail -1 "$plog")
+count() { grep -oE "[0-9]+ $1" <<<"$summary" | grep -oE '^[0-9]+' || echo 0; }
+p=$(count passed); f=$(( $(count failed) + $(count 'errors?') )); s=$(count skipped)
+passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
+if [ "$p" -eq 0 ] && [ "$f" -eq 0 ]; then failed=$((failed + 1)); status=1; fi
+
 step "sanitizers (ASan + UBSan): parser, runtime and bad-input tests"
 filter="${KILN_ASAN_FILTER:-Onnx*:Engine*:Runtime*:MemoryPlan*:NetworkDefinition*:Passes*:Graph*:BadInput*:NpyTest*:E2E*}"
 if cmake --preset asan "${py_flag[@]}" >/dev/null && cmake --build --preset asan -j "$(nproc)" --target kiln_tests; then

@@ -15,19 +15,28 @@ DataType from_dlpack(dl::dtype t) {
   if (t.lanes != 1) return DataType::kUndefined;
   switch (static_cast<dl::dtype_code>(t.code)) {
     case dl::dtype_code::Float:
-      return t.bits == 16 ? DataType::kFloat16 : t.bits == 32 ? DataType::kFloat32
-                                               : t.bits == 64 ? DataType::kFloat64 : DataType::kUndefined;
-    case dl::dtype_code::Bfloat: return t.bits == 16 ? DataType::kBFloat16 : DataType::kUndefined;
+      return t.bits == 16   ? DataType::kFloat16
+             : t.bits == 32 ? DataType::kFloat32
+             : t.bits == 64 ? DataType::kFloat64
+                            : DataType::kUndefined;
+    case dl::dtype_code::Bfloat:
+      return t.bits == 16 ? DataType::kBFloat16 : DataType::kUndefined;
     case dl::dtype_code::Int:
-      return t.bits == 8 ? DataType::kInt8 : t.bits == 16 ? DataType::kInt16
-                                           : t.bits == 32 ? DataType::kInt32
-                                           : t.bits == 64 ? DataType::kInt64 : DataType::kUndefined;
+      return t.bits == 8    ? DataType::kInt8
+             : t.bits == 16 ? DataType::kInt16
+             : t.bits == 32 ? DataType::kInt32
+             : t.bits == 64 ? DataType::kInt64
+                            : DataType::kUndefined;
     case dl::dtype_code::UInt:
-      return t.bits == 8 ? DataType::kUInt8 : t.bits == 16 ? DataType::kUInt16
-                                            : t.bits == 32 ? DataType::kUInt32
-                                            : t.bits == 64 ? DataType::kUInt64 : DataType::kUndefined;
-    case dl::dtype_code::Bool: return t.bits == 8 ? DataType::kBool : DataType::kUndefined;
-    default: return DataType::kUndefined;
+      return t.bits == 8    ? DataType::kUInt8
+             : t.bits == 16 ? DataType::kUInt16
+             : t.bits == 32 ? DataType::kUInt32
+             : t.bits == 64 ? DataType::kUInt64
+                            : DataType::kUndefined;
+    case dl::dtype_code::Bool:
+      return t.bits == 8 ? DataType::kBool : DataType::kUndefined;
+    default:
+      return DataType::kUndefined;
   }
 }
 
@@ -40,40 +49,62 @@ dl::dtype to_dlpack(DataType t) {
     return d;
   };
   switch (t) {
-    case DataType::kFloat32: return mk(dl::dtype_code::Float, 32);
-    case DataType::kFloat16: return mk(dl::dtype_code::Float, 16);
-    case DataType::kFloat64: return mk(dl::dtype_code::Float, 64);
-    case DataType::kInt8: return mk(dl::dtype_code::Int, 8);
-    case DataType::kInt16: return mk(dl::dtype_code::Int, 16);
-    case DataType::kInt32: return mk(dl::dtype_code::Int, 32);
-    case DataType::kInt64: return mk(dl::dtype_code::Int, 64);
-    case DataType::kUInt8: return mk(dl::dtype_code::UInt, 8);
-    case DataType::kUInt16: return mk(dl::dtype_code::UInt, 16);
-    case DataType::kUInt32: return mk(dl::dtype_code::UInt, 32);
-    case DataType::kUInt64: return mk(dl::dtype_code::UInt, 64);
-    case DataType::kBool: return mk(dl::dtype_code::Bool, 8);
+    case DataType::kFloat32:
+      return mk(dl::dtype_code::Float, 32);
+    case DataType::kFloat16:
+      return mk(dl::dtype_code::Float, 16);
+    case DataType::kFloat64:
+      return mk(dl::dtype_code::Float, 64);
+    case DataType::kInt8:
+      return mk(dl::dtype_code::Int, 8);
+    case DataType::kInt16:
+      return mk(dl::dtype_code::Int, 16);
+    case DataType::kInt32:
+      return mk(dl::dtype_code::Int, 32);
+    case DataType::kInt64:
+      return mk(dl::dtype_code::Int, 64);
+    case DataType::kUInt8:
+      return mk(dl::dtype_code::UInt, 8);
+    case DataType::kUInt16:
+      return mk(dl::dtype_code::UInt, 16);
+    case DataType::kUInt32:
+      return mk(dl::dtype_code::UInt, 32);
+    case DataType::kUInt64:
+      return mk(dl::dtype_code::UInt, 64);
+    case DataType::kBool:
+      return mk(dl::dtype_code::Bool, 8);
     // numpy has no bfloat16: exported as its uint16 bits, then viewed (see to_numpy).
-    case DataType::kBFloat16: return mk(dl::dtype_code::UInt, 16);
-    default: raise(ErrorCode::kUnsupported, std::string("cannot return a ") + dtype_name(t) + " tensor to Python");
+    case DataType::kBFloat16:
+      return mk(dl::dtype_code::UInt, 16);
+    default:
+      raise(ErrorCode::kUnsupported, std::string("cannot return a ") + dtype_name(t) + " tensor to Python");
   }
 }
 
 [[noreturn]] void raise_cuda(const std::string& what) {
-  raise(ErrorCode::kUnsupported,
-        what + " is in CUDA device memory, but CUDA engines are not available in this build yet; "
-               "pass host memory (e.g. tensor.cpu().numpy())");
+  raise(ErrorCode::kUnsupported, what +
+                                     " is in CUDA device memory, but CUDA engines are not available in this build yet; "
+                                     "pass host memory (e.g. tensor.cpu().numpy())");
 }
 
 const char* device_name(int device_type) {
   switch (device_type) {
-    case 2: return "CUDA";
-    case 3: return "CUDA pinned host";
-    case 4: return "OpenCL";
-    case 7: return "Vulkan";
-    case 8: return "Metal";
-    case 10: return "ROCm";
-    case 13: return "CUDA managed";
-    default: return "non-CPU";
+    case 2:
+      return "CUDA";
+    case 3:
+      return "CUDA pinned host";
+    case 4:
+      return "OpenCL";
+    case 7:
+      return "Vulkan";
+    case 8:
+      return "Metal";
+    case 10:
+      return "ROCm";
+    case 13:
+      return "CUDA managed";
+    default:
+      return "non-CPU";
   }
 }
 
@@ -91,8 +122,8 @@ bool is_bfloat16_numpy(nb::handle obj) {
 }  // namespace
 
 bool is_array_like(nb::handle obj) {
-  return nb::hasattr(obj, "__dlpack__") || PyObject_CheckBuffer(obj.ptr()) ||
-         nb::hasattr(obj, "__array_interface__") || nb::hasattr(obj, "__cuda_array_interface__");
+  return nb::hasattr(obj, "__dlpack__") || PyObject_CheckBuffer(obj.ptr()) || nb::hasattr(obj, "__array_interface__") ||
+         nb::hasattr(obj, "__cuda_array_interface__");
 }
 
 HostArray host_array(nb::handle obj_in, const std::string& what, bool writable) {
@@ -112,7 +143,8 @@ HostArray host_array(nb::handle obj_in, const std::string& what, bool writable) 
   // wraps the interface's memory without a copy.
   if (!nb::hasattr(obj, "__dlpack__") && !PyObject_CheckBuffer(obj.ptr())) {
     bool text = PyUnicode_Check(obj.ptr());
-    if (!text && (nb::hasattr(obj, "__array_interface__") || PySequence_Check(obj.ptr()) || PyNumber_Check(obj.ptr()))) {
+    if (!text &&
+        (nb::hasattr(obj, "__array_interface__") || PySequence_Check(obj.ptr()) || PyNumber_Check(obj.ptr()))) {
       obj = numpy().attr("asarray")(obj);
     } else {
       raise(ErrorCode::kInvalidArgument, what + " must be an array (numpy, DLPack or __array_interface__), got " +
@@ -145,8 +177,8 @@ HostArray host_array(nb::handle obj_in, const std::string& what, bool writable) 
           what + (writable ? " must be a writable C-contiguous host array" : " could not be read as a host array"));
   if (h.array.device_type() == 2 || h.array.device_type() == 13) raise_cuda(what);
   if (h.array.device_type() != nb::device::cpu::value && h.array.device_type() != 3)
-    raise(ErrorCode::kUnsupported, what + " is in " + device_name(h.array.device_type()) +
-                                       " memory; kiln reads host memory");
+    raise(ErrorCode::kUnsupported,
+          what + " is in " + device_name(h.array.device_type()) + " memory; kiln reads host memory");
   DataType dt = bf16 ? DataType::kBFloat16 : from_dlpack(h.array.dtype());
   if (dt == DataType::kUndefined)
     raise(ErrorCode::kUnsupported, what + " has an element type kiln does not support (DLPack code " +
@@ -199,7 +231,14 @@ HostArray weights_array(nb::handle obj, const std::string& what, DataType float_
   HostArray h = host_array(obj, what, false);
   DataType dt = h.tensor.dtype();
   if (dtype_is_float(float_target) && dtype_is_float(dt) && dt != float_target) {
-    nb::object as_numpy = nb::ndarray<nb::numpy>(h.array).cast();  // a view, whatever the producer
+    // A numpy view of the weights, whatever their producer, then numpy's cast.
+    nb::object np = numpy(), as_numpy;
+    if (dt == DataType::kBFloat16)
+      as_numpy = np.attr("asarray")(h.keep).attr("view")(numpy_dtype(dt));  // keep holds the uint16 bits
+    else if (nb::hasattr(h.keep, "__dlpack__"))
+      as_numpy = np.attr("from_dlpack")(h.keep);
+    else
+      as_numpy = np.attr("asarray")(h.keep);
     nb::object cast = as_numpy.attr("astype")(numpy_dtype(float_target));
     h = host_array(cast, what, false);
   }

@@ -47,8 +47,9 @@ std::vector<uint8_t> build(PyBuilder& b, const NetworkDefinition* network, const
 void register_builder(nb::module_& m) {
   // TensorRT needs EXPLICIT_BATCH for ONNX; kiln networks are always explicit-batch,
   // so the flags are accepted and ignored.
-  nb::enum_<NetworkDefinitionCreationFlag>(m, "NetworkDefinitionCreationFlag", nb::is_arithmetic(),
-                                           "Accepted for TensorRT compatibility; kiln networks are always explicit-batch.")
+  nb::enum_<NetworkDefinitionCreationFlag>(
+      m, "NetworkDefinitionCreationFlag", nb::is_arithmetic(),
+      "Accepted for TensorRT compatibility; kiln networks are always explicit-batch.")
       .value("EXPLICIT_BATCH", NetworkDefinitionCreationFlag::kExplicitBatch)
       .value("STRONGLY_TYPED", NetworkDefinitionCreationFlag::kStronglyTyped);
 
@@ -61,8 +62,9 @@ void register_builder(nb::module_& m) {
             check(p.set_shape(input, min, opt, max));
           },
           nb::arg("input"), nb::arg("min"), nb::arg("opt"), nb::arg("max"),
-          nb::sig("def set_shape(self, input: str, min: collections.abc.Sequence[int], opt: collections.abc.Sequence[int], "
-                  "max: collections.abc.Sequence[int]) -> None"),
+          nb::sig(
+              "def set_shape(self, input: str, min: collections.abc.Sequence[int], opt: collections.abc.Sequence[int], "
+              "max: collections.abc.Sequence[int]) -> None"),
           "Sets the range of input `input`; min <= opt <= max elementwise.")
       .def(
           "get_shape",
@@ -96,8 +98,10 @@ void register_builder(nb::module_& m) {
           },
           [](BuilderConfig& c, uint32_t f) {
             for (int i = 0; i <= static_cast<int>(BuilderFlag::kDebug); ++i) {
-              if (f & (1u << i)) c.set_flag(static_cast<BuilderFlag>(i));
-              else c.clear_flag(static_cast<BuilderFlag>(i));
+              if (f & (1u << i))
+                c.set_flag(static_cast<BuilderFlag>(i));
+              else
+                c.clear_flag(static_cast<BuilderFlag>(i));
             }
           },
           "All flags as a bit mask (bit i = BuilderFlag value i).")
@@ -115,8 +119,7 @@ void register_builder(nb::module_& m) {
       .def_prop_rw("builder_optimization_level", &BuilderConfig::optimization_level,
                    &BuilderConfig::set_optimization_level, "0 (fastest build) .. 5 (widest search); default 3.")
       .def_prop_rw("device", &BuilderConfig::device, &BuilderConfig::set_device, "Target device; default CPU.")
-      .def_prop_rw("default_device_type", &BuilderConfig::device, &BuilderConfig::set_device,
-                   "Alias of `device`.")
+      .def_prop_rw("default_device_type", &BuilderConfig::device, &BuilderConfig::set_device, "Alias of `device`.")
       .def("set_metadata", &BuilderConfig::set_metadata, nb::arg("key"), nb::arg("value"),
            "Free-form metadata stored in the engine (Engine.metadata).")
       .def_prop_ro("metadata", &BuilderConfig::metadata);
@@ -151,10 +154,12 @@ void register_builder(nb::module_& m) {
           "TensorRT 7/8 style: builds and deserializes in one step.")
       .def_prop_ro("platform_has_fast_fp16", &PyBuilder::platform_has_fast_fp16,
                    "Whether the platform has fast FP16 (a CUDA device of sm_53+); False on the CPU.")
-      .def_prop_ro("platform_has_fast_int8", [](const PyBuilder&) { return false; },
-                   "Whether the platform has fast INT8 kernels; False in this build.")
+      .def_prop_ro(
+          "platform_has_fast_int8", [](const PyBuilder&) { return false; },
+          "Whether the platform has fast INT8 kernels; False in this build.")
       .def_prop_ro("platform_has_tf32", [](const PyBuilder&) { return false; })
-      .def_prop_ro("logger", [](const PyBuilder& b) { return b.logger; }, nb::rv_policy::reference);
+      .def_prop_ro(
+          "logger", [](const PyBuilder& b) { return b.logger; }, nb::rv_policy::reference);
   add_context_manager(builder);
 
   nb::class_<ParserError>(m, "ParserError", "One problem found while parsing, naming where it is.")
@@ -162,8 +167,10 @@ void register_builder(nb::module_& m) {
       .def_ro("node_name", &ParserError::node_name)
       .def_ro("op_type", &ParserError::op_type)
       .def_ro("message", &ParserError::message)
-      .def("desc", [](const ParserError& e) { return e.message; }, "The message (TensorRT's desc()).")
-      .def("node", [](const ParserError& e) { return e.node_index; }, "The node index (TensorRT's node()).")
+      .def(
+          "desc", [](const ParserError& e) { return e.message; }, "The message (TensorRT's desc()).")
+      .def(
+          "node", [](const ParserError& e) { return e.node_index; }, "The node index (TensorRT's node()).")
       .def("__str__", &ParserError::to_string)
       .def("__repr__", [](const ParserError& e) { return "<kiln.ParserError " + e.to_string() + ">"; });
 
@@ -184,7 +191,8 @@ void register_builder(nb::module_& m) {
             return p.parse(buf.data(), buf.size(), dir);
           },
           nb::arg("model"), nb::arg("path") = nb::none(),
-          nb::sig("def parse(self, model: bytes | bytearray | memoryview, path: str | os.PathLike | None = None) -> bool"),
+          nb::sig(
+              "def parse(self, model: bytes | bytearray | memoryview, path: str | os.PathLike | None = None) -> bool"),
           "Parses a serialized ModelProto; `path` (the model's file) locates external data. True on success.")
       .def(
           "parse_from_file",
@@ -200,8 +208,7 @@ void register_builder(nb::module_& m) {
           "get_error",
           [](const OnnxParser& p, int i) {
             if (i < 0 || i >= p.num_errors())
-              throw nb::index_error(
-                  ("error " + std::to_string(i) + " of " + std::to_string(p.num_errors())).c_str());
+              throw nb::index_error(("error " + std::to_string(i) + " of " + std::to_string(p.num_errors())).c_str());
             return p.error(i);
           },
           nb::arg("index"), "Error `index` (0 <= index < num_errors).")

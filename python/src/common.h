@@ -36,9 +36,9 @@ T unwrap(Result<T>&& r) {
 /// Host memory seen through DLPack / the buffer protocol / __array_interface__,
 /// kept alive by `array` while `tensor` views it.
 struct HostArray {
-  nb::object keep;          ///< the object whose memory `tensor` views
-  nb::ndarray<> array;      ///< the imported array (holds its producer alive)
-  Tensor tensor;            ///< a view: dtype, dims and data of the array
+  nb::object keep;      ///< the object whose memory `tensor` views
+  nb::ndarray<> array;  ///< the imported array (holds its producer alive)
+  Tensor tensor;        ///< a view: dtype, dims and data of the array
 };
 
 /// Imports `obj` (numpy array, DLPack tensor, object with __array_interface__)
@@ -84,8 +84,11 @@ nb::handle serialized_engine_type();
 /// Adds __enter__/__exit__ so objects can be used in `with` as in TensorRT.
 template <typename Class>
 void add_context_manager(Class& cls) {
-  cls.def("__enter__", [](nb::handle self) { return nb::borrow(self); });
-  cls.def("__exit__", [](nb::handle, nb::args) { return false; });
+  cls.def(
+      "__enter__", [](nb::handle self) { return nb::borrow(self); },
+      nb::sig("def __enter__(self) -> typing_extensions.Self"));
+  cls.def(
+      "__exit__", [](nb::handle, nb::args) { return false; }, nb::sig("def __exit__(self, *exc_info: object) -> bool"));
 }
 
 void register_errors(nb::module_& m);

@@ -93,8 +93,9 @@ void register_types(nb::module_& m) {
   dt.attr("BF16") = dt.attr("BFLOAT16");
 
   m.def("dtype_size", &dtype_size, nb::arg("dtype"), "Bytes per element (0 for UNDEFINED/STRING).");
-  m.def("dtype_name", [](DataType t) { return std::string(dtype_name(t)); }, nb::arg("dtype"),
-        "Lower-case name, e.g. 'float32'.");
+  m.def(
+      "dtype_name", [](DataType t) { return std::string(dtype_name(t)); }, nb::arg("dtype"),
+      "Lower-case name, e.g. 'float32'.");
   m.def("nptype", &numpy_dtype, nb::arg("dtype"),
         "The numpy dtype of a kiln DataType (ml_dtypes.bfloat16 for BFLOAT16).");
 

@@ -76,8 +76,7 @@ void apply_setting(LayerSelf self, const char* key, const V& value, nb::handle p
 }
 
 template <typename Class>
-void dims_property(Class& cls, const char* name, const char* key, void (Layer::*setter)(const Dims&),
-                   const char* doc) {
+void dims_property(Class& cls, const char* name, const char* key, void (Layer::*setter)(const Dims&), const char* doc) {
   cls.def_prop_rw(
       name, [key](LayerSelf self) { return stored(self, key); },
       [key, setter](LayerSelf self, const Dims& v) {
@@ -110,7 +109,9 @@ void register_network(nb::module_& m) {
       });
 
   auto layer = nb::class_<Layer>(m, "Layer", nb::dynamic_attr(), "One layer of a network. TensorRT: ILayer.");
-  layer.def_prop_ro("name", [](const Layer& l) { return l.name(); }, "Layer name.")
+  layer
+      .def_prop_ro(
+          "name", [](const Layer& l) { return l.name(); }, "Layer name.")
       .def_prop_ro("num_outputs", &Layer::num_outputs, "Number of outputs.")
       .def(
           "get_output",
@@ -136,7 +137,8 @@ void register_network(nb::module_& m) {
         apply_setting(self, "_first_transpose", perm, dims_tuple(perm),
                       [](Layer& l, const std::vector<int64_t>& p) { l.set_first_transpose(p); });
       },
-      nb::for_getter(nb::sig("def (self) -> tuple[int, ...] | None")), "Shuffle: transpose applied before the reshape.");
+      nb::for_getter(nb::sig("def (self) -> tuple[int, ...] | None")),
+      "Shuffle: transpose applied before the reshape.");
   layer.def_prop_rw(
       "num_groups", [](LayerSelf self) { return stored(self, "_num_groups"); },
       [](LayerSelf self, int64_t g) {
@@ -187,7 +189,8 @@ void register_network(nb::module_& m) {
           "get_input",
           [](Self self, int i) {
             if (i < 0 || i >= self.p->num_inputs())
-              throw nb::index_error(("input " + std::to_string(i) + " of " + std::to_string(self.p->num_inputs())).c_str());
+              throw nb::index_error(
+                  ("input " + std::to_string(i) + " of " + std::to_string(self.p->num_inputs())).c_str());
             return wrap_tensor(self.p->get_input(i), self.h, self.h);
           },
           nb::arg("index"), nb::sig("def get_input(self, index: int) -> NetworkTensor"))
@@ -195,12 +198,14 @@ void register_network(nb::module_& m) {
           "get_output",
           [](Self self, int i) {
             if (i < 0 || i >= self.p->num_outputs())
-              throw nb::index_error(("output " + std::to_string(i) + " of " + std::to_string(self.p->num_outputs())).c_str());
+              throw nb::index_error(
+                  ("output " + std::to_string(i) + " of " + std::to_string(self.p->num_outputs())).c_str());
             return wrap_tensor(self.p->get_output(i), self.h, self.h);
           },
           nb::arg("index"), nb::sig("def get_output(self, index: int) -> NetworkTensor"))
       .def(
-          "find_tensor", [](Self self, const std::string& name) { return wrap_tensor(self.p->find_tensor(name), self.h, self.h); },
+          "find_tensor",
+          [](Self self, const std::string& name) { return wrap_tensor(self.p->find_tensor(name), self.h, self.h); },
           nb::arg("name"), nb::sig("def find_tensor(self, name: str) -> NetworkTensor | None"),
           "The tensor called `name`, or None.")
       .def(
@@ -212,7 +217,8 @@ void register_network(nb::module_& m) {
             return wrap_tensor(t, self.h, self.h);
           },
           nb::arg("name"), nb::arg("dtype"), nb::arg("shape"),
-          nb::sig("def add_input(self, name: str, dtype: DataType, shape: collections.abc.Sequence[int]) -> NetworkTensor"),
+          nb::sig(
+              "def add_input(self, name: str, dtype: DataType, shape: collections.abc.Sequence[int]) -> NetworkTensor"),
           "Adds an input; -1 marks a dynamic dim (give it a profile at build time).")
       .def(
           "mark_output",
@@ -234,16 +240,15 @@ void register_network(nb::module_& m) {
     Layer* l = self.p->add_convolution(x, num_output_maps, kernel_shape, k.tensor, b.tensor);
     return wrap_layer(l, *self.p, self.h, before, "add_convolution");
   };
-#define KILN_CONV_SIG                                                                                  \
-  "(self, input: NetworkTensor, num_output_maps: int, kernel_shape: collections.abc.Sequence[int], kernel: numpy.typing.ArrayLike, " \
+#define KILN_CONV_SIG                                                                                        \
+  "(self, input: NetworkTensor, num_output_maps: int, kernel_shape: collections.abc.Sequence[int], kernel: " \
+  "numpy.typing.ArrayLike, "                                                                                 \
   "bias: numpy.typing.ArrayLike | None = None) -> Layer"
   const char* conv_doc = "Convolution over NCHW (or NCDHW); kernel [K, C/groups, *kernel_shape], bias [K].";
   net.def("add_convolution", conv, nb::arg("input"), nb::arg("num_output_maps"), nb::arg("kernel_shape"),
-          nb::arg("kernel"), nb::arg("bias") = nb::none(), nb::sig("def add_convolution" KILN_CONV_SIG),
-          conv_doc);
+          nb::arg("kernel"), nb::arg("bias") = nb::none(), nb::sig("def add_convolution" KILN_CONV_SIG), conv_doc);
   net.def("add_convolution_nd", conv, nb::arg("input"), nb::arg("num_output_maps"), nb::arg("kernel_shape"),
-          nb::arg("kernel"), nb::arg("bias") = nb::none(),
-          nb::sig("def add_convolution_nd" KILN_CONV_SIG), conv_doc);
+          nb::arg("kernel"), nb::arg("bias") = nb::none(), nb::sig("def add_convolution_nd" KILN_CONV_SIG), conv_doc);
 #undef KILN_CONV_SIG
 
   auto pool = [](Self self, nb::handle input, PoolingType type, const Dims& window) {
@@ -252,10 +257,12 @@ void register_network(nb::module_& m) {
     return wrap_layer(self.p->add_pooling(x, type, window), *self.p, self.h, before, "add_pooling");
   };
   net.def("add_pooling", pool, nb::arg("input"), nb::arg("type"), nb::arg("window_size"),
-          nb::sig("def add_pooling(self, input: NetworkTensor, type: PoolingType, window_size: collections.abc.Sequence[int]) -> Layer"),
+          nb::sig("def add_pooling(self, input: NetworkTensor, type: PoolingType, window_size: "
+                  "collections.abc.Sequence[int]) -> Layer"),
           "Max or average pooling (set stride/padding on the layer).");
   net.def("add_pooling_nd", pool, nb::arg("input"), nb::arg("type"), nb::arg("window_size"),
-          nb::sig("def add_pooling_nd(self, input: NetworkTensor, type: PoolingType, window_size: collections.abc.Sequence[int]) -> Layer"),
+          nb::sig("def add_pooling_nd(self, input: NetworkTensor, type: PoolingType, window_size: "
+                  "collections.abc.Sequence[int]) -> Layer"),
           "Max or average pooling (set stride/padding on the layer).");
 
   net.def(
@@ -368,7 +375,8 @@ void register_network(nb::module_& m) {
         return wrap_layer(self.p->add_constant(value), *self.p, self.h, before, "add_constant");
       },
       nb::arg("shape"), nb::arg("weights") = nb::none(),
-      nb::sig("def add_constant(self, shape: collections.abc.Sequence[int] | numpy.typing.ArrayLike, weights: numpy.typing.ArrayLike | None = None) -> Layer"),
+      nb::sig("def add_constant(self, shape: collections.abc.Sequence[int] | numpy.typing.ArrayLike, weights: "
+              "numpy.typing.ArrayLike | None = None) -> Layer"),
       "A constant: add_constant(array), or TensorRT's add_constant(shape, weights).");
   net.def("__repr__", [](const NetworkDefinition& n) {
     return "<kiln.NetworkDefinition: " + std::to_string(n.num_inputs()) + " input(s), " +

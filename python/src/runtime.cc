@@ -144,14 +144,14 @@ nb::dict PyContext::infer(nb::handle inputs, nb::handle outputs) {
   } else if (in_names.size() == 1 && is_array_like(inputs)) {
     items.emplace_back(in_names[0], inputs);
   } else {
-    raise(ErrorCode::kInvalidArgument, "infer() takes a dict {input name: array}; the engine's inputs are: " +
-                                           io_names(e, TensorIOMode::kInput));
+    raise(ErrorCode::kInvalidArgument,
+          "infer() takes a dict {input name: array}; the engine's inputs are: " + io_names(e, TensorIOMode::kInput));
   }
   std::map<std::string, HostArray> arrays;
   for (auto& [name, obj] : items) {
     if (e.get_tensor_mode(name) != TensorIOMode::kInput)
-      raise(ErrorCode::kNotFound, "'" + name + "' is not an input of this engine (inputs: " +
-                                      io_names(e, TensorIOMode::kInput) + ")");
+      raise(ErrorCode::kNotFound,
+            "'" + name + "' is not an input of this engine (inputs: " + io_names(e, TensorIOMode::kInput) + ")");
     HostArray h = host_array(obj, "input '" + name + "'", false);
     DataType want = e.get_tensor_dtype(name);
     if (h.tensor.dtype() != want)
@@ -188,8 +188,8 @@ nb::dict PyContext::infer(nb::handle inputs, nb::handle outputs) {
   for (auto [k, v] : given) {
     std::string n = nb::cast<std::string>(k);
     if (e.get_tensor_mode(n) != TensorIOMode::kOutput)
-      raise(ErrorCode::kNotFound, "'" + n + "' is not an output of this engine (outputs: " +
-                                      io_names(e, TensorIOMode::kOutput) + ")");
+      raise(ErrorCode::kNotFound,
+            "'" + n + "' is not an output of this engine (outputs: " + io_names(e, TensorIOMode::kOutput) + ")");
   }
   for (auto& [n, h] : arrays) {
     check(ctx->set_input_shape(n, h.tensor.dims()));
@@ -210,8 +210,8 @@ nb::dict PyContext::infer(nb::handle inputs, nb::handle outputs) {
     }
     HostArray h = host_array(obj, "output '" + n + "'", true);
     if (h.tensor.dtype() != dt)
-      raise(ErrorCode::kInvalidArgument, "output '" + n + "' is " + dtype_name(dt) + " but the array is " +
-                                             dtype_name(h.tensor.dtype()));
+      raise(ErrorCode::kInvalidArgument,
+            "output '" + n + "' is " + dtype_name(dt) + " but the array is " + dtype_name(h.tensor.dtype()));
     if (h.tensor.dims() != want)
       raise(ErrorCode::kInvalidArgument, "output '" + n + "' has shape " + dims_to_string(want) +
                                              " for these inputs but the array has shape " +
@@ -271,8 +271,7 @@ void register_runtime(nb::module_& m) {
       .def("inspect_json", &Engine::inspect_json, "A JSON description: I/O, profiles, layers, memory.")
       .def_prop_ro("metadata", &Engine::metadata, "User metadata stored at build time.")
       .def(
-          "serialize",
-          [](const Engine& e) { return serialized_engine_bytes(plan::serialize_engine(e.data()->model)); },
+          "serialize", [](const Engine& e) { return serialized_engine_bytes(plan::serialize_engine(e.data()->model)); },
           nb::sig("def serialize(self) -> SerializedEngine"), "The engine file bytes (TensorRT 7/8 style).")
       .def(
           "create_execution_context",
@@ -314,8 +313,9 @@ void register_runtime(nb::module_& m) {
           },
           nb::arg("binding"), nb::sig("def binding_is_input(self, binding: int | str) -> bool"))
       .def(
-          "get_binding_shape", [](const Engine& e, int i) { return dims_tuple(e.get_tensor_shape(binding_name(e, i))); },
-          nb::arg("index"), nb::sig("def get_binding_shape(self, index: int) -> tuple[int, ...]"))
+          "get_binding_shape",
+          [](const Engine& e, int i) { return dims_tuple(e.get_tensor_shape(binding_name(e, i))); }, nb::arg("index"),
+          nb::sig("def get_binding_shape(self, index: int) -> tuple[int, ...]"))
       .def(
           "get_binding_dtype", [](const Engine& e, int i) { return e.get_tensor_dtype(binding_name(e, i)); },
           nb::arg("index"))
@@ -330,8 +330,8 @@ void register_runtime(nb::module_& m) {
           nb::arg("profile_index"), nb::arg("binding"),
           nb::sig("def get_profile_shape(self, profile_index: int, binding: int | str) -> list[tuple[int, ...]]"))
       .def("__repr__", [](const Engine& e) {
-        return "<kiln.Engine: " + std::to_string(e.num_io_tensors()) + " I/O tensors (" + io_names(e, TensorIOMode::kNone) +
-               "), " + std::to_string(e.num_layers()) + " layers>";
+        return "<kiln.Engine: " + std::to_string(e.num_io_tensors()) + " I/O tensors (" +
+               io_names(e, TensorIOMode::kNone) + "), " + std::to_string(e.num_layers()) + " layers>";
       });
   add_context_manager(engine);
 
@@ -370,7 +370,9 @@ void register_runtime(nb::module_& m) {
           },
           nb::arg("name"), nb::sig("def get_tensor_shape(self, name: str) -> tuple[int, ...]"),
           "Dims of an I/O tensor for the current input shapes; -1 where data-dependent.")
-      .def("set_tensor_address", [](PyContext& c, const std::string& name, nb::handle address) {
+      .def(
+          "set_tensor_address",
+          [](PyContext& c, const std::string& name, nb::handle address) {
             c.set_address(name, address);
             return true;
           },
@@ -381,7 +383,8 @@ void register_runtime(nb::module_& m) {
           "get_tensor_address",
           [](const PyContext& c, const std::string& name) {
             auto it = c.bound.find(name);
-            return it == c.bound.end() ? uint64_t{0} : static_cast<uint64_t>(reinterpret_cast<uintptr_t>(it->second.ptr));
+            return it == c.bound.end() ? uint64_t{0}
+                                       : static_cast<uint64_t>(reinterpret_cast<uintptr_t>(it->second.ptr));
           },
           nb::arg("name"))
       .def(
@@ -400,7 +403,8 @@ void register_runtime(nb::module_& m) {
               raise(ErrorCode::kInvalidArgument, "execute_v2: got " + std::to_string(bindings.size()) +
                                                      " bindings, the engine has " + std::to_string(e.num_io_tensors()) +
                                                      " I/O tensors (" + io_names(e, TensorIOMode::kNone) + ")");
-            for (int i = 0; i < e.num_io_tensors(); ++i) c.set_address(e.get_tensor_name(i), bindings[static_cast<size_t>(i)]);
+            for (int i = 0; i < e.num_io_tensors(); ++i)
+              c.set_address(e.get_tensor_name(i), bindings[static_cast<size_t>(i)]);
             c.execute();
             return true;
           },
@@ -414,7 +418,8 @@ void register_runtime(nb::module_& m) {
             if (static_cast<int>(bindings.size()) != e.num_io_tensors())
               raise(ErrorCode::kInvalidArgument, "execute_async_v2: got " + std::to_string(bindings.size()) +
                                                      " bindings, the engine has " + std::to_string(e.num_io_tensors()));
-            for (int i = 0; i < e.num_io_tensors(); ++i) c.set_address(e.get_tensor_name(i), bindings[static_cast<size_t>(i)]);
+            for (int i = 0; i < e.num_io_tensors(); ++i)
+              c.set_address(e.get_tensor_name(i), bindings[static_cast<size_t>(i)]);
             c.execute();
             return true;
           },
@@ -423,8 +428,10 @@ void register_runtime(nb::module_& m) {
                   "stream_handle: int = 0) -> bool"),
           "As execute_v2 (synchronous on the CPU).")
       .def("infer", &PyContext::infer, nb::arg("inputs"), nb::arg("outputs").none() = nb::none(),
-           nb::sig("def infer(self, inputs: collections.abc.Mapping[str, numpy.typing.ArrayLike] | numpy.typing.ArrayLike, "
-                   "outputs: collections.abc.Mapping[str, numpy.typing.ArrayLike] | None = None) -> dict[str, numpy.typing.NDArray]"),
+           nb::sig(
+               "def infer(self, inputs: collections.abc.Mapping[str, numpy.typing.ArrayLike] | numpy.typing.ArrayLike, "
+               "outputs: collections.abc.Mapping[str, numpy.typing.ArrayLike] | None = None) -> dict[str, "
+               "numpy.typing.NDArray]"),
            "Runs once: sets the input shapes from the arrays, binds them without copying and returns\n"
            "{output name: numpy array}. Inputs may be numpy arrays or any host DLPack /\n"
            "__array_interface__ object; a lone array is accepted for a one-input engine. With\n"
