@@ -21,19 +21,25 @@ namespace kiln::conformance {
 
 const char* outcome_name(Outcome o) {
   switch (o) {
-    case Outcome::kPass: return "pass";
-    case Outcome::kFail: return "fail";
-    case Outcome::kError: return "error";
-    case Outcome::kUnsupported: return "unsupported";
-    case Outcome::kCrash: return "crash";
-    case Outcome::kTimeout: return "timeout";
+    case Outcome::kPass:
+      return "pass";
+    case Outcome::kFail:
+      return "fail";
+    case Outcome::kError:
+      return "error";
+    case Outcome::kUnsupported:
+      return "unsupported";
+    case Outcome::kCrash:
+      return "crash";
+    case Outcome::kTimeout:
+      return "timeout";
   }
   return "error";
 }
 
 bool outcome_from_name(const std::string& s, Outcome* o) {
-  for (Outcome x : {Outcome::kPass, Outcome::kFail, Outcome::kError, Outcome::kUnsupported, Outcome::kCrash,
-                    Outcome::kTimeout})
+  for (Outcome x :
+       {Outcome::kPass, Outcome::kFail, Outcome::kError, Outcome::kUnsupported, Outcome::kCrash, Outcome::kTimeout})
     if (s == outcome_name(x)) {
       *o = x;
       return true;
@@ -100,8 +106,7 @@ class StderrLogger : public Logger {
 std::string compare_tensors(const Tensor& a, const Tensor& e, const Tolerance& tol) {
   if (a.dtype() != e.dtype())
     return std::string("dtype ") + dtype_name(a.dtype()) + ", expected " + dtype_name(e.dtype());
-  if (a.dims() != e.dims())
-    return "shape " + dims_to_string(a.dims()) + ", expected " + dims_to_string(e.dims());
+  if (a.dims() != e.dims()) return "shape " + dims_to_string(a.dims()) + ", expected " + dims_to_string(e.dims());
   int64_t n = e.numel();
   if (n > 0 && (a.data() == nullptr || e.data() == nullptr)) return "output has no data";
   int64_t bad = 0, first = -1;
@@ -115,15 +120,19 @@ std::string compare_tensors(const Tensor& a, const Tensor& e, const Tolerance& t
         ++bad;
       }
     if (!bad) return "";
-    return std::to_string(bad) + " of " + std::to_string(n) + " values differ; first at " + index_text(first, e.dims()) +
-           ": got " + std::to_string(a.get_as_int64(first)) + ", expected " + std::to_string(e.get_as_int64(first));
+    return std::to_string(bad) + " of " + std::to_string(n) + " values differ; first at " +
+           index_text(first, e.dims()) + ": got " + std::to_string(a.get_as_int64(first)) + ", expected " +
+           std::to_string(e.get_as_int64(first));
   }
   for (int64_t i = 0; i < n; ++i) {
     double x = a.get_as_double(i), y = e.get_as_double(i);
     bool ok;
-    if (std::isnan(y) || std::isnan(x)) ok = std::isnan(x) && std::isnan(y);
-    else if (std::isinf(y) || std::isinf(x)) ok = x == y;
-    else ok = std::fabs(x - y) <= tol.atol + tol.rtol * std::fabs(y);
+    if (std::isnan(y) || std::isnan(x))
+      ok = std::isnan(x) && std::isnan(y);
+    else if (std::isinf(y) || std::isinf(x))
+      ok = x == y;
+    else
+      ok = std::fabs(x - y) <= tol.atol + tol.rtol * std::fabs(y);
     if (!ok) {
       if (first < 0) first = i;
       ++bad;
@@ -152,9 +161,11 @@ TestResult run_node_test(const std::string& dir, const NodeTestOptions& opt) {
   }
   const auto& g = model.graph();
   for (const auto& v : g.input())
-    if (const char* k = value_kind(v.type())) return {Outcome::kUnsupported, std::string(k) + " input '" + v.name() + "'"};
+    if (const char* k = value_kind(v.type()))
+      return {Outcome::kUnsupported, std::string(k) + " input '" + v.name() + "'"};
   for (const auto& v : g.output())
-    if (const char* k = value_kind(v.type())) return {Outcome::kUnsupported, std::string(k) + " output '" + v.name() + "'"};
+    if (const char* k = value_kind(v.type()))
+      return {Outcome::kUnsupported, std::string(k) + " output '" + v.name() + "'"};
 
   // Test data sets, in order.
   struct DataSet {

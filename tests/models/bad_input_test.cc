@@ -254,7 +254,8 @@ TEST_F(BadInput, ShapeOutsideProfile) {
   EXPECT_FALSE(s.ok());
   EXPECT_EQ(s.code(), kiln::ErrorCode::kOutOfRange) << s.to_string();
   EXPECT_NE(s.message().find("x"), std::string::npos) << s.to_string();
-  auto out = ctx->infer({{"x", random(kiln::DataType::kFloat32, {8, 32})}, {"z", random(kiln::DataType::kFloat32, {8, 16})}});
+  auto out =
+      ctx->infer({{"x", random(kiln::DataType::kFloat32, {8, 32})}, {"z", random(kiln::DataType::kFloat32, {8, 16})}});
   EXPECT_FALSE(out.ok());
   // A static dim that differs from the model is refused too.
   EXPECT_FALSE(ctx->set_input_shape("x", {2, 31}).ok());
@@ -263,7 +264,8 @@ TEST_F(BadInput, ShapeOutsideProfile) {
   auto z = write_npy("z8.npy", random(kiln::DataType::kFloat32, {8, 16}));
   expect_cli_error(run_cli({"run", engine_path_.string(), "--input", "x=" + x.string(), "--input", "z=" + z.string()}));
   // And the valid batch runs (the failures above are about the shape, not the engine).
-  auto ok = ctx->infer({{"x", random(kiln::DataType::kFloat32, {3, 32})}, {"z", random(kiln::DataType::kFloat32, {3, 16})}});
+  auto ok =
+      ctx->infer({{"x", random(kiln::DataType::kFloat32, {3, 32})}, {"z", random(kiln::DataType::kFloat32, {3, 16})}});
   EXPECT_TRUE(ok.ok()) << ok.status().to_string();
 }
 
@@ -284,7 +286,8 @@ TEST_F(BadInput, WrongDtype) {
   auto engine = load();
   ASSERT_TRUE(engine);
   auto ctx = engine->create_execution_context();
-  auto out = ctx->infer({{"x", random(kiln::DataType::kInt32, {2, 32})}, {"z", random(kiln::DataType::kFloat32, {2, 16})}});
+  auto out =
+      ctx->infer({{"x", random(kiln::DataType::kInt32, {2, 32})}, {"z", random(kiln::DataType::kFloat32, {2, 16})}});
   ASSERT_FALSE(out.ok());
   EXPECT_NE(out.status().message().find("x"), std::string::npos) << out.status().to_string();
   auto xi = write_npy("xi.npy", random(kiln::DataType::kInt32, {2, 32}));
@@ -292,7 +295,8 @@ TEST_F(BadInput, WrongDtype) {
   expect_cli_error(run_cli({"run", engine_path_.string(), "--input", "x=" + xi.string(), "--input", "z=" + z.string()}),
                    "int32");
   // Wrong rank.
-  auto out2 = ctx->infer({{"x", random(kiln::DataType::kFloat32, {2, 32, 1})}, {"z", random(kiln::DataType::kFloat32, {2, 16})}});
+  auto out2 = ctx->infer(
+      {{"x", random(kiln::DataType::kFloat32, {2, 32, 1})}, {"z", random(kiln::DataType::kFloat32, {2, 16})}});
   EXPECT_FALSE(out2.ok());
 }
 
@@ -318,9 +322,9 @@ TEST_F(BadInput, HostileNpyInputs) {
   for (const auto& [name, bytes] : files) {
     SCOPED_TRACE(name);
     write_bytes(dir_ / name, bytes.data(), bytes.size());
-    expect_cli_error(run_cli({"run", engine_path_.string(), "--input", "x=" + (dir_ / name).string(), "--input",
-                              "z=" + z.string()}),
-                     name);
+    expect_cli_error(
+        run_cli({"run", engine_path_.string(), "--input", "x=" + (dir_ / name).string(), "--input", "z=" + z.string()}),
+        name);
   }
   expect_cli_error(run_cli({"run", engine_path_.string(), "--input", "x=" + (dir_ / "missing.npy").string()}),
                    "missing.npy");
@@ -335,8 +339,10 @@ TEST_F(BadInput, CliUsageErrors) {
   expect_cli_error(run_cli({"run", (dir_ / "no_such_file.engine").string()}), "no_such_file.engine");
   auto ok = run_cli({"--help"});
   EXPECT_EQ(ok.code, 0) << ok.output;
-  // The valid engine runs with random inputs.
+  // The valid engine runs with random inputs, also with the model after a repeatable option.
   auto r = run_cli({"run", engine_path_.string(), "--shapes", "x:3x32,z:3x16"});
+  EXPECT_EQ(r.code, 0) << r.output;
+  r = run_cli({"run", "--shapes", "x:3x32,z:3x16", engine_path_.string()});
   EXPECT_EQ(r.code, 0) << r.output;
 }
 

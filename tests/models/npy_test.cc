@@ -2,8 +2,8 @@
 // header layout, and hostile files (every truncation, flipped bytes, bad headers).
 // kiln_tests compiles only *_test.cc from tests/models, so the tool's two source
 // files are compiled in here (and used by the end-to-end tests too).
-#include "../../tools/kiln/cli_util.cc"
 #include "../../tools/kiln/npy.cc"
+#include "../../tools/kiln/cli_util.cc"
 
 #include <gtest/gtest.h>
 
@@ -51,7 +51,8 @@ TEST(NpyTest, HeaderMatchesNumPy) {
   Tensor t = random_tensor(DataType::kFloat32, {2, 3}, 3);
   auto bytes = npy_serialize(t).value();
   std::string dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }";
-  std::string want = std::string("\x93NUMPY\x01\x00\x76\x00", 10) + dict + std::string(128 - 10 - dict.size() - 1, ' ') + "\n";
+  std::string want =
+      std::string("\x93NUMPY\x01\x00\x76\x00", 10) + dict + std::string(128 - 10 - dict.size() - 1, ' ') + "\n";
   ASSERT_EQ(bytes.size(), 128u + 24u);
   EXPECT_EQ(std::string(bytes.begin(), bytes.begin() + 128), want);
   EXPECT_EQ(std::memcmp(bytes.data() + 128, t.data(), 24), 0);

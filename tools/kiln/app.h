@@ -19,7 +19,7 @@ namespace kiln::cli {
 
 /// Options that control building an engine from ONNX (kiln build, and run/bench of .onnx).
 struct BuildOptions {
-  std::vector<std::string> shapes;  ///< --shapes; for `build`, one profile per occurrence
+  std::vector<std::string> shapes;                              ///< --shapes; for `build`, one profile per occurrence
   std::vector<std::string> min_shapes, opt_shapes, max_shapes;  ///< one per profile
   bool fp16 = false, bf16 = false, int8 = false, fp8 = false;
   bool tf32 = false, no_tf32 = false, strict_types = false;
@@ -61,8 +61,8 @@ struct BuildInfo {
 /// Parses an ONNX file and builds a serialized engine. `run_shapes` are shapes the
 /// caller will run with; they define the profile of dynamic inputs when no
 /// --min/--opt/--max-shapes were given.
-Result<std::vector<uint8_t>> build_from_onnx(const std::string& path, const BuildOptions& o,
-                                             const ShapeMap& run_shapes, Logger& logger, BuildInfo* info);
+Result<std::vector<uint8_t>> build_from_onnx(const std::string& path, const BuildOptions& o, const ShapeMap& run_shapes,
+                                             Logger& logger, BuildInfo* info);
 
 /// A deserialized engine, from an engine file or built in memory from ONNX.
 struct LoadedEngine {
@@ -128,9 +128,9 @@ Status run_run(const RunCmd& c);
 struct BenchCmd {
   std::string model;
   std::vector<std::string> inputs, shapes;
-  int warmup = -1;        ///< -1: 10 runs or 200 ms, whichever first
-  int iterations = -1;    ///< -1: default (at least 10)
-  double duration = -1;   ///< -1: default (3 s unless --iterations given)
+  int warmup = -1;       ///< -1: 10 runs or 200 ms, whichever first
+  int iterations = -1;   ///< -1: default (at least 10)
+  double duration = -1;  ///< -1: default (3 s unless --iterations given)
   std::string json;
   uint64_t seed = 1;
   int profile = -1;

@@ -34,8 +34,8 @@ Status write_file(const std::string& path, const void* data, size_t size) {
 std::string safe_file_name(const std::string& name) {
   std::string s;
   for (char c : name) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-              c == '_' || c == '-';
+    bool ok =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
     s += ok ? c : '_';
   }
   // "." and ".." would name directories.

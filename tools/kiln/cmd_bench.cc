@@ -142,8 +142,8 @@ Status run_bench(const BenchCmd& c) {
   std::cout << line;
   std::cout << "Latency: min = " << ms(sorted.front()) << ", max = " << ms(sorted.back()) << ", mean = " << ms(mean)
             << ", median = " << ms(median(sorted)) << ", percentile(90%) = " << ms(percentile(sorted, 90))
-            << ", percentile(95%) = " << ms(percentile(sorted, 95)) << ", percentile(99%) = " << ms(percentile(sorted, 99))
-            << "\n";
+            << ", percentile(95%) = " << ms(percentile(sorted, 95))
+            << ", percentile(99%) = " << ms(percentile(sorted, 99)) << "\n";
   std::snprintf(line, sizeof line, "Total Host Walltime: %.4f s\n", total);
   std::cout << line;
   std::cout << "Iterations: " << lat.size() << " (after " << warm << " warm-up runs"
@@ -159,9 +159,8 @@ Status run_bench(const BenchCmd& c) {
     j["iterations"] = lat.size();
     j["total_host_walltime_s"] = total;
     j["throughput_qps"] = qps;
-    j["latency_ms"] = {{"min", sorted.front()},          {"max", sorted.back()},
-                       {"mean", mean},                   {"median", median(sorted)},
-                       {"p90", percentile(sorted, 90)},  {"p95", percentile(sorted, 95)},
+    j["latency_ms"] = {{"min", sorted.front()},        {"max", sorted.back()},          {"mean", mean},
+                       {"median", median(sorted)},     {"p90", percentile(sorted, 90)}, {"p95", percentile(sorted, 95)},
                        {"p99", percentile(sorted, 99)}};
     std::string text = j.dump(2) + "\n";
     KILN_RETURN_IF_ERROR(write_file(c.json, text.data(), text.size()));

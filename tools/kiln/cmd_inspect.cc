@@ -80,17 +80,21 @@ Status run_inspect(const InspectCmd& c) {
     return Status();
   }
   if (j.is_discarded()) {
-    logger.emit(Logger::Severity::kWarning, "the engine's JSON description is not valid JSON; showing the API's view only");
+    logger.emit(Logger::Severity::kWarning,
+                "the engine's JSON description is not valid JSON; showing the API's view only");
     j = Json::object();
   }
 
   std::ostream& os = std::cout;
   os << "Engine: " << c.model;
-  if (loaded.built) os << " (built in memory from ONNX)";
-  else os << " (" << format_bytes(loaded.file_bytes) << ")";
+  if (loaded.built)
+    os << " (built in memory from ONNX)";
+  else
+    os << " (" << format_bytes(loaded.file_bytes) << ")";
   os << "\n";
   if (j.contains("header") && j["header"].is_object()) {
-    for (auto it = j["header"].begin(); it != j["header"].end(); ++it) os << "  " << it.key() << ": " << text(it.value()) << "\n";
+    for (auto it = j["header"].begin(); it != j["header"].end(); ++it)
+      os << "  " << it.key() << ": " << text(it.value()) << "\n";
   }
 
   os << "\nI/O tensors\n";
@@ -118,8 +122,10 @@ Status run_inspect(const InspectCmd& c) {
       any_range = true;
       prof.add({std::to_string(p), name, format_dims(mmm[0]), format_dims(mmm[1]), format_dims(mmm[2])});
     }
-  if (any_range) prof.print(os);
-  else os << "  (all inputs are static)\n";
+  if (any_range)
+    prof.print(os);
+  else
+    os << "  (all inputs are static)\n";
 
   os << "\nLayers: " << e.num_layers() << "\n";
   if (j.contains("layers") && j["layers"].is_array()) {
@@ -127,7 +133,8 @@ Status run_inspect(const InspectCmd& c) {
     int i = 0;
     for (const auto& l : j["layers"]) {
       std::string io_text = field(l, "inputs") + " -> " + field(l, "outputs");
-      layers.add({std::to_string(i++), field(l, "name"), field(l, "op"), field(l, "kernel"), field(l, "precision"), io_text});
+      layers.add(
+          {std::to_string(i++), field(l, "name"), field(l, "op"), field(l, "kernel"), field(l, "precision"), io_text});
     }
     layers.print(os);
   }

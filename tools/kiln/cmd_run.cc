@@ -1,10 +1,10 @@
 // kiln run: one inference with given or random inputs; prints and optionally saves outputs.
 #include <algorithm>
 #include <cmath>
-#include <set>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <set>
 
 #include "app.h"
 #include "cli_util.h"
@@ -89,10 +89,11 @@ Status run_run(const RunCmd& c) {
   std::set<std::string> used_files;
   for (const auto& name : order) {
     auto it = outputs.find(name);
-    if (it == outputs.end()) return Status(ErrorCode::kInternal, "the runtime returned no value for output '" + name + "'");
+    if (it == outputs.end())
+      return Status(ErrorCode::kInternal, "the runtime returned no value for output '" + name + "'");
     const Tensor& t = it->second;
-    std::cout << "output " << name << ": " << dtype_name(t.dtype()) << " " << format_dims(t.dims())
-              << summary_stats(t) << "\n";
+    std::cout << "output " << name << ": " << dtype_name(t.dtype()) << " " << format_dims(t.dims()) << summary_stats(t)
+              << "\n";
     if (c.print_values > 0 && t.numel() > 0) std::cout << "  [" << format_values(t, c.print_values) << "]\n";
     if (!c.output_dir.empty()) {
       // Distinct names can sanitise to the same file name ("a/b", "a:b"); keep both.

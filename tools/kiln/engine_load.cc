@@ -62,8 +62,7 @@ Status apply_config(const BuildOptions& o, BuilderConfig& config) {
   if (o.strict_types) config.set_flag(BuilderFlag::kStrictTypes);
   if (o.workspace_mib < 0) return Status(ErrorCode::kInvalidArgument, "--workspace must be >= 0 MiB");
   if (o.workspace_mib > 0)
-    config.set_memory_pool_limit(MemoryPoolType::kWorkspace,
-                                 static_cast<uint64_t>(o.workspace_mib * 1024.0 * 1024.0));
+    config.set_memory_pool_limit(MemoryPoolType::kWorkspace, static_cast<uint64_t>(o.workspace_mib * 1024.0 * 1024.0));
   if (o.opt_level < 0 || o.opt_level > 5)
     return Status(ErrorCode::kInvalidArgument, "--opt-level must be 0..5, got " + std::to_string(o.opt_level));
   config.set_optimization_level(o.opt_level);
@@ -85,8 +84,8 @@ Status apply_config(const BuildOptions& o, BuilderConfig& config) {
 
 }  // namespace
 
-Result<std::vector<uint8_t>> build_from_onnx(const std::string& path, const BuildOptions& o,
-                                             const ShapeMap& run_shapes, Logger& logger, BuildInfo* info) {
+Result<std::vector<uint8_t>> build_from_onnx(const std::string& path, const BuildOptions& o, const ShapeMap& run_shapes,
+                                             Logger& logger, BuildInfo* info) {
   auto t0 = std::chrono::steady_clock::now();
   Builder builder(logger);
   std::unique_ptr<NetworkDefinition> net = builder.create_network();
@@ -99,8 +98,7 @@ Result<std::vector<uint8_t>> build_from_onnx(const std::string& path, const Buil
     if (n == 0) msg += " (no details given)";
     return Status(ErrorCode::kInvalidModel, msg);
   }
-  if (!net->errors().empty())
-    return Status(ErrorCode::kInvalidModel, "'" + path + "': " + join(net->errors(), "; "));
+  if (!net->errors().empty()) return Status(ErrorCode::kInvalidModel, "'" + path + "': " + join(net->errors(), "; "));
   std::unique_ptr<BuilderConfig> config = builder.create_builder_config();
   KILN_RETURN_IF_ERROR(apply_config(o, *config));
   KILN_ASSIGN_OR_RETURN(auto profiles, make_profiles(*net, o, run_shapes, logger));
@@ -127,8 +125,9 @@ Result<LoadedEngine> load_engine(const std::string& path, const BuildOptions& o,
   }
   Runtime runtime(logger);
   auto engine = runtime.deserialize(bytes.data(), bytes.size());
-  if (!engine.ok()) return engine.status().with_context(out.built ? "loading the engine built from '" + path + "'"
-                                                                  : "loading engine '" + path + "'");
+  if (!engine.ok())
+    return engine.status().with_context(out.built ? "loading the engine built from '" + path + "'"
+                                                  : "loading engine '" + path + "'");
   out.engine = std::move(engine).value();
   return out;
 }

@@ -47,8 +47,9 @@ Result<RunSetup> choose_run_setup(const Engine& e, const ShapeMap& given, int pr
                     "'" + name + "' is not an input of the engine (inputs: " + join(inputs, ", ") + ")");
   int np = e.num_optimization_profiles();
   if (profile >= np)
-    return Status(ErrorCode::kInvalidArgument, "--profile " + std::to_string(profile) + " is out of range (the engine has " +
-                                                   std::to_string(np) + " profile" + (np == 1 ? "" : "s") + ")");
+    return Status(ErrorCode::kInvalidArgument, "--profile " + std::to_string(profile) +
+                                                   " is out of range (the engine has " + std::to_string(np) +
+                                                   " profile" + (np == 1 ? "" : "s") + ")");
   RunSetup s;
   if (profile >= 0) {
     s.profile = profile;
@@ -102,9 +103,8 @@ Result<std::map<std::string, Tensor>> make_inputs(const Engine& e, const RunSetu
     for (const auto& name : inputs)
       if (!given.count(name)) missing.push_back(name);
     if (!missing.empty())
-      return Status(ErrorCode::kNotFound, "no --input for " + join(missing, ", ") +
-                                              "; give every input (" + join(inputs, ", ") +
-                                              ") or none for random data");
+      return Status(ErrorCode::kNotFound, "no --input for " + join(missing, ", ") + "; give every input (" +
+                                              join(inputs, ", ") + ") or none for random data");
     return given;
   }
   std::mt19937_64 rng(seed);

@@ -9,15 +9,24 @@
 
 namespace kiln::cli {
 
+// Repeatable options take one value per occurrence (`--input a=x.npy --input b=y.npy`),
+// so a positional after them is never swallowed as another value.
 void add_build_options(CLI::App* app, BuildOptions& o, bool build_cmd) {
   const char* g = "Build options";
   if (build_cmd)
     app->add_option("--shapes", o.shapes,
                     "Fixed input shapes name:1x3x224x224,name2:1x128 (min=opt=max); repeat for several profiles")
-        ->group(g);
-  app->add_option("--min-shapes", o.min_shapes, "Minimum input shapes, name:dims,...; repeat once per profile")->group(g);
-  app->add_option("--opt-shapes", o.opt_shapes, "Shapes to optimize for, name:dims,...; repeat once per profile")->group(g);
-  app->add_option("--max-shapes", o.max_shapes, "Maximum input shapes, name:dims,...; repeat once per profile")->group(g);
+        ->group(g)
+        ->allow_extra_args(false);
+  app->add_option("--min-shapes", o.min_shapes, "Minimum input shapes, name:dims,...; repeat once per profile")
+      ->group(g)
+      ->allow_extra_args(false);
+  app->add_option("--opt-shapes", o.opt_shapes, "Shapes to optimize for, name:dims,...; repeat once per profile")
+      ->group(g)
+      ->allow_extra_args(false);
+  app->add_option("--max-shapes", o.max_shapes, "Maximum input shapes, name:dims,...; repeat once per profile")
+      ->group(g)
+      ->allow_extra_args(false);
   app->add_flag("--fp16", o.fp16, "Allow float16 kernels")->group(g);
   app->add_flag("--bf16", o.bf16, "Allow bfloat16 kernels")->group(g);
   app->add_flag("--int8", o.int8, "Allow int8 kernels")->group(g);
@@ -30,7 +39,9 @@ void add_build_options(CLI::App* app, BuildOptions& o, bool build_cmd) {
       ->group(g)
       ->capture_default_str();
   app->add_option("--device", o.device, "Target device: cpu or cuda")->group(g)->capture_default_str();
-  app->add_option("--metadata", o.metadata, "key=value stored in the engine (repeatable)")->group(g);
+  app->add_option("--metadata", o.metadata, "key=value stored in the engine (repeatable)")
+      ->group(g)
+      ->allow_extra_args(false);
   app->add_flag("-v,--verbose", o.verbose, "Print kiln's informational messages");
 }
 
@@ -56,8 +67,9 @@ int main_impl(int argc, char** argv) {
   RunCmd run;
   auto* r = app.add_subcommand("run", "Run an engine (or an ONNX model built in memory) once");
   r->add_option("model", run.model, "Engine file or ONNX model")->required();
-  r->add_option("--input", run.inputs, "name=file.npy (repeatable); random inputs if none");
-  r->add_option("--shapes", run.shapes, "Input shapes name:dims,... for random inputs and dynamic dims");
+  r->add_option("--input", run.inputs, "name=file.npy (repeatable); random inputs if none")->allow_extra_args(false);
+  r->add_option("--shapes", run.shapes, "Input shapes name:dims,... for random inputs and dynamic dims")
+      ->allow_extra_args(false);
   r->add_option("--output-dir", run.output_dir, "Write each output to DIR/<name>.npy");
   r->add_option("--seed", run.seed, "Seed of the random inputs")->capture_default_str();
   r->add_option("--profile", run.profile, "Optimization profile (default: the first that holds the shapes)");
@@ -67,8 +79,8 @@ int main_impl(int argc, char** argv) {
   BenchCmd bench;
   auto* be = app.add_subcommand("bench", "Measure latency and throughput");
   be->add_option("model", bench.model, "Engine file or ONNX model")->required();
-  be->add_option("--input", bench.inputs, "name=file.npy (repeatable); random inputs if none");
-  be->add_option("--shapes", bench.shapes, "Input shapes name:dims,...");
+  be->add_option("--input", bench.inputs, "name=file.npy (repeatable); random inputs if none")->allow_extra_args(false);
+  be->add_option("--shapes", bench.shapes, "Input shapes name:dims,...")->allow_extra_args(false);
   be->add_option("--warmup", bench.warmup, "Warm-up runs (default: 10 runs or 200 ms, whichever is first)");
   be->add_option("--iterations", bench.iterations, "Timed runs (default: at least 10, for at least 3 s)");
   be->add_option("--duration", bench.duration, "Run for at least this many seconds");

@@ -19,10 +19,9 @@ struct DescrEntry {
   DataType dtype;
 };
 constexpr DescrEntry kDescrs[] = {
-    {"<f4", DataType::kFloat32}, {"<f8", DataType::kFloat64}, {"<f2", DataType::kFloat16},
-    {"|i1", DataType::kInt8},    {"<i1", DataType::kInt8},    {"|u1", DataType::kUInt8},
-    {"<u1", DataType::kUInt8},   {"<i2", DataType::kInt16},   {"<u2", DataType::kUInt16},
-    {"<i4", DataType::kInt32},   {"<u4", DataType::kUInt32},  {"<i8", DataType::kInt64},
+    {"<f4", DataType::kFloat32}, {"<f8", DataType::kFloat64}, {"<f2", DataType::kFloat16}, {"|i1", DataType::kInt8},
+    {"<i1", DataType::kInt8},    {"|u1", DataType::kUInt8},   {"<u1", DataType::kUInt8},   {"<i2", DataType::kInt16},
+    {"<u2", DataType::kUInt16},  {"<i4", DataType::kInt32},   {"<u4", DataType::kUInt32},  {"<i8", DataType::kInt64},
     {"<u8", DataType::kUInt64},  {"|b1", DataType::kBool},    {"<b1", DataType::kBool},
 };
 
@@ -95,20 +94,35 @@ class HeaderParser {
 
 std::string npy_descr(DataType t) {
   switch (t) {
-    case DataType::kFloat32: return "<f4";
-    case DataType::kFloat64: return "<f8";
-    case DataType::kFloat16: return "<f2";
-    case DataType::kInt8: return "|i1";
-    case DataType::kUInt8: return "|u1";
-    case DataType::kInt16: return "<i2";
-    case DataType::kUInt16: return "<u2";
-    case DataType::kInt32: return "<i4";
-    case DataType::kUInt32: return "<u4";
-    case DataType::kInt64: return "<i8";
-    case DataType::kUInt64: return "<u8";
-    case DataType::kBool: return "|b1";
-    case DataType::kBFloat16: case DataType::kFloat8E4M3: return "<f4";
-    default: return "";
+    case DataType::kFloat32:
+      return "<f4";
+    case DataType::kFloat64:
+      return "<f8";
+    case DataType::kFloat16:
+      return "<f2";
+    case DataType::kInt8:
+      return "|i1";
+    case DataType::kUInt8:
+      return "|u1";
+    case DataType::kInt16:
+      return "<i2";
+    case DataType::kUInt16:
+      return "<u2";
+    case DataType::kInt32:
+      return "<i4";
+    case DataType::kUInt32:
+      return "<u4";
+    case DataType::kInt64:
+      return "<i8";
+    case DataType::kUInt64:
+      return "<u8";
+    case DataType::kBool:
+      return "|b1";
+    case DataType::kBFloat16:
+    case DataType::kFloat8E4M3:
+      return "<f4";
+    default:
+      return "";
   }
 }
 
@@ -125,12 +139,12 @@ Result<Tensor> npy_parse(const void* data, size_t size, const std::string& what)
     header_start = 10;
   } else if (major == 2 || major == 3) {
     if (size < 12) return bad(what, "truncated .npy header");
-    header_len = static_cast<size_t>(p[8]) | (static_cast<size_t>(p[9]) << 8) |
-                 (static_cast<size_t>(p[10]) << 16) | (static_cast<size_t>(p[11]) << 24);
+    header_len = static_cast<size_t>(p[8]) | (static_cast<size_t>(p[9]) << 8) | (static_cast<size_t>(p[10]) << 16) |
+                 (static_cast<size_t>(p[11]) << 24);
     header_start = 12;
   } else {
-    return bad(what, "unsupported .npy format version " + std::to_string(major) + "." +
-                         std::to_string(p[7]) + " (supported: 1.0, 2.0, 3.0)");
+    return bad(what, "unsupported .npy format version " + std::to_string(major) + "." + std::to_string(p[7]) +
+                         " (supported: 1.0, 2.0, 3.0)");
   }
   if (header_len > size - header_start)
     return bad(what, "truncated .npy file: header says " + std::to_string(header_len) +
@@ -146,12 +160,12 @@ Result<Tensor> npy_parse(const void* data, size_t size, const std::string& what)
     std::string key;
     if (!hp.string(&key) || !hp.eat(':')) return bad(what, "malformed .npy header: " + header);
     if (key == "descr") {
-      if (!hp.string(&descr)) return bad(what, "malformed 'descr' in .npy header (structured dtypes are not supported)");
+      if (!hp.string(&descr))
+        return bad(what, "malformed 'descr' in .npy header (structured dtypes are not supported)");
       have_descr = true;
     } else if (key == "fortran_order") {
       std::string w;
-      if (!hp.word(&w) || (w != "True" && w != "False"))
-        return bad(what, "malformed 'fortran_order' in .npy header");
+      if (!hp.word(&w) || (w != "True" && w != "False")) return bad(what, "malformed 'fortran_order' in .npy header");
       fortran = w == "True";
       have_order = true;
     } else if (key == "shape") {
@@ -179,8 +193,7 @@ Result<Tensor> npy_parse(const void* data, size_t size, const std::string& what)
   if (dtype == DataType::kUndefined) {
     if (!descr.empty() && descr[0] == '>')
       return bad(what, "big-endian dtype '" + descr + "' is not supported; save with a little-endian dtype");
-    return bad(what, "unsupported dtype '" + descr +
-                         "' (supported: <f4 <f8 <f2 |i1 |u1 <i2 <u2 <i4 <u4 <i8 <u8 |b1)");
+    return bad(what, "unsupported dtype '" + descr + "' (supported: <f4 <f8 <f2 |i1 |u1 <i2 <u2 <i4 <u4 <i8 <u8 |b1)");
   }
 
   uint64_t count = 1;
@@ -193,10 +206,9 @@ Result<Tensor> npy_parse(const void* data, size_t size, const std::string& what)
   size_t data_start = header_start + header_len;
   size_t have = size - data_start;
   if (have < need)
-    return bad(what, "truncated .npy data: " + std::string(dtype_name(dtype)) + " " + format_dims(dims) +
-                         " needs " + std::to_string(need) + " bytes, the file has " + std::to_string(have));
-  if (have > need)
-    return bad(what, std::to_string(have - need) + " unexpected bytes after the array data");
+    return bad(what, "truncated .npy data: " + std::string(dtype_name(dtype)) + " " + format_dims(dims) + " needs " +
+                         std::to_string(need) + " bytes, the file has " + std::to_string(have));
+  if (have > need) return bad(what, std::to_string(have - need) + " unexpected bytes after the array data");
   Tensor t = Tensor::empty(dtype, dims);
   if (need) std::memcpy(t.data(), p + data_start, need);
   if (dtype == DataType::kBool) {
@@ -215,8 +227,7 @@ Result<Tensor> npy_read(const std::string& path) {
 Result<std::vector<uint8_t>> npy_serialize(const Tensor& in) {
   std::string descr = npy_descr(in.dtype());
   if (descr.empty())
-    return Status(ErrorCode::kUnsupported,
-                  std::string("cannot write a ") + dtype_name(in.dtype()) + " tensor as .npy");
+    return Status(ErrorCode::kUnsupported, std::string("cannot write a ") + dtype_name(in.dtype()) + " tensor as .npy");
   Tensor t = in;
   if (in.dtype() == DataType::kBFloat16 || in.dtype() == DataType::kFloat8E4M3) {
     t = Tensor::empty(DataType::kFloat32, in.dims());

@@ -75,8 +75,7 @@ Status check_against_network(const NetInput& in, const Dims& dims, const std::st
     if (in.dims[i] >= 0 && in.dims[i] != dims[i])
       return Status(ErrorCode::kInvalidArgument, what + ": input '" + in.name + "' dim " + std::to_string(i) +
                                                      " is fixed to " + std::to_string(in.dims[i]) +
-                                                     " by the model, the shape given has " +
-                                                     std::to_string(dims[i]));
+                                                     " by the model, the shape given has " + std::to_string(dims[i]));
   return Status();
 }
 
@@ -115,14 +114,21 @@ Result<std::vector<OptimizationProfile>> make_profiles(const NetworkDefinition& 
         {&o.min_shapes, "--min-shapes"}, {&o.opt_shapes, "--opt-shapes"}, {&o.max_shapes, "--max-shapes"}};
     for (auto& [list, flag] : lists)
       if (!list->empty() && list->size() != n)
-        return Status(ErrorCode::kInvalidArgument,
-                      std::string(flag) + " is given " + std::to_string(list->size()) + (list->size() == 1 ? " time" : " times") + " but there are " +
-                          std::to_string(n) + " profiles; give it once per profile (or not at all)");
+        return Status(ErrorCode::kInvalidArgument, std::string(flag) + " is given " + std::to_string(list->size()) +
+                                                       (list->size() == 1 ? " time" : " times") + " but there are " +
+                                                       std::to_string(n) +
+                                                       " profiles; give it once per profile (or not at all)");
     specs.resize(n);
     for (size_t p = 0; p < n; ++p) {
-      if (!o.min_shapes.empty()) { KILN_ASSIGN_OR_RETURN(specs[p].min, parse_shape_spec(o.min_shapes[p], "--min-shapes")); }
-      if (!o.opt_shapes.empty()) { KILN_ASSIGN_OR_RETURN(specs[p].opt, parse_shape_spec(o.opt_shapes[p], "--opt-shapes")); }
-      if (!o.max_shapes.empty()) { KILN_ASSIGN_OR_RETURN(specs[p].max, parse_shape_spec(o.max_shapes[p], "--max-shapes")); }
+      if (!o.min_shapes.empty()) {
+        KILN_ASSIGN_OR_RETURN(specs[p].min, parse_shape_spec(o.min_shapes[p], "--min-shapes"));
+      }
+      if (!o.opt_shapes.empty()) {
+        KILN_ASSIGN_OR_RETURN(specs[p].opt, parse_shape_spec(o.opt_shapes[p], "--opt-shapes"));
+      }
+      if (!o.max_shapes.empty()) {
+        KILN_ASSIGN_OR_RETURN(specs[p].max, parse_shape_spec(o.max_shapes[p], "--max-shapes"));
+      }
     }
   } else if (!o.shapes.empty()) {
     for (const auto& s : o.shapes) {
@@ -146,8 +152,8 @@ Result<std::vector<OptimizationProfile>> make_profiles(const NetworkDefinition& 
     for (const auto& name : names) {
       const NetInput* in = find_input(name);
       if (!in)
-        return Status(ErrorCode::kNotFound, where + ": '" + name + "' is not an input of the model (inputs: " +
-                                                input_names() + ")");
+        return Status(ErrorCode::kNotFound,
+                      where + ": '" + name + "' is not an input of the model (inputs: " + input_names() + ")");
       auto pick = [](const ShapeMap& m, const std::string& n) -> const Dims* {
         auto it = m.find(n);
         return it == m.end() ? nullptr : &it->second;
@@ -173,9 +179,9 @@ Result<std::vector<OptimizationProfile>> make_profiles(const NetworkDefinition& 
       Dims d = in.dims;
       for (auto& x : d)
         if (x < 0) x = 1;
-      logger.emit(Logger::Severity::kWarning,
-                  "input '" + in.name + "' has dynamic dims " + format_dims(in.dims) + " and no shape was given; using " +
-                      format_dims(d) + " (set --shapes or --min-shapes/--opt-shapes/--max-shapes)");
+      logger.emit(Logger::Severity::kWarning, "input '" + in.name + "' has dynamic dims " + format_dims(in.dims) +
+                                                  " and no shape was given; using " + format_dims(d) +
+                                                  " (set --shapes or --min-shapes/--opt-shapes/--max-shapes)");
       KILN_RETURN_IF_ERROR(prof.set_shape(in.name, d, d, d).with_context(where));
     }
     if (any_dynamic) profiles.push_back(prof);
