@@ -53,6 +53,23 @@ Status cpu_gemm_fused_matmul(KernelContext& ctx) {
                  ctx.attrs().get_float("alpha", 1.f));
 }
 
+Status prefill_gemm_c(KernelContext& ctx, int64_t m, int64_t n, float* y, float& beta) {
+  if (!ctx.has_input(2) || beta == 0.f) {
+    beta = 0.f;
+    return Status();
+  }
+  const Tensor& c = ctx.input(2);
+  Dims out{m, n};
+  if (c.rank() > 2) return ctx.error("C must have rank <= 2");
+  for (int64_t i = 0; i < c.rank(); ++i)
+    if (c.dim(i) != 1 && c.dim(i) != out[2 - c.rank() + i]) return ctx.error("C does not broadcast to [M, N]");
+  auto cs = broadcast_strides(c.dims(), out);
+  const float* cp = c.data_as<float>();
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) y[i * n + j] = cp[i * cs[0] + j * cs[1]];
+  return Status();
+}
+
 Status cpu_gemm_gemm(KernelContext& ctx) {
   const Tensor& a = ctx.input(0);
   const Tensor& b = ctx.input(1);
@@ -63,19 +80,7 @@ Status cpu_gemm_gemm(KernelContext& ctx) {
   if ((tb ? b.dim(1) : b.dim(0)) != k) return ctx.error("inner dims of A and B differ");
   float alpha = ctx.attrs().get_float("alpha", 1.f), beta = ctx.attrs().get_float("beta", 1.f);
   float* y = ctx.output(0).data_as<float>();
-  if (ctx.has_input(2) && beta != 0.f) {
-    const Tensor& c = ctx.input(2);
-    Dims out{m, n};
-    if (c.rank() > 2) return ctx.error("C must have rank <= 2");
-    for (int64_t i = 0; i < c.rank(); ++i)
-      if (c.dim(i) != 1 && c.dim(i) != out[2 - c.rank() + i]) return ctx.error("C does not broadcast to [M, N]");
-    auto cs = broadcast_strides(c.dims(), out);
-    const float* cp = c.data_as<float>();
-    for (int64_t i = 0; i < m; ++i)
-      for (int64_t j = 0; j < n; ++j) y[i * n + j] = cp[i * cs[0] + j * cs[1]];
-  } else {
-    beta = 0.f;
-  }
+  KILN_RETURN_IF_ERROR(prefill_gemm_c(ctx, m, n, y, beta));
   cpu::sgemm(ta, tb, m, n, k, alpha, a.data_as<float>(), ta ? m : k, b.data_as<float>(), tb ? k : n, beta, y, n,
              ctx.num_threads());
   return Status();

@@ -46,6 +46,8 @@ Status ref_gemm(KernelContext& ctx);
 Status cpu_gemm_matmul(KernelContext& ctx);
 Status cpu_gemm_fused_matmul(KernelContext& ctx);
 Status cpu_gemm_gemm(KernelContext& ctx);
+/// Gemm fast paths: writes C broadcast to [M, N] into y (beta != 0), else sets beta to 0.
+Status prefill_gemm_c(KernelContext& ctx, int64_t m, int64_t n, float* y, float& beta);
 bool applies_f32(const ir::Node& node, const std::vector<TensorType>& inputs);
 
 #ifdef KILN_HAVE_DNNL

@@ -86,19 +86,7 @@ Status onednn_gemm(KernelContext& ctx) {
   if (m == 0 || n == 0 || k == 0) return cpu_gemm_gemm(ctx);
   float alpha = ctx.attrs().get_float("alpha", 1.f), beta = ctx.attrs().get_float("beta", 1.f);
   float* y = ctx.output(0).data_as<float>();
-  if (ctx.has_input(2) && beta != 0.f) {
-    const Tensor& c = ctx.input(2);
-    Dims out{m, n};
-    if (c.rank() > 2) return ctx.error("C must have rank <= 2");
-    for (int64_t i = 0; i < c.rank(); ++i)
-      if (c.dim(i) != 1 && c.dim(i) != out[2 - c.rank() + i]) return ctx.error("C does not broadcast to [M, N]");
-    auto cs = broadcast_strides(c.dims(), out);
-    const float* cp = c.data_as<float>();
-    for (int64_t i = 0; i < m; ++i)
-      for (int64_t j = 0; j < n; ++j) y[i * n + j] = cp[i * cs[0] + j * cs[1]];
-  } else {
-    beta = 0.f;
-  }
+  KILN_RETURN_IF_ERROR(prefill_gemm_c(ctx, m, n, y, beta));
   MatMulDims g;
   g.m = m;
   g.n = n;
