@@ -66,15 +66,19 @@ class BuilderConfig {
   /// Target device; default CPU.
   void set_device(DeviceType d) { device_ = d; }
   DeviceType device() const { return device_; }
+  /// CUDA device the engine is built (and its kernels timed) on; default 0.
+  void set_device_index(int index) { device_index_ = index; }
+  int device_index() const { return device_index_; }
   /// Free-form metadata stored in the engine.
   void set_metadata(const std::string& key, const std::string& value) { metadata_[key] = value; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
 
  private:
-  uint32_t flags_ = 0;
+  uint32_t flags_ = 1u << static_cast<int>(BuilderFlag::kTF32);  // TF32 on by default, as in TensorRT
   uint64_t workspace_ = 0;
   int opt_level_ = 3;
   DeviceType device_ = DeviceType::kCPU;
+  int device_index_ = 0;
   std::vector<OptimizationProfile> profiles_;
   std::map<std::string, std::string> metadata_;
 };

@@ -13,11 +13,21 @@
 
 namespace kiln {
 
+/// Where the time of one run went (CUDA engines; milliseconds, from CUDA events).
+struct RunTiming {
+  float h2d_ms = 0;      ///< copying inputs into the engine
+  float compute_ms = 0;  ///< the layers
+  float d2h_ms = 0;      ///< copying outputs out
+};
+
 /// Whether an I/O tensor is read or written by the engine.
 enum class TensorIOMode { kNone, kInput, kOutput };
 
 class ExecutionContext;
 struct EngineData;
+namespace plan {
+struct EngineModel;
+}
 
 /// A deserialized, immutable engine. Shared by its execution contexts.
 class Engine {
@@ -47,6 +57,8 @@ class Engine {
   int num_layers() const;
   /// A JSON description: I/O, profiles, layers with kernel and precision, memory.
   std::string inspect_json() const;
+  /// "cpu" or "cuda".
+  std::string device() const;
   /// User metadata stored at build time.
   const std::map<std::string, std::string>& metadata() const;
   /// A new context; several may run concurrently.
@@ -71,10 +83,27 @@ class ExecutionContext {
   Status set_input_shape(const std::string& name, const Dims& dims);
   /// Dims of any I/O tensor for the current input shapes; -1 where data-dependent.
   Dims get_tensor_shape(const std::string& name) const;
-  /// Binds caller memory to an I/O tensor (host memory on the CPU).
+  /// Binds caller memory to an I/O tensor: host memory on the CPU; host or device
+  /// memory for CUDA engines (detected per pointer).
   Status set_tensor_address(const std::string& name, void* data);
   /// Runs synchronously with the bound buffers.
   Status execute();
+  /// CUDA engines: enqueues the run on `stream` (a cudaStream_t; nullptr = the
+  /// context's own stream) and returns without waiting, except where a layer runs
+  /// on the CPU or an output's dims depend on data. CPU engines run synchronously.
+  Status enqueue(void* stream);
+  /// CUDA engines: capture each input shape's layers once into a CUDA graph and
+  /// replay it (layers that fall back to the CPU disable capture for that shape).
+  void set_use_cuda_graph(bool on);
+  /// Records RunTiming for every run (adds event records; CUDA engines).
+  void set_timing(bool on);
+  RunTiming last_timing() const;
+  /// Records the time of each layer on the next runs (serializes the layers).
+  void set_profiling(bool on);
+  /// (layer name, milliseconds) of the last profiled run.
+  std::vector<std::pair<std::string, float>> layer_times() const;
+  /// Layers of the last run that had no CUDA kernel and ran on the CPU.
+  int last_fallback_count() const;
   /// Convenience: binds, sets shapes, runs, and returns freshly allocated outputs.
   Result<std::map<std::string, Tensor>> infer(const std::map<std::string, Tensor>& inputs);
   /// The engine this context runs.
@@ -85,6 +114,8 @@ class ExecutionContext {
 
  private:
   struct State;
+  Status run(void* stream, bool sync);
+  Status run_cuda(void* stream, bool sync);
   const Engine* engine_;
   int profile_ = 0;
   std::unique_ptr<State> state_;
@@ -94,13 +125,18 @@ class ExecutionContext {
 class Runtime {
  public:
   explicit Runtime(Logger& logger) : logger_(logger) {}
+  /// CUDA device that deserialized CUDA engines run on (default 0).
+  void set_device_index(int index) { device_index_ = index; }
+  int device_index() const { return device_index_; }
   /// Parses and checks an engine (magic, version, device, checksum).
   Result<std::unique_ptr<Engine>> deserialize(const void* data, size_t size);
   /// Reads a file then deserialize()s it.
   Result<std::unique_ptr<Engine>> deserialize_file(const std::string& path);
 
  private:
+  Result<std::unique_ptr<Engine>> deserialize_cuda(plan::EngineModel m);
   Logger& logger_;
+  int device_index_ = 0;
 };
 
 }  // namespace kiln

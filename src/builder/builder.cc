@@ -4,6 +4,7 @@
 #include "builder/network_impl.h"
 #include "kiln/kiln.h"
 #include "passes/pass.h"
+#include "backends/cuda/api.h"
 #include "plan/engine_file.h"
 #include "plan/memory_plan.h"
 #include "runtime/shape_eval.h"
@@ -127,8 +128,15 @@ Result<std::vector<uint8_t>> Builder::build_serialized_network(const NetworkDefi
     for (auto& e : impl.errors) all += "\n  " + e;
     return Status(ErrorCode::kInvalidArgument, "the network has " + std::to_string(impl.errors.size()) + " error(s):" + all);
   }
-  if (config.device() == DeviceType::kCUDA)
-    return Status(ErrorCode::kUnsupported, "CUDA engines are not available yet in this kiln build; build for the CPU");
+  std::string cuda_arch, cuda_name;
+  if (config.device() == DeviceType::kCUDA) {
+    if (cuda::device_count() == 0)
+      return Status(ErrorCode::kUnsupported, "cannot build a CUDA engine: " + cuda::no_device_reason());
+    KILN_RETURN_IF_ERROR(cuda::set_device(config.device_index()));
+    KILN_ASSIGN_OR_RETURN(cuda::DeviceInfo info, cuda::device_info(config.device_index()));
+    cuda_arch = cuda::arch_name(info.cc_major, info.cc_minor);
+    cuda_name = info.name;
+  }
   if (impl.graph.outputs.empty()) return Status(ErrorCode::kInvalidArgument, "the network has no outputs (mark_output)");
   std::shared_ptr<ir::Graph> g(impl.graph.clone());
   KILN_RETURN_IF_ERROR(g->topo_sort());
@@ -158,8 +166,16 @@ Result<std::vector<uint8_t>> Builder::build_serialized_network(const NetworkDefi
   m.graph = g;
   m.profiles = std::move(profiles);
   m.metadata = config.metadata();
-  m.device = "cpu";
-  m.device_arch = plan::host_arch();
+  if (config.device() == DeviceType::kCUDA) {
+    m.device = "cuda";
+    m.device_arch = cuda_arch;
+    m.options["device_name"] = cuda_name;
+    m.options["libraries"] = cuda::library_versions();
+    if (!config.get_flag(BuilderFlag::kTF32)) m.options["no_tf32"] = "1";
+  } else {
+    m.device = "cpu";
+    m.device_arch = plan::host_arch();
+  }
   m.kiln_version = version_string();
   m.build_stats = ctx.stats;
   m.build_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

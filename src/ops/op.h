@@ -16,6 +16,10 @@
 #include "kiln/status.h"
 #include "kiln/types.h"
 
+namespace kiln::cuda {
+struct Env;  // backends/cuda/env.h: stream, library handles, workspace
+}
+
 namespace kiln::ops {
 
 /// dtype + (maybe unknown) shape of a tensor during inference.
@@ -103,12 +107,28 @@ class KernelContext {
     return Status(code, "node " + node_.describe() + ": " + msg);
   }
 
+  // ---- CUDA kernels only. Their inputs and outputs hold device pointers (never
+  // dereference them on the host); outputs are preallocated with final dims.
+  /// The device environment (stream, cuBLASLt/cuDNN handles, workspace); null on the CPU.
+  const cuda::Env* cuda_env() const { return cuda_env_; }
+  void set_cuda_env(const cuda::Env* env) { cuda_env_ = env; }
+  /// Host copy of input i when its value is known at plan time (value inputs such
+  /// as Reshape's shape, Slice's starts; small constants), else nullptr. On the
+  /// CPU it is the input itself.
+  const Tensor* host_value(size_t i) const {
+    if (!cuda_env_) return has_input(i) ? inputs_[i] : nullptr;
+    return i < host_values_.size() ? host_values_[i] : nullptr;
+  }
+  void set_host_values(std::vector<const Tensor*> v) { host_values_ = std::move(v); }
+
  private:
   const ir::Node& node_;
   std::vector<const Tensor*> inputs_;
   std::vector<Tensor*> outputs_;
   int num_threads_ = 1;
   SubgraphRunner runner_;
+  const cuda::Env* cuda_env_ = nullptr;
+  std::vector<const Tensor*> host_values_;
 };
 
 using InferFn = Status (*)(InferContext&);
@@ -130,6 +150,9 @@ struct OpDef {
   InferFn infer = nullptr;  ///< shape and dtype inference (required)
   KernelFn ref = nullptr;   ///< scalar reference kernel (required; the test oracle)
   std::vector<FastKernel> fast;  ///< optional faster CPU kernels
+  /// CUDA kernels ("cuda.<name>"), tried in order; attached by <family>/*_cuda.cu
+  /// through register_<family>_cuda_kernels (see docs/adding-an-op.md).
+  std::vector<FastKernel> cuda;
   /// Inputs whose values inference needs (e.g. Reshape's shape). The builder
   /// keeps these on the host; at run time on the CPU they are always known.
   std::vector<int> value_inputs;
@@ -143,6 +166,8 @@ class OpRegistry {
  public:
   static const OpRegistry& global();
   void add(OpDef def);
+  /// Appends a CUDA kernel to a registered op (an error names a missing op).
+  Status add_cuda_kernel(const std::string& domain, const std::string& name, FastKernel k);
   /// The op, or nullptr. `domain` "" and "ai.onnx" are the same.
   const OpDef* find(const std::string& domain, const std::string& name) const;
   std::vector<const OpDef*> all() const;

@@ -23,6 +23,14 @@ void OpRegistry::add(OpDef def) {
   ops_[key] = std::make_unique<OpDef>(std::move(def));
 }
 
+Status OpRegistry::add_cuda_kernel(const std::string& domain, const std::string& name, FastKernel k) {
+  auto it = ops_.find({canonical_domain(domain), name});
+  if (it == ops_.end())
+    return Status(ErrorCode::kInternal, "CUDA kernel '" + k.name + "' registered for unknown op " + name);
+  it->second->cuda.push_back(std::move(k));
+  return Status();
+}
+
 const OpDef* OpRegistry::find(const std::string& domain, const std::string& name) const {
   auto it = ops_.find({canonical_domain(domain), name});
   return it == ops_.end() ? nullptr : it->second.get();

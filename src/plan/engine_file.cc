@@ -282,6 +282,7 @@ std::vector<uint8_t> serialize_engine(const EngineModel& m) {
   json meta;
   meta["kiln_version"] = m.kiln_version;
   meta["device"] = json{{"type", m.device}, {"arch", m.device_arch}};
+  meta["options"] = m.options;
   meta["graph"] = graph_json(*m.graph, blob);
   json profiles = json::array();
   for (auto& p : m.profiles) {
@@ -332,6 +333,7 @@ Result<EngineModel> deserialize_engine(const uint8_t* data, size_t size) {
                                                      version_string() + ": rebuild the engine from the model");
     m.device = meta.at("device").at("type").get<std::string>();
     m.device_arch = meta.at("device").at("arch").get<std::string>();
+    if (meta.contains("options")) m.options = meta.at("options").get<std::map<std::string, std::string>>();
     BlobReader blob;
     blob.size = s.weights_bytes;
     // One aligned copy of the weights, shared by every context of the engine.

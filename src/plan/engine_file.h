@@ -31,6 +31,8 @@ struct EngineModel {
   std::string device = "cpu";                   ///< "cpu" or "cuda"
   std::string device_arch;                      ///< "x86_64" / "aarch64" / "sm_90"
   std::string kiln_version;
+  /// Build choices the runtime honours, e.g. "no_tf32"; "device_name", "libraries" for inspect.
+  std::map<std::string, std::string> options;
   std::map<std::string, int> build_stats;
   double build_seconds = 0;
 };

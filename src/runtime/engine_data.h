@@ -10,6 +10,8 @@
 
 namespace kiln {
 
+struct CudaWeights;  // runtime/cuda_executor.h
+
 struct IoTensor {
   std::string name;
   TensorIOMode mode = TensorIOMode::kNone;
@@ -27,6 +29,7 @@ struct EngineData {
     return nullptr;
   }
   std::string json_text;  ///< inspect_json(), built once
+  std::shared_ptr<CudaWeights> cuda_weights;  ///< CUDA engines: weights on the device, shared by contexts
 };
 
 /// Builds the io table and inspect JSON from a deserialized model.

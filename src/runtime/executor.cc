@@ -1,5 +1,7 @@
 #include "runtime/executor.h"
 
+#include <chrono>
+
 #include "ops/op.h"
 
 namespace kiln {
@@ -75,7 +77,11 @@ Status execute_graph(const ir::Graph& g, const std::vector<Tensor>& inputs, cons
       };
     }
     std::vector<Tensor> outs;
+    auto t0 = std::chrono::steady_clock::now();
     KILN_RETURN_IF_ERROR(ops::run_node(node, ins, outs, runner, opts.num_threads, alloc));
+    if (opts.layer_times)
+      opts.layer_times->emplace_back(node.name.empty() ? node.op_type : node.name,
+                                     std::chrono::duration<float, std::milli>(std::chrono::steady_clock::now() - t0).count());
     for (size_t k = 0; k < node.outputs.size(); ++k)
       if (node.outputs[k]) env[node.outputs[k]] = std::move(outs[k]);
     if (!has_subgraph)

@@ -29,6 +29,8 @@ struct ExecOptions {
   uint8_t* arena = nullptr;                 ///< top-level graph only
   const plan::MemoryPlan* memory = nullptr; ///< slots into the arena
   int num_threads = 1;
+  /// When set, (node name, milliseconds) of each top-level node is appended.
+  std::vector<std::pair<std::string, float>>* layer_times = nullptr;
 };
 
 /// Runs `g` with `inputs` in the order of g.inputs; fills `outputs` in the order of g.outputs.

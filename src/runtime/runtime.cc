@@ -7,6 +7,8 @@
 
 #include "kiln/kiln.h"
 #include "ops/op.h"
+#include "backends/cuda/api.h"
+#include "runtime/cuda_executor.h"
 #include "runtime/engine_data.h"
 #include "runtime/executor.h"
 #include "runtime/shape_eval.h"
@@ -142,6 +144,7 @@ uint64_t Engine::weight_bytes() const {
 
 int Engine::num_layers() const { return static_cast<int>(data_->model.graph->nodes().size()); }
 std::string Engine::inspect_json() const { return data_->json_text; }
+std::string Engine::device() const { return data_->model.device; }
 const std::map<std::string, std::string>& Engine::metadata() const { return data_->model.metadata; }
 
 std::unique_ptr<ExecutionContext> Engine::create_execution_context() {
@@ -159,6 +162,11 @@ struct ExecutionContext::State {
   std::map<std::string, Dims> output_dims;  // from propagation
   std::map<std::string, Tensor> last_outputs;
   int num_threads = 1;
+  // CUDA engines.
+  std::unique_ptr<CudaExecutor> cuda;
+  bool use_cuda_graph = false, timing = false, profiling = false;
+  RunTiming last_timing;
+  std::vector<std::pair<std::string, float>> cpu_layer_times;
 };
 
 ExecutionContext::ExecutionContext(const Engine* engine) : engine_(engine), state_(std::make_unique<State>()) {
@@ -252,7 +260,45 @@ Status ExecutionContext::set_tensor_address(const std::string& name, void* data)
   return Status();
 }
 
-Status ExecutionContext::execute() {
+Status ExecutionContext::enqueue(void* stream) { return run(stream, /*sync=*/false); }
+Status ExecutionContext::execute() { return run(nullptr, /*sync=*/true); }
+
+void ExecutionContext::set_use_cuda_graph(bool on) {
+  state_->use_cuda_graph = on;
+  if (state_->cuda) state_->cuda->set_use_cuda_graph(on);
+}
+void ExecutionContext::set_timing(bool on) { state_->timing = on; }
+RunTiming ExecutionContext::last_timing() const { return state_->last_timing; }
+void ExecutionContext::set_profiling(bool on) {
+  state_->profiling = on;
+  if (state_->cuda) state_->cuda->set_profiling(on);
+}
+std::vector<std::pair<std::string, float>> ExecutionContext::layer_times() const {
+  return state_->cuda ? state_->cuda->layer_times() : state_->cpu_layer_times;
+}
+int ExecutionContext::last_fallback_count() const { return state_->cuda ? state_->cuda->last_fallback_count() : 0; }
+
+Status ExecutionContext::run_cuda(void* stream, bool sync) {
+  const EngineData& e = *engine_->data();
+  if (!state_->cuda) {
+    KILN_ASSIGN_OR_RETURN(state_->cuda, CudaExecutor::create(e, e.cuda_weights));
+    state_->cuda->set_use_cuda_graph(state_->use_cuda_graph);
+    state_->cuda->set_profiling(state_->profiling);
+  }
+  for (auto& t : e.io)
+    if (t.mode == TensorIOMode::kInput && !state_->input_dims.count(t.name))
+      return Status(ErrorCode::kInvalidArgument, "input '" + t.name + "' has dynamic dims " + shape_to_string(t.shape) +
+                                                     "; call set_input_shape first");
+  EnqueueTiming timing;
+  KILN_RETURN_IF_ERROR(state_->cuda->enqueue(state_->input_dims, state_->addresses, stream, sync,
+                                             state_->timing ? &timing : nullptr));
+  if (state_->timing) state_->last_timing = RunTiming{timing.h2d_ms, timing.compute_ms, timing.d2h_ms};
+  for (auto& [name, d] : state_->cuda->output_dims()) state_->output_dims[name] = d;
+  return Status();
+}
+
+Status ExecutionContext::run(void* stream, bool sync) {
+  if (engine_->data()->model.device == "cuda") return run_cuda(stream, sync);
   const EngineData& e = *engine_->data();
   std::map<std::string, Tensor> inputs;
   for (auto& t : e.io) {
@@ -285,6 +331,10 @@ Status ExecutionContext::execute() {
     opts.arena = state_->arena.get();
     opts.memory = &e.model.memory;
     opts.num_threads = state_->num_threads;
+    if (state_->profiling) {
+      state_->cpu_layer_times.clear();
+      opts.layer_times = &state_->cpu_layer_times;
+    }
     KILN_RETURN_IF_ERROR(execute_graph(g, ins, nullptr, opts, outs));
     for (size_t i = 0; i < g.outputs.size(); ++i) outputs[g.outputs[i]->name] = std::move(outs[i]);
   } catch (const std::bad_alloc&) {
@@ -324,6 +374,15 @@ Result<std::map<std::string, Tensor>> ExecutionContext::infer(const std::map<std
   }
   for (auto& io : e.io)
     if (io.mode == TensorIOMode::kOutput) state_->addresses.erase(io.name);
+  if (e.model.device == "cuda") {
+    KILN_RETURN_IF_ERROR(execute());
+    std::map<std::string, Tensor> result;
+    for (auto& io : e.io) {
+      if (io.mode != TensorIOMode::kOutput) continue;
+      KILN_ASSIGN_OR_RETURN(result[io.name], state_->cuda->output_to_host(io.name));
+    }
+    return result;
+  }
   KILN_RETURN_IF_ERROR(execute());
   std::map<std::string, Tensor> result;
   // Outputs may view the arena or a graph input: copy so the caller owns them.
@@ -336,9 +395,10 @@ Result<std::map<std::string, Tensor>> ExecutionContext::infer(const std::map<std
 
 Result<std::unique_ptr<Engine>> Runtime::deserialize(const void* data, size_t size) {
   KILN_ASSIGN_OR_RETURN(plan::EngineModel m, plan::deserialize_engine(static_cast<const uint8_t*>(data), size));
+  if (m.device == "cuda") return deserialize_cuda(std::move(m));
   if (m.device != "cpu")
     return Status(ErrorCode::kDeviceMismatch, "engine was built for device '" + m.device + "' (" + m.device_arch +
-                                                  ") but this runtime executes on 'cpu'");
+                                                  "), which this kiln cannot run");
   if (m.device_arch != plan::host_arch())
     return Status(ErrorCode::kDeviceMismatch, "engine was built for a " + m.device_arch + " CPU, this machine is " +
                                                   plan::host_arch());
@@ -353,6 +413,26 @@ Result<std::unique_ptr<Engine>> Runtime::deserialize(const void* data, size_t si
   }
   logger_.emit(Logger::Severity::kInfo, "deserialized engine: " + std::to_string(m.graph->nodes().size()) + " layers");
   return std::make_unique<Engine>(make_engine_data(std::move(m)));
+}
+
+Result<std::unique_ptr<Engine>> Runtime::deserialize_cuda(plan::EngineModel m) {
+  if (cuda::device_count() == 0)
+    return Status(ErrorCode::kDeviceMismatch, "engine was built for CUDA (" + m.device_arch +
+                                                  ") but no CUDA device is usable: " + cuda::no_device_reason());
+  for (auto& n : m.graph->nodes()) {
+    const ops::OpDef* def = ops::OpRegistry::global().find(n->domain, n->op_type);
+    if (!def) return Status(ErrorCode::kUnsupported, "engine node " + n->describe() + " uses an operator this kiln lacks");
+    bool known = n->kernel.empty() || n->kernel == "ref";
+    for (auto& k : n->device == ir::Device::kCUDA ? def->cuda : def->fast) known = known || k.name == n->kernel;
+    if (!known)
+      return Status(ErrorCode::kUnsupported, "engine node " + n->describe() + " uses kernel '" + n->kernel +
+                                                 "' which this kiln build does not have");
+  }
+  auto data = make_engine_data(std::move(m));
+  KILN_ASSIGN_OR_RETURN(data->cuda_weights, upload_weights(*data, device_index_));
+  logger_.emit(Logger::Severity::kInfo, "deserialized CUDA engine: " + std::to_string(data->model.graph->nodes().size()) +
+                                            " layers on device " + std::to_string(device_index_));
+  return std::make_unique<Engine>(std::move(data));
 }
 
 Result<std::unique_ptr<Engine>> Runtime::deserialize_file(const std::string& path) {

@@ -3,6 +3,7 @@
 #include <random>
 #include <thread>
 
+#include "backends/cuda/api.h"
 #include "builder/network_impl.h"
 #include "harness/op_harness.h"
 #include "kiln/kiln.h"
@@ -51,10 +52,13 @@ struct DynamicNet {
   }
 };
 
-Result<std::unique_ptr<Engine>> build(DynamicNet& d, const std::vector<std::array<Dims, 3>>& profiles) {
+Result<std::unique_ptr<Engine>> build(DynamicNet& d, const std::vector<std::array<Dims, 3>>& profiles,
+                                      DeviceType device = DeviceType::kCPU) {
   Logger logger(Logger::Severity::kError);
   Builder builder(logger);
   auto config = builder.create_builder_config();
+  config->set_device(device);
+  config->clear_flag(BuilderFlag::kTF32);
   for (auto& p : profiles) {
     OptimizationProfile prof;
     Status s = prof.set_shape("x", p[0], p[1], p[2]);
@@ -174,13 +178,120 @@ TEST(Runtime, RefusesEngineForAnotherDevice) {
   ASSERT_TRUE(engine.ok());
   plan::EngineModel m = (*engine)->data()->model;
   m.device = "cuda";
-  m.device_arch = "sm_90";
+  m.device_arch = "sm_10";  // no such GPU: refused with or without one here
   auto bytes = plan::serialize_engine(m);
   Logger logger(Logger::Severity::kError);
   auto r = Runtime(logger).deserialize(bytes.data(), bytes.size());
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), ErrorCode::kDeviceMismatch);
-  EXPECT_NE(r.status().message().find("sm_90"), std::string::npos) << r.status().message();
+  EXPECT_NE(r.status().message().find("sm_10"), std::string::npos) << r.status().message();
+  if (cuda::device_count() > 0) {
+    auto info = cuda::device_info(0);
+    ASSERT_TRUE(info.ok());
+    // Both capabilities are named.
+    EXPECT_NE(r.status().message().find(cuda::arch_name(info->cc_major, info->cc_minor)), std::string::npos)
+        << r.status().message();
+  }
+}
+
+// ---- CUDA engines (skipped without a GPU)
+
+#define KILN_NEED_GPU() \
+  if (cuda::device_count() == 0) GTEST_SKIP() << "no GPU: " << cuda::no_device_reason()
+
+TEST(CudaEngine, BuildWithoutGpuSaysWhy) {
+  if (cuda::device_count() > 0) GTEST_SKIP() << "a GPU is present";
+  DynamicNet d;
+  auto engine = build(d, {{Dims{1, 8}, Dims{2, 8}, Dims{4, 8}}}, DeviceType::kCUDA);
+  ASSERT_FALSE(engine.ok());
+  EXPECT_NE(engine.status().message().find("cannot build a CUDA engine"), std::string::npos)
+      << engine.status().message();
+}
+
+TEST(CudaEngine, DynamicBatchMatchesReferenceWithAndWithoutGraphs) {
+  KILN_NEED_GPU();
+  DynamicNet d;
+  auto engine = build(d, {{Dims{1, 8}, Dims{2, 8}, Dims{4, 8}}, {Dims{5, 8}, Dims{8, 8}, Dims{16, 8}}},
+                      DeviceType::kCUDA);
+  ASSERT_TRUE(engine.ok()) << engine.status().to_string();
+  EXPECT_EQ((*engine)->device(), "cuda");
+  for (bool graph : {false, true}) {
+    auto ctx = (*engine)->create_execution_context();
+    ctx->set_use_cuda_graph(graph);
+    std::mt19937 rng(11);
+    for (int64_t batch : {3, 1, 4, 3, 3, 2}) {
+      Tensor x = test::random_tensor(DataType::kFloat32, {batch, 8}, rng);
+      auto out = ctx->infer({{"x", x}});
+      ASSERT_TRUE(out.ok()) << out.status().to_string();
+      Tensor ref = d.reference(x);
+      EXPECT_TRUE(test::tensors_close(out->at("y"), ref, 1e-5, 1e-6)) << "graph " << graph << " batch " << batch;
+      EXPECT_EQ(ctx->last_fallback_count(), 0);
+    }
+    ASSERT_TRUE(ctx->set_optimization_profile(1).ok());
+    Tensor x = test::random_tensor(DataType::kFloat32, {12, 8}, rng);
+    auto out = ctx->infer({{"x", x}});
+    ASSERT_TRUE(out.ok()) << out.status().to_string();
+    EXPECT_TRUE(test::tensors_close(out->at("y"), d.reference(x), 1e-5, 1e-6));
+  }
+}
+
+TEST(CudaEngine, DeviceBuffersEnqueueOnCallerStream) {
+  KILN_NEED_GPU();
+  DynamicNet d;
+  auto engine = build(d, {{Dims{1, 8}, Dims{2, 8}, Dims{4, 8}}}, DeviceType::kCUDA);
+  ASSERT_TRUE(engine.ok()) << engine.status().to_string();
+  auto ctx = (*engine)->create_execution_context();
+  std::mt19937 rng(5);
+  Tensor x = test::random_tensor(DataType::kFloat32, {2, 8}, rng);
+  auto dx = cuda::device_alloc(x.nbytes(), "x");
+  auto dy = cuda::device_alloc(10 * sizeof(float), "y");
+  auto dz = cuda::device_alloc(10 * sizeof(float), "z");
+  ASSERT_TRUE(dx.ok() && dy.ok() && dz.ok());
+  void* stream = nullptr;
+  ASSERT_TRUE(cuda::stream_create(&stream).ok());
+  ASSERT_TRUE(cuda::copy_async(dx->get(), x.data(), x.nbytes(), cuda::CopyKind::kHostToDevice, stream).ok());
+  ASSERT_TRUE(ctx->set_input_shape("x", {2, 8}).ok());
+  ASSERT_TRUE(ctx->set_tensor_address("x", dx->get()).ok());
+  ASSERT_TRUE(ctx->set_tensor_address("y", dy->get()).ok());
+  ASSERT_TRUE(ctx->set_tensor_address("z", dz->get()).ok());
+  ASSERT_TRUE(ctx->enqueue(stream).ok());
+  std::vector<float> z(10);
+  ASSERT_TRUE(cuda::copy_async(z.data(), dz->get(), 40, cuda::CopyKind::kDeviceToHost, stream).ok());
+  ASSERT_TRUE(cuda::stream_synchronize(stream).ok());
+  cuda::stream_destroy(stream);
+  Tensor ref = d.reference(x);
+  for (int i = 0; i < 10; ++i) EXPECT_NEAR(z[i], 2 * ref.data_as<float>()[i], 1e-5);
+}
+
+TEST(CudaEngine, ContextsRunConcurrentlyOnTheirStreams) {
+  KILN_NEED_GPU();
+  DynamicNet d;
+  auto engine = build(d, {{Dims{1, 8}, Dims{4, 8}, Dims{8, 8}}}, DeviceType::kCUDA);
+  ASSERT_TRUE(engine.ok()) << engine.status().to_string();
+  std::vector<std::thread> threads;
+  std::vector<int> failures(4, 0);
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      auto ctx = (*engine)->create_execution_context();
+      ctx->set_use_cuda_graph(t % 2 == 1);
+      std::mt19937 rng(100 + t);
+      for (int it = 0; it < 20; ++it) {
+        Tensor x = test::random_tensor(DataType::kFloat32, {1 + (it + t) % 8, 8}, rng);
+        auto out = ctx->infer({{"x", x}});
+        if (!out.ok() || !test::tensors_close(out->at("y"), d.reference(x), 1e-5, 1e-6)) ++failures[t];
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (int t = 0; t < 4; ++t) EXPECT_EQ(failures[t], 0) << "thread " << t;
+}
+
+TEST(CudaEngine, OutOfMemoryNamesTheSize) {
+  KILN_NEED_GPU();
+  auto r = cuda::device_alloc(size_t(1) << 50, "a test buffer");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), ErrorCode::kOutOfMemory);
+  EXPECT_NE(r.status().message().find("1125899906842624 bytes"), std::string::npos) << r.status().message();
 }
 
 }  // namespace kiln

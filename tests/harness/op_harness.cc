@@ -1,5 +1,8 @@
 #include "harness/op_harness.h"
 
+#include "backends/cuda/device.h"
+#include "backends/cuda/node_runner.h"
+
 #include <cmath>
 #include <sstream>
 
@@ -176,6 +179,21 @@ int OpCase::expect_all_kernels_match(double rtol, double atol) {
     for (size_t i = 0; i < ref->size(); ++i)
       EXPECT_TRUE(tensors_close((*got)[i], (*ref)[i], rtol, atol)) << "kernel " << k.name << " output " << i;
     ++compared;
+  }
+  // CUDA kernels run on the GPU when one is present (TF32 off: FP32 is compared exactly).
+  if (!def->cuda.empty() && cuda::device_count() > 0) {
+    std::vector<const Tensor*> ins;
+    for (auto& t : inputs_) ins.push_back(t ? &*t : nullptr);
+    for (const ops::FastKernel& k : def->cuda) {
+      if (k.applies && !k.applies(*node_, types)) continue;
+      auto got = cuda::run_node_on_device(*node_, k.name, ins, *ref);
+      EXPECT_TRUE(got.ok()) << k.name << ": " << got.status().to_string();
+      if (!got.ok()) continue;
+      for (size_t i = 0; i < ref->size(); ++i)
+        if (!(*ref)[i].is_null())
+          EXPECT_TRUE(tensors_close((*got)[i], (*ref)[i], rtol, atol)) << "kernel " << k.name << " output " << i;
+      ++compared;
+    }
   }
   return compared;
 }

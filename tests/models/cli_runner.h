@@ -12,7 +12,13 @@
 
 #include <gtest/gtest.h>
 
+#include "backends/cuda/device.h"
+
 namespace kiln::testing {
+
+/// True when a CUDA device is usable (tests that need one skip otherwise).
+inline bool cuda_available() { return kiln::cuda::device_count() > 0; }
+inline std::string no_cuda_reason() { return "no GPU: " + kiln::cuda::no_device_reason(); }
 
 struct CliResult {
   int code = -1;       ///< exit status; 128 + signal when killed

@@ -95,7 +95,8 @@ std::string expected_file_name(const std::string& name) {
 }
 
 // max |a - e| / max |e| over the tensor.
-void expect_close(const kiln::Tensor& a, const kiln::Tensor& e, const std::string& what) {
+void expect_close(const kiln::Tensor& a, const kiln::Tensor& e, const std::string& what,
+                  double max_rel_error = kMaxRelError) {
   ASSERT_EQ(a.dtype(), e.dtype()) << what;
   ASSERT_EQ(a.dims(), e.dims()) << what;
   double max_err = 0, max_ref = 0;
@@ -106,7 +107,7 @@ void expect_close(const kiln::Tensor& a, const kiln::Tensor& e, const std::strin
     max_ref = std::max(max_ref, std::fabs(y));
   }
   ASSERT_GT(max_ref, 0) << what << ": the reference is all zeros, the comparison would prove nothing";
-  EXPECT_LE(max_err / max_ref, kMaxRelError) << what << ": max abs error " << max_err << ", max |ref| " << max_ref;
+  EXPECT_LE(max_err / max_ref, max_rel_error) << what << ": max abs error " << max_err << ", max |ref| " << max_ref;
 }
 
 kiln::Tensor load_npy(const fs::path& p) {
@@ -116,10 +117,12 @@ kiln::Tensor load_npy(const fs::path& p) {
 }
 
 // Builds `model` to an engine file with the CLI; returns its path.
-fs::path build_engine(const fs::path& dir, const nlohmann::json& model, const fs::path& work) {
+fs::path build_engine(const fs::path& dir, const nlohmann::json& model, const fs::path& work,
+                      const std::vector<std::string>& extra = {}) {
   fs::path engine = work / (model["name"].get<std::string>() + ".engine");
   std::vector<std::string> args = {"build", (dir / model["onnx"].get<std::string>()).string(), "-o", engine.string()};
   for (const auto& a : model["build_args"]) args.push_back(a.get<std::string>());
+  args.insert(args.end(), extra.begin(), extra.end());
   auto r = run_cli(args);
   EXPECT_EQ(r.code, 0) << r.output;
   EXPECT_TRUE(fs::exists(engine)) << r.output;
@@ -195,6 +198,70 @@ TEST_P(E2EModels, ApiMatchesOnnxRuntime) {
       ASSERT_NE(o, out.value().end()) << "no output " << it.key();
       expect_close(o->second, load_npy(dir_ / it.value().get<std::string>()), it.key());
     }
+  }
+}
+
+// The same models on the GPU: FP32 (TF32 off) within 1e-4, FP16 within 1e-2, with
+// plain launches, CUDA graph replay, and one context reused across shapes/profiles.
+void run_cuda_case(const fs::path& dir, const nlohmann::json& model, const std::vector<std::string>& flags,
+                   double tol, bool graph) {
+  fs::path work = kiln::testing::scratch_dir("e2e_cuda");
+  fs::path engine_path = build_engine(dir, model, work, flags);
+  ASSERT_TRUE(fs::exists(engine_path));
+  kiln::Logger logger(kiln::Logger::Severity::kWarning);
+  kiln::Runtime runtime(logger);
+  auto engine = runtime.deserialize_file(engine_path.string());
+  ASSERT_TRUE(engine.ok()) << engine.status().to_string();
+  EXPECT_EQ(engine.value()->device(), "cuda");
+  auto ctx = engine.value()->create_execution_context();
+  ctx->set_use_cuda_graph(graph);
+  for (int rep = 0; rep < (graph ? 3 : 1); ++rep)
+    for (const auto& c : model["cases"]) {
+      SCOPED_TRACE(c["name"].get<std::string>() + " run " + std::to_string(rep));
+      std::map<std::string, kiln::Tensor> inputs;
+      for (auto it = c["inputs"].begin(); it != c["inputs"].end(); ++it)
+        inputs[it.key()] = load_npy(dir / it.value().get<std::string>());
+      ASSERT_TRUE(ctx->set_optimization_profile(c.value("profile", 0)).ok());
+      auto out = ctx->infer(inputs);
+      ASSERT_TRUE(out.ok()) << out.status().to_string();
+      for (auto it = c["outputs"].begin(); it != c["outputs"].end(); ++it) {
+        auto o = out.value().find(it.key());
+        ASSERT_NE(o, out.value().end()) << "no output " << it.key();
+        expect_close(o->second, load_npy(dir / it.value().get<std::string>()), it.key(), tol);
+      }
+    }
+}
+
+TEST_P(E2EModels, CudaFp32MatchesOnnxRuntime) {
+  if (!kiln::testing::cuda_available()) GTEST_SKIP() << kiln::testing::no_cuda_reason();
+  run_cuda_case(dir_, model_, {"--device", "cuda", "--no-tf32"}, 1e-4, false);
+}
+
+TEST_P(E2EModels, CudaGraphFp32MatchesOnnxRuntime) {
+  if (!kiln::testing::cuda_available()) GTEST_SKIP() << kiln::testing::no_cuda_reason();
+  run_cuda_case(dir_, model_, {"--device", "cuda", "--no-tf32"}, 1e-4, true);
+}
+
+TEST_P(E2EModels, CudaFp16MatchesOnnxRuntime) {
+  if (!kiln::testing::cuda_available()) GTEST_SKIP() << kiln::testing::no_cuda_reason();
+  run_cuda_case(dir_, model_, {"--device", "cuda", "--fp16"}, 1e-2, false);
+}
+
+TEST_P(E2EModels, CudaCliMatchesOnnxRuntime) {
+  if (!kiln::testing::cuda_available()) GTEST_SKIP() << kiln::testing::no_cuda_reason();
+  fs::path work = kiln::testing::scratch_dir("e2e_cuda_cli");
+  fs::path engine = build_engine(dir_, model_, work, {"--device", "cuda", "--no-tf32"});
+  for (const auto& c : model_["cases"]) {
+    SCOPED_TRACE(c["name"].get<std::string>());
+    fs::path out = work / ("out_" + c["name"].get<std::string>());
+    std::vector<std::string> args = {"run", engine.string(), "--output-dir", out.string()};
+    for (auto it = c["inputs"].begin(); it != c["inputs"].end(); ++it)
+      args.insert(args.end(), {"--input", it.key() + "=" + (dir_ / it.value().get<std::string>()).string()});
+    auto r = run_cli(args);
+    ASSERT_EQ(r.code, 0) << r.output;
+    for (auto it = c["outputs"].begin(); it != c["outputs"].end(); ++it)
+      expect_close(load_npy(out / expected_file_name(it.key())), load_npy(dir_ / it.value().get<std::string>()),
+                   it.key());
   }
 }
 

@@ -30,6 +30,9 @@ struct BuildOptions {
   bool verbose = false;
 };
 
+/// Parses --device: "cpu", "cuda", "gpu", "cuda:N" or "N" (CUDA device N).
+Status parse_device(const std::string& text, DeviceType& type, int& index);
+
 /// Adds the build flags to a subcommand. `build_cmd` adds --shapes too (run/bench own theirs).
 void add_build_options(CLI::App* app, BuildOptions& o, bool build_cmd);
 
@@ -134,6 +137,12 @@ struct BenchCmd {
   std::string json;
   uint64_t seed = 1;
   int profile = -1;
+  // CUDA engines.
+  bool cuda_graph = false;         ///< capture and replay a CUDA graph
+  bool no_data_transfers = false;  ///< inputs/outputs stay in device memory
+  int streams = 1;                 ///< contexts running concurrently, one stream each
+  bool dump_profile = false;       ///< print time per layer
+  std::string export_profile;      ///< write time per layer as JSON
   BuildOptions build;
 };
 Status run_bench(const BenchCmd& c);

@@ -1,11 +1,14 @@
 // kiln bench: warm up, then time repeated runs and print a trtexec-like performance summary.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "app.h"
+#include "backends/cuda/api.h"
 #include "cli_util.h"
 
 namespace kiln::cli {
@@ -28,17 +31,26 @@ double median(const std::vector<double>& sorted) {
 
 // One inference. Binds caller buffers and calls execute() when every output shape is
 // known up front, so the timed loop measures the engine and not output allocation;
-// otherwise (data-dependent output shapes) falls back to infer().
+// otherwise (data-dependent output shapes) falls back to infer(). For CUDA engines
+// with --no-data-transfers the bound buffers are device memory.
 class Runner {
  public:
   Runner(Engine& e, int profile, std::map<std::string, Tensor> inputs)
       : engine_(e), ctx_(e.create_execution_context()), inputs_(std::move(inputs)), profile_(profile) {}
 
-  Status prepare() {
+  Status prepare(bool device_buffers) {
     KILN_RETURN_IF_ERROR(ctx_->set_optimization_profile(profile_));
     for (auto& [name, t] : inputs_) {
       KILN_RETURN_IF_ERROR(ctx_->set_input_shape(name, t.dims()));
-      KILN_RETURN_IF_ERROR(ctx_->set_tensor_address(name, t.data()));
+      void* p = t.data();
+      if (device_buffers) {
+        KILN_ASSIGN_OR_RETURN(cuda::DeviceBuffer b, cuda::device_alloc(t.nbytes(), "input '" + name + "'"));
+        KILN_RETURN_IF_ERROR(cuda::copy_async(b.get(), t.data(), t.nbytes(), cuda::CopyKind::kHostToDevice, nullptr));
+        KILN_RETURN_IF_ERROR(cuda::stream_synchronize(nullptr));
+        p = b.get();
+        device_.push_back(std::move(b));
+      }
+      KILN_RETURN_IF_ERROR(ctx_->set_tensor_address(name, p));
     }
     bound_ = true;
     for (const auto& name : engine_outputs(engine_)) {
@@ -50,7 +62,15 @@ class Runner {
       outputs_[name] = Tensor::empty(engine_.get_tensor_dtype(name), d);
     }
     if (bound_)
-      for (auto& [name, t] : outputs_) KILN_RETURN_IF_ERROR(ctx_->set_tensor_address(name, t.data()));
+      for (auto& [name, t] : outputs_) {
+        void* p = t.data();
+        if (device_buffers) {
+          KILN_ASSIGN_OR_RETURN(cuda::DeviceBuffer b, cuda::device_alloc(t.nbytes(), "output '" + name + "'"));
+          p = b.get();
+          device_.push_back(std::move(b));
+        }
+        KILN_RETURN_IF_ERROR(ctx_->set_tensor_address(name, p));
+      }
     return Status();
   }
 
@@ -61,11 +81,13 @@ class Runner {
   }
 
   bool bound() const { return bound_; }
+  ExecutionContext& context() { return *ctx_; }
 
  private:
   Engine& engine_;
   std::unique_ptr<ExecutionContext> ctx_;
   std::map<std::string, Tensor> inputs_, outputs_;
+  std::vector<cuda::DeviceBuffer> device_;
   int profile_;
   bool bound_ = false;
 };
@@ -96,8 +118,19 @@ Status run_bench(const BenchCmd& c) {
   KILN_ASSIGN_OR_RETURN(RunSetup setup, choose_run_setup(e, given_shapes, c.profile));
   KILN_ASSIGN_OR_RETURN(auto inputs, make_inputs(e, setup, files, c.seed));
 
-  Runner runner(e, setup.profile, inputs);
-  KILN_RETURN_IF_ERROR(runner.prepare());
+  bool on_cuda = e.device() == "cuda";
+  if (!on_cuda && (c.cuda_graph || c.no_data_transfers || c.streams != 1))
+    return Status(ErrorCode::kInvalidArgument,
+                  "--cuda-graph, --no-data-transfers and --streams apply to CUDA engines; this engine runs on the CPU");
+  if (c.streams < 1 || c.streams > 64) return Status(ErrorCode::kInvalidArgument, "--streams must be 1..64");
+  std::vector<std::unique_ptr<Runner>> runners;
+  for (int i = 0; i < c.streams; ++i) {
+    runners.push_back(std::make_unique<Runner>(e, setup.profile, inputs));
+    KILN_RETURN_IF_ERROR(runners.back()->prepare(c.no_data_transfers));
+    runners.back()->context().set_use_cuda_graph(c.cuda_graph);
+    runners.back()->context().set_timing(on_cuda && c.streams == 1);
+  }
+  Runner& runner = *runners[0];
 
   // Warm-up: a fixed count if given, else 10 runs or 200 ms, whichever comes first.
   int warm = 0;
@@ -113,24 +146,58 @@ Status run_bench(const BenchCmd& c) {
   int min_iters = c.iterations > 0 ? c.iterations : 10;
   double duration = c.duration >= 0 ? c.duration : (c.iterations > 0 ? 0.0 : 3.0);
   bool exact = c.iterations > 0 && c.duration < 0;
-  std::vector<double> lat;
+  for (size_t r = 1; r < runners.size(); ++r)
+    for (int w = 0; w < std::max(warm, 2); ++w) KILN_RETURN_IF_ERROR(runners[r]->once().with_context("warm-up run"));
+  std::vector<double> lat, h2d, gpu, d2h;
+  std::atomic<bool> stop{false};
+  std::atomic<long> extra_runs{0};
+  std::vector<Status> extra_status(runners.size());
+  std::vector<std::thread> others;
   auto t0 = std::chrono::steady_clock::now();
+  for (size_t r = 1; r < runners.size(); ++r)
+    others.emplace_back([&, r] {
+      while (!stop.load()) {
+        Status st = runners[r]->once();
+        if (!st.ok()) {
+          extra_status[r] = st;
+          return;
+        }
+        ++extra_runs;
+      }
+    });
+  Status loop_status;
   while (true) {
     if (exact ? static_cast<int>(lat.size()) >= min_iters
               : (static_cast<int>(lat.size()) >= min_iters && seconds_since(t0) >= duration))
       break;
     auto s = std::chrono::steady_clock::now();
-    KILN_RETURN_IF_ERROR(runner.once().with_context("timed run " + std::to_string(lat.size())));
+    loop_status = runner.once().with_context("timed run " + std::to_string(lat.size()));
+    if (!loop_status.ok()) break;
     lat.push_back(seconds_since(s) * 1e3);
+    if (on_cuda && c.streams == 1) {
+      RunTiming t = runner.context().last_timing();
+      h2d.push_back(t.h2d_ms);
+      gpu.push_back(t.compute_ms);
+      d2h.push_back(t.d2h_ms);
+    }
   }
+  stop = true;
+  for (auto& t : others) t.join();
   double total = seconds_since(t0);
+  KILN_RETURN_IF_ERROR(loop_status);
+  for (auto& st : extra_status) KILN_RETURN_IF_ERROR(st.with_context("stream run"));
 
   std::vector<double> sorted = lat;
   std::sort(sorted.begin(), sorted.end());
   double mean = 0;
   for (double v : lat) mean += v;
   mean /= static_cast<double>(lat.size());
-  double qps = total > 0 ? static_cast<double>(lat.size()) / total : 0;
+  double qps = total > 0 ? static_cast<double>(lat.size() + static_cast<size_t>(extra_runs.load())) / total : 0;
+  auto summary = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v;
+  };
+  std::vector<double> s_h2d = summary(h2d), s_gpu = summary(gpu), s_d2h = summary(d2h);
 
   std::string shapes;
   for (const auto& [name, d] : setup.shapes) shapes += (shapes.empty() ? "" : ",") + name + ":" + dims_to_string(d);
@@ -144,6 +211,15 @@ Status run_bench(const BenchCmd& c) {
             << ", median = " << ms(median(sorted)) << ", percentile(90%) = " << ms(percentile(sorted, 90))
             << ", percentile(95%) = " << ms(percentile(sorted, 95))
             << ", percentile(99%) = " << ms(percentile(sorted, 99)) << "\n";
+  if (!s_gpu.empty()) {
+    std::cout << "GPU Compute Time: min = " << ms(s_gpu.front()) << ", max = " << ms(s_gpu.back())
+              << ", median = " << ms(median(s_gpu)) << ", percentile(99%) = " << ms(percentile(s_gpu, 99)) << "\n";
+    std::cout << "H2D Latency: median = " << ms(median(s_h2d)) << "; D2H Latency: median = " << ms(median(s_d2h))
+              << (c.no_data_transfers ? " (device buffers: device-to-device copies)" : "") << "\n";
+  }
+  if (on_cuda)
+    std::cout << "CUDA: " << (c.cuda_graph ? "graph replay" : "kernel launches") << ", " << c.streams
+              << " stream(s), " << runner.context().last_fallback_count() << " layer(s) on the CPU\n";
   std::snprintf(line, sizeof line, "Total Host Walltime: %.4f s\n", total);
   std::cout << line;
   std::cout << "Iterations: " << lat.size() << " (after " << warm << " warm-up runs"
@@ -162,8 +238,37 @@ Status run_bench(const BenchCmd& c) {
     j["latency_ms"] = {{"min", sorted.front()},        {"max", sorted.back()},          {"mean", mean},
                        {"median", median(sorted)},     {"p90", percentile(sorted, 90)}, {"p95", percentile(sorted, 95)},
                        {"p99", percentile(sorted, 99)}};
+    if (!s_gpu.empty())
+      j["gpu_compute_ms"] = {{"min", s_gpu.front()}, {"median", median(s_gpu)}, {"p99", percentile(s_gpu, 99)},
+                             {"h2d_median", median(s_h2d)}, {"d2h_median", median(s_d2h)}};
+    j["device"] = e.device();
+    j["cuda_graph"] = c.cuda_graph;
+    j["streams"] = c.streams;
+    j["no_data_transfers"] = c.no_data_transfers;
     std::string text = j.dump(2) + "\n";
     KILN_RETURN_IF_ERROR(write_file(c.json, text.data(), text.size()));
+  }
+  if (c.dump_profile || !c.export_profile.empty()) {
+    ExecutionContext& ctx = runner.context();
+    ctx.set_profiling(true);
+    KILN_RETURN_IF_ERROR(runner.once().with_context("profiled run"));
+    ctx.set_profiling(false);
+    auto times = ctx.layer_times();
+    double sum = 0;
+    for (auto& [n, t] : times) sum += t;
+    if (c.dump_profile) {
+      std::cout << "=== Profile (" << times.size() << " layers, " << ms(sum) << " serialized) ===\n";
+      for (auto& [n, t] : times) {
+        std::snprintf(line, sizeof line, "%10.4f ms %6.2f %%  ", t, sum > 0 ? 100.0 * t / sum : 0.0);
+        std::cout << line << n << "\n";
+      }
+    }
+    if (!c.export_profile.empty()) {
+      nlohmann::json j = nlohmann::json::array();
+      for (auto& [n, t] : times) j.push_back({{"name", n}, {"ms", t}, {"percent", sum > 0 ? 100.0 * t / sum : 0.0}});
+      std::string text = j.dump(2) + "\n";
+      KILN_RETURN_IF_ERROR(write_file(c.export_profile, text.data(), text.size()));
+    }
   }
   return Status();
 }

@@ -1,5 +1,6 @@
 // Turning a model path into an Engine: engine files by magic, ONNX built in memory.
 #include <atomic>
+#include <cctype>
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
@@ -49,6 +50,31 @@ void with_progress(const std::string& label, const std::function<void()>& fn) {
   }
 }
 
+Status parse_device(const std::string& text, DeviceType& type, int& index) {
+  index = 0;
+  std::string t = text;
+  if (t == "cpu") {
+    type = DeviceType::kCPU;
+    return Status();
+  }
+  size_t colon = t.find(':');
+  std::string kind = colon == std::string::npos ? t : t.substr(0, colon);
+  std::string num = colon == std::string::npos ? "" : t.substr(colon + 1);
+  if (!kind.empty() && std::isdigit(static_cast<unsigned char>(kind[0]))) {
+    num = kind;
+    kind = "cuda";
+  }
+  if (kind != "cuda" && kind != "gpu")
+    return Status(ErrorCode::kInvalidArgument, "--device must be cpu, cuda, cuda:N or N, got '" + text + "'");
+  type = DeviceType::kCUDA;
+  if (!num.empty()) {
+    if (num.find_first_not_of("0123456789") != std::string::npos || num.size() > 4)
+      return Status(ErrorCode::kInvalidArgument, "--device '" + text + "': the device index must be a number");
+    index = std::stoi(num);
+  }
+  return Status();
+}
+
 namespace {
 
 Status apply_config(const BuildOptions& o, BuilderConfig& config) {
@@ -66,13 +92,11 @@ Status apply_config(const BuildOptions& o, BuilderConfig& config) {
   if (o.opt_level < 0 || o.opt_level > 5)
     return Status(ErrorCode::kInvalidArgument, "--opt-level must be 0..5, got " + std::to_string(o.opt_level));
   config.set_optimization_level(o.opt_level);
-  if (o.device == "cpu") {
-    config.set_device(DeviceType::kCPU);
-  } else if (o.device == "cuda" || o.device == "gpu") {
-    config.set_device(DeviceType::kCUDA);
-  } else {
-    return Status(ErrorCode::kInvalidArgument, "--device must be cpu or cuda, got '" + o.device + "'");
-  }
+  DeviceType type;
+  int index = 0;
+  KILN_RETURN_IF_ERROR(parse_device(o.device, type, index));
+  config.set_device(type);
+  config.set_device_index(index);
   for (const auto& kv : o.metadata) {
     size_t eq = kv.find('=');
     if (eq == std::string::npos || eq == 0)
@@ -124,6 +148,10 @@ Result<LoadedEngine> load_engine(const std::string& path, const BuildOptions& o,
     out.built = true;
   }
   Runtime runtime(logger);
+  DeviceType type;
+  int index = 0;
+  KILN_RETURN_IF_ERROR(parse_device(o.device, type, index));
+  runtime.set_device_index(index);
   auto engine = runtime.deserialize(bytes.data(), bytes.size());
   if (!engine.ok())
     return engine.status().with_context(out.built ? "loading the engine built from '" + path + "'"

@@ -87,6 +87,13 @@ int main_impl(int argc, char** argv) {
   be->add_option("--json", bench.json, "Also write the summary to FILE as JSON");
   be->add_option("--seed", bench.seed, "Seed of the random inputs")->capture_default_str();
   be->add_option("--profile", bench.profile, "Optimization profile (default: the first that holds the shapes)");
+  be->add_flag("--cuda-graph", bench.cuda_graph, "CUDA engines: capture the layers once and replay a CUDA graph");
+  be->add_flag("--no-data-transfers", bench.no_data_transfers,
+               "CUDA engines: keep inputs and outputs in device memory (no host copies)");
+  be->add_option("--streams", bench.streams, "CUDA engines: contexts running concurrently, one stream each")
+      ->capture_default_str();
+  be->add_flag("--dump-profile", bench.dump_profile, "Print the time of each layer (one extra profiled run)");
+  be->add_option("--export-profile", bench.export_profile, "Write the time of each layer to FILE as JSON");
   add_build_options(be, bench.build, false);
 
   InspectCmd inspect;

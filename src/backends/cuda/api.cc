@@ -1,0 +1,235 @@
+#include "backends/cuda/api.h"
+
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+#include <cudnn.h>
+
+namespace kiln::cuda {
+
+namespace {
+Status check(cudaError_t e, const std::string& what) {
+  if (e == cudaSuccess) return Status();
+  cudaGetLastError();  // clear a sticky-free error so later calls are not blamed
+  ErrorCode code = e == cudaErrorMemoryAllocation ? ErrorCode::kOutOfMemory : ErrorCode::kInternal;
+  return Status(code, what + ": " + cudaGetErrorString(e));
+}
+std::string mib(size_t bytes) { return std::to_string((bytes + (1 << 20) - 1) >> 20) + " MiB"; }
+}  // namespace
+
+DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& o) noexcept {
+  if (this != &o) {
+    if (ptr_) cudaFree(ptr_);
+    ptr_ = o.ptr_;
+    bytes_ = o.bytes_;
+    o.ptr_ = nullptr;
+    o.bytes_ = 0;
+  }
+  return *this;
+}
+DeviceBuffer::~DeviceBuffer() {
+  if (ptr_) cudaFree(ptr_);
+}
+
+Result<DeviceBuffer> device_alloc(size_t bytes, const std::string& what) {
+  DeviceBuffer b;
+  if (bytes == 0) return b;
+  cudaError_t e = cudaMalloc(&b.ptr_, bytes);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    b.ptr_ = nullptr;
+    size_t free_b = 0, total_b = 0;
+    cudaMemGetInfo(&free_b, &total_b);
+    ErrorCode code = e == cudaErrorMemoryAllocation ? ErrorCode::kOutOfMemory : ErrorCode::kInternal;
+    return Status(code, "out of GPU memory: " + what + " needs " + std::to_string(bytes) + " bytes (" + mib(bytes) +
+                            "), " + mib(free_b) + " of " + mib(total_b) + " free (" + cudaGetErrorString(e) + ")");
+  }
+  b.bytes_ = bytes;
+  return b;
+}
+
+PinnedBuffer& PinnedBuffer::operator=(PinnedBuffer&& o) noexcept {
+  if (this != &o) {
+    if (ptr_) cudaFreeHost(ptr_);
+    ptr_ = o.ptr_;
+    bytes_ = o.bytes_;
+    o.ptr_ = nullptr;
+    o.bytes_ = 0;
+  }
+  return *this;
+}
+PinnedBuffer::~PinnedBuffer() {
+  if (ptr_) cudaFreeHost(ptr_);
+}
+
+Result<PinnedBuffer> pinned_alloc(size_t bytes, const std::string& what) {
+  PinnedBuffer b;
+  if (bytes == 0) return b;
+  cudaError_t e = cudaMallocHost(&b.ptr_, bytes);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    b.ptr_ = nullptr;
+    return Status(ErrorCode::kOutOfMemory, "out of pinned host memory: " + what + " needs " + std::to_string(bytes) +
+                                               " bytes (" + cudaGetErrorString(e) + ")");
+  }
+  b.bytes_ = bytes;
+  return b;
+}
+
+Status set_device(int index) {
+  int n = device_count();
+  if (index < 0 || index >= n)
+    return Status(ErrorCode::kDeviceMismatch, "CUDA device " + std::to_string(index) + " does not exist (" +
+                                                  std::to_string(n) + " visible" +
+                                                  (n == 0 ? ": " + no_device_reason() : "") + ")");
+  return check(cudaSetDevice(index), "cudaSetDevice(" + std::to_string(index) + ")");
+}
+
+int current_device() {
+  int d = 0;
+  cudaGetDevice(&d);
+  return d;
+}
+
+bool is_device_pointer(const void* p) {
+  if (!p) return false;
+  cudaPointerAttributes a{};
+  if (cudaPointerGetAttributes(&a, p) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return a.type == cudaMemoryTypeDevice || a.type == cudaMemoryTypeManaged;
+}
+
+Status copy_async(void* dst, const void* src, size_t bytes, CopyKind kind, void* stream) {
+  if (bytes == 0) return Status();
+  cudaMemcpyKind k = kind == CopyKind::kHostToDevice   ? cudaMemcpyHostToDevice
+                     : kind == CopyKind::kDeviceToHost ? cudaMemcpyDeviceToHost
+                     : kind == CopyKind::kDeviceToDevice ? cudaMemcpyDeviceToDevice
+                                                         : cudaMemcpyDefault;
+  return check(cudaMemcpyAsync(dst, src, bytes, k, static_cast<cudaStream_t>(stream)),
+               "cudaMemcpyAsync of " + std::to_string(bytes) + " bytes");
+}
+
+Status memset_async(void* dst, int value, size_t bytes, void* stream) {
+  if (bytes == 0) return Status();
+  return check(cudaMemsetAsync(dst, value, bytes, static_cast<cudaStream_t>(stream)), "cudaMemsetAsync");
+}
+
+Status stream_create(void** stream) {
+  cudaStream_t s = nullptr;
+  KILN_RETURN_IF_ERROR(check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreate"));
+  *stream = s;
+  return Status();
+}
+void stream_destroy(void* stream) {
+  if (stream) cudaStreamDestroy(static_cast<cudaStream_t>(stream));
+}
+Status stream_synchronize(void* stream) {
+  return check(cudaStreamSynchronize(static_cast<cudaStream_t>(stream)), "cudaStreamSynchronize");
+}
+Status check_last_launch(const std::string& what) { return check(cudaGetLastError(), what); }
+
+EventTimer::EventTimer() {
+  cudaEvent_t a = nullptr, b = nullptr;
+  cudaEventCreate(&a);
+  cudaEventCreate(&b);
+  start_ = a;
+  stop_ = b;
+}
+EventTimer::~EventTimer() {
+  if (start_) cudaEventDestroy(static_cast<cudaEvent_t>(start_));
+  if (stop_) cudaEventDestroy(static_cast<cudaEvent_t>(stop_));
+}
+Status EventTimer::record_start(void* stream) {
+  return check(cudaEventRecord(static_cast<cudaEvent_t>(start_), static_cast<cudaStream_t>(stream)), "cudaEventRecord");
+}
+Status EventTimer::record_stop(void* stream) {
+  return check(cudaEventRecord(static_cast<cudaEvent_t>(stop_), static_cast<cudaStream_t>(stream)), "cudaEventRecord");
+}
+Result<float> EventTimer::elapsed_ms() {
+  KILN_RETURN_IF_ERROR(check(cudaEventSynchronize(static_cast<cudaEvent_t>(stop_)), "cudaEventSynchronize"));
+  float ms = 0;
+  KILN_RETURN_IF_ERROR(check(cudaEventElapsedTime(&ms, static_cast<cudaEvent_t>(start_), static_cast<cudaEvent_t>(stop_)),
+                             "cudaEventElapsedTime"));
+  return ms;
+}
+
+Graph::~Graph() {
+  if (exec_) cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec_));
+  if (graph_) cudaGraphDestroy(static_cast<cudaGraph_t>(graph_));
+}
+Status Graph::begin_capture(void* stream) {
+  return check(cudaStreamBeginCapture(static_cast<cudaStream_t>(stream), cudaStreamCaptureModeThreadLocal),
+               "cudaStreamBeginCapture");
+}
+Status Graph::end_capture(void* stream) {
+  cudaGraph_t g = nullptr;
+  KILN_RETURN_IF_ERROR(check(cudaStreamEndCapture(static_cast<cudaStream_t>(stream), &g), "cudaStreamEndCapture"));
+  graph_ = g;
+  cudaGraphExec_t e = nullptr;
+  KILN_RETURN_IF_ERROR(check(cudaGraphInstantiate(&e, g, 0), "cudaGraphInstantiate"));
+  exec_ = e;
+  return Status();
+}
+Status Graph::launch(void* stream) const {
+  return check(cudaGraphLaunch(static_cast<cudaGraphExec_t>(exec_), static_cast<cudaStream_t>(stream)),
+               "cudaGraphLaunch");
+}
+
+Handles::~Handles() {
+  if (cublaslt_) cublasLtDestroy(static_cast<cublasLtHandle_t>(cublaslt_));
+  if (cudnn_) cudnnDestroy(static_cast<cudnnHandle_t>(cudnn_));
+}
+
+Result<std::unique_ptr<Handles>> Handles::create(int device, size_t workspace_bytes) {
+  KILN_RETURN_IF_ERROR(set_device(device));
+  auto h = std::unique_ptr<Handles>(new Handles());
+  h->device_ = device;
+  KILN_ASSIGN_OR_RETURN(DeviceInfo info, device_info(device));
+  h->cc_major_ = info.cc_major;
+  h->cc_minor_ = info.cc_minor;
+  cublasLtHandle_t lt = nullptr;
+  cublasStatus_t bs = cublasLtCreate(&lt);
+  if (bs != CUBLAS_STATUS_SUCCESS)
+    return Status(ErrorCode::kInternal, std::string("cublasLtCreate: ") + cublasLtGetStatusString(bs));
+  h->cublaslt_ = lt;
+  cudnnHandle_t dnn = nullptr;
+  cudnnStatus_t ds = cudnnCreate(&dnn);
+  if (ds != CUDNN_STATUS_SUCCESS)
+    return Status(ErrorCode::kInternal, std::string("cudnnCreate: ") + cudnnGetErrorString(ds));
+  h->cudnn_ = dnn;
+  KILN_ASSIGN_OR_RETURN(h->workspace_, device_alloc(workspace_bytes, "the kernel workspace"));
+  return h;
+}
+
+Env Handles::env(void* stream, bool allow_tf32) {
+  if (stream != cudnn_stream_) {
+    cudnnSetStream(static_cast<cudnnHandle_t>(cudnn_), static_cast<cudaStream_t>(stream));
+    cudnn_stream_ = stream;
+  }
+  Env e;
+  e.device = device_;
+  e.cc_major = cc_major_;
+  e.cc_minor = cc_minor_;
+  e.stream = stream;
+  e.cublaslt = cublaslt_;
+  e.cudnn = cudnn_;
+  e.workspace = workspace_.get();
+  e.workspace_bytes = workspace_.size();
+  e.allow_tf32 = allow_tf32;
+  return e;
+}
+
+std::string arch_name(int cc_major, int cc_minor) {
+  return "sm_" + std::to_string(cc_major) + std::to_string(cc_minor);
+}
+
+std::string library_versions() {
+  int rt = 0, drv = 0;
+  cudaRuntimeGetVersion(&rt);
+  cudaDriverGetVersion(&drv);
+  return "cudart " + std::to_string(rt) + ", driver " + std::to_string(drv) + ", cudnn " +
+         std::to_string(cudnnGetVersion()) + ", cublasLt " + std::to_string(cublasLtGetVersion());
+}
+
+}  // namespace kiln::cuda

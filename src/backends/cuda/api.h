@@ -1,0 +1,127 @@
+// The CUDA device layer the runtime, builder and tests use: device queries,
+// allocations, copies, streams, events, graphs and per-context handles. Plain
+// C++ declarations; every CUDA/cuBLAS/cuDNN error becomes a Status saying which
+// call failed and (for allocations) how many bytes were asked for.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "backends/cuda/device.h"
+#include "backends/cuda/env.h"
+#include "kiln/status.h"
+
+namespace kiln::cuda {
+
+/// Owned device memory (freed on destruction).
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  DeviceBuffer(DeviceBuffer&& o) noexcept : ptr_(o.ptr_), bytes_(o.bytes_) { o.ptr_ = nullptr; o.bytes_ = 0; }
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept;
+  ~DeviceBuffer();
+  void* get() const { return ptr_; }
+  size_t size() const { return bytes_; }
+
+ private:
+  friend Result<DeviceBuffer> device_alloc(size_t, const std::string&);
+  void* ptr_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+/// Allocates `bytes` on the current device; out of memory names `what` and the size.
+Result<DeviceBuffer> device_alloc(size_t bytes, const std::string& what);
+
+/// Page-locked host memory for staging copies.
+class PinnedBuffer {
+ public:
+  PinnedBuffer() = default;
+  PinnedBuffer(PinnedBuffer&& o) noexcept : ptr_(o.ptr_), bytes_(o.bytes_) { o.ptr_ = nullptr; o.bytes_ = 0; }
+  PinnedBuffer& operator=(PinnedBuffer&& o) noexcept;
+  ~PinnedBuffer();
+  void* get() const { return ptr_; }
+  size_t size() const { return bytes_; }
+
+ private:
+  friend Result<PinnedBuffer> pinned_alloc(size_t, const std::string&);
+  void* ptr_ = nullptr;
+  size_t bytes_ = 0;
+};
+Result<PinnedBuffer> pinned_alloc(size_t bytes, const std::string& what);
+
+/// Makes `index` the calling thread's device.
+Status set_device(int index);
+/// Current device of the calling thread.
+int current_device();
+/// True if `p` is device (or managed) memory; false for host memory.
+bool is_device_pointer(const void* p);
+
+enum class CopyKind { kHostToDevice, kDeviceToHost, kDeviceToDevice, kDefault };
+Status copy_async(void* dst, const void* src, size_t bytes, CopyKind kind, void* stream);
+Status memset_async(void* dst, int value, size_t bytes, void* stream);
+Status stream_create(void** stream);
+void stream_destroy(void* stream);
+Status stream_synchronize(void* stream);
+/// Checks the last launch on this thread; names `what` on failure.
+Status check_last_launch(const std::string& what);
+
+/// An event pair for timing on a stream.
+class EventTimer {
+ public:
+  EventTimer();
+  ~EventTimer();
+  Status record_start(void* stream);
+  Status record_stop(void* stream);
+  /// Milliseconds between start and stop (waits for stop).
+  Result<float> elapsed_ms();
+
+ private:
+  void* start_ = nullptr;
+  void* stop_ = nullptr;
+};
+
+/// A captured CUDA graph, instantiated and ready to replay.
+class Graph {
+ public:
+  Graph() = default;
+  ~Graph();
+  Graph(const Graph&) = delete;
+  Graph& operator=(const Graph&) = delete;
+  /// Starts capturing work enqueued on `stream`.
+  static Status begin_capture(void* stream);
+  /// Ends capture and instantiates.
+  Status end_capture(void* stream);
+  Status launch(void* stream) const;
+  bool valid() const { return exec_ != nullptr; }
+
+ private:
+  void* graph_ = nullptr;
+  void* exec_ = nullptr;
+};
+
+/// The handles and workspace one execution context owns.
+class Handles {
+ public:
+  ~Handles();
+  /// Creates cuBLASLt and cuDNN handles for `device` and a workspace of `workspace_bytes`.
+  static Result<std::unique_ptr<Handles>> create(int device, size_t workspace_bytes);
+  /// Binds the handles to `stream` and returns the environment kernels see.
+  Env env(void* stream, bool allow_tf32);
+
+ private:
+  int device_ = 0;
+  int cc_major_ = 0, cc_minor_ = 0;
+  void* cublaslt_ = nullptr;
+  void* cudnn_ = nullptr;
+  void* cudnn_stream_ = nullptr;
+  DeviceBuffer workspace_;
+};
+
+/// "sm_90" for compute capability 9.0.
+std::string arch_name(int cc_major, int cc_minor);
+/// Library versions as a short string ("cuda 13.0, cudnn 91400, cublasLt 130100, driver 13000").
+std::string library_versions();
+
+}  // namespace kiln::cuda

@@ -1,0 +1,138 @@
+// Reduced precision for CUDA engines (--fp16 / --bf16): float32 activations and
+// weights of nodes that compute well in 16 bits become float16 (or bfloat16);
+// the engine's inputs and outputs stay float32 through Cast nodes, and nodes that
+// must stay float32 (shape arithmetic, Pow, cumulative sums, random, control
+// flow, ...) get Casts around them.
+//   x:f32 -> Conv(W:f32) -> Relu -> y:f32
+// becomes
+//   x:f32 -> Cast(f16) -> Conv(W:f16) -> Relu -> y_half:f16 -> Cast(f32) -> y:f32
+#include <set>
+#include <unordered_map>
+
+#include "base/half.h"
+#include "passes/pass.h"
+
+namespace kiln::passes {
+
+namespace {
+
+// Ops whose CUDA kernels compute in 16 bits with fp32 accumulation.
+const std::set<std::string>& half_ops() {
+  static const std::set<std::string> ops = {
+      "Conv", "ConvTranspose", "MatMul", "Gemm", "FusedMatMul", "Add", "Sub", "Mul", "Div", "Max", "Min", "Sum",
+      "Mean", "Relu", "LeakyRelu", "PRelu", "Sigmoid", "Tanh", "Gelu", "FastGelu", "BiasGelu", "Erf", "Sqrt",
+      "Reciprocal", "Neg", "Abs", "Clip", "HardSwish", "HardSigmoid", "Softplus", "Mish", "Elu", "Selu", "Celu",
+      "Softmax", "LogSoftmax", "LayerNormalization", "RMSNormalization", "SkipLayerNormalization",
+      "SimplifiedLayerNormalization", "BatchNormalization", "InstanceNormalization", "GroupNormalization", "MaxPool",
+      "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Resize", "Upsample", "Concat", "Split", "Slice",
+      "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Expand", "Tile", "Pad", "Gather",
+      "GatherElements", "Where", "Identity", "Dropout", "DepthToSpace", "SpaceToDepth", "ReduceMean", "ReduceMax",
+      "ReduceMin", "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Exp", "Log", "Floor", "Ceil"};
+  return ops;
+}
+
+// Float inputs that keep float32 (ONNX types them independently of the data).
+bool keeps_float32(const ir::Node& n, size_t i) {
+  if (n.op_type == "Resize") return i == 1 || i == 2;
+  if (n.op_type == "Upsample") return i == 1;
+  return false;
+}
+
+Tensor convert_tensor(const Tensor& t, DataType to) {
+  Tensor out = Tensor::empty(to, t.dims());
+  std::vector<float> v = t.to_float_vector();
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (to == DataType::kFloat16) out.data_as<Half>()[i] = Half(v[i]);
+    else out.data_as<BFloat16>()[i] = BFloat16(v[i]);
+  }
+  return out;
+}
+
+}  // namespace
+
+Status reduce_precision(ir::Graph& g, PassContext& ctx) {
+  const BuilderConfig* cfg = ctx.config;
+  if (!cfg || cfg->device() != DeviceType::kCUDA) return Status();
+  DataType half;
+  if (cfg->get_flag(BuilderFlag::kFP16)) half = DataType::kFloat16;
+  else if (cfg->get_flag(BuilderFlag::kBF16)) half = DataType::kBFloat16;
+  else return Status();
+  const char* suffix = half == DataType::kFloat16 ? "_fp16" : "_bf16";
+
+  std::unordered_map<ir::Value*, ir::Value*> to_half, to_float;  // cached conversions
+  auto cast = [&](ir::Value* v, DataType dt, std::unordered_map<ir::Value*, ir::Value*>& cache) -> ir::Value* {
+    auto it = cache.find(v);
+    if (it != cache.end()) return it->second;
+    ir::Value* out;
+    if (v->initializer) {
+      out = g.add_constant(v->name + suffix, convert_tensor(*v->initializer, dt));
+    } else {
+      out = g.add_unique_value(v->name + (dt == DataType::kFloat32 ? "_fp32" : suffix), dt);
+      out->shape = v->shape;
+      ir::Node* c = g.add_node("Cast", {v}, {out}, g.unique_name("cast_" + v->name));
+      c->attrs.set("to", ir::Attribute::from_int(static_cast<int64_t>(dt)));
+      c->opset = 19;
+      out->producer = c;
+    }
+    out->dtype = dt;
+    cache[v] = out;
+    return out;
+  };
+
+  std::set<ir::Value*> made_half;  // activations this pass turned to half
+  int converted = 0, casts_before = static_cast<int>(g.nodes().size());
+  std::vector<ir::Node*> order;
+  for (auto& n : g.nodes()) order.push_back(n.get());
+  for (ir::Node* n : order) {
+    bool is_half = n->domain.empty() || n->domain == "com.microsoft" ? half_ops().count(n->op_type) > 0 : false;
+    bool has_subgraph = false;
+    for (auto& [k, a] : n->attrs.all()) has_subgraph = has_subgraph || a.g || !a.graphs.empty();
+    if (has_subgraph) is_half = false;
+    if (is_half) {
+      for (size_t i = 0; i < n->inputs.size(); ++i) {
+        ir::Value* in = n->inputs[i];
+        if (!in || keeps_float32(*n, i)) continue;
+        if (in->dtype == DataType::kFloat32) n->inputs[i] = cast(in, half, to_half);
+      }
+      for (ir::Value* o : n->outputs) {
+        if (!o || o->dtype != DataType::kFloat32) continue;
+        if (g.is_output(o)) {
+          // The graph output keeps its name and float32: the node writes a half copy.
+          ir::Value* h = g.add_unique_value(o->name + suffix, half);
+          h->shape = o->shape;
+          for (ir::Node* c : g.consumers(o))
+            for (auto& ci : c->inputs)
+              if (ci == o) ci = h;
+          for (auto& no : n->outputs)
+            if (no == o) no = h;
+          h->producer = n;
+          ir::Node* c = g.add_node("Cast", {h}, {o}, g.unique_name("cast_" + o->name));
+          c->attrs.set("to", ir::Attribute::from_int(static_cast<int64_t>(DataType::kFloat32)));
+          c->opset = 19;
+          o->producer = c;
+          to_half[o] = h;
+          to_float[h] = o;
+          made_half.insert(h);
+        } else {
+          o->dtype = half;
+          made_half.insert(o);
+        }
+      }
+      ++converted;
+    } else {
+      for (size_t i = 0; i < n->inputs.size(); ++i) {
+        ir::Value* in = n->inputs[i];
+        // Values this pass turned to half (activations of half nodes) go back to float32.
+        if (in && made_half.count(in))
+          n->inputs[i] = cast(in, DataType::kFloat32, to_float);
+      }
+    }
+  }
+  KILN_RETURN_IF_ERROR(g.topo_sort());
+  g.prune_values();
+  ctx.stats["half_precision_layers"] += converted;
+  ctx.stats["precision_casts"] += static_cast<int>(g.nodes().size()) - casts_before;
+  return infer_shapes(g, ctx);
+}
+
+}  // namespace kiln::passes

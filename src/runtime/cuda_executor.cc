@@ -1,0 +1,447 @@
+#include "runtime/cuda_executor.h"
+
+#include <algorithm>
+#include <unordered_map>
+
+#include "ops/op.h"
+#include "runtime/executor.h"
+#include "runtime/shape_eval.h"
+
+namespace kiln {
+
+namespace {
+constexpr size_t kAlign = 256;
+constexpr size_t kWorkspaceBytes = size_t(64) << 20;
+size_t align_up(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+
+std::string dims_key(const std::map<std::string, Dims>& d) {
+  std::string k;
+  for (auto& [name, dims] : d) k += name + ":" + dims_to_string(dims) + ";";
+  return k;
+}
+}  // namespace
+
+Result<std::shared_ptr<CudaWeights>> upload_weights(const EngineData& e, int device) {
+  KILN_RETURN_IF_ERROR(cuda::set_device(device));
+  KILN_ASSIGN_OR_RETURN(cuda::DeviceInfo info, cuda::device_info(device));
+  std::string arch = cuda::arch_name(info.cc_major, info.cc_minor);
+  if (arch != e.model.device_arch)
+    return Status(ErrorCode::kDeviceMismatch, "engine was built for compute capability " + e.model.device_arch +
+                                                  " but CUDA device " + std::to_string(device) + " (" + info.name +
+                                                  ") is " + arch + ": rebuild the engine on this GPU");
+  auto w = std::make_shared<CudaWeights>();
+  w->device = device;
+  size_t total = 0;
+  std::vector<const ir::Value*> values;
+  for (auto& [name, v] : e.model.graph->values())
+    if (v->initializer) {
+      values.push_back(v.get());
+      total += align_up(v->initializer->nbytes());
+    }
+  KILN_ASSIGN_OR_RETURN(w->buffer, cuda::device_alloc(total, "the engine weights"));
+  size_t off = 0;
+  for (const ir::Value* v : values) {
+    auto* p = static_cast<uint8_t*>(w->buffer.get()) + off;
+    KILN_RETURN_IF_ERROR(cuda::copy_async(p, v->initializer->data(), v->initializer->nbytes(),
+                                          cuda::CopyKind::kHostToDevice, nullptr));
+    w->address[v] = p;
+    off += align_up(v->initializer->nbytes());
+  }
+  KILN_RETURN_IF_ERROR(cuda::stream_synchronize(nullptr));
+  return w;
+}
+
+struct Step {
+  const ir::Node* node = nullptr;
+  ops::KernelFn fn = nullptr;  // CUDA kernel; null: CPU fallback
+  bool dynamic = false;        // some input/output dims are known only at run time
+  std::vector<Tensor> ins, outs;
+  std::vector<const Tensor*> host_values;
+};
+
+struct CudaExecutor::Plan {
+  Propagation prop;
+  std::vector<Step> steps;
+  std::unordered_map<const ir::Value*, Tensor> dev;  // device view of every value with known dims
+  std::vector<cuda::DeviceBuffer> owned;             // I/O staging, uploaded constants, unplanned values
+  bool capturable = true;
+  int runs = 0;
+  cuda::Graph graph;
+};
+
+Result<std::unique_ptr<CudaExecutor>> CudaExecutor::create(const EngineData& e, std::shared_ptr<CudaWeights> w) {
+  std::unique_ptr<CudaExecutor> x(new CudaExecutor());
+  x->engine_ = &e;
+  x->weights_ = std::move(w);
+  KILN_RETURN_IF_ERROR(cuda::set_device(x->weights_->device));
+  KILN_ASSIGN_OR_RETURN(x->handles_, cuda::Handles::create(x->weights_->device, kWorkspaceBytes));
+  KILN_RETURN_IF_ERROR(cuda::stream_create(&x->own_stream_));
+  KILN_ASSIGN_OR_RETURN(x->arena_, cuda::device_alloc(e.model.memory.arena_bytes, "the activation arena"));
+  return x;
+}
+
+CudaExecutor::~CudaExecutor() {
+  plans_.clear();
+  cuda::stream_destroy(own_stream_);
+}
+
+Result<CudaExecutor::Plan*> CudaExecutor::plan_for(const std::map<std::string, Dims>& input_dims) {
+  std::string key = dims_key(input_dims);
+  auto found = plans_.find(key);
+  if (found != plans_.end()) return found->second.get();
+  const ir::Graph& g = *engine_->model.graph;
+  auto p = std::make_unique<Plan>();
+  std::map<std::string, Shape> shapes;
+  for (auto& [name, d] : input_dims) shapes[name] = shape_from_dims(d);
+  KILN_RETURN_IF_ERROR(propagate(g, shapes, p->prop, /*strict=*/false));
+
+  auto own = [&](const ir::Value* v, DataType dt, const Dims& dims, const std::string& what) -> Status {
+    size_t bytes = static_cast<size_t>(dims_volume(dims)) * dtype_size(dt);
+    KILN_ASSIGN_OR_RETURN(cuda::DeviceBuffer b, cuda::device_alloc(bytes, what));
+    p->dev[v] = Tensor::view(dt, dims, b.get());
+    p->owned.push_back(std::move(b));
+    return Status();
+  };
+  auto known_dims = [&](const ir::Value* v, Dims& dims, DataType& dt) {
+    auto t = p->prop.types.find(v);
+    if (t == p->prop.types.end() || !t->second.shape) return false;
+    dims = shape_to_dims(*t->second.shape);
+    dt = t->second.dtype;
+    return dims_volume(dims) >= 0;
+  };
+  // A host-known value read as data by a device step is uploaded once per plan.
+  auto upload = [&](const ir::Value* v, const Tensor& host) -> Status {
+    KILN_RETURN_IF_ERROR(own(v, host.dtype(), host.dims(), "constant '" + v->name + "'"));
+    return cuda::copy_async(p->dev[v].data(), host.data(), host.nbytes(), cuda::CopyKind::kHostToDevice, own_stream_);
+  };
+
+  for (ir::Value* in : g.inputs) {
+    Dims dims;
+    DataType dt;
+    if (!known_dims(in, dims, dt))
+      return Status(ErrorCode::kInvalidArgument, "input '" + in->name + "' has no concrete dims");
+    KILN_RETURN_IF_ERROR(own(in, dt, dims, "input '" + in->name + "'"));
+  }
+  for (auto& [v, addr] : weights_->address) p->dev[v] = Tensor::view(v->initializer->dtype(), v->initializer->dims(), addr);
+
+  for (auto& node_ptr : g.nodes()) {
+    const ir::Node& node = *node_ptr;
+    bool host_known = true;
+    for (ir::Value* o : node.outputs)
+      if (o && !p->prop.values.count(o)) host_known = false;
+    if (host_known && !node.outputs.empty()) continue;  // shape arithmetic: evaluated by propagation
+    Step s;
+    s.node = &node;
+    const ops::OpDef* def = ops::OpRegistry::global().find(node.domain, node.op_type);
+    if (!def) return Status(ErrorCode::kUnsupported, "node " + node.describe() + ": operator is not supported");
+    if (node.device == ir::Device::kCUDA)
+      for (auto& k : def->cuda)
+        if (k.name == node.kernel) s.fn = k.fn;
+    if (node.device == ir::Device::kCUDA && !s.fn)
+      return Status(ErrorCode::kUnsupported, "engine node " + node.describe() + " uses CUDA kernel '" + node.kernel +
+                                                 "' which this kiln build does not have");
+    for (ir::Value* in : node.inputs) {
+      const Tensor* hv = nullptr;
+      if (in) {
+        auto hvit = p->prop.values.find(in);
+        if (hvit != p->prop.values.end()) hv = &hvit->second;
+      }
+      s.host_values.push_back(hv);
+      if (!in) {
+        s.ins.emplace_back();
+        continue;
+      }
+      if (!p->dev.count(in)) {
+        if (hv && s.fn) KILN_RETURN_IF_ERROR(upload(in, *hv));
+      }
+      auto d = p->dev.find(in);
+      if (d != p->dev.end()) s.ins.push_back(d->second);
+      else {
+        s.ins.emplace_back();
+        if (!hv) s.dynamic = true;
+      }
+    }
+    for (ir::Value* o : node.outputs) {
+      Dims dims;
+      DataType dt;
+      if (!o) {
+        s.outs.emplace_back();
+        continue;
+      }
+      if (!known_dims(o, dims, dt)) {
+        s.dynamic = true;
+        s.outs.emplace_back();
+        continue;
+      }
+      auto slot = engine_->model.memory.slots.find(o->name);
+      uint64_t need = static_cast<uint64_t>(dims_volume(dims)) * dtype_size(dt);
+      if (slot != engine_->model.memory.slots.end() && need <= slot->second.size && arena_.get())
+        p->dev[o] = Tensor::view(dt, dims, static_cast<uint8_t*>(arena_.get()) + slot->second.offset);
+      else
+        KILN_RETURN_IF_ERROR(own(o, dt, dims, "value '" + o->name + "'"));
+      s.outs.push_back(p->dev[o]);
+    }
+    if (!s.fn || s.dynamic) p->capturable = false;
+    p->steps.push_back(std::move(s));
+  }
+  for (ir::Value* o : g.outputs) {
+    if (p->dev.count(o)) continue;
+    auto hv = p->prop.values.find(o);
+    if (hv != p->prop.values.end()) KILN_RETURN_IF_ERROR(upload(o, hv->second));
+  }
+  KILN_RETURN_IF_ERROR(cuda::stream_synchronize(own_stream_));
+  Plan* raw = p.get();
+  plans_[key] = std::move(p);
+  return raw;
+}
+
+namespace {
+
+// Host copy of a device tensor (synchronous).
+Result<Tensor> to_host(const Tensor& d, void* stream) {
+  Tensor h = Tensor::empty(d.dtype(), d.dims());
+  KILN_RETURN_IF_ERROR(cuda::copy_async(h.data(), d.data(), h.nbytes(), cuda::CopyKind::kDeviceToHost, stream));
+  KILN_RETURN_IF_ERROR(cuda::stream_synchronize(stream));
+  return h;
+}
+
+}  // namespace
+
+Status CudaExecutor::run_steps(Plan& p, void* stream) {
+  const ir::Graph& g = *engine_->model.graph;
+  cuda::Env env = handles_->env(stream, engine_->model.options.count("no_tf32") == 0);
+  // Values whose dims were known only at run time (after a data-dependent node).
+  std::unordered_map<const ir::Value*, Tensor> rt;
+  std::vector<cuda::DeviceBuffer> run_owned;
+  std::vector<Tensor> keep_host;
+  last_fallbacks_ = 0;
+  if (profiling_) layer_times_.clear();
+  auto device_tensor = [&](const ir::Value* v) -> const Tensor* {
+    auto r = rt.find(v);
+    if (r != rt.end()) return &r->second;
+    auto d = p.dev.find(v);
+    return d != p.dev.end() ? &d->second : nullptr;
+  };
+  for (Step& s : p.steps) {
+    const ir::Node& node = *s.node;
+    std::unique_ptr<cuda::EventTimer> timer;
+    if (profiling_) {
+      timer = std::make_unique<cuda::EventTimer>();
+      KILN_RETURN_IF_ERROR(timer->record_start(stream));
+    }
+    std::vector<Tensor> ins = s.ins, outs = s.outs;
+    if (s.dynamic) {
+      for (size_t i = 0; i < node.inputs.size(); ++i)
+        if (node.inputs[i] && ins[i].is_null()) {
+          const Tensor* t = device_tensor(node.inputs[i]);
+          if (!t && !s.host_values[i])
+            return Status(ErrorCode::kInternal, "node " + node.describe() + " input '" + node.inputs[i]->name +
+                                                    "' was not computed");
+          if (t) ins[i] = *t;
+        }
+    }
+    if (s.fn) {
+      if (s.dynamic) {
+        std::vector<ops::TensorType> types;
+        for (size_t i = 0; i < ins.size(); ++i) {
+          if (!node.inputs[i]) types.emplace_back();
+          else if (!ins[i].is_null()) types.push_back({ins[i].dtype(), shape_from_dims(ins[i].dims())});
+          else types.push_back({s.host_values[i]->dtype(), shape_from_dims(s.host_values[i]->dims())});
+        }
+        KILN_ASSIGN_OR_RETURN(auto otypes, ops::infer_node(node, types, s.host_values));
+        for (size_t k = 0; k < node.outputs.size(); ++k) {
+          if (!node.outputs[k] || !outs[k].is_null()) continue;
+          Dims dims = otypes[k].shape ? shape_to_dims(*otypes[k].shape) : Dims{};
+          if (!otypes[k].shape || dims_volume(dims) < 0)
+            return Status(ErrorCode::kUnsupported, "node " + node.describe() +
+                                                       ": output dims depend on data, which its CUDA kernel cannot produce");
+          KILN_ASSIGN_OR_RETURN(cuda::DeviceBuffer b,
+                                cuda::device_alloc(dims_volume(dims) * dtype_size(otypes[k].dtype),
+                                                   "value '" + node.outputs[k]->name + "'"));
+          outs[k] = Tensor::view(otypes[k].dtype, dims, b.get());
+          rt[node.outputs[k]] = outs[k];
+          run_owned.push_back(std::move(b));
+        }
+      }
+      std::vector<const Tensor*> in_ptrs;
+      for (size_t i = 0; i < ins.size(); ++i) in_ptrs.push_back(ins[i].is_null() ? nullptr : &ins[i]);
+      std::vector<Tensor*> out_ptrs;
+      for (auto& o : outs) out_ptrs.push_back(o.is_null() ? nullptr : &o);
+      ops::KernelContext ctx(node, in_ptrs, out_ptrs);
+      ctx.set_cuda_env(&env);
+      ctx.set_host_values(s.host_values);
+      KILN_RETURN_IF_ERROR(s.fn(ctx));
+    } else {
+      // CPU fallback: bring inputs to the host, run the CPU kernel, send outputs back.
+      ++last_fallbacks_;
+      KILN_RETURN_IF_ERROR(cuda::stream_synchronize(stream));
+      std::vector<Tensor> host_in(node.inputs.size());
+      std::vector<const Tensor*> in_ptrs(node.inputs.size(), nullptr);
+      for (size_t i = 0; i < node.inputs.size(); ++i) {
+        if (!node.inputs[i]) continue;
+        if (s.host_values[i]) {
+          in_ptrs[i] = s.host_values[i];
+          continue;
+        }
+        KILN_ASSIGN_OR_RETURN(host_in[i], to_host(ins[i], stream));
+        in_ptrs[i] = &host_in[i];
+      }
+      // Bodies of If/Loop/Scan see host copies of the outer values they name.
+      Scope scope;
+      std::vector<Tensor> scope_values;
+      ops::SubgraphRunner runner;
+      std::vector<std::string> refs;
+      for (auto& [k, a] : node.attrs.all()) {
+        if (a.g)
+          for (auto& r : a.g->outer_references()) refs.push_back(r);
+        for (auto& sg : a.graphs)
+          for (auto& r : sg->outer_references()) refs.push_back(r);
+      }
+      scope_values.reserve(refs.size());
+      for (auto& r : refs) {
+        const ir::Value* v = g.find_value(r);
+        if (!v || scope.names.count(r)) continue;
+        auto hv = p.prop.values.find(v);
+        if (hv != p.prop.values.end()) {
+          scope.names[r] = &hv->second;
+        } else if (v->initializer) {
+          scope.names[r] = v->initializer.get();
+        } else if (const Tensor* t = device_tensor(v)) {
+          KILN_ASSIGN_OR_RETURN(Tensor h, to_host(*t, stream));
+          scope_values.push_back(h);
+          scope.names[r] = &scope_values.back();
+        }
+      }
+      if (!refs.empty())
+        runner = [&scope](const ir::Graph& body, const std::vector<Tensor>& body_inputs) -> Result<std::vector<Tensor>> {
+          ExecOptions sub;
+          std::vector<Tensor> o;
+          KILN_RETURN_IF_ERROR(execute_graph(body, body_inputs, &scope, sub, o));
+          return o;
+        };
+      std::vector<Tensor> host_out;
+      KILN_RETURN_IF_ERROR(ops::run_node(node, in_ptrs, host_out, runner, 1));
+      for (size_t k = 0; k < node.outputs.size(); ++k) {
+        if (!node.outputs[k]) continue;
+        Tensor& h = host_out[k];
+        Tensor d = outs[k];
+        if (d.is_null() || d.dims() != h.dims() || d.dtype() != h.dtype()) {
+          KILN_ASSIGN_OR_RETURN(cuda::DeviceBuffer b,
+                                cuda::device_alloc(h.nbytes(), "value '" + node.outputs[k]->name + "'"));
+          d = Tensor::view(h.dtype(), h.dims(), b.get());
+          run_owned.push_back(std::move(b));
+          rt[node.outputs[k]] = d;
+        }
+        KILN_RETURN_IF_ERROR(cuda::copy_async(d.data(), h.data(), h.nbytes(), cuda::CopyKind::kHostToDevice, stream));
+        keep_host.push_back(h);
+      }
+      KILN_RETURN_IF_ERROR(cuda::stream_synchronize(stream));
+    }
+    if (timer) {
+      KILN_RETURN_IF_ERROR(timer->record_stop(stream));
+      KILN_ASSIGN_OR_RETURN(float ms, timer->elapsed_ms());
+      layer_times_.emplace_back(node.name.empty() ? node.op_type : node.name, ms);
+    }
+  }
+  // Outputs computed at run time are copied out by enqueue through `rt_outputs_`.
+  rt_outputs_.clear();
+  for (ir::Value* o : g.outputs) {
+    auto r = rt.find(o);
+    if (r != rt.end()) rt_outputs_[o] = r->second;
+  }
+  if (!run_owned.empty() || !keep_host.empty()) {
+    // Run-time buffers die here: finish the work that reads them first.
+    for (auto& [v, t] : rt_outputs_) {
+      KILN_ASSIGN_OR_RETURN(Tensor h, to_host(t, stream));
+      rt_host_outputs_[v] = h;
+    }
+    KILN_RETURN_IF_ERROR(cuda::stream_synchronize(stream));
+  }
+  return Status();
+}
+
+Status CudaExecutor::enqueue(const std::map<std::string, Dims>& input_dims,
+                             const std::map<std::string, void*>& addresses, void* stream, bool sync,
+                             EnqueueTiming* timing) {
+  KILN_RETURN_IF_ERROR(cuda::set_device(weights_->device));
+  if (!stream) stream = own_stream_;
+  KILN_ASSIGN_OR_RETURN(Plan * p, plan_for(input_dims));
+  const ir::Graph& g = *engine_->model.graph;
+  std::unique_ptr<cuda::EventTimer> t_in, t_run, t_out;
+  if (timing) {
+    t_in = std::make_unique<cuda::EventTimer>();
+    t_run = std::make_unique<cuda::EventTimer>();
+    t_out = std::make_unique<cuda::EventTimer>();
+    KILN_RETURN_IF_ERROR(t_in->record_start(stream));
+  }
+  for (ir::Value* in : g.inputs) {
+    auto a = addresses.find(in->name);
+    if (a == addresses.end() || !a->second)
+      return Status(ErrorCode::kNotFound, "input '" + in->name + "' has no buffer bound (set_tensor_address)");
+    Tensor& d = p->dev[in];
+    KILN_RETURN_IF_ERROR(cuda::copy_async(d.data(), a->second, d.nbytes(), cuda::CopyKind::kDefault, stream)
+                             .with_context("copying input '" + in->name + "'"));
+  }
+  if (timing) {
+    KILN_RETURN_IF_ERROR(t_in->record_stop(stream));
+    KILN_RETURN_IF_ERROR(t_run->record_start(stream));
+  }
+  rt_host_outputs_.clear();
+  if (use_graph_ && p->capturable && !profiling_) {
+    if (!p->graph.valid() && p->runs > 0) {
+      KILN_RETURN_IF_ERROR(cuda::Graph::begin_capture(stream));
+      Status s = run_steps(*p, stream);
+      Status e = p->graph.end_capture(stream);
+      KILN_RETURN_IF_ERROR(s.with_context("while capturing a CUDA graph"));
+      KILN_RETURN_IF_ERROR(e);
+    }
+    if (p->graph.valid()) KILN_RETURN_IF_ERROR(p->graph.launch(stream));
+    else KILN_RETURN_IF_ERROR(run_steps(*p, stream));
+  } else {
+    KILN_RETURN_IF_ERROR(run_steps(*p, stream));
+  }
+  ++p->runs;
+  last_plan_ = p;
+  if (timing) {
+    KILN_RETURN_IF_ERROR(t_run->record_stop(stream));
+    KILN_RETURN_IF_ERROR(t_out->record_start(stream));
+  }
+  output_dims_.clear();
+  for (ir::Value* o : g.outputs) {
+    const Tensor* src = nullptr;
+    auto h = rt_host_outputs_.find(o);
+    auto d = p->dev.find(o);
+    if (h != rt_host_outputs_.end()) src = &h->second;
+    else if (d != p->dev.end()) src = &d->second;
+    if (!src) return Status(ErrorCode::kInternal, "output '" + o->name + "' was not computed");
+    output_dims_[o->name] = src->dims();
+    auto a = addresses.find(o->name);
+    if (a == addresses.end() || !a->second) continue;
+    KILN_RETURN_IF_ERROR(cuda::copy_async(a->second, src->data(), src->nbytes(), cuda::CopyKind::kDefault, stream)
+                             .with_context("copying output '" + o->name + "'"));
+  }
+  if (timing) {
+    KILN_RETURN_IF_ERROR(t_out->record_stop(stream));
+    KILN_ASSIGN_OR_RETURN(timing->h2d_ms, t_in->elapsed_ms());
+    KILN_ASSIGN_OR_RETURN(timing->compute_ms, t_run->elapsed_ms());
+    KILN_ASSIGN_OR_RETURN(timing->d2h_ms, t_out->elapsed_ms());
+  }
+  if (sync || !rt_host_outputs_.empty()) KILN_RETURN_IF_ERROR(cuda::stream_synchronize(stream));
+  return Status();
+}
+
+Result<Tensor> CudaExecutor::output_to_host(const std::string& name) {
+  const ir::Graph& g = *engine_->model.graph;
+  for (ir::Value* o : g.outputs) {
+    if (o->name != name) continue;
+    auto h = rt_host_outputs_.find(o);
+    if (h != rt_host_outputs_.end()) return h->second.clone();
+    if (!last_plan_) break;
+    auto d = last_plan_->dev.find(o);
+    if (d == last_plan_->dev.end()) break;
+    return to_host(d->second, own_stream_);
+  }
+  return Status(ErrorCode::kNotFound, "output '" + name + "' has not been computed (run the context first)");
+}
+
+}  // namespace kiln
