@@ -1,28 +1,59 @@
 #!/usr/bin/env bash
-# Runs on the GPU machine (see ../shared/GPU.md): configure with CUDA, build
-# with every core, run the CUDA tests and the CPU test suite, print a table.
-# Logs go to $OUT (or ./gpu-logs) so they come back from the device tool.
+# Runs on the GPU machine (see ../shared/GPU.md): configure with CUDA, build with
+# every core, then the steps named in $STEPS (default: tests,conformance):
+#   tests        every unit/op-harness/E2E test (CUDA ones included) — kiln_tests
+#   conformance  the ONNX node tests on the CPU and on CUDA
+#   cuda-update  conformance on CUDA, rewriting expected_failures_cuda.txt
+#   bench        bench/peers.py (kiln vs PyTorch eager / compile / CUDA graphs); $BENCH_ARGS
+# Logs go to $OUT (or ./gpu-logs) so they come back from the device tool; a short
+# table is printed last. $GTEST_FILTER narrows the tests step.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu-logs}
+STEPS=${STEPS:-tests,conformance}
 mkdir -p "$OUT"
 jobs=$(nproc)
 start=$(date +%s)
 {
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
   nvcc --version | tail -1
+  git rev-parse --short HEAD 2>/dev/null
 } > "$OUT/device.txt" 2>&1
-cmake -S . -B build/gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DKILN_WITH_CUDA=ON > "$OUT/configure.log" 2>&1 \
-  || { tail -30 "$OUT/configure.log"; exit 1; }
-cmake --build build/gpu -j"$jobs" > "$OUT/build.log" 2>&1 || { grep -E "error" "$OUT/build.log" | head -30; exit 1; }
+cmake -S . -B build/gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DKILN_WITH_CUDA=ON -DKILN_BUILD_PYTHON=OFF \
+  > "$OUT/configure.log" 2>&1 || { tail -30 "$OUT/configure.log"; exit 1; }
+cmake --build build/gpu -j"$jobs" > "$OUT/build.log" 2>&1 || { grep -E "error" -A3 "$OUT/build.log" | head -60; exit 1; }
 build_s=$(( $(date +%s) - start ))
-./build/gpu/tests/kiln_cuda_tests > "$OUT/cuda_tests.log" 2>&1; cuda_rc=$?
-(cd build/gpu && ctest -j"$jobs" -LE cuda --output-on-failure) > "$OUT/ctest.log" 2>&1; ctest_rc=$?
+rows=("| build (s) | $build_s |")
+rc=0
+has() { [[ ",$STEPS," == *",$1,"* ]]; }
+if has tests; then
+  ./build/gpu/tests/kiln_tests --gtest_filter="${GTEST_FILTER:-*}" > "$OUT/tests.log" 2>&1; t_rc=$?
+  rows+=("| kiln_tests | $(grep -E '^\[  (PASSED|FAILED) ' "$OUT/tests.log" | tr '\n' ' ') $(grep -c '^\[  SKIPPED \]' "$OUT/tests.log") skipped (rc $t_rc) |")
+  grep -E '^\[  FAILED  \]' "$OUT/tests.log" | sort -u | head -40
+  rc=$(( rc || t_rc ))
+fi
+if has conformance; then
+  ./build/gpu/tests/conformance/kiln_conformance -j "$jobs" > "$OUT/conformance_cpu.log" 2>&1; c_rc=$?
+  rows+=("| conformance CPU | $(grep -E 'passed' "$OUT/conformance_cpu.log" | tail -1) (rc $c_rc) |")
+  ./build/gpu/tests/conformance/kiln_conformance --device cuda -j 8 --report "$OUT/conformance_cuda_report.tsv" \
+    > "$OUT/conformance_cuda.log" 2>&1; g_rc=$?
+  rows+=("| conformance CUDA | $(grep -E 'passed' "$OUT/conformance_cuda.log" | tail -1) (rc $g_rc) |")
+  rc=$(( rc || c_rc || g_rc ))
+fi
+if has cuda-update; then
+  ./build/gpu/tests/conformance/kiln_conformance --device cuda -j 8 --update-expectations \
+    --report "$OUT/conformance_cuda_report.tsv" > "$OUT/conformance_cuda.log" 2>&1
+  cp tests/conformance/expected_failures_cuda.txt "$OUT/" 2>/dev/null
+  rows+=("| conformance CUDA (updated) | $(grep -E 'passed' "$OUT/conformance_cuda.log" | tail -1) |")
+fi
+if has bench; then
+  python3 bench/peers.py --kiln build/gpu/kiln ${BENCH_ARGS:-} > "$OUT/peers.log" 2>&1; b_rc=$?
+  rows+=("| peers.py | rc $b_rc |")
+  tail -40 "$OUT/peers.log"
+fi
 echo
 echo "| step | result |"
 echo "|---|---|"
 echo "| device | $(head -1 "$OUT/device.txt") |"
-echo "| build (s) | $build_s |"
-echo "| CUDA tests | $(grep -E '^\[  (PASSED|FAILED)' "$OUT/cuda_tests.log" | tr '\n' ' ') (rc $cuda_rc) |"
-echo "| ctest (CPU) | $(grep -E 'tests passed' "$OUT/ctest.log") (rc $ctest_rc) |"
-exit $(( cuda_rc != 0 || ctest_rc != 0 ))
+for r in "${rows[@]}"; do echo "$r"; done
+exit $rc

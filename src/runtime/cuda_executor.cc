@@ -1,6 +1,7 @@
 #include "runtime/cuda_executor.h"
 
 #include <algorithm>
+#include <set>
 #include <unordered_map>
 
 #include "ops/op.h"
@@ -66,6 +67,8 @@ struct CudaExecutor::Plan {
   std::vector<cuda::DeviceBuffer> owned;             // I/O staging, uploaded constants, unplanned values
   bool capturable = true;
   int runs = 0;
+  std::set<const ir::Value*> fallback_reads;   // read by a CPU fallback step
+  std::set<const ir::Value*> device_written;   // written by a CUDA kernel with planned dims
   cuda::Graph graph;
 };
 
@@ -182,6 +185,10 @@ Result<CudaExecutor::Plan*> CudaExecutor::plan_for(const std::map<std::string, D
       s.outs.push_back(p->dev[o]);
     }
     if (!s.fn || s.dynamic) p->capturable = false;
+    for (ir::Value* in : node.inputs)
+      if (in && !s.fn) p->fallback_reads.insert(in);
+    for (ir::Value* o : node.outputs)
+      if (o && s.fn && !s.dynamic) p->device_written.insert(o);
     p->steps.push_back(std::move(s));
   }
   for (ir::Value* o : g.outputs) {
@@ -207,7 +214,7 @@ Result<Tensor> to_host(const Tensor& d, void* stream) {
 
 }  // namespace
 
-Status CudaExecutor::run_steps(Plan& p, void* stream) {
+Status CudaExecutor::run_steps(Plan& p, void* stream, const Bindings& direct) {
   const ir::Graph& g = *engine_->model.graph;
   cuda::Env env = handles_->env(stream, engine_->model.options.count("no_tf32") == 0);
   // Values whose dims were known only at run time (after a data-dependent node).
@@ -230,6 +237,17 @@ Status CudaExecutor::run_steps(Plan& p, void* stream) {
       KILN_RETURN_IF_ERROR(timer->record_start(stream));
     }
     std::vector<Tensor> ins = s.ins, outs = s.outs;
+    // Caller device buffers bound straight to graph inputs/outputs (no staging copy).
+    if (!direct.empty()) {
+      for (size_t i = 0; i < node.inputs.size(); ++i) {
+        auto d = node.inputs[i] ? direct.find(node.inputs[i]) : direct.end();
+        if (d != direct.end() && !ins[i].is_null()) ins[i] = Tensor::view(ins[i].dtype(), ins[i].dims(), d->second);
+      }
+      for (size_t k = 0; k < node.outputs.size(); ++k) {
+        auto d = node.outputs[k] ? direct.find(node.outputs[k]) : direct.end();
+        if (d != direct.end() && !outs[k].is_null()) outs[k] = Tensor::view(outs[k].dtype(), outs[k].dims(), d->second);
+      }
+    }
     if (s.dynamic) {
       for (size_t i = 0; i < node.inputs.size(); ++i)
         if (node.inputs[i] && ins[i].is_null()) {
@@ -374,11 +392,19 @@ Status CudaExecutor::enqueue(const std::map<std::string, Dims>& input_dims,
     t_out = std::make_unique<cuda::EventTimer>();
     KILN_RETURN_IF_ERROR(t_in->record_start(stream));
   }
+  bool graph_mode = use_graph_ && p->capturable && !profiling_;
+  Bindings direct;
   for (ir::Value* in : g.inputs) {
     auto a = addresses.find(in->name);
     if (a == addresses.end() || !a->second)
       return Status(ErrorCode::kNotFound, "input '" + in->name + "' has no buffer bound (set_tensor_address)");
     Tensor& d = p->dev[in];
+    bool is_output = false;
+    for (ir::Value* o : g.outputs) is_output = is_output || o == in;
+    if (!graph_mode && !is_output && !p->fallback_reads.count(in) && cuda::is_device_pointer(a->second)) {
+      direct[in] = a->second;
+      continue;
+    }
     KILN_RETURN_IF_ERROR(cuda::copy_async(d.data(), a->second, d.nbytes(), cuda::CopyKind::kDefault, stream)
                              .with_context("copying input '" + in->name + "'"));
   }
@@ -386,19 +412,25 @@ Status CudaExecutor::enqueue(const std::map<std::string, Dims>& input_dims,
     KILN_RETURN_IF_ERROR(t_in->record_stop(stream));
     KILN_RETURN_IF_ERROR(t_run->record_start(stream));
   }
+  for (ir::Value* o : g.outputs) {
+    auto a = addresses.find(o->name);
+    if (!graph_mode && a != addresses.end() && a->second && p->device_written.count(o) &&
+        cuda::is_device_pointer(a->second))
+      direct[o] = a->second;
+  }
   rt_host_outputs_.clear();
-  if (use_graph_ && p->capturable && !profiling_) {
+  if (graph_mode) {
     if (!p->graph.valid() && p->runs > 0) {
       KILN_RETURN_IF_ERROR(cuda::Graph::begin_capture(stream));
-      Status s = run_steps(*p, stream);
+      Status s = run_steps(*p, stream, {});
       Status e = p->graph.end_capture(stream);
       KILN_RETURN_IF_ERROR(s.with_context("while capturing a CUDA graph"));
       KILN_RETURN_IF_ERROR(e);
     }
     if (p->graph.valid()) KILN_RETURN_IF_ERROR(p->graph.launch(stream));
-    else KILN_RETURN_IF_ERROR(run_steps(*p, stream));
+    else KILN_RETURN_IF_ERROR(run_steps(*p, stream, {}));
   } else {
-    KILN_RETURN_IF_ERROR(run_steps(*p, stream));
+    KILN_RETURN_IF_ERROR(run_steps(*p, stream, direct));
   }
   ++p->runs;
   last_plan_ = p;
@@ -416,7 +448,7 @@ Status CudaExecutor::enqueue(const std::map<std::string, Dims>& input_dims,
     if (!src) return Status(ErrorCode::kInternal, "output '" + o->name + "' was not computed");
     output_dims_[o->name] = src->dims();
     auto a = addresses.find(o->name);
-    if (a == addresses.end() || !a->second) continue;
+    if (a == addresses.end() || !a->second || direct.count(o)) continue;
     KILN_RETURN_IF_ERROR(cuda::copy_async(a->second, src->data(), src->nbytes(), cuda::CopyKind::kDefault, stream)
                              .with_context("copying output '" + o->name + "'"));
   }

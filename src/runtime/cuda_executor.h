@@ -8,7 +8,8 @@
 // one step per node: a CUDA kernel, or a CPU fallback (copy in, run the CPU
 // kernel, copy out) for nodes without one. Enqueue copies the caller's inputs
 // into the staging buffers, launches the steps (or replays the plan's captured
-// CUDA graph) and copies the outputs out — on the caller's stream.
+// CUDA graph) and copies the outputs out — on the caller's stream. Without a
+// CUDA graph, caller buffers in device memory are used in place (no copies).
 #pragma once
 
 #include <map>
@@ -61,9 +62,10 @@ class CudaExecutor {
 
  private:
   struct Plan;
+  using Bindings = std::unordered_map<const ir::Value*, void*>;
   CudaExecutor() = default;
   Result<Plan*> plan_for(const std::map<std::string, Dims>& input_dims);
-  Status run_steps(Plan& p, void* stream);
+  Status run_steps(Plan& p, void* stream, const Bindings& direct);
 
   const EngineData* engine_ = nullptr;
   std::shared_ptr<CudaWeights> weights_;

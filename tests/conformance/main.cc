@@ -39,6 +39,7 @@ struct Options {
   double min_pass_rate = 60;
   int64_t mem_limit_mb = 8192;
   int opt_level = -1;
+  std::string device = "cpu";
   bool update = false;
   bool verbose = false;
 };
@@ -60,6 +61,7 @@ struct Child {
   }
   NodeTestOptions nt;
   nt.opt_level = o.opt_level;
+  nt.cuda = o.device == "cuda";
   nt.verbose = o.verbose;
   TestResult r;
   try {
@@ -311,7 +313,7 @@ int run(const Options& o, const std::vector<std::string>& positional) {
   double rate = total ? 100.0 * count[Outcome::kPass] / total : 0;
   char pct[16];
   std::snprintf(pct, sizeof pct, "%.1f", rate);
-  std::cout << "conformance (cpu): " << count[Outcome::kPass] << " passed, " << count[Outcome::kFail] << " failed, "
+  std::cout << "conformance (" << o.device << "): " << count[Outcome::kPass] << " passed, " << count[Outcome::kFail] << " failed, "
             << count[Outcome::kError] << " errors, " << count[Outcome::kUnsupported] << " unsupported, "
             << count[Outcome::kCrash] << " crashed, " << count[Outcome::kTimeout] << " timed out of " << total
             << " node tests (" << pct << "%) in " << static_cast<int>(secs) << " s" << std::endl;
@@ -353,6 +355,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--mem-limit-mb", o.mem_limit_mb, "Address-space limit per test (0: none)")->capture_default_str();
   app.add_option("--opt-level", o.opt_level, "Builder optimization level (default: the builder's)");
+  app.add_option("--device", o.device, "cpu or cuda (the expectations default to expected_failures_<device>.txt)")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
   app.add_option("--report", o.report, "Write name<TAB>outcome<TAB>message for every test");
   app.add_flag("--update-expectations", o.update, "Rewrite the expectations file with the current failures");
   app.add_flag("-v,--verbose", o.verbose, "Print every result, and kiln's messages");
@@ -360,6 +365,13 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
+  }
+  if (o.device == "cuda") {
+#ifdef KILN_SOURCE_DIR
+    if (app.get_option("--expectations")->count() == 0)
+      o.expectations = std::string(KILN_SOURCE_DIR) + "/tests/conformance/expected_failures_cuda.txt";
+#endif
+    o.mem_limit_mb = 0;  // CUDA reserves far more address space than it uses
   }
   try {
     return run(o, positional);

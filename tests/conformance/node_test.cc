@@ -211,6 +211,10 @@ TestResult run_node_test(const std::string& dir, const NodeTestOptions& opt) {
   // A profile spanning the data sets' shapes for every input with a dynamic dim.
   auto config = builder.create_builder_config();
   if (opt.opt_level >= 0) config->set_optimization_level(opt.opt_level);
+  if (opt.cuda) {
+    config->set_device(DeviceType::kCUDA);
+    config->clear_flag(BuilderFlag::kTF32);
+  }
   OptimizationProfile profile;
   bool need_profile = false;
   for (int i = 0; i < net->num_inputs(); ++i) {

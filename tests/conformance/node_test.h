@@ -30,6 +30,7 @@ struct Tolerance {
 struct NodeTestOptions {
   Tolerance tol;
   int opt_level = -1;  ///< -1: the builder's default
+  bool cuda = false;   ///< build CUDA engines (FP32, TF32 off)
   bool verbose = false;
 };
 
