@@ -70,9 +70,11 @@ TEST(Passes, ConvBatchNormFoldsIntoConvAndKeepsResults) {
   PassContext ctx = context_for(g);
   Status s = run_pipeline(g, ctx);
   ASSERT_TRUE(s.ok()) << s.to_string();
-  EXPECT_EQ(op_types(g), (std::vector<std::string>{"Conv", "Relu"}));
+  // BatchNorm folds into the Conv, then the Relu joins it as an epilogue.
+  EXPECT_EQ(op_types(g), (std::vector<std::string>{"FusedConv"}));
   EXPECT_EQ(ctx.stats["folded_conv_bn"], 1);
-  EXPECT_EQ(g.nodes()[0]->outputs[0]->name, "y");
+  EXPECT_EQ(ctx.stats["fused_conv_epilogues"], 1);
+  EXPECT_EQ(g.nodes()[0]->outputs[0]->name, "r");
 
   Tensor xin = test::random_tensor(DataType::kFloat32, {2, 3, 7, 7}, rng);
   auto a = run_graph(*before, {{"x", xin}});
@@ -130,6 +132,110 @@ TEST(Passes, IdentityFeedingAGraphOutputIsKept) {
   ASSERT_TRUE(run_pipeline(g, ctx).ok());
   EXPECT_EQ(op_types(g), (std::vector<std::string>{"Identity"}));
   EXPECT_EQ(g.outputs[0]->name, "y");
+}
+
+}  // namespace kiln::passes
+
+namespace kiln::passes {
+
+namespace {
+
+// x -> Conv -> [Add(residual)] -> act; returns the graph and its input shape.
+std::unique_ptr<ir::Graph> conv_graph(std::mt19937& rng, const std::string& tail, bool conv_is_output = false) {
+  auto g = std::make_unique<ir::Graph>();
+  g->opset_imports[""] = 17;
+  ir::Value* x = g->add_value("x", DataType::kFloat32, Shape{2, 3, 6, 6}).value();
+  ir::Value* res = g->add_value("res", DataType::kFloat32, Shape{2, 4, 6, 6}).value();
+  g->inputs = {x, res};
+  ir::Value* w = g->add_constant("w", test::random_tensor(DataType::kFloat32, {4, 3, 3, 3}, rng));
+  ir::Value* b = g->add_constant("b", test::random_tensor(DataType::kFloat32, {4}, rng));
+  ir::Value* c = g->add_value("c").value();
+  ir::Node* conv = g->add_node("Conv", {x, w, b}, {c}, "conv");
+  conv->attrs.set("pads", ir::Attribute::from_ints({1, 1, 1, 1}));
+  ir::Value* cur = c;
+  if (tail == "add_relu" || tail == "add") {
+    ir::Value* a = g->add_value("a").value();
+    g->add_node("Add", {res, cur}, {a}, "add");
+    cur = a;
+  }
+  if (tail == "add_relu" || tail == "relu") {
+    ir::Value* r = g->add_value("r").value();
+    g->add_node("Relu", {cur}, {r}, "relu");
+    cur = r;
+  }
+  if (tail == "silu") {
+    ir::Value* s = g->add_value("s").value();
+    ir::Value* m = g->add_value("m").value();
+    g->add_node("Sigmoid", {cur}, {s}, "sig");
+    g->add_node("Mul", {cur, s}, {m}, "mul");
+    cur = m;
+  }
+  if (tail == "clip") {
+    ir::Value* lo = g->add_constant("lo", Tensor::from_vector<float>(DataType::kFloat32, {}, {0.f}));
+    ir::Value* hi = g->add_constant("hi", Tensor::from_vector<float>(DataType::kFloat32, {}, {0.5f}));
+    ir::Value* r = g->add_value("r").value();
+    g->add_node("Clip", {cur, lo, hi}, {r}, "clip");
+    cur = r;
+  }
+  g->outputs.push_back(cur);
+  if (conv_is_output && cur != c) g->outputs.push_back(c);
+  return g;
+}
+
+void expect_fused(const std::string& tail, const std::string& activation, size_t inputs) {
+  SCOPED_TRACE(tail);
+  std::mt19937 rng(5);
+  auto g = conv_graph(rng, tail);
+  auto before = g->clone();
+  PassContext ctx = context_for(*g);
+  Status s = run_pipeline(*g, ctx);
+  ASSERT_TRUE(s.ok()) << s.to_string();
+  ASSERT_EQ(op_types(*g), (std::vector<std::string>{"FusedConv"}));
+  const ir::Node& f = *g->nodes()[0];
+  EXPECT_EQ(f.domain, "com.microsoft");
+  EXPECT_EQ(f.attrs.get_string("activation", ""), activation);
+  EXPECT_EQ(f.inputs.size(), inputs);
+  EXPECT_EQ(f.attrs.get_ints("pads"), (std::vector<int64_t>{1, 1, 1, 1}));
+  Tensor xin = test::random_tensor(DataType::kFloat32, {2, 3, 6, 6}, rng);
+  Tensor rin = test::random_tensor(DataType::kFloat32, {2, 4, 6, 6}, rng);
+  auto a = run_graph(*before, {{"x", xin}, {"res", rin}});
+  auto o = run_graph(*g, {{"x", xin}, {"res", rin}});
+  std::string out = g->outputs[0]->name;
+  EXPECT_TRUE(test::tensors_close(o.at(out), a.at(out), 1e-5, 1e-6));
+}
+
+}  // namespace
+
+TEST(Passes, ConvEpiloguesFuse) {
+  expect_fused("add_relu", "Relu", 4);
+  expect_fused("relu", "Relu", 3);
+  expect_fused("silu", "Silu", 3);
+  expect_fused("clip", "Clip", 3);
+  expect_fused("add", "", 4);
+}
+
+TEST(Passes, ConvReadByOthersIsNotFused) {
+  std::mt19937 rng(6);
+  auto g = conv_graph(rng, "add_relu", /*conv_is_output=*/true);
+  PassContext ctx = context_for(*g);
+  ASSERT_TRUE(run_pipeline(*g, ctx).ok());
+  EXPECT_EQ(op_types(*g), (std::vector<std::string>{"Conv", "Add", "Relu"}));
+}
+
+TEST(FusedConv, FastKernelMatchesReference) {
+  for (const char* act : {"Relu", "Silu", "Sigmoid", "Tanh"}) {
+    for (DataType dt : {DataType::kFloat32, DataType::kFloat16}) {
+      SCOPED_TRACE(std::string(act) + " " + dtype_name(dt));
+      test::OpCase c("FusedConv", 1, "com.microsoft");
+      c.attr("pads", ir::Attribute::from_ints({1, 0, 1, 0}));
+      c.attr("strides", ir::Attribute::from_ints({2, 1}));
+      c.attr("activation", ir::Attribute::from_string(act));
+      c.input(dt, {2, 6, 9, 7}).input(dt, {8, 3, 3, 3}).input(dt, {8}).input(dt, {2, 8, 5, 5});
+      c.attr("group", ir::Attribute::from_int(2));
+      double tol = dt == DataType::kFloat32 ? 1e-4 : 2e-2;
+      EXPECT_GE(c.expect_all_kernels_match(tol, tol), 1);
+    }
+  }
 }
 
 }  // namespace kiln::passes

@@ -10,6 +10,7 @@ const Pass kPipeline[] = {
     {"fold_constants", fold_constants},
     {"fold_conv_batchnorm", fold_conv_batchnorm},
     {"eliminate_dead_nodes", eliminate_dead_nodes},
+    {"fuse_conv_activation", fuse_conv_activation},
     {"reduce_precision", reduce_precision},  // CUDA engines with --fp16/--bf16 only
     {"infer_shapes", infer_shapes},  // final types for the plan and for inspect
 };

@@ -19,7 +19,7 @@ namespace {
 // Ops whose CUDA kernels compute in 16 bits with fp32 accumulation.
 const std::set<std::string>& half_ops() {
   static const std::set<std::string> ops = {
-      "Conv", "ConvTranspose", "MatMul", "Gemm", "FusedMatMul", "Add", "Sub", "Mul", "Div", "Max", "Min", "Sum",
+      "Conv", "FusedConv", "ConvTranspose", "MatMul", "Gemm", "FusedMatMul", "Add", "Sub", "Mul", "Div", "Max", "Min", "Sum",
       "Mean", "Relu", "LeakyRelu", "PRelu", "Sigmoid", "Tanh", "Gelu", "FastGelu", "BiasGelu", "Erf", "Sqrt",
       "Reciprocal", "Neg", "Abs", "Clip", "HardSwish", "HardSigmoid", "Softplus", "Mish", "Elu", "Selu", "Celu",
       "Softmax", "LogSoftmax", "LayerNormalization", "RMSNormalization", "SkipLayerNormalization",

@@ -311,5 +311,131 @@ TEST(BinaryOps, InferenceWithSymbolicDims) {
   EXPECT_FALSE((*u)[0].shape.has_value());
 }
 
+// ---- CUDA kernels against the reference (compared when a GPU is present)
+
+using AttrList = std::vector<std::pair<const char*, ir::Attribute>>;
+
+double cuda_rtol(DataType t) { return t == DataType::kFloat16 || t == DataType::kBFloat16 ? 1e-2 : 1e-6; }
+double cuda_atol(DataType t) { return t == DataType::kFloat16 || t == DataType::kBFloat16 ? 1e-2 : 1e-6; }
+
+// Each kernel path: same shape (vectorised, with an odd tail), scalar operands,
+// bias along rows / columns (2-D), general broadcasting, rank 0 and empty.
+const std::vector<std::pair<Dims, Dims>>& cuda_shape_pairs() {
+  static const std::vector<std::pair<Dims, Dims>> k = {
+      {{3, 7, 5}, {3, 7, 5}},
+      {{1031}, {1031}},
+      {{2, 3, 4, 5}, {3, 1, 5}},
+      {{1}, {2, 3}},
+      {{2, 3}, {1}},
+      {{}, {2, 3}},
+      {{1031}, {}},
+      {{7, 64}, {64}},
+      {{64, 40}, {64, 1}},
+      {{2, 3, 4, 5}, {1, 3, 1, 1}},
+      {{4, 1, 6}, {1, 5, 1}},
+      {{}, {}},
+      {{0, 3}, {3}},
+      {{2, 1, 2, 1, 2, 1, 3, 2}, {2, 1, 3, 1}},
+  };
+  return k;
+}
+
+void check_cuda_binary(const char* op, DataType t, double lo, double hi, const AttrList& attrs = {}, int opset = 18,
+                       DataType tb = DataType::kUndefined, double lo_b = 0, double hi_b = 0) {
+  if (tb == DataType::kUndefined) tb = t, lo_b = lo, hi_b = hi;
+  for (auto& [da, db] : cuda_shape_pairs()) {
+    OpCase c(op, opset);
+    for (auto& [n, a] : attrs) c.attr(n, a);
+    c.input(t, da, lo, hi).input(tb, db, lo_b, hi_b);
+    SCOPED_TRACE(std::string(op) + " " + dtype_name(t) + " " + dtype_name(tb) + " " + dims_to_string(da) + " vs " +
+                 dims_to_string(db));
+    expect_kernels_match(c, cuda_rtol(t), cuda_atol(t));
+  }
+}
+
+const std::vector<DataType> kCudaArith = {DataType::kFloat32, DataType::kFloat16, DataType::kBFloat16, DataType::kInt32,
+                                          DataType::kInt64};
+
+TEST(BinaryOps, CudaArithmetic) {
+  for (DataType t : kCudaArith) {
+    for (const char* op : {"Add", "Sub", "Mul", "Div", "PRelu"}) check_cuda_binary(op, t, -10, 10);
+    for (int fmod : {0, 1}) check_cuda_binary("Mod", t, -10, 10, {{"fmod", ir::Attribute::from_int(fmod)}});
+  }
+  // Integer edge cases: x / 0, MIN / -1, MIN % -1.
+  for (const char* op : {"Div", "Mod"}) {
+    OpCase c(op, 18);
+    c.input(make_tensor(DataType::kInt32, {4}, std::vector<double>{7, -2147483648.0, -2147483648.0, -7}))
+        .input(make_tensor(DataType::kInt32, {4}, std::vector<double>{0, -1, 3, 2}));
+    expect_kernels_match(c, 0, 0);
+  }
+}
+
+TEST(BinaryOps, CudaPow) {
+  for (DataType t : {DataType::kFloat32, DataType::kFloat16, DataType::kBFloat16})
+    for (DataType e : kCudaArith) check_cuda_binary("Pow", t, 0.1, 3, {}, 15, e, -2, 2);
+  for (DataType t : {DataType::kInt32, DataType::kInt64}) {
+    for (DataType e : {DataType::kInt32, DataType::kInt64}) check_cuda_binary("Pow", t, -3, 3, {}, 15, e, -2, 6);
+    check_cuda_binary("Pow", t, 0, 5, {}, 15, DataType::kFloat32, -1, 3);
+  }
+}
+
+TEST(BinaryOps, CudaComparisonsAndLogic) {
+  for (DataType t : kCudaArith)
+    for (const char* op : {"Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual"})
+      check_cuda_binary(op, t, -3, 3);  // narrow range: ties occur for the integers
+  check_cuda_binary("Equal", DataType::kBool, 0, 1);
+  for (const char* op : {"And", "Or", "Xor"}) check_cuda_binary(op, DataType::kBool, 0, 1);
+  {  // NaN compares false
+    OpCase c("Equal", 18);
+    c.input(make_tensor(DataType::kFloat32, {3}, std::vector<double>{kNaN, 1, kInf}))
+        .input(make_tensor(DataType::kFloat32, {3}, std::vector<double>{kNaN, 1, kInf}));
+    expect_kernels_match(c, 0, 0);
+  }
+}
+
+TEST(BinaryOps, CudaBitwise) {
+  for (DataType t : {DataType::kInt8, DataType::kUInt8, DataType::kInt16, DataType::kUInt16, DataType::kInt32,
+                     DataType::kUInt32, DataType::kInt64, DataType::kUInt64}) {
+    const double lo = is_unsigned(t) ? 0 : -100;
+    for (const char* op : {"BitwiseAnd", "BitwiseOr", "BitwiseXor"}) check_cuda_binary(op, t, lo, 100);
+    for (const char* dir : {"LEFT", "RIGHT"}) {
+      OpCase c("BitShift", 11);
+      c.attr("direction", ir::Attribute::from_string(dir));
+      c.input(t, {3, 7, 5}, lo, 100).input(t, {7, 1}, is_unsigned(t) ? 0 : -2, 70);
+      SCOPED_TRACE(std::string("BitShift ") + dir + " " + dtype_name(t));
+      expect_kernels_match(c, 0, 0);
+    }
+  }
+}
+
+TEST(BinaryOps, CudaVariadic) {
+  const std::vector<std::vector<Dims>> shapes = {
+      {{3, 7, 5}},
+      {{3, 7, 5}, {3, 7, 5}},
+      {{2, 3, 4, 5}, {3, 1, 5}, {5}},
+      {{1031}, {}, {1031}, {1}},
+      {{4, 1, 6}, {1, 5, 1}, {6}, {4, 5, 6}, {}, {1, 1, 1}, {5, 6}, {4, 1, 1}},
+      {{}, {}},
+      {{0, 3}, {3}, {1, 3}},
+  };
+  for (const char* op : {"Max", "Min", "Sum", "Mean"})
+    for (DataType t : kCudaArith) {
+      if (std::string(op) == "Mean" && !dtype_is_float(t)) continue;
+      for (const auto& s : shapes) {
+        OpCase c(op, 13);
+        for (const Dims& d : s) c.input(t, d, -10, 10);
+        SCOPED_TRACE(std::string(op) + " " + dtype_name(t) + " " + std::to_string(s.size()) + " inputs, first " +
+                     dims_to_string(s[0]));
+        expect_kernels_match(c, cuda_rtol(t), cuda_atol(t));
+      }
+    }
+  for (const char* op : {"Max", "Min"}) {  // NaN propagates
+    OpCase c(op, 13);
+    c.input(make_tensor(DataType::kFloat32, {3}, std::vector<double>{kNaN, 1, 2}))
+        .input(make_tensor(DataType::kFloat32, {3}, std::vector<double>{0, kNaN, 3}));
+    expect_kernels_match(c, 0, 0);
+  }
+}
+
 }  // namespace
 }  // namespace kiln::test

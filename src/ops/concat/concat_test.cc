@@ -364,5 +364,97 @@ TEST(ConcatOps, SliceInfersSymbolicDims) {
   EXPECT_EQ(shape_str((*r)[0]), "[?,?]");
 }
 
+// The CUDA kernels (when a GPU is present) must match the reference on every path.
+TEST(ConcatOps, CudaConcatAndSplitMatchReference) {
+  for (DataType dt : {DataType::kFloat32, DataType::kFloat16, DataType::kInt64, DataType::kUInt8}) {
+    for (int64_t axis : {0, 1, -1}) {
+      OpCase c("Concat", 13);
+      Dims a = {3, 5, 7}, b = a, d = a;
+      size_t ax = static_cast<size_t>(axis < 0 ? axis + 3 : axis);
+      b[ax] = 2;
+      d[ax] = 1;
+      c.attr("axis", ir::Attribute::from_int(axis)).input(dt, a, -9, 9).input(dt, b, -9, 9).input(dt, d, -9, 9);
+      EXPECT_GE(c.expect_all_kernels_match(0, 0), 0) << axis;
+      OpCase s("Split", 13);
+      s.attr("axis", ir::Attribute::from_int(axis)).input(dt, {6, 10, 9}, -9, 9).outputs(3);
+      s.input(ints(axis == 0 ? std::vector<int64_t>{1, 2, 3} : std::vector<int64_t>{5, 0, axis == 1 ? 5 : 4}));
+      EXPECT_GE(s.expect_all_kernels_match(0, 0), 0) << axis;
+    }
+  }
+  OpCase e("Split", 18);
+  e.attr("axis", ir::Attribute::from_int(1)).attr("num_outputs", ir::Attribute::from_int(3));
+  e.input(DataType::kFloat32, {2, 7, 3}).outputs(3);
+  EXPECT_GE(e.expect_all_kernels_match(0, 0), 0);
+  OpCase q("Split", 13);  // equal parts
+  q.input(DataType::kFloat16, {4, 1000}).attr("axis", ir::Attribute::from_int(-1)).outputs(4);
+  EXPECT_GE(q.expect_all_kernels_match(0, 0), 0);
+  OpCase big("Concat", 13);
+  big.attr("axis", ir::Attribute::from_int(1));
+  big.input(DataType::kFloat32, {3, 1000, 333}).input(DataType::kFloat32, {3, 77, 333});
+  EXPECT_GE(big.expect_all_kernels_match(0, 0), 0);
+}
+
+TEST(ConcatOps, CudaSliceMatchesReference) {
+  struct Case {
+    std::vector<int64_t> starts, ends, axes, steps;
+  };
+  std::vector<Case> cases = {
+      {{1}, {kMax}, {-1}, {1}},          {{-1}, {kMin}, {0}, {-1}},
+      {{5, 0}, {1, 7}, {1, 2}, {-2, 3}}, {{0, 1, 2}, {2, -1, 100}, {0, 1, 2}, {1, 2, 1}},
+      {{10}, {-10}, {2}, {-3}},          {{3}, {3}, {1}, {1}},  // empty
+  };
+  for (const Case& k : cases)
+    for (DataType dt : {DataType::kFloat32, DataType::kFloat16, DataType::kInt32, DataType::kBool}) {
+      OpCase c("Slice", 13);
+      c.input(dt, {3, 7, 9}, -9, 9).input(ints(k.starts)).input(ints(k.ends)).input(ints(k.axes)).input(ints(k.steps));
+      EXPECT_GE(c.expect_all_kernels_match(0, 0), 0);
+    }
+  OpCase o("Slice", 9);
+  o.attr("starts", ir::Attribute::from_ints({1, 0})).attr("ends", ir::Attribute::from_ints({3, -1}));
+  o.input(DataType::kFloat32, {4, 5, 6});
+  EXPECT_GE(o.expect_all_kernels_match(0, 0), 0);
+  OpCase n("Slice", 13);  // no axes / steps inputs
+  n.input(DataType::kInt64, {5, 6}, -9, 9).input(ints({1, 2})).input(ints({4, 6}));
+  EXPECT_GE(n.expect_all_kernels_match(0, 0), 0);
+}
+
+TEST(ConcatOps, CudaPadExpandTileMatchReference) {
+  for (const char* mode : {"constant", "reflect", "edge", "wrap"}) {
+    for (DataType dt : {DataType::kFloat32, DataType::kFloat16, DataType::kInt64}) {
+      OpCase c("Pad", 13);
+      c.attr("mode", ir::Attribute::from_string(mode));
+      c.input(dt, {2, 3, 5, 4}, -9, 9).input(ints({0, 1, 2, 3, 1, -1, 3, 2}));
+      if (std::string(mode) == "constant") c.input(scalar(dt, 2.5));
+      EXPECT_GE(c.expect_all_kernels_match(0, 0), 0) << mode;
+    }
+    OpCase a("Pad", 18);  // axes input, negative axes
+    a.attr("mode", ir::Attribute::from_string(mode));
+    a.input(DataType::kFloat32, {3, 4, 5}).input(ints({2, 4, 1, 3})).no_input().input(ints({-1, 0}));
+    EXPECT_GE(a.expect_all_kernels_match(0, 0), 0) << mode;
+  }
+  OpCase old("Pad", 2);
+  old.attr("pads", ir::Attribute::from_ints({1, 0, 2, 1})).attr("value", ir::Attribute::from_float(-3.f));
+  old.input(DataType::kFloat32, {3, 4});
+  EXPECT_GE(old.expect_all_kernels_match(0, 0), 0);
+  OpCase nov("Pad", 13);  // no constant_value: zero fill
+  nov.input(DataType::kFloat16, {3, 4}).input(ints({1, 1, 1, 1}));
+  EXPECT_GE(nov.expect_all_kernels_match(0, 0), 0);
+
+  for (DataType dt : {DataType::kFloat32, DataType::kFloat16, DataType::kInt32, DataType::kBool}) {
+    OpCase e("Expand", 13);
+    e.input(dt, {3, 1, 5}, -9, 9).input(ints({2, 1, 4, 1}));
+    EXPECT_GE(e.expect_all_kernels_match(0, 0), 0);
+    OpCase t("Tile", 13);
+    t.input(dt, {2, 3, 5}, -9, 9).input(ints({2, 1, 3}));
+    EXPECT_GE(t.expect_all_kernels_match(0, 0), 0);
+  }
+  OpCase s("Expand", 13);  // scalar to a big shape
+  s.input(DataType::kFloat32, {}).input(ints({3, 1000, 7}));
+  EXPECT_GE(s.expect_all_kernels_match(0, 0), 0);
+  OpCase z("Tile", 13);  // zero repeats
+  z.input(DataType::kFloat32, {2, 3}).input(ints({0, 2}));
+  EXPECT_GE(z.expect_all_kernels_match(0, 0), 0);
+}
+
 }  // namespace
 }  // namespace kiln::test

@@ -188,6 +188,7 @@ void register_conv_ops(OpRegistry& r) {
          .ref = ref_conv_transpose,
          .fast = {{"cpu.gemm_col2im", cpu_gemm_col2im, applies_gemm_col2im}}});
   r.add({.name = "ConvInteger", .infer = infer_conv_integer, .ref = ref_conv_integer, .min_opset = 10});
+  register_fused_conv(r);
 }
 
 }  // namespace kiln::ops

@@ -48,6 +48,9 @@ Status ref_conv_transpose(KernelContext& ctx);
 Status infer_conv_integer(InferContext& ctx);
 Status ref_conv_integer(KernelContext& ctx);
 
+/// FusedConv (com.microsoft): act(Conv(X, W, B) + Z); fused_conv.cc.
+void register_fused_conv(OpRegistry& r);
+
 Status cpu_im2col_gemm(KernelContext& ctx);
 bool applies_im2col_gemm(const ir::Node& node, const std::vector<TensorType>& inputs);
 Status cpu_gemm_col2im(KernelContext& ctx);

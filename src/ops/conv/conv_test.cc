@@ -1,5 +1,6 @@
 #include <cmath>
 
+#include "backends/cuda/device.h"
 #include "harness/op_harness.h"
 
 namespace kiln::test {
@@ -385,6 +386,86 @@ TEST(ConvInteger, OnnxExample) {
   auto out = c.run();
   ASSERT_TRUE(out.ok()) << out.status().to_string();
   EXPECT_TRUE(tensors_close((*out)[0], Tensor::from_vector<int>(DataType::kInt32, {1, 1, 2, 2}, {12, 16, 24, 28}), 0, 0));
+}
+
+// ---- Cases for the CUDA kernels (cuda.cudnn); on a machine without a GPU only the CPU kernels run.
+
+// At least one kernel (the CUDA one) must run when a GPU is present.
+int gpu_kernels() { return cuda::device_count() > 0 ? 1 : 0; }
+
+struct Tol {
+  DataType dtype;
+  double rtol, atol;
+};
+const std::vector<Tol> kFloatTols = {
+    {DataType::kFloat32, 1e-4, 1e-4}, {DataType::kFloat16, 1e-2, 1e-2}, {DataType::kBFloat16, 3e-2, 3e-2}};
+
+struct ConvCase {
+  Dims x, w;
+  std::vector<int64_t> strides, dilations, pads;
+  int64_t group = 1;
+  bool bias = true;
+  std::string auto_pad;
+};
+
+OpCase make_conv_case(const std::string& op, const ConvCase& k, DataType t) {
+  OpCase c(op, 22);
+  if (!k.strides.empty()) c.attr("strides", Attribute::from_ints(k.strides));
+  if (!k.dilations.empty()) c.attr("dilations", Attribute::from_ints(k.dilations));
+  if (!k.pads.empty()) c.attr("pads", Attribute::from_ints(k.pads));
+  if (!k.auto_pad.empty()) c.attr("auto_pad", Attribute::from_string(k.auto_pad));
+  c.attr("group", Attribute::from_int(k.group));
+  c.input(t, k.x).input(t, k.w);
+  if (k.bias) c.input(t, {op == "Conv" ? k.w[0] : k.w[1] * k.group});
+  return c;
+}
+
+TEST(Conv, CudaGroupsStridesDilationsPadsAndDtypes) {
+  std::vector<ConvCase> cases = {
+      {{1, 3, 7, 5}, {4, 3, 3, 3}, {1, 1}, {1, 1}, {1, 1, 1, 1}},
+      {{2, 4, 9, 11}, {6, 2, 3, 2}, {2, 1}, {1, 2}, {1, 0, 1, 0}, 2},
+      {{1, 6, 8, 8}, {6, 1, 3, 3}, {2, 2}, {2, 2}, {2, 2, 2, 2}, 6, false},          // depthwise
+      {{2, 3, 13}, {5, 3, 4}, {2}, {1}, {1, 1}},                                     // 1-D
+      {{1, 2, 5, 6, 7}, {4, 2, 3, 2, 3}, {1, 2, 1}, {1, 1, 2}, {1, 0, 1, 1, 0, 1}},  // 3-D
+      {{1, 3, 7, 7}, {2, 3, 3, 3}, {2, 2}, {1, 1}, {1, 1, 2, 2}},  // asymmetric, same windows as symmetric
+      {{1, 2, 9, 9}, {3, 2, 4, 4}, {2, 2}, {}, {}, 1, true, "SAME_LOWER"},
+      {{1, 2, 9, 9}, {3, 2, 3, 3}, {1, 1}, {}, {}, 1, true, "SAME_UPPER"},
+      {{2, 5, 17, 19}, {7, 5, 1, 1}, {1, 1}, {1, 1}, {0, 0, 0, 0}},  // 1x1
+  };
+  for (const Tol& t : kFloatTols)
+    for (size_t i = 0; i < cases.size(); ++i) {
+      OpCase c = make_conv_case("Conv", cases[i], t.dtype);
+      EXPECT_GE(c.expect_all_kernels_match(t.rtol, t.atol), gpu_kernels()) << dtype_name(t.dtype) << " case " << i;
+    }
+}
+
+TEST(Conv, CudaDeclinesPaddingCudnnCannotExpress) {
+  // SAME_UPPER with stride 2 on an even size pads only at the end: not expressible symmetrically.
+  ConvCase k{{1, 2, 8, 8}, {3, 2, 3, 3}, {2, 2}, {}, {}, 1, true, "SAME_UPPER"};
+  OpCase c = make_conv_case("Conv", k, DataType::kFloat16);
+  EXPECT_GE(c.expect_all_kernels_match(1e-2, 1e-2), 0);
+}
+
+TEST(ConvTranspose, CudaStridesPadsOutputPaddingAndDtypes) {
+  struct T {
+    ConvCase k;
+    std::vector<int64_t> output_padding, output_shape;
+  };
+  std::vector<T> cases = {
+      {{{1, 3, 5, 4}, {3, 2, 3, 3}, {2, 2}, {1, 1}, {1, 1, 1, 1}}, {1, 0}, {}},
+      {{{2, 4, 3, 5}, {4, 3, 3, 2}, {1, 2}, {2, 1}, {0, 1, 0, 1}, 2}, {}, {}},
+      {{{1, 2, 6}, {2, 3, 4}, {3}, {1}, {1, 1}, 1, false}, {2}, {}},  // 1-D
+      {{{1, 2, 3, 3}, {2, 2, 3, 3}, {3, 2}, {}, {}, 1, true}, {}, {10, 8}},
+      {{{1, 1, 3, 3}, {1, 2, 3, 3}, {2, 2}, {}, {}, 1, true, "SAME_LOWER"}, {}, {}},
+      {{{1, 4, 3, 4, 3}, {4, 3, 3, 2, 3}, {2, 1, 2}, {}, {1, 0, 1, 1, 0, 1}, 2}, {}, {}},  // 3-D
+  };
+  for (const Tol& t : kFloatTols)
+    for (size_t i = 0; i < cases.size(); ++i) {
+      OpCase c = make_conv_case("ConvTranspose", cases[i].k, t.dtype);
+      if (!cases[i].output_padding.empty()) c.attr("output_padding", Attribute::from_ints(cases[i].output_padding));
+      if (!cases[i].output_shape.empty()) c.attr("output_shape", Attribute::from_ints(cases[i].output_shape));
+      EXPECT_GE(c.expect_all_kernels_match(t.rtol, t.atol), gpu_kernels()) << dtype_name(t.dtype) << " case " << i;
+    }
 }
 
 }  // namespace

@@ -1,4 +1,6 @@
+#include <algorithm>
 #include <map>
+#include <random>
 #include <set>
 
 #include "ops/reshape/movement_test_util.h"
@@ -366,6 +368,114 @@ TEST(GatherOps, UniqueAlongAxis) {
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(shape_str((*r)[0]), "[2,2]");
   EXPECT_EQ(shape_str((*r)[2]), "[4]");
+}
+
+/// A random permutation of [0, n) shifted by -n on odd positions (negative indices, no duplicates).
+Tensor unique_indices(DataType dt, const Dims& dims, int64_t n, unsigned seed) {
+  std::vector<double> v(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) v[static_cast<size_t>(i)] = static_cast<double>(i);
+  std::mt19937 rng(seed);
+  std::shuffle(v.begin(), v.end(), rng);
+  Tensor t = Tensor::empty(dt, dims);
+  for (int64_t i = 0; i < t.numel(); ++i) t.set_from_double(i, v[static_cast<size_t>(i)] - ((i & 1) ? n : 0));
+  return t;
+}
+
+/// Random indices in [-n, n) (duplicates allowed).
+Tensor random_indices(DataType dt, const Dims& dims, int64_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  Tensor t = Tensor::empty(dt, dims);
+  for (int64_t i = 0; i < t.numel(); ++i)
+    t.set_from_double(i, static_cast<double>(static_cast<int64_t>(rng() % static_cast<uint32_t>(2 * n)) - n));
+  return t;
+}
+
+// The CUDA kernels (when a GPU is present) must match the reference on every path.
+TEST(GatherOps, CudaGatherFamilyMatchesReference) {
+  for (DataType it : {DataType::kInt64, DataType::kInt32}) {
+    for (DataType dt : {DataType::kFloat32, DataType::kFloat16, DataType::kInt64, DataType::kUInt8}) {
+      for (int64_t axis : {0, 1, -1}) {
+        OpCase g("Gather", 13);
+        g.attr("axis", ir::Attribute::from_int(axis)).input(dt, {5, 7, 9}, -9, 9);
+        int64_t n = axis == 0 ? 5 : axis == 1 ? 7 : 9;
+        g.input(random_indices(it, {2, 3}, n, 7));
+        EXPECT_GE(g.expect_all_kernels_match(0, 0), 0);
+        OpCase e("GatherElements", 13);
+        e.attr("axis", ir::Attribute::from_int(axis)).input(dt, {5, 7, 9}, -9, 9);
+        Dims id = {4, 6, 8};
+        id[static_cast<size_t>(axis < 0 ? axis + 3 : axis)] = 11;
+        e.input(random_indices(it, id, n, 9));
+        EXPECT_GE(e.expect_all_kernels_match(0, 0), 0);
+      }
+    }
+    OpCase emb("Gather", 13);  // embedding lookup: wide rows take the vectorized path
+    emb.input(DataType::kFloat16, {1000, 256}).input(random_indices(it, {3, 77}, 1000, 3));
+    EXPECT_GE(emb.expect_all_kernels_match(0, 0), 0);
+    OpCase sc("Gather", 13);  // scalar index
+    sc.attr("axis", ir::Attribute::from_int(1)).input(DataType::kFloat32, {3, 4}).input(scalar(it, -2));
+    EXPECT_GE(sc.expect_all_kernels_match(0, 0), 0);
+  }
+  for (int64_t b : {0, 1, 2}) {
+    OpCase nd("GatherND", 13);
+    nd.attr("batch_dims", ir::Attribute::from_int(b)).input(DataType::kFloat32, {2, 3, 4, 5});
+    Dims id = {2, 3, 2};
+    if (b == 0) id = {3, 2};
+    nd.input(random_indices(DataType::kInt64, id, 2, 5));  // |index| < 2 fits every dim
+    EXPECT_GE(nd.expect_all_kernels_match(0, 0), 0) << b;
+  }
+  OpCase full("GatherND", 13);  // whole-element tuples
+  full.input(DataType::kInt32, {4, 5, 6}, -9, 9).input(random_indices(DataType::kInt64, {7, 3}, 4, 2));
+  EXPECT_GE(full.expect_all_kernels_match(0, 0), 0);
+}
+
+TEST(GatherOps, CudaScatterAndTriluMatchReference) {
+  for (const char* red : {"none", "add", "mul", "max", "min"}) {
+    for (DataType dt : {DataType::kFloat32, DataType::kFloat16, DataType::kInt64}) {
+      bool none = std::string(red) == "none";
+      OpCase nd("ScatterND", 18);
+      nd.attr("reduction", ir::Attribute::from_string(red)).input(dt, {6, 3, 5}, -3, 3);
+      // "none" needs distinct targets (duplicates are undefined); the reductions get duplicates.
+      Tensor idx =
+          none ? unique_indices(DataType::kInt64, {4, 1}, 6, 1) : random_indices(DataType::kInt64, {9, 1}, 6, 1);
+      nd.input(idx).input(dt, {idx.dims()[0], 3, 5}, -3, 3);
+      EXPECT_GE(nd.expect_all_kernels_match(1e-2, 1e-2), 0) << red;
+      for (int64_t axis : {0, -1}) {
+        OpCase se("ScatterElements", 18);
+        se.attr("reduction", ir::Attribute::from_string(red)).attr("axis", ir::Attribute::from_int(axis));
+        se.input(dt, {4, 5}, -3, 3);
+        Tensor ei = Tensor::empty(DataType::kInt32, {3, 4});
+        if (none) {
+          // Distinct along the axis within each line: a shifted permutation.
+          for (int64_t i = 0; i < 3; ++i)
+            for (int64_t j = 0; j < 4; ++j)
+              ei.set_from_double(i * 4 + j, static_cast<double>(axis == 0 ? (i + j) % 4 : (j + i) % 5));
+        } else {
+          ei = random_indices(DataType::kInt32, {3, 4}, 4, 11);
+        }
+        se.input(ei).input(dt, {3, 4}, -3, 3);
+        EXPECT_GE(se.expect_all_kernels_match(1e-2, 1e-2), 0) << red << axis;
+      }
+    }
+  }
+  for (DataType dt : {DataType::kFloat32, DataType::kFloat16, DataType::kInt32}) {
+    for (int64_t upper : {0, 1}) {
+      for (int64_t k : {-2, 0, 3}) {
+        OpCase t("Trilu", 14);
+        t.attr("upper", ir::Attribute::from_int(upper)).input(dt, {2, 5, 7}, -9, 9).input(scalar(DataType::kInt64, k));
+        EXPECT_GE(t.expect_all_kernels_match(0, 0), 0);
+      }
+      OpCase nok("Trilu", 14);
+      nok.attr("upper", ir::Attribute::from_int(upper)).input(dt, {6, 4}, -9, 9);
+      EXPECT_GE(nok.expect_all_kernels_match(0, 0), 0);
+    }
+  }
+  for (int64_t axis : {-1, 0, 1}) {
+    OpCase o("OneHot", 11);
+    o.attr("axis", ir::Attribute::from_int(axis));
+    o.input(tensor_of(DataType::kInt64, {2, 3}, {0, -1, 4, 7, -6, 2}));
+    o.input(scalar(DataType::kInt64, 5)).input(tensor_of(DataType::kFloat16, {2}, {-1, 3}));
+    EXPECT_GE(o.expect_all_kernels_match(0, 0), 0);
+  }
 }
 
 }  // namespace

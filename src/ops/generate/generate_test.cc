@@ -150,5 +150,44 @@ TEST(GenerateOps, CenterCropPadCropsAndPadsAroundTheCenter) {
   EXPECT_TRUE(fails_naming_node(bad.run()));
 }
 
+// The CUDA kernels (when a GPU is present) must match the reference.
+TEST(GenerateOps, CudaKernelsMatchReference) {
+  for (DataType dt : {DataType::kFloat32, DataType::kFloat16, DataType::kInt64, DataType::kBool}) {
+    OpCase c("ConstantOfShape", 20);
+    c.attr("value", ir::Attribute::from_tensor(scalar(dt, 1)));
+    c.input(ints({3, 7, 5}));
+    EXPECT_GE(c.expect_all_kernels_match(0, 0), 0);
+  }
+  OpCase d("ConstantOfShape", 20);  // default float32 zeros
+  d.input(ints({1000, 3}));
+  EXPECT_GE(d.expect_all_kernels_match(0, 0), 0);
+  struct Case {
+    DataType dt;
+    double start, limit, delta;
+  };
+  for (const Case& k : std::vector<Case>{{DataType::kFloat32, 1, 500, 0.7},
+                                         {DataType::kInt32, 10, -600, -3},
+                                         {DataType::kInt64, -5, 5000, 3},
+                                         {DataType::kFloat64, 0.5, -2, -0.75},
+                                         {DataType::kFloat16, 1, 5, 0.5},
+                                         {DataType::kInt16, 3, 3, 1}}) {
+    OpCase r("Range", 11);
+    r.input(scalar(k.dt, k.start)).input(scalar(k.dt, k.limit)).input(scalar(k.dt, k.delta));
+    EXPECT_GE(r.expect_all_kernels_match(1e-6, 1e-6), 0);
+  }
+  for (std::string mode : {"DCR", "CRD"}) {
+    for (DataType dt : {DataType::kFloat32, DataType::kFloat16, DataType::kInt64}) {
+      OpCase d2s("DepthToSpace", 13);
+      d2s.attr("blocksize", ir::Attribute::from_int(3)).attr("mode", ir::Attribute::from_string(mode));
+      d2s.input(dt, {2, 18, 5, 7}, -9, 9);
+      EXPECT_GE(d2s.expect_all_kernels_match(0, 0), 0) << mode;
+      OpCase s2d("SpaceToDepth", 13);
+      s2d.attr("blocksize", ir::Attribute::from_int(2)).input(dt, {2, 3, 10, 14}, -9, 9);
+      if (mode == "CRD") s2d.attr("mode", ir::Attribute::from_string(mode));
+      EXPECT_GE(s2d.expect_all_kernels_match(0, 0), 0) << mode;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace kiln::test

@@ -1,5 +1,6 @@
 #include <cmath>
 
+#include "backends/cuda/device.h"
 #include "harness/op_harness.h"
 
 namespace kiln::test {
@@ -266,6 +267,90 @@ TEST(FusedMatMul, AlphaAndTransposes) {
         EXPECT_NEAR((*out)[0].get_as_double((bi * 5 + i) * 7 + j), 0.5 * s, 1e-5);
       }
   EXPECT_GE(c.expect_all_kernels_match(1e-5, 1e-5), 1);
+}
+
+// ---- Cases for the CUDA kernels (cuda.cublaslt); on a machine without a GPU only the CPU kernels run.
+
+// At least one kernel (the CUDA one) must run when a GPU is present.
+int gpu_kernels() { return cuda::device_count() > 0 ? 1 : 0; }
+
+struct Tol {
+  DataType dtype;
+  double rtol, atol;
+};
+const std::vector<Tol> kFloatTols = {
+    {DataType::kFloat32, 1e-4, 1e-4}, {DataType::kFloat16, 1e-2, 1e-2}, {DataType::kBFloat16, 2e-2, 2e-2}};
+
+TEST(MatMul, CudaBatchedBroadcastVectorsAndDtypes) {
+  std::vector<std::pair<Dims, Dims>> shapes = {
+      {{2, 1, 4, 5}, {3, 5, 6}},     // A's batch broadcast inside: loops over strided runs
+      {{3, 5, 6}, {6}},              // 1-D B
+      {{5}, {2, 5, 3}},              // 1-D A, B batched
+      {{7}, {7}},                    // scalar result
+      {{2, 3, 4, 5}, {5, 6}},        // shared B folds into M
+      {{4, 5}, {2, 3, 5, 6}},        // shared A: batch stride 0
+      {{1, 3, 4, 5}, {2, 1, 5, 6}},  // both broadcast
+      {{2, 3, 17, 33}, {2, 3, 33, 9}},
+      {{1, 1, 1}, {1, 1, 1}},
+      {{65, 129}, {129, 70}},
+  };
+  for (const Tol& t : kFloatTols)
+    for (auto& [ad, bd] : shapes) {
+      OpCase c("MatMul", 13);
+      c.input(t.dtype, ad).input(t.dtype, bd);
+      EXPECT_GE(c.expect_all_kernels_match(t.rtol, t.atol), gpu_kernels())
+          << dtype_name(t.dtype) << " " << dims_to_string(ad) << " x " << dims_to_string(bd);
+    }
+}
+
+TEST(Gemm, CudaBiasShapesTransposesAndDtypes) {
+  struct G {
+    int ta, tb;
+    float alpha, beta;
+    std::optional<Dims> c;
+  };
+  const int64_t m = 5, n = 13, k = 19;
+  std::vector<G> cases = {
+      {0, 0, 1, 1, Dims{n}},       {1, 0, 1, 1, Dims{1, n}}, {0, 1, 0.5f, 1, Dims{m, n}},
+      {1, 1, 1, 0.5f, Dims{m, 1}}, {0, 0, 2, 0.25f, Dims{}}, {0, 1, 1, 1, Dims{1}},
+      {1, 0, 1, 0.5f, Dims{n}},    {0, 0, 1, 0, Dims{m, n}}, {1, 1, 0.75f, 1, std::nullopt},
+  };
+  for (const Tol& t : kFloatTols)
+    for (const G& g : cases) {
+      OpCase c("Gemm", 13);
+      c.attr("transA", Attribute::from_int(g.ta)).attr("transB", Attribute::from_int(g.tb));
+      c.attr("alpha", Attribute::from_float(g.alpha)).attr("beta", Attribute::from_float(g.beta));
+      c.input(t.dtype, g.ta ? Dims{k, m} : Dims{m, k});
+      c.input(t.dtype, g.tb ? Dims{n, k} : Dims{k, n});
+      if (g.c) c.input(t.dtype, *g.c);
+      EXPECT_GE(c.expect_all_kernels_match(t.rtol, t.atol), gpu_kernels())
+          << dtype_name(t.dtype) << " ta=" << g.ta << " tb=" << g.tb << " C=" << (g.c ? dims_to_string(*g.c) : "none");
+    }
+}
+
+TEST(Gemm, CudaEmptyInnerDimGivesScaledC) {
+  OpCase c("Gemm", 13);
+  c.attr("beta", Attribute::from_float(0.5f));
+  c.input(DataType::kFloat32, {3, 0}).input(DataType::kFloat32, {0, 4}).input(DataType::kFloat32, {4});
+  EXPECT_GE(c.expect_all_kernels_match(1e-6, 1e-6), gpu_kernels());
+}
+
+TEST(FusedMatMul, CudaTransposesBroadcastAndDtypes) {
+  struct F {
+    int ta, tb;
+    Dims a, b;
+  };
+  std::vector<F> cases = {
+      {1, 0, {2, 1, 6, 5}, {3, 6, 7}}, {0, 1, {3, 5, 6}, {7, 6}}, {1, 1, {6, 5}, {2, 7, 6}}, {1, 1, {6}, {2, 7, 6}}};
+  for (const Tol& t : kFloatTols)
+    for (const F& f : cases) {
+      OpCase c("FusedMatMul", 1, "com.microsoft");
+      c.attr("alpha", Attribute::from_float(0.5f)).attr("transA", Attribute::from_int(f.ta));
+      c.attr("transB", Attribute::from_int(f.tb));
+      c.input(t.dtype, f.a).input(t.dtype, f.b);
+      EXPECT_GE(c.expect_all_kernels_match(t.rtol, t.atol), gpu_kernels())
+          << dtype_name(t.dtype) << " " << dims_to_string(f.a) << " x " << dims_to_string(f.b);
+    }
 }
 
 }  // namespace

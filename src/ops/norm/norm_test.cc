@@ -1,5 +1,6 @@
 #include <cmath>
 
+#include "backends/cuda/device.h"
 #include "harness/op_harness.h"
 
 namespace kiln::test {
@@ -271,6 +272,114 @@ TEST(LRN, MatchesNaive) {
   OpCase no_size("LRN", 13);
   no_size.input(DataType::kFloat32, {1, 2, 2, 2});
   EXPECT_FALSE(no_size.run().ok());
+}
+
+// ---- Cases for the CUDA kernels; on a machine without a GPU only the CPU kernels run.
+
+// At least one kernel (the CUDA one) must run when a GPU is present.
+int gpu_kernels() { return cuda::device_count() > 0 ? 1 : 0; }
+
+struct Tol {
+  DataType dtype;
+  double rtol, atol;
+};
+const std::vector<Tol> kFloatTols = {
+    {DataType::kFloat32, 1e-5, 1e-5}, {DataType::kFloat16, 1e-2, 1e-2}, {DataType::kBFloat16, 3e-2, 3e-2}};
+
+TEST(BatchNormalization, CudaRanksDtypesAndMixedParamTypes) {
+  for (const Tol& t : kFloatTols)
+    for (const Dims& x : {Dims{2, 3}, Dims{2, 5, 7}, Dims{1, 3, 7, 5}, Dims{2, 2, 3, 4, 5}})
+      for (DataType pt : {t.dtype, DataType::kFloat32}) {
+        OpCase c("BatchNormalization", 15);
+        c.attr("epsilon", Attribute::from_float(1e-3f));
+        c.input(t.dtype, x, -3, 3).input(pt, {x[1]}).input(pt, {x[1]}).input(pt, {x[1]}).input(pt, {x[1]}, 0.5, 2);
+        EXPECT_GE(c.expect_all_kernels_match(t.rtol, t.atol), gpu_kernels())
+            << dtype_name(t.dtype) << " params " << dtype_name(pt) << " " << dims_to_string(x);
+      }
+}
+
+TEST(LayerNormalization, CudaAxesBroadcastParamsStatsAndDtypes) {
+  struct L {
+    Dims x;
+    int64_t axis;
+    Dims scale;
+    std::optional<Dims> bias;
+    bool stats;
+  };
+  std::vector<L> cases = {
+      {{2, 3, 5, 7}, -1, {7}, Dims{7}, false},
+      {{2, 3, 5, 7}, -2, {7}, Dims{5, 7}, true},  // scale broadcast over the normalized dims
+      {{2, 3, 5, 7}, 1, {3, 5, 7}, std::nullopt, true},
+      {{3, 1000}, -1, {1000}, Dims{1000}, false},  // block per row
+      {{2, 5000}, 1, {5000}, Dims{1}, true},
+      {{4, 33}, 0, {4, 33}, Dims{4, 33}, false},
+  };
+  for (const Tol& t : kFloatTols)
+    for (size_t i = 0; i < cases.size(); ++i) {
+      const L& l = cases[i];
+      OpCase c("LayerNormalization", 17);
+      c.attr("axis", Attribute::from_int(l.axis)).attr("epsilon", Attribute::from_float(1e-3f));
+      if (l.stats) c.outputs(3);
+      c.input(t.dtype, l.x, -3, 3).input(t.dtype, l.scale);
+      if (l.bias) c.input(t.dtype, *l.bias);
+      EXPECT_GE(c.expect_all_kernels_match(t.rtol, t.atol), gpu_kernels()) << dtype_name(t.dtype) << " case " << i;
+    }
+}
+
+TEST(RMSNormalization, CudaAxesAndDtypes) {
+  for (const Tol& t : kFloatTols)
+    for (auto [x, axis] :
+         std::vector<std::pair<Dims, int64_t>>{{{2, 3, 5}, -1}, {{2, 3, 5}, 1}, {{3, 2049}, -1}, {{2, 7, 9}, 0}}) {
+      OpCase c("RMSNormalization", 23);
+      c.attr("axis", Attribute::from_int(axis));
+      const int64_t a = axis < 0 ? axis + static_cast<int64_t>(x.size()) : axis;
+      c.input(t.dtype, x, -2, 2).input(t.dtype, Dims(x.begin() + a, x.end()));
+      EXPECT_GE(c.expect_all_kernels_match(t.rtol, t.atol), gpu_kernels())
+          << dtype_name(t.dtype) << " " << dims_to_string(x) << " axis " << axis;
+    }
+}
+
+TEST(SkipLayerNormalization, CudaBroadcastSkipOptionalInputsAndOutputs) {
+  for (const Tol& t : kFloatTols)
+    for (int variant = 0; variant < 4; ++variant) {
+      OpCase c("SkipLayerNormalization", 1, "com.microsoft");
+      c.attr("epsilon", Attribute::from_float(1e-5f));
+      const int64_t h = variant == 3 ? 1536 : 24;
+      c.outputs(variant == 0 ? 1 : 4);
+      c.input(t.dtype, {2, 3, h}).input(t.dtype, variant == 1 ? Dims{3, h} : Dims{2, 3, h}).input(t.dtype, {h});
+      if (variant == 2) {
+        c.no_input().input(t.dtype, {h});  // bias without beta
+      } else {
+        c.input(t.dtype, {h});
+        if (variant != 0) c.input(t.dtype, {h});
+      }
+      EXPECT_GE(c.expect_all_kernels_match(t.rtol, t.atol), gpu_kernels())
+          << dtype_name(t.dtype) << " variant " << variant;
+    }
+}
+
+TEST(GroupNormalization, CudaPerChannelPerGroupAndDtypes) {
+  for (const Tol& t : kFloatTols)
+    for (int opset : {18, 21})
+      for (auto [x, groups] : std::vector<std::pair<Dims, int64_t>>{
+               {{2, 4, 3, 5}, 2}, {{1, 6, 7}, 3}, {{2, 8, 33, 31}, 4}, {{1, 3, 2, 2, 3}, 1}}) {
+        OpCase c("GroupNormalization", opset);
+        c.attr("num_groups", Attribute::from_int(groups)).attr("epsilon", Attribute::from_float(1e-4f));
+        const int64_t np = opset == 18 ? groups : x[1];
+        c.input(t.dtype, x, -4, 4).input(t.dtype, {np}).input(t.dtype, {np});
+        EXPECT_GE(c.expect_all_kernels_match(t.rtol, t.atol), gpu_kernels())
+            << dtype_name(t.dtype) << " opset " << opset << " " << dims_to_string(x);
+      }
+}
+
+TEST(InstanceNormalization, CudaOddSizesAndDtypes) {
+  for (const Tol& t : kFloatTols)
+    for (const Dims& x : {Dims{1, 3, 7, 5}, Dims{2, 2, 41, 43}, Dims{2, 4, 9}, Dims{1, 2, 3, 4, 5}}) {
+      OpCase c("InstanceNormalization", 22);
+      c.input(t.dtype, x, -5, 5).input(t.dtype, {x[1]}).input(t.dtype, {x[1]});
+      EXPECT_GE(c.expect_all_kernels_match(t.rtol, t.atol), gpu_kernels())
+          << dtype_name(t.dtype) << " " << dims_to_string(x);
+    }
 }
 
 }  // namespace

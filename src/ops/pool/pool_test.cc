@@ -1,5 +1,6 @@
 #include <cmath>
 
+#include "backends/cuda/device.h"
 #include "harness/op_harness.h"
 
 namespace kiln::test {
@@ -298,6 +299,73 @@ TEST(MaxUnpool, InvertsMaxPoolPositions) {
   un3.attr("kernel_shape", Attribute::from_ints({2, 2})).attr("strides", Attribute::from_ints({2, 2}));
   un3.input((*pooled)[0]).input(bad);
   EXPECT_FALSE(un3.run().ok());
+}
+
+// ---- Cases for the CUDA kernels (cuda.pool, cuda.global_pool); without a GPU only the CPU kernels run.
+
+// At least one kernel (the CUDA one) must run when a GPU is present.
+int gpu_kernels() { return cuda::device_count() > 0 ? 1 : 0; }
+
+struct Tol {
+  DataType dtype;
+  double rtol, atol;
+};
+const std::vector<Tol> kFloatTols = {
+    {DataType::kFloat32, 1e-5, 1e-5}, {DataType::kFloat16, 1e-2, 1e-2}, {DataType::kBFloat16, 2e-2, 2e-2}};
+
+TEST(Pool, CudaWindowsPadsCeilDilationsAndDtypes) {
+  struct P {
+    Dims x;
+    std::vector<int64_t> kernel, strides, pads, dilations;
+    int ceil = 0, include_pad = 0;
+    std::string auto_pad;
+  };
+  std::vector<P> cases = {
+      {{1, 3, 7, 5}, {3, 3}, {2, 2}, {1, 1, 1, 1}, {}, 0, 0},
+      {{2, 2, 9, 8}, {3, 2}, {2, 3}, {1, 0, 0, 1}, {}, 1, 1},                 // ceil_mode, asymmetric pads
+      {{1, 2, 10, 11}, {2, 3}, {1, 2}, {0, 1, 1, 1}, {2, 2}, 1, 0},           // dilations
+      {{2, 3, 13}, {4}, {3}, {2, 1}, {}, 0, 1},                               // 1-D
+      {{1, 2, 5, 6, 7}, {2, 3, 2}, {2, 1, 2}, {1, 1, 0, 0, 1, 1}, {}, 1, 1},  // 3-D
+      {{1, 2, 9, 10}, {3, 4}, {2, 3}, {}, {}, 0, 0, "SAME_LOWER"},
+      {{1, 2, 9, 10}, {3, 4}, {2, 3}, {}, {}, 0, 1, "SAME_UPPER"},
+      {{1, 1, 40, 50}, {5, 5}, {3, 3}, {2, 2, 2, 2}, {}, 0, 1},
+  };
+  for (const char* op : {"MaxPool", "AveragePool", "LpPool"})
+    for (const Tol& t : kFloatTols)
+      for (size_t i = 0; i < cases.size(); ++i) {
+        const P& p = cases[i];
+        const std::string name = op;
+        OpCase c(op, name == "LpPool" ? 18 : 19);
+        c.attr("kernel_shape", Attribute::from_ints(p.kernel)).attr("strides", Attribute::from_ints(p.strides));
+        if (!p.pads.empty()) c.attr("pads", Attribute::from_ints(p.pads));
+        if (!p.auto_pad.empty()) c.attr("auto_pad", Attribute::from_string(p.auto_pad));
+        if (!p.dilations.empty()) c.attr("dilations", Attribute::from_ints(p.dilations));
+        if (name != "LpPool") c.attr("ceil_mode", Attribute::from_int(p.ceil));
+        if (name == "AveragePool") c.attr("count_include_pad", Attribute::from_int(p.include_pad));
+        if (name == "LpPool") c.attr("p", Attribute::from_int(i % 2 ? 3 : 2));
+        c.input(t.dtype, p.x);
+        EXPECT_GE(c.expect_all_kernels_match(t.rtol, t.atol), gpu_kernels())
+            << op << " " << dtype_name(t.dtype) << " case " << i;
+      }
+}
+
+TEST(Pool, CudaMaxPoolWithIndicesStaysOnTheReference) {
+  OpCase c("MaxPool", 12);
+  c.attr("kernel_shape", Attribute::from_ints({2, 2})).outputs(2);
+  c.input(DataType::kFloat16, {1, 2, 5, 5});
+  EXPECT_GE(c.expect_all_kernels_match(0, 0), 0);
+}
+
+TEST(GlobalPool, CudaOddSizesAndDtypes) {
+  for (const char* op : {"GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool"})
+    for (const Tol& t : kFloatTols)
+      for (const Dims& x :
+           {Dims{2, 3, 5, 4}, Dims{1, 5, 7}, Dims{2, 2, 45, 47}, Dims{1, 3, 2, 3, 33}, Dims{3, 1, 1, 1}}) {
+        OpCase c(op, 22);
+        c.input(t.dtype, x);
+        EXPECT_GE(c.expect_all_kernels_match(t.rtol, t.atol), gpu_kernels())
+            << op << " " << dtype_name(t.dtype) << " " << dims_to_string(x);
+      }
 }
 
 }  // namespace

@@ -201,5 +201,64 @@ TEST(TopK, KValidationAndInference) {
   EXPECT_EQ(shape_to_string(*(*u)[1].shape), "[B,?]");
 }
 
+// The CUDA kernels (when a GPU is present) must match the reference.
+TEST(ArgMax, CudaKernelsMatchReference) {
+  for (const char* op : {"ArgMax", "ArgMin"}) {
+    for (int64_t last : {0, 1}) {
+      for (int64_t axis : {0, 1, -1}) {
+        for (DataType dt : {DataType::kFloat32, DataType::kFloat16, DataType::kInt32, DataType::kInt64}) {
+          OpCase c(op, 13);
+          c.attr("axis", ir::Attribute::from_int(axis)).attr("select_last_index", ir::Attribute::from_int(last));
+          c.input(dt, {5, 7, 300}, -3, 3);  // integers tie often
+          EXPECT_GE(c.expect_all_kernels_match(0, 0), 0) << op;
+        }
+      }
+    }
+  }
+  OpCase nan("ArgMax", 13);
+  nan.attr("keepdims", ir::Attribute::from_int(0));
+  nan.input(Tensor::from_vector(DataType::kFloat32, {2, 4}, std::vector<double>{1, NAN, 2, NAN, 3, 3, -1, 0}));
+  EXPECT_GE(nan.expect_all_kernels_match(0, 0), 0);
+}
+
+TEST(CumSum, CudaKernelMatchesReference) {
+  for (int64_t exclusive : {0, 1}) {
+    for (int64_t reverse : {0, 1}) {
+      for (int64_t axis : {0, 1, -1}) {
+        for (DataType dt : {DataType::kFloat32, DataType::kFloat16, DataType::kInt32, DataType::kInt64}) {
+          OpCase c("CumSum", 14);
+          c.attr("exclusive", ir::Attribute::from_int(exclusive)).attr("reverse", ir::Attribute::from_int(reverse));
+          c.input(dt, {3, 5, 1500}, -3, 3).input(scalar_i32(static_cast<int32_t>(axis)));
+          double tol = dt == DataType::kFloat16 ? 5e-2 : 1e-4;
+          EXPECT_GE(c.expect_all_kernels_match(tol, tol), 0);
+        }
+      }
+    }
+  }
+}
+
+TEST(TopK, CudaKernelMatchesReference) {
+  for (int64_t largest : {0, 1}) {
+    for (DataType dt : {DataType::kFloat32, DataType::kFloat16, DataType::kInt64}) {
+      for (int64_t axis : {1, -1}) {
+        OpCase c("TopK", 11);  // sorted in shared memory
+        c.attr("axis", ir::Attribute::from_int(axis)).attr("largest", ir::Attribute::from_int(largest));
+        c.input(dt, {3, 37, 100}, -5, 5).input(k_tensor(7)).outputs(2);
+        EXPECT_GE(c.expect_all_kernels_match(0, 0), 0);
+      }
+      OpCase w("TopK", 11);  // a whole row
+      w.attr("largest", ir::Attribute::from_int(largest)).input(dt, {4, 33}, -5, 5).input(k_tensor(33)).outputs(2);
+      EXPECT_GE(w.expect_all_kernels_match(0, 0), 0);
+      OpCase l("TopK", 11);  // long rows: repeated selection
+      l.attr("largest", ir::Attribute::from_int(largest)).input(dt, {3, 5000}, -50, 50).input(k_tensor(20)).outputs(2);
+      EXPECT_GE(l.expect_all_kernels_match(0, 0), 0);
+    }
+  }
+  OpCase nan("TopK", 11);
+  nan.input(Tensor::from_vector(DataType::kFloat32, {1, 6}, std::vector<double>{1, NAN, 2, NAN, 2, -1}));
+  nan.input(k_tensor(4)).outputs(2);
+  EXPECT_GE(nan.expect_all_kernels_match(0, 0), 0);
+}
+
 }  // namespace
 }  // namespace kiln::test

@@ -248,5 +248,59 @@ TEST(ShapeOps, SizeCountsElements) {
   EXPECT_EQ((*out)[0].data_as<int64_t>()[0], 0);
 }
 
+// The CUDA kernels (when a GPU is present) must match the reference on every path.
+TEST(ShapeOps, CudaCopyOpsMatchReference) {
+  for (DataType dt : {DataType::kFloat32, DataType::kFloat16, DataType::kInt64, DataType::kBool}) {
+    OpCase r("Reshape", 14);
+    r.input(dt, {2, 3, 7, 5}, -9, 9).input(ints({6, -1}));
+    EXPECT_GE(r.expect_all_kernels_match(0, 0), 0);
+    OpCase f("Flatten", 13);
+    f.attr("axis", ir::Attribute::from_int(-2)).input(dt, {1, 3, 7, 5}, -9, 9);
+    EXPECT_GE(f.expect_all_kernels_match(0, 0), 0);
+    OpCase s("Squeeze", 13);
+    s.input(dt, {1, 3, 1, 5}, -9, 9).input(ints({0, -2}));
+    EXPECT_GE(s.expect_all_kernels_match(0, 0), 0);
+    OpCase u("Unsqueeze", 13);
+    u.input(dt, {3, 5}, -9, 9).input(ints({0, -1}));
+    EXPECT_GE(u.expect_all_kernels_match(0, 0), 0);
+  }
+  OpCase e("Reshape", 14);  // empty tensors launch nothing
+  e.attr("allowzero", ir::Attribute::from_int(1)).input(DataType::kFloat32, {0, 3}).input(ints({3, 0}));
+  EXPECT_GE(e.expect_all_kernels_match(0, 0), 0);
+}
+
+TEST(ShapeOps, CudaTransposeMatchesReference) {
+  struct Case {
+    Dims dims;
+    std::vector<int64_t> perm;
+  };
+  std::vector<Case> cases = {
+      {{37}, {0}},                               // rank 1
+      {{33, 65}, {1, 0}},                        // tiled, partial tiles
+      {{3, 70, 41}, {0, 2, 1}},                  // batched tiled
+      {{2, 3, 7, 5}, {0, 2, 3, 1}},              // NCHW -> NHWC (merges to a tiled swap)
+      {{2, 7, 5, 3}, {0, 3, 1, 2}},              // NHWC -> NCHW
+      {{2, 3, 4, 5}, {2, 0, 3, 1}},              // general
+      {{2, 1, 3, 1, 4}, {4, 1, 0, 3, 2}},        // size-1 dims dropped
+      {{2, 3, 2, 5, 3}, {4, 2, 0, 3, 1}},        // rank 5
+      {{2, 3, 2, 3, 2, 3}, {5, 0, 4, 1, 3, 2}},  // rank 6
+      {{3, 5, 7}, {0, 1, 2}},                    // identity
+      {{1, 1030, 3}, {2, 1, 0}},                 // 2-D swap after dropping the 1
+  };
+  for (const Case& k : cases) {
+    for (DataType dt : {DataType::kFloat32, DataType::kFloat16, DataType::kInt64, DataType::kUInt8}) {
+      OpCase c("Transpose", 13);
+      c.attr("perm", ir::Attribute::from_ints(k.perm)).input(dt, k.dims, -100, 100);
+      EXPECT_GE(c.expect_all_kernels_match(0, 0), 0) << dims_to_string(k.dims);
+    }
+  }
+  OpCase d("Transpose", 13);  // default perm reverses
+  d.input(DataType::kBFloat16, {4, 3, 129});
+  EXPECT_GE(d.expect_all_kernels_match(0, 0), 0);
+  OpCase big("Transpose", 13);  // more elements than one grid pass of blocks
+  big.attr("perm", ir::Attribute::from_ints({1, 0})).input(DataType::kFloat32, {1027, 2051});
+  EXPECT_GE(big.expect_all_kernels_match(0, 0), 0);
+}
+
 }  // namespace
 }  // namespace kiln::test

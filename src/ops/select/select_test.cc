@@ -185,5 +185,85 @@ TEST(SelectOps, DropoutTrainingModeOnlyWithZeroRatio) {
   }
 }
 
+// ---- CUDA kernels against the reference (compared when a GPU is present)
+
+const std::vector<DataType>& cuda_cast_types() {
+  static const std::vector<DataType> k = {
+      DataType::kFloat32, DataType::kFloat16, DataType::kBFloat16, DataType::kFloat64, DataType::kInt8,
+      DataType::kUInt8,   DataType::kInt16,   DataType::kInt32,    DataType::kInt64,   DataType::kBool};
+  return k;
+}
+
+TEST(SelectOps, CudaCastEveryDtypePair) {
+  for (DataType from : cuda_cast_types())
+    for (DataType to : cuda_cast_types())
+      for (const Dims& d : std::vector<Dims>{{3, 7, 5}, {1031}, {}, {0, 2}}) {
+        OpCase c("Cast", 21);
+        c.attr("to", ir::Attribute::from_int(static_cast<int64_t>(to)));
+        // Beyond int8/uint8 range so float -> int saturation and int -> int wrapping are exercised.
+        c.input(from, d, -300.7, 300.7);
+        SCOPED_TRACE(std::string(dtype_name(from)) + " -> " + dtype_name(to) + " " + dims_to_string(d));
+        expect_kernels_match(c, 0, 0);
+      }
+}
+
+TEST(SelectOps, CudaCastEdgeCases) {
+  const std::vector<double> x = {-2.7, 2.7, -0.5, kNaN, 1e10, -1e10, kInf, -kInf, 0, 65519, 65520, 1e-8};
+  for (DataType from : {DataType::kFloat32, DataType::kFloat64})
+    for (DataType to : cuda_cast_types()) {
+      OpCase c("Cast", 13);
+      c.attr("to", ir::Attribute::from_int(static_cast<int64_t>(to)));
+      c.input(make_tensor(from, {static_cast<int64_t>(x.size())}, x));
+      SCOPED_TRACE(std::string(dtype_name(from)) + " -> " + dtype_name(to));
+      expect_kernels_match(c, 0, 0);
+    }
+  // double -> 16-bit floats must round once (just above a half-way point).
+  for (DataType to : {DataType::kFloat16, DataType::kBFloat16}) {
+    OpCase c("Cast", 13);
+    c.attr("to", ir::Attribute::from_int(static_cast<int64_t>(to)));
+    c.input(make_tensor(DataType::kFloat64, {3}, std::vector<double>{1.00048828125 + 1e-12, 1.00390625 + 1e-12, -3}));
+    expect_kernels_match(c, 0, 0);
+  }
+  {  // int64 -> half types goes through double as in the reference
+    OpCase c("Cast", 13);
+    c.attr("to", ir::Attribute::from_int(static_cast<int64_t>(DataType::kBFloat16)));
+    c.input(make_tensor(DataType::kInt64, {3}, std::vector<double>{16777217, -33554435, 123456789}));
+    expect_kernels_match(c, 0, 0);
+  }
+  {
+    OpCase c("CastLike", 15);
+    c.input(DataType::kFloat32, {3, 7, 5}, -50, 50).input(Tensor::empty(DataType::kInt16, {0}));
+    expect_kernels_match(c, 0, 0);
+  }
+  {
+    OpCase c("CastLike", 15);
+    c.input(DataType::kBFloat16, {1031}, -50, 50).input(Tensor::empty(DataType::kFloat16, {1}));
+    expect_kernels_match(c, 0, 0);
+  }
+}
+
+TEST(SelectOps, CudaWhereBroadcasts) {
+  const std::vector<std::vector<Dims>> shapes = {
+      {{3, 7, 5}, {3, 7, 5}, {3, 7, 5}},
+      {{1031}, {1031}, {}},
+      {{3, 1, 5}, {2, 3, 4, 5}, {4, 1}},
+      {{2, 3}, {1}, {2, 3}},
+      {{}, {2, 3}, {}},
+      {{3, 1}, {1, 4}, {4}},
+      {{}, {}, {}},
+      {{0, 2}, {2}, {}},
+      {{2, 1, 2, 1, 2, 1, 2, 3}, {1, 2, 1, 3}, {3}},
+  };
+  for (auto& s : shapes)
+    for (DataType t : {DataType::kFloat32, DataType::kFloat16, DataType::kBFloat16, DataType::kInt64, DataType::kInt8,
+                       DataType::kBool, DataType::kFloat64}) {
+      OpCase c("Where", 16);
+      c.input(DataType::kBool, s[0]).input(t, s[1], -50, 50).input(t, s[2], -50, 50);
+      SCOPED_TRACE(std::string(dtype_name(t)) + " " + dims_to_string(s[0]) + " " + dims_to_string(s[1]) + " " +
+                   dims_to_string(s[2]));
+      expect_kernels_match(c, 0, 0);
+    }
+}
+
 }  // namespace
 }  // namespace kiln::test

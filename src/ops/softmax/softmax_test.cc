@@ -1,5 +1,6 @@
 #include <cmath>
 
+#include "backends/cuda/device.h"
 #include "harness/op_harness.h"
 
 namespace kiln::test {
@@ -104,6 +105,60 @@ TEST(Hardmax, FirstMaximumIsOne) {
     for (int64_t k = 1; k < 3; ++k)
       if (x.get_as_double(k * 20 + i) > x.get_as_double(best * 20 + i)) best = k;
     for (int64_t k = 0; k < 3; ++k) EXPECT_EQ((*o)[0].get_as_double(k * 20 + i), k == best ? 1.0 : 0.0);
+  }
+}
+
+// ---- Cases for the CUDA kernels (cuda.softmax); on a machine without a GPU only the CPU kernels run.
+
+// At least one kernel (the CUDA one) must run when a GPU is present.
+int gpu_kernels() { return cuda::device_count() > 0 ? 1 : 0; }
+
+struct Tol {
+  DataType dtype;
+  double rtol, atol;
+};
+const std::vector<Tol> kFloatTols = {
+    {DataType::kFloat32, 1e-5, 1e-6}, {DataType::kFloat16, 1e-2, 1e-3}, {DataType::kBFloat16, 2e-2, 2e-3}};
+
+TEST(Softmax, CudaAxesRowLengthsOpsetsAndDtypes) {
+  struct S {
+    int opset;
+    Dims x;
+    int64_t axis;
+  };
+  std::vector<S> cases = {
+      {13, {3, 5, 7}, 0},    {13, {3, 5, 7}, 1},     {13, {3, 5, 7}, -1},   {13, {2, 3000}, -1},  // block per row
+      {13, {5, 1024}, 1},    {13, {4, 1025}, 1},     {13, {1, 37}, -1},     {13, {33, 2, 9}, -2},
+      {11, {2, 3, 4, 5}, 1}, {11, {2, 3, 4, 5}, -1}, {11, {2, 3, 4, 5}, 0}, {13, {7}, 0},
+  };
+  for (const char* op : {"Softmax", "LogSoftmax", "Hardmax"})
+    for (const Tol& t : kFloatTols)
+      for (const S& k : cases) {
+        OpCase c(op, k.opset);
+        c.attr("axis", Attribute::from_int(k.axis));
+        c.input(t.dtype, k.x, -4, 4);
+        const bool hard = std::string(op) == "Hardmax";
+        EXPECT_GE(c.expect_all_kernels_match(hard ? 0 : t.rtol, hard ? 0 : t.atol), gpu_kernels())
+            << op << " " << dtype_name(t.dtype) << " opset " << k.opset << " " << dims_to_string(k.x) << " axis "
+            << k.axis;
+      }
+}
+
+TEST(Hardmax, CudaTiesPickTheFirstMaximum) {
+  for (DataType t : {DataType::kFloat32, DataType::kFloat16}) {
+    // Contiguous rows (warp and block paths) and a strided axis, each with tied maxima.
+    for (int64_t len : {int64_t{40}, int64_t{3000}}) {
+      std::vector<float> v(static_cast<size_t>(2 * len));
+      for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(i % 7);
+      v[5] = 9;
+      v[static_cast<size_t>(len) - 3] = 9;
+      OpCase c("Hardmax", 13);
+      c.input(Tensor::from_vector<float>(t, {2, len}, v));
+      EXPECT_GE(c.expect_all_kernels_match(0, 0), gpu_kernels()) << dtype_name(t) << " " << len;
+      OpCase a("Hardmax", 13);
+      a.attr("axis", Attribute::from_int(0)).input(Tensor::from_vector<float>(t, {len, 2}, v));
+      EXPECT_GE(a.expect_all_kernels_match(0, 0), gpu_kernels()) << dtype_name(t) << " axis 0 " << len;
+    }
   }
 }
 

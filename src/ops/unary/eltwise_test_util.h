@@ -6,6 +6,7 @@
 #include <functional>
 #include <vector>
 
+#include "backends/cuda/device.h"
 #include "harness/op_harness.h"
 #include "ops/common.h"
 
@@ -55,11 +56,16 @@ Tensor make_tensor(DataType dtype, Dims dims, const std::vector<T>& values) {
 /// Tolerances per dtype for results computed in a wider type and rounded.
 inline double rtol_for(DataType t) {
   switch (t) {
-    case DataType::kFloat16: return 2e-3;
-    case DataType::kBFloat16: return 1.6e-2;
-    case DataType::kFloat32: return 2e-6;
-    case DataType::kFloat64: return 1e-12;
-    default: return 0;
+    case DataType::kFloat16:
+      return 2e-3;
+    case DataType::kBFloat16:
+      return 1.6e-2;
+    case DataType::kFloat32:
+      return 2e-6;
+    case DataType::kFloat64:
+      return 1e-12;
+    default:
+      return 0;
   }
 }
 
@@ -75,6 +81,15 @@ inline void expect_case(OpCase& c, const Tensor& expected, double rtol, double a
     ASSERT_TRUE(got.ok()) << k.name << ": " << got.status().to_string();
     EXPECT_TRUE(tensors_close((*got)[0], expected, rtol, atol)) << k.name;
   }
+}
+
+/// Compares every kernel of `c` with its reference on the case's inputs; when a
+/// GPU is present a CUDA kernel must have accepted the case too.
+inline void expect_kernels_match(OpCase& c, double rtol, double atol) {
+  const ops::OpDef* def = ops::OpRegistry::global().find(c.node().domain, c.node().op_type);
+  ASSERT_NE(def, nullptr);
+  const int compared = c.expect_all_kernels_match(rtol, atol);
+  if (cuda::device_count() > 0) EXPECT_GT(compared, static_cast<int>(def->fast.size())) << "no CUDA kernel applied";
 }
 
 }  // namespace kiln::test

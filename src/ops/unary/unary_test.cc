@@ -350,5 +350,167 @@ TEST(UnaryOps, InferenceKeepsSymbolicDims) {
   EXPECT_FALSE((*unknown_rank)[0].shape.has_value());
 }
 
+// ---- CUDA kernels against the reference (compared when a GPU is present)
+
+// fp32 within a few ulp of the libm result; 16-bit floats within one rounding.
+double cuda_rtol(DataType t) { return t == DataType::kFloat32 ? 1e-5 : 1e-2; }
+double cuda_atol(DataType t) { return t == DataType::kFloat32 ? 1e-5 : 1e-2; }
+
+const std::vector<DataType>& cuda_float_types() {
+  static const std::vector<DataType> k = {DataType::kFloat32, DataType::kFloat16, DataType::kBFloat16};
+  return k;
+}
+
+// Odd sizes (not a multiple of the block or the vector width), a scalar and an empty tensor.
+const std::vector<Dims>& cuda_shapes() {
+  static const std::vector<Dims> k = {{1, 3, 7, 5}, {1031}, {}, {0, 3}};
+  return k;
+}
+
+using AttrList = std::vector<std::pair<const char*, ir::Attribute>>;
+
+void check_cuda_unary(const char* op, int opset, double lo, double hi, const AttrList& attrs = {},
+                      const char* domain = "") {
+  for (DataType t : cuda_float_types())
+    for (const Dims& d : cuda_shapes()) {
+      OpCase c(op, opset, domain);
+      for (auto& [n, a] : attrs) c.attr(n, a);
+      c.input(t, d, lo, hi);
+      SCOPED_TRACE(std::string(op) + " " + dtype_name(t) + " " + dims_to_string(d));
+      expect_kernels_match(c, cuda_rtol(t), cuda_atol(t));
+    }
+}
+
+TEST(UnaryOps, CudaMathMatchesReference) {
+  for (const MathCase& m : math_cases()) check_cuda_unary(m.op, 22, m.lo, m.hi);
+  for (const char* op : {"Round", "Floor", "Ceil"}) check_cuda_unary(op, 22, -4, 4);
+}
+
+TEST(UnaryOps, CudaActivationsWithAttributes) {
+  auto f = [](float v) { return ir::Attribute::from_float(v); };
+  check_cuda_unary("LeakyRelu", 16, -5, 5);
+  check_cuda_unary("LeakyRelu", 16, -5, 5, {{"alpha", f(0.3f)}});
+  check_cuda_unary("Elu", 22, -5, 5, {{"alpha", f(2.0f)}});
+  check_cuda_unary("Selu", 22, -5, 5);
+  check_cuda_unary("Selu", 22, -5, 5, {{"alpha", f(1.5f)}, {"gamma", f(0.7f)}});
+  check_cuda_unary("Celu", 22, -5, 5, {{"alpha", f(2.0f)}});
+  check_cuda_unary("HardSigmoid", 22, -5, 5);
+  check_cuda_unary("HardSigmoid", 22, -5, 5, {{"alpha", f(0.5f)}, {"beta", f(0.6f)}});
+  check_cuda_unary("ThresholdedRelu", 22, -5, 5, {{"alpha", f(1.5f)}});
+  check_cuda_unary("Swish", 24, -5, 5, {{"alpha", f(0.5f)}});
+  check_cuda_unary("Shrink", 9, -5, 5, {{"lambd", f(1.5f)}, {"bias", f(0.5f)}});
+  check_cuda_unary("Gelu", 20, -5, 5);
+  check_cuda_unary("Gelu", 20, -5, 5, {{"approximate", ir::Attribute::from_string("tanh")}});
+  check_cuda_unary("Gelu", 1, -5, 5, {}, "com.microsoft");
+  check_cuda_unary("QuickGelu", 1, -5, 5, {}, "com.microsoft");
+  check_cuda_unary("QuickGelu", 1, -5, 5, {{"alpha", f(1.2f)}}, "com.microsoft");
+}
+
+TEST(UnaryOps, CudaBiasGelu) {
+  for (DataType t : cuda_float_types())
+    for (const Dims& d : std::vector<Dims>{{2, 3, 40}, {5, 300}, {7}, {0, 8}}) {
+      for (const char* op : {"FastGelu", "BiasGelu"}) {
+        OpCase c(op, 1, "com.microsoft");
+        c.input(t, d, -4, 4).input(t, {d.back()});
+        SCOPED_TRACE(std::string(op) + " " + dtype_name(t) + " " + dims_to_string(d));
+        expect_kernels_match(c, cuda_rtol(t), cuda_atol(t));
+      }
+      OpCase c("FastGelu", 1, "com.microsoft");  // no bias
+      c.input(t, d, -4, 4);
+      expect_kernels_match(c, cuda_rtol(t), cuda_atol(t));
+    }
+}
+
+TEST(UnaryOps, CudaIntegerOps) {
+  for (const char* op : {"Abs", "Neg", "Sign", "Relu"})
+    for (DataType t : {DataType::kInt32, DataType::kInt64})
+      for (const Dims& d : cuda_shapes()) {
+        OpCase c(op, 22);
+        c.input(t, d, -100, 100);
+        SCOPED_TRACE(std::string(op) + " " + dtype_name(t) + " " + dims_to_string(d));
+        expect_kernels_match(c, 0, 0);
+      }
+  {  // the two's-complement minimum negates to itself
+    OpCase c("Neg", 13);
+    c.input(make_tensor(DataType::kInt32, {3}, std::vector<double>{-2147483648.0, 5, -7}));
+    expect_kernels_match(c, 0, 0);
+  }
+  for (DataType t : {DataType::kInt8, DataType::kUInt8, DataType::kInt16, DataType::kUInt16, DataType::kInt32,
+                     DataType::kUInt32, DataType::kInt64, DataType::kUInt64}) {
+    OpCase c("BitwiseNot", 18);
+    c.input(t, {3, 7, 5}, 0, 100);
+    SCOPED_TRACE(std::string("BitwiseNot ") + dtype_name(t));
+    expect_kernels_match(c, 0, 0);
+  }
+}
+
+TEST(UnaryOps, CudaClip) {
+  for (DataType t : {DataType::kFloat32, DataType::kFloat16, DataType::kBFloat16, DataType::kInt32, DataType::kInt64}) {
+    SCOPED_TRACE(dtype_name(t));
+    auto scalar = [t](double v) { return make_tensor(t, {}, std::vector<double>{v}); };
+    for (const Dims& d : cuda_shapes()) {
+      OpCase c("Clip", 13);
+      c.input(t, d, -10, 10).input(scalar(-2)).input(scalar(3));
+      expect_kernels_match(c, 0, 0);
+    }
+    {
+      OpCase c("Clip", 13);  // only max
+      c.input(t, {1031}, -10, 10).no_input().input(scalar(4));
+      expect_kernels_match(c, 0, 0);
+    }
+    {
+      OpCase c("Clip", 13);  // only min
+      c.input(t, {1031}, -10, 10).input(scalar(-4));
+      expect_kernels_match(c, 0, 0);
+    }
+    {
+      OpCase c("Clip", 13);  // no bounds: identity (floats: infinities clamp to the largest finite value)
+      c.input(t, {2, 5}, -10, 10);
+      expect_kernels_match(c, 0, 0);
+    }
+    {
+      OpCase c("Clip", 13);  // min > max gives max
+      c.input(t, {17}, -10, 10).input(scalar(2)).input(scalar(1));
+      expect_kernels_match(c, 0, 0);
+    }
+  }
+  for (DataType t : cuda_float_types()) {
+    OpCase c("Clip", 6);  // attribute form
+    c.attr("min", ir::Attribute::from_float(-1.5f)).attr("max", ir::Attribute::from_float(0.5f));
+    c.input(t, {3, 7, 5}, -3, 3);
+    expect_kernels_match(c, 0, 0);
+    OpCase e("Clip", 13);  // infinities and NaN
+    e.input(make_tensor(t, {6}, std::vector<double>{-5, -1, 0, kInf, -kInf, kNaN}))
+        .input(make_tensor(t, {}, std::vector<double>{-2}));
+    expect_kernels_match(e, 0, 0);
+  }
+}
+
+TEST(UnaryOps, CudaPredicatesAndNot) {
+  for (DataType t : cuda_float_types()) {
+    Tensor x = make_tensor(t, {7}, std::vector<double>{1, kNaN, -kInf, 0, kInf, -2.5, kNaN});
+    for (const char* op : {"IsNaN", "IsInf"}) {
+      OpCase c(op, 20);
+      c.input(Tensor(x));
+      SCOPED_TRACE(std::string(op) + " " + dtype_name(t));
+      expect_kernels_match(c, 0, 0);
+    }
+    for (auto [pos, neg] : std::vector<std::pair<int, int>>{{1, 0}, {0, 1}, {0, 0}}) {
+      OpCase c("IsInf", 20);
+      c.attr("detect_positive", ir::Attribute::from_int(pos)).attr("detect_negative", ir::Attribute::from_int(neg));
+      c.input(Tensor(x));
+      expect_kernels_match(c, 0, 0);
+    }
+    OpCase c("IsNaN", 20);
+    c.input(t, {1031});
+    expect_kernels_match(c, 0, 0);
+  }
+  for (const Dims& d : std::vector<Dims>{{1, 3, 7, 5}, {1031}, {}, {0, 3}}) {
+    OpCase c("Not", 1);
+    c.input(DataType::kBool, d);
+    expect_kernels_match(c, 0, 0);
+  }
+}
+
 }  // namespace
 }  // namespace kiln::test

@@ -1,0 +1,447 @@
+// CUDA kernels of the concat family: Concat and Split (one strided 2-D copy per
+// input / output slab), Slice, Pad, Expand and Tile (one thread per output
+// element mapping its coordinates back to the input). Value inputs (starts,
+// pads, split, ...) are read from their host copies; shapes come from the
+// preallocated outputs.
+#include <algorithm>
+#include <limits>
+
+#include "ops/common.h"
+#include "ops/reshape/data_movement.h"
+#include "ops/reshape/movement_cuda.cuh"
+
+namespace kiln::ops {
+namespace {
+
+using cuda::Indexer;
+using cuda::kMaxRank;
+
+bool rank_ok(const TensorType& t) { return !t.shape || t.shape->size() <= static_cast<size_t>(kMaxRank); }
+
+bool movable_applies(const ir::Node&, const std::vector<TensorType>& in) {
+  return !in.empty() && cuda::movement::movable_dtype(in[0].dtype) && rank_ok(in[0]);
+}
+
+/// Reads an index vector from the host copy of input i (kUnsupported when it is not known).
+Result<std::vector<int64_t>> host_ints(const KernelContext& ctx, size_t i, const char* what) {
+  const Tensor* t = ctx.host_value(i);
+  if (!t) return ctx.error(std::string(what) + " must be known when the engine is built", ErrorCode::kUnsupported);
+  return movement::read_indices(ctx.node(), *t, what);
+}
+
+// ---------------------------------------------------------------- Concat / Split
+
+Status concat_cuda(KernelContext& ctx) {
+  Tensor& y = ctx.output(0);
+  size_t r = y.dims().size();
+  if (!ctx.attrs().has("axis") && ctx.opset() >= 4) return ctx.error("missing the axis attribute");
+  auto axis = normalize_axis(ctx.attrs().get_int("axis", 1), static_cast<int64_t>(r));
+  if (!axis) return ctx.error("axis is out of range");
+  auto ax = static_cast<size_t>(*axis);
+  size_t esize = dtype_size(y.dtype());
+  int64_t outer = movement::dims_product(y.dims(), 0, ax);
+  auto out_block = static_cast<int64_t>(movement::dims_product(y.dims(), ax, r) * static_cast<int64_t>(esize));
+  auto* dst = static_cast<uint8_t*>(y.data());
+  int64_t offset = 0;
+  if (y.numel() == 0) return Status();
+  for (size_t i = 0; i < ctx.num_inputs(); ++i) {
+    const Tensor& x = ctx.input(i);
+    auto block = static_cast<int64_t>(movement::dims_product(x.dims(), ax, r) * static_cast<int64_t>(esize));
+    if (offset + block > out_block) return ctx.error("inputs do not fit the output", ErrorCode::kInternal);
+    cuda::movement::copy_2d(x.data(), block, dst + offset, out_block, outer, block, cuda::stream_of(ctx));
+    offset += block;
+  }
+  return cuda::launch_status(ctx, "concat");
+}
+
+bool concat_applies(const ir::Node& n, const std::vector<TensorType>& in) {
+  if (in.empty()) return false;
+  for (const TensorType& t : in)
+    if (t.dtype != in[0].dtype || !rank_ok(t)) return false;
+  return movable_applies(n, in);
+}
+
+// Split sizes as split.cc reads them: opset 1 took `split` as input 1 or an
+// attribute, opsets 2..12 as an attribute, opset 13 moved it to input 1, and
+// opset 18 added num_outputs (the last chunk smaller when the dim does not divide).
+Result<std::vector<int64_t>> split_sizes(const KernelContext& ctx, int64_t dim) {
+  const ir::Node& n = ctx.node();
+  auto count = static_cast<int64_t>(ctx.num_outputs());
+  if (count == 0) return ctx.error("has no outputs");
+  std::vector<int64_t> sizes;
+  if (ctx.has_input(1) && (ctx.opset() >= 13 || ctx.opset() < 2)) {
+    KILN_ASSIGN_OR_RETURN(sizes, host_ints(ctx, 1, "split"));
+  } else if (ctx.opset() < 13 && n.attrs.has("split")) {
+    sizes = n.attrs.get_ints("split");
+  } else if (ctx.opset() >= 18 && n.attrs.has("num_outputs")) {
+    int64_t chunk = (dim + count - 1) / count, left = dim;
+    for (int64_t i = 0; i < count; ++i) {
+      sizes.push_back(std::min(chunk, left));
+      left -= sizes.back();
+    }
+  } else {
+    if (dim % count != 0) return ctx.error("the axis does not split into equal parts");
+    sizes.assign(static_cast<size_t>(count), dim / count);
+  }
+  int64_t sum = 0;
+  for (int64_t v : sizes) {
+    if (v < 0) return ctx.error("split has a negative size");
+    sum += v;
+  }
+  if (static_cast<int64_t>(sizes.size()) != count || sum != dim)
+    return ctx.error("split sizes do not match the outputs and the axis");
+  return sizes;
+}
+
+Status split_cuda(KernelContext& ctx) {
+  const Tensor& x = ctx.input(0);
+  size_t r = x.dims().size();
+  auto axis = normalize_axis(ctx.attrs().get_int("axis", 0), static_cast<int64_t>(r));
+  if (!axis) return ctx.error("axis is out of range");
+  auto ax = static_cast<size_t>(*axis);
+  KILN_ASSIGN_OR_RETURN(auto sizes, split_sizes(ctx, x.dims()[ax]));
+  size_t esize = dtype_size(x.dtype());
+  int64_t outer = movement::dims_product(x.dims(), 0, ax);
+  int64_t inner = movement::dims_product(x.dims(), ax + 1, r) * static_cast<int64_t>(esize);
+  int64_t in_block = x.dims()[ax] * inner;
+  int64_t offset = 0;
+  const auto* src = static_cast<const uint8_t*>(x.data());
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    int64_t block = sizes[i] * inner;
+    if (ctx.has_output(i)) {
+      Tensor& y = ctx.output(i);
+      Dims od = x.dims();
+      od[ax] = sizes[i];
+      if (y.dims() != od) return ctx.error("output dims do not match the split", ErrorCode::kInternal);
+      cuda::movement::copy_2d(src + offset, in_block, y.data(), block, outer, block, cuda::stream_of(ctx));
+    }
+    offset += block;
+  }
+  return cuda::launch_status(ctx, "split");
+}
+
+// ---------------------------------------------------------------- Slice
+
+/// y[i] = x[base + offset_of(ix, i)] (strides may be negative).
+template <typename T>
+__global__ void strided_gather_kernel(const T* __restrict__ x, int64_t base, Indexer ix, T* __restrict__ y, int64_t n) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    y[i] = x[base + cuda::offset_of(ix, i)];
+}
+
+Status strided_gather(KernelContext& ctx, const Tensor& x, int64_t base, const Indexer& ix, Tensor& y,
+                      const char* name) {
+  int64_t n = y.numel();
+  if (n == 0) return Status();
+  KILN_CUDA_DISPATCH_BYTES(x.dtype(), T, {
+    strided_gather_kernel<T><<<cuda::grid_for(n), cuda::kBlock, 0, cuda::stream_of(ctx)>>>(
+        static_cast<const T*>(x.data()), base, ix, static_cast<T*>(y.data()), n);
+  });
+  return cuda::launch_status(ctx, name);
+}
+
+// First index and element count of start:end:step over a dim of size `dim`
+// (the same clamping as the reference in slice.cc).
+std::pair<int64_t, int64_t> slice_range(int64_t start, int64_t end, int64_t step, int64_t dim) {
+  auto resolve = [dim](int64_t v, int64_t lo, int64_t hi) {
+    if (v < 0) v += dim;
+    return std::clamp(v, lo, hi);
+  };
+  if (dim == 0) return {0, 0};
+  if (step > 0) {
+    int64_t s = resolve(start, 0, dim), e = resolve(end, 0, dim);
+    return {s, e > s ? (e - s - 1) / step + 1 : 0};
+  }
+  int64_t s = resolve(start, 0, dim - 1), e = resolve(end, -1, dim - 1);
+  int64_t neg_step = step == std::numeric_limits<int64_t>::min() ? std::numeric_limits<int64_t>::max() : -step;
+  return {s, s > e ? (s - e - 1) / neg_step + 1 : 0};
+}
+
+Status slice_cuda(KernelContext& ctx) {
+  const Tensor& x = ctx.input(0);
+  Tensor& y = ctx.output(0);
+  const ir::Node& n = ctx.node();
+  size_t r = x.dims().size();
+  std::vector<int64_t> starts, ends, steps;
+  std::optional<std::vector<int64_t>> axes;
+  // Opset 10 moved starts/ends/axes from attributes to inputs and added steps.
+  if (ctx.opset() < 10) {
+    if (!n.attrs.has("starts") || !n.attrs.has("ends")) return ctx.error("missing the starts or ends attribute");
+    starts = n.attrs.get_ints("starts");
+    ends = n.attrs.get_ints("ends");
+    if (n.attrs.has("axes")) axes = n.attrs.get_ints("axes");
+  } else {
+    if (!ctx.has_input(1) || !ctx.has_input(2)) return ctx.error("missing the starts or ends input");
+    KILN_ASSIGN_OR_RETURN(starts, host_ints(ctx, 1, "starts"));
+    KILN_ASSIGN_OR_RETURN(ends, host_ints(ctx, 2, "ends"));
+    if (ctx.has_input(3)) {
+      KILN_ASSIGN_OR_RETURN(auto v, host_ints(ctx, 3, "axes"));
+      axes = v;
+    }
+    if (ctx.has_input(4)) {
+      KILN_ASSIGN_OR_RETURN(steps, host_ints(ctx, 4, "steps"));
+    }
+  }
+  size_t k = starts.size();
+  if (ends.size() != k) return ctx.error("starts and ends differ in length");
+  if (!axes) {
+    if (k > r) return ctx.error("more starts than input dims");
+    axes = std::vector<int64_t>();
+    for (size_t i = 0; i < k; ++i) axes->push_back(static_cast<int64_t>(i));
+  }
+  if (axes->size() != k) return ctx.error("axes and starts differ in length");
+  KILN_ASSIGN_OR_RETURN(auto norm, movement::normalize_axes(n, *axes, static_cast<int64_t>(r)));
+  if (steps.empty()) steps.assign(k, 1);
+  if (steps.size() != k) return ctx.error("steps and starts differ in length");
+  std::vector<int64_t> first(r, 0), step(r, 1);
+  Dims out = x.dims();
+  for (size_t i = 0; i < k; ++i) {
+    if (steps[i] == 0) return ctx.error("a step is 0");
+    auto ax = static_cast<size_t>(norm[i]);
+    auto [s, count] = slice_range(starts[i], ends[i], steps[i], x.dims()[ax]);
+    first[ax] = s;
+    step[ax] = steps[i];
+    out[ax] = count;
+  }
+  if (y.dims() != out) return ctx.error("output dims do not match the slice", ErrorCode::kInternal);
+  if (y.numel() == 0) return Status();
+  auto st = strides_of(x.dims());
+  Indexer ix;
+  ix.rank = static_cast<int>(r);
+  int64_t base = 0;
+  for (size_t d = 0; d < r; ++d) {
+    ix.dims[d] = out[d];
+    ix.strides[d] = step[d] * st[d];
+    base += first[d] * st[d];
+  }
+  return strided_gather(ctx, x, base, ix, y, "slice");
+}
+
+bool slice_applies(const ir::Node& n, const std::vector<TensorType>& in) {
+  if (!movable_applies(n, in)) return false;
+  for (size_t i = 1; i < in.size() && i < 5; ++i)
+    if (in[i].dtype != DataType::kUndefined && !movement::is_index_dtype(in[i].dtype)) return false;
+  return true;
+}
+
+// ---------------------------------------------------------------- Expand / Tile
+
+Status expand_cuda(KernelContext& ctx) {
+  const Tensor& x = ctx.input(0);
+  Tensor& y = ctx.output(0);
+  Dims check;
+  if (!broadcast_dims({x.dims(), y.dims()}, check) || check != y.dims())
+    return ctx.error("cannot expand " + dims_to_string(x.dims()) + " to " + dims_to_string(y.dims()),
+                     ErrorCode::kInternal);
+  Indexer ix;
+  if (!cuda::make_broadcast_indexer(y.dims(), x.dims(), ix)) return ctx.error("rank > 8", ErrorCode::kUnsupported);
+  return strided_gather(ctx, x, 0, ix, y, "expand");
+}
+
+bool expand_applies(const ir::Node& n, const std::vector<TensorType>& in) {
+  // The output rank can exceed the input's: bound it by the shape input's length when known.
+  if (!movable_applies(n, in)) return false;
+  if (in.size() > 1 && in[1].shape && in[1].shape->size() == 1 && (*in[1].shape)[0].known())
+    return (*in[1].shape)[0].value <= kMaxRank;
+  return true;
+}
+
+/// Tile: output coordinate o reads input coordinate o % in_dim on every axis.
+struct TileParams {
+  int rank = 0;
+  int64_t out_dims[kMaxRank] = {};
+  int64_t in_dims[kMaxRank] = {};
+  int64_t in_strides[kMaxRank] = {};
+};
+
+template <typename T>
+__global__ void tile_kernel(const T* __restrict__ x, TileParams p, T* __restrict__ y, int64_t n) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    int64_t rest = i, off = 0;
+    for (int d = p.rank - 1; d >= 0; --d) {
+      int64_t q = rest / p.out_dims[d];
+      int64_t o = rest - q * p.out_dims[d];
+      off += (o % p.in_dims[d]) * p.in_strides[d];
+      rest = q;
+    }
+    y[i] = x[off];
+  }
+}
+
+Status tile_cuda(KernelContext& ctx) {
+  const Tensor& x = ctx.input(0);
+  Tensor& y = ctx.output(0);
+  size_t r = x.dims().size();
+  if (y.dims().size() != r) return ctx.error("output rank does not match the input", ErrorCode::kInternal);
+  int64_t n = y.numel();
+  if (n == 0) return Status();
+  TileParams p;
+  p.rank = static_cast<int>(r);
+  auto st = strides_of(x.dims());
+  for (size_t d = 0; d < r; ++d) {
+    if (x.dims()[d] == 0 || y.dims()[d] % x.dims()[d] != 0)
+      return ctx.error("output dims are not a tiling of the input", ErrorCode::kInternal);
+    p.out_dims[d] = y.dims()[d];
+    p.in_dims[d] = x.dims()[d];
+    p.in_strides[d] = st[d];
+  }
+  KILN_CUDA_DISPATCH_BYTES(x.dtype(), T, {
+    tile_kernel<T><<<cuda::grid_for(n), cuda::kBlock, 0, cuda::stream_of(ctx)>>>(static_cast<const T*>(x.data()), p,
+                                                                                 static_cast<T*>(y.data()), n);
+  });
+  return cuda::launch_status(ctx, "tile");
+}
+
+// ---------------------------------------------------------------- Pad
+
+enum class PadMode : int { kConstant, kReflect, kEdge, kWrap };
+
+struct PadParams {
+  int rank = 0;
+  PadMode mode = PadMode::kConstant;
+  int64_t out_dims[kMaxRank] = {};
+  int64_t in_dims[kMaxRank] = {};
+  int64_t in_strides[kMaxRank] = {};
+  int64_t begin[kMaxRank] = {};
+};
+
+// Input index that position i (already shifted by the begin pad) reads; -1 = the constant.
+__device__ __forceinline__ int64_t pad_source(int64_t i, int64_t n, PadMode mode) {
+  if (i >= 0 && i < n) return i;
+  if (n == 0) return -1;
+  switch (mode) {
+    case PadMode::kConstant:
+      return -1;
+    case PadMode::kEdge:
+      return i < 0 ? 0 : n - 1;
+    case PadMode::kWrap:
+      return ((i % n) + n) % n;
+    case PadMode::kReflect: {
+      if (n == 1) return 0;
+      int64_t period = 2 * (n - 1);
+      int64_t m = ((i % period) + period) % period;
+      return m < n ? m : period - m;
+    }
+  }
+  return -1;
+}
+
+template <typename T>
+__global__ void pad_kernel(const T* __restrict__ x, PadParams p, const T* __restrict__ fill_ptr, T fill_value,
+                           T* __restrict__ y, int64_t n) {
+  T fill = fill_ptr ? *fill_ptr : fill_value;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    int64_t rest = i, off = 0;
+    bool inside = true;
+    for (int d = p.rank - 1; d >= 0; --d) {
+      int64_t q = rest / p.out_dims[d];
+      int64_t o = rest - q * p.out_dims[d];
+      rest = q;
+      int64_t s = pad_source(o - p.begin[d], p.in_dims[d], p.mode);
+      if (s < 0) inside = false;
+      off += s * p.in_strides[d];
+    }
+    y[i] = inside ? x[off] : fill;
+  }
+}
+
+Status pad_cuda(KernelContext& ctx) {
+  const Tensor& x = ctx.input(0);
+  Tensor& y = ctx.output(0);
+  const ir::Node& n = ctx.node();
+  size_t r = x.dims().size();
+  PadParams p;
+  p.rank = static_cast<int>(r);
+  std::string m = n.attrs.get_string("mode", "constant");
+  if (m == "constant")
+    p.mode = PadMode::kConstant;
+  else if (m == "reflect")
+    p.mode = PadMode::kReflect;
+  else if (m == "edge")
+    p.mode = PadMode::kEdge;
+  else if (m == "wrap")
+    p.mode = PadMode::kWrap;
+  else
+    return ctx.error("unknown pad mode '" + m + "'");
+  // Opset 2 renamed `paddings` to `pads`; opset 11 moved pads and the constant to
+  // inputs; opset 18 added the axes input.
+  std::vector<int64_t> pads;
+  if (ctx.opset() < 11) {
+    const char* name = ctx.opset() < 2 ? "paddings" : "pads";
+    if (!n.attrs.has(name)) return ctx.error(std::string("missing the ") + name + " attribute");
+    pads = n.attrs.get_ints(name);
+  } else {
+    if (!ctx.has_input(1)) return ctx.error("missing the pads input");
+    KILN_ASSIGN_OR_RETURN(pads, host_ints(ctx, 1, "pads"));
+  }
+  std::vector<int64_t> axes;
+  if (ctx.opset() >= 18 && ctx.has_input(3)) {
+    KILN_ASSIGN_OR_RETURN(auto raw, host_ints(ctx, 3, "axes"));
+    KILN_ASSIGN_OR_RETURN(axes, movement::normalize_axes(n, raw, static_cast<int64_t>(r)));
+  } else {
+    for (size_t i = 0; i < r; ++i) axes.push_back(static_cast<int64_t>(i));
+  }
+  if (pads.size() != 2 * axes.size()) return ctx.error("pads must hold a begin and an end for each axis");
+  auto st = strides_of(x.dims());
+  for (size_t d = 0; d < r; ++d) {
+    p.in_dims[d] = x.dims()[d];
+    p.in_strides[d] = st[d];
+  }
+  Dims want = x.dims();
+  for (size_t i = 0; i < axes.size(); ++i) {
+    auto a = static_cast<size_t>(axes[i]);
+    int64_t b = pads[i], e = pads[axes.size() + i];
+    if (std::abs(b) > movement::kMaxTensorElements || std::abs(e) > movement::kMaxTensorElements)
+      return ctx.error("pads are out of range");
+    p.begin[a] = b;
+    want[a] = x.dims()[a] + b + e;
+  }
+  if (want != y.dims()) return ctx.error("output dims do not match the pads", ErrorCode::kInternal);
+  for (size_t d = 0; d < r; ++d) {
+    if (x.dims()[d] == 0 && y.dims()[d] > 0 && p.mode != PadMode::kConstant)
+      return ctx.error("cannot pad an empty axis except in constant mode");
+    p.out_dims[d] = y.dims()[d];
+  }
+  int64_t total = y.numel();
+  if (total == 0) return Status();
+  // The fill value: attribute `value` before opset 11, else input 2 read on the device.
+  uint64_t fill_bits = 0;
+  const void* fill_ptr = nullptr;
+  if (ctx.opset() < 11) {
+    Tensor f = Tensor::zeros(x.dtype(), {});
+    f.set_from_double(0, ctx.attrs().get_float("value", 0.f));
+    std::memcpy(&fill_bits, f.data(), dtype_size(x.dtype()));
+  } else if (ctx.has_input(2) && ctx.input(2).numel() > 0) {
+    if (ctx.input(2).dtype() != x.dtype()) return ctx.error("constant_value must have the input's dtype");
+    fill_ptr = ctx.input(2).data();
+  }
+  KILN_CUDA_DISPATCH_BYTES(x.dtype(), T, {
+    T fv;
+    std::memcpy(&fv, &fill_bits, sizeof(T));
+    pad_kernel<T><<<cuda::grid_for(total), cuda::kBlock, 0, cuda::stream_of(ctx)>>>(
+        static_cast<const T*>(x.data()), p, static_cast<const T*>(fill_ptr), fv, static_cast<T*>(y.data()), total);
+  });
+  return cuda::launch_status(ctx, "pad");
+}
+
+bool pad_applies(const ir::Node& n, const std::vector<TensorType>& in) {
+  if (!movable_applies(n, in)) return false;
+  std::string m = n.attrs.get_string("mode", "constant");
+  return m == "constant" || m == "reflect" || m == "edge" || m == "wrap";
+}
+
+}  // namespace
+
+void register_concat_cuda_kernels(OpRegistry& r) {
+  (void)r.add_cuda_kernel("", "Concat", FastKernel{"cuda.concat", concat_cuda, concat_applies});
+  (void)r.add_cuda_kernel("", "Split", FastKernel{"cuda.split", split_cuda, movable_applies});
+  (void)r.add_cuda_kernel("", "Slice", FastKernel{"cuda.slice", slice_cuda, slice_applies});
+  (void)r.add_cuda_kernel("", "Expand", FastKernel{"cuda.expand", expand_cuda, expand_applies});
+  (void)r.add_cuda_kernel("", "Tile", FastKernel{"cuda.tile", tile_cuda, movable_applies});
+  (void)r.add_cuda_kernel("", "Pad", FastKernel{"cuda.pad", pad_cuda, pad_applies});
+}
+
+}  // namespace kiln::ops

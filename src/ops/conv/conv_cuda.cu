@@ -1,0 +1,372 @@
+// CUDA kernels of the conv family through cuDNN's descriptor API: Conv
+// (cudnnConvolutionForward) and ConvTranspose (cudnnConvolutionBackwardData),
+// 1-D (as 2-D with H = 1), 2-D and 3-D, NCHW, grouped, strided, dilated.
+// cuDNN pads symmetrically; an asymmetric ONNX padding is taken when padding
+// both sides by the leading pad yields the same windows (the extra trailing
+// padding is then never read), otherwise `applies` says no.
+#include <cudnn.h>
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "backends/cuda/kernel_util.cuh"
+#include "ops/conv/conv_internal.h"
+
+namespace kiln::ops {
+namespace {
+
+bool is_cuda_float(DataType t) {
+  return t == DataType::kFloat32 || t == DataType::kFloat16 || t == DataType::kBFloat16;
+}
+
+cudnnDataType_t dnn_type(DataType t) {
+  return t == DataType::kFloat32 ? CUDNN_DATA_FLOAT : t == DataType::kFloat16 ? CUDNN_DATA_HALF : CUDNN_DATA_BFLOAT16;
+}
+
+/// Geometry handed to cuDNN: `x` is the forward convolution's input and `y` its
+/// output (for ConvTranspose, y is the op's input and x its output).
+struct DnnGeometry {
+  Dims x, w, y;  ///< full dims, 1-D already expanded to 2-D
+  std::vector<int> pads, strides, dilations;
+  int64_t group = 1;
+};
+
+// Output of the forward conv of dim i with symmetric `pad`, or -1 when nothing fits.
+int64_t symmetric_out(int64_t in, int64_t pad, int64_t ext, int64_t stride) {
+  const int64_t span = in + 2 * pad - ext;
+  return span < 0 ? -1 : span / stride + 1;
+}
+
+bool fits_int(const Dims& d) {
+  int64_t v = 1;
+  for (int64_t x : d) {
+    if (x > INT32_MAX) return false;
+    v *= x;
+  }
+  return v <= INT32_MAX;
+}
+
+// Expands a 1-D problem to 2-D (H = 1) and converts to cuDNN's int arrays.
+DnnGeometry make_geometry(const Dims& x, const Dims& w, const Dims& y, const std::vector<int64_t>& pads,
+                          const window::WindowAttrs& a, int64_t group) {
+  DnnGeometry g;
+  g.x = x;
+  g.w = w;
+  g.y = y;
+  g.group = group;
+  for (int64_t i = 0; i < a.spatial; ++i) {
+    g.pads.push_back(static_cast<int>(pads[i]));
+    g.strides.push_back(static_cast<int>(a.strides[i]));
+    g.dilations.push_back(static_cast<int>(a.dilations[i]));
+  }
+  if (a.spatial == 1) {
+    for (Dims* d : {&g.x, &g.w, &g.y}) d->insert(d->begin() + 2, 1);
+    g.pads.insert(g.pads.begin(), 0);
+    g.strides.insert(g.strides.begin(), 1);
+    g.dilations.insert(g.dilations.begin(), 1);
+  }
+  return g;
+}
+
+struct ConvPlan {
+  cudnnTensorDescriptor_t x = nullptr, y = nullptr;
+  cudnnFilterDescriptor_t w = nullptr;
+  cudnnConvolutionDescriptor_t conv = nullptr;
+  int algo = 0;
+  size_t workspace = 0;
+  ~ConvPlan() {
+    if (x) cudnnDestroyTensorDescriptor(x);
+    if (y) cudnnDestroyTensorDescriptor(y);
+    if (w) cudnnDestroyFilterDescriptor(w);
+    if (conv) cudnnDestroyConvolutionDescriptor(conv);
+  }
+};
+
+std::mutex g_plans_mu;
+std::map<std::vector<int64_t>, std::unique_ptr<ConvPlan>>& plans() {
+  static auto* m = new std::map<std::vector<int64_t>, std::unique_ptr<ConvPlan>>();
+  return *m;
+}
+
+#define KILN_DNN_CHECK(call)                                                                                   \
+  do {                                                                                                         \
+    cudnnStatus_t st_ = (call);                                                                                \
+    if (st_ != CUDNN_STATUS_SUCCESS)                                                                           \
+      return ctx.error(                                                                                        \
+          std::string(#call).substr(0, std::string(#call).find('(')) + " failed: " + cudnnGetErrorString(st_), \
+          ErrorCode::kInternal);                                                                               \
+  } while (0)
+
+Status set_tensor(KernelContext& ctx, cudnnTensorDescriptor_t d, cudnnDataType_t t, const Dims& dims) {
+  std::vector<int> dv(dims.begin(), dims.end()), sv(dims.size());
+  int s = 1;
+  for (int i = static_cast<int>(dims.size()) - 1; i >= 0; --i) {
+    sv[i] = s;
+    s *= dv[i];
+  }
+  KILN_DNN_CHECK(cudnnSetTensorNdDescriptor(d, t, static_cast<int>(dv.size()), dv.data(), sv.data()));
+  return Status();
+}
+
+Status build_plan(KernelContext& ctx, const DnnGeometry& g, DataType dtype, bool transpose, ConvPlan& p) {
+  const cuda::Env* env = ctx.cuda_env();
+  auto h = static_cast<cudnnHandle_t>(env->cudnn);
+  const cudnnDataType_t dt = dnn_type(dtype);
+  KILN_DNN_CHECK(cudnnCreateTensorDescriptor(&p.x));
+  KILN_DNN_CHECK(cudnnCreateTensorDescriptor(&p.y));
+  KILN_DNN_CHECK(cudnnCreateFilterDescriptor(&p.w));
+  KILN_DNN_CHECK(cudnnCreateConvolutionDescriptor(&p.conv));
+  KILN_RETURN_IF_ERROR(set_tensor(ctx, p.x, dt, g.x));
+  KILN_RETURN_IF_ERROR(set_tensor(ctx, p.y, dt, g.y));
+  std::vector<int> wv(g.w.begin(), g.w.end());
+  KILN_DNN_CHECK(cudnnSetFilterNdDescriptor(p.w, dt, CUDNN_TENSOR_NCHW, static_cast<int>(wv.size()), wv.data()));
+  KILN_DNN_CHECK(cudnnSetConvolutionNdDescriptor(p.conv, static_cast<int>(g.pads.size()), g.pads.data(),
+                                                 g.strides.data(), g.dilations.data(), CUDNN_CROSS_CORRELATION,
+                                                 CUDNN_DATA_FLOAT));
+  KILN_DNN_CHECK(cudnnSetConvolutionGroupCount(p.conv, static_cast<int>(g.group)));
+  // FP32 without TF32 must stay on FMA kernels (DEFAULT_MATH permits TF32 on Ampere and later).
+  const bool f32 = dtype == DataType::kFloat32;
+  const cudnnMathType_t math = f32 ? (env->allow_tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH) : CUDNN_TENSOR_OP_MATH;
+  KILN_DNN_CHECK(cudnnSetConvolutionMathType(p.conv, math));
+  const bool fma_only = math == CUDNN_FMA_MATH;
+  std::vector<int> out(g.x.size());
+  KILN_DNN_CHECK(cudnnGetConvolutionNdForwardOutputDim(p.conv, p.x, p.w, static_cast<int>(out.size()), out.data()));
+  for (size_t i = 0; i < out.size(); ++i)
+    if (out[i] != g.y[i])
+      return ctx.error("cuDNN's convolution output dims differ from ONNX's " + dims_to_string(g.y),
+                       ErrorCode::kUnsupported);
+  const size_t ws_max = env->workspace_bytes;
+  if (!transpose) {
+    cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+    int n = 0;
+    KILN_DNN_CHECK(
+        cudnnGetConvolutionForwardAlgorithm_v7(h, p.x, p.w, p.conv, p.y, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, perf));
+    for (int i = 0; i < n; ++i) {
+      if (perf[i].status != CUDNN_STATUS_SUCCESS ||
+          (fma_only && perf[i].mathType != CUDNN_FMA_MATH && perf[i].mathType != CUDNN_DEFAULT_MATH))
+        continue;
+      KILN_DNN_CHECK(cudnnSetConvolutionMathType(p.conv, f32 ? math : perf[i].mathType));
+      size_t ws = 0;
+      if (cudnnGetConvolutionForwardWorkspaceSize(h, p.x, p.w, p.conv, p.y, perf[i].algo, &ws) !=
+              CUDNN_STATUS_SUCCESS ||
+          ws > ws_max)
+        continue;
+      p.algo = perf[i].algo;
+      p.workspace = ws;
+      return Status();
+    }
+  } else {
+    cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
+    int n = 0;
+    KILN_DNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, p.w, p.y, p.conv, p.x,
+                                                               CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, perf));
+    for (int i = 0; i < n; ++i) {
+      if (perf[i].status != CUDNN_STATUS_SUCCESS ||
+          (fma_only && perf[i].mathType != CUDNN_FMA_MATH && perf[i].mathType != CUDNN_DEFAULT_MATH))
+        continue;
+      KILN_DNN_CHECK(cudnnSetConvolutionMathType(p.conv, f32 ? math : perf[i].mathType));
+      size_t ws = 0;
+      if (cudnnGetConvolutionBackwardDataWorkspaceSize(h, p.w, p.y, p.conv, p.x, perf[i].algo, &ws) !=
+              CUDNN_STATUS_SUCCESS ||
+          ws > ws_max)
+        continue;
+      p.algo = perf[i].algo;
+      p.workspace = ws;
+      return Status();
+    }
+  }
+  return ctx.error("cuDNN offers no convolution algorithm within the " + std::to_string(ws_max) +
+                       "-byte workspace for X " + dims_to_string(g.x) + ", W " + dims_to_string(g.w),
+                   ErrorCode::kUnsupported);
+}
+
+Result<ConvPlan*> plan_for(KernelContext& ctx, const DnnGeometry& g, DataType dtype, bool transpose) {
+  const cuda::Env* env = ctx.cuda_env();
+  std::vector<int64_t> key{env->device, static_cast<int64_t>(dtype),
+                           transpose,   dtype == DataType::kFloat32 && env->allow_tf32,
+                           g.group,     static_cast<int64_t>(env->workspace_bytes)};
+  for (const Dims* d : {&g.x, &g.w, &g.y}) {
+    key.push_back(static_cast<int64_t>(d->size()));
+    key.insert(key.end(), d->begin(), d->end());
+  }
+  for (const auto* v : {&g.pads, &g.strides, &g.dilations}) key.insert(key.end(), v->begin(), v->end());
+  {
+    std::lock_guard<std::mutex> lock(g_plans_mu);
+    auto it = plans().find(key);
+    if (it != plans().end()) return it->second.get();
+  }
+  auto fresh = std::make_unique<ConvPlan>();
+  KILN_RETURN_IF_ERROR(build_plan(ctx, g, dtype, transpose, *fresh));
+  std::lock_guard<std::mutex> lock(g_plans_mu);
+  auto [it, inserted] = plans().emplace(key, std::move(fresh));
+  return it->second.get();
+}
+
+// y[n, m, ...] += b[m] over `total` elements with `inner` spatial elements per channel.
+template <typename T>
+__global__ void add_bias_kernel(T* y, const T* b, int64_t channels, int64_t inner, int64_t total) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t c = (i / inner) % channels;
+    y[i] = cuda::from_f<T>(cuda::to_f(y[i]) + cuda::to_f(b[c]));
+  }
+}
+
+Status add_bias(KernelContext& ctx, const Tensor& b, Tensor& y) {
+  const int64_t channels = y.dim(1), total = y.numel();
+  const int64_t inner = channels ? total / (y.dim(0) * channels) : 0;
+  KILN_CUDA_DISPATCH_FLOAT(y.dtype(), T, {
+    add_bias_kernel<T><<<cuda::grid_for(total), cuda::kBlock, 0, cuda::stream_of(ctx)>>>(y.data_as<T>(), b.data_as<T>(),
+                                                                                         channels, inner, total);
+  });
+  return cuda::launch_status(ctx, "conv_add_bias");
+}
+
+Status run_dnn(KernelContext& ctx, const DnnGeometry& g, bool transpose) {
+  const Tensor& x = ctx.input(0);
+  const Tensor& w = ctx.input(1);
+  Tensor& y = ctx.output(0);
+  for (const Dims* d : {&g.x, &g.w, &g.y})
+    if (!fits_int(*d)) return ctx.error("tensor too large for cuDNN's int dims", ErrorCode::kUnsupported);
+  KILN_ASSIGN_OR_RETURN(ConvPlan * p, plan_for(ctx, g, x.dtype(), transpose));
+  const cuda::Env* env = ctx.cuda_env();
+  auto h = static_cast<cudnnHandle_t>(env->cudnn);
+  const float one = 1.f, zero = 0.f;
+  if (!transpose) {
+    KILN_DNN_CHECK(cudnnConvolutionForward(h, &one, p->x, x.data(), p->w, w.data(), p->conv,
+                                           static_cast<cudnnConvolutionFwdAlgo_t>(p->algo), env->workspace,
+                                           p->workspace, &zero, p->y, y.data()));
+  } else {
+    KILN_DNN_CHECK(cudnnConvolutionBackwardData(h, &one, p->w, w.data(), p->y, x.data(), p->conv,
+                                                static_cast<cudnnConvolutionBwdDataAlgo_t>(p->algo), env->workspace,
+                                                p->workspace, &zero, p->x, y.data()));
+  }
+  if (ctx.has_input(2) && ctx.input(2).numel() > 0) return add_bias(ctx, ctx.input(2), y);
+  return Status();
+}
+
+bool dtypes_ok(const ir::Node& node, const std::vector<TensorType>& inputs) {
+  if (inputs.size() < 2 || !is_cuda_float(inputs[0].dtype) || inputs[1].dtype != inputs[0].dtype) return false;
+  if (node.input(2) && (inputs.size() < 3 || inputs[2].dtype != inputs[0].dtype)) return false;
+  const Shape* x = inputs[0].shape ? &*inputs[0].shape : nullptr;
+  const Shape* w = inputs[1].shape ? &*inputs[1].shape : nullptr;
+  if (!x || !w || x->size() < 3 || x->size() > 5 || w->size() != x->size()) return false;
+  return node.attrs.get_int("ceil_mode", 0) == 0;
+}
+
+// ---------------------------------------------------------------- Conv
+
+Status conv_cuda(KernelContext& ctx) {
+  const Tensor& x = ctx.input(0);
+  const Tensor& w = ctx.input(1);
+  const Tensor* b = ctx.has_input(2) ? &ctx.input(2) : nullptr;
+  if (w.dtype() != x.dtype() || (b && b->dtype() != x.dtype())) return ctx.error("X, W and B dtypes differ");
+  auto s = conv::conv_shape(ctx.attrs(), x.dims(), w.dims(), b ? &b->dims() : nullptr);
+  if (!s.ok()) return ctx.error(s.status().message());
+  if (ctx.output(0).numel() == 0) return Status();
+  for (int64_t i = 0; i < s->attrs.spatial; ++i)
+    if (symmetric_out(s->geo.in[i], s->geo.pad_begin[i], window::window_extent(s->attrs, i), s->attrs.strides[i]) !=
+        s->geo.out[i])
+      return ctx.error("asymmetric padding cuDNN cannot express", ErrorCode::kUnsupported);
+  if (s->c == 0 || s->k_count == 0) {
+    // Empty reduction: the output is the bias (or zero).
+    cudaMemsetAsync(ctx.output(0).data(), 0, ctx.output(0).nbytes(), cuda::stream_of(ctx));
+    if (b) return add_bias(ctx, *b, ctx.output(0));
+    return cuda::launch_status(ctx, "conv_zero");
+  }
+  DnnGeometry g = make_geometry(x.dims(), w.dims(), ctx.output(0).dims(), s->geo.pad_begin, s->attrs, s->group);
+  return run_dnn(ctx, g, false);
+}
+
+bool applies_conv(const ir::Node& node, const std::vector<TensorType>& inputs) {
+  if (!dtypes_ok(node, inputs)) return false;
+  const Shape& x = *inputs[0].shape;
+  const Shape& w = *inputs[1].shape;
+  const int64_t sp = static_cast<int64_t>(x.size()) - 2;
+  std::vector<int64_t> kernel(sp, -1);
+  for (int64_t i = 0; i < sp; ++i) kernel[i] = w[i + 2].known() ? w[i + 2].value : -1;
+  window::WindowAttrs wa;
+  if (!window::read_window_attrs(node.attrs, sp, &kernel, wa).empty()) return false;
+  for (int64_t i = 0; i < sp; ++i) {
+    if (wa.auto_pad == window::AutoPad::kValid) continue;
+    if (wa.auto_pad == window::AutoPad::kNotSet && wa.pads[i] == wa.pads[i + sp]) continue;
+    // Asymmetric: decide on the known input size.
+    if (!x[i + 2].known()) return false;
+    int64_t pb = 0;
+    const int64_t out = window::output_size(wa, i, x[i + 2].value, &pb);
+    if (out < 0 || symmetric_out(x[i + 2].value, pb, window::window_extent(wa, i), wa.strides[i]) != out) return false;
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------- ConvTranspose
+
+// cuDNN's backward data reproduces ConvTranspose when the forward conv of the
+// output with the symmetric leading pad lands back on the input size.
+bool transpose_expressible(const conv::ConvTransposeShape& s) {
+  for (int64_t i = 0; i < s.attrs.spatial; ++i) {
+    if (s.pad_begin[i] < 0) return false;
+    if (symmetric_out(s.out[i], s.pad_begin[i], window::window_extent(s.attrs, i), s.attrs.strides[i]) != s.in[i])
+      return false;
+  }
+  return true;
+}
+
+Status conv_transpose_cuda(KernelContext& ctx) {
+  const Tensor& x = ctx.input(0);
+  const Tensor& w = ctx.input(1);
+  const Tensor* b = ctx.has_input(2) ? &ctx.input(2) : nullptr;
+  if (w.dtype() != x.dtype() || (b && b->dtype() != x.dtype())) return ctx.error("X, W and B dtypes differ");
+  auto s = conv::conv_transpose_shape(ctx.attrs(), x.dims(), w.dims(), b ? &b->dims() : nullptr);
+  if (!s.ok()) return ctx.error(s.status().message());
+  Tensor& y = ctx.output(0);
+  if (y.numel() == 0) return Status();
+  if (x.numel() == 0 || s->k_count == 0 || s->in_count == 0) {
+    cudaMemsetAsync(y.data(), 0, y.nbytes(), cuda::stream_of(ctx));
+    if (b) return add_bias(ctx, *b, y);
+    return cuda::launch_status(ctx, "conv_transpose_zero");
+  }
+  if (!transpose_expressible(*s)) return ctx.error("padding cuDNN cannot express", ErrorCode::kUnsupported);
+  // The forward conv maps Y [N, M, out] to X [N, C, in] with filter W [C, M/group, k].
+  DnnGeometry g = make_geometry(y.dims(), w.dims(), x.dims(), s->pad_begin, s->attrs, s->group);
+  return run_dnn(ctx, g, true);
+}
+
+bool applies_conv_transpose(const ir::Node& node, const std::vector<TensorType>& inputs) {
+  if (!dtypes_ok(node, inputs)) return false;
+  const Shape& x = *inputs[0].shape;
+  const Shape& w = *inputs[1].shape;
+  const int64_t sp = static_cast<int64_t>(x.size()) - 2;
+  bool all_known = true;
+  for (size_t i = 1; i < x.size(); ++i) all_known = all_known && x[i].known();
+  for (const Dim& d : w) all_known = all_known && d.known();
+  if (all_known) {
+    Dims xd{1}, wd;
+    for (size_t i = 1; i < x.size(); ++i) xd.push_back(x[i].value);
+    for (const Dim& d : w) wd.push_back(d.value);
+    auto s = conv::conv_transpose_shape(node.attrs, xd, wd, nullptr);
+    return s.ok() && transpose_expressible(*s);
+  }
+  // Symbolic sizes: explicit symmetric pads and output_padding < stride always work.
+  std::vector<int64_t> kernel(sp, -1);
+  for (int64_t i = 0; i < sp; ++i) kernel[i] = w[i + 2].known() ? w[i + 2].value : -1;
+  window::WindowAttrs wa;
+  if (!window::read_window_attrs(node.attrs, sp, &kernel, wa).empty()) return false;
+  if (wa.auto_pad != window::AutoPad::kNotSet || node.attrs.has("output_shape")) return false;
+  const auto op = node.attrs.get_ints("output_padding", std::vector<int64_t>(sp, 0));
+  if (static_cast<int64_t>(op.size()) != sp) return false;
+  for (int64_t i = 0; i < sp; ++i)
+    if (wa.pads[i] != wa.pads[i + sp] || op[i] >= wa.strides[i]) return false;
+  return true;
+}
+
+}  // namespace
+
+void register_conv_cuda_kernels(OpRegistry& r) {
+  (void)r.add_cuda_kernel("", "Conv", FastKernel{"cuda.cudnn", conv_cuda, applies_conv});
+  (void)r.add_cuda_kernel("", "ConvTranspose", FastKernel{"cuda.cudnn", conv_transpose_cuda, applies_conv_transpose});
+}
+
+}  // namespace kiln::ops

@@ -1,0 +1,172 @@
+// CUDA kernels of the generate family: ConstantOfShape (a fill), Range (start
+// and delta read on the device; the count is in the output's dims), and
+// DepthToSpace / SpaceToDepth (6-D permutes of the same bytes).
+#include "ops/common.h"
+#include "ops/reshape/movement_cuda.cuh"
+
+namespace kiln::ops {
+namespace {
+
+Status constant_of_shape_cuda(KernelContext& ctx) {
+  Tensor& y = ctx.output(0);
+  Tensor value = Tensor::zeros(DataType::kFloat32, {});
+  if (ctx.attrs().has("value")) {
+    const Tensor* t = ctx.attrs().get_tensor("value");
+    if (!t || t->numel() != 1) return ctx.error("value must be a one-element tensor");
+    value = *t;
+  }
+  if (value.dtype() != y.dtype()) return ctx.error("output dtype does not match the value", ErrorCode::kInternal);
+  if (!cuda::movement::fill(y.data(), y.numel(), dtype_size(y.dtype()), value.data(), cuda::stream_of(ctx)))
+    return ctx.error("no CUDA fill for this dtype", ErrorCode::kUnsupported);
+  return cuda::launch_status(ctx, "fill");
+}
+
+bool constant_of_shape_applies(const ir::Node& n, const std::vector<TensorType>&) {
+  if (!n.attrs.has("value")) return true;
+  const Tensor* t = n.attrs.get_tensor("value");
+  return t && t->numel() == 1 && cuda::movement::movable_dtype(t->dtype());
+}
+
+// Floating ranges are computed in double and rounded once, as range.cc does.
+template <typename T>
+__global__ void range_float_kernel(const T* __restrict__ start, const T* __restrict__ delta, T* __restrict__ y,
+                                   int64_t n) {
+  double s = static_cast<double>(cuda::to_f(*start)), d = static_cast<double>(cuda::to_f(*delta));
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    y[i] = cuda::from_f<T>(static_cast<float>(s + static_cast<double>(i) * d));
+}
+
+__global__ void range_double_kernel(const double* __restrict__ start, const double* __restrict__ delta,
+                                    double* __restrict__ y, int64_t n) {
+  double s = *start, d = *delta;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    y[i] = s + static_cast<double>(i) * d;
+}
+
+// Every value lies between start and limit, so it fits T; wrapping 64-bit
+// arithmetic gives the same low bits as the reference's 128-bit product.
+template <typename T>
+__global__ void range_int_kernel(const T* __restrict__ start, const T* __restrict__ delta, T* __restrict__ y,
+                                 int64_t n) {
+  auto s = static_cast<uint64_t>(static_cast<int64_t>(*start)), d = static_cast<uint64_t>(static_cast<int64_t>(*delta));
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    y[i] = static_cast<T>(s + static_cast<uint64_t>(i) * d);
+}
+
+Status range_cuda(KernelContext& ctx) {
+  const Tensor &s = ctx.input(0), &d = ctx.input(2);
+  Tensor& y = ctx.output(0);
+  if (s.numel() != 1 || d.numel() != 1 || ctx.input(1).numel() != 1)
+    return ctx.error("start, limit and delta must be scalars");
+  if (y.dtype() != s.dtype() || d.dtype() != s.dtype()) return ctx.error("start, limit and delta must share a dtype");
+  int64_t n = y.numel();
+  if (n == 0) return Status();
+  unsigned grid = cuda::grid_for(n);
+  cudaStream_t st = cuda::stream_of(ctx);
+  switch (s.dtype()) {
+    case DataType::kFloat32:
+      range_float_kernel<float>
+          <<<grid, cuda::kBlock, 0, st>>>(s.data_as<float>(), d.data_as<float>(), y.data_as<float>(), n);
+      break;
+    case DataType::kFloat16:
+      range_float_kernel<__half>
+          <<<grid, cuda::kBlock, 0, st>>>(s.data_as<__half>(), d.data_as<__half>(), y.data_as<__half>(), n);
+      break;
+    case DataType::kBFloat16:
+      range_float_kernel<__nv_bfloat16><<<grid, cuda::kBlock, 0, st>>>(
+          s.data_as<__nv_bfloat16>(), d.data_as<__nv_bfloat16>(), y.data_as<__nv_bfloat16>(), n);
+      break;
+    case DataType::kFloat64:
+      range_double_kernel<<<grid, cuda::kBlock, 0, st>>>(s.data_as<double>(), d.data_as<double>(), y.data_as<double>(),
+                                                         n);
+      break;
+    case DataType::kInt16:
+      range_int_kernel<int16_t>
+          <<<grid, cuda::kBlock, 0, st>>>(s.data_as<int16_t>(), d.data_as<int16_t>(), y.data_as<int16_t>(), n);
+      break;
+    case DataType::kInt32:
+      range_int_kernel<int32_t>
+          <<<grid, cuda::kBlock, 0, st>>>(s.data_as<int32_t>(), d.data_as<int32_t>(), y.data_as<int32_t>(), n);
+      break;
+    case DataType::kInt64:
+      range_int_kernel<int64_t>
+          <<<grid, cuda::kBlock, 0, st>>>(s.data_as<int64_t>(), d.data_as<int64_t>(), y.data_as<int64_t>(), n);
+      break;
+    default:
+      return ctx.error(std::string("no CUDA Range for dtype ") + dtype_name(s.dtype()), ErrorCode::kUnsupported);
+  }
+  return cuda::launch_status(ctx, "range");
+}
+
+bool range_applies(const ir::Node&, const std::vector<TensorType>& in) {
+  if (in.empty()) return false;
+  switch (in[0].dtype) {
+    case DataType::kFloat32:
+    case DataType::kFloat16:
+    case DataType::kBFloat16:
+    case DataType::kFloat64:
+    case DataType::kInt16:
+    case DataType::kInt32:
+    case DataType::kInt64:
+      return true;
+    default:
+      return false;
+  }
+}
+
+Result<std::pair<int64_t, bool>> block_and_mode(const KernelContext& ctx) {
+  if (!ctx.attrs().has("blocksize")) return ctx.error("missing the blocksize attribute");
+  int64_t b = ctx.attrs().get_int("blocksize", 0);
+  if (b < 1 || b > (int64_t{1} << 16)) return ctx.error("blocksize is invalid");
+  std::string m = ctx.attrs().get_string("mode", "DCR");
+  if (m != "DCR" && m != "CRD") return ctx.error("unknown mode '" + m + "'");
+  return std::make_pair(b, m == "CRD");
+}
+
+// Both ops are the ONNX spec's reshape-transpose-reshape, so the 6-D permutes
+// below are the ones space_depth.cc uses.
+Status depth_to_space_cuda(KernelContext& ctx) {
+  const Tensor& x = ctx.input(0);
+  Tensor& y = ctx.output(0);
+  KILN_ASSIGN_OR_RETURN(auto bm, block_and_mode(ctx));
+  int64_t b = bm.first;
+  if (x.rank() != 4 || x.dim(1) % (b * b) != 0) return ctx.error("input must be NCHW with C divisible by blocksize^2");
+  int64_t n = x.dim(0), c = x.dim(1) / (b * b), h = x.dim(2), w = x.dim(3);
+  if (bm.second)
+    return cuda::movement::permute(ctx, x.data(), y.data(), {n, c, b, b, h, w}, {0, 1, 4, 2, 5, 3},
+                                   dtype_size(x.dtype()));
+  return cuda::movement::permute(ctx, x.data(), y.data(), {n, b, b, c, h, w}, {0, 3, 4, 1, 5, 2},
+                                 dtype_size(x.dtype()));
+}
+
+Status space_to_depth_cuda(KernelContext& ctx) {
+  const Tensor& x = ctx.input(0);
+  Tensor& y = ctx.output(0);
+  KILN_ASSIGN_OR_RETURN(auto bm, block_and_mode(ctx));
+  int64_t b = bm.first;
+  if (x.rank() != 4 || x.dim(2) % b != 0 || x.dim(3) % b != 0)
+    return ctx.error("input must be NCHW with H and W divisible by blocksize");
+  int64_t n = x.dim(0), c = x.dim(1), h = x.dim(2) / b, w = x.dim(3) / b;
+  Dims x6 = {n, c, h, b, w, b};
+  if (bm.second) return cuda::movement::permute(ctx, x.data(), y.data(), x6, {0, 1, 3, 5, 2, 4}, dtype_size(x.dtype()));
+  return cuda::movement::permute(ctx, x.data(), y.data(), x6, {0, 3, 5, 1, 2, 4}, dtype_size(x.dtype()));
+}
+
+bool movable_applies(const ir::Node&, const std::vector<TensorType>& in) {
+  return !in.empty() && cuda::movement::movable_dtype(in[0].dtype);
+}
+
+}  // namespace
+
+void register_generate_cuda_kernels(OpRegistry& r) {
+  (void)r.add_cuda_kernel("", "ConstantOfShape",
+                          FastKernel{"cuda.fill", constant_of_shape_cuda, constant_of_shape_applies});
+  (void)r.add_cuda_kernel("", "Range", FastKernel{"cuda.range", range_cuda, range_applies});
+  (void)r.add_cuda_kernel("", "DepthToSpace", FastKernel{"cuda.depth_to_space", depth_to_space_cuda, movable_applies});
+  (void)r.add_cuda_kernel("", "SpaceToDepth", FastKernel{"cuda.space_to_depth", space_to_depth_cuda, movable_applies});
+}
+
+}  // namespace kiln::ops

@@ -1,0 +1,373 @@
+// CUDA kernels of the matmul family through cuBLASLt: MatMul (numpy batching),
+// Gemm (C broadcast; a row-vector C with beta = 1 rides the BIAS epilogue) and
+// com.microsoft FusedMatMul. Row-major D = op(A) op(B) is computed as the
+// column-major D^T = op(B)^T op(A)^T, so no layout order attributes are needed.
+#include <cublasLt.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "backends/cuda/kernel_util.cuh"
+#include "ops/matmul/matmul_internal.h"
+
+namespace kiln::ops {
+namespace {
+
+bool is_cuda_float(DataType t) {
+  return t == DataType::kFloat32 || t == DataType::kFloat16 || t == DataType::kBFloat16;
+}
+
+cudaDataType_t lt_type(DataType t) {
+  return t == DataType::kFloat32 ? CUDA_R_32F : t == DataType::kFloat16 ? CUDA_R_16F : CUDA_R_16BF;
+}
+
+// Largest power of two (<= 256) dividing the address: cuBLASLt's heuristics
+// assume 256-byte aligned buffers unless told otherwise.
+uint32_t alignment_of(const void* p) {
+  uintptr_t v = reinterpret_cast<uintptr_t>(p);
+  uint32_t a = 256;
+  while (a > 1 && (v % a) != 0) a /= 2;
+  return a;
+}
+
+/// One cuBLASLt problem in kiln's row-major terms: D[b] (m x n) = alpha op(A[b]) op(B[b]) + beta C[b] (+ bias[n]).
+struct LtProblem {
+  DataType dtype = DataType::kFloat32;
+  bool trans_a = false, trans_b = false;
+  int64_t m = 0, n = 0, k = 0, batch = 1;
+  int64_t stride_a = 0, stride_b = 0, stride_d = 0;  ///< element strides between batches (0 = shared)
+  float alpha = 1.f, beta = 0.f;
+  const void* a = nullptr;
+  const void* b = nullptr;
+  const void* c = nullptr;  ///< laid out like D; may equal d; ignored when beta == 0
+  void* d = nullptr;
+  const void* bias = nullptr;  ///< length n, same dtype; BIAS epilogue
+};
+
+struct LtPlan {
+  cublasLtMatmulDesc_t op = nullptr;
+  cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
+  cublasLtMatmulAlgo_t algo{};
+  size_t workspace = 0;
+  std::mutex mu;  // the bias pointer is set on `op` per launch
+  ~LtPlan() {
+    if (la) cublasLtMatrixLayoutDestroy(la);
+    if (lb) cublasLtMatrixLayoutDestroy(lb);
+    if (lc) cublasLtMatrixLayoutDestroy(lc);
+    if (op) cublasLtMatmulDescDestroy(op);
+  }
+};
+
+std::mutex g_plans_mu;
+std::map<std::vector<int64_t>, std::unique_ptr<LtPlan>>& plans() {
+  static auto* m = new std::map<std::vector<int64_t>, std::unique_ptr<LtPlan>>();
+  return *m;
+}
+
+#define KILN_LT_CHECK(call)                                                                                        \
+  do {                                                                                                             \
+    cublasStatus_t st_ = (call);                                                                                   \
+    if (st_ != CUBLAS_STATUS_SUCCESS)                                                                              \
+      return ctx.error(                                                                                            \
+          std::string(#call).substr(0, std::string(#call).find('(')) + " failed: " + cublasLtGetStatusString(st_), \
+          ErrorCode::kInternal);                                                                                   \
+  } while (0)
+
+Status build_plan(KernelContext& ctx, const LtProblem& p, cublasComputeType_t compute, size_t ws_bytes,
+                  uint32_t align_a, uint32_t align_b, uint32_t align_cd, LtPlan& plan) {
+  auto lt = static_cast<cublasLtHandle_t>(ctx.cuda_env()->cublaslt);
+  const cudaDataType_t dt = lt_type(p.dtype);
+  KILN_LT_CHECK(cublasLtMatmulDescCreate(&plan.op, compute, CUDA_R_32F));
+  // cuBLASLt's A is kiln's B (stored n x k col-major, or k x n when transposed) and vice versa.
+  cublasOperation_t op_a = p.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  cublasOperation_t op_b = p.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  KILN_LT_CHECK(cublasLtMatmulDescSetAttribute(plan.op, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof(op_a)));
+  KILN_LT_CHECK(cublasLtMatmulDescSetAttribute(plan.op, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof(op_b)));
+  if (p.bias) {
+    cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+    KILN_LT_CHECK(cublasLtMatmulDescSetAttribute(plan.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)));
+    KILN_LT_CHECK(cublasLtMatmulDescSetAttribute(plan.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &p.bias, sizeof(p.bias)));
+  }
+  const uint64_t a_rows = p.trans_b ? p.k : p.n, a_cols = p.trans_b ? p.n : p.k;
+  const uint64_t b_rows = p.trans_a ? p.m : p.k, b_cols = p.trans_a ? p.k : p.m;
+  KILN_LT_CHECK(cublasLtMatrixLayoutCreate(&plan.la, dt, a_rows, a_cols, static_cast<int64_t>(a_rows)));
+  KILN_LT_CHECK(cublasLtMatrixLayoutCreate(&plan.lb, dt, b_rows, b_cols, static_cast<int64_t>(b_rows)));
+  KILN_LT_CHECK(cublasLtMatrixLayoutCreate(&plan.lc, dt, p.n, p.m, p.n));
+  if (p.batch > 1) {
+    const int32_t count = static_cast<int32_t>(p.batch);
+    const int64_t sa = p.stride_b, sb = p.stride_a, sd = p.stride_d;
+    for (auto [l, s] : {std::pair{plan.la, sa}, std::pair{plan.lb, sb}, std::pair{plan.lc, sd}}) {
+      KILN_LT_CHECK(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof(count)));
+      KILN_LT_CHECK(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &s, sizeof(s)));
+    }
+  }
+  cublasLtMatmulPreference_t pref = nullptr;
+  KILN_LT_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+  std::unique_ptr<std::remove_pointer_t<cublasLtMatmulPreference_t>, decltype(&cublasLtMatmulPreferenceDestroy)>
+      pref_guard(pref, cublasLtMatmulPreferenceDestroy);
+  KILN_LT_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_bytes,
+                                                     sizeof(ws_bytes)));
+  // Again swapped: the preference's A is kiln's B.
+  KILN_LT_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_b,
+                                                     sizeof(align_b)));
+  KILN_LT_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_a,
+                                                     sizeof(align_a)));
+  KILN_LT_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_cd,
+                                                     sizeof(align_cd)));
+  KILN_LT_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_cd,
+                                                     sizeof(align_cd)));
+  cublasLtMatmulHeuristicResult_t result{};
+  int found = 0;
+  KILN_LT_CHECK(
+      cublasLtMatmulAlgoGetHeuristic(lt, plan.op, plan.la, plan.lb, plan.lc, plan.lc, pref, 1, &result, &found));
+  if (found < 1)
+    return ctx.error("cublasLtMatmulAlgoGetHeuristic found no algorithm for m=" + std::to_string(p.m) +
+                         " n=" + std::to_string(p.n) + " k=" + std::to_string(p.k),
+                     ErrorCode::kUnsupported);
+  plan.algo = result.algo;
+  plan.workspace = result.workspaceSize;
+  return Status();
+}
+
+/// Enqueues one cuBLASLt matmul; descriptors and the chosen algorithm are cached per problem shape.
+Status lt_matmul(KernelContext& ctx, const LtProblem& p) {
+  const cuda::Env* env = ctx.cuda_env();
+  const cublasComputeType_t compute =
+      p.dtype == DataType::kFloat32 && env->allow_tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+  // Batched matrices start at base + i * stride: their alignment is the lesser of both.
+  const uintptr_t es = dtype_size(p.dtype);
+  auto align = [&](const void* ptr, int64_t stride) {
+    uintptr_t v = reinterpret_cast<uintptr_t>(ptr);
+    if (p.batch > 1) v |= static_cast<uintptr_t>(stride) * es;
+    return alignment_of(reinterpret_cast<const void*>(v));
+  };
+  const uint32_t align_a = align(p.a, p.stride_a), align_b = align(p.b, p.stride_b);
+  uint32_t align_cd = align(p.d, p.stride_d);
+  if (p.beta != 0.f && p.c) align_cd = std::min(align_cd, align(p.c, p.stride_d));
+  std::vector<int64_t> key{env->device,
+                           static_cast<int64_t>(p.dtype),
+                           compute,
+                           p.trans_a,
+                           p.trans_b,
+                           p.m,
+                           p.n,
+                           p.k,
+                           p.batch,
+                           p.batch > 1 ? p.stride_a : 0,
+                           p.batch > 1 ? p.stride_b : 0,
+                           p.batch > 1 ? p.stride_d : 0,
+                           p.bias ? alignment_of(p.bias) : 0,
+                           align_a,
+                           align_b,
+                           align_cd,
+                           static_cast<int64_t>(env->workspace_bytes)};
+  LtPlan* plan = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(g_plans_mu);
+    auto it = plans().find(key);
+    if (it != plans().end()) plan = it->second.get();
+  }
+  if (!plan) {
+    auto fresh = std::make_unique<LtPlan>();
+    KILN_RETURN_IF_ERROR(build_plan(ctx, p, compute, env->workspace_bytes, align_a, align_b, align_cd, *fresh));
+    std::lock_guard<std::mutex> lock(g_plans_mu);
+    auto [it, inserted] = plans().emplace(key, std::move(fresh));
+    plan = it->second.get();
+  }
+  std::lock_guard<std::mutex> lock(plan->mu);
+  if (p.bias)
+    KILN_LT_CHECK(cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &p.bias, sizeof(p.bias)));
+  const float alpha = p.alpha, beta = p.beta;
+  const void* c = p.beta != 0.f && p.c ? p.c : p.d;
+  KILN_LT_CHECK(cublasLtMatmul(static_cast<cublasLtHandle_t>(env->cublaslt), plan->op, &alpha, p.b, plan->la, p.a,
+                               plan->lb, &beta, c, plan->lc, p.d, plan->lc, &plan->algo, env->workspace,
+                               plan->workspace, cuda::stream_of(ctx)));
+  return Status();
+}
+
+// ---------------------------------------------------------------- MatMul / FusedMatMul
+
+// Offsets that are i * stride for i in [first, first + count) relative to offsets[first].
+bool affine(const std::vector<int64_t>& off, int64_t first, int64_t count, int64_t& stride) {
+  stride = count > 1 ? off[first + 1] - off[first] : 0;
+  for (int64_t i = 1; i < count; ++i)
+    if (off[first + i] - off[first] != i * stride) return false;
+  return true;
+}
+
+Status run_matmul(KernelContext& ctx, bool trans_a, bool trans_b, float alpha) {
+  const Tensor& a = ctx.input(0);
+  const Tensor& b = ctx.input(1);
+  Tensor& y = ctx.output(0);
+  if (a.dtype() != b.dtype() || !is_cuda_float(a.dtype())) return ctx.error("A and B must share a float dtype");
+  auto g = matmul::matmul_dims(a.dims(), b.dims(), trans_a, trans_b);
+  if (!g.ok()) return ctx.error(g.status().message());
+  if (y.numel() == 0) return Status();
+  const size_t es = dtype_size(a.dtype());
+  if (g->k == 0) {
+    cudaMemsetAsync(y.data(), 0, y.nbytes(), cuda::stream_of(ctx));
+    return cuda::launch_status(ctx, "matmul_zero");
+  }
+  LtProblem p;
+  p.dtype = a.dtype();
+  p.trans_a = g->trans_a;
+  p.trans_b = g->trans_b;
+  p.k = g->k;
+  p.n = g->n;
+  p.alpha = alpha;
+  const int64_t batch = g->batch();
+  if (g->folds_into_m()) {
+    // B shared, A contiguous: one [batch * m, k] x [k, n] product.
+    p.m = g->m * batch;
+    p.a = a.data();
+    p.b = b.data();
+    p.d = y.data();
+    return lt_matmul(ctx, p);
+  }
+  p.m = g->m;
+  p.stride_d = g->m * g->n;
+  // Largest run of batches that is one strided-batched call: every run of that
+  // length must have the same strides (runs follow the trailing batch dims).
+  const int64_t batch_rank = static_cast<int64_t>(g->out.size()) - (a.rank() != 1 ? 1 : 0) - (b.rank() != 1 ? 1 : 0);
+  std::vector<int64_t> candidates;  // suffix products of the batch dims, ascending
+  for (int64_t len = 1, d = batch_rank - 1; d >= 0; --d) {
+    len *= g->out[d];
+    candidates.push_back(len);
+  }
+  int64_t run = 1;
+  for (int64_t len : candidates) {
+    if (len <= run || batch % len != 0) continue;
+    int64_t sa = 0, sb = 0;
+    bool ok = affine(g->a_offsets, 0, len, sa) && affine(g->b_offsets, 0, len, sb);
+    for (int64_t first = len; ok && first < batch; first += len) {
+      int64_t ta = 0, tb = 0;
+      ok = affine(g->a_offsets, first, len, ta) && affine(g->b_offsets, first, len, tb) && ta == sa && tb == sb;
+    }
+    if (ok) run = len;
+  }
+  for (int64_t first = 0; first < batch; first += run) {
+    p.batch = run;
+    if (run > 1) {
+      affine(g->a_offsets, first, run, p.stride_a);
+      affine(g->b_offsets, first, run, p.stride_b);
+    }
+    p.a = static_cast<const char*>(a.data()) + g->a_offsets[first] * es;
+    p.b = static_cast<const char*>(b.data()) + g->b_offsets[first] * es;
+    p.d = static_cast<char*>(y.data()) + first * g->m * g->n * es;
+    KILN_RETURN_IF_ERROR(lt_matmul(ctx, p));
+  }
+  return Status();
+}
+
+Status matmul_cuda(KernelContext& ctx) { return run_matmul(ctx, false, false, 1.f); }
+
+Status fused_matmul_cuda(KernelContext& ctx) {
+  return run_matmul(ctx, ctx.attrs().get_int("transA", 0) != 0, ctx.attrs().get_int("transB", 0) != 0,
+                    ctx.attrs().get_float("alpha", 1.f));
+}
+
+bool applies_matmul(const ir::Node& node, const std::vector<TensorType>& inputs) {
+  if (inputs.size() < 2 || !is_cuda_float(inputs[0].dtype) || inputs[1].dtype != inputs[0].dtype) return false;
+  if (node.attrs.get_int("transBatchA", 0) != 0 || node.attrs.get_int("transBatchB", 0) != 0) return false;
+  return true;
+}
+
+// ---------------------------------------------------------------- Gemm
+
+// Y[i, j] = scale * C[i * cs0 + j * cs1] for a C broadcast to [m, n].
+template <typename T>
+__global__ void broadcast_c_kernel(const T* c, T* y, int64_t m, int64_t n, int64_t cs0, int64_t cs1, float scale) {
+  const int64_t total = m * n;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t r = i / n, col = i - r * n;
+    y[i] = cuda::from_f<T>(scale * cuda::to_f(c[r * cs0 + col * cs1]));
+  }
+}
+
+Status gemm_cuda(KernelContext& ctx) {
+  const Tensor& a = ctx.input(0);
+  const Tensor& b = ctx.input(1);
+  Tensor& y = ctx.output(0);
+  const bool ta = ctx.attrs().get_int("transA", 0) != 0, tb = ctx.attrs().get_int("transB", 0) != 0;
+  if (a.rank() != 2 || b.rank() != 2) return ctx.error("A and B must be 2-D");
+  if (a.dtype() != b.dtype() || !is_cuda_float(a.dtype())) return ctx.error("A and B must share a float dtype");
+  const int64_t m = ta ? a.dim(1) : a.dim(0), k = ta ? a.dim(0) : a.dim(1), n = tb ? b.dim(0) : b.dim(1);
+  if ((tb ? b.dim(1) : b.dim(0)) != k) return ctx.error("inner dims of A and B differ");
+  if (y.numel() == 0) return Status();
+  const float alpha = ctx.attrs().get_float("alpha", 1.f);
+  float beta = ctx.attrs().get_float("beta", 1.f);
+  const Tensor* c = ctx.has_input(2) ? &ctx.input(2) : nullptr;
+  if (c && c->dtype() != a.dtype()) return ctx.error("C dtype differs from A's");
+  if (!c || c->numel() == 0) beta = 0.f;
+  LtProblem p;
+  p.dtype = a.dtype();
+  p.trans_a = ta;
+  p.trans_b = tb;
+  p.m = m;
+  p.n = n;
+  p.k = k;
+  p.alpha = alpha;
+  p.beta = beta;
+  p.a = a.data();
+  p.b = b.data();
+  p.d = y.data();
+  if (beta != 0.f) {
+    const Dims& cd = c->dims();
+    if (cd.size() > 2) return ctx.error("C must have rank <= 2");
+    const int64_t c0 = cd.size() == 2 ? cd[0] : 1, c1 = cd.empty() ? 1 : cd.back();
+    if ((c0 != 1 && c0 != m) || (c1 != 1 && c1 != n))
+      return ctx.error("C " + dims_to_string(cd) + " does not broadcast to [M, N]");
+    const bool row_vector = c0 == 1 && c1 == n;
+    if (c0 == m && c1 == n) {
+      p.c = c->data();
+    } else if (row_vector && beta == 1.f && k > 0) {
+      p.bias = c->data();
+      p.beta = 0.f;
+    } else {
+      // Broadcast (and scale, when k == 0) C into Y, then accumulate onto it.
+      const int64_t cs0 = c0 == 1 ? 0 : c1, cs1 = c1 == 1 ? 0 : 1;
+      const float scale = k == 0 ? beta : 1.f;
+      KILN_CUDA_DISPATCH_FLOAT(a.dtype(), T, {
+        broadcast_c_kernel<T><<<cuda::grid_for(m * n), cuda::kBlock, 0, cuda::stream_of(ctx)>>>(
+            c->data_as<T>(), y.data_as<T>(), m, n, cs0, cs1, scale);
+      });
+      KILN_RETURN_IF_ERROR(cuda::launch_status(ctx, "gemm_broadcast_c"));
+      if (k == 0) return Status();
+      p.c = y.data();
+    }
+  }
+  if (k == 0) {
+    if (beta == 0.f) {
+      cudaMemsetAsync(y.data(), 0, y.nbytes(), cuda::stream_of(ctx));
+      return cuda::launch_status(ctx, "gemm_zero");
+    }
+    // k == 0 with a full C: Y = beta * C.
+    KILN_CUDA_DISPATCH_FLOAT(a.dtype(), T, {
+      broadcast_c_kernel<T><<<cuda::grid_for(m * n), cuda::kBlock, 0, cuda::stream_of(ctx)>>>(
+          c->data_as<T>(), y.data_as<T>(), m, n, n, 1, beta);
+    });
+    return cuda::launch_status(ctx, "gemm_scale_c");
+  }
+  return lt_matmul(ctx, p);
+}
+
+bool applies_gemm(const ir::Node&, const std::vector<TensorType>& inputs) {
+  if (inputs.size() < 2 || !is_cuda_float(inputs[0].dtype) || inputs[1].dtype != inputs[0].dtype) return false;
+  if (inputs.size() > 2 && inputs[2].dtype != DataType::kUndefined && inputs[2].dtype != inputs[0].dtype) return false;
+  return true;
+}
+
+}  // namespace
+
+void register_matmul_cuda_kernels(OpRegistry& r) {
+  (void)r.add_cuda_kernel("", "MatMul", FastKernel{"cuda.cublaslt", matmul_cuda, applies_matmul});
+  (void)r.add_cuda_kernel("", "Gemm", FastKernel{"cuda.cublaslt", gemm_cuda, applies_gemm});
+  (void)r.add_cuda_kernel("com.microsoft", "FusedMatMul",
+                          FastKernel{"cuda.cublaslt", fused_matmul_cuda, applies_matmul});
+}
+
+}  // namespace kiln::ops

@@ -1,0 +1,259 @@
+// CUDA helpers shared by the data-movement families (reshape, concat, gather,
+// generate): a permute (transpose) of any rank with a tiled fast path, a 2-D
+// strided copy in the widest aligned unit, and a fill. Host launchers take the
+// kernel context for its stream and for errors that name the node.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "backends/cuda/kernel_util.cuh"
+
+namespace kiln::cuda::movement {
+
+/// 16-byte unit for vectorized copies.
+struct alignas(16) Unit16 {
+  uint64_t lo, hi;
+};
+
+/// Largest unit (16, 8, 4, 2 or 1 bytes) dividing every value (byte counts and addresses).
+inline int copy_unit(std::initializer_list<uint64_t> values) {
+  uint64_t bits = 0;
+  for (uint64_t v : values) bits |= v;
+  for (int u : {16, 8, 4, 2})
+    if ((bits & static_cast<uint64_t>(u - 1)) == 0) return u;
+  return 1;
+}
+
+/// Runs body with U bound to an unsigned type of `unit` bytes.
+template <typename F>
+void with_unit(int unit, F&& f) {
+  switch (unit) {
+    case 16:
+      f(Unit16{});
+      break;
+    case 8:
+      f(uint64_t{});
+      break;
+    case 4:
+      f(uint32_t{});
+      break;
+    case 2:
+      f(uint16_t{});
+      break;
+    default:
+      f(uint8_t{});
+      break;
+  }
+}
+
+template <typename U>
+__global__ void copy_2d_kernel(const U* __restrict__ src, int64_t src_pitch, U* __restrict__ dst, int64_t dst_pitch,
+                               int64_t rows, int64_t width) {
+  int64_t total = rows * width;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    int64_t r = i / width, c = i - r * width;
+    dst[r * dst_pitch + c] = src[r * src_pitch + c];
+  }
+}
+
+/// dst[r * dst_pitch + c] = src[r * src_pitch + c] for r < rows, c < width (all in bytes).
+inline void copy_2d(const void* src, int64_t src_pitch, void* dst, int64_t dst_pitch, int64_t rows, int64_t width,
+                    cudaStream_t stream) {
+  if (rows <= 0 || width <= 0) return;
+  if (rows == 1 || (src_pitch == width && dst_pitch == width)) {
+    cudaMemcpyAsync(dst, src, static_cast<size_t>(rows * width), cudaMemcpyDeviceToDevice, stream);
+    return;
+  }
+  int unit =
+      copy_unit({static_cast<uint64_t>(src_pitch), static_cast<uint64_t>(dst_pitch), static_cast<uint64_t>(width),
+                 reinterpret_cast<uint64_t>(src), reinterpret_cast<uint64_t>(dst)});
+  with_unit(unit, [&](auto tag) {
+    using U = decltype(tag);
+    int64_t u = static_cast<int64_t>(sizeof(U));
+    copy_2d_kernel<U><<<grid_for(rows * (width / u)), kBlock, 0, stream>>>(
+        static_cast<const U*>(src), src_pitch / u, static_cast<U*>(dst), dst_pitch / u, rows, width / u);
+  });
+}
+
+template <typename T>
+__global__ void fill_kernel(T* __restrict__ y, int64_t n, T v) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    y[i] = v;
+}
+
+/// Fills n elements of esize bytes with the element at `value` (host memory).
+inline bool fill(void* y, int64_t n, size_t esize, const void* value, cudaStream_t stream) {
+  if (n <= 0) return true;
+  auto go = [&](auto tag) {
+    using T = decltype(tag);
+    T v;
+    std::memcpy(&v, value, sizeof(T));
+    fill_kernel<T><<<grid_for(n), kBlock, 0, stream>>>(static_cast<T*>(y), n, v);
+  };
+  switch (esize) {
+    case 1:
+      go(uint8_t{});
+      return true;
+    case 2:
+      go(uint16_t{});
+      return true;
+    case 4:
+      go(uint32_t{});
+      return true;
+    case 8:
+      go(uint64_t{});
+      return true;
+    default:
+      return false;
+  }
+}
+
+// ---- permute
+
+/// y[i] = x[offset_of(ix, i)]: ix holds the output dims and the input strides read in output order.
+template <typename T>
+__global__ void permute_kernel(const T* __restrict__ x, T* __restrict__ y, Indexer ix, int64_t n) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    y[i] = x[offset_of(ix, i)];
+}
+
+inline constexpr int kTile = 32;
+inline constexpr int kTileRows = 8;
+
+/// Batched 2-D transpose: y[b][c][r] = x[b][r][c], through a padded shared tile so
+/// both the reads and the writes are coalesced.
+template <typename T>
+__global__ void transpose_tiled_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t batch, int64_t rows,
+                                       int64_t cols) {
+  __shared__ T tile[kTile][kTile + 1];
+  int64_t row_tiles = (rows + kTile - 1) / kTile;
+  int64_t c0 = static_cast<int64_t>(blockIdx.x) * kTile;
+  for (int64_t b = blockIdx.z; b < batch; b += gridDim.z) {
+    const T* xb = x + b * rows * cols;
+    T* yb = y + b * rows * cols;
+    for (int64_t t = blockIdx.y; t < row_tiles; t += gridDim.y) {
+      int64_t r0 = t * kTile;
+      for (int i = threadIdx.y; i < kTile; i += kTileRows) {
+        int64_t r = r0 + i, c = c0 + threadIdx.x;
+        if (r < rows && c < cols) tile[i][threadIdx.x] = xb[r * cols + c];
+      }
+      __syncthreads();
+      for (int i = threadIdx.y; i < kTile; i += kTileRows) {
+        int64_t c = c0 + i, r = r0 + threadIdx.x;
+        if (c < cols && r < rows) yb[c * rows + r] = tile[threadIdx.x][i];
+      }
+      __syncthreads();
+    }
+  }
+}
+
+/// Drops size-1 dims and merges input dims that stay adjacent and in order in the
+/// output, so e.g. NCHW -> NHWC becomes [N, C, H*W] with perm [0, 2, 1].
+inline void simplify_permute(const Dims& in, const std::vector<int64_t>& perm, Dims& out_in,
+                             std::vector<int64_t>& out_perm) {
+  size_t r = in.size();
+  std::vector<int64_t> keep_index(r, -1);
+  Dims d;
+  for (size_t i = 0; i < r; ++i)
+    if (in[i] != 1) {
+      keep_index[i] = static_cast<int64_t>(d.size());
+      d.push_back(in[i]);
+    }
+  std::vector<int64_t> p;
+  for (int64_t a : perm)
+    if (keep_index[static_cast<size_t>(a)] >= 0) p.push_back(keep_index[static_cast<size_t>(a)]);
+  // Groups of output positions whose input axes are consecutive.
+  std::vector<std::pair<int64_t, int64_t>> groups;  // (first input axis, last input axis), output order
+  for (int64_t a : p) {
+    if (!groups.empty() && groups.back().second + 1 == a)
+      groups.back().second = a;
+    else
+      groups.push_back({a, a});
+  }
+  std::vector<size_t> order(groups.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return groups[a].first < groups[b].first; });
+  out_in.assign(groups.size(), 1);
+  out_perm.assign(groups.size(), 0);
+  for (size_t k = 0; k < order.size(); ++k) {
+    const auto& g = groups[order[k]];
+    int64_t v = 1;
+    for (int64_t a = g.first; a <= g.second; ++a) v *= d[static_cast<size_t>(a)];
+    out_in[k] = v;
+    out_perm[order[k]] = static_cast<int64_t>(k);
+  }
+}
+
+/// y = x permuted by perm (y dim j is x dim perm[j]), elements of esize bytes.
+inline Status permute(const ops::KernelContext& ctx, const void* x, void* y, const Dims& in_dims,
+                      const std::vector<int64_t>& perm, size_t esize) {
+  int64_t n = 1;
+  for (int64_t v : in_dims) n *= v;
+  if (n == 0) return Status();
+  cudaStream_t stream = stream_of(ctx);
+  Dims d;
+  std::vector<int64_t> p;
+  simplify_permute(in_dims, perm, d, p);
+  size_t r = d.size();
+  if (r <= 1) {
+    if (x != y) cudaMemcpyAsync(y, x, static_cast<size_t>(n) * esize, cudaMemcpyDeviceToDevice, stream);
+    return launch_status(ctx, "permute");
+  }
+  if (r > static_cast<size_t>(kMaxRank))
+    return ctx.error("permute of rank " + std::to_string(r) + " exceeds the CUDA limit of 8", ErrorCode::kUnsupported);
+  bool swap_last = p[r - 1] == static_cast<int64_t>(r - 2) && p[r - 2] == static_cast<int64_t>(r - 1);
+  for (size_t j = 0; j + 2 < r && swap_last; ++j) swap_last = p[j] == static_cast<int64_t>(j);
+  auto go = [&](auto tag) {
+    using T = decltype(tag);
+    if (swap_last) {
+      int64_t rows = d[r - 2], cols = d[r - 1], batch = n / (rows * cols);
+      dim3 block(kTile, kTileRows);
+      int64_t gx = (cols + kTile - 1) / kTile, gy = std::min<int64_t>((rows + kTile - 1) / kTile, 65535);
+      dim3 grid(static_cast<unsigned>(gx), static_cast<unsigned>(gy),
+                static_cast<unsigned>(std::min<int64_t>(batch, 65535)));
+      transpose_tiled_kernel<T>
+          <<<grid, block, 0, stream>>>(static_cast<const T*>(x), static_cast<T*>(y), batch, rows, cols);
+      return;
+    }
+    Indexer ix;
+    ix.rank = static_cast<int>(r);
+    std::vector<int64_t> st(r, 1);
+    for (size_t i = r - 1; i-- > 0;) st[i] = st[i + 1] * d[i + 1];
+    for (size_t j = 0; j < r; ++j) {
+      ix.dims[j] = d[static_cast<size_t>(p[j])];
+      ix.strides[j] = st[static_cast<size_t>(p[j])];
+    }
+    permute_kernel<T><<<grid_for(n), kBlock, 0, stream>>>(static_cast<const T*>(x), static_cast<T*>(y), ix, n);
+  };
+  switch (esize) {
+    case 1:
+      go(uint8_t{});
+      break;
+    case 2:
+      go(uint16_t{});
+      break;
+    case 4:
+      go(uint32_t{});
+      break;
+    case 8:
+      go(uint64_t{});
+      break;
+    default:
+      return ctx.error("no CUDA permute for elements of " + std::to_string(esize) + " bytes", ErrorCode::kUnsupported);
+  }
+  return launch_status(ctx, "permute");
+}
+
+/// The element-size dtypes the movement kernels copy (every dtype kiln holds but strings).
+inline bool movable_dtype(DataType t) {
+  size_t s = dtype_size(t);
+  return t != DataType::kUndefined && t != DataType::kString && (s == 1 || s == 2 || s == 4 || s == 8);
+}
+
+}  // namespace kiln::cuda::movement
