@@ -362,9 +362,161 @@ bool applies_conv_transpose(const ir::Node& node, const std::vector<TensorType>&
   return true;
 }
 
+// ---------------------------------------------------------------- FusedConv
+
+// act(y + bias[c] + z) in one pass over the conv output.
+enum class Act { kNone, kRelu, kSigmoid, kTanh, kLeakyRelu, kClip, kHardSigmoid, kSilu };
+
+struct ActParams {
+  Act kind = Act::kNone;
+  float a = 0, b = 0;
+};
+
+__device__ __forceinline__ float apply_act(const ActParams& p, float v) {
+  switch (p.kind) {
+    case Act::kNone: return v;
+    case Act::kRelu: return v > 0.f ? v : 0.f;
+    case Act::kSigmoid: return 1.f / (1.f + __expf(-v));
+    case Act::kTanh: return tanhf(v);
+    case Act::kLeakyRelu: return v >= 0.f ? v : p.a * v;
+    case Act::kClip: return fminf(fmaxf(v, p.a), p.b);
+    case Act::kHardSigmoid: return fmaxf(0.f, fminf(1.f, p.a * v + p.b));
+    case Act::kSilu: return v / (1.f + __expf(-v));
+  }
+  return v;
+}
+
+template <typename T>
+__global__ void epilogue_kernel(T* y, const T* bias, const T* z, ActParams act, int64_t channels, int64_t inner,
+                                int64_t total) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    float v = cuda::to_f(y[i]);
+    if (bias) v += cuda::to_f(bias[(i / inner) % channels]);
+    if (z) v += cuda::to_f(z[i]);
+    y[i] = cuda::from_f<T>(apply_act(act, v));
+  }
+}
+
+bool parse_act(const ir::Attributes& attrs, ActParams& p) {
+  std::string name = attrs.get_string("activation", "");
+  std::vector<float> f = attrs.get_floats("activation_params");
+  if (name.empty()) p.kind = Act::kNone;
+  else if (name == "Relu") p.kind = Act::kRelu;
+  else if (name == "Sigmoid") p.kind = Act::kSigmoid;
+  else if (name == "Tanh") p.kind = Act::kTanh;
+  else if (name == "Silu") p.kind = Act::kSilu;
+  else if (name == "LeakyRelu") {
+    p.kind = Act::kLeakyRelu;
+    p.a = f.empty() ? 0.01f : f[0];
+  } else if ((name == "Clip" || name == "HardSigmoid") && f.size() >= 2) {
+    p.kind = name == "Clip" ? Act::kClip : Act::kHardSigmoid;
+    p.a = f[0];
+    p.b = f[1];
+  } else {
+    return false;
+  }
+  return true;
+}
+
+// cuDNN's fused conv + bias + (residual) + ReLU, where it takes the problem; the
+// answer is remembered per conv plan.
+std::mutex g_cba_mu;
+std::map<std::pair<const void*, bool>, bool>& cba_support() {
+  static auto* m = new std::map<std::pair<const void*, bool>, bool>();
+  return *m;
+}
+
+Status fused_conv_cuda(KernelContext& ctx) {
+  const Tensor& x = ctx.input(0);
+  const Tensor& w = ctx.input(1);
+  const Tensor* b = ctx.has_input(2) && ctx.input(2).numel() > 0 ? &ctx.input(2) : nullptr;
+  const Tensor* z = ctx.has_input(3) ? &ctx.input(3) : nullptr;
+  Tensor& y = ctx.output(0);
+  ActParams act;
+  if (!parse_act(ctx.attrs(), act)) return ctx.error("unsupported activation", ErrorCode::kUnsupported);
+  if (z && z->dims() != y.dims()) return ctx.error("Z must have the output's dims");
+  auto s = conv::conv_shape(ctx.attrs(), x.dims(), w.dims(), b ? &b->dims() : nullptr);
+  if (!s.ok()) return ctx.error(s.status().message());
+  if (y.numel() == 0) return Status();
+  for (int64_t i = 0; i < s->attrs.spatial; ++i)
+    if (symmetric_out(s->geo.in[i], s->geo.pad_begin[i], window::window_extent(s->attrs, i), s->attrs.strides[i]) !=
+        s->geo.out[i])
+      return ctx.error("asymmetric padding cuDNN cannot express", ErrorCode::kUnsupported);
+  if (s->c == 0 || s->k_count == 0) return ctx.error("empty convolution", ErrorCode::kUnsupported);
+  DnnGeometry g = make_geometry(x.dims(), w.dims(), y.dims(), s->geo.pad_begin, s->attrs, s->group);
+  for (const Dims* d : {&g.x, &g.w, &g.y})
+    if (!fits_int(*d)) return ctx.error("tensor too large for cuDNN's int dims", ErrorCode::kUnsupported);
+  KILN_ASSIGN_OR_RETURN(ConvPlan * p, plan_for(ctx, g, x.dtype(), false));
+  const cuda::Env* env = ctx.cuda_env();
+  auto h = static_cast<cudnnHandle_t>(env->cudnn);
+  const float one = 1.f, zero = 0.f;
+  // ReLU or identity with a bias: one cuDNN call (identity needs IMPLICIT_PRECOMP_GEMM).
+  bool try_cba = b && (act.kind == Act::kRelu ||
+                       (act.kind == Act::kNone && p->algo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM));
+  if (try_cba) {
+    bool known = false, ok = false;
+    {
+      std::lock_guard<std::mutex> lock(g_cba_mu);
+      auto it = cba_support().find({p, z != nullptr});
+      if (it != cba_support().end()) {
+        known = true;
+        ok = it->second;
+      }
+    }
+    if (!known || ok) {
+      cudnnTensorDescriptor_t bd = nullptr;
+      cudnnActivationDescriptor_t ad = nullptr;
+      cudnnStatus_t st = cudnnCreateTensorDescriptor(&bd);
+      Dims bdims(g.y.size(), 1);
+      bdims[1] = g.y[1];
+      if (st == CUDNN_STATUS_SUCCESS) {
+        std::vector<int> dv(bdims.begin(), bdims.end()), sv(bdims.size(), 1);
+        sv[0] = dv[1];
+        st = cudnnSetTensorNdDescriptor(bd, dnn_type(x.dtype()), static_cast<int>(dv.size()), dv.data(), sv.data());
+      }
+      if (st == CUDNN_STATUS_SUCCESS) st = cudnnCreateActivationDescriptor(&ad);
+      if (st == CUDNN_STATUS_SUCCESS)
+        st = cudnnSetActivationDescriptor(ad, act.kind == Act::kRelu ? CUDNN_ACTIVATION_RELU : CUDNN_ACTIVATION_IDENTITY,
+                                          CUDNN_NOT_PROPAGATE_NAN, 0.0);
+      const float alpha2 = z ? 1.f : 0.f;
+      if (st == CUDNN_STATUS_SUCCESS)
+        st = cudnnConvolutionBiasActivationForward(
+            h, &one, p->x, x.data(), p->w, w.data(), p->conv, static_cast<cudnnConvolutionFwdAlgo_t>(p->algo),
+            env->workspace, p->workspace, &alpha2, p->y, z ? z->data() : y.data(), bd, b->data(), ad, p->y, y.data());
+      if (ad) cudnnDestroyActivationDescriptor(ad);
+      if (bd) cudnnDestroyTensorDescriptor(bd);
+      if (!known) {
+        std::lock_guard<std::mutex> lock(g_cba_mu);
+        cba_support()[{p, z != nullptr}] = st == CUDNN_STATUS_SUCCESS;
+      }
+      if (st == CUDNN_STATUS_SUCCESS) return Status();
+      cudaGetLastError();
+    }
+  }
+  KILN_DNN_CHECK(cudnnConvolutionForward(h, &one, p->x, x.data(), p->w, w.data(), p->conv,
+                                         static_cast<cudnnConvolutionFwdAlgo_t>(p->algo), env->workspace, p->workspace,
+                                         &zero, p->y, y.data()));
+  const int64_t channels = y.dim(1), total = y.numel();
+  const int64_t inner = channels ? total / (y.dim(0) * channels) : 1;
+  KILN_CUDA_DISPATCH_FLOAT(y.dtype(), T, {
+    epilogue_kernel<T><<<cuda::grid_for(total), cuda::kBlock, 0, cuda::stream_of(ctx)>>>(
+        y.data_as<T>(), b ? b->data_as<T>() : nullptr, z ? z->data_as<T>() : nullptr, act, channels, inner, total);
+  });
+  return cuda::launch_status(ctx, "fused_conv_epilogue");
+}
+
+bool applies_fused_conv(const ir::Node& node, const std::vector<TensorType>& inputs) {
+  ActParams act;
+  if (!parse_act(node.attrs, act)) return false;
+  if (node.input(3) && (inputs.size() < 4 || inputs[3].dtype != inputs[0].dtype)) return false;
+  return applies_conv(node, inputs);
+}
+
 }  // namespace
 
 void register_conv_cuda_kernels(OpRegistry& r) {
+  (void)r.add_cuda_kernel("com.microsoft", "FusedConv", FastKernel{"cuda.cudnn", fused_conv_cuda, applies_fused_conv});
   (void)r.add_cuda_kernel("", "Conv", FastKernel{"cuda.cudnn", conv_cuda, applies_conv});
   (void)r.add_cuda_kernel("", "ConvTranspose", FastKernel{"cuda.cudnn", conv_transpose_cuda, applies_conv_transpose});
 }
