@@ -58,6 +58,10 @@ struct Step {
   bool dynamic = false;        // some input/output dims are known only at run time
   std::vector<Tensor> ins, outs;
   std::vector<const Tensor*> host_values;
+  bool touches_io = false;  // reads a graph input or writes a graph output
+  // Built once per plan for the common case (static dims, no direct bindings):
+  // launching is then one call with no allocation.
+  std::unique_ptr<ops::KernelContext> ctx;
 };
 
 struct CudaExecutor::Plan {
@@ -80,6 +84,15 @@ Result<std::unique_ptr<CudaExecutor>> CudaExecutor::create(const EngineData& e, 
   KILN_ASSIGN_OR_RETURN(x->handles_, cuda::Handles::create(x->weights_->device, kWorkspaceBytes));
   KILN_RETURN_IF_ERROR(cuda::stream_create(&x->own_stream_));
   KILN_ASSIGN_OR_RETURN(x->arena_, cuda::device_alloc(e.model.memory.arena_bytes, "the activation arena"));
+  const ir::Graph& g = *e.model.graph;
+  for (auto& n : g.nodes()) {
+    const ops::OpDef* def = ops::OpRegistry::global().find(n->domain, n->op_type);
+    if (!def) continue;
+    for (int i : def->value_inputs) {
+      ir::Value* v = n->input(static_cast<size_t>(i));
+      if (v && std::count(g.inputs.begin(), g.inputs.end(), v)) x->value_inputs_.insert(v);
+    }
+  }
   return x;
 }
 
@@ -88,15 +101,22 @@ CudaExecutor::~CudaExecutor() {
   cuda::stream_destroy(own_stream_);
 }
 
-Result<CudaExecutor::Plan*> CudaExecutor::plan_for(const std::map<std::string, Dims>& input_dims) {
+Result<CudaExecutor::Plan*> CudaExecutor::plan_for(const std::map<std::string, Dims>& input_dims,
+                                                   const std::map<std::string, Tensor>& values) {
   std::string key = dims_key(input_dims);
+  for (auto& [name, t] : values) {
+    key += name + "=";
+    const auto* b = static_cast<const uint8_t*>(t.data());
+    key.append(reinterpret_cast<const char*>(b), t.nbytes());
+    key += ";";
+  }
   auto found = plans_.find(key);
   if (found != plans_.end()) return found->second.get();
   const ir::Graph& g = *engine_->model.graph;
   auto p = std::make_unique<Plan>();
   std::map<std::string, Shape> shapes;
   for (auto& [name, d] : input_dims) shapes[name] = shape_from_dims(d);
-  KILN_RETURN_IF_ERROR(propagate(g, shapes, p->prop, /*strict=*/false));
+  KILN_RETURN_IF_ERROR(propagate(g, shapes, p->prop, /*strict=*/false, &values));
 
   auto own = [&](const ir::Value* v, DataType dt, const Dims& dims, const std::string& what) -> Status {
     size_t bytes = static_cast<size_t>(dims_volume(dims)) * dtype_size(dt);
@@ -184,6 +204,16 @@ Result<CudaExecutor::Plan*> CudaExecutor::plan_for(const std::map<std::string, D
         KILN_RETURN_IF_ERROR(own(o, dt, dims, "value '" + o->name + "'"));
       s.outs.push_back(p->dev[o]);
     }
+    for (ir::Value* in : node.inputs) s.touches_io = s.touches_io || (in && std::count(g.inputs.begin(), g.inputs.end(), in));
+    for (ir::Value* o : node.outputs) s.touches_io = s.touches_io || (o && g.is_output(o));
+    if (s.fn && !s.dynamic) {
+      std::vector<const Tensor*> in_ptrs;
+      for (auto& t : s.ins) in_ptrs.push_back(t.is_null() ? nullptr : &t);
+      std::vector<Tensor*> out_ptrs;
+      for (auto& t : s.outs) out_ptrs.push_back(t.is_null() ? nullptr : &t);
+      s.ctx = std::make_unique<ops::KernelContext>(node, in_ptrs, out_ptrs);
+      s.ctx->set_host_values(s.host_values);
+    }
     if (!s.fn || s.dynamic) p->capturable = false;
     for (ir::Value* in : node.inputs)
       if (in && !s.fn) p->fallback_reads.insert(in);
@@ -236,6 +266,16 @@ Status CudaExecutor::run_steps(Plan& p, void* stream, const Bindings& direct) {
       timer = std::make_unique<cuda::EventTimer>();
       KILN_RETURN_IF_ERROR(timer->record_start(stream));
     }
+    if (s.ctx && (direct.empty() || !s.touches_io)) {
+      s.ctx->set_cuda_env(&env);
+      KILN_RETURN_IF_ERROR(s.fn(*s.ctx));
+      if (timer) {
+        KILN_RETURN_IF_ERROR(timer->record_stop(stream));
+        KILN_ASSIGN_OR_RETURN(float ms, timer->elapsed_ms());
+        layer_times_.emplace_back(node.name.empty() ? node.op_type : node.name, ms);
+      }
+      continue;
+    }
     std::vector<Tensor> ins = s.ins, outs = s.outs;
     // Caller device buffers bound straight to graph inputs/outputs (no staging copy).
     if (!direct.empty()) {
@@ -258,7 +298,27 @@ Status CudaExecutor::run_steps(Plan& p, void* stream, const Bindings& direct) {
           if (t) ins[i] = *t;
         }
     }
-    if (s.fn) {
+    bool on_cpu = !s.fn;
+    if (s.fn && s.dynamic) {
+      // Dims known only now: a CUDA kernel needs them (and its host values) before launch.
+      std::vector<ops::TensorType> types;
+      bool values_known = true;
+      for (size_t i = 0; i < ins.size(); ++i) {
+        if (!node.inputs[i]) types.emplace_back();
+        else if (!ins[i].is_null()) types.push_back({ins[i].dtype(), shape_from_dims(ins[i].dims())});
+        else types.push_back({s.host_values[i]->dtype(), shape_from_dims(s.host_values[i]->dims())});
+      }
+      const ops::OpDef* def = ops::OpRegistry::global().find(node.domain, node.op_type);
+      for (int vi : def->value_inputs)
+        if (node.input(static_cast<size_t>(vi)) && !s.host_values[static_cast<size_t>(vi)]) values_known = false;
+      auto otypes = ops::infer_node(node, types, s.host_values);
+      bool dims_known = values_known && otypes.ok();
+      if (dims_known)
+        for (size_t k = 0; k < node.outputs.size(); ++k)
+          if (node.outputs[k] && (!(*otypes)[k].shape || shape_volume(*(*otypes)[k].shape) < 0)) dims_known = false;
+      if (!dims_known) on_cpu = true;  // data-dependent here: the CPU kernel computes it
+    }
+    if (!on_cpu) {
       if (s.dynamic) {
         std::vector<ops::TensorType> types;
         for (size_t i = 0; i < ins.size(); ++i) {
@@ -290,7 +350,7 @@ Status CudaExecutor::run_steps(Plan& p, void* stream, const Bindings& direct) {
       ctx.set_host_values(s.host_values);
       KILN_RETURN_IF_ERROR(s.fn(ctx));
     } else {
-      // CPU fallback: bring inputs to the host, run the CPU kernel, send outputs back.
+      // CPU: bring inputs to the host, run the CPU kernel, send outputs back.
       ++last_fallbacks_;
       KILN_RETURN_IF_ERROR(cuda::stream_synchronize(stream));
       std::vector<Tensor> host_in(node.inputs.size());
@@ -330,7 +390,9 @@ Status CudaExecutor::run_steps(Plan& p, void* stream, const Bindings& direct) {
           scope.names[r] = &scope_values.back();
         }
       }
-      if (!refs.empty())
+      bool has_subgraph = false;
+      for (auto& [k, a] : node.attrs.all()) has_subgraph = has_subgraph || a.g || !a.graphs.empty();
+      if (has_subgraph)
         runner = [&scope](const ir::Graph& body, const std::vector<Tensor>& body_inputs) -> Result<std::vector<Tensor>> {
           ExecOptions sub;
           std::vector<Tensor> o;
@@ -383,8 +445,19 @@ Status CudaExecutor::enqueue(const std::map<std::string, Dims>& input_dims,
                              EnqueueTiming* timing) {
   KILN_RETURN_IF_ERROR(cuda::set_device(weights_->device));
   if (!stream) stream = own_stream_;
-  KILN_ASSIGN_OR_RETURN(Plan * p, plan_for(input_dims));
   const ir::Graph& g = *engine_->model.graph;
+  // Shape tensors fed by the caller: read them on the host; their values select the plan.
+  std::map<std::string, Tensor> values;
+  for (const ir::Value* v : value_inputs_) {
+    auto a = addresses.find(v->name);
+    auto d = input_dims.find(v->name);
+    if (a == addresses.end() || !a->second || d == input_dims.end()) continue;
+    Tensor t = Tensor::empty(v->dtype, d->second);
+    KILN_RETURN_IF_ERROR(cuda::copy_async(t.data(), a->second, t.nbytes(), cuda::CopyKind::kDefault, stream));
+    KILN_RETURN_IF_ERROR(cuda::stream_synchronize(stream));
+    values[v->name] = t;
+  }
+  KILN_ASSIGN_OR_RETURN(Plan * p, plan_for(input_dims, values));
   std::unique_ptr<cuda::EventTimer> t_in, t_run, t_out;
   if (timing) {
     t_in = std::make_unique<cuda::EventTimer>();

@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <set>
 #include <unordered_map>
 #include <vector>
 
@@ -64,7 +65,10 @@ class CudaExecutor {
   struct Plan;
   using Bindings = std::unordered_map<const ir::Value*, void*>;
   CudaExecutor() = default;
-  Result<Plan*> plan_for(const std::map<std::string, Dims>& input_dims);
+  Result<Plan*> plan_for(const std::map<std::string, Dims>& input_dims, const std::map<std::string, Tensor>& values);
+  /// Graph inputs read where a kernel needs host values (shape tensors): their
+  /// contents are part of the plan's key.
+  std::set<const ir::Value*> value_inputs_;
   Status run_steps(Plan& p, void* stream, const Bindings& direct);
 
   const EngineData* engine_ = nullptr;

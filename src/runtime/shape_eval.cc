@@ -34,7 +34,7 @@ bool eval_shape_op(const ir::Node& n, const ops::TensorType& in, Tensor& out) {
 }  // namespace
 
 Status propagate(const ir::Graph& g, const std::map<std::string, Shape>& input_shapes, Propagation& out,
-                 bool strict) {
+                 bool strict, const std::map<std::string, Tensor>* input_values) {
   for (auto& [name, v] : g.values()) {
     if (v->initializer) {
       out.types[v.get()] = {v->initializer->dtype(), shape_from_dims(v->initializer->dims())};
@@ -44,6 +44,10 @@ Status propagate(const ir::Graph& g, const std::map<std::string, Shape>& input_s
   for (ir::Value* in : g.inputs) {
     auto it = input_shapes.find(in->name);
     out.types[in] = {in->dtype, it != input_shapes.end() ? std::optional<Shape>(it->second) : in->shape};
+    if (input_values) {
+      auto v = input_values->find(in->name);
+      if (v != input_values->end()) out.values[in] = v->second;
+    }
   }
   for (auto& node : g.nodes()) {
     std::vector<ops::TensorType> types;

@@ -25,7 +25,8 @@ inline constexpr int64_t kEvalElementLimit = 4096;
 
 /// Propagates from the given input shapes (missing inputs use their declared shape).
 /// With `strict`, an inference error aborts; otherwise the failing node's outputs stay unknown.
+/// `input_values`, if given, are known values of some inputs (shape tensors fed by the caller).
 Status propagate(const ir::Graph& g, const std::map<std::string, Shape>& input_shapes, Propagation& out,
-                 bool strict = true);
+                 bool strict = true, const std::map<std::string, Tensor>* input_values = nullptr);
 
 }  // namespace kiln
