@@ -28,18 +28,38 @@ enum class DataType : int32_t {
   kUInt32 = 12,
   kUInt64 = 13,
   kBFloat16 = 16,
-  kFloat8E4M3 = 17,  ///< reserved for FP8 engines (storage only today)
+  // The narrow types below are stored one element per byte in kiln memory (see
+  // dtype_size); Cast, QuantizeLinear/DequantizeLinear and the data-movement ops
+  // handle them, arithmetic kernels do not.
+  kFloat8E4M3FN = 17,    ///< float8 1-4-3, bias 7, no inf, NaN = S.1111.111
+  kFloat8E4M3FNUZ = 18,  ///< float8 1-4-3, bias 8, no inf or -0, NaN = 0x80
+  kFloat8E5M2 = 19,      ///< float8 1-5-2, bias 15, IEEE-like (inf and NaN)
+  kFloat8E5M2FNUZ = 20,  ///< float8 1-5-2, bias 16, no inf or -0, NaN = 0x80
+  kUInt4 = 21,           ///< one value 0..15 per byte (packed two per byte in ONNX files)
+  kInt4 = 22,            ///< one value -8..7 per byte, sign-extended (packed in ONNX files)
+  kFloat4E2M1 = 23,      ///< the 4-bit code in the low nibble of a byte (packed in ONNX files)
+  kFloat8E8M0 = 24,      ///< exponent-only scale 2^(e-127), 0xFF = NaN
+  kUInt2 = 25,           ///< one value 0..3 per byte (packed four per byte in ONNX files)
+  kInt2 = 26,            ///< one value -2..1 per byte, sign-extended (packed in ONNX files)
 };
 
-/// Size of one element in bytes (0 for kUndefined/kString).
+/// Bytes per element in kiln memory (0 for kUndefined/kString). The sub-byte types
+/// (int4, uint4, float4e2m1, int2, uint2) take one byte each: kiln unpacks them
+/// when it reads ONNX data and packs them only where a file format demands it.
 size_t dtype_size(DataType t);
+/// Bits per element in ONNX's packed storage: 4 or 2 for the sub-byte types,
+/// 8 * dtype_size otherwise.
+size_t dtype_bits(DataType t);
 /// Lower-case name, e.g. "float32", "int64".
 const char* dtype_name(DataType t);
 /// Parses a name such as "float32", "fp16", "int8"; kUndefined if unknown.
 DataType dtype_from_name(const std::string& name);
-/// True for the floating-point types.
+/// True for the floating-point types (float8, float4 and e8m0 included).
 bool dtype_is_float(DataType t);
-/// True when kiln kernels can compute with this type.
+/// True for the float8/float4/e8m0 and 4-/2-bit integer types, which kiln stores,
+/// moves and converts but has no arithmetic kernels for.
+bool dtype_is_narrow(DataType t);
+/// True when kiln can hold this type in a tensor (every type but undefined and string).
 bool dtype_is_supported(DataType t);
 
 /// A list of dimension sizes; -1 marks a dynamic (unknown) dim.

@@ -5,6 +5,8 @@
 #include <new>
 
 #include "base/dispatch.h"
+#include "base/float8.h"
+#include "base/subbyte.h"
 #include "kiln/kiln.h"
 
 namespace kiln {
@@ -53,8 +55,16 @@ size_t dtype_size(DataType t) {
     case DataType::kFloat32: case DataType::kInt32: case DataType::kUInt32: return 4;
     case DataType::kFloat64: case DataType::kInt64: case DataType::kUInt64: return 8;
     case DataType::kFloat16: case DataType::kBFloat16: case DataType::kInt16: case DataType::kUInt16: return 2;
-    case DataType::kInt8: case DataType::kUInt8: case DataType::kBool: case DataType::kFloat8E4M3: return 1;
-    default: return 0;
+    case DataType::kInt8: case DataType::kUInt8: case DataType::kBool: return 1;
+    default: return dtype_is_narrow(t) ? 1 : 0;
+  }
+}
+
+size_t dtype_bits(DataType t) {
+  switch (t) {
+    case DataType::kInt4: case DataType::kUInt4: case DataType::kFloat4E2M1: return 4;
+    case DataType::kInt2: case DataType::kUInt2: return 2;
+    default: return 8 * dtype_size(t);
   }
 }
 
@@ -74,7 +84,16 @@ const char* dtype_name(DataType t) {
     case DataType::kUInt32: return "uint32";
     case DataType::kUInt64: return "uint64";
     case DataType::kBFloat16: return "bfloat16";
-    case DataType::kFloat8E4M3: return "float8e4m3";
+    case DataType::kFloat8E4M3FN: return "float8e4m3fn";
+    case DataType::kFloat8E4M3FNUZ: return "float8e4m3fnuz";
+    case DataType::kFloat8E5M2: return "float8e5m2";
+    case DataType::kFloat8E5M2FNUZ: return "float8e5m2fnuz";
+    case DataType::kUInt4: return "uint4";
+    case DataType::kInt4: return "int4";
+    case DataType::kFloat4E2M1: return "float4e2m1";
+    case DataType::kFloat8E8M0: return "float8e8m0";
+    case DataType::kUInt2: return "uint2";
+    case DataType::kInt2: return "int2";
     case DataType::kUndefined: return "undefined";
   }
   return "unknown";
@@ -89,20 +108,32 @@ DataType dtype_from_name(const std::string& n) {
       {"int8", DataType::kInt8}, {"uint8", DataType::kUInt8}, {"int16", DataType::kInt16},
       {"uint16", DataType::kUInt16}, {"int32", DataType::kInt32}, {"uint32", DataType::kUInt32},
       {"int64", DataType::kInt64}, {"uint64", DataType::kUInt64}, {"bool", DataType::kBool},
-      {"fp8", DataType::kFloat8E4M3}, {"float8e4m3", DataType::kFloat8E4M3}};
+      {"fp8", DataType::kFloat8E4M3FN}, {"float8e4m3", DataType::kFloat8E4M3FN},
+      {"float8e4m3fn", DataType::kFloat8E4M3FN}, {"float8e4m3fnuz", DataType::kFloat8E4M3FNUZ},
+      {"float8e5m2", DataType::kFloat8E5M2}, {"float8e5m2fnuz", DataType::kFloat8E5M2FNUZ},
+      {"float8e8m0", DataType::kFloat8E8M0}, {"float4e2m1", DataType::kFloat4E2M1},
+      {"int4", DataType::kInt4}, {"uint4", DataType::kUInt4}, {"int2", DataType::kInt2},
+      {"uint2", DataType::kUInt2}};
   for (auto& [name, t] : kNames)
     if (n == name) return t;
   return DataType::kUndefined;
 }
 
 bool dtype_is_float(DataType t) {
-  return t == DataType::kFloat32 || t == DataType::kFloat64 || t == DataType::kFloat16 ||
-         t == DataType::kBFloat16 || t == DataType::kFloat8E4M3;
+  switch (t) {
+    case DataType::kFloat32: case DataType::kFloat64: case DataType::kFloat16: case DataType::kBFloat16:
+    case DataType::kFloat8E4M3FN: case DataType::kFloat8E4M3FNUZ: case DataType::kFloat8E5M2:
+    case DataType::kFloat8E5M2FNUZ: case DataType::kFloat4E2M1: case DataType::kFloat8E8M0: return true;
+    default: return false;
+  }
 }
 
-bool dtype_is_supported(DataType t) {
-  return dtype_size(t) > 0 && t != DataType::kFloat8E4M3;
+bool dtype_is_narrow(DataType t) {
+  return static_cast<int32_t>(t) >= static_cast<int32_t>(DataType::kFloat8E4M3FN) &&
+         static_cast<int32_t>(t) <= static_cast<int32_t>(DataType::kInt2);
 }
+
+bool dtype_is_supported(DataType t) { return dtype_size(t) > 0; }
 
 std::string dims_to_string(const Dims& d) {
   if (d.empty()) return "scalar";
@@ -199,6 +230,8 @@ template <typename T>
 double to_double(const void* p, int64_t i) {
   return static_cast<double>(static_cast<const T*>(p)[i]);
 }
+uint8_t byte_at(const void* p, int64_t i) { return static_cast<const uint8_t*>(p)[i]; }
+uint8_t& byte(void* p, int64_t i) { return static_cast<uint8_t*>(p)[i]; }
 }  // namespace
 
 double Tensor::get_as_double(int64_t i) const {
@@ -216,6 +249,14 @@ double Tensor::get_as_double(int64_t i) const {
     case DataType::kInt64: return to_double<int64_t>(data_, i);
     case DataType::kUInt64: return to_double<uint64_t>(data_, i);
     case DataType::kBool: return static_cast<const bool*>(data_)[i] ? 1.0 : 0.0;
+    case DataType::kFloat8E4M3FN:
+    case DataType::kFloat8E4M3FNUZ:
+    case DataType::kFloat8E5M2:
+    case DataType::kFloat8E5M2FNUZ:
+    case DataType::kFloat4E2M1: return minifloat_to_double(byte_at(data_, i), *minifloat_format(dtype_));
+    case DataType::kFloat8E8M0: return float8e8m0_to_float(byte_at(data_, i));
+    case DataType::kInt4: case DataType::kInt2: return to_double<int8_t>(data_, i);
+    case DataType::kUInt4: case DataType::kUInt2: return to_double<uint8_t>(data_, i);
     default: return 0.0;
   }
 }
@@ -251,6 +292,19 @@ void Tensor::set_from_double(int64_t i, double v) {
     case DataType::kInt64: static_cast<int64_t*>(data_)[i] = static_cast<int64_t>(v); break;
     case DataType::kUInt64: static_cast<uint64_t*>(data_)[i] = static_cast<uint64_t>(v); break;
     case DataType::kBool: static_cast<bool*>(data_)[i] = v != 0.0; break;
+    // The narrow types convert as Cast does by default (saturating, rounding up for e8m0).
+    case DataType::kFloat8E4M3FN:
+    case DataType::kFloat8E4M3FNUZ:
+    case DataType::kFloat8E5M2:
+    case DataType::kFloat8E5M2FNUZ:
+    case DataType::kFloat4E2M1: byte(data_, i) = double_to_minifloat(v, *minifloat_format(dtype_), true); break;
+    case DataType::kFloat8E8M0:
+      byte(data_, i) = float_to_float8e8m0(static_cast<float>(v), true, E8M0Rounding::kUp);
+      break;
+    case DataType::kInt4: byte(data_, i) = static_cast<uint8_t>(double_to_bits_int(v, 4, true)); break;
+    case DataType::kUInt4: byte(data_, i) = static_cast<uint8_t>(double_to_bits_int(v, 4, false)); break;
+    case DataType::kInt2: byte(data_, i) = static_cast<uint8_t>(double_to_bits_int(v, 2, true)); break;
+    case DataType::kUInt2: byte(data_, i) = static_cast<uint8_t>(double_to_bits_int(v, 2, false)); break;
     default: break;
   }
 }

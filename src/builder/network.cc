@@ -332,7 +332,7 @@ struct LayerBuilder {
   }
   // Float dtype for helper constants: the input's when it is a float type.
   static DataType const_dtype(const ir::Value* x) {
-    return dtype_is_float(x->dtype) && x->dtype != DataType::kFloat8E4M3 ? x->dtype : DataType::kFloat32;
+    return dtype_is_float(x->dtype) && !dtype_is_narrow(x->dtype) ? x->dtype : DataType::kFloat32;
   }
   // Infers the new nodes' outputs; returns the output names for add_layer_.
   std::vector<std::string> finish(const std::vector<ir::Value*>& results) {

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <memory>
 
+#include "base/subbyte.h"
 #include "onnx/tensor_proto.h"
 
 namespace kiln::onnx_import {
@@ -102,7 +103,10 @@ Result<Tensor> read_external_data(const onnx::TensorProto& p, DataType dt, const
   if (::fstat(f.fd, &st) != 0 || !S_ISREG(st.st_mode))
     return Status(ErrorCode::kInvalidModel, file_what + ": '" + full.string() + "' is not a regular file");
   const int64_t file_size = st.st_size;
-  const size_t nbytes = static_cast<size_t>(dims_volume(dims)) * dtype_size(dt);
+  // The 4-/2-bit types are packed in the file and unpacked to one byte each in memory.
+  const bool packed = dtype_bits(dt) < 8;
+  const size_t nbytes = packed ? packed_size(dims_volume(dims), static_cast<int>(dtype_bits(dt)))
+                               : static_cast<size_t>(dims_volume(dims)) * dtype_size(dt);
   if (offset > file_size)
     return Status(ErrorCode::kInvalidModel, file_what + ": offset " + std::to_string(offset) +
                                                 " is beyond the end of the file (" + std::to_string(file_size) +
@@ -120,7 +124,7 @@ Result<Tensor> read_external_data(const onnx::TensorProto& p, DataType dt, const
 
   // Map the range without copying when the data lands on a 64-byte boundary (what
   // kernels expect of a tensor); otherwise copy into an aligned buffer.
-  if (offset % 64 == 0) {
+  if (offset % 64 == 0 && !packed) {
     const int64_t page = ::sysconf(_SC_PAGESIZE);
     const int64_t map_off = offset - offset % page;
     const size_t map_len = static_cast<size_t>(offset - map_off) + nbytes;
@@ -131,7 +135,7 @@ Result<Tensor> read_external_data(const onnx::TensorProto& p, DataType dt, const
       return Tensor::view(dt, dims, static_cast<char*>(m) + (offset - map_off), owner);
     }
   }
-  Tensor t = Tensor::empty(dt, dims);
+  Tensor t = packed ? Tensor::empty(DataType::kUInt8, {static_cast<int64_t>(nbytes)}) : Tensor::empty(dt, dims);
   size_t done = 0;
   while (done < nbytes) {
     ssize_t r = ::pread(f.fd, static_cast<char*>(t.data()) + done, nbytes - done, offset + static_cast<int64_t>(done));
@@ -142,6 +146,7 @@ Result<Tensor> read_external_data(const onnx::TensorProto& p, DataType dt, const
                         (r < 0 ? std::string(": ") + std::strerror(errno) : std::string(" (file shrank?)")));
     done += static_cast<size_t>(r);
   }
+  if (packed) return unpack_tensor(dt, dims, t.data_as<uint8_t>());
   return t;
 }
 

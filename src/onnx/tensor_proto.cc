@@ -1,6 +1,8 @@
 // TensorProto decoding: dtype mapping, checked sizes, typed fields and raw_data.
 #include "onnx/tensor_proto.h"
 
+#include "base/subbyte.h"
+
 #include <cstring>
 #include <limits>
 
@@ -57,6 +59,13 @@ void put(Tensor& t, int64_t i, T v) {
 
 }  // namespace
 
+Tensor unpack_tensor(DataType dt, const Dims& dims, const uint8_t* packed) {
+  Tensor t = Tensor::empty(dt, dims);
+  bool sign_extend = dt == DataType::kInt4 || dt == DataType::kInt2;
+  unpack_sub_byte(packed, t.numel(), static_cast<int>(dtype_bits(dt)), sign_extend, t.data_as<uint8_t>());
+  return t;
+}
+
 Result<DataType> dtype_from_onnx(int64_t code, const std::string& what) {
   switch (code) {
     case 1:
@@ -72,7 +81,16 @@ Result<DataType> dtype_from_onnx(int64_t code, const std::string& what) {
     case 12:
     case 13:
     case 16:
-    case 17: return static_cast<DataType>(code);
+    case 17:
+    case 18:
+    case 19:
+    case 20:
+    case 21:
+    case 22:
+    case 23:
+    case 24:
+    case 25:
+    case 26: return static_cast<DataType>(code);
     case 0: return invalid(what, "has no element type (data_type is UNDEFINED)");
     default: break;
   }
@@ -103,6 +121,23 @@ Result<Tensor> tensor_from_proto(const onnx::TensorProto& p, const std::string& 
   if (p.has_segment()) return Status(ErrorCode::kUnsupported, what + ": segmented tensors are not supported");
   if (p.data_location() == onnx::TensorProto_DataLocation_EXTERNAL)
     return read_external_data(p, dt, dims, model_dir, what);
+  const int bits = static_cast<int>(dtype_bits(dt));
+  if (bits < 8) {
+    // 4-/2-bit types arrive packed, in raw_data or one byte per int32_data entry.
+    const size_t want = packed_size(numel, bits);
+    std::string bytes;
+    if (p.has_raw_data()) {
+      bytes = p.raw_data();
+    } else {
+      bytes.reserve(static_cast<size_t>(p.int32_data_size()));
+      for (int32_t v : p.int32_data()) bytes.push_back(static_cast<char>(v));
+    }
+    if (bytes.size() != want)
+      return invalid(what, std::string(p.has_raw_data() ? "raw_data" : "int32_data") + " has " +
+                               std::to_string(bytes.size()) + " bytes but the tensor (" + describe_type(dt, dims) +
+                               ") packs into " + std::to_string(want));
+    return unpack_tensor(dt, dims, reinterpret_cast<const uint8_t*>(bytes.data()));
+  }
   const size_t nbytes = static_cast<size_t>(numel) * dtype_size(dt);
   if (p.has_raw_data()) {
     const std::string& raw = p.raw_data();
@@ -157,7 +192,11 @@ Result<Tensor> tensor_from_proto(const onnx::TensorProto& p, const std::string& 
                      [](Tensor& o, int64_t i, int32_t v) { put(o, i, static_cast<int8_t>(v)); });
       break;
     case DataType::kUInt8:
-    case DataType::kFloat8E4M3:
+    case DataType::kFloat8E4M3FN:
+    case DataType::kFloat8E4M3FNUZ:
+    case DataType::kFloat8E5M2:
+    case DataType::kFloat8E5M2FNUZ:
+    case DataType::kFloat8E8M0:
       s = copy_typed(p.int32_data(), numel, "int32_data", dt, dims, what, t,
                      [](Tensor& o, int64_t i, int32_t v) { put(o, i, static_cast<uint8_t>(v)); });
       break;

@@ -16,6 +16,10 @@ Result<DataType> dtype_from_onnx(int64_t code, const std::string& what);
 /// Checked element count of `dims` (each >= 0, product and byte size without overflow).
 Result<int64_t> checked_numel(const Dims& dims, DataType dtype, const std::string& what);
 
+/// Unpacks ONNX's packed 4-/2-bit data (dtype_bits(dtype) < 8) into kiln's one
+/// element per byte; `packed` holds packed_size(numel, bits) bytes.
+Tensor unpack_tensor(DataType dtype, const Dims& dims, const uint8_t* packed);
+
 /// Converts a TensorProto to a host tensor. `what` names it in errors ("initializer 'w'").
 /// External data files are resolved under `model_dir` (empty: external data is an error).
 Result<Tensor> tensor_from_proto(const onnx::TensorProto& proto, const std::string& model_dir, const std::string& what);

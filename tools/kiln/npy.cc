@@ -118,9 +118,21 @@ std::string npy_descr(DataType t) {
       return "<u8";
     case DataType::kBool:
       return "|b1";
+    // Types numpy lacks: widened floats, and the one-per-byte 4-/2-bit integers as 8-bit ones.
     case DataType::kBFloat16:
-    case DataType::kFloat8E4M3:
+    case DataType::kFloat8E4M3FN:
+    case DataType::kFloat8E4M3FNUZ:
+    case DataType::kFloat8E5M2:
+    case DataType::kFloat8E5M2FNUZ:
+    case DataType::kFloat8E8M0:
+    case DataType::kFloat4E2M1:
       return "<f4";
+    case DataType::kInt4:
+    case DataType::kInt2:
+      return "|i1";
+    case DataType::kUInt4:
+    case DataType::kUInt2:
+      return "|u1";
     default:
       return "";
   }
@@ -229,7 +241,7 @@ Result<std::vector<uint8_t>> npy_serialize(const Tensor& in) {
   if (descr.empty())
     return Status(ErrorCode::kUnsupported, std::string("cannot write a ") + dtype_name(in.dtype()) + " tensor as .npy");
   Tensor t = in;
-  if (in.dtype() == DataType::kBFloat16 || in.dtype() == DataType::kFloat8E4M3) {
+  if (in.dtype() == DataType::kBFloat16 || (dtype_is_narrow(in.dtype()) && dtype_is_float(in.dtype()))) {
     t = Tensor::empty(DataType::kFloat32, in.dims());
     for (int64_t i = 0; i < in.numel(); ++i) t.set_from_double(i, in.get_as_double(i));
   }

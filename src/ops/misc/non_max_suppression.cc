@@ -13,7 +13,7 @@ namespace {
 
 Status infer_nms(InferContext& ctx) {
   for (int i : {0, 1})
-    if (!dtype_is_float(ctx.input_dtype(i)) || ctx.input_dtype(i) == DataType::kFloat8E4M3)
+    if (!dtype_is_float(ctx.input_dtype(i)) || dtype_is_narrow(ctx.input_dtype(i)))
       return ctx.error("boxes and scores must be float tensors");
   const Shape* b = ctx.input_shape(0);
   const Shape* s = ctx.input_shape(1);

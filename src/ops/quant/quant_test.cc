@@ -107,12 +107,19 @@ TEST(QuantizeLinear, BadInputsAreErrors) {
   OpCase old("QuantizeLinear", 10);
   old.input(DataType::kFloat32, {2, 3}).input(vec(DataType::kFloat32, {3}, {1, 1, 1}));
   EXPECT_FALSE(old.run().ok());
-  OpCase int4("QuantizeLinear", 21);
-  int4.attr("output_dtype", ir::Attribute::from_int(22));
-  int4.input(DataType::kFloat32, {2}).input(scalar(DataType::kFloat32, 1));
-  auto r = int4.run();
+  OpCase f6("QuantizeLinear", 25);
+  f6.attr("output_dtype", ir::Attribute::from_int(27));  // float6e2m3
+  f6.input(DataType::kFloat32, {2}).input(scalar(DataType::kFloat32, 1));
+  auto r = f6.run();
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), ErrorCode::kUnsupported);
+  OpCase bool_out("QuantizeLinear", 21);
+  bool_out.attr("output_dtype", ir::Attribute::from_int(static_cast<int64_t>(DataType::kBool)));
+  bool_out.input(DataType::kFloat32, {2}).input(scalar(DataType::kFloat32, 1));
+  EXPECT_FALSE(bool_out.run().ok());
+  OpCase fp8_in("QuantizeLinear", 21);
+  fp8_in.input(DataType::kFloat8E4M3FN, {2}).input(scalar(DataType::kFloat32, 1));
+  EXPECT_FALSE(fp8_in.run().ok());  // x must be float32/16, bfloat16 or int32
   OpCase block("DequantizeLinear", 21);
   block.attr("axis", ir::Attribute::from_int(1)).attr("block_size", ir::Attribute::from_int(2));
   block.input(DataType::kInt8, {2, 5}).input(vec(DataType::kFloat32, {2, 2}, {1, 1, 1, 1}));

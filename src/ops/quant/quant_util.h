@@ -1,5 +1,5 @@
-// Helpers shared by the quantization ops: integer ranges, round-half-to-even
-// saturation, and rounding a double to a narrower float type.
+// Helpers shared by the quantization ops: the quantized types and integer ranges,
+// round-half-to-even saturation, and rounding a double to a narrower float type.
 #pragma once
 
 #include <cmath>
@@ -12,9 +12,35 @@
 
 namespace kiln::ops::quant {
 
-/// True for the integer types QuantizeLinear may produce.
+/// True for the integer types QuantizeLinear may produce (4- and 2-bit since opset 21/25).
 inline bool is_quant_int(DataType t) {
-  return t == DataType::kUInt8 || t == DataType::kInt8 || t == DataType::kUInt16 || t == DataType::kInt16;
+  switch (t) {
+    case DataType::kUInt8:
+    case DataType::kInt8:
+    case DataType::kUInt16:
+    case DataType::kInt16:
+    case DataType::kUInt4:
+    case DataType::kInt4:
+    case DataType::kUInt2:
+    case DataType::kInt2:
+      return true;
+    default:
+      return false;
+  }
+}
+
+/// True for the float types QuantizeLinear may produce: float8 (opset 19) and float4e2m1 (opset 23).
+inline bool is_quant_float(DataType t) {
+  switch (t) {
+    case DataType::kFloat8E4M3FN:
+    case DataType::kFloat8E4M3FNUZ:
+    case DataType::kFloat8E5M2:
+    case DataType::kFloat8E5M2FNUZ:
+    case DataType::kFloat4E2M1:
+      return true;
+    default:
+      return false;
+  }
 }
 
 inline void int_range(DataType t, double* lo, double* hi) {
@@ -33,6 +59,18 @@ inline void int_range(DataType t, double* lo, double* hi) {
       break;
     case DataType::kInt32:
       *lo = -2147483648.0, *hi = 2147483647.0;
+      break;
+    case DataType::kUInt4:
+      *lo = 0, *hi = 15;
+      break;
+    case DataType::kInt4:
+      *lo = -8, *hi = 7;
+      break;
+    case DataType::kUInt2:
+      *lo = 0, *hi = 3;
+      break;
+    case DataType::kInt2:
+      *lo = -2, *hi = 1;
       break;
     default:
       *lo = 0, *hi = 0;
@@ -90,12 +128,6 @@ inline DataType promote(DataType a, DataType b) {
   }
   if (rank(a) == 2 && rank(b) == 2) return DataType::kFloat32;  // fp16 with bf16
   return rank(a) >= rank(b) ? a : b;
-}
-
-/// The message for quantized types kiln cannot store.
-inline std::string narrow_type_message(int code) {
-  return "quantized type with ONNX code " + std::to_string(code) +
-         " (float8 / int4 / int2 / float4) is not supported; use int8, uint8, int16 or uint16";
 }
 
 }  // namespace kiln::ops::quant

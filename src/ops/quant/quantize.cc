@@ -1,5 +1,6 @@
 // QuantizeLinear / DequantizeLinear / DynamicQuantizeLinear: affine conversion
-// between float and 8/16-bit integers, per tensor, per axis or per block.
+// between float and 16/8/4/2-bit integers, float8 or float4e2m1, per tensor, per
+// axis or per block.
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -7,6 +8,7 @@
 #include <vector>
 
 #include "backends/cpu/thread_pool.h"
+#include "base/float8.h"
 #include "ops/common.h"
 #include "ops/quant/quant_util.h"
 
@@ -116,9 +118,9 @@ Result<DataType> quantize_out_dtype(const ir::Node& node, bool has_zp, DataType 
   } else if (od != 0) {
     t = static_cast<DataType>(od);
   }
-  if (!is_quant_int(t)) {
-    if (static_cast<int>(t) >= 17 && static_cast<int>(t) <= 26)
-      return node_error(node, narrow_type_message(static_cast<int>(t)), ErrorCode::kUnsupported);
+  if (!is_quant_int(t) && !is_quant_float(t)) {
+    if (t == static_cast<DataType>(27) || t == static_cast<DataType>(28))
+      return node_error(node, "quantizing to float6 is not supported", ErrorCode::kUnsupported);
     return node_error(node, std::string("cannot quantize to ") + dtype_name(t));
   }
   return t;
@@ -128,7 +130,7 @@ Status infer_quantize(InferContext& ctx) {
   DataType xt = ctx.input_dtype(0);
   if (!dtype_is_float(xt) && xt != DataType::kInt32)
     return ctx.error(std::string("input must be float or int32, got ") + dtype_name(xt));
-  if (xt == DataType::kFloat8E4M3) return ctx.unsupported("float8 input is not supported");
+  if (dtype_is_narrow(xt)) return ctx.error(std::string("input must be float or int32, got ") + dtype_name(xt));
   KILN_RETURN_IF_ERROR(check_scale_dtype(ctx.node(), ctx.input_dtype(1)));
   KILN_ASSIGN_OR_RETURN(DataType out, quantize_out_dtype(ctx.node(), ctx.has_input(2), ctx.input_dtype(2)));
   const Shape* xs = ctx.input_shape(0);
@@ -155,26 +157,34 @@ Status ref_quantize(KernelContext& ctx) {
   int64_t p_attr = node.attrs.get_int("precision", 0);
   if (p_attr != 0) {
     prec = static_cast<DataType>(p_attr);
-    if (!dtype_is_float(prec) || prec == DataType::kFloat8E4M3)
+    if (!dtype_is_float(prec) || dtype_is_narrow(prec))
       return ctx.error("precision must name a float type, got " + std::to_string(p_attr));
   }
   std::vector<double> s = as_doubles(scale);
   std::vector<double> z = zp ? as_doubles(*zp) : std::vector<double>(s.size(), 0.0);
   for (double& v : s) v = round_to(v, prec);
+  // Float targets: y = cast(x / scale + zero_point); `saturate` (opset 19) picks
+  // what overflow becomes, float4e2m1 always saturates.
+  const MiniFloatFormat* fmt = minifloat_format(out);
+  const bool saturate = out == DataType::kFloat4E2M1 || node.opset < 19 || node.attrs.get_int("saturate", 1) != 0;
   Tensor& y = ctx.output(0);
+  uint8_t* y8 = static_cast<uint8_t*>(y.data());
   for (int64_t o = 0, e = 0; o < L.outer; ++o)
     for (int64_t j = 0; j < L.n; ++j)
       for (int64_t i = 0; i < L.inner; ++i, ++e) {
         int64_t p = L.index(o, j, i);
         double q = round_to(round_to(x.get_as_double(e), prec) / s[p], prec);
-        y.set_from_double(e, saturate_round(std::nearbyint(q) + z[p], out));
+        if (fmt)
+          y8[e] = double_to_minifloat(round_to(q + z[p], prec), *fmt, saturate);
+        else
+          y.set_from_double(e, saturate_round(std::nearbyint(q) + z[p], out));
       }
   return Status();
 }
 
 // ---------------------------------------------------------------- DequantizeLinear
 
-bool is_dequant_input(DataType t) { return is_quant_int(t) || t == DataType::kInt32; }
+bool is_dequant_input(DataType t) { return is_quant_int(t) || is_quant_float(t) || t == DataType::kInt32; }
 
 Result<DataType> dequantize_out_dtype(const ir::Node& node, DataType scale) {
   int64_t od = node.opset >= 23 ? node.attrs.get_int("output_dtype", 0) : 0;
@@ -187,11 +197,7 @@ Result<DataType> dequantize_out_dtype(const ir::Node& node, DataType scale) {
 
 Status infer_dequantize(InferContext& ctx) {
   DataType xt = ctx.input_dtype(0);
-  if (!is_dequant_input(xt)) {
-    int code = static_cast<int>(xt);
-    if (code >= 17 && code <= 26) return ctx.unsupported(narrow_type_message(code));
-    return ctx.error(std::string("cannot dequantize ") + dtype_name(xt));
-  }
+  if (!is_dequant_input(xt)) return ctx.error(std::string("cannot dequantize ") + dtype_name(xt));
   KILN_RETURN_IF_ERROR(check_scale_dtype(ctx.node(), ctx.input_dtype(1)));
   if (ctx.has_input(2) && ctx.input_dtype(2) != xt)
     return ctx.error(std::string("zero point type ") + dtype_name(ctx.input_dtype(2)) + " differs from input type " +

@@ -99,7 +99,7 @@ TEST(SelectOps, CastFloatEdgeCases) {
 }
 
 TEST(SelectOps, CastRejectsUnsupportedTypes) {
-  for (int64_t to : {8, 14, 17, 19, 21, 22, 23, 26, 99}) {
+  for (int64_t to : {8, 14, 27, 28, 99}) {
     OpCase c("Cast", 21);
     c.attr("to", ir::Attribute::from_int(to));
     c.input(DataType::kFloat32, {2});
