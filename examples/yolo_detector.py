@@ -4,10 +4,11 @@
     python examples/yolo_detector.py                         # generated model and scene
     python examples/yolo_detector.py --model yolov8n.onnx --image bus.png --size 640 \\
         --classes 80 --out detections.png
+    python examples/yolo_detector.py --device cpu    # default: cuda if kiln finds a GPU
 
 Letterbox preprocessing (resize keeping the aspect ratio, pad with 114), an engine
 built from ONNX and saved to a file, inference through the binding-address flow of
-ultralytics' TensorRT backend (execute_v2), YOLOv8 box decoding ([1, 4 + classes,
+ultralytics' TensorRT backend (execute_v2; device buffers on the GPU), YOLOv8 box decoding ([1, 4 + classes,
 anchors] with cx, cy, w, h), class-aware NMS, and boxes drawn into a PNG written
 with zlib. Without --model it uses a small generated detector whose hand-set
 weights find red, green and blue squares, and a generated scene holding some.
@@ -182,10 +183,17 @@ def decode(output: np.ndarray, ratio: float, pad: tuple[int, int], image_shape, 
 
 # ------------------------------------------------------------------ the engine
 
-def build_engine_file(onnx_path: str, engine_path: str, logger: kiln.Logger, half: bool = False) -> None:
+def default_device() -> str:
+    return "cuda" if kiln.cuda_device_count() > 0 else "cpu"
+
+
+def build_engine_file(onnx_path: str, engine_path: str, logger: kiln.Logger, half: bool = False,
+                      device: str = "cpu") -> None:
     builder = kiln.Builder(logger)
     config = builder.create_builder_config()
     config.set_memory_pool_limit(kiln.MemoryPoolType.WORKSPACE, 1 << 30)
+    if device == "cuda":
+        config.set_device(kiln.DeviceType.CUDA)
     network = builder.create_network(1 << int(kiln.NetworkDefinitionCreationFlag.EXPLICIT_BATCH))
     parser = kiln.OnnxParser(network, logger)
     if not parser.parse_from_file(onnx_path):
@@ -201,25 +209,32 @@ Binding = namedtuple("Binding", ("name", "dtype", "shape", "data", "ptr"))
 
 
 class EngineBackend:
-    """The binding table of ultralytics' TensorRT 10 backend, on host memory."""
+    """The binding table of ultralytics' TensorRT 10 backend: host arrays for a CPU
+    engine, device arrays (kiln.DeviceArray; ultralytics uses torch CUDA tensors) for a
+    CUDA one."""
 
     def __init__(self, engine_path: str, logger: kiln.Logger):
         with open(engine_path, "rb") as f, kiln.Runtime(logger) as runtime:
             self.model = runtime.deserialize_cuda_engine(f.read())
         self.context = self.model.create_execution_context()
+        self.on_gpu = self.model.device == "cuda"
         self.bindings = OrderedDict()
         self.output_names = []
         for i in range(self.model.num_io_tensors):
             name = self.model.get_tensor_name(i)
-            dtype = kiln.nptype(self.model.get_tensor_dtype(name))
+            dtype = self.model.get_tensor_dtype(name)
             if self.model.get_tensor_mode(name) == kiln.TensorIOMode.INPUT:
                 if -1 in self.model.get_tensor_shape(name):  # dynamic: use the profile's max
                     self.context.set_input_shape(name, self.model.get_tensor_profile_shape(name, 0)[2])
             else:
                 self.output_names.append(name)
             shape = tuple(self.context.get_tensor_shape(name))
-            data = np.empty(shape, dtype=dtype)
-            self.bindings[name] = Binding(name, dtype, shape, data, data.ctypes.data)
+            if self.on_gpu:
+                data = kiln.DeviceArray.empty(shape, dtype)
+                self.bindings[name] = Binding(name, kiln.nptype(dtype), shape, data, data.ptr)
+            else:
+                data = np.empty(shape, dtype=kiln.nptype(dtype))
+                self.bindings[name] = Binding(name, kiln.nptype(dtype), shape, data, data.ctypes.data)
         self.binding_addrs = OrderedDict((n, d.ptr) for n, d in self.bindings.items())
         self.input_name = next(n for n in self.bindings if n not in self.output_names)
 
@@ -227,9 +242,13 @@ class EngineBackend:
         s = self.bindings[self.input_name].shape
         assert im.shape == s, f"input size {im.shape} not equal to model size {s}"
         im = np.ascontiguousarray(im, dtype=self.bindings[self.input_name].dtype)
-        self.binding_addrs[self.input_name] = im.ctypes.data
-        self.context.execute_v2(list(self.binding_addrs.values()))  # synchronous on the CPU
-        return [self.bindings[x].data for x in sorted(self.output_names)]
+        if self.on_gpu:
+            self.bindings[self.input_name].data.copy_from_host(im)  # upload into the bound buffer
+        else:
+            self.binding_addrs[self.input_name] = im.ctypes.data
+        self.context.execute_v2(list(self.binding_addrs.values()))  # synchronous
+        outputs = [self.bindings[x].data for x in sorted(self.output_names)]
+        return [o.copy_to_host() for o in outputs] if self.on_gpu else outputs
 
 
 def main(argv=None) -> int:
@@ -240,6 +259,8 @@ def main(argv=None) -> int:
     ap.add_argument("--conf", type=float, default=0.5)
     ap.add_argument("--iou", type=float, default=0.25)
     ap.add_argument("--out", default="detections.png", help="PNG with the boxes drawn")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default=default_device(),
+                    help="where the engine runs (default: cuda when kiln finds a GPU)")
     args = ap.parse_args(argv)
 
     logger = kiln.Logger(kiln.Logger.WARNING)
@@ -253,7 +274,7 @@ def main(argv=None) -> int:
         else:
             names = None
         engine_path = os.path.join(tmp, "detector.engine")
-        build_engine_file(model, engine_path, logger)
+        build_engine_file(model, engine_path, logger, device=args.device)
         backend = EngineBackend(engine_path, logger)
 
         if args.image:

@@ -19,9 +19,16 @@ Names follow TensorRT's Python API, so moving over is mostly a change of import:
 Errors raise kiln.KilnError subclasses carrying kiln's message (InvalidArgumentError
 and OutOfRangeError are also ValueErrors, NotFoundError a LookupError, ...).
 
-This build runs engines on the CPU; execute_async_v3 and friends run synchronously
-there and ignore the stream handle. CUDA tensors are refused with a clear error until
-the CUDA backend lands.
+Engines run on the CPU (the default) or on a CUDA GPU::
+
+    config.set_device(kiln.DeviceType.CUDA)          # config.device_index picks the GPU
+    ...
+    x = torch.randn(1, 3, 224, 224, device="cuda")
+    outputs = context.infer({"images": x})           # {name: torch CUDA tensor}, no copies
+
+CUDA engines take host or device memory anywhere a buffer goes (numpy, torch, cupy,
+kiln.DeviceArray, int addresses); execute_async_v3(stream) enqueues on a cudaStream_t.
+kiln.cuda_device_count() says whether a GPU is usable, cuda_unavailable_reason() why not.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from ._kiln import (
     BuilderConfig,
     BuilderFlag,
     DataType,
+    DeviceArray,
     DeviceType,
     ElementWiseOperation,
     Engine,
@@ -53,9 +61,14 @@ from ._kiln import (
     OptimizationProfile,
     ParserError,
     PoolingType,
+    RunTiming,
     Runtime,
     TensorIOMode,
     __version__,
+    cuda_device_capability,
+    cuda_device_count,
+    cuda_device_name,
+    cuda_unavailable_reason,
     dtype_name,
     dtype_size,
     nptype,

@@ -1,4 +1,5 @@
-// Arrays across the boundary: numpy / DLPack / __array_interface__ in, numpy out.
+// Host arrays across the boundary: numpy / DLPack / __array_interface__ in, numpy out.
+// Device (CUDA) arrays are in device_array.cc.
 #include <nanobind/stl/string.h>
 
 #include <cstring>
@@ -7,11 +8,9 @@
 
 namespace kiln::py {
 
-namespace {
-
 namespace dl = nb::dlpack;
 
-DataType from_dlpack(dl::dtype t) {
+DataType dtype_from_dlpack(dl::dtype t) {
   if (t.lanes != 1) return DataType::kUndefined;
   switch (static_cast<dl::dtype_code>(t.code)) {
     case dl::dtype_code::Float:
@@ -40,7 +39,7 @@ DataType from_dlpack(dl::dtype t) {
   }
 }
 
-dl::dtype to_dlpack(DataType t) {
+dl::dtype dtype_to_dlpack(DataType t, bool bf16_as_uint16) {
   auto mk = [](dl::dtype_code c, int bits) {
     dl::dtype d;
     d.code = static_cast<uint8_t>(c);
@@ -75,22 +74,18 @@ dl::dtype to_dlpack(DataType t) {
       return mk(dl::dtype_code::Bool, 8);
     // numpy has no bfloat16: exported as its uint16 bits, then viewed (see to_numpy).
     case DataType::kBFloat16:
-      return mk(dl::dtype_code::UInt, 16);
+      return bf16_as_uint16 ? mk(dl::dtype_code::UInt, 16) : mk(dl::dtype_code::Bfloat, 16);
     default:
       raise(ErrorCode::kUnsupported, std::string("cannot return a ") + dtype_name(t) + " tensor to Python");
   }
 }
 
-[[noreturn]] void raise_cuda(const std::string& what) {
-  raise(ErrorCode::kUnsupported, what +
-                                     " is in CUDA device memory, but CUDA engines are not available in this build yet; "
-                                     "pass host memory (e.g. tensor.cpu().numpy())");
-}
+namespace {
 
-const char* device_name(int device_type) {
+const char* dlpack_device_name(int device_type) {
   switch (device_type) {
     case 2:
-      return "CUDA";
+      return "CUDA device";
     case 3:
       return "CUDA pinned host";
     case 4:
@@ -106,6 +101,34 @@ const char* device_name(int device_type) {
     default:
       return "non-CPU";
   }
+}
+
+}  // namespace
+
+MemoryLocation memory_location(nb::handle obj) {
+  MemoryLocation loc;
+  if (nb::hasattr(obj, "__dlpack_device__")) {
+    nb::object dev = obj.attr("__dlpack_device__")();
+    loc.device_type = nb::cast<int>(dev[0]);
+    loc.device_id = nb::cast<int>(dev[1]);
+  } else if (nb::hasattr(obj, "__cuda_array_interface__")) {
+    loc.device_type = nb::device::cuda::value;
+    loc.device_id = -1;
+  }
+  return loc;
+}
+
+std::string MemoryLocation::describe() const {
+  std::string s = std::string(dlpack_device_name(device_type)) + " memory";
+  if (is_cuda() && device_id >= 0) s += " (cuda:" + std::to_string(device_id) + ")";
+  return s;
+}
+
+namespace {
+
+[[noreturn]] void raise_cuda(const std::string& what) {
+  raise(ErrorCode::kUnsupported,
+        what + " is in CUDA device memory; kiln reads it from host memory (pass e.g. tensor.cpu().numpy())");
 }
 
 nb::object numpy() { return nb::module_::import_("numpy"); }
@@ -129,14 +152,9 @@ bool is_array_like(nb::handle obj) {
 HostArray host_array(nb::handle obj_in, const std::string& what, bool writable) {
   nb::object obj = nb::borrow(obj_in);
   if (obj.is_none()) raise(ErrorCode::kInvalidArgument, what + " is None, expected an array");
-  if (nb::hasattr(obj, "__cuda_array_interface__")) raise_cuda(what);
-  if (nb::hasattr(obj, "__dlpack_device__")) {
-    nb::object dev = obj.attr("__dlpack_device__")();
-    int type = nb::cast<int>(dev[0]);
-    if (type == 2 || type == 13) raise_cuda(what);
-    if (type != 1 && type != 3)
-      raise(ErrorCode::kUnsupported, what + " is in " + device_name(type) + " memory; kiln reads host memory");
-  }
+  MemoryLocation loc = memory_location(obj);
+  if (loc.is_cuda()) raise_cuda(what);
+  if (!loc.is_host()) raise(ErrorCode::kUnsupported, what + " is in " + loc.describe() + "; kiln reads host memory");
   bool bf16 = is_bfloat16_numpy(obj);
   if (bf16) obj = obj.attr("view")("uint16");
   // Objects with only __array_interface__ (or Python lists) go through numpy, which
@@ -175,11 +193,11 @@ HostArray host_array(nb::handle obj_in, const std::string& what, bool writable) 
   if (!ok)
     raise(ErrorCode::kInvalidArgument,
           what + (writable ? " must be a writable C-contiguous host array" : " could not be read as a host array"));
-  if (h.array.device_type() == 2 || h.array.device_type() == 13) raise_cuda(what);
-  if (h.array.device_type() != nb::device::cpu::value && h.array.device_type() != 3)
-    raise(ErrorCode::kUnsupported,
-          what + " is in " + device_name(h.array.device_type()) + " memory; kiln reads host memory");
-  DataType dt = bf16 ? DataType::kBFloat16 : from_dlpack(h.array.dtype());
+  MemoryLocation imported{static_cast<int>(h.array.device_type()), h.array.device_id()};
+  if (imported.is_cuda()) raise_cuda(what);
+  if (!imported.is_host())
+    raise(ErrorCode::kUnsupported, what + " is in " + imported.describe() + "; kiln reads host memory");
+  DataType dt = bf16 ? DataType::kBFloat16 : dtype_from_dlpack(h.array.dtype());
   if (dt == DataType::kUndefined)
     raise(ErrorCode::kUnsupported, what + " has an element type kiln does not support (DLPack code " +
                                        std::to_string(h.array.dtype().code) + ", " +
@@ -199,14 +217,14 @@ nb::object numpy_dtype(DataType t) {
       raise(ErrorCode::kUnsupported, "bfloat16 needs the ml_dtypes package (pip install ml_dtypes)");
     }
   }
-  if (t == DataType::kUndefined || t == DataType::kString || t == DataType::kFloat8E4M3)
+  if (t == DataType::kUndefined || t == DataType::kString || dtype_is_narrow(t))
     raise(ErrorCode::kUnsupported, std::string("no numpy dtype for ") + dtype_name(t));
   return numpy().attr("dtype")(dtype_name(t));
 }
 
 nb::object to_numpy(Tensor t) {
   DataType dt = t.dtype();
-  dl::dtype code = to_dlpack(dt);
+  dl::dtype code = dtype_to_dlpack(dt, /*bf16_as_uint16=*/true);
   auto* held = new Tensor(std::move(t));
   nb::capsule owner(held, [](void* p) noexcept { delete static_cast<Tensor*>(p); });
   std::vector<size_t> shape;

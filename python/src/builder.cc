@@ -6,6 +6,7 @@
 
 #include <filesystem>
 
+#include "backends/cuda/api.h"
 #include "common.h"
 
 namespace kiln::py {
@@ -28,6 +29,13 @@ nb::list dims_list3(const Dims& a, const Dims& b, const Dims& c) {
     l.append(nb::tuple(t));
   }
   return l;
+}
+
+bool cuda_capability_at_least(int major, int minor) {
+  if (cuda::device_count() == 0) return false;
+  auto info = cuda::device_info(0);
+  return info.ok() &&
+         (info.value().cc_major > major || (info.value().cc_major == major && info.value().cc_minor >= minor));
 }
 
 std::vector<uint8_t> build(PyBuilder& b, const NetworkDefinition* network, const BuilderConfig* config) {
@@ -118,8 +126,14 @@ void register_builder(nb::module_& m) {
       .def_prop_ro("num_optimization_profiles", [](const BuilderConfig& c) { return c.profiles().size(); })
       .def_prop_rw("builder_optimization_level", &BuilderConfig::optimization_level,
                    &BuilderConfig::set_optimization_level, "0 (fastest build) .. 5 (widest search); default 3.")
-      .def_prop_rw("device", &BuilderConfig::device, &BuilderConfig::set_device, "Target device; default CPU.")
-      .def_prop_rw("default_device_type", &BuilderConfig::device, &BuilderConfig::set_device, "Alias of `device`.")
+      .def_prop_rw("device", &BuilderConfig::device, &BuilderConfig::set_device,
+                   "Where the engine will run: DeviceType.CPU (default) or DeviceType.CUDA.")
+      .def("set_device", &BuilderConfig::set_device, nb::arg("device"), "Sets `device`.")
+      .def_prop_rw("default_device_type", &BuilderConfig::device, &BuilderConfig::set_device,
+                   "Alias of `device` (TensorRT's name).")
+      .def_prop_rw("device_index", &BuilderConfig::device_index, &BuilderConfig::set_device_index,
+                   "CUDA device the engine is built (and its kernels timed) on; default 0.")
+      .def("set_device_index", &BuilderConfig::set_device_index, nb::arg("index"), "Sets `device_index`.")
       .def("set_metadata", &BuilderConfig::set_metadata, nb::arg("key"), nb::arg("value"),
            "Free-form metadata stored in the engine (Engine.metadata).")
       .def_prop_ro("metadata", &BuilderConfig::metadata);
@@ -152,12 +166,16 @@ void register_builder(nb::module_& m) {
           nb::arg("network").none(), nb::arg("config").none() = nb::none(),
           nb::sig("def build_engine(self, network: NetworkDefinition, config: BuilderConfig | None = None) -> Engine"),
           "TensorRT 7/8 style: builds and deserializes in one step.")
-      .def_prop_ro("platform_has_fast_fp16", &PyBuilder::platform_has_fast_fp16,
-                   "Whether the platform has fast FP16 (a CUDA device of sm_53+); False on the CPU.")
+      .def_prop_ro(
+          "platform_has_fast_fp16",
+          [](const PyBuilder& b) { return b.platform_has_fast_fp16() || cuda_capability_at_least(5, 3); },
+          "Whether the platform has fast FP16: CUDA device 0 is sm_53 or newer.")
       .def_prop_ro(
           "platform_has_fast_int8", [](const PyBuilder&) { return false; },
           "Whether the platform has fast INT8 kernels; False in this build.")
-      .def_prop_ro("platform_has_tf32", [](const PyBuilder&) { return false; })
+      .def_prop_ro(
+          "platform_has_tf32", [](const PyBuilder&) { return cuda_capability_at_least(8, 0); },
+          "Whether FP32 layers can use TF32 tensor cores: CUDA device 0 is sm_80 or newer.")
       .def_prop_ro(
           "logger", [](const PyBuilder& b) { return b.logger; }, nb::rv_policy::reference);
   add_context_manager(builder);

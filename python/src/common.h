@@ -33,6 +33,24 @@ T unwrap(Result<T>&& r) {
   return std::move(r).value();
 }
 
+/// Where an array's memory lives, from __dlpack_device__ (DLPack device type and id)
+/// or __cuda_array_interface__, read without importing the array.
+struct MemoryLocation {
+  int device_type = 1;  ///< DLPack: 1 CPU, 2 CUDA, 3 CUDA pinned host, 13 CUDA managed
+  int device_id = 0;    ///< -1 when unknown (__cuda_array_interface__ does not say)
+  bool is_host() const { return device_type == 1 || device_type == 3; }
+  bool is_cuda() const { return device_type == 2 || device_type == 13; }
+  /// "CUDA device memory (cuda:0)".
+  std::string describe() const;
+};
+MemoryLocation memory_location(nb::handle obj);
+
+/// DLPack dtype <-> kiln DataType (kUndefined for a dtype kiln lacks).
+DataType dtype_from_dlpack(nb::dlpack::dtype t);
+/// Raises UnsupportedError for a dtype with no DLPack code; numpy has no bfloat16,
+/// so `bf16_as_uint16` exports its bits as uint16 (viewed as ml_dtypes.bfloat16 later).
+nb::dlpack::dtype dtype_to_dlpack(DataType t, bool bf16_as_uint16);
+
 /// Host memory seen through DLPack / the buffer protocol / __array_interface__,
 /// kept alive by `array` while `tensor` views it.
 struct HostArray {
@@ -43,8 +61,8 @@ struct HostArray {
 
 /// Imports `obj` (numpy array, DLPack tensor, object with __array_interface__)
 /// as a C-contiguous host array without copying when it already is one.
-/// Raises UnsupportedError naming `what` for CUDA memory (no CUDA backend yet)
-/// and InvalidArgumentError for anything that is not an array.
+/// Raises UnsupportedError naming `what` for device memory and
+/// InvalidArgumentError for anything that is not an array.
 HostArray host_array(nb::handle obj, const std::string& what, bool writable);
 
 /// True when `obj` looks like an array (DLPack, buffer, array interfaces).
@@ -55,6 +73,47 @@ nb::object to_numpy(Tensor t);
 
 /// A numpy dtype for a kiln DataType (ml_dtypes.bfloat16 for bfloat16).
 nb::object numpy_dtype(DataType t);
+
+/// Which library made a CUDA array: outputs kiln allocates are returned as the same kind.
+enum class DeviceFramework { kNone, kTorch, kCupy };
+
+/// CUDA device memory seen through DLPack or __cuda_array_interface__, used in place.
+struct DeviceArrayRef {
+  nb::object keep;      ///< the object whose memory `tensor` views
+  nb::ndarray<> array;  ///< the DLPack import (empty for __cuda_array_interface__)
+  Tensor tensor;        ///< a view of device memory: dtype, dims and pointer
+  int device = -1;      ///< CUDA device index (-1 when the producer does not say)
+  DeviceFramework framework = DeviceFramework::kNone;
+};
+
+/// Imports a C-contiguous CUDA array without copying. Raises InvalidArgumentError
+/// naming `what` for a strided, read-only (when `writable`) or unsupported-dtype
+/// array. Producer streams are made visible to CUDA's legacy default stream: DLPack
+/// producers are asked for that stream, a __cuda_array_interface__ "stream" is waited for.
+DeviceArrayRef device_array(nb::handle obj, const std::string& what, bool writable);
+
+/// Allocates a CUDA output of `dtype` x `dims` on `device` and returns it as a torch
+/// tensor, a cupy array or a kiln.DeviceArray (kNone); `*data` receives its pointer.
+nb::object device_output(DataType dtype, const Dims& dims, int device, DeviceFramework framework, void** data);
+
+/// Makes `device` current for the calling thread and restores the previous device after.
+class DeviceScope {
+ public:
+  explicit DeviceScope(int device);
+  ~DeviceScope();
+  DeviceScope(const DeviceScope&) = delete;
+  DeviceScope& operator=(const DeviceScope&) = delete;
+
+ private:
+  int previous_ = -1;
+};
+
+/// Waits for the work queued on CUDA's legacy default stream of the current device:
+/// where device_array() made the producers' work visible.
+void sync_default_stream();
+
+/// Copies `bytes` between any two of host and device memory and waits; errors name `what`.
+void device_copy(void* dst, const void* src, size_t bytes, const std::string& what);
 
 /// Weights for a layer: `obj` as a host tensor; floating-point weights are cast
 /// to `float_target` when it is a float type and differs (numpy's default
@@ -97,5 +156,6 @@ void register_logger(nb::module_& m);
 void register_network(nb::module_& m);
 void register_builder(nb::module_& m);
 void register_runtime(nb::module_& m);
+void register_device(nb::module_& m);
 
 }  // namespace kiln::py

@@ -86,11 +86,21 @@ void register_types(nb::module_& m) {
                 .value("UINT32", DataType::kUInt32)
                 .value("UINT64", DataType::kUInt64)
                 .value("BFLOAT16", DataType::kBFloat16)
-                .value("FP8", DataType::kFloat8E4M3);
+                .value("FLOAT8E4M3FN", DataType::kFloat8E4M3FN)
+                .value("FLOAT8E4M3FNUZ", DataType::kFloat8E4M3FNUZ)
+                .value("FLOAT8E5M2", DataType::kFloat8E5M2)
+                .value("FLOAT8E5M2FNUZ", DataType::kFloat8E5M2FNUZ)
+                .value("UINT4", DataType::kUInt4)
+                .value("INT4", DataType::kInt4)
+                .value("FLOAT4E2M1", DataType::kFloat4E2M1)
+                .value("FLOAT8E8M0", DataType::kFloat8E8M0)
+                .value("UINT2", DataType::kUInt2)
+                .value("INT2", DataType::kInt2);
   dt.attr("FLOAT") = dt.attr("FLOAT32");
   dt.attr("HALF") = dt.attr("FLOAT16");
   dt.attr("DOUBLE") = dt.attr("FLOAT64");
   dt.attr("BF16") = dt.attr("BFLOAT16");
+  dt.attr("FP8") = dt.attr("FLOAT8E4M3FN");
 
   m.def("dtype_size", &dtype_size, nb::arg("dtype"), "Bytes per element (0 for UNDEFINED/STRING).");
   m.def(
@@ -216,5 +226,6 @@ NB_MODULE(_kiln, m) {
   register_logger(m);
   register_network(m);
   register_builder(m);
+  register_device(m);
   register_runtime(m);
 }

@@ -1,40 +1,19 @@
-// Runtime, Engine and ExecutionContext, including the high-level infer().
-// On the CPU every execute call runs synchronously; stream handles are accepted
-// for TensorRT compatibility and ignored.
+// Runtime, Engine and ExecutionContext bindings. What the context does (binding
+// buffers, streams, infer) is in context.cc.
 #include <nanobind/stl/map.h>
+#include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/unique_ptr.h>
 #include <nanobind/stl/vector.h>
 
 #include <map>
 
-#include "common.h"
+#include "context.h"
 #include "runtime/engine_data.h"
 
 namespace kiln::py {
 
 namespace {
-
-nb::tuple dims_tuple(const Dims& d) {
-  nb::list l;
-  for (int64_t v : d) l.append(v);
-  return nb::tuple(l);
-}
-
-std::string io_names(const Engine& e, TensorIOMode mode) {
-  std::string s;
-  for (int i = 0; i < e.num_io_tensors(); ++i) {
-    std::string n = e.get_tensor_name(i);
-    if (mode == TensorIOMode::kNone || e.get_tensor_mode(n) == mode) s += (s.empty() ? "" : ", ") + n;
-  }
-  return s;
-}
-
-void require_io(const Engine& e, const std::string& name) {
-  if (e.get_tensor_mode(name) == TensorIOMode::kNone)
-    raise(ErrorCode::kNotFound, "'" + name + "' is not an input or output of this engine (tensors: " +
-                                    io_names(e, TensorIOMode::kNone) + ")");
-}
 
 std::string binding_name(const Engine& e, int index) {
   if (index < 0 || index >= e.num_io_tensors())
@@ -49,179 +28,6 @@ std::string binding_arg(const Engine& e, nb::handle b) {
   if (PyLong_Check(b.ptr())) return binding_name(e, nb::cast<int>(b));
   if (PyUnicode_Check(b.ptr())) return nb::cast<std::string>(b);
   throw nb::type_error("expected a binding index (int) or a tensor name (str)");
-}
-
-std::string numpy_hint(DataType t) {
-  return t == DataType::kBFloat16 ? "ml_dtypes.bfloat16" : std::string("numpy.") + dtype_name(t);
-}
-
-// numpy.int64(address) and friends are addresses, not 0-d arrays.
-bool is_numpy_integer(nb::handle obj) {
-  if (!PyIndex_Check(obj.ptr())) return false;
-  nb::object np = nb::module_::import_("numpy");
-  return PyObject_IsInstance(obj.ptr(), np.attr("integer").ptr()) == 1;
-}
-
-// An ExecutionContext plus the Python objects whose memory it has been given.
-struct PyContext {
-  struct Bound {
-    void* ptr = nullptr;
-    nb::ndarray<> array;  // keeps the memory behind ptr alive (empty for raw ints)
-  };
-  std::unique_ptr<ExecutionContext> ctx;
-  nb::object engine;  // ctx points into the Engine: keep it alive
-  std::map<std::string, Bound> bound;
-
-  const Engine& eng() const { return ctx->engine(); }
-
-  void set_address(const std::string& name, nb::handle obj) {
-    require_io(eng(), name);
-    const bool output = eng().get_tensor_mode(name) == TensorIOMode::kOutput;
-    Bound b;
-    if (obj.is_none()) {
-      b.ptr = nullptr;
-    } else if (PyLong_Check(obj.ptr()) || is_numpy_integer(obj)) {
-      b.ptr = reinterpret_cast<void*>(static_cast<uintptr_t>(nb::cast<uint64_t>(nb::int_(obj))));
-    } else if (is_array_like(obj)) {
-      HostArray h = host_array(obj, std::string(output ? "output" : "input") + " '" + name + "'", output);
-      if (h.tensor.dtype() != eng().get_tensor_dtype(name))
-        raise(ErrorCode::kInvalidArgument, "tensor '" + name + "' is " + dtype_name(eng().get_tensor_dtype(name)) +
-                                               " but the array is " + dtype_name(h.tensor.dtype()));
-      b.ptr = h.tensor.data();
-      b.array = h.array;
-    } else {
-      // Anything convertible to an address (pycuda's DeviceAllocation, ctypes pointers).
-      nb::object as_int = nb::steal(PyNumber_Long(obj.ptr()));
-      if (!as_int.is_valid()) {
-        PyErr_Clear();
-        raise(ErrorCode::kInvalidArgument, "set_tensor_address('" + name + "'): expected an int address or an array");
-      }
-      b.ptr = reinterpret_cast<void*>(static_cast<uintptr_t>(nb::cast<uint64_t>(as_int)));
-    }
-    check(ctx->set_tensor_address(name, b.ptr));
-    bound[name] = std::move(b);
-  }
-
-  // infer() binds its own buffers; afterwards the ones set through the API come back.
-  void restore_addresses() {
-    for (int i = 0; i < eng().num_io_tensors(); ++i) {
-      std::string n = eng().get_tensor_name(i);
-      auto it = bound.find(n);
-      (void)ctx->set_tensor_address(n, it != bound.end() ? it->second.ptr : nullptr);
-    }
-  }
-
-  void execute() {
-    Status s;
-    {
-      nb::gil_scoped_release unlocked;
-      s = ctx->execute();
-    }
-    check(s);
-  }
-
-  nb::dict infer(nb::handle inputs, nb::handle outputs);
-};
-
-struct RestoreGuard {
-  PyContext& c;
-  ~RestoreGuard() { c.restore_addresses(); }
-};
-
-nb::dict PyContext::infer(nb::handle inputs, nb::handle outputs) {
-  const Engine& e = eng();
-  std::vector<std::string> in_names, out_names;
-  for (int i = 0; i < e.num_io_tensors(); ++i) {
-    std::string n = e.get_tensor_name(i);
-    (e.get_tensor_mode(n) == TensorIOMode::kInput ? in_names : out_names).push_back(n);
-  }
-  std::vector<std::pair<std::string, nb::handle>> items;
-  if (PyDict_Check(inputs.ptr())) {
-    for (auto [k, v] : nb::borrow<nb::dict>(inputs)) {
-      if (!PyUnicode_Check(k.ptr())) raise(ErrorCode::kInvalidArgument, "infer(): input names must be str");
-      items.emplace_back(nb::cast<std::string>(k), v);
-    }
-  } else if (in_names.size() == 1 && is_array_like(inputs)) {
-    items.emplace_back(in_names[0], inputs);
-  } else {
-    raise(ErrorCode::kInvalidArgument,
-          "infer() takes a dict {input name: array}; the engine's inputs are: " + io_names(e, TensorIOMode::kInput));
-  }
-  std::map<std::string, HostArray> arrays;
-  for (auto& [name, obj] : items) {
-    if (e.get_tensor_mode(name) != TensorIOMode::kInput)
-      raise(ErrorCode::kNotFound,
-            "'" + name + "' is not an input of this engine (inputs: " + io_names(e, TensorIOMode::kInput) + ")");
-    HostArray h = host_array(obj, "input '" + name + "'", false);
-    DataType want = e.get_tensor_dtype(name);
-    if (h.tensor.dtype() != want)
-      raise(ErrorCode::kInvalidArgument, "input '" + name + "' expects " + dtype_name(want) + ", got " +
-                                             dtype_name(h.tensor.dtype()) + " (convert with .astype(" +
-                                             numpy_hint(want) + "))");
-    arrays[name] = std::move(h);
-  }
-  for (auto& n : in_names)
-    if (!arrays.count(n))
-      raise(ErrorCode::kNotFound, "missing input '" + n + "' (inputs: " + io_names(e, TensorIOMode::kInput) + ")");
-
-  RestoreGuard guard{*this};
-  nb::dict result;
-  if (outputs.is_none()) {
-    std::map<std::string, Tensor> views;
-    for (auto& [n, h] : arrays) views[n] = h.tensor;
-    Result<std::map<std::string, Tensor>> r = Status();
-    {
-      nb::gil_scoped_release unlocked;
-      r = ctx->infer(views);
-    }
-    auto outs = unwrap(std::move(r));
-    for (auto& n : out_names) {
-      auto it = outs.find(n);
-      if (it != outs.end()) result[n.c_str()] = to_numpy(std::move(it->second));
-    }
-    return result;
-  }
-
-  // Caller-provided outputs: bind them and write in place; missing ones are allocated.
-  if (!PyDict_Check(outputs.ptr())) raise(ErrorCode::kInvalidArgument, "infer(): outputs must be a dict {name: array}");
-  nb::dict given = nb::borrow<nb::dict>(outputs);
-  for (auto [k, v] : given) {
-    std::string n = nb::cast<std::string>(k);
-    if (e.get_tensor_mode(n) != TensorIOMode::kOutput)
-      raise(ErrorCode::kNotFound,
-            "'" + n + "' is not an output of this engine (outputs: " + io_names(e, TensorIOMode::kOutput) + ")");
-  }
-  for (auto& [n, h] : arrays) {
-    check(ctx->set_input_shape(n, h.tensor.dims()));
-    check(ctx->set_tensor_address(n, h.tensor.data()));
-  }
-  std::vector<HostArray> keep;
-  for (auto& n : out_names) {
-    Dims want = ctx->get_tensor_shape(n);
-    DataType dt = e.get_tensor_dtype(n);
-    nb::object obj;
-    if (given.contains(n.c_str())) {
-      obj = given[n.c_str()];
-    } else {
-      if (dims_volume(want) < 0)
-        raise(ErrorCode::kUnsupported, "output '" + n + "' has a data-dependent shape " + dims_to_string(want) +
-                                           "; it cannot be preallocated (call infer() without outputs=)");
-      obj = nb::module_::import_("numpy").attr("empty")(dims_tuple(want), numpy_dtype(dt));
-    }
-    HostArray h = host_array(obj, "output '" + n + "'", true);
-    if (h.tensor.dtype() != dt)
-      raise(ErrorCode::kInvalidArgument,
-            "output '" + n + "' is " + dtype_name(dt) + " but the array is " + dtype_name(h.tensor.dtype()));
-    if (h.tensor.dims() != want)
-      raise(ErrorCode::kInvalidArgument, "output '" + n + "' has shape " + dims_to_string(want) +
-                                             " for these inputs but the array has shape " +
-                                             dims_to_string(h.tensor.dims()));
-    check(ctx->set_tensor_address(n, h.tensor.data()));
-    result[n.c_str()] = obj;
-    keep.push_back(std::move(h));
-  }
-  execute();
-  return result;
 }
 
 }  // namespace
@@ -270,6 +76,8 @@ void register_runtime(nb::module_& m) {
       .def_prop_ro("weight_bytes", &Engine::weight_bytes)
       .def("inspect_json", &Engine::inspect_json, "A JSON description: I/O, profiles, layers, memory.")
       .def_prop_ro("metadata", &Engine::metadata, "User metadata stored at build time.")
+      .def_prop_ro("device", &Engine::device, "'cpu' or 'cuda': where the engine runs.")
+      .def_prop_ro("device_index", &engine_device, "CUDA device a CUDA engine runs on; -1 for CPU engines.")
       .def(
           "serialize", [](const Engine& e) { return serialized_engine_bytes(plan::serialize_engine(e.data()->model)); },
           nb::sig("def serialize(self) -> SerializedEngine"), "The engine file bytes (TensorRT 7/8 style).")
@@ -331,13 +139,27 @@ void register_runtime(nb::module_& m) {
           nb::sig("def get_profile_shape(self, profile_index: int, binding: int | str) -> list[tuple[int, ...]]"))
       .def("__repr__", [](const Engine& e) {
         return "<kiln.Engine: " + std::to_string(e.num_io_tensors()) + " I/O tensors (" +
-               io_names(e, TensorIOMode::kNone) + "), " + std::to_string(e.num_layers()) + " layers>";
+               io_names(e, TensorIOMode::kNone) + "), " + std::to_string(e.num_layers()) + " layers, " + e.device() +
+               ">";
       });
   add_context_manager(engine);
 
-  auto ctx = nb::class_<PyContext>(m, "ExecutionContext",
-                                   "Per-run state: profile, input shapes, bound buffers. TensorRT: IExecutionContext.\n"
-                                   "On the CPU every execute call runs synchronously.");
+  nb::class_<RunTiming>(m, "RunTiming", "Where the time of one run went (CUDA engines; milliseconds).")
+      .def_ro("h2d_ms", &RunTiming::h2d_ms, "Copying inputs into the engine (0 when bound in place).")
+      .def_ro("compute_ms", &RunTiming::compute_ms, "The layers.")
+      .def_ro("d2h_ms", &RunTiming::d2h_ms, "Copying outputs out (0 when bound in place).")
+      .def("__repr__", [](const RunTiming& t) {
+        return "<kiln.RunTiming h2d " + std::to_string(t.h2d_ms) + " ms, compute " + std::to_string(t.compute_ms) +
+               " ms, d2h " + std::to_string(t.d2h_ms) + " ms>";
+      });
+
+  auto ctx =
+      nb::class_<PyContext>(m, "ExecutionContext",
+                            "Per-run state: profile, input shapes, bound buffers. TensorRT: IExecutionContext.\n"
+                            "CPU engines run every execute call synchronously. CUDA engines take host or device\n"
+                            "buffers (detected per pointer; device buffers are used in place when CUDA graphs are\n"
+                            "off); execute_async_v3(stream) enqueues on a cudaStream_t without waiting, and stream 0\n"
+                            "(TensorRT's default stream) runs synchronously, after the default stream's work.");
   ctx.def_prop_ro(
          "engine", [](const PyContext& c) { return c.engine; }, nb::sig("def engine(self) -> Engine"))
       .def_prop_rw(
@@ -352,7 +174,7 @@ void register_runtime(nb::module_& m) {
           },
           nb::arg("profile_index"), nb::arg("stream_handle") = 0,
           nb::sig("def set_optimization_profile_async(self, profile_index: int, stream_handle: int = 0) -> bool"),
-          "Selects a profile (synchronous on the CPU).")
+          "Selects a profile (host state only: takes effect at once, whatever the stream).")
       .def(
           "set_input_shape",
           [](PyContext& c, const std::string& name, const Dims& shape) {
@@ -378,7 +200,9 @@ void register_runtime(nb::module_& m) {
           },
           nb::arg("name"), nb::arg("address").none(),
           nb::sig("def set_tensor_address(self, name: str, address: int | numpy.typing.ArrayLike | None) -> bool"),
-          "Binds host memory (an int address, or an array kept alive by the context) to an I/O tensor.")
+          "Binds memory to an I/O tensor: an int address, or an array kept alive by the context. CUDA\n"
+          "engines also take device memory: an int device address or a C-contiguous CUDA array\n"
+          "(torch, cupy, kiln.DeviceArray: anything with __dlpack__ or __cuda_array_interface__).")
       .def(
           "get_tensor_address",
           [](const PyContext& c, const std::string& name) {
@@ -389,12 +213,16 @@ void register_runtime(nb::module_& m) {
           nb::arg("name"))
       .def(
           "execute_async_v3",
-          [](PyContext& c, nb::handle) {
-            c.execute();
+          [](PyContext& c, uintptr_t stream) {
+            c.enqueue(stream);
             return true;
           },
           nb::arg("stream_handle") = 0, nb::sig("def execute_async_v3(self, stream_handle: int = 0) -> bool"),
-          "Runs with the bound buffers. On the CPU this is synchronous: outputs are ready on return.")
+          "Runs with the bound buffers. CUDA engines: `stream_handle` is a cudaStream_t as an int\n"
+          "(torch.cuda.current_stream().cuda_stream); the run is enqueued there and the call returns\n"
+          "without waiting (synchronize the stream before reading outputs). 0, TensorRT's default\n"
+          "stream, runs on the context's own stream after the default stream's work and waits. CPU\n"
+          "engines always run synchronously.")
       .def(
           "execute_v2",
           [](PyContext& c, const std::vector<nb::handle>& bindings) {
@@ -410,32 +238,71 @@ void register_runtime(nb::module_& m) {
           },
           nb::arg("bindings"),
           nb::sig("def execute_v2(self, bindings: collections.abc.Sequence[int | numpy.typing.ArrayLike]) -> bool"),
-          "Binds one address per I/O tensor (in engine order) and runs synchronously.")
+          "Binds one address or array per I/O tensor (in engine order; device addresses for CUDA\n"
+          "engines, e.g. tensor.data_ptr()) and runs synchronously.")
       .def(
           "execute_async_v2",
-          [](PyContext& c, const std::vector<nb::handle>& bindings, nb::handle) {
+          [](PyContext& c, const std::vector<nb::handle>& bindings, uintptr_t stream) {
             const Engine& e = c.eng();
             if (static_cast<int>(bindings.size()) != e.num_io_tensors())
               raise(ErrorCode::kInvalidArgument, "execute_async_v2: got " + std::to_string(bindings.size()) +
                                                      " bindings, the engine has " + std::to_string(e.num_io_tensors()));
             for (int i = 0; i < e.num_io_tensors(); ++i)
               c.set_address(e.get_tensor_name(i), bindings[static_cast<size_t>(i)]);
-            c.execute();
+            c.enqueue(stream);
             return true;
           },
           nb::arg("bindings"), nb::arg("stream_handle") = 0,
           nb::sig("def execute_async_v2(self, bindings: collections.abc.Sequence[int | numpy.typing.ArrayLike], "
                   "stream_handle: int = 0) -> bool"),
-          "As execute_v2 (synchronous on the CPU).")
+          "As execute_v2, with execute_async_v3's stream rules.")
+      .def_prop_rw(
+          "use_cuda_graph", [](const PyContext& c) { return c.use_cuda_graph; },
+          [](PyContext& c, bool on) {
+            c.ctx->set_use_cuda_graph(on);
+            c.use_cuda_graph = on;
+          },
+          "CUDA engines: capture each input shape's layers into a CUDA graph once and replay it.\n"
+          "Device buffers are then copied into the graph's own buffers (no longer used in place), and\n"
+          "execute_async_v3 needs a created stream (CUDA cannot capture on the legacy default stream, 1).")
+      .def_prop_rw(
+          "timing", [](const PyContext& c) { return c.timing; },
+          [](PyContext& c, bool on) {
+            c.ctx->set_timing(on);
+            c.timing = on;
+          },
+          "Record last_timing on every run (CUDA engines; adds event records).")
+      .def_prop_ro(
+          "last_timing", [](const PyContext& c) { return c.ctx->last_timing(); },
+          "RunTiming of the last run made with timing on.")
+      .def_prop_rw(
+          "profiling", [](const PyContext& c) { return c.profiling; },
+          [](PyContext& c, bool on) {
+            c.ctx->set_profiling(on);
+            c.profiling = on;
+          },
+          "Record each layer's time on the next runs (serializes the layers; no CUDA graph).")
+      .def_prop_ro(
+          "layer_times", [](const PyContext& c) { return c.ctx->layer_times(); },
+          nb::sig("def layer_times(self) -> list[tuple[str, float]]"),
+          "[(layer name, milliseconds)] of the last profiled run.")
+      .def_prop_ro(
+          "last_fallback_count", [](const PyContext& c) { return c.ctx->last_fallback_count(); },
+          "CUDA engines: layers of the last run that had no CUDA kernel and ran on the CPU.")
       .def("infer", &PyContext::infer, nb::arg("inputs"), nb::arg("outputs").none() = nb::none(),
            nb::sig(
                "def infer(self, inputs: collections.abc.Mapping[str, numpy.typing.ArrayLike] | numpy.typing.ArrayLike, "
                "outputs: collections.abc.Mapping[str, numpy.typing.ArrayLike] | None = None) -> dict[str, "
-               "numpy.typing.NDArray]"),
-           "Runs once: sets the input shapes from the arrays, binds them without copying and returns\n"
-           "{output name: numpy array}. Inputs may be numpy arrays or any host DLPack /\n"
-           "__array_interface__ object; a lone array is accepted for a one-input engine. With\n"
-           "`outputs`, results are written into those arrays (others are allocated).")
+               "typing.Any]"),
+           "Runs once and waits: sets the input shapes from the arrays, binds them without copying and\n"
+           "returns {output name: array}. Inputs may be numpy arrays or any host DLPack /\n"
+           "__array_interface__ object; a lone array is accepted for a one-input engine. CUDA engines\n"
+           "also take C-contiguous CUDA arrays (torch, cupy, anything with __dlpack__ or\n"
+           "__cuda_array_interface__), used in place; with any of those the outputs are allocated on\n"
+           "the device and returned as torch tensors (torch inputs), cupy arrays (cupy inputs) or\n"
+           "kiln.DeviceArray, else as numpy arrays. With `outputs`, results are written into those\n"
+           "arrays, host or device (others are allocated). Inputs written on any torch/cupy stream are\n"
+           "waited for; the outputs are complete on return.")
       // TensorRT 7/8 binding-index API.
       .def(
           "set_binding_shape",
@@ -461,10 +328,21 @@ void register_runtime(nb::module_& m) {
     }
     return unwrap(std::move(e));
   };
-  runtime.def(nb::init<Logger&>(), nb::arg("logger"), nb::keep_alive<1, 2>())
+  runtime
+      .def(
+          "__init__",
+          [](Runtime* self, Logger& logger, int device_index) {
+            new (self) Runtime(logger);
+            self->set_device_index(device_index);
+          },
+          nb::arg("logger"), nb::arg("device_index") = 0, nb::keep_alive<1, 2>(),
+          "A runtime; CUDA engines it deserializes run on CUDA device `device_index`.")
+      .def_prop_rw("device_index", &Runtime::device_index, &Runtime::set_device_index,
+                   "CUDA device that deserialized CUDA engines run on (default 0).")
       .def("deserialize_cuda_engine", deserialize, nb::arg("serialized_engine"),
            nb::sig("def deserialize_cuda_engine(self, serialized_engine: bytes | bytearray | memoryview) -> Engine"),
-           "Checks and loads an engine (any device; TensorRT's name).")
+           "Checks and loads an engine (CPU or CUDA; TensorRT's name). CUDA engines need a GPU of the\n"
+           "compute capability they were built for; their weights are uploaded to it here.")
       .def("deserialize_engine", deserialize, nb::arg("serialized_engine"),
            nb::sig("def deserialize_engine(self, serialized_engine: bytes | bytearray | memoryview) -> Engine"),
            "Checks and loads an engine (device-neutral name).")

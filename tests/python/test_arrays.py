@@ -157,3 +157,25 @@ def test_torch_cpu_tensors():
     x = torch.randn(1, 3, 16, 16)
     got = context.infer({"images": x})
     np.testing.assert_allclose(got["scores"], ort_run(model, {"images": x.numpy()})["scores"], atol=1e-4)
+
+
+def test_data_dependent_output_into_a_given_array():
+    graph = helper.make_graph(
+        [helper.make_node("Greater", ["x", "zero"], ["mask"]), helper.make_node("NonZero", ["mask"], ["idx"]),
+         helper.make_node("Relu", ["x"], ["y"])],
+        "nonzero", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor_value_info("idx", TensorProto.INT64, [2, "n"]),
+         helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=IR_VERSION)
+    context = engine_of(model).create_execution_context()
+    x = np.array([[1, -1, 2], [-3, 4, 0]], np.float32)
+    assert context.get_tensor_shape("idx") == (2, -1)
+    idx = np.full((2, 3), -1, np.int64)
+    out = context.infer({"x": x}, outputs={"idx": idx})
+    assert out["idx"] is idx
+    np.testing.assert_array_equal(idx, np.array(np.nonzero(x > 0)))
+    np.testing.assert_array_equal(out["y"], np.maximum(x, 0))
+    with pytest.raises(kiln.InvalidArgumentError, match="output 'idx' has shape 2x3 for these inputs but the array "
+                                                        "has shape 2x4"):
+        context.infer({"x": x}, outputs={"idx": np.zeros((2, 4), np.int64)})

@@ -172,14 +172,22 @@ def test_profile_and_build_errors():
         builder.build_serialized_network(net, config)
 
 
-def test_cuda_is_refused_clearly():
+@pytest.mark.skipif(kiln.cuda_device_count() > 0, reason="a CUDA device is present (tests/python/test_cuda.py)")
+def test_cuda_build_without_a_gpu_says_why():
     builder = kiln.Builder(kiln.Logger(kiln.Logger.INTERNAL_ERROR))
     net = builder.create_network()
     net.mark_output(net.add_activation(net.add_input("x", kiln.float32, (2,)), kiln.ActivationType.RELU).get_output(0))
     config = builder.create_builder_config()
-    config.device = kiln.DeviceType.CUDA
-    with pytest.raises(kiln.UnsupportedError, match="CUDA engines are not available"):
+    config.set_device(kiln.DeviceType.CUDA)
+    assert config.device == kiln.DeviceType.CUDA and config.default_device_type == kiln.DeviceType.CUDA
+    reason = kiln.cuda_unavailable_reason()
+    assert reason
+    with pytest.raises(kiln.UnsupportedError) as info:
         builder.build_serialized_network(net, config)
+    assert str(info.value) == "cannot build a CUDA engine: " + reason
+    with pytest.raises(kiln.KilnError, match="CUDA device 0 does not exist"):
+        kiln.DeviceArray.empty((2, 3))
+    assert not builder.platform_has_fast_fp16 and not builder.platform_has_tf32
 
 
 class FakeCudaArray:
@@ -199,8 +207,21 @@ class FakeDlpackCuda:
 
 
 @pytest.mark.parametrize("tensor", [FakeCudaArray(), FakeDlpackCuda()])
-def test_cuda_tensors_are_refused_clearly(context, tensor):
-    with pytest.raises(kiln.UnsupportedError, match="CUDA engines are not available in this build yet"):
+def test_cpu_engines_refuse_cuda_tensors_clearly(context, tensor):
+    with pytest.raises(kiln.DeviceMismatchError, match="this engine runs on the CPU; pass host memory") as info:
         context.infer({"images": tensor})
-    with pytest.raises(kiln.UnsupportedError, match="CUDA engines are not available in this build yet"):
+    assert str(info.value).startswith("input 'images' is in CUDA device memory")
+    assert info.value.code == kiln.ErrorCode.DEVICE_MISMATCH
+    with pytest.raises(kiln.DeviceMismatchError, match="this engine runs on the CPU; pass host memory"):
         context.set_tensor_address("images", tensor)
+    with pytest.raises(kiln.DeviceMismatchError, match="output 'scores' is in CUDA device memory"):
+        context.infer({"images": good_input()}, outputs={"scores": tensor})
+
+
+@pytest.mark.parametrize("tensor", [FakeCudaArray(), FakeDlpackCuda()])
+def test_cuda_weights_are_refused_clearly(tensor):
+    net = kiln.Builder(kiln.Logger()).create_network()
+    x = net.add_input("x", kiln.float32, (1, 16))
+    with pytest.raises(kiln.UnsupportedError, match="is in CUDA device memory; kiln reads it from host memory"):
+        net.add_constant((1, 3, 16, 16), tensor)
+    assert x is not None

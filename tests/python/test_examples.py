@@ -1,5 +1,6 @@
-"""Every script in examples/ runs on the CPU and checks its own result; the YOLO
-helpers (letterbox, NMS, decoding, PNG) are checked directly."""
+"""Every script in examples/ runs on the CPU, and on the GPU where kiln finds one,
+and checks its own result; the YOLO helpers (letterbox, NMS, decoding, PNG) are
+checked directly."""
 
 from __future__ import annotations
 
@@ -14,7 +15,11 @@ import pytest
 
 from conftest import EXAMPLES
 
+import kiln
 import yolo_detector as yolo
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    kiln.cuda_device_count() == 0, reason=f"no CUDA device: {kiln.cuda_unavailable_reason()}"))]
 
 
 def run_example(name, *args, cwd=None):
@@ -25,26 +30,32 @@ def run_example(name, *args, cwd=None):
     return done.stdout
 
 
-def test_onnx_to_engine(tmp_path):
-    out = run_example("onnx_to_engine.py", "--engine", str(tmp_path / "model.engine"))
+@pytest.mark.parametrize("device", DEVICES)
+def test_onnx_to_engine(tmp_path, device):
+    out = run_example("onnx_to_engine.py", "--engine", str(tmp_path / "model.engine"), "--device", device)
     assert (tmp_path / "model.engine").stat().st_size > 0
     assert "max |kiln - onnxruntime|" in out
+    assert f"engine runs on {device}" in out
 
 
-def test_dynamic_batch_resnet():
-    out = run_example("dynamic_batch_resnet.py", "--image-size", "16")
+@pytest.mark.parametrize("device", DEVICES)
+def test_dynamic_batch_resnet(device):
+    out = run_example("dynamic_batch_resnet.py", "--image-size", "16", "--device", device)
     for n in (1, 3, 8, 6):
         assert f"batch {n}: output ({n}, 10)" in out
     assert "batch 9 is refused" in out
+    assert f"engine runs on {device}" in out
 
 
-def test_network_from_scratch(tmp_path):
+@pytest.mark.parametrize("device", DEVICES)
+def test_network_from_scratch(tmp_path, device):
     import network_from_scratch as lenet
 
     weights = lenet.random_weights(seed=3)
     np.savez(tmp_path / "w.npz", **weights)
-    out = run_example("network_from_scratch.py", "--weights", str(tmp_path / "w.npz"))
+    out = run_example("network_from_scratch.py", "--weights", str(tmp_path / "w.npz"), "--device", device)
     assert "prediction:" in out
+    assert f"engine runs on {device}" in out
 
 
 def read_png(path):
@@ -66,9 +77,10 @@ def read_png(path):
     return raw[:, 1:].reshape(height, width, 3)
 
 
-def test_yolo_detector_draws_the_objects(tmp_path):
+@pytest.mark.parametrize("device", DEVICES)
+def test_yolo_detector_draws_the_objects(tmp_path, device):
     out_png = tmp_path / "det.png"
-    out = run_example("yolo_detector.py", "--out", str(out_png))
+    out = run_example("yolo_detector.py", "--out", str(out_png), "--device", device)
     assert "3 detections" in out
     image = read_png(out_png)
     scene, truth = yolo.make_scene()

@@ -172,14 +172,19 @@ def test_engine_inspection():
 
 def test_builder_flags_and_config():
     builder = kiln.Builder(kiln.Logger())
-    assert builder.platform_has_fast_fp16 is False
+    assert builder.platform_has_fast_fp16 is (kiln.cuda_device_count() > 0)  # every CUDA GPU kiln runs on has it
     config = builder.create_builder_config()
-    for flag in kiln.BuilderFlag:
-        assert not config.get_flag(flag)
+    for flag in kiln.BuilderFlag:  # TF32 is on by default, as in TensorRT
+        assert config.get_flag(flag) == (flag == kiln.BuilderFlag.TF32)
+    config.clear_flag(kiln.BuilderFlag.TF32)
     config.set_flag(kiln.BuilderFlag.FP16)
     config.set_flag(kiln.BuilderFlag.INT8)
     assert config.get_flag(kiln.BuilderFlag.FP16) and config.get_flag(kiln.BuilderFlag.INT8)
     assert config.flags == (1 << int(kiln.BuilderFlag.FP16)) | (1 << int(kiln.BuilderFlag.INT8))
+    assert config.device == kiln.DeviceType.CPU and config.device_index == 0
+    config.device_index = 1
+    assert config.device_index == 1
+    config.set_device_index(0)
     config.clear_flag(kiln.BuilderFlag.INT8)
     assert not config.get_flag(kiln.BuilderFlag.INT8)
     config.builder_optimization_level = 1

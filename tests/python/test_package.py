@@ -17,7 +17,8 @@ def test_stubs_are_shipped():
 
     ast.parse(text)  # valid Python syntax
     for name in ("class Builder", "def build_serialized_network", "class ExecutionContext", "def infer",
-                 "def set_tensor_address", "def add_convolution", "class OnnxParser"):
+                 "def set_tensor_address", "def add_convolution", "class OnnxParser", "class DeviceArray",
+                 "def execute_async_v3", "def cuda_device_count", "class RunTiming"):
         assert name in text, name
 
 
@@ -42,3 +43,13 @@ def test_objects_work_in_with_blocks():
         assert parser.num_errors == 0 and config.num_optimization_profiles == 0
     with kiln.Runtime(logger) as runtime:
         assert runtime is not None
+
+
+def test_cuda_names_exist_everywhere():
+    # Present in every build, GPU or not: code can ask before it builds a CUDA engine.
+    assert kiln.cuda_device_count() >= 0
+    assert (kiln.cuda_unavailable_reason() == "") == (kiln.cuda_device_count() > 0)
+    assert int(kiln.DeviceType.CPU) == 0 and int(kiln.DeviceType.CUDA) == 1
+    for name in ("use_cuda_graph", "timing", "last_timing", "profiling", "layer_times", "last_fallback_count"):
+        assert hasattr(kiln.ExecutionContext, name), name
+    assert kiln.Runtime(kiln.Logger(), device_index=0).device_index == 0
