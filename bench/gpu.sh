@@ -4,6 +4,7 @@
 #   tests        every unit/op-harness/E2E test (CUDA ones included) — kiln_tests
 #   conformance  the ONNX node tests on the CPU and on CUDA
 #   cuda-update  conformance on CUDA, rewriting expected_failures_cuda.txt
+#   python       the pytest suite (CUDA tests included) against build/gpu/python
 #   bench        bench/peers.py (kiln vs PyTorch eager / compile / CUDA graphs); $BENCH_ARGS
 # Logs go to $OUT (or ./gpu-logs) so they come back from the device tool; a short
 # table is printed last. $GTEST_FILTER narrows the tests step.
@@ -19,7 +20,8 @@ start=$(date +%s)
   nvcc --version | tail -1
   git rev-parse --short HEAD 2>/dev/null
 } > "$OUT/device.txt" 2>&1
-cmake -S . -B build/gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DKILN_WITH_CUDA=ON -DKILN_BUILD_PYTHON=OFF \
+cmake -S . -B build/gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DKILN_WITH_CUDA=ON -DKILN_BUILD_PYTHON=ON \
+  -DPython3_EXECUTABLE="$(command -v python3)" \
   > "$OUT/configure.log" 2>&1 || { tail -30 "$OUT/configure.log"; exit 1; }
 cmake --build build/gpu -j"$jobs" > "$OUT/build.log" 2>&1 || { grep -E "error" -A3 "$OUT/build.log" | head -60; exit 1; }
 build_s=$(( $(date +%s) - start ))
@@ -35,16 +37,23 @@ fi
 if has conformance; then
   ./build/gpu/tests/conformance/kiln_conformance -j "$jobs" > "$OUT/conformance_cpu.log" 2>&1; c_rc=$?
   rows+=("| conformance CPU | $(grep -E 'passed' "$OUT/conformance_cpu.log" | tail -1) (rc $c_rc) |")
-  ./build/gpu/tests/conformance/kiln_conformance --device cuda -j 8 --report "$OUT/conformance_cuda_report.tsv" \
+  ./build/gpu/tests/conformance/kiln_conformance --device cuda -j 16 --report "$OUT/conformance_cuda_report.tsv" \
     > "$OUT/conformance_cuda.log" 2>&1; g_rc=$?
   rows+=("| conformance CUDA | $(grep -E 'passed' "$OUT/conformance_cuda.log" | tail -1) (rc $g_rc) |")
   rc=$(( rc || c_rc || g_rc ))
 fi
 if has cuda-update; then
-  ./build/gpu/tests/conformance/kiln_conformance --device cuda -j 8 --update-expectations \
+  ./build/gpu/tests/conformance/kiln_conformance --device cuda -j 16 --update-expectations \
     --report "$OUT/conformance_cuda_report.tsv" > "$OUT/conformance_cuda.log" 2>&1
   cp tests/conformance/expected_failures_cuda.txt "$OUT/" 2>/dev/null
   rows+=("| conformance CUDA (updated) | $(grep -E 'passed' "$OUT/conformance_cuda.log" | tail -1) |")
+fi
+if has python; then
+  PYTHONPATH=$PWD/build/gpu/python KILN_CLI=$PWD/build/gpu/kiln python3 -m pytest tests/python -rs -q \
+    -p no:cacheprovider > "$OUT/pytest.log" 2>&1; p_rc=$?
+  rows+=("| pytest | $(tail -1 "$OUT/pytest.log") (rc $p_rc) |")
+  grep -E "^(FAILED|ERROR)" "$OUT/pytest.log" | head -20
+  rc=$(( rc || p_rc ))
 fi
 if has bench; then
   python3 bench/peers.py --kiln build/gpu/kiln ${BENCH_ARGS:-} > "$OUT/peers.log" 2>&1; b_rc=$?

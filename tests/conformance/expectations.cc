@@ -58,7 +58,7 @@ bool Expectations::update(const std::string& path, const std::map<std::string, s
     *err = "cannot write expectations file '" + path + "'";
     return false;
   }
-  f << "# ONNX backend node tests not expected to pass on the CPU backend, one per line:\n"
+  f << "# ONNX backend node tests not expected to pass on this backend, one per line:\n"
        "#   test_name  # outcome: reason\n"
        "# A test failing that is not listed here fails the run (a regression). Regenerate after\n"
        "# checking the changes with: kiln_conformance --update-expectations\n";

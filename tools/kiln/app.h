@@ -150,6 +150,7 @@ Status run_bench(const BenchCmd& c);
 struct InspectCmd {
   std::string model;
   bool json = false;
+  bool report_only = false;  ///< ONNX models: the capability report only, no in-memory build
   BuildOptions build;
 };
 Status run_inspect(const InspectCmd& c);

@@ -1,7 +1,12 @@
 // kiln inspect: an engine's I/O, profiles, layers (kernel, precision) and memory, as
-// tables for people or as the engine's own JSON.
+// tables for people or as the engine's own JSON. An ONNX model first gets a capability
+// report (which nodes kiln supports, which have no CUDA kernel); only a fully supported
+// model is then built in memory and shown like an engine file.
+#include <cstring>
+#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "app.h"
 #include "cli_util.h"
@@ -66,17 +71,136 @@ std::string mode_name(TensorIOMode m) {
   return m == TensorIOMode::kInput ? "input" : m == TensorIOMode::kOutput ? "output" : "none";
 }
 
-}  // namespace
+// Passes each distinct message on once.
+class OnceLogger : public Logger {
+ public:
+  explicit OnceLogger(Logger& to) : Logger(to.min_severity()), to_(to) {}
+  void log(Severity severity, const std::string& message) override {
+    if (seen_.insert(message).second) to_.emit(severity, message);
+  }
 
-Status run_inspect(const InspectCmd& c) {
-  CliLogger logger(c.build.verbose);
+ private:
+  Logger& to_;
+  std::set<std::string> seen_;
+};
+
+// True for a readable file that is not an engine (no "KILN" magic): an ONNX model.
+bool is_onnx_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  char magic[4] = {};
+  if (!f) return false;
+  f.read(magic, 4);
+  return !(f.gcount() == 4 && std::memcmp(magic, "KILN", 4) == 0);
+}
+
+std::string shown_domain(const std::string& d) { return d.empty() ? "ai.onnx" : d; }
+
+// The importer's name for an unnamed node.
+std::string node_label(const NodeSupport& n) {
+  return n.name.empty() ? n.op_type + "_" + std::to_string(n.index) : n.name;
+}
+
+// "3", "0-4".
+std::string index_range(const std::vector<int>& idx) {
+  if (idx.empty()) return "";
+  if (idx.size() == 1) return std::to_string(idx.front());
+  return std::to_string(idx.front()) + "-" + std::to_string(idx.back());
+}
+
+Json report_json(const std::string& model, const SupportReport& r) {
+  Json nodes = Json::array(), unsupported = Json::array(), no_cuda = Json::array(), subgraphs = Json::array(),
+       errors = Json::array();
+  for (const NodeSupport& n : r.nodes) {
+    nodes.push_back({{"index", n.index},
+                     {"name", n.name},
+                     {"op_type", n.op_type},
+                     {"domain", shown_domain(n.domain)},
+                     {"opset", n.opset},
+                     {"supported", n.supported},
+                     {"reason", n.reason},
+                     {"cuda", n.cuda},
+                     {"cuda_reason", n.cuda_reason}});
+    if (!n.supported) unsupported.push_back(n.index);
+    if (n.supported && !n.cuda) no_cuda.push_back(n.index);
+  }
+  for (const auto& [idx, ok] : r.subgraphs) subgraphs.push_back({{"nodes", idx}, {"supported", ok}});
+  for (const ParserError& e : r.errors) errors.push_back(e.to_string());
+  return Json{{"model", model},
+              {"supported", r.supported},
+              {"num_nodes", r.nodes.size()},
+              {"num_unsupported", r.num_unsupported()},
+              {"unsupported", unsupported},
+              {"cpu_fallback_on_cuda", no_cuda},
+              {"subgraphs", subgraphs},
+              {"errors", errors},
+              {"nodes", nodes}};
+}
+
+void print_report(std::ostream& os, const std::string& model, const SupportReport& r, bool cuda) {
+  const size_t n = r.nodes.size();
+  const int bad = r.num_unsupported();
+  os << "Model: " << model << "\n";
+  os << "Support: " << n << " node" << (n == 1 ? "" : "s") << ": ";
+  if (bad == 0)
+    os << "all supported";
+  else
+    os << bad << " of " << n << " unsupported";
+  if (!r.errors.empty())
+    os << "; the model has " << r.errors.size() << " other problem" << (r.errors.size() == 1 ? "" : "s");
+  os << "\n";
+  if (bad > 0) {
+    os << "\nUnsupported nodes\n";
+    Table t({"#", "name", "op", "domain", "opset", "reason"});
+    for (const NodeSupport& s : r.nodes)
+      if (!s.supported)
+        t.add({std::to_string(s.index), node_label(s), s.op_type, shown_domain(s.domain), std::to_string(s.opset),
+               s.reason});
+    t.print(os, 120);
+  }
+  if (!r.errors.empty()) {
+    os << "\nModel problems\n";
+    for (const ParserError& e : r.errors) os << "  " << e.to_string() << "\n";
+  }
+  if (cuda) {
+    int count = 0;
+    Table t({"#", "name", "op", "why"});
+    for (const NodeSupport& s : r.nodes)
+      if (s.supported && !s.cuda) {
+        ++count;
+        t.add({std::to_string(s.index), node_label(s), s.op_type, s.cuda_reason});
+      }
+    os << "\nCPU fallback in a CUDA engine: " << count << " of " << n << " nodes have no CUDA kernel";
+    if (count == 0) {
+      os << "\n";
+    } else {
+      os << " (they run on the CPU unless the builder folds them into constants)\n";
+      t.print(os, 120);
+    }
+  }
+  os << "\nSubgraphs: " << r.subgraphs.size() << " run" << (r.subgraphs.size() == 1 ? "" : "s")
+     << " of consecutive nodes\n";
+  Table t({"nodes", "count", "support"});
+  for (const auto& [idx, ok] : r.subgraphs)
+    t.add({index_range(idx), std::to_string(idx.size()), ok ? "supported" : "unsupported"});
+  t.print(os);
+}
+
+// Loads (or builds) the engine and prints it. With `report`, --json prints the report
+// with the engine's description under "engine".
+Status show_engine(const InspectCmd& c, Logger& logger, const Json* report) {
   KILN_ASSIGN_OR_RETURN(LoadedEngine loaded, load_engine(c.model, c.build, {}, logger));
   const Engine& e = *loaded.engine;
   std::string raw = e.inspect_json();
   Json j = Json::parse(raw, nullptr, /*allow_exceptions=*/false);
   if (c.json) {
     if (j.is_discarded()) return Status(ErrorCode::kInternal, "the engine's JSON description is not valid JSON");
-    std::cout << j.dump(2) << "\n";
+    if (report) {
+      Json out = *report;
+      out["engine"] = std::move(j);
+      std::cout << out.dump(2, ' ', false, Json::error_handler_t::replace) << "\n";
+    } else {
+      std::cout << j.dump(2) << "\n";
+    }
     return Status();
   }
   if (j.is_discarded()) {
@@ -153,6 +277,51 @@ Status run_inspect(const InspectCmd& c) {
     for (const auto& [k, v] : e.metadata()) os << "  " << k << " = " << v << "\n";
   }
   return Status();
+}
+
+}  // namespace
+
+Status run_inspect(const InspectCmd& c) {
+  CliLogger cli_logger(c.build.verbose);
+  if (!is_onnx_file(c.model)) {
+    if (c.report_only)
+      return Status(ErrorCode::kInvalidArgument,
+                    "--report-only takes an ONNX model; '" + c.model + "' is an engine file (or cannot be read)");
+    return show_engine(c, cli_logger, nullptr);
+  }
+  DeviceType device;
+  int device_index = 0;
+  KILN_RETURN_IF_ERROR(parse_device(c.build.device, device, device_index));
+
+  // The report and the build parse the same model: say each warning once.
+  OnceLogger logger(cli_logger);
+  NetworkDefinition scratch;
+  OnnxParser parser(scratch, logger);
+  SupportReport report = parser.supports_model_file(c.model);
+  if (report.nodes.empty() && !report.errors.empty()) {
+    std::string msg = "cannot parse ONNX model '" + c.model + "'";
+    for (const auto& e : report.errors) msg += "\n  " + e.to_string();
+    return Status(ErrorCode::kInvalidModel, msg);
+  }
+
+  Json rj = report_json(c.model, report);
+  if (!c.json) print_report(std::cout, c.model, report, device == DeviceType::kCUDA);
+  if (!report.supported) {
+    if (c.json) std::cout << rj.dump(2, ' ', false, Json::error_handler_t::replace) << "\n";
+    const int bad = report.num_unsupported();
+    std::string msg = "'" + c.model + "' ";
+    if (bad > 0)
+      msg += "has " + std::to_string(bad) + " unsupported node" + (bad == 1 ? "" : "s");
+    else
+      msg += "has problems kiln cannot build past";
+    return Status(ErrorCode::kUnsupported, msg + "; nothing was built");
+  }
+  if (c.report_only) {
+    if (c.json) std::cout << rj.dump(2, ' ', false, Json::error_handler_t::replace) << "\n";
+    return Status();
+  }
+  if (!c.json) std::cout << "\n";
+  return show_engine(c, logger, &rj);
 }
 
 }  // namespace kiln::cli

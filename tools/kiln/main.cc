@@ -97,9 +97,13 @@ int main_impl(int argc, char** argv) {
   add_build_options(be, bench.build, false);
 
   InspectCmd inspect;
-  auto* in = app.add_subcommand("inspect", "Describe an engine: I/O, profiles, layers, memory");
-  in->add_option("model", inspect.model, "Engine file (or ONNX model, built in memory)")->required();
-  in->add_flag("--json", inspect.json, "Print the engine's JSON description");
+  auto* in = app.add_subcommand(
+      "inspect",
+      "Describe an engine (I/O, profiles, layers, memory); for an ONNX model, first which nodes kiln supports");
+  in->add_option("model", inspect.model, "Engine file, or ONNX model (capability report, then built in memory)")
+      ->required();
+  in->add_flag("--json", inspect.json, "Print JSON: the engine's description (with the report for ONNX models)");
+  in->add_flag("--report-only", inspect.report_only, "ONNX models: print the capability report and build nothing");
   add_build_options(in, inspect.build, true);
 
   try {

@@ -89,8 +89,9 @@ Status ref_cumulative(KernelContext& ctx) {
 }  // namespace
 
 void register_cumulative_ops(OpRegistry& r) {
-  r.add({.name = "CumSum", .infer = infer_cumulative, .ref = ref_cumulative, .min_opset = 11});
-  r.add({.name = "CumProd", .infer = infer_cumulative, .ref = ref_cumulative, .min_opset = 26});
+  // axis is a value input: CUDA kernels need it on the host.
+  r.add({.name = "CumSum", .infer = infer_cumulative, .ref = ref_cumulative, .value_inputs = {1}, .min_opset = 11});
+  r.add({.name = "CumProd", .infer = infer_cumulative, .ref = ref_cumulative, .value_inputs = {1}, .min_opset = 26});
 }
 
 }  // namespace kiln::ops
