@@ -58,7 +58,7 @@ struct Step {
   bool dynamic = false;        // some input/output dims are known only at run time
   std::vector<Tensor> ins, outs;
   std::vector<const Tensor*> host_values;
-  bool touches_io = false;  // reads a graph input or writes a graph output
+  bool touches_io = false;  // reads a graph input or output, or writes a graph output
   // Built once per plan for the common case (static dims, no direct bindings):
   // launching is then one call with no allocation.
   std::unique_ptr<ops::KernelContext> ctx;
@@ -204,7 +204,9 @@ Result<CudaExecutor::Plan*> CudaExecutor::plan_for(const std::map<std::string, D
         KILN_RETURN_IF_ERROR(own(o, dt, dims, "value '" + o->name + "'"));
       s.outs.push_back(p->dev[o]);
     }
-    for (ir::Value* in : node.inputs) s.touches_io = s.touches_io || (in && std::count(g.inputs.begin(), g.inputs.end(), in));
+    // Graph inputs and outputs may be bound straight to caller buffers, for readers too.
+    for (ir::Value* in : node.inputs)
+      s.touches_io = s.touches_io || (in && (std::count(g.inputs.begin(), g.inputs.end(), in) || g.is_output(in)));
     for (ir::Value* o : node.outputs) s.touches_io = s.touches_io || (o && g.is_output(o));
     if (s.fn && !s.dynamic) {
       std::vector<const Tensor*> in_ptrs;

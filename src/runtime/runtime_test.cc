@@ -241,26 +241,34 @@ TEST(CudaEngine, DeviceBuffersEnqueueOnCallerStream) {
   auto engine = build(d, {{Dims{1, 8}, Dims{2, 8}, Dims{4, 8}}}, DeviceType::kCUDA);
   ASSERT_TRUE(engine.ok()) << engine.status().to_string();
   auto ctx = (*engine)->create_execution_context();
-  std::mt19937 rng(5);
-  Tensor x = test::random_tensor(DataType::kFloat32, {2, 8}, rng);
-  auto dx = cuda::device_alloc(x.nbytes(), "x");
+  auto dx = cuda::device_alloc(2 * 8 * sizeof(float), "x");
   auto dy = cuda::device_alloc(10 * sizeof(float), "y");
   auto dz = cuda::device_alloc(10 * sizeof(float), "z");
   ASSERT_TRUE(dx.ok() && dy.ok() && dz.ok());
   void* stream = nullptr;
   ASSERT_TRUE(cuda::stream_create(&stream).ok());
-  ASSERT_TRUE(cuda::copy_async(dx->get(), x.data(), x.nbytes(), cuda::CopyKind::kHostToDevice, stream).ok());
   ASSERT_TRUE(ctx->set_input_shape("x", {2, 8}).ok());
   ASSERT_TRUE(ctx->set_tensor_address("x", dx->get()).ok());
   ASSERT_TRUE(ctx->set_tensor_address("y", dy->get()).ok());
   ASSERT_TRUE(ctx->set_tensor_address("z", dz->get()).ok());
-  ASSERT_TRUE(ctx->enqueue(stream).ok());
-  std::vector<float> z(10);
-  ASSERT_TRUE(cuda::copy_async(z.data(), dz->get(), 40, cuda::CopyKind::kDeviceToHost, stream).ok());
-  ASSERT_TRUE(cuda::stream_synchronize(stream).ok());
+  // Several runs with new inputs: y is an output that z = 2 * y also reads, so a
+  // stale copy anywhere shows up from the second run on.
+  std::mt19937 rng(5);
+  for (int run = 0; run < 3; ++run) {
+    Tensor x = test::random_tensor(DataType::kFloat32, {2, 8}, rng);
+    ASSERT_TRUE(cuda::copy_async(dx->get(), x.data(), x.nbytes(), cuda::CopyKind::kHostToDevice, stream).ok());
+    ASSERT_TRUE(ctx->enqueue(stream).ok());
+    std::vector<float> y(10), z(10);
+    ASSERT_TRUE(cuda::copy_async(y.data(), dy->get(), 40, cuda::CopyKind::kDeviceToHost, stream).ok());
+    ASSERT_TRUE(cuda::copy_async(z.data(), dz->get(), 40, cuda::CopyKind::kDeviceToHost, stream).ok());
+    ASSERT_TRUE(cuda::stream_synchronize(stream).ok());
+    Tensor ref = d.reference(x);
+    for (int i = 0; i < 10; ++i) {
+      EXPECT_NEAR(y[i], ref.data_as<float>()[i], 1e-5) << "run " << run;
+      EXPECT_NEAR(z[i], 2 * ref.data_as<float>()[i], 1e-5) << "run " << run;
+    }
+  }
   cuda::stream_destroy(stream);
-  Tensor ref = d.reference(x);
-  for (int i = 0; i < 10; ++i) EXPECT_NEAR(z[i], 2 * ref.data_as<float>()[i], 1e-5);
 }
 
 TEST(CudaEngine, ContextsRunConcurrentlyOnTheirStreams) {

@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""Per-layer GPU profile of kiln engines for the peers.py models (where the time goes).
+
+    python3 bench/profile_layers.py --models vit_b_16,resnet50 --batch 32 [--fp32] [--top 15]
+
+Exports each model (peers.py's definitions, random weights), builds a CUDA engine
+and runs `kiln bench --dump-profile`, then prints the slowest layers and the time
+summed per op type. Runs on the GPU machine after bench/gpu.sh has built build/gpu.
+"""
+import argparse
+import collections
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import peers  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", default="resnet50,vit_b_16,bert,yolov8n")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--fp32", action="store_true")
+    p.add_argument("--top", type=int, default=12)
+    p.add_argument("--kiln", type=Path, default=ROOT / "build/gpu/kiln")
+    p.add_argument("--work", type=Path, default=Path("/tmp/kiln-profile"))
+    a = p.parse_args()
+    a.work.mkdir(parents=True, exist_ok=True)
+    for name in a.models.split(","):
+        name = peers.ALIASES.get(name, name)
+        _, onnx_path = peers.build_model(name, a.work)
+        ins, _ = peers.onnx_io(onnx_path)
+        example = peers.MODELS[name]["inputs"](a.batch, peers.torch.Generator().manual_seed(0))
+        shapes = ",".join(f"{n}:{'x'.join(str(d) for d in example[n].shape)}" for n in ins)
+        eng = a.work / f"{name}.kiln"
+        prec = [] if a.fp32 else ["--fp16"]
+        b = subprocess.run([str(a.kiln), "build", str(onnx_path), "-o", str(eng), "--device", "cuda", *prec,
+                            "--shapes", shapes, "-v"], capture_output=True, text=True, timeout=300)
+        if b.returncode:
+            print(f"{name}: build failed: {b.stderr[-500:]}")
+            continue
+        fallback = [l for l in b.stderr.splitlines() if "run on the CPU" in l or "stats" in l]
+        prof = a.work / f"{name}-profile.json"
+        r = subprocess.run([str(a.kiln), "bench", str(eng), "--shapes", shapes, "--device", "cuda", "--cuda-graph",
+                            "--no-data-transfers", "--iterations", "50", "--export-profile", str(prof)],
+                           capture_output=True, text=True, timeout=300)
+        if r.returncode:
+            print(f"{name}: bench failed: {r.stderr[-500:]}")
+            continue
+        layers = json.loads(prof.read_text())
+        total = sum(l["ms"] for l in layers)
+        median = [l for l in r.stdout.splitlines() if l.startswith("Latency") or l.startswith("GPU Compute")]
+        print(f"\n== {name} bs{a.batch} {'fp32' if a.fp32 else 'fp16'}: {len(layers)} layers, "
+              f"{total:.3f} ms serialized; {' | '.join(median)}")
+        for l in fallback:
+            print("  " + l.strip()[:300])
+        by_op = collections.Counter()
+        count = collections.Counter()
+        for l in layers:
+            op = l["name"].split("/")[-1].split("_")[0] if "/" in l["name"] else l["name"].rstrip("0123456789_")
+            by_op[op] += l["ms"]
+            count[op] += 1
+        print("  by op: " + ", ".join(f"{op} {ms:.3f} ms ({count[op]})" for op, ms in by_op.most_common(10)))
+        for l in sorted(layers, key=lambda l: -l["ms"])[: a.top]:
+            print(f"  {l['ms']:8.4f} ms {l['percent']:5.1f}%  {l['name']}")
+
+
+if __name__ == "__main__":
+    main()
