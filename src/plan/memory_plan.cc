@@ -13,21 +13,44 @@ struct Interval {
   int first = 0, last = 0;
   uint64_t size = 0;
 };
+
+// Ops whose output is input 0's bytes unchanged: the output shares its slot.
+bool is_alias_op(const ir::Node& n) {
+  if (!n.domain.empty() || n.inputs.empty() || !n.inputs[0] || n.outputs.empty() || !n.outputs[0]) return false;
+  return n.op_type == "Reshape" || n.op_type == "Flatten" || n.op_type == "Squeeze" || n.op_type == "Unsqueeze" ||
+         n.op_type == "Identity";
+}
 }  // namespace
 
 MemoryPlan plan_memory(const ir::Graph& g, const std::map<std::string, uint64_t>& bytes) {
   std::unordered_map<const ir::Value*, Interval> live;
+  // A reshape-like output lives in its input's slot: root[alias] is the value
+  // that owns the slot, whose lifetime then covers every alias's readers.
+  std::unordered_map<const ir::Value*, const ir::Value*> root;
+  auto root_of = [&](const ir::Value* v) {
+    auto r = root.find(v);
+    return r == root.end() ? v : r->second;
+  };
   const auto& nodes = g.nodes();
   for (int i = 0; i < static_cast<int>(nodes.size()); ++i) {
+    for (ir::Value* in : nodes[i]->inputs) {
+      auto it = in ? live.find(root_of(in)) : live.end();
+      if (it != live.end()) it->second.last = std::max(it->second.last, i);
+    }
     for (ir::Value* o : nodes[i]->outputs) {
       if (!o || g.is_output(o) || o->is_constant()) continue;
       auto b = bytes.find(o->name);
       if (b == bytes.end() || b->second == 0) continue;
+      if (is_alias_op(*nodes[i])) {
+        const ir::Value* r = root_of(nodes[i]->inputs[0]);
+        auto it = live.find(r);
+        if (it != live.end() && it->second.size == align_up(b->second)) {
+          root[o] = r;
+          it->second.last = std::max(it->second.last, i);
+          continue;
+        }
+      }
       live[o] = Interval{o->name, i, i, align_up(b->second)};
-    }
-    for (ir::Value* in : nodes[i]->inputs) {
-      auto it = in ? live.find(in) : live.end();
-      if (it != live.end()) it->second.last = std::max(it->second.last, i);
     }
     // Values captured by subgraphs stay alive while the node runs.
     for (auto& [k, a] : nodes[i]->attrs.all()) {
@@ -37,7 +60,7 @@ MemoryPlan plan_memory(const ir::Graph& g, const std::map<std::string, uint64_t>
         for (auto& s : sg->outer_references()) refs.push_back(s);
       for (auto& r : refs) {
         ir::Value* v = g.find_value(r);
-        auto it = v ? live.find(v) : live.end();
+        auto it = v ? live.find(root_of(v)) : live.end();
         if (it != live.end()) it->second.last = std::max(it->second.last, i);
       }
     }
@@ -73,6 +96,7 @@ MemoryPlan plan_memory(const ir::Graph& g, const std::map<std::string, uint64_t>
     plan.arena_bytes = std::max(plan.arena_bytes, best + iv.size);
     plan.naive_bytes += iv.size;
   }
+  for (auto& [alias, r] : root) plan.slots[alias->name] = plan.slots.at(r->name);
   return plan;
 }
 

@@ -28,6 +28,8 @@ struct MemoryPlan {
 /// not planned: they live in user buffers and the weight blob. Lifetimes are
 /// node indices from the producer to the last consumer; placement is greedy
 /// best fit by decreasing size, so buffers whose lifetimes do not overlap share memory.
+/// Outputs of reshape-like ops (Reshape, Flatten, Squeeze, Unsqueeze, Identity)
+/// share their input's slot (no copy), which then lives until the last reader of either.
 MemoryPlan plan_memory(const ir::Graph& g, const std::map<std::string, uint64_t>& bytes);
 
 }  // namespace kiln::plan

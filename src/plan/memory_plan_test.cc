@@ -50,4 +50,30 @@ TEST(MemoryPlan, BranchesThatLiveTogetherNeverShare) {
   EXPECT_EQ(p.arena_bytes, p.naive_bytes);
 }
 
+TEST(MemoryPlan, ReshapeOutputsShareTheirInputSlot) {
+  // x -> Relu -> a -> Reshape -> r -> Relu -> b -> Relu -> c -> Add(r, c) -> y
+  // r is a's bytes: same slot, and a's slot stays busy until r's last reader (the Add),
+  // so b and c must not land on it.
+  ir::Graph g;
+  ir::Value* x = g.add_value("x", DataType::kFloat32).value();
+  g.inputs.push_back(x);
+  ir::Value* shape = g.add_constant("shape", Tensor::from_vector<int64_t>(DataType::kInt64, {1}, {-1}));
+  ir::Value* a = g.add_value("a").value();
+  ir::Value* r = g.add_value("r").value();
+  ir::Value* b = g.add_value("b").value();
+  ir::Value* c = g.add_value("c").value();
+  ir::Value* y = g.add_value("y").value();
+  g.add_node("Relu", {x}, {a});
+  g.add_node("Reshape", {a, shape}, {r});
+  g.add_node("Relu", {r}, {b});
+  g.add_node("Relu", {b}, {c});
+  g.add_node("Add", {r, c}, {y});
+  g.outputs.push_back(y);
+  MemoryPlan p = plan_memory(g, {{"a", 1000}, {"r", 1000}, {"b", 1000}, {"c", 1000}, {"y", 1000}});
+  EXPECT_EQ(p.slots["r"].offset, p.slots["a"].offset);
+  EXPECT_FALSE(overlaps(p.slots["a"], p.slots["b"]));
+  EXPECT_FALSE(overlaps(p.slots["a"], p.slots["c"]));
+  EXPECT_FALSE(overlaps(p.slots["b"], p.slots["c"]));
+}
+
 }  // namespace kiln::plan

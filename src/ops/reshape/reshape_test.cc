@@ -1,3 +1,4 @@
+#include "backends/cuda/device.h"
 #include "ops/reshape/movement_test_util.h"
 
 namespace kiln::test {
@@ -300,6 +301,26 @@ TEST(ShapeOps, CudaTransposeMatchesReference) {
   OpCase big("Transpose", 13);  // more elements than one grid pass of blocks
   big.attr("perm", ir::Attribute::from_ints({1, 0})).input(DataType::kFloat32, {1027, 2051});
   EXPECT_GE(big.expect_all_kernels_match(0, 0), 0);
+}
+
+// Perms that keep the innermost axis move whole rows in 16/8/4-byte units when
+// the row's bytes allow it, element by element otherwise.
+TEST(ShapeOps, TransposeKeepingTheLastAxisMatchesReference) {
+  struct Case {
+    DataType dt;
+    Dims dims;
+    std::vector<int64_t> perm;
+  };
+  for (const Case& k : {Case{DataType::kFloat16, {2, 5, 3, 64}, {0, 2, 1, 3}},   // attention heads, 128-byte rows
+                        Case{DataType::kFloat32, {2, 3, 4, 6}, {1, 0, 2, 3}},    // 24-byte rows: 8-byte units
+                        Case{DataType::kFloat16, {2, 3, 4, 5}, {2, 0, 1, 3}},    // 10-byte rows: elements
+                        Case{DataType::kInt8, {3, 7, 2, 12}, {1, 2, 0, 3}},      // 12-byte rows: 4-byte units
+                        Case{DataType::kFloat32, {4, 33, 3, 8}, {2, 1, 0, 3}}}) {
+    SCOPED_TRACE(dims_to_string(k.dims));
+    OpCase c("Transpose", 13);
+    c.attr("perm", ir::Attribute::from_ints(k.perm)).input(k.dt, k.dims, -9, 9);
+    EXPECT_GE(c.expect_all_kernels_match(0, 0), cuda::device_count() > 0 ? 1 : 0);
+  }
 }
 
 }  // namespace
