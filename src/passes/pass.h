@@ -39,6 +39,7 @@ Status eliminate_dead_nodes(ir::Graph& g, PassContext& ctx);
 Status fold_conv_batchnorm(ir::Graph& g, PassContext& ctx);
 Status reduce_precision(ir::Graph& g, PassContext& ctx);
 Status fuse_conv_activation(ir::Graph& g, PassContext& ctx);
+Status fuse_matmul_bias(ir::Graph& g, PassContext& ctx);
 
 /// Runs the pipeline in order; on failure the message names the pass.
 Status run_pipeline(ir::Graph& g, PassContext& ctx);

@@ -239,3 +239,59 @@ TEST(FusedConv, FastKernelMatchesReference) {
 }
 
 }  // namespace kiln::passes
+
+namespace kiln::passes {
+
+TEST(Passes, MatMulBiasFusesAndKeepsResults) {
+  std::mt19937 rng(8);
+  for (int variant = 0; variant < 4; ++variant) {
+    SCOPED_TRACE(variant);
+    ir::Graph g;
+    g.opset_imports[""] = 17;
+    ir::Value* x = g.add_value("x", DataType::kFloat32, Shape{2, 3, 4}).value();
+    g.inputs.push_back(x);
+    ir::Value* w = g.add_constant("w", test::random_tensor(DataType::kFloat32, {4, 5}, rng));
+    // 0: bias [5]; 1: bias [1, 1, 5] first operand; 2: bias [3, 5] (not a last-axis vector); 3: y read twice.
+    Dims bd = variant == 1 ? Dims{1, 1, 5} : variant == 2 ? Dims{3, 5} : Dims{5};
+    ir::Value* b = g.add_constant("b", test::random_tensor(DataType::kFloat32, bd, rng));
+    ir::Value* y = g.add_value("y").value();
+    ir::Value* z = g.add_value("z").value();
+    g.add_node("MatMul", {x, w}, {y}, "mm");
+    if (variant == 1) g.add_node("Add", {b, y}, {z}, "add");
+    else g.add_node("Add", {y, b}, {z}, "add");
+    g.outputs.push_back(z);
+    if (variant == 3) {
+      ir::Value* r = g.add_value("r").value();
+      g.add_node("Relu", {y}, {r}, "relu");
+      g.outputs.push_back(r);
+    }
+    auto before = g.clone();
+    PassContext ctx = context_for(g);
+    ASSERT_TRUE(run_pipeline(g, ctx).ok());
+    if (variant <= 1) {
+      ASSERT_EQ(op_types(g), (std::vector<std::string>{"MatMulBias"}));
+      EXPECT_EQ(g.nodes()[0]->domain, "kiln");
+      EXPECT_EQ(g.nodes()[0]->outputs[0]->name, "z");
+    } else {
+      EXPECT_EQ(op_types(g)[0], "MatMul");
+    }
+    Tensor xin = test::random_tensor(DataType::kFloat32, {2, 3, 4}, rng);
+    auto a = run_graph(*before, {{"x", xin}});
+    auto o = run_graph(g, {{"x", xin}});
+    EXPECT_TRUE(test::tensors_close(o.at("z"), a.at("z"), 1e-5, 1e-6));
+  }
+}
+
+TEST(MatMulBias, KernelsMatchReference) {
+  for (DataType dt : {DataType::kFloat32, DataType::kFloat16, DataType::kBFloat16}) {
+    for (Dims a : {Dims{7, 12}, Dims{2, 5, 12}, Dims{3, 1, 4, 12}}) {
+      SCOPED_TRACE(std::string(dtype_name(dt)) + " " + dims_to_string(a));
+      test::OpCase c("MatMulBias", 1, "kiln");
+      c.input(dt, a).input(dt, {12, 9}).input(dt, {9});
+      double tol = dt == DataType::kFloat32 ? 1e-4 : 2e-2;
+      c.expect_all_kernels_match(tol, tol);
+    }
+  }
+}
+
+}  // namespace kiln::passes

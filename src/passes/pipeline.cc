@@ -11,6 +11,7 @@ const Pass kPipeline[] = {
     {"fold_conv_batchnorm", fold_conv_batchnorm},
     {"eliminate_dead_nodes", eliminate_dead_nodes},
     {"fuse_conv_activation", fuse_conv_activation},
+    {"fuse_matmul_bias", fuse_matmul_bias},
     {"reduce_precision", reduce_precision},  // CUDA engines with --fp16/--bf16 only
     {"infer_shapes", infer_shapes},  // final types for the plan and for inspect
 };

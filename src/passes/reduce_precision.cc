@@ -19,7 +19,7 @@ namespace {
 // Ops whose CUDA kernels compute in 16 bits with fp32 accumulation.
 const std::set<std::string>& half_ops() {
   static const std::set<std::string> ops = {
-      "Conv", "FusedConv", "ConvTranspose", "MatMul", "Gemm", "FusedMatMul", "Add", "Sub", "Mul", "Div", "Max", "Min", "Sum",
+      "Conv", "FusedConv", "ConvTranspose", "MatMul", "MatMulBias", "Gemm", "FusedMatMul", "Add", "Sub", "Mul", "Div", "Max", "Min", "Sum",
       "Mean", "Relu", "LeakyRelu", "PRelu", "Sigmoid", "Tanh", "Gelu", "FastGelu", "BiasGelu", "Erf", "Sqrt",
       "Reciprocal", "Neg", "Abs", "Clip", "HardSwish", "HardSigmoid", "Softplus", "Mish", "Elu", "Selu", "Celu",
       "Softmax", "LogSoftmax", "LayerNormalization", "RMSNormalization", "SkipLayerNormalization",
@@ -84,7 +84,9 @@ Status reduce_precision(ir::Graph& g, PassContext& ctx) {
   std::vector<ir::Node*> order;
   for (auto& n : g.nodes()) order.push_back(n.get());
   for (ir::Node* n : order) {
-    bool is_half = n->domain.empty() || n->domain == "com.microsoft" ? half_ops().count(n->op_type) > 0 : false;
+    bool is_half = n->domain.empty() || n->domain == "com.microsoft" || n->domain == "kiln"
+                       ? half_ops().count(n->op_type) > 0
+                       : false;
     bool has_subgraph = false;
     for (auto& [k, a] : n->attrs.all()) has_subgraph = has_subgraph || a.g || !a.graphs.empty();
     if (has_subgraph) is_half = false;

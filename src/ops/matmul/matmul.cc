@@ -262,6 +262,7 @@ void register_matmul_ops(OpRegistry& r) {
          .infer = infer_fused_matmul,
          .ref = ref_fused_matmul,
          .fast = fused});
+  register_matmul_bias(r);
 }
 
 }  // namespace kiln::ops

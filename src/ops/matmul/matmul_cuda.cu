@@ -198,7 +198,25 @@ bool affine(const std::vector<int64_t>& off, int64_t first, int64_t count, int64
   return true;
 }
 
-Status run_matmul(KernelContext& ctx, bool trans_a, bool trans_b, float alpha) {
+// y[i] += bias[i % n] (MatMulBias when the product is not one cuBLASLt call).
+template <typename T>
+__global__ void add_bias_lastdim_kernel(T* y, const T* bias, int64_t n, int64_t total) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    y[i] = cuda::from_f<T>(cuda::to_f(y[i]) + cuda::to_f(bias[i % n]));
+}
+
+Status add_bias_lastdim(KernelContext& ctx, const void* bias, Tensor& y) {
+  const int64_t n = y.dims().back(), total = y.numel();
+  KILN_CUDA_DISPATCH_FLOAT(y.dtype(), T, {
+    add_bias_lastdim_kernel<T><<<cuda::grid_for(total), cuda::kBlock, 0, cuda::stream_of(ctx)>>>(
+        y.data_as<T>(), static_cast<const T*>(bias), n, total);
+  });
+  return cuda::launch_status(ctx, "matmul_add_bias");
+}
+
+// `bias` (length n, or null) rides the BIAS epilogue when the product is one call.
+Status run_matmul(KernelContext& ctx, bool trans_a, bool trans_b, float alpha, const void* bias = nullptr) {
   const Tensor& a = ctx.input(0);
   const Tensor& b = ctx.input(1);
   Tensor& y = ctx.output(0);
@@ -209,6 +227,7 @@ Status run_matmul(KernelContext& ctx, bool trans_a, bool trans_b, float alpha) {
   const size_t es = dtype_size(a.dtype());
   if (g->k == 0) {
     cudaMemsetAsync(y.data(), 0, y.nbytes(), cuda::stream_of(ctx));
+    if (bias) return add_bias_lastdim(ctx, bias, y);
     return cuda::launch_status(ctx, "matmul_zero");
   }
   LtProblem p;
@@ -225,6 +244,7 @@ Status run_matmul(KernelContext& ctx, bool trans_a, bool trans_b, float alpha) {
     p.a = a.data();
     p.b = b.data();
     p.d = y.data();
+    p.bias = bias;
     return lt_matmul(ctx, p);
   }
   p.m = g->m;
@@ -259,10 +279,12 @@ Status run_matmul(KernelContext& ctx, bool trans_a, bool trans_b, float alpha) {
     p.d = static_cast<char*>(y.data()) + first * g->m * g->n * es;
     KILN_RETURN_IF_ERROR(lt_matmul(ctx, p));
   }
+  if (bias) return add_bias_lastdim(ctx, bias, y);
   return Status();
 }
 
 Status matmul_cuda(KernelContext& ctx) { return run_matmul(ctx, false, false, 1.f); }
+
 
 Status fused_matmul_cuda(KernelContext& ctx) {
   return run_matmul(ctx, ctx.attrs().get_int("transA", 0) != 0, ctx.attrs().get_int("transB", 0) != 0,
@@ -273,6 +295,18 @@ bool applies_matmul(const ir::Node& node, const std::vector<TensorType>& inputs)
   if (inputs.size() < 2 || !is_cuda_float(inputs[0].dtype) || inputs[1].dtype != inputs[0].dtype) return false;
   if (node.attrs.get_int("transBatchA", 0) != 0 || node.attrs.get_int("transBatchB", 0) != 0) return false;
   return true;
+}
+
+Status matmul_bias_cuda(KernelContext& ctx) {
+  const Tensor& bias = ctx.input(2);
+  const Tensor& y = ctx.output(0);
+  if (bias.dtype() != y.dtype() || bias.rank() != 1 || y.rank() == 0 || bias.numel() != y.dims().back())
+    return ctx.error("bias must be 1-D with the output's last dim and dtype");
+  return run_matmul(ctx, false, false, 1.f, bias.data());
+}
+
+bool applies_matmul_bias(const ir::Node& node, const std::vector<TensorType>& inputs) {
+  return inputs.size() >= 3 && inputs[2].dtype == inputs[0].dtype && applies_matmul(node, inputs);
 }
 
 // ---------------------------------------------------------------- Gemm
@@ -364,6 +398,7 @@ bool applies_gemm(const ir::Node&, const std::vector<TensorType>& inputs) {
 }  // namespace
 
 void register_matmul_cuda_kernels(OpRegistry& r) {
+  (void)r.add_cuda_kernel("kiln", "MatMulBias", FastKernel{"cuda.cublaslt", matmul_bias_cuda, applies_matmul_bias});
   (void)r.add_cuda_kernel("", "MatMul", FastKernel{"cuda.cublaslt", matmul_cuda, applies_matmul});
   (void)r.add_cuda_kernel("", "Gemm", FastKernel{"cuda.cublaslt", gemm_cuda, applies_gemm});
   (void)r.add_cuda_kernel("com.microsoft", "FusedMatMul",

@@ -41,6 +41,8 @@ Status ref_fused_matmul(KernelContext& ctx);
 Status infer_matmul_integer(InferContext& ctx);
 Status ref_matmul_integer(KernelContext& ctx);
 Status infer_gemm(InferContext& ctx);
+/// MatMulBias (domain kiln): MatMul + a bias along the last axis; matmul_bias.cc.
+void register_matmul_bias(OpRegistry& r);
 Status ref_gemm(KernelContext& ctx);
 
 Status cpu_gemm_matmul(KernelContext& ctx);

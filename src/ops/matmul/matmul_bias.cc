@@ -1,0 +1,57 @@
+// MatMulBias (domain "kiln"): Y = MatMul(A, B) + bias, bias of shape [N] added
+// along the last axis. The fuse_matmul_bias pass makes it from MatMul -> Add, so
+// the GPU adds the bias in cuBLASLt's epilogue instead of another pass over Y.
+#include "base/dispatch.h"
+#include "ops/matmul/matmul_internal.h"
+
+namespace kiln::ops::matmul {
+
+namespace {
+
+Status infer_matmul_bias(InferContext& ctx) {
+  KILN_RETURN_IF_ERROR(infer_matmul(ctx));
+  if (!ctx.has_input(2)) return ctx.error("needs a bias input");
+  if (ctx.input_dtype(2) != ctx.input_dtype(0)) return ctx.error("bias and A dtypes differ");
+  const Shape* bias = ctx.input_shape(2);
+  const auto& y = ctx.outputs()[0].shape;
+  if (bias && bias->size() != 1) return ctx.error("bias must be 1-D");
+  if (bias && y && !y->empty() && (*bias)[0].known() && y->back().known() && (*bias)[0].value != y->back().value)
+    return ctx.error("bias has " + std::to_string((*bias)[0].value) + " elements, the output's last dim is " +
+                     std::to_string(y->back().value));
+  return Status();
+}
+
+Status add_bias(KernelContext& ctx) {
+  const Tensor& b = ctx.input(2);
+  Tensor& y = ctx.output(0);
+  int64_t n = b.numel(), total = y.numel();
+  if (y.rank() == 0 || y.dims().back() != n) return ctx.error("bias does not match the output's last dim");
+  KILN_DISPATCH_FLOAT(y.dtype(), T, {
+    T* yp = y.data_as<T>();
+    const T* bp = b.data_as<T>();
+    for (int64_t i = 0; i < total; ++i) yp[i] = static_cast<T>(static_cast<float>(yp[i]) + static_cast<float>(bp[i % n]));
+  });
+  return Status();
+}
+
+Status with_matmul(KernelContext& ctx, KernelFn mm) {
+  KernelContext sub(ctx.node(), {&ctx.input(0), &ctx.input(1)}, {&ctx.output(0)});
+  sub.set_num_threads(ctx.num_threads());
+  KILN_RETURN_IF_ERROR(mm(sub));
+  return add_bias(ctx);
+}
+
+Status ref_matmul_bias(KernelContext& ctx) { return with_matmul(ctx, ref_matmul); }
+Status cpu_matmul_bias(KernelContext& ctx) { return with_matmul(ctx, cpu_gemm_matmul); }
+
+}  // namespace
+
+void register_matmul_bias(OpRegistry& r) {
+  r.add({.name = "MatMulBias",
+         .domain = "kiln",
+         .infer = infer_matmul_bias,
+         .ref = ref_matmul_bias,
+         .fast = {{"cpu.gemm", cpu_matmul_bias, applies_f32}}});
+}
+
+}  // namespace kiln::ops::matmul
