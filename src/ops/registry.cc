@@ -1,6 +1,8 @@
+#include <cstring>
 #include <mutex>
 #include <new>
 
+#include "ops/layout.h"
 #include "ops/op.h"
 
 namespace kiln::ops {
@@ -54,6 +56,21 @@ Result<std::vector<TensorType>> infer_node(const ir::Node& node, const std::vect
                                                " of " + node.op_type + " is not supported (kiln covers " +
                                                std::to_string(def->min_opset) + ".." +
                                                std::to_string(def->max_opset) + ")");
+  if (is_nhwc(node)) {
+    // The op's own inference sees NCHW; its output 0 goes back to NHWC.
+    std::vector<TensorType> in = inputs;
+    std::vector<const Tensor*> vals = values;
+    for (size_t i = 0; i < in.size(); ++i)
+      if (nhwc_input_slot(node, i) != LayoutSlot::kPlain) {
+        if (in[i].shape) in[i].shape = nhwc_to_nchw(*in[i].shape);
+        if (i < vals.size()) vals[i] = nullptr;
+      }
+    InferContext ctx(node, in, vals);
+    KILN_RETURN_IF_ERROR(def->infer(ctx));
+    auto out = ctx.outputs();
+    if (!out.empty() && out[0].shape) out[0].shape = nchw_to_nhwc(*out[0].shape);
+    return out;
+  }
   InferContext ctx(node, inputs, values);
   KILN_RETURN_IF_ERROR(def->infer(ctx));
   return ctx.outputs();
@@ -62,6 +79,8 @@ Result<std::vector<TensorType>> infer_node(const ir::Node& node, const std::vect
 namespace {
 Status run_node_impl(const ir::Node& node, const std::vector<const Tensor*>& inputs, std::vector<Tensor>& outputs,
                      const SubgraphRunner& runner, int num_threads, const OutputAllocator& alloc);
+Status run_nhwc_on_cpu(const ir::Node& node, const std::vector<const Tensor*>& inputs, std::vector<Tensor>& outputs,
+                       const SubgraphRunner& runner, int num_threads, const OutputAllocator& alloc);
 }  // namespace
 
 // A legal but huge request (ConstantOfShape of 2^33 floats) must be an error, not an abort.
@@ -75,8 +94,38 @@ Status run_node(const ir::Node& node, const std::vector<const Tensor*>& inputs, 
 }
 
 namespace {
+// An NHWC node on the CPU: run the NCHW op on permuted copies, permute output 0 back.
+Status run_nhwc_on_cpu(const ir::Node& node, const std::vector<const Tensor*>& inputs, std::vector<Tensor>& outputs,
+                       const SubgraphRunner& runner, int num_threads, const OutputAllocator& alloc) {
+  ir::Node plain = node;
+  plain.attrs.erase(kNhwcAttr);
+  std::vector<Tensor> held(inputs.size());
+  std::vector<const Tensor*> ins = inputs;
+  for (size_t i = 0; i < inputs.size(); ++i)
+    if (inputs[i] && nhwc_input_slot(node, i) != LayoutSlot::kPlain) {
+      held[i] = tensor_nhwc_to_nchw(*inputs[i]);
+      ins[i] = &held[i];
+    }
+  std::vector<Tensor> outs;
+  KILN_RETURN_IF_ERROR(run_node_impl(plain, ins, outs, runner, num_threads, nullptr));
+  outputs.resize(node.outputs.size());
+  for (size_t k = 0; k < outs.size(); ++k) {
+    if (!node.outputs[k]) continue;
+    Tensor t = k == 0 ? tensor_nchw_to_nhwc(outs[k]) : outs[k];
+    if (alloc) {
+      Tensor dst = alloc(k, t.dtype(), t.dims());
+      if (dst.data() != t.data() && t.nbytes()) std::memcpy(dst.data(), t.data(), t.nbytes());
+      outputs[k] = dst;
+    } else {
+      outputs[k] = t;
+    }
+  }
+  return Status();
+}
+
 Status run_node_impl(const ir::Node& node, const std::vector<const Tensor*>& inputs, std::vector<Tensor>& outputs,
                      const SubgraphRunner& runner, int num_threads, const OutputAllocator& alloc) {
+  if (is_nhwc(node)) return run_nhwc_on_cpu(node, inputs, outputs, runner, num_threads, alloc);
   const OpDef* def = OpRegistry::global().find(node.domain, node.op_type);
   if (!def) return Status(ErrorCode::kUnsupported, "node " + node.describe() + ": operator is not supported");
   std::vector<TensorType> types(inputs.size());

@@ -39,7 +39,12 @@ Status eliminate_dead_nodes(ir::Graph& g, PassContext& ctx);
 Status fold_conv_batchnorm(ir::Graph& g, PassContext& ctx);
 Status reduce_precision(ir::Graph& g, PassContext& ctx);
 Status fuse_conv_activation(ir::Graph& g, PassContext& ctx);
+/// Erf / tanh GELU subgraphs (as PyTorch exports them) -> one Gelu (opset 20).
+Status fuse_gelu(ir::Graph& g, PassContext& ctx);
+/// Add -> last-axis LayerNormalization -> com.microsoft SkipLayerNormalization.
+Status fuse_skip_layernorm(ir::Graph& g, PassContext& ctx);
 Status fuse_matmul_bias(ir::Graph& g, PassContext& ctx);
+Status nhwc_layout(ir::Graph& g, PassContext& ctx);
 
 /// Runs the pipeline in order; on failure the message names the pass.
 Status run_pipeline(ir::Graph& g, PassContext& ctx);

@@ -295,3 +295,87 @@ TEST(MatMulBias, KernelsMatchReference) {
 }
 
 }  // namespace kiln::passes
+
+namespace kiln::passes {
+
+// conv -> relu -> maxpool -> conv -> add(residual) -> concat(ch) -> split(ch) -> mul(per-channel const) -> GAP
+TEST(Passes, NhwcLayoutForHalfCudaEnginesKeepsResults) {
+  std::mt19937 rng(12);
+  ir::Graph g;
+  g.opset_imports[""] = 17;
+  ir::Value* x = g.add_value("x", DataType::kFloat32, Shape{2, 3, 9, 9}).value();
+  g.inputs.push_back(x);
+  auto cst = [&](const char* n, Dims d) { return g.add_constant(n, test::random_tensor(DataType::kFloat32, d, rng)); };
+  auto val = [&](const char* n) { return g.add_value(n).value(); };
+  ir::Value *c1 = val("c1"), *r1 = val("r1"), *p1 = val("p1"), *c2 = val("c2"), *a = val("a"), *cat = val("cat"),
+            *s0 = val("s0"), *s1 = val("s1"), *m = val("m"), *gap = val("gap");
+  ir::Node* conv1 = g.add_node("Conv", {x, cst("w1", {4, 3, 3, 3}), cst("b1", {4})}, {c1}, "conv1");
+  conv1->attrs.set("pads", ir::Attribute::from_ints({1, 1, 1, 1}));
+  g.add_node("Relu", {c1}, {r1}, "relu");
+  ir::Node* pool = g.add_node("MaxPool", {r1}, {p1}, "pool");
+  pool->attrs.set("kernel_shape", ir::Attribute::from_ints({3, 3}));
+  pool->attrs.set("strides", ir::Attribute::from_ints({2, 2}));
+  ir::Node* conv2 = g.add_node("Conv", {p1, cst("w2", {4, 2, 3, 3})}, {c2}, "conv2");
+  conv2->attrs.set("pads", ir::Attribute::from_ints({1, 1, 1, 1}));
+  conv2->attrs.set("group", ir::Attribute::from_int(2));
+  g.add_node("Add", {c2, p1}, {a}, "residual");
+  ir::Node* concat = g.add_node("Concat", {a, p1}, {cat}, "concat");
+  concat->attrs.set("axis", ir::Attribute::from_int(1));
+  ir::Node* split = g.add_node("Split", {cat}, {s0, s1}, "split");
+  split->attrs.set("axis", ir::Attribute::from_int(1));
+  split->opset = 13;
+  g.add_node("Mul", {s0, cst("scale", {1, 4, 1, 1})}, {m}, "scale");
+  g.add_node("GlobalAveragePool", {m}, {gap}, "gap");
+  g.outputs = {gap, s1};
+  for (auto& n : g.nodes())
+    if (n->opset == 0) n->opset = 17;
+  auto before = g.clone();
+  PassContext ctx = context_for(g);
+  BuilderConfig cfg;
+  cfg.set_device(DeviceType::kCUDA);
+  cfg.set_flag(BuilderFlag::kFP16);
+  ctx.config = &cfg;
+  Status s = run_pipeline(g, ctx);
+  ASSERT_TRUE(s.ok()) << s.to_string();
+  int nhwc_nodes = 0, transposes = 0;
+  for (auto& n : g.nodes()) {
+    nhwc_nodes += n->attrs.get_int("kiln.nhwc", 0) != 0;
+    transposes += n->op_type == "Transpose";
+  }
+  EXPECT_EQ(nhwc_nodes, 3) << "two convs and the pool";
+  EXPECT_EQ(transposes, 3) << "into the region, out to GAP, out to the output s1";
+  EXPECT_GT(ctx.stats["nhwc_layers"], 6);
+  Tensor xin = test::random_tensor(DataType::kFloat32, {2, 3, 9, 9}, rng);
+  auto want = run_graph(*before, {{"x", xin}});
+  auto got = run_graph(g, {{"x", xin}});
+  for (const char* o : {"gap", "s1"}) {
+    SCOPED_TRACE(o);
+    EXPECT_EQ(got.at(o).dims(), want.at(o).dims());
+    EXPECT_TRUE(test::tensors_close(got.at(o), want.at(o), 2e-2, 2e-2));
+  }
+}
+
+TEST(NhwcKernels, ConvAndPoolMatchReference) {
+  for (DataType dt : {DataType::kFloat16, DataType::kFloat32}) {
+    double tol = dt == DataType::kFloat32 ? 1e-4 : 2e-2;
+    test::OpCase c("FusedConv", 1, "com.microsoft");
+    c.attr("pads", ir::Attribute::from_ints({1, 1, 1, 1})).attr("strides", ir::Attribute::from_ints({2, 1}));
+    c.attr("activation", ir::Attribute::from_string("Relu")).attr("kiln.nhwc", ir::Attribute::from_int(1));
+    c.input(dt, {2, 9, 7, 8}).input(dt, {16, 3, 3, 8}).input(dt, {16}).input(dt, {2, 5, 7, 16});
+    c.expect_all_kernels_match(tol, tol);
+    test::OpCase v("Conv", 17);
+    v.attr("pads", ir::Attribute::from_ints({0, 1, 0, 1})).attr("group", ir::Attribute::from_int(4));
+    v.attr("kiln.nhwc", ir::Attribute::from_int(1));
+    v.input(dt, {1, 6, 5, 8}).input(dt, {8, 3, 1, 2});
+    v.expect_all_kernels_match(tol, tol);
+    for (const char* op : {"MaxPool", "AveragePool"}) {
+      test::OpCase p(op, 17);
+      p.attr("kernel_shape", ir::Attribute::from_ints({3, 2})).attr("strides", ir::Attribute::from_ints({2, 2}));
+      p.attr("pads", ir::Attribute::from_ints({1, 0, 1, 1})).attr("kiln.nhwc", ir::Attribute::from_int(1));
+      p.input(dt, {2, 7, 6, 5});
+      p.expect_all_kernels_match(tol, tol);
+    }
+  }
+}
+
+}  // namespace kiln::passes

@@ -13,6 +13,7 @@ const Pass kPipeline[] = {
     {"fuse_conv_activation", fuse_conv_activation},
     {"fuse_matmul_bias", fuse_matmul_bias},
     {"reduce_precision", reduce_precision},  // CUDA engines with --fp16/--bf16 only
+    {"nhwc_layout", nhwc_layout},            // CUDA engines with --fp16/--bf16 only
     {"infer_shapes", infer_shapes},  // final types for the plan and for inspect
 };
 }  // namespace

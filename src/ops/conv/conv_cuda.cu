@@ -13,9 +13,12 @@
 
 #include "backends/cuda/kernel_util.cuh"
 #include "ops/conv/conv_internal.h"
+#include "ops/layout.h"
 
 namespace kiln::ops {
 namespace {
+
+Status fused_conv_cuda(KernelContext& ctx);
 
 bool is_cuda_float(DataType t) {
   return t == DataType::kFloat32 || t == DataType::kFloat16 || t == DataType::kBFloat16;
@@ -28,9 +31,10 @@ cudnnDataType_t dnn_type(DataType t) {
 /// Geometry handed to cuDNN: `x` is the forward convolution's input and `y` its
 /// output (for ConvTranspose, y is the op's input and x its output).
 struct DnnGeometry {
-  Dims x, w, y;  ///< full dims, 1-D already expanded to 2-D
+  Dims x, w, y;  ///< full logical (NCHW / OIHW) dims, 1-D already expanded to 2-D
   std::vector<int> pads, strides, dilations;
   int64_t group = 1;
+  bool nhwc = false;  ///< tensors stored NHWC, filter OHWI (kiln.nhwc nodes)
 };
 
 // Output of the forward conv of dim i with symmetric `pad`, or -1 when nothing fits.
@@ -99,12 +103,16 @@ std::map<std::vector<int64_t>, std::unique_ptr<ConvPlan>>& plans() {
           ErrorCode::kInternal);                                                                               \
   } while (0)
 
-Status set_tensor(KernelContext& ctx, cudnnTensorDescriptor_t d, cudnnDataType_t t, const Dims& dims) {
+Status set_tensor(KernelContext& ctx, cudnnTensorDescriptor_t d, cudnnDataType_t t, const Dims& dims,
+                  bool nhwc = false) {
   std::vector<int> dv(dims.begin(), dims.end()), sv(dims.size());
   int s = 1;
   for (int i = static_cast<int>(dims.size()) - 1; i >= 0; --i) {
     sv[i] = s;
     s *= dv[i];
+  }
+  if (nhwc && dims.size() == 4) {  // logical [N, C, H, W] stored [N, H, W, C]
+    sv = {dv[1] * dv[2] * dv[3], 1, dv[3] * dv[1], dv[1]};
   }
   KILN_DNN_CHECK(cudnnSetTensorNdDescriptor(d, t, static_cast<int>(dv.size()), dv.data(), sv.data()));
   return Status();
@@ -118,10 +126,11 @@ Status build_plan(KernelContext& ctx, const DnnGeometry& g, DataType dtype, bool
   KILN_DNN_CHECK(cudnnCreateTensorDescriptor(&p.y));
   KILN_DNN_CHECK(cudnnCreateFilterDescriptor(&p.w));
   KILN_DNN_CHECK(cudnnCreateConvolutionDescriptor(&p.conv));
-  KILN_RETURN_IF_ERROR(set_tensor(ctx, p.x, dt, g.x));
-  KILN_RETURN_IF_ERROR(set_tensor(ctx, p.y, dt, g.y));
+  KILN_RETURN_IF_ERROR(set_tensor(ctx, p.x, dt, g.x, g.nhwc));
+  KILN_RETURN_IF_ERROR(set_tensor(ctx, p.y, dt, g.y, g.nhwc));
   std::vector<int> wv(g.w.begin(), g.w.end());
-  KILN_DNN_CHECK(cudnnSetFilterNdDescriptor(p.w, dt, CUDNN_TENSOR_NCHW, static_cast<int>(wv.size()), wv.data()));
+  KILN_DNN_CHECK(cudnnSetFilterNdDescriptor(p.w, dt, g.nhwc ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW,
+                                            static_cast<int>(wv.size()), wv.data()));
   KILN_DNN_CHECK(cudnnSetConvolutionNdDescriptor(p.conv, static_cast<int>(g.pads.size()), g.pads.data(),
                                                  g.strides.data(), g.dilations.data(), CUDNN_CROSS_CORRELATION,
                                                  CUDNN_DATA_FLOAT));
@@ -186,7 +195,8 @@ Result<ConvPlan*> plan_for(KernelContext& ctx, const DnnGeometry& g, DataType dt
   const cuda::Env* env = ctx.cuda_env();
   std::vector<int64_t> key{env->device, static_cast<int64_t>(dtype),
                            transpose,   dtype == DataType::kFloat32 && env->allow_tf32,
-                           g.group,     static_cast<int64_t>(env->workspace_bytes)};
+                           g.group,     static_cast<int64_t>(env->workspace_bytes),
+                           g.nhwc};
   for (const Dims* d : {&g.x, &g.w, &g.y}) {
     key.push_back(static_cast<int64_t>(d->size()));
     key.insert(key.end(), d->begin(), d->end());
@@ -263,6 +273,8 @@ Status conv_cuda(KernelContext& ctx) {
   const Tensor& w = ctx.input(1);
   const Tensor* b = ctx.has_input(2) ? &ctx.input(2) : nullptr;
   if (w.dtype() != x.dtype() || (b && b->dtype() != x.dtype())) return ctx.error("X, W and B dtypes differ");
+  // An NHWC Conv runs as a FusedConv without an activation (same descriptors and epilogue).
+  if (is_nhwc(ctx.node())) return fused_conv_cuda(ctx);
   auto s = conv::conv_shape(ctx.attrs(), x.dims(), w.dims(), b ? &b->dims() : nullptr);
   if (!s.ok()) return ctx.error(s.status().message());
   if (ctx.output(0).numel() == 0) return Status();
@@ -436,7 +448,10 @@ Status fused_conv_cuda(KernelContext& ctx) {
   ActParams act;
   if (!parse_act(ctx.attrs(), act)) return ctx.error("unsupported activation", ErrorCode::kUnsupported);
   if (z && z->dims() != y.dims()) return ctx.error("Z must have the output's dims");
-  auto s = conv::conv_shape(ctx.attrs(), x.dims(), w.dims(), b ? &b->dims() : nullptr);
+  const bool nhwc = is_nhwc(ctx.node());
+  const Dims xd = nhwc ? nhwc_to_nchw(x.dims()) : x.dims(), wd = nhwc ? nhwc_to_nchw(w.dims()) : w.dims();
+  const Dims yd = nhwc ? nhwc_to_nchw(y.dims()) : y.dims();
+  auto s = conv::conv_shape(ctx.attrs(), xd, wd, b ? &b->dims() : nullptr);
   if (!s.ok()) return ctx.error(s.status().message());
   if (y.numel() == 0) return Status();
   for (int64_t i = 0; i < s->attrs.spatial; ++i)
@@ -444,7 +459,8 @@ Status fused_conv_cuda(KernelContext& ctx) {
         s->geo.out[i])
       return ctx.error("asymmetric padding cuDNN cannot express", ErrorCode::kUnsupported);
   if (s->c == 0 || s->k_count == 0) return ctx.error("empty convolution", ErrorCode::kUnsupported);
-  DnnGeometry g = make_geometry(x.dims(), w.dims(), y.dims(), s->geo.pad_begin, s->attrs, s->group);
+  DnnGeometry g = make_geometry(xd, wd, yd, s->geo.pad_begin, s->attrs, s->group);
+  g.nhwc = nhwc;
   for (const Dims* d : {&g.x, &g.w, &g.y})
     if (!fits_int(*d)) return ctx.error("tensor too large for cuDNN's int dims", ErrorCode::kUnsupported);
   KILN_ASSIGN_OR_RETURN(ConvPlan * p, plan_for(ctx, g, x.dtype(), false));
@@ -497,8 +513,9 @@ Status fused_conv_cuda(KernelContext& ctx) {
   KILN_DNN_CHECK(cudnnConvolutionForward(h, &one, p->x, x.data(), p->w, w.data(), p->conv,
                                          static_cast<cudnnConvolutionFwdAlgo_t>(p->algo), env->workspace, p->workspace,
                                          &zero, p->y, y.data()));
-  const int64_t channels = y.dim(1), total = y.numel();
-  const int64_t inner = channels ? total / (y.dim(0) * channels) : 1;
+  const int64_t channels = yd[1], total = y.numel();
+  // NCHW: channel = (i / H*W) % C; NHWC: channel = i % C.
+  const int64_t inner = nhwc ? 1 : (channels ? total / (yd[0] * channels) : 1);
   KILN_CUDA_DISPATCH_FLOAT(y.dtype(), T, {
     epilogue_kernel<T><<<cuda::grid_for(total), cuda::kBlock, 0, cuda::stream_of(ctx)>>>(
         y.data_as<T>(), b ? b->data_as<T>() : nullptr, z ? z->data_as<T>() : nullptr, act, channels, inner, total);
@@ -506,18 +523,34 @@ Status fused_conv_cuda(KernelContext& ctx) {
   return cuda::launch_status(ctx, "fused_conv_epilogue");
 }
 
+// The NCHW view of an NHWC node's input types (applies_conv reasons in NCHW).
+std::vector<TensorType> logical_types(const ir::Node& node, const std::vector<TensorType>& inputs) {
+  if (!is_nhwc(node)) return inputs;
+  std::vector<TensorType> t = inputs;
+  for (size_t i = 0; i < t.size(); ++i)
+    if (nhwc_input_slot(node, i) != LayoutSlot::kPlain && t[i].shape) t[i].shape = nhwc_to_nchw(*t[i].shape);
+  return t;
+}
+
 bool applies_fused_conv(const ir::Node& node, const std::vector<TensorType>& inputs) {
   ActParams act;
   if (!parse_act(node.attrs, act)) return false;
   if (node.input(3) && (inputs.size() < 4 || inputs[3].dtype != inputs[0].dtype)) return false;
-  return applies_conv(node, inputs);
+  if (is_nhwc(node) && (!inputs[0].shape || inputs[0].shape->size() != 4)) return false;
+  return applies_conv(node, logical_types(node, inputs));
+}
+
+bool applies_conv_any_layout(const ir::Node& node, const std::vector<TensorType>& inputs) {
+  if (!is_nhwc(node)) return applies_conv(node, inputs);
+  if (inputs.empty() || !inputs[0].shape || inputs[0].shape->size() != 4) return false;
+  return applies_conv(node, logical_types(node, inputs));
 }
 
 }  // namespace
 
 void register_conv_cuda_kernels(OpRegistry& r) {
   (void)r.add_cuda_kernel("com.microsoft", "FusedConv", FastKernel{"cuda.cudnn", fused_conv_cuda, applies_fused_conv});
-  (void)r.add_cuda_kernel("", "Conv", FastKernel{"cuda.cudnn", conv_cuda, applies_conv});
+  (void)r.add_cuda_kernel("", "Conv", FastKernel{"cuda.cudnn", conv_cuda, applies_conv_any_layout});
   (void)r.add_cuda_kernel("", "ConvTranspose", FastKernel{"cuda.cudnn", conv_transpose_cuda, applies_conv_transpose});
 }
 

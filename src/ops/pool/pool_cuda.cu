@@ -5,6 +5,7 @@
 // the window holds nothing else; count_include_pad stops at the explicit padding.
 #include "backends/cuda/kernel_util.cuh"
 #include "ops/norm/block_reduce.cuh"
+#include "ops/layout.h"
 #include "ops/pool/pool_internal.h"
 
 namespace kiln::ops {
@@ -82,11 +83,67 @@ __global__ void pool_kernel(PoolGeom g, const T* x, T* y, int64_t total) {
   }
 }
 
+// 2-D pooling over NHWC: one thread per output element, channels innermost so
+// neighbouring threads read neighbouring channels.
+template <typename T>
+__global__ void pool_nhwc_kernel(PoolGeom g, int64_t channels, const T* x, T* y, int64_t total) {
+  for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < total;
+       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t c = idx % channels;
+    int64_t rest = idx / channels;
+    const int64_t ow = rest % g.out[1];
+    rest /= g.out[1];
+    const int64_t oh = rest % g.out[0];
+    const int64_t n = rest / g.out[0];
+    const int64_t h0 = oh * g.s[0] - g.pb[0], w0 = ow * g.s[1] - g.pb[1];
+    const int64_t hlim = g.in[0] + g.pe[0], wlim = g.in[1] + g.pe[1];
+    const int64_t th = h0 >= hlim ? 0 : min(g.k[0], (hlim - 1 - h0) / g.d[0] + 1);
+    const int64_t tw = w0 >= wlim ? 0 : min(g.k[1], (wlim - 1 - w0) / g.d[1] + 1);
+    const T* xp = x + n * g.in[0] * g.in[1] * channels + c;
+    float acc = 0.f, best = 0.f;
+    bool found = false;
+    int64_t valid = 0;
+    for (int64_t i = 0; i < g.k[0]; ++i) {
+      const int64_t h = h0 + i * g.d[0];
+      if (h < 0 || h >= g.in[0]) continue;
+      for (int64_t j = 0; j < g.k[1]; ++j) {
+        const int64_t w = w0 + j * g.d[1];
+        if (w < 0 || w >= g.in[1]) continue;
+        const float v = cuda::to_f(xp[(h * g.in[1] + w) * channels]);
+        ++valid;
+        if (g.kind == static_cast<int>(pool::PoolKind::kMax)) {
+          if (v != v) continue;
+          if (!found || v > best) {
+            best = v;
+            found = true;
+          }
+        } else if (g.kind == static_cast<int>(pool::PoolKind::kAverage)) {
+          acc += v;
+        } else {
+          acc += powf(fabsf(v), g.p);
+        }
+      }
+    }
+    float r;
+    if (g.kind == static_cast<int>(pool::PoolKind::kMax)) {
+      r = found ? best : (valid ? __int_as_float(0x7fc00000) : -INFINITY);
+    } else if (g.kind == static_cast<int>(pool::PoolKind::kAverage)) {
+      const int64_t count = g.count_include_pad ? th * tw : valid;
+      r = count > 0 ? acc / static_cast<float>(count) : 0.f;
+    } else {
+      r = powf(acc, 1.f / g.p);
+    }
+    y[idx] = cuda::from_f<T>(r);
+  }
+}
+
 Status run_pool(KernelContext& ctx, pool::PoolKind kind) {
   const Tensor& x = ctx.input(0);
   Tensor& y = ctx.output(0);
   if (x.rank() - 2 > kMaxSpatial) return ctx.error("too many spatial dims", ErrorCode::kUnsupported);
-  auto s = pool::pool_setup(kind, ctx.attrs(), x.dims());
+  const bool nhwc = is_nhwc(ctx.node());
+  if (nhwc && x.rank() != 4) return ctx.error("NHWC pooling is 2-D only", ErrorCode::kUnsupported);
+  auto s = pool::pool_setup(kind, ctx.attrs(), nhwc ? nhwc_to_nchw(x.dims()) : x.dims());
   if (!s.ok()) return ctx.error(s.status().message());
   const int64_t total = y.numel();
   if (total == 0) return Status();
@@ -107,6 +164,13 @@ Status run_pool(KernelContext& ctx, pool::PoolKind kind) {
   g.in_count = s->in_count;
   g.out_count = s->out_count;
   g.k_count = s->k_count;
+  if (nhwc) {
+    KILN_CUDA_DISPATCH_FLOAT(x.dtype(), T, {
+      pool_nhwc_kernel<T><<<cuda::grid_for(total), cuda::kBlock, 0, cuda::stream_of(ctx)>>>(
+          g, x.dim(3), x.data_as<T>(), y.data_as<T>(), total);
+    });
+    return cuda::launch_status(ctx, "pool_nhwc");
+  }
   KILN_CUDA_DISPATCH_FLOAT(x.dtype(), T, {
     pool_kernel<T>
         <<<cuda::grid_for(total), cuda::kBlock, 0, cuda::stream_of(ctx)>>>(g, x.data_as<T>(), y.data_as<T>(), total);
@@ -129,6 +193,7 @@ bool applies_pool(const ir::Node& node, const std::vector<TensorType>& inputs) {
   // MaxPool's Indices output stays with the reference.
   if (node.outputs.size() > 1 && node.outputs[1] != nullptr) return false;
   const auto& shape = inputs[0].shape;
+  if (is_nhwc(node)) return shape && shape->size() == 4;
   return !shape || (shape->size() >= 3 && shape->size() - 2 <= static_cast<size_t>(kMaxSpatial));
 }
 

@@ -1,0 +1,36 @@
+// NHWC nodes. The nhwc_layout pass marks a 2-D Conv / FusedConv / MaxPool /
+// AveragePool with the attribute kiln.nhwc = 1: its activations are [N, H, W, C]
+// and a conv's weights [M, kH, kW, C/group]. Kernels that know the layout (the
+// CUDA conv and pool kernels) read the attribute; inference and every other
+// kernel see the NCHW view through this adapter (infer_node and run_node call it).
+#pragma once
+
+#include "ir/graph.h"
+#include "kiln/types.h"
+
+namespace kiln::ops {
+
+inline constexpr const char* kNhwcAttr = "kiln.nhwc";
+
+/// True if the node's tensors are in NHWC.
+bool is_nhwc(const ir::Node& node);
+
+enum class LayoutSlot { kPlain, kActivation, kWeight };
+/// How input `i` of an NHWC node is stored.
+LayoutSlot nhwc_input_slot(const ir::Node& node, size_t i);
+
+/// [N, H, W, C] -> [N, C, H, W] and back (weights [M, kH, kW, C] <-> [M, C, kH, kW] alike).
+template <class D>
+std::vector<D> nhwc_to_nchw(const std::vector<D>& d) {
+  return d.size() == 4 ? std::vector<D>{d[0], d[3], d[1], d[2]} : d;
+}
+template <class D>
+std::vector<D> nchw_to_nhwc(const std::vector<D>& d) {
+  return d.size() == 4 ? std::vector<D>{d[0], d[2], d[3], d[1]} : d;
+}
+
+/// Host copies with the data permuted.
+Tensor tensor_nhwc_to_nchw(const Tensor& t);
+Tensor tensor_nchw_to_nhwc(const Tensor& t);
+
+}  // namespace kiln::ops

@@ -1,0 +1,93 @@
+// Residual + LayerNorm fusion: an Add feeding a last-axis LayerNormalization becomes one
+// com.microsoft SkipLayerNormalization, which reads each row once.
+//   s = Add(a, b); y = LayerNormalization(s, gamma, beta)   becomes   y = SkipLayerNormalization(a, b, gamma, beta)
+//   ... and when s has other readers (pre-norm residual stream), SkipLayerNormalization's
+//   fourth output (input + skip) writes s:   y, _, _, s = SkipLayerNormalization(a, b, gamma, beta)
+// a must have the sum's shape and b broadcast to it (same shape, or a [hidden] bias); gamma and
+// beta are constants of `hidden` elements; LayerNorm's Mean / InvStdDev outputs must be unused.
+#include <set>
+
+#include "passes/pass.h"
+
+namespace kiln::passes {
+
+namespace {
+
+bool is(const ir::Node* n, const char* op) { return n && n->op_type == op && n->domain.empty(); }
+
+bool norm_dtype(DataType t) { return t == DataType::kFloat32 || t == DataType::kFloat16 || t == DataType::kBFloat16; }
+
+bool unused(const ir::Graph& g, const ir::Value* v) { return !v || (!g.is_output(v) && g.consumers(v).empty()); }
+
+// A constant of `hidden` elements along the last axis, of dtype `t`, not above rank `rank`.
+bool row_param(const ir::Value* v, int64_t hidden, DataType t, size_t rank) {
+  if (!v || !v->initializer || v->dtype != t) return false;
+  const Tensor& w = *v->initializer;
+  return w.numel() == hidden && w.rank() >= 1 && w.dims().back() == hidden && static_cast<size_t>(w.rank()) <= rank;
+}
+
+bool same_shape(const ir::Value* a, const ir::Value* b) { return a->shape && b->shape && *a->shape == *b->shape; }
+
+}  // namespace
+
+Status fuse_skip_layernorm(ir::Graph& g, PassContext& ctx) {
+  std::vector<ir::Node*> norms;
+  for (auto& n : g.nodes())
+    if (is(n.get(), "LayerNormalization")) norms.push_back(n.get());
+  std::set<const ir::Node*> removed;
+  int fused = 0, with_sum = 0;
+  for (ir::Node* ln : norms) {
+    ir::Value* sum = ln->input(0);
+    ir::Node* add = sum ? sum->producer : nullptr;
+    if (!is(add, "Add") || add->inputs.size() != 2 || !add->inputs[0] || !add->inputs[1]) continue;
+    if (ln->outputs.empty() || !ln->outputs[0] || !unused(g, ln->outputs.size() > 1 ? ln->outputs[1] : nullptr) ||
+        !unused(g, ln->outputs.size() > 2 ? ln->outputs[2] : nullptr))
+      continue;
+    if (!sum->shape || sum->shape->empty() || !norm_dtype(sum->dtype)) continue;
+    const Shape& s = *sum->shape;
+    const int64_t rank = static_cast<int64_t>(s.size());
+    const int64_t axis = ln->attrs.get_int("axis", -1);
+    // SkipLayerNormalization normalizes the last axis only, with float statistics.
+    if (axis != -1 && axis != rank - 1) continue;
+    if (ln->attrs.get_int("stash_type", 1) != 1) continue;
+    const int64_t hidden = s.back().value;
+    if (!s.back().known() || hidden == 0) continue;
+    if (!row_param(ln->input(1), hidden, sum->dtype, s.size())) continue;
+    if (ln->input(2) && !row_param(ln->input(2), hidden, sum->dtype, s.size())) continue;
+    // The full-shape operand is SkipLayerNormalization's input; the other broadcasts to it.
+    ir::Value* a = add->inputs[0];
+    ir::Value* b = add->inputs[1];
+    if (a->dtype != sum->dtype || b->dtype != sum->dtype) continue;
+    if (!same_shape(a, sum)) std::swap(a, b);
+    if (!same_shape(a, sum) || !b->shape) continue;
+    // Other readers of the sum (or the sum being a graph output) take output 3.
+    const bool keep_sum = g.is_output(sum) || g.consumers(sum).size() > 1;
+    ir::Value* y = ln->outputs[0];
+    const float epsilon = ln->attrs.get_float("epsilon", 1e-5f);  // SkipLayerNormalization's default is 1e-12
+    // The Add becomes the fused node: it precedes every reader of the sum and of y.
+    add->op_type = "SkipLayerNormalization";
+    add->domain = "com.microsoft";
+    add->opset = 1;
+    add->name = ln->name;
+    add->inputs = {a, b, ln->input(1)};
+    if (ln->input(2)) add->inputs.push_back(ln->input(2));
+    add->outputs = keep_sum ? std::vector<ir::Value*>{y, nullptr, nullptr, sum} : std::vector<ir::Value*>{y};
+    add->attrs = ir::Attributes();
+    add->attrs.set("epsilon", ir::Attribute::from_float(epsilon));
+    y->producer = add;
+    if (!keep_sum) sum->producer = nullptr;
+    ln->inputs.clear();
+    removed.insert(ln);
+    ++fused;
+    with_sum += keep_sum;
+  }
+  if (removed.empty()) return Status();
+  g.remove_nodes_if([&](const ir::Node& n) { return removed.count(&n) != 0; });
+  g.prune_values();
+  g.opset_imports.emplace("com.microsoft", 1);
+  ctx.stats["fused_skip_layernorm"] += fused;
+  if (with_sum) ctx.stats["fused_skip_layernorm_with_sum"] += with_sum;
+  return Status();
+}
+
+}  // namespace kiln::passes

@@ -1,0 +1,200 @@
+// Channels-last (NHWC) layout for the convolutional parts of FP16/BF16 CUDA
+// engines: cuDNN's tensor-core convolutions read and write NHWC, and an NCHW
+// convolution pays for transposes inside cuDNN. Convs, pools, elementwise ops,
+// Concat and Split on channels join an NHWC region; Transposes sit only at its edges.
+//   x -> Conv -> Relu -> MaxPool -> Conv -> GlobalAveragePool
+// becomes
+//   x -> Transpose(0,2,3,1) -> Conv[nhwc] -> Relu -> MaxPool[nhwc] -> Conv[nhwc] -> Transpose(0,3,1,2) -> GlobalAveragePool
+// Conv weights are stored [M, kH, kW, C/group]; per-channel constants [1,C,1,1]
+// become [1,1,1,C]; a Shape of an NHWC value becomes Shape + Gather(0,3,1,2).
+#include <set>
+#include <unordered_map>
+
+#include "ops/layout.h"
+#include "passes/pass.h"
+
+namespace kiln::passes {
+
+namespace {
+
+const std::set<std::string>& unary_ops() {
+  static const std::set<std::string> ops = {"Relu", "Sigmoid", "Tanh", "LeakyRelu", "Clip", "HardSigmoid",
+                                            "HardSwish", "Elu", "Selu", "Softplus", "Mish", "Erf", "Neg", "Abs",
+                                            "Exp", "Sqrt", "Gelu", "Identity", "Cast"};
+  return ops;
+}
+const std::set<std::string>& binary_ops() {
+  static const std::set<std::string> ops = {"Add", "Sub", "Mul", "Div", "Max", "Min"};
+  return ops;
+}
+
+bool rank4(const ir::Value* v) { return v && v->shape && v->shape->size() == 4; }
+
+// A constant broadcasting against an NCHW rank-4 tensor, permuted for NHWC; null if it cannot be.
+std::shared_ptr<Tensor> permuted_constant(const Tensor& t) {
+  if (t.numel() == 1 || t.rank() <= 1) {
+    // Scalars broadcast alike; a rank-1 [W] constant would broadcast over W, not C.
+    if (t.numel() == 1) return std::make_shared<Tensor>(t);
+    return nullptr;
+  }
+  Dims d = t.dims();
+  while (d.size() < 4) d.insert(d.begin(), 1);
+  Tensor full = t.reshaped(d);
+  return std::make_shared<Tensor>(ops::tensor_nchw_to_nhwc(full));
+}
+
+}  // namespace
+
+Status nhwc_layout(ir::Graph& g, PassContext& ctx) {
+  const BuilderConfig* cfg = ctx.config;
+  if (!cfg || cfg->device() != DeviceType::kCUDA ||
+      !(cfg->get_flag(BuilderFlag::kFP16) || cfg->get_flag(BuilderFlag::kBF16)))
+    return Status();
+  // Values a subgraph reads by name keep NCHW (the body cannot know).
+  std::set<std::string> pinned;
+  for (auto& n : g.nodes())
+    for (auto& [k, a] : n->attrs.all()) {
+      if (a.g)
+        for (auto& r : a.g->outer_references()) pinned.insert(r);
+      for (auto& sg : a.graphs)
+        for (auto& r : sg->outer_references()) pinned.insert(r);
+    }
+  std::set<ir::Value*> nhwc;                                    // values stored NHWC
+  std::unordered_map<ir::Value*, ir::Value*> to_nhwc, to_nchw;  // inserted transposes
+  std::unordered_map<ir::Value*, ir::Value*> const_nhwc;        // permuted constants
+  auto transpose = [&](ir::Value* v, bool into_nhwc) -> ir::Value* {
+    auto& cache = into_nhwc ? to_nhwc : to_nchw;
+    auto it = cache.find(v);
+    if (it != cache.end()) return it->second;
+    ir::Value* out = g.add_unique_value(v->name + (into_nhwc ? "_nhwc" : "_nchw"), v->dtype);
+    out->shape = into_nhwc ? ops::nchw_to_nhwc(*v->shape) : ops::nhwc_to_nchw(*v->shape);
+    ir::Node* t = g.add_node("Transpose", {v}, {out}, g.unique_name("layout_" + v->name));
+    t->opset = 13;
+    t->attrs.set("perm", ir::Attribute::from_ints(into_nhwc ? std::vector<int64_t>{0, 2, 3, 1}
+                                                            : std::vector<int64_t>{0, 3, 1, 2}));
+    out->producer = t;
+    if (into_nhwc) {
+      out->layout = ir::Layout::kNHWC;
+      nhwc.insert(out);
+    }
+    cache[v] = out;
+    return out;
+  };
+  auto as_nhwc = [&](ir::Value* v) { return nhwc.count(v) ? v : transpose(v, true); };
+  auto permuted = [&](ir::Value* c) -> ir::Value* {
+    auto it = const_nhwc.find(c);
+    if (it != const_nhwc.end()) return it->second;
+    auto t = permuted_constant(*c->initializer);
+    if (!t) return nullptr;
+    ir::Value* v = t->numel() == 1 && t->dims() == c->initializer->dims() ? c : g.add_constant(c->name + "_nhwc", *t);
+    const_nhwc[c] = v;
+    return v;
+  };
+
+  std::vector<ir::Node*> order;
+  for (auto& n : g.nodes()) order.push_back(n.get());
+  int joined = 0, transposes_before = static_cast<int>(g.nodes().size());
+  for (ir::Node* n : order) {
+    bool plain_domain = n->domain.empty();
+    bool is_conv = (plain_domain && n->op_type == "Conv") || (n->domain == "com.microsoft" && n->op_type == "FusedConv");
+    bool any_nhwc_in = false;
+    for (ir::Value* in : n->inputs) any_nhwc_in = any_nhwc_in || (in && nhwc.count(in));
+    bool outputs_ok = !n->outputs.empty() && n->outputs[0];
+    for (ir::Value* o : n->outputs) outputs_ok = outputs_ok && (!o || (rank4(o) && !pinned.count(o->name)));
+    bool join = false;
+    if (is_conv) {
+      join = outputs_ok && rank4(n->input(0)) && n->input(1) && n->input(1)->initializer &&
+             n->input(1)->initializer->rank() == 4 && !ops::is_nhwc(*n);
+    } else if (plain_domain && (n->op_type == "MaxPool" || n->op_type == "AveragePool")) {
+      join = outputs_ok && any_nhwc_in && rank4(n->input(0)) && n->outputs.size() == 1;
+    } else if (plain_domain && unary_ops().count(n->op_type)) {
+      join = outputs_ok && n->input(0) && nhwc.count(n->input(0));
+      for (size_t i = 1; i < n->inputs.size(); ++i) join = join && (!n->inputs[i] || n->inputs[i]->initializer);
+    } else if (plain_domain && binary_ops().count(n->op_type) && n->inputs.size() == 2) {
+      join = outputs_ok && any_nhwc_in;
+      for (ir::Value* in : n->inputs) {
+        if (!join || !in) break;
+        if (nhwc.count(in)) continue;
+        if (in->initializer) join = permuted_constant(*in->initializer) != nullptr;
+        else join = rank4(in) && in->shape == n->outputs[0]->shape;
+      }
+    } else if (plain_domain && (n->op_type == "Concat" || n->op_type == "Split")) {
+      int64_t axis = n->attrs.get_int("axis", n->op_type == "Split" ? 0 : 1);
+      join = outputs_ok && any_nhwc_in && (axis == 1 || axis == -3);
+      for (ir::Value* in : n->inputs)
+        if (n->op_type == "Concat" && in) join = join && rank4(in) && !in->initializer;
+    }
+    if (!join) {
+      // Readers outside the region see NCHW: a Shape gets the NCHW order by a Gather, others a Transpose.
+      for (size_t i = 0; i < n->inputs.size(); ++i) {
+        ir::Value* in = n->inputs[i];
+        if (!in || !nhwc.count(in)) continue;
+        if (plain_domain && n->op_type == "Shape" && !n->attrs.has("start") && !n->attrs.has("end")) {
+          ir::Value* s = g.add_unique_value(n->outputs[0]->name + "_nhwc", DataType::kInt64);
+          s->shape = Shape{4};
+          ir::Value* idx = g.add_constant("nchw_order", Tensor::from_vector<int64_t>(DataType::kInt64, {4}, {0, 3, 1, 2}));
+          ir::Value* out = n->outputs[0];
+          n->outputs[0] = s;
+          s->producer = n;
+          ir::Node* gather = g.add_node("Gather", {s, idx}, {out}, g.unique_name("layout_shape"));
+          gather->opset = 13;
+          out->producer = gather;
+          continue;
+        }
+        n->inputs[i] = transpose(in, false);
+      }
+      continue;
+    }
+    ++joined;
+    for (size_t i = 0; i < n->inputs.size(); ++i) {
+      ir::Value* in = n->inputs[i];
+      if (!in) continue;
+      if (is_conv) {
+        auto slot = ops::nhwc_input_slot(*n, i);
+        if (slot == ops::LayoutSlot::kActivation) n->inputs[i] = as_nhwc(in);
+        else if (slot == ops::LayoutSlot::kWeight) n->inputs[i] = permuted(in);
+      } else if (n->op_type == "Split" && i > 0) {
+        continue;  // split sizes
+      } else if (in->initializer) {
+        if (n->op_type == "Clip" || unary_ops().count(n->op_type)) continue;  // scalar parameters
+        n->inputs[i] = permuted(in);
+      } else {
+        n->inputs[i] = as_nhwc(in);
+      }
+    }
+    if (is_conv || n->op_type == "MaxPool" || n->op_type == "AveragePool")
+      n->attrs.set(ops::kNhwcAttr, ir::Attribute::from_int(1));
+    if (n->op_type == "Concat" || n->op_type == "Split") n->attrs.set("axis", ir::Attribute::from_int(3));
+    for (auto& o : n->outputs) {
+      if (!o) continue;
+      if (g.is_output(o)) {
+        // The graph output keeps its name and NCHW: the node writes an NHWC copy.
+        ir::Value* h = g.add_unique_value(o->name + "_nhwc", o->dtype);
+        h->shape = ops::nchw_to_nhwc(*o->shape);
+        h->layout = ir::Layout::kNHWC;
+        for (ir::Node* c : g.consumers(o))
+          for (auto& ci : c->inputs)
+            if (ci == o) ci = h;
+        ir::Node* t = g.add_node("Transpose", {h}, {o}, g.unique_name("layout_" + o->name));
+        t->opset = 13;
+        t->attrs.set("perm", ir::Attribute::from_ints({0, 3, 1, 2}));
+        o->producer = t;
+        h->producer = n;
+        nhwc.insert(h);
+        o = h;
+      } else {
+        o->shape = ops::nchw_to_nhwc(*o->shape);
+        o->layout = ir::Layout::kNHWC;
+        nhwc.insert(o);
+      }
+    }
+  }
+  if (!joined) return Status();
+  KILN_RETURN_IF_ERROR(g.topo_sort());
+  g.prune_values();
+  ctx.stats["nhwc_layers"] += joined;
+  ctx.stats["nhwc_edge_nodes"] += static_cast<int>(g.nodes().size()) - transposes_before;
+  return infer_shapes(g, ctx);
+}
+
+}  // namespace kiln::passes
