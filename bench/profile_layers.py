@@ -53,7 +53,7 @@ def main():
             continue
         layers = json.loads(prof.read_text())
         total = sum(l["ms"] for l in layers)
-        median = [l for l in r.stdout.splitlines() if l.startswith("Latency") or l.startswith("GPU Compute")]
+        median = [l for l in r.stdout.splitlines() if l.startswith(("Latency", "GPU Compute", "CUDA:"))]
         print(f"\n== {name} bs{a.batch} {'fp32' if a.fp32 else 'fp16'}: {len(layers)} layers, "
               f"{total:.3f} ms serialized; {' | '.join(median)}")
         for l in fallback:

@@ -42,8 +42,8 @@ Status fuse_matmul_bias(ir::Graph& g, PassContext& ctx) {
     int64_t n = y->shape->back().value;
     auto bias = bias_vector(other, n);
     if (!bias || bias->dtype() != y->dtype) continue;
-    // The Add must not broadcast y itself (its output keeps y's shape).
-    if (add->outputs[0]->shape && *add->outputs[0]->shape != *y->shape) continue;
+    // A bias of rank <= y's with leading 1s cannot broadcast y itself: the sum keeps y's shape.
+    if (other->initializer->rank() > static_cast<int64_t>(y->shape->size())) continue;
     ir::Value* b = other->initializer->dims().size() == 1 ? other : g.add_constant(other->name + "_vector", *bias);
     ir::Value* z = add->outputs[0];
     ir::Node* f = g.add_node("MatMulBias", {mm->inputs[0], mm->inputs[1], b}, {z}, mm->name);

@@ -172,6 +172,22 @@ __global__ void transpose_tiled_kernel(const T* __restrict__ x, T* __restrict__ 
   }
 }
 
+/// Batched 2-D transpose with few rows (e.g. [N, 3, H*W] -> [N, H*W, 3], an image
+/// going channels-last): one thread per column reads its `rows` values (coalesced
+/// across threads) and writes them side by side.
+template <typename T>
+__global__ void transpose_narrow_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t batch, int rows,
+                                        int64_t cols) {
+  const int64_t total = batch * cols;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t b = i / cols, c = i - b * cols;
+    const T* xb = x + b * rows * cols + c;
+    T* yb = y + (b * cols + c) * rows;
+    for (int r = 0; r < rows; ++r) yb[r] = xb[r * cols];
+  }
+}
+
 /// Drops size-1 dims and merges input dims that stay adjacent and in order in the
 /// output, so e.g. NCHW -> NHWC becomes [N, C, H*W] with perm [0, 2, 1].
 inline void simplify_permute(const Dims& in, const std::vector<int64_t>& perm, Dims& out_in,
@@ -243,6 +259,12 @@ inline Status permute(const ops::KernelContext& ctx, const void* x, void* y, con
   for (size_t j = 0; j + 2 < r && swap_last; ++j) swap_last = p[j] == static_cast<int64_t>(j);
   auto go = [&](auto tag) {
     using T = decltype(tag);
+    if (swap_last && d[r - 2] <= 16) {
+      int64_t rows = d[r - 2], cols = d[r - 1], batch = n / (rows * cols);
+      transpose_narrow_kernel<T><<<grid_for(batch * cols), kBlock, 0, stream>>>(
+          static_cast<const T*>(x), static_cast<T*>(y), batch, static_cast<int>(rows), cols);
+      return;
+    }
     if (swap_last) {
       int64_t rows = d[r - 2], cols = d[r - 1], batch = n / (rows * cols);
       dim3 block(kTile, kTileRows);

@@ -287,6 +287,8 @@ TEST(ShapeOps, CudaTransposeMatchesReference) {
       {{2, 3, 2, 3, 2, 3}, {5, 0, 4, 1, 3, 2}},  // rank 6
       {{3, 5, 7}, {0, 1, 2}},                    // identity
       {{1, 1030, 3}, {2, 1, 0}},                 // 2-D swap after dropping the 1
+      {{2, 16, 33}, {0, 2, 1}},                  // narrow rows (one thread per column)
+      {{2, 17, 33}, {0, 2, 1}},                  // just past narrow: tiled
   };
   for (const Case& k : cases) {
     for (DataType dt : {DataType::kFloat32, DataType::kFloat16, DataType::kInt64, DataType::kUInt8}) {
