@@ -43,6 +43,34 @@ std::shared_ptr<Tensor> permuted_constant(const Tensor& t) {
   return std::make_shared<Tensor>(ops::tensor_nchw_to_nhwc(full));
 }
 
+// Position in NHWC of NCHW axis a (after normalizing negatives for rank 4).
+int64_t nhwc_axis(int64_t a) {
+  if (a < 0) a += 4;
+  static const int64_t pos[4] = {0, 3, 1, 2};
+  return a >= 0 && a < 4 ? pos[a] : -1;
+}
+
+// A Resize/Upsample whose per-axis inputs are constants of length 4 (permutable).
+bool resize_permutable(const ir::Node& n) {
+  if (n.attrs.has("axes") || n.attrs.get_int("antialias", 0) != 0) return false;
+  for (size_t i = 1; i < n.inputs.size(); ++i) {
+    const ir::Value* v = n.inputs[i];
+    if (!v) continue;
+    if (!v->initializer) return false;
+    int64_t len = v->initializer->numel();
+    if (len != 0 && len != 4 && !(i == 1 && len == 8)) return false;
+  }
+  return true;
+}
+
+// Slice with constant axes (or none: the default 0..k-1 becomes explicit).
+bool slice_permutable(const ir::Node& n) {
+  if (n.opset < 10 || n.inputs.size() < 3) return false;
+  for (size_t i = 1; i < n.inputs.size(); ++i)
+    if (n.inputs[i] && !n.inputs[i]->initializer) return false;
+  return true;
+}
+
 }  // namespace
 
 Status nhwc_layout(ir::Graph& g, PassContext& ctx) {
@@ -118,6 +146,10 @@ Status nhwc_layout(ir::Graph& g, PassContext& ctx) {
         if (in->initializer) join = permuted_constant(*in->initializer) != nullptr;
         else join = rank4(in) && in->shape == n->outputs[0]->shape;
       }
+    } else if (plain_domain && n->op_type == "Resize") {
+      join = outputs_ok && any_nhwc_in && nhwc.count(n->input(0)) && resize_permutable(*n);
+    } else if (plain_domain && n->op_type == "Slice") {
+      join = outputs_ok && any_nhwc_in && nhwc.count(n->input(0)) && slice_permutable(*n);
     } else if (plain_domain && (n->op_type == "Concat" || n->op_type == "Split")) {
       int64_t axis = n->attrs.get_int("axis", n->op_type == "Split" ? 0 : 1);
       join = outputs_ok && any_nhwc_in && (axis == 1 || axis == -3);
@@ -146,7 +178,41 @@ Status nhwc_layout(ir::Graph& g, PassContext& ctx) {
       continue;
     }
     ++joined;
-    for (size_t i = 0; i < n->inputs.size(); ++i) {
+    if (n->op_type == "Resize" || n->op_type == "Slice") {
+      // Per-axis constants follow the axes: Resize's roi/scales/sizes are permuted,
+      // Slice's axes are renumbered.
+      for (size_t i = 1; i < n->inputs.size(); ++i) {
+        ir::Value* v = n->inputs[i];
+        if (!v || v->initializer->numel() == 0) continue;
+        if (n->op_type == "Resize") {
+          std::vector<double> a(static_cast<size_t>(v->initializer->numel()));
+          for (size_t k = 0; k < a.size(); ++k) a[k] = v->initializer->get_as_double(static_cast<int64_t>(k));
+          Tensor t = Tensor::empty(v->initializer->dtype(), v->initializer->dims());
+          for (size_t half = 0; half < a.size() / 4; ++half) {
+            const size_t o = half * 4;
+            const double pv[4] = {a[o + 0], a[o + 2], a[o + 3], a[o + 1]};
+            for (size_t k = 0; k < 4; ++k) t.set_from_double(static_cast<int64_t>(o + k), pv[k]);
+          }
+          n->inputs[i] = g.add_constant(v->name + "_nhwc", t);
+        } else if (i == 3) {
+          std::vector<int64_t> axes = v->initializer->to_int64_vector();
+          for (auto& ax : axes) ax = nhwc_axis(ax);
+          n->inputs[i] = g.add_constant(v->name + "_nhwc",
+                                        Tensor::from_vector<int64_t>(v->initializer->dtype(),
+                                                                     {static_cast<int64_t>(axes.size())}, axes));
+        }
+      }
+      if (n->op_type == "Slice" && !n->input(3)) {
+        int64_t k = n->inputs[1]->initializer->numel();
+        std::vector<int64_t> axes;
+        for (int64_t a = 0; a < k; ++a) axes.push_back(nhwc_axis(a));
+        ir::Value* ax = g.add_constant("slice_axes_nhwc", Tensor::from_vector<int64_t>(DataType::kInt64, {k}, axes));
+        n->inputs.resize(std::max<size_t>(n->inputs.size(), 4));
+        n->inputs[3] = ax;
+      }
+      n->inputs[0] = as_nhwc(n->inputs[0]);
+    }
+    for (size_t i = 0; i < n->inputs.size() && n->op_type != "Resize" && n->op_type != "Slice"; ++i) {
       ir::Value* in = n->inputs[i];
       if (!in) continue;
       if (is_conv) {

@@ -325,7 +325,18 @@ TEST(Passes, NhwcLayoutForHalfCudaEnginesKeepsResults) {
   split->attrs.set("axis", ir::Attribute::from_int(1));
   split->opset = 13;
   g.add_node("Mul", {s0, cst("scale", {1, 4, 1, 1})}, {m}, "scale");
-  g.add_node("GlobalAveragePool", {m}, {gap}, "gap");
+  // Resize (constant scales) and Slices (explicit channel axes; default axes) stay in the region.
+  ir::Value *up = val("up"), *sl = val("sl"), *sl2 = val("sl2");
+  ir::Node* resize = g.add_node("Resize", {m, nullptr, g.add_constant("scales", Tensor::from_vector<float>(
+                                                         DataType::kFloat32, {4}, {1, 1, 2, 2}))},
+                                {up}, "resize");
+  resize->attrs.set("mode", ir::Attribute::from_string("nearest"));
+  auto i64 = [&](const char* n, std::vector<int64_t> v) {
+    return g.add_constant(n, Tensor::from_vector<int64_t>(DataType::kInt64, {static_cast<int64_t>(v.size())}, v));
+  };
+  g.add_node("Slice", {up, i64("st", {1}), i64("en", {3}), i64("ax", {1})}, {sl}, "slice_c");
+  g.add_node("Slice", {sl, i64("st2", {0, 0, 1}), i64("en2", {2, 2, 7})}, {sl2}, "slice_h");
+  g.add_node("GlobalAveragePool", {sl2}, {gap}, "gap");
   g.outputs = {gap, s1};
   for (auto& n : g.nodes())
     if (n->opset == 0) n->opset = 17;
