@@ -1,7 +1,7 @@
 // GELU fusion: the erf and tanh GELU subgraphs that PyTorch exports become one Gelu (opset 20).
-//   y = Mul(Mul(x, Add(Erf(Div(x, 1.4142135)), 1)), 0.5)                           becomes   y = Gelu(x)
+//   y = Mul(Mul(x, Add(Erf(Div(x, 1.4142135)), 1)), 0.5)    becomes   y = Gelu(x)
 //   y = Mul(Mul(x, 0.5), Add(Tanh(Mul(0.7978846, Add(x, Mul(0.044715, Pow(x, 3))))), 1))
-//                                                                                    becomes   y = Gelu(x, approximate="tanh")
+//                                                            becomes   y = Gelu(x, approximate="tanh")
 // Accepted variants: Mul(x, 0.70710678) for the Div; Mul(x, x*x) or Mul(x*x, x) for Pow(x, 3);
 // the 0.5 applied to x, to (1 + erf) or to the product; either operand order of Add/Mul;
 // constants as scalars or one-element tensors within 1e-5 (relative) of the exact value.
@@ -169,7 +169,8 @@ Status fuse_gelu(ir::Graph& g, PassContext& ctx) {
     ir::Node* last = match_tail(g, x, core->outputs[0], absorbed);
     if (!last) continue;
     ir::Value* y = last->outputs[0];
-    if (y->dtype != x->dtype || (y->shape && x->shape && *y->shape != *x->shape)) continue;
+    // Elementwise with one-element constants: y has x's shape (compared by rank: unknown dims never compare equal).
+    if (y->dtype != x->dtype || (y->shape && x->shape && y->shape->size() != x->shape->size())) continue;
     // The node writing y becomes the Gelu: it already sits after x in topological order.
     const int opset = std::max(kGeluOpset, last->opset);
     last->op_type = "Gelu";

@@ -26,7 +26,18 @@ bool row_param(const ir::Value* v, int64_t hidden, DataType t, size_t rank) {
   return w.numel() == hidden && w.rank() >= 1 && w.dims().back() == hidden && static_cast<size_t>(w.rank()) <= rank;
 }
 
-bool same_shape(const ir::Value* a, const ir::Value* b) { return a->shape && b->shape && *a->shape == *b->shape; }
+// Same rank and dims, where two unknown dims count as equal: a residual sum's
+// operands through Reshape-derived dims are unknown on both sides. (A broadcast
+// hidden there would change the fused node's output shape and fail at run time,
+// never give a silently wrong answer.)
+bool same_shape(const ir::Value* a, const ir::Value* b) {
+  if (!a->shape || !b->shape || a->shape->size() != b->shape->size()) return false;
+  for (size_t i = 0; i < a->shape->size(); ++i) {
+    const Dim &x = (*a->shape)[i], &y = (*b->shape)[i];
+    if (!(x == y) && (x.known() || y.known())) return false;
+  }
+  return true;
+}
 
 }  // namespace
 

@@ -76,13 +76,16 @@ struct Build {
 
 struct GeluCase {
   bool tanh = false;
-  bool div = true;     // erf: Div(x, sqrt 2) or Mul(x, 1 / sqrt 2)
-  int cube = 0;        // tanh: Pow(x, 3), Mul(x, Mul(x, x))
-  int tail = 0;        // (x * p) * 0.5, (x * 0.5) * p, x * (p * 0.5)
-  bool swap = false;   // every commutative op's operands swapped
+  bool div = true;    // erf: Div(x, sqrt 2) or Mul(x, 1 / sqrt 2)
+  int cube = 0;       // tanh: Pow(x, 3), Mul(x, Mul(x, x))
+  int tail = 0;       // (x * p) * 0.5, (x * 0.5) * p, x * (p * 0.5)
+  bool swap = false;  // every commutative op's operands swapped
   bool tensor_consts = false;
   std::string describe() const {
-    return std::string(tanh ? "tanh" : "erf") + (tanh ? " cube" + std::to_string(cube) : div ? " div" : " mul") +
+    return std::string(tanh ? "tanh" : "erf") +
+           (tanh  ? " cube" + std::to_string(cube)
+            : div ? " div"
+                  : " mul") +
            " tail" + std::to_string(tail) + (swap ? " swapped" : "") + (tensor_consts ? " [1]-consts" : "");
   }
 };
@@ -182,8 +185,8 @@ TEST(FuseGelu, CubeAsMulOfSquareAndX) {
   EXPECT_EQ(g.outputs[0]->name, "y");
   std::mt19937 rng(3);
   Tensor xin = test::random_tensor(DataType::kFloat32, {4, 8}, rng, -4, 4);
-  EXPECT_TRUE(test::tensors_close(run_graph(g, {{"x", xin}}).at("y"), run_graph(*before, {{"x", xin}}).at("y"), 1e-5,
-                                  1e-6));
+  EXPECT_TRUE(
+      test::tensors_close(run_graph(g, {{"x", xin}}).at("y"), run_graph(*before, {{"x", xin}}).at("y"), 1e-5, 1e-6));
 }
 
 TEST(FuseGelu, HalfConstantsRoundedToTheirTypeMatch) {
@@ -274,8 +277,8 @@ TEST(FuseGelu, TwoGelusInARowBothFuse) {
   EXPECT_EQ(ctx.stats["fused_gelu"], 2);
   std::mt19937 rng(9);
   Tensor xin = test::random_tensor(DataType::kFloat32, {4, 8}, rng, -4, 4);
-  EXPECT_TRUE(test::tensors_close(run_graph(g, {{"x", xin}}).at("y2"), run_graph(*before, {{"x", xin}}).at("y2"),
-                                  1e-5, 1e-6));
+  EXPECT_TRUE(
+      test::tensors_close(run_graph(g, {{"x", xin}}).at("y2"), run_graph(*before, {{"x", xin}}).at("y2"), 1e-5, 1e-6));
 }
 
 // ---------------------------------------------------------------- SkipLayerNormalization
@@ -283,12 +286,12 @@ TEST(FuseGelu, TwoGelusInARowBothFuse) {
 namespace {
 
 struct SlnCase {
-  bool bias = false;       // b is a constant [hidden] bias instead of a full-shape input
-  bool swap = false;       // Add(b, a)
+  bool bias = false;  // b is a constant [hidden] bias instead of a full-shape input
+  bool swap = false;  // Add(b, a)
   bool beta = true;
-  int64_t axis = -1;       // LayerNormalization's axis attribute (0: left out)
-  bool prenorm = false;    // the sum is also read by a later residual Add
-  bool sum_output = false; // the sum is also a graph output
+  int64_t axis = -1;        // LayerNormalization's axis attribute (0: left out)
+  bool prenorm = false;     // the sum is also read by a later residual Add
+  bool sum_output = false;  // the sum is also a graph output
   std::string describe() const {
     return std::string(bias ? "bias" : "skip") + (swap ? " swapped" : "") + (beta ? "" : " no-beta") + " axis" +
            std::to_string(axis) + (prenorm ? " prenorm" : "") + (sum_output ? " sum-output" : "");
@@ -351,10 +354,14 @@ void expect_sln_fused(const SlnCase& k) {
   EXPECT_FLOAT_EQ(f.attrs.get_float("epsilon", 0), 1e-3f);
   EXPECT_EQ(f.attrs.all().size(), 1u);
   ASSERT_EQ(f.inputs.size(), k.beta ? 4u : 3u);
-  EXPECT_EQ(f.inputs[0]->name, "a");
-  EXPECT_EQ(f.inputs[1]->name, k.bias ? "bias" : "b");
+  // The full-shape operand is the input; two full-shape operands keep the Add's order.
+  const bool b_first = k.swap && !k.bias;
+  EXPECT_EQ(f.inputs[0]->name, b_first ? "b" : "a");
+  EXPECT_EQ(f.inputs[1]->name, k.bias ? "bias" : b_first ? "a" : "b");
   EXPECT_EQ(f.inputs[2]->name, "gamma");
-  if (k.beta) EXPECT_EQ(f.inputs[3]->name, "beta");
+  if (k.beta) {
+    EXPECT_EQ(f.inputs[3]->name, "beta");
+  }
   const bool keep_sum = k.prenorm || k.sum_output;
   ASSERT_EQ(f.outputs.size(), keep_sum ? 4u : 1u);
   EXPECT_EQ(f.outputs[0]->name, "y");
@@ -363,7 +370,9 @@ void expect_sln_fused(const SlnCase& k) {
     EXPECT_EQ(f.outputs[2], nullptr);
     EXPECT_EQ(f.outputs[3]->name, "s");
   }
-  if (k.prenorm) EXPECT_EQ(g.nodes()[2]->inputs[0]->name, "s");
+  if (k.prenorm) {
+    EXPECT_EQ(g.nodes()[2]->inputs[0]->name, "s");
+  }
   EXPECT_EQ(g.find_value("s") != nullptr, keep_sum);
   EXPECT_EQ(ctx.stats["fused_skip_layernorm"], 1);
 
@@ -500,6 +509,61 @@ TEST(FuseSkipLayerNorm, TwoLayerNormsOfOneSumFuseOnce) {
   auto want = run_graph(*before, in);
   auto got = run_graph(g, in);
   for (const char* o : {"y", "y2"}) EXPECT_TRUE(test::tensors_close(got.at(o), want.at(o), 1e-5, 1e-5)) << o;
+}
+
+// ---------------------------------------------------------------- with the other passes
+
+TEST(Fusion, PreNormTransformerBlockInPipelineOrder) {
+  // x -> +attn -> LN -> MatMul+b -> Gelu(erf) -> MatMul+b -> +residual -> LN
+  std::mt19937 rng(23);
+  ir::Graph g;
+  g.opset_imports[""] = 17;
+  const int64_t h = 16, f = 32;
+  ir::Value* x = g.add_value("x", DataType::kFloat32, Shape{Dim::symbol("batch"), 4, h}).value();
+  g.inputs.push_back(x);
+  Build b{g};
+  auto w = [&](Dims d, double lo = -0.5, double hi = 0.5) {
+    return g.add_constant("w", test::random_tensor(DataType::kFloat32, d, rng, lo, hi));
+  };
+  auto linear = [&](ir::Value* v, int64_t k, int64_t n) {
+    return b.op("Add", {b.op("MatMul", {v, w({k, n})}), w({n})});
+  };
+  ir::Value* s1 = b.op("Add", {x, linear(x, h, h)});
+  ir::Value* n1 = b.op("LayerNormalization", {s1, w({h}, 0.5, 2), w({h})});
+  ir::Value* u = linear(n1, h, f);
+  ir::Value* p = b.op("Add", {b.op("Erf", {b.op("Div", {u, b.c(1.4142135)})}), b.c(1.0)});
+  ir::Value* m = linear(b.op("Mul", {b.op("Mul", {u, p}), b.c(0.5)}), f, h);
+  ir::Value* s2 = b.op("Add", {s1, m});
+  g.outputs.push_back(b.op("LayerNormalization", {s2, w({h}, 0.5, 2), w({h})}, "y"));
+  auto before = g.clone();
+
+  // The order run_pipeline uses, with the two fusions after fuse_matmul_bias.
+  const Pass order[] = {{"infer_shapes", infer_shapes},
+                        {"eliminate_identity", eliminate_identity},
+                        {"fold_constants", fold_constants},
+                        {"eliminate_dead_nodes", eliminate_dead_nodes},
+                        {"fuse_matmul_bias", fuse_matmul_bias},
+                        {"fuse_gelu", fuse_gelu},
+                        {"fuse_skip_layernorm", fuse_skip_layernorm},
+                        {"infer_shapes", infer_shapes}};
+  PassContext ctx = context_for(g);
+  for (const Pass& pass : order) {
+    Status st = pass.fn(g, ctx);
+    ASSERT_TRUE(st.ok()) << pass.name << ": " << st.to_string();
+    st = ir::verify(g);
+    ASSERT_TRUE(st.ok()) << pass.name << ": " << st.to_string();
+  }
+  EXPECT_EQ(op_types(g), (std::vector<std::string>{"MatMulBias", "SkipLayerNormalization", "MatMulBias", "Gelu",
+                                                   "MatMulBias", "SkipLayerNormalization"}));
+  EXPECT_EQ(ctx.stats["fused_gelu"], 1);
+  EXPECT_EQ(ctx.stats["fused_skip_layernorm"], 2);
+  EXPECT_EQ(ctx.stats["fused_skip_layernorm_with_sum"], 1);
+  ASSERT_TRUE(g.outputs[0]->shape);
+  EXPECT_EQ(shape_to_string(*g.outputs[0]->shape), "[batch,4,16]");
+
+  Tensor xin = test::random_tensor(DataType::kFloat32, {3, 4, h}, rng, -2, 2);
+  EXPECT_TRUE(
+      test::tensors_close(run_graph(g, {{"x", xin}}).at("y"), run_graph(*before, {{"x", xin}}).at("y"), 1e-5, 1e-5));
 }
 
 }  // namespace kiln::passes

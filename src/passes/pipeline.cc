@@ -12,6 +12,8 @@ const Pass kPipeline[] = {
     {"eliminate_dead_nodes", eliminate_dead_nodes},
     {"fuse_conv_activation", fuse_conv_activation},
     {"fuse_matmul_bias", fuse_matmul_bias},
+    {"fuse_gelu", fuse_gelu},
+    {"fuse_skip_layernorm", fuse_skip_layernorm},
     {"reduce_precision", reduce_precision},  // CUDA engines with --fp16/--bf16 only
     {"nhwc_layout", nhwc_layout},            // CUDA engines with --fp16/--bf16 only
     {"infer_shapes", infer_shapes},  // final types for the plan and for inspect
