@@ -7,41 +7,15 @@
 #include "harness/op_harness.h"
 #include "ops/op.h"
 #include "passes/pass.h"
+#include "passes/pass_test_util.h"
 
 namespace kiln::passes {
 
 namespace {
 
-// Runs a graph node by node with the reference kernels.
-std::map<std::string, Tensor> run_graph(const ir::Graph& g, const std::map<std::string, Tensor>& inputs) {
-  std::map<const ir::Value*, Tensor> env;
-  for (ir::Value* in : g.inputs) env[in] = inputs.at(in->name);
-  for (auto& n : g.nodes()) {
-    std::vector<const Tensor*> ins;
-    for (ir::Value* v : n->inputs)
-      ins.push_back(!v ? nullptr : v->initializer ? v->initializer.get() : &env.at(v));
-    std::vector<Tensor> outs;
-    Status s = ops::run_node(*n, ins, outs);
-    EXPECT_TRUE(s.ok()) << s.to_string();
-    for (size_t i = 0; i < outs.size(); ++i)
-      if (n->outputs[i]) env[n->outputs[i]] = outs[i];
-  }
-  std::map<std::string, Tensor> out;
-  for (ir::Value* o : g.outputs) out[o->name] = o->initializer ? *o->initializer : env.at(o);
-  return out;
-}
-
-PassContext context_for(const ir::Graph& g) {
-  PassContext ctx;
-  for (ir::Value* in : g.inputs) ctx.input_shapes[in->name] = *in->shape;
-  return ctx;
-}
-
-std::vector<std::string> op_types(const ir::Graph& g) {
-  std::vector<std::string> r;
-  for (auto& n : g.nodes()) r.push_back(n->op_type);
-  return r;
-}
+using testing::context_for;
+using testing::op_types;
+using testing::run_graph;
 
 }  // namespace
 

@@ -159,6 +159,8 @@ Result<std::vector<Tensor>> OpCase::run(const std::string& kernel) {
   return outs;
 }
 
+int gpu_kernels() { return cuda::device_count() > 0 ? 1 : 0; }
+
 int OpCase::expect_all_kernels_match(double rtol, double atol) {
   materialize();
   const ops::OpDef* def = ops::OpRegistry::global().find(node_->domain, node_->op_type);

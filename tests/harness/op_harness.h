@@ -30,6 +30,16 @@ double tolerance_ratio(const Tensor& a, const Tensor& b, double rtol, double ato
 /// Asserts same dtype, dims and values within tolerance; names the first bad element.
 ::testing::AssertionResult tensors_close(const Tensor& actual, const Tensor& expected, double rtol, double atol);
 
+/// How many CUDA kernels a case must have compared: 1 when a GPU is present (use
+/// with EXPECT_GE on expect_all_kernels_match), 0 otherwise.
+int gpu_kernels();
+
+/// Tolerances for one dtype (tables of them drive dtype sweeps in the op tests).
+struct Tol {
+  DataType dtype;
+  double rtol, atol;
+};
+
 class OpCase {
  public:
   explicit OpCase(std::string op_type, int opset = 17, std::string domain = "");

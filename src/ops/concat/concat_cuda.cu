@@ -141,23 +141,6 @@ Status strided_gather(KernelContext& ctx, const Tensor& x, int64_t base, const I
   return cuda::launch_status(ctx, name);
 }
 
-// First index and element count of start:end:step over a dim of size `dim`
-// (the same clamping as the reference in slice.cc).
-std::pair<int64_t, int64_t> slice_range(int64_t start, int64_t end, int64_t step, int64_t dim) {
-  auto resolve = [dim](int64_t v, int64_t lo, int64_t hi) {
-    if (v < 0) v += dim;
-    return std::clamp(v, lo, hi);
-  };
-  if (dim == 0) return {0, 0};
-  if (step > 0) {
-    int64_t s = resolve(start, 0, dim), e = resolve(end, 0, dim);
-    return {s, e > s ? (e - s - 1) / step + 1 : 0};
-  }
-  int64_t s = resolve(start, 0, dim - 1), e = resolve(end, -1, dim - 1);
-  int64_t neg_step = step == std::numeric_limits<int64_t>::min() ? std::numeric_limits<int64_t>::max() : -step;
-  return {s, s > e ? (s - e - 1) / neg_step + 1 : 0};
-}
-
 Status slice_cuda(KernelContext& ctx) {
   const Tensor& x = ctx.input(0);
   Tensor& y = ctx.output(0);
@@ -199,7 +182,7 @@ Status slice_cuda(KernelContext& ctx) {
   for (size_t i = 0; i < k; ++i) {
     if (steps[i] == 0) return ctx.error("a step is 0");
     auto ax = static_cast<size_t>(norm[i]);
-    auto [s, count] = slice_range(starts[i], ends[i], steps[i], x.dims()[ax]);
+    auto [s, count] = movement::slice_range(starts[i], ends[i], steps[i], x.dims()[ax]);
     first[ax] = s;
     step[ax] = steps[i];
     out[ax] = count;

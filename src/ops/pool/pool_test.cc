@@ -303,13 +303,6 @@ TEST(MaxUnpool, InvertsMaxPoolPositions) {
 
 // ---- Cases for the CUDA kernels (cuda.pool, cuda.global_pool); without a GPU only the CPU kernels run.
 
-// At least one kernel (the CUDA one) must run when a GPU is present.
-int gpu_kernels() { return cuda::device_count() > 0 ? 1 : 0; }
-
-struct Tol {
-  DataType dtype;
-  double rtol, atol;
-};
 const std::vector<Tol> kFloatTols = {
     {DataType::kFloat32, 1e-5, 1e-5}, {DataType::kFloat16, 1e-2, 1e-2}, {DataType::kBFloat16, 2e-2, 2e-2}};
 

@@ -3,6 +3,7 @@
 // in their own namespace so they cannot collide with other families' helpers.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -316,6 +317,23 @@ inline Status remap_tensor(const Tensor& x, Tensor& y, const std::vector<std::ve
     std::memcpy(&f, fill, sizeof(T));
     remap_elements(x.data_as<T>(), x.dims(), y.data_as<T>(), y.dims(), maps, f);
   });
+}
+
+/// First index and element count of start:end:step over a dim of size `dim`
+/// (ONNX Slice clamping; shared by the reference and the CUDA kernel).
+inline std::pair<int64_t, int64_t> slice_range(int64_t start, int64_t end, int64_t step, int64_t dim) {
+  auto resolve = [dim](int64_t v, int64_t lo, int64_t hi) {
+    if (v < 0) v += dim;
+    return std::clamp(v, lo, hi);
+  };
+  if (dim == 0) return {0, 0};
+  if (step > 0) {
+    int64_t s = resolve(start, 0, dim), e = resolve(end, 0, dim);
+    return {s, e > s ? (e - s - 1) / step + 1 : 0};
+  }
+  int64_t s = resolve(start, 0, dim - 1), e = resolve(end, -1, dim - 1);
+  int64_t neg_step = step == std::numeric_limits<int64_t>::min() ? std::numeric_limits<int64_t>::max() : -step;
+  return {s, s > e ? (s - e - 1) / neg_step + 1 : 0};
 }
 
 }  // namespace kiln::ops::movement
