@@ -69,6 +69,15 @@ class BuilderConfig {
   /// CUDA device the engine is built (and its kernels timed) on; default 0.
   void set_device_index(int index) { device_index_ = index; }
   int device_index() const { return device_index_; }
+  /// Reduced-precision engines: the dtype of float inputs / outputs (kFloat32, the
+  /// default, keeps FP32 I/O with casts inside; kFloat16 or kBFloat16 passes the
+  /// engine's own precision through — trtexec's --input/output-io-formats).
+  void set_io_dtypes(DataType inputs, DataType outputs) {
+    io_inputs_ = inputs;
+    io_outputs_ = outputs;
+  }
+  DataType input_io_dtype() const { return io_inputs_; }
+  DataType output_io_dtype() const { return io_outputs_; }
   /// Free-form metadata stored in the engine.
   void set_metadata(const std::string& key, const std::string& value) { metadata_[key] = value; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
@@ -79,6 +88,7 @@ class BuilderConfig {
   int opt_level_ = 3;
   DeviceType device_ = DeviceType::kCPU;
   int device_index_ = 0;
+  DataType io_inputs_ = DataType::kFloat32, io_outputs_ = DataType::kFloat32;
   std::vector<OptimizationProfile> profiles_;
   std::map<std::string, std::string> metadata_;
 };

@@ -128,6 +128,15 @@ Result<std::vector<uint8_t>> Builder::build_serialized_network(const NetworkDefi
     for (auto& e : impl.errors) all += "\n  " + e;
     return Status(ErrorCode::kInvalidArgument, "the network has " + std::to_string(impl.errors.size()) + " error(s):" + all);
   }
+  for (DataType io : {config.input_io_dtype(), config.output_io_dtype()}) {
+    if (io == DataType::kFloat32) continue;
+    bool fp16 = config.get_flag(BuilderFlag::kFP16), bf16 = config.get_flag(BuilderFlag::kBF16);
+    DataType engine = fp16 ? DataType::kFloat16 : bf16 ? DataType::kBFloat16 : DataType::kFloat32;
+    if (config.device() != DeviceType::kCUDA || io != engine)
+      return Status(ErrorCode::kInvalidArgument,
+                    std::string("I/O dtype ") + dtype_name(io) + " needs a CUDA engine built with --" +
+                        (io == DataType::kFloat16 ? "fp16" : "bf16") + " (16-bit I/O passes the engine's precision through)");
+  }
   std::string cuda_arch, cuda_name;
   if (config.device() == DeviceType::kCUDA) {
     if (cuda::device_count() == 0)

@@ -80,6 +80,12 @@ Status reduce_precision(ir::Graph& g, PassContext& ctx) {
   };
 
   std::set<ir::Value*> made_half;  // activations this pass turned to half
+  if (cfg->input_io_dtype() == half)
+    for (ir::Value* in : g.inputs)
+      if (in->dtype == DataType::kFloat32) {
+        in->dtype = half;  // the caller feeds 16-bit data; readers that stay FP32 get a Cast
+        made_half.insert(in);
+      }
   int converted = 0, casts_before = static_cast<int>(g.nodes().size());
   std::vector<ir::Node*> order;
   for (auto& n : g.nodes()) order.push_back(n.get());
@@ -98,7 +104,10 @@ Status reduce_precision(ir::Graph& g, PassContext& ctx) {
       }
       for (ir::Value* o : n->outputs) {
         if (!o || o->dtype != DataType::kFloat32) continue;
-        if (g.is_output(o)) {
+        if (g.is_output(o) && cfg->output_io_dtype() == half) {
+          o->dtype = half;  // the engine's output is 16-bit, as asked
+          made_half.insert(o);
+        } else if (g.is_output(o)) {
           // The graph output keeps its name and float32: the node writes a half copy.
           ir::Value* h = g.add_unique_value(o->name + suffix, half);
           h->shape = o->shape;

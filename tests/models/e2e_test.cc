@@ -203,8 +203,16 @@ TEST_P(E2EModels, ApiMatchesOnnxRuntime) {
 
 // The same models on the GPU: FP32 (TF32 off) within 1e-4, FP16 within 1e-2, with
 // plain launches, CUDA graph replay, and one context reused across shapes/profiles.
+kiln::Tensor converted(const kiln::Tensor& t, kiln::DataType dt) {
+  if (t.dtype() == dt) return t;
+  kiln::Tensor r = kiln::Tensor::empty(dt, t.dims());
+  for (int64_t i = 0; i < t.numel(); ++i) r.set_from_double(i, t.get_as_double(i));
+  return r;
+}
+
+// `io`: the engine's float I/O dtype (16-bit I/O passes the engine's precision through).
 void run_cuda_case(const fs::path& dir, const nlohmann::json& model, const std::vector<std::string>& flags,
-                   double tol, bool graph) {
+                   double tol, bool graph, kiln::DataType io = kiln::DataType::kFloat32) {
   fs::path work = kiln::testing::scratch_dir("e2e_cuda");
   fs::path engine_path = build_engine(dir, model, work, flags);
   ASSERT_TRUE(fs::exists(engine_path));
@@ -219,15 +227,23 @@ void run_cuda_case(const fs::path& dir, const nlohmann::json& model, const std::
     for (const auto& c : model["cases"]) {
       SCOPED_TRACE(c["name"].get<std::string>() + " run " + std::to_string(rep));
       std::map<std::string, kiln::Tensor> inputs;
-      for (auto it = c["inputs"].begin(); it != c["inputs"].end(); ++it)
-        inputs[it.key()] = load_npy(dir / it.value().get<std::string>());
+      for (auto it = c["inputs"].begin(); it != c["inputs"].end(); ++it) {
+        kiln::Tensor t = load_npy(dir / it.value().get<std::string>());
+        if (t.dtype() == kiln::DataType::kFloat32) {
+          EXPECT_EQ(engine.value()->get_tensor_dtype(it.key()), io);
+          t = converted(t, io);
+        }
+        inputs[it.key()] = t;
+      }
       ASSERT_TRUE(ctx->set_optimization_profile(c.value("profile", 0)).ok());
       auto out = ctx->infer(inputs);
       ASSERT_TRUE(out.ok()) << out.status().to_string();
       for (auto it = c["outputs"].begin(); it != c["outputs"].end(); ++it) {
         auto o = out.value().find(it.key());
         ASSERT_NE(o, out.value().end()) << "no output " << it.key();
-        expect_close(o->second, load_npy(dir / it.value().get<std::string>()), it.key(), tol);
+        kiln::Tensor want = load_npy(dir / it.value().get<std::string>());
+        if (want.dtype() == kiln::DataType::kFloat32) EXPECT_EQ(o->second.dtype(), io) << it.key();
+        expect_close(converted(o->second, want.dtype()), want, it.key(), tol);
       }
     }
 }
@@ -245,6 +261,34 @@ TEST_P(E2EModels, CudaGraphFp32MatchesOnnxRuntime) {
 TEST_P(E2EModels, CudaFp16MatchesOnnxRuntime) {
   if (!kiln::testing::cuda_available()) GTEST_SKIP() << kiln::testing::no_cuda_reason();
   run_cuda_case(dir_, model_, {"--device", "cuda", "--fp16"}, 1e-2, false);
+}
+
+TEST_P(E2EModels, CudaBf16MatchesOnnxRuntime) {
+  if (!kiln::testing::cuda_available()) GTEST_SKIP() << kiln::testing::no_cuda_reason();
+  run_cuda_case(dir_, model_, {"--device", "cuda", "--bf16"}, 5e-2, false);
+}
+
+TEST_P(E2EModels, CudaFp16IoMatchesOnnxRuntime) {
+  if (!kiln::testing::cuda_available()) GTEST_SKIP() << kiln::testing::no_cuda_reason();
+  run_cuda_case(dir_, model_,
+                {"--device", "cuda", "--fp16", "--input-io-formats", "fp16:chw", "--output-io-formats", "fp16"}, 1e-2,
+                true, kiln::DataType::kFloat16);
+}
+
+TEST(E2E, SixteenBitIoNeedsAMatchingCudaEngine) {
+  std::string why;
+  fs::path dir = model_dir(&why);
+  if (dir.empty()) GTEST_SKIP() << why;
+  auto model = load_model_entry(dir, "cnn");
+  fs::path work = kiln::testing::scratch_dir("e2e_io");
+  auto r = run_cli({"build", (dir / model["onnx"].get<std::string>()).string(), "-o", (work / "x.engine").string(),
+                    "--input-io-formats", "fp16"});
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("I/O dtype float16 needs a CUDA engine built with --fp16"), std::string::npos) << r.output;
+  r = run_cli({"build", (dir / model["onnx"].get<std::string>()).string(), "-o", (work / "x.engine").string(),
+               "--output-io-formats", "int8"});
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("--output-io-formats must be fp32, fp16 or bf16"), std::string::npos) << r.output;
 }
 
 TEST_P(E2EModels, CudaCliMatchesOnnxRuntime) {

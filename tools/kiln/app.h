@@ -26,6 +26,7 @@ struct BuildOptions {
   double workspace_mib = 0;  ///< 0: builder default
   int opt_level = 3;
   std::string device = "cpu";
+  std::string input_io = "fp32", output_io = "fp32";  ///< --input-io-formats / --output-io-formats
   std::vector<std::string> metadata;  ///< key=value
   bool verbose = false;
 };

@@ -97,6 +97,18 @@ Status apply_config(const BuildOptions& o, BuilderConfig& config) {
   KILN_RETURN_IF_ERROR(parse_device(o.device, type, index));
   config.set_device(type);
   config.set_device_index(index);
+  auto io_dtype = [](const std::string& flag, std::string v, DataType& out) -> Status {
+    if (auto colon = v.find(':'); colon != std::string::npos) v = v.substr(0, colon);  // trtexec's ":chw"
+    if (v == "fp32") out = DataType::kFloat32;
+    else if (v == "fp16") out = DataType::kFloat16;
+    else if (v == "bf16") out = DataType::kBFloat16;
+    else return Status(ErrorCode::kInvalidArgument, flag + " must be fp32, fp16 or bf16, got '" + v + "'");
+    return Status();
+  };
+  DataType in_io, out_io;
+  KILN_RETURN_IF_ERROR(io_dtype("--input-io-formats", o.input_io, in_io));
+  KILN_RETURN_IF_ERROR(io_dtype("--output-io-formats", o.output_io, out_io));
+  config.set_io_dtypes(in_io, out_io);
   for (const auto& kv : o.metadata) {
     size_t eq = kv.find('=');
     if (eq == std::string::npos || eq == 0)

@@ -38,7 +38,13 @@ void add_build_options(CLI::App* app, BuildOptions& o, bool build_cmd) {
   app->add_option("--opt-level", o.opt_level, "Optimization level 0 (fast build) .. 5 (widest search)")
       ->group(g)
       ->capture_default_str();
-  app->add_option("--device", o.device, "Target device: cpu or cuda")->group(g)->capture_default_str();
+  app->add_option("--device", o.device, "Target device: cpu, cuda, cuda:N or N")->group(g)->capture_default_str();
+  app->add_option("--input-io-formats", o.input_io, "Float inputs: fp32, or fp16/bf16 with --fp16/--bf16 (':chw' accepted)")
+      ->group(g)
+      ->capture_default_str();
+  app->add_option("--output-io-formats", o.output_io, "Float outputs: fp32, or fp16/bf16 with --fp16/--bf16")
+      ->group(g)
+      ->capture_default_str();
   app->add_option("--metadata", o.metadata, "key=value stored in the engine (repeatable)")
       ->group(g)
       ->allow_extra_args(false);
