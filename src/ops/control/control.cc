@@ -196,12 +196,48 @@ Status ref_loop(KernelContext& ctx) {
   return Status();
 }
 
+// ------------------------------------------------------------------ Scan (opset 8)
+// Opset 8 batches: inputs are [sequence_lens], states [B, ...] and scan inputs
+// [B, seq, ...]; the body sees one batch row (and one step) at a time. Scan
+// outputs are [B, seq, ...], zero-padded past each row's sequence length.
+
+Status infer_scan8(InferContext& ctx, const ir::Graph& body) {
+  int64_t m = ctx.attrs().get_int("num_scan_inputs", -1);
+  if (ctx.num_inputs() < 1 || m < 0 || static_cast<size_t>(m) > ctx.num_inputs() - 1)
+    return ctx.error("bad num_scan_inputs");
+  if (ctx.has_input(0) && ctx.input_dtype(0) != DataType::kInt64) return ctx.error("sequence_lens must be int64");
+  size_t n = ctx.num_inputs() - 1 - static_cast<size_t>(m);
+  if (body.inputs.size() != n + static_cast<size_t>(m))
+    return ctx.error("body input count differs from the node's states + scan inputs");
+  if (body.outputs.size() < n) return ctx.error("body has too few outputs");
+  if (ctx.num_outputs() > body.outputs.size()) return ctx.error("node has more outputs than the body provides");
+  auto dirs = ctx.attrs().get_ints("directions", std::vector<int64_t>(m, 0));
+  if (dirs.size() != static_cast<size_t>(m)) return ctx.error("directions must have num_scan_inputs entries");
+  std::vector<TensorType> body_in;
+  for (size_t i = 1; i < ctx.num_inputs(); ++i) {
+    if (!ctx.has_input(i)) return ctx.error("state and scan inputs are required");
+    TensorType t = ctx.input(i);
+    size_t drop = i > n ? 2 : 1;  // batch axis, and the sequence axis of scan inputs
+    if (t.shape && t.shape->size() < drop)
+      return ctx.error("input " + std::to_string(i) + " lacks the batch/sequence axes");
+    if (t.shape) t.shape->erase(t.shape->begin(), t.shape->begin() + static_cast<std::ptrdiff_t>(drop));
+    body_in.push_back(t);
+  }
+  std::vector<DataType> dts = body_output_dtypes(body, body_in);
+  for (size_t i = 0; i < ctx.num_outputs(); ++i) {
+    DataType dt = i < n ? ctx.input_dtype(1 + i) : dts[i];
+    if (dt == DataType::kUndefined) return ctx.unsupported("cannot infer the dtype of output " + std::to_string(i));
+    ctx.set_output(i, dt, std::nullopt);
+  }
+  return Status();
+}
+
 // ------------------------------------------------------------------ Scan (opset 9+)
 
 Status infer_scan(InferContext& ctx) {
   const ir::Graph* body = graph_attr(ctx.node(), "body");
   if (!body) return ctx.error("needs graph attribute body");
-  if (ctx.opset() < 9) return ctx.unsupported("Scan before opset 9 (batched form with sequence_lens)");
+  if (ctx.opset() < 9) return infer_scan8(ctx, *body);
   int64_t m = ctx.attrs().get_int("num_scan_inputs", -1);
   if (m < 0 || static_cast<size_t>(m) > ctx.num_inputs()) return ctx.error("bad num_scan_inputs");
   size_t n = ctx.num_inputs() - static_cast<size_t>(m);
@@ -255,9 +291,83 @@ Tensor stack_axis(const std::vector<Tensor>& parts, int64_t axis) {
   return out;
 }
 
+Status ref_scan8(KernelContext& ctx, const ir::Graph& body) {
+  int64_t m = ctx.attrs().get_int("num_scan_inputs", 0);
+  size_t n = ctx.num_inputs() - 1 - static_cast<size_t>(m);
+  size_t k = body.outputs.size() - n;
+  auto dirs = ctx.attrs().get_ints("directions", std::vector<int64_t>(m, 0));
+  int64_t batch = -1, max_len = -1;
+  for (size_t i = 1; i < ctx.num_inputs(); ++i) {
+    const Tensor& t = ctx.input(i);
+    const bool scan = i > n;
+    if (t.rank() < (scan ? 2 : 1)) return ctx.error("input " + std::to_string(i) + " lacks the batch/sequence axes");
+    if (batch >= 0 && t.dim(0) != batch) return ctx.error("inputs have different batch sizes");
+    batch = t.dim(0);
+    if (scan) {
+      if (max_len >= 0 && t.dim(1) != max_len) return ctx.error("scan inputs have different sequence lengths");
+      max_len = t.dim(1);
+    }
+  }
+  if (batch < 0) return ctx.error("Scan has no state or scan inputs");
+  if (max_len < 0) max_len = 0;
+  std::vector<int64_t> lens(static_cast<size_t>(batch), max_len);
+  if (ctx.has_input(0)) {
+    lens = ctx.input(0).to_int64_vector();
+    if (static_cast<int64_t>(lens.size()) != batch) return ctx.error("sequence_lens must have one entry per batch row");
+    for (int64_t l : lens)
+      if (l < 0 || l > max_len)
+        return ctx.error("sequence length " + std::to_string(l) + " is outside [0, " + std::to_string(max_len) + "]");
+  }
+  std::vector<std::vector<Tensor>> final_states(n);  // [state][b]
+  std::vector<std::vector<Tensor>> rows(k);          // [output][b], each [max_len, ...]
+  for (int64_t b = 0; b < batch; ++b) {
+    std::vector<Tensor> state;
+    for (size_t i = 0; i < n; ++i) state.push_back(take_slice(ctx.input(1 + i), 0, b));
+    std::vector<Tensor> seqs;
+    for (int64_t j = 0; j < m; ++j) seqs.push_back(take_slice(ctx.input(1 + n + j), 0, b));
+    const int64_t len = lens[static_cast<size_t>(b)];
+    std::vector<std::vector<Tensor>> steps(k);
+    for (int64_t it = 0; it < len; ++it) {
+      std::vector<Tensor> in = state;
+      for (int64_t j = 0; j < m; ++j) in.push_back(take_slice(seqs[j], 0, dirs[j] ? len - 1 - it : it));
+      KILN_ASSIGN_OR_RETURN(std::vector<Tensor> res, ctx.subgraph_runner()(body, in));
+      if (res.size() != n + k) return ctx.error("body produced the wrong number of outputs");
+      for (size_t i = 0; i < n; ++i) state[i] = res[i].clone();
+      for (size_t j = 0; j < k; ++j) steps[j].push_back(res[n + j].clone());
+    }
+    for (size_t i = 0; i < n; ++i) final_states[i].push_back(state[i]);
+    for (size_t j = 0; j < k; ++j) {
+      if (steps[j].empty()) {
+        rows[j].emplace_back();  // filled once another row shows the element shape
+        continue;
+      }
+      while (static_cast<int64_t>(steps[j].size()) < max_len)
+        steps[j].push_back(Tensor::zeros(steps[j][0].dtype(), steps[j][0].dims()));
+      rows[j].push_back(stack_axis(steps[j], 0));
+    }
+  }
+  for (size_t i = 0; i < n && i < ctx.num_outputs(); ++i)
+    set_output_copy(ctx, i, batch > 0 ? stack_axis(final_states[i], 0) : ctx.input(1 + i));
+  for (size_t j = 0; j < k && n + j < ctx.num_outputs(); ++j) {
+    if (!ctx.has_output(n + j)) continue;
+    const Tensor* like = nullptr;
+    for (const Tensor& r : rows[j])
+      if (!r.is_null()) like = &r;
+    if (!like) {
+      ctx.allocate_output(n + j, body.outputs[n + j]->dtype, {batch, max_len});
+      continue;
+    }
+    for (Tensor& r : rows[j])
+      if (r.is_null()) r = Tensor::zeros(like->dtype(), like->dims());
+    set_output_copy(ctx, n + j, stack_axis(rows[j], 0));
+  }
+  return Status();
+}
+
 Status ref_scan(KernelContext& ctx) {
   if (!ctx.subgraph_runner()) return ctx.error("Scan needs the executor's subgraph runner", ErrorCode::kInternal);
   const ir::Graph& body = *graph_attr(ctx.node(), "body");
+  if (ctx.opset() < 9) return ref_scan8(ctx, body);
   int64_t m = ctx.attrs().get_int("num_scan_inputs", 0);
   size_t n = ctx.num_inputs() - static_cast<size_t>(m);
   size_t k = body.outputs.size() - n;
