@@ -6,6 +6,7 @@
 #   cuda-update  conformance on CUDA, rewriting expected_failures_cuda.txt
 #   python       the pytest suite (CUDA tests included) against build/gpu/python
 #   bench        bench/peers.py (kiln vs PyTorch eager / compile / CUDA graphs); $BENCH_ARGS
+#   sweep        bench/model_sweep.py (exported models, kiln vs onnxruntime); $SWEEP_ARGS
 # Logs go to $OUT (or ./gpu-logs) so they come back from the device tool; a short
 # table is printed last. $GTEST_FILTER narrows the tests step.
 set -uo pipefail
@@ -59,6 +60,11 @@ if has bench; then
   python3 bench/peers.py --kiln build/gpu/kiln ${BENCH_ARGS:-} > "$OUT/peers.log" 2>&1; b_rc=$?
   rows+=("| peers.py | rc $b_rc |")
   tail -40 "$OUT/peers.log"
+fi
+if has sweep; then
+  python3 bench/model_sweep.py --kiln build/gpu/kiln --out "$OUT" ${SWEEP_ARGS:-} > "$OUT/sweep.log" 2>&1; s_rc=$?
+  rows+=("| model_sweep.py | rc $s_rc |")
+  tail -45 "$OUT/models.md" 2>/dev/null
 fi
 echo
 echo "| step | result |"
