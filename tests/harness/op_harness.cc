@@ -192,8 +192,9 @@ int OpCase::expect_all_kernels_match(double rtol, double atol) {
       EXPECT_TRUE(got.ok()) << k.name << ": " << got.status().to_string();
       if (!got.ok()) continue;
       for (size_t i = 0; i < ref->size(); ++i)
-        if (!(*ref)[i].is_null())
+        if (!(*ref)[i].is_null()) {
           EXPECT_TRUE(tensors_close((*got)[i], (*ref)[i], rtol, atol)) << "kernel " << k.name << " output " << i;
+        }
       ++compared;
     }
   }
