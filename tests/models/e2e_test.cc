@@ -242,7 +242,9 @@ void run_cuda_case(const fs::path& dir, const nlohmann::json& model, const std::
         auto o = out.value().find(it.key());
         ASSERT_NE(o, out.value().end()) << "no output " << it.key();
         kiln::Tensor want = load_npy(dir / it.value().get<std::string>());
-        if (want.dtype() == kiln::DataType::kFloat32) EXPECT_EQ(o->second.dtype(), io) << it.key();
+        if (want.dtype() == kiln::DataType::kFloat32) {
+          EXPECT_EQ(o->second.dtype(), io) << it.key();
+        }
         expect_close(converted(o->second, want.dtype()), want, it.key(), tol);
       }
     }
