@@ -301,6 +301,7 @@ Status CudaExecutor::run_steps(Plan& p, void* stream, const Bindings& direct) {
         }
     }
     bool on_cpu = !s.fn;
+    std::vector<ops::TensorType> out_types;  // a dynamic CUDA step's output types, inferred now
     if (s.fn && s.dynamic) {
       // Dims known only now: a CUDA kernel needs them (and its host values) before launch.
       std::vector<ops::TensorType> types;
@@ -318,27 +319,18 @@ Status CudaExecutor::run_steps(Plan& p, void* stream, const Bindings& direct) {
       if (dims_known)
         for (size_t k = 0; k < node.outputs.size(); ++k)
           if (node.outputs[k] && (!(*otypes)[k].shape || shape_volume(*(*otypes)[k].shape) < 0)) dims_known = false;
-      if (!dims_known) on_cpu = true;  // data-dependent here: the CPU kernel computes it
+      if (dims_known) out_types = std::move(*otypes);
+      else on_cpu = true;  // data-dependent here: the CPU kernel computes it
     }
     if (!on_cpu) {
       if (s.dynamic) {
-        std::vector<ops::TensorType> types;
-        for (size_t i = 0; i < ins.size(); ++i) {
-          if (!node.inputs[i]) types.emplace_back();
-          else if (!ins[i].is_null()) types.push_back({ins[i].dtype(), shape_from_dims(ins[i].dims())});
-          else types.push_back({s.host_values[i]->dtype(), shape_from_dims(s.host_values[i]->dims())});
-        }
-        KILN_ASSIGN_OR_RETURN(auto otypes, ops::infer_node(node, types, s.host_values));
         for (size_t k = 0; k < node.outputs.size(); ++k) {
           if (!node.outputs[k] || !outs[k].is_null()) continue;
-          Dims dims = otypes[k].shape ? shape_to_dims(*otypes[k].shape) : Dims{};
-          if (!otypes[k].shape || dims_volume(dims) < 0)
-            return Status(ErrorCode::kUnsupported, "node " + node.describe() +
-                                                       ": output dims depend on data, which its CUDA kernel cannot produce");
+          Dims dims = shape_to_dims(*out_types[k].shape);
           KILN_ASSIGN_OR_RETURN(cuda::DeviceBuffer b,
-                                cuda::device_alloc(dims_volume(dims) * dtype_size(otypes[k].dtype),
+                                cuda::device_alloc(dims_volume(dims) * dtype_size(out_types[k].dtype),
                                                    "value '" + node.outputs[k]->name + "'"));
-          outs[k] = Tensor::view(otypes[k].dtype, dims, b.get());
+          outs[k] = Tensor::view(out_types[k].dtype, dims, b.get());
           rt[node.outputs[k]] = outs[k];
           run_owned.push_back(std::move(b));
         }
