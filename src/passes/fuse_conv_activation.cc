@@ -130,11 +130,6 @@ Status fuse_conv_activation(ir::Graph& g, PassContext& ctx) {
   }
   if (!fused) return Status();
   g.remove_nodes_if([&](const ir::Node& n) { return std::find(removed.begin(), removed.end(), &n) != removed.end(); });
-  // remove_nodes_if cleared the producer of the fused outputs: point them back.
-  for (auto& n : g.nodes())
-    if (n->op_type == "FusedConv")
-      for (ir::Value* o : n->outputs)
-        if (o) o->producer = n.get();
   KILN_RETURN_IF_ERROR(g.topo_sort());
   g.prune_values();
   g.opset_imports.emplace("com.microsoft", 1);

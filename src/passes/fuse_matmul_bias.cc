@@ -56,10 +56,6 @@ Status fuse_matmul_bias(ir::Graph& g, PassContext& ctx) {
   }
   if (!fused) return Status();
   g.remove_nodes_if([&](const ir::Node& n) { return std::find(removed.begin(), removed.end(), &n) != removed.end(); });
-  for (auto& n : g.nodes())
-    if (n->op_type == "MatMulBias")
-      for (ir::Value* o : n->outputs)
-        if (o) o->producer = n.get();
   KILN_RETURN_IF_ERROR(g.topo_sort());
   g.prune_values();
   g.opset_imports.emplace("kiln", 1);

@@ -30,13 +30,14 @@ const std::set<std::string>& binary_ops() {
 
 bool rank4(const ir::Value* v) { return v && v->shape && v->shape->size() == 4; }
 
+// Scalars broadcast alike in both layouts; a rank-1 [W] constant would broadcast
+// over W, not C, so only rank >= 2 constants can be permuted.
+bool constant_permutable(const Tensor& t) { return t.numel() == 1 || t.rank() > 1; }
+
 // A constant broadcasting against an NCHW rank-4 tensor, permuted for NHWC; null if it cannot be.
 std::shared_ptr<Tensor> permuted_constant(const Tensor& t) {
-  if (t.numel() == 1 || t.rank() <= 1) {
-    // Scalars broadcast alike; a rank-1 [W] constant would broadcast over W, not C.
-    if (t.numel() == 1) return std::make_shared<Tensor>(t);
-    return nullptr;
-  }
+  if (!constant_permutable(t)) return nullptr;
+  if (t.numel() == 1) return std::make_shared<Tensor>(t);
   Dims d = t.dims();
   while (d.size() < 4) d.insert(d.begin(), 1);
   Tensor full = t.reshaped(d);
@@ -143,7 +144,7 @@ Status nhwc_layout(ir::Graph& g, PassContext& ctx) {
       for (ir::Value* in : n->inputs) {
         if (!join || !in) break;
         if (nhwc.count(in)) continue;
-        if (in->initializer) join = permuted_constant(*in->initializer) != nullptr;
+        if (in->initializer) join = constant_permutable(*in->initializer);
         else join = rank4(in) && in->shape == n->outputs[0]->shape;
       }
     } else if (plain_domain && n->op_type == "Resize") {
