@@ -1,6 +1,8 @@
 // Broadcasting arithmetic: Add, Sub, Mul, Div, Mod, Pow, PRelu, BitShift.
 #include "ops/binary/binary.h"
 
+#include "ops/binary/div_mod.h"
+
 #include <cmath>
 
 namespace kiln::ops {
@@ -33,26 +35,16 @@ struct Mul {
   }
 };
 
-// Integer division truncates toward zero (C semantics, as the ONNX reference).
-// x / 0 gives 0 and MIN / -1 wraps, so no input can trap.
+// Div and Mod's scalar rules live in div_mod.h, shared with the CUDA kernels.
 struct Div {
   static constexpr uint32_t kTypes = kTypesNumeric;
   static constexpr bool kBoolOut = false;
   template <class C>
   C operator()(C a, C b) const {
-    if constexpr (std::is_floating_point_v<C>) {
-      return a / b;
-    } else {
-      if (b == 0) return 0;
-      if constexpr (std::is_signed_v<C>)
-        if (b == -1) return static_cast<C>(wrap_t<C>(0) - static_cast<wrap_t<C>>(a));
-      return static_cast<C>(a / b);
-    }
+    return div_rule(a, b);
   }
 };
 
-// fmod = 1: the result takes the dividend's sign (C fmod / %).
-// fmod = 0: the divisor's sign (Python %); the ONNX tests also use it for floats.
 struct Mod {
   static constexpr uint32_t kTypes = kTypesNumeric;
   static constexpr bool kBoolOut = false;
@@ -65,23 +57,7 @@ struct Mod {
   }
   template <class C>
   C operator()(C a, C b) const {
-    if constexpr (std::is_floating_point_v<C>) {
-      C r = std::fmod(a, b);
-      if (fmod) return r;
-      if (r == 0) return std::copysign(C(0), b);
-      if ((r < 0) != (b < 0)) r += b;
-      return r;
-    } else {
-      if (b == 0) return 0;
-      if constexpr (std::is_signed_v<C>) {
-        if (b == -1) return 0;
-        C r = static_cast<C>(a % b);
-        if (!fmod && r != 0 && ((r < 0) != (b < 0))) r = static_cast<C>(r + b);
-        return r;
-      } else {
-        return static_cast<C>(a % b);
-      }
-    }
+    return mod_rule(a, b, fmod);
   }
 };
 
@@ -167,8 +143,10 @@ Status pow_kernel(KernelContext& ctx) {
       }
       return convert_value<T>(std::pow(static_cast<double>(static_cast<compute_t<T>>(x)), p));
     };
-    if constexpr (kFast) binary_fast_loop<T, double, T>(a, e, y, f);
-    else binary_ref_loop<T, double, T>(a, e, y, f);
+    if constexpr (kFast)
+      binary_fast_loop<T, double, T>(a, e, y, f);
+    else
+      binary_ref_loop<T, double, T>(a, e, y, f);
   });
   return Status();
 }

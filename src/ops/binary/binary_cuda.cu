@@ -6,6 +6,7 @@
 //   two dims (bias along rows or columns) -> a 2-D kernel without index division,
 //   anything else -> per-element offsets in 32-bit index math where it fits.
 // Semantics follow binary.cc, logical.cc and variadic.cc.
+#include "ops/binary/div_mod.h"
 #include "ops/unary/eltwise_cuda.cuh"
 
 namespace kiln::ops {
@@ -40,23 +41,16 @@ KILN_CUDA_BINARY(BitwiseOr, kBitsInt, false, static_cast<C>(a | b))
 KILN_CUDA_BINARY(BitwiseXor, kBitsInt, false, static_cast<C>(a ^ b))
 #undef KILN_CUDA_BINARY
 
-// Integers truncate toward zero; x / 0 gives 0 and MIN / -1 wraps (as binary.cc).
+// Div and Mod apply the reference's scalar rules (div_mod.h).
 struct Div {
   static constexpr uint32_t kTypes = kBitsFloatI;
   static constexpr bool kBoolOut = false;
   template <class C>
   __device__ C operator()(C a, C b) const {
-    if constexpr (std::is_floating_point_v<C>) {
-      return a / b;
-    } else {
-      if (b == 0) return 0;
-      if (b == -1) return negate(a);
-      return static_cast<C>(a / b);
-    }
+    return div_rule(a, b);
   }
 };
 
-// fmod = 1: the dividend's sign; fmod = 0: the divisor's sign (Python %).
 struct Mod {
   static constexpr uint32_t kTypes = kBitsFloatI;
   static constexpr bool kBoolOut = false;
@@ -64,18 +58,7 @@ struct Mod {
   explicit Mod(const ir::Attributes& a) : fmod(a.get_int("fmod", 0) != 0) {}
   template <class C>
   __device__ C operator()(C a, C b) const {
-    if constexpr (std::is_floating_point_v<C>) {
-      C r = fmodf(a, b);
-      if (fmod) return r;
-      if (r == 0) return copysignf(0.0f, b);
-      if ((r < 0) != (b < 0)) r += b;
-      return r;
-    } else {
-      if (b == 0 || b == -1) return 0;
-      C r = static_cast<C>(a % b);
-      if (!fmod && r != 0 && ((r < 0) != (b < 0))) r = static_cast<C>(r + b);
-      return r;
-    }
+    return mod_rule(a, b, fmod);
   }
 };
 

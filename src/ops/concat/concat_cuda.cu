@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "ops/common.h"
+#include "ops/concat/pad_spec.h"
 #include "ops/reshape/data_movement.h"
 #include "ops/reshape/movement_cuda.cuh"
 
@@ -279,37 +280,14 @@ Status tile_cuda(KernelContext& ctx) {
 
 // ---------------------------------------------------------------- Pad
 
-enum class PadMode : int { kConstant, kReflect, kEdge, kWrap };
-
 struct PadParams {
   int rank = 0;
-  PadMode mode = PadMode::kConstant;
+  movement::PadMode mode = movement::PadMode::kConstant;
   int64_t out_dims[kMaxRank] = {};
   int64_t in_dims[kMaxRank] = {};
   int64_t in_strides[kMaxRank] = {};
   int64_t begin[kMaxRank] = {};
 };
-
-// Input index that position i (already shifted by the begin pad) reads; -1 = the constant.
-__device__ __forceinline__ int64_t pad_source(int64_t i, int64_t n, PadMode mode) {
-  if (i >= 0 && i < n) return i;
-  if (n == 0) return -1;
-  switch (mode) {
-    case PadMode::kConstant:
-      return -1;
-    case PadMode::kEdge:
-      return i < 0 ? 0 : n - 1;
-    case PadMode::kWrap:
-      return ((i % n) + n) % n;
-    case PadMode::kReflect: {
-      if (n == 1) return 0;
-      int64_t period = 2 * (n - 1);
-      int64_t m = ((i % period) + period) % period;
-      return m < n ? m : period - m;
-    }
-  }
-  return -1;
-}
 
 template <typename T>
 __global__ void pad_kernel(const T* __restrict__ x, PadParams p, const T* __restrict__ fill_ptr, T fill_value,
@@ -323,7 +301,7 @@ __global__ void pad_kernel(const T* __restrict__ x, PadParams p, const T* __rest
       int64_t q = rest / p.out_dims[d];
       int64_t o = rest - q * p.out_dims[d];
       rest = q;
-      int64_t s = pad_source(o - p.begin[d], p.in_dims[d], p.mode);
+      int64_t s = movement::pad_source_index(o - p.begin[d], p.in_dims[d], p.mode);
       if (s < 0) inside = false;
       off += s * p.in_strides[d];
     }
@@ -336,74 +314,32 @@ Status pad_cuda(KernelContext& ctx) {
   Tensor& y = ctx.output(0);
   const ir::Node& n = ctx.node();
   size_t r = x.dims().size();
+  if (r > static_cast<size_t>(kMaxRank)) return ctx.error("rank is above 8", ErrorCode::kUnsupported);
+  if (ctx.opset() >= 11 && !ctx.has_input(1)) return ctx.error("missing the pads input");
+  const Tensor* axes = ctx.has_input(3) ? ctx.host_value(3) : nullptr;
+  KILN_ASSIGN_OR_RETURN(auto spec, movement::pad_spec(n, r, ctx.host_value(1), ctx.has_input(3), axes));
+  if (!spec) return ctx.error("pads and axes must be known when the engine is built", ErrorCode::kUnsupported);
+  KILN_ASSIGN_OR_RETURN(Shape want, movement::padded_shape(n, shape_from_dims(x.dims()), *spec));
+  if (shape_to_dims(want) != y.dims()) return ctx.error("output dims do not match the pads", ErrorCode::kInternal);
   PadParams p;
   p.rank = static_cast<int>(r);
-  std::string m = n.attrs.get_string("mode", "constant");
-  if (m == "constant")
-    p.mode = PadMode::kConstant;
-  else if (m == "reflect")
-    p.mode = PadMode::kReflect;
-  else if (m == "edge")
-    p.mode = PadMode::kEdge;
-  else if (m == "wrap")
-    p.mode = PadMode::kWrap;
-  else
-    return ctx.error("unknown pad mode '" + m + "'");
-  // Opset 2 renamed `paddings` to `pads`; opset 11 moved pads and the constant to
-  // inputs; opset 18 added the axes input.
-  std::vector<int64_t> pads;
-  if (ctx.opset() < 11) {
-    const char* name = ctx.opset() < 2 ? "paddings" : "pads";
-    if (!n.attrs.has(name)) return ctx.error(std::string("missing the ") + name + " attribute");
-    pads = n.attrs.get_ints(name);
-  } else {
-    if (!ctx.has_input(1)) return ctx.error("missing the pads input");
-    KILN_ASSIGN_OR_RETURN(pads, host_ints(ctx, 1, "pads"));
-  }
-  std::vector<int64_t> axes;
-  if (ctx.opset() >= 18 && ctx.has_input(3)) {
-    KILN_ASSIGN_OR_RETURN(auto raw, host_ints(ctx, 3, "axes"));
-    KILN_ASSIGN_OR_RETURN(axes, movement::normalize_axes(n, raw, static_cast<int64_t>(r)));
-  } else {
-    for (size_t i = 0; i < r; ++i) axes.push_back(static_cast<int64_t>(i));
-  }
-  if (pads.size() != 2 * axes.size()) return ctx.error("pads must hold a begin and an end for each axis");
+  p.mode = spec->mode;
   auto st = strides_of(x.dims());
   for (size_t d = 0; d < r; ++d) {
     p.in_dims[d] = x.dims()[d];
     p.in_strides[d] = st[d];
-  }
-  Dims want = x.dims();
-  for (size_t i = 0; i < axes.size(); ++i) {
-    auto a = static_cast<size_t>(axes[i]);
-    int64_t b = pads[i], e = pads[axes.size() + i];
-    if (std::abs(b) > movement::kMaxTensorElements || std::abs(e) > movement::kMaxTensorElements)
-      return ctx.error("pads are out of range");
-    p.begin[a] = b;
-    want[a] = x.dims()[a] + b + e;
-  }
-  if (want != y.dims()) return ctx.error("output dims do not match the pads", ErrorCode::kInternal);
-  for (size_t d = 0; d < r; ++d) {
-    if (x.dims()[d] == 0 && y.dims()[d] > 0 && p.mode != PadMode::kConstant)
-      return ctx.error("cannot pad an empty axis except in constant mode");
     p.out_dims[d] = y.dims()[d];
+    p.begin[d] = spec->begin[d];
   }
   int64_t total = y.numel();
   if (total == 0) return Status();
-  // The fill value: attribute `value` before opset 11, else input 2 read on the device.
-  uint64_t fill_bits = 0;
-  const void* fill_ptr = nullptr;
-  if (ctx.opset() < 11) {
-    Tensor f = Tensor::zeros(x.dtype(), {});
-    f.set_from_double(0, ctx.attrs().get_float("value", 0.f));
-    std::memcpy(&fill_bits, f.data(), dtype_size(x.dtype()));
-  } else if (ctx.has_input(2) && ctx.input(2).numel() > 0) {
-    if (ctx.input(2).dtype() != x.dtype()) return ctx.error("constant_value must have the input's dtype");
-    fill_ptr = ctx.input(2).data();
-  }
+  // The constant: a scalar known on the host, or input 2 read on the device.
+  KILN_ASSIGN_OR_RETURN(movement::PadFill fill,
+                        movement::pad_fill(n, x.dtype(), ctx.has_input(2) ? &ctx.input(2) : nullptr));
+  const void* fill_ptr = fill.from_input ? ctx.input(2).data() : nullptr;
   KILN_CUDA_DISPATCH_BYTES(x.dtype(), T, {
     T fv;
-    std::memcpy(&fv, &fill_bits, sizeof(T));
+    std::memcpy(&fv, fill.value.data(), sizeof(T));
     pad_kernel<T><<<cuda::grid_for(total), cuda::kBlock, 0, cuda::stream_of(ctx)>>>(
         static_cast<const T*>(x.data()), p, static_cast<const T*>(fill_ptr), fv, static_cast<T*>(y.data()), total);
   });
@@ -411,9 +347,7 @@ Status pad_cuda(KernelContext& ctx) {
 }
 
 bool pad_applies(const ir::Node& n, const std::vector<TensorType>& in) {
-  if (!movable_applies(n, in)) return false;
-  std::string m = n.attrs.get_string("mode", "constant");
-  return m == "constant" || m == "reflect" || m == "edge" || m == "wrap";
+  return movable_applies(n, in) && movement::pad_mode(n).ok();
 }
 
 }  // namespace

@@ -1,19 +1,12 @@
 // Pad: grows each axis (or crops it, for negative pads); the new border holds a
 // constant, or reflects, repeats the edge of, or wraps around the input.
 #include "ops/concat/concat_family.h"
+#include "ops/concat/pad_spec.h"
 #include "ops/reshape/data_movement.h"
 
 namespace kiln::ops {
-namespace {
 
-using namespace movement;  // NOLINT(google-build-using-namespace)
-
-enum class PadMode { kConstant, kReflect, kEdge, kWrap };
-
-struct PadSpec {
-  PadMode mode = PadMode::kConstant;
-  std::vector<int64_t> begin, end;  ///< per input dim (0 for axes not listed)
-};
+namespace movement {
 
 Result<PadMode> pad_mode(const ir::Node& n) {
   std::string m = n.attrs.get_string("mode", "constant");
@@ -26,7 +19,6 @@ Result<PadMode> pad_mode(const ir::Node& n) {
 
 // Opset 2 renamed the `paddings` attribute to `pads`; opset 11 moved pads and
 // the constant value to inputs; opset 18 added the axes input.
-// Returns nullopt when a needed input value is not known yet.
 Result<std::optional<PadSpec>> pad_spec(const ir::Node& n, size_t rank, const Tensor* pads_value, bool has_axes,
                                         const Tensor* axes_value) {
   PadSpec p;
@@ -80,6 +72,25 @@ Result<Shape> padded_shape(const ir::Node& n, const Shape& in, const PadSpec& p)
   return out;
 }
 
+Result<PadFill> pad_fill(const ir::Node& n, DataType dtype, const Tensor* constant) {
+  PadFill f;
+  f.value = Tensor::zeros(dtype, {});
+  if (n.opset < 11) {
+    f.value.set_from_double(0, n.attrs.get_float("value", 0.f));
+  } else if (constant && constant->numel() > 0) {
+    if (constant->dtype() != dtype)
+      return node_error(n, "constant_value must have the input's dtype", ErrorCode::kInvalidArgument);
+    f.from_input = true;
+  }
+  return f;
+}
+
+}  // namespace movement
+
+namespace {
+
+using namespace movement;  // NOLINT(google-build-using-namespace)
+
 Status infer_pad(InferContext& ctx) {
   KILN_RETURN_IF_ERROR(require_inputs(ctx, 1));
   DataType dt = ctx.input_dtype(0);
@@ -107,27 +118,6 @@ Status infer_pad(InferContext& ctx) {
   return Status();
 }
 
-// Input index that output position i (already shifted by the begin pad) reads; -1 = the constant.
-int64_t source_index(int64_t i, int64_t n, PadMode mode) {
-  if (i >= 0 && i < n) return i;
-  if (n == 0) return -1;
-  switch (mode) {
-    case PadMode::kConstant:
-      return -1;
-    case PadMode::kEdge:
-      return i < 0 ? 0 : n - 1;
-    case PadMode::kWrap:
-      return ((i % n) + n) % n;
-    case PadMode::kReflect: {
-      if (n == 1) return 0;
-      int64_t period = 2 * (n - 1);
-      int64_t m = ((i % period) + period) % period;
-      return m < n ? m : period - m;
-    }
-  }
-  return -1;
-}
-
 Status ref_pad(KernelContext& ctx) {
   const Tensor& x = ctx.input(0);
   Tensor& y = ctx.output(0);
@@ -137,19 +127,13 @@ Status ref_pad(KernelContext& ctx) {
   if (!spec) return ctx.error("pads are unknown", ErrorCode::kInternal);
   KILN_ASSIGN_OR_RETURN(Shape out, padded_shape(ctx.node(), shape_from_dims(x.dims()), *spec));
   if (shape_to_dims(out) != y.dims()) return ctx.error("output dims do not match the pads", ErrorCode::kInternal);
-  // The fill value as one element of the input's dtype.
-  Tensor fill = Tensor::zeros(x.dtype(), {});
-  if (ctx.opset() < 11) {
-    fill.set_from_double(0, ctx.attrs().get_float("value", 0.f));
-  } else if (ctx.has_input(2) && ctx.input(2).numel() > 0) {
-    if (ctx.input(2).dtype() != x.dtype()) return ctx.error("constant_value must have the input's dtype");
-    std::memcpy(fill.data(), ctx.input(2).data(), dtype_size(x.dtype()));
-  }
+  KILN_ASSIGN_OR_RETURN(PadFill fill, pad_fill(ctx.node(), x.dtype(), ctx.has_input(2) ? &ctx.input(2) : nullptr));
+  if (fill.from_input) std::memcpy(fill.value.data(), ctx.input(2).data(), dtype_size(x.dtype()));
   std::vector<std::vector<int64_t>> maps(y.dims().size());
   for (size_t d = 0; d < maps.size(); ++d)
     for (int64_t o = 0; o < y.dims()[d]; ++o)
-      maps[d].push_back(source_index(o - spec->begin[d], x.dims()[d], spec->mode));
-  return remap_tensor(x, y, maps, fill.data());
+      maps[d].push_back(pad_source_index(o - spec->begin[d], x.dims()[d], spec->mode));
+  return remap_tensor(x, y, maps, fill.value.data());
 }
 
 }  // namespace

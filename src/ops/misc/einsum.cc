@@ -9,26 +9,19 @@
 #include "backends/cpu/gemm.h"
 #include "base/dispatch.h"
 #include "ops/common.h"
+#include "ops/misc/einsum_plan.h"
 
 namespace kiln::ops {
+namespace einsum {
 namespace {
-
-constexpr int kEllipsis = -1;
-
-/// One term of the equation: letter codes 0..51 and at most one kEllipsis.
-using Term = std::vector<int>;
-
-struct ParsedEquation {
-  std::vector<Term> inputs;
-  bool explicit_output = false;
-  Term output;
-};
 
 int letter_code(char c) {
   if (c >= 'a' && c <= 'z') return c - 'a' + 26;  // numpy orders upper case first
   if (c >= 'A' && c <= 'Z') return c - 'A';
   return -2;
 }
+
+}  // namespace
 
 Result<ParsedEquation> parse_equation(const ir::Node& node) {
   auto err = [&](const std::string& m) {
@@ -74,14 +67,6 @@ Result<ParsedEquation> parse_equation(const ir::Node& node) {
   }
   return p;
 }
-
-/// The equation resolved against input ranks: every dim gets a label id.
-/// Ids 0..51 are letters; 52.. are the (right-aligned) ellipsis dims.
-struct Labels {
-  std::vector<std::vector<int>> inputs;  ///< per input, per dim: label id
-  std::vector<int> output;               ///< per output dim: label id
-  int num_ellipsis = 0;
-};
 
 Result<Labels> resolve_labels(const ir::Node& node, const ParsedEquation& p, const std::vector<int64_t>& ranks) {
   auto err = [&](const std::string& m) {
@@ -136,6 +121,50 @@ Result<Labels> resolve_labels(const ir::Node& node, const ParsedEquation& p, con
   }
   return L;
 }
+
+Result<Plan> make_plan(const ir::Node& node, const std::vector<Dims>& input_dims) {
+  KILN_ASSIGN_OR_RETURN(ParsedEquation p, parse_equation(node));
+  std::vector<int64_t> ranks;
+  for (const Dims& d : input_dims) ranks.push_back(static_cast<int64_t>(d.size()));
+  Plan plan;
+  KILN_ASSIGN_OR_RETURN(plan.labels, resolve_labels(node, p, ranks));
+  const Labels& L = plan.labels;
+  int num_labels = 52 + L.num_ellipsis;
+  std::vector<int64_t> size(num_labels, -1);
+  for (size_t i = 0; i < input_dims.size(); ++i) {
+    const Dims& d = input_dims[i];
+    for (size_t k = 0; k < d.size(); ++k) {
+      int64_t& s = size[L.inputs[i][k]];
+      if (s < 0 || s == 1)
+        s = d[k];
+      else if (d[k] != s && d[k] != 1)
+        return Status(ErrorCode::kInvalidArgument, "node " + node.describe() + ": label sizes do not match");
+    }
+  }
+  plan.order = L.output;
+  for (int id = 0; id < num_labels; ++id)
+    if (size[id] >= 0 && std::find(plan.order.begin(), plan.order.end(), id) == plan.order.end())
+      plan.order.push_back(id);
+  for (int id : plan.order) plan.loop_dims.push_back(size[id]);
+  plan.num_output_loops = L.output.size();
+  plan.strides.assign(input_dims.size(), std::vector<int64_t>(plan.order.size(), 0));
+  for (size_t i = 0; i < input_dims.size(); ++i) {
+    const Dims& d = input_dims[i];
+    auto st = strides_of(d);
+    for (size_t k = 0; k < d.size(); ++k) {
+      if (d[k] == 1 && size[L.inputs[i][k]] != 1) continue;
+      size_t pos = std::find(plan.order.begin(), plan.order.end(), L.inputs[i][k]) - plan.order.begin();
+      plan.strides[i][pos] += st[k];
+    }
+  }
+  return plan;
+}
+
+}  // namespace einsum
+
+namespace {
+
+using namespace einsum;  // NOLINT(google-build-using-namespace)
 
 Status infer_einsum(InferContext& ctx) {
   if (ctx.num_inputs() == 0) return ctx.error("Einsum needs at least one input");
@@ -200,50 +229,20 @@ T from_acc(A v) {
 
 Status ref_einsum(KernelContext& ctx) {
   size_t n_in = ctx.num_inputs();
-  KILN_ASSIGN_OR_RETURN(ParsedEquation p, parse_equation(ctx.node()));
-  std::vector<int64_t> ranks;
-  for (size_t i = 0; i < n_in; ++i) ranks.push_back(ctx.input(i).rank());
-  KILN_ASSIGN_OR_RETURN(Labels L, resolve_labels(ctx.node(), p, ranks));
-  int num_labels = 52 + L.num_ellipsis;
-  std::vector<int64_t> size(num_labels, -1);
-  for (size_t i = 0; i < n_in; ++i) {
-    const Dims& d = ctx.input(i).dims();
-    for (size_t k = 0; k < d.size(); ++k) {
-      int64_t& s = size[L.inputs[i][k]];
-      if (s < 0 || s == 1)
-        s = d[k];
-      else if (d[k] != s && d[k] != 1)
-        return ctx.error("label sizes do not match");
-    }
-  }
-  // Loop order: output labels, then every other used label (summed over).
-  std::vector<int> order = L.output;
-  for (int id = 0; id < num_labels; ++id)
-    if (size[id] >= 0 && std::find(order.begin(), order.end(), id) == order.end()) order.push_back(id);
-  Dims loop_dims;
-  for (int id : order) loop_dims.push_back(size[id]);
-  // Per operand, the stride of each loop label (repeated labels add up: a diagonal;
-  // size-1 dims broadcast with stride 0).
-  std::vector<std::vector<int64_t>> strides(n_in, std::vector<int64_t>(order.size(), 0));
-  for (size_t i = 0; i < n_in; ++i) {
-    const Dims& d = ctx.input(i).dims();
-    auto st = strides_of(d);
-    for (size_t k = 0; k < d.size(); ++k) {
-      if (d[k] == 1 && size[L.inputs[i][k]] != 1) continue;
-      size_t pos = std::find(order.begin(), order.end(), L.inputs[i][k]) - order.begin();
-      strides[i][pos] += st[k];
-    }
-  }
+  std::vector<Dims> dims;
+  for (size_t i = 0; i < n_in; ++i) dims.push_back(ctx.input(i).dims());
+  KILN_ASSIGN_OR_RETURN(Plan plan, make_plan(ctx.node(), dims));
+  const Dims& loop_dims = plan.loop_dims;
   Tensor& y = ctx.output(0);
   int64_t out_count = y.numel();
   int64_t sum_count = 1;
-  for (size_t k = L.output.size(); k < order.size(); ++k) sum_count *= loop_dims[k];
+  for (size_t k = plan.num_output_loops; k < loop_dims.size(); ++k) sum_count *= loop_dims[k];
   KILN_DISPATCH_NUMERIC(ctx.input(0).dtype(), T, {
     using A = EinsumAcc<T>;
     std::vector<const T*> ptr(n_in);
     for (size_t i = 0; i < n_in; ++i) ptr[i] = ctx.input(i).data_as<T>();
     T* yp = y.data_as<T>();
-    MultiIndex it(loop_dims, strides);
+    MultiIndex it(loop_dims, plan.strides);
     for (int64_t o = 0; o < out_count; ++o) {
       A acc = A(0);
       for (int64_t s = 0; s < sum_count; ++s, it.next()) {

@@ -114,7 +114,7 @@ TEST(Einsum, GemmFastKernelMatchesReference) {
     OpCase o("Einsum", 12);
     o.attr("equation", eq(c.eq));
     o.input(DataType::kFloat32, c.a).input(DataType::kFloat32, c.b);
-    EXPECT_EQ(o.expect_all_kernels_match(1e-5, 1e-5), 1) << c.eq;
+    EXPECT_EQ(o.expect_all_kernels_match(1e-5, 1e-5), 1 + gpu_kernels()) << c.eq;  // cpu.gemm (+ cuda.einsum)
   }
 }
 
@@ -142,6 +142,77 @@ TEST(Einsum, SymbolicInferenceAndErrors) {
     auto out = e.run();
     EXPECT_FALSE(out.ok()) << bad.eq;
   }
+}
+
+// The CUDA kernel's batched-GEMM path: two operands, distinct labels, no
+// broadcasting, every summed label in both (tiles of 32 x 32, K chunks of 16).
+struct EinsumCase {
+  const char* name;
+  const char* eq;
+  std::vector<Dims> shapes;
+};
+
+void expect_einsum_kernels_match(const EinsumCase& c, DataType dt, double rtol, double atol) {
+  OpCase o("Einsum", 12);
+  o.attr("equation", eq(c.eq));
+  const bool ints = dt == DataType::kInt32 || dt == DataType::kInt64;
+  for (const Dims& d : c.shapes) o.input(dt, d, ints ? -4 : -1, ints ? 4 : 1);
+  // cpu.gemm always applies; cuda.einsum too when a GPU is present.
+  EXPECT_EQ(o.expect_all_kernels_match(rtol, atol), 1 + gpu_kernels()) << c.name << " " << dtype_name(dt);
+}
+
+const Tol kEinsumTols[] = {
+    {DataType::kFloat32, 1e-4, 1e-5}, {DataType::kFloat16, 1e-2, 1e-2}, {DataType::kBFloat16, 2e-2, 2e-2}};
+
+TEST(Einsum, CudaGemmPathMatchesReference) {
+  const EinsumCase cases[] = {
+      {"matmul_odd_sizes_multi_tile", "ij,jk->ik", {{37, 19}, {19, 45}}},
+      {"batched_matmul", "bij,bjk->bik", {{3, 33, 17}, {3, 17, 5}}},
+      {"attention_scores_transposed_b", "bhqd,bhkd->bhqk", {{2, 3, 7, 40}, {2, 3, 9, 40}}},
+      {"attention_context", "bhqk,bhkd->bqhd", {{2, 3, 7, 9}, {2, 3, 9, 40}}},
+      {"permuted_output", "ij,jk->ki", {{5, 6}, {6, 35}}},
+      {"m_group_of_two_labels", "abc,cd->abd", {{3, 11, 18}, {18, 7}}},
+      {"k_group_of_two_labels", "ijk,jkl->il", {{4, 5, 6}, {5, 6, 3}}},
+      {"outer_product_empty_k", "i,j->ij", {{33}, {34}}},
+      {"dot_product_scalar_output", "i,i", {{70}, {70}}},
+      {"ellipsis_batch", "...ij,...jk->...ik", {{2, 3, 4, 5}, {2, 3, 5, 6}}},
+      {"implicit_output", "ij,jk", {{4, 6}, {6, 3}}},
+      {"empty_k_gives_zeros", "ij,jk->ik", {{3, 0}, {0, 4}}},
+      {"empty_output", "ij,jk->ik", {{0, 5}, {5, 4}}},
+  };
+  for (const EinsumCase& c : cases)
+    for (const Tol& t : kEinsumTols) expect_einsum_kernels_match(c, t.dtype, t.rtol, t.atol);
+}
+
+// The general path: one thread per output element summing over the other labels.
+TEST(Einsum, CudaGeneralPathMatchesReference) {
+  const EinsumCase cases[] = {
+      {"diagonal", "ii->i", {{7, 7}}},
+      {"trace", "ii", {{9, 9}}},
+      {"batched_diagonal", "...ii->...i", {{2, 5, 5}}},
+      {"transpose_one_operand", "ijk->kji", {{3, 4, 5}}},
+      {"sum_one_operand", "ij->i", {{6, 33}}},
+      {"one_sided_sum", "ij,jk->i", {{4, 5}, {5, 3}}},
+      {"broadcast_ellipsis", "...ij,...jk->...ik", {{2, 1, 3, 4}, {5, 4, 2}}},
+      {"broadcast_size_one_label", "bij,bjk->bik", {{1, 3, 4}, {3, 4, 2}}},
+      {"three_operands", "ij,jk,kl->il", {{3, 4}, {4, 5}, {5, 2}}},
+      {"diagonal_times_matrix", "ii,ij->j", {{3, 3}, {3, 6}}},
+      {"elementwise_product", "ij,ij->ij", {{3, 7}, {3, 7}}},
+      {"repeated_output_order", "bij,bkj->bki", {{2, 3, 4}, {2, 5, 4}}},
+  };
+  for (const EinsumCase& c : cases)
+    for (const Tol& t : kEinsumTols) expect_einsum_kernels_match(c, t.dtype, t.rtol, t.atol);
+}
+
+TEST(Einsum, CudaIntegerEquationsMatchReference) {
+  const EinsumCase cases[] = {
+      {"int_matmul", "ij,jk->ik", {{5, 6}, {6, 4}}},
+      {"int_trace", "ii", {{6, 6}}},
+      {"int_transpose", "ij->ji", {{3, 5}}},
+      {"int_outer", "i,j->ij", {{3}, {4}}},
+  };
+  for (const EinsumCase& c : cases)
+    for (DataType dt : {DataType::kInt32, DataType::kInt64}) expect_einsum_kernels_match(c, dt, 0, 1e-6);
 }
 
 }  // namespace

@@ -255,5 +255,81 @@ TEST(Det, MatchesCofactorExpansion) {
   EXPECT_FALSE(bad.run().ok());
 }
 
+// ---------------------------------------------------------------- CUDA kernels vs the reference
+
+const Tol kFloatTols[] = {
+    {DataType::kFloat32, 1e-4, 1e-5}, {DataType::kFloat16, 1e-2, 1e-2}, {DataType::kBFloat16, 2e-2, 2e-2}};
+
+// ROIs inside, straddling and outside a 11 x 13 image, plus a degenerate and an inverted one.
+Tensor test_rois(DataType dt) {
+  return Tensor::from_vector(dt, {6, 4}, std::vector<double>{1,   1,    9,   7,    -3, -2, 6, 5, 8,   6,   16,   14,
+                                                             2.5, 3.25, 2.5, 3.25, 7,  8,  3, 2, 0.2, 0.7, 12.6, 10.4});
+}
+
+TEST(RoiAlign, CudaKernelMatchesReference) {
+  struct Mode {
+    const char* name;
+    int opset;
+    const char* mode;
+    const char* ctm;  // nullptr: the opset's default
+    int64_t sampling_ratio, out_h, out_w;
+    float scale;
+  };
+  const Mode modes[] = {
+      {"avg_half_pixel_adaptive_samples", 16, "avg", "half_pixel", 0, 3, 4, 1.f},
+      {"avg_output_half_pixel_ratio2", 16, "avg", "output_half_pixel", 2, 5, 3, 1.f},
+      {"max_half_pixel_ratio2", 16, "max", "half_pixel", 2, 3, 4, 1.f},
+      {"max_output_half_pixel_adaptive_scaled", 16, "max", "output_half_pixel", 0, 7, 7, 0.5f},
+      {"avg_opset10_default_output_half_pixel", 10, "avg", nullptr, 1, 2, 2, 1.f},
+      {"avg_half_pixel_scale_2", 16, "avg", nullptr, 0, 4, 5, 2.f},
+  };
+  for (const Mode& m : modes)
+    for (const Tol& t : kFloatTols)
+      for (DataType roi_dt : {DataType::kFloat32, t.dtype})
+        for (DataType idx_dt : {DataType::kInt64, DataType::kInt32}) {
+          OpCase c("RoiAlign", m.opset);
+          c.attr("mode", ir::Attribute::from_string(m.mode));
+          if (m.ctm) c.attr("coordinate_transformation_mode", ir::Attribute::from_string(m.ctm));
+          c.attr("sampling_ratio", ir::Attribute::from_int(m.sampling_ratio));
+          c.attr("output_height", ir::Attribute::from_int(m.out_h));
+          c.attr("output_width", ir::Attribute::from_int(m.out_w));
+          c.attr("spatial_scale", ir::Attribute::from_float(m.scale));
+          c.input(t.dtype, {2, 3, 11, 13}).input(test_rois(roi_dt));
+          c.input(Tensor::from_vector(idx_dt, {6}, std::vector<double>{0, 1, 1, 0, 1, 0}));
+          EXPECT_GE(c.expect_all_kernels_match(t.rtol, t.atol), gpu_kernels())
+              << m.name << " " << dtype_name(t.dtype) << " rois " << dtype_name(roi_dt);
+        }
+}
+
+TEST(RoiAlign, CudaKernelEmptyCases) {
+  for (Dims x : {Dims{1, 2, 0, 5}, Dims{1, 0, 4, 4}}) {  // no pixels to sample; no channels
+    OpCase c("RoiAlign", 16);
+    c.input(DataType::kFloat32, x).input(test_rois(DataType::kFloat32));
+    c.input(Tensor::from_vector(DataType::kInt64, {6}, std::vector<double>{0, 0, 0, 0, 0, 0}));
+    EXPECT_GE(c.expect_all_kernels_match(1e-5, 1e-6), gpu_kernels()) << dims_to_string(x);
+  }
+  OpCase none("RoiAlign", 16);  // zero ROIs
+  none.input(DataType::kFloat32, {1, 2, 4, 4}).input(DataType::kFloat32, {0, 4});
+  none.input(Tensor::empty(DataType::kInt64, {0}));
+  EXPECT_GE(none.expect_all_kernels_match(1e-5, 1e-6), gpu_kernels());
+}
+
+TEST(Det, CudaKernelMatchesReference) {
+  for (Dims d :
+       {Dims{2, 3, 4, 4}, Dims{5, 1, 1}, Dims{3, 7, 7}, Dims{2, 2}, Dims{3, 12, 12}, Dims{0, 3, 3}, Dims{2, 0, 0}})
+    for (const Tol& t : kFloatTols) {
+      OpCase c("Det", 11);
+      c.input(t.dtype, d, -2, 2);
+      EXPECT_GE(c.expect_all_kernels_match(t.rtol, t.atol), gpu_kernels())
+          << dims_to_string(d) << " " << dtype_name(t.dtype);
+    }
+  OpCase big("Det", 11);  // the largest size the CUDA kernel takes
+  big.input(DataType::kFloat32, {2, 32, 32}, -1, 1);
+  EXPECT_GE(big.expect_all_kernels_match(1e-4, 1e-6), gpu_kernels());
+  OpCase sing("Det", 11);  // a singular matrix stops the elimination at a zero pivot
+  sing.input(Tensor::from_vector(DataType::kFloat32, {3, 3}, std::vector<double>{1, 2, 3, 2, 4, 6, 1, 0, 1}));
+  EXPECT_GE(sing.expect_all_kernels_match(1e-5, 1e-6), gpu_kernels());
+}
+
 }  // namespace
 }  // namespace kiln::test

@@ -6,20 +6,9 @@
 #include <vector>
 
 #include "ops/common.h"
+#include "ops/misc/roi_align.h"
 
 namespace kiln::ops {
-namespace {
-
-bool float_type(DataType t) {
-  return t == DataType::kFloat32 || t == DataType::kFloat64 || t == DataType::kFloat16 || t == DataType::kBFloat16;
-}
-
-struct RoiSpec {
-  bool max_mode = false;
-  bool half_pixel = true;
-  int64_t out_h = 1, out_w = 1, sampling_ratio = 0;
-  double spatial_scale = 1.0;
-};
 
 Result<RoiSpec> parse_roi(const ir::Node& node) {
   auto err = [&](const std::string& m) {
@@ -45,6 +34,12 @@ Result<RoiSpec> parse_roi(const ir::Node& node) {
   return s;
 }
 
+namespace {
+
+bool float_type(DataType t) {
+  return t == DataType::kFloat32 || t == DataType::kFloat64 || t == DataType::kFloat16 || t == DataType::kBFloat16;
+}
+
 Status infer_roi_align(InferContext& ctx) {
   KILN_ASSIGN_OR_RETURN(RoiSpec spec, parse_roi(ctx.node()));
   DataType dt = ctx.input_dtype(0);
@@ -65,11 +60,6 @@ Status infer_roi_align(InferContext& ctx) {
   return Status();
 }
 
-struct Sample {
-  int64_t pos[4];
-  double w[4];
-};
-
 Status ref_roi_align(KernelContext& ctx) {
   KILN_ASSIGN_OR_RETURN(RoiSpec spec, parse_roi(ctx.node()));
   const Tensor& x = ctx.input(0);
@@ -86,28 +76,17 @@ Status ref_roi_align(KernelContext& ctx) {
       if (bidx.get_as_int64(n) < 0 || bidx.get_as_int64(n) >= N) return ctx.error("batch index is out of range");
     return Status();
   }
-  double offset = spec.half_pixel ? 0.5 : 0.0;
-  std::vector<Sample> samples;
+  std::vector<RoiSample> samples;
   for (int64_t n = 0; n < R; ++n) {
     int64_t b = bidx.get_as_int64(n);
     if (b < 0 || b >= N)
       return ctx.error("batch index " + std::to_string(b) + " is out of range [0, " + std::to_string(N) + ")");
-    double rs_w = rois.get_as_double(n * 4 + 0) * spec.spatial_scale - offset;
-    double rs_h = rois.get_as_double(n * 4 + 1) * spec.spatial_scale - offset;
-    double re_w = rois.get_as_double(n * 4 + 2) * spec.spatial_scale - offset;
-    double re_h = rois.get_as_double(n * 4 + 3) * spec.spatial_scale - offset;
-    double roi_w = re_w - rs_w, roi_h = re_h - rs_h;
-    if (!spec.half_pixel) {  // malformed ROIs are forced to 1x1
-      roi_w = std::max(roi_w, 1.0);
-      roi_h = std::max(roi_h, 1.0);
-    }
-    if (!std::isfinite(roi_w) || !std::isfinite(roi_h)) return ctx.error("roi " + std::to_string(n) + " is not finite");
-    double bin_h = roi_h / ph_n, bin_w = roi_w / pw_n;
-    double gh_d = spec.sampling_ratio > 0 ? spec.sampling_ratio : std::ceil(roi_h / ph_n);
-    double gw_d = spec.sampling_ratio > 0 ? spec.sampling_ratio : std::ceil(roi_w / pw_n);
-    if (gh_d * gw_d > double(1 << 20)) return ctx.error("roi " + std::to_string(n) + " needs too many samples per bin");
-    int64_t gh = std::max<int64_t>(static_cast<int64_t>(gh_d), 0),
-            gw = std::max<int64_t>(static_cast<int64_t>(gw_d), 0);
+    const RoiBox box = roi_box(spec, rois.get_as_double(n * 4 + 0), rois.get_as_double(n * 4 + 1),
+                               rois.get_as_double(n * 4 + 2), rois.get_as_double(n * 4 + 3));
+    if (!box.finite) return ctx.error("roi " + std::to_string(n) + " is not finite");
+    if (box.too_many) return ctx.error("roi " + std::to_string(n) + " needs too many samples per bin");
+    const double rs_h = box.start_h, rs_w = box.start_w, bin_h = box.bin_h, bin_w = box.bin_w;
+    const int64_t gh = box.grid_h, gw = box.grid_w;
     int64_t count = std::max<int64_t>(gh * gw, 1);
     // Sample positions and bilinear weights, shared by every channel.
     samples.clear();
@@ -117,23 +96,7 @@ Status ref_roi_align(KernelContext& ctx) {
           double yy = rs_h + ph * bin_h + (iy + 0.5) * bin_h / static_cast<double>(gh);
           for (int64_t ix = 0; ix < gw; ++ix) {
             double xx = rs_w + pw * bin_w + (ix + 0.5) * bin_w / static_cast<double>(gw);
-            Sample s{{0, 0, 0, 0}, {0, 0, 0, 0}};
-            if (!(yy < -1.0 || yy > H || xx < -1.0 || xx > W) && H > 0 && W > 0) {
-              double yv = std::max(yy, 0.0), xv = std::max(xx, 0.0);
-              int64_t y_lo = static_cast<int64_t>(yv), x_lo = static_cast<int64_t>(xv), y_hi, x_hi;
-              if (y_lo >= H - 1)
-                y_hi = y_lo = H - 1, yv = static_cast<double>(y_lo);
-              else
-                y_hi = y_lo + 1;
-              if (x_lo >= W - 1)
-                x_hi = x_lo = W - 1, xv = static_cast<double>(x_lo);
-              else
-                x_hi = x_lo + 1;
-              double ly = yv - y_lo, lx = xv - x_lo, hy = 1 - ly, hx = 1 - lx;
-              s = {{y_lo * W + x_lo, y_lo * W + x_hi, y_hi * W + x_lo, y_hi * W + x_hi},
-                   {hy * hx, hy * lx, ly * hx, ly * lx}};
-            }
-            samples.push_back(s);
+            samples.push_back(roi_sample(yy, xx, H, W));
           }
         }
     for (int64_t c = 0; c < C; ++c) {
@@ -144,7 +107,7 @@ Status ref_roi_align(KernelContext& ctx) {
           double v = 0;
           bool first = true;
           for (int64_t k = 0; k < gh * gw; ++k, ++si) {
-            const Sample& s = samples[si];
+            const RoiSample& s = samples[si];
             double p[4];
             for (int q = 0; q < 4; ++q) p[q] = s.w[q] * x.get_as_double(base + s.pos[q]);
             if (spec.max_mode) {

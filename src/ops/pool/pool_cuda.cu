@@ -4,8 +4,8 @@
 // Semantics follow pool.cc / global_pool.cc: NaNs are skipped by MaxPool unless
 // the window holds nothing else; count_include_pad stops at the explicit padding.
 #include "backends/cuda/kernel_util.cuh"
-#include "ops/norm/block_reduce.cuh"
 #include "ops/layout.h"
+#include "ops/norm/block_reduce.cuh"
 #include "ops/pool/pool_internal.h"
 
 namespace kiln::ops {
@@ -21,6 +21,39 @@ struct PoolGeom {
   int64_t in[kMaxSpatial], out[kMaxSpatial], k[kMaxSpatial], s[kMaxSpatial], d[kMaxSpatial];
   int64_t pb[kMaxSpatial], pe[kMaxSpatial];
   int64_t in_count = 1, out_count = 1, k_count = 1;
+};
+
+// One window's running result, shared by the NCHW and NHWC kernels.
+struct PoolAcc {
+  float acc = 0.f, best = 0.f;
+  bool found = false;
+  int64_t valid = 0;
+
+  __device__ __forceinline__ void add(const PoolGeom& g, float v) {
+    ++valid;
+    if (g.kind == static_cast<int>(pool::PoolKind::kMax)) {
+      if (v != v) return;
+      if (!found || v > best) {
+        best = v;
+        found = true;
+      }
+    } else if (g.kind == static_cast<int>(pool::PoolKind::kAverage)) {
+      acc += v;
+    } else {
+      acc += powf(fabsf(v), g.p);
+    }
+  }
+
+  /// `padded_taps`: window taps inside the explicit padding (count_include_pad's divisor).
+  __device__ __forceinline__ float result(const PoolGeom& g, int64_t padded_taps) const {
+    if (g.kind == static_cast<int>(pool::PoolKind::kMax))
+      return found ? best : (valid ? __int_as_float(0x7fc00000) : -INFINITY);
+    if (g.kind == static_cast<int>(pool::PoolKind::kAverage)) {
+      const int64_t count = g.count_include_pad ? padded_taps : valid;
+      return count > 0 ? acc / static_cast<float>(count) : 0.f;
+    }
+    return powf(acc, 1.f / g.p);
+  }
 };
 
 template <typename T>
@@ -41,9 +74,7 @@ __global__ void pool_kernel(PoolGeom g, const T* x, T* y, int64_t total) {
       padded_taps *= taps;
     }
     const T* xp = x + plane * g.in_count;
-    float acc = 0.f, best = 0.f;
-    bool found = false;
-    int64_t valid = 0;
+    PoolAcc a;
     for (int64_t kk = 0; kk < g.k_count; ++kk) {
       int64_t krem = kk, off = 0, stride = 1;
       bool inside = true;
@@ -55,31 +86,9 @@ __global__ void pool_kernel(PoolGeom g, const T* x, T* y, int64_t total) {
         off += pos * stride;
         stride *= g.in[d];
       }
-      if (!inside) continue;
-      const float v = cuda::to_f(xp[off]);
-      ++valid;
-      if (g.kind == static_cast<int>(pool::PoolKind::kMax)) {
-        if (v != v) continue;
-        if (!found || v > best) {
-          best = v;
-          found = true;
-        }
-      } else if (g.kind == static_cast<int>(pool::PoolKind::kAverage)) {
-        acc += v;
-      } else {
-        acc += powf(fabsf(v), g.p);
-      }
+      if (inside) a.add(g, cuda::to_f(xp[off]));
     }
-    float r;
-    if (g.kind == static_cast<int>(pool::PoolKind::kMax)) {
-      r = found ? best : (valid ? __int_as_float(0x7fc00000) : -INFINITY);
-    } else if (g.kind == static_cast<int>(pool::PoolKind::kAverage)) {
-      const int64_t count = g.count_include_pad ? padded_taps : valid;
-      r = count > 0 ? acc / static_cast<float>(count) : 0.f;
-    } else {
-      r = powf(acc, 1.f / g.p);
-    }
-    y[idx] = cuda::from_f<T>(r);
+    y[idx] = cuda::from_f<T>(a.result(g, padded_taps));
   }
 }
 
@@ -100,40 +109,17 @@ __global__ void pool_nhwc_kernel(PoolGeom g, int64_t channels, const T* x, T* y,
     const int64_t th = h0 >= hlim ? 0 : min(g.k[0], (hlim - 1 - h0) / g.d[0] + 1);
     const int64_t tw = w0 >= wlim ? 0 : min(g.k[1], (wlim - 1 - w0) / g.d[1] + 1);
     const T* xp = x + n * g.in[0] * g.in[1] * channels + c;
-    float acc = 0.f, best = 0.f;
-    bool found = false;
-    int64_t valid = 0;
+    PoolAcc a;
     for (int64_t i = 0; i < g.k[0]; ++i) {
       const int64_t h = h0 + i * g.d[0];
       if (h < 0 || h >= g.in[0]) continue;
       for (int64_t j = 0; j < g.k[1]; ++j) {
         const int64_t w = w0 + j * g.d[1];
         if (w < 0 || w >= g.in[1]) continue;
-        const float v = cuda::to_f(xp[(h * g.in[1] + w) * channels]);
-        ++valid;
-        if (g.kind == static_cast<int>(pool::PoolKind::kMax)) {
-          if (v != v) continue;
-          if (!found || v > best) {
-            best = v;
-            found = true;
-          }
-        } else if (g.kind == static_cast<int>(pool::PoolKind::kAverage)) {
-          acc += v;
-        } else {
-          acc += powf(fabsf(v), g.p);
-        }
+        a.add(g, cuda::to_f(xp[(h * g.in[1] + w) * channels]));
       }
     }
-    float r;
-    if (g.kind == static_cast<int>(pool::PoolKind::kMax)) {
-      r = found ? best : (valid ? __int_as_float(0x7fc00000) : -INFINITY);
-    } else if (g.kind == static_cast<int>(pool::PoolKind::kAverage)) {
-      const int64_t count = g.count_include_pad ? th * tw : valid;
-      r = count > 0 ? acc / static_cast<float>(count) : 0.f;
-    } else {
-      r = powf(acc, 1.f / g.p);
-    }
-    y[idx] = cuda::from_f<T>(r);
+    y[idx] = cuda::from_f<T>(a.result(g, th * tw));
   }
 }
 
@@ -166,8 +152,8 @@ Status run_pool(KernelContext& ctx, pool::PoolKind kind) {
   g.k_count = s->k_count;
   if (nhwc) {
     KILN_CUDA_DISPATCH_FLOAT(x.dtype(), T, {
-      pool_nhwc_kernel<T><<<cuda::grid_for(total), cuda::kBlock, 0, cuda::stream_of(ctx)>>>(
-          g, x.dim(3), x.data_as<T>(), y.data_as<T>(), total);
+      pool_nhwc_kernel<T><<<cuda::grid_for(total), cuda::kBlock, 0, cuda::stream_of(ctx)>>>(g, x.dim(3), x.data_as<T>(),
+                                                                                            y.data_as<T>(), total);
     });
     return cuda::launch_status(ctx, "pool_nhwc");
   }

@@ -2,62 +2,56 @@
 // or both directions, with per-batch sequence_lens, initial states, clip,
 // configurable activations, GRU linear_before_reset and LSTM peepholes/input_forget.
 #include <algorithm>
+#include <cctype>
 #include <cmath>
+#include <iterator>
 #include <string>
 
 #include "ops/common.h"
+#include "ops/rnn/rnn_attrs.h"
 
 namespace kiln::ops {
+namespace rnn {
 namespace {
-
-enum class Cell { kRnn, kGru, kLstm };
-
-int gates_of(Cell c) { return c == Cell::kRnn ? 1 : c == Cell::kGru ? 3 : 4; }
-int num_funcs(Cell c) { return c == Cell::kRnn ? 1 : c == Cell::kGru ? 2 : 3; }
-
-struct Activation {
-  std::string name;
-  double alpha = 0, beta = 0;
-  double operator()(double x) const {
-    if (name == "Tanh") return std::tanh(x);
-    if (name == "Sigmoid") return 1.0 / (1.0 + std::exp(-x));
-    if (name == "Relu") return std::max(0.0, x);
-    if (name == "Affine") return alpha * x + beta;
-    if (name == "LeakyRelu") return x >= 0 ? x : alpha * x;
-    if (name == "ThresholdedRelu") return x > alpha ? x : 0.0;
-    if (name == "ScaledTanh") return alpha * std::tanh(beta * x);
-    if (name == "HardSigmoid") return std::clamp(alpha * x + beta, 0.0, 1.0);
-    if (name == "Elu") return x >= 0 ? x : alpha * (std::exp(x) - 1);
-    if (name == "Softsign") return x / (1 + std::fabs(x));
-    if (name == "Softplus") return std::log1p(std::exp(x));
-    return x;
-  }
-};
 
 // Canonical spelling, default alpha/beta; false if unknown.
 bool canonical_activation(const std::string& in, Activation& a) {
-  static const char* kNames[] = {"Tanh", "Sigmoid", "Relu", "Affine", "LeakyRelu", "ThresholdedRelu",
-                                 "ScaledTanh", "HardSigmoid", "Elu", "Softsign", "Softplus"};
+  static const char* kNames[] = {"Tanh",       "Sigmoid",     "Relu", "Affine",   "LeakyRelu", "ThresholdedRelu",
+                                 "ScaledTanh", "HardSigmoid", "Elu",  "Softsign", "Softplus"};
   std::string lower = in;
   for (char& c : lower) c = static_cast<char>(std::tolower(c));
-  for (const char* n : kNames) {
-    std::string l = n;
+  for (int i = 0; i < static_cast<int>(std::size(kNames)); ++i) {
+    std::string l = kNames[i];
     for (char& c : l) c = static_cast<char>(std::tolower(c));
-    if (l == lower) {
-      a.name = n;
-      if (a.name == "LeakyRelu") a.alpha = 0.01;
-      else if (a.name == "ThresholdedRelu" || a.name == "Elu") a.alpha = 1.0;
-      else if (a.name == "ScaledTanh" || a.name == "Affine") a.alpha = 1.0, a.beta = a.name == "ScaledTanh" ? 1.0 : 0.0;
-      else if (a.name == "HardSigmoid") a.alpha = 0.2, a.beta = 0.5;
-      return true;
+    if (l != lower) continue;
+    a.kind = static_cast<ActKind>(i);
+    switch (a.kind) {
+      case ActKind::kLeakyRelu:
+        a.alpha = 0.01;
+        break;
+      case ActKind::kThresholdedRelu:
+      case ActKind::kElu:
+        a.alpha = 1.0;
+        break;
+      case ActKind::kScaledTanh:
+        a.alpha = 1.0, a.beta = 1.0;
+        break;
+      case ActKind::kAffine:
+        a.alpha = 1.0, a.beta = 0.0;
+        break;
+      case ActKind::kHardSigmoid:
+        a.alpha = 0.2, a.beta = 0.5;
+        break;
+      default:
+        break;
     }
+    return true;
   }
   return false;
 }
 
-// Activations per direction (num_funcs each). Explicit alpha/beta values are
-// index-aligned with the activations list when the lengths match, otherwise
-// consumed in order by the functions that take parameters.
+}  // namespace
+
 Result<std::vector<Activation>> parse_activations(const ir::Node& node, Cell cell, int dirs) {
   const auto& a = node.attrs;
   std::vector<std::string> names;
@@ -81,19 +75,27 @@ Result<std::vector<Activation>> parse_activations(const ir::Node& node, Cell cel
   for (size_t i = 0; i < names.size(); ++i) {
     if (!canonical_activation(names[i], out[i]))
       return Status(ErrorCode::kUnsupported, "node " + node.describe() + ": unknown activation '" + names[i] + "'");
-    const std::string& n = out[i].name;
-    bool takes_alpha = n == "Affine" || n == "LeakyRelu" || n == "ThresholdedRelu" || n == "ScaledTanh" ||
-                       n == "HardSigmoid" || n == "Elu";
-    bool takes_beta = n == "Affine" || n == "ScaledTanh" || n == "HardSigmoid";
-    if (alphas.size() == names.size()) out[i].alpha = alphas[i];
-    else if (takes_alpha && ai < alphas.size()) out[i].alpha = alphas[ai++];
-    if (betas.size() == names.size()) out[i].beta = betas[i];
-    else if (takes_beta && bi < betas.size()) out[i].beta = betas[bi++];
+    const ActKind k = out[i].kind;
+    bool takes_alpha = k == ActKind::kAffine || k == ActKind::kLeakyRelu || k == ActKind::kThresholdedRelu ||
+                       k == ActKind::kScaledTanh || k == ActKind::kHardSigmoid || k == ActKind::kElu;
+    bool takes_beta = k == ActKind::kAffine || k == ActKind::kScaledTanh || k == ActKind::kHardSigmoid;
+    if (alphas.size() == names.size())
+      out[i].alpha = alphas[i];
+    else if (takes_alpha && ai < alphas.size())
+      out[i].alpha = alphas[ai++];
+    if (betas.size() == names.size())
+      out[i].beta = betas[i];
+    else if (takes_beta && bi < betas.size())
+      out[i].beta = betas[bi++];
   }
   return out;
 }
 
-int num_directions(const std::string& dir) { return dir == "bidirectional" ? 2 : 1; }
+}  // namespace rnn
+
+namespace {
+
+using namespace rnn;  // NOLINT(google-build-using-namespace)
 
 template <Cell C>
 Status infer_rnn(InferContext& ctx) {
