@@ -135,12 +135,20 @@ using InferFn = Status (*)(InferContext&);
 using KernelFn = Status (*)(KernelContext&);
 /// Says whether a fast kernel handles this node (dtype, attributes); nullptr = always.
 using KernelApplies = bool (*)(const ir::Node&, const std::vector<TensorType>& inputs);
+/// CUDA kernels with several algorithms: the tactic IDs the kernel can run for
+/// the context's inputs (device buffers; it may launch once to find out), the
+/// library's best guess first. Empty or one: nothing to choose (docs/tactics.md).
+using KernelTactics = Result<std::vector<int64_t>> (*)(KernelContext&);
+/// Node attribute (int) naming the tactic a kernel runs; absent = its heuristic
+/// default, which is also what runs when the tactic is not valid for a run's shapes.
+inline constexpr char kTacticAttr[] = "kiln.tactic";
 
 /// A non-reference kernel, tried before the reference in registration order.
 struct FastKernel {
   std::string name;  ///< e.g. "cpu.onednn", "cpu.gemm"
   KernelFn fn = nullptr;
   KernelApplies applies = nullptr;
+  KernelTactics tactics = nullptr;  ///< CUDA kernels only; nullptr = one algorithm
 };
 
 /// Everything kiln knows about one operator.

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <mutex>
+#include <optional>
 
 #include "backends/cuda/api.h"
 #include "ops/op.h"
@@ -14,73 +15,144 @@ struct ThreadState {
   void* stream = nullptr;
   ~ThreadState() { stream_destroy(stream); }
 };
+
+// The runtime's workspace size, so that plans (keyed by it) and tactics match engine runs.
+constexpr size_t kWorkspaceBytes = size_t(64) << 20;
+
+Result<ThreadState*> thread_state(int device) {
+  thread_local ThreadState ts;
+  KILN_RETURN_IF_ERROR(set_device(device));
+  if (!ts.handles) {
+    KILN_ASSIGN_OR_RETURN(ts.handles, Handles::create(device, kWorkspaceBytes));
+    KILN_RETURN_IF_ERROR(stream_create(&ts.stream));
+  }
+  return &ts;
+}
+
+Result<const ops::FastKernel*> find_kernel(const ir::Node& node, const std::string& kernel) {
+  const ops::OpDef* def = ops::OpRegistry::global().find(node.domain, node.op_type);
+  if (!def) return Status(ErrorCode::kUnsupported, "node " + node.describe() + ": operator is not supported");
+  for (auto& k : def->cuda)
+    if (k.name == kernel) return &k;
+  return Status(ErrorCode::kNotFound, "node " + node.describe() + ": no CUDA kernel named '" + kernel + "'");
+}
+
+// Launches with the node's kiln.tactic replaced by opts.tactic (when >= 0).
+class Launcher {
+ public:
+  Launcher(const ir::Node& node, DeviceNodeIO& io, const NodeRunOptions& opts, ThreadState& ts)
+      : env_(ts.handles->env(ts.stream, opts.allow_tf32)) {
+    if (opts.tactic >= 0) {
+      copy_.emplace(node);
+      copy_->attrs.set(ops::kTacticAttr, ir::Attribute::from_int(opts.tactic));
+    }
+    std::vector<const Tensor*> in(io.inputs.size(), nullptr);
+    std::vector<Tensor*> out(io.outputs.size(), nullptr);
+    for (size_t i = 0; i < in.size(); ++i)
+      if (!io.inputs[i].is_null()) in[i] = &io.inputs[i];
+    for (size_t i = 0; i < out.size(); ++i)
+      if (!io.outputs[i].is_null()) out[i] = &io.outputs[i];
+    ctx_.emplace(copy_ ? *copy_ : node, std::move(in), std::move(out));
+    ctx_->set_cuda_env(&env_);
+    ctx_->set_host_values(io.host_inputs);
+  }
+  ops::KernelContext& ctx() { return *ctx_; }
+
+ private:
+  Env env_;
+  std::optional<ir::Node> copy_;
+  std::optional<ops::KernelContext> ctx_;
+};
+
+Result<float> median_ms(const ops::FastKernel& k, ops::KernelContext& ctx, void* stream, int iterations) {
+  std::vector<float> t;
+  for (int it = 0; it < iterations; ++it) {
+    EventTimer timer;
+    KILN_RETURN_IF_ERROR(timer.record_start(stream));
+    KILN_RETURN_IF_ERROR(k.fn(ctx));
+    KILN_RETURN_IF_ERROR(timer.record_stop(stream));
+    KILN_ASSIGN_OR_RETURN(float ms, timer.elapsed_ms());
+    t.push_back(ms);
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
 }  // namespace
+
+Result<std::unique_ptr<DeviceNodeIO>> upload_node_io(const ir::Node& node, const std::vector<const Tensor*>& inputs,
+                                                     const std::vector<Tensor>& outputs, const NodeRunOptions& opts) {
+  KILN_ASSIGN_OR_RETURN(ThreadState * ts, thread_state(opts.device));
+  auto io = std::make_unique<DeviceNodeIO>();
+  io->inputs.resize(inputs.size());
+  io->host_inputs = inputs;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (!inputs[i]) continue;
+    KILN_ASSIGN_OR_RETURN(DeviceBuffer b, device_alloc(std::max<size_t>(inputs[i]->nbytes(), 1), "a node input"));
+    KILN_RETURN_IF_ERROR(
+        copy_async(b.get(), inputs[i]->data(), inputs[i]->nbytes(), CopyKind::kHostToDevice, ts->stream));
+    io->inputs[i] = Tensor::view(inputs[i]->dtype(), inputs[i]->dims(), b.get());
+    io->buffers.push_back(std::move(b));
+  }
+  io->outputs.resize(outputs.size());
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    if (i >= node.outputs.size() || !node.outputs[i] || outputs[i].is_null()) continue;
+    KILN_ASSIGN_OR_RETURN(DeviceBuffer b, device_alloc(std::max<size_t>(outputs[i].nbytes(), 1), "a node output"));
+    // Poison outputs so a kernel that skips elements is caught.
+    KILN_RETURN_IF_ERROR(memset_async(b.get(), 0xff, b.size(), ts->stream));
+    io->outputs[i] = Tensor::view(outputs[i].dtype(), outputs[i].dims(), b.get());
+    io->buffers.push_back(std::move(b));
+  }
+  KILN_RETURN_IF_ERROR(stream_synchronize(ts->stream));
+  return io;
+}
 
 Result<std::vector<Tensor>> run_node_on_device(const ir::Node& node, const std::string& kernel,
                                                const std::vector<const Tensor*>& inputs,
                                                const std::vector<Tensor>& outputs, const NodeRunOptions& opts) {
-  const ops::OpDef* def = ops::OpRegistry::global().find(node.domain, node.op_type);
-  if (!def) return Status(ErrorCode::kUnsupported, "node " + node.describe() + ": operator is not supported");
-  ops::KernelFn fn = nullptr;
-  for (auto& k : def->cuda)
-    if (k.name == kernel) fn = k.fn;
-  if (!fn) return Status(ErrorCode::kNotFound, "node " + node.describe() + ": no CUDA kernel named '" + kernel + "'");
-  thread_local ThreadState ts;
-  KILN_RETURN_IF_ERROR(set_device(opts.device));
-  if (!ts.handles) {
-    KILN_ASSIGN_OR_RETURN(ts.handles, Handles::create(opts.device, 64 << 20));
-    KILN_RETURN_IF_ERROR(stream_create(&ts.stream));
-  }
-  Env env = ts.handles->env(ts.stream, opts.allow_tf32);
-  std::vector<DeviceBuffer> bufs;
-  std::vector<Tensor> dev_in(inputs.size());
-  std::vector<const Tensor*> in_ptrs(inputs.size(), nullptr);
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    if (!inputs[i]) continue;
-    KILN_ASSIGN_OR_RETURN(DeviceBuffer b, device_alloc(std::max<size_t>(inputs[i]->nbytes(), 1), "a test input"));
-    KILN_RETURN_IF_ERROR(copy_async(b.get(), inputs[i]->data(), inputs[i]->nbytes(), CopyKind::kHostToDevice, ts.stream));
-    dev_in[i] = Tensor::view(inputs[i]->dtype(), inputs[i]->dims(), b.get());
-    in_ptrs[i] = &dev_in[i];
-    bufs.push_back(std::move(b));
-  }
-  std::vector<Tensor> dev_out(outputs.size());
-  std::vector<Tensor*> out_ptrs(outputs.size(), nullptr);
-  for (size_t i = 0; i < outputs.size(); ++i) {
-    if (i >= node.outputs.size() || !node.outputs[i] || outputs[i].is_null()) continue;
-    KILN_ASSIGN_OR_RETURN(DeviceBuffer b, device_alloc(std::max<size_t>(outputs[i].nbytes(), 1), "a test output"));
-    // Poison outputs so a kernel that skips elements is caught.
-    KILN_RETURN_IF_ERROR(memset_async(b.get(), 0xff, b.size(), ts.stream));
-    dev_out[i] = Tensor::view(outputs[i].dtype(), outputs[i].dims(), b.get());
-    out_ptrs[i] = &dev_out[i];
-    bufs.push_back(std::move(b));
-  }
-  ops::KernelContext ctx(node, in_ptrs, out_ptrs);
-  ctx.set_cuda_env(&env);
-  ctx.set_host_values(inputs);
-  KILN_RETURN_IF_ERROR(fn(ctx));
+  KILN_ASSIGN_OR_RETURN(const ops::FastKernel* k, find_kernel(node, kernel));
+  KILN_ASSIGN_OR_RETURN(std::unique_ptr<DeviceNodeIO> io, upload_node_io(node, inputs, outputs, opts));
+  KILN_ASSIGN_OR_RETURN(ThreadState * ts, thread_state(opts.device));
+  Launcher launch(node, *io, opts, *ts);
+  KILN_RETURN_IF_ERROR(k->fn(launch.ctx()));
   if (opts.timing_iterations > 0 && opts.ms) {
-    std::vector<float> t;
-    for (int it = 0; it < opts.timing_iterations; ++it) {
-      EventTimer timer;
-      KILN_RETURN_IF_ERROR(timer.record_start(ts.stream));
-      KILN_RETURN_IF_ERROR(fn(ctx));
-      KILN_RETURN_IF_ERROR(timer.record_stop(ts.stream));
-      KILN_ASSIGN_OR_RETURN(float ms, timer.elapsed_ms());
-      t.push_back(ms);
-    }
-    std::sort(t.begin(), t.end());
-    *opts.ms = t[t.size() / 2];
+    KILN_ASSIGN_OR_RETURN(*opts.ms, median_ms(*k, launch.ctx(), ts->stream, opts.timing_iterations));
   }
   std::vector<Tensor> result(outputs.size());
   for (size_t i = 0; i < outputs.size(); ++i) {
-    if (!out_ptrs[i]) continue;
+    if (io->outputs[i].is_null()) continue;
     result[i] = Tensor::empty(outputs[i].dtype(), outputs[i].dims());
-    KILN_RETURN_IF_ERROR(copy_async(result[i].data(), dev_out[i].data(), result[i].nbytes(), CopyKind::kDeviceToHost,
-                                    ts.stream));
+    KILN_RETURN_IF_ERROR(
+        copy_async(result[i].data(), io->outputs[i].data(), result[i].nbytes(), CopyKind::kDeviceToHost, ts->stream));
   }
-  Status s = stream_synchronize(ts.stream);
+  Status s = stream_synchronize(ts->stream);
   if (!s.ok()) return s.with_context("node " + node.describe() + " kernel " + kernel);
   return result;
+}
+
+Result<std::vector<int64_t>> node_tactics_on_device(const ir::Node& node, const std::string& kernel, DeviceNodeIO& io,
+                                                    const NodeRunOptions& opts) {
+  KILN_ASSIGN_OR_RETURN(const ops::FastKernel* k, find_kernel(node, kernel));
+  if (!k->tactics) return std::vector<int64_t>{};
+  KILN_ASSIGN_OR_RETURN(ThreadState * ts, thread_state(opts.device));
+  Launcher launch(node, io, opts, *ts);
+  auto ids = k->tactics(launch.ctx());
+  Status s = stream_synchronize(ts->stream);
+  if (!ids.ok()) return ids.status();
+  if (!s.ok()) return s.with_context("node " + node.describe() + " kernel " + kernel);
+  return ids;
+}
+
+Result<float> time_node_on_device(const ir::Node& node, const std::string& kernel, DeviceNodeIO& io, int warmup,
+                                  const NodeRunOptions& opts) {
+  KILN_ASSIGN_OR_RETURN(const ops::FastKernel* k, find_kernel(node, kernel));
+  KILN_ASSIGN_OR_RETURN(ThreadState * ts, thread_state(opts.device));
+  Launcher launch(node, io, opts, *ts);
+  for (int i = 0; i < warmup; ++i) KILN_RETURN_IF_ERROR(k->fn(launch.ctx()));
+  auto ms = median_ms(*k, launch.ctx(), ts->stream, std::max(1, opts.timing_iterations));
+  Status s = stream_synchronize(ts->stream);
+  if (!ms.ok()) return ms.status();
+  if (!s.ok()) return s.with_context("node " + node.describe() + " kernel " + kernel);
+  return ms;
 }
 
 }  // namespace kiln::cuda

@@ -59,5 +59,16 @@ Result<std::vector<Tensor>> run_node_on_device(const ir::Node&, const std::strin
                                                const std::vector<Tensor>&, const NodeRunOptions&) {
   return no_cuda();
 }
+Result<std::unique_ptr<DeviceNodeIO>> upload_node_io(const ir::Node&, const std::vector<const Tensor*>&,
+                                                     const std::vector<Tensor>&, const NodeRunOptions&) {
+  return no_cuda();
+}
+Result<std::vector<int64_t>> node_tactics_on_device(const ir::Node&, const std::string&, DeviceNodeIO&,
+                                                    const NodeRunOptions&) {
+  return no_cuda();
+}
+Result<float> time_node_on_device(const ir::Node&, const std::string&, DeviceNodeIO&, int, const NodeRunOptions&) {
+  return no_cuda();
+}
 
 }  // namespace kiln::cuda

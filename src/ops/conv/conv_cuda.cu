@@ -1,6 +1,7 @@
 // CUDA kernels of the conv family through cuDNN's descriptor API: Conv
 // (cudnnConvolutionForward) and ConvTranspose (cudnnConvolutionBackwardData),
 // 1-D (as 2-D with H = 1), 2-D and 3-D, NCHW, grouped, strided, dilated.
+// Tactics (docs/tactics.md) are cuDNN's usable algorithms, ID = algo * 4 + math type.
 // cuDNN pads symmetrically; an asymmetric ONNX padding is taken when padding
 // both sides by the leading pad yields the same windows (the extra trailing
 // padding is then never read), otherwise `applies` says no.
@@ -80,6 +81,7 @@ struct ConvPlan {
   cudnnConvolutionDescriptor_t conv = nullptr;
   int algo = 0;
   size_t workspace = 0;
+  std::vector<int64_t> tactics;  ///< every usable (algo, math) as a tactic ID, cuDNN's ranking first
   ~ConvPlan() {
     if (x) cudnnDestroyTensorDescriptor(x);
     if (y) cudnnDestroyTensorDescriptor(y);
@@ -92,6 +94,13 @@ std::mutex g_plans_mu;
 std::map<std::vector<int64_t>, std::unique_ptr<ConvPlan>>& plans() {
   static auto* m = new std::map<std::vector<int64_t>, std::unique_ptr<ConvPlan>>();
   return *m;
+}
+
+// Set by conv_tactics while it runs a kernel: the plan it uses reports its tactics here.
+thread_local std::vector<int64_t>* t_tactic_sink = nullptr;
+
+void report_tactics(const ConvPlan& p) {
+  if (t_tactic_sink && t_tactic_sink->empty()) *t_tactic_sink = p.tactics;
 }
 
 #define KILN_DNN_CHECK(call)                                                                                   \
@@ -118,7 +127,69 @@ Status set_tensor(KernelContext& ctx, cudnnTensorDescriptor_t d, cudnnDataType_t
   return Status();
 }
 
-Status build_plan(KernelContext& ctx, const DnnGeometry& g, DataType dtype, bool transpose, ConvPlan& p) {
+// The two cuDNN algorithm families kiln runs, behind one interface for rank_algos.
+struct ForwardAlgos {
+  using Perf = cudnnConvolutionFwdAlgoPerf_t;
+  static constexpr int kCount = CUDNN_CONVOLUTION_FWD_ALGO_COUNT;
+  static cudnnStatus_t find(cudnnHandle_t h, const ConvPlan& p, int* n, Perf* perf) {
+    return cudnnGetConvolutionForwardAlgorithm_v7(h, p.x, p.w, p.conv, p.y, kCount, n, perf);
+  }
+  static cudnnStatus_t workspace(cudnnHandle_t h, const ConvPlan& p, int algo, size_t* ws) {
+    return cudnnGetConvolutionForwardWorkspaceSize(h, p.x, p.w, p.conv, p.y,
+                                                   static_cast<cudnnConvolutionFwdAlgo_t>(algo), ws);
+  }
+};
+struct BackwardDataAlgos {
+  using Perf = cudnnConvolutionBwdDataAlgoPerf_t;
+  static constexpr int kCount = CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT;
+  static cudnnStatus_t find(cudnnHandle_t h, const ConvPlan& p, int* n, Perf* perf) {
+    return cudnnGetConvolutionBackwardDataAlgorithm_v7(h, p.w, p.y, p.conv, p.x, kCount, n, perf);
+  }
+  static cudnnStatus_t workspace(cudnnHandle_t h, const ConvPlan& p, int algo, size_t* ws) {
+    return cudnnGetConvolutionBackwardDataWorkspaceSize(h, p.w, p.y, p.conv, p.x,
+                                                        static_cast<cudnnConvolutionBwdDataAlgo_t>(algo), ws);
+  }
+};
+
+/// One runnable algorithm: a tactic ID is algo * 4 + math type (both small cuDNN enums).
+struct DnnCandidate {
+  int algo = 0;
+  cudnnMathType_t math = CUDNN_DEFAULT_MATH;
+  size_t workspace = 0;
+  int64_t id() const { return int64_t(algo) * 4 + static_cast<int64_t>(math); }
+};
+
+// cuDNN's ranked algorithms that succeed within `ws_max` bytes of workspace, in
+// its order, without duplicates. FP32 keeps `math` (FMA without TF32); reduced
+// precision takes each algorithm's own math type.
+template <typename Algos>
+Status rank_algos(KernelContext& ctx, cudnnHandle_t h, ConvPlan& p, cudnnMathType_t math, bool f32, size_t ws_max,
+                  std::vector<DnnCandidate>& out) {
+  const bool fma_only = math == CUDNN_FMA_MATH;
+  typename Algos::Perf perf[Algos::kCount];
+  int n = 0;
+  KILN_DNN_CHECK(Algos::find(h, p, &n, perf));
+  for (int i = 0; i < n; ++i) {
+    if (perf[i].status != CUDNN_STATUS_SUCCESS ||
+        (fma_only && perf[i].mathType != CUDNN_FMA_MATH && perf[i].mathType != CUDNN_DEFAULT_MATH))
+      continue;
+    DnnCandidate c;
+    c.algo = static_cast<int>(perf[i].algo);
+    c.math = f32 ? math : perf[i].mathType;
+    KILN_DNN_CHECK(cudnnSetConvolutionMathType(p.conv, c.math));
+    if (Algos::workspace(h, p, c.algo, &c.workspace) != CUDNN_STATUS_SUCCESS || c.workspace > ws_max) continue;
+    bool dup = false;
+    for (const DnnCandidate& o : out) dup = dup || o.id() == c.id();
+    if (!dup) out.push_back(c);
+  }
+  return Status();
+}
+
+// `tactic` >= 0 asks for that candidate; when this problem has no such
+// candidate, cuDNN's first choice runs (no error: tactics are timed at the opt
+// shapes and may not exist at others).
+Status build_plan(KernelContext& ctx, const DnnGeometry& g, DataType dtype, bool transpose, int64_t tactic,
+                  ConvPlan& p) {
   const cuda::Env* env = ctx.cuda_env();
   auto h = static_cast<cudnnHandle_t>(env->cudnn);
   const cudnnDataType_t dt = dnn_type(dtype);
@@ -139,7 +210,6 @@ Status build_plan(KernelContext& ctx, const DnnGeometry& g, DataType dtype, bool
   const bool f32 = dtype == DataType::kFloat32;
   const cudnnMathType_t math = f32 ? (env->allow_tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH) : CUDNN_TENSOR_OP_MATH;
   KILN_DNN_CHECK(cudnnSetConvolutionMathType(p.conv, math));
-  const bool fma_only = math == CUDNN_FMA_MATH;
   std::vector<int> out(g.x.size());
   KILN_DNN_CHECK(cudnnGetConvolutionNdForwardOutputDim(p.conv, p.x, p.w, static_cast<int>(out.size()), out.data()));
   for (size_t i = 0; i < out.size(); ++i)
@@ -147,71 +217,54 @@ Status build_plan(KernelContext& ctx, const DnnGeometry& g, DataType dtype, bool
       return ctx.error("cuDNN's convolution output dims differ from ONNX's " + dims_to_string(g.y),
                        ErrorCode::kUnsupported);
   const size_t ws_max = env->workspace_bytes;
-  if (!transpose) {
-    cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-    int n = 0;
-    KILN_DNN_CHECK(
-        cudnnGetConvolutionForwardAlgorithm_v7(h, p.x, p.w, p.conv, p.y, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, perf));
-    for (int i = 0; i < n; ++i) {
-      if (perf[i].status != CUDNN_STATUS_SUCCESS ||
-          (fma_only && perf[i].mathType != CUDNN_FMA_MATH && perf[i].mathType != CUDNN_DEFAULT_MATH))
-        continue;
-      KILN_DNN_CHECK(cudnnSetConvolutionMathType(p.conv, f32 ? math : perf[i].mathType));
-      size_t ws = 0;
-      if (cudnnGetConvolutionForwardWorkspaceSize(h, p.x, p.w, p.conv, p.y, perf[i].algo, &ws) !=
-              CUDNN_STATUS_SUCCESS ||
-          ws > ws_max)
-        continue;
-      p.algo = perf[i].algo;
-      p.workspace = ws;
-      return Status();
-    }
+  std::vector<DnnCandidate> cands;
+  if (transpose) {
+    KILN_RETURN_IF_ERROR(rank_algos<BackwardDataAlgos>(ctx, h, p, math, f32, ws_max, cands));
   } else {
-    cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
-    int n = 0;
-    KILN_DNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, p.w, p.y, p.conv, p.x,
-                                                               CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, perf));
-    for (int i = 0; i < n; ++i) {
-      if (perf[i].status != CUDNN_STATUS_SUCCESS ||
-          (fma_only && perf[i].mathType != CUDNN_FMA_MATH && perf[i].mathType != CUDNN_DEFAULT_MATH))
-        continue;
-      KILN_DNN_CHECK(cudnnSetConvolutionMathType(p.conv, f32 ? math : perf[i].mathType));
-      size_t ws = 0;
-      if (cudnnGetConvolutionBackwardDataWorkspaceSize(h, p.w, p.y, p.conv, p.x, perf[i].algo, &ws) !=
-              CUDNN_STATUS_SUCCESS ||
-          ws > ws_max)
-        continue;
-      p.algo = perf[i].algo;
-      p.workspace = ws;
-      return Status();
-    }
+    KILN_RETURN_IF_ERROR(rank_algos<ForwardAlgos>(ctx, h, p, math, f32, ws_max, cands));
   }
-  return ctx.error("cuDNN offers no convolution algorithm within the " + std::to_string(ws_max) +
-                       "-byte workspace for X " + dims_to_string(g.x) + ", W " + dims_to_string(g.w),
-                   ErrorCode::kUnsupported);
+  if (cands.empty())
+    return ctx.error("cuDNN offers no convolution algorithm within the " + std::to_string(ws_max) +
+                         "-byte workspace for X " + dims_to_string(g.x) + ", W " + dims_to_string(g.w),
+                     ErrorCode::kUnsupported);
+  const DnnCandidate* pick = &cands[0];
+  for (const DnnCandidate& c : cands) {
+    if (c.id() == tactic) pick = &c;
+    p.tactics.push_back(c.id());
+  }
+  KILN_DNN_CHECK(cudnnSetConvolutionMathType(p.conv, pick->math));
+  p.algo = pick->algo;
+  p.workspace = pick->workspace;
+  return Status();
 }
 
 Result<ConvPlan*> plan_for(KernelContext& ctx, const DnnGeometry& g, DataType dtype, bool transpose) {
   const cuda::Env* env = ctx.cuda_env();
+  const int64_t tactic = ctx.attrs().get_int(kTacticAttr, -1);
   std::vector<int64_t> key{env->device, static_cast<int64_t>(dtype),
                            transpose,   dtype == DataType::kFloat32 && env->allow_tf32,
                            g.group,     static_cast<int64_t>(env->workspace_bytes),
-                           g.nhwc};
+                           g.nhwc,      tactic};
   for (const Dims* d : {&g.x, &g.w, &g.y}) {
     key.push_back(static_cast<int64_t>(d->size()));
     key.insert(key.end(), d->begin(), d->end());
   }
   for (const auto* v : {&g.pads, &g.strides, &g.dilations}) key.insert(key.end(), v->begin(), v->end());
+  ConvPlan* plan = nullptr;
   {
     std::lock_guard<std::mutex> lock(g_plans_mu);
     auto it = plans().find(key);
-    if (it != plans().end()) return it->second.get();
+    if (it != plans().end()) plan = it->second.get();
   }
-  auto fresh = std::make_unique<ConvPlan>();
-  KILN_RETURN_IF_ERROR(build_plan(ctx, g, dtype, transpose, *fresh));
-  std::lock_guard<std::mutex> lock(g_plans_mu);
-  auto [it, inserted] = plans().emplace(key, std::move(fresh));
-  return it->second.get();
+  if (!plan) {
+    auto fresh = std::make_unique<ConvPlan>();
+    KILN_RETURN_IF_ERROR(build_plan(ctx, g, dtype, transpose, tactic, *fresh));
+    std::lock_guard<std::mutex> lock(g_plans_mu);
+    auto [it, inserted] = plans().emplace(key, std::move(fresh));
+    plan = it->second.get();
+  }
+  report_tactics(*plan);
+  return plan;
 }
 
 // y[n, m, ...] += b[m] over `total` elements with `inner` spatial elements per channel.
@@ -386,14 +439,22 @@ struct ActParams {
 
 __device__ __forceinline__ float apply_act(const ActParams& p, float v) {
   switch (p.kind) {
-    case Act::kNone: return v;
-    case Act::kRelu: return v > 0.f ? v : 0.f;
-    case Act::kSigmoid: return 1.f / (1.f + __expf(-v));
-    case Act::kTanh: return tanhf(v);
-    case Act::kLeakyRelu: return v >= 0.f ? v : p.a * v;
-    case Act::kClip: return fminf(fmaxf(v, p.a), p.b);
-    case Act::kHardSigmoid: return fmaxf(0.f, fminf(1.f, p.a * v + p.b));
-    case Act::kSilu: return v / (1.f + __expf(-v));
+    case Act::kNone:
+      return v;
+    case Act::kRelu:
+      return v > 0.f ? v : 0.f;
+    case Act::kSigmoid:
+      return 1.f / (1.f + __expf(-v));
+    case Act::kTanh:
+      return tanhf(v);
+    case Act::kLeakyRelu:
+      return v >= 0.f ? v : p.a * v;
+    case Act::kClip:
+      return fminf(fmaxf(v, p.a), p.b);
+    case Act::kHardSigmoid:
+      return fmaxf(0.f, fminf(1.f, p.a * v + p.b));
+    case Act::kSilu:
+      return v / (1.f + __expf(-v));
   }
   return v;
 }
@@ -413,11 +474,16 @@ __global__ void epilogue_kernel(T* y, const T* bias, const T* z, ActParams act, 
 bool parse_act(const ir::Attributes& attrs, ActParams& p) {
   std::string name = attrs.get_string("activation", "");
   std::vector<float> f = attrs.get_floats("activation_params");
-  if (name.empty()) p.kind = Act::kNone;
-  else if (name == "Relu") p.kind = Act::kRelu;
-  else if (name == "Sigmoid") p.kind = Act::kSigmoid;
-  else if (name == "Tanh") p.kind = Act::kTanh;
-  else if (name == "Silu") p.kind = Act::kSilu;
+  if (name.empty())
+    p.kind = Act::kNone;
+  else if (name == "Relu")
+    p.kind = Act::kRelu;
+  else if (name == "Sigmoid")
+    p.kind = Act::kSigmoid;
+  else if (name == "Tanh")
+    p.kind = Act::kTanh;
+  else if (name == "Silu")
+    p.kind = Act::kSilu;
   else if (name == "LeakyRelu") {
     p.kind = Act::kLeakyRelu;
     p.a = f.empty() ? 0.01f : f[0];
@@ -493,8 +559,9 @@ Status fused_conv_cuda(KernelContext& ctx) {
       }
       if (st == CUDNN_STATUS_SUCCESS) st = cudnnCreateActivationDescriptor(&ad);
       if (st == CUDNN_STATUS_SUCCESS)
-        st = cudnnSetActivationDescriptor(ad, act.kind == Act::kRelu ? CUDNN_ACTIVATION_RELU : CUDNN_ACTIVATION_IDENTITY,
-                                          CUDNN_NOT_PROPAGATE_NAN, 0.0);
+        st =
+            cudnnSetActivationDescriptor(ad, act.kind == Act::kRelu ? CUDNN_ACTIVATION_RELU : CUDNN_ACTIVATION_IDENTITY,
+                                         CUDNN_NOT_PROPAGATE_NAN, 0.0);
       const float alpha2 = z ? 1.f : 0.f;
       if (st == CUDNN_STATUS_SUCCESS)
         st = cudnnConvolutionBiasActivationForward(
@@ -546,12 +613,28 @@ bool applies_conv_any_layout(const ir::Node& node, const std::vector<TensorType>
   return applies_conv(node, logical_types(node, inputs));
 }
 
+// Runs kernel F once with the tactic sink set: the plan it uses lists its tactics
+// (none when it launches no convolution, e.g. an empty reduction).
+template <KernelFn F>
+Result<std::vector<int64_t>> conv_tactics(KernelContext& ctx) {
+  std::vector<int64_t> ids;
+  t_tactic_sink = &ids;
+  Status s = F(ctx);
+  t_tactic_sink = nullptr;
+  if (!s.ok()) return s;
+  return ids;
+}
+
 }  // namespace
 
 void register_conv_cuda_kernels(OpRegistry& r) {
-  (void)r.add_cuda_kernel("com.microsoft", "FusedConv", FastKernel{"cuda.cudnn", fused_conv_cuda, applies_fused_conv});
-  (void)r.add_cuda_kernel("", "Conv", FastKernel{"cuda.cudnn", conv_cuda, applies_conv_any_layout});
-  (void)r.add_cuda_kernel("", "ConvTranspose", FastKernel{"cuda.cudnn", conv_transpose_cuda, applies_conv_transpose});
+  (void)r.add_cuda_kernel("com.microsoft", "FusedConv",
+                          FastKernel{"cuda.cudnn", fused_conv_cuda, applies_fused_conv, conv_tactics<fused_conv_cuda>});
+  (void)r.add_cuda_kernel("", "Conv",
+                          FastKernel{"cuda.cudnn", conv_cuda, applies_conv_any_layout, conv_tactics<conv_cuda>});
+  (void)r.add_cuda_kernel(
+      "", "ConvTranspose",
+      FastKernel{"cuda.cudnn", conv_transpose_cuda, applies_conv_transpose, conv_tactics<conv_transpose_cuda>});
 }
 
 }  // namespace kiln::ops

@@ -2,8 +2,11 @@
 // Gemm (C broadcast; a row-vector C with beta = 1 rides the BIAS epilogue) and
 // com.microsoft FusedMatMul. Row-major D = op(A) op(B) is computed as the
 // column-major D^T = op(B)^T op(A)^T, so no layout order attributes are needed.
+// Tactics (docs/tactics.md) are the heuristic's top configurations, each ID a
+// hash of the algorithm's configuration attributes.
 #include <cublasLt.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -52,7 +55,8 @@ struct LtPlan {
   cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
   cublasLtMatmulAlgo_t algo{};
   size_t workspace = 0;
-  std::mutex mu;  // the bias pointer is set on `op` per launch
+  std::vector<int64_t> tactics;  ///< config IDs of the heuristic's results, best first
+  std::mutex mu;                 // the bias pointer is set on `op` per launch
   ~LtPlan() {
     if (la) cublasLtMatrixLayoutDestroy(la);
     if (lb) cublasLtMatrixLayoutDestroy(lb);
@@ -67,6 +71,33 @@ std::map<std::vector<int64_t>, std::unique_ptr<LtPlan>>& plans() {
   return *m;
 }
 
+// Set by matmul_tactics while it runs a kernel: the first plan used reports its tactics here.
+thread_local std::vector<int64_t>* t_tactic_sink = nullptr;
+
+// Heuristic results asked for: every candidate opt level 5 may time.
+constexpr int kLtMaxAlgos = 32;
+
+// A stable ID of an algorithm configuration (algo, tile, stages, split-K, ...):
+// the same configuration found in another problem's list gets the same ID.
+int64_t algo_config_id(const cublasLtMatmulAlgo_t& algo) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a
+  auto mix = [&h](const unsigned char* p, size_t n) {
+    for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
+  };
+  for (int attr = CUBLASLT_ALGO_CONFIG_ID; attr <= CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID; ++attr) {
+    const auto a = static_cast<cublasLtMatmulAlgoConfigAttributes_t>(attr);
+    unsigned char buf[16] = {};
+    size_t size = 0;
+    if (cublasLtMatmulAlgoConfigGetAttribute(&algo, a, nullptr, 0, &size) != CUBLAS_STATUS_SUCCESS ||
+        size > sizeof buf || cublasLtMatmulAlgoConfigGetAttribute(&algo, a, buf, size, &size) != CUBLAS_STATUS_SUCCESS)
+      size = 0;
+    const unsigned char tag[2] = {static_cast<unsigned char>(attr), static_cast<unsigned char>(size)};
+    mix(tag, 2);
+    mix(buf, size);
+  }
+  return static_cast<int64_t>(h >> 2);  // non-negative: -1 means "no tactic"
+}
+
 #define KILN_LT_CHECK(call)                                                                                        \
   do {                                                                                                             \
     cublasStatus_t st_ = (call);                                                                                   \
@@ -76,8 +107,11 @@ std::map<std::vector<int64_t>, std::unique_ptr<LtPlan>>& plans() {
           ErrorCode::kInternal);                                                                                   \
   } while (0)
 
+// `tactic` >= 0 asks for that configuration; when this problem's list lacks it,
+// the heuristic's first choice runs (no error: tactics are timed at the opt
+// shapes and alignments and may not exist at others).
 Status build_plan(KernelContext& ctx, const LtProblem& p, cublasComputeType_t compute, size_t ws_bytes,
-                  uint32_t align_a, uint32_t align_b, uint32_t align_cd, LtPlan& plan) {
+                  uint32_t align_a, uint32_t align_b, uint32_t align_cd, int64_t tactic, LtPlan& plan) {
   auto lt = static_cast<cublasLtHandle_t>(ctx.cuda_env()->cublaslt);
   const cudaDataType_t dt = lt_type(p.dtype);
   KILN_LT_CHECK(cublasLtMatmulDescCreate(&plan.op, compute, CUDA_R_32F));
@@ -119,16 +153,24 @@ Status build_plan(KernelContext& ctx, const LtProblem& p, cublasComputeType_t co
                                                      sizeof(align_cd)));
   KILN_LT_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_cd,
                                                      sizeof(align_cd)));
-  cublasLtMatmulHeuristicResult_t result{};
+  cublasLtMatmulHeuristicResult_t results[kLtMaxAlgos] = {};
   int found = 0;
-  KILN_LT_CHECK(
-      cublasLtMatmulAlgoGetHeuristic(lt, plan.op, plan.la, plan.lb, plan.lc, plan.lc, pref, 1, &result, &found));
-  if (found < 1)
+  KILN_LT_CHECK(cublasLtMatmulAlgoGetHeuristic(lt, plan.op, plan.la, plan.lb, plan.lc, plan.lc, pref, kLtMaxAlgos,
+                                               results, &found));
+  const cublasLtMatmulHeuristicResult_t* pick = nullptr;
+  for (int i = 0; i < found; ++i) {
+    if (results[i].state != CUBLAS_STATUS_SUCCESS) continue;
+    const int64_t id = algo_config_id(results[i].algo);
+    if (std::find(plan.tactics.begin(), plan.tactics.end(), id) != plan.tactics.end()) continue;
+    plan.tactics.push_back(id);
+    if (!pick || id == tactic) pick = &results[i];
+  }
+  if (!pick)
     return ctx.error("cublasLtMatmulAlgoGetHeuristic found no algorithm for m=" + std::to_string(p.m) +
                          " n=" + std::to_string(p.n) + " k=" + std::to_string(p.k),
                      ErrorCode::kUnsupported);
-  plan.algo = result.algo;
-  plan.workspace = result.workspaceSize;
+  plan.algo = pick->algo;
+  plan.workspace = pick->workspaceSize;
   return Status();
 }
 
@@ -163,7 +205,8 @@ Status lt_matmul(KernelContext& ctx, const LtProblem& p) {
                            align_a,
                            align_b,
                            align_cd,
-                           static_cast<int64_t>(env->workspace_bytes)};
+                           static_cast<int64_t>(env->workspace_bytes),
+                           ctx.attrs().get_int(kTacticAttr, -1)};
   LtPlan* plan = nullptr;
   {
     std::lock_guard<std::mutex> lock(g_plans_mu);
@@ -172,11 +215,13 @@ Status lt_matmul(KernelContext& ctx, const LtProblem& p) {
   }
   if (!plan) {
     auto fresh = std::make_unique<LtPlan>();
-    KILN_RETURN_IF_ERROR(build_plan(ctx, p, compute, env->workspace_bytes, align_a, align_b, align_cd, *fresh));
+    KILN_RETURN_IF_ERROR(
+        build_plan(ctx, p, compute, env->workspace_bytes, align_a, align_b, align_cd, key.back(), *fresh));
     std::lock_guard<std::mutex> lock(g_plans_mu);
     auto [it, inserted] = plans().emplace(key, std::move(fresh));
     plan = it->second.get();
   }
+  if (t_tactic_sink && t_tactic_sink->empty()) *t_tactic_sink = plan->tactics;
   std::lock_guard<std::mutex> lock(plan->mu);
   if (p.bias)
     KILN_LT_CHECK(cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &p.bias, sizeof(p.bias)));
@@ -284,7 +329,6 @@ Status run_matmul(KernelContext& ctx, bool trans_a, bool trans_b, float alpha, c
 }
 
 Status matmul_cuda(KernelContext& ctx) { return run_matmul(ctx, false, false, 1.f); }
-
 
 Status fused_matmul_cuda(KernelContext& ctx) {
   return run_matmul(ctx, ctx.attrs().get_int("transA", 0) != 0, ctx.attrs().get_int("transB", 0) != 0,
@@ -395,14 +439,30 @@ bool applies_gemm(const ir::Node&, const std::vector<TensorType>& inputs) {
   return true;
 }
 
+// Runs kernel F once with the tactic sink set: its first cuBLASLt plan lists the
+// tactics (a product split into several calls uses the same ID in each).
+template <KernelFn F>
+Result<std::vector<int64_t>> matmul_tactics(KernelContext& ctx) {
+  std::vector<int64_t> ids;
+  t_tactic_sink = &ids;
+  Status s = F(ctx);
+  t_tactic_sink = nullptr;
+  if (!s.ok()) return s;
+  return ids;
+}
+
 }  // namespace
 
 void register_matmul_cuda_kernels(OpRegistry& r) {
-  (void)r.add_cuda_kernel("kiln", "MatMulBias", FastKernel{"cuda.cublaslt", matmul_bias_cuda, applies_matmul_bias});
-  (void)r.add_cuda_kernel("", "MatMul", FastKernel{"cuda.cublaslt", matmul_cuda, applies_matmul});
-  (void)r.add_cuda_kernel("", "Gemm", FastKernel{"cuda.cublaslt", gemm_cuda, applies_gemm});
-  (void)r.add_cuda_kernel("com.microsoft", "FusedMatMul",
-                          FastKernel{"cuda.cublaslt", fused_matmul_cuda, applies_matmul});
+  (void)r.add_cuda_kernel(
+      "kiln", "MatMulBias",
+      FastKernel{"cuda.cublaslt", matmul_bias_cuda, applies_matmul_bias, matmul_tactics<matmul_bias_cuda>});
+  (void)r.add_cuda_kernel("", "MatMul",
+                          FastKernel{"cuda.cublaslt", matmul_cuda, applies_matmul, matmul_tactics<matmul_cuda>});
+  (void)r.add_cuda_kernel("", "Gemm", FastKernel{"cuda.cublaslt", gemm_cuda, applies_gemm, matmul_tactics<gemm_cuda>});
+  (void)r.add_cuda_kernel(
+      "com.microsoft", "FusedMatMul",
+      FastKernel{"cuda.cublaslt", fused_matmul_cuda, applies_matmul, matmul_tactics<fused_matmul_cuda>});
 }
 
 }  // namespace kiln::ops

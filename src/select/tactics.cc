@@ -1,0 +1,239 @@
+#include "select/tactics.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <random>
+
+#include "backends/cuda/api.h"
+#include "backends/cuda/node_runner.h"
+
+namespace kiln::select {
+
+namespace {
+
+constexpr int kWarmupRuns = 3;
+constexpr int kTimedRuns = 7;
+
+std::string ms_text(float ms) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.4f ms", ms);
+  return buf;
+}
+
+// A cached entry answers this level when it timed at least as many candidates as the level would.
+bool entry_covers(const TimingEntry& e, int budget) {
+  if (e.total <= 1) return true;
+  const int want = budget < 0 ? e.total : std::min(budget, e.total);
+  return e.timed >= want;
+}
+
+// Times CUDA kernels through the node runner: buffers are uploaded once per node
+// (weights are the real initializers, activations random) and reused for every tactic.
+class CudaTacticTimer : public TacticTimer {
+ public:
+  CudaTacticTimer(int device, bool allow_tf32) {
+    opts_.device = device;
+    opts_.allow_tf32 = allow_tf32;
+  }
+
+  bool has_tactics(const ir::Node& node) override {
+    if (node.device != ir::Device::kCUDA) return false;
+    const ops::OpDef* def = ops::OpRegistry::global().find(node.domain, node.op_type);
+    if (!def) return false;
+    for (const ops::FastKernel& k : def->cuda)
+      if (k.name == node.kernel) return k.tactics != nullptr;
+    return false;
+  }
+
+  Result<std::vector<int64_t>> prepare(const ir::Node& node, const std::vector<ops::TensorType>& inputs,
+                                       const std::vector<ops::TensorType>& outputs) override {
+    io_.reset();
+    host_.assign(inputs.size(), Tensor());
+    std::vector<const Tensor*> in(inputs.size(), nullptr);
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      const ir::Value* v = node.input(i);
+      if (!v) continue;
+      const Dims dims = shape_to_dims(*inputs[i].shape);
+      if (v->initializer && v->initializer->dtype() == inputs[i].dtype && v->initializer->dims() == dims) {
+        in[i] = v->initializer.get();
+        continue;
+      }
+      host_[i] = random_tensor(inputs[i].dtype, dims);
+      in[i] = &host_[i];
+    }
+    std::vector<Tensor> out(outputs.size());
+    for (size_t i = 0; i < outputs.size(); ++i)
+      if (node.outputs[i] && outputs[i].shape)
+        out[i] = Tensor::empty(outputs[i].dtype, shape_to_dims(*outputs[i].shape));
+    KILN_ASSIGN_OR_RETURN(io_, cuda::upload_node_io(node, in, out, opts_));
+    return cuda::node_tactics_on_device(node, node.kernel, *io_, opts_);
+  }
+
+  Result<float> time(const ir::Node& node, int64_t tactic) override {
+    cuda::NodeRunOptions o = opts_;
+    o.tactic = tactic;
+    o.timing_iterations = kTimedRuns;
+    return cuda::time_node_on_device(node, node.kernel, *io_, kWarmupRuns, o);
+  }
+
+ private:
+  Tensor random_tensor(DataType dtype, const Dims& dims) {
+    Tensor t = Tensor::zeros(dtype, dims);
+    if (!dtype_is_float(dtype)) return t;
+    std::uniform_real_distribution<float> u(-1.f, 1.f);
+    if (dtype == DataType::kFloat32) {
+      float* p = t.data_as<float>();
+      for (int64_t i = 0; i < t.numel(); ++i) p[i] = u(rng_);
+    } else {
+      for (int64_t i = 0; i < t.numel(); ++i) t.set_from_double(i, u(rng_));
+    }
+    return t;
+  }
+
+  cuda::NodeRunOptions opts_;
+  std::mt19937 rng_{1234};
+  std::vector<Tensor> host_;
+  std::unique_ptr<cuda::DeviceNodeIO> io_;
+};
+
+// Types of `values` at the opt shapes; false when one present value is not concrete.
+bool concrete_types(const std::vector<ir::Value*>& values, const Propagation& opt, std::vector<ops::TensorType>& out) {
+  out.assign(values.size(), ops::TensorType{});
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (!values[i]) continue;
+    auto it = opt.types.find(values[i]);
+    if (it == opt.types.end() || !it->second.shape || !shape_is_concrete(*it->second.shape)) return false;
+    out[i] = it->second;
+  }
+  return true;
+}
+
+}  // namespace
+
+int tactic_budget(int opt_level) {
+  switch (opt_level) {
+    case 0:
+      return 0;
+    case 1:
+      return 2;
+    case 2:
+      return 4;
+    case 3:
+      return 8;
+    case 4:
+      return 16;
+    default:
+      return opt_level < 0 ? 0 : -1;
+  }
+}
+
+Status choose_tactics(ir::Graph& g, const Propagation& opt, int opt_level, const std::string& build, TimingCache& cache,
+                      TacticTimer& timer, Logger& logger, TacticStats& stats) {
+  const int budget = tactic_budget(opt_level);
+  if (budget == 0) return Status();
+  auto t0 = std::chrono::steady_clock::now();
+  auto verbose = [&](const std::string& m) { logger.emit(Logger::Severity::kVerbose, m); };
+  for (auto& node : g.nodes()) {
+    if (!timer.has_tactics(*node)) continue;
+    node->attrs.erase(ops::kTacticAttr);
+    std::vector<ops::TensorType> in, out;
+    if (!concrete_types(node->inputs, opt, in) || !concrete_types(node->outputs, opt, out)) {
+      verbose("tactic of " + node->describe() +
+              ": shapes unknown at the opt shapes; the heuristic chooses at run time");
+      continue;
+    }
+    const std::string sig = node_signature(*node, in, build);
+    if (const TimingEntry* e = cache.find(sig); e && entry_covers(*e, budget)) {
+      if (e->tactic >= 0) node->attrs.set(ops::kTacticAttr, ir::Attribute::from_int(e->tactic));
+      ++stats.cached;
+      continue;
+    }
+    auto ids = timer.prepare(*node, in, out);
+    if (!ids.ok()) {
+      logger.emit(Logger::Severity::kWarning, "cannot time the tactics of " + node->describe() + " (" +
+                                                  ids.status().message() + "); the heuristic chooses at run time");
+      continue;
+    }
+    const int total = static_cast<int>(ids->size());
+    if (total <= 1) {
+      cache.put(sig, TimingEntry{-1, 0, 0, total});
+      ++stats.single;
+      continue;
+    }
+    const int n = budget < 0 ? total : std::min(budget, total);
+    int64_t best = -1;
+    float best_ms = 0, first_ms = -1;
+    for (int i = 0; i < n; ++i) {
+      auto ms = timer.time(*node, (*ids)[i]);
+      if (!ms.ok()) {
+        verbose("tactic " + std::to_string((*ids)[i]) + " of " + node->describe() +
+                " failed: " + ms.status().message());
+        continue;
+      }
+      if (i == 0) first_ms = *ms;
+      if (best < 0 || *ms < best_ms) {
+        best = (*ids)[i];
+        best_ms = *ms;
+      }
+    }
+    if (best < 0) {
+      logger.emit(Logger::Severity::kWarning,
+                  "no tactic of " + node->describe() + " ran; the heuristic chooses at run time");
+      continue;
+    }
+    node->attrs.set(ops::kTacticAttr, ir::Attribute::from_int(best));
+    cache.put(sig, TimingEntry{best, best_ms, n, total});
+    ++stats.timed;
+    verbose("tactic of " + node->describe() + ": " + std::to_string(best) + " (" + ms_text(best_ms) + ", " +
+            std::to_string(n) + " of " + std::to_string(total) + " timed; the heuristic's first " +
+            (first_ms < 0 ? std::string("failed") : ms_text(first_ms)) + ")");
+  }
+  stats.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return Status();
+}
+
+Result<std::string> timing_cache_key(int index) {
+  KILN_ASSIGN_OR_RETURN(cuda::DeviceInfo info, cuda::device_info(index));
+  return info.name + ", " + cuda::arch_name(info.cc_major, info.cc_minor) + ", " + cuda::library_versions();
+}
+
+Status select_tactics(ir::Graph& g, const plan::ProfileRanges& profile, const BuilderConfig& config, Logger& logger,
+                      std::map<std::string, int>& stats) {
+  if (config.device() != DeviceType::kCUDA) {
+    if (!config.timing_cache_path().empty())
+      logger.emit(Logger::Severity::kWarning, "the timing cache is ignored for CPU engines (nothing is timed)");
+    return Status();
+  }
+  if (tactic_budget(config.optimization_level()) == 0) return Status();
+  std::map<std::string, Shape> shapes;
+  for (ir::Value* in : g.inputs) {
+    auto it = profile.find(in->name);
+    shapes[in->name] = it != profile.end() ? shape_from_dims(it->second[1]) : *in->shape;
+  }
+  Propagation opt;
+  KILN_RETURN_IF_ERROR(propagate(g, shapes, opt, /*strict=*/false).with_context("at the opt shapes"));
+  KILN_ASSIGN_OR_RETURN(std::string key, timing_cache_key(config.device_index()));
+  const std::string& path = config.timing_cache_path();
+  TimingCache cache(key);
+  if (!path.empty()) {
+    KILN_ASSIGN_OR_RETURN(cache, TimingCache::load(path, key, logger));
+  }
+  const bool tf32 = config.get_flag(BuilderFlag::kTF32);
+  CudaTacticTimer timer(config.device_index(), tf32);
+  TacticStats st;
+  KILN_RETURN_IF_ERROR(
+      choose_tactics(g, opt, config.optimization_level(), tf32 ? "tf32=1" : "tf32=0", cache, timer, logger, st));
+  if (!path.empty()) KILN_RETURN_IF_ERROR(cache.save(path));
+  stats["tactics_timed"] += st.timed;
+  stats["tactics_cached"] += st.cached;
+  stats["tactics_single"] += st.single;
+  char secs[32];
+  std::snprintf(secs, sizeof secs, "%.2f", st.seconds);
+  logger.emit(Logger::Severity::kInfo, "tactics: " + std::to_string(st.timed) + " timed, " + std::to_string(st.cached) +
+                                           " from cache (" + secs + " s)");
+  return Status();
+}
+
+}  // namespace kiln::select

@@ -1,0 +1,65 @@
+// Tactic selection for CUDA engines: a kernel with several algorithms (cuDNN
+// convolution algorithms, cuBLASLt matmul configurations) lists them; the
+// builder times them at the first optimization profile's opt shapes and keeps
+// the fastest in the node's `kiln.tactic`. Timings are shared through a
+// TimingCache (in memory per build, and optionally a file). docs/tactics.md.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "ir/graph.h"
+#include "kiln/builder.h"
+#include "kiln/logger.h"
+#include "ops/op.h"
+#include "plan/engine_file.h"
+#include "runtime/shape_eval.h"
+#include "select/timing_cache.h"
+
+namespace kiln::select {
+
+/// Candidates an optimization level times per node: 0, 2, 4, 8, 16, or -1 (all) for 0..5.
+int tactic_budget(int opt_level);
+
+/// What tactic selection did.
+struct TacticStats {
+  int timed = 0;   ///< nodes whose candidates were timed
+  int cached = 0;  ///< nodes answered by the timing cache (file, or an identical node earlier)
+  int single = 0;  ///< nodes whose kernel offered one candidate (nothing to time)
+  double seconds = 0;
+};
+
+/// The device side of tactic selection: CUDA in builds, a fake in tests.
+class TacticTimer {
+ public:
+  virtual ~TacticTimer() = default;
+  /// True when `node`'s kernel lists tactics.
+  virtual bool has_tactics(const ir::Node& node) = 0;
+  /// Gets ready to time `node` at these (concrete) types; returns its tactic IDs, best guess first.
+  virtual Result<std::vector<int64_t>> prepare(const ir::Node& node, const std::vector<ops::TensorType>& inputs,
+                                               const std::vector<ops::TensorType>& outputs) = 0;
+  /// Median milliseconds of the prepared node running `tactic`.
+  virtual Result<float> time(const ir::Node& node, int64_t tactic) = 0;
+};
+
+/// Sets `kiln.tactic` on every node `timer` has tactics for and whose types in
+/// `opt` are concrete: from `cache` when it holds the node's signature timed at
+/// least this widely, else by timing the first tactic_budget(opt_level)
+/// candidates (the result goes into `cache`). Level 0 sets nothing. `build`
+/// holds build-wide settings that change timings (it enters each signature).
+Status choose_tactics(ir::Graph& g, const Propagation& opt, int opt_level, const std::string& build, TimingCache& cache,
+                      TacticTimer& timer, Logger& logger, TacticStats& stats);
+
+/// The builder's step for CUDA engines (a no-op otherwise): types at `profile`'s
+/// opt shapes, the timing cache file of `config` loaded, choose_tactics with the
+/// CUDA timer, the file saved; logs "tactics: N timed, M from cache (X s)" and
+/// adds tactics_timed / tactics_cached / tactics_single to `stats`.
+Status select_tactics(ir::Graph& g, const plan::ProfileRanges& profile, const BuilderConfig& config, Logger& logger,
+                      std::map<std::string, int>& stats);
+
+/// The timing-cache key of CUDA device `index`: name, compute capability, driver and library versions.
+Result<std::string> timing_cache_key(int index);
+
+}  // namespace kiln::select

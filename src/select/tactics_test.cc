@@ -1,0 +1,535 @@
+#include "select/tactics.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <random>
+#include <set>
+
+#include "backends/cuda/api.h"
+#include "builder/network_impl.h"
+#include "harness/op_harness.h"
+#include "kiln/kiln.h"
+#include "plan/engine_file.h"
+
+namespace kiln::select {
+namespace {
+
+namespace fs = std::filesystem;
+
+class CaptureLogger : public Logger {
+ public:
+  explicit CaptureLogger(Severity s = Severity::kVerbose) : Logger(s) {}
+  void log(Severity s, const std::string& m) override { lines.push_back({s, m}); }
+  std::string find(const std::string& prefix) const {
+    for (auto& [s, m] : lines)
+      if (m.rfind(prefix, 0) == 0) return m;
+    return "";
+  }
+  std::string all() const {
+    std::string a;
+    for (auto& [s, m] : lines) a += m + "\n";
+    return a;
+  }
+  std::vector<std::pair<Severity, std::string>> lines;
+};
+
+// ---------------------------------------------------------------- choose_tactics with a fake timer
+
+// Says MatMul nodes have `candidates` tactics 100, 101, ...; times come from `ms` (default 1 ms).
+class FakeTimer : public TacticTimer {
+ public:
+  int candidates = 10;
+  std::map<int64_t, float> ms;
+  std::set<int64_t> failing;
+  std::vector<std::string> prepared;
+  std::vector<std::pair<std::string, int64_t>> timed;
+
+  bool has_tactics(const ir::Node& node) override { return node.op_type == "MatMul"; }
+  Result<std::vector<int64_t>> prepare(const ir::Node& node, const std::vector<ops::TensorType>& inputs,
+                                       const std::vector<ops::TensorType>& outputs) override {
+    prepared.push_back(node.name);
+    for (const auto& t : inputs) EXPECT_TRUE(t.shape && shape_is_concrete(*t.shape)) << node.name;
+    for (const auto& t : outputs) EXPECT_TRUE(t.shape && shape_is_concrete(*t.shape)) << node.name;
+    std::vector<int64_t> ids;
+    for (int i = 0; i < candidates; ++i) ids.push_back(100 + i);
+    return ids;
+  }
+  Result<float> time(const ir::Node& node, int64_t tactic) override {
+    timed.push_back({node.name, tactic});
+    if (failing.count(tactic)) return Status(ErrorCode::kInternal, "tactic " + std::to_string(tactic) + " broke");
+    auto it = ms.find(tactic);
+    return it == ms.end() ? 1.f : it->second;
+  }
+  int times_of(const std::string& node) const {
+    int n = 0;
+    for (auto& [name, t] : timed) n += name == node;
+    return n;
+  }
+};
+
+// x[batch, 16] -> mm1 (16x32) -> mm2 (32x32) -> mm3 (32x32, same signature as mm2) -> relu -> y.
+struct MatMulChain {
+  ir::Graph g;
+  Propagation opt;
+  explicit MatMulChain(bool concrete = true) {
+    g.opset_imports[""] = 17;
+    std::mt19937 rng(1);
+    ir::Value* x = g.add_value("x", DataType::kFloat32, Shape{Dim::symbol("batch"), 16}).value();
+    g.inputs.push_back(x);
+    ir::Value* w1 = g.add_constant("w1", test::random_tensor(DataType::kFloat32, {16, 32}, rng));
+    ir::Value* w2 = g.add_constant("w2", test::random_tensor(DataType::kFloat32, {32, 32}, rng));
+    ir::Value* w3 = g.add_constant("w3", test::random_tensor(DataType::kFloat32, {32, 32}, rng));
+    ir::Value* a = g.add_unique_value("a");
+    ir::Value* b = g.add_unique_value("b");
+    ir::Value* c = g.add_unique_value("c");
+    ir::Value* y = g.add_value("y").value();
+    g.add_node("MatMul", {x, w1}, {a}, "mm1");
+    g.add_node("MatMul", {a, w2}, {b}, "mm2");
+    g.add_node("MatMul", {b, w3}, {c}, "mm3");
+    g.add_node("Relu", {c}, {y}, "relu");
+    g.outputs = {y};
+    for (auto& n : g.nodes()) {
+      n->kernel = n->op_type == "MatMul" ? "cuda.cublaslt" : "cuda.relu";
+      n->device = ir::Device::kCUDA;
+    }
+    Shape xs = concrete ? Shape{4, 16} : Shape{Dim::symbol("batch"), 16};
+    Status s = propagate(g, {{"x", xs}}, opt, /*strict=*/false);
+    EXPECT_TRUE(s.ok()) << s.to_string();
+  }
+  ir::Node* node(const std::string& name) {
+    for (auto& n : g.nodes())
+      if (n->name == name) return n.get();
+    return nullptr;
+  }
+  int64_t tactic(const std::string& name) { return node(name)->attrs.get_int(ops::kTacticAttr, -1); }
+  bool has_tactic(const std::string& name) { return node(name)->attrs.has(ops::kTacticAttr); }
+};
+
+Status choose(MatMulChain& m, int level, TimingCache& cache, FakeTimer& timer, TacticStats& stats, Logger& logger) {
+  return choose_tactics(m.g, m.opt, level, "tf32=0", cache, timer, logger, stats);
+}
+
+TEST(Tactics, BudgetPerOptimizationLevel) {
+  EXPECT_EQ(tactic_budget(0), 0);
+  EXPECT_EQ(tactic_budget(1), 2);
+  EXPECT_EQ(tactic_budget(2), 4);
+  EXPECT_EQ(tactic_budget(3), 8);
+  EXPECT_EQ(tactic_budget(4), 16);
+  EXPECT_EQ(tactic_budget(5), -1);
+}
+
+TEST(Tactics, OptLevelZeroAddsNoTactics) {
+  MatMulChain m;
+  FakeTimer timer;
+  TimingCache cache("k");
+  TacticStats st;
+  CaptureLogger log;
+  ASSERT_TRUE(choose(m, 0, cache, timer, st, log).ok());
+  for (auto& n : m.g.nodes()) EXPECT_FALSE(n->attrs.has(ops::kTacticAttr)) << n->name;
+  EXPECT_TRUE(timer.prepared.empty());
+  EXPECT_EQ(cache.size(), 0u);
+  EXPECT_EQ(st.timed + st.cached + st.single, 0);
+}
+
+TEST(Tactics, LevelOneTimesTheTopTwoAndKeepsTheFastest) {
+  MatMulChain m;
+  FakeTimer timer;
+  timer.ms = {{100, 2.f}, {101, 1.5f}, {105, 0.1f}};  // 105 is faster but outside the top two
+  TimingCache cache("k");
+  TacticStats st;
+  CaptureLogger log;
+  ASSERT_TRUE(choose(m, 1, cache, timer, st, log).ok());
+  EXPECT_EQ(m.tactic("mm1"), 101);
+  EXPECT_EQ(m.tactic("mm2"), 101);
+  EXPECT_EQ(m.tactic("mm3"), 101);
+  EXPECT_FALSE(m.has_tactic("relu"));
+  EXPECT_EQ(timer.times_of("mm1"), 2);
+  // mm3 has mm2's signature: answered by the in-memory cache, not timed again.
+  EXPECT_EQ(timer.prepared, (std::vector<std::string>{"mm1", "mm2"}));
+  EXPECT_EQ(st.timed, 2);
+  EXPECT_EQ(st.cached, 1);
+  EXPECT_EQ(cache.size(), 2u);
+}
+
+TEST(Tactics, LevelFiveTimesEveryCandidate) {
+  MatMulChain m;
+  FakeTimer timer;
+  timer.candidates = 20;
+  timer.ms = {{100, 2.f}, {119, 0.3f}};
+  TimingCache cache("k");
+  TacticStats st;
+  CaptureLogger log;
+  ASSERT_TRUE(choose(m, 5, cache, timer, st, log).ok());
+  EXPECT_EQ(m.tactic("mm1"), 119);
+  EXPECT_EQ(timer.times_of("mm1"), 20);
+}
+
+TEST(Tactics, CacheAnswersARebuildWithoutTiming) {
+  TimingCache cache("k");
+  std::map<std::string, int64_t> first;
+  {
+    MatMulChain m;
+    FakeTimer timer;
+    timer.ms = {{103, 0.5f}};
+    TacticStats st;
+    CaptureLogger log;
+    ASSERT_TRUE(choose(m, 3, cache, timer, st, log).ok());
+    for (const char* n : {"mm1", "mm2", "mm3"}) first[n] = m.tactic(n);
+    EXPECT_EQ(first["mm1"], 103);
+  }
+  // Through the file format, as a second build would see it.
+  auto reread = TimingCache::parse(cache.serialize(), "mem");
+  ASSERT_TRUE(reread.ok()) << reread.status().to_string();
+  MatMulChain m;
+  FakeTimer timer;
+  timer.ms = {{104, 0.1f}};  // would change the choice if anything were timed
+  TacticStats st;
+  CaptureLogger log;
+  ASSERT_TRUE(choose(m, 3, *reread, timer, st, log).ok());
+  EXPECT_TRUE(timer.prepared.empty());
+  EXPECT_EQ(st.timed, 0);
+  EXPECT_EQ(st.cached, 3);
+  for (const char* n : {"mm1", "mm2", "mm3"}) EXPECT_EQ(m.tactic(n), first[n]) << n;
+}
+
+TEST(Tactics, NarrowCacheEntriesAreRetimedAtAHigherLevel) {
+  TimingCache cache("k");
+  {
+    MatMulChain m;
+    FakeTimer timer;
+    TacticStats st;
+    CaptureLogger log;
+    ASSERT_TRUE(choose(m, 1, cache, timer, st, log).ok());
+  }
+  MatMulChain m;
+  FakeTimer timer;
+  timer.ms = {{106, 0.1f}};
+  TacticStats st;
+  CaptureLogger log;
+  ASSERT_TRUE(choose(m, 3, cache, timer, st, log).ok());
+  EXPECT_EQ(st.timed, 2) << "entries that timed 2 candidates must not answer a level that times 8";
+  EXPECT_EQ(m.tactic("mm1"), 106);
+  // ... and the wider entries now answer level 1.
+  MatMulChain again;
+  FakeTimer timer2;
+  TacticStats st2;
+  ASSERT_TRUE(choose(again, 1, cache, timer2, st2, log).ok());
+  EXPECT_EQ(st2.cached, 3);
+  EXPECT_EQ(again.tactic("mm1"), 106);
+}
+
+TEST(Tactics, SingleCandidateNodesGetNoTacticButAreCached) {
+  MatMulChain m;
+  FakeTimer timer;
+  timer.candidates = 1;
+  TimingCache cache("k");
+  TacticStats st;
+  CaptureLogger log;
+  ASSERT_TRUE(choose(m, 3, cache, timer, st, log).ok());
+  for (auto& n : m.g.nodes()) EXPECT_FALSE(n->attrs.has(ops::kTacticAttr)) << n->name;
+  EXPECT_TRUE(timer.timed.empty());
+  EXPECT_EQ(st.single, 2);
+  EXPECT_EQ(st.cached, 1);
+  EXPECT_EQ(cache.size(), 2u);
+}
+
+TEST(Tactics, FailingTacticsAreSkipped) {
+  MatMulChain m;
+  FakeTimer timer;
+  timer.failing = {100};
+  timer.ms = {{101, 3.f}, {102, 2.f}};
+  TimingCache cache("k");
+  TacticStats st;
+  CaptureLogger log;
+  ASSERT_TRUE(choose(m, 3, cache, timer, st, log).ok());
+  EXPECT_EQ(m.tactic("mm1"), 103) << "103..107 take the default 1 ms";
+
+  MatMulChain all_fail;
+  FakeTimer broken;
+  broken.candidates = 3;
+  broken.failing = {100, 101, 102};
+  TimingCache cache2("k");
+  TacticStats st2;
+  CaptureLogger log2;
+  ASSERT_TRUE(choose(all_fail, 3, cache2, broken, st2, log2).ok());
+  EXPECT_FALSE(all_fail.has_tactic("mm1"));
+  EXPECT_NE(log2.all().find("no tactic of 'mm1'"), std::string::npos) << log2.all();
+  EXPECT_EQ(cache2.size(), 0u) << "a node nothing ran for must not be cached";
+}
+
+TEST(Tactics, NodesWithoutConcreteShapesAreLeftToTheHeuristic) {
+  MatMulChain m(/*concrete=*/false);
+  m.node("mm1")->attrs.set(ops::kTacticAttr, ir::Attribute::from_int(5));  // stale: removed
+  FakeTimer timer;
+  TimingCache cache("k");
+  TacticStats st;
+  CaptureLogger log;
+  ASSERT_TRUE(choose(m, 3, cache, timer, st, log).ok());
+  EXPECT_TRUE(timer.prepared.empty());
+  EXPECT_FALSE(m.has_tactic("mm1"));
+}
+
+// ---------------------------------------------------------------- engines
+
+// Networks for the build tests; `dims` of x give the profile (min, opt, max batch).
+struct Net {
+  std::unique_ptr<NetworkDefinition> net = std::make_unique<NetworkDefinition>();
+  std::string input = "x";
+  Dims opt_dims;
+};
+
+// x[N, 8, 16, 16] -> Conv 3x3 + bias -> Relu -> Conv 3x3 stride 2 -> ConvTranspose 2x2 stride 2 -> y[N, 8, 16, 16]
+Net conv_net() {
+  Net n;
+  std::mt19937 rng(7);
+  ir::Graph& g = network_graph(*n.net);
+  g.opset_imports[""] = 17;
+  ir::Value* x = g.add_value("x", DataType::kFloat32, Shape{Dim::symbol("N"), 8, 16, 16}).value();
+  g.inputs.push_back(x);
+  auto w = [&](const char* name, Dims d) {
+    return g.add_constant(name, test::random_tensor(DataType::kFloat32, d, rng, -0.5, 0.5));
+  };
+  ir::Value* c1 = g.add_unique_value("c1");
+  ir::Value* r1 = g.add_unique_value("r1");
+  ir::Value* c2 = g.add_unique_value("c2");
+  ir::Value* y = g.add_value("y").value();
+  ir::Node* conv1 = g.add_node("Conv", {x, w("w1", {16, 8, 3, 3}), w("b1", {16})}, {c1}, "conv1");
+  conv1->attrs.set("pads", ir::Attribute::from_ints({1, 1, 1, 1}));
+  g.add_node("Relu", {c1}, {r1}, "relu1");
+  ir::Node* conv2 = g.add_node("Conv", {r1, w("w2", {16, 16, 3, 3})}, {c2}, "conv2");
+  conv2->attrs.set("pads", ir::Attribute::from_ints({1, 1, 1, 1}));
+  conv2->attrs.set("strides", ir::Attribute::from_ints({2, 2}));
+  ir::Node* up = g.add_node("ConvTranspose", {c2, w("w3", {16, 8, 2, 2}), w("b3", {8})}, {y}, "up");
+  up->attrs.set("strides", ir::Attribute::from_ints({2, 2}));
+  g.outputs = {y};
+  n.opt_dims = {2, 8, 16, 16};
+  return n;
+}
+
+// x[N, 64] -> MatMul 64x128 + bias -> Relu -> MatMul 128x48 -> Gemm (transB, C) -> y[N, 16]
+Net matmul_net() {
+  Net n;
+  std::mt19937 rng(9);
+  ir::Graph& g = network_graph(*n.net);
+  g.opset_imports[""] = 17;
+  ir::Value* x = g.add_value("x", DataType::kFloat32, Shape{Dim::symbol("N"), 64}).value();
+  g.inputs.push_back(x);
+  auto w = [&](const char* name, Dims d) {
+    return g.add_constant(name, test::random_tensor(DataType::kFloat32, d, rng, -0.5, 0.5));
+  };
+  ir::Value* m1 = g.add_unique_value("m1");
+  ir::Value* a1 = g.add_unique_value("a1");
+  ir::Value* r1 = g.add_unique_value("r1");
+  ir::Value* m2 = g.add_unique_value("m2");
+  ir::Value* y = g.add_value("y").value();
+  g.add_node("MatMul", {x, w("w1", {64, 128})}, {m1}, "mm1");
+  g.add_node("Add", {m1, w("b1", {128})}, {a1}, "bias1");
+  g.add_node("Relu", {a1}, {r1}, "relu1");
+  g.add_node("MatMul", {r1, w("w2", {128, 48})}, {m2}, "mm2");
+  ir::Node* gemm = g.add_node("Gemm", {m2, w("w3", {16, 48}), w("c3", {16})}, {y}, "gemm");
+  gemm->attrs.set("transB", ir::Attribute::from_int(1));
+  g.outputs = {y};
+  n.opt_dims = {32, 64};
+  return n;
+}
+
+struct Built {
+  std::vector<uint8_t> bytes;
+  plan::EngineModel model;
+  std::string log;
+  std::string tactics_line;
+  int stat(const std::string& k) const { return model.build_stats.count(k) ? model.build_stats.at(k) : 0; }
+  std::map<std::string, int64_t> tactics() const {
+    std::map<std::string, int64_t> t;
+    for (auto& n : model.graph->nodes())
+      if (n->attrs.has(ops::kTacticAttr)) t[n->name] = n->attrs.get_int(ops::kTacticAttr, -1);
+    return t;
+  }
+};
+
+Result<Built> build(Net& n, DeviceType device, int level, const std::string& cache_path) {
+  CaptureLogger logger(Logger::Severity::kInfo);
+  Builder builder(logger);
+  auto config = builder.create_builder_config();
+  config->set_device(device);
+  config->clear_flag(BuilderFlag::kTF32);
+  config->set_optimization_level(level);
+  config->set_timing_cache_path(cache_path);
+  Dims lo = n.opt_dims, hi = n.opt_dims;
+  lo[0] = 1;
+  hi[0] = n.opt_dims[0] * 2;
+  OptimizationProfile p;
+  KILN_RETURN_IF_ERROR(p.set_shape(n.input, lo, n.opt_dims, hi));
+  config->add_optimization_profile(p);
+  Built b;
+  KILN_ASSIGN_OR_RETURN(b.bytes, builder.build_serialized_network(*n.net, *config));
+  KILN_ASSIGN_OR_RETURN(b.model, plan::deserialize_engine(b.bytes.data(), b.bytes.size()));
+  b.log = logger.all();
+  b.tactics_line = logger.find("tactics: ");
+  return b;
+}
+
+std::string tactic_text(const std::map<std::string, int64_t>& t) {
+  std::string s;
+  for (auto& [n, v] : t) s += n + "=" + std::to_string(v) + " ";
+  return s.empty() ? "(none)" : s;
+}
+
+TEST(TacticsEngine, CpuEnginesGetNoTactics) {
+  Net n = matmul_net();
+  auto b = build(n, DeviceType::kCPU, 5, "");
+  ASSERT_TRUE(b.ok()) << b.status().to_string();
+  EXPECT_TRUE(b->tactics().empty()) << tactic_text(b->tactics());
+  EXPECT_EQ(b->stat("tactics_timed"), 0);
+}
+
+TEST(TacticsEngine, EngineFileKeepsTheTacticAttribute) {
+  Net n = matmul_net();
+  auto b = build(n, DeviceType::kCPU, 3, "");
+  ASSERT_TRUE(b.ok()) << b.status().to_string();
+  plan::EngineModel m = b->model;
+  ASSERT_FALSE(m.graph->nodes().empty());
+  std::map<std::string, int64_t> want;
+  int64_t v = 1234567890123;  // wider than 32 bits, as cuBLASLt config IDs are
+  for (auto& node : m.graph->nodes()) {
+    node->attrs.set(ops::kTacticAttr, ir::Attribute::from_int(v));
+    want[node->name] = v++;
+  }
+  std::vector<uint8_t> bytes = plan::serialize_engine(m);
+  auto back = plan::deserialize_engine(bytes.data(), bytes.size());
+  ASSERT_TRUE(back.ok()) << back.status().to_string();
+  std::map<std::string, int64_t> got;
+  for (auto& node : back->graph->nodes()) {
+    const ir::Attribute* a = node->attrs.find(ops::kTacticAttr);
+    ASSERT_NE(a, nullptr) << node->name << " lost kiln.tactic";
+    EXPECT_EQ(a->kind, ir::Attribute::Kind::kInt) << node->name;
+    got[node->name] = a->i;
+  }
+  EXPECT_EQ(got, want) << "after: " << tactic_text(got) << "\nbefore: " << tactic_text(want);
+}
+
+// ---- CUDA (skipped without a GPU)
+
+#define KILN_NEED_GPU() \
+  if (cuda::device_count() == 0) GTEST_SKIP() << "no GPU: " << cuda::no_device_reason()
+
+class TacticsGpu : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("kiln_tactics_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  // Builds `make()` twice with a timing cache at level 3 and checks outputs, the cache and the rebuild.
+  void check_net(Net (*make)(), const char* what) {
+    const std::string cache_path = (dir_ / "timing.cache").string();
+    Net n = make();
+    auto first = build(n, DeviceType::kCUDA, 3, cache_path);
+    ASSERT_TRUE(first.ok()) << what << ": first CUDA build failed: " << first.status().to_string();
+    Net cpu_net = make();
+    auto cpu = build(cpu_net, DeviceType::kCPU, 3, "");
+    ASSERT_TRUE(cpu.ok()) << what << ": CPU reference build failed: " << cpu.status().to_string();
+    EXPECT_NE(first->tactics_line, "") << what << ": no 'tactics: ...' info line; log:\n" << first->log;
+    const int timed = first->stat("tactics_timed"), cached = first->stat("tactics_cached"),
+              single = first->stat("tactics_single");
+    EXPECT_GE(timed, 1) << what << ": no layer had more than one candidate to time (cached " << cached << ", single "
+                        << single << "); log:\n"
+                        << first->log;
+    // The cache file exists, is for this GPU, and holds one entry per distinct layer signature.
+    auto key = timing_cache_key(0);
+    ASSERT_TRUE(key.ok()) << key.status().to_string();
+    CaptureLogger log;
+    auto file = TimingCache::load(cache_path, *key, log);
+    ASSERT_TRUE(file.ok()) << what << ": " << file.status().to_string();
+    EXPECT_EQ(static_cast<int>(file->size()), timed + single)
+        << what << ": cache entries vs timed + single-candidate layers; warnings: " << log.all();
+    // Every chosen tactic is in the file.
+    std::set<int64_t> in_file;
+    for (auto& [sig, e] : file->entries()) in_file.insert(e.tactic);
+    for (auto& [node, t] : first->tactics())
+      EXPECT_TRUE(in_file.count(t)) << what << ": tactic " << t << " of '" << node << "' is not in the cache file";
+
+    // Outputs against the CPU engine, at the opt batch (the timed shape) and another batch.
+    Logger quiet(Logger::Severity::kError);
+    Runtime rt(quiet);
+    auto gpu_engine = rt.deserialize(first->bytes.data(), first->bytes.size());
+    auto cpu_engine = rt.deserialize(cpu->bytes.data(), cpu->bytes.size());
+    ASSERT_TRUE(gpu_engine.ok() && cpu_engine.ok()) << what;
+    auto gctx = (*gpu_engine)->create_execution_context();
+    auto cctx = (*cpu_engine)->create_execution_context();
+    std::mt19937 rng(3);
+    for (int64_t batch : {n.opt_dims[0], int64_t{1}, n.opt_dims[0] + 1}) {
+      Dims d = n.opt_dims;
+      d[0] = batch;
+      Tensor x = test::random_tensor(DataType::kFloat32, d, rng);
+      auto gy = gctx->infer({{"x", x}});
+      auto cy = cctx->infer({{"x", x}});
+      ASSERT_TRUE(gy.ok()) << what << " batch " << batch << ": " << gy.status().to_string();
+      ASSERT_TRUE(cy.ok()) << what << " batch " << batch << ": " << cy.status().to_string();
+      const Tensor& a = gy->at("y");
+      const Tensor& b = cy->at("y");
+      ASSERT_EQ(a.dims(), b.dims()) << what << " batch " << batch;
+      EXPECT_LE(test::tolerance_ratio(a, b, 1e-3, 1e-3), 1.0)
+          << what << " batch " << batch << ": CUDA output differs from the CPU engine beyond rtol 1e-3 / atol 1e-3 "
+          << "(ratio " << test::tolerance_ratio(a, b, 1e-3, 1e-3) << ") with tactics " << tactic_text(first->tactics());
+    }
+
+    // A rebuild takes every tactic from the file and chooses the same ones.
+    Net again = make();
+    auto second = build(again, DeviceType::kCUDA, 3, cache_path);
+    ASSERT_TRUE(second.ok()) << what << ": rebuild failed: " << second.status().to_string();
+    EXPECT_EQ(second->stat("tactics_timed"), 0) << what << ": the rebuild timed layers again; log:\n" << second->log;
+    EXPECT_EQ(second->stat("tactics_cached"), timed + cached + single)
+        << what << ": the rebuild should answer every layer with tactics from the cache; log:\n"
+        << second->log;
+    EXPECT_EQ(second->tactics(), first->tactics())
+        << what << ": first build " << tactic_text(first->tactics()) << "\nrebuild " << tactic_text(second->tactics());
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(TacticsGpu, ConvNetTimesCachesAndRebuildsIdentically) {
+  KILN_NEED_GPU();
+  check_net(conv_net, "conv net");
+}
+
+TEST_F(TacticsGpu, MatMulNetTimesCachesAndRebuildsIdentically) {
+  KILN_NEED_GPU();
+  check_net(matmul_net, "matmul net");
+}
+
+TEST_F(TacticsGpu, OptLevelZeroBuildsWithoutTactics) {
+  KILN_NEED_GPU();
+  const std::string cache_path = (dir_ / "timing.cache").string();
+  Net n = conv_net();
+  auto b = build(n, DeviceType::kCUDA, 0, cache_path);
+  ASSERT_TRUE(b.ok()) << b.status().to_string();
+  EXPECT_TRUE(b->tactics().empty()) << tactic_text(b->tactics());
+  EXPECT_FALSE(fs::exists(cache_path)) << "level 0 times nothing and should not write the cache";
+}
+
+TEST_F(TacticsGpu, CacheOfAnotherDeviceIsIgnoredAndRewritten) {
+  KILN_NEED_GPU();
+  const std::string cache_path = (dir_ / "timing.cache").string();
+  TimingCache other("Some Other GPU, sm_75, cudart 1, driver 1, cudnn 1, cublasLt 1");
+  other.put("whatever", {1, 1.f, 2, 2});
+  ASSERT_TRUE(other.save(cache_path).ok());
+  Net n = matmul_net();
+  auto b = build(n, DeviceType::kCUDA, 3, cache_path);
+  ASSERT_TRUE(b.ok()) << b.status().to_string();
+  EXPECT_NE(b->log.find("Some Other GPU"), std::string::npos) << b->log;
+  auto key = timing_cache_key(0);
+  ASSERT_TRUE(key.ok());
+  CaptureLogger log;
+  auto file = TimingCache::load(cache_path, *key, log);
+  ASSERT_TRUE(file.ok()) << file.status().to_string();
+  EXPECT_EQ(file->find("whatever"), nullptr) << "the other device's entries should be gone";
+}
+
+}  // namespace
+}  // namespace kiln::select
