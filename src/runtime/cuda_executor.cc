@@ -1,5 +1,7 @@
 #include "runtime/cuda_executor.h"
 
+#include "ir/shape_only.h"
+
 #include <algorithm>
 #include <set>
 #include <unordered_map>
@@ -85,6 +87,7 @@ Result<std::unique_ptr<CudaExecutor>> CudaExecutor::create(const EngineData& e, 
   KILN_RETURN_IF_ERROR(cuda::stream_create(&x->own_stream_));
   KILN_ASSIGN_OR_RETURN(x->arena_, cuda::device_alloc(e.model.memory.arena_bytes, "the activation arena"));
   const ir::Graph& g = *e.model.graph;
+  x->shape_only_ = ir::shape_only_nodes(g);
   for (auto& n : g.nodes()) {
     const ops::OpDef* def = ops::OpRegistry::global().find(n->domain, n->op_type);
     if (!def) continue;
@@ -153,6 +156,7 @@ Result<CudaExecutor::Plan*> CudaExecutor::plan_for(const std::map<std::string, D
     for (ir::Value* o : node.outputs)
       if (o && !p->prop.values.count(o)) host_known = false;
     if (host_known && !node.outputs.empty()) continue;  // shape arithmetic: evaluated by propagation
+    if (shape_only_.count(&node)) continue;             // only its output's type is read
     Step s;
     s.node = &node;
     const ops::OpDef* def = ops::OpRegistry::global().find(node.domain, node.op_type);

@@ -17,6 +17,7 @@
 #include <string>
 #include <set>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "backends/cuda/api.h"
@@ -69,6 +70,8 @@ class CudaExecutor {
   /// Graph inputs read where a kernel needs host values (shape tensors): their
   /// contents are part of the plan's key.
   std::set<const ir::Value*> value_inputs_;
+  /// Nodes read only by Shape/Size (ir/shape_only.h): never launched.
+  std::unordered_set<const ir::Node*> shape_only_;
   Status run_steps(Plan& p, void* stream, const Bindings& direct);
 
   const EngineData* engine_ = nullptr;

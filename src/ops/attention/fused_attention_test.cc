@@ -1,0 +1,234 @@
+// FusedAttention (kiln): the reference kernel against a naive attention over the
+// explicitly gathered logical operands, for the layouts exporters produce (BERT's
+// head split, ViT's packed QKV through five view ops), masks, fully masked rows;
+// the CUDA kernel against the reference when a GPU is present.
+#include <cmath>
+#include <limits>
+
+#include "harness/op_harness.h"
+#include "ops/attention/attn_view.h"
+
+namespace kiln::test {
+namespace {
+
+using ir::Attribute;
+namespace av = ops::attn;
+
+Tensor i64(const std::vector<int64_t>& v) { return Tensor::from_vector<int64_t>(DataType::kInt64, {(int64_t)v.size()}, v); }
+
+std::vector<int64_t> prog(std::initializer_list<std::pair<av::ViewOp, std::vector<int64_t>>> steps) {
+  std::vector<int64_t> code;
+  for (auto& [op, args] : steps) av::encode_step(code, op, args);
+  return code;
+}
+
+// softmax(q k^T * scale + mask) v on logical [B,H,S,D] arrays given by accessor functions.
+template <class Q, class K, class V, class M>
+std::vector<double> naive(int64_t B, int64_t H, int64_t Sq, int64_t Sk, int64_t D, int64_t Dv, double scale, Q q, K k,
+                          V v, M mask, bool zero_rows) {
+  std::vector<double> y(static_cast<size_t>(B * H * Sq * Dv));
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t i = 0; i < Sq; ++i) {
+        std::vector<double> s(static_cast<size_t>(Sk));
+        double mx = -INFINITY;
+        for (int64_t j = 0; j < Sk; ++j) {
+          double dot = 0;
+          for (int64_t d = 0; d < D; ++d) dot += q(b, h, i, d) * k(b, h, j, d);
+          s[j] = dot * scale + mask(b, h, i, j);
+          mx = std::max(mx, s[j]);
+        }
+        bool dead = std::isinf(mx) && mx < 0;
+        double sum = 0;
+        for (double& x : s) sum += (x = dead ? 0 : std::exp(x - mx));
+        for (int64_t d = 0; d < Dv; ++d) {
+          double o = 0;
+          for (int64_t j = 0; j < Sk; ++j) o += s[j] * v(b, h, j, d);
+          y[static_cast<size_t>(((b * H + h) * Sq + i) * Dv + d)] = dead ? (zero_rows ? 0 : NAN) : o / sum;
+        }
+      }
+  return y;
+}
+
+// BERT layout: Q/K/V [B, S, H*D] -> Reshape [B,S,H,D] -> Transpose; output merged back to [B,S,H,D].
+struct BertCase {
+  int64_t B = 2, S = 37, H = 3, D = 16;
+  bool mask = true;
+  DataType dt = DataType::kFloat32;
+  OpCase make(unsigned seed) const {
+    OpCase c("FusedAttention", 1, "kiln");
+    c.attr("scale", Attribute::from_float(0.37f));
+    c.attr("q_view", Attribute::from_ints(prog({{av::kReshape, {4, 0}}, {av::kTranspose, {0, 2, 1, 3}}})));
+    c.attr("k_view", Attribute::from_ints(prog({{av::kReshape, {4, 0}}, {av::kTranspose, {0, 2, 3, 1}},
+                                                {av::kTranspose, {0, 1, 3, 2}}})));
+    c.attr("v_view", Attribute::from_ints(prog({{av::kReshape, {4, 0}}, {av::kTranspose, {0, 2, 1, 3}}})));
+    c.attr("o_view", Attribute::from_ints(prog({{av::kTranspose, {0, 2, 1, 3}}})));
+    c.attr("zero_masked_rows", Attribute::from_int(1));
+    c.seed(seed);
+    for (int i = 0; i < 3; ++i) c.input(dt, {B, S, H * D}, -2, 2);
+    if (mask) c.input(dt, {B, 1, 1, S}, -3, 1);
+    else c.no_input();
+    c.input(i64({0, 0, H, D}));  // 0 copies the input dim (allowzero = 0)
+    return c;
+  }
+};
+
+TEST(FusedAttention, BertLayoutMatchesNaive) {
+  for (bool mask : {true, false}) {
+    BertCase bc;
+    bc.mask = mask;
+    OpCase c = bc.make(7);
+    auto out = c.run();
+    ASSERT_TRUE(out.ok()) << out.status().to_string();
+    const auto& in = c.inputs();
+    const int64_t B = bc.B, S = bc.S, H = bc.H, D = bc.D, E = H * D;
+    auto at = [&](int k) { return [&, k](int64_t b, int64_t h, int64_t s, int64_t d) { return in[k]->get_as_double((b * S + s) * E + h * D + d); }; };
+    auto m = [&](int64_t b, int64_t, int64_t, int64_t j) { return mask ? in[3]->get_as_double(b * S + j) : 0.0; };
+    auto want = naive(B, H, S, S, D, D, 0.37, at(0), at(1), at(2), m, true);
+    ASSERT_EQ((*out)[0].dims(), (Dims{B, S, H, D}));
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t h = 0; h < H; ++h)
+        for (int64_t s = 0; s < S; ++s)
+          for (int64_t d = 0; d < D; ++d)
+            ASSERT_NEAR((*out)[0].get_as_double(((b * S + s) * H + h) * D + d), want[((b * H + h) * S + s) * D + d], 1e-5)
+                << "mask " << mask << " at b" << b << " h" << h << " s" << s << " d" << d;
+  }
+}
+
+TEST(FusedAttention, FullyMaskedRowsGiveZeroOrNaN) {
+  for (int zero : {1, 0}) {
+    OpCase c("FusedAttention", 1, "kiln");
+    c.attr("scale", Attribute::from_float(1.f));
+    c.attr("q_view", Attribute::from_ints({}));
+    c.attr("k_view", Attribute::from_ints(prog({{av::kTranspose, {0, 1, 3, 2}}})));  // base is K^T
+    c.attr("v_view", Attribute::from_ints({}));
+    c.attr("o_view", Attribute::from_ints({}));
+    c.attr("zero_masked_rows", Attribute::from_int(zero));
+    c.input(DataType::kFloat32, {1, 2, 3, 8}).input(DataType::kFloat32, {1, 2, 8, 5}).input(DataType::kFloat32, {1, 2, 5, 4});
+    const float inf = std::numeric_limits<float>::infinity();
+    // Row 1 of every head sees only -inf; the others see a few keys.
+    c.input(Tensor::from_vector<float>(DataType::kFloat32, {3, 5},
+                                       {0, -inf, 0, 0, -inf, -inf, -inf, -inf, -inf, -inf, 0, 0, 0, 0, -inf}));
+    auto out = c.run();
+    ASSERT_TRUE(out.ok()) << out.status().to_string();
+    const Tensor& y = (*out)[0];
+    for (int64_t h = 0; h < 2; ++h)
+      for (int64_t d = 0; d < 4; ++d) {
+        double x = y.get_as_double((h * 3 + 1) * 4 + d);
+        if (zero) EXPECT_EQ(x, 0.0);
+        else EXPECT_TRUE(std::isnan(x));
+        EXPECT_TRUE(std::isfinite(y.get_as_double((h * 3 + 0) * 4 + d)));
+      }
+    if (zero) EXPECT_GE(c.expect_all_kernels_match(1e-4, 1e-4), 0);
+  }
+}
+
+// ViT (torchvision MultiheadAttention) layout: packed [S, B, 3*E] in-projection.
+TEST(FusedAttention, PackedQkvThroughViewsMatchesNaive) {
+  const int64_t S = 21, B = 3, H = 4, D = 16, E = H * D;
+  OpCase c("FusedAttention", 1, "kiln");
+  c.attr("scale", Attribute::from_float(0.25f));
+  auto view = [&](int64_t which) {
+    return prog({{av::kReshape, {4, 0}},            // [S, B, 3, E]
+                 {av::kUnsqueeze, {0}},             // [1, S, B, 3, E]
+                 {av::kTranspose, {3, 1, 2, 0, 4}}, // [3, S, B, 1, E]
+                 {av::kSqueeze, {-2}},              // [3, S, B, E]
+                 {av::kGather, {0, which}},         // [S, B, E]
+                 {av::kReshape, {5, 0}},            // [S, B*H, D]
+                 {av::kTranspose, {1, 0, 2}},       // [B*H, S, D]
+                 {av::kReshape, {6, 0}}});          // [B, H, S, D]
+  };
+  auto kv = view(1);
+  av::encode_step(kv, av::kTranspose, {0, 1, 3, 2});
+  av::encode_step(kv, av::kTranspose, {0, 1, 3, 2});  // twice: K^T then back
+  c.attr("q_view", Attribute::from_ints(view(0)));
+  c.attr("k_view", Attribute::from_ints(kv));
+  c.attr("v_view", Attribute::from_ints(view(-1)));  // negative index: 2
+  c.attr("o_view", Attribute::from_ints(prog({{av::kTranspose, {2, 0, 1, 3}}, {av::kReshape, {7, 0}}})));
+  Tensor packed = Tensor::empty(DataType::kFloat32, {S, B, 3 * E});
+  for (int64_t i = 0; i < packed.numel(); ++i) packed.data_as<float>()[i] = std::sin(0.37 * i) * 1.5f;
+  c.input(packed).input(packed).input(packed).no_input();
+  c.input(i64({S, B, 3, E})).input(i64({S, B * H, D})).input(i64({B, H, S, D})).input(i64({S, B, E}));
+  auto out = c.run();
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  auto at = [&](int64_t which) {
+    return [&, which](int64_t b, int64_t h, int64_t s, int64_t d) {
+      return packed.get_as_double((s * B + b) * 3 * E + which * E + h * D + d);
+    };
+  };
+  auto want = naive(B, H, S, S, D, D, 0.25, at(0), at(1), at(2), [](int64_t, int64_t, int64_t, int64_t) { return 0.0; }, false);
+  ASSERT_EQ((*out)[0].dims(), (Dims{S, B, E}));
+  for (int64_t s = 0; s < S; ++s)
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t h = 0; h < H; ++h)
+        for (int64_t d = 0; d < D; ++d)
+          ASSERT_NEAR((*out)[0].get_as_double((s * B + b) * E + h * D + d), want[((b * H + h) * S + s) * D + d], 1e-5)
+              << s << " " << b << " " << h << " " << d;
+  EXPECT_GE(c.expect_all_kernels_match(1e-4, 1e-4), 0);
+}
+
+TEST(FusedAttention, CudaMatchesReferenceAcrossDtypesAndSizes) {
+  struct Shape_ {
+    int64_t B, S, H, D;
+  };
+  for (Shape_ s : {Shape_{2, 37, 3, 16}, Shape_{1, 128, 2, 64}, Shape_{3, 197, 2, 64}, Shape_{1, 70, 1, 24},
+                   Shape_{1, 5, 2, 128}}) {
+    for (DataType dt : {DataType::kFloat32, DataType::kFloat16, DataType::kBFloat16}) {
+      BertCase bc;
+      bc.B = s.B, bc.S = s.S, bc.H = s.H, bc.D = s.D, bc.dt = dt;
+      OpCase c = bc.make(11);
+      double tol = dt == DataType::kFloat32 ? 1e-4 : dt == DataType::kFloat16 ? 1e-2 : 3e-2;
+      SCOPED_TRACE(std::string(dtype_name(dt)) + " B" + std::to_string(s.B) + " S" + std::to_string(s.S) + " D" +
+                   std::to_string(s.D));
+      c.expect_all_kernels_match(tol, tol);
+    }
+  }
+}
+
+TEST(FusedAttention, BadViewsAreClearErrors) {
+  OpCase c("FusedAttention", 1, "kiln");
+  c.attr("q_view", Attribute::from_ints({99, 1, 0}));  // unknown step
+  c.attr("k_view", Attribute::from_ints({}));
+  c.attr("v_view", Attribute::from_ints({}));
+  c.attr("o_view", Attribute::from_ints({}));
+  c.input(DataType::kFloat32, {1, 1, 2, 4}).input(DataType::kFloat32, {1, 1, 2, 4}).input(DataType::kFloat32, {1, 1, 2, 4});
+  auto out = c.run();
+  ASSERT_FALSE(out.ok());
+  EXPECT_NE(out.status().message().find("q_view"), std::string::npos) << out.status().to_string();
+
+  OpCase r("FusedAttention", 1, "kiln");  // rank-3 operand without a view to 4-D
+  r.attr("q_view", Attribute::from_ints({}));
+  r.attr("k_view", Attribute::from_ints({}));
+  r.attr("v_view", Attribute::from_ints({}));
+  r.attr("o_view", Attribute::from_ints({}));
+  r.input(DataType::kFloat32, {1, 2, 4}).input(DataType::kFloat32, {1, 2, 4}).input(DataType::kFloat32, {1, 2, 4});
+  auto out2 = r.run();
+  ASSERT_FALSE(out2.ok());
+  EXPECT_NE(out2.status().message().find("rank"), std::string::npos) << out2.status().to_string();
+}
+
+TEST(AttnView, ReshapeKeepsNonContiguousDimsApart) {
+  // [S=5, B=3, 3*E] buffer, E = 8 = 2 heads x 4: take q, merge (B, H) which are not
+  // contiguous, split them again: the strides must come back.
+  av::Layout l = av::contiguous_layout({5, 3, 24});
+  std::vector<int64_t> d = {5, 3, 24};
+  ASSERT_TRUE(av::apply_step_layout({av::kReshape, {}}, l, d, std::vector<int64_t>{5, 3, 3, 8}).ok());
+  ASSERT_TRUE(av::apply_step_layout({av::kGather, {2, 1}}, l, d, std::nullopt).ok());  // k: offset 8
+  ASSERT_TRUE(av::apply_step_layout({av::kReshape, {}}, l, d, std::vector<int64_t>{5, 6, 4}).ok());
+  ASSERT_TRUE(av::apply_step_layout({av::kReshape, {}}, l, d, std::vector<int64_t>{5, 3, 2, 4}).ok());
+  EXPECT_EQ(l.offset, 8);
+  EXPECT_EQ(d, (std::vector<int64_t>{5, 3, 2, 4}));
+  // index (s=4, b=2, h=1, d=3) -> 4*72 + 2*24 + 8 + 1*4 + 3
+  int64_t off = l.offset + av::axis_offset(l.dims[0], 4) + av::axis_offset(l.dims[1], 2) +
+                av::axis_offset(l.dims[2], 1) + av::axis_offset(l.dims[3], 3);
+  EXPECT_EQ(off, 4 * 72 + 2 * 24 + 8 + 4 + 3);
+  // A split that cuts an atom unevenly is refused.
+  av::Layout u = av::contiguous_layout({6});
+  std::vector<int64_t> ud = {6};
+  av::Layout t = u;
+  ASSERT_TRUE(av::apply_step_layout({av::kTranspose, {0}}, t, ud, std::nullopt).ok());
+  EXPECT_TRUE(av::reshape_layout(u, {2, 3}));
+}
+
+}  // namespace
+}  // namespace kiln::test

@@ -1,0 +1,212 @@
+// Golden tests for fuse_attention: BERT-style attention (head split by Reshape +
+// Transpose, scale on both operands, additive mask, IsNaN guard, head merge)
+// becomes one FusedAttention whose output matches the original graph on random
+// inputs; producers read only by Shape nodes stay and are shape-only; patterns
+// with an extra reader or a non-last-axis softmax are left alone.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "ir/shape_only.h"
+#include "ops/op.h"
+#include "passes/pass.h"
+#include "passes/pass_test_util.h"
+
+namespace kiln::passes {
+
+namespace {
+
+using testing::context_for;
+using testing::fused_from;
+using testing::op_types;
+using testing::run_graph;
+
+constexpr int64_t kS = 12, kH = 2, kD = 8, kE = kH * kD;
+
+Tensor random_tensor(DataType dt, const Dims& d, unsigned seed, double lo = -1, double hi = 1) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<double> u(lo, hi);
+  Tensor t = Tensor::empty(dt, d);
+  for (int64_t i = 0; i < t.numel(); ++i) t.set_from_double(i, u(rng));
+  return t;
+}
+
+struct G {
+  ir::Graph g;
+  ir::Value* op(const std::string& type, const std::vector<ir::Value*>& ins, const ir::Attributes& a = {}) {
+    ir::Value* o = g.add_unique_value("t");
+    ir::Node* n = g.add_node(type, ins, {o}, g.unique_name(type));
+    n->attrs = a;
+    n->opset = 17;
+    return o;
+  }
+  ir::Value* c(Tensor t) { return g.add_constant("c", std::move(t)); }
+  static ir::Attributes perm(std::vector<int64_t> p) {
+    ir::Attributes a;
+    a.set("perm", ir::Attribute::from_ints(std::move(p)));
+    return a;
+  }
+};
+
+struct Options {
+  bool mask = true;
+  bool nan_guard = true;
+  bool shape_reader = true;  // a Shape node reads the transposed Q (as transformers exports do)
+  bool extra_reader = false; // the softmax output is also a graph output: no fusion
+  int64_t softmax_axis = -1;
+};
+
+// x:[batch, S, E] -> BERT self-attention -> y:[batch, S, E]
+void build(G& b, const Options& o) {
+  ir::Graph& g = b.g;
+  ir::Value* x = g.add_value("x", DataType::kFloat32, Shape{Dim::symbol("batch"), kS, kE}).value();
+  g.inputs.push_back(x);
+  ir::Value* mask = nullptr;
+  if (o.mask) {
+    mask = g.add_value("mask", DataType::kFloat32, Shape{Dim::symbol("batch"), 1, 1, kS}).value();
+    g.inputs.push_back(mask);
+  }
+  ir::Value* split = b.c(Tensor::from_vector<int64_t>(DataType::kInt64, {4}, {0, 0, kH, kD}));
+  auto proj = [&](unsigned seed) {
+    ir::Value* w = b.c(random_tensor(DataType::kFloat32, {kE, kE}, seed));
+    return b.op("Reshape", {b.op("MatMul", {x, w}), split});
+  };
+  ir::Value* sq = b.c(Tensor::from_vector<float>(DataType::kFloat32, {}, {std::pow(8.f, -0.25f)}));
+  ir::Value* qt = b.op("Transpose", {proj(1)}, G::perm({0, 2, 1, 3}));
+  ir::Value* q = b.op("Mul", {qt, sq});
+  ir::Value* k = b.op("Mul", {b.op("Transpose", {proj(2)}, G::perm({0, 2, 3, 1})), sq});
+  ir::Value* v = b.op("Transpose", {proj(3)}, G::perm({0, 2, 1, 3}));
+  ir::Value* s = b.op("MatMul", {q, k});
+  if (mask) s = b.op("Add", {s, mask});
+  ir::Attributes ax;
+  ax.set("axis", ir::Attribute::from_int(o.softmax_axis));
+  ir::Value* p = b.op("Softmax", {s}, ax);
+  if (o.extra_reader) g.outputs.push_back(p);
+  if (o.nan_guard) {
+    ir::Value* zero = b.c(Tensor::from_vector<float>(DataType::kFloat32, {}, {0.f}));
+    p = b.op("Where", {b.op("IsNaN", {p}), zero, p});
+  }
+  ir::Value* a = b.op("MatMul", {p, v});
+  ir::Value* merged = b.op("Transpose", {a}, G::perm({0, 2, 1, 3}));
+  ir::Value* shape3;
+  if (o.shape_reader) {
+    // [batch, S, E] from Shape(qt) = [batch, H, S, D]: Gather dims 0 and 2 then E.
+    ir::Value* sh = b.op("Shape", {qt});
+    ir::Attributes g0;
+    g0.set("axis", ir::Attribute::from_int(0));
+    ir::Value* bs = b.op("Gather", {sh, b.c(Tensor::from_vector<int64_t>(DataType::kInt64, {2}, {0, 2}))}, g0);
+    ir::Attributes cat;
+    cat.set("axis", ir::Attribute::from_int(0));
+    shape3 = b.op("Concat", {bs, b.c(Tensor::from_vector<int64_t>(DataType::kInt64, {1}, {kE}))}, cat);
+  } else {
+    shape3 = b.c(Tensor::from_vector<int64_t>(DataType::kInt64, {3}, {0, 0, kE}));
+  }
+  g.outputs.push_back(b.op("Reshape", {merged, shape3}));
+}
+
+PassContext cuda_context(const ir::Graph& g, BuilderConfig& cfg) {
+  cfg.set_device(DeviceType::kCUDA);
+  PassContext ctx = context_for(g);
+  ctx.config = &cfg;
+  return ctx;
+}
+
+void check_numerics(const Options& o, const ir::Graph& before, const ir::Graph& after) {
+  std::map<std::string, Tensor> in;
+  in["x"] = random_tensor(DataType::kFloat32, {3, kS, kE}, 5, -2, 2);
+  if (o.mask) {
+    Tensor m = random_tensor(DataType::kFloat32, {3, 1, 1, kS}, 6, -4, 0);
+    m.set_from_double(kS - 1, -INFINITY);  // a masked key
+    in["mask"] = m;
+  }
+  auto want = run_graph(before, in);
+  auto got = run_graph(after, in);
+  ASSERT_EQ(want.size(), got.size());
+  for (auto& [name, w] : want) {
+    const Tensor& t = got.at(name);
+    ASSERT_EQ(t.dims(), w.dims()) << name;
+    for (int64_t i = 0; i < w.numel(); ++i)
+      ASSERT_NEAR(t.get_as_double(i), w.get_as_double(i), 1e-4) << name << " at " << i;
+  }
+}
+
+TEST(FuseAttention, BertAttentionBecomesOneNode) {
+  for (bool mask : {true, false})
+    for (bool guard : {true, false}) {
+      Options o;
+      o.mask = mask, o.nan_guard = guard;
+      SCOPED_TRACE("mask " + std::to_string(mask) + " guard " + std::to_string(guard));
+      G b;
+      build(b, o);
+      std::unique_ptr<ir::Graph> before(b.g.clone());
+      BuilderConfig cfg;
+      PassContext ctx = cuda_context(b.g, cfg);
+      ASSERT_TRUE(infer_shapes(b.g, ctx).ok());
+      Status s = fuse_attention(b.g, ctx);
+      ASSERT_TRUE(s.ok()) << s.to_string();
+      ASSERT_TRUE(ir::verify(b.g).ok()) << ir::dump(b.g);
+      ASSERT_TRUE(infer_shapes(b.g, ctx).ok()) << ir::dump(b.g);
+      auto ops = op_types(b.g);
+      EXPECT_EQ(std::count(ops.begin(), ops.end(), "FusedAttention"), 1) << ir::dump(b.g);
+      EXPECT_EQ(std::count(ops.begin(), ops.end(), "Softmax"), 0) << ir::dump(b.g);
+      EXPECT_EQ(std::count(ops.begin(), ops.end(), "IsNaN"), 0) << ir::dump(b.g);
+      EXPECT_EQ(ctx.stats["fused_attention"], 1);
+      const ir::Node* f = nullptr;
+      for (auto& n : b.g.nodes())
+        if (n->op_type == "FusedAttention") f = n.get();
+      ASSERT_NE(f, nullptr);
+      EXPECT_NEAR(f->attrs.get_float("scale", 0), 1 / std::sqrt(8.0), 1e-6);
+      EXPECT_EQ(f->attrs.get_int("zero_masked_rows", -1), guard ? 1 : 0);
+      EXPECT_EQ(f->input(0)->producer->op_type, "MatMul");  // the projection, no transpose between
+      EXPECT_GE(fused_from(*f).size(), mask ? 7u : 6u);
+      // The Q transpose stays for the Shape node and never runs on the GPU.
+      auto only = ir::shape_only_nodes(b.g);
+      int transposes_left = 0;
+      for (auto& n : b.g.nodes())
+        if (n->op_type == "Transpose") {
+          ++transposes_left;
+          EXPECT_TRUE(only.count(n.get())) << n->describe();
+        }
+      EXPECT_EQ(transposes_left, 1);
+      EXPECT_FALSE(only.count(f));
+      check_numerics(o, *before, b.g);
+    }
+}
+
+TEST(FuseAttention, NoShapeReaderLeavesNoTranspose) {
+  Options o;
+  o.shape_reader = false;
+  G b;
+  build(b, o);
+  std::unique_ptr<ir::Graph> before(b.g.clone());
+  BuilderConfig cfg;
+  PassContext ctx = cuda_context(b.g, cfg);
+  ASSERT_TRUE(infer_shapes(b.g, ctx).ok());
+  ASSERT_TRUE(fuse_attention(b.g, ctx).ok());
+  auto ops = op_types(b.g);
+  EXPECT_EQ(std::count(ops.begin(), ops.end(), "Transpose"), 0) << ir::dump(b.g);
+  EXPECT_EQ(std::count(ops.begin(), ops.end(), "FusedAttention"), 1);
+  check_numerics(o, *before, b.g);
+}
+
+TEST(FuseAttention, NotFusedWhenPatternDiffers) {
+  for (int variant = 0; variant < 3; ++variant) {
+    Options o;
+    if (variant == 0) o.extra_reader = true;  // the probabilities are an output too
+    if (variant == 1) o.softmax_axis = 2;     // not the key axis
+    G b;
+    build(b, o);
+    BuilderConfig cfg;
+    PassContext ctx = cuda_context(b.g, cfg);
+    if (variant == 2) cfg.set_device(DeviceType::kCPU);  // CPU engines keep the matmuls
+    ASSERT_TRUE(infer_shapes(b.g, ctx).ok());
+    ASSERT_TRUE(fuse_attention(b.g, ctx).ok());
+    auto ops = op_types(b.g);
+    EXPECT_EQ(std::count(ops.begin(), ops.end(), "FusedAttention"), 0) << "variant " << variant;
+    EXPECT_EQ(std::count(ops.begin(), ops.end(), "Softmax"), 1) << "variant " << variant;
+  }
+}
+
+}  // namespace
+}  // namespace kiln::passes
