@@ -42,6 +42,19 @@ enum class MemoryPoolType { kWorkspace };
 /// Where the engine will run.
 enum class DeviceType { kCPU, kCUDA };
 
+/// Receives build progress (TensorRT: IProgressMonitor). Phases nest: each names its
+/// parent (nullptr for the outermost). Calls come from the building thread.
+class ProgressMonitor {
+ public:
+  virtual ~ProgressMonitor() = default;
+  /// Phase `name` starts, inside `parent` (or nullptr), with `steps` steps to report.
+  virtual void phase_start(const char* name, const char* parent, int steps) {}
+  /// Step `step` (0-based) of phase `name` is done; return false to cancel the build.
+  virtual bool step_complete(const char* name, int step) { return true; }
+  /// Phase `name` ends (also when the build fails or is cancelled).
+  virtual void phase_finish(const char* name) {}
+};
+
 /// Options for one build.
 class BuilderConfig {
  public:
@@ -60,9 +73,14 @@ class BuilderConfig {
     return static_cast<int>(profiles_.size()) - 1;
   }
   const std::vector<OptimizationProfile>& profiles() const { return profiles_; }
-  /// 0 (fastest build) .. 5 (widest search); default 3.
+  /// 0 (fastest build) .. 5 (widest search); default 3. CUDA engines time the
+  /// top 0 / 2 / 4 / 8 / 16 / all candidate tactics of each layer (docs/tactics.md).
   void set_optimization_level(int level) { opt_level_ = level; }
   int optimization_level() const { return opt_level_; }
+  /// File of tactic timings reused across CUDA builds ("" = none): read before
+  /// timing, created or rewritten after it (docs/tactics.md).
+  void set_timing_cache_path(const std::string& path) { timing_cache_path_ = path; }
+  const std::string& timing_cache_path() const { return timing_cache_path_; }
   /// Target device; default CPU.
   void set_device(DeviceType d) { device_ = d; }
   DeviceType device() const { return device_; }
@@ -78,6 +96,10 @@ class BuilderConfig {
   }
   DataType input_io_dtype() const { return io_inputs_; }
   DataType output_io_dtype() const { return io_outputs_; }
+  /// Reports the build's phases to `monitor` (not owned; nullptr: none). A monitor
+  /// that returns false from step_complete cancels the build ("build cancelled").
+  void set_progress_monitor(ProgressMonitor* monitor) { progress_ = monitor; }
+  ProgressMonitor* get_progress_monitor() const { return progress_; }
   /// Free-form metadata stored in the engine.
   void set_metadata(const std::string& key, const std::string& value) { metadata_[key] = value; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
@@ -86,11 +108,13 @@ class BuilderConfig {
   uint32_t flags_ = 1u << static_cast<int>(BuilderFlag::kTF32);  // TF32 on by default, as in TensorRT
   uint64_t workspace_ = 0;
   int opt_level_ = 3;
+  std::string timing_cache_path_;
   DeviceType device_ = DeviceType::kCPU;
   int device_index_ = 0;
   DataType io_inputs_ = DataType::kFloat32, io_outputs_ = DataType::kFloat32;
   std::vector<OptimizationProfile> profiles_;
   std::map<std::string, std::string> metadata_;
+  ProgressMonitor* progress_ = nullptr;
 };
 
 /// Builds engines.

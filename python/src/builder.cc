@@ -3,6 +3,7 @@
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/unique_ptr.h>
 #include <nanobind/stl/vector.h>
+#include <nanobind/trampoline.h>
 
 #include <filesystem>
 
@@ -50,6 +51,43 @@ std::vector<uint8_t> build(PyBuilder& b, const NetworkDefinition* network, const
   return unwrap(std::move(r));
 }
 
+// Lets Python subclasses override the ProgressMonitor methods. The build runs without
+// the GIL; the trampoline takes it for each call. An exception raised by an override is
+// reported through sys.unraisablehook and, from step_complete, cancels the build.
+struct PyProgressMonitor : ProgressMonitor {
+  NB_TRAMPOLINE(ProgressMonitor);
+
+  void phase_start(const char* name, const char* parent, int steps) override {
+    guarded("phase_start", [&] { call_start(name, parent, steps); });
+  }
+  bool step_complete(const char* name, int step) override {
+    bool go_on = false;
+    guarded("step_complete", [&] { go_on = call_step(name, step); });
+    return go_on;
+  }
+  void phase_finish(const char* name) override {
+    guarded("phase_finish", [&] { call_finish(name); });
+  }
+
+ private:
+  template <typename F>
+  void guarded(const char* method, F&& f) {
+    try {
+      f();
+    } catch (nb::python_error& e) {
+      nb::gil_scoped_acquire gil;
+      e.discard_as_unraisable((std::string("kiln.ProgressMonitor.") + method).c_str());
+    } catch (...) {
+    }
+  }
+  // Python sees the parent as None for the outermost phase.
+  void call_start(const char* name, const char* parent, int steps) {
+    NB_OVERRIDE_NAME("phase_start", phase_start, name, parent, steps);
+  }
+  bool call_step(const char* name, int step) { NB_OVERRIDE_NAME("step_complete", step_complete, name, step); }
+  void call_finish(const char* name) { NB_OVERRIDE_NAME("phase_finish", phase_finish, name); }
+};
+
 }  // namespace
 
 void register_builder(nb::module_& m) {
@@ -91,6 +129,20 @@ void register_builder(nb::module_& m) {
         return s + ">";
       });
 
+  auto monitor = nb::class_<ProgressMonitor, PyProgressMonitor>(
+      m, "ProgressMonitor",
+      "Receives build progress (TensorRT: IProgressMonitor). Subclass it, override phase_start,\n"
+      "step_complete (return False to cancel the build) and phase_finish, and set it as\n"
+      "config.progress_monitor. Calls come from the building thread.");
+  monitor.def(nb::init<>())
+      .def("phase_start", &ProgressMonitor::phase_start, nb::arg("phase_name"), nb::arg("parent_phase").none(),
+           nb::arg("num_steps"), "Phase `phase_name` starts inside `parent_phase` (None for the outermost).")
+      .def("step_complete", &ProgressMonitor::step_complete, nb::arg("phase_name"), nb::arg("step"),
+           "Step `step` (0-based) of the phase is done; return False to cancel the build.")
+      .def("phase_finish", &ProgressMonitor::phase_finish, nb::arg("phase_name"),
+           "The phase ends (also when the build fails or is cancelled).");
+  m.attr("IProgressMonitor") = monitor;
+
   auto config = nb::class_<BuilderConfig>(m, "BuilderConfig", "Options for one build. TensorRT: IBuilderConfig.");
   config.def(nb::init<>())
       .def("set_flag", &BuilderConfig::set_flag, nb::arg("flag"), "Turns a flag on.")
@@ -126,6 +178,10 @@ void register_builder(nb::module_& m) {
       .def_prop_ro("num_optimization_profiles", [](const BuilderConfig& c) { return c.profiles().size(); })
       .def_prop_rw("builder_optimization_level", &BuilderConfig::optimization_level,
                    &BuilderConfig::set_optimization_level, "0 (fastest build) .. 5 (widest search); default 3.")
+      .def_prop_rw(
+          "timing_cache_path", [](const BuilderConfig& c) { return c.timing_cache_path(); },
+          [](BuilderConfig& c, const std::string& p) { c.set_timing_cache_path(p); },
+          "CUDA builds: file of tactic timings reused across builds ('' = none).")
       .def_prop_rw("device", &BuilderConfig::device, &BuilderConfig::set_device,
                    "Where the engine will run: DeviceType.CPU (default) or DeviceType.CUDA.")
       .def("set_device", &BuilderConfig::set_device, nb::arg("device"), "Sets `device`.")
@@ -134,6 +190,12 @@ void register_builder(nb::module_& m) {
       .def_prop_rw("device_index", &BuilderConfig::device_index, &BuilderConfig::set_device_index,
                    "CUDA device the engine is built (and its kernels timed) on; default 0.")
       .def("set_device_index", &BuilderConfig::set_device_index, nb::arg("index"), "Sets `device_index`.")
+      .def_prop_rw(
+          "progress_monitor", [](const BuilderConfig& c) { return c.get_progress_monitor(); },
+          [](BuilderConfig& c, ProgressMonitor* monitor) { c.set_progress_monitor(monitor); },
+          nb::for_getter(nb::rv_policy::reference), nb::for_setter(nb::arg("monitor").none()),
+          nb::for_setter(nb::keep_alive<1, 2>()),
+          "A ProgressMonitor that sees the build's phases (None: none); kept alive by the config.")
       .def("set_metadata", &BuilderConfig::set_metadata, nb::arg("key"), nb::arg("value"),
            "Free-form metadata stored in the engine (Engine.metadata).")
       .def_prop_ro("metadata", &BuilderConfig::metadata);

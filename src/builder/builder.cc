@@ -1,7 +1,9 @@
 #include <chrono>
 #include <set>
 
+#include "builder/build_progress.h"
 #include "builder/network_impl.h"
+#include "ir/shape_only.h"
 #include "kiln/kiln.h"
 #include "passes/pass.h"
 #include "backends/cuda/api.h"
@@ -9,6 +11,7 @@
 #include "plan/memory_plan.h"
 #include "runtime/shape_eval.h"
 #include "select/select_kernels.h"
+#include "select/tactics.h"
 
 namespace kiln {
 
@@ -160,12 +163,37 @@ Result<std::vector<uint8_t>> Builder::build_serialized_network(const NetworkDefi
     double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     logger_.emit(Logger::Severity::kInfo, "build: " + phase + " (" + std::to_string(s).substr(0, 5) + " s)");
   };
-  KILN_RETURN_IF_ERROR(passes::run_pipeline(*g, ctx));
+  // Progress: kPhaseBuild steps once per phase below (see builder/build_progress.h).
+  ProgressMonitor* monitor = config.get_progress_monitor();
+  BuildPhase build_phase(monitor, kPhaseBuild, nullptr, kBuildPhaseSteps);
+  {
+    BuildPhase phase(monitor, kPhasePasses, kPhaseBuild, passes::pipeline_size());
+    ctx.progress = &phase;
+    KILN_RETURN_IF_ERROR(passes::run_pipeline(*g, ctx));
+    ctx.progress = nullptr;
+  }
+  KILN_RETURN_IF_ERROR(build_phase.step());
   progress("optimized graph: " + std::to_string(g->nodes().size()) + " layers");
-  KILN_RETURN_IF_ERROR(select::select_kernels(*g, config, logger_));
-  KILN_ASSIGN_OR_RETURN(auto sizes, activation_sizes(*g, profiles));
+  {
+    BuildPhase phase(monitor, kPhaseKernels, kPhaseBuild, 1);
+    KILN_RETURN_IF_ERROR(select::select_kernels(*g, config, logger_));
+    KILN_RETURN_IF_ERROR(phase.step());
+  }
+  KILN_RETURN_IF_ERROR(build_phase.step());
+  KILN_RETURN_IF_ERROR(select::select_tactics(*g, profiles.front(), config, logger_, ctx.stats));
+  KILN_RETURN_IF_ERROR(build_phase.step());  // kPhaseTactics is reported inside select_tactics
   plan::EngineModel m;
-  m.memory = plan::plan_memory(*g, sizes);
+  {
+    BuildPhase phase(monitor, kPhaseMemory, kPhaseBuild, 1);
+    KILN_ASSIGN_OR_RETURN(auto sizes, activation_sizes(*g, profiles));
+  if (config.device() == DeviceType::kCUDA)  // the CUDA executor never runs these: no memory
+    for (const ir::Node* n : ir::shape_only_nodes(*g))
+      for (const ir::Value* o : n->outputs)
+        if (o) sizes.erase(o->name);
+    m.memory = plan::plan_memory(*g, sizes);
+    KILN_RETURN_IF_ERROR(phase.step());
+  }
+  KILN_RETURN_IF_ERROR(build_phase.step());
   progress("memory plan: arena " + std::to_string(m.memory.arena_bytes) + " bytes (" +
            std::to_string(m.memory.naive_bytes) + " without reuse)");
   if (config.get_memory_pool_limit(MemoryPoolType::kWorkspace) &&
@@ -188,7 +216,11 @@ Result<std::vector<uint8_t>> Builder::build_serialized_network(const NetworkDefi
   m.kiln_version = version_string();
   m.build_stats = ctx.stats;
   m.build_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return plan::serialize_engine(m);
+  BuildPhase phase(monitor, kPhaseSerialize, kPhaseBuild, 1);
+  std::vector<uint8_t> bytes = plan::serialize_engine(m);
+  KILN_RETURN_IF_ERROR(phase.step());
+  KILN_RETURN_IF_ERROR(build_phase.step());
+  return bytes;
 }
 
 }  // namespace kiln

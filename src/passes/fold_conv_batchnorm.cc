@@ -3,14 +3,13 @@
 //   becomes  x -> Conv(W * s/sqrt(var+eps), (b - mean) * s/sqrt(var+eps) + t) -> y
 #include <cmath>
 
+#include "passes/fusion_util.h"
 #include "passes/pass.h"
 
 namespace kiln::passes {
 
 namespace {
-bool const_float(const ir::Value* v) {
-  return v && v->is_constant() && v->initializer->dtype() == DataType::kFloat32;
-}
+bool const_float(const ir::Value* v) { return v && v->is_constant() && v->initializer->dtype() == DataType::kFloat32; }
 }  // namespace
 
 Status fold_conv_batchnorm(ir::Graph& g, PassContext& ctx) {
@@ -66,6 +65,7 @@ Status fold_conv_batchnorm(ir::Graph& g, PassContext& ctx) {
     ir::Value* y = bn.outputs[0];
     conv.outputs[0] = y;
     y->producer = &conv;
+    record_fusion(conv, {&conv, &bn});
     removed.push_back(&bn);
   }
   g.remove_nodes_if([&](const ir::Node& n) { return std::find(removed.begin(), removed.end(), &n) != removed.end(); });

@@ -4,6 +4,7 @@
 //   y = Conv(x, W, B); s = Sigmoid(y); r = Mul(y, s)  becomes   r = FusedConv(x, W, B, activation=Silu)
 // Only values read by nothing else (and not graph outputs) disappear; a Conv with
 // neither an Add nor an activation after it stays a Conv.
+#include "passes/fusion_util.h"
 #include "passes/pass.h"
 
 namespace kiln::passes {
@@ -41,6 +42,11 @@ bool activation_of(const ir::Graph& g, ir::Node* n, const ir::Value* in, std::st
     name = n->op_type;
     return true;
   }
+  // Opset-24 Swish (or what fuse_silu makes of x * Sigmoid(x)) with alpha 1 is SiLU.
+  if (is(n, "Swish") && n->attrs.get_float("alpha", 1.0f) == 1.0f) {
+    name = "Silu";
+    return true;
+  }
   if (is(n, "LeakyRelu")) {
     name = "LeakyRelu";
     params = {n->attrs.get_float("alpha", 0.01f)};
@@ -74,7 +80,8 @@ Status fuse_conv_activation(ir::Graph& g, PassContext& ctx) {
   int fused = 0;
   std::vector<ir::Node*> convs;
   for (auto& n : g.nodes())
-    if (is(n.get(), "Conv") && n->outputs.size() == 1 && n->outputs[0] && n->inputs.size() >= 2) convs.push_back(n.get());
+    if (is(n.get(), "Conv") && n->outputs.size() == 1 && n->outputs[0] && n->inputs.size() >= 2)
+      convs.push_back(n.get());
   for (ir::Node* conv : convs) {
     ir::Value* y = conv->outputs[0];
     ir::Value* out = y;
@@ -124,6 +131,9 @@ Status fuse_conv_activation(ir::Graph& g, PassContext& ctx) {
     if (!act.empty()) f->attrs.set("activation", ir::Attribute::from_string(act));
     if (!params.empty()) f->attrs.set("activation_params", ir::Attribute::from_floats(params));
     out->producer = f;
+    std::vector<const ir::Node*> originals = {conv};
+    originals.insert(originals.end(), absorbed.begin(), absorbed.end());
+    record_fusion(*f, originals);
     removed.push_back(conv);
     for (ir::Node* a : absorbed) removed.push_back(a);
     ++fused;

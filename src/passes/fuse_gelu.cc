@@ -9,6 +9,7 @@
 #include <cmath>
 #include <set>
 
+#include "passes/fusion_util.h"
 #include "passes/pass.h"
 
 namespace kiln::passes {
@@ -173,12 +174,16 @@ Status fuse_gelu(ir::Graph& g, PassContext& ctx) {
     if (y->dtype != x->dtype || (y->shape && x->shape && y->shape->size() != x->shape->size())) continue;
     // The node writing y becomes the Gelu: it already sits after x in topological order.
     const int opset = std::max(kGeluOpset, last->opset);
+    std::vector<const ir::Node*> originals(absorbed.rbegin(), absorbed.rend());
+    originals.push_back(last);
+    const std::vector<std::string> from = fused_names(originals);
     last->op_type = "Gelu";
     last->domain.clear();
     last->opset = opset;
     last->inputs = {x};
     last->attrs = ir::Attributes();
     if (tanh) last->attrs.set("approximate", ir::Attribute::from_string("tanh"));
+    set_fused_names(*last, from);
     for (ir::Node* a : absorbed) {
       a->inputs.clear();  // so later matches do not count them as readers
       removed.insert(a);

@@ -3,6 +3,7 @@
 //   y = MatMul(x, W); z = Add(y, b)     becomes   z = MatMulBias(x, W, b)   (domain kiln)
 // b is a constant whose shape is [N] or [1, ..., 1, N] (N = the last dim of y);
 // y must be read only by the Add and not be a graph output.
+#include "passes/fusion_util.h"
 #include "passes/pass.h"
 
 namespace kiln::passes {
@@ -25,8 +26,7 @@ Status fuse_matmul_bias(ir::Graph& g, PassContext& ctx) {
   std::vector<const ir::Node*> removed;
   std::vector<ir::Node*> matmuls;
   for (auto& n : g.nodes())
-    if (n->op_type == "MatMul" && n->domain.empty() && n->inputs.size() == 2 && n->outputs.size() == 1 &&
-        n->outputs[0])
+    if (n->op_type == "MatMul" && n->domain.empty() && n->inputs.size() == 2 && n->outputs.size() == 1 && n->outputs[0])
       matmuls.push_back(n.get());
   int fused = 0;
   for (ir::Node* mm : matmuls) {
@@ -50,6 +50,7 @@ Status fuse_matmul_bias(ir::Graph& g, PassContext& ctx) {
     f->domain = "kiln";
     f->opset = 1;
     z->producer = f;
+    record_fusion(*f, {mm, add});
     removed.push_back(mm);
     removed.push_back(add);
     ++fused;

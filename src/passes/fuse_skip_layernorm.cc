@@ -7,6 +7,7 @@
 // beta are constants of `hidden` elements; LayerNorm's Mean / InvStdDev outputs must be unused.
 #include <set>
 
+#include "passes/fusion_util.h"
 #include "passes/pass.h"
 
 namespace kiln::passes {
@@ -75,6 +76,7 @@ Status fuse_skip_layernorm(ir::Graph& g, PassContext& ctx) {
     const bool keep_sum = g.is_output(sum) || g.consumers(sum).size() > 1;
     ir::Value* y = ln->outputs[0];
     const float epsilon = ln->attrs.get_float("epsilon", 1e-5f);  // SkipLayerNormalization's default is 1e-12
+    const std::vector<std::string> from = fused_names({add, ln});
     // The Add becomes the fused node: it precedes every reader of the sum and of y.
     add->op_type = "SkipLayerNormalization";
     add->domain = "com.microsoft";
@@ -85,6 +87,7 @@ Status fuse_skip_layernorm(ir::Graph& g, PassContext& ctx) {
     add->outputs = keep_sum ? std::vector<ir::Value*>{y, nullptr, nullptr, sum} : std::vector<ir::Value*>{y};
     add->attrs = ir::Attributes();
     add->attrs.set("epsilon", ir::Attribute::from_float(epsilon));
+    set_fused_names(*add, from);
     y->producer = add;
     if (!keep_sum) sum->producer = nullptr;
     ln->inputs.clear();

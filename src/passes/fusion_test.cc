@@ -114,7 +114,9 @@ void expect_gelu_fused(const GeluCase& k) {
   EXPECT_EQ(gelu.inputs[0], g.nodes()[1]->outputs[0]);
   EXPECT_EQ(gelu.outputs[0]->name, "y");
   EXPECT_EQ(gelu.attrs.get_string("approximate", "none"), k.tanh ? "tanh" : "none");
-  EXPECT_EQ(gelu.attrs.all().size(), k.tanh ? 1u : 0u);
+  // approximate (tanh only) and kiln.fused_from, which names every node the Gelu replaced.
+  EXPECT_EQ(gelu.attrs.all().size(), k.tanh ? 2u : 1u);
+  EXPECT_EQ(testing::fused_from(gelu).size(), before->nodes().size() - 3);
   EXPECT_EQ(ctx.stats[k.tanh ? "fused_gelu_tanh" : "fused_gelu"], 1);
   EXPECT_EQ(g.values().size(), 6u) << "intermediates and their constants are pruned";
 
@@ -327,7 +329,8 @@ void expect_sln_fused(const SlnCase& k) {
   EXPECT_EQ(f.opset, 1);
   EXPECT_EQ(g.opset_imports.at("com.microsoft"), 1);
   EXPECT_FLOAT_EQ(f.attrs.get_float("epsilon", 0), 1e-3f);
-  EXPECT_EQ(f.attrs.all().size(), 1u);
+  EXPECT_EQ(f.attrs.all().size(), 2u);  // epsilon and kiln.fused_from
+  EXPECT_EQ(testing::fused_from(f).size(), 2u);
   ASSERT_EQ(f.inputs.size(), k.beta ? 4u : 3u);
   // The full-shape operand is the input; two full-shape operands keep the Add's order.
   const bool b_first = k.swap && !k.bias;

@@ -4,7 +4,8 @@
 // Concat and Split on channels join an NHWC region; Transposes sit only at its edges.
 //   x -> Conv -> Relu -> MaxPool -> Conv -> GlobalAveragePool
 // becomes
-//   x -> Transpose(0,2,3,1) -> Conv[nhwc] -> Relu -> MaxPool[nhwc] -> Conv[nhwc] -> Transpose(0,3,1,2) -> GlobalAveragePool
+//   x -> Transpose(0,2,3,1) -> Conv[nhwc] -> Relu -> MaxPool[nhwc] -> Conv[nhwc] -> Transpose(0,3,1,2) ->
+//   GlobalAveragePool
 // Conv weights are stored [M, kH, kW, C/group]; per-channel constants [1,C,1,1]
 // become [1,1,1,C]; a Shape of an NHWC value becomes Shape + Gather(0,3,1,2).
 #include <set>
@@ -18,9 +19,9 @@ namespace kiln::passes {
 namespace {
 
 const std::set<std::string>& unary_ops() {
-  static const std::set<std::string> ops = {"Relu", "Sigmoid", "Tanh", "LeakyRelu", "Clip", "HardSigmoid",
-                                            "HardSwish", "Elu", "Selu", "Softplus", "Mish", "Erf", "Neg", "Abs",
-                                            "Exp", "Sqrt", "Gelu", "Identity", "Cast"};
+  static const std::set<std::string> ops = {
+      "Relu",     "Sigmoid", "Tanh", "LeakyRelu", "Clip", "HardSigmoid", "HardSwish", "Swish", "Elu",      "Selu",
+      "Softplus", "Mish",    "Erf",  "Neg",       "Abs",  "Exp",         "Sqrt",      "Gelu",  "Identity", "Cast"};
   return ops;
 }
 const std::set<std::string>& binary_ops() {
@@ -125,7 +126,8 @@ Status nhwc_layout(ir::Graph& g, PassContext& ctx) {
   int joined = 0, transposes_before = static_cast<int>(g.nodes().size());
   for (ir::Node* n : order) {
     bool plain_domain = n->domain.empty();
-    bool is_conv = (plain_domain && n->op_type == "Conv") || (n->domain == "com.microsoft" && n->op_type == "FusedConv");
+    bool is_conv =
+        (plain_domain && n->op_type == "Conv") || (n->domain == "com.microsoft" && n->op_type == "FusedConv");
     bool any_nhwc_in = false;
     for (ir::Value* in : n->inputs) any_nhwc_in = any_nhwc_in || (in && nhwc.count(in));
     bool outputs_ok = !n->outputs.empty() && n->outputs[0];
@@ -144,8 +146,10 @@ Status nhwc_layout(ir::Graph& g, PassContext& ctx) {
       for (ir::Value* in : n->inputs) {
         if (!join || !in) break;
         if (nhwc.count(in)) continue;
-        if (in->initializer) join = constant_permutable(*in->initializer);
-        else join = rank4(in) && in->shape == n->outputs[0]->shape;
+        if (in->initializer)
+          join = constant_permutable(*in->initializer);
+        else
+          join = rank4(in) && in->shape == n->outputs[0]->shape;
       }
     } else if (plain_domain && n->op_type == "Resize") {
       join = outputs_ok && any_nhwc_in && nhwc.count(n->input(0)) && resize_permutable(*n);
@@ -165,7 +169,8 @@ Status nhwc_layout(ir::Graph& g, PassContext& ctx) {
         if (plain_domain && n->op_type == "Shape" && !n->attrs.has("start") && !n->attrs.has("end")) {
           ir::Value* s = g.add_unique_value(n->outputs[0]->name + "_nhwc", DataType::kInt64);
           s->shape = Shape{4};
-          ir::Value* idx = g.add_constant("nchw_order", Tensor::from_vector<int64_t>(DataType::kInt64, {4}, {0, 3, 1, 2}));
+          ir::Value* idx =
+              g.add_constant("nchw_order", Tensor::from_vector<int64_t>(DataType::kInt64, {4}, {0, 3, 1, 2}));
           ir::Value* out = n->outputs[0];
           n->outputs[0] = s;
           s->producer = n;
@@ -198,9 +203,9 @@ Status nhwc_layout(ir::Graph& g, PassContext& ctx) {
         } else if (i == 3) {
           std::vector<int64_t> axes = v->initializer->to_int64_vector();
           for (auto& ax : axes) ax = nhwc_axis(ax);
-          n->inputs[i] = g.add_constant(v->name + "_nhwc",
-                                        Tensor::from_vector<int64_t>(v->initializer->dtype(),
-                                                                     {static_cast<int64_t>(axes.size())}, axes));
+          n->inputs[i] = g.add_constant(
+              v->name + "_nhwc",
+              Tensor::from_vector<int64_t>(v->initializer->dtype(), {static_cast<int64_t>(axes.size())}, axes));
         }
       }
       if (n->op_type == "Slice" && !n->input(3)) {
@@ -218,8 +223,10 @@ Status nhwc_layout(ir::Graph& g, PassContext& ctx) {
       if (!in) continue;
       if (is_conv) {
         auto slot = ops::nhwc_input_slot(*n, i);
-        if (slot == ops::LayoutSlot::kActivation) n->inputs[i] = as_nhwc(in);
-        else if (slot == ops::LayoutSlot::kWeight) n->inputs[i] = permuted(in);
+        if (slot == ops::LayoutSlot::kActivation)
+          n->inputs[i] = as_nhwc(in);
+        else if (slot == ops::LayoutSlot::kWeight)
+          n->inputs[i] = permuted(in);
       } else if (n->op_type == "Split" && i > 0) {
         continue;  // split sizes
       } else if (in->initializer) {

@@ -5,6 +5,7 @@
 #include <map>
 #include <string>
 
+#include "builder/build_progress.h"
 #include "ir/graph.h"
 #include "kiln/builder.h"
 #include "kiln/logger.h"
@@ -20,6 +21,8 @@ struct PassContext {
   std::map<std::string, Shape> input_shapes;
   /// Counters a pass bumps ("folded_constants", ...), shown by --verbose.
   std::map<std::string, int> stats;
+  /// The builder's kPhasePasses phase: run_pipeline reports one step per pass (may be null).
+  BuildPhase* progress = nullptr;
   void log(Logger::Severity s, const std::string& m) const {
     if (logger) logger->emit(s, m);
   }
@@ -44,7 +47,21 @@ Status fuse_gelu(ir::Graph& g, PassContext& ctx);
 /// Add -> last-axis LayerNormalization -> com.microsoft SkipLayerNormalization.
 Status fuse_skip_layernorm(ir::Graph& g, PassContext& ctx);
 Status fuse_matmul_bias(ir::Graph& g, PassContext& ctx);
+/// MatMul -> scale -> mask -> Softmax -> MatMul (+ head split/merge views) -> kiln FusedAttention (CUDA).
+Status fuse_attention(ir::Graph& g, PassContext& ctx);
+/// Transpose/Reshape/Squeeze pairs that undo or repeat each other collapse; a Transpose
+/// moving only size-1 dims becomes a Reshape.
+Status cancel_transposes(ir::Graph& g, PassContext& ctx);
+/// Decomposed last-axis LayerNorm (ReduceMean, Sub, Pow, ..., Sqrt, Div) -> LayerNormalization.
+Status fuse_layernorm(ir::Graph& g, PassContext& ctx);
+/// Decomposed last-axis RMSNorm (Pow, ReduceMean, Add, Sqrt, Reciprocal, Mul) -> RMSNormalization (opset 23).
+Status fuse_rmsnorm(ir::Graph& g, PassContext& ctx);
+/// x * Sigmoid(x) -> Swish (opset 24); x * HardSigmoid(x, 1/6, 1/2) -> HardSwish.
+Status fuse_silu(ir::Graph& g, PassContext& ctx);
 Status nhwc_layout(ir::Graph& g, PassContext& ctx);
+
+/// Number of passes run_pipeline runs (the steps of its progress phase).
+int pipeline_size();
 
 /// Runs the pipeline in order; on failure the message names the pass.
 Status run_pipeline(ir::Graph& g, PassContext& ctx);

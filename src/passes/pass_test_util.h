@@ -19,8 +19,7 @@ inline std::map<std::string, Tensor> run_graph(const ir::Graph& g, const std::ma
   for (ir::Value* in : g.inputs) env[in] = inputs.at(in->name);
   for (auto& n : g.nodes()) {
     std::vector<const Tensor*> ins;
-    for (ir::Value* v : n->inputs)
-      ins.push_back(!v ? nullptr : v->initializer ? v->initializer.get() : &env.at(v));
+    for (ir::Value* v : n->inputs) ins.push_back(!v ? nullptr : v->initializer ? v->initializer.get() : &env.at(v));
     std::vector<Tensor> outs;
     Status s = ops::run_node(*n, ins, outs);
     EXPECT_TRUE(s.ok()) << s.to_string();
@@ -42,6 +41,12 @@ inline std::vector<std::string> op_types(const ir::Graph& g) {
   std::vector<std::string> r;
   for (auto& n : g.nodes()) r.push_back(n->op_type);
   return r;
+}
+
+// The kiln.fused_from names of a fused node (empty if none).
+inline std::vector<std::string> fused_from(const ir::Node& n) {
+  const ir::Attribute* a = n.attrs.find("kiln.fused_from");
+  return a && a->kind == ir::Attribute::Kind::kStrings ? a->strings : std::vector<std::string>{};
 }
 
 }  // namespace kiln::passes::testing

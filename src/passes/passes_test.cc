@@ -69,11 +69,11 @@ TEST(Passes, ConstantSubgraphsFoldAndIdentitiesAndDeadNodesGo) {
   ir::Value* id = g.add_value("id").value();
   ir::Value* y = g.add_value("y").value();
   ir::Value* dead = g.add_value("dead").value();
-  g.add_node("Add", {c1, c2}, {csum}, "const_add");    // folds
-  g.add_node("Neg", {csum}, {cneg}, "const_neg");      // folds
-  g.add_node("Identity", {x}, {id}, "identity");       // removed
+  g.add_node("Add", {c1, c2}, {csum}, "const_add");  // folds
+  g.add_node("Neg", {csum}, {cneg}, "const_neg");    // folds
+  g.add_node("Identity", {x}, {id}, "identity");     // removed
   g.add_node("Mul", {id, cneg}, {y}, "mul");
-  g.add_node("Exp", {x}, {dead}, "unused");            // dead
+  g.add_node("Exp", {x}, {dead}, "unused");  // dead
   g.outputs.push_back(y);
   auto before = g.clone();
 
@@ -91,7 +91,8 @@ TEST(Passes, ConstantSubgraphsFoldAndIdentitiesAndDeadNodesGo) {
   EXPECT_EQ(shape_to_string(*g.outputs[0]->shape), "[batch,4]");
 
   Tensor xin = test::random_tensor(DataType::kFloat32, {3, 4}, rng);
-  EXPECT_TRUE(test::tensors_close(run_graph(g, {{"x", xin}}).at("y"), run_graph(*before, {{"x", xin}}).at("y"), 1e-6, 0));
+  EXPECT_TRUE(
+      test::tensors_close(run_graph(g, {{"x", xin}}).at("y"), run_graph(*before, {{"x", xin}}).at("y"), 1e-6, 0));
 }
 
 TEST(Passes, IdentityFeedingAGraphOutputIsKept) {
@@ -231,8 +232,10 @@ TEST(Passes, MatMulBiasFusesAndKeepsResults) {
     ir::Value* y = g.add_value("y").value();
     ir::Value* z = g.add_value("z").value();
     g.add_node("MatMul", {x, w}, {y}, "mm");
-    if (variant == 1) g.add_node("Add", {b, y}, {z}, "add");
-    else g.add_node("Add", {y, b}, {z}, "add");
+    if (variant == 1)
+      g.add_node("Add", {b, y}, {z}, "add");
+    else
+      g.add_node("Add", {y, b}, {z}, "add");
     g.outputs.push_back(z);
     if (variant == 3) {
       ir::Value* r = g.add_value("r").value();
@@ -301,9 +304,10 @@ TEST(Passes, NhwcLayoutForHalfCudaEnginesKeepsResults) {
   g.add_node("Mul", {s0, cst("scale", {1, 4, 1, 1})}, {m}, "scale");
   // Resize (constant scales) and Slices (explicit channel axes; default axes) stay in the region.
   ir::Value *up = val("up"), *sl = val("sl"), *sl2 = val("sl2");
-  ir::Node* resize = g.add_node("Resize", {m, nullptr, g.add_constant("scales", Tensor::from_vector<float>(
-                                                         DataType::kFloat32, {4}, {1, 1, 2, 2}))},
-                                {up}, "resize");
+  ir::Node* resize = g.add_node(
+      "Resize",
+      {m, nullptr, g.add_constant("scales", Tensor::from_vector<float>(DataType::kFloat32, {4}, {1, 1, 2, 2}))}, {up},
+      "resize");
   resize->attrs.set("mode", ir::Attribute::from_string("nearest"));
   auto i64 = [&](const char* n, std::vector<int64_t> v) {
     return g.add_constant(n, Tensor::from_vector<int64_t>(DataType::kInt64, {static_cast<int64_t>(v.size())}, v));

@@ -18,16 +18,89 @@ namespace {
 
 // Ops whose CUDA kernels compute in 16 bits with fp32 accumulation.
 const std::set<std::string>& half_ops() {
-  static const std::set<std::string> ops = {
-      "Conv", "FusedConv", "ConvTranspose", "MatMul", "MatMulBias", "Gemm", "FusedMatMul", "Add", "Sub", "Mul", "Div", "Max", "Min", "Sum",
-      "Mean", "Relu", "LeakyRelu", "PRelu", "Sigmoid", "Tanh", "Gelu", "FastGelu", "BiasGelu", "Erf", "Sqrt",
-      "Reciprocal", "Neg", "Abs", "Clip", "HardSwish", "HardSigmoid", "Softplus", "Mish", "Elu", "Selu", "Celu",
-      "Softmax", "LogSoftmax", "LayerNormalization", "RMSNormalization", "SkipLayerNormalization",
-      "SimplifiedLayerNormalization", "BatchNormalization", "InstanceNormalization", "GroupNormalization", "MaxPool",
-      "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Resize", "Upsample", "Concat", "Split", "Slice",
-      "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Expand", "Tile", "Pad", "Gather",
-      "GatherElements", "Where", "Identity", "Dropout", "DepthToSpace", "SpaceToDepth", "ReduceMean", "ReduceMax",
-      "ReduceMin", "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Exp", "Log", "Floor", "Ceil"};
+  static const std::set<std::string> ops = {"Conv",
+                                            "FusedConv",
+                                            "ConvTranspose",
+                                            "MatMul",
+                                            "MatMulBias",
+                                            "Gemm",
+                                            "FusedMatMul",
+                                            "Add",
+                                            "Sub",
+                                            "Mul",
+                                            "Div",
+                                            "Max",
+                                            "Min",
+                                            "Sum",
+                                            "Mean",
+                                            "Relu",
+                                            "LeakyRelu",
+                                            "PRelu",
+                                            "Sigmoid",
+                                            "Tanh",
+                                            "Gelu",
+                                            "FastGelu",
+                                            "BiasGelu",
+                                            "Erf",
+                                            "Sqrt",
+                                            "Reciprocal",
+                                            "Neg",
+                                            "Abs",
+                                            "Clip",
+                                            "HardSwish",
+                                            "Swish",
+                                            "FusedAttention",
+                                            "HardSigmoid",
+                                            "Softplus",
+                                            "Mish",
+                                            "Elu",
+                                            "Selu",
+                                            "Celu",
+                                            "Softmax",
+                                            "LogSoftmax",
+                                            "LayerNormalization",
+                                            "RMSNormalization",
+                                            "SkipLayerNormalization",
+                                            "SimplifiedLayerNormalization",
+                                            "BatchNormalization",
+                                            "InstanceNormalization",
+                                            "GroupNormalization",
+                                            "MaxPool",
+                                            "AveragePool",
+                                            "GlobalAveragePool",
+                                            "GlobalMaxPool",
+                                            "Resize",
+                                            "Upsample",
+                                            "Concat",
+                                            "Split",
+                                            "Slice",
+                                            "Reshape",
+                                            "Flatten",
+                                            "Squeeze",
+                                            "Unsqueeze",
+                                            "Transpose",
+                                            "Expand",
+                                            "Tile",
+                                            "Pad",
+                                            "Gather",
+                                            "GatherElements",
+                                            "Where",
+                                            "Identity",
+                                            "Dropout",
+                                            "DepthToSpace",
+                                            "SpaceToDepth",
+                                            "ReduceMean",
+                                            "ReduceMax",
+                                            "ReduceMin",
+                                            "Equal",
+                                            "Less",
+                                            "Greater",
+                                            "LessOrEqual",
+                                            "GreaterOrEqual",
+                                            "Exp",
+                                            "Log",
+                                            "Floor",
+                                            "Ceil"};
   return ops;
 }
 
@@ -35,6 +108,7 @@ const std::set<std::string>& half_ops() {
 bool keeps_float32(const ir::Node& n, size_t i) {
   if (n.op_type == "Resize") return i == 1 || i == 2;
   if (n.op_type == "Upsample") return i == 1;
+  if (n.op_type == "FusedAttention") return i >= 4;  // reshape shapes and scale factors
   return false;
 }
 
@@ -42,8 +116,10 @@ Tensor convert_tensor(const Tensor& t, DataType to) {
   Tensor out = Tensor::empty(to, t.dims());
   std::vector<float> v = t.to_float_vector();
   for (size_t i = 0; i < v.size(); ++i) {
-    if (to == DataType::kFloat16) out.data_as<Half>()[i] = Half(v[i]);
-    else out.data_as<BFloat16>()[i] = BFloat16(v[i]);
+    if (to == DataType::kFloat16)
+      out.data_as<Half>()[i] = Half(v[i]);
+    else
+      out.data_as<BFloat16>()[i] = BFloat16(v[i]);
   }
   return out;
 }
@@ -54,9 +130,12 @@ Status reduce_precision(ir::Graph& g, PassContext& ctx) {
   const BuilderConfig* cfg = ctx.config;
   if (!cfg || cfg->device() != DeviceType::kCUDA) return Status();
   DataType half;
-  if (cfg->get_flag(BuilderFlag::kFP16)) half = DataType::kFloat16;
-  else if (cfg->get_flag(BuilderFlag::kBF16)) half = DataType::kBFloat16;
-  else return Status();
+  if (cfg->get_flag(BuilderFlag::kFP16))
+    half = DataType::kFloat16;
+  else if (cfg->get_flag(BuilderFlag::kBF16))
+    half = DataType::kBFloat16;
+  else
+    return Status();
   const char* suffix = half == DataType::kFloat16 ? "_fp16" : "_bf16";
 
   std::unordered_map<ir::Value*, ir::Value*> to_half, to_float;  // cached conversions
@@ -134,8 +213,7 @@ Status reduce_precision(ir::Graph& g, PassContext& ctx) {
       for (size_t i = 0; i < n->inputs.size(); ++i) {
         ir::Value* in = n->inputs[i];
         // Values this pass turned to half (activations of half nodes) go back to float32.
-        if (in && made_half.count(in))
-          n->inputs[i] = cast(in, DataType::kFloat32, to_float);
+        if (in && made_half.count(in)) n->inputs[i] = cast(in, DataType::kFloat32, to_float);
       }
     }
   }

@@ -25,10 +25,12 @@ struct BuildOptions {
   bool tf32 = false, no_tf32 = false, strict_types = false;
   double workspace_mib = 0;  ///< 0: builder default
   int opt_level = 3;
+  std::string timing_cache;  ///< --timing-cache FILE ("" = none)
   std::string device = "cpu";
   std::string input_io = "fp32", output_io = "fp32";  ///< --input-io-formats / --output-io-formats
   std::vector<std::string> metadata;  ///< key=value
   bool verbose = false;
+  bool no_progress = false;  ///< --no-progress: no progress bar even on a terminal
 };
 
 /// Parses --device: "cpu", "cuda", "gpu", "cuda:N" or "N" (CUDA device N).

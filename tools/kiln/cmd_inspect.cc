@@ -1,7 +1,8 @@
 // kiln inspect: an engine's I/O, profiles, layers (kernel, precision) and memory, as
 // tables for people or as the engine's own JSON. An ONNX model first gets a capability
 // report (which nodes kiln supports, which have no CUDA kernel); only a fully supported
-// model is then built in memory and shown like an engine file.
+// model is then built in memory and shown like an engine file. Fused layers list the
+// original nodes they replace (the kiln.fused_from attribute the passes record).
 #include <cstring>
 #include <fstream>
 #include <iostream>
@@ -10,6 +11,7 @@
 
 #include "app.h"
 #include "cli_util.h"
+#include "plan/engine_file.h"
 
 namespace kiln::cli {
 
@@ -185,13 +187,77 @@ void print_report(std::ostream& os, const std::string& model, const SupportRepor
   t.print(os);
 }
 
+// load_engine, keeping the engine's bytes: the fused-node mapping is read from them.
+Result<LoadedEngine> load_keeping_bytes(const InspectCmd& c, Logger& logger, std::vector<uint8_t>& bytes) {
+  KILN_ASSIGN_OR_RETURN(bytes, read_file(c.model));
+  LoadedEngine out;
+  out.file_bytes = bytes.size();
+  if (!looks_like_engine(bytes)) {
+    KILN_ASSIGN_OR_RETURN(bytes, build_from_onnx(c.model, c.build, {}, logger, &out.build));
+    out.built = true;
+  }
+  DeviceType type;
+  int index = 0;
+  KILN_RETURN_IF_ERROR(parse_device(c.build.device, type, index));
+  Runtime runtime(logger);
+  runtime.set_device_index(index);
+  auto engine = runtime.deserialize(bytes.data(), bytes.size());
+  if (!engine.ok())
+    return engine.status().with_context(out.built ? "loading the engine built from '" + c.model + "'"
+                                                  : "loading engine '" + c.model + "'");
+  out.engine = std::move(engine).value();
+  return out;
+}
+
+// The original nodes behind each layer (kiln.fused_from), in layer order; empty lists for
+// layers that are not fusions, or all empty when the engine's graph cannot be read.
+std::vector<std::vector<std::string>> fused_from_per_layer(const std::vector<uint8_t>& bytes, size_t layers) {
+  std::vector<std::vector<std::string>> out(layers);
+  auto meta_text = plan::engine_metadata_json(bytes.data(), bytes.size());
+  if (!meta_text.ok()) return out;
+  Json meta = Json::parse(meta_text.value(), nullptr, /*allow_exceptions=*/false);
+  if (meta.is_discarded() || !meta.contains("graph") || !meta["graph"].contains("nodes")) return out;
+  const Json& nodes = meta["graph"]["nodes"];
+  if (!nodes.is_array() || nodes.size() != layers) return out;
+  for (size_t i = 0; i < layers; ++i) {
+    const Json& n = nodes[i];
+    if (!n.contains("attrs") || !n["attrs"].contains("kiln.fused_from")) continue;
+    const Json& v = n["attrs"]["kiln.fused_from"];
+    if (!v.contains("v") || !v["v"].is_array()) continue;
+    for (const Json& s : v["v"])
+      if (s.is_string()) out[i].push_back(s.get<std::string>());
+  }
+  return out;
+}
+
+// "a, b, c (+4 more)".
+std::string compact_names(const std::vector<std::string>& names, size_t shown = 3) {
+  std::vector<std::string> head(names.begin(), names.begin() + std::min(shown, names.size()));
+  std::string s = join(head, ", ");
+  if (names.size() > shown) s += " (+" + std::to_string(names.size() - shown) + " more)";
+  return s;
+}
+
 // Loads (or builds) the engine and prints it. With `report`, --json prints the report
 // with the engine's description under "engine".
 Status show_engine(const InspectCmd& c, Logger& logger, const Json* report) {
-  KILN_ASSIGN_OR_RETURN(LoadedEngine loaded, load_engine(c.model, c.build, {}, logger));
+  std::vector<uint8_t> bytes;
+  KILN_ASSIGN_OR_RETURN(LoadedEngine loaded, load_keeping_bytes(c, logger, bytes));
   const Engine& e = *loaded.engine;
   std::string raw = e.inspect_json();
   Json j = Json::parse(raw, nullptr, /*allow_exceptions=*/false);
+  size_t fused_layers = 0, replaced_nodes = 0;
+  std::vector<std::vector<std::string>> fused;
+  if (!j.is_discarded() && j.contains("layers") && j["layers"].is_array()) {
+    fused = fused_from_per_layer(bytes, j["layers"].size());
+    for (size_t i = 0; i < fused.size(); ++i) {
+      if (fused[i].empty()) continue;
+      j["layers"][i]["fused_from"] = fused[i];
+      ++fused_layers;
+      replaced_nodes += fused[i].size();
+    }
+    j["fusion"] = {{"fused_layers", fused_layers}, {"replaced_nodes", replaced_nodes}};
+  }
   if (c.json) {
     if (j.is_discarded()) return Status(ErrorCode::kInternal, "the engine's JSON description is not valid JSON");
     if (report) {
@@ -253,14 +319,19 @@ Status show_engine(const InspectCmd& c, Logger& logger, const Json* report) {
 
   os << "\nLayers: " << e.num_layers() << "\n";
   if (j.contains("layers") && j["layers"].is_array()) {
-    Table layers({"#", "name", "op", "kernel", "precision", "inputs -> outputs"});
-    int i = 0;
+    Table layers({"#", "name", "op", "kernel", "precision", "inputs -> outputs", "fused"});
+    size_t i = 0;
     for (const auto& l : j["layers"]) {
       std::string io_text = field(l, "inputs") + " -> " + field(l, "outputs");
-      layers.add(
-          {std::to_string(i++), field(l, "name"), field(l, "op"), field(l, "kernel"), field(l, "precision"), io_text});
+      std::string from = i < fused.size() && !fused[i].empty() ? compact_names(fused[i]) : "";
+      layers.add({std::to_string(i), field(l, "name"), field(l, "op"), field(l, "kernel"), field(l, "precision"),
+                  io_text, from});
+      ++i;
     }
     layers.print(os);
+    if (fused_layers)
+      os << "  " << fused_layers << " fused layer" << (fused_layers == 1 ? "" : "s") << " replace " << replaced_nodes
+         << " node" << (replaced_nodes == 1 ? "" : "s") << " (--json lists them all)\n";
   }
 
   os << "\nMemory\n";

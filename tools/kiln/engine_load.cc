@@ -11,12 +11,14 @@
 #include "app.h"
 #include "cli_util.h"
 #include "profiles.h"
+#include "progress_bar.h"
 
 namespace kiln::cli {
 
 void CliLogger::log(Severity severity, const std::string& message) {
   // Errors also come back as Status values, which main() prints; show both only when verbose.
   if (severity == Severity::kError && min_severity() != Severity::kVerbose) return;
+  ProgressBar::clear_line();
   static const char* kTags[] = {"internal error", "error", "warning", "info", "verbose"};
   std::cerr << "kiln: " << kTags[static_cast<int>(severity)] << ": " << message << "\n";
 }
@@ -92,6 +94,7 @@ Status apply_config(const BuildOptions& o, BuilderConfig& config) {
   if (o.opt_level < 0 || o.opt_level > 5)
     return Status(ErrorCode::kInvalidArgument, "--opt-level must be 0..5, got " + std::to_string(o.opt_level));
   config.set_optimization_level(o.opt_level);
+  config.set_timing_cache_path(o.timing_cache);
   DeviceType type;
   int index = 0;
   KILN_RETURN_IF_ERROR(parse_device(o.device, type, index));
@@ -141,7 +144,13 @@ Result<std::vector<uint8_t>> build_from_onnx(const std::string& path, const Buil
   for (const auto& p : profiles) config->add_optimization_profile(p);
 
   Result<std::vector<uint8_t>> built = Status(ErrorCode::kInternal, "build did not run");
-  with_progress("kiln: building engine", [&] { built = builder.build_serialized_network(*net, *config); });
+  if (!o.no_progress && ProgressBar::stderr_is_tty()) {
+    ProgressBar bar;
+    config->set_progress_monitor(&bar);
+    built = builder.build_serialized_network(*net, *config);
+  } else {
+    with_progress("kiln: building engine", [&] { built = builder.build_serialized_network(*net, *config); });
+  }
   if (!built.ok()) return built.status().with_context("building '" + path + "'");
   if (info) {
     info->seconds = seconds_since(t0);

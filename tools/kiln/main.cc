@@ -38,6 +38,9 @@ void add_build_options(CLI::App* app, BuildOptions& o, bool build_cmd) {
   app->add_option("--opt-level", o.opt_level, "Optimization level 0 (fast build) .. 5 (widest search)")
       ->group(g)
       ->capture_default_str();
+  app->add_option("--timing-cache", o.timing_cache,
+                  "CUDA: reuse tactic timings from FILE (created if missing, updated after the build)")
+      ->group(g);
   app->add_option("--device", o.device, "Target device: cpu, cuda, cuda:N or N")->group(g)->capture_default_str();
   app->add_option("--input-io-formats", o.input_io, "Float inputs: fp32, or fp16/bf16 with --fp16/--bf16 (':chw' accepted)")
       ->group(g)
@@ -49,6 +52,7 @@ void add_build_options(CLI::App* app, BuildOptions& o, bool build_cmd) {
       ->group(g)
       ->allow_extra_args(false);
   app->add_flag("-v,--verbose", o.verbose, "Print kiln's informational messages");
+  app->add_flag("--no-progress", o.no_progress, "No build progress bar (shown only when stderr is a terminal)");
 }
 
 namespace {

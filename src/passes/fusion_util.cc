@@ -1,0 +1,74 @@
+#include "passes/fusion_util.h"
+
+#include <algorithm>
+#include <set>
+
+namespace kiln::passes {
+
+std::vector<std::string> fused_names(const std::vector<const ir::Node*>& originals) {
+  std::vector<std::string> names;
+  std::set<std::string> seen;
+  auto add = [&](const std::string& n) {
+    if (seen.insert(n).second) names.push_back(n);
+  };
+  for (const ir::Node* n : originals) {
+    if (!n) continue;
+    const ir::Attribute* a = n->attrs.find(kFusedFromAttr);
+    if (a && a->kind == ir::Attribute::Kind::kStrings && !a->strings.empty()) {
+      for (const std::string& s : a->strings) add(s);
+    } else {
+      // Unnamed nodes (graphs built through the API) are shown by their op type.
+      add(n->name.empty() ? n->op_type : n->name);
+    }
+  }
+  return names;
+}
+
+void set_fused_names(ir::Node& fused, std::vector<std::string> names) {
+  ir::Attribute a;
+  a.kind = ir::Attribute::Kind::kStrings;
+  a.strings = std::move(names);
+  fused.attrs.set(kFusedFromAttr, std::move(a));
+}
+
+void record_fusion(ir::Node& fused, const std::vector<const ir::Node*>& originals) {
+  set_fused_names(fused, fused_names(originals));
+}
+
+ir::Node* only_reader(const ir::Graph& g, const ir::Value* v) {
+  if (!v || g.is_output(v)) return nullptr;
+  auto c = g.consumers(v);
+  return c.size() == 1 ? c[0] : nullptr;
+}
+
+bool is_onnx_op(const ir::Node* n, const char* op, size_t arity) {
+  if (!n || n->op_type != op || !n->domain.empty() || n->inputs.size() != arity) return false;
+  for (const ir::Value* v : n->inputs)
+    if (!v) return false;
+  return n->outputs.size() == 1 && n->outputs[0];
+}
+
+ir::Value* other_input(const ir::Node* n, const ir::Value* v) {
+  if (n->inputs.size() != 2 || n->inputs[0] == n->inputs[1]) return nullptr;
+  if (n->inputs[0] == v) return n->inputs[1];
+  if (n->inputs[1] == v) return n->inputs[0];
+  return nullptr;
+}
+
+bool scalar_constant(const ir::Value* v, size_t max_rank, double& out) {
+  if (!v || !v->initializer || v->initializer->numel() != 1) return false;
+  if (static_cast<size_t>(v->initializer->rank()) > max_rank) return false;
+  out = v->initializer->get_as_double(0);
+  return true;
+}
+
+bool constant_ints(const ir::Value* v, std::vector<int64_t>& out) {
+  if (!v || !v->initializer) return false;
+  const Tensor& t = *v->initializer;
+  if (t.dtype() != DataType::kInt64 && t.dtype() != DataType::kInt32) return false;
+  out.resize(static_cast<size_t>(t.numel()));
+  for (int64_t i = 0; i < t.numel(); ++i) out[static_cast<size_t>(i)] = t.get_as_int64(i);
+  return true;
+}
+
+}  // namespace kiln::passes

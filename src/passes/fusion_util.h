@@ -1,0 +1,43 @@
+// Helpers shared by the fusion passes: provenance of fused nodes and the small
+// pattern-matching questions every fusion asks.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "ir/graph.h"
+
+namespace kiln::passes {
+
+/// The string-list attribute naming the original nodes a fused node replaces.
+inline constexpr const char* kFusedFromAttr = "kiln.fused_from";
+
+/// Names of the original nodes behind `originals`, in order and without repeats:
+/// a node that already carries kiln.fused_from contributes that list instead of its own name.
+std::vector<std::string> fused_names(const std::vector<const ir::Node*>& originals);
+
+/// Stores `names` as `fused`'s kiln.fused_from attribute.
+void set_fused_names(ir::Node& fused, std::vector<std::string> names);
+
+/// Stores fused_names(originals) in `fused`'s kiln.fused_from attribute. Call it
+/// before changing the attributes of an original that `fused` reuses in place.
+void record_fusion(ir::Node& fused, const std::vector<const ir::Node*>& originals);
+
+/// The one node reading `v`, if `v` is not a graph output and exactly one node reads it.
+ir::Node* only_reader(const ir::Graph& g, const ir::Value* v);
+
+/// An ONNX-domain node of type `op` with `arity` inputs, all present, and one output.
+bool is_onnx_op(const ir::Node* n, const char* op, size_t arity);
+
+/// The other input of a two-input node given one of them; nullptr when `v` is not an input
+/// (or is both).
+ir::Value* other_input(const ir::Node* n, const ir::Value* v);
+
+/// A one-element constant whose rank is at most `max_rank` (so that it does not
+/// broadcast its partner to a higher rank); its value in `out`.
+bool scalar_constant(const ir::Value* v, size_t max_rank, double& out);
+
+/// Integer list from a constant value (Reshape's shape, opset-13 axes); false if not constant.
+bool constant_ints(const ir::Value* v, std::vector<int64_t>& out);
+
+}  // namespace kiln::passes
