@@ -28,6 +28,7 @@ def main():
     p.add_argument("--top", type=int, default=12)
     p.add_argument("--kiln", type=Path, default=ROOT / "build/gpu/kiln")
     p.add_argument("--work", type=Path, default=Path("/tmp/kiln-profile"))
+    p.add_argument("--build-args", default="", help="extra arguments to `kiln build`, e.g. \"--opt-level 0\"")
     a = p.parse_args()
     a.work.mkdir(parents=True, exist_ok=True)
     for name in a.models.split(","):
@@ -39,7 +40,7 @@ def main():
         eng = a.work / f"{name}.kiln"
         prec = [] if a.fp32 else ["--fp16"]
         b = subprocess.run([str(a.kiln), "build", str(onnx_path), "-o", str(eng), "--device", "cuda", *prec,
-                            "--shapes", shapes, "-v"], capture_output=True, text=True, timeout=300)
+                            "--shapes", shapes, "-v", *a.build_args.split()], capture_output=True, text=True, timeout=300)
         if b.returncode:
             print(f"{name}: build failed: {b.stderr[-500:]}")
             continue
@@ -54,7 +55,7 @@ def main():
         layers = json.loads(prof.read_text())
         total = sum(l["ms"] for l in layers)
         median = [l for l in r.stdout.splitlines() if l.startswith(("Latency", "GPU Compute", "CUDA:"))]
-        print(f"\n== {name} bs{a.batch} {'fp32' if a.fp32 else 'fp16'}: {len(layers)} layers, "
+        print(f"\n== {name} bs{a.batch} {'fp32' if a.fp32 else 'fp16'} {a.build_args}: {len(layers)} layers, "
               f"{total:.3f} ms serialized; {' | '.join(median)}")
         for l in fallback:
             print("  " + l.strip()[:300])

@@ -26,6 +26,10 @@ using cuda::to_f;
 
 constexpr int kBN = 64;  // keys per tile
 
+struct VecFlags {
+  bool q = false, k = false, v = false;
+};
+
 struct SmemPlan {
   size_t q, k, v, p, s, o, stats, total;
 };
@@ -53,13 +57,48 @@ __device__ __forceinline__ long long axo(const attn::AxisMap& a, long long i) {
   return (i / a.inner_n) * a.outer_s + (i % a.inner_n) * a.inner_s;
 }
 
+// Loads rows [r0, r0 + rows) x cols of an operand into shared memory (rows past
+// rmax are zero). `vec`: the d axis is contiguous and every row start 16-byte
+// aligned, so each thread moves 16 bytes per load; all loads are independent.
+template <class T, class TS>
+__device__ __forceinline__ void load_tile(TS* dst, int ld, const T* __restrict__ src, long long base,
+                                          const attn::AxisMap& row_axis, long long d_stride, long long r0,
+                                          long long rmax, int rows, int cols, bool vec, int tid, int nthreads) {
+  constexpr int V = 16 / sizeof(T);
+  if (vec) {
+    const int chunks = cols / V;
+#pragma unroll 4
+    for (int i = tid; i < rows * chunks; i += nthreads) {
+      const int r = i / chunks, c = (i - r * chunks) * V;
+      const long long gi = r0 + r;
+      TS* d = dst + r * ld + c;
+      uint4 raw = make_uint4(0, 0, 0, 0);
+      if (gi < rmax) raw = *reinterpret_cast<const uint4*>(src + base + axo(row_axis, gi) + c);
+      if constexpr (std::is_same<T, TS>::value) {
+        *reinterpret_cast<uint4*>(d) = raw;
+      } else {
+        const T* e = reinterpret_cast<const T*>(&raw);
+#pragma unroll
+        for (int j = 0; j < V; ++j) d[j] = from_f<TS>(to_f(e[j]));
+      }
+    }
+    return;
+  }
+#pragma unroll 4
+  for (int i = tid; i < rows * cols; i += nthreads) {
+    const int r = i / cols, c = i - r * cols;
+    const long long gi = r0 + r;
+    dst[r * ld + c] = from_f<TS>(gi < rmax ? to_f(src[base + axo(row_axis, gi) + c * d_stride]) : 0.f);
+  }
+}
+
 template <class T, bool kTC, int NW>
 __global__ void __launch_bounds__(NW * 32)
-    flash_attention(attn::FusedAttentionGeometry g, const T* __restrict__ q, const T* __restrict__ k,
+    flash_attention(attn::FusedAttentionGeometry g, VecFlags vec, const T* __restrict__ q, const T* __restrict__ k,
                     const T* __restrict__ v, const T* __restrict__ mask, T* __restrict__ o) {
   using TS = typename std::conditional<kTC, T, float>::type;
   constexpr int BM = 16 * NW;
-  constexpr int kPad = kTC ? 8 : 1;
+  constexpr int kPad = kTC ? 8 : 4;
   const int D = static_cast<int>(g.D), Dv = static_cast<int>(g.Dv);
   const int ldq = D + kPad, ldk = D + kPad, ldv = Dv + kPad, ldp = kBN + kPad, lds = kBN + 4, ldo = Dv + 4;
   extern __shared__ __align__(128) unsigned char smem[];
@@ -82,14 +121,11 @@ __global__ void __launch_bounds__(NW * 32)
   const long long vbase = g.v.offset + axo(g.v.ax[0], b) + axo(g.v.ax[1], h);
   const long long obase = g.o.offset + axo(g.o.ax[0], b) + axo(g.o.ax[1], h);
   const long long qd = g.q.ax[3].inner_s, kd = g.k.ax[3].inner_s, vd = g.v.ax[3].inner_s, od = g.o.ax[3].inner_s;
+  (void)kd;
+  (void)vd;
 
   // Q tile (rows past Sq are zero), row statistics and the O accumulator.
-  for (int r = warp; r < BM; r += NW) {
-    const long long qi = q0 + r;
-    const bool in = qi < g.Sq;
-    const long long rb = in ? qbase + axo(g.q.ax[2], qi) : 0;
-    for (int c = lane; c < D; c += 32) Qs[r * ldq + c] = from_f<TS>(in ? to_f(q[rb + c * qd]) : 0.f);
-  }
+  load_tile<T, TS>(Qs, ldq, q, qbase, g.q.ax[2], qd, q0, g.Sq, BM, D, vec.q, tid, NW * 32);
   const int R0 = warp * 16;
   if (lane < 16) {
     row_m[R0 + lane] = -INFINITY;
@@ -103,14 +139,8 @@ __global__ void __launch_bounds__(NW * 32)
   for (int t = 0; t < tiles; ++t) {
     const long long k0 = static_cast<long long>(t) * kBN;
     __syncthreads();  // every warp is done with the previous K/V tile
-    for (int r = warp; r < kBN; r += NW) {
-      const long long kj = k0 + r;
-      const bool in = kj < g.Sk;
-      const long long kb = in ? kbase + axo(g.k.ax[2], kj) : 0;
-      const long long vb = in ? vbase + axo(g.v.ax[2], kj) : 0;
-      for (int c = lane; c < D; c += 32) Ks[r * ldk + c] = from_f<TS>(in ? to_f(k[kb + c * kd]) : 0.f);
-      for (int c = lane; c < Dv; c += 32) Vs[r * ldv + c] = from_f<TS>(in ? to_f(v[vb + c * vd]) : 0.f);
-    }
+    load_tile<T, TS>(Ks, ldk, k, kbase, g.k.ax[2], kd, k0, g.Sk, kBN, D, vec.k, tid, NW * 32);
+    load_tile<T, TS>(Vs, ldv, v, vbase, g.v.ax[2], vd, k0, g.Sk, kBN, Dv, vec.v, tid, NW * 32);
     __syncthreads();
 
     // S = Q K^T for this warp's 16 rows.
@@ -140,31 +170,36 @@ __global__ void __launch_bounds__(NW * 32)
     }
     __syncwarp();
 
+    // Scale and mask, lanes along the keys (coalesced mask reads, independent loads).
+#pragma unroll 8
+    for (int i = lane; i < 16 * kBN; i += 32) {
+      const int r = i / kBN, c = i % kBN;
+      const long long qi = q0 + R0 + r, kj = k0 + c;
+      float x = -INFINITY;
+      if (kj < g.Sk) {
+        x = Sw[r * lds + c] * g.scale;
+        if (g.has_mask && qi < g.Sq)
+          x += to_f(mask[b * g.mask_stride[0] + h * g.mask_stride[1] + qi * g.mask_stride[2] + kj * g.mask_stride[3]]);
+      }
+      Sw[r * lds + c] = x;
+    }
+    __syncwarp();
+
     // Online softmax: two lanes per row, 32 columns each.
     {
       const int r = lane >> 1, half = lane & 1;
       const int R = R0 + r;
-      const long long qi = q0 + R;
       float* srow = Sw + r * lds;
       TS* prow = Ps + R * ldp;
-      const bool masked = g.has_mask && qi < g.Sq;
-      const long long mrow = masked ? b * g.mask_stride[0] + h * g.mask_stride[1] + qi * g.mask_stride[2] : 0;
       float mx = -INFINITY;
-      for (int c = half * 32; c < half * 32 + 32; ++c) {
-        const long long kj = k0 + c;
-        float x = -INFINITY;
-        if (kj < g.Sk) {
-          x = srow[c] * g.scale;
-          if (masked) x += to_f(mask[mrow + kj * g.mask_stride[3]]);
-        }
-        srow[c] = x;
-        mx = fmaxf(mx, x);
-      }
+#pragma unroll 8
+      for (int c = half * 32; c < half * 32 + 32; ++c) mx = fmaxf(mx, srow[c]);
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
       const float m_old = row_m[R];
       const float m_new = fmaxf(m_old, mx);
       const float ref = m_new == -INFINITY ? 0.f : m_new;
       float sum = 0.f;
+#pragma unroll 8
       for (int c = half * 32; c < half * 32 + 32; ++c) {
         const TS p = from_f<TS>(kTC ? __expf(srow[c] - ref) : expf(srow[c] - ref));
         prow[c] = p;
@@ -220,10 +255,21 @@ __global__ void __launch_bounds__(NW * 32)
   }
 }
 
+// 16-byte loads: d contiguous, every row start (offset + b/h/s strides) and the
+// head size a multiple of 16 bytes.
+template <class T>
+bool vec_ok(const attn::OperandMap& m, const void* data, int64_t d) {
+  const int64_t V = 16 / static_cast<int64_t>(sizeof(T));
+  if (m.ax[3].inner_s != 1 || d % V || m.offset % V || reinterpret_cast<uintptr_t>(data) % 16) return false;
+  for (int a = 0; a < 3; ++a)
+    if (m.ax[a].outer_s % V || m.ax[a].inner_s % V) return false;
+  return true;
+}
+
 template <class T, bool kTC, int NW>
 Status launch(KernelContext& ctx, const attn::FusedAttentionGeometry& g) {
   using TS = typename std::conditional<kTC, T, float>::type;
-  const SmemPlan sp = plan_smem<TS>(16 * NW, static_cast<int>(g.D), static_cast<int>(g.Dv), kTC ? 8 : 1);
+  const SmemPlan sp = plan_smem<TS>(16 * NW, static_cast<int>(g.D), static_cast<int>(g.Dv), kTC ? 8 : 4);
   constexpr size_t kMaxSmem = 227 * 1024;  // sm_90 opt-in limit per block
   if (sp.total > kMaxSmem)
     return ctx.error("head sizes " + std::to_string(g.D) + "/" + std::to_string(g.Dv) +
@@ -239,7 +285,9 @@ Status launch(KernelContext& ctx, const attn::FusedAttentionGeometry& g) {
   dim3 grid(static_cast<unsigned>((g.Sq + 16 * NW - 1) / (16 * NW)), static_cast<unsigned>(g.H),
             static_cast<unsigned>(g.B));
   const T* mask = ctx.has_input(3) ? static_cast<const T*>(ctx.input(3).data()) : nullptr;
-  kern<<<grid, NW * 32, sp.total, stream_of(ctx)>>>(g, static_cast<const T*>(ctx.input(0).data()),
+  VecFlags vec{vec_ok<T>(g.q, ctx.input(0).data(), g.D), vec_ok<T>(g.k, ctx.input(1).data(), g.D),
+               vec_ok<T>(g.v, ctx.input(2).data(), g.Dv)};
+  kern<<<grid, NW * 32, sp.total, stream_of(ctx)>>>(g, vec, static_cast<const T*>(ctx.input(0).data()),
                                                     static_cast<const T*>(ctx.input(1).data()),
                                                     static_cast<const T*>(ctx.input(2).data()), mask,
                                                     static_cast<T*>(ctx.output(0).data()));

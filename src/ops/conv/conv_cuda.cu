@@ -173,6 +173,11 @@ Status rank_algos(KernelContext& ctx, cudnnHandle_t h, ConvPlan& p, cudnnMathTyp
     if (perf[i].status != CUDNN_STATUS_SUCCESS ||
         (fma_only && perf[i].mathType != CUDNN_FMA_MATH && perf[i].mathType != CUDNN_DEFAULT_MATH))
       continue;
+    // FP16/BF16: tensor-core variants only (the non-tensor-op ones can look fast in
+    // isolated timing and are many times slower in an engine).
+    if (!f32 && perf[i].mathType != CUDNN_TENSOR_OP_MATH && perf[i].mathType != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION &&
+        !out.empty())
+      continue;
     DnnCandidate c;
     c.algo = static_cast<int>(perf[i].algo);
     c.math = f32 ? math : perf[i].mathType;
