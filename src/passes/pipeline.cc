@@ -1,4 +1,8 @@
 // The one ordered list of passes.
+#include <cstdlib>
+#include <string>
+#include <string_view>
+
 #include "passes/pass.h"
 
 namespace kiln::passes {
@@ -24,11 +28,26 @@ const Pass kPipeline[] = {
     {"nhwc_layout", nhwc_layout},              // CUDA engines with --fp16/--bf16 only
     {"infer_shapes", infer_shapes},            // final types for the plan and for inspect
 };
+
+// KILN_DISABLE_PASSES=name,name skips optional passes (to measure what one buys,
+// or to work around one); the shape passes always run.
+bool disabled(const char* name) {
+  const char* env = std::getenv("KILN_DISABLE_PASSES");
+  if (!env || std::string_view(name) == "infer_shapes") return false;
+  std::string list = std::string(",") + env + ",";
+  return list.find(std::string(",") + name + ",") != std::string::npos;
+}
+
 }  // namespace
 
 Status run_pipeline(ir::Graph& g, PassContext& ctx) {
   for (const Pass& p : kPipeline) {
     size_t before = g.nodes().size();
+    if (disabled(p.name)) {
+      ctx.log(Logger::Severity::kInfo, std::string("pass ") + p.name + " disabled by KILN_DISABLE_PASSES");
+      if (ctx.progress) KILN_RETURN_IF_ERROR(ctx.progress->step());
+      continue;
+    }
     Status s = p.fn(g, ctx);
     if (!s.ok()) return s;
     KILN_RETURN_IF_ERROR(ir::verify(g).with_context(std::string("after pass ") + p.name));

@@ -170,39 +170,37 @@ __global__ void __launch_bounds__(NW * 32)
     }
     __syncwarp();
 
-    // Scale and mask, lanes along the keys (coalesced mask reads, independent loads).
-#pragma unroll 8
-    for (int i = lane; i < 16 * kBN; i += 32) {
-      const int r = i / kBN, c = i % kBN;
-      const long long qi = q0 + R0 + r, kj = k0 + c;
-      float x = -INFINITY;
-      if (kj < g.Sk) {
-        x = Sw[r * lds + c] * g.scale;
-        if (g.has_mask && qi < g.Sq)
-          x += to_f(mask[b * g.mask_stride[0] + h * g.mask_stride[1] + qi * g.mask_stride[2] + kj * g.mask_stride[3]]);
-      }
-      Sw[r * lds + c] = x;
-    }
-    __syncwarp();
-
-    // Online softmax: two lanes per row, 32 columns each.
+    // Online softmax: two lanes per row, 32 keys each, held in registers; the mask
+    // loads of a lane are independent, so they are all in flight at once.
     {
       const int r = lane >> 1, half = lane & 1;
       const int R = R0 + r;
-      float* srow = Sw + r * lds;
-      TS* prow = Ps + R * ldp;
+      const long long qi = q0 + R;
+      const float* srow = Sw + r * lds + half * 32;
+      TS* prow = Ps + R * ldp + half * 32;
+      const long long kb0 = k0 + half * 32;
+      const bool masked = g.has_mask && qi < g.Sq;
+      const long long mrow = masked ? b * g.mask_stride[0] + h * g.mask_stride[1] + qi * g.mask_stride[2] : 0;
+      float x[32];
+#pragma unroll
+      for (int j = 0; j < 32; ++j) {
+        const long long kj = kb0 + j;
+        const bool in = kj < g.Sk;
+        const float m = masked && in ? to_f(mask[mrow + kj * g.mask_stride[3]]) : 0.f;
+        x[j] = in ? srow[j] * g.scale + m : -INFINITY;
+      }
       float mx = -INFINITY;
-#pragma unroll 8
-      for (int c = half * 32; c < half * 32 + 32; ++c) mx = fmaxf(mx, srow[c]);
+#pragma unroll
+      for (int j = 0; j < 32; ++j) mx = fmaxf(mx, x[j]);
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
       const float m_old = row_m[R];
       const float m_new = fmaxf(m_old, mx);
       const float ref = m_new == -INFINITY ? 0.f : m_new;
       float sum = 0.f;
-#pragma unroll 8
-      for (int c = half * 32; c < half * 32 + 32; ++c) {
-        const TS p = from_f<TS>(kTC ? __expf(srow[c] - ref) : expf(srow[c] - ref));
-        prow[c] = p;
+#pragma unroll
+      for (int j = 0; j < 32; ++j) {
+        const TS p = from_f<TS>(kTC ? __expf(x[j] - ref) : expf(x[j] - ref));
+        prow[j] = p;
         sum += to_f(p);
       }
       sum += __shfl_xor_sync(0xffffffffu, sum, 1);
@@ -296,9 +294,10 @@ Status launch(KernelContext& ctx, const attn::FusedAttentionGeometry& g) {
 
 template <class T, bool kTC>
 Status launch_nw(KernelContext& ctx, const attn::FusedAttentionGeometry& g) {
-  // Small problems: 2-warp blocks give the GPU twice as many blocks to spread.
+  // Fewer 64-row blocks than SMs (batch 1): one-warp blocks of 16 rows give the
+  // GPU four times as many blocks to spread.
   const long long blocks64 = ((g.Sq + 63) / 64) * g.H * g.B;
-  if (blocks64 < 264) return launch<T, kTC, 2>(ctx, g);
+  if (blocks64 < 132) return launch<T, kTC, 1>(ctx, g);
   return launch<T, kTC, 4>(ctx, g);
 }
 

@@ -185,6 +185,18 @@ TEST(FusedAttention, CudaMatchesReferenceAcrossDtypesAndSizes) {
   }
 }
 
+TEST(FusedAttention, CudaFourWarpBlocksMatchReference) {
+  // Enough (batch x heads x 64-row tiles) for the kernel's 4-warp configuration.
+  for (DataType dt : {DataType::kFloat16, DataType::kFloat32}) {
+    BertCase bc;
+    bc.B = 6, bc.S = 130, bc.H = 12, bc.D = 32, bc.dt = dt;
+    OpCase c = bc.make(13);
+    double tol = dt == DataType::kFloat32 ? 1e-4 : 1e-2;
+    SCOPED_TRACE(dtype_name(dt));
+    c.expect_all_kernels_match(tol, tol);
+  }
+}
+
 TEST(FusedAttention, BadViewsAreClearErrors) {
   OpCase c("FusedAttention", 1, "kiln");
   c.attr("q_view", Attribute::from_ints({99, 1, 0}));  // unknown step
