@@ -190,6 +190,26 @@ TEST(FuseAttention, NoShapeReaderLeavesNoTranspose) {
   check_numerics(o, *before, b.g);
 }
 
+TEST(FuseAttention, SmallOptBatchStaysUnfused) {
+  // Batch 1 at the opt shapes: too few query tiles for the flash kernel to win.
+  for (int64_t opt : {1, 1000}) {
+    Options o;
+    G b;
+    build(b, o);
+    BuilderConfig cfg;
+    OptimizationProfile prof;
+    ASSERT_TRUE(prof.set_shape("x", {1, kS, kE}, {opt, kS, kE}, {1000, kS, kE}).ok());
+    ASSERT_TRUE(prof.set_shape("mask", {1, 1, 1, kS}, {opt, 1, 1, kS}, {1000, 1, 1, kS}).ok());
+    cfg.add_optimization_profile(prof);
+    PassContext ctx = cuda_context(b.g, cfg);
+    ASSERT_TRUE(infer_shapes(b.g, ctx).ok());
+    ASSERT_TRUE(fuse_attention(b.g, ctx).ok());
+    auto ops = op_types(b.g);
+    EXPECT_EQ(std::count(ops.begin(), ops.end(), "FusedAttention"), opt == 1 ? 0 : 1) << "opt batch " << opt;
+    EXPECT_EQ(ctx.stats["attention_left_unfused_small"], opt == 1 ? 1 : 0);
+  }
+}
+
 TEST(FuseAttention, NotFusedWhenPatternDiffers) {
   for (int variant = 0; variant < 3; ++variant) {
     Options o;
