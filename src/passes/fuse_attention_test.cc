@@ -107,6 +107,7 @@ void build(G& b, const Options& o) {
 
 PassContext cuda_context(const ir::Graph& g, BuilderConfig& cfg) {
   cfg.set_device(DeviceType::kCUDA);
+  cfg.set_flag(BuilderFlag::kFP16);
   PassContext ctx = context_for(g);
   ctx.config = &cfg;
   return ctx;
@@ -211,7 +212,7 @@ TEST(FuseAttention, SmallOptBatchStaysUnfused) {
 }
 
 TEST(FuseAttention, NotFusedWhenPatternDiffers) {
-  for (int variant = 0; variant < 3; ++variant) {
+  for (int variant = 0; variant < 4; ++variant) {
     Options o;
     if (variant == 0) o.extra_reader = true;  // the probabilities are an output too
     if (variant == 1) o.softmax_axis = 2;     // not the key axis
@@ -220,6 +221,7 @@ TEST(FuseAttention, NotFusedWhenPatternDiffers) {
     BuilderConfig cfg;
     PassContext ctx = cuda_context(b.g, cfg);
     if (variant == 2) cfg.set_device(DeviceType::kCPU);  // CPU engines keep the matmuls
+    if (variant == 3) cfg.clear_flag(BuilderFlag::kFP16);  // FP32 engines keep TF32 matmuls
     ASSERT_TRUE(infer_shapes(b.g, ctx).ok());
     ASSERT_TRUE(fuse_attention(b.g, ctx).ok());
     auto ops = op_types(b.g);
