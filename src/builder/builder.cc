@@ -186,10 +186,11 @@ Result<std::vector<uint8_t>> Builder::build_serialized_network(const NetworkDefi
   {
     BuildPhase phase(monitor, kPhaseMemory, kPhaseBuild, 1);
     KILN_ASSIGN_OR_RETURN(auto sizes, activation_sizes(*g, profiles));
-  if (config.device() == DeviceType::kCUDA)  // the CUDA executor never runs these: no memory
-    for (const ir::Node* n : ir::shape_only_nodes(*g))
-      for (const ir::Value* o : n->outputs)
-        if (o) sizes.erase(o->name);
+    if (config.device() == DeviceType::kCUDA) {  // the CUDA executor never runs these: no memory
+      for (const ir::Node* n : ir::shape_only_nodes(*g))
+        for (const ir::Value* o : n->outputs)
+          if (o) sizes.erase(o->name);
+    }
     m.memory = plan::plan_memory(*g, sizes);
     KILN_RETURN_IF_ERROR(phase.step());
   }

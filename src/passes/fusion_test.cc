@@ -17,16 +17,8 @@ namespace {
 using testing::context_for;
 using testing::op_types;
 using testing::run_graph;
+using testing::run_pass;
 
-// Infers shapes (as the pipeline has by then), runs `pass` and checks the graph.
-void run_pass(ir::Graph& g, PassFn pass, PassContext& ctx) {
-  Status s = infer_shapes(g, ctx);
-  ASSERT_TRUE(s.ok()) << s.to_string();
-  s = pass(g, ctx);
-  ASSERT_TRUE(s.ok()) << s.to_string();
-  s = ir::verify(g);
-  ASSERT_TRUE(s.ok()) << s.to_string() << "\n" << ir::dump(g);
-}
 
 // Small graph-building helpers: every op has one output with a fresh name, or `out`.
 struct Build {

@@ -1,5 +1,8 @@
 #include "passes/norm_match.h"
 
+#include <algorithm>
+#include <set>
+
 #include "passes/fusion_util.h"
 
 namespace kiln::passes {
@@ -137,6 +140,45 @@ ir::Value* row_vector(ir::Graph& g, ir::Value* v, const ir::Value* x) {
   if (t.numel() == h) return g.add_constant(v->name + "_vector", t.reshaped({h}));
   std::vector<double> same(static_cast<size_t>(h), t.get_as_double(0));
   return g.add_constant(v->name + "_vector", Tensor::from_vector<double>(x->dtype, {h}, same));
+}
+
+Status fuse_norms(ir::Graph& g, PassContext& ctx, bool centered) {
+  std::vector<ir::Node*> means;
+  for (auto& n : g.nodes())
+    if (n->op_type == "ReduceMean" && n->domain.empty()) means.push_back(n.get());
+  std::set<const ir::Node*> removed;
+  int fused = 0;
+  for (ir::Node* r : means) {
+    if (removed.count(r)) continue;
+    NormMatch m;
+    if (!match_norm(g, r, centered, m)) continue;
+    ir::Value* scale = row_vector(g, m.scale, m.x);
+    ir::Value* bias = centered && m.bias ? row_vector(g, m.bias, m.x) : nullptr;
+    if (!scale || (centered && m.bias && !bias)) continue;
+    ir::Node* norm = m.last;
+    const std::vector<std::string> from = fused_names(std::vector<const ir::Node*>(m.nodes.begin(), m.nodes.end()));
+    // The last node becomes the normalization: it already sits after x.
+    norm->op_type = centered ? "LayerNormalization" : "RMSNormalization";
+    norm->domain.clear();
+    norm->opset = std::max(centered ? 17 : 23, norm->opset);
+    norm->inputs = {m.x, scale};
+    if (bias) norm->inputs.push_back(bias);
+    norm->attrs = ir::Attributes();
+    norm->attrs.set("axis", ir::Attribute::from_int(-1));
+    norm->attrs.set("epsilon", ir::Attribute::from_float(static_cast<float>(m.epsilon)));
+    set_fused_names(*norm, from);
+    for (ir::Node* n : m.nodes)
+      if (n != norm) {
+        n->inputs.clear();  // so later matches do not count them as readers
+        removed.insert(n);
+      }
+    ++fused;
+  }
+  if (removed.empty()) return Status();
+  g.remove_nodes_if([&](const ir::Node& n) { return removed.count(&n) != 0; });
+  g.prune_values();
+  ctx.stats[centered ? "fused_layernorm" : "fused_rmsnorm"] += fused;
+  return Status();
 }
 
 }  // namespace kiln::passes

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "ir/graph.h"
+#include "passes/pass.h"
 
 namespace kiln::passes {
 
@@ -31,5 +32,11 @@ bool match_norm(const ir::Graph& g, ir::Node* var_mean, bool centered, NormMatch
 /// `v` (a matched scale or bias) as a constant of shape [hidden] and x's dtype, or null when
 /// it cannot be: a one-element constant is repeated, a [1, .., 1, hidden] one reshaped.
 ir::Value* row_vector(ir::Graph& g, ir::Value* v, const ir::Value* x);
+
+/// The rewrite both norm passes share: every match from a ReduceMean becomes one
+/// LayerNormalization (centered, opset 17) or RMSNormalization (opset 23) in place
+/// of its last node, axis -1, with the matched epsilon; counts "fused_layernorm" /
+/// "fused_rmsnorm".
+Status fuse_norms(ir::Graph& g, PassContext& ctx, bool centered);
 
 }  // namespace kiln::passes

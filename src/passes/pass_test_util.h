@@ -31,6 +31,16 @@ inline std::map<std::string, Tensor> run_graph(const ir::Graph& g, const std::ma
   return out;
 }
 
+// Infers shapes (as the pipeline has by then), runs `pass` and checks the graph.
+inline void run_pass(ir::Graph& g, PassFn pass, PassContext& ctx) {
+  Status s = infer_shapes(g, ctx);
+  ASSERT_TRUE(s.ok()) << s.to_string();
+  s = pass(g, ctx);
+  ASSERT_TRUE(s.ok()) << s.to_string();
+  s = ir::verify(g);
+  ASSERT_TRUE(s.ok()) << s.to_string() << "\n" << ir::dump(g);
+}
+
 inline PassContext context_for(const ir::Graph& g) {
   PassContext ctx;
   for (ir::Value* in : g.inputs) ctx.input_shapes[in->name] = *in->shape;

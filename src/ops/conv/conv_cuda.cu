@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "backends/cuda/kernel_util.cuh"
+#include "backends/cuda/tactic_sink.h"
 #include "ops/conv/conv_internal.h"
 #include "ops/layout.h"
 
@@ -94,13 +95,6 @@ std::mutex g_plans_mu;
 std::map<std::vector<int64_t>, std::unique_ptr<ConvPlan>>& plans() {
   static auto* m = new std::map<std::vector<int64_t>, std::unique_ptr<ConvPlan>>();
   return *m;
-}
-
-// Set by conv_tactics while it runs a kernel: the plan it uses reports its tactics here.
-thread_local std::vector<int64_t>* t_tactic_sink = nullptr;
-
-void report_tactics(const ConvPlan& p) {
-  if (t_tactic_sink && t_tactic_sink->empty()) *t_tactic_sink = p.tactics;
 }
 
 #define KILN_DNN_CHECK(call)                                                                                   \
@@ -268,7 +262,7 @@ Result<ConvPlan*> plan_for(KernelContext& ctx, const DnnGeometry& g, DataType dt
     auto [it, inserted] = plans().emplace(key, std::move(fresh));
     plan = it->second.get();
   }
-  report_tactics(*plan);
+  cuda::report_tactics(plan->tactics);
   return plan;
 }
 
@@ -618,28 +612,17 @@ bool applies_conv_any_layout(const ir::Node& node, const std::vector<TensorType>
   return applies_conv(node, logical_types(node, inputs));
 }
 
-// Runs kernel F once with the tactic sink set: the plan it uses lists its tactics
-// (none when it launches no convolution, e.g. an empty reduction).
-template <KernelFn F>
-Result<std::vector<int64_t>> conv_tactics(KernelContext& ctx) {
-  std::vector<int64_t> ids;
-  t_tactic_sink = &ids;
-  Status s = F(ctx);
-  t_tactic_sink = nullptr;
-  if (!s.ok()) return s;
-  return ids;
-}
-
 }  // namespace
 
 void register_conv_cuda_kernels(OpRegistry& r) {
-  (void)r.add_cuda_kernel("com.microsoft", "FusedConv",
-                          FastKernel{"cuda.cudnn", fused_conv_cuda, applies_fused_conv, conv_tactics<fused_conv_cuda>});
-  (void)r.add_cuda_kernel("", "Conv",
-                          FastKernel{"cuda.cudnn", conv_cuda, applies_conv_any_layout, conv_tactics<conv_cuda>});
   (void)r.add_cuda_kernel(
-      "", "ConvTranspose",
-      FastKernel{"cuda.cudnn", conv_transpose_cuda, applies_conv_transpose, conv_tactics<conv_transpose_cuda>});
+      "com.microsoft", "FusedConv",
+      FastKernel{"cuda.cudnn", fused_conv_cuda, applies_fused_conv, cuda::collect_tactics<fused_conv_cuda>});
+  (void)r.add_cuda_kernel(
+      "", "Conv", FastKernel{"cuda.cudnn", conv_cuda, applies_conv_any_layout, cuda::collect_tactics<conv_cuda>});
+  (void)r.add_cuda_kernel("", "ConvTranspose",
+                          FastKernel{"cuda.cudnn", conv_transpose_cuda, applies_conv_transpose,
+                                     cuda::collect_tactics<conv_transpose_cuda>});
 }
 
 }  // namespace kiln::ops

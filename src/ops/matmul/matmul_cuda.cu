@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "backends/cuda/kernel_util.cuh"
+#include "backends/cuda/tactic_sink.h"
 #include "ops/matmul/matmul_internal.h"
 
 namespace kiln::ops {
@@ -70,9 +71,6 @@ std::map<std::vector<int64_t>, std::unique_ptr<LtPlan>>& plans() {
   static auto* m = new std::map<std::vector<int64_t>, std::unique_ptr<LtPlan>>();
   return *m;
 }
-
-// Set by matmul_tactics while it runs a kernel: the first plan used reports its tactics here.
-thread_local std::vector<int64_t>* t_tactic_sink = nullptr;
 
 // Heuristic results asked for: every candidate opt level 5 may time.
 constexpr int kLtMaxAlgos = 32;
@@ -221,7 +219,7 @@ Status lt_matmul(KernelContext& ctx, const LtProblem& p) {
     auto [it, inserted] = plans().emplace(key, std::move(fresh));
     plan = it->second.get();
   }
-  if (t_tactic_sink && t_tactic_sink->empty()) *t_tactic_sink = plan->tactics;
+  cuda::report_tactics(plan->tactics);
   std::lock_guard<std::mutex> lock(plan->mu);
   if (p.bias)
     KILN_LT_CHECK(cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &p.bias, sizeof(p.bias)));
@@ -439,30 +437,19 @@ bool applies_gemm(const ir::Node&, const std::vector<TensorType>& inputs) {
   return true;
 }
 
-// Runs kernel F once with the tactic sink set: its first cuBLASLt plan lists the
-// tactics (a product split into several calls uses the same ID in each).
-template <KernelFn F>
-Result<std::vector<int64_t>> matmul_tactics(KernelContext& ctx) {
-  std::vector<int64_t> ids;
-  t_tactic_sink = &ids;
-  Status s = F(ctx);
-  t_tactic_sink = nullptr;
-  if (!s.ok()) return s;
-  return ids;
-}
-
 }  // namespace
 
 void register_matmul_cuda_kernels(OpRegistry& r) {
   (void)r.add_cuda_kernel(
       "kiln", "MatMulBias",
-      FastKernel{"cuda.cublaslt", matmul_bias_cuda, applies_matmul_bias, matmul_tactics<matmul_bias_cuda>});
+      FastKernel{"cuda.cublaslt", matmul_bias_cuda, applies_matmul_bias, cuda::collect_tactics<matmul_bias_cuda>});
   (void)r.add_cuda_kernel("", "MatMul",
-                          FastKernel{"cuda.cublaslt", matmul_cuda, applies_matmul, matmul_tactics<matmul_cuda>});
-  (void)r.add_cuda_kernel("", "Gemm", FastKernel{"cuda.cublaslt", gemm_cuda, applies_gemm, matmul_tactics<gemm_cuda>});
+                          FastKernel{"cuda.cublaslt", matmul_cuda, applies_matmul, cuda::collect_tactics<matmul_cuda>});
+  (void)r.add_cuda_kernel("", "Gemm",
+                          FastKernel{"cuda.cublaslt", gemm_cuda, applies_gemm, cuda::collect_tactics<gemm_cuda>});
   (void)r.add_cuda_kernel(
       "com.microsoft", "FusedMatMul",
-      FastKernel{"cuda.cublaslt", fused_matmul_cuda, applies_matmul, matmul_tactics<fused_matmul_cuda>});
+      FastKernel{"cuda.cublaslt", fused_matmul_cuda, applies_matmul, cuda::collect_tactics<fused_matmul_cuda>});
 }
 
 }  // namespace kiln::ops
