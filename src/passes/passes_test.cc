@@ -2,6 +2,8 @@
 // optimized graph with the unoptimized one on random inputs.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+
 #include <random>
 
 #include "harness/op_harness.h"
@@ -54,6 +56,28 @@ TEST(Passes, ConvBatchNormFoldsIntoConvAndKeepsResults) {
   auto a = run_graph(*before, {{"x", xin}});
   auto o = run_graph(g, {{"x", xin}});
   EXPECT_TRUE(test::tensors_close(o.at("r"), a.at("r"), 1e-4, 1e-5));
+}
+
+TEST(Passes, DisabledPassesAreSkipped) {
+  // KILN_DISABLE_PASSES names passes to skip: Conv -> Relu stays two nodes.
+  for (const char* env : {"fuse_conv_activation", "fold_constants,fuse_conv_activation"}) {
+    ir::Graph g;
+    ir::Value* x = g.add_value("x", DataType::kFloat32, Shape{1, 2, 5, 5}).value();
+    g.inputs.push_back(x);
+    std::mt19937 rng(3);
+    ir::Value* w = g.add_constant("w", test::random_tensor(DataType::kFloat32, {2, 2, 3, 3}, rng));
+    ir::Value* c = g.add_value("c").value();
+    ir::Value* r = g.add_value("r").value();
+    g.add_node("Conv", {x, w}, {c}, "conv");
+    g.add_node("Relu", {c}, {r}, "relu");
+    g.outputs.push_back(r);
+    ASSERT_EQ(setenv("KILN_DISABLE_PASSES", env, 1), 0);
+    PassContext ctx = context_for(g);
+    Status s = run_pipeline(g, ctx);
+    unsetenv("KILN_DISABLE_PASSES");
+    ASSERT_TRUE(s.ok()) << s.to_string();
+    EXPECT_EQ(op_types(g), (std::vector<std::string>{"Conv", "Relu"})) << env;
+  }
 }
 
 TEST(Passes, ConstantSubgraphsFoldAndIdentitiesAndDeadNodesGo) {
