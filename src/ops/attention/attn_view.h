@@ -60,8 +60,11 @@ inline Status apply_step_dims(const ViewStep& s, std::vector<int64_t>& d, const 
     case kTranspose: {
       if (static_cast<int64_t>(s.args.size()) != rank) return Status(ErrorCode::kInvalidModel, "view: transpose rank");
       std::vector<int64_t> out;
+      std::vector<bool> seen(d.size(), false);
       for (int64_t p : s.args) {
-        if (p < 0 || p >= rank) return Status(ErrorCode::kInvalidModel, "view: transpose perm");
+        if (p < 0 || p >= rank || seen[static_cast<size_t>(p)])
+          return Status(ErrorCode::kInvalidModel, "view: transpose perm is not a permutation");
+        seen[static_cast<size_t>(p)] = true;
         out.push_back(d[static_cast<size_t>(p)]);
       }
       d = out;

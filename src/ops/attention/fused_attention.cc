@@ -119,7 +119,23 @@ Result<Layout> input_layout(const KernelContext& ctx, int which, const char* att
   return l;
 }
 
-Result<OperandMap> to_map(const KernelContext& ctx, const Layout& l, const char* what) {
+// Every element a layout addresses lies inside a buffer of `numel` elements (a
+// hostile view program must not read or write outside its tensor).
+bool inside(const Layout& l, int64_t numel) {
+  int64_t hi = l.offset;
+  if (l.offset < 0) return false;
+  for (const AxisAtoms& d : l.dims)
+    for (const Atom& a : d) {
+      if (a.size <= 0) return true;  // empty: nothing is addressed
+      if (a.stride < 0) return false;
+      hi += (a.size - 1) * a.stride;
+    }
+  return hi < numel;
+}
+
+Result<OperandMap> to_map(const KernelContext& ctx, const Layout& l, const char* what, int64_t numel) {
+  if (!inside(l, numel))
+    return ctx.error(std::string(what) + " addresses elements outside its tensor of " + std::to_string(numel));
   OperandMap m;
   m.offset = l.offset;
   for (size_t i = 0; i < 4; ++i) {
@@ -146,9 +162,9 @@ Result<FusedAttentionGeometry> resolve_fused_attention(KernelContext& ctx) {
   if (kd[0] != g.B || vd[0] != g.B || kd[1] != g.H || vd[1] != g.H || kd[3] != g.D || vd[2] != g.Sk)
     return ctx.error("logical Q " + dims_to_string(qd) + ", K " + dims_to_string(kd) + " and V " + dims_to_string(vd) +
                      " do not fit together");
-  KILN_ASSIGN_OR_RETURN(g.q, to_map(ctx, ql, "q_view"));
-  KILN_ASSIGN_OR_RETURN(g.k, to_map(ctx, kl, "k_view"));
-  KILN_ASSIGN_OR_RETURN(g.v, to_map(ctx, vl, "v_view"));
+  KILN_ASSIGN_OR_RETURN(g.q, to_map(ctx, ql, "q_view", ctx.input(0).numel()));
+  KILN_ASSIGN_OR_RETURN(g.k, to_map(ctx, kl, "k_view", ctx.input(1).numel()));
+  KILN_ASSIGN_OR_RETURN(g.v, to_map(ctx, vl, "v_view", ctx.input(2).numel()));
 
   // Output: run o_view forward for the intermediate dims, then back from the
   // output's contiguous layout.
@@ -200,7 +216,7 @@ Result<FusedAttentionGeometry> resolve_fused_attention(KernelContext& ctx) {
     }
     d = before[i];
   }
-  KILN_ASSIGN_OR_RETURN(g.o, to_map(ctx, ol, "o_view"));
+  KILN_ASSIGN_OR_RETURN(g.o, to_map(ctx, ol, "o_view", ctx.output(0).numel()));
 
   if (ctx.has_input(3)) {
     const Dims& md = ctx.input(3).dims();

@@ -219,6 +219,26 @@ TEST(FusedAttention, BadViewsAreClearErrors) {
   EXPECT_NE(out2.status().message().find("rank"), std::string::npos) << out2.status().to_string();
 }
 
+TEST(FusedAttention, HostileViewsAreRefusedNotRead) {
+  auto make = [](std::vector<int64_t> qv) {
+    OpCase c("FusedAttention", 1, "kiln");
+    c.attr("q_view", Attribute::from_ints(qv));
+    c.attr("k_view", Attribute::from_ints({}));
+    c.attr("v_view", Attribute::from_ints({}));
+    c.attr("o_view", Attribute::from_ints({}));
+    c.input(DataType::kFloat32, {1, 2, 3, 4}).input(DataType::kFloat32, {1, 2, 3, 4}).input(DataType::kFloat32, {1, 2, 3, 4});
+    return c;
+  };
+  // A repeated axis in a perm (would read past the buffer), a gather index past the dim.
+  for (auto qv : {prog({{av::kTranspose, {0, 1, 1, 3}}}),
+                  prog({{av::kUnsqueeze, {0}}, {av::kGather, {0, 5}}})}) {
+    OpCase c = make(qv);
+    auto out = c.run();
+    ASSERT_FALSE(out.ok());
+    EXPECT_NE(out.status().message().find("view"), std::string::npos) << out.status().to_string();
+  }
+}
+
 TEST(AttnView, ReshapeKeepsNonContiguousDimsApart) {
   // [S=5, B=3, 3*E] buffer, E = 8 = 2 heads x 4: take q, merge (B, H) which are not
   // contiguous, split them again: the strides must come back.
