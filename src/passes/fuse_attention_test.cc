@@ -232,3 +232,85 @@ TEST(FuseAttention, NotFusedWhenPatternDiffers) {
 
 }  // namespace
 }  // namespace kiln::passes
+
+namespace kiln::passes {
+namespace {
+
+// ONNX Attention -> FusedAttention (lower_attention): 3-D and 4-D, with and without a
+// float mask (one row fully masked), same outputs as the Attention reference.
+TEST(LowerAttention, OnnxAttentionBecomesFusedAttention) {
+  for (int three_d : {1, 0})
+    for (int with_mask : {1, 0}) {
+      SCOPED_TRACE("3d " + std::to_string(three_d) + " mask " + std::to_string(with_mask));
+      ir::Graph g;
+      const int64_t B = 2, H = 3, S = 7, T = 9, D = 8;
+      Shape qs = three_d ? Shape{Dim::symbol("batch"), S, H * D} : Shape{Dim::symbol("batch"), H, S, D};
+      Shape ks = three_d ? Shape{Dim::symbol("batch"), T, H * D} : Shape{Dim::symbol("batch"), H, T, D};
+      std::vector<ir::Value*> ins;
+      for (auto [name, sh] : {std::pair{"q", qs}, {"k", ks}, {"v", ks}}) {
+        ins.push_back(g.add_value(name, DataType::kFloat32, sh).value());
+        g.inputs.push_back(ins.back());
+      }
+      Tensor m = random_tensor(DataType::kFloat32, {S, T}, 9, -2, 0);
+      for (int64_t j = 0; j < T; ++j) m.set_from_double(2 * T + j, -INFINITY);  // row 2 sees nothing
+      ins.push_back(with_mask ? g.add_constant("mask", m) : nullptr);
+      ir::Value* y = g.add_value("y").value();
+      ir::Node* n = g.add_node("Attention", ins, {y}, "attn");
+      n->opset = 23;
+      if (three_d) {
+        n->attrs.set("q_num_heads", ir::Attribute::from_int(H));
+        n->attrs.set("kv_num_heads", ir::Attribute::from_int(H));
+      }
+      n->attrs.set("scale", ir::Attribute::from_float(0.3f));
+      g.outputs.push_back(y);
+      std::unique_ptr<ir::Graph> before(g.clone());
+      BuilderConfig cfg;
+      PassContext ctx = cuda_context(g, cfg);
+      ASSERT_TRUE(infer_shapes(g, ctx).ok());
+      Status s = lower_attention(g, ctx);
+      ASSERT_TRUE(s.ok()) << s.to_string();
+      ASSERT_TRUE(ir::verify(g).ok()) << ir::dump(g);
+      ASSERT_TRUE(infer_shapes(g, ctx).ok()) << ir::dump(g);
+      EXPECT_EQ(op_types(g), (std::vector<std::string>{"FusedAttention"}));
+      std::map<std::string, Tensor> in;
+      Dims qd = three_d ? Dims{B, S, H * D} : Dims{B, H, S, D};
+      Dims kd = three_d ? Dims{B, T, H * D} : Dims{B, H, T, D};
+      in["q"] = random_tensor(DataType::kFloat32, qd, 1, -2, 2);
+      in["k"] = random_tensor(DataType::kFloat32, kd, 2, -2, 2);
+      in["v"] = random_tensor(DataType::kFloat32, kd, 3, -2, 2);
+      auto want = run_graph(*before, in);
+      auto got = run_graph(g, in);
+      const Tensor &w = want.at("y"), &t = got.at("y");
+      ASSERT_EQ(t.dims(), w.dims());
+      for (int64_t i = 0; i < w.numel(); ++i) ASSERT_NEAR(t.get_as_double(i), w.get_as_double(i), 1e-5) << i;
+    }
+}
+
+TEST(LowerAttention, CausalAndCachedFormsStayOnTheReference) {
+  for (int variant = 0; variant < 2; ++variant) {
+    ir::Graph g;
+    std::vector<ir::Value*> ins;
+    for (const char* name : {"q", "k", "v"}) {
+      ins.push_back(g.add_value(name, DataType::kFloat32, Shape{1, 2, 4, 8}).value());
+      g.inputs.push_back(ins.back());
+    }
+    ir::Value* y = g.add_value("y").value();
+    std::vector<ir::Value*> outs = {y};
+    if (variant == 1) {  // the present key is an output: the cache form
+      outs.push_back(g.add_value("present_k").value());
+      g.outputs.push_back(outs.back());
+    }
+    ir::Node* n = g.add_node("Attention", ins, outs, "attn");
+    n->opset = 23;
+    if (variant == 0) n->attrs.set("is_causal", ir::Attribute::from_int(1));
+    g.outputs.insert(g.outputs.begin(), y);
+    BuilderConfig cfg;
+    PassContext ctx = cuda_context(g, cfg);
+    ASSERT_TRUE(infer_shapes(g, ctx).ok());
+    ASSERT_TRUE(lower_attention(g, ctx).ok());
+    EXPECT_EQ(op_types(g), (std::vector<std::string>{"Attention"})) << "variant " << variant;
+  }
+}
+
+}  // namespace
+}  // namespace kiln::passes

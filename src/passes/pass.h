@@ -49,6 +49,8 @@ Status fuse_skip_layernorm(ir::Graph& g, PassContext& ctx);
 Status fuse_matmul_bias(ir::Graph& g, PassContext& ctx);
 /// MatMul -> scale -> mask -> Softmax -> MatMul (+ head split/merge views) -> kiln FusedAttention (CUDA).
 Status fuse_attention(ir::Graph& g, PassContext& ctx);
+/// ONNX Attention (no cache, no causal/softcap, float mask) -> kiln FusedAttention on CUDA.
+Status lower_attention(ir::Graph& g, PassContext& ctx);
 /// Transpose/Reshape/Squeeze pairs that undo or repeat each other collapse; a Transpose
 /// moving only size-1 dims becomes a Reshape.
 Status cancel_transposes(ir::Graph& g, PassContext& ctx);

@@ -24,6 +24,7 @@ const Pass kPipeline[] = {
     {"fuse_skip_layernorm", fuse_skip_layernorm},
     {"cancel_transposes", cancel_transposes},  // again: fusions can leave layout pairs behind
     {"fuse_attention", fuse_attention},      // CUDA engines only
+    {"lower_attention", lower_attention},    // CUDA engines only: ONNX Attention -> FusedAttention
     {"reduce_precision", reduce_precision},    // CUDA engines with --fp16/--bf16 only
     {"nhwc_layout", nhwc_layout},              // CUDA engines with --fp16/--bf16 only
     {"infer_shapes", infer_shapes},            // final types for the plan and for inspect
