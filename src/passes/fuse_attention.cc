@@ -19,6 +19,7 @@
 #include <set>
 
 #include "ops/attention/attn_view.h"
+#include "passes/attention_node.h"
 #include "passes/fusion_util.h"
 #include "passes/pass.h"
 #include "runtime/shape_eval.h"
@@ -451,22 +452,13 @@ Status fuse_attention(ir::Graph& g, PassContext& ctx) {
     inputs.insert(inputs.end(), b.shape_inputs.begin(), b.shape_inputs.end());
     std::string name = pv->name.empty() ? g.unique_name("FusedAttention") : pv->name;
     ir::Node* producer = end->producer;  // pv, or the last absorbed Transpose
-    ir::Node* f = g.add_node("FusedAttention", inputs, {end}, g.unique_name(name + "/fused"));
-    f->domain = "kiln";
-    f->opset = 1;
-    f->attrs.set("scale", ir::Attribute::from_float(static_cast<float>(scale)));
-    f->attrs.set("q_view", ir::Attribute::from_ints(qv));
-    f->attrs.set("k_view", ir::Attribute::from_ints(kv));
-    f->attrs.set("v_view", ir::Attribute::from_ints(vv));
-    f->attrs.set("o_view", ir::Attribute::from_ints(ov));
-    if (!scale_inputs.empty()) f->attrs.set("scale_inputs", ir::Attribute::from_ints(scale_inputs));
-    f->attrs.set("zero_masked_rows", ir::Attribute::from_int(zero_masked_rows ? 1 : 0));
+    FusedAttentionSpec spec{inputs, scale, qv, kv, vv, ov, scale_inputs, zero_masked_rows};
+    ir::Node* f = add_fused_attention(g, spec, end, name + "/fused");
     std::vector<const ir::Node*> originals = chain;
     originals.insert(originals.end(), qn.begin(), qn.end());
     originals.insert(originals.end(), kn.begin(), kn.end());
     originals.insert(originals.end(), absorbed.begin(), absorbed.end());
     record_fusion(*f, originals);
-    end->producer = f;
     // The old producer of `end` loses that output; the rest of the chain stays
     // only where Shape nodes read it, and dead-node elimination drops the others.
     for (auto& out : producer->outputs)

@@ -9,6 +9,7 @@
 #include <cmath>
 
 #include "ops/attention/attn_view.h"
+#include "passes/attention_node.h"
 #include "passes/fusion_util.h"
 #include "passes/pass.h"
 
@@ -87,17 +88,10 @@ Status lower_attention(ir::Graph& g, PassContext& ctx) {
       encode_step(ov, ops::attn::kReshape, {5, 0});
     }
     ir::Value* y = n->outputs[0];
-    ir::Node* f = g.add_node("FusedAttention", inputs, {y}, g.unique_name(n->name.empty() ? "Attention" : n->name));
-    f->domain = "kiln";
-    f->opset = 1;
-    f->attrs.set("scale", ir::Attribute::from_float(static_cast<float>(scale)));
-    f->attrs.set("q_view", ir::Attribute::from_ints(qv));
-    f->attrs.set("k_view", ir::Attribute::from_ints(kv));
-    f->attrs.set("v_view", ir::Attribute::from_ints(vv));
-    f->attrs.set("o_view", ir::Attribute::from_ints(ov));
-    f->attrs.set("zero_masked_rows", ir::Attribute::from_int(1));  // ONNX: a fully masked row gives zeros
+    // ONNX: a fully masked row gives zeros.
+    FusedAttentionSpec spec{inputs, scale, qv, kv, vv, ov, {}, /*zero_masked_rows=*/true};
+    ir::Node* f = add_fused_attention(g, spec, y, n->name.empty() ? "Attention" : n->name);
     record_fusion(*f, {n});
-    y->producer = f;
     n->outputs.clear();
     n->inputs.clear();
     ++lowered;
