@@ -6,9 +6,7 @@
 
 namespace kiln::ir {
 
-namespace {
 bool reads_type_only(const Node* n) { return n->domain.empty() && (n->op_type == "Shape" || n->op_type == "Size"); }
-}  // namespace
 
 std::unordered_set<const Node*> shape_only_nodes(const Graph& g) {
   std::unordered_map<const Value*, std::vector<const Node*>> readers;

@@ -10,6 +10,9 @@
 
 namespace kiln::ir {
 
+/// Shape and Size: nodes that read their input's type, not its data.
+bool reads_type_only(const Node* n);
+
 /// Nodes none of whose outputs is a graph output or read as data: every reader
 /// is a Shape/Size node or another such node. Shape/Size nodes themselves are not
 /// included (their values are computed from types).

@@ -18,8 +18,6 @@ bool is(const ir::Node* n, const char* op) { return n && n->op_type == op && n->
 
 bool norm_dtype(DataType t) { return t == DataType::kFloat32 || t == DataType::kFloat16 || t == DataType::kBFloat16; }
 
-bool unused(const ir::Graph& g, const ir::Value* v) { return !v || (!g.is_output(v) && g.consumers(v).empty()); }
-
 // A constant of `hidden` elements along the last axis, of dtype `t`, not above rank `rank`.
 bool row_param(const ir::Value* v, int64_t hidden, DataType t, size_t rank) {
   if (!v || !v->initializer || v->dtype != t) return false;
@@ -52,8 +50,8 @@ Status fuse_skip_layernorm(ir::Graph& g, PassContext& ctx) {
     ir::Value* sum = ln->input(0);
     ir::Node* add = sum ? sum->producer : nullptr;
     if (!is(add, "Add") || add->inputs.size() != 2 || !add->inputs[0] || !add->inputs[1]) continue;
-    if (ln->outputs.empty() || !ln->outputs[0] || !unused(g, ln->outputs.size() > 1 ? ln->outputs[1] : nullptr) ||
-        !unused(g, ln->outputs.size() > 2 ? ln->outputs[2] : nullptr))
+    if (ln->outputs.empty() || !ln->outputs[0] || !unread(g, ln->outputs.size() > 1 ? ln->outputs[1] : nullptr) ||
+        !unread(g, ln->outputs.size() > 2 ? ln->outputs[2] : nullptr))
       continue;
     if (!sum->shape || sum->shape->empty() || !norm_dtype(sum->dtype)) continue;
     const Shape& s = *sum->shape;

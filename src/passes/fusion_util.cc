@@ -35,6 +35,8 @@ void record_fusion(ir::Node& fused, const std::vector<const ir::Node*>& original
   set_fused_names(fused, fused_names(originals));
 }
 
+bool unread(const ir::Graph& g, const ir::Value* v) { return !v || (!g.is_output(v) && g.consumers(v).empty()); }
+
 ir::Node* only_reader(const ir::Graph& g, const ir::Value* v) {
   if (!v || g.is_output(v)) return nullptr;
   auto c = g.consumers(v);

@@ -23,6 +23,9 @@ void set_fused_names(ir::Node& fused, std::vector<std::string> names);
 /// before changing the attributes of an original that `fused` reuses in place.
 void record_fusion(ir::Node& fused, const std::vector<const ir::Node*>& originals);
 
+/// True when nothing reads `v` (absent, or no reader and not a graph output).
+bool unread(const ir::Graph& g, const ir::Value* v);
+
 /// The one node reading `v`, if `v` is not a graph output and exactly one node reads it.
 ir::Node* only_reader(const ir::Graph& g, const ir::Value* v);
 

@@ -19,9 +19,11 @@ namespace {
 
 using ops::attn::encode_step;
 
-bool unused(const ir::Graph& g, const ir::Node& n, size_t i) {
-  const ir::Value* v = n.outputs.size() > i ? n.outputs[i] : nullptr;
-  return !v || (!g.is_output(v) && g.consumers(v).empty());
+// present_key, present_value, qk_matmul_output: absent or read by nobody.
+bool extra_outputs_unread(const ir::Graph& g, const ir::Node& n) {
+  for (size_t i = 1; i < n.outputs.size(); ++i)
+    if (!unread(g, n.outputs[i])) return false;
+  return true;
 }
 
 }  // namespace
@@ -37,7 +39,7 @@ Status lower_attention(ir::Graph& g, PassContext& ctx) {
     if (a.get_int("is_causal", 0) || a.get_int("qk_matmul_output_mode", 0) || a.get_float("softcap", 0.f) != 0.f ||
         a.get_int("left_window_size", -1) != -1 || a.get_int("right_window_size", -1) != -1)
       continue;
-    if (n->input(4) || n->input(5) || n->input(6) || !unused(g, *n, 1) || !unused(g, *n, 2) || !unused(g, *n, 3))
+    if (n->input(4) || n->input(5) || n->input(6) || !extra_outputs_unread(g, *n))
       continue;
     ir::Value *q = n->input(0), *k = n->input(1), *v = n->input(2), *mask = n->input(3);
     // FP32 graphs only (FP16/BF16 engines are still FP32 here, before reduce_precision):

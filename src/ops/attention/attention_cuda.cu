@@ -121,8 +121,6 @@ __global__ void __launch_bounds__(NW * 32)
   const long long vbase = g.v.offset + axo(g.v.ax[0], b) + axo(g.v.ax[1], h);
   const long long obase = g.o.offset + axo(g.o.ax[0], b) + axo(g.o.ax[1], h);
   const long long qd = g.q.ax[3].inner_s, kd = g.k.ax[3].inner_s, vd = g.v.ax[3].inner_s, od = g.o.ax[3].inner_s;
-  (void)kd;
-  (void)vd;
 
   // Q tile (rows past Sq are zero), row statistics and the O accumulator.
   load_tile<T, TS>(Qs, ldq, q, qbase, g.q.ax[2], qd, q0, g.Sq, BM, D, vec.q, tid, NW * 32);

@@ -43,7 +43,7 @@ constexpr int64_t kUnknownTarget = std::numeric_limits<int64_t>::min() / 4;
 std::optional<std::vector<int64_t>> ints_of(const Tensor* t) {
   if (!t) return std::nullopt;
   std::vector<int64_t> v;
-  for (int64_t i = 0; i < t->numel(); ++i) v.push_back(static_cast<int64_t>(t->get_as_double(i)));
+  for (int64_t i = 0; i < t->numel(); ++i) v.push_back(t->get_as_int64(i));
   return v;
 }
 
