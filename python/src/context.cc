@@ -186,6 +186,17 @@ PyContext::Array PyContext::import_array(const std::string& name, nb::handle obj
   return a;
 }
 
+std::map<std::string, Tensor> PyContext::run_allocating(const std::map<std::string, Array>& ins) {
+  std::map<std::string, Tensor> views;
+  for (auto& [n, a] : ins) views[n] = a.tensor;
+  Result<std::map<std::string, Tensor>> r = Status();
+  {
+    nb::gil_scoped_release unlocked;
+    r = ctx->infer(views);
+  }
+  return unwrap(std::move(r));
+}
+
 nb::dict PyContext::infer(nb::handle inputs, nb::handle outputs) {
   const Engine& e = eng();
   std::vector<std::string> in_names, out_names;
@@ -225,14 +236,7 @@ nb::dict PyContext::infer(nb::handle inputs, nb::handle outputs) {
   nb::dict result;
   if (outputs.is_none() && !any_device) {
     // Host in, host out: kiln allocates the outputs (whatever their shape) and returns them.
-    std::map<std::string, Tensor> views;
-    for (auto& [n, a] : ins) views[n] = a.tensor;
-    Result<std::map<std::string, Tensor>> r = Status();
-    {
-      nb::gil_scoped_release unlocked;
-      r = ctx->infer(views);
-    }
-    auto outs = unwrap(std::move(r));
+    auto outs = run_allocating(ins);
     for (auto& n : out_names) {
       auto it = outs.find(n);
       if (it != outs.end()) result[n.c_str()] = to_numpy(std::move(it->second));
@@ -299,14 +303,7 @@ nb::dict PyContext::infer_data_dependent(const std::map<std::string, Array>& ins
     scope.emplace(device);
     sync_default_stream();
   }
-  std::map<std::string, Tensor> views;
-  for (auto& [n, a] : ins) views[n] = a.tensor;
-  Result<std::map<std::string, Tensor>> r = Status();
-  {
-    nb::gil_scoped_release unlocked;
-    r = ctx->infer(views);
-  }
-  auto outs = unwrap(std::move(r));
+  auto outs = run_allocating(ins);
   nb::dict result;
   for (int i = 0; i < e.num_io_tensors(); ++i) {
     std::string n = e.get_tensor_name(i);

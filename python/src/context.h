@@ -57,6 +57,8 @@ struct PyContext {
     bool on_device = false;
   };
   Array import_array(const std::string& name, nb::handle obj, bool output);
+  /// Runs the context on the arrays' tensors with the GIL released; kiln allocates the outputs.
+  std::map<std::string, Tensor> run_allocating(const std::map<std::string, Array>& ins);
   nb::dict infer_data_dependent(const std::map<std::string, Array>& ins, const nb::dict& given, bool any_device,
                                 DeviceFramework framework);
 };
