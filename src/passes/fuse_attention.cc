@@ -12,6 +12,7 @@
 // read by Shape nodes keep their producers, which then only feed shape arithmetic
 // and never run (ir::shape_only_nodes).
 #include <algorithm>
+#include <cstdlib>
 #include <functional>
 #include <map>
 #include <set>
@@ -184,6 +185,15 @@ ir::Value* peel_scale(ir::Value* v, Builder& b, double& scale, std::vector<std::
 
 constexpr int64_t kMinQueryTiles = 2 * 132;
 
+// KILN_FUSE_ATTENTION_MIN_TILES=N overrides the small-problem cut-off (0: fuse always).
+int64_t min_query_tiles() {
+  const char* env = std::getenv("KILN_FUSE_ATTENTION_MIN_TILES");
+  if (!env || !*env) return kMinQueryTiles;
+  char* end = nullptr;
+  const long long v = std::strtoll(env, &end, 10);
+  return end && *end == 0 && v >= 0 ? v : kMinQueryTiles;
+}
+
 // Concrete types at the first optimization profile's opt shapes (declared shapes
 // for inputs without a range); empty when they cannot be worked out.
 Propagation opt_types(const ir::Graph& g, const BuilderConfig& cfg) {
@@ -237,6 +247,7 @@ Status fuse_attention(ir::Graph& g, PassContext& ctx) {
   std::set<const ir::Node*> replaced;
   int fused = 0, small = 0;
   const Propagation opt = opt_types(g, *ctx.config);
+  const int64_t min_tiles = min_query_tiles();
   for (ir::Node* sm : softmaxes) {
     ir::Value* s = sm->input(0);
     if (!s || !s->shape || s->shape->size() < 3 || s->shape->size() > 4 || !float_type(s->dtype)) continue;
@@ -342,7 +353,7 @@ Status fuse_attention(ir::Graph& g, PassContext& ctx) {
     // Small problems (batch 1): fewer 64-query tiles than two waves of SMs leave
     // the flash kernel latency-bound; cuBLASLt's unfused path measured faster
     // there on the H100 (BERT-base bs1 0.83 ms unfused vs 1.09 fused; bs32 4.30 vs 3.25).
-    if (const int64_t tiles = query_tiles(*qshape); tiles >= 0 && tiles < kMinQueryTiles) {
+    if (const int64_t tiles = query_tiles(*qshape); tiles >= 0 && tiles < min_tiles) {
       ++small;
       continue;
     }

@@ -1,4 +1,8 @@
-// CUDA kernel for kiln FusedAttention: flash attention (online softmax over key
+// CUDA kernels for kiln FusedAttention. fp16/bf16 with head size 64 or 128 and
+// 16-byte aligned rows run the register-resident kernel in flash_mma_cuda.cu;
+// everything else runs the general kernel below.
+//
+// General kernel: flash attention (online softmax over key
 // tiles; the [Sq, Sk] scores never leave shared memory). Operands are read and
 // the output written through the strides the node's views resolve to
 // (fused_attention.h), so head split/merge transposes cost nothing.
@@ -10,15 +14,19 @@
 #include <mma.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <type_traits>
 
 #include "backends/cuda/kernel_util.cuh"
+#include "ops/attention/attention_cuda.cuh"
 #include "ops/attention/fused_attention.h"
 
 namespace kiln::ops {
 
 namespace {
 
+using attn::axo;
+using attn::vec_ok;
 using cuda::from_f;
 using cuda::launch_status;
 using cuda::stream_of;
@@ -49,12 +57,6 @@ __host__ __device__ inline SmemPlan plan_smem(int bm, int d, int dv, int pad) {
   s.stats = off, off += round128(size_t(bm) * 3 * sizeof(float));
   s.total = off;
   return s;
-}
-
-// Offset of index i along a logical axis (no division for single-atom axes).
-__device__ __forceinline__ long long axo(const attn::AxisMap& a, long long i) {
-  if (i < a.inner_n) return i * a.inner_s;
-  return (i / a.inner_n) * a.outer_s + (i % a.inner_n) * a.inner_s;
 }
 
 // Loads rows [r0, r0 + rows) x cols of an operand into shared memory (rows past
@@ -251,17 +253,6 @@ __global__ void __launch_bounds__(NW * 32)
   }
 }
 
-// 16-byte loads: d contiguous, every row start (offset + b/h/s strides) and the
-// head size a multiple of 16 bytes.
-template <class T>
-bool vec_ok(const attn::OperandMap& m, const void* data, int64_t d) {
-  const int64_t V = 16 / static_cast<int64_t>(sizeof(T));
-  if (m.ax[3].inner_s != 1 || d % V || m.offset % V || reinterpret_cast<uintptr_t>(data) % 16) return false;
-  for (int a = 0; a < 3; ++a)
-    if (m.ax[a].outer_s % V || m.ax[a].inner_s % V) return false;
-  return true;
-}
-
 template <class T, bool kTC, int NW>
 Status launch(KernelContext& ctx, const attn::FusedAttentionGeometry& g) {
   using TS = typename std::conditional<kTC, T, float>::type;
@@ -275,7 +266,8 @@ Status launch(KernelContext& ctx, const attn::FusedAttentionGeometry& g) {
   static std::atomic<size_t> configured{48 * 1024};
   if (sp.total > configured.load()) {
     cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kMaxSmem));
-    if (e != cudaSuccess) return ctx.error(std::string("cudaFuncSetAttribute: ") + cudaGetErrorString(e), ErrorCode::kInternal);
+    if (e != cudaSuccess)
+      return ctx.error(std::string("cudaFuncSetAttribute: ") + cudaGetErrorString(e), ErrorCode::kInternal);
     configured = kMaxSmem;
   }
   dim3 grid(static_cast<unsigned>((g.Sq + 16 * NW - 1) / (16 * NW)), static_cast<unsigned>(g.H),
@@ -283,10 +275,9 @@ Status launch(KernelContext& ctx, const attn::FusedAttentionGeometry& g) {
   const T* mask = ctx.has_input(3) ? static_cast<const T*>(ctx.input(3).data()) : nullptr;
   VecFlags vec{vec_ok<T>(g.q, ctx.input(0).data(), g.D), vec_ok<T>(g.k, ctx.input(1).data(), g.D),
                vec_ok<T>(g.v, ctx.input(2).data(), g.Dv)};
-  kern<<<grid, NW * 32, sp.total, stream_of(ctx)>>>(g, vec, static_cast<const T*>(ctx.input(0).data()),
-                                                    static_cast<const T*>(ctx.input(1).data()),
-                                                    static_cast<const T*>(ctx.input(2).data()), mask,
-                                                    static_cast<T*>(ctx.output(0).data()));
+  kern<<<grid, NW * 32, sp.total, stream_of(ctx)>>>(
+      g, vec, static_cast<const T*>(ctx.input(0).data()), static_cast<const T*>(ctx.input(1).data()),
+      static_cast<const T*>(ctx.input(2).data()), mask, static_cast<T*>(ctx.output(0).data()));
   return launch_status(ctx, "flash_attention");
 }
 
@@ -303,6 +294,12 @@ Status fused_attention_cuda(KernelContext& ctx) {
   KILN_ASSIGN_OR_RETURN(attn::FusedAttentionGeometry g, attn::resolve_fused_attention(ctx));
   if (ctx.output(0).numel() == 0) return Status();
   if (g.H > 65535 || g.B > 65535) return ctx.error("batch and head counts above 65535 are not supported on CUDA");
+  // KILN_ATTENTION_WMMA=1 keeps the WMMA kernel (to compare, or to work around the other).
+  static const bool wmma_only = std::getenv("KILN_ATTENTION_WMMA") != nullptr;
+  if (!wmma_only) {
+    KILN_ASSIGN_OR_RETURN(bool done, attn::flash_attention_mma(ctx, g));
+    if (done) return Status();
+  }
   const bool tc = g.D % 16 == 0 && g.Dv % 16 == 0;
   switch (ctx.input(0).dtype()) {
     case DataType::kFloat32:
@@ -312,7 +309,8 @@ Status fused_attention_cuda(KernelContext& ctx) {
     case DataType::kBFloat16:
       return tc ? launch_nw<__nv_bfloat16, true>(ctx, g) : launch_nw<__nv_bfloat16, false>(ctx, g);
     default:
-      return ctx.error(std::string("no CUDA kernel for dtype ") + dtype_name(ctx.input(0).dtype()), ErrorCode::kUnsupported);
+      return ctx.error(std::string("no CUDA kernel for dtype ") + dtype_name(ctx.input(0).dtype()),
+                       ErrorCode::kUnsupported);
   }
 }
 
@@ -329,7 +327,7 @@ bool fused_attention_applies(const ir::Node&, const std::vector<TensorType>& in)
 
 void register_attention_cuda_kernels(OpRegistry& r) {
   (void)r.add_cuda_kernel("kiln", "FusedAttention",
-                    FastKernel{"cuda.flash_attention", fused_attention_cuda, fused_attention_applies});
+                          FastKernel{"cuda.flash_attention", fused_attention_cuda, fused_attention_applies});
 }
 
 }  // namespace kiln::ops

@@ -14,7 +14,9 @@ namespace {
 using ir::Attribute;
 namespace av = ops::attn;
 
-Tensor i64(const std::vector<int64_t>& v) { return Tensor::from_vector<int64_t>(DataType::kInt64, {(int64_t)v.size()}, v); }
+Tensor i64(const std::vector<int64_t>& v) {
+  return Tensor::from_vector<int64_t>(DataType::kInt64, {(int64_t)v.size()}, v);
+}
 
 std::vector<int64_t> prog(std::initializer_list<std::pair<av::ViewOp, std::vector<int64_t>>> steps) {
   std::vector<int64_t> code;
@@ -59,15 +61,17 @@ struct BertCase {
     OpCase c("FusedAttention", 1, "kiln");
     c.attr("scale", Attribute::from_float(0.37f));
     c.attr("q_view", Attribute::from_ints(prog({{av::kReshape, {4, 0}}, {av::kTranspose, {0, 2, 1, 3}}})));
-    c.attr("k_view", Attribute::from_ints(prog({{av::kReshape, {4, 0}}, {av::kTranspose, {0, 2, 3, 1}},
-                                                {av::kTranspose, {0, 1, 3, 2}}})));
+    c.attr("k_view", Attribute::from_ints(prog(
+                         {{av::kReshape, {4, 0}}, {av::kTranspose, {0, 2, 3, 1}}, {av::kTranspose, {0, 1, 3, 2}}})));
     c.attr("v_view", Attribute::from_ints(prog({{av::kReshape, {4, 0}}, {av::kTranspose, {0, 2, 1, 3}}})));
     c.attr("o_view", Attribute::from_ints(prog({{av::kTranspose, {0, 2, 1, 3}}})));
     c.attr("zero_masked_rows", Attribute::from_int(1));
     c.seed(seed);
     for (int i = 0; i < 3; ++i) c.input(dt, {B, S, H * D}, -2, 2);
-    if (mask) c.input(dt, {B, 1, 1, S}, -3, 1);
-    else c.no_input();
+    if (mask)
+      c.input(dt, {B, 1, 1, S}, -3, 1);
+    else
+      c.no_input();
     c.input(i64({0, 0, H, D}));  // 0 copies the input dim (allowzero = 0)
     return c;
   }
@@ -82,7 +86,11 @@ TEST(FusedAttention, BertLayoutMatchesNaive) {
     ASSERT_TRUE(out.ok()) << out.status().to_string();
     const auto& in = c.inputs();
     const int64_t B = bc.B, S = bc.S, H = bc.H, D = bc.D, E = H * D;
-    auto at = [&](int k) { return [&, k](int64_t b, int64_t h, int64_t s, int64_t d) { return in[k]->get_as_double((b * S + s) * E + h * D + d); }; };
+    auto at = [&](int k) {
+      return [&, k](int64_t b, int64_t h, int64_t s, int64_t d) {
+        return in[k]->get_as_double((b * S + s) * E + h * D + d);
+      };
+    };
     auto m = [&](int64_t b, int64_t, int64_t, int64_t j) { return mask ? in[3]->get_as_double(b * S + j) : 0.0; };
     auto want = naive(B, H, S, S, D, D, 0.37, at(0), at(1), at(2), m, true);
     ASSERT_EQ((*out)[0].dims(), (Dims{B, S, H, D}));
@@ -90,7 +98,8 @@ TEST(FusedAttention, BertLayoutMatchesNaive) {
       for (int64_t h = 0; h < H; ++h)
         for (int64_t s = 0; s < S; ++s)
           for (int64_t d = 0; d < D; ++d)
-            ASSERT_NEAR((*out)[0].get_as_double(((b * S + s) * H + h) * D + d), want[((b * H + h) * S + s) * D + d], 1e-5)
+            ASSERT_NEAR((*out)[0].get_as_double(((b * S + s) * H + h) * D + d), want[((b * H + h) * S + s) * D + d],
+                        1e-5)
                 << "mask " << mask << " at b" << b << " h" << h << " s" << s << " d" << d;
   }
 }
@@ -104,7 +113,9 @@ TEST(FusedAttention, FullyMaskedRowsGiveZeroOrNaN) {
     c.attr("v_view", Attribute::from_ints({}));
     c.attr("o_view", Attribute::from_ints({}));
     c.attr("zero_masked_rows", Attribute::from_int(zero));
-    c.input(DataType::kFloat32, {1, 2, 3, 8}).input(DataType::kFloat32, {1, 2, 8, 5}).input(DataType::kFloat32, {1, 2, 5, 4});
+    c.input(DataType::kFloat32, {1, 2, 3, 8})
+        .input(DataType::kFloat32, {1, 2, 8, 5})
+        .input(DataType::kFloat32, {1, 2, 5, 4});
     const float inf = std::numeric_limits<float>::infinity();
     // Row 1 of every head sees only -inf; the others see a few keys.
     c.input(Tensor::from_vector<float>(DataType::kFloat32, {3, 5},
@@ -115,28 +126,31 @@ TEST(FusedAttention, FullyMaskedRowsGiveZeroOrNaN) {
     for (int64_t h = 0; h < 2; ++h)
       for (int64_t d = 0; d < 4; ++d) {
         double x = y.get_as_double((h * 3 + 1) * 4 + d);
-        if (zero) EXPECT_EQ(x, 0.0);
-        else EXPECT_TRUE(std::isnan(x));
+        if (zero)
+          EXPECT_EQ(x, 0.0);
+        else
+          EXPECT_TRUE(std::isnan(x));
         EXPECT_TRUE(std::isfinite(y.get_as_double((h * 3 + 0) * 4 + d)));
       }
     if (zero) EXPECT_GE(c.expect_all_kernels_match(1e-4, 1e-4), 0);
   }
 }
 
-// ViT (torchvision MultiheadAttention) layout: packed [S, B, 3*E] in-projection.
-TEST(FusedAttention, PackedQkvThroughViewsMatchesNaive) {
-  const int64_t S = 21, B = 3, H = 4, D = 16, E = H * D;
+// ViT (torchvision MultiheadAttention) layout: packed [S, B, 3*E] in-projection,
+// every operand read through five view ops.
+OpCase packed_qkv_case(int64_t S, int64_t B, int64_t H, int64_t D, DataType dt, Tensor* packed_out = nullptr) {
+  const int64_t E = H * D;
   OpCase c("FusedAttention", 1, "kiln");
   c.attr("scale", Attribute::from_float(0.25f));
   auto view = [&](int64_t which) {
-    return prog({{av::kReshape, {4, 0}},            // [S, B, 3, E]
-                 {av::kUnsqueeze, {0}},             // [1, S, B, 3, E]
-                 {av::kTranspose, {3, 1, 2, 0, 4}}, // [3, S, B, 1, E]
-                 {av::kSqueeze, {-2}},              // [3, S, B, E]
-                 {av::kGather, {0, which}},         // [S, B, E]
-                 {av::kReshape, {5, 0}},            // [S, B*H, D]
-                 {av::kTranspose, {1, 0, 2}},       // [B*H, S, D]
-                 {av::kReshape, {6, 0}}});          // [B, H, S, D]
+    return prog({{av::kReshape, {4, 0}},             // [S, B, 3, E]
+                 {av::kUnsqueeze, {0}},              // [1, S, B, 3, E]
+                 {av::kTranspose, {3, 1, 2, 0, 4}},  // [3, S, B, 1, E]
+                 {av::kSqueeze, {-2}},               // [3, S, B, E]
+                 {av::kGather, {0, which}},          // [S, B, E]
+                 {av::kReshape, {5, 0}},             // [S, B*H, D]
+                 {av::kTranspose, {1, 0, 2}},        // [B*H, S, D]
+                 {av::kReshape, {6, 0}}});           // [B, H, S, D]
   };
   auto kv = view(1);
   av::encode_step(kv, av::kTranspose, {0, 1, 3, 2});
@@ -145,10 +159,20 @@ TEST(FusedAttention, PackedQkvThroughViewsMatchesNaive) {
   c.attr("k_view", Attribute::from_ints(kv));
   c.attr("v_view", Attribute::from_ints(view(-1)));  // negative index: 2
   c.attr("o_view", Attribute::from_ints(prog({{av::kTranspose, {2, 0, 1, 3}}, {av::kReshape, {7, 0}}})));
-  Tensor packed = Tensor::empty(DataType::kFloat32, {S, B, 3 * E});
-  for (int64_t i = 0; i < packed.numel(); ++i) packed.data_as<float>()[i] = std::sin(0.37 * i) * 1.5f;
+  Tensor f32 = Tensor::empty(DataType::kFloat32, {S, B, 3 * E});
+  for (int64_t i = 0; i < f32.numel(); ++i) f32.data_as<float>()[i] = std::sin(0.37 * i) * 1.5f;
+  Tensor packed = Tensor::empty(dt, {S, B, 3 * E});
+  for (int64_t i = 0; i < packed.numel(); ++i) packed.set_from_double(i, f32.data_as<float>()[i]);
+  if (packed_out) *packed_out = packed;
   c.input(packed).input(packed).input(packed).no_input();
   c.input(i64({S, B, 3, E})).input(i64({S, B * H, D})).input(i64({B, H, S, D})).input(i64({S, B, E}));
+  return c;
+}
+
+TEST(FusedAttention, PackedQkvThroughViewsMatchesNaive) {
+  const int64_t S = 21, B = 3, H = 4, D = 16, E = H * D;
+  Tensor packed;
+  OpCase c = packed_qkv_case(S, B, H, D, DataType::kFloat32, &packed);
   auto out = c.run();
   ASSERT_TRUE(out.ok()) << out.status().to_string();
   auto at = [&](int64_t which) {
@@ -156,7 +180,8 @@ TEST(FusedAttention, PackedQkvThroughViewsMatchesNaive) {
       return packed.get_as_double((s * B + b) * 3 * E + which * E + h * D + d);
     };
   };
-  auto want = naive(B, H, S, S, D, D, 0.25, at(0), at(1), at(2), [](int64_t, int64_t, int64_t, int64_t) { return 0.0; }, false);
+  auto want = naive(
+      B, H, S, S, D, D, 0.25, at(0), at(1), at(2), [](int64_t, int64_t, int64_t, int64_t) { return 0.0; }, false);
   ASSERT_EQ((*out)[0].dims(), (Dims{S, B, E}));
   for (int64_t s = 0; s < S; ++s)
     for (int64_t b = 0; b < B; ++b)
@@ -197,13 +222,57 @@ TEST(FusedAttention, CudaFourWarpBlocksMatchReference) {
   }
 }
 
+// The register-resident kernel (fp16/bf16, head size 64 or 128): one- and four-warp
+// blocks, key counts that are not a multiple of the 64-key tile, ViT's packed
+// layout, fully masked rows.
+TEST(FusedAttention, CudaRegisterKernelMatchesReference) {
+  if (gpu_kernels() == 0) GTEST_SKIP() << "no CUDA device: the reference runs would compare against nothing";
+  struct Shape_ {
+    int64_t B, S, H, D;
+  };
+  for (Shape_ s : {Shape_{6, 197, 12, 64}, Shape_{4, 130, 12, 128}, Shape_{1, 200, 3, 128}, Shape_{2, 1, 2, 64}}) {
+    for (DataType dt : {DataType::kFloat16, DataType::kBFloat16}) {
+      BertCase bc;
+      bc.B = s.B, bc.S = s.S, bc.H = s.H, bc.D = s.D, bc.dt = dt;
+      OpCase c = bc.make(17);
+      const double tol = dt == DataType::kFloat16 ? 1e-2 : 3e-2;
+      SCOPED_TRACE(std::string(dtype_name(dt)) + " B" + std::to_string(s.B) + " S" + std::to_string(s.S) + " D" +
+                   std::to_string(s.D));
+      c.expect_all_kernels_match(tol, tol);
+    }
+  }
+  for (DataType dt : {DataType::kFloat16, DataType::kBFloat16}) {
+    SCOPED_TRACE(std::string("packed ") + dtype_name(dt));
+    OpCase c = packed_qkv_case(197, 8, 12, 64, dt);
+    c.expect_all_kernels_match(dt == DataType::kFloat16 ? 1e-2 : 3e-2, dt == DataType::kFloat16 ? 1e-2 : 3e-2);
+  }
+  // Plain [B, H, S, D] operands, a per-query mask whose row 3 is all -inf.
+  const int64_t S = 80;
+  std::vector<float> mask(static_cast<size_t>(S * S));
+  for (int64_t i = 0; i < S; ++i)
+    for (int64_t j = 0; j < S; ++j)
+      mask[static_cast<size_t>(i * S + j)] = i == 3 || (i + j) % 7 == 0 ? -std::numeric_limits<float>::infinity() : 0.f;
+  OpCase c("FusedAttention", 1, "kiln");
+  c.attr("scale", Attribute::from_float(0.125f));
+  for (const char* v : {"q_view", "k_view", "v_view", "o_view"}) c.attr(v, Attribute::from_ints({}));
+  c.attr("zero_masked_rows", Attribute::from_int(1));
+  c.seed(5);
+  for (int i = 0; i < 3; ++i) c.input(DataType::kFloat16, {2, 3, S, 64}, -2, 2);
+  Tensor m = Tensor::empty(DataType::kFloat16, {S, S});
+  for (int64_t i = 0; i < m.numel(); ++i) m.set_from_double(i, mask[static_cast<size_t>(i)]);
+  c.input(m);
+  c.expect_all_kernels_match(1e-2, 1e-2);
+}
+
 TEST(FusedAttention, BadViewsAreClearErrors) {
   OpCase c("FusedAttention", 1, "kiln");
   c.attr("q_view", Attribute::from_ints({99, 1, 0}));  // unknown step
   c.attr("k_view", Attribute::from_ints({}));
   c.attr("v_view", Attribute::from_ints({}));
   c.attr("o_view", Attribute::from_ints({}));
-  c.input(DataType::kFloat32, {1, 1, 2, 4}).input(DataType::kFloat32, {1, 1, 2, 4}).input(DataType::kFloat32, {1, 1, 2, 4});
+  c.input(DataType::kFloat32, {1, 1, 2, 4})
+      .input(DataType::kFloat32, {1, 1, 2, 4})
+      .input(DataType::kFloat32, {1, 1, 2, 4});
   auto out = c.run();
   ASSERT_FALSE(out.ok());
   EXPECT_NE(out.status().message().find("q_view"), std::string::npos) << out.status().to_string();
@@ -226,12 +295,13 @@ TEST(FusedAttention, HostileViewsAreRefusedNotRead) {
     c.attr("k_view", Attribute::from_ints({}));
     c.attr("v_view", Attribute::from_ints({}));
     c.attr("o_view", Attribute::from_ints({}));
-    c.input(DataType::kFloat32, {1, 2, 3, 4}).input(DataType::kFloat32, {1, 2, 3, 4}).input(DataType::kFloat32, {1, 2, 3, 4});
+    c.input(DataType::kFloat32, {1, 2, 3, 4})
+        .input(DataType::kFloat32, {1, 2, 3, 4})
+        .input(DataType::kFloat32, {1, 2, 3, 4});
     return c;
   };
   // A repeated axis in a perm (would read past the buffer), a gather index past the dim.
-  for (auto qv : {prog({{av::kTranspose, {0, 1, 1, 3}}}),
-                  prog({{av::kUnsqueeze, {0}}, {av::kGather, {0, 5}}})}) {
+  for (auto qv : {prog({{av::kTranspose, {0, 1, 1, 3}}}), prog({{av::kUnsqueeze, {0}}, {av::kGather, {0, 5}}})}) {
     OpCase c = make(qv);
     auto out = c.run();
     ASSERT_FALSE(out.ok());

@@ -1,0 +1,34 @@
+// Device helpers shared by the FusedAttention CUDA kernels (attention_cuda.cu,
+// flash_mma_cuda.cu): strided offsets along a logical axis and the check that an
+// operand can be moved in 16-byte pieces.
+#pragma once
+
+#include <cstdint>
+
+#include "ops/attention/fused_attention.h"
+
+namespace kiln::ops::attn {
+
+// Offset of index i along a logical axis (no division for single-atom axes).
+__device__ __forceinline__ long long axo(const AxisMap& a, long long i) {
+  if (i < a.inner_n) return i * a.inner_s;
+  return (i / a.inner_n) * a.outer_s + (i % a.inner_n) * a.inner_s;
+}
+
+// 16-byte loads: d contiguous, every row start (offset + b/h/s strides) and the
+// head size a multiple of 16 bytes.
+template <class T>
+bool vec_ok(const OperandMap& m, const void* data, int64_t d) {
+  const int64_t V = 16 / static_cast<int64_t>(sizeof(T));
+  if (m.ax[3].inner_s != 1 || d % V || m.offset % V || reinterpret_cast<uintptr_t>(data) % 16) return false;
+  for (int a = 0; a < 3; ++a)
+    if (m.ax[a].outer_s % V || m.ax[a].inner_s % V) return false;
+  return true;
+}
+
+/// Register-resident flash attention (mma.sync m16n8k16, cp.async double
+/// buffering) for fp16/bf16 with D == Dv in {64, 128} and 16-byte aligned rows.
+/// Returns false, launching nothing, when the geometry is outside that.
+Result<bool> flash_attention_mma(KernelContext& ctx, const FusedAttentionGeometry& g);
+
+}  // namespace kiln::ops::attn

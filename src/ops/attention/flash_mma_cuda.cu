@@ -1,0 +1,323 @@
+// Register-resident flash attention for FusedAttention (FlashAttention-2's
+// schedule): fp16/bf16, head size D == Dv in {64, 128}, rows 16-byte aligned.
+//
+// One block = NW warps = 16*NW query rows of one (batch, head). Q tiles and
+// double-buffered 64-key K/V tiles arrive in shared memory by cp.async; each
+// warp keeps its 16 rows' Q fragments, scores S, probabilities P and output
+// accumulator O in registers (mma.sync m16n8k16, fp32 accumulation):
+//   S = Q K^T  (ldmatrix of K rows gives the col-major B fragments directly)
+//   online softmax on S's accumulator layout (row max/sum over the 4-lane quad)
+//   O = O * alpha + P V  (P's accumulator layout is the A fragment; V by ldmatrix.trans)
+// Shared rows are padded by 16 bytes, so ldmatrix's 8 row addresses hit 8
+// different bank groups.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <atomic>
+#include <cmath>
+#include <type_traits>
+
+#include "backends/cuda/kernel_util.cuh"
+#include "ops/attention/attention_cuda.cuh"
+
+namespace kiln::ops::attn {
+
+namespace {
+
+using cuda::stream_of;
+using cuda::to_f;
+
+constexpr int kBN = 64;  // keys per tile
+
+__device__ __forceinline__ unsigned smem_addr(const void* p) {
+  return static_cast<unsigned>(__cvta_generic_to_shared(p));
+}
+
+// 16 bytes global -> shared, zero-filled when !ok (src must still be a valid address).
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool ok) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src), "r"(ok ? 16 : 0));
+}
+__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+__device__ __forceinline__ void ldsm_x4(unsigned (&r)[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+__device__ __forceinline__ void ldsm_x4_t(unsigned (&r)[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+
+// d += a * b for one m16n8k16 tile.
+template <class T>
+__device__ __forceinline__ void mma16816(float (&d)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
+  if constexpr (std::is_same<T, __half>::value) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  } else {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+}
+
+// Two floats as one register of T pairs (lo = the lower column).
+template <class T>
+__device__ __forceinline__ unsigned pack2(float lo, float hi) {
+  if constexpr (std::is_same<T, __half>::value) {
+    __half2 v = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<unsigned*>(&v);
+  } else {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<unsigned*>(&v);
+  }
+}
+
+template <int D, int NW>
+constexpr size_t smem_bytes() {
+  return size_t(16 * NW + 4 * kBN) * (D + 8) * 2;  // Q + 2 x (K, V), 2-byte elements
+}
+
+// Rows [r0, r0 + rows) of one operand (16-byte chunks, rows >= rmax zero) into dst.
+template <class T, int D, int NW>
+__device__ __forceinline__ void load_rows(T* dst, const T* __restrict__ src, long long base, const AxisMap& ax,
+                                          long long r0, long long rmax, int rows, int tid) {
+  constexpr int LD = D + 8, CH = D / 8;
+#pragma unroll
+  for (int i = tid; i < rows * CH; i += NW * 32) {
+    const int r = i / CH, c = (i % CH) * 8;
+    const long long gi = r0 + r;
+    const bool ok = gi < rmax;
+    cp_async16(dst + r * LD + c, src + base + (ok ? axo(ax, gi) : 0) + c, ok);
+  }
+}
+
+template <class T, int D, int NW>
+__global__ void __launch_bounds__(NW * 32)
+    flash_mma_kernel(FusedAttentionGeometry g, bool o_pairs, const T* __restrict__ q, const T* __restrict__ k,
+                     const T* __restrict__ v, const T* __restrict__ mask, T* __restrict__ o) {
+  constexpr int BM = 16 * NW, LD = D + 8;
+  extern __shared__ __align__(128) unsigned char smem[];
+  T* Qs = reinterpret_cast<T*>(smem);
+  T* Ks = Qs + BM * LD;       // 2 buffers of kBN x LD
+  T* Vs = Ks + 2 * kBN * LD;  // 2 buffers of kBN x LD
+
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int gr = lane / 4, tq = lane % 4;  // fragment row group, thread in quad
+  const long long b = blockIdx.z, h = blockIdx.y;
+  const long long q0 = static_cast<long long>(blockIdx.x) * BM;
+  const long long qbase = g.q.offset + axo(g.q.ax[0], b) + axo(g.q.ax[1], h);
+  const long long kbase = g.k.offset + axo(g.k.ax[0], b) + axo(g.k.ax[1], h);
+  const long long vbase = g.v.offset + axo(g.v.ax[0], b) + axo(g.v.ax[1], h);
+  const long long obase = g.o.offset + axo(g.o.ax[0], b) + axo(g.o.ax[1], h);
+
+  load_rows<T, D, NW>(Qs, q, qbase, g.q.ax[2], q0, g.Sq, BM, tid);
+  load_rows<T, D, NW>(Ks, k, kbase, g.k.ax[2], 0, g.Sk, kBN, tid);
+  load_rows<T, D, NW>(Vs, v, vbase, g.v.ax[2], 0, g.Sk, kBN, tid);
+  cp_commit();
+
+  // This thread's two rows (gr, gr + 8 of the warp's 16) and their mask rows.
+  const int R0 = warp * 16;
+  long long qi[2], mrow[2];
+  bool masked[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    qi[r] = q0 + R0 + gr + 8 * r;
+    masked[r] = g.has_mask && qi[r] < g.Sq;
+    mrow[r] = masked[r] ? b * g.mask_stride[0] + h * g.mask_stride[1] + qi[r] * g.mask_stride[2] : 0;
+  }
+
+  unsigned qf[D / 16][4];
+  float acc[D / 8][4];
+#pragma unroll
+  for (int i = 0; i < D / 8; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
+  float row_m[2] = {-INFINITY, -INFINITY}, row_l[2] = {0.f, 0.f};
+
+  const int tiles = static_cast<int>((g.Sk + kBN - 1) / kBN);
+  for (int t = 0; t < tiles; ++t) {
+    if (t + 1 < tiles) {
+      const long long k1 = static_cast<long long>(t + 1) * kBN;
+      load_rows<T, D, NW>(Ks + ((t + 1) & 1) * kBN * LD, k, kbase, g.k.ax[2], k1, g.Sk, kBN, tid);
+      load_rows<T, D, NW>(Vs + ((t + 1) & 1) * kBN * LD, v, vbase, g.v.ax[2], k1, g.Sk, kBN, tid);
+    }
+    cp_commit();
+    cp_wait<1>();  // everything but the tile just issued has landed
+    __syncthreads();
+    if (t == 0) {
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk) ldsm_x4(qf[kk], Qs + (R0 + lane % 16) * LD + kk * 16 + (lane / 16) * 8);
+    }
+    const T* Kb = Ks + (t & 1) * kBN * LD;
+    const T* Vb = Vs + (t & 1) * kBN * LD;
+
+    // S = Q K^T: 8 key columns per n-tile; one ldmatrix.x4 covers two k-steps.
+    float s[kBN / 8][4];
+#pragma unroll
+    for (int n = 0; n < kBN / 8; ++n) {
+      s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+#pragma unroll
+      for (int kk = 0; kk < D / 32; ++kk) {
+        unsigned bf[4];
+        ldsm_x4(bf, Kb + (n * 8 + lane % 8) * LD + kk * 32 + (lane / 8) * 8);
+        mma16816<T>(s[n], qf[2 * kk], bf[0], bf[1]);
+        mma16816<T>(s[n], qf[2 * kk + 1], bf[2], bf[3]);
+      }
+    }
+
+    // Scale, mask, key bounds; row maxima over the quad.
+    const long long k0 = static_cast<long long>(t) * kBN;
+    float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int n = 0; n < kBN / 8; ++n) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int r = e / 2;
+        const long long kj = k0 + n * 8 + 2 * tq + (e & 1);
+        float x = -INFINITY;
+        if (kj < g.Sk) {
+          x = s[n][e] * g.scale;
+          if (masked[r]) x += to_f(mask[mrow[r] + kj * g.mask_stride[3]]);
+        }
+        s[n][e] = x;
+        mx[r] = fmaxf(mx[r], x);
+      }
+    }
+    float alpha[2], ref[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+      const float m_new = fmaxf(row_m[r], mx[r]);
+      ref[r] = m_new == -INFINITY ? 0.f : m_new;  // a row with no finite score so far: p = 0
+      alpha[r] = __expf(row_m[r] - ref[r]);
+      row_m[r] = m_new;
+    }
+    float sum[2] = {0.f, 0.f};
+#pragma unroll
+    for (int n = 0; n < kBN / 8; ++n) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const float p = __expf(s[n][e] - ref[e / 2]);
+        s[n][e] = p;
+        sum[e / 2] += p;
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) row_l[r] = row_l[r] * alpha[r] + sum[r];  // this thread's columns only
+#pragma unroll
+    for (int i = 0; i < D / 8; ++i) {
+      acc[i][0] *= alpha[0];
+      acc[i][1] *= alpha[0];
+      acc[i][2] *= alpha[1];
+      acc[i][3] *= alpha[1];
+    }
+
+    // O += P V: P's accumulator tiles 2j, 2j+1 are the A fragment of key step j.
+#pragma unroll
+    for (int j = 0; j < kBN / 16; ++j) {
+      const unsigned pa[4] = {pack2<T>(s[2 * j][0], s[2 * j][1]), pack2<T>(s[2 * j][2], s[2 * j][3]),
+                              pack2<T>(s[2 * j + 1][0], s[2 * j + 1][1]), pack2<T>(s[2 * j + 1][2], s[2 * j + 1][3])};
+#pragma unroll
+      for (int dn = 0; dn < D / 16; ++dn) {
+        unsigned bf[4];
+        ldsm_x4_t(bf, Vb + (j * 16 + lane % 8 + ((lane / 8) % 2) * 8) * LD + dn * 16 + (lane / 16) * 8);
+        mma16816<T>(acc[2 * dn], pa, bf[0], bf[1]);
+        mma16816<T>(acc[2 * dn + 1], pa, bf[2], bf[3]);
+      }
+    }
+    __syncthreads();  // the next iteration's loads overwrite the buffer read here
+  }
+
+  // Row sums over the quad, then O / l.
+  float inv[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float l = row_l[r];
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    inv[r] = l > 0.f ? 1.f / l : (g.zero_masked_rows ? 0.f : NAN);
+  }
+  const long long od = g.o.ax[3].inner_s;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    if (qi[r] >= g.Sq) continue;
+    T* orow = o + obase + axo(g.o.ax[2], qi[r]);
+#pragma unroll
+    for (int i = 0; i < D / 8; ++i) {
+      const int c = i * 8 + 2 * tq;
+      const float y0 = acc[i][2 * r] * inv[r], y1 = acc[i][2 * r + 1] * inv[r];
+      if (o_pairs) {
+        *reinterpret_cast<unsigned*>(orow + c) = pack2<T>(y0, y1);
+      } else {
+        orow[c * od] = cuda::from_f<T>(y0);
+        orow[(c + 1) * od] = cuda::from_f<T>(y1);
+      }
+    }
+  }
+}
+
+template <class T, int D, int NW>
+Status launch(KernelContext& ctx, const FusedAttentionGeometry& g) {
+  constexpr size_t smem = smem_bytes<D, NW>();
+  auto* kern = flash_mma_kernel<T, D, NW>;
+  static std::atomic<bool> configured{false};
+  if (smem > 48 * 1024 && !configured.load()) {
+    cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+    if (e != cudaSuccess)
+      return ctx.error(std::string("cudaFuncSetAttribute: ") + cudaGetErrorString(e), ErrorCode::kInternal);
+    configured = true;
+  }
+  const dim3 grid(static_cast<unsigned>((g.Sq + 16 * NW - 1) / (16 * NW)), static_cast<unsigned>(g.H),
+                  static_cast<unsigned>(g.B));
+  const T* mask = ctx.has_input(3) ? static_cast<const T*>(ctx.input(3).data()) : nullptr;
+  // Pairs of output elements as one 4-byte store: d contiguous, every row start even.
+  bool o_pairs =
+      g.o.ax[3].inner_s == 1 && g.o.offset % 2 == 0 && reinterpret_cast<uintptr_t>(ctx.output(0).data()) % 4 == 0;
+  for (int a = 0; a < 3; ++a) o_pairs = o_pairs && g.o.ax[a].outer_s % 2 == 0 && g.o.ax[a].inner_s % 2 == 0;
+  kern<<<grid, NW * 32, smem, stream_of(ctx)>>>(
+      g, o_pairs, static_cast<const T*>(ctx.input(0).data()), static_cast<const T*>(ctx.input(1).data()),
+      static_cast<const T*>(ctx.input(2).data()), mask, static_cast<T*>(ctx.output(0).data()));
+  return cuda::launch_status(ctx, "flash_attention_mma");
+}
+
+template <class T, int D>
+Status launch_d(KernelContext& ctx, const FusedAttentionGeometry& g) {
+  // Fewer 64-row blocks than SMs (batch 1): one-warp blocks give four times as many.
+  const long long blocks64 = ((g.Sq + 63) / 64) * g.H * g.B;
+  if (blocks64 < 132) return launch<T, D, 1>(ctx, g);
+  return launch<T, D, 4>(ctx, g);
+}
+
+template <class T>
+Status launch_t(KernelContext& ctx, const FusedAttentionGeometry& g) {
+  return g.D == 64 ? launch_d<T, 64>(ctx, g) : launch_d<T, 128>(ctx, g);
+}
+
+}  // namespace
+
+Result<bool> flash_attention_mma(KernelContext& ctx, const FusedAttentionGeometry& g) {
+  const DataType t = ctx.input(0).dtype();
+  if (t != DataType::kFloat16 && t != DataType::kBFloat16) return false;
+  if (g.D != g.Dv || (g.D != 64 && g.D != 128) || g.Sk < 1) return false;
+  const bool half = t == DataType::kFloat16;
+  const bool aligned = half ? vec_ok<__half>(g.q, ctx.input(0).data(), g.D) &&
+                                  vec_ok<__half>(g.k, ctx.input(1).data(), g.D) &&
+                                  vec_ok<__half>(g.v, ctx.input(2).data(), g.Dv)
+                            : vec_ok<__nv_bfloat16>(g.q, ctx.input(0).data(), g.D) &&
+                                  vec_ok<__nv_bfloat16>(g.k, ctx.input(1).data(), g.D) &&
+                                  vec_ok<__nv_bfloat16>(g.v, ctx.input(2).data(), g.Dv);
+  if (!aligned) return false;
+  KILN_RETURN_IF_ERROR(half ? launch_t<__half>(ctx, g) : launch_t<__nv_bfloat16>(ctx, g));
+  return true;
+}
+
+}  // namespace kiln::ops::attn
