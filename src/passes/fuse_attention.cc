@@ -185,7 +185,8 @@ ir::Value* peel_scale(ir::Value* v, Builder& b, double& scale, std::vector<std::
 
 constexpr int64_t kMinQueryTiles = 2 * 132;
 
-// KILN_FUSE_ATTENTION_MIN_TILES=N overrides the small-problem cut-off (0: fuse always).
+// KILN_FUSE_ATTENTION_MIN_TILES=N overrides the small-problem cut-off of head sizes
+// other than 64/128 (0: fuse always).
 int64_t min_query_tiles() {
   const char* env = std::getenv("KILN_FUSE_ATTENTION_MIN_TILES");
   if (!env || !*env) return kMinQueryTiles;
@@ -350,10 +351,15 @@ Status fuse_attention(ir::Graph& g, PassContext& ctx) {
       return sh && !sh->empty() && sh->back().known() && sh->back().value > 0 && sh->back().value <= 128;
     };
     if (!head_ok(qshape) || !head_ok(vshape)) continue;
-    // Small problems (batch 1): fewer 64-query tiles than two waves of SMs leave
-    // the flash kernel latency-bound; cuBLASLt's unfused path measured faster
-    // there on the H100 (BERT-base bs1 0.83 ms unfused vs 1.09 fused; bs32 4.30 vs 3.25).
-    if (const int64_t tiles = query_tiles(*qshape); tiles >= 0 && tiles < min_tiles) {
+    // Small problems (batch 1) on the general kernel: fewer 64-query tiles than two
+    // waves of SMs leave it latency-bound, and cuBLASLt's unfused path measured
+    // faster on the H100 (BERT-base bs1 0.83 ms unfused vs 1.09 fused). Head sizes
+    // 64 and 128 run the register-resident kernel, which wins at every batch
+    // (BERT-base bs1 0.81 fused; ViT-B/16 bs1 0.84 fused vs 1.04 unfused).
+    const int64_t head = qshape->back().value;
+    const bool register_kernel = (head == 64 || head == 128) && vshape->back().value == head;
+    if (const int64_t tiles = query_tiles(*qshape);
+        !register_kernel && tiles >= 0 && tiles < min_tiles) {
       ++small;
       continue;
     }

@@ -55,10 +55,12 @@ struct Options {
   bool shape_reader = true;  // a Shape node reads the transposed Q (as transformers exports do)
   bool extra_reader = false; // the softmax output is also a graph output: no fusion
   int64_t softmax_axis = -1;
+  int64_t head = kD;  // head size (64/128 run the register-resident kernel, fused at any batch)
 };
 
 // x:[batch, S, E] -> BERT self-attention -> y:[batch, S, E]
 void build(G& b, const Options& o) {
+  const int64_t kD = o.head, kE = kH * o.head;
   ir::Graph& g = b.g;
   ir::Value* x = g.add_value("x", DataType::kFloat32, Shape{Dim::symbol("batch"), kS, kE}).value();
   g.inputs.push_back(x);
@@ -209,6 +211,26 @@ TEST(FuseAttention, SmallOptBatchStaysUnfused) {
     EXPECT_EQ(std::count(ops.begin(), ops.end(), "FusedAttention"), opt == 1 ? 0 : 1) << "opt batch " << opt;
     EXPECT_EQ(ctx.stats["attention_left_unfused_small"], opt == 1 ? 1 : 0);
   }
+}
+
+TEST(FuseAttention, HeadSize64FusesAtBatchOne) {
+  // The register-resident kernel beats the unfused path even at batch 1.
+  Options o;
+  o.head = 64;
+  G b;
+  build(b, o);
+  const int64_t E = kH * 64;
+  BuilderConfig cfg;
+  OptimizationProfile prof;
+  ASSERT_TRUE(prof.set_shape("x", {1, kS, E}, {1, kS, E}, {8, kS, E}).ok());
+  ASSERT_TRUE(prof.set_shape("mask", {1, 1, 1, kS}, {1, 1, 1, kS}, {8, 1, 1, kS}).ok());
+  cfg.add_optimization_profile(prof);
+  PassContext ctx = cuda_context(b.g, cfg);
+  ASSERT_TRUE(infer_shapes(b.g, ctx).ok());
+  ASSERT_TRUE(fuse_attention(b.g, ctx).ok());
+  auto ops = op_types(b.g);
+  EXPECT_EQ(std::count(ops.begin(), ops.end(), "FusedAttention"), 1) << ir::dump(b.g);
+  EXPECT_EQ(ctx.stats["attention_left_unfused_small"], 0);
 }
 
 TEST(FuseAttention, NotFusedWhenPatternDiffers) {

@@ -54,6 +54,9 @@ Status lower_attention(ir::Graph& g, PassContext& ctx);
 /// Transpose/Reshape/Squeeze pairs that undo or repeat each other collapse; a Transpose
 /// moving only size-1 dims becomes a Reshape.
 Status cancel_transposes(ir::Graph& g, PassContext& ctx);
+/// A Transpose keeping the last axis moves through row-wise ops (MatMul, bias, unary) to a
+/// Transpose it composes with or into a FusedAttention view.
+Status sink_transposes(ir::Graph& g, PassContext& ctx);
 /// Decomposed last-axis LayerNorm (ReduceMean, Sub, Pow, ..., Sqrt, Div) -> LayerNormalization.
 Status fuse_layernorm(ir::Graph& g, PassContext& ctx);
 /// Decomposed last-axis RMSNorm (Pow, ReduceMean, Add, Sqrt, Reciprocal, Mul) -> RMSNormalization (opset 23).

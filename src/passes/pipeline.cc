@@ -25,6 +25,8 @@ const Pass kPipeline[] = {
     {"cancel_transposes", cancel_transposes},  // again: fusions can leave layout pairs behind
     {"fuse_attention", fuse_attention},      // CUDA engines only
     {"lower_attention", lower_attention},    // CUDA engines only: ONNX Attention -> FusedAttention
+    {"sink_transposes", sink_transposes},      // after the attention views exist, which take its permutations
+    {"cancel_transposes", cancel_transposes},  // composes the pairs sink_transposes brought together
     {"reduce_precision", reduce_precision},    // CUDA engines with --fp16/--bf16 only
     {"nhwc_layout", nhwc_layout},              // CUDA engines with --fp16/--bf16 only
     {"infer_shapes", infer_shapes},            // final types for the plan and for inspect

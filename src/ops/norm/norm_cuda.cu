@@ -3,12 +3,15 @@
 // SkipLayerNormalization, InstanceNormalization and GroupNormalization run one
 // block per normalized row with fp64 statistics (the reference is double; memory-bound anyway) and a two-pass variance
 // (the row is re-read from L2 rather than kept in registers, so any length works).
+// Layer / RMS / SkipLayerNormalization rows of up to 4096 elements in 16-byte
+// packs run the register-resident kernels of row_norm_fast.cuh instead.
 #include <vector>
 
 #include "backends/cuda/kernel_util.cuh"
 #include "ops/norm/block_reduce.cuh"
 #include "ops/norm/norm_internal.h"
 #include "ops/norm/norm_util.h"
+#include "ops/norm/row_norm_fast.cuh"
 
 namespace kiln::ops {
 namespace {
@@ -163,9 +166,18 @@ Status run_row_norm(KernelContext& ctx, bool rms) {
   }
   if (rows == 0 || rows > INT32_MAX) return rows == 0 ? Status() : ctx.error("too many rows", ErrorCode::kUnsupported);
   const float eps = ctx.attrs().get_float("epsilon", 1e-5f);
+  using cuda::rownorm::aligned16;
+  const bool fast = cuda::rownorm::fast_cols_ok(cols, dtype_size(x.dtype())) && scale.contiguous &&
+                    (!bias.data || bias.contiguous) && aligned16(x.data()) && aligned16(y.data()) &&
+                    aligned16(scale.data) && aligned16(bias.data);
   KILN_CUDA_DISPATCH_FLOAT(x.dtype(), T, {
-    row_norm_kernel<T><<<static_cast<unsigned>(rows), row_block(cols), 0, cuda::stream_of(ctx)>>>(
-        x.data_as<T>(), y.data_as<T>(), scale, bias, cols, eps, rms, stats[0], stats[1]);
+    if (fast)
+      cuda::rownorm::launch_row_norm_fast<T>(cuda::stream_of(ctx), x.data_as<T>(), y.data_as<T>(),
+                                             static_cast<const T*>(scale.data), static_cast<const T*>(bias.data), rows,
+                                             cols, eps, rms, stats[0], stats[1]);
+    else
+      row_norm_kernel<T><<<static_cast<unsigned>(rows), row_block(cols), 0, cuda::stream_of(ctx)>>>(
+          x.data_as<T>(), y.data_as<T>(), scale, bias, cols, eps, rms, stats[0], stats[1]);
   });
   return cuda::launch_status(ctx, rms ? "rms_norm" : "layer_norm");
 }
@@ -269,11 +281,22 @@ Status skip_layer_norm_cuda(KernelContext& ctx) {
   }
   void* sum_out = ctx.has_output(3) ? ctx.output(3).data() : nullptr;
   const float eps = ctx.attrs().get_float("epsilon", 1e-12f);
+  using cuda::rownorm::aligned16;
+  bool fast = skip_same && cuda::rownorm::fast_cols_ok(h, dtype_size(in.dtype())) && aligned16(in.data()) &&
+              aligned16(skip.data()) && aligned16(ctx.output(0).data()) && aligned16(sum_out);
+  for (size_t i = 2; i <= 4; ++i) fast = fast && aligned16(params[i]);
   KILN_CUDA_DISPATCH_FLOAT(in.dtype(), T, {
-    skip_norm_kernel<T><<<static_cast<unsigned>(rows), row_block(h), 0, cuda::stream_of(ctx)>>>(
-        in.data_as<T>(), skip.data_as<T>(), skip_ix, skip_same, static_cast<const T*>(params[2]),
-        static_cast<const T*>(params[3]), static_cast<const T*>(params[4]), ctx.output(0).data_as<T>(), stats[0],
-        stats[1], static_cast<T*>(sum_out), h, eps);
+    if (fast) {
+      cuda::rownorm::launch_skip_norm_fast<T>(cuda::stream_of(ctx), in.data_as<T>(), skip.data_as<T>(),
+                                              static_cast<const T*>(params[2]), static_cast<const T*>(params[3]),
+                                              static_cast<const T*>(params[4]), ctx.output(0).data_as<T>(), stats[0],
+                                              stats[1], static_cast<T*>(sum_out), rows, h, eps);
+    } else {
+      skip_norm_kernel<T><<<static_cast<unsigned>(rows), row_block(h), 0, cuda::stream_of(ctx)>>>(
+          in.data_as<T>(), skip.data_as<T>(), skip_ix, skip_same, static_cast<const T*>(params[2]),
+          static_cast<const T*>(params[3]), static_cast<const T*>(params[4]), ctx.output(0).data_as<T>(), stats[0],
+          stats[1], static_cast<T*>(sum_out), h, eps);
+    }
   });
   return cuda::launch_status(ctx, "skip_layer_norm");
 }

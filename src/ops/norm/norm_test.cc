@@ -21,7 +21,8 @@ TEST(BatchNormalization, MatchesFormula) {
   for (int64_t i = 0; i < 120; ++i) {
     int64_t ch = (i / 20) % 3;
     double want = in[1]->get_as_double(ch) * (in[0]->get_as_double(i) - in[3]->get_as_double(ch)) /
-                      std::sqrt(in[4]->get_as_double(ch) + 1e-2) + in[2]->get_as_double(ch);
+                      std::sqrt(in[4]->get_as_double(ch) + 1e-2) +
+                  in[2]->get_as_double(ch);
     ASSERT_NEAR((*out)[0].get_as_double(i), want, 1e-5) << i;
   }
   EXPECT_GE(c.expect_all_kernels_match(1e-6, 1e-6), 1);
@@ -43,8 +44,8 @@ TEST(BatchNormalization, TrainingModeUsesBatchStatistics) {
       for (int i = 0; i < 4; ++i) v += std::pow(in[0]->get_as_double((b * 2 + ch) * 4 + i) - m, 2) / 12;
     EXPECT_NEAR((*out)[1].get_as_double(ch), in[3]->get_as_double(ch) * 0.8 + m * 0.2, 1e-5);
     EXPECT_NEAR((*out)[2].get_as_double(ch), in[4]->get_as_double(ch) * 0.8 + v * 0.2, 1e-5);
-    double y0 = in[1]->get_as_double(ch) * (in[0]->get_as_double(ch * 4) - m) / std::sqrt(v + 1e-5) +
-                in[2]->get_as_double(ch);
+    double y0 =
+        in[1]->get_as_double(ch) * (in[0]->get_as_double(ch * 4) - m) / std::sqrt(v + 1e-5) + in[2]->get_as_double(ch);
     EXPECT_NEAR((*out)[0].get_as_double(ch * 4), y0, 1e-5);
   }
 }
@@ -85,7 +86,8 @@ TEST(GroupNormalization, PerChannelAndPerGroupParameters) {
   // Opset 21: scale/bias per channel. With 2 groups of 2 channels and equal per-group params
   // it matches opset 18's per-group form.
   OpCase a("GroupNormalization", 21), b("GroupNormalization", 18);
-  for (OpCase* c : {&a, &b}) c->attr("num_groups", Attribute::from_int(2)).attr("epsilon", Attribute::from_float(1e-6f));
+  for (OpCase* c : {&a, &b})
+    c->attr("num_groups", Attribute::from_int(2)).attr("epsilon", Attribute::from_float(1e-6f));
   a.input(DataType::kFloat32, {3, 4, 2, 2}).input(f32({4}, {1.5, 1.5, -2, -2})).input(f32({4}, {1, 1, 3, 3}));
   b.input(*a.inputs()[0]).input(f32({2}, {1.5, -2})).input(f32({2}, {1, 3}));
   auto oa = a.run(), ob = b.run();
@@ -372,6 +374,109 @@ TEST(InstanceNormalization, CudaOddSizesAndDtypes) {
       c.input(t.dtype, x, -5, 5).input(t.dtype, {x[1]}).input(t.dtype, {x[1]});
       EXPECT_GE(c.expect_all_kernels_match(t.rtol, t.atol), gpu_kernels())
           << dtype_name(t.dtype) << " " << dims_to_string(x);
+    }
+}
+
+// Register-resident kernels (row_norm_fast.cuh): rows that are whole 16-byte packs of at most
+// 4096 elements with contiguous parameters; warp per row up to 1024 (4 rows per block, so row
+// counts not a multiple of 4 are included), block per row above. The other cases take the
+// generic kernels (cols not whole packs, > 4096, broadcast parameters or skip).
+TEST(LayerNormalization, CudaRegisterRowsAndFallbacks) {
+  struct L {
+    Dims x;
+    int64_t axis;
+    Dims scale;
+    std::optional<Dims> bias;
+    bool stats;
+  };
+  std::vector<L> cases = {
+      {{2, 5, 768}, -1, {768}, Dims{768}, true},           // BERT rows, warp per row, 10 rows
+      {{3, 1024}, -1, {1024}, std::nullopt, false},        // longest warp row, no bias
+      {{7, 1024}, 1, {1024}, Dims{1024}, true},            // 7 rows: last block partly empty
+      {{5, 2048}, -1, {2048}, Dims{2048}, true},           // block per row
+      {{2, 4096}, -1, {4096}, std::nullopt, true},         // longest fast row
+      {{3, 2, 8, 96}, -2, {8, 96}, Dims{8, 96}, true},     // several normalized dims (768)
+      {{2, 3, 4, 384}, 2, {4, 384}, Dims{4, 384}, false},  // block per row over two dims (1536)
+      {{9, 8}, -1, {8}, Dims{8}, true},                    // one pack per row (fp16)
+      {{6, 100}, -1, {100}, Dims{100}, true},              // fp32 packs only; fp16/bf16 fall back
+      {{3, 770}, -1, {770}, Dims{770}, false},             // not whole packs: fallback
+      {{2, 4104}, -1, {4104}, Dims{4104}, true},           // too long: fallback
+      {{3, 768}, -1, {1}, Dims{768}, false},               // broadcast gamma: fallback
+      {{4, 768}, -1, {768}, Dims{1}, true},                // broadcast beta: fallback
+  };
+  for (const Tol& t : kFloatTols)
+    for (size_t i = 0; i < cases.size(); ++i) {
+      const L& l = cases[i];
+      OpCase c("LayerNormalization", 17);
+      c.attr("axis", Attribute::from_int(l.axis)).attr("epsilon", Attribute::from_float(1e-5f));
+      if (l.stats) c.outputs(3);
+      c.input(t.dtype, l.x, -3, 3).input(t.dtype, l.scale);
+      if (l.bias) c.input(t.dtype, *l.bias);
+      EXPECT_GE(c.expect_all_kernels_match(t.rtol, t.atol), gpu_kernels()) << dtype_name(t.dtype) << " case " << i;
+    }
+}
+
+TEST(LayerNormalization, CudaRegisterRowsOffsetMean) {
+  // Rows far from zero mean: the two-pass variance keeps the spread exact.
+  for (const Tol& t : kFloatTols)
+    for (const Dims& x : {Dims{5, 768}, Dims{3, 2048}}) {
+      OpCase c("LayerNormalization", 17);
+      c.outputs(3).input(t.dtype, x, 20, 24).input(t.dtype, {x[1]}).input(t.dtype, {x[1]});
+      EXPECT_GE(c.expect_all_kernels_match(t.rtol, t.atol), gpu_kernels())
+          << dtype_name(t.dtype) << " " << dims_to_string(x);
+    }
+}
+
+TEST(RMSNormalization, CudaRegisterRowsAndFallbacks) {
+  for (const Tol& t : kFloatTols)
+    for (auto [x, axis] : std::vector<std::pair<Dims, int64_t>>{{{5, 768}, -1},
+                                                                {{3, 1024}, -1},
+                                                                {{5, 2048}, -1},
+                                                                {{2, 4096}, 1},
+                                                                {{2, 3, 5, 64}, -2},
+                                                                {{3, 772}, -1},  // fp32 only
+                                                                {{2, 770}, -1},
+                                                                {{2, 4352}, -1}}) {
+      OpCase c("RMSNormalization", 23);
+      c.attr("axis", Attribute::from_int(axis)).attr("epsilon", Attribute::from_float(1e-5f));
+      const int64_t a = axis < 0 ? axis + static_cast<int64_t>(x.size()) : axis;
+      c.input(t.dtype, x, -2, 2).input(t.dtype, Dims(x.begin() + a, x.end()));
+      EXPECT_GE(c.expect_all_kernels_match(t.rtol, t.atol), gpu_kernels())
+          << dtype_name(t.dtype) << " " << dims_to_string(x) << " axis " << axis;
+    }
+}
+
+TEST(SkipLayerNormalization, CudaRegisterRowsAndFallbacks) {
+  struct S {
+    Dims x, skip;
+    bool beta, bias;
+    int outputs;
+  };
+  std::vector<S> cases = {
+      {{2, 5, 768}, {2, 5, 768}, true, true, 4},    // BERT: warp per row, sum output
+      {{3, 1024}, {3, 1024}, false, false, 1},      // no beta, no bias
+      {{1, 7, 768}, {7, 768}, false, true, 3},      // bias without beta; skip differs only by a leading 1
+      {{2, 3, 4096}, {2, 3, 4096}, true, true, 4},  // block per row
+      {{5, 2048}, {5, 2048}, true, false, 2},       // block per row, mean only
+      {{3, 1536}, {3, 1536}, false, true, 4},       // block per row, bias without beta
+      {{6, 16}, {6, 16}, true, true, 4},            // two packs per row (fp16)
+      {{2, 3, 768}, {3, 768}, true, true, 4},       // broadcast skip: fallback
+      {{4, 100}, {4, 100}, true, true, 4},          // fp32 fast, fp16/bf16 fallback
+      {{2, 4104}, {2, 4104}, true, true, 4},        // too long: fallback
+  };
+  for (const Tol& t : kFloatTols)
+    for (size_t i = 0; i < cases.size(); ++i) {
+      const S& s = cases[i];
+      const int64_t h = s.x.back();
+      OpCase c("SkipLayerNormalization", 1, "com.microsoft");
+      c.attr("epsilon", Attribute::from_float(1e-5f)).outputs(s.outputs);
+      c.input(t.dtype, s.x, -2, 2).input(t.dtype, s.skip, -2, 2).input(t.dtype, {h});
+      if (s.beta)
+        c.input(t.dtype, {h});
+      else if (s.bias)
+        c.no_input();
+      if (s.bias) c.input(t.dtype, {h});
+      EXPECT_GE(c.expect_all_kernels_match(t.rtol, t.atol), gpu_kernels()) << dtype_name(t.dtype) << " case " << i;
     }
 }
 
