@@ -44,6 +44,9 @@ function(kiln_link_cuda target)
   if(KILN_HAVE_CUDA)
     target_include_directories(${target} PRIVATE ${KILN_CUDNN_INCLUDE_DIR})
     target_link_libraries(${target} PUBLIC CUDA::cudart_static CUDA::cublasLt CUDA::cublas ${KILN_CUDNN_LIBRARY})
+    # NVRTC compiles the fused elementwise kernels at run time (src/ops/fused/fused_cuda.cu);
+    # it needs no driver, so the binary still loads where libcuda is absent.
+    target_link_libraries(${target} PUBLIC CUDA::nvrtc)
     # nvcc flags `s = f();` of a [[nodiscard]] type as discarded; it is not.
     target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-diag-suppress=2810 --expt-relaxed-constexpr>)
   endif()

@@ -27,6 +27,7 @@ const Pass kPipeline[] = {
     {"lower_attention", lower_attention},    // CUDA engines only: ONNX Attention -> FusedAttention
     {"sink_transposes", sink_transposes},      // after the attention views exist, which take its permutations
     {"cancel_transposes", cancel_transposes},  // composes the pairs sink_transposes brought together
+    {"fuse_elementwise", fuse_elementwise},    // CUDA engines only; before reduce_precision, which halves it
     {"reduce_precision", reduce_precision},    // CUDA engines with --fp16/--bf16 only
     {"nhwc_layout", nhwc_layout},              // CUDA engines with --fp16/--bf16 only
     {"infer_shapes", infer_shapes},            // final types for the plan and for inspect

@@ -50,6 +50,7 @@ const std::set<std::string>& half_ops() {
                                             "HardSwish",
                                             "Swish",
                                             "FusedAttention",
+                                            "FusedElementwise",
                                             "HardSigmoid",
                                             "Softplus",
                                             "Mish",
