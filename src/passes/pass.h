@@ -63,6 +63,8 @@ Status fuse_layernorm(ir::Graph& g, PassContext& ctx);
 Status fuse_rmsnorm(ir::Graph& g, PassContext& ctx);
 /// x * Sigmoid(x) -> Swish (opset 24); x * HardSigmoid(x, 1/6, 1/2) -> HardSwish.
 Status fuse_silu(ir::Graph& g, PassContext& ctx);
+/// MatMulBias -> Relu / GELU -> MatMulBias(activation) (cuBLASLt epilogue; erf GELU only in FP16/BF16 CUDA engines).
+Status fuse_matmul_activation(ir::Graph& g, PassContext& ctx);
 /// Connected elementwise/broadcast chains (>= 2 nodes, one output) -> kiln FusedElementwise (CUDA engines).
 Status fuse_elementwise(ir::Graph& g, PassContext& ctx);
 Status nhwc_layout(ir::Graph& g, PassContext& ctx);

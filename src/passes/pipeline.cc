@@ -21,6 +21,7 @@ const Pass kPipeline[] = {
     {"fuse_silu", fuse_silu},  // after fuse_conv_activation, which takes Conv -> SiLU
     {"fuse_matmul_bias", fuse_matmul_bias},
     {"fuse_gelu", fuse_gelu},
+    {"fuse_matmul_activation", fuse_matmul_activation},  // after fuse_gelu made the Gelus it takes
     {"fuse_skip_layernorm", fuse_skip_layernorm},
     {"cancel_transposes", cancel_transposes},  // again: fusions can leave layout pairs behind
     {"fuse_attention", fuse_attention},      // CUDA engines only

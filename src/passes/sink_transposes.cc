@@ -486,6 +486,8 @@ struct Sinker {
     } else {
       f->opset = 13;
     }
+    if (kiln_op(mm, "MatMulBias"))  // keep its epilogue (fuse_matmul_activation)
+      if (const ir::Attribute* act = mm->attrs.find("activation")) f->attrs.set("activation", *act);
     record_fusion(*f, originals);
     out->producer = f;
     remove(h.r9);

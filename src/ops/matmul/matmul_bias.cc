@@ -1,6 +1,11 @@
-// MatMulBias (domain "kiln"): Y = MatMul(A, B) + bias, bias of shape [N] added
-// along the last axis. The fuse_matmul_bias pass makes it from MatMul -> Add, so
-// the GPU adds the bias in cuBLASLt's epilogue instead of another pass over Y.
+// MatMulBias (domain "kiln"): Y = act(MatMul(A, B) + bias), bias of shape [N]
+// added along the last axis, act from the `activation` attribute ("" none,
+// "Relu", "GeluTanh"). fuse_matmul_bias makes it from MatMul -> Add and
+// fuse_matmul_activation adds the activation, so the GPU applies both in
+// cuBLASLt's epilogue instead of more passes over Y.
+#include <cmath>
+#include <string>
+
 #include "base/dispatch.h"
 #include "ops/matmul/matmul_internal.h"
 
@@ -8,8 +13,26 @@ namespace kiln::ops::matmul {
 
 namespace {
 
+float gelu_tanh(float x) {
+  const float u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
+  return 0.5f * x * (1.f + std::tanh(u));
+}
+
+}  // namespace
+
+Result<BiasActivation> bias_activation(const ir::Attributes& attrs) {
+  const std::string a = attrs.get_string("activation", "");
+  if (a.empty()) return BiasActivation::kNone;
+  if (a == "Relu") return BiasActivation::kRelu;
+  if (a == "GeluTanh") return BiasActivation::kGeluTanh;
+  return Status(ErrorCode::kInvalidArgument, "unknown activation '" + a + "' (expected Relu or GeluTanh)");
+}
+
+namespace {
+
 Status infer_matmul_bias(InferContext& ctx) {
   KILN_RETURN_IF_ERROR(infer_matmul(ctx));
+  if (auto act = bias_activation(ctx.attrs()); !act.ok()) return ctx.error(act.status().message());
   if (!ctx.has_input(2)) return ctx.error("needs a bias input");
   if (ctx.input_dtype(2) != ctx.input_dtype(0)) return ctx.error("bias and A dtypes differ");
   const Shape* bias = ctx.input_shape(2);
@@ -26,10 +49,18 @@ Status add_bias(KernelContext& ctx) {
   Tensor& y = ctx.output(0);
   int64_t n = b.numel(), total = y.numel();
   if (y.rank() == 0 || y.dims().back() != n) return ctx.error("bias does not match the output's last dim");
+  KILN_ASSIGN_OR_RETURN(BiasActivation act, bias_activation(ctx.attrs()));
   KILN_DISPATCH_FLOAT(y.dtype(), T, {
     T* yp = y.data_as<T>();
     const T* bp = b.data_as<T>();
-    for (int64_t i = 0; i < total; ++i) yp[i] = static_cast<T>(static_cast<float>(yp[i]) + static_cast<float>(bp[i % n]));
+    for (int64_t i = 0; i < total; ++i) {
+      float v = static_cast<float>(yp[i]) + static_cast<float>(bp[i % n]);
+      if (act == BiasActivation::kRelu)
+        v = v > 0.f ? v : 0.f;
+      else if (act == BiasActivation::kGeluTanh)
+        v = gelu_tanh(v);
+      yp[i] = static_cast<T>(v);
+    }
   });
   return Status();
 }

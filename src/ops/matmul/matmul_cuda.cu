@@ -48,7 +48,8 @@ struct LtProblem {
   const void* b = nullptr;
   const void* c = nullptr;  ///< laid out like D; may equal d; ignored when beta == 0
   void* d = nullptr;
-  const void* bias = nullptr;  ///< length n, same dtype; BIAS epilogue
+  const void* bias = nullptr;                                  ///< length n, same dtype; BIAS epilogue
+  matmul::BiasActivation act = matmul::BiasActivation::kNone;  ///< RELU / GELU epilogue
 };
 
 struct LtPlan {
@@ -118,10 +119,17 @@ Status build_plan(KernelContext& ctx, const LtProblem& p, cublasComputeType_t co
   cublasOperation_t op_b = p.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
   KILN_LT_CHECK(cublasLtMatmulDescSetAttribute(plan.op, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof(op_a)));
   KILN_LT_CHECK(cublasLtMatmulDescSetAttribute(plan.op, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof(op_b)));
-  if (p.bias) {
-    cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+  if (p.bias || p.act != matmul::BiasActivation::kNone) {
+    using matmul::BiasActivation;
+    const bool relu = p.act == BiasActivation::kRelu, gelu = p.act == BiasActivation::kGeluTanh;
+    cublasLtEpilogue_t epi = p.bias ? (relu   ? CUBLASLT_EPILOGUE_RELU_BIAS
+                                       : gelu ? CUBLASLT_EPILOGUE_GELU_BIAS
+                                              : CUBLASLT_EPILOGUE_BIAS)
+                                    : (relu ? CUBLASLT_EPILOGUE_RELU : CUBLASLT_EPILOGUE_GELU);
     KILN_LT_CHECK(cublasLtMatmulDescSetAttribute(plan.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)));
-    KILN_LT_CHECK(cublasLtMatmulDescSetAttribute(plan.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &p.bias, sizeof(p.bias)));
+    if (p.bias)
+      KILN_LT_CHECK(
+          cublasLtMatmulDescSetAttribute(plan.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &p.bias, sizeof(p.bias)));
   }
   const uint64_t a_rows = p.trans_b ? p.k : p.n, a_cols = p.trans_b ? p.n : p.k;
   const uint64_t b_rows = p.trans_a ? p.m : p.k, b_cols = p.trans_a ? p.k : p.m;
@@ -200,6 +208,7 @@ Status lt_matmul(KernelContext& ctx, const LtProblem& p) {
                            p.batch > 1 ? p.stride_b : 0,
                            p.batch > 1 ? p.stride_d : 0,
                            p.bias ? alignment_of(p.bias) : 0,
+                           static_cast<int64_t>(p.act),
                            align_a,
                            align_b,
                            align_cd,
@@ -241,25 +250,34 @@ bool affine(const std::vector<int64_t>& off, int64_t first, int64_t count, int64
   return true;
 }
 
-// y[i] += bias[i % n] (MatMulBias when the product is not one cuBLASLt call).
+// y[i] = act(y[i] + bias[i % n]) (MatMulBias when the product is not one cuBLASLt call; bias may be null).
+__device__ __forceinline__ float apply_act(float v, matmul::BiasActivation act) {
+  if (act == matmul::BiasActivation::kRelu) return v > 0.f ? v : 0.f;
+  if (act == matmul::BiasActivation::kGeluTanh)
+    return 0.5f * v * (1.f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)));
+  return v;
+}
+
 template <typename T>
-__global__ void add_bias_lastdim_kernel(T* y, const T* bias, int64_t n, int64_t total) {
+__global__ void bias_act_lastdim_kernel(T* y, const T* bias, matmul::BiasActivation act, int64_t n, int64_t total) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    y[i] = cuda::from_f<T>(cuda::to_f(y[i]) + cuda::to_f(bias[i % n]));
+    y[i] = cuda::from_f<T>(apply_act(cuda::to_f(y[i]) + (bias ? cuda::to_f(bias[i % n]) : 0.f), act));
 }
 
-Status add_bias_lastdim(KernelContext& ctx, const void* bias, Tensor& y) {
+Status bias_act_lastdim(KernelContext& ctx, const void* bias, matmul::BiasActivation act, Tensor& y) {
+  if (!bias && act == matmul::BiasActivation::kNone) return Status();
   const int64_t n = y.dims().back(), total = y.numel();
   KILN_CUDA_DISPATCH_FLOAT(y.dtype(), T, {
-    add_bias_lastdim_kernel<T><<<cuda::grid_for(total), cuda::kBlock, 0, cuda::stream_of(ctx)>>>(
-        y.data_as<T>(), static_cast<const T*>(bias), n, total);
+    bias_act_lastdim_kernel<T><<<cuda::grid_for(total), cuda::kBlock, 0, cuda::stream_of(ctx)>>>(
+        y.data_as<T>(), static_cast<const T*>(bias), act, n, total);
   });
-  return cuda::launch_status(ctx, "matmul_add_bias");
+  return cuda::launch_status(ctx, "matmul_bias_activation");
 }
 
-// `bias` (length n, or null) rides the BIAS epilogue when the product is one call.
-Status run_matmul(KernelContext& ctx, bool trans_a, bool trans_b, float alpha, const void* bias = nullptr) {
+// `bias` (length n, or null) and `act` ride the epilogue when the product is one call.
+Status run_matmul(KernelContext& ctx, bool trans_a, bool trans_b, float alpha, const void* bias = nullptr,
+                  matmul::BiasActivation act = matmul::BiasActivation::kNone) {
   const Tensor& a = ctx.input(0);
   const Tensor& b = ctx.input(1);
   Tensor& y = ctx.output(0);
@@ -270,8 +288,8 @@ Status run_matmul(KernelContext& ctx, bool trans_a, bool trans_b, float alpha, c
   const size_t es = dtype_size(a.dtype());
   if (g->k == 0) {
     cudaMemsetAsync(y.data(), 0, y.nbytes(), cuda::stream_of(ctx));
-    if (bias) return add_bias_lastdim(ctx, bias, y);
-    return cuda::launch_status(ctx, "matmul_zero");
+    KILN_RETURN_IF_ERROR(cuda::launch_status(ctx, "matmul_zero"));
+    return bias_act_lastdim(ctx, bias, act, y);
   }
   LtProblem p;
   p.dtype = a.dtype();
@@ -288,6 +306,7 @@ Status run_matmul(KernelContext& ctx, bool trans_a, bool trans_b, float alpha, c
     p.b = b.data();
     p.d = y.data();
     p.bias = bias;
+    p.act = act;
     return lt_matmul(ctx, p);
   }
   p.m = g->m;
@@ -322,8 +341,7 @@ Status run_matmul(KernelContext& ctx, bool trans_a, bool trans_b, float alpha, c
     p.d = static_cast<char*>(y.data()) + first * g->m * g->n * es;
     KILN_RETURN_IF_ERROR(lt_matmul(ctx, p));
   }
-  if (bias) return add_bias_lastdim(ctx, bias, y);
-  return Status();
+  return bias_act_lastdim(ctx, bias, act, y);
 }
 
 Status matmul_cuda(KernelContext& ctx) { return run_matmul(ctx, false, false, 1.f); }
@@ -344,11 +362,13 @@ Status matmul_bias_cuda(KernelContext& ctx) {
   const Tensor& y = ctx.output(0);
   if (bias.dtype() != y.dtype() || bias.rank() != 1 || y.rank() == 0 || bias.numel() != y.dims().back())
     return ctx.error("bias must be 1-D with the output's last dim and dtype");
-  return run_matmul(ctx, false, false, 1.f, bias.data());
+  KILN_ASSIGN_OR_RETURN(matmul::BiasActivation act, matmul::bias_activation(ctx.attrs()));
+  return run_matmul(ctx, false, false, 1.f, bias.data(), act);
 }
 
 bool applies_matmul_bias(const ir::Node& node, const std::vector<TensorType>& inputs) {
-  return inputs.size() >= 3 && inputs[2].dtype == inputs[0].dtype && applies_matmul(node, inputs);
+  return inputs.size() >= 3 && inputs[2].dtype == inputs[0].dtype && applies_matmul(node, inputs) &&
+         matmul::bias_activation(node.attrs).ok();
 }
 
 // ---------------------------------------------------------------- Gemm

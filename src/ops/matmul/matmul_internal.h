@@ -35,6 +35,12 @@ void matmul_f32_gemm(const MatMulDims& g, float alpha, const float* a, const flo
 
 // Kernels (defined in matmul.cc, gemm.cc, matmul_cpu.cc, matmul_onednn.cc).
 Status infer_matmul(InferContext& ctx);
+
+/// MatMulBias's `activation` attribute: "" (none), "Relu", or "GeluTanh"
+/// (0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), cuBLASLt's GELU epilogue).
+enum class BiasActivation { kNone = 0, kRelu = 1, kGeluTanh = 2 };
+/// The node's activation, or an error naming an unknown one.
+Result<BiasActivation> bias_activation(const ir::Attributes& attrs);
 Status ref_matmul(KernelContext& ctx);
 Status infer_fused_matmul(InferContext& ctx);
 Status ref_fused_matmul(KernelContext& ctx);
