@@ -28,7 +28,7 @@ struct DynamicNet {
     g.inputs.push_back(x);
     ir::Value* wv = g.add_constant("W", w);
     ir::Value* bv = g.add_constant("b", b);
-    ir::Value* two = g.add_constant("two", Tensor::from_vector<float>(DataType::kFloat32, {}, {2.f}));
+    ir::Value* two = g.add_constant("minus_two", Tensor::from_vector<float>(DataType::kFloat32, {}, {-2.f}));
     ir::Value* m = g.add_unique_value("m");
     ir::Value* a = g.add_unique_value("a");
     ir::Value* y = g.add_value("y").value();
@@ -36,7 +36,10 @@ struct DynamicNet {
     g.add_node("MatMul", {x, wv}, {m}, "mm");
     g.add_node("Add", {m, bv}, {a}, "bias");
     g.add_node("Relu", {a}, {y}, "relu");
-    g.add_node("Mul", {y, two}, {z}, "double");
+    // z = -2 * -y: an intermediate that CPU engines keep (MatMul+Add+Relu fuse into one node).
+    ir::Value* n = g.add_unique_value("n");
+    g.add_node("Neg", {y}, {n}, "negate");
+    g.add_node("Mul", {n, two}, {z}, "double");
     g.outputs = {y, z};
   }
   Tensor reference(const Tensor& x) const {
