@@ -260,13 +260,6 @@ Status fuse_elementwise(ir::Graph& g, PassContext& ctx) {
   if (!cfg || cfg->device() != DeviceType::kCUDA) return Status();
   const bool half = cfg->get_flag(BuilderFlag::kFP16) || cfg->get_flag(BuilderFlag::kBF16);
   const bool allow_cast = !half;
-  // nhwc_layout (FP16/BF16 engines with convolutions) carries channels-last regions
-  // through the elementwise ops it knows, not through FusedElementwise: there rank-4
-  // chains stay unfused rather than cost a Transpose pair each.
-  bool nhwc_regions = false;
-  for (auto& n : g.nodes())
-    nhwc_regions = nhwc_regions || (half && ((n->domain.empty() && n->op_type == "Conv") ||
-                                             (n->domain == "com.microsoft" && n->op_type == "FusedConv")));
 
   std::unordered_map<const ir::Node*, size_t> pos;
   std::unordered_map<const ir::Node*, Lowered> cand;
@@ -300,7 +293,6 @@ Status fuse_elementwise(ir::Graph& g, PassContext& ctx) {
   for (size_t r = g.nodes().size(); r-- > 0;) {
     ir::Node* root = g.nodes()[r].get();
     if (!cand.count(root) || taken.count(root)) continue;
-    if (nhwc_regions && root->outputs[0]->shape->size() == 4) continue;
     // reduce_precision keeps Pow in fp32 (x ** 2 overflows fp16 early): a fused Pow
     // keeps that inside the group, but a group ending in one would write fp16.
     if (half && root->op_type == "Pow") continue;

@@ -6,8 +6,9 @@
 // becomes
 //   x -> Transpose(0,2,3,1) -> Conv[nhwc] -> Relu -> MaxPool[nhwc] -> Conv[nhwc] -> Transpose(0,3,1,2) ->
 //   GlobalAveragePool
-// Conv weights are stored [M, kH, kW, C/group]; per-channel constants [1,C,1,1]
-// become [1,1,1,C]; a Shape of an NHWC value becomes Shape + Gather(0,3,1,2).
+// kiln FusedElementwise joins like a binary op. Conv weights are stored [M, kH, kW, C/group];
+// per-channel constants [1,C,1,1] become [1,1,1,C]; a Shape of an NHWC value becomes
+// Shape + Gather(0,3,1,2).
 #include <set>
 #include <unordered_map>
 
@@ -126,6 +127,8 @@ Status nhwc_layout(ir::Graph& g, PassContext& ctx) {
   int joined = 0, transposes_before = static_cast<int>(g.nodes().size());
   for (ir::Node* n : order) {
     bool plain_domain = n->domain.empty();
+    // kiln FusedElementwise (fuse_elementwise) is a broadcasting elementwise program: layout-agnostic.
+    bool fused_elementwise = n->domain == "kiln" && n->op_type == "FusedElementwise";
     bool is_conv =
         (plain_domain && n->op_type == "Conv") || (n->domain == "com.microsoft" && n->op_type == "FusedConv");
     bool any_nhwc_in = false;
@@ -141,8 +144,10 @@ Status nhwc_layout(ir::Graph& g, PassContext& ctx) {
     } else if (plain_domain && unary_ops().count(n->op_type)) {
       join = outputs_ok && n->input(0) && nhwc.count(n->input(0));
       for (size_t i = 1; i < n->inputs.size(); ++i) join = join && (!n->inputs[i] || n->inputs[i]->initializer);
-    } else if (plain_domain && binary_ops().count(n->op_type) && n->inputs.size() == 2) {
-      join = outputs_ok && any_nhwc_in;
+    } else if ((plain_domain && binary_ops().count(n->op_type) && n->inputs.size() == 2) || fused_elementwise) {
+      // Inputs broadcast together: NHWC ones, permutable constants, and full-size NCHW
+      // tensors (which get a Transpose) all broadcast alike in NHWC.
+      join = outputs_ok && any_nhwc_in && n->outputs.size() == 1;
       for (ir::Value* in : n->inputs) {
         if (!join || !in) break;
         if (nhwc.count(in)) continue;

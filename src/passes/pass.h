@@ -40,6 +40,8 @@ Status fold_constants(ir::Graph& g, PassContext& ctx);
 Status eliminate_identity(ir::Graph& g, PassContext& ctx);
 Status eliminate_dead_nodes(ir::Graph& g, PassContext& ctx);
 Status fold_conv_batchnorm(ir::Graph& g, PassContext& ctx);
+/// Conv with kernel == stride (non-overlapping patches, CUDA engines) -> Reshape/Transpose + MatMul(Bias).
+Status patchify_conv(ir::Graph& g, PassContext& ctx);
 Status reduce_precision(ir::Graph& g, PassContext& ctx);
 Status fuse_conv_activation(ir::Graph& g, PassContext& ctx);
 /// Erf / tanh GELU subgraphs (as PyTorch exports them) -> one Gelu (opset 20).

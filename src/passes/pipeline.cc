@@ -14,6 +14,7 @@ const Pass kPipeline[] = {
     {"fold_constants", fold_constants},
     {"cancel_transposes", cancel_transposes},
     {"fold_conv_batchnorm", fold_conv_batchnorm},
+    {"patchify_conv", patchify_conv},  // CUDA engines; conv bias folded, before fuse_conv_activation
     {"eliminate_dead_nodes", eliminate_dead_nodes},
     {"fuse_layernorm", fuse_layernorm},
     {"fuse_rmsnorm", fuse_rmsnorm},
@@ -24,8 +25,8 @@ const Pass kPipeline[] = {
     {"fuse_matmul_activation", fuse_matmul_activation},  // after fuse_gelu made the Gelus it takes
     {"fuse_skip_layernorm", fuse_skip_layernorm},
     {"cancel_transposes", cancel_transposes},  // again: fusions can leave layout pairs behind
-    {"fuse_attention", fuse_attention},      // CUDA engines only
-    {"lower_attention", lower_attention},    // CUDA engines only: ONNX Attention -> FusedAttention
+    {"fuse_attention", fuse_attention},        // CUDA engines only
+    {"lower_attention", lower_attention},      // CUDA engines only: ONNX Attention -> FusedAttention
     {"sink_transposes", sink_transposes},      // after the attention views exist, which take its permutations
     {"cancel_transposes", cancel_transposes},  // composes the pairs sink_transposes brought together
     {"fuse_elementwise", fuse_elementwise},    // CUDA engines only; before reduce_precision, which halves it
