@@ -170,6 +170,13 @@ std::mutex& cache_mutex() {
   static std::mutex m;
   return m;
 }
+// Held across one cache miss (disk read, NVRTC, library load): contexts that
+// start on several threads at once compile each kernel once, and NVRTC and the
+// library loader never run concurrently.
+std::mutex& compile_mutex() {
+  static std::mutex m;
+  return m;
+}
 // Entries live as long as the process (their libraries are never unloaded).
 std::unordered_map<std::string, Loaded>& loaded_kernels() {
   static auto* m = new std::unordered_map<std::string, Loaded>();
@@ -232,6 +239,12 @@ Result<Loaded> kernels_for(KernelContext& ctx, const std::string& program_text, 
   if (capturing != cudaStreamCaptureStatusNone)
     return ctx.error("the fused kernel must be compiled (run once) before a CUDA graph capture", ErrorCode::kInternal);
 
+  std::lock_guard<std::mutex> compiling(compile_mutex());
+  {
+    std::lock_guard<std::mutex> lock(cache_mutex());
+    auto it = loaded_kernels().find(key);
+    if (it != loaded_kernels().end()) return it->second;  // compiled while this thread waited
+  }
   KILN_ASSIGN_OR_RETURN(fused::Program p, fused::parse_program(program_text, static_cast<int>(dts.size())));
   const std::string source = fused::cuda_source(p, dts, out, mode);
   const std::string disk_key = source + "\n--gpu-architecture=sm_" + std::to_string(arch) + "\n" + nvrtc_version();
@@ -249,9 +262,7 @@ Result<Loaded> kernels_for(KernelContext& ctx, const std::string& program_text, 
     if (!file.empty()) write_cached(file, disk_key, cubin);
   }
   std::lock_guard<std::mutex> lock(cache_mutex());
-  auto [it, inserted] = loaded_kernels().emplace(key, *lib);
-  if (!inserted) cudaLibraryUnload(lib->lib);  // another thread loaded it first
-  return it->second;
+  return loaded_kernels().emplace(key, *lib).first->second;
 }
 
 Status fused_cuda(KernelContext& ctx) {
