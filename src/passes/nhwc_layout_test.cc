@@ -101,9 +101,43 @@ TEST(NhwcLayout, FusedElementwiseBetweenConvsStaysChannelsLast) {
     EXPECT_EQ(n->outputs[0]->layout, ir::Layout::kNHWC);
     ASSERT_TRUE(n->outputs[0]->shape);
     EXPECT_EQ(shape_to_string(*n->outputs[0]->shape), "[N,7,5,4]");
-    for (ir::Node* c : b.g.consumers(n->outputs[0])) EXPECT_EQ(c->op_type, "Conv");
+    // The second conv has 4 input channels: it reads them zero-padded to 8.
+    for (ir::Node* c : b.g.consumers(n->outputs[0])) EXPECT_EQ(c->op_type, "Pad");
   }
   expect_same(*before, b.g, {2, 3, 7, 5}, 1e-4);
+}
+
+TEST(NhwcLayout, FewInputChannelsArePaddedToEight) {
+  // A 3-channel stem conv (group 1) reads its NHWC input zero-padded to 8 channels
+  // with zero weight channels; a 16-channel conv is left as is.
+  G b;
+  ir::Value* x = b.input("x", Shape{Dim::symbol("N"), 3, 9, 7});
+  ir::Value* c1 = b.conv(x, 16, 3);
+  b.g.outputs.push_back(b.conv(c1, 8, 16));
+  std::unique_ptr<ir::Graph> before(b.g.clone());
+  BuilderConfig cfg;
+  PassContext ctx = half_cuda(b.g, cfg);
+  run_pass(b.g, nhwc_layout, ctx);
+  ASSERT_FALSE(::testing::Test::HasFatalFailure());
+  EXPECT_EQ(count(b.g, "Pad"), 1) << ir::dump(b.g);
+  int convs = 0;
+  for (auto& n : b.g.nodes()) {
+    if (n->op_type != "Conv") continue;
+    const Dims w = n->inputs[1]->initializer->dims();
+    if (convs++ == 0) {
+      EXPECT_EQ(n->inputs[0]->producer->op_type, "Pad");
+      EXPECT_EQ(shape_to_string(*n->inputs[0]->shape), "[N,9,7,8]");
+      EXPECT_EQ(w, (Dims{16, 3, 3, 8}));
+      // The added weight channels are zero.
+      const Tensor& t = *n->inputs[1]->initializer;
+      for (int64_t i = 0; i < t.numel(); ++i)
+        if (i % 8 >= 3) ASSERT_EQ(t.get_as_double(i), 0.0) << i;
+    } else {
+      EXPECT_EQ(w, (Dims{8, 3, 3, 16}));
+    }
+  }
+  EXPECT_EQ(convs, 2);
+  expect_same(*before, b.g, {2, 3, 9, 7}, 1e-4);
 }
 
 TEST(NhwcLayout, FusedElementwiseWithARowConstantStaysOutside) {
