@@ -73,6 +73,7 @@ struct CudaExecutor::Plan {
   std::vector<cuda::DeviceBuffer> owned;             // I/O staging, uploaded constants, unplanned values
   bool capturable = true;
   int runs = 0;
+  int capture_failures = 0;  // captures invalidated (e.g. by another thread's lazy setup); 3 = stop trying
   std::set<const ir::Value*> fallback_reads;   // read by a CPU fallback step
   std::set<const ir::Value*> device_written;   // written by a CUDA kernel with planned dims
   cuda::Graph graph;
@@ -491,12 +492,17 @@ Status CudaExecutor::enqueue(const std::map<std::string, Dims>& input_dims,
   }
   rt_host_outputs_.clear();
   if (graph_mode) {
-    if (!p->graph.valid() && p->runs > 0) {
+    if (!p->graph.valid() && p->runs > 0 && p->capture_failures < 3) {
       KILN_RETURN_IF_ERROR(cuda::Graph::begin_capture(stream));
       Status s = run_steps(*p, stream, {});
       Status e = p->graph.end_capture(stream);
-      KILN_RETURN_IF_ERROR(s.with_context("while capturing a CUDA graph"));
-      KILN_RETURN_IF_ERROR(e);
+      if (!s.ok() || !e.ok()) {
+        // Work outside this context (another thread's first-run setup) can invalidate
+        // a capture: this call runs eagerly below, where a real kernel error shows
+        // again, and a later call captures anew.
+        p->graph.reset();
+        ++p->capture_failures;
+      }
     }
     if (p->graph.valid()) KILN_RETURN_IF_ERROR(p->graph.launch(stream));
     else KILN_RETURN_IF_ERROR(run_steps(*p, stream, {}));

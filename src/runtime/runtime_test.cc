@@ -281,6 +281,7 @@ TEST(CudaEngine, ContextsRunConcurrentlyOnTheirStreams) {
   ASSERT_TRUE(engine.ok()) << engine.status().to_string();
   std::vector<std::thread> threads;
   std::vector<int> failures(4, 0);
+  std::vector<std::string> first_error(4);
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&, t] {
       auto ctx = (*engine)->create_execution_context();
@@ -289,12 +290,16 @@ TEST(CudaEngine, ContextsRunConcurrentlyOnTheirStreams) {
       for (int it = 0; it < 20; ++it) {
         Tensor x = test::random_tensor(DataType::kFloat32, {1 + (it + t) % 8, 8}, rng);
         auto out = ctx->infer({{"x", x}});
-        if (!out.ok() || !test::tensors_close(out->at("y"), d.reference(x), 1e-5, 1e-6)) ++failures[t];
+        std::string why;
+        if (!out.ok()) why = out.status().to_string();
+        else if (auto c = test::tensors_close(out->at("y"), d.reference(x), 1e-5, 1e-6); !c) why = c.message();
+        if (why.empty()) continue;
+        if (failures[t]++ == 0) first_error[t] = "run " + std::to_string(it) + ": " + why;
       }
     });
   }
   for (auto& th : threads) th.join();
-  for (int t = 0; t < 4; ++t) EXPECT_EQ(failures[t], 0) << "thread " << t;
+  for (int t = 0; t < 4; ++t) EXPECT_EQ(failures[t], 0) << "thread " << t << ", first: " << first_error[t];
 }
 
 TEST(CudaEngine, OutOfMemoryNamesTheSize) {

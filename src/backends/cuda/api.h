@@ -95,6 +95,8 @@ class Graph {
   Status end_capture(void* stream);
   Status launch(void* stream) const;
   bool valid() const { return exec_ != nullptr; }
+  /// Drops a (failed) capture and clears the error it left.
+  void reset();
 
  private:
   void* graph_ = nullptr;

@@ -1,8 +1,15 @@
 // CUDA kernels of the pooling family: MaxPool (without Indices), AveragePool and
-// LpPool with one thread per output element (any strides, dilations, pads,
-// auto_pad, ceil_mode), and the Global* pools with one block per (N, C) plane.
-// Semantics follow pool.cc / global_pool.cc: NaNs are skipped by MaxPool unless
-// the window holds nothing else; count_include_pad stops at the explicit padding.
+// LpPool (any strides, dilations, pads, auto_pad, ceil_mode), and the Global*
+// pools. Windowed pools run one thread per output element (2-D windows use
+// per-dim tap ranges instead of per-tap bounds checks); NHWC max/average pools
+// with 16-byte aligned channel groups run one thread per 8 fp16/bf16 (or 4 fp32)
+// channels of an output pixel with 16-byte loads and stores. Global pools reduce
+// small planes with a warp each, large ones with a block, and NHWC inputs with
+// one thread column per channel group. Semantics follow pool.cc / global_pool.cc:
+// NaNs are skipped by MaxPool unless the window holds nothing else;
+// count_include_pad stops at the explicit padding; GlobalMaxPool propagates NaN.
+#include <cstdint>
+
 #include "backends/cuda/kernel_util.cuh"
 #include "ops/layout.h"
 #include "ops/norm/block_reduce.cuh"
@@ -123,6 +130,122 @@ __global__ void pool_nhwc_kernel(PoolGeom g, int64_t channels, const T* x, T* y,
   }
 }
 
+// Taps t in [lo, hi) of one window dim land inside [0, in); `padded` counts the
+// taps before the end of the explicit padding (count_include_pad's divisor).
+struct TapRange {
+  int64_t lo, hi, padded;
+};
+
+__device__ __forceinline__ TapRange tap_range(int64_t start, int64_t k, int64_t d, int64_t in, int64_t pad_end) {
+  TapRange r;
+  r.lo = start >= 0 ? 0 : (-start + d - 1) / d;
+  r.hi = start >= in ? 0 : min(k, (in - 1 - start) / d + 1);
+  r.hi = max(r.hi, r.lo);
+  r.padded = start >= in + pad_end ? 0 : min(k, (in + pad_end - 1 - start) / d + 1);
+  return r;
+}
+
+// 2-D pooling over NCHW: one thread per output element; tap ranges replace the
+// generic kernel's per-tap divisions and bounds checks (same taps, same order).
+template <typename T, typename I>
+__global__ void pool2d_kernel(PoolGeom g, const T* x, T* y, I total) {
+  for (I idx = blockIdx.x * static_cast<I>(blockDim.x) + threadIdx.x; idx < total;
+       idx += static_cast<I>(gridDim.x) * blockDim.x) {
+    const I ow = idx % static_cast<I>(g.out[1]);
+    I rest = idx / static_cast<I>(g.out[1]);
+    const I oh = rest % static_cast<I>(g.out[0]);
+    const I plane = rest / static_cast<I>(g.out[0]);
+    const int64_t h0 = static_cast<int64_t>(oh) * g.s[0] - g.pb[0], w0 = static_cast<int64_t>(ow) * g.s[1] - g.pb[1];
+    const TapRange rh = tap_range(h0, g.k[0], g.d[0], g.in[0], g.pe[0]);
+    const TapRange rw = tap_range(w0, g.k[1], g.d[1], g.in[1], g.pe[1]);
+    const T* xp = x + static_cast<int64_t>(plane) * g.in_count;
+    PoolAcc a;
+    for (int64_t i = rh.lo; i < rh.hi; ++i) {
+      const T* row = xp + (h0 + i * g.d[0]) * g.in[1] + w0;
+      for (int64_t j = rw.lo; j < rw.hi; ++j) a.add(g, cuda::to_f(row[j * g.d[1]]));
+    }
+    y[idx] = cuda::from_f<T>(a.result(g, rh.padded * rw.padded));
+  }
+}
+
+/// N elements of T as one 16-byte (or smaller) aligned load/store.
+template <typename T, int N>
+struct alignas(sizeof(T) * N) Vec {
+  T v[N];
+};
+
+// 2-D max / average pooling over NHWC, vectorized along C: a thread produces
+// kLanes consecutive channels (16 bytes) of one output pixel. Needs
+// C % kLanes == 0 and 16-byte aligned x and y. Max keeps PoolAcc's rule per
+// channel (NaNs skipped unless the window holds nothing else; empty window -inf);
+// average sums in fp32 like PoolAcc.
+template <typename T, bool kMaxKind, typename I>
+__global__ void pool_nhwc_vec_kernel(PoolGeom g, I groups, const T* __restrict__ x, T* __restrict__ y, I total) {
+  constexpr int kLanes = 16 / sizeof(T);
+  using V = Vec<T, kLanes>;
+  const int64_t channels = static_cast<int64_t>(groups) * kLanes;
+  for (I idx = blockIdx.x * static_cast<I>(blockDim.x) + threadIdx.x; idx < total;
+       idx += static_cast<I>(gridDim.x) * blockDim.x) {
+    const I cg = idx % groups;
+    I rest = idx / groups;
+    const I ow = rest % static_cast<I>(g.out[1]);
+    rest /= static_cast<I>(g.out[1]);
+    const I oh = rest % static_cast<I>(g.out[0]);
+    const I n = rest / static_cast<I>(g.out[0]);
+    const int64_t h0 = static_cast<int64_t>(oh) * g.s[0] - g.pb[0], w0 = static_cast<int64_t>(ow) * g.s[1] - g.pb[1];
+    const TapRange rh = tap_range(h0, g.k[0], g.d[0], g.in[0], g.pe[0]);
+    const TapRange rw = tap_range(w0, g.k[1], g.d[1], g.in[1], g.pe[1]);
+    const T* xp = x + static_cast<int64_t>(n) * g.in[0] * g.in[1] * channels + static_cast<int64_t>(cg) * kLanes;
+    float acc[kLanes];
+    bool seen[kLanes];  // max: a non-NaN value was seen
+#pragma unroll
+    for (int l = 0; l < kLanes; ++l) {
+      acc[l] = kMaxKind ? -INFINITY : 0.f;
+      seen[l] = false;
+    }
+    for (int64_t i = rh.lo; i < rh.hi; ++i) {
+      const T* row = xp + (h0 + i * g.d[0]) * g.in[1] * channels;
+      for (int64_t j = rw.lo; j < rw.hi; ++j) {
+        const V v = *reinterpret_cast<const V*>(row + (w0 + j * g.d[1]) * channels);
+#pragma unroll
+        for (int l = 0; l < kLanes; ++l) {
+          const float f = cuda::to_f(v.v[l]);
+          if (kMaxKind) {
+            acc[l] = f > acc[l] ? f : acc[l];  // never picks NaN
+            seen[l] = seen[l] || f == f;
+          } else {
+            acc[l] += f;
+          }
+        }
+      }
+    }
+    const int64_t valid = (rh.hi - rh.lo) * (rw.hi - rw.lo);
+    const int64_t count = g.count_include_pad ? rh.padded * rw.padded : valid;
+    V out;
+#pragma unroll
+    for (int l = 0; l < kLanes; ++l) {
+      float r;
+      if (kMaxKind)
+        r = seen[l] ? acc[l] : (valid ? __int_as_float(0x7fc00000) : -INFINITY);
+      else
+        r = count > 0 ? acc[l] / static_cast<float>(count) : 0.f;
+      out.v[l] = cuda::from_f<T>(r);
+    }
+    *reinterpret_cast<V*>(y + static_cast<int64_t>(idx) * kLanes) = out;
+  }
+}
+
+bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
+
+/// Launches kernel<I> with 32-bit index math when `total` allows it.
+template <typename Launch>
+void with_index_type(int64_t total, Launch&& launch) {
+  if (total <= INT32_MAX)
+    launch(static_cast<uint32_t>(0));
+  else
+    launch(static_cast<int64_t>(0));
+}
+
 Status run_pool(KernelContext& ctx, pool::PoolKind kind) {
   const Tensor& x = ctx.input(0);
   Tensor& y = ctx.output(0);
@@ -150,16 +273,43 @@ Status run_pool(KernelContext& ctx, pool::PoolKind kind) {
   g.in_count = s->in_count;
   g.out_count = s->out_count;
   g.k_count = s->k_count;
+  cudaStream_t stream = cuda::stream_of(ctx);
   if (nhwc) {
+    const int64_t channels = x.dim(3);
+    const int64_t lanes = x.dtype() == DataType::kFloat32 ? 4 : 8;
+    if (kind != pool::PoolKind::kLp && channels % lanes == 0 && aligned16(x.data()) && aligned16(y.data())) {
+      const int64_t groups = channels / lanes, vec_total = total / lanes;
+      KILN_CUDA_DISPATCH_FLOAT(x.dtype(), T, {
+        with_index_type(vec_total, [&](auto tag) {
+          using I = decltype(tag);
+          if (kind == pool::PoolKind::kMax)
+            pool_nhwc_vec_kernel<T, true, I><<<cuda::grid_for(vec_total), cuda::kBlock, 0, stream>>>(
+                g, static_cast<I>(groups), x.data_as<T>(), y.data_as<T>(), static_cast<I>(vec_total));
+          else
+            pool_nhwc_vec_kernel<T, false, I><<<cuda::grid_for(vec_total), cuda::kBlock, 0, stream>>>(
+                g, static_cast<I>(groups), x.data_as<T>(), y.data_as<T>(), static_cast<I>(vec_total));
+        });
+      });
+      return cuda::launch_status(ctx, "pool_nhwc_vec");
+    }
     KILN_CUDA_DISPATCH_FLOAT(x.dtype(), T, {
       pool_nhwc_kernel<T><<<cuda::grid_for(total), cuda::kBlock, 0, cuda::stream_of(ctx)>>>(g, x.dim(3), x.data_as<T>(),
                                                                                             y.data_as<T>(), total);
     });
     return cuda::launch_status(ctx, "pool_nhwc");
   }
+  if (g.sp == 2) {
+    KILN_CUDA_DISPATCH_FLOAT(x.dtype(), T, {
+      with_index_type(total, [&](auto tag) {
+        using I = decltype(tag);
+        pool2d_kernel<T, I><<<cuda::grid_for(total), cuda::kBlock, 0, stream>>>(g, x.data_as<T>(), y.data_as<T>(),
+                                                                                static_cast<I>(total));
+      });
+    });
+    return cuda::launch_status(ctx, "pool2d");
+  }
   KILN_CUDA_DISPATCH_FLOAT(x.dtype(), T, {
-    pool_kernel<T>
-        <<<cuda::grid_for(total), cuda::kBlock, 0, cuda::stream_of(ctx)>>>(g, x.data_as<T>(), y.data_as<T>(), total);
+    pool_kernel<T><<<cuda::grid_for(total), cuda::kBlock, 0, stream>>>(g, x.data_as<T>(), y.data_as<T>(), total);
   });
   return cuda::launch_status(ctx, "pool");
 }
@@ -212,19 +362,132 @@ __global__ void global_pool_kernel(int kind, float p, const T* x, T* y, int64_t 
   if (threadIdx.x == 0) y[blockIdx.x] = cuda::from_f<T>(r);
 }
 
+// Small planes (count <= kWarpPlaneMax): one warp per (N, C) plane, 8 planes per block.
+constexpr int64_t kWarpPlaneMax = 2048;
+constexpr int kWarpsPerBlock = 8;
+
+template <typename T>
+__global__ void global_pool_warp_kernel(int kind, float p, const T* x, T* y, int64_t planes, int64_t count) {
+  const int64_t plane = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + (threadIdx.x >> 5);
+  const int lane = threadIdx.x & 31;
+  if (plane >= planes) return;  // whole warps leave together: the shuffles below stay full-warp
+  const T* xp = x + plane * count;
+  float r;
+  if (kind == static_cast<int>(pool::PoolKind::kMax)) {
+    float acc = -INFINITY;
+    for (int64_t i = lane; i < count; i += 32) {
+      const float v = cuda::to_f(xp[i]);
+      acc = (v != v || v > acc) ? v : acc;  // NaN sticks, as in the reference
+    }
+    r = cuda::warp_reduce(acc, cuda::NanMaxOp());
+  } else {
+    const bool avg = kind == static_cast<int>(pool::PoolKind::kAverage);
+    double acc = 0.0;
+    for (int64_t i = lane; i < count; i += 32) {
+      const double v = cuda::to_f(xp[i]);
+      acc += avg ? v : pow(fabs(v), static_cast<double>(p));
+    }
+    acc = cuda::warp_reduce(acc, cuda::SumOp());
+    r = static_cast<float>(avg ? acc / static_cast<double>(count) : pow(acc, 1.0 / p));
+  }
+  if (lane == 0) y[plane] = cuda::from_f<T>(r);
+}
+
+// NHWC [N, H, W, C] -> [N, 1, 1, C] (the same bytes as NCHW [N, C, 1, 1]). Block
+// (32, kSlices): x walks channel groups of kLanes channels (coalesced along C),
+// y strides over the H*W pixels; the slices are combined through shared memory.
+constexpr int kSlices = 8;
+
+template <typename T, int kLanes>
+__global__ void global_pool_nhwc_kernel(int kind, float p, const T* __restrict__ x, T* __restrict__ y, int64_t groups,
+                                        int64_t pixels) {
+  using V = Vec<T, kLanes>;
+  __shared__ double part[kSlices][32][kLanes];
+  const int64_t g = static_cast<int64_t>(blockIdx.x) * 32 + threadIdx.x;
+  const int64_t n = blockIdx.y;
+  const int64_t channels = groups * kLanes;
+  const bool is_max = kind == static_cast<int>(pool::PoolKind::kMax);
+  const bool avg = kind == static_cast<int>(pool::PoolKind::kAverage);
+  double acc[kLanes];
+#pragma unroll
+  for (int l = 0; l < kLanes; ++l) acc[l] = is_max ? -INFINITY : 0.0;
+  if (g < groups) {
+    const T* xp = x + n * pixels * channels + g * kLanes;
+    for (int64_t px = threadIdx.y; px < pixels; px += kSlices) {
+      const V v = *reinterpret_cast<const V*>(xp + px * channels);
+#pragma unroll
+      for (int l = 0; l < kLanes; ++l) {
+        const double f = cuda::to_f(v.v[l]);
+        if (is_max)
+          acc[l] = (f != f || f > acc[l]) ? f : acc[l];  // NaN sticks, as in the reference
+        else
+          acc[l] += avg ? f : pow(fabs(f), static_cast<double>(p));
+      }
+    }
+  }
+#pragma unroll
+  for (int l = 0; l < kLanes; ++l) part[threadIdx.y][threadIdx.x][l] = acc[l];
+  __syncthreads();
+  if (threadIdx.y != 0 || g >= groups) return;
+  V out;
+#pragma unroll
+  for (int l = 0; l < kLanes; ++l) {
+    double a = part[0][threadIdx.x][l];
+    for (int s = 1; s < kSlices; ++s) {
+      const double b = part[s][threadIdx.x][l];
+      a = is_max ? ((b != b || b > a) ? b : a) : a + b;
+    }
+    if (avg)
+      a = a / static_cast<double>(pixels);
+    else if (!is_max)
+      a = pow(a, 1.0 / p);
+    out.v[l] = cuda::from_f<T>(static_cast<float>(a));
+  }
+  *reinterpret_cast<V*>(y + n * channels + g * kLanes) = out;
+}
+
 Status run_global(KernelContext& ctx, pool::PoolKind kind) {
   const Tensor& x = ctx.input(0);
   Tensor& y = ctx.output(0);
   if (x.rank() < 3) return ctx.error("X must have rank >= 3");
-  const int64_t planes = x.dim(0) * x.dim(1);
+  const bool nhwc = is_nhwc(ctx.node());
+  if (nhwc && x.rank() != 4) return ctx.error("NHWC global pooling is 2-D only", ErrorCode::kUnsupported);
+  const int64_t channels = nhwc ? x.dim(3) : x.dim(1);
+  const int64_t planes = x.dim(0) * channels;
   if (planes == 0) return Status();
   const int64_t count = x.numel() / planes;
   const int64_t p = ctx.attrs().get_int("p", 2);
   if (kind == pool::PoolKind::kLp && p < 1) return ctx.error("p must be >= 1");
+  cudaStream_t stream = cuda::stream_of(ctx);
+  if (nhwc) {
+    if (x.dim(0) > 65535) return ctx.error("batch too large", ErrorCode::kUnsupported);
+    const int64_t lanes = x.dtype() == DataType::kFloat32 ? 4 : 8;
+    const bool vec = channels % lanes == 0 && aligned16(x.data()) && aligned16(y.data());
+    const int64_t groups = vec ? channels / lanes : channels;
+    const dim3 grid(static_cast<unsigned>((groups + 31) / 32), static_cast<unsigned>(x.dim(0)));
+    const dim3 block(32, kSlices);
+    KILN_CUDA_DISPATCH_FLOAT(x.dtype(), T, {
+      if (vec)
+        global_pool_nhwc_kernel<T, 16 / sizeof(T)><<<grid, block, 0, stream>>>(
+            static_cast<int>(kind), static_cast<float>(p), x.data_as<T>(), y.data_as<T>(), groups, count);
+      else
+        global_pool_nhwc_kernel<T, 1><<<grid, block, 0, stream>>>(static_cast<int>(kind), static_cast<float>(p),
+                                                                  x.data_as<T>(), y.data_as<T>(), groups, count);
+    });
+    return cuda::launch_status(ctx, "global_pool_nhwc");
+  }
+  if (count <= kWarpPlaneMax) {
+    const int64_t blocks = (planes + kWarpsPerBlock - 1) / kWarpsPerBlock;
+    if (blocks > INT32_MAX) return ctx.error("too many planes", ErrorCode::kUnsupported);
+    KILN_CUDA_DISPATCH_FLOAT(x.dtype(), T, {
+      global_pool_warp_kernel<T><<<static_cast<unsigned>(blocks), 32 * kWarpsPerBlock, 0, stream>>>(
+          static_cast<int>(kind), static_cast<float>(p), x.data_as<T>(), y.data_as<T>(), planes, count);
+    });
+    return cuda::launch_status(ctx, "global_pool_warp");
+  }
   if (planes > INT32_MAX) return ctx.error("too many planes", ErrorCode::kUnsupported);
-  const int block = count >= 1024 ? 256 : count >= 256 ? 128 : 32;
   KILN_CUDA_DISPATCH_FLOAT(x.dtype(), T, {
-    global_pool_kernel<T><<<static_cast<unsigned>(planes), block, 0, cuda::stream_of(ctx)>>>(
+    global_pool_kernel<T><<<static_cast<unsigned>(planes), 256, 0, stream>>>(
         static_cast<int>(kind), static_cast<float>(p), x.data_as<T>(), y.data_as<T>(), count);
   });
   return cuda::launch_status(ctx, "global_pool");
@@ -234,7 +497,10 @@ Status global_avg_cuda(KernelContext& ctx) { return run_global(ctx, pool::PoolKi
 Status global_max_cuda(KernelContext& ctx) { return run_global(ctx, pool::PoolKind::kMax); }
 Status global_lp_cuda(KernelContext& ctx) { return run_global(ctx, pool::PoolKind::kLp); }
 
-bool applies_global(const ir::Node&, const std::vector<TensorType>& inputs) { return float_input(inputs); }
+bool applies_global(const ir::Node& node, const std::vector<TensorType>& inputs) {
+  if (!float_input(inputs)) return false;
+  return !is_nhwc(node) || (inputs[0].shape && inputs[0].shape->size() == 4);
+}
 
 }  // namespace
 

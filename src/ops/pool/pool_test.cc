@@ -42,7 +42,7 @@ Tensor naive_pool(const Pool2d& p, const std::string& kind, const Tensor& x, int
             sum += kind == "lp" ? std::pow(std::fabs(v), lp) : v;
             ++valid;
           }
-        double r = kind == "max" ? best
+        double r = kind == "max"   ? best
                    : kind == "avg" ? sum / static_cast<double>(p.include_pad ? padded : valid)
                                    : std::pow(sum, 1.0 / lp);
         y.set_from_double((pl * oh + i) * ow + j, r);
@@ -89,8 +89,8 @@ TEST(MaxPool, PrecomputedPadsHandChecked) {
   c.input(Tensor::from_vector<float>(DataType::kFloat32, {1, 1, 5, 5}, xs));
   auto out = c.run();
   ASSERT_TRUE(out.ok()) << out.status().to_string();
-  std::vector<float> want = {13, 14, 15, 15, 15, 18, 19, 20, 20, 20, 23, 24, 25, 25, 25,
-                             23, 24, 25, 25, 25, 23, 24, 25, 25, 25};
+  std::vector<float> want = {13, 14, 15, 15, 15, 18, 19, 20, 20, 20, 23, 24, 25,
+                             25, 25, 23, 24, 25, 25, 25, 23, 24, 25, 25, 25};
   EXPECT_TRUE(tensors_close((*out)[0], Tensor::from_vector<float>(DataType::kFloat32, {1, 1, 5, 5}, want), 0, 0));
 }
 
@@ -204,7 +204,7 @@ TEST(AveragePool, AutoPadSame) {
     a.attr("kernel_shape", Attribute::from_ints({2, 2})).attr("auto_pad", Attribute::from_string(ap));
     b.attr("kernel_shape", Attribute::from_ints({2, 2}));
     b.attr("pads", Attribute::from_ints(ap == "SAME_UPPER" ? std::vector<int64_t>{0, 0, 1, 1}
-                                                            : std::vector<int64_t>{1, 1, 0, 0}));
+                                                           : std::vector<int64_t>{1, 1, 0, 0}));
     a.input(DataType::kFloat32, {1, 2, 7, 6});
     b.input(*a.inputs()[0]);
     auto oa = a.run(), ob = b.run();
@@ -359,6 +359,122 @@ TEST(GlobalPool, CudaOddSizesAndDtypes) {
         EXPECT_GE(c.expect_all_kernels_match(t.rtol, t.atol), gpu_kernels())
             << op << " " << dtype_name(t.dtype) << " " << dims_to_string(x);
       }
+}
+
+// ---- NHWC cases (kiln.nhwc = 1: X is [N, H, W, C]). C % 8 == 0 (fp16/bf16) or C % 4 == 0
+// (fp32) takes the vectorized CUDA kernel, other channel counts the scalar NHWC kernel.
+
+struct NhwcPool {
+  Dims x;  // [N, H, W, C]
+  std::vector<int64_t> kernel, strides, pads, dilations;
+  int ceil = 0;
+  std::string auto_pad;
+};
+
+OpCase make_nhwc_pool(const std::string& op, const NhwcPool& p, DataType dt, int include_pad) {
+  OpCase c(op, 19);
+  c.attr("kernel_shape", Attribute::from_ints(p.kernel)).attr("strides", Attribute::from_ints(p.strides));
+  if (!p.pads.empty()) c.attr("pads", Attribute::from_ints(p.pads));
+  if (!p.auto_pad.empty()) c.attr("auto_pad", Attribute::from_string(p.auto_pad));
+  if (!p.dilations.empty()) c.attr("dilations", Attribute::from_ints(p.dilations));
+  c.attr("ceil_mode", Attribute::from_int(p.ceil));
+  if (op == "AveragePool") c.attr("count_include_pad", Attribute::from_int(include_pad));
+  c.attr("kiln.nhwc", Attribute::from_int(1));
+  c.input(dt, p.x, -3, 3);
+  return c;
+}
+
+TEST(Pool, CudaNhwcVectorizedChannelsAndFallback) {
+  std::vector<NhwcPool> geoms = {
+      {{2, 9, 7, 0}, {3, 3}, {2, 2}, {1, 1, 1, 1}, {}, 0},        // ResNet stem pool, odd sizes
+      {{1, 7, 9, 0}, {5, 5}, {1, 1}, {2, 2, 2, 2}, {}, 0},        // YOLO SPPF
+      {{1, 10, 11, 0}, {3, 2}, {2, 3}, {1, 0, 0, 1}, {}, 1},      // ceil_mode, asymmetric pads
+      {{2, 11, 10, 0}, {2, 3}, {1, 2}, {0, 1, 1, 1}, {2, 2}, 1},  // dilations
+      {{1, 9, 10, 0}, {3, 4}, {2, 3}, {}, {}, 0, "SAME_UPPER"},   // auto_pad
+      {{1, 5, 5, 0}, {3, 3}, {3, 3}, {1, 1, 1, 1}, {}, 1},        // ceil_mode with pads
+      {{1, 6, 7, 0}, {3, 3}, {2, 2}, {0, 0, 0, 0}, {}, 1},        // ceil window past the input
+  };
+  for (const char* op : {"MaxPool", "AveragePool"})
+    for (const Tol& t : kFloatTols)
+      for (int64_t ch : {8, 16, 64, 3, 4, 12})
+        for (size_t i = 0; i < geoms.size(); ++i)
+          for (int include_pad : {0, 1}) {
+            if (std::string(op) == "MaxPool" && include_pad) continue;
+            NhwcPool g = geoms[i];
+            g.x[3] = ch;
+            OpCase c = make_nhwc_pool(op, g, t.dtype, include_pad);
+            EXPECT_GE(c.expect_all_kernels_match(t.rtol, t.atol), gpu_kernels())
+                << op << " " << dtype_name(t.dtype) << " C=" << ch << " case " << i << " pad " << include_pad;
+          }
+}
+
+TEST(Pool, CudaNhwcMaxPoolNaNAndInfinity) {
+  // [1, 4, 4, 8]: per channel, window (0,0) of a 2x2/2 pool is all NaN in channel 0,
+  // all -inf in channel 1, NaN and -inf in channel 2, NaN next to values elsewhere.
+  for (const Tol& t : kFloatTols) {
+    std::mt19937 rng(5);
+    Tensor x = random_tensor(t.dtype, {1, 4, 4, 8}, rng, -2, 2);
+    auto at = [](int64_t h, int64_t w, int64_t c) { return (h * 4 + w) * 8 + c; };
+    for (int64_t h : {0, 1})
+      for (int64_t w : {0, 1}) {
+        x.set_from_double(at(h, w, 0), std::nan(""));
+        x.set_from_double(at(h, w, 1), -INFINITY);
+        x.set_from_double(at(h, w, 2), (h + w) % 2 ? -INFINITY : std::nan(""));
+      }
+    x.set_from_double(at(2, 2, 5), std::nan(""));
+    x.set_from_double(at(3, 3, 6), INFINITY);
+    x.set_from_double(at(0, 3, 7), std::nan(""));
+    for (auto pads : {std::vector<int64_t>{0, 0, 0, 0}, std::vector<int64_t>{1, 1, 1, 1}}) {
+      OpCase c("MaxPool", 12);
+      c.attr("kernel_shape", Attribute::from_ints({2, 2})).attr("strides", Attribute::from_ints({2, 2}));
+      c.attr("pads", Attribute::from_ints(pads)).attr("kiln.nhwc", Attribute::from_int(1));
+      c.input(x);
+      auto out = c.run();
+      ASSERT_TRUE(out.ok()) << out.status().to_string();
+      if (pads[0] == 0) {
+        EXPECT_TRUE(std::isnan((*out)[0].get_as_double(0)));
+        EXPECT_EQ((*out)[0].get_as_double(1), -INFINITY);
+        EXPECT_EQ((*out)[0].get_as_double(2), -INFINITY);
+      }
+      EXPECT_GE(c.expect_all_kernels_match(0, 0), gpu_kernels()) << dtype_name(t.dtype);
+    }
+  }
+}
+
+TEST(GlobalPool, CudaNhwcAndWarpPlanes) {
+  for (const char* op : {"GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool"})
+    for (const Tol& t : kFloatTols) {
+      // NHWC [N, H, W, C]: vectorized (C % 8 / C % 4), scalar otherwise; many pixels.
+      for (const Dims& x : {Dims{2, 7, 7, 16}, Dims{1, 3, 5, 64}, Dims{2, 5, 4, 3}, Dims{1, 7, 7, 12}, Dims{2, 1, 1, 8},
+                            Dims{1, 33, 35, 40}}) {
+        OpCase c(op, 22);
+        c.attr("kiln.nhwc", Attribute::from_int(1));
+        c.input(t.dtype, x);
+        EXPECT_GE(c.expect_all_kernels_match(t.rtol, t.atol), gpu_kernels())
+            << op << " NHWC " << dtype_name(t.dtype) << " " << dims_to_string(x);
+      }
+      // NCHW: planes not a multiple of the 8 warps of a block, the warp / block threshold.
+      for (const Dims& x : {Dims{3, 37, 7, 7}, Dims{1, 4, 64, 32}, Dims{1, 3, 64, 33}, Dims{2, 9, 1, 1}}) {
+        OpCase c(op, 22);
+        c.input(t.dtype, x);
+        EXPECT_GE(c.expect_all_kernels_match(t.rtol, t.atol), gpu_kernels())
+            << op << " " << dtype_name(t.dtype) << " " << dims_to_string(x);
+      }
+    }
+}
+
+TEST(GlobalPool, CudaMaxPropagatesNaN) {
+  for (bool nhwc : {false, true}) {
+    std::mt19937 rng(7);
+    Tensor x = random_tensor(DataType::kFloat16, {2, 8, 5, 5}, rng);
+    x.set_from_double(3, std::nan(""));
+    x.set_from_double(77, -INFINITY);
+    x.set_from_double(130, std::nan(""));
+    OpCase c("GlobalMaxPool", 22);
+    if (nhwc) c.attr("kiln.nhwc", Attribute::from_int(1));
+    c.input(x);
+    EXPECT_GE(c.expect_all_kernels_match(0, 0), gpu_kernels()) << nhwc;
+  }
 }
 
 }  // namespace

@@ -4,7 +4,9 @@
 // linear / cubic taps of every resized axis (fp32/fp16/bf16, accumulated in
 // double). The plan (sizes, scales, roi) comes from the host values of the
 // scales/sizes/roi inputs through the reference's make_plan. Antialiasing is
-// left to the CPU.
+// left to the CPU. Nearest resizes with integer up/down factors (the common 2x
+// upsample) take fast kernels: 16-byte copies of the untouched trailing dims
+// (NHWC: channels) or a load-and-widen along the last dim (NCHW: W).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -40,7 +42,7 @@ struct ResizeParams {
 };
 
 /// Output coordinate o to a fractional input coordinate (resize_kernel.cc's source_coord).
-__device__ double source_coord(const ResizeParams& p, const AxisParams& a, int64_t o) {
+__host__ __device__ double source_coord(const ResizeParams& p, const AxisParams& a, int64_t o) {
   double in = static_cast<double>(a.in), s = a.scale, x = static_cast<double>(o);
   double out_f = s * in;  // the unrounded output length, as the reference uses
   switch (p.coord) {
@@ -68,12 +70,12 @@ __device__ double source_coord(const ResizeParams& p, const AxisParams& a, int64
   return x;
 }
 
-__device__ __forceinline__ bool extrapolated(const ResizeParams& p, const AxisParams& a, double x) {
+__host__ __device__ __forceinline__ bool extrapolated(const ResizeParams& p, const AxisParams& a, double x) {
   return p.coord == CoordMode::kTfCropAndResize && (x < 0 || x > static_cast<double>(a.in - 1));
 }
 
 /// Keeps huge coordinates where integer conversion is defined (resize_kernel.cc's tame).
-__device__ __forceinline__ double tame(double x, int64_t in, int64_t taps) {
+__host__ __device__ __forceinline__ double tame(double x, int64_t in, int64_t taps) {
   double lo = -static_cast<double>(taps + 2), hi = static_cast<double>(in + taps + 2);
   if (x != x) return lo;
   return fmin(fmax(x, lo), hi);
@@ -81,7 +83,7 @@ __device__ __forceinline__ double tame(double x, int64_t in, int64_t taps) {
 
 constexpr int64_t kExtrap = std::numeric_limits<int64_t>::min();
 
-__device__ int64_t nearest_index(const ResizeParams& p, const AxisParams& a, int64_t o) {
+__host__ __device__ int64_t nearest_index(const ResizeParams& p, const AxisParams& a, int64_t o) {
   double x = source_coord(p, a, o);
   if (extrapolated(p, a, x)) return kExtrap;
   x = tame(x, a.in, 2);
@@ -125,6 +127,260 @@ __global__ void resize_nearest_kernel(const T* __restrict__ x, T* __restrict__ y
     }
     y[i] = special == 1 ? extrap_v : special == 2 ? T(0) : x[off];
   }
+}
+
+// ---------------------------------------------------------------- Fast nearest
+// Nearest resizes whose per-axis index map is periodic: with o = q * k + r,
+// source(o) = clamp(q * j + phase[r], 0, in - 1) (integer upsampling: j = 1,
+// k = out / in; integer downsampling: k = 1, j = in / out; copied axes: k = j = 1,
+// phase 0). The host fits the map and checks it against nearest_index (the
+// reference's rule, run in the same double arithmetic) for every output index of
+// the axis, so the fast kernels gather exactly the elements the reference does
+// for every coordinate_transformation_mode / nearest_mode; anything that does not
+// fit (non-integer scales, extrapolation, exclude_outside taps outside the input)
+// takes resize_nearest_kernel.
+
+constexpr int kMaxPeriod = 16;
+constexpr int64_t kMaxCheckedOut = int64_t{1} << 18;  ///< longer axes are not fitted (host time)
+
+struct FastAxis {
+  int64_t out = 1, in = 1, stride = 0;  ///< stride: in the kernel's load units
+  int32_t k = 1, j = 1;
+  int32_t phase[kMaxPeriod] = {};
+};
+
+struct FastNearest {
+  int rank = 0;  ///< leading axes that are indexed; the rest is a contiguous run
+  FastAxis ax[kMaxRank];
+};
+
+/// Per-axis maps of a nearest resize, or false if some axis does not fit.
+bool fit_fast_nearest(const ResizeParams& p, FastAxis (&maps)[kMaxRank]) {
+  for (int d = 0; d < p.rank; ++d) {
+    const AxisParams& a = p.ax[d];
+    FastAxis& m = maps[d];
+    m.out = a.out;
+    m.in = a.in;
+    if (!a.active) {
+      if (a.out != a.in) return false;
+      continue;
+    }
+    if (a.in <= 0 || a.out > kMaxCheckedOut) return false;
+    if (a.out % a.in == 0 && a.out / a.in <= kMaxPeriod) {
+      m.k = static_cast<int32_t>(a.out / a.in);
+      m.j = 1;
+    } else if (a.in % a.out == 0 && a.in / a.out <= INT32_MAX) {
+      m.k = 1;
+      m.j = static_cast<int32_t>(a.in / a.out);
+    } else {
+      return false;
+    }
+    for (int64_t o = 0; o < a.out; ++o) {
+      const int64_t s = nearest_index(p, a, o);
+      if (s == kExtrap || (p.exclude_outside && (s < 0 || s >= a.in))) return false;
+      const int64_t q = o / m.k, r = o - q * m.k;
+      if (o < m.k) {
+        if (s < INT32_MIN || s > INT32_MAX) return false;
+        m.phase[r] = static_cast<int32_t>(s);
+      } else if (s != q * m.j + m.phase[r]) {
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
+bool is_copy_axis(const FastAxis& m) { return m.k == 1 && m.j == 1 && m.phase[0] == 0 && m.out == m.in; }
+
+template <typename I>
+__device__ __forceinline__ int64_t fast_source(const FastAxis& m, I o) {
+  I q = o, r = 0;
+  if (m.k != 1) {
+    q = o / static_cast<I>(m.k);
+    r = o - q * static_cast<I>(m.k);
+  }
+  int64_t s = static_cast<int64_t>(q) * m.j + m.phase[r];
+  return s < 0 ? 0 : (s >= m.in ? m.in - 1 : s);
+}
+
+/// Input offset (in load units) of output row `row` over the indexed axes.
+template <typename I>
+__device__ __forceinline__ int64_t fast_row_offset(const FastNearest& f, I row) {
+  int64_t off = 0;
+  for (int d = f.rank - 1; d >= 0; --d) {
+    const FastAxis& m = f.ax[d];
+    const I q = row / static_cast<I>(m.out);
+    off += fast_source(m, row - q * static_cast<I>(m.out)) * m.stride;
+    row = q;
+  }
+  return off;
+}
+
+// The trailing copied axes form a contiguous run of `run` load units V (up to 16
+// bytes) per output row: one thread per output unit (NHWC: 8 fp16 channels).
+template <typename V, typename I>
+__global__ void resize_nearest_run_kernel(const V* __restrict__ x, V* __restrict__ y,
+                                          const __grid_constant__ FastNearest f, I run, I total) {
+  for (I i = blockIdx.x * static_cast<I>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<I>(gridDim.x) * blockDim.x) {
+    const I row = i / run;
+    y[i] = x[fast_row_offset(f, row) + (i - row * run)];
+  }
+}
+
+template <typename T, int N>
+struct alignas(sizeof(T) * N) Vec {
+  T v[N];
+};
+
+// The last axis is upsampled by K with source(o) = o / K (NCHW 2x: W): a thread
+// loads N input elements of a row and stores the K * N outputs they fill.
+template <typename T, int N, int K, typename I>
+__global__ void resize_nearest_expand_kernel(const T* __restrict__ x, T* __restrict__ y,
+                                             const __grid_constant__ FastNearest f, I chunks, I total) {
+  using VIn = Vec<T, N>;
+  const int64_t out_row = static_cast<int64_t>(chunks) * N * K;
+  for (I i = blockIdx.x * static_cast<I>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<I>(gridDim.x) * blockDim.x) {
+    const I row = i / chunks, c = i - row * chunks;
+    const VIn v = *reinterpret_cast<const VIn*>(x + fast_row_offset(f, row) + static_cast<int64_t>(c) * N);
+    T* yp = y + static_cast<int64_t>(row) * out_row + static_cast<int64_t>(c) * N * K;
+#pragma unroll
+    for (int q = 0; q < K; ++q) {
+      VIn o;
+#pragma unroll
+      for (int l = 0; l < N; ++l) o.v[l] = v.v[(q * N + l) / K];
+      *reinterpret_cast<VIn*>(yp + q * N) = o;
+    }
+  }
+}
+
+template <typename Launch>
+void with_index_type(int64_t n, Launch&& launch) {
+  if (n <= INT32_MAX)
+    launch(static_cast<uint32_t>(0));
+  else
+    launch(static_cast<int64_t>(0));
+}
+
+bool aligned_to(const void* p, int64_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
+
+template <typename T, int N, int K>
+void launch_expand(const Tensor& x, Tensor& y, const FastNearest& f, int64_t chunks, int64_t total,
+                   cudaStream_t stream) {
+  with_index_type(total, [&](auto tag) {
+    using I = decltype(tag);
+    resize_nearest_expand_kernel<T, N, K, I><<<cuda::grid_for(total), cuda::kBlock, 0, stream>>>(
+        static_cast<const T*>(x.data()), static_cast<T*>(y.data()), f, static_cast<I>(chunks), static_cast<I>(total));
+  });
+}
+
+template <typename T, int N>
+bool launch_expand_k(int k, const Tensor& x, Tensor& y, const FastNearest& f, int64_t chunks, int64_t total,
+                     cudaStream_t stream) {
+  switch (k) {
+    case 2:
+      launch_expand<T, N, 2>(x, y, f, chunks, total, stream);
+      return true;
+    case 3:
+      launch_expand<T, N, 3>(x, y, f, chunks, total, stream);
+      return true;
+    case 4:
+      launch_expand<T, N, 4>(x, y, f, chunks, total, stream);
+      return true;
+  }
+  return false;
+}
+
+/// Tries the last-axis expansion (16- or 8-byte loads); false if it does not apply.
+bool try_expand(const Tensor& x, Tensor& y, const FastAxis (&maps)[kMaxRank], int rank, cudaStream_t stream) {
+  const FastAxis& last = maps[rank - 1];
+  if (last.j != 1 || last.k < 2 || last.k > 4) return false;
+  for (int r = 0; r < last.k; ++r)
+    if (last.phase[r] != 0) return false;
+  const int64_t es = static_cast<int64_t>(dtype_size(x.dtype()));
+  if (es != 1 && es != 2 && es != 4) return false;
+  int64_t vb = 0;
+  for (int64_t b : {16, 8})
+    if ((last.in * es) % b == 0 && aligned_to(x.data(), b) && aligned_to(y.data(), b) && b / es >= 2) {
+      vb = b;
+      break;
+    }
+  if (vb == 0) return false;
+  FastNearest f;
+  f.rank = rank - 1;
+  int64_t stride = last.in;  // in elements
+  for (int d = rank - 2; d >= 0; --d) {
+    f.ax[d] = maps[d];
+    f.ax[d].stride = stride;
+    stride *= maps[d].in;
+  }
+  const int64_t n = vb / es, chunks = last.in / n, total = y.numel() / (n * last.k);
+  const int k = last.k;
+  if (es == 1)
+    return vb == 16 ? launch_expand_k<uint8_t, 16>(k, x, y, f, chunks, total, stream)
+                    : launch_expand_k<uint8_t, 8>(k, x, y, f, chunks, total, stream);
+  if (es == 2)
+    return vb == 16 ? launch_expand_k<uint16_t, 8>(k, x, y, f, chunks, total, stream)
+                    : launch_expand_k<uint16_t, 4>(k, x, y, f, chunks, total, stream);
+  return vb == 16 ? launch_expand_k<uint32_t, 4>(k, x, y, f, chunks, total, stream)
+                  : launch_expand_k<uint32_t, 2>(k, x, y, f, chunks, total, stream);
+}
+
+template <typename V>
+void launch_run(const Tensor& x, Tensor& y, const FastNearest& f, int64_t run, int64_t total, cudaStream_t stream) {
+  with_index_type(total, [&](auto tag) {
+    using I = decltype(tag);
+    resize_nearest_run_kernel<V, I><<<cuda::grid_for(total), cuda::kBlock, 0, stream>>>(
+        static_cast<const V*>(x.data()), static_cast<V*>(y.data()), f, static_cast<I>(run), static_cast<I>(total));
+  });
+}
+
+/// Runs a fitted nearest resize; false if the maps do not fit (nothing launched).
+bool try_fast_nearest(const ResizeParams& p, const Tensor& x, Tensor& y, cudaStream_t stream) {
+  if (p.rank == 0) return false;
+  FastAxis maps[kMaxRank];
+  if (!fit_fast_nearest(p, maps)) return false;
+  int lead = p.rank;  // axes [lead, rank) are copied unchanged
+  while (lead > 0 && is_copy_axis(maps[lead - 1])) --lead;
+  if (lead == p.rank && try_expand(x, y, maps, p.rank, stream)) return true;
+  const int64_t es = static_cast<int64_t>(dtype_size(x.dtype()));
+  int64_t run_elems = 1;
+  for (int d = lead; d < p.rank; ++d) run_elems *= maps[d].in;
+  const int64_t run_bytes = run_elems * es;
+  int64_t vb = es;
+  for (int64_t b : {16, 8, 4, 2})
+    if (b > es && run_bytes % b == 0 && aligned_to(x.data(), b) && aligned_to(y.data(), b)) {
+      vb = b;
+      break;
+    }
+  FastNearest f;
+  f.rank = lead;
+  int64_t stride = run_bytes / vb;  // in vb-byte units
+  for (int d = lead - 1; d >= 0; --d) {
+    f.ax[d] = maps[d];
+    f.ax[d].stride = stride;
+    stride *= maps[d].in;
+  }
+  const int64_t run = run_bytes / vb, total = y.nbytes() / vb;
+  switch (vb) {
+    case 16:
+      launch_run<uint4>(x, y, f, run, total, stream);
+      break;
+    case 8:
+      launch_run<uint2>(x, y, f, run, total, stream);
+      break;
+    case 4:
+      launch_run<uint32_t>(x, y, f, run, total, stream);
+      break;
+    case 2:
+      launch_run<uint16_t>(x, y, f, run, total, stream);
+      break;
+    default:
+      launch_run<uint8_t>(x, y, f, run, total, stream);
+      break;
+  }
+  return true;
 }
 
 inline constexpr int kMaxTaps = 4;
@@ -329,6 +585,7 @@ Status resize_cuda(KernelContext& ctx) {
   }
   cudaStream_t stream = cuda::stream_of(ctx);
   if (spec.mode == Mode::kNearest) {
+    if (try_fast_nearest(p, x, y, stream)) return cuda::launch_status(ctx, "resize_nearest_fast");
     uint64_t bits = extrapolation_bits(x.dtype(), spec.extrapolation);
     KILN_CUDA_DISPATCH_BYTES(x.dtype(), T, {
       T e;

@@ -320,5 +320,62 @@ TEST(Resize, CudaKernelMatchesReference) {
   EXPECT_GE(big.expect_all_kernels_match(2e-2, 2e-2), 0);
 }
 
+// Nearest resizes with integer factors take the CUDA fast kernels (copied trailing
+// dims as 16-byte runs, or a widened last dim); the rest take the generic kernel.
+// Both must gather exactly what the reference gathers.
+TEST(Resize, CudaNearestFastPathsMatchReference) {
+  struct Shape4 {
+    Dims x;
+    std::vector<double> scales;
+  };
+  const std::vector<Shape4> shapes = {
+      {{2, 5, 7, 8}, {1, 2, 2, 1}},       // NHWC 2x, 8 channels
+      {{1, 4, 3, 64}, {1, 2, 2, 1}},      // NHWC 2x, 64 channels
+      {{1, 3, 5, 16}, {1, 3, 3, 1}},      // NHWC 3x
+      {{1, 5, 4, 3}, {1, 2, 2, 1}},       // NHWC, 3 channels (narrow runs)
+      {{2, 3, 5, 20}, {1, 1, 2, 2}},      // NCHW 2x, W = 20
+      {{1, 2, 3, 16}, {1, 1, 2, 2}},      // NCHW 2x, W = 16
+      {{1, 2, 5, 7}, {1, 1, 3, 3}},       // NCHW 3x, odd W
+      {{1, 2, 4, 8}, {1, 1, 4, 4}},       // NCHW 4x
+      {{1, 2, 8, 12}, {1, 1, 0.5, 0.5}},  // integer downsampling
+      {{1, 3, 4, 5}, {1, 1, 2, 1}},       // only H: W rows copied
+      {{1, 3, 5, 7}, {1, 1, 1.5, 2}},     // non-integer H scale: generic kernel
+  };
+  for (const char* coord : {"half_pixel", "align_corners", "asymmetric", "pytorch_half_pixel", "half_pixel_symmetric",
+                            "tf_half_pixel_for_nn"})
+    for (const char* nearest : {"round_prefer_floor", "round_prefer_ceil", "floor", "ceil"})
+      for (DataType dt :
+           {DataType::kFloat32, DataType::kFloat16, DataType::kBFloat16, DataType::kUInt8, DataType::kInt64})
+        for (size_t i = 0; i < shapes.size(); ++i) {
+          OpCase c("Resize", 13);
+          c.attr("mode", str("nearest")).attr("coordinate_transformation_mode", str(coord));
+          c.attr("nearest_mode", str(nearest));
+          c.input(dt, shapes[i].x, -9, 9).no_input().input(floats(shapes[i].scales));
+          EXPECT_GE(c.expect_all_kernels_match(0, 0), gpu_kernels())
+              << coord << " " << nearest << " " << dtype_name(dt) << " shape " << i;
+        }
+}
+
+TEST(Resize, CudaNearestFastPathSizesAndOpsets) {
+  // sizes instead of scales, Upsample-9, a 5-D tensor, and tf_crop_and_resize (extrapolation).
+  OpCase sizes("Resize", 19);
+  sizes.attr("mode", str("nearest")).attr("coordinate_transformation_mode", str("asymmetric"));
+  sizes.attr("nearest_mode", str("floor"));
+  sizes.input(DataType::kFloat16, {2, 6, 5, 32}).no_input().no_input().input(ints({2, 12, 10, 32}));
+  EXPECT_GE(sizes.expect_all_kernels_match(0, 0), gpu_kernels());
+  OpCase up("Upsample", 9);
+  up.attr("mode", str("nearest")).input(DataType::kBFloat16, {1, 4, 5, 6}).input(floats({1, 1, 2, 2}));
+  EXPECT_GE(up.expect_all_kernels_match(0, 0), gpu_kernels());
+  OpCase five("Resize", 13);
+  five.attr("mode", str("nearest")).input(DataType::kFloat32, {1, 2, 3, 4, 8}).no_input();
+  five.input(floats({1, 1, 2, 2, 1}));
+  EXPECT_GE(five.expect_all_kernels_match(0, 0), gpu_kernels());
+  OpCase crop("Resize", 13);
+  crop.attr("mode", str("nearest")).attr("coordinate_transformation_mode", str("tf_crop_and_resize"));
+  crop.attr("extrapolation_value", ir::Attribute::from_float(-7.f));
+  crop.input(DataType::kFloat16, {1, 3, 4, 8}).input(floats({0, 0, -0.5, 0, 1, 1, 1.5, 1})).input(floats({1, 1, 2, 2}));
+  EXPECT_GE(crop.expect_all_kernels_match(0, 0), gpu_kernels());
+}
+
 }  // namespace
 }  // namespace kiln::test
