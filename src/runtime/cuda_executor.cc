@@ -3,6 +3,8 @@
 #include "ir/shape_only.h"
 
 #include <algorithm>
+#include <mutex>
+#include <shared_mutex>
 #include <set>
 #include <unordered_map>
 
@@ -45,8 +47,8 @@ Result<std::shared_ptr<CudaWeights>> upload_weights(const EngineData& e, int dev
   size_t off = 0;
   for (const ir::Value* v : values) {
     auto* p = static_cast<uint8_t*>(w->buffer.get()) + off;
-    KILN_RETURN_IF_ERROR(cuda::copy_async(p, v->initializer->data(), v->initializer->nbytes(),
-                                          cuda::CopyKind::kHostToDevice, nullptr));
+    KILN_RETURN_IF_ERROR(
+        cuda::copy_async(p, v->initializer->data(), v->initializer->nbytes(), cuda::CopyKind::kHostToDevice, nullptr));
     w->address[v] = p;
     off += align_up(v->initializer->nbytes());
   }
@@ -74,8 +76,8 @@ struct CudaExecutor::Plan {
   bool capturable = true;
   int runs = 0;
   int capture_failures = 0;  // captures invalidated (e.g. by another thread's lazy setup); 3 = stop trying
-  std::set<const ir::Value*> fallback_reads;   // read by a CPU fallback step
-  std::set<const ir::Value*> device_written;   // written by a CUDA kernel with planned dims
+  std::set<const ir::Value*> fallback_reads;  // read by a CPU fallback step
+  std::set<const ir::Value*> device_written;  // written by a CUDA kernel with planned dims
   cuda::Graph graph;
 };
 
@@ -84,9 +86,12 @@ Result<std::unique_ptr<CudaExecutor>> CudaExecutor::create(const EngineData& e, 
   x->engine_ = &e;
   x->weights_ = std::move(w);
   KILN_RETURN_IF_ERROR(cuda::set_device(x->weights_->device));
-  KILN_ASSIGN_OR_RETURN(x->handles_, cuda::Handles::create(x->weights_->device, kWorkspaceBytes));
-  KILN_RETURN_IF_ERROR(cuda::stream_create(&x->own_stream_));
-  KILN_ASSIGN_OR_RETURN(x->arena_, cuda::device_alloc(e.model.memory.arena_bytes, "the activation arena"));
+  {
+    std::unique_lock<std::shared_mutex> no_capture(cuda::capture_lock());
+    KILN_ASSIGN_OR_RETURN(x->handles_, cuda::Handles::create(x->weights_->device, kWorkspaceBytes));
+    KILN_RETURN_IF_ERROR(cuda::stream_create(&x->own_stream_));
+    KILN_ASSIGN_OR_RETURN(x->arena_, cuda::device_alloc(e.model.memory.arena_bytes, "the activation arena"));
+  }
   const ir::Graph& g = *e.model.graph;
   x->shape_only_ = ir::shape_only_nodes(g);
   for (auto& n : g.nodes()) {
@@ -101,7 +106,11 @@ Result<std::unique_ptr<CudaExecutor>> CudaExecutor::create(const EngineData& e, 
 }
 
 CudaExecutor::~CudaExecutor() {
+  std::unique_lock<std::shared_mutex> no_capture(cuda::capture_lock());
   plans_.clear();
+  rt_outputs_.clear();
+  handles_.reset();
+  arena_ = cuda::DeviceBuffer();
   cuda::stream_destroy(own_stream_);
 }
 
@@ -149,7 +158,8 @@ Result<CudaExecutor::Plan*> CudaExecutor::plan_for(const std::map<std::string, D
       return Status(ErrorCode::kInvalidArgument, "input '" + in->name + "' has no concrete dims");
     KILN_RETURN_IF_ERROR(own(in, dt, dims, "input '" + in->name + "'"));
   }
-  for (auto& [v, addr] : weights_->address) p->dev[v] = Tensor::view(v->initializer->dtype(), v->initializer->dims(), addr);
+  for (auto& [v, addr] : weights_->address)
+    p->dev[v] = Tensor::view(v->initializer->dtype(), v->initializer->dims(), addr);
 
   for (auto& node_ptr : g.nodes()) {
     const ir::Node& node = *node_ptr;
@@ -183,7 +193,8 @@ Result<CudaExecutor::Plan*> CudaExecutor::plan_for(const std::map<std::string, D
         if (hv && s.fn) KILN_RETURN_IF_ERROR(upload(in, *hv));
       }
       auto d = p->dev.find(in);
-      if (d != p->dev.end()) s.ins.push_back(d->second);
+      if (d != p->dev.end())
+        s.ins.push_back(d->second);
       else {
         s.ins.emplace_back();
         if (!hv) s.dynamic = true;
@@ -300,8 +311,8 @@ Status CudaExecutor::run_steps(Plan& p, void* stream, const Bindings& direct) {
         if (node.inputs[i] && ins[i].is_null()) {
           const Tensor* t = device_tensor(node.inputs[i]);
           if (!t && !s.host_values[i])
-            return Status(ErrorCode::kInternal, "node " + node.describe() + " input '" + node.inputs[i]->name +
-                                                    "' was not computed");
+            return Status(ErrorCode::kInternal,
+                          "node " + node.describe() + " input '" + node.inputs[i]->name + "' was not computed");
           if (t) ins[i] = *t;
         }
     }
@@ -312,9 +323,12 @@ Status CudaExecutor::run_steps(Plan& p, void* stream, const Bindings& direct) {
       std::vector<ops::TensorType> types;
       bool values_known = true;
       for (size_t i = 0; i < ins.size(); ++i) {
-        if (!node.inputs[i]) types.emplace_back();
-        else if (!ins[i].is_null()) types.push_back({ins[i].dtype(), shape_from_dims(ins[i].dims())});
-        else types.push_back({s.host_values[i]->dtype(), shape_from_dims(s.host_values[i]->dims())});
+        if (!node.inputs[i])
+          types.emplace_back();
+        else if (!ins[i].is_null())
+          types.push_back({ins[i].dtype(), shape_from_dims(ins[i].dims())});
+        else
+          types.push_back({s.host_values[i]->dtype(), shape_from_dims(s.host_values[i]->dims())});
       }
       const ops::OpDef* def = ops::OpRegistry::global().find(node.domain, node.op_type);
       for (int vi : def->value_inputs)
@@ -324,8 +338,10 @@ Status CudaExecutor::run_steps(Plan& p, void* stream, const Bindings& direct) {
       if (dims_known)
         for (size_t k = 0; k < node.outputs.size(); ++k)
           if (node.outputs[k] && (!(*otypes)[k].shape || shape_volume(*(*otypes)[k].shape) < 0)) dims_known = false;
-      if (dims_known) out_types = std::move(*otypes);
-      else on_cpu = true;  // data-dependent here: the CPU kernel computes it
+      if (dims_known)
+        out_types = std::move(*otypes);
+      else
+        on_cpu = true;  // data-dependent here: the CPU kernel computes it
     }
     if (!on_cpu) {
       if (s.dynamic) {
@@ -392,7 +408,8 @@ Status CudaExecutor::run_steps(Plan& p, void* stream, const Bindings& direct) {
       bool has_subgraph = false;
       for (auto& [k, a] : node.attrs.all()) has_subgraph = has_subgraph || a.g || !a.graphs.empty();
       if (has_subgraph)
-        runner = [&scope](const ir::Graph& body, const std::vector<Tensor>& body_inputs) -> Result<std::vector<Tensor>> {
+        runner = [&scope](const ir::Graph& body,
+                          const std::vector<Tensor>& body_inputs) -> Result<std::vector<Tensor>> {
           ExecOptions sub;
           std::vector<Tensor> o;
           KILN_RETURN_IF_ERROR(execute_graph(body, body_inputs, &scope, sub, o));
@@ -493,6 +510,7 @@ Status CudaExecutor::enqueue(const std::map<std::string, Dims>& input_dims,
   rt_host_outputs_.clear();
   if (graph_mode) {
     if (!p->graph.valid() && p->runs > 0 && p->capture_failures < 3) {
+      std::shared_lock<std::shared_mutex> capturing(cuda::capture_lock());
       KILN_RETURN_IF_ERROR(cuda::Graph::begin_capture(stream));
       Status s = run_steps(*p, stream, {});
       Status e = p->graph.end_capture(stream);
@@ -504,8 +522,10 @@ Status CudaExecutor::enqueue(const std::map<std::string, Dims>& input_dims,
         ++p->capture_failures;
       }
     }
-    if (p->graph.valid()) KILN_RETURN_IF_ERROR(p->graph.launch(stream));
-    else KILN_RETURN_IF_ERROR(run_steps(*p, stream, {}));
+    if (p->graph.valid())
+      KILN_RETURN_IF_ERROR(p->graph.launch(stream));
+    else
+      KILN_RETURN_IF_ERROR(run_steps(*p, stream, {}));
   } else {
     KILN_RETURN_IF_ERROR(run_steps(*p, stream, direct));
   }
@@ -520,8 +540,10 @@ Status CudaExecutor::enqueue(const std::map<std::string, Dims>& input_dims,
     const Tensor* src = nullptr;
     auto h = rt_host_outputs_.find(o);
     auto d = p->dev.find(o);
-    if (h != rt_host_outputs_.end()) src = &h->second;
-    else if (d != p->dev.end()) src = &d->second;
+    if (h != rt_host_outputs_.end())
+      src = &h->second;
+    else if (d != p->dev.end())
+      src = &d->second;
     if (!src) return Status(ErrorCode::kInternal, "output '" + o->name + "' was not computed");
     output_dims_[o->name] = src->dims();
     auto a = addresses.find(o->name);

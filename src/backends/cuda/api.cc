@@ -102,8 +102,8 @@ bool is_device_pointer(const void* p) {
 
 Status copy_async(void* dst, const void* src, size_t bytes, CopyKind kind, void* stream) {
   if (bytes == 0) return Status();
-  cudaMemcpyKind k = kind == CopyKind::kHostToDevice   ? cudaMemcpyHostToDevice
-                     : kind == CopyKind::kDeviceToHost ? cudaMemcpyDeviceToHost
+  cudaMemcpyKind k = kind == CopyKind::kHostToDevice     ? cudaMemcpyHostToDevice
+                     : kind == CopyKind::kDeviceToHost   ? cudaMemcpyDeviceToHost
                      : kind == CopyKind::kDeviceToDevice ? cudaMemcpyDeviceToDevice
                                                          : cudaMemcpyDefault;
   return check(cudaMemcpyAsync(dst, src, bytes, k, static_cast<cudaStream_t>(stream)),
@@ -149,8 +149,9 @@ Status EventTimer::record_stop(void* stream) {
 Result<float> EventTimer::elapsed_ms() {
   KILN_RETURN_IF_ERROR(check(cudaEventSynchronize(static_cast<cudaEvent_t>(stop_)), "cudaEventSynchronize"));
   float ms = 0;
-  KILN_RETURN_IF_ERROR(check(cudaEventElapsedTime(&ms, static_cast<cudaEvent_t>(start_), static_cast<cudaEvent_t>(stop_)),
-                             "cudaEventElapsedTime"));
+  KILN_RETURN_IF_ERROR(
+      check(cudaEventElapsedTime(&ms, static_cast<cudaEvent_t>(start_), static_cast<cudaEvent_t>(stop_)),
+            "cudaEventElapsedTime"));
   return ms;
 }
 
@@ -158,6 +159,11 @@ Graph::~Graph() {
   if (exec_) cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec_));
   if (graph_) cudaGraphDestroy(static_cast<cudaGraph_t>(graph_));
 }
+std::shared_mutex& capture_lock() {
+  static std::shared_mutex m;
+  return m;
+}
+
 void Graph::reset() {
   if (exec_) cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec_));
   if (graph_) cudaGraphDestroy(static_cast<cudaGraph_t>(graph_));

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <shared_mutex>
 #include <string>
 
 #include "backends/cuda/device.h"
@@ -19,7 +20,10 @@ namespace kiln::cuda {
 class DeviceBuffer {
  public:
   DeviceBuffer() = default;
-  DeviceBuffer(DeviceBuffer&& o) noexcept : ptr_(o.ptr_), bytes_(o.bytes_) { o.ptr_ = nullptr; o.bytes_ = 0; }
+  DeviceBuffer(DeviceBuffer&& o) noexcept : ptr_(o.ptr_), bytes_(o.bytes_) {
+    o.ptr_ = nullptr;
+    o.bytes_ = 0;
+  }
   DeviceBuffer& operator=(DeviceBuffer&& o) noexcept;
   ~DeviceBuffer();
   void* get() const { return ptr_; }
@@ -38,7 +42,10 @@ Result<DeviceBuffer> device_alloc(size_t bytes, const std::string& what);
 class PinnedBuffer {
  public:
   PinnedBuffer() = default;
-  PinnedBuffer(PinnedBuffer&& o) noexcept : ptr_(o.ptr_), bytes_(o.bytes_) { o.ptr_ = nullptr; o.bytes_ = 0; }
+  PinnedBuffer(PinnedBuffer&& o) noexcept : ptr_(o.ptr_), bytes_(o.bytes_) {
+    o.ptr_ = nullptr;
+    o.bytes_ = 0;
+  }
   PinnedBuffer& operator=(PinnedBuffer&& o) noexcept;
   ~PinnedBuffer();
   void* get() const { return ptr_; }
@@ -53,6 +60,12 @@ Result<PinnedBuffer> pinned_alloc(size_t bytes, const std::string& what);
 
 /// Makes `index` the calling thread's device.
 Status set_device(int index);
+
+/// CUDA graph captures hold this shared; work that may synchronize the whole device
+/// (creating or destroying library handles, freeing a context's memory, loading a
+/// module) holds it exclusively, so it never runs while another thread's stream is
+/// being captured (the driver crashed in cublasLtDestroy's context synchronize there).
+std::shared_mutex& capture_lock();
 /// Current device of the calling thread.
 int current_device();
 /// True if `p` is device (or managed) memory; false for host memory.

@@ -309,6 +309,22 @@ __global__ void pad_kernel(const T* __restrict__ x, PadParams p, const T* __rest
   }
 }
 
+// Constant padding of the last axis only (nhwc_layout pads a stem conv's channels
+// 3 -> 8): one thread per row, no per-element index arithmetic.
+template <typename T>
+__global__ void pad_last_axis_kernel(const T* __restrict__ x, int64_t cin, int64_t cout, int64_t begin, T fill,
+                                     T* __restrict__ y, int64_t rows) {
+  for (int64_t r = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; r < rows;
+       r += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const T* xr = x + r * cin;
+    T* yr = y + r * cout;
+    for (int64_t j = 0; j < cout; ++j) {
+      const int64_t s = j - begin;
+      yr[j] = s >= 0 && s < cin ? xr[s] : fill;
+    }
+  }
+}
+
 Status pad_cuda(KernelContext& ctx) {
   const Tensor& x = ctx.input(0);
   Tensor& y = ctx.output(0);
@@ -337,6 +353,19 @@ Status pad_cuda(KernelContext& ctx) {
   KILN_ASSIGN_OR_RETURN(movement::PadFill fill,
                         movement::pad_fill(n, x.dtype(), ctx.has_input(2) ? &ctx.input(2) : nullptr));
   const void* fill_ptr = fill.from_input ? ctx.input(2).data() : nullptr;
+  bool last_axis_only = r >= 1 && p.mode == movement::PadMode::kConstant && !fill_ptr;
+  for (size_t d = 0; d + 1 < r && last_axis_only; ++d)
+    last_axis_only = p.begin[d] == 0 && p.in_dims[d] == p.out_dims[d];
+  if (last_axis_only && p.out_dims[r - 1] <= 64) {
+    const int64_t cin = p.in_dims[r - 1], cout = p.out_dims[r - 1], rows = total / cout;
+    KILN_CUDA_DISPATCH_BYTES(x.dtype(), T, {
+      T fv;
+      std::memcpy(&fv, fill.value.data(), sizeof(T));
+      pad_last_axis_kernel<T><<<cuda::grid_for(rows), cuda::kBlock, 0, cuda::stream_of(ctx)>>>(
+          static_cast<const T*>(x.data()), cin, cout, p.begin[r - 1], fv, static_cast<T*>(y.data()), rows);
+    });
+    return cuda::launch_status(ctx, "pad_last_axis");
+  }
   KILN_CUDA_DISPATCH_BYTES(x.dtype(), T, {
     T fv;
     std::memcpy(&fv, fill.value.data(), sizeof(T));

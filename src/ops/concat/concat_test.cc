@@ -439,6 +439,14 @@ TEST(ConcatOps, CudaPadExpandTileMatchReference) {
   OpCase nov("Pad", 13);  // no constant_value: zero fill
   nov.input(DataType::kFloat16, {3, 4}).input(ints({1, 1, 1, 1}));
   EXPECT_GE(nov.expect_all_kernels_match(0, 0), 0);
+  // The last-axis-only kernel: channel padding 3 -> 8 (nhwc_layout), padding before, a crop.
+  for (DataType dt : {DataType::kFloat16, DataType::kFloat32, DataType::kInt64})
+    for (std::vector<int64_t> pads :
+         {std::vector<int64_t>{0, 0, 0, 0, 0, 0, 0, 5}, {0, 0, 0, 2, 0, 0, 0, 1}, {0, 0, 0, -1, 0, 0, 0, 2}}) {
+      OpCase lc("Pad", 13);
+      lc.input(dt, {2, 5, 7, 3}, -9, 9).input(ints(pads)).input(scalar(dt, 1.5));
+      EXPECT_GE(lc.expect_all_kernels_match(0, 0), test::gpu_kernels()) << dtype_name(dt) << " " << pads[3];
+    }
 
   for (DataType dt : {DataType::kFloat32, DataType::kFloat16, DataType::kInt32, DataType::kBool}) {
     OpCase e("Expand", 13);
