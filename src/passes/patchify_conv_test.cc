@@ -79,10 +79,11 @@ ir::Attributes axis(int64_t a) {
 // Runs patchify_conv (and eliminate_dead_nodes, as the pipeline does next) for `device`, checks
 // the op types, and compares outputs on inputs of `dims` with the graph before.
 void expect_rewrite(G& b, const Ops& want_ops, const std::map<std::string, Dims>& dims,
-                    DeviceType device = DeviceType::kCUDA, double tol = 1e-4) {
+                    DeviceType device = DeviceType::kCUDA, double tol = 1e-4, bool fp16_engine = true) {
   std::unique_ptr<ir::Graph> before(b.g.clone());
   BuilderConfig cfg;
   cfg.set_device(device);
+  if (fp16_engine) cfg.set_flag(BuilderFlag::kFP16);
   PassContext ctx = context_for(b.g);
   ctx.config = &cfg;
   run_pass(b.g, patchify_conv, ctx);
@@ -231,6 +232,13 @@ TEST(PatchifyConv, LeavesCpuEnginesAndConvNetsAlone) {
     ir::Value* x = b.input("x", Shape{1, 3, 8, 8});
     b.g.outputs.push_back(b.conv(x, 4, {4, 4})->outputs[0]);
     expect_rewrite(b, {"Conv"}, {{"x", {1, 3, 8, 8}}}, DeviceType::kCPU);
+  }
+  {
+    // FP32 CUDA engines keep cuDNN's exact-FP32-or-TF32 convolution (accuracy vs PyTorch).
+    G b;
+    ir::Value* x = b.input("x", Shape{1, 3, 8, 8});
+    b.g.outputs.push_back(b.conv(x, 4, {4, 4})->outputs[0]);
+    expect_rewrite(b, {"Conv"}, {{"x", {1, 3, 8, 8}}}, DeviceType::kCUDA, 1e-4, /*fp16_engine=*/false);
   }
   {
     // A downsampling conv between convs stays in the channels-last region nhwc_layout makes.
