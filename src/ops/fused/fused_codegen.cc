@@ -13,13 +13,6 @@ namespace kiln::ops::fused {
 
 namespace {
 
-// prefix + decimal index ("t3", "in0").
-std::string tag(const char* prefix, int64_t i) {
-  std::string s(prefix);
-  s += std::to_string(i);
-  return s;
-}
-
 // Fixed part: the argument block (laid out as FusedArgs in fused_cuda.cu) and helpers.
 constexpr const char* kPrelude = R"(
 struct KilnFusedArgs {

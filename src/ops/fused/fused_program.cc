@@ -16,13 +16,6 @@ namespace kiln::ops::fused {
 
 namespace {
 
-// prefix + decimal index ("t3", "in0").
-std::string tag(const char* prefix, int64_t i) {
-  std::string s(prefix);
-  s += std::to_string(i);
-  return s;
-}
-
 constexpr EwOpInfo kOps[] = {
     {"Add", 2},      {"Sub", 2},      {"Mul", 2},      {"Div", 2},   {"Pow", 2},         {"Max", 2},
     {"Min", 2},      {"Neg", 1},      {"Abs", 1},      {"Relu", 1},  {"LeakyRelu", 2},   {"Sigmoid", 1},

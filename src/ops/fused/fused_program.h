@@ -29,6 +29,13 @@
 
 namespace kiln::ops::fused {
 
+/// prefix + decimal index ("t3", "in0"): operand names of the program text and the generated source.
+inline std::string tag(const char* prefix, int64_t i) {
+  std::string s(prefix);
+  s += std::to_string(i);
+  return s;
+}
+
 /// Most external inputs one FusedElementwise node reads (the CUDA kernel's argument block holds this many).
 inline constexpr int kMaxInputs = 16;
 /// Most instructions in one program.

@@ -63,6 +63,51 @@ __device__ __forceinline__ float row_sum(float v, float* smem) {
 template <typename T>
 inline constexpr int kSlots = kFastMaxPerThread / Pack<T>::kSize;
 
+/// The rows' common tail: variance from the registers (two-pass), then
+/// (v - mu) * inv * gamma (+ beta) stored as T, and the statistics when asked for.
+template <typename T, int kThreads>
+__device__ __forceinline__ void normalize_and_store(const float (&v)[kSlots<T>][Pack<T>::kSize], float mu, int packs,
+                                                    int tid, float n, float eps, const T* gamma, const T* beta,
+                                                    Pack<T>* yr, float* smem, int64_t row, float* mean_out,
+                                                    float* inv_out) {
+  using P = Pack<T>;
+  constexpr int kPack = P::kSize, kN = kSlots<T>;
+  float ss = 0.f;
+#pragma unroll
+  for (int i = 0; i < kN; ++i) {
+    if (i * kThreads + tid < packs) {
+#pragma unroll
+      for (int k = 0; k < kPack; ++k) {
+        const float d = v[i][k] - mu;
+        ss += d * d;
+      }
+    }
+  }
+  const float inv = 1.f / sqrtf(row_sum<kThreads>(ss, smem) / n + eps);
+  const P* gp = reinterpret_cast<const P*>(gamma);
+  const P* bp = reinterpret_cast<const P*>(beta);
+#pragma unroll
+  for (int i = 0; i < kN; ++i) {
+    const int p = i * kThreads + tid;
+    if (p < packs) {
+      const P g = gp[p];
+      const P b = bp ? bp[p] : P{};
+      P o;
+#pragma unroll
+      for (int k = 0; k < kPack; ++k) {
+        float r = (v[i][k] - mu) * inv * to_f(g.v[k]);
+        if (bp) r += to_f(b.v[k]);
+        o.v[k] = from_f<T>(r);
+      }
+      yr[p] = o;
+    }
+  }
+  if (tid == 0) {
+    if (mean_out) mean_out[row] = mu;
+    if (inv_out) inv_out[row] = inv;
+  }
+}
+
 /// LayerNormalization (rms = false) / RMSNormalization (rms = true) of rows of
 /// `cols` elements; gamma (and beta, may be null) hold `cols` elements.
 /// Grid: ceil(rows / kRows) blocks of kThreads * kRows threads.
@@ -100,40 +145,7 @@ __global__ void __launch_bounds__(kThreads* kRows)
   const float n = static_cast<float>(cols);
   // rms is the same for the whole grid, so every thread of a block reduces or none does.
   const float mu = rms ? 0.f : row_sum<kThreads>(s, smem) / n;
-  float ss = 0.f;
-#pragma unroll
-  for (int i = 0; i < kN; ++i) {
-    if (i * kThreads + tid < packs) {
-#pragma unroll
-      for (int k = 0; k < kPack; ++k) {
-        const float d = v[i][k] - mu;
-        ss += d * d;
-      }
-    }
-  }
-  const float inv = 1.f / sqrtf(row_sum<kThreads>(ss, smem) / n + eps);
-  const P* gp = reinterpret_cast<const P*>(gamma);
-  const P* bp = reinterpret_cast<const P*>(beta);
-#pragma unroll
-  for (int i = 0; i < kN; ++i) {
-    const int p = i * kThreads + tid;
-    if (p < packs) {
-      const P g = gp[p];
-      const P b = bp ? bp[p] : P{};
-      P o;
-#pragma unroll
-      for (int k = 0; k < kPack; ++k) {
-        float r = (v[i][k] - mu) * inv * to_f(g.v[k]);
-        if (bp) r += to_f(b.v[k]);
-        o.v[k] = from_f<T>(r);
-      }
-      yr[p] = o;
-    }
-  }
-  if (tid == 0) {
-    if (mean_out) mean_out[row] = mu;
-    if (inv_out) inv_out[row] = inv;
-  }
+  normalize_and_store<T, kThreads>(v, mu, packs, tid, n, eps, gamma, beta, yr, smem, row, mean_out, inv_out);
 }
 
 /// com.microsoft SkipLayerNormalization over rows of `cols` elements: input and
@@ -182,41 +194,8 @@ __global__ void __launch_bounds__(kThreads* kRows)
   }
   const float n = static_cast<float>(cols);
   const float mu = row_sum<kThreads>(s, smem) / n;
-  float ss = 0.f;
-#pragma unroll
-  for (int i = 0; i < kN; ++i) {
-    if (i * kThreads + tid < packs) {
-#pragma unroll
-      for (int k = 0; k < kPack; ++k) {
-        const float d = v[i][k] - mu;
-        ss += d * d;
-      }
-    }
-  }
-  const float inv = 1.f / sqrtf(row_sum<kThreads>(ss, smem) / n + eps);
-  const P* gp = reinterpret_cast<const P*>(gamma);
-  const P* bp = reinterpret_cast<const P*>(beta);
-  P* yr = reinterpret_cast<P*>(y + base);
-#pragma unroll
-  for (int i = 0; i < kN; ++i) {
-    const int p = i * kThreads + tid;
-    if (p < packs) {
-      const P g = gp[p];
-      const P b = bp ? bp[p] : P{};
-      P o;
-#pragma unroll
-      for (int k = 0; k < kPack; ++k) {
-        float r = (v[i][k] - mu) * inv * to_f(g.v[k]);
-        if (bp) r += to_f(b.v[k]);
-        o.v[k] = from_f<T>(r);
-      }
-      yr[p] = o;
-    }
-  }
-  if (tid == 0) {
-    if (mean_out) mean_out[row] = mu;
-    if (inv_out) inv_out[row] = inv;
-  }
+  normalize_and_store<T, kThreads>(v, mu, packs, tid, n, eps, gamma, beta, reinterpret_cast<P*>(y + base), smem, row,
+                                   mean_out, inv_out);
 }
 
 /// Launches row_norm_fast_kernel; the caller checked fast_cols_ok and alignment.

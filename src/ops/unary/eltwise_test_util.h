@@ -89,7 +89,9 @@ inline void expect_kernels_match(OpCase& c, double rtol, double atol) {
   const ops::OpDef* def = ops::OpRegistry::global().find(c.node().domain, c.node().op_type);
   ASSERT_NE(def, nullptr);
   const int compared = c.expect_all_kernels_match(rtol, atol);
-  if (cuda::device_count() > 0) EXPECT_GT(compared, static_cast<int>(def->fast.size())) << "no CUDA kernel applied";
+  if (cuda::device_count() > 0) {
+    EXPECT_GT(compared, static_cast<int>(def->fast.size())) << "no CUDA kernel applied";
+  }
 }
 
 }  // namespace kiln::test
