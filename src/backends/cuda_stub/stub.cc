@@ -30,6 +30,10 @@ PinnedBuffer& PinnedBuffer::operator=(PinnedBuffer&& o) noexcept {
 PinnedBuffer::~PinnedBuffer() = default;
 Result<PinnedBuffer> pinned_alloc(size_t, const std::string&) { return no_cuda(); }
 Status set_device(int) { return no_cuda(); }
+std::shared_mutex& capture_lock() {
+  static std::shared_mutex m;
+  return m;
+}
 int current_device() { return -1; }
 bool is_device_pointer(const void*) { return false; }
 Status copy_async(void*, const void*, size_t, CopyKind, void*) { return no_cuda(); }
@@ -47,6 +51,7 @@ Graph::~Graph() = default;
 Status Graph::begin_capture(void*) { return no_cuda(); }
 Status Graph::end_capture(void*) { return no_cuda(); }
 Status Graph::launch(void*) const { return no_cuda(); }
+void Graph::reset() {}
 Handles::~Handles() = default;
 Result<std::unique_ptr<Handles>> Handles::create(int, size_t) { return no_cuda(); }
 Env Handles::env(void*, bool) { return Env{}; }
