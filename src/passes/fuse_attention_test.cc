@@ -2,13 +2,15 @@
 // Transpose, scale on both operands, additive mask, IsNaN guard, head merge)
 // becomes one FusedAttention whose output matches the original graph on random
 // inputs; producers read only by Shape nodes stay and are shape-only; patterns
-// with an extra reader or a non-last-axis softmax are left alone.
+// with an extra reader or a non-last-axis softmax are left alone. merge_qkv: the
+// fused attention's three projections become one GEMM read through Slice views.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <random>
 
 #include "ir/shape_only.h"
+#include "ops/attention/attn_view.h"
 #include "ops/op.h"
 #include "passes/pass.h"
 #include "passes/pass_test_util.h"
@@ -52,8 +54,8 @@ struct G {
 struct Options {
   bool mask = true;
   bool nan_guard = true;
-  bool shape_reader = true;  // a Shape node reads the transposed Q (as transformers exports do)
-  bool extra_reader = false; // the softmax output is also a graph output: no fusion
+  bool shape_reader = true;   // a Shape node reads the transposed Q (as transformers exports do)
+  bool extra_reader = false;  // the softmax output is also a graph output: no fusion
   int64_t softmax_axis = -1;
   int64_t head = kD;  // head size (64/128 run the register-resident kernel, fused at any batch)
 };
@@ -242,7 +244,7 @@ TEST(FuseAttention, NotFusedWhenPatternDiffers) {
     build(b, o);
     BuilderConfig cfg;
     PassContext ctx = cuda_context(b.g, cfg);
-    if (variant == 2) cfg.set_device(DeviceType::kCPU);  // CPU engines keep the matmuls
+    if (variant == 2) cfg.set_device(DeviceType::kCPU);    // CPU engines keep the matmuls
     if (variant == 3) cfg.clear_flag(BuilderFlag::kFP16);  // FP32 engines keep TF32 matmuls
     ASSERT_TRUE(infer_shapes(b.g, ctx).ok());
     ASSERT_TRUE(fuse_attention(b.g, ctx).ok());
@@ -335,4 +337,86 @@ TEST(LowerAttention, CausalAndCachedFormsStayOnTheReference) {
 }
 
 }  // namespace
+
+TEST(MergeQkv, ThreeProjectionsBecomeOneGemmReadThroughSliceViews) {
+  for (bool shape_reader : {true, false}) {
+    SCOPED_TRACE("shape reader " + std::to_string(shape_reader));
+    Options o;
+    o.shape_reader = shape_reader;
+    G b;
+    build(b, o);
+    std::unique_ptr<ir::Graph> before(b.g.clone());
+    BuilderConfig cfg;
+    OptimizationProfile prof;
+    ASSERT_TRUE(prof.set_shape("x", {1, kS, kE}, {1000, kS, kE}, {1000, kS, kE}).ok());
+    ASSERT_TRUE(prof.set_shape("mask", {1, 1, 1, kS}, {1000, 1, 1, kS}, {1000, 1, 1, kS}).ok());
+    cfg.add_optimization_profile(prof);
+    PassContext ctx = cuda_context(b.g, cfg);
+    ASSERT_TRUE(infer_shapes(b.g, ctx).ok());
+    ASSERT_TRUE(fuse_attention(b.g, ctx).ok());
+    ASSERT_EQ(ctx.stats["fused_attention"], 1) << ir::dump(b.g);
+    Status s = merge_qkv(b.g, ctx);
+    ASSERT_TRUE(s.ok()) << s.to_string();
+    ASSERT_TRUE(ir::verify(b.g).ok()) << ir::dump(b.g);
+    ASSERT_TRUE(infer_shapes(b.g, ctx).ok()) << ir::dump(b.g);
+    EXPECT_EQ(ctx.stats["merged_qkv_projections"], 1);
+    const ir::Node* f = nullptr;
+    for (auto& n : b.g.nodes())
+      if (n->op_type == "FusedAttention") f = n.get();
+    ASSERT_NE(f, nullptr);
+    // One [kE, 3 kE] projection feeds Q, K and V; each view opens with its column slice.
+    EXPECT_EQ(f->input(0), f->input(1));
+    EXPECT_EQ(f->input(1), f->input(2));
+    const ir::Node* mm = f->input(0)->producer;
+    ASSERT_NE(mm, nullptr);
+    EXPECT_EQ(mm->op_type, "MatMul");
+    EXPECT_EQ(mm->input(1)->initializer->dims(), (Dims{kE, 3 * kE}));
+    EXPECT_EQ(fused_from(*mm).size(), 3u);
+    int64_t start = 0;
+    for (const char* view : {"q_view", "k_view", "v_view"}) {
+      auto steps = ops::attn::decode_view(f->attrs.find(view)->ints);
+      ASSERT_TRUE(steps && !steps->empty()) << view;
+      EXPECT_EQ((*steps)[0].op, ops::attn::kSlice) << view;
+      EXPECT_EQ((*steps)[0].args, (std::vector<int64_t>{-1, start, start + kE, 1})) << view;
+      start += kE;
+    }
+    auto ops = op_types(b.g);
+    EXPECT_EQ(std::count(ops.begin(), ops.end(), "MatMul"), 1) << ir::dump(b.g);
+    // The Shape reader's Transpose now reads a Slice of the packed output; neither runs.
+    auto only = ir::shape_only_nodes(b.g);
+    for (auto& n : b.g.nodes())
+      if (n->op_type == "Slice") {
+        EXPECT_TRUE(only.count(n.get())) << n->describe();
+      }
+    EXPECT_EQ(std::count(ops.begin(), ops.end(), "Slice"), shape_reader ? 1 : 0) << ir::dump(b.g);
+    check_numerics(o, *before, b.g);
+  }
+}
+
+TEST(MergeQkv, LeavesProjectionsWithDataReadersAlone) {
+  // A projection that another node reads as data keeps its own GEMM (all three do).
+  Options o;
+  G b;
+  build(b, o);
+  BuilderConfig cfg;
+  OptimizationProfile prof;
+  ASSERT_TRUE(prof.set_shape("x", {1, kS, kE}, {1000, kS, kE}, {1000, kS, kE}).ok());
+  ASSERT_TRUE(prof.set_shape("mask", {1, 1, 1, kS}, {1000, 1, 1, kS}, {1000, 1, 1, kS}).ok());
+  cfg.add_optimization_profile(prof);
+  PassContext ctx = cuda_context(b.g, cfg);
+  ASSERT_TRUE(infer_shapes(b.g, ctx).ok());
+  ASSERT_TRUE(fuse_attention(b.g, ctx).ok());
+  const ir::Node* f = nullptr;
+  for (auto& n : b.g.nodes())
+    if (n->op_type == "FusedAttention") f = n.get();
+  ASSERT_NE(f, nullptr);
+  // A second data reader of the K projection.
+  ir::Value* extra = b.op("Relu", {f->inputs[1]});
+  b.g.outputs.push_back(extra);
+  ASSERT_TRUE(merge_qkv(b.g, ctx).ok());
+  EXPECT_EQ(ctx.stats["merged_qkv_projections"], 0);
+  auto ops = op_types(b.g);
+  EXPECT_EQ(std::count(ops.begin(), ops.end(), "MatMul"), 3) << ir::dump(b.g);
+}
+
 }  // namespace kiln::passes

@@ -59,6 +59,8 @@ Status cancel_transposes(ir::Graph& g, PassContext& ctx);
 /// A Transpose keeping the last axis moves through row-wise ops (MatMul, bias, unary) to a
 /// Transpose it composes with or into a FusedAttention view.
 Status sink_transposes(ir::Graph& g, PassContext& ctx);
+/// The Q, K and V projections of a FusedAttention (same input, constant weights) -> one GEMM read through Slice views.
+Status merge_qkv(ir::Graph& g, PassContext& ctx);
 /// Decomposed last-axis LayerNorm (ReduceMean, Sub, Pow, ..., Sqrt, Div) -> LayerNormalization.
 Status fuse_layernorm(ir::Graph& g, PassContext& ctx);
 /// Decomposed last-axis RMSNorm (Pow, ReduceMean, Add, Sqrt, Reciprocal, Mul) -> RMSNormalization (opset 23).
