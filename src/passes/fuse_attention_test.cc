@@ -117,6 +117,14 @@ PassContext cuda_context(const ir::Graph& g, BuilderConfig& cfg) {
   return ctx;
 }
 
+// A profile over the batch of x [batch, kS, e] and its mask: opt and max batch as given.
+void add_batch_profile(BuilderConfig& cfg, int64_t e, int64_t opt, int64_t max) {
+  OptimizationProfile prof;
+  EXPECT_TRUE(prof.set_shape("x", {1, kS, e}, {opt, kS, e}, {max, kS, e}).ok());
+  EXPECT_TRUE(prof.set_shape("mask", {1, 1, 1, kS}, {opt, 1, 1, kS}, {max, 1, 1, kS}).ok());
+  cfg.add_optimization_profile(prof);
+}
+
 void check_numerics(const Options& o, const ir::Graph& before, const ir::Graph& after) {
   std::map<std::string, Tensor> in;
   in["x"] = random_tensor(DataType::kFloat32, {3, kS, kE}, 5, -2, 2);
@@ -202,10 +210,7 @@ TEST(FuseAttention, SmallOptBatchStaysUnfused) {
     G b;
     build(b, o);
     BuilderConfig cfg;
-    OptimizationProfile prof;
-    ASSERT_TRUE(prof.set_shape("x", {1, kS, kE}, {opt, kS, kE}, {1000, kS, kE}).ok());
-    ASSERT_TRUE(prof.set_shape("mask", {1, 1, 1, kS}, {opt, 1, 1, kS}, {1000, 1, 1, kS}).ok());
-    cfg.add_optimization_profile(prof);
+    add_batch_profile(cfg, kE, opt, 1000);
     PassContext ctx = cuda_context(b.g, cfg);
     ASSERT_TRUE(infer_shapes(b.g, ctx).ok());
     ASSERT_TRUE(fuse_attention(b.g, ctx).ok());
@@ -223,10 +228,7 @@ TEST(FuseAttention, HeadSize64FusesAtBatchOne) {
   build(b, o);
   const int64_t E = kH * 64;
   BuilderConfig cfg;
-  OptimizationProfile prof;
-  ASSERT_TRUE(prof.set_shape("x", {1, kS, E}, {1, kS, E}, {8, kS, E}).ok());
-  ASSERT_TRUE(prof.set_shape("mask", {1, 1, 1, kS}, {1, 1, 1, kS}, {8, 1, 1, kS}).ok());
-  cfg.add_optimization_profile(prof);
+  add_batch_profile(cfg, E, 1, 8);
   PassContext ctx = cuda_context(b.g, cfg);
   ASSERT_TRUE(infer_shapes(b.g, ctx).ok());
   ASSERT_TRUE(fuse_attention(b.g, ctx).ok());
@@ -347,10 +349,7 @@ TEST(MergeQkv, ThreeProjectionsBecomeOneGemmReadThroughSliceViews) {
     build(b, o);
     std::unique_ptr<ir::Graph> before(b.g.clone());
     BuilderConfig cfg;
-    OptimizationProfile prof;
-    ASSERT_TRUE(prof.set_shape("x", {1, kS, kE}, {1000, kS, kE}, {1000, kS, kE}).ok());
-    ASSERT_TRUE(prof.set_shape("mask", {1, 1, 1, kS}, {1000, 1, 1, kS}, {1000, 1, 1, kS}).ok());
-    cfg.add_optimization_profile(prof);
+    add_batch_profile(cfg, kE, 1000, 1000);
     PassContext ctx = cuda_context(b.g, cfg);
     ASSERT_TRUE(infer_shapes(b.g, ctx).ok());
     ASSERT_TRUE(fuse_attention(b.g, ctx).ok());
@@ -399,10 +398,7 @@ TEST(MergeQkv, LeavesProjectionsWithDataReadersAlone) {
   G b;
   build(b, o);
   BuilderConfig cfg;
-  OptimizationProfile prof;
-  ASSERT_TRUE(prof.set_shape("x", {1, kS, kE}, {1000, kS, kE}, {1000, kS, kE}).ok());
-  ASSERT_TRUE(prof.set_shape("mask", {1, 1, 1, kS}, {1000, 1, 1, kS}, {1000, 1, 1, kS}).ok());
-  cfg.add_optimization_profile(prof);
+  add_batch_profile(cfg, kE, 1000, 1000);
   PassContext ctx = cuda_context(b.g, cfg);
   ASSERT_TRUE(infer_shapes(b.g, ctx).ok());
   ASSERT_TRUE(fuse_attention(b.g, ctx).ok());
