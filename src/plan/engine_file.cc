@@ -11,13 +11,32 @@ using nlohmann::json;
 
 namespace {
 
-uint64_t fnv1a(const uint8_t* p, size_t n) {
-  uint64_t h = 1469598103934665603ull;
-  for (size_t i = 0; i < n; ++i) {
-    h ^= p[i];
-    h *= 1099511628211ull;
-  }
-  return h;
+// The file checksum (docs/engine-format.md, format 2): eight FNV-1a-style lanes over
+// little-endian 64-bit words, each step followed by a shift-xor so high bits reach
+// low ones, then the lanes, the tail bytes and the length folded into one value.
+// Eight independent chains run at memory speed (byte-wise FNV-1a took ~0.5 s per
+// 400 MB both when writing and when loading an engine).
+constexpr uint64_t kFnvBasis = 1469598103934665603ull, kFnvPrime = 1099511628211ull;
+
+uint64_t load_le64(const uint8_t* p) {
+  uint64_t w = 0;
+  for (int b = 7; b >= 0; --b) w = (w << 8) | p[b];
+  return w;
+}
+
+uint64_t file_checksum(const uint8_t* p, size_t n) {
+  uint64_t h[8];
+  for (int l = 0; l < 8; ++l) h[l] = kFnvBasis ^ static_cast<uint64_t>(l);
+  const size_t blocks = n / 64;
+  for (size_t i = 0; i < blocks; ++i, p += 64)
+    for (int l = 0; l < 8; ++l) {
+      uint64_t x = (h[l] ^ load_le64(p + 8 * l)) * kFnvPrime;
+      h[l] = x ^ (x >> 29);
+    }
+  uint64_t r = kFnvBasis;
+  for (int l = 0; l < 8; ++l) r = (r ^ h[l]) * kFnvPrime;
+  for (size_t i = 0; i < n % 64; ++i) r = (r ^ p[i]) * kFnvPrime;
+  return (r ^ static_cast<uint64_t>(n)) * kFnvPrime;
 }
 
 uint64_t align_up(uint64_t x) { return (x + kAlignment - 1) / kAlignment * kAlignment; }
@@ -68,14 +87,30 @@ json attr_json(const ir::Attribute& a, BlobWriter& blob) {
   using K = ir::Attribute::Kind;
   json j{{"kind", static_cast<int>(a.kind)}};
   switch (a.kind) {
-    case K::kFloat: j["v"] = a.f; break;
-    case K::kInt: j["v"] = a.i; break;
-    case K::kString: j["v"] = a.s; break;
-    case K::kTensor: j["v"] = blob.add(a.t); break;
-    case K::kGraph: j["v"] = graph_json(*a.g, blob); break;
-    case K::kFloats: j["v"] = a.floats; break;
-    case K::kInts: j["v"] = a.ints; break;
-    case K::kStrings: j["v"] = a.strings; break;
+    case K::kFloat:
+      j["v"] = a.f;
+      break;
+    case K::kInt:
+      j["v"] = a.i;
+      break;
+    case K::kString:
+      j["v"] = a.s;
+      break;
+    case K::kTensor:
+      j["v"] = blob.add(a.t);
+      break;
+    case K::kGraph:
+      j["v"] = graph_json(*a.g, blob);
+      break;
+    case K::kFloats:
+      j["v"] = a.floats;
+      break;
+    case K::kInts:
+      j["v"] = a.ints;
+      break;
+    case K::kStrings:
+      j["v"] = a.strings;
+      break;
     case K::kTensors: {
       json arr = json::array();
       for (auto& t : a.tensors) arr.push_back(blob.add(t));
@@ -95,7 +130,9 @@ json attr_json(const ir::Attribute& a, BlobWriter& blob) {
 json graph_json(const ir::Graph& g, BlobWriter& blob) {
   json values = json::array();
   for (auto& [name, v] : g.values()) {
-    json jv{{"name", name}, {"dtype", static_cast<int>(v->dtype)}, {"shape", shape_json(v->shape)},
+    json jv{{"name", name},
+            {"dtype", static_cast<int>(v->dtype)},
+            {"shape", shape_json(v->shape)},
             {"layout", static_cast<int>(v->layout)}};
     if (v->initializer) jv["weight"] = blob.add(*v->initializer);
     values.push_back(std::move(jv));
@@ -106,15 +143,22 @@ json graph_json(const ir::Graph& g, BlobWriter& blob) {
     for (ir::Value* v : n->inputs) ins.push_back(v ? v->name : "");
     for (ir::Value* v : n->outputs) outs.push_back(v ? v->name : "");
     for (auto& [k, a] : n->attrs.all()) attrs[k] = attr_json(a, blob);
-    nodes.push_back(json{{"name", n->name}, {"op", n->op_type}, {"domain", n->domain}, {"opset", n->opset},
-                         {"inputs", ins}, {"outputs", outs}, {"attrs", attrs}, {"kernel", n->kernel},
-                         {"precision", static_cast<int>(n->precision)}, {"device", static_cast<int>(n->device)}});
+    nodes.push_back(json{{"name", n->name},
+                         {"op", n->op_type},
+                         {"domain", n->domain},
+                         {"opset", n->opset},
+                         {"inputs", ins},
+                         {"outputs", outs},
+                         {"attrs", attrs},
+                         {"kernel", n->kernel},
+                         {"precision", static_cast<int>(n->precision)},
+                         {"device", static_cast<int>(n->device)}});
   }
   json inputs = json::array(), outputs = json::array();
   for (ir::Value* v : g.inputs) inputs.push_back(v->name);
   for (ir::Value* v : g.outputs) outputs.push_back(v->name);
-  return json{{"name", g.name}, {"opsets", g.opset_imports}, {"values", values}, {"nodes", nodes},
-              {"inputs", inputs}, {"outputs", outputs}};
+  return json{{"name", g.name}, {"opsets", g.opset_imports}, {"values", values},
+              {"nodes", nodes}, {"inputs", inputs},          {"outputs", outputs}};
 }
 
 Result<std::shared_ptr<ir::Graph>> graph_from_json(const json& j, const BlobReader& blob);
@@ -127,9 +171,15 @@ Result<ir::Attribute> attr_from_json(const json& j, const BlobReader& blob) {
   a.kind = static_cast<K>(kind);
   const json& v = j.at("v");
   switch (a.kind) {
-    case K::kFloat: a.f = v.get<float>(); break;
-    case K::kInt: a.i = v.get<int64_t>(); break;
-    case K::kString: a.s = v.get<std::string>(); break;
+    case K::kFloat:
+      a.f = v.get<float>();
+      break;
+    case K::kInt:
+      a.i = v.get<int64_t>();
+      break;
+    case K::kString:
+      a.s = v.get<std::string>();
+      break;
     case K::kTensor: {
       KILN_ASSIGN_OR_RETURN(a.t, blob.get(v));
       break;
@@ -138,9 +188,15 @@ Result<ir::Attribute> attr_from_json(const json& j, const BlobReader& blob) {
       KILN_ASSIGN_OR_RETURN(a.g, graph_from_json(v, blob));
       break;
     }
-    case K::kFloats: a.floats = v.get<std::vector<float>>(); break;
-    case K::kInts: a.ints = v.get<std::vector<int64_t>>(); break;
-    case K::kStrings: a.strings = v.get<std::vector<std::string>>(); break;
+    case K::kFloats:
+      a.floats = v.get<std::vector<float>>();
+      break;
+    case K::kInts:
+      a.ints = v.get<std::vector<int64_t>>();
+      break;
+    case K::kStrings:
+      a.strings = v.get<std::vector<std::string>>();
+      break;
     case K::kTensors:
       for (auto& t : v) {
         KILN_ASSIGN_OR_RETURN(Tensor x, blob.get(t));
@@ -162,9 +218,9 @@ Result<std::shared_ptr<ir::Graph>> graph_from_json(const json& j, const BlobRead
   g->name = j.at("name").get<std::string>();
   g->opset_imports = j.at("opsets").get<std::map<std::string, int>>();
   for (const json& jv : j.at("values")) {
-    KILN_ASSIGN_OR_RETURN(ir::Value * v, g->add_value(jv.at("name").get<std::string>(),
-                                                      static_cast<DataType>(jv.at("dtype").get<int>()),
-                                                      shape_from_json(jv.at("shape"))));
+    KILN_ASSIGN_OR_RETURN(
+        ir::Value * v, g->add_value(jv.at("name").get<std::string>(), static_cast<DataType>(jv.at("dtype").get<int>()),
+                                    shape_from_json(jv.at("shape"))));
     v->layout = static_cast<ir::Layout>(jv.at("layout").get<int>());
     if (jv.contains("weight")) {
       KILN_ASSIGN_OR_RETURN(Tensor t, blob.get(jv.at("weight")));
@@ -254,10 +310,11 @@ Result<Sections> check_header(const uint8_t* data, size_t size) {
   if (mo < kHeaderBytes || mo > size || mb > size - mo || wo > size || wb > size - wo)
     return Status(ErrorCode::kInvalidModel, "engine section offsets are out of bounds (corrupt header)");
   uint64_t checksum = get_u64(data + 56);
-  uint64_t actual = fnv1a(data + kHeaderBytes, size - kHeaderBytes);
+  uint64_t actual = file_checksum(data + kHeaderBytes, size - kHeaderBytes);
   if (checksum != actual)
     return Status(ErrorCode::kInvalidModel, "engine checksum mismatch: the file is corrupt (stored " +
-                                                std::to_string(checksum) + ", computed " + std::to_string(actual) + ")");
+                                                std::to_string(checksum) + ", computed " + std::to_string(actual) +
+                                                ")");
   s.metadata = data + mo;
   s.metadata_bytes = mb;
   s.weights = data + wo;
@@ -279,6 +336,10 @@ std::string host_arch() {
 
 std::vector<uint8_t> serialize_engine(const EngineModel& m) {
   BlobWriter blob;
+  uint64_t weight_bytes = 0;  // reserved up front: no regrowth copies of hundreds of MB
+  for (auto& [name, v] : m.graph->values())
+    if (v->initializer) weight_bytes += align_up(v->initializer->nbytes());
+  blob.bytes.reserve(weight_bytes);
   json meta;
   meta["kiln_version"] = m.kiln_version;
   meta["device"] = json{{"type", m.device}, {"arch", m.device_arch}};
@@ -300,7 +361,11 @@ std::vector<uint8_t> serialize_engine(const EngineModel& m) {
 
   uint64_t mo = kHeaderBytes, mb = text.size();
   uint64_t wo = align_up(mo + mb), wb = blob.bytes.size();
-  std::vector<uint8_t> out(wo + wb, 0);
+  std::vector<uint8_t> out;
+  out.reserve(wo + wb);
+  out.resize(wo, 0);  // header, metadata, padding; the weights are appended (one copy, no zero fill)
+  out.insert(out.end(), blob.bytes.begin(), blob.bytes.end());
+  blob.bytes = {};
   std::memcpy(out.data(), kMagic, 8);
   put_u32(out.data() + 8, kFormatVersion);
   put_u32(out.data() + 12, static_cast<uint32_t>(kHeaderBytes));
@@ -310,8 +375,7 @@ std::vector<uint8_t> serialize_engine(const EngineModel& m) {
   put_u64(out.data() + 40, wo);
   put_u64(out.data() + 48, wb);
   std::memcpy(out.data() + mo, text.data(), mb);
-  if (wb) std::memcpy(out.data() + wo, blob.bytes.data(), wb);
-  put_u64(out.data() + 56, fnv1a(out.data() + kHeaderBytes, out.size() - kHeaderBytes));
+  put_u64(out.data() + 56, file_checksum(out.data() + kHeaderBytes, out.size() - kHeaderBytes));
   return out;
 }
 

@@ -16,7 +16,7 @@
 namespace kiln::plan {
 
 inline constexpr char kMagic[8] = {'K', 'I', 'L', 'N', 'E', 'N', 'G', '\0'};
-inline constexpr uint32_t kFormatVersion = 1;
+inline constexpr uint32_t kFormatVersion = 2;  ///< 2: the lane checksum (1: byte-wise FNV-1a)
 inline constexpr uint64_t kHeaderBytes = 64;
 
 /// min/opt/max dims per input name.

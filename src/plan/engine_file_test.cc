@@ -65,6 +65,31 @@ TEST(EngineFile, EveryCorruptedByteIsCaught) {
   }
 }
 
+TEST(EngineFile, ChecksumCatchesBitFlipsInTheWeightBlocks) {
+  // Weights large enough for the checksum's 64-byte lanes: every bit of a few words,
+  // and pairs of flips 64 bytes apart (the same lane of consecutive blocks).
+  EngineModel m = small_model();
+  std::vector<float> big(4096);
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<float>(i % 97) * 0.25f;
+  m.graph->add_constant("big", Tensor::from_vector<float>(DataType::kFloat32, {4096}, big));
+  std::vector<uint8_t> good = serialize_engine(m);
+  ASSERT_TRUE(deserialize_engine(good.data(), good.size()).ok());
+  const size_t mid = good.size() / 2 / 64 * 64;
+  auto refused = [&](const std::vector<uint8_t>& bad) { return !deserialize_engine(bad.data(), bad.size()).ok(); };
+  for (size_t word : {mid, mid + 8, mid + 56, good.size() - 200})
+    for (int bit = 0; bit < 64; ++bit) {
+      std::vector<uint8_t> bad = good;
+      bad[word + bit / 8] ^= static_cast<uint8_t>(1u << (bit % 8));
+      ASSERT_TRUE(refused(bad)) << "bit " << bit << " of the word at " << word;
+    }
+  for (int bit : {0, 31, 63}) {
+    std::vector<uint8_t> bad = good;
+    bad[mid + bit / 8] ^= static_cast<uint8_t>(1u << (bit % 8));
+    bad[mid + 64 + bit / 8] ^= static_cast<uint8_t>(1u << (bit % 8));
+    EXPECT_TRUE(refused(bad)) << "paired flips of bit " << bit;
+  }
+}
+
 TEST(EngineFile, TruncationWrongMagicAndVersionAreNamed) {
   std::vector<uint8_t> good = serialize_engine(small_model());
   for (size_t n : {size_t{0}, size_t{10}, size_t{63}, size_t{64}, good.size() / 2, good.size() - 1}) {
@@ -74,7 +99,8 @@ TEST(EngineFile, TruncationWrongMagicAndVersionAreNamed) {
   }
   std::vector<uint8_t> magic = good;
   magic[0] = 'X';
-  EXPECT_NE(deserialize_engine(magic.data(), magic.size()).status().message().find("not a kiln engine"), std::string::npos);
+  EXPECT_NE(deserialize_engine(magic.data(), magic.size()).status().message().find("not a kiln engine"),
+            std::string::npos);
   std::vector<uint8_t> version = good;
   uint32_t v = 99;
   std::memcpy(version.data() + 8, &v, 4);
