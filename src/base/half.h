@@ -40,7 +40,7 @@ inline uint16_t float_to_half(float f) {
   uint32_t absx = x & 0x7fffffffu;
   if (absx >= 0x7f800000u) return static_cast<uint16_t>(sign | 0x7c00u | (absx > 0x7f800000u ? 0x200u : 0));
   if (absx >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // overflow -> inf
-  if (absx < 0x38800000u) {  // subnormal or zero in half
+  if (absx < 0x38800000u) {                                               // subnormal or zero in half
     if (absx < 0x33000000u) return static_cast<uint16_t>(sign);
     uint32_t e = absx >> 23;
     uint32_t m = (absx & 0x7fffffu) | 0x800000u;
@@ -74,11 +74,15 @@ inline uint16_t float_to_bf16(float f) {
   return static_cast<uint16_t>(x >> 16);
 }
 
+/// float_to_half over n values; uses the CPU's F16C conversion where it has one
+/// (identical results, NaN payloads aside: both give a quiet NaN). src/base/types.cc.
+void floats_to_halves(const float* src, uint16_t* dst, int64_t n);
+
 /// fp16 storage type with float conversions, so templated kernels can use it.
 struct Half {
   uint16_t bits = 0;
   Half() = default;
-  Half(float f) : bits(float_to_half(f)) {}  // NOLINT(google-explicit-constructor)
+  Half(float f) : bits(float_to_half(f)) {}               // NOLINT(google-explicit-constructor)
   operator float() const { return half_to_float(bits); }  // NOLINT
 };
 
@@ -86,7 +90,7 @@ struct Half {
 struct BFloat16 {
   uint16_t bits = 0;
   BFloat16() = default;
-  BFloat16(float f) : bits(float_to_bf16(f)) {}  // NOLINT(google-explicit-constructor)
+  BFloat16(float f) : bits(float_to_bf16(f)) {}           // NOLINT(google-explicit-constructor)
   operator float() const { return bf16_to_float(bits); }  // NOLINT
 };
 

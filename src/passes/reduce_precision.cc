@@ -113,8 +113,19 @@ bool keeps_float32(const ir::Node& n, size_t i) {
   return false;
 }
 
+void narrow(const float* src, BFloat16* dst, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = BFloat16(src[i]);
+}
+
 Tensor convert_tensor(const Tensor& t, DataType to) {
   Tensor out = Tensor::empty(to, t.dims());
+  if (t.dtype() == DataType::kFloat32) {  // the weights: a tight loop (per-element getters cost ~1 s on BERT-base)
+    if (to == DataType::kFloat16)
+      floats_to_halves(t.data_as<float>(), &out.data_as<Half>()->bits, t.numel());
+    else
+      narrow(t.data_as<float>(), out.data_as<BFloat16>(), t.numel());
+    return out;
+  }
   std::vector<float> v = t.to_float_vector();
   for (size_t i = 0; i < v.size(); ++i) {
     if (to == DataType::kFloat16)
