@@ -4,9 +4,11 @@
 // Concat and Split on channels join an NHWC region; Transposes sit only at its edges.
 //   x -> Conv -> Relu -> MaxPool -> Conv -> GlobalAveragePool
 // becomes
-//   x -> Transpose(0,2,3,1) -> Conv[nhwc] -> Relu -> MaxPool[nhwc] -> Conv[nhwc] -> Transpose(0,3,1,2) ->
-//   GlobalAveragePool
+//   x -> Transpose(0,2,3,1) -> Conv[nhwc] -> Relu -> MaxPool[nhwc] -> Conv[nhwc] -> GlobalAveragePool[nhwc] ->
+//   Transpose(0,3,1,2)   (of the pooled [N,1,1,C] only)
 // kiln FusedElementwise joins like a binary op. Conv weights are stored [M, kH, kW, C/group];
+// global pools join too (their NHWC kernel reduces over H*W per channel group, so
+// only the pooled [N,1,1,C] leaves the region);
 // a conv with C % 8 != 0 input channels (group 1) reads its input zero-padded by a Pad
 // on C, with zero weight channels to match (tensor-core kernels need C % 8 == 0);
 // per-channel constants [1,C,1,1] become [1,1,1,C]; a Shape of an NHWC value becomes
@@ -182,7 +184,8 @@ Status nhwc_layout(ir::Graph& g, PassContext& ctx) {
     if (is_conv) {
       join = outputs_ok && rank4(n->input(0)) && n->input(1) && n->input(1)->initializer &&
              n->input(1)->initializer->rank() == 4 && !ops::is_nhwc(*n);
-    } else if (plain_domain && (n->op_type == "MaxPool" || n->op_type == "AveragePool")) {
+    } else if (plain_domain && (n->op_type == "MaxPool" || n->op_type == "AveragePool" ||
+                                n->op_type == "GlobalAveragePool" || n->op_type == "GlobalMaxPool")) {
       join = outputs_ok && any_nhwc_in && rank4(n->input(0)) && n->outputs.size() == 1;
     } else if (plain_domain && unary_ops().count(n->op_type)) {
       join = outputs_ok && n->input(0) && nhwc.count(n->input(0));
@@ -287,7 +290,8 @@ Status nhwc_layout(ir::Graph& g, PassContext& ctx) {
         n->inputs[i] = as_nhwc(in);
       }
     }
-    if (is_conv || n->op_type == "MaxPool" || n->op_type == "AveragePool")
+    if (is_conv || n->op_type == "MaxPool" || n->op_type == "AveragePool" || n->op_type == "GlobalAveragePool" ||
+        n->op_type == "GlobalMaxPool")
       n->attrs.set(ops::kNhwcAttr, ir::Attribute::from_int(1));
     if (n->op_type == "Concat" || n->op_type == "Split") n->attrs.set("axis", ir::Attribute::from_int(3));
     for (auto& o : n->outputs) {

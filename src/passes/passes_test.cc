@@ -355,8 +355,8 @@ TEST(Passes, NhwcLayoutForHalfCudaEnginesKeepsResults) {
     nhwc_nodes += n->attrs.get_int("kiln.nhwc", 0) != 0;
     transposes += n->op_type == "Transpose";
   }
-  EXPECT_EQ(nhwc_nodes, 3) << "two convs and the pool";
-  EXPECT_EQ(transposes, 3) << "into the region, out to GAP, out to the output s1";
+  EXPECT_EQ(nhwc_nodes, 4) << "two convs, the pool and the global pool";
+  EXPECT_EQ(transposes, 3) << "into the region, the pooled [N,1,1,C] out to the output gap, out to the output s1";
   EXPECT_GT(ctx.stats["nhwc_layers"], 6);
   Tensor xin = test::random_tensor(DataType::kFloat32, {2, 3, 9, 9}, rng);
   auto want = run_graph(*before, {{"x", xin}});
