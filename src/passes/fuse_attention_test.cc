@@ -125,6 +125,14 @@ void add_batch_profile(BuilderConfig& cfg, int64_t e, int64_t opt, int64_t max) 
   cfg.add_optimization_profile(prof);
 }
 
+// The graph's (last) FusedAttention node, or null.
+const ir::Node* fused_attention_node(const ir::Graph& g) {
+  const ir::Node* f = nullptr;
+  for (auto& n : g.nodes())
+    if (n->op_type == "FusedAttention") f = n.get();
+  return f;
+}
+
 void check_numerics(const Options& o, const ir::Graph& before, const ir::Graph& after) {
   std::map<std::string, Tensor> in;
   in["x"] = random_tensor(DataType::kFloat32, {3, kS, kE}, 5, -2, 2);
@@ -165,9 +173,7 @@ TEST(FuseAttention, BertAttentionBecomesOneNode) {
       EXPECT_EQ(std::count(ops.begin(), ops.end(), "Softmax"), 0) << ir::dump(b.g);
       EXPECT_EQ(std::count(ops.begin(), ops.end(), "IsNaN"), 0) << ir::dump(b.g);
       EXPECT_EQ(ctx.stats["fused_attention"], 1);
-      const ir::Node* f = nullptr;
-      for (auto& n : b.g.nodes())
-        if (n->op_type == "FusedAttention") f = n.get();
+      const ir::Node* f = fused_attention_node(b.g);
       ASSERT_NE(f, nullptr);
       EXPECT_NEAR(f->attrs.get_float("scale", 0), 1 / std::sqrt(8.0), 1e-6);
       EXPECT_EQ(f->attrs.get_int("zero_masked_rows", -1), guard ? 1 : 0);
@@ -359,9 +365,7 @@ TEST(MergeQkv, ThreeProjectionsBecomeOneGemmReadThroughSliceViews) {
     ASSERT_TRUE(ir::verify(b.g).ok()) << ir::dump(b.g);
     ASSERT_TRUE(infer_shapes(b.g, ctx).ok()) << ir::dump(b.g);
     EXPECT_EQ(ctx.stats["merged_qkv_projections"], 1);
-    const ir::Node* f = nullptr;
-    for (auto& n : b.g.nodes())
-      if (n->op_type == "FusedAttention") f = n.get();
+    const ir::Node* f = fused_attention_node(b.g);
     ASSERT_NE(f, nullptr);
     // One [kE, 3 kE] projection feeds Q, K and V; each view opens with its column slice.
     EXPECT_EQ(f->input(0), f->input(1));
@@ -402,9 +406,7 @@ TEST(MergeQkv, LeavesProjectionsWithDataReadersAlone) {
   PassContext ctx = cuda_context(b.g, cfg);
   ASSERT_TRUE(infer_shapes(b.g, ctx).ok());
   ASSERT_TRUE(fuse_attention(b.g, ctx).ok());
-  const ir::Node* f = nullptr;
-  for (auto& n : b.g.nodes())
-    if (n->op_type == "FusedAttention") f = n.get();
+  const ir::Node* f = fused_attention_node(b.g);
   ASSERT_NE(f, nullptr);
   // A second data reader of the K projection.
   ir::Value* extra = b.op("Relu", {f->inputs[1]});

@@ -7,6 +7,8 @@
 // differs from erf by at most 4.1e-4 (absolute), below fp16's rounding of the
 // values around it; FP32 engines keep the exact Gelu op.
 // z must be read only by the activation and not be a graph output.
+#include <string>
+
 #include "passes/fusion_util.h"
 #include "passes/pass.h"
 
@@ -14,16 +16,22 @@ namespace kiln::passes {
 
 namespace {
 
-// The MatMulBias activation name for `act`, or "" when it does not fuse here.
-std::string epilogue_for(const ir::Node* act, bool half_engine) {
-  if (act->inputs.size() != 1 || act->outputs.size() != 1 || !act->outputs[0]) return "";
-  if (act->domain.empty() && act->op_type == "Relu") return "Relu";
+// The MatMulBias activation `act` becomes, and whether that approximates it (the
+// erf GELU as the tanh form); an empty name when it does not fuse here.
+struct Epilogue {
+  std::string name;
+  bool approximates = false;
+};
+
+Epilogue epilogue_for(const ir::Node* act, bool half_engine) {
+  if (act->inputs.size() != 1 || act->outputs.size() != 1 || !act->outputs[0]) return {};
+  if (act->domain.empty() && act->op_type == "Relu") return {"Relu"};
   const bool onnx_gelu = act->domain.empty() && act->op_type == "Gelu";
   const bool ms_gelu = act->domain == "com.microsoft" && act->op_type == "Gelu";
-  if (onnx_gelu && act->attrs.get_string("approximate", "none") == "tanh") return "GeluTanh";
-  if ((onnx_gelu && act->attrs.get_string("approximate", "none") == "none") || ms_gelu)
-    return half_engine ? "GeluTanh" : "";
-  return "";
+  const std::string approximate = onnx_gelu ? act->attrs.get_string("approximate", "none") : "";
+  if (onnx_gelu && approximate == "tanh") return {"GeluTanh"};
+  if (((onnx_gelu && approximate == "none") || ms_gelu) && half_engine) return {"GeluTanh", true};
+  return {};
 }
 
 }  // namespace
@@ -42,15 +50,14 @@ Status fuse_matmul_activation(ir::Graph& g, PassContext& ctx) {
     if (g.is_output(z)) continue;
     ir::Node* act = only_reader(g, z);
     if (!act) continue;
-    const std::string epi = epilogue_for(act, half_engine);
-    if (epi.empty()) continue;
-    if (epi == "GeluTanh" && !(act->domain.empty() && act->attrs.get_string("approximate", "none") == "tanh"))
-      ++approximated;
+    const Epilogue epi = epilogue_for(act, half_engine);
+    if (epi.name.empty()) continue;
+    approximated += epi.approximates ? 1 : 0;
     std::vector<std::string> names = fused_names({mm, act});
     ir::Value* y = act->outputs[0];
     mm->outputs[0] = y;
     y->producer = mm;
-    mm->attrs.set("activation", ir::Attribute::from_string(epi));
+    mm->attrs.set("activation", ir::Attribute::from_string(epi.name));
     set_fused_names(*mm, std::move(names));
     removed.push_back(act);
     ++fused;

@@ -26,6 +26,7 @@ namespace kiln::ops {
 namespace {
 
 using attn::axo;
+using attn::head_base;
 using attn::vec_ok;
 using cuda::from_f;
 using cuda::launch_status;
@@ -118,10 +119,10 @@ __global__ void __launch_bounds__(NW * 32)
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const long long b = blockIdx.z, h = blockIdx.y;
   const long long q0 = static_cast<long long>(blockIdx.x) * BM;
-  const long long qbase = g.q.offset + axo(g.q.ax[0], b) + axo(g.q.ax[1], h);
-  const long long kbase = g.k.offset + axo(g.k.ax[0], b) + axo(g.k.ax[1], h);
-  const long long vbase = g.v.offset + axo(g.v.ax[0], b) + axo(g.v.ax[1], h);
-  const long long obase = g.o.offset + axo(g.o.ax[0], b) + axo(g.o.ax[1], h);
+  const long long qbase = head_base(g.q, b, h);
+  const long long kbase = head_base(g.k, b, h);
+  const long long vbase = head_base(g.v, b, h);
+  const long long obase = head_base(g.o, b, h);
   const long long qd = g.q.ax[3].inner_s, kd = g.k.ax[3].inner_s, vd = g.v.ax[3].inner_s, od = g.o.ax[3].inner_s;
 
   // Q tile (rows past Sq are zero), row statistics and the O accumulator.

@@ -15,6 +15,11 @@ __device__ __forceinline__ long long axo(const AxisMap& a, long long i) {
   return (i / a.inner_n) * a.outer_s + (i % a.inner_n) * a.inner_s;
 }
 
+// Where head h of batch b of an operand starts.
+__device__ __forceinline__ long long head_base(const OperandMap& m, long long b, long long h) {
+  return m.offset + axo(m.ax[0], b) + axo(m.ax[1], h);
+}
+
 // 16-byte loads: d contiguous, every row start (offset + b/h/s strides) and the
 // head size a multiple of 16 bytes.
 template <class T>

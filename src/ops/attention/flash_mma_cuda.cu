@@ -115,10 +115,10 @@ __global__ void __launch_bounds__(NW * 32)
   const int gr = lane / 4, tq = lane % 4;  // fragment row group, thread in quad
   const long long b = blockIdx.z, h = blockIdx.y;
   const long long q0 = static_cast<long long>(blockIdx.x) * BM;
-  const long long qbase = g.q.offset + axo(g.q.ax[0], b) + axo(g.q.ax[1], h);
-  const long long kbase = g.k.offset + axo(g.k.ax[0], b) + axo(g.k.ax[1], h);
-  const long long vbase = g.v.offset + axo(g.v.ax[0], b) + axo(g.v.ax[1], h);
-  const long long obase = g.o.offset + axo(g.o.ax[0], b) + axo(g.o.ax[1], h);
+  const long long qbase = head_base(g.q, b, h);
+  const long long kbase = head_base(g.k, b, h);
+  const long long vbase = head_base(g.v, b, h);
+  const long long obase = head_base(g.o, b, h);
 
   load_rows<T, D, NW>(Qs, q, qbase, g.q.ax[2], q0, g.Sq, BM, tid);
   load_rows<T, D, NW>(Ks, k, kbase, g.k.ax[2], 0, g.Sk, kBN, tid);

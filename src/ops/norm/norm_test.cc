@@ -293,15 +293,31 @@ TEST(BatchNormalization, CudaRanksDtypesAndMixedParamTypes) {
       }
 }
 
+// One LayerNormalization case: X dims, axis, scale dims, bias dims (or none), Mean/InvStdDev wanted.
+struct LayerNormCase {
+  Dims x;
+  int64_t axis;
+  Dims scale;
+  std::optional<Dims> bias;
+  bool stats;
+};
+
+// Every kernel against the reference on each case, in every float dtype.
+void expect_layer_norm_cases(const std::vector<LayerNormCase>& cases, float epsilon) {
+  for (const Tol& t : kFloatTols)
+    for (size_t i = 0; i < cases.size(); ++i) {
+      const LayerNormCase& l = cases[i];
+      OpCase c("LayerNormalization", 17);
+      c.attr("axis", Attribute::from_int(l.axis)).attr("epsilon", Attribute::from_float(epsilon));
+      if (l.stats) c.outputs(3);
+      c.input(t.dtype, l.x, -3, 3).input(t.dtype, l.scale);
+      if (l.bias) c.input(t.dtype, *l.bias);
+      EXPECT_GE(c.expect_all_kernels_match(t.rtol, t.atol), gpu_kernels()) << dtype_name(t.dtype) << " case " << i;
+    }
+}
+
 TEST(LayerNormalization, CudaAxesBroadcastParamsStatsAndDtypes) {
-  struct L {
-    Dims x;
-    int64_t axis;
-    Dims scale;
-    std::optional<Dims> bias;
-    bool stats;
-  };
-  std::vector<L> cases = {
+  std::vector<LayerNormCase> cases = {
       {{2, 3, 5, 7}, -1, {7}, Dims{7}, false},
       {{2, 3, 5, 7}, -2, {7}, Dims{5, 7}, true},  // scale broadcast over the normalized dims
       {{2, 3, 5, 7}, 1, {3, 5, 7}, std::nullopt, true},
@@ -309,16 +325,7 @@ TEST(LayerNormalization, CudaAxesBroadcastParamsStatsAndDtypes) {
       {{2, 5000}, 1, {5000}, Dims{1}, true},
       {{4, 33}, 0, {4, 33}, Dims{4, 33}, false},
   };
-  for (const Tol& t : kFloatTols)
-    for (size_t i = 0; i < cases.size(); ++i) {
-      const L& l = cases[i];
-      OpCase c("LayerNormalization", 17);
-      c.attr("axis", Attribute::from_int(l.axis)).attr("epsilon", Attribute::from_float(1e-3f));
-      if (l.stats) c.outputs(3);
-      c.input(t.dtype, l.x, -3, 3).input(t.dtype, l.scale);
-      if (l.bias) c.input(t.dtype, *l.bias);
-      EXPECT_GE(c.expect_all_kernels_match(t.rtol, t.atol), gpu_kernels()) << dtype_name(t.dtype) << " case " << i;
-    }
+  expect_layer_norm_cases(cases, 1e-3f);
 }
 
 TEST(RMSNormalization, CudaAxesAndDtypes) {
@@ -382,14 +389,7 @@ TEST(InstanceNormalization, CudaOddSizesAndDtypes) {
 // counts not a multiple of 4 are included), block per row above. The other cases take the
 // generic kernels (cols not whole packs, > 4096, broadcast parameters or skip).
 TEST(LayerNormalization, CudaRegisterRowsAndFallbacks) {
-  struct L {
-    Dims x;
-    int64_t axis;
-    Dims scale;
-    std::optional<Dims> bias;
-    bool stats;
-  };
-  std::vector<L> cases = {
+  std::vector<LayerNormCase> cases = {
       {{2, 5, 768}, -1, {768}, Dims{768}, true},           // BERT rows, warp per row, 10 rows
       {{3, 1024}, -1, {1024}, std::nullopt, false},        // longest warp row, no bias
       {{7, 1024}, 1, {1024}, Dims{1024}, true},            // 7 rows: last block partly empty
@@ -404,16 +404,7 @@ TEST(LayerNormalization, CudaRegisterRowsAndFallbacks) {
       {{3, 768}, -1, {1}, Dims{768}, false},               // broadcast gamma: fallback
       {{4, 768}, -1, {768}, Dims{1}, true},                // broadcast beta: fallback
   };
-  for (const Tol& t : kFloatTols)
-    for (size_t i = 0; i < cases.size(); ++i) {
-      const L& l = cases[i];
-      OpCase c("LayerNormalization", 17);
-      c.attr("axis", Attribute::from_int(l.axis)).attr("epsilon", Attribute::from_float(1e-5f));
-      if (l.stats) c.outputs(3);
-      c.input(t.dtype, l.x, -3, 3).input(t.dtype, l.scale);
-      if (l.bias) c.input(t.dtype, *l.bias);
-      EXPECT_GE(c.expect_all_kernels_match(t.rtol, t.atol), gpu_kernels()) << dtype_name(t.dtype) << " case " << i;
-    }
+  expect_layer_norm_cases(cases, 1e-5f);
 }
 
 TEST(LayerNormalization, CudaRegisterRowsOffsetMean) {
