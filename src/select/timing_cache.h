@@ -17,7 +17,7 @@ namespace kiln::select {
 
 inline constexpr char kTimingCacheMagic[] = "KILN-TIMING-CACHE";
 /// Bump when the file layout or the meaning of a kernel's tactic IDs changes.
-inline constexpr int kTimingCacheVersion = 1;
+inline constexpr int kTimingCacheVersion = 2;  // 2: conv tactics include cuDNN graph engines
 
 /// One node signature's outcome.
 struct TimingEntry {

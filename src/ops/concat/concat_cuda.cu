@@ -5,6 +5,7 @@
 // preallocated outputs.
 #include <algorithm>
 #include <limits>
+#include <type_traits>
 
 #include "ops/common.h"
 #include "ops/concat/pad_spec.h"
@@ -309,19 +310,62 @@ __global__ void pad_kernel(const T* __restrict__ x, PadParams p, const T* __rest
   }
 }
 
-// Constant padding of the last axis only (nhwc_layout pads a stem conv's channels
-// 3 -> 8): one thread per row, no per-element index arithmetic.
-template <typename T>
-__global__ void pad_last_axis_kernel(const T* __restrict__ x, int64_t cin, int64_t cout, int64_t begin, T fill,
-                                     T* __restrict__ y, int64_t rows) {
-  for (int64_t r = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; r < rows;
-       r += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+// Constant padding (or cropping) of the last axis only: nhwc_layout pads a stem
+// conv's channels 3 -> 8. One thread per E-element chunk of an output row, E
+// chosen so a chunk is one 16-byte store when the row's bytes allow it (a 3 -> 8
+// fp16 row is a single chunk); the chunk's source values are read directly.
+template <typename T, int E>
+struct alignas(sizeof(T) * E) PadChunk {
+  T v[E];
+};
+
+// I is uint32_t when both tensors have fewer than 2^31 elements (cheap division).
+// `begin` is clamped to [-cin, cout] by the caller, so s stays in range.
+template <typename T, int E, typename I>
+__global__ void pad_last_axis_kernel(const T* __restrict__ x, I cin, I cout, int64_t begin, T fill, T* __restrict__ y,
+                                     I nchunks) {
+  const I per_row = cout / E;
+  const I stride = static_cast<I>(gridDim.x) * blockDim.x;
+  for (I q = static_cast<I>(blockIdx.x) * blockDim.x + threadIdx.x; q < nchunks; q += stride) {
+    const I r = q / per_row, j0 = (q - r * per_row) * E;
     const T* xr = x + r * cin;
-    T* yr = y + r * cout;
-    for (int64_t j = 0; j < cout; ++j) {
-      const int64_t s = j - begin;
-      yr[j] = s >= 0 && s < cin ? xr[s] : fill;
+    PadChunk<T, E> out;
+#pragma unroll
+    for (int k = 0; k < E; ++k) {
+      const int64_t s = static_cast<int64_t>(j0 + k) - begin;
+      out.v[k] = s >= 0 && s < static_cast<int64_t>(cin) ? xr[s] : fill;
     }
+    *reinterpret_cast<PadChunk<T, E>*>(y + q * E) = out;
+  }
+}
+
+template <typename T, typename I>
+void launch_pad_last_axis(int chunk_bytes, const T* x, int64_t cin, int64_t cout, int64_t begin, T fill, T* y,
+                          int64_t total, cudaStream_t stream) {
+  auto go = [&](auto e) {
+    constexpr int E = decltype(e)::value;
+    if constexpr (E * sizeof(T) <= 16) {
+      const int64_t chunks = total / E;
+      pad_last_axis_kernel<T, E, I><<<cuda::grid_for(chunks), cuda::kBlock, 0, stream>>>(
+          x, static_cast<I>(cin), static_cast<I>(cout), begin, fill, y, static_cast<I>(chunks));
+    }
+  };
+  switch (chunk_bytes / static_cast<int>(sizeof(T))) {
+    case 16:
+      go(std::integral_constant<int, 16>{});
+      break;
+    case 8:
+      go(std::integral_constant<int, 8>{});
+      break;
+    case 4:
+      go(std::integral_constant<int, 4>{});
+      break;
+    case 2:
+      go(std::integral_constant<int, 2>{});
+      break;
+    default:
+      go(std::integral_constant<int, 1>{});
+      break;
   }
 }
 
@@ -356,13 +400,28 @@ Status pad_cuda(KernelContext& ctx) {
   bool last_axis_only = r >= 1 && p.mode == movement::PadMode::kConstant && !fill_ptr;
   for (size_t d = 0; d + 1 < r && last_axis_only; ++d)
     last_axis_only = p.begin[d] == 0 && p.in_dims[d] == p.out_dims[d];
-  if (last_axis_only && p.out_dims[r - 1] <= 64) {
-    const int64_t cin = p.in_dims[r - 1], cout = p.out_dims[r - 1], rows = total / cout;
+  if (last_axis_only) {
+    const int64_t cin = p.in_dims[r - 1], cout = p.out_dims[r - 1];
+    const int64_t begin = std::min(std::max(p.begin[r - 1], -cin), cout);
+    const bool narrow = total < INT32_MAX && x.numel() < INT32_MAX;
     KILN_CUDA_DISPATCH_BYTES(x.dtype(), T, {
       T fv;
       std::memcpy(&fv, fill.value.data(), sizeof(T));
-      pad_last_axis_kernel<T><<<cuda::grid_for(rows), cuda::kBlock, 0, cuda::stream_of(ctx)>>>(
-          static_cast<const T*>(x.data()), cin, cout, p.begin[r - 1], fv, static_cast<T*>(y.data()), rows);
+      // Widest store unit that divides the output row and the output's address.
+      const auto row_bytes = static_cast<uint64_t>(cout) * sizeof(T);
+      int chunk = static_cast<int>(sizeof(T));
+      for (int u : {16, 8, 4, 2})
+        if (u > chunk && row_bytes % static_cast<uint64_t>(u) == 0 &&
+            reinterpret_cast<uintptr_t>(y.data()) % static_cast<uintptr_t>(u) == 0) {
+          chunk = u;
+          break;
+        }
+      const T* xp = static_cast<const T*>(x.data());
+      T* yp = static_cast<T*>(y.data());
+      if (narrow)
+        launch_pad_last_axis<T, uint32_t>(chunk, xp, cin, cout, begin, fv, yp, total, cuda::stream_of(ctx));
+      else
+        launch_pad_last_axis<T, uint64_t>(chunk, xp, cin, cout, begin, fv, yp, total, cuda::stream_of(ctx));
     });
     return cuda::launch_status(ctx, "pad_last_axis");
   }

@@ -464,5 +464,46 @@ TEST(ConcatOps, CudaPadExpandTileMatchReference) {
   EXPECT_GE(z.expect_all_kernels_match(0, 0), 0);
 }
 
+// Constant padding of the last axis only runs one thread per output chunk of up to
+// 16 bytes: 3 -> 8 channels fp16 is one 16-byte store per row, fp32 two; rows whose
+// bytes only allow 8-, 4-, 2- or 1-byte chunks, padding before, crops, long rows.
+TEST(ConcatOps, CudaPadLastAxisChunks) {
+  struct Case {
+    DataType dt;
+    Dims dims;
+    int64_t begin, end;
+  };
+  const std::vector<Case> cases = {
+      {DataType::kFloat16, {2, 5, 7, 3}, 0, 5},     // nhwc_layout's 3 -> 8: 16-byte rows
+      {DataType::kFloat32, {2, 5, 7, 3}, 0, 5},     // 32-byte rows: two 16-byte chunks
+      {DataType::kBFloat16, {3, 11, 13, 3}, 0, 5},  // 429 rows
+      {DataType::kFloat16, {1, 33, 65, 3}, 0, 5},   // more rows than one block
+      {DataType::kFloat16, {2, 7, 5, 3}, 0, 1},     // 3 -> 4: 8-byte chunks
+      {DataType::kFloat16, {2, 7, 5, 3}, 1, 2},     // 3 -> 6 with a leading pad: 4-byte chunks
+      {DataType::kFloat16, {2, 7, 5, 3}, 2, 0},     // 3 -> 5: 2-byte elements
+      {DataType::kFloat32, {2, 7, 5, 3}, 3, 2},     // 3 -> 8 padded on both sides
+      {DataType::kUInt8, {2, 7, 5, 3}, 0, 13},      // 16 one-byte values per chunk
+      {DataType::kInt64, {2, 7, 5, 3}, 0, 5},       // two 8-byte values per chunk
+      {DataType::kFloat32, {3, 9, 8}, -2, 2},       // crop the front, pad the back
+      {DataType::kFloat16, {3, 9, 8}, 1, -3},       // pad the front, crop the back
+      {DataType::kFloat32, {4, 3}, -3, 3},          // everything cropped: all fill
+      {DataType::kFloat32, {3, 100}, 10, 20},       // long rows
+      {DataType::kFloat16, {37}, 2, 3},             // rank 1: a single row
+  };
+  for (const Case& k : cases) {
+    const size_t r = k.dims.size();
+    std::vector<int64_t> pads(2 * r, 0);
+    pads[r - 1] = k.begin;
+    pads[2 * r - 1] = k.end;
+    for (bool with_value : {true, false}) {
+      OpCase c("Pad", 13);
+      c.input(k.dt, k.dims, -9, 9).input(ints(pads));
+      if (with_value) c.input(scalar(k.dt, 2.5));
+      EXPECT_GE(c.expect_all_kernels_match(0, 0), test::gpu_kernels())
+          << dtype_name(k.dt) << " " << dims_to_string(k.dims) << " " << k.begin << " " << k.end;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace kiln::test

@@ -1,19 +1,24 @@
 // CUDA kernels of the conv family through cuDNN's descriptor API: Conv
 // (cudnnConvolutionForward) and ConvTranspose (cudnnConvolutionBackwardData),
 // 1-D (as 2-D with H = 1), 2-D and 3-D, NCHW, grouped, strided, dilated.
-// Tactics (docs/tactics.md) are cuDNN's usable algorithms, ID = algo * 4 + math type.
+// Tactics (docs/tactics.md): forward convs offer cuDNN's graph-API engines first
+// (conv_graph_cuda.h; conv + bias + residual + activation fused where an engine
+// takes it), then the legacy algorithms, ID = algo * 4 + math type.
 // cuDNN pads symmetrically; an asymmetric ONNX padding is taken when padding
 // both sides by the leading pad yields the same windows (the extra trailing
 // padding is then never read), otherwise `applies` says no.
 #include <cudnn.h>
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <type_traits>
 #include <vector>
 
 #include "backends/cuda/kernel_util.cuh"
 #include "backends/cuda/tactic_sink.h"
+#include "ops/conv/conv_graph_cuda.h"
 #include "ops/conv/conv_internal.h"
 #include "ops/layout.h"
 
@@ -237,7 +242,10 @@ Status build_plan(KernelContext& ctx, const DnnGeometry& g, DataType dtype, bool
   return Status();
 }
 
-Result<ConvPlan*> plan_for(KernelContext& ctx, const DnnGeometry& g, DataType dtype, bool transpose) {
+// `report`: hand the legacy candidates to a collecting builder (forward convs report
+// them together with the graph candidates instead, in run_graph).
+Result<ConvPlan*> plan_for(KernelContext& ctx, const DnnGeometry& g, DataType dtype, bool transpose,
+                           bool report = true) {
   const cuda::Env* env = ctx.cuda_env();
   const int64_t tactic = ctx.attrs().get_int(kTacticAttr, -1);
   std::vector<int64_t> key{env->device, static_cast<int64_t>(dtype),
@@ -262,28 +270,225 @@ Result<ConvPlan*> plan_for(KernelContext& ctx, const DnnGeometry& g, DataType dt
     auto [it, inserted] = plans().emplace(key, std::move(fresh));
     plan = it->second.get();
   }
-  cuda::report_tactics(plan->tactics);
+  if (report) cuda::report_tactics(plan->tactics);
   return plan;
 }
 
-// y[n, m, ...] += b[m] over `total` elements with `inner` spatial elements per channel.
-template <typename T>
-__global__ void add_bias_kernel(T* y, const T* b, int64_t channels, int64_t inner, int64_t total) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t c = (i / inner) % channels;
-    y[i] = cuda::from_f<T>(cuda::to_f(y[i]) + cuda::to_f(b[c]));
+// The activations a cuDNN graph epilogue expresses (the others run in our epilogue kernel).
+bool graph_act(int kind, cudnn_graph::GraphAct* out);
+
+// A forward conv through cuDNN's graph engines (conv_graph_cuda.h), reporting the
+// graph and legacy candidates together. Returns false when the legacy path must run
+// (graph path off, a legacy tactic chosen, no engine runs); `*epilogue_done` says
+// whether bias, residual and activation were applied in the graph (`act_kind` is the
+// FusedConv activation, -1 for a plain Conv whose only epilogue is the bias).
+Result<bool> run_graph(KernelContext& ctx, const DnnGeometry& g, const ConvPlan& legacy, int act_kind, const Tensor* b,
+                       const Tensor* z, bool* epilogue_done) {
+  *epilogue_done = false;
+  const cuda::Env* env = ctx.cuda_env();
+  cudnn_graph::ConvProblem pr;
+  pr.x = g.x;
+  pr.w = g.w;
+  pr.y = g.y;
+  pr.pads = g.pads;
+  pr.strides = g.strides;
+  pr.dilations = g.dilations;
+  pr.nhwc = g.nhwc;
+  pr.dtype = ctx.input(0).dtype();
+  pr.allow_tf32 = env->allow_tf32;
+  pr.bias = b != nullptr;
+  pr.residual = z != nullptr;
+  if (act_kind >= 0 && !graph_act(act_kind, &pr.act)) pr.bias = pr.residual = false;  // whole epilogue ours
+  Result<std::vector<int64_t>> ids = cudnn_graph::enabled() && g.x.size() >= 4
+                                         ? cudnn_graph::candidates(ctx, pr)
+                                         : Result<std::vector<int64_t>>(std::vector<int64_t>{});
+  std::vector<int64_t> all = ids.ok() ? *ids : std::vector<int64_t>{};
+  const bool have_graph = !all.empty();
+  all.insert(all.end(), legacy.tactics.begin(), legacy.tactics.end());
+  cuda::report_tactics(all);
+  const int64_t tactic = ctx.attrs().get_int(kTacticAttr, -1);
+  if (!have_graph || (tactic >= 0 && !cudnn_graph::is_graph_tactic(tactic))) return false;
+  cudnn_graph::ConvBuffers buf;
+  buf.x = ctx.input(0).data();
+  buf.w = ctx.input(1).data();
+  buf.b = b ? b->data() : nullptr;
+  buf.z = z ? z->data() : nullptr;
+  buf.y = ctx.output(0).data();
+  Result<bool> fused = cudnn_graph::run(ctx, pr, tactic, buf);
+  if (!fused.ok()) {
+    cudaGetLastError();
+    return false;
+  }
+  *epilogue_done = *fused;
+  return true;
+}
+
+// ---------------------------------------------------------------- Epilogue
+
+// act(y + bias[c] + z) in one pass over the conv output; Conv's bias add is the
+// case without an activation or z.
+enum class Act { kNone, kRelu, kSigmoid, kTanh, kLeakyRelu, kClip, kHardSigmoid, kSilu };
+
+struct ActParams {
+  Act kind = Act::kNone;
+  float a = 0, b = 0;
+};
+
+__device__ __forceinline__ float apply_act(const ActParams& p, float v) {
+  switch (p.kind) {
+    case Act::kNone:
+      return v;
+    case Act::kRelu:
+      return v > 0.f ? v : 0.f;
+    case Act::kSigmoid:
+      return 1.f / (1.f + __expf(-v));
+    case Act::kTanh:
+      return tanhf(v);
+    case Act::kLeakyRelu:
+      return v >= 0.f ? v : p.a * v;
+    case Act::kClip:
+      return fminf(fmaxf(v, p.a), p.b);
+    case Act::kHardSigmoid:
+      return fmaxf(0.f, fminf(1.f, p.a * v + p.b));
+    case Act::kSilu:
+      return v / (1.f + __expf(-v));
+  }
+  return v;
+}
+
+/// V elements moved by one 16- or 8-byte load / store.
+template <typename T, int V>
+struct alignas(sizeof(T) * V) Pack {
+  T v[V];
+};
+
+// The channel of element i is (i / inner) % channels (NCHW: inner = spatial
+// volume; NHWC: inner = 1). I is uint32_t below 2^31 elements: 32-bit division
+// is several times cheaper, and unsigned i + stride cannot overflow there.
+template <typename T, typename I>
+__global__ void epilogue_kernel(T* __restrict__ y, const T* __restrict__ bias, const T* __restrict__ z, ActParams act,
+                                I channels, I inner, I total) {
+  const I stride = static_cast<I>(gridDim.x) * blockDim.x;
+  for (I i = static_cast<I>(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += stride) {
+    float v = cuda::to_f(y[i]);
+    if (bias) v += cuda::to_f(bias[(i / inner) % channels]);
+    if (z) v += cuda::to_f(z[i]);
+    y[i] = cuda::from_f<T>(apply_act(act, v));
   }
 }
 
+// Same over vectors of V elements that never cross a channel boundary: either
+// all V share one channel (inner % V == 0) or they are V consecutive channels
+// (inner == 1, channels % V == 0), whose biases are then one vector load.
+template <typename T, int V, typename I>
+__global__ void epilogue_vec_kernel(T* __restrict__ y, const T* __restrict__ bias, const T* __restrict__ z,
+                                    ActParams act, I channels, I inner, I nvec) {
+  using P = Pack<T, V>;
+  const I stride = static_cast<I>(gridDim.x) * blockDim.x;
+  for (I v = static_cast<I>(blockIdx.x) * blockDim.x + threadIdx.x; v < nvec; v += stride) {
+    const I i = v * V;
+    P pk = *reinterpret_cast<const P*>(y + i);
+    float f[V];
+#pragma unroll
+    for (int k = 0; k < V; ++k) f[k] = cuda::to_f(pk.v[k]);
+    if (bias) {
+      if (inner == 1) {
+        const P bk = *reinterpret_cast<const P*>(bias + i % channels);
+#pragma unroll
+        for (int k = 0; k < V; ++k) f[k] += cuda::to_f(bk.v[k]);
+      } else {
+        const float bc = cuda::to_f(bias[(i / inner) % channels]);
+#pragma unroll
+        for (int k = 0; k < V; ++k) f[k] += bc;
+      }
+    }
+    if (z) {
+      const P zk = *reinterpret_cast<const P*>(z + i);
+#pragma unroll
+      for (int k = 0; k < V; ++k) f[k] += cuda::to_f(zk.v[k]);
+    }
+#pragma unroll
+    for (int k = 0; k < V; ++k) pk.v[k] = cuda::from_f<T>(apply_act(act, f[k]));
+    *reinterpret_cast<P*>(y + i) = pk;
+  }
+}
+
+// Blocks of kBlock threads for a grid-stride loop over `items`: one resident wave
+// (SMs x occupancy of this kernel), fewer when there is less work.
+template <auto Kernel>
+unsigned resident_grid(int64_t items) {
+  static const int64_t wave = [] {
+    int dev = 0, sms = 0, per_sm = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, Kernel, cuda::kBlock, 0) != cudaSuccess) {
+      (void)cudaGetLastError();
+      return int64_t{132} * 4;
+    }
+    return static_cast<int64_t>(std::max(sms, 1)) * std::max(per_sm, 1);
+  }();
+  const int64_t need = (items + cuda::kBlock - 1) / cuda::kBlock;
+  return static_cast<unsigned>(std::max<int64_t>(1, std::min(need, wave)));
+}
+
+template <typename T, typename I>
+void run_epilogue(cudaStream_t s, int vec_bytes, T* y, const T* b, const T* z, const ActParams& act, int64_t channels,
+                  int64_t inner, int64_t total) {
+  auto go = [&](auto vec) {
+    constexpr int V = decltype(vec)::value;
+    const int64_t nvec = total / V;
+    epilogue_vec_kernel<T, V, I><<<resident_grid<epilogue_vec_kernel<T, V, I>>(nvec), cuda::kBlock, 0, s>>>(
+        y, b, z, act, static_cast<I>(channels), static_cast<I>(inner), static_cast<I>(nvec));
+  };
+  if (vec_bytes == 16) {
+    go(std::integral_constant<int, 16 / static_cast<int>(sizeof(T))>{});
+  } else if (vec_bytes == 8) {
+    go(std::integral_constant<int, 8 / static_cast<int>(sizeof(T))>{});
+  } else {
+    epilogue_kernel<T, I><<<resident_grid<epilogue_kernel<T, I>>(total), cuda::kBlock, 0, s>>>(
+        y, b, z, act, static_cast<I>(channels), static_cast<I>(inner), static_cast<I>(total));
+  }
+}
+
+bool aligned_to(const void* p, int bytes) {
+  return reinterpret_cast<uintptr_t>(p) % static_cast<uintptr_t>(bytes) == 0;
+}
+
+/// y = act(y + b[(i / inner) % channels] + z) in place; b and z may be null.
+Status launch_epilogue(KernelContext& ctx, Tensor& y, const Tensor* b, const Tensor* z, const ActParams& act,
+                       int64_t channels, int64_t inner, const char* name) {
+  const int64_t total = y.numel();
+  if (total == 0) return Status();
+  if (b && channels <= 0) return ctx.error("bias without channels", ErrorCode::kInternal);
+  if (inner <= 0) inner = 1;
+  KILN_CUDA_DISPATCH_FLOAT(y.dtype(), T, {
+    T* yp = y.data_as<T>();
+    const T* bp = b ? b->data_as<T>() : nullptr;
+    const T* zp = z ? z->data_as<T>() : nullptr;
+    int vec_bytes = 0;
+    for (int bytes : {16, 8}) {
+      const int64_t v = bytes / static_cast<int64_t>(sizeof(T));
+      // Without a bias the channel does not matter.
+      const bool whole = !bp || (inner == 1 ? channels % v == 0 && aligned_to(bp, bytes) : inner % v == 0);
+      if (whole && total % v == 0 && aligned_to(yp, bytes) && (!zp || aligned_to(zp, bytes))) {
+        vec_bytes = bytes;
+        break;
+      }
+    }
+    if (total < INT32_MAX)
+      run_epilogue<T, uint32_t>(cuda::stream_of(ctx), vec_bytes, yp, bp, zp, act, channels, inner, total);
+    else
+      run_epilogue<T, int64_t>(cuda::stream_of(ctx), vec_bytes, yp, bp, zp, act, channels, inner, total);
+  });
+  return cuda::launch_status(ctx, name);
+}
+
+// y[n, m, ...] += b[m] (NCHW).
 Status add_bias(KernelContext& ctx, const Tensor& b, Tensor& y) {
   const int64_t channels = y.dim(1), total = y.numel();
   const int64_t inner = channels ? total / (y.dim(0) * channels) : 0;
-  KILN_CUDA_DISPATCH_FLOAT(y.dtype(), T, {
-    add_bias_kernel<T><<<cuda::grid_for(total), cuda::kBlock, 0, cuda::stream_of(ctx)>>>(y.data_as<T>(), b.data_as<T>(),
-                                                                                         channels, inner, total);
-  });
-  return cuda::launch_status(ctx, "conv_add_bias");
+  if (total == 0) return Status();
+  return launch_epilogue(ctx, y, &b, nullptr, ActParams{}, channels, inner, "conv_add_bias");
 }
 
 Status run_dnn(KernelContext& ctx, const DnnGeometry& g, bool transpose) {
@@ -292,7 +497,13 @@ Status run_dnn(KernelContext& ctx, const DnnGeometry& g, bool transpose) {
   Tensor& y = ctx.output(0);
   for (const Dims* d : {&g.x, &g.w, &g.y})
     if (!fits_int(*d)) return ctx.error("tensor too large for cuDNN's int dims", ErrorCode::kUnsupported);
-  KILN_ASSIGN_OR_RETURN(ConvPlan * p, plan_for(ctx, g, x.dtype(), transpose));
+  KILN_ASSIGN_OR_RETURN(ConvPlan * p, plan_for(ctx, g, x.dtype(), transpose, /*report=*/transpose));
+  const Tensor* bias = ctx.has_input(2) && ctx.input(2).numel() > 0 ? &ctx.input(2) : nullptr;
+  if (!transpose) {
+    bool done = false;
+    KILN_ASSIGN_OR_RETURN(bool ran, run_graph(ctx, g, *p, -1, bias, nullptr, &done));
+    if (ran) return done || !bias ? Status() : add_bias(ctx, *bias, y);
+  }
   const cuda::Env* env = ctx.cuda_env();
   auto h = static_cast<cudnnHandle_t>(env->cudnn);
   const float one = 1.f, zero = 0.f;
@@ -305,7 +516,7 @@ Status run_dnn(KernelContext& ctx, const DnnGeometry& g, bool transpose) {
                                                 static_cast<cudnnConvolutionBwdDataAlgo_t>(p->algo), env->workspace,
                                                 p->workspace, &zero, p->x, y.data()));
   }
-  if (ctx.has_input(2) && ctx.input(2).numel() > 0) return add_bias(ctx, ctx.input(2), y);
+  if (bias) return add_bias(ctx, *bias, y);
   return Status();
 }
 
@@ -428,48 +639,6 @@ bool applies_conv_transpose(const ir::Node& node, const std::vector<TensorType>&
 
 // ---------------------------------------------------------------- FusedConv
 
-// act(y + bias[c] + z) in one pass over the conv output.
-enum class Act { kNone, kRelu, kSigmoid, kTanh, kLeakyRelu, kClip, kHardSigmoid, kSilu };
-
-struct ActParams {
-  Act kind = Act::kNone;
-  float a = 0, b = 0;
-};
-
-__device__ __forceinline__ float apply_act(const ActParams& p, float v) {
-  switch (p.kind) {
-    case Act::kNone:
-      return v;
-    case Act::kRelu:
-      return v > 0.f ? v : 0.f;
-    case Act::kSigmoid:
-      return 1.f / (1.f + __expf(-v));
-    case Act::kTanh:
-      return tanhf(v);
-    case Act::kLeakyRelu:
-      return v >= 0.f ? v : p.a * v;
-    case Act::kClip:
-      return fminf(fmaxf(v, p.a), p.b);
-    case Act::kHardSigmoid:
-      return fmaxf(0.f, fminf(1.f, p.a * v + p.b));
-    case Act::kSilu:
-      return v / (1.f + __expf(-v));
-  }
-  return v;
-}
-
-template <typename T>
-__global__ void epilogue_kernel(T* y, const T* bias, const T* z, ActParams act, int64_t channels, int64_t inner,
-                                int64_t total) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    float v = cuda::to_f(y[i]);
-    if (bias) v += cuda::to_f(bias[(i / inner) % channels]);
-    if (z) v += cuda::to_f(z[i]);
-    y[i] = cuda::from_f<T>(apply_act(act, v));
-  }
-}
-
 bool parse_act(const ir::Attributes& attrs, ActParams& p) {
   std::string name = attrs.get_string("activation", "");
   std::vector<float> f = attrs.get_floats("activation_params");
@@ -494,6 +663,28 @@ bool parse_act(const ir::Attributes& attrs, ActParams& p) {
     return false;
   }
   return true;
+}
+
+bool graph_act(int kind, cudnn_graph::GraphAct* out) {
+  switch (static_cast<Act>(kind)) {
+    case Act::kNone:
+      *out = cudnn_graph::GraphAct::kNone;
+      return true;
+    case Act::kRelu:
+      *out = cudnn_graph::GraphAct::kRelu;
+      return true;
+    case Act::kSigmoid:
+      *out = cudnn_graph::GraphAct::kSigmoid;
+      return true;
+    case Act::kTanh:
+      *out = cudnn_graph::GraphAct::kTanh;
+      return true;
+    case Act::kSilu:
+      *out = cudnn_graph::GraphAct::kSilu;
+      return true;
+    default:
+      return false;
+  }
 }
 
 // cuDNN's fused conv + bias + (residual) + ReLU, where it takes the problem; the
@@ -528,13 +719,17 @@ Status fused_conv_cuda(KernelContext& ctx) {
   g.nhwc = nhwc;
   for (const Dims* d : {&g.x, &g.w, &g.y})
     if (!fits_int(*d)) return ctx.error("tensor too large for cuDNN's int dims", ErrorCode::kUnsupported);
-  KILN_ASSIGN_OR_RETURN(ConvPlan * p, plan_for(ctx, g, x.dtype(), false));
+  KILN_ASSIGN_OR_RETURN(ConvPlan * p, plan_for(ctx, g, x.dtype(), false, /*report=*/false));
   const cuda::Env* env = ctx.cuda_env();
   auto h = static_cast<cudnnHandle_t>(env->cudnn);
   const float one = 1.f, zero = 0.f;
+  bool graph_done = false;
+  KILN_ASSIGN_OR_RETURN(const bool graph_ran, run_graph(ctx, g, *p, static_cast<int>(act.kind), b, z, &graph_done));
+  if (graph_done) return Status();
   // ReLU or identity with a bias: one cuDNN call (identity needs IMPLICIT_PRECOMP_GEMM).
-  bool try_cba = b && (act.kind == Act::kRelu ||
-                       (act.kind == Act::kNone && p->algo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM));
+  bool try_cba = !graph_ran && b &&
+                 (act.kind == Act::kRelu ||
+                  (act.kind == Act::kNone && p->algo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM));
   if (try_cba) {
     bool known = false, ok = false;
     {
@@ -576,17 +771,14 @@ Status fused_conv_cuda(KernelContext& ctx) {
       cudaGetLastError();
     }
   }
-  KILN_DNN_CHECK(cudnnConvolutionForward(h, &one, p->x, x.data(), p->w, w.data(), p->conv,
-                                         static_cast<cudnnConvolutionFwdAlgo_t>(p->algo), env->workspace, p->workspace,
-                                         &zero, p->y, y.data()));
+  if (!graph_ran)
+    KILN_DNN_CHECK(cudnnConvolutionForward(h, &one, p->x, x.data(), p->w, w.data(), p->conv,
+                                           static_cast<cudnnConvolutionFwdAlgo_t>(p->algo), env->workspace,
+                                           p->workspace, &zero, p->y, y.data()));
   const int64_t channels = yd[1], total = y.numel();
   // NCHW: channel = (i / H*W) % C; NHWC: channel = i % C.
   const int64_t inner = nhwc ? 1 : (channels ? total / (yd[0] * channels) : 1);
-  KILN_CUDA_DISPATCH_FLOAT(y.dtype(), T, {
-    epilogue_kernel<T><<<cuda::grid_for(total), cuda::kBlock, 0, cuda::stream_of(ctx)>>>(
-        y.data_as<T>(), b ? b->data_as<T>() : nullptr, z ? z->data_as<T>() : nullptr, act, channels, inner, total);
-  });
-  return cuda::launch_status(ctx, "fused_conv_epilogue");
+  return launch_epilogue(ctx, y, b, z, act, channels, inner, "fused_conv_epilogue");
 }
 
 // The NCHW view of an NHWC node's input types (applies_conv reasons in NCHW).

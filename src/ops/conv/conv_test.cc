@@ -59,8 +59,8 @@ TEST(Conv, BasicWithPaddingHandChecked) {
   c.input(Tensor::from_vector<float>(DataType::kFloat32, {1, 1, 3, 3}, std::vector<float>(9, 1.f)));
   auto out = c.run();
   ASSERT_TRUE(out.ok()) << out.status().to_string();
-  std::vector<float> want = {12, 21, 27, 33, 24, 33, 54, 63, 72, 51, 63, 99, 108, 117, 81,
-                             93, 144, 153, 162, 111, 72, 111, 117, 123, 84};
+  std::vector<float> want = {12,  21, 27, 33,  24,  33,  54,  63, 72,  51,  63,  99, 108,
+                             117, 81, 93, 144, 153, 162, 111, 72, 111, 117, 123, 84};
   EXPECT_TRUE(tensors_close((*out)[0], Tensor::from_vector<float>(DataType::kFloat32, {1, 1, 5, 5}, want), 0, 0));
   EXPECT_GE(c.expect_all_kernels_match(1e-6, 1e-5), 1);
 }
@@ -138,7 +138,8 @@ TEST(Conv, OneAndThreeDimsAgreeWithTwoD) {
   c3.input(DataType::kFloat32, {1, 4, 1, 6, 7}).input(DataType::kFloat32, {6, 2, 1, 3, 3});
   auto o3 = c3.run();
   ASSERT_TRUE(o3.ok()) << o3.status().to_string();
-  Tensor want3 = naive_conv2d(q, c3.inputs()[0]->reshaped({1, 4, 6, 7}), c3.inputs()[1]->reshaped({6, 2, 3, 3}), nullptr);
+  Tensor want3 =
+      naive_conv2d(q, c3.inputs()[0]->reshaped({1, 4, 6, 7}), c3.inputs()[1]->reshaped({6, 2, 3, 3}), nullptr);
   EXPECT_TRUE(tensors_close((*o3)[0], want3.reshaped({1, 6, 1, 6, 7}), 1e-5, 1e-5));
   EXPECT_GE(c3.expect_all_kernels_match(1e-5, 1e-5), 1);
 }
@@ -147,7 +148,9 @@ TEST(Conv, ThreeDFastKernelsMatchRef) {
   OpCase c("Conv", 22);
   c.attr("strides", Attribute::from_ints({1, 2, 1})).attr("pads", Attribute::from_ints({1, 0, 1, 1, 1, 0}));
   c.attr("dilations", Attribute::from_ints({2, 1, 1}));
-  c.input(DataType::kFloat32, {2, 3, 7, 8, 6}).input(DataType::kFloat32, {5, 3, 2, 3, 3}).input(DataType::kFloat32, {5});
+  c.input(DataType::kFloat32, {2, 3, 7, 8, 6})
+      .input(DataType::kFloat32, {5, 3, 2, 3, 3})
+      .input(DataType::kFloat32, {5});
   EXPECT_GE(c.expect_all_kernels_match(1e-4, 1e-4), 1);
 }
 
@@ -157,8 +160,10 @@ TEST(Conv, AutoPadShapes) {
     int64_t stride;
     Dims out;
   };
-  for (const A& a : std::vector<A>{{"SAME_UPPER", 2, {1, 2, 4, 3}}, {"SAME_LOWER", 2, {1, 2, 4, 3}},
-                                   {"VALID", 2, {1, 2, 3, 2}}, {"SAME_UPPER", 1, {1, 2, 7, 6}}}) {
+  for (const A& a : std::vector<A>{{"SAME_UPPER", 2, {1, 2, 4, 3}},
+                                   {"SAME_LOWER", 2, {1, 2, 4, 3}},
+                                   {"VALID", 2, {1, 2, 3, 2}},
+                                   {"SAME_UPPER", 1, {1, 2, 7, 6}}}) {
     OpCase c("Conv", 22);
     c.attr("auto_pad", Attribute::from_string(a.pad)).attr("strides", Attribute::from_ints({a.stride, a.stride}));
     c.input(DataType::kFloat32, {1, 3, 7, 6}).input(DataType::kFloat32, {2, 3, 3, 3});
@@ -171,7 +176,8 @@ TEST(Conv, AutoPadShapes) {
   OpCase lower("Conv", 22), explicit_pads("Conv", 22);
   lower.attr("auto_pad", Attribute::from_string("SAME_LOWER")).attr("strides", Attribute::from_ints({2, 2}));
   explicit_pads.attr("pads", Attribute::from_ints({1, 1, 1, 1})).attr("strides", Attribute::from_ints({2, 2}));
-  for (OpCase* c : {&lower, &explicit_pads}) c->input(DataType::kFloat32, {1, 1, 6, 6}).input(DataType::kFloat32, {1, 1, 3, 3});
+  for (OpCase* c : {&lower, &explicit_pads})
+    c->input(DataType::kFloat32, {1, 1, 6, 6}).input(DataType::kFloat32, {1, 1, 3, 3});
   auto lo = lower.run(), ex = explicit_pads.run();
   ASSERT_TRUE(lo.ok() && ex.ok());
   // total pad 1 per dim: SAME_LOWER = (1, 0), so it differs from (1, 1) only in shape, not the first window.
@@ -293,10 +299,13 @@ TEST(ConvTranspose, IsTheAdjointOfConv) {
   struct P {
     int64_t c, m, h, w, k, stride, dil, pad, group;
   };
-  for (const P& p : std::vector<P>{{2, 3, 7, 8, 3, 2, 1, 1, 1}, {4, 6, 9, 9, 3, 1, 2, 2, 2}, {3, 3, 10, 7, 2, 3, 1, 0, 3},
+  for (const P& p : std::vector<P>{{2, 3, 7, 8, 3, 2, 1, 1, 1},
+                                   {4, 6, 9, 9, 3, 1, 2, 2, 2},
+                                   {3, 3, 10, 7, 2, 3, 1, 0, 3},
                                    {5, 4, 6, 6, 1, 2, 1, 0, 1}}) {
     OpCase conv("Conv", 22);
-    conv.attr("strides", Attribute::from_ints({p.stride, p.stride})).attr("dilations", Attribute::from_ints({p.dil, p.dil}));
+    conv.attr("strides", Attribute::from_ints({p.stride, p.stride}))
+        .attr("dilations", Attribute::from_ints({p.dil, p.dil}));
     conv.attr("pads", Attribute::from_ints({p.pad, p.pad, p.pad, p.pad})).attr("group", Attribute::from_int(p.group));
     conv.input(DataType::kFloat32, {2, p.c, p.h, p.w}).input(DataType::kFloat32, {p.m, p.c / p.group, p.k, p.k});
     auto y = conv.run();
@@ -308,7 +317,8 @@ TEST(ConvTranspose, IsTheAdjointOfConv) {
     std::mt19937 rng(99);
     Tensor ybar = random_tensor(DataType::kFloat32, yd, rng);
     OpCase ct("ConvTranspose", 22);
-    ct.attr("strides", Attribute::from_ints({p.stride, p.stride})).attr("dilations", Attribute::from_ints({p.dil, p.dil}));
+    ct.attr("strides", Attribute::from_ints({p.stride, p.stride}))
+        .attr("dilations", Attribute::from_ints({p.dil, p.dil}));
     ct.attr("pads", Attribute::from_ints({p.pad, p.pad, p.pad, p.pad})).attr("group", Attribute::from_int(p.group));
     ct.attr("output_padding", Attribute::from_ints({oph, opw}));
     ct.input(ybar).input(*conv.inputs()[1]);
@@ -385,7 +395,8 @@ TEST(ConvInteger, OnnxExample) {
   c.input(Tensor::from_vector<int>(DataType::kUInt8, {}, {1}));
   auto out = c.run();
   ASSERT_TRUE(out.ok()) << out.status().to_string();
-  EXPECT_TRUE(tensors_close((*out)[0], Tensor::from_vector<int>(DataType::kInt32, {1, 1, 2, 2}, {12, 16, 24, 28}), 0, 0));
+  EXPECT_TRUE(
+      tensors_close((*out)[0], Tensor::from_vector<int>(DataType::kInt32, {1, 1, 2, 2}, {12, 16, 24, 28}), 0, 0));
 }
 
 // ---- Cases for the CUDA kernels (cuda.cudnn); on a machine without a GPU only the CPU kernels run.
@@ -458,6 +469,116 @@ TEST(ConvTranspose, CudaStridesPadsOutputPaddingAndDtypes) {
       if (!cases[i].output_padding.empty()) c.attr("output_padding", Attribute::from_ints(cases[i].output_padding));
       if (!cases[i].output_shape.empty()) c.attr("output_shape", Attribute::from_ints(cases[i].output_shape));
       EXPECT_GE(c.expect_all_kernels_match(t.rtol, t.atol), gpu_kernels()) << dtype_name(t.dtype) << " case " << i;
+    }
+}
+
+// ---- FusedConv's CUDA epilogue act(y + B + Z) (and Conv's bias add): 16-byte vectors
+// (NHWC: M % 8 == 0 for fp16 / bf16, M % 4 == 0 for fp32; NCHW: OH*OW % 8 or % 4),
+// 8-byte vectors (half that), and the scalar kernel otherwise.
+
+struct EpilogueCase {
+  Dims x;  // [N, C, H, W] (logical); NHWC cases store it [N, H, W, C]
+  int64_t m, k, pad;
+  bool nhwc, bias, residual;
+};
+
+OpCase make_fused_conv(const EpilogueCase& e, DataType t, const std::string& act, std::vector<float> params = {}) {
+  OpCase c("FusedConv", 1, "com.microsoft");
+  c.attr("kernel_shape", Attribute::from_ints({e.k, e.k}));
+  c.attr("pads", Attribute::from_ints({e.pad, e.pad, e.pad, e.pad}));
+  if (!act.empty()) c.attr("activation", Attribute::from_string(act));
+  if (!params.empty()) c.attr("activation_params", Attribute::from_floats(params));
+  const int64_t n = e.x[0], ch = e.x[1], h = e.x[2], w = e.x[3];
+  const int64_t oh = h + 2 * e.pad - e.k + 1, ow = w + 2 * e.pad - e.k + 1;
+  if (e.nhwc) {
+    c.attr("kiln.nhwc", Attribute::from_int(1));
+    c.input(t, {n, h, w, ch}).input(t, {e.m, e.k, e.k, ch}, -0.5, 0.5);
+  } else {
+    c.input(t, {n, ch, h, w}).input(t, {e.m, ch, e.k, e.k}, -0.5, 0.5);
+  }
+  if (e.bias)
+    c.input(t, {e.m});
+  else if (e.residual)
+    c.no_input();
+  if (e.residual) c.input(t, e.nhwc ? Dims{n, oh, ow, e.m} : Dims{n, e.m, oh, ow});
+  return c;
+}
+
+TEST(FusedConv, CudaEpilogueVectorWidthsLayoutsAndDtypes) {
+  const std::vector<EpilogueCase> cases = {
+      {{2, 8, 9, 7}, 16, 3, 1, true, true, false},   // NHWC, M % 8 == 0: 16-byte vectors
+      {{2, 8, 9, 7}, 16, 3, 1, true, true, true},    // ... with a residual
+      {{1, 5, 6, 7}, 12, 3, 1, true, true, true},    // M % 4 == 0: 8-byte (fp16) / 16-byte (fp32)
+      {{1, 5, 6, 7}, 6, 1, 0, true, true, true},     // M % 2 == 0: scalar (fp16) / 8-byte (fp32)
+      {{2, 3, 5, 5}, 3, 3, 1, true, true, false},    // M = 3: scalar
+      {{2, 8, 4, 4}, 8, 3, 0, true, false, true},    // no bias, residual only
+      {{2, 4, 4, 4}, 3, 1, 0, true, false, true},    // no bias: vectors span channels (96 elements)
+      {{2, 3, 10, 10}, 5, 3, 1, false, true, true},  // NCHW, OH*OW = 100: 16-byte (fp32) / 8-byte (fp16)
+      {{2, 3, 9, 7}, 4, 3, 1, false, true, true},    // OH*OW = 63: scalar
+      {{1, 4, 7, 8}, 6, 3, 0, false, true, true},    // OH*OW = 30: 8-byte (fp32) / scalar (fp16)
+      {{2, 4, 8, 8}, 3, 1, 0, false, true, false},   // OH*OW = 64: 16-byte for every dtype
+      {{2, 4, 1, 1}, 8, 1, 0, false, true, true},    // OH*OW = 1: channels vary fastest, like NHWC
+  };
+  for (const Tol& t : kFloatTols)
+    for (size_t i = 0; i < cases.size(); ++i)
+      for (const char* act : {"Silu", "Relu", ""}) {
+        OpCase c = make_fused_conv(cases[i], t.dtype, act);
+        EXPECT_GE(c.expect_all_kernels_match(t.rtol, t.atol), gpu_kernels())
+            << dtype_name(t.dtype) << " case " << i << " " << act;
+      }
+}
+
+TEST(FusedConv, CudaEpilogueEveryActivation) {
+  struct A {
+    const char* name;
+    std::vector<float> params;
+  };
+  const std::vector<A> acts = {
+      {"Sigmoid", {}}, {"Tanh", {}}, {"LeakyRelu", {0.2f}}, {"Clip", {-0.5f, 0.7f}}, {"HardSigmoid", {0.3f, 0.4f}},
+      {"Silu", {}}};
+  const std::vector<EpilogueCase> cases = {{{2, 8, 6, 5}, 16, 3, 1, true, true, true},
+                                           {{1, 3, 7, 7}, 3, 3, 1, true, true, true},
+                                           {{2, 3, 8, 8}, 5, 3, 1, false, true, true},
+                                           {{2, 3, 7, 7}, 5, 3, 1, false, true, true}};
+  for (const Tol& t : kFloatTols)
+    for (const A& a : acts)
+      for (size_t i = 0; i < cases.size(); ++i) {
+        OpCase c = make_fused_conv(cases[i], t.dtype, a.name, a.params);
+        EXPECT_GE(c.expect_all_kernels_match(t.rtol, t.atol), gpu_kernels())
+            << dtype_name(t.dtype) << " " << a.name << " case " << i;
+      }
+}
+
+TEST(FusedConv, CudaEpilogueGridStrideLoops) {
+  // More vectors / elements than one resident wave of threads (~270k on an H100).
+  const std::vector<EpilogueCase> cases = {
+      {{4, 8, 100, 100}, 64, 1, 0, true, true, true},   // NHWC fp16: 320k 16-byte vectors
+      {{2, 4, 199, 199}, 8, 1, 0, false, true, true},   // NCHW, odd plane: 634k scalar elements
+      {{2, 4, 200, 200}, 8, 1, 0, false, true, false},  // NCHW, even plane: 16-byte vectors
+  };
+  for (DataType dt : {DataType::kFloat16, DataType::kFloat32})
+    for (size_t i = 0; i < cases.size(); ++i) {
+      OpCase c = make_fused_conv(cases[i], dt, "Silu");
+      const double tol = dt == DataType::kFloat32 ? 1e-4 : 1e-2;
+      EXPECT_GE(c.expect_all_kernels_match(tol, tol), gpu_kernels()) << dtype_name(dt) << " case " << i;
+    }
+}
+
+TEST(Conv, CudaBiasAddVectorAndScalarPaths) {
+  // Conv / ConvTranspose add the bias after cuDNN: OH*OW = 64 (vectors), 49 (scalar), 36 (16-byte fp32, 8-byte fp16).
+  const std::vector<ConvCase> cases = {
+      {{2, 3, 8, 8}, {5, 3, 3, 3}, {1, 1}, {1, 1}, {1, 1, 1, 1}},
+      {{2, 3, 9, 9}, {5, 3, 3, 3}, {1, 1}, {1, 1}, {0, 0, 0, 0}},
+      {{1, 3, 7, 8}, {4, 3, 2, 3}, {1, 1}, {1, 1}, {0, 0, 0, 0}},
+  };
+  for (const Tol& t : kFloatTols)
+    for (size_t i = 0; i < cases.size(); ++i) {
+      OpCase c = make_conv_case("Conv", cases[i], t.dtype);
+      EXPECT_GE(c.expect_all_kernels_match(t.rtol, t.atol), gpu_kernels()) << dtype_name(t.dtype) << " case " << i;
+      ConvCase k = cases[i];
+      k.w = {k.w[1], k.w[0], k.w[2], k.w[3]};  // ConvTranspose: W is [C, M, kH, kW]
+      OpCase ct = make_conv_case("ConvTranspose", k, t.dtype);
+      EXPECT_GE(ct.expect_all_kernels_match(t.rtol, t.atol), gpu_kernels()) << dtype_name(t.dtype) << " T " << i;
     }
 }
 

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "backends/cuda/kernel_util.cuh"
@@ -172,20 +173,81 @@ __global__ void transpose_tiled_kernel(const T* __restrict__ x, T* __restrict__ 
   }
 }
 
+/// Most rows the narrow transpose below takes; more go through the square tiles.
+inline constexpr int kNarrowRowsMax = 16;
+
 /// Batched 2-D transpose with few rows (e.g. [N, 3, H*W] -> [N, H*W, 3], an image
-/// going channels-last): one thread per column reads its `rows` values (coalesced
-/// across threads) and writes them side by side.
-template <typename T>
-__global__ void transpose_narrow_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t batch, int rows,
-                                        int64_t cols) {
-  const int64_t total = batch * cols;
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t b = i / cols, c = i - b * cols;
-    const T* xb = x + b * rows * cols + c;
-    T* yb = y + (b * cols + c) * rows;
-    for (int r = 0; r < rows; ++r) yb[r] = xb[r * cols];
+/// going channels-last). Output pixel g (flat over batch x cols) holds the `rows`
+/// values x[b][r][c] for g = b * cols + c. A block stages kPix x blockDim
+/// consecutive pixels in shared memory in output order (reads coalesced along c),
+/// then writes that contiguous stretch of y in 16-byte units, so tiles may straddle
+/// images. I is uint32_t below 2^31 elements.
+template <typename T, int kPix, typename I>
+__global__ void transpose_narrow_kernel(const T* __restrict__ x, T* __restrict__ y, I cols, int rows, I npix) {
+  extern __shared__ __align__(16) unsigned char narrow_smem[];
+  T* tile = reinterpret_cast<T*>(narrow_smem);
+  const I per_block = static_cast<I>(kPix) * blockDim.x;
+  const I tiles = (npix + per_block - 1) / per_block;
+  for (I t = blockIdx.x; t < tiles; t += gridDim.x) {
+    const I g0 = t * per_block;
+    const T* src[kPix];
+#pragma unroll
+    for (int j = 0; j < kPix; ++j) {
+      const I g = g0 + static_cast<I>(j) * blockDim.x + threadIdx.x;
+      const I b = g / cols, c = g - b * cols;
+      src[j] = g < npix ? x + b * static_cast<I>(rows) * cols + c : nullptr;
+    }
+    for (int r = 0; r < rows; ++r) {
+#pragma unroll
+      for (int j = 0; j < kPix; ++j)
+        if (src[j])
+          tile[(j * static_cast<int>(blockDim.x) + static_cast<int>(threadIdx.x)) * rows + r] = src[j][r * cols];
+    }
+    __syncthreads();
+    const I n = (npix - g0 < per_block ? npix - g0 : per_block) * static_cast<I>(rows);
+    T* dst = y + g0 * static_cast<I>(rows);
+    I done = 0;
+    if (reinterpret_cast<uintptr_t>(dst) % 16 == 0) {
+      const I units = n * sizeof(T) / 16;
+      for (I u = threadIdx.x; u < units; u += blockDim.x)
+        reinterpret_cast<Unit16*>(dst)[u] = reinterpret_cast<const Unit16*>(tile)[u];
+      done = units * (16 / sizeof(T));
+    }
+    for (I e = done + threadIdx.x; e < n; e += blockDim.x) dst[e] = tile[e];
+    __syncthreads();
   }
+}
+
+/// Launches transpose_narrow_kernel for [batch, rows, cols] -> [batch, cols, rows];
+/// false when the staging tile would not fit in 48 KB of shared memory.
+template <typename T>
+bool transpose_narrow(const T* x, T* y, int64_t batch, int rows, int64_t cols, cudaStream_t stream) {
+  static_assert(16 % sizeof(T) == 0, "element sizes divide 16 bytes");
+  const int64_t npix = batch * cols;
+  const size_t row_bytes = static_cast<size_t>(rows) * sizeof(T);
+  auto go = [&](auto pix, auto index) {
+    constexpr int kPix = decltype(pix)::value;
+    using I = decltype(index);
+    const int64_t per_block = static_cast<int64_t>(kPix) * kBlock;
+    const int64_t tiles = (npix + per_block - 1) / per_block;
+    const size_t smem = static_cast<size_t>(per_block) * row_bytes;
+    transpose_narrow_kernel<T, kPix, I>
+        <<<static_cast<unsigned>(std::min<int64_t>(tiles, 65535 * 8)), kBlock, smem, stream>>>(
+            x, y, static_cast<I>(cols), rows, static_cast<I>(npix));
+  };
+  if (static_cast<size_t>(kBlock) * row_bytes > 48 * 1024) return false;
+  // Four pixels per thread (more loads in flight) while the tile stays <= 16 KB.
+  const bool four = row_bytes <= 16;
+  const bool small = npix * rows < INT32_MAX;
+  if (four && small)
+    go(std::integral_constant<int, 4>{}, uint32_t{});
+  else if (four)
+    go(std::integral_constant<int, 4>{}, uint64_t{});
+  else if (small)
+    go(std::integral_constant<int, 1>{}, uint32_t{});
+  else
+    go(std::integral_constant<int, 1>{}, uint64_t{});
+  return true;
 }
 
 /// Drops size-1 dims and merges input dims that stay adjacent and in order in the
@@ -259,11 +321,11 @@ inline Status permute(const ops::KernelContext& ctx, const void* x, void* y, con
   for (size_t j = 0; j + 2 < r && swap_last; ++j) swap_last = p[j] == static_cast<int64_t>(j);
   auto go = [&](auto tag) {
     using T = decltype(tag);
-    if (swap_last && d[r - 2] <= 16) {
+    if (swap_last && d[r - 2] <= kNarrowRowsMax) {
       int64_t rows = d[r - 2], cols = d[r - 1], batch = n / (rows * cols);
-      transpose_narrow_kernel<T><<<grid_for(batch * cols), kBlock, 0, stream>>>(
-          static_cast<const T*>(x), static_cast<T*>(y), batch, static_cast<int>(rows), cols);
-      return;
+      if (transpose_narrow<T>(static_cast<const T*>(x), static_cast<T*>(y), batch, static_cast<int>(rows), cols,
+                              stream))
+        return;
     }
     if (swap_last) {
       int64_t rows = d[r - 2], cols = d[r - 1], batch = n / (rows * cols);
@@ -284,8 +346,8 @@ inline Status permute(const ops::KernelContext& ctx, const void* x, void* y, con
         ix.dims[j] = static_cast<int>(d[static_cast<size_t>(p[j])]);
         ix.strides[j] = static_cast<int>(st[static_cast<size_t>(p[j])]);
       }
-      permute_kernel32<T><<<grid_for(n), kBlock, 0, stream>>>(static_cast<const T*>(x), static_cast<T*>(y), ix,
-                                                             static_cast<int>(n));
+      permute_kernel32<T>
+          <<<grid_for(n), kBlock, 0, stream>>>(static_cast<const T*>(x), static_cast<T*>(y), ix, static_cast<int>(n));
       return;
     }
     Indexer ix;

@@ -313,16 +313,35 @@ TEST(ShapeOps, TransposeKeepingTheLastAxisMatchesReference) {
     Dims dims;
     std::vector<int64_t> perm;
   };
-  for (const Case& k : {Case{DataType::kFloat16, {2, 5, 3, 64}, {0, 2, 1, 3}},   // attention heads, 128-byte rows
-                        Case{DataType::kFloat32, {2, 3, 4, 6}, {1, 0, 2, 3}},    // 24-byte rows: 8-byte units
-                        Case{DataType::kFloat16, {2, 3, 4, 5}, {2, 0, 1, 3}},    // 10-byte rows: elements
-                        Case{DataType::kInt8, {3, 7, 2, 12}, {1, 2, 0, 3}},      // 12-byte rows: 4-byte units
+  for (const Case& k : {Case{DataType::kFloat16, {2, 5, 3, 64}, {0, 2, 1, 3}},  // attention heads, 128-byte rows
+                        Case{DataType::kFloat32, {2, 3, 4, 6}, {1, 0, 2, 3}},   // 24-byte rows: 8-byte units
+                        Case{DataType::kFloat16, {2, 3, 4, 5}, {2, 0, 1, 3}},   // 10-byte rows: elements
+                        Case{DataType::kInt8, {3, 7, 2, 12}, {1, 2, 0, 3}},     // 12-byte rows: 4-byte units
                         Case{DataType::kFloat32, {4, 33, 3, 8}, {2, 1, 0, 3}}}) {
     SCOPED_TRACE(dims_to_string(k.dims));
     OpCase c("Transpose", 13);
     c.attr("perm", ir::Attribute::from_ints(k.perm)).input(k.dt, k.dims, -9, 9);
     EXPECT_GE(c.expect_all_kernels_match(0, 0), cuda::device_count() > 0 ? 1 : 0);
   }
+}
+
+// NCHW -> NHWC with few channels (an image entering a channels-last engine) merges to
+// [N, C, H*W] -> [N, H*W, C] and stages pixels in shared memory: odd H*W, tiles that
+// straddle images, the last partial tile, C = 3 / 8 / 16 and element sizes 1 to 8.
+TEST(ShapeOps, CudaTransposeToChannelsLastFewChannels) {
+  const std::vector<Dims> shapes = {{2, 3, 7, 5},   {3, 3, 17, 13}, {2, 3, 45, 47}, {1, 3, 64, 64},
+                                    {5, 8, 19, 21}, {1, 8, 33, 31}, {2, 16, 9, 11}, {3, 1, 7, 9}};
+  for (const Dims& d : shapes)
+    for (DataType dt :
+         {DataType::kFloat16, DataType::kFloat32, DataType::kBFloat16, DataType::kUInt8, DataType::kInt64}) {
+      OpCase c("Transpose", 13);
+      c.attr("perm", ir::Attribute::from_ints({0, 2, 3, 1})).input(dt, d, -100, 100);
+      EXPECT_GE(c.expect_all_kernels_match(0, 0), cuda::device_count() > 0 ? 1 : 0)
+          << dtype_name(dt) << " " << dims_to_string(d);
+    }
+  OpCase big("Transpose", 13);  // 32 images of 3 x 130 x 129: many tiles per image
+  big.attr("perm", ir::Attribute::from_ints({0, 2, 3, 1})).input(DataType::kFloat16, {32, 3, 130, 129});
+  EXPECT_GE(big.expect_all_kernels_match(0, 0), cuda::device_count() > 0 ? 1 : 0);
 }
 
 }  // namespace

@@ -1,0 +1,67 @@
+// Convolutions through cuDNN's graph (backend) API: the engines cuDNN 9 ranks
+// with its heuristics, including Hopper's implicit-GEMM kernels that the legacy
+// cudnnConvolutionForward does not reach, and conv + bias (+ residual) +
+// activation as one fused graph where an engine takes it. conv_cuda.cu offers
+// these as tactics ahead of the legacy algorithms (docs/tactics.md).
+#pragma once
+
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "ops/op.h"
+
+namespace kiln::ops::cudnn_graph {
+
+/// Activation applied after bias and residual (the FusedConv kinds a graph can express).
+enum class GraphAct { kNone, kRelu, kSigmoid, kTanh, kSilu };
+
+/// One convolution problem, in the logical NCHW / OIHW order (4-D or 5-D; 1-D already
+/// expanded to 2-D). `nhwc`: tensors stored channels-last and the filter OHWI.
+struct ConvProblem {
+  Dims x, w, y;
+  std::vector<int> pads, strides, dilations;
+  bool nhwc = false;
+  DataType dtype = DataType::kFloat32;
+  bool allow_tf32 = true;
+  bool bias = false, residual = false;
+  GraphAct act = GraphAct::kNone;
+};
+
+/// Device buffers of one run (b and z null when the problem has none).
+struct ConvBuffers {
+  const void* x = nullptr;
+  const void* w = nullptr;
+  const void* b = nullptr;
+  const void* z = nullptr;
+  void* y = nullptr;
+};
+
+/// Tactic IDs of graph candidates: at or above kTacticBase (legacy cuDNN IDs are small).
+/// Bit kFusedBit marks an engine of the fused graph (epilogue included).
+constexpr int64_t kTacticBase = int64_t(1) << 48;
+constexpr int64_t kFusedBit = int64_t(1) << 47;
+inline bool is_graph_tactic(int64_t id) { return id >= kTacticBase; }
+inline bool is_fused_tactic(int64_t id) { return is_graph_tactic(id) && (id & kFusedBit) != 0; }
+
+/// Whether the graph path is on (env KILN_CUDNN_GRAPH, default on).
+inline bool enabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("KILN_CUDNN_GRAPH");
+    return !(v && std::strcmp(v, "0") == 0);
+  }();
+  return on;
+}
+
+/// The graph candidates for `p`: fused-graph and plain-conv engines interleaved,
+/// cuDNN's ranking within each; empty when cuDNN's graph API offers nothing.
+Result<std::vector<int64_t>> candidates(KernelContext& ctx, const ConvProblem& p);
+
+/// Runs candidate `tactic` (one of candidates(p); otherwise the first that runs).
+/// A plain-conv tactic writes only the convolution into `y`: the caller applies
+/// bias/residual/activation. Returns whether the epilogue is already applied;
+/// an error when no graph engine could run (the caller then takes the legacy path).
+Result<bool> run(KernelContext& ctx, const ConvProblem& p, int64_t tactic, const ConvBuffers& buf);
+
+}  // namespace kiln::ops::cudnn_graph
