@@ -8,8 +8,8 @@
 namespace kiln::ir {
 
 std::string Node::describe() const {
-  return "'" + (name.empty() ? std::string("<unnamed>") : name) + "' (" +
-         (domain.empty() ? "" : domain + ".") + op_type + ")";
+  return "'" + (name.empty() ? std::string("<unnamed>") : name) + "' (" + (domain.empty() ? "" : domain + ".") +
+         op_type + ")";
 }
 
 Value* Graph::find_value(const std::string& n) const {
@@ -53,8 +53,8 @@ Value* Graph::add_constant(const std::string& hint, Tensor t) {
   return v;
 }
 
-Node* Graph::add_node(const std::string& op_type, const std::vector<Value*>& ins,
-                      const std::vector<Value*>& outs, const std::string& n) {
+Node* Graph::add_node(const std::string& op_type, const std::vector<Value*>& ins, const std::vector<Value*>& outs,
+                      const std::string& n) {
   auto node = std::make_unique<Node>();
   node->op_type = op_type;
   node->inputs = ins;
@@ -100,11 +100,19 @@ Status Graph::topo_sort() {
   for (auto& n : nodes_) {
     int count = 0;
     std::unordered_set<const Value*> seen;
-    for (Value* in : n->inputs) {
+    auto depend = [&](Value* in) {
       if (in && in->producer && seen.insert(in).second) {
         ++count;
         users[in].push_back(n.get());
       }
+    };
+    for (Value* in : n->inputs) depend(in);
+    // A subgraph body reads outer values by name: their producers come first too.
+    for (auto& [k, a] : n->attrs.all()) {
+      if (a.g)
+        for (auto& s : a.g->outer_references()) depend(find_value(s));
+      for (auto& sg : a.graphs)
+        for (auto& s : sg->outer_references()) depend(find_value(s));
     }
     pending[n.get()] = count;
   }
@@ -248,14 +256,27 @@ Status verify(const Graph& g) {
       if (!in) continue;
       if (!owned.count(in)) return Status(ErrorCode::kInternal, "node " + node->describe() + " reads a foreign value");
       if (!defined.count(in) && !outer.count(in->name))
-        return Status(ErrorCode::kInvalidModel, "node " + node->describe() + " input " + std::to_string(i) +
-                                                    " '" + in->name + "' is used before it is defined");
+        return Status(ErrorCode::kInvalidModel, "node " + node->describe() + " input " + std::to_string(i) + " '" +
+                                                    in->name + "' is used before it is defined");
+    }
+    // Values a body reads by name from this graph come before the node, like its inputs.
+    for (auto& [k, a] : node->attrs.all()) {
+      std::vector<std::string> refs;
+      if (a.g) refs = a.g->outer_references();
+      for (auto& sg : a.graphs)
+        for (auto& r : sg->outer_references()) refs.push_back(r);
+      for (auto& r : refs) {
+        const Value* v = g.find_value(r);
+        if (v && v->producer && !defined.count(v))
+          return Status(ErrorCode::kInvalidModel,
+                        "node " + node->describe() + " subgraph '" + k + "' reads '" + r + "' before it is defined");
+      }
     }
     for (Value* o : node->outputs) {
       if (!o) continue;
       if (defined.count(o))
-        return Status(ErrorCode::kInvalidModel, "tensor '" + o->name + "' is produced twice (by node " +
-                                                    node->describe() + ")");
+        return Status(ErrorCode::kInvalidModel,
+                      "tensor '" + o->name + "' is produced twice (by node " + node->describe() + ")");
       if (o->producer != node.get())
         return Status(ErrorCode::kInternal, "tensor '" + o->name + "' has a stale producer link");
       defined.insert(o);
@@ -263,7 +284,8 @@ Status verify(const Graph& g) {
   }
   for (Value* o : g.outputs)
     if (!o || (!defined.count(o) && !outer.count(o->name)))
-      return Status(ErrorCode::kInvalidModel, "graph output '" + (o ? o->name : std::string("?")) + "' is never produced");
+      return Status(ErrorCode::kInvalidModel,
+                    "graph output '" + (o ? o->name : std::string("?")) + "' is never produced");
   return Status();
 }
 
@@ -278,9 +300,15 @@ std::string value_text(const Value* v) {
 std::string attr_text(const Attribute& a) {
   std::ostringstream os;
   switch (a.kind) {
-    case Attribute::Kind::kInt: os << a.i; break;
-    case Attribute::Kind::kFloat: os << a.f; break;
-    case Attribute::Kind::kString: os << '"' << a.s << '"'; break;
+    case Attribute::Kind::kInt:
+      os << a.i;
+      break;
+    case Attribute::Kind::kFloat:
+      os << a.f;
+      break;
+    case Attribute::Kind::kString:
+      os << '"' << a.s << '"';
+      break;
     case Attribute::Kind::kInts:
       os << "[";
       for (size_t i = 0; i < a.ints.size(); ++i) os << (i ? "," : "") << a.ints[i];
@@ -291,9 +319,15 @@ std::string attr_text(const Attribute& a) {
       for (size_t i = 0; i < a.floats.size(); ++i) os << (i ? "," : "") << a.floats[i];
       os << "]";
       break;
-    case Attribute::Kind::kTensor: os << "tensor<" << dtype_name(a.t.dtype()) << "," << dims_to_string(a.t.dims()) << ">"; break;
-    case Attribute::Kind::kGraph: os << "graph(" << (a.g ? a.g->nodes().size() : 0) << " nodes)"; break;
-    default: os << "..."; break;
+    case Attribute::Kind::kTensor:
+      os << "tensor<" << dtype_name(a.t.dtype()) << "," << dims_to_string(a.t.dims()) << ">";
+      break;
+    case Attribute::Kind::kGraph:
+      os << "graph(" << (a.g ? a.g->nodes().size() : 0) << " nodes)";
+      break;
+    default:
+      os << "...";
+      break;
   }
   return os.str();
 }
@@ -322,7 +356,8 @@ std::string dump(const Graph& g) {
       os << ">";
     }
     os << "(";
-    for (size_t i = 0; i < n->inputs.size(); ++i) os << (i ? ", " : "") << (n->inputs[i] ? "%" + n->inputs[i]->name : "<none>");
+    for (size_t i = 0; i < n->inputs.size(); ++i)
+      os << (i ? ", " : "") << (n->inputs[i] ? "%" + n->inputs[i]->name : "<none>");
     os << ")";
     if (!n->name.empty()) os << "  # " << n->name;
     if (!n->kernel.empty()) os << " [" << n->kernel << ", " << dtype_name(n->precision) << "]";

@@ -417,4 +417,41 @@ TEST(MergeQkv, LeavesProjectionsWithDataReadersAlone) {
   EXPECT_EQ(std::count(ops.begin(), ops.end(), "MatMul"), 3) << ir::dump(b.g);
 }
 
+TEST(MergeQkv, LeavesProjectionsReadBySubgraphBodiesAlone) {
+  // A Loop body reads the K projection by name: merging would remove its producer.
+  Options o;
+  o.shape_reader = false;
+  G b;
+  build(b, o);
+  BuilderConfig cfg;
+  add_batch_profile(cfg, kE, 1000, 1000);
+  PassContext ctx = cuda_context(b.g, cfg);
+  ASSERT_TRUE(infer_shapes(b.g, ctx).ok());
+  ASSERT_TRUE(fuse_attention(b.g, ctx).ok());
+  const ir::Node* f = fused_attention_node(b.g);
+  ASSERT_NE(f, nullptr);
+  ir::Value* k = f->inputs[1];
+  b.g.outputs.push_back(testing::add_loop_reading(b.g, k, b.g.find_value("x")));
+  std::unique_ptr<ir::Graph> before(b.g.clone());
+  ASSERT_TRUE(infer_shapes(b.g, ctx).ok());
+  ASSERT_TRUE(merge_qkv(b.g, ctx).ok());
+  ASSERT_TRUE(ir::verify(b.g).ok()) << ir::dump(b.g);
+  EXPECT_EQ(ctx.stats["merged_qkv_projections"], 0);
+  ASSERT_NE(k->producer, nullptr) << ir::dump(b.g);
+  EXPECT_EQ(k->producer->op_type, "MatMul");
+  auto ops = op_types(b.g);
+  EXPECT_EQ(std::count(ops.begin(), ops.end(), "MatMul"), 3) << ir::dump(b.g);
+  // The body still finds K: the graph runs as before.
+  std::map<std::string, Tensor> in = {{"x", random_tensor(DataType::kFloat32, {2, kS, kE}, 7)},
+                                      {"mask", random_tensor(DataType::kFloat32, {2, 1, 1, kS}, 8)}};
+  auto want = testing::execute(*before, in);
+  auto got = testing::execute(b.g, in);
+  for (ir::Value* out : before->outputs) {
+    ASSERT_TRUE(got.count(out->name)) << out->name;
+    const Tensor &t = got.at(out->name), &w = want.at(out->name);
+    ASSERT_EQ(t.dims(), w.dims()) << out->name;
+    for (int64_t i = 0; i < w.numel(); ++i) ASSERT_EQ(t.get_as_double(i), w.get_as_double(i)) << out->name;
+  }
+}
+
 }  // namespace kiln::passes

@@ -5,7 +5,8 @@
 // becomes
 //   y = FusedElementwise(x, bias, program="v1; t0 = Mul(in0, 0.5); t1 = Sigmoid(t0); t2 = Add(t1, in1)")
 // A group has one output (its root); every other member's output is read only
-// inside the group and is no graph output; scalar constants become immediates.
+// inside the group and is no graph output, nor read by name by a subgraph body
+// (a Loop/If body's use is on no node's input list); scalar constants become immediates.
 // Groups of one node are left alone (the per-op kernels are as fast).
 #include <algorithm>
 #include <cfloat>
@@ -272,6 +273,7 @@ Status fuse_elementwise(ir::Graph& g, PassContext& ctx) {
     if (auto l = lower(*n, allow_cast)) cand.emplace(n, std::move(*l));
   }
   std::set<const ir::Value*> outputs(g.outputs.begin(), g.outputs.end());
+  const std::set<std::string> captured = captured_names(g);
 
   // External inputs of a node set: tensors read by a member and produced outside it.
   auto externals = [&](const std::set<ir::Node*>& members) {
@@ -303,7 +305,8 @@ Status fuse_elementwise(ir::Graph& g, PassContext& ctx) {
       for (ir::Node* m : current)
         for (ir::Value* v : cand.at(m).reads) {
           ir::Node* p = v->producer;
-          if (!p || members.count(p) || taken.count(p) || !cand.count(p) || outputs.count(v)) continue;
+          if (!p || members.count(p) || taken.count(p) || !cand.count(p) || outputs.count(v) || captured.count(v->name))
+            continue;
           bool inside = true;
           for (ir::Node* c : readers[v]) inside = inside && members.count(c);
           if (!inside) continue;

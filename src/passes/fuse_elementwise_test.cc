@@ -163,6 +163,54 @@ TEST(FuseElementwise, GraphOutputsAreNotSwallowed) {
   EXPECT_EQ(op_types(g), (std::vector<std::string>{"Relu", "Exp"}));
 }
 
+TEST(FuseElementwise, ValuesReadBySubgraphBodiesAreNotSwallowed) {
+  // ONNX's expanded Range (test_range_float16_type_positive_delta_expanded): the Loop
+  // body reads delta_s by name, so the Cast producing it stays although its only
+  // node reader, the Div, fuses; limit_s, read by the Sub alone, joins the group.
+  ir::Graph g;
+  Build h{g, DataType::kFloat16};
+  Build b{g};
+  ir::Value* start = h.input("start", Shape{});
+  ir::Value* limit = h.input("limit", Shape{});
+  ir::Value* delta = h.input("delta", Shape{});
+  auto to_float = [&](ir::Value* v, const std::string& name) {
+    ir::Value* o = b.op("Cast", {v}, name);
+    o->producer->attrs.set("to", ir::Attribute::from_int(static_cast<int64_t>(kF32)));
+    return o;
+  };
+  ir::Value* start_s = to_float(start, "start_cast");
+  ir::Value* limit_s = to_float(limit, "limit_cast");
+  ir::Value* delta_s = to_float(delta, "delta_cast");
+  ir::Value* steps = b.op("Div", {b.op("Sub", {limit_s, start_s}, "span"), delta_s}, "steps");
+  ir::Value* last = testing::add_loop_reading(g, delta_s, start_s);
+  g.outputs = {steps, last};
+  auto before = g.clone();
+  Engine e(g, DeviceType::kCUDA);
+  run_pass(g, fuse_elementwise, e.ctx);
+  auto f = fused_nodes(g);
+  ASSERT_EQ(f.size(), 1u) << ir::dump(g);
+  EXPECT_EQ(fused_from(*f[0]), (std::vector<std::string>{"limit_cast", "span", "steps"}));
+  EXPECT_EQ(f[0]->inputs, (std::vector<ir::Value*>{limit, start_s, delta_s}));
+  ASSERT_NE(delta_s->producer, nullptr) << ir::dump(g);
+  EXPECT_EQ(delta_s->producer->name, "delta_cast");
+  ASSERT_NE(start_s->producer, nullptr);
+  EXPECT_EQ(start_s->producer->name, "start_cast");
+  auto ops = op_types(g);
+  EXPECT_EQ(std::count(ops.begin(), ops.end(), "Cast"), 2) << ir::dump(g);
+  EXPECT_EQ(std::count(ops.begin(), ops.end(), "Loop"), 1);
+
+  auto half = [](float v) { return Tensor::from_vector<float>(DataType::kFloat16, {}, {v}); };
+  const std::map<std::string, Tensor> in = {{"start", half(1)}, {"limit", half(5)}, {"delta", half(0.5f)}};
+  auto want = testing::execute(*before, in);
+  auto got = testing::execute(g, in);
+  ASSERT_TRUE(got.count(last->name)) << ir::dump(g);
+  EXPECT_FLOAT_EQ(static_cast<float>(got.at(last->name).get_as_double(0)), 2.5f);  // 1 + 3 * 0.5
+  for (ir::Value* o : before->outputs) {
+    SCOPED_TRACE(o->name);
+    EXPECT_TRUE(test::tensors_close(got.at(o->name), want.at(o->name), 1e-6, 1e-6));
+  }
+}
+
 TEST(FuseElementwise, SingleNodesAndCpuEnginesAreLeftAlone) {
   {
     ir::Graph g;

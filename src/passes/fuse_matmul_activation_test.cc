@@ -95,6 +95,33 @@ TEST(FuseMatMulActivation, FusesWhatTheEpilogueComputes) {
   }
 }
 
+TEST(FuseMatMulActivation, LeavesAnOutputReadBySubgraphBodiesAlone) {
+  // A Loop body reads z by name: the Relu must not take over z's producer.
+  std::mt19937 rng(5);
+  ir::Graph g;
+  make(g, Act::kRelu, false, rng);
+  ir::Value* z = g.find_value("z");
+  ir::Value* last = testing::add_loop_reading(g, z, g.find_value("y"));
+  g.outputs.push_back(last);
+  auto before = g.clone();
+  BuilderConfig cfg;
+  cfg.set_device(DeviceType::kCUDA);
+  PassContext ctx = context_for(g);
+  ctx.config = &cfg;
+  testing::run_pass(g, fuse_matmul_activation, ctx);
+  EXPECT_EQ(op_types(g), (std::vector<std::string>{"MatMulBias", "Relu", "Loop"})) << ir::dump(g);
+  EXPECT_EQ(z->producer->op_type, "MatMulBias");
+  EXPECT_TRUE(g.nodes()[0]->attrs.get_string("activation", "").empty());
+  Tensor xin = test::random_tensor(DataType::kFloat32, {3, 5, 8}, rng, -3, 3);
+  auto a = testing::execute(*before, {{"x", xin}});
+  auto o = testing::execute(g, {{"x", xin}});
+  for (const char* name : {"y", last->name.c_str()}) {
+    SCOPED_TRACE(name);
+    ASSERT_TRUE(o.count(name));
+    EXPECT_TRUE(test::tensors_close(o.at(name), a.at(name), 0, 1e-6));
+  }
+}
+
 TEST(FuseMatMulActivation, UnknownActivationIsAnError) {
   test::OpCase c("MatMulBias", 1, "kiln");
   c.attr("activation", ir::Attribute::from_string("Swish"));

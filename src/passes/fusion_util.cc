@@ -35,12 +35,43 @@ void record_fusion(ir::Node& fused, const std::vector<const ir::Node*>& original
   set_fused_names(fused, fused_names(originals));
 }
 
-bool unread(const ir::Graph& g, const ir::Value* v) { return !v || (!g.is_output(v) && g.consumers(v).empty()); }
+std::set<std::string> captured_names(const ir::Graph& g) {
+  std::set<std::string> names;
+  for (auto& n : g.nodes())
+    for (auto& [k, a] : n->attrs.all()) {
+      if (a.g)
+        for (auto& s : a.g->outer_references()) names.insert(s);
+      for (auto& sg : a.graphs)
+        for (auto& s : sg->outer_references()) names.insert(s);
+    }
+  return names;
+}
+
+bool captured(const ir::Graph& g, const ir::Value* v) {
+  if (!v) return false;
+  auto reads = [&](const ir::Graph& body) {
+    auto refs = body.outer_references();
+    return std::find(refs.begin(), refs.end(), v->name) != refs.end();
+  };
+  for (auto& n : g.nodes())
+    for (auto& [k, a] : n->attrs.all()) {
+      if (a.g && reads(*a.g)) return true;
+      for (auto& sg : a.graphs)
+        if (sg && reads(*sg)) return true;
+    }
+  return false;
+}
+
+// A body's read of an outer value is a use no node input shows: without these checks a
+// fusion would swallow the value (ONNX's expanded Range reads its delta in a Loop body).
+bool unread(const ir::Graph& g, const ir::Value* v) {
+  return !v || (!g.is_output(v) && g.consumers(v).empty() && !captured(g, v));
+}
 
 ir::Node* only_reader(const ir::Graph& g, const ir::Value* v) {
   if (!v || g.is_output(v)) return nullptr;
   auto c = g.consumers(v);
-  return c.size() == 1 ? c[0] : nullptr;
+  return c.size() == 1 && !captured(g, v) ? c[0] : nullptr;
 }
 
 bool is_onnx_op(const ir::Node* n, const char* op, size_t arity) {

@@ -2,6 +2,7 @@
 // pattern-matching questions every fusion asks.
 #pragma once
 
+#include <set>
 #include <string>
 #include <vector>
 
@@ -23,10 +24,17 @@ void set_fused_names(ir::Node& fused, std::vector<std::string> names);
 /// before changing the attributes of an original that `fused` reuses in place.
 void record_fusion(ir::Node& fused, const std::vector<const ir::Node*>& originals);
 
-/// True when nothing reads `v` (absent, or no reader and not a graph output).
+/// Names of the values of `g` that subgraph bodies (If/Loop/Scan) read by name.
+std::set<std::string> captured_names(const ir::Graph& g);
+
+/// True when a subgraph body of a node of `g` reads `v` by name.
+bool captured(const ir::Graph& g, const ir::Value* v);
+
+/// True when nothing reads `v` (absent, or no reader, no subgraph capture and not a graph output).
 bool unread(const ir::Graph& g, const ir::Value* v);
 
-/// The one node reading `v`, if `v` is not a graph output and exactly one node reads it.
+/// The one node reading `v`, if `v` is not a graph output, no subgraph body reads it
+/// and exactly one node reads it.
 ir::Node* only_reader(const ir::Graph& g, const ir::Value* v);
 
 /// An ONNX-domain node of type `op` with `arity` inputs, all present, and one output.

@@ -9,7 +9,8 @@
 // one GEMM of N = 3E runs better than three of N = E and saves two launches a layer.
 // A projection read by anything besides the attention keeps its readers only if
 // those read just its shape (transformers' head-split Transpose for a Shape): they
-// then read a Slice of the packed output, which never runs (ir/shape_only.h).
+// then read a Slice of the packed output, which never runs (ir/shape_only.h); one a
+// subgraph body reads by name is left alone.
 #include <algorithm>
 #include <cstring>
 
@@ -72,7 +73,9 @@ Status merge_qkv(ir::Graph& g, PassContext& ctx) {
     bool ok = true;
     for (int i = 0; i < 3 && ok; ++i) {
       p[i] = qkv[i]->producer;
-      ok = projection(p[i]) && weight(p[i]) && !g.is_output(qkv[i]) && qkv[i]->shape && !qkv[i]->shape->empty();
+      // A projection a subgraph body reads by name keeps its own GEMM (and its name).
+      ok = projection(p[i]) && weight(p[i]) && !g.is_output(qkv[i]) && !captured(g, qkv[i]) && qkv[i]->shape &&
+           !qkv[i]->shape->empty();
     }
     if (!ok) continue;
     const bool bias = p[0]->op_type == "MatMulBias";

@@ -1,5 +1,6 @@
 // Helpers shared by the pass tests: run a graph with the reference kernels, a
-// PassContext from the graph's inputs, the op types in order.
+// PassContext from the graph's inputs, the op types in order, a Loop whose body
+// reads an outer value by name.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -10,6 +11,7 @@
 
 #include "ops/op.h"
 #include "passes/pass.h"
+#include "runtime/executor.h"
 
 namespace kiln::passes::testing {
 
@@ -29,6 +31,45 @@ inline std::map<std::string, Tensor> run_graph(const ir::Graph& g, const std::ma
   std::map<std::string, Tensor> out;
   for (ir::Value* o : g.outputs) out[o->name] = o->initializer ? *o->initializer : env.at(o);
   return out;
+}
+
+// Runs a graph through the executor, which also runs subgraph bodies (If/Loop/Scan)
+// and resolves the outer values they read by name.
+inline std::map<std::string, Tensor> execute(const ir::Graph& g, const std::map<std::string, Tensor>& inputs) {
+  std::vector<Tensor> ins, outs;
+  for (ir::Value* in : g.inputs) ins.push_back(inputs.at(in->name));
+  Status s = execute_graph(g, ins, nullptr, ExecOptions{}, outs);
+  EXPECT_TRUE(s.ok()) << s.to_string();
+  std::map<std::string, Tensor> out;
+  for (size_t i = 0; i < outs.size(); ++i) out[g.outputs[i]->name] = outs[i];
+  return out;
+}
+
+// Appends y = Loop(trips, "", init) whose body computes prev + `outer`, reading `outer`
+// from `g` by name (as ONNX's expanded Range reads its delta): a use that no node's
+// inputs show. `outer` must broadcast to init's shape. Returns y.
+inline ir::Value* add_loop_reading(ir::Graph& g, ir::Value* outer, ir::Value* init, int64_t trips = 3) {
+  auto body = std::make_shared<ir::Graph>();
+  body->name = "loop_body";
+  ir::Value* i = body->add_value("iter", DataType::kInt64, Shape{}).value();
+  ir::Value* cond_in = body->add_value("cond_in", DataType::kBool, Shape{}).value();
+  ir::Value* prev = body->add_value("prev", init->dtype, init->shape).value();
+  ir::Value* captured = body->add_value(outer->name, outer->dtype, outer->shape).value();
+  ir::Value* cond_out = body->add_value("cond_out", DataType::kBool, Shape{}).value();
+  ir::Value* cur = body->add_value("cur", init->dtype, init->shape).value();
+  body->inputs = {i, cond_in, prev};
+  body->outputs = {cond_out, cur};
+  body->add_node("Identity", {cond_in}, {cond_out}, "cond_copy")->opset = 16;
+  body->add_node("Add", {prev, captured}, {cur}, "step")->opset = 14;
+  ir::Value* m = g.add_constant("trips", Tensor::from_vector<int64_t>(DataType::kInt64, {}, {trips}));
+  ir::Value* y = g.add_unique_value("loop_out", init->dtype);
+  ir::Node* loop = g.add_node("Loop", {m, nullptr, init}, {y}, g.unique_name("loop"));
+  loop->opset = 16;
+  ir::Attribute a;
+  a.kind = ir::Attribute::Kind::kGraph;
+  a.g = std::move(body);
+  loop->attrs.set("body", std::move(a));
+  return y;
 }
 
 // Infers shapes (as the pipeline has by then), runs `pass` and checks the graph.

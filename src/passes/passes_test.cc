@@ -5,9 +5,11 @@
 #include <cstdlib>
 
 #include <random>
+#include <set>
 
 #include "harness/op_harness.h"
 #include "ops/op.h"
+#include "passes/fusion_util.h"
 #include "passes/pass.h"
 #include "passes/pass_test_util.h"
 
@@ -388,6 +390,69 @@ TEST(NhwcKernels, ConvAndPoolMatchReference) {
       p.input(dt, {2, 7, 6, 5});
       p.expect_all_kernels_match(tol, tol);
     }
+  }
+}
+
+}  // namespace kiln::passes
+
+namespace kiln::passes {
+
+TEST(FusionUtil, SubgraphCapturesCountAsReaders) {
+  // r = Relu(x) feeds y = Neg(r), and a Loop body reads r by name.
+  ir::Graph g;
+  g.opset_imports[""] = 17;
+  ir::Value* x = g.add_value("x", DataType::kFloat32, Shape{4}).value();
+  g.inputs.push_back(x);
+  ir::Value* r = g.add_value("r").value();
+  ir::Value* y = g.add_value("y").value();
+  ir::Value* u = g.add_value("u").value();
+  g.add_node("Relu", {x}, {r}, "relu");
+  ir::Node* neg = g.add_node("Neg", {r}, {y}, "neg");
+  g.add_node("Abs", {x}, {u}, "abs");
+  g.outputs = {y, testing::add_loop_reading(g, r, x)};
+  EXPECT_EQ(captured_names(g), (std::set<std::string>{"r"}));
+  EXPECT_TRUE(captured(g, r));
+  EXPECT_FALSE(captured(g, y));
+  EXPECT_EQ(only_reader(g, r), nullptr);  // Neg and the body
+  EXPECT_FALSE(unread(g, r));
+  EXPECT_TRUE(unread(g, u));
+  neg->inputs[0] = x;
+  EXPECT_FALSE(unread(g, r));  // the body alone
+}
+
+TEST(Passes, ReducePrecisionKeepsValuesReadBySubgraphBodiesFloat32) {
+  // a = Relu(x) turns FP16; the Loop body reading `a` by name stays FP32, so `a`
+  // keeps its name and type through a Cast of the half copy.
+  std::mt19937 rng(4);
+  ir::Graph g;
+  g.opset_imports[""] = 17;
+  ir::Value* x = g.add_value("x", DataType::kFloat32, Shape{2, 3}).value();
+  g.inputs.push_back(x);
+  ir::Value* a = g.add_value("a").value();
+  ir::Value* y = g.add_value("y").value();
+  g.add_node("Relu", {x}, {a}, "relu");
+  g.add_node("Sigmoid", {a}, {y}, "gate");
+  g.outputs = {y, testing::add_loop_reading(g, a, x)};
+  auto before = g.clone();
+  BuilderConfig cfg;
+  cfg.set_device(DeviceType::kCUDA);
+  cfg.set_flag(BuilderFlag::kFP16);
+  PassContext ctx = context_for(g);
+  ctx.config = &cfg;
+  testing::run_pass(g, reduce_precision, ctx);
+  EXPECT_EQ(a->dtype, DataType::kFloat32) << ir::dump(g);
+  ASSERT_NE(a->producer, nullptr);
+  EXPECT_EQ(a->producer->op_type, "Cast");
+  ASSERT_EQ(a->producer->inputs.size(), 1u);
+  EXPECT_EQ(a->producer->inputs[0]->dtype, DataType::kFloat16);
+  EXPECT_EQ(a->producer->inputs[0]->producer->name, "relu");
+  Tensor xin = test::random_tensor(DataType::kFloat32, {2, 3}, rng, -2, 2);
+  auto want = testing::execute(*before, {{"x", xin}});
+  auto got = testing::execute(g, {{"x", xin}});
+  for (ir::Value* o : before->outputs) {
+    SCOPED_TRACE(o->name);
+    ASSERT_TRUE(got.count(o->name));
+    EXPECT_TRUE(test::tensors_close(got.at(o->name), want.at(o->name), 2e-3, 2e-3));
   }
 }
 

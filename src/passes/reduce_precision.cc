@@ -10,6 +10,7 @@
 #include <unordered_map>
 
 #include "base/half.h"
+#include "passes/fusion_util.h"
 #include "passes/pass.h"
 
 namespace kiln::passes {
@@ -170,6 +171,9 @@ Status reduce_precision(ir::Graph& g, PassContext& ctx) {
     return out;
   };
 
+  // Values subgraph bodies read by name: the bodies are not converted (their nodes keep
+  // float32), so these stay float32 under their names, like graph outputs.
+  const std::set<std::string> captured = captured_names(g);
   std::set<ir::Value*> made_half;  // activations this pass turned to half
   if (cfg->input_io_dtype() == half)
     for (ir::Value* in : g.inputs)
@@ -195,11 +199,12 @@ Status reduce_precision(ir::Graph& g, PassContext& ctx) {
       }
       for (ir::Value* o : n->outputs) {
         if (!o || o->dtype != DataType::kFloat32) continue;
-        if (g.is_output(o) && cfg->output_io_dtype() == half) {
+        const bool kept = captured.count(o->name) > 0;  // read by name by a body that stays float32
+        if (g.is_output(o) && !kept && cfg->output_io_dtype() == half) {
           o->dtype = half;  // the engine's output is 16-bit, as asked
           made_half.insert(o);
-        } else if (g.is_output(o)) {
-          // The graph output keeps its name and float32: the node writes a half copy.
+        } else if (g.is_output(o) || kept) {
+          // The graph output (or captured value) keeps its name and float32: the node writes a half copy.
           ir::Value* h = g.add_unique_value(o->name + suffix, half);
           h->shape = o->shape;
           for (ir::Node* c : g.consumers(o))
