@@ -302,9 +302,16 @@ Result<bool> run_graph(KernelContext& ctx, const DnnGeometry& g, const ConvPlan&
   Result<std::vector<int64_t>> ids = cudnn_graph::enabled() && g.x.size() >= 4
                                          ? cudnn_graph::candidates(ctx, pr)
                                          : Result<std::vector<int64_t>>(std::vector<int64_t>{});
-  std::vector<int64_t> all = ids.ok() ? *ids : std::vector<int64_t>{};
-  const bool have_graph = !all.empty();
-  all.insert(all.end(), legacy.tactics.begin(), legacy.tactics.end());
+  // cuDNN's graph choice first, then the legacy choice, so every timing budget compares
+  // the two (ResNet-50 FP16 bs1 ran 0.401 ms on untimed graph engines, 0.355 ms on the
+  // legacy fused conv + bias + ReLU calls), then the rest.
+  const std::vector<int64_t> graph_ids = ids.ok() ? *ids : std::vector<int64_t>{};
+  const bool have_graph = !graph_ids.empty();
+  std::vector<int64_t> all;
+  if (have_graph) all.push_back(graph_ids[0]);
+  if (!legacy.tactics.empty()) all.push_back(legacy.tactics[0]);
+  for (size_t i = 1; i < graph_ids.size(); ++i) all.push_back(graph_ids[i]);
+  for (size_t i = 1; i < legacy.tactics.size(); ++i) all.push_back(legacy.tactics[i]);
   cuda::report_tactics(all);
   const int64_t tactic = ctx.attrs().get_int(kTacticAttr, -1);
   if (!have_graph || (tactic >= 0 && !cudnn_graph::is_graph_tactic(tactic))) return false;

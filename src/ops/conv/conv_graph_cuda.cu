@@ -8,8 +8,8 @@
 // bit | hash of engine index and knob values, so an ID names the same engine in
 // every build on one cuDNN version). Execution plans are finalized lazily, the first
 // time a candidate runs. Engines that compile at run time (cuDNN's runtime fusion)
-// are left out unless KILN_CUDNN_RUNTIME_FUSION=1; they load a module when
-// finalized, under the process-wide capture lock, never inside a capture.
+// are rationed (runtime_fusion_cap); they load a module when finalized, under the
+// process-wide capture lock, never inside a capture.
 #include <cudnn.h>
 
 #include <cstdlib>
@@ -163,7 +163,8 @@ uint64_t mix(uint64_t h, uint64_t v) {
 }
 
 // Engine identity and acceptability of one configuration; false when it must not run.
-bool describe(const ConvProblem& p, cudnnBackendDescriptor_t cfg, uint64_t* hash) {
+// `*rtc`: the engine compiles its kernel at run time (cuDNN's runtime fusion).
+bool describe(const ConvProblem& p, cudnnBackendDescriptor_t cfg, uint64_t* hash, bool* rtc) {
   Desc eng;
   if (eng.create(CUDNN_BACKEND_ENGINE_DESCRIPTOR) != CUDNN_STATUS_SUCCESS) return false;
   int64_t n = 0;
@@ -189,17 +190,12 @@ bool describe(const ConvProblem& p, cudnnBackendDescriptor_t cfg, uint64_t* hash
     // FP32 on tensor cores is TF32: only when allowed.
     if (f32 && !p.allow_tf32 && notes[i] == CUDNN_NUMERICAL_NOTE_TENSOR_CORE) return false;
   }
-  // Engines compiled at run time (cuDNN's runtime fusion) take ~seconds each to
-  // finalize, in every process that loads the engine: only when asked for.
-  const char* rtc = std::getenv("KILN_CUDNN_RUNTIME_FUSION");
-  if (!(rtc && std::strcmp(rtc, "1") == 0)) {
-    cudnnBackendBehaviorNote_t beh[CUDNN_BEHAVIOR_NOTE_TYPE_COUNT];
-    int64_t nb = 0;
-    if (cudnnBackendGetAttribute(eng.d, CUDNN_ATTR_ENGINE_BEHAVIOR_NOTE, CUDNN_TYPE_BEHAVIOR_NOTE,
-                                 CUDNN_BEHAVIOR_NOTE_TYPE_COUNT, &nb, beh) == CUDNN_STATUS_SUCCESS)
-      for (int64_t i = 0; i < nb; ++i)
-        if (beh[i] == CUDNN_BEHAVIOR_NOTE_RUNTIME_COMPILATION) return false;
-  }
+  *rtc = false;
+  cudnnBackendBehaviorNote_t beh[CUDNN_BEHAVIOR_NOTE_TYPE_COUNT];
+  int64_t nb = 0;
+  if (cudnnBackendGetAttribute(eng.d, CUDNN_ATTR_ENGINE_BEHAVIOR_NOTE, CUDNN_TYPE_BEHAVIOR_NOTE,
+                               CUDNN_BEHAVIOR_NOTE_TYPE_COUNT, &nb, beh) == CUDNN_STATUS_SUCCESS)
+    for (int64_t i = 0; i < nb; ++i) *rtc = *rtc || beh[i] == CUDNN_BEHAVIOR_NOTE_RUNTIME_COMPILATION;
   uint64_t h = mix(0xcbf29ce484222325ull, static_cast<uint64_t>(index));
   // Knob choices refine the engine (tile sizes, split-K, ...).
   constexpr int kMaxKnobs = 32;
@@ -222,6 +218,19 @@ bool describe(const ConvProblem& p, cudnnBackendDescriptor_t cfg, uint64_t* hash
   }
   *hash = h;
   return true;
+}
+
+// How many runtime-compiled engines a graph may offer. Each takes ~0.5-2 s to
+// finalize, again in every process that loads the engine, so by default only
+// fused graphs whose activation the legacy path cannot fuse (SiLU, Sigmoid, Tanh:
+// otherwise an extra pass over the output) get them, two at most;
+// KILN_CUDNN_RUNTIME_FUSION=0 offers none, =1 as many as cuDNN ranks.
+int runtime_fusion_cap(const ConvProblem& p, bool fused) {
+  const char* v = std::getenv("KILN_CUDNN_RUNTIME_FUSION");
+  if (v && std::strcmp(v, "0") == 0) return 0;
+  if (v && std::strcmp(v, "1") == 0) return kMaxPerGraph;
+  const bool unfusable = p.act == GraphAct::kSilu || p.act == GraphAct::kSigmoid || p.act == GraphAct::kTanh;
+  return fused && unfusable ? 2 : 0;
 }
 
 // Builds one graph (fused when `fused`) and ranks its engine configurations.
@@ -370,9 +379,14 @@ void build_graph(cudnnHandle_t h, const ConvProblem& p, bool fused, GraphSet& gs
   if (cudnnBackendGetAttribute(heur.d, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, count, &got,
                                raw.data()) != CUDNN_STATUS_SUCCESS)
     return;
+  const int rtc_cap = runtime_fusion_cap(p, fused);
+  int rtc_taken = 0;
   for (int64_t i = 0; i < got && static_cast<int>(gs.cands.size()) < kMaxPerGraph; ++i) {
     uint64_t hash = 0;
-    if (!describe(p, raw[i], &hash)) continue;
+    bool rtc = false;
+    if (!describe(p, raw[i], &hash, &rtc)) continue;
+    if (rtc && rtc_taken >= rtc_cap) continue;
+    rtc_taken += rtc;
     const int64_t id = kTacticBase | (fused ? kFusedBit : 0) | static_cast<int64_t>(hash & ((uint64_t(1) << 47) - 1));
     bool dup = false;
     for (const Candidate& o : gs.cands) dup = dup || o.id == id;
