@@ -306,18 +306,19 @@ Result<bool> run_graph(KernelContext& ctx, const DnnGeometry& g, const ConvPlan&
   // are; stems are padded to 8 channels); other problems stay on the legacy path.
   const int64_t lanes = pr.dtype == DataType::kFloat32 ? 4 : 8;
   const bool channels_ok = g.x[1] % lanes == 0 && g.y[1] % lanes == 0;
-  Result<std::vector<int64_t>> ids = cudnn_graph::enabled() && g.x.size() >= 4 && channels_ok
-                                         ? cudnn_graph::candidates(ctx, pr)
-                                         : Result<std::vector<int64_t>>(std::vector<int64_t>{});
-  // Where the legacy call fuses the whole epilogue in one kernel (none or ReLU), its
-  // choice comes first and graph engines must beat it when timed: ResNet-50 FP16 bs1
-  // ran 0.386 ms with graph engines picked in isolation vs 0.317 ms on the legacy
-  // calls. Otherwise (SiLU & co. need an extra pass after a legacy conv) cuDNN's graph
-  // choice leads. The two first choices come first, so every timing budget compares them.
-  const std::vector<int64_t> graph_ids = ids.ok() ? *ids : std::vector<int64_t>{};
-  const bool have_graph = !graph_ids.empty();
   const bool legacy_fuses =
       act_kind < 0 || act_kind == static_cast<int>(Act::kNone) || act_kind == static_cast<int>(Act::kRelu);
+  const bool wanted = cudnn_graph::mode() == cudnn_graph::Mode::kAll ||
+                      (cudnn_graph::mode() == cudnn_graph::Mode::kUnfused && !legacy_fuses);
+  Result<std::vector<int64_t>> ids = wanted && g.x.size() >= 4 && channels_ok
+                                         ? cudnn_graph::candidates(ctx, pr)
+                                         : Result<std::vector<int64_t>>(std::vector<int64_t>{});
+  // With KILN_CUDNN_GRAPH=all, where the legacy call fuses the whole epilogue (none or
+  // ReLU) its choice leads and graph engines must beat it when timed; elsewhere cuDNN's
+  // graph choice leads. The two first choices come first, so every timing budget
+  // compares them.
+  const std::vector<int64_t> graph_ids = ids.ok() ? *ids : std::vector<int64_t>{};
+  const bool have_graph = !graph_ids.empty();
   const std::vector<int64_t>& lead = legacy_fuses ? legacy.tactics : graph_ids;
   const std::vector<int64_t>& other = legacy_fuses ? graph_ids : legacy.tactics;
   std::vector<int64_t> all;
