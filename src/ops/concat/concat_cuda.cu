@@ -1,5 +1,6 @@
 // CUDA kernels of the concat family: Concat and Split (one strided 2-D copy per
-// input / output slab), Slice, Pad, Expand and Tile (one thread per output
+// input / output slab), Slice (a 2-D copy when one axis is cut with step 1 and
+// the later axes are whole), Pad, Expand and Tile (one thread per output
 // element mapping its coordinates back to the input). Value inputs (starts,
 // pads, split, ...) are read from their host copies; shapes come from the
 // preallocated outputs.
@@ -191,6 +192,26 @@ Status slice_cuda(KernelContext& ctx) {
   }
   if (y.dims() != out) return ctx.error("output dims do not match the slice", ErrorCode::kInternal);
   if (y.numel() == 0) return Status();
+  // One axis cut with step 1 and every axis after it whole (a channel split in NHWC
+  // or NCHW, a row range): a 2-D copy of `rows` runs, each a contiguous stretch.
+  {
+    size_t cut = r;
+    bool simple = true;
+    for (size_t d = 0; d < r; ++d) {
+      if (out[d] == x.dims()[d] && step[d] == 1) continue;  // whole (a full reversal is not)
+      if (cut != r || step[d] != 1) simple = false;
+      cut = d;
+    }
+    if (simple && cut < r) {
+      const auto esize = static_cast<int64_t>(dtype_size(x.dtype()));
+      const int64_t inner = movement::dims_product(x.dims(), cut + 1, r) * esize;
+      const int64_t rows = movement::dims_product(x.dims(), 0, cut);
+      const auto* src = static_cast<const uint8_t*>(x.data()) + first[cut] * inner;
+      cuda::movement::copy_2d(src, x.dims()[cut] * inner, y.data(), out[cut] * inner, rows, out[cut] * inner,
+                              cuda::stream_of(ctx));
+      return cuda::launch_status(ctx, "slice");
+    }
+  }
   auto st = strides_of(x.dims());
   Indexer ix;
   ix.rank = static_cast<int>(r);

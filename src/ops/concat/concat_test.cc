@@ -418,6 +418,40 @@ TEST(ConcatOps, CudaSliceMatchesReference) {
   EXPECT_GE(n.expect_all_kernels_match(0, 0), 0);
 }
 
+// Slice's 2-D copy path (one axis cut with step 1, later axes whole) and narrow-row
+// Concat/Split slabs (the C2f channel splits and concats of YOLO in NHWC).
+TEST(ConcatOps, CudaChannelSlicesAndNarrowConcats) {
+  struct Case {
+    Dims x;
+    std::vector<int64_t> starts, ends, axes, steps;
+  };
+  const std::vector<Case> cases = {
+      {{2, 5, 7, 32}, {0}, {16}, {3}, {1}},         // first half of NHWC channels: 16-byte units (fp16)
+      {{2, 5, 7, 32}, {16}, {32}, {-1}, {1}},       // second half, offset rows
+      {{2, 5, 7, 24}, {3}, {10}, {3}, {1}},         // odd offset and width: narrow units
+      {{2, 6, 5, 5}, {2}, {5}, {1}, {1}},           // NCHW channel range: rows of 25 elements
+      {{4, 3, 5}, {1}, {3}, {0}, {1}},              // leading axis: one contiguous run
+      {{3, 4, 6}, {0, 1}, {3, 3}, {0, 1}, {1, 1}},  // a whole axis listed too
+      {{3, 4, 6}, {kMax}, {kMin}, {2}, {-1}},       // full reversal: same count, not whole
+      {{3, 4, 6}, {0, 1}, {2, 3}, {0, 2}, {1, 1}},  // two axes cut: general path
+  };
+  for (const Case& k : cases)
+    for (DataType dt : {DataType::kFloat16, DataType::kFloat32, DataType::kBool, DataType::kInt64}) {
+      OpCase c("Slice", 13);
+      c.input(dt, k.x, -9, 9).input(ints(k.starts)).input(ints(k.ends)).input(ints(k.axes)).input(ints(k.steps));
+      EXPECT_GE(c.expect_all_kernels_match(0, 0), gpu_kernels()) << dtype_name(dt) << " " << dims_to_string(k.x);
+    }
+  for (DataType dt : {DataType::kFloat16, DataType::kFloat32, DataType::kInt8}) {
+    OpCase c("Concat", 13);
+    c.attr("axis", ir::Attribute::from_int(-1));
+    c.input(dt, {2, 5, 7, 16}, -9, 9).input(dt, {2, 5, 7, 16}, -9, 9).input(dt, {2, 5, 7, 8}, -9, 9);
+    EXPECT_GE(c.expect_all_kernels_match(0, 0), gpu_kernels()) << dtype_name(dt);
+    OpCase sp("Split", 13);
+    sp.attr("axis", ir::Attribute::from_int(3)).input(dt, {2, 5, 7, 40}, -9, 9).input(ints({16, 16, 8})).outputs(3);
+    EXPECT_GE(sp.expect_all_kernels_match(0, 0), gpu_kernels()) << dtype_name(dt);
+  }
+}
+
 TEST(ConcatOps, CudaPadExpandTileMatchReference) {
   for (const char* mode : {"constant", "reflect", "edge", "wrap"}) {
     for (DataType dt : {DataType::kFloat32, DataType::kFloat16, DataType::kInt64}) {
