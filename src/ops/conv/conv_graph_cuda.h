@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 #include "ops/op.h"
@@ -52,7 +53,13 @@ inline bool is_fused_tactic(int64_t id) { return is_graph_tactic(id) && (id & kF
 /// 4.46 ms, while ResNet-50 (ReLU, fused by the legacy call) ran 0.386 instead of
 /// 0.317 ms at bs1 and 1.39 instead of 1.34 ms at bs32 with them.
 enum class Mode { kOff, kUnfused, kAll };
+/// Tests set this to force a mode (empty: the environment's).
+inline std::optional<Mode>& mode_override() {
+  static std::optional<Mode> m;
+  return m;
+}
 inline Mode mode() {
+  if (mode_override()) return *mode_override();
   static const Mode m = [] {
     const char* v = std::getenv("KILN_CUDNN_GRAPH");
     if (v && std::strcmp(v, "0") == 0) return Mode::kOff;
