@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""A/B of kiln settings on one exported peers.py model: build time, load time and GPU time per setting.
+
+    python3 bench/env_ab.py --model yolov8n --batch 32 "" KILN_CUDNN_GRAPH=0 "KILN_CUDNN_RUNTIME_FUSION=1"
+    python3 bench/env_ab.py --model resnet50 --batch 1 "" KILN_DISABLE_PASSES=nhwc_layout --fp32
+
+Each setting is a space-separated list of VAR=VALUE environment assignments ("" = as is)
+applied to both `kiln build` (FP16 unless --fp32, one profile at the batch) and
+`kiln bench --cuda-graph --no-data-transfers`; the table gives the build's wall clock and
+its tactic-timing share, the bench process's wall clock (engine load, first-run plan
+and kernel compilation, timing) and the GPU compute median. Runs on the GPU machine
+after bench/gpu.sh (or any CUDA build) has made build/gpu/kiln.
+"""
+import argparse
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import peers  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(cmd, env, timeout):
+    t = time.time()
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    return r, time.time() - t
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("settings", nargs="+", help='environment settings to compare, e.g. "" "KILN_CUDNN_GRAPH=0"')
+    p.add_argument("--model", default="yolov8n", help="a peers.py model: " + ",".join(peers.MODELS))
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--fp32", action="store_true")
+    p.add_argument("--iterations", type=int, default=100)
+    p.add_argument("--kiln", type=Path, default=ROOT / "build/gpu/kiln")
+    p.add_argument("--work", type=Path, default=Path("/tmp/kiln-ab"))
+    p.add_argument("--timeout", type=float, default=300)
+    a = p.parse_args()
+    a.work.mkdir(parents=True, exist_ok=True)
+    name = peers.ALIASES.get(a.model, a.model)
+    _, onnx_path = peers.build_model(name, a.work)
+    ins, _ = peers.onnx_io(onnx_path)
+    example = peers.MODELS[name]["inputs"](a.batch, peers.torch.Generator().manual_seed(0))
+    shapes = ",".join(f"{n}:{'x'.join(str(d) for d in example[n].shape)}" for n in ins)
+    rows = []
+    for setting in a.settings:
+        env = dict(os.environ)
+        for kv in setting.split():
+            k, _, v = kv.partition("=")
+            env[k] = v
+        eng = a.work / f"{name}-ab.kiln"
+        prec = [] if a.fp32 else ["--fp16"]
+        b, build_s = run([str(a.kiln), "build", str(onnx_path), "-o", str(eng), "--device", "cuda", *prec,
+                          "--shapes", shapes, "-v"], env, a.timeout)
+        if b.returncode:
+            rows.append((setting or "(as is)", f"build failed: {b.stderr.strip().splitlines()[-1][:120]}", "", "", ""))
+            continue
+        tactics = re.search(r"tactics: .*?\(([\d.]+) s\)", b.stderr)
+        r, bench_s = run([str(a.kiln), "bench", str(eng), "--shapes", shapes, "--device", "cuda", "--cuda-graph",
+                          "--no-data-transfers", "--iterations", str(a.iterations)], env, a.timeout)
+        gpu = re.search(r"GPU Compute Time: .*?median = ([\d.]+) ms", r.stdout)
+        rows.append((setting or "(as is)", f"{build_s:.1f}", tactics.group(1) if tactics else "-", f"{bench_s:.1f}",
+                     gpu.group(1) if gpu else f"bench failed: {r.stderr.strip()[-120:]}"))
+    print(f"\n{name} bs{a.batch} {'fp32' if a.fp32 else 'fp16'}")
+    print("| setting | build s | tactic timing s | bench process s | GPU compute median ms |")
+    print("|---|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()
