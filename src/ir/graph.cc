@@ -108,12 +108,7 @@ Status Graph::topo_sort() {
     };
     for (Value* in : n->inputs) depend(in);
     // A subgraph body reads outer values by name: their producers come first too.
-    for (auto& [k, a] : n->attrs.all()) {
-      if (a.g)
-        for (auto& s : a.g->outer_references()) depend(find_value(s));
-      for (auto& sg : a.graphs)
-        for (auto& s : sg->outer_references()) depend(find_value(s));
-    }
+    for (auto& s : subgraph_captures(*n)) depend(find_value(s));
     pending[n.get()] = count;
   }
   std::vector<Node*> ready, order;
@@ -171,6 +166,17 @@ void Graph::prune_values() {
   }
 }
 
+std::vector<std::string> subgraph_captures(const Node& n) {
+  std::vector<std::string> refs;
+  for (auto& [k, a] : n.attrs.all()) {
+    if (a.g)
+      for (auto& s : a.g->outer_references()) refs.push_back(s);
+    for (auto& g : a.graphs)
+      for (auto& s : g->outer_references()) refs.push_back(s);
+  }
+  return refs;
+}
+
 std::vector<std::string> Graph::outer_references() const {
   std::unordered_set<std::string> defined;
   for (Value* v : inputs) defined.insert(v->name);
@@ -187,12 +193,7 @@ std::vector<std::string> Graph::outer_references() const {
   for (auto& n : nodes_) {
     for (Value* in : n->inputs)
       if (in) add(in->name);
-    for (auto& [k, a] : n->attrs.all()) {
-      if (a.g)
-        for (auto& s : a.g->outer_references()) add(s);
-      for (auto& g : a.graphs)
-        for (auto& s : g->outer_references()) add(s);
-    }
+    for (auto& s : subgraph_captures(*n)) add(s);
   }
   for (Value* o : outputs) add(o->name);
   return refs;

@@ -172,6 +172,10 @@ class Graph {
   int64_t name_counter_ = 0;
 };
 
+/// Names of enclosing-scope values that `n`'s subgraph attributes (If/Loop/Scan
+/// bodies) read by name: uses that appear in no node's inputs. May repeat a name.
+std::vector<std::string> subgraph_captures(const Node& n);
+
 template <typename Pred>
 void Graph::remove_nodes_if(Pred pred) {
   std::vector<std::unique_ptr<Node>> kept;

@@ -14,12 +14,7 @@ std::unordered_set<const Node*> shape_only_nodes(const Graph& g) {
   for (auto& n : g.nodes()) {
     for (const Value* in : n->inputs)
       if (in) readers[in].push_back(n.get());
-    for (auto& [k, a] : n->attrs.all()) {
-      if (a.g)
-        for (auto& s : a.g->outer_references()) captured.insert(s);
-      for (auto& sub : a.graphs)
-        for (auto& s : sub->outer_references()) captured.insert(s);
-    }
+    for (auto& s : subgraph_captures(*n)) captured.insert(s);
   }
   std::unordered_set<const Node*> only;
   const auto& nodes = g.nodes();

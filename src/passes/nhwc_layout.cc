@@ -18,6 +18,7 @@
 #include <unordered_map>
 
 #include "ops/layout.h"
+#include "passes/fusion_util.h"
 #include "passes/pass.h"
 
 namespace kiln::passes {
@@ -109,14 +110,7 @@ Status nhwc_layout(ir::Graph& g, PassContext& ctx) {
       !(cfg->get_flag(BuilderFlag::kFP16) || cfg->get_flag(BuilderFlag::kBF16)))
     return Status();
   // Values a subgraph reads by name keep NCHW (the body cannot know).
-  std::set<std::string> pinned;
-  for (auto& n : g.nodes())
-    for (auto& [k, a] : n->attrs.all()) {
-      if (a.g)
-        for (auto& r : a.g->outer_references()) pinned.insert(r);
-      for (auto& sg : a.graphs)
-        for (auto& r : sg->outer_references()) pinned.insert(r);
-    }
+  const std::set<std::string> pinned = captured_names(g);
   std::set<ir::Value*> nhwc;                                    // values stored NHWC
   std::unordered_map<ir::Value*, ir::Value*> to_nhwc, to_nchw;  // inserted transposes
   std::unordered_map<ir::Value*, ir::Value*> const_nhwc;        // permuted constants

@@ -53,16 +53,10 @@ MemoryPlan plan_memory(const ir::Graph& g, const std::map<std::string, uint64_t>
       live[o] = Interval{o->name, i, i, align_up(b->second)};
     }
     // Values captured by subgraphs stay alive while the node runs.
-    for (auto& [k, a] : nodes[i]->attrs.all()) {
-      std::vector<std::string> refs;
-      if (a.g) refs = a.g->outer_references();
-      for (auto& sg : a.graphs)
-        for (auto& s : sg->outer_references()) refs.push_back(s);
-      for (auto& r : refs) {
-        ir::Value* v = g.find_value(r);
-        auto it = v ? live.find(root_of(v)) : live.end();
-        if (it != live.end()) it->second.last = std::max(it->second.last, i);
-      }
+    for (auto& r : ir::subgraph_captures(*nodes[i])) {
+      ir::Value* v = g.find_value(r);
+      auto it = v ? live.find(root_of(v)) : live.end();
+      if (it != live.end()) it->second.last = std::max(it->second.last, i);
     }
   }
   std::vector<Interval> order;

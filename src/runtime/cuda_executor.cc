@@ -383,13 +383,7 @@ Status CudaExecutor::run_steps(Plan& p, void* stream, const Bindings& direct) {
       Scope scope;
       std::vector<Tensor> scope_values;
       ops::SubgraphRunner runner;
-      std::vector<std::string> refs;
-      for (auto& [k, a] : node.attrs.all()) {
-        if (a.g)
-          for (auto& r : a.g->outer_references()) refs.push_back(r);
-        for (auto& sg : a.graphs)
-          for (auto& r : sg->outer_references()) refs.push_back(r);
-      }
+      const std::vector<std::string> refs = ir::subgraph_captures(node);
       scope_values.reserve(refs.size());
       for (auto& r : refs) {
         const ir::Value* v = g.find_value(r);

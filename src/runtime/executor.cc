@@ -20,14 +20,8 @@ Status execute_graph(const ir::Graph& g, const std::vector<Tensor>& inputs, cons
     for (ir::Value* in : nodes[i]->inputs)
       if (in) last_use[in] = i;
     // Values captured by a body by name stay alive until that node has run.
-    for (auto& [k, a] : nodes[i]->attrs.all()) {
-      std::vector<std::string> refs;
-      if (a.g) refs = a.g->outer_references();
-      for (auto& sg : a.graphs)
-        for (auto& r : sg->outer_references()) refs.push_back(r);
-      for (auto& r : refs)
-        if (const ir::Value* v = g.find_value(r)) last_use[v] = i;
-    }
+    for (auto& r : ir::subgraph_captures(*nodes[i]))
+      if (const ir::Value* v = g.find_value(r)) last_use[v] = i;
   }
   auto lookup = [&](const ir::Value* v) -> const Tensor* {
     if (v->initializer) return v->initializer.get();
