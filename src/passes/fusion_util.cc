@@ -38,12 +38,7 @@ void record_fusion(ir::Node& fused, const std::vector<const ir::Node*>& original
 std::set<std::string> captured_names(const ir::Graph& g) {
   std::set<std::string> names;
   for (auto& n : g.nodes())
-    for (auto& [k, a] : n->attrs.all()) {
-      if (a.g)
-        for (auto& s : a.g->outer_references()) names.insert(s);
-      for (auto& sg : a.graphs)
-        for (auto& s : sg->outer_references()) names.insert(s);
-    }
+    for (auto& s : ir::subgraph_captures(*n)) names.insert(s);
   return names;
 }
 
@@ -60,6 +55,60 @@ bool captured(const ir::Graph& g, const ir::Value* v) {
         if (sg && reads(*sg)) return true;
     }
   return false;
+}
+
+namespace {
+
+void add_body_names(const ir::Graph& body, std::set<std::string>& names) {
+  for (auto& [name, v] : body.values()) names.insert(name);
+  for (auto& n : body.nodes())
+    for (auto& [k, a] : n->attrs.all()) {
+      if (a.g) add_body_names(*a.g, names);
+      for (auto& sg : a.graphs)
+        if (sg) add_body_names(*sg, names);
+    }
+}
+
+void redirect_in_body(ir::Graph& body, const std::string& from, const ir::Value& to) {
+  auto refs = body.outer_references();
+  if (std::find(refs.begin(), refs.end(), from) == refs.end()) return;  // not read, or the body defines its own
+  const ir::Value* old = body.find_value(from);
+  ir::Value* now = body.find_value(to.name);
+  if (!now) now = body.add_value(to.name, to.dtype, old && old->shape ? old->shape : to.shape).value();
+  for (auto& n : body.nodes()) {
+    for (auto& in : n->inputs)
+      if (in && in->name == from) in = now;
+    for (auto& [k, a] : n->attrs.all()) {
+      if (a.g) redirect_in_body(*a.g, from, to);
+      for (auto& sg : a.graphs)
+        if (sg) redirect_in_body(*sg, from, to);
+    }
+  }
+  for (auto& o : body.outputs)
+    if (o && o->name == from) o = now;
+  body.prune_values();
+}
+
+}  // namespace
+
+std::set<std::string> body_value_names(const ir::Graph& g) {
+  std::set<std::string> names;
+  for (auto& n : g.nodes())
+    for (auto& [k, a] : n->attrs.all()) {
+      if (a.g) add_body_names(*a.g, names);
+      for (auto& sg : a.graphs)
+        if (sg) add_body_names(*sg, names);
+    }
+  return names;
+}
+
+void redirect_captures(ir::Graph& g, const std::string& from, const ir::Value& to) {
+  for (auto& n : g.nodes())
+    for (auto& [k, a] : n->attrs.all()) {
+      if (a.g) redirect_in_body(*a.g, from, to);
+      for (auto& sg : a.graphs)
+        if (sg) redirect_in_body(*sg, from, to);
+    }
 }
 
 // A body's read of an outer value is a use no node input shows: without these checks a

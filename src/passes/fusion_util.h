@@ -30,6 +30,13 @@ std::set<std::string> captured_names(const ir::Graph& g);
 /// True when a subgraph body of a node of `g` reads `v` by name.
 bool captured(const ir::Graph& g, const ir::Value* v);
 
+/// Names of the values of the subgraph bodies of `g`'s nodes, nested bodies included.
+std::set<std::string> body_value_names(const ir::Graph& g);
+
+/// Makes the subgraph bodies of `g`'s nodes (nested ones included) read `to`, a value of
+/// `g`, where they read `from` by name. `to`'s name must be free in them (body_value_names).
+void redirect_captures(ir::Graph& g, const std::string& from, const ir::Value& to);
+
 /// True when nothing reads `v` (absent, or no reader, no subgraph capture and not a graph output).
 bool unread(const ir::Graph& g, const ir::Value* v);
 

@@ -456,4 +456,56 @@ TEST(Passes, ReducePrecisionKeepsValuesReadBySubgraphBodiesFloat32) {
   }
 }
 
+TEST(Passes, ReducePrecisionGivesBodiesAFloat32CopyOfA16BitInput) {
+  // With FP16 input I/O the engine input x turns FP16; the Loop body reading x by name
+  // (and the inner Loop reading it two levels down) stays FP32, so it reads a Cast of x.
+  std::mt19937 rng(7);
+  ir::Graph g;
+  g.opset_imports[""] = 17;
+  ir::Value* x = g.add_value("x", DataType::kFloat32, Shape{2, 3}).value();
+  g.inputs.push_back(x);
+  ir::Value* y = g.add_value("y").value();
+  g.add_node("Relu", {x}, {y}, "relu");
+  ir::Value* outer = testing::add_loop_reading(g, x, y);
+  ir::Node* loop = outer->producer;
+  ir::Graph& body = *loop->attrs.find("body")->g;
+  ir::Value* inner = testing::add_loop_reading(body, body.find_value("x"), body.find_value("cur"), 2);
+  body.outputs.push_back(inner);  // a scan output: the inner loop's result per iteration
+  ir::Value* scanned = g.add_unique_value("scanned", DataType::kFloat32);
+  loop->outputs.push_back(scanned);
+  scanned->producer = loop;
+  g.outputs = {y, outer, scanned};
+  auto before = g.clone();
+  BuilderConfig cfg;
+  cfg.set_device(DeviceType::kCUDA);
+  cfg.set_flag(BuilderFlag::kFP16);
+  cfg.set_io_dtypes(DataType::kFloat16, DataType::kFloat32);
+  PassContext ctx = context_for(g);
+  ctx.config = &cfg;
+  testing::run_pass(g, reduce_precision, ctx);
+  EXPECT_EQ(x->dtype, DataType::kFloat16);  // the binding is 16-bit, as asked
+  EXPECT_EQ(body.outer_references(), std::vector<std::string>{"x_fp32"}) << ir::dump(g);
+  ir::Value* copy = g.find_value("x_fp32");
+  ASSERT_NE(copy, nullptr);
+  EXPECT_EQ(copy->dtype, DataType::kFloat32);
+  ASSERT_NE(copy->producer, nullptr);
+  EXPECT_EQ(copy->producer->op_type, "Cast");
+  EXPECT_EQ(copy->producer->inputs[0], x);
+  EXPECT_EQ(body.find_value("x"), nullptr);
+  EXPECT_EQ(body.find_value("x_fp32")->dtype, DataType::kFloat32);
+  const ir::Graph& inner_body = *inner->producer->attrs.find("body")->g;
+  EXPECT_EQ(inner_body.outer_references(), std::vector<std::string>{"x_fp32"});
+  EXPECT_EQ(inner_body.find_value("x_fp32")->dtype, DataType::kFloat32);
+  Tensor x16 = test::random_tensor(DataType::kFloat16, {2, 3}, rng, -2, 2);
+  Tensor x32 = Tensor::from_vector<float>(DataType::kFloat32, {2, 3}, x16.to_float_vector());
+  auto want = testing::execute(*before, {{"x", x32}});
+  auto got = testing::execute(g, {{"x", x16}});
+  for (ir::Value* o : before->outputs) {
+    SCOPED_TRACE(o->name);
+    ASSERT_TRUE(got.count(o->name));
+    EXPECT_EQ(got.at(o->name).dtype(), DataType::kFloat32);
+    EXPECT_TRUE(test::tensors_close(got.at(o->name), want.at(o->name), 2e-3, 2e-3));
+  }
+}
+
 }  // namespace kiln::passes

@@ -151,6 +151,17 @@ Status reduce_precision(ir::Graph& g, PassContext& ctx) {
     return Status();
   const char* suffix = half == DataType::kFloat16 ? "_fp16" : "_bf16";
 
+  // Values subgraph bodies read by name: the bodies are not converted (their nodes keep
+  // float32), so these stay float32 under their names, like graph outputs.
+  const std::set<std::string> captured = captured_names(g);
+  // A float32 copy a body may be pointed at must not clash with a name the body defines.
+  const std::set<std::string> body_names = captured.empty() ? std::set<std::string>{} : body_value_names(g);
+  auto fresh_name = [&](const std::string& hint) {
+    std::string name = g.unique_name(hint);
+    for (int i = 1; body_names.count(name); ++i) name = g.unique_name(hint + "_" + std::to_string(i));
+    return name;
+  };
+
   std::unordered_map<ir::Value*, ir::Value*> to_half, to_float;  // cached conversions
   auto cast = [&](ir::Value* v, DataType dt, std::unordered_map<ir::Value*, ir::Value*>& cache) -> ir::Value* {
     auto it = cache.find(v);
@@ -159,7 +170,7 @@ Status reduce_precision(ir::Graph& g, PassContext& ctx) {
     if (v->initializer) {
       out = g.add_constant(v->name + suffix, convert_tensor(*v->initializer, dt));
     } else {
-      out = g.add_unique_value(v->name + (dt == DataType::kFloat32 ? "_fp32" : suffix), dt);
+      out = g.add_value(fresh_name(v->name + (dt == DataType::kFloat32 ? "_fp32" : suffix)), dt).value();
       out->shape = v->shape;
       ir::Node* c = g.add_node("Cast", {v}, {out}, g.unique_name("cast_" + v->name));
       c->attrs.set("to", ir::Attribute::from_int(static_cast<int64_t>(dt)));
@@ -171,9 +182,6 @@ Status reduce_precision(ir::Graph& g, PassContext& ctx) {
     return out;
   };
 
-  // Values subgraph bodies read by name: the bodies are not converted (their nodes keep
-  // float32), so these stay float32 under their names, like graph outputs.
-  const std::set<std::string> captured = captured_names(g);
   std::set<ir::Value*> made_half;  // activations this pass turned to half
   if (cfg->input_io_dtype() == half)
     for (ir::Value* in : g.inputs)
@@ -234,6 +242,11 @@ Status reduce_precision(ir::Graph& g, PassContext& ctx) {
       }
     }
   }
+  // A 16-bit graph input that a body reads by name keeps its name (the engine's binding);
+  // the float32 body reads a Cast of it instead, which the topological sort puts first.
+  for (ir::Value* in : g.inputs)
+    if (made_half.count(in) && captured.count(in->name))
+      redirect_captures(g, in->name, *cast(in, DataType::kFloat32, to_float));
   KILN_RETURN_IF_ERROR(g.topo_sort());
   g.prune_values();
   ctx.stats["half_precision_layers"] += converted;
