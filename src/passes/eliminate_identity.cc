@@ -1,5 +1,6 @@
 // Identity elimination: Identity and inference-mode Dropout forward their input.
 //   x -> Identity -> y -> Relu    becomes    x -> Relu
+#include "passes/fusion_util.h"
 #include "passes/pass.h"
 
 namespace kiln::passes {
@@ -16,8 +17,9 @@ Status eliminate_identity(ir::Graph& g, PassContext& ctx) {
     if (node->inputs.empty() || !node->inputs[0] || node->outputs.empty() || !node->outputs[0]) continue;
     ir::Value* in = node->inputs[0];
     ir::Value* out = node->outputs[0];
-    // A graph output keeps its name: only drop the node when the output is internal.
-    if (g.is_output(out)) continue;
+    // A graph output keeps its name, and so does a value a subgraph body reads by
+    // name: only drop the node when the output is internal.
+    if (g.is_output(out) || captured(g, out)) continue;
     g.replace_uses(out, in);
     removed.push_back(node.get());
   }

@@ -38,6 +38,7 @@ struct Pass {
 Status infer_shapes(ir::Graph& g, PassContext& ctx);
 Status fold_constants(ir::Graph& g, PassContext& ctx);
 Status eliminate_identity(ir::Graph& g, PassContext& ctx);
+Status eliminate_common_subexpressions(ir::Graph& g, PassContext& ctx);
 Status eliminate_dead_nodes(ir::Graph& g, PassContext& ctx);
 Status fold_conv_batchnorm(ir::Graph& g, PassContext& ctx);
 /// Conv with kernel == stride (non-overlapping patches, CUDA engines) -> Reshape/Transpose + MatMul(Bias).

@@ -12,6 +12,7 @@ const Pass kPipeline[] = {
     {"infer_shapes", infer_shapes},
     {"eliminate_identity", eliminate_identity},
     {"fold_constants", fold_constants},
+    {"eliminate_common_subexpressions", eliminate_common_subexpressions},  // constants are initializers now
     {"cancel_transposes", cancel_transposes},
     {"fold_conv_batchnorm", fold_conv_batchnorm},
     {"patchify_conv", patchify_conv},  // CUDA engines; conv bias folded, before fuse_conv_activation

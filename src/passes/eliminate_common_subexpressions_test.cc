@@ -1,0 +1,116 @@
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <random>
+
+#include "harness/op_harness.h"
+#include "passes/pass.h"
+#include "passes/pass_test_util.h"
+
+namespace kiln::passes {
+namespace {
+
+using testing::context_for;
+using testing::op_types;
+using testing::run_pass;
+
+ir::Value* scalar(ir::Graph& g, const std::string& name, float v) {
+  ir::Value* c = g.add_value(name, DataType::kFloat32, Shape{}).value();
+  c->initializer = std::make_shared<Tensor>(Tensor::from_vector<float>(DataType::kFloat32, {}, {v}));
+  return c;
+}
+
+ir::Value* node(ir::Graph& g, const std::string& op, std::vector<ir::Value*> in, const std::string& name) {
+  ir::Value* out = g.add_value(name).value();
+  g.add_node(op, std::move(in), {out}, name + "_node");
+  return out;
+}
+
+int count(const ir::Graph& g, const std::string& op) {
+  auto ops = op_types(g);
+  return static_cast<int>(std::count(ops.begin(), ops.end(), op));
+}
+
+// BERT's per-layer mask: Where(m, c0_i, c1_i) with equal per-layer scalars, each feeding
+// its layer; one Where is left, every layer reads it, and the results do not change.
+TEST(EliminateCommonSubexpressions, MergesPerLayerCopiesWithEqualConstants) {
+  ir::Graph g;
+  g.opset_imports[""] = 17;
+  ir::Value* x = g.add_value("x", DataType::kFloat32, Shape{2, 3}).value();
+  g.inputs.push_back(x);
+  ir::Value* m = node(g, "Greater", {x, scalar(g, "zero", 0.f)}, "m");
+  std::vector<ir::Value*> outs;
+  for (int layer = 0; layer < 4; ++layer) {
+    const std::string l = std::to_string(layer);
+    ir::Value* mask = node(g, "Where", {m, scalar(g, "lo" + l, -1e4f), scalar(g, "hi" + l, 0.f)}, "mask" + l);
+    outs.push_back(node(g, "Add", {x, mask}, "y" + l));
+  }
+  // Different constants: not the same computation.
+  ir::Value* other = node(g, "Where", {m, scalar(g, "lo_other", -2e4f), scalar(g, "hi_other", 0.f)}, "other");
+  outs.push_back(node(g, "Add", {x, other}, "y_other"));
+  g.outputs = outs;
+  auto before = g.clone();
+  PassContext ctx = context_for(g);
+  run_pass(g, eliminate_common_subexpressions, ctx);
+  EXPECT_EQ(count(g, "Where"), 2) << ir::dump(g);  // the four equal ones merged; the other kept
+  EXPECT_EQ(count(g, "Add"), 5);                   // graph outputs keep their producers
+  EXPECT_EQ(ctx.stats["merged_common_subexpressions"], 3);
+  std::mt19937 rng(3);
+  Tensor xv = test::random_tensor(DataType::kFloat32, {2, 3}, rng, -2, 2);
+  auto want = testing::execute(*before, {{"x", xv}});
+  auto got = testing::execute(g, {{"x", xv}});
+  for (ir::Value* o : before->outputs) EXPECT_TRUE(test::tensors_close(got.at(o->name), want.at(o->name), 0, 0));
+}
+
+// Chains merge in one sweep: once the first pair merged, their consumers are equal too.
+TEST(EliminateCommonSubexpressions, MergesWholeChainsAndDifferentAttributesStayApart) {
+  ir::Graph g;
+  g.opset_imports[""] = 17;
+  ir::Value* x = g.add_value("x", DataType::kFloat32, Shape{4, 5}).value();
+  g.inputs.push_back(x);
+  ir::Value* a1 = node(g, "Relu", {x}, "a1");
+  ir::Value* a2 = node(g, "Relu", {x}, "a2");
+  ir::Value* b1 = node(g, "Softmax", {a1}, "b1");
+  ir::Value* b2 = node(g, "Softmax", {a2}, "b2");
+  ir::Value* b3 = node(g, "Softmax", {a2}, "b3");
+  b3->producer->attrs.set("axis", ir::Attribute::from_int(0));  // another axis: another result
+  ir::Value* s = node(g, "Add", {b1, b2}, "s");
+  g.outputs = {node(g, "Mul", {s, b3}, "out")};
+  auto before = g.clone();
+  PassContext ctx = context_for(g);
+  run_pass(g, eliminate_common_subexpressions, ctx);
+  EXPECT_EQ(count(g, "Relu"), 1) << ir::dump(g);
+  EXPECT_EQ(count(g, "Softmax"), 2);
+  const ir::Node* add = g.find_value("s")->producer;
+  EXPECT_EQ(add->inputs[0], add->inputs[1]);
+  std::mt19937 rng(4);
+  Tensor xv = test::random_tensor(DataType::kFloat32, {4, 5}, rng, -2, 2);
+  EXPECT_TRUE(test::tensors_close(testing::execute(g, {{"x", xv}}).at("out"),
+                                  testing::execute(*before, {{"x", xv}}).at("out"), 0, 0));
+}
+
+// Random ops draw anew each time (Dropout stands for them: kiln imports no Random* op); outputs that are graph outputs
+// or read by a body by name keep their producers.
+TEST(EliminateCommonSubexpressions, LeavesRandomOpsOutputsAndCapturesAlone) {
+  ir::Graph g;
+  g.opset_imports[""] = 17;
+  ir::Value* x = g.add_value("x", DataType::kFloat32, Shape{2, 2}).value();
+  g.inputs.push_back(x);
+  ir::Value* r1 = node(g, "Dropout", {x}, "r1");
+  ir::Value* r2 = node(g, "Dropout", {x}, "r2");
+  ir::Value* e1 = node(g, "Exp", {x}, "e1");
+  ir::Value* e2 = node(g, "Exp", {x}, "e2");  // a graph output: stays
+  ir::Value* n1 = node(g, "Neg", {x}, "n1");
+  ir::Value* n2 = node(g, "Neg", {x}, "n2");  // read by a Loop body by name: stays
+  ir::Value* loop = testing::add_loop_reading(g, n2, n1);
+  g.outputs = {r1, r2, e1, e2, loop};
+  PassContext ctx = context_for(g);
+  run_pass(g, eliminate_common_subexpressions, ctx);
+  EXPECT_EQ(count(g, "Dropout"), 2) << ir::dump(g);
+  EXPECT_EQ(count(g, "Exp"), 2);
+  EXPECT_EQ(count(g, "Neg"), 2);
+  EXPECT_EQ(ctx.stats["merged_common_subexpressions"], 0);
+}
+
+}  // namespace
+}  // namespace kiln::passes
