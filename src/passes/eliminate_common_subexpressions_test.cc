@@ -114,3 +114,31 @@ TEST(EliminateCommonSubexpressions, LeavesRandomOpsOutputsAndCapturesAlone) {
 
 }  // namespace
 }  // namespace kiln::passes
+
+namespace kiln::passes {
+namespace {
+
+// An Identity whose output a Loop body reads by name stays (the body has no other way to it).
+TEST(EliminateIdentity, KeepsOutputsReadBySubgraphBodies) {
+  ir::Graph g;
+  g.opset_imports[""] = 17;
+  ir::Value* x = g.add_value("x", DataType::kFloat32, Shape{2, 2}).value();
+  g.inputs.push_back(x);
+  ir::Value* read = node(g, "Identity", {x}, "read");    // read by the body: stays
+  ir::Value* plain = node(g, "Identity", {x}, "plain");  // an ordinary use: goes
+  ir::Value* y = node(g, "Neg", {plain}, "y");
+  g.outputs = {y, testing::add_loop_reading(g, read, y)};
+  auto before = g.clone();
+  PassContext ctx = testing::context_for(g);
+  testing::run_pass(g, eliminate_identity, ctx);
+  EXPECT_EQ(count(g, "Identity"), 1) << ir::dump(g);
+  EXPECT_NE(g.find_value("read"), nullptr);
+  std::mt19937 rng(5);
+  Tensor xv = test::random_tensor(DataType::kFloat32, {2, 2}, rng, -2, 2);
+  auto want = testing::execute(*before, {{"x", xv}});
+  auto got = testing::execute(g, {{"x", xv}});
+  for (ir::Value* o : before->outputs) EXPECT_TRUE(test::tensors_close(got.at(o->name), want.at(o->name), 0, 0));
+}
+
+}  // namespace
+}  // namespace kiln::passes
