@@ -344,6 +344,26 @@ TEST(LowerAttention, CausalAndCachedFormsStayOnTheReference) {
   }
 }
 
+// The state merge_qkv starts from: the graph of `o` (kept in `*before` as built, when
+// given) with its attention fused for a CUDA FP16 engine with a batch profile of 1000.
+struct FusedCase {
+  G b;
+  BuilderConfig cfg;
+  PassContext ctx;
+  const ir::Node* attn = nullptr;
+};
+
+void make_fused_case(FusedCase& c, const Options& o, std::unique_ptr<ir::Graph>* before = nullptr) {
+  build(c.b, o);
+  if (before) *before = c.b.g.clone();
+  add_batch_profile(c.cfg, kE, 1000, 1000);
+  c.ctx = cuda_context(c.b.g, c.cfg);
+  ASSERT_TRUE(infer_shapes(c.b.g, c.ctx).ok());
+  ASSERT_TRUE(fuse_attention(c.b.g, c.ctx).ok());
+  c.attn = fused_attention_node(c.b.g);
+  ASSERT_NE(c.attn, nullptr) << ir::dump(c.b.g);
+}
+
 }  // namespace
 
 TEST(MergeQkv, ThreeProjectionsBecomeOneGemmReadThroughSliceViews) {
@@ -351,14 +371,11 @@ TEST(MergeQkv, ThreeProjectionsBecomeOneGemmReadThroughSliceViews) {
     SCOPED_TRACE("shape reader " + std::to_string(shape_reader));
     Options o;
     o.shape_reader = shape_reader;
-    G b;
-    build(b, o);
-    std::unique_ptr<ir::Graph> before(b.g.clone());
-    BuilderConfig cfg;
-    add_batch_profile(cfg, kE, 1000, 1000);
-    PassContext ctx = cuda_context(b.g, cfg);
-    ASSERT_TRUE(infer_shapes(b.g, ctx).ok());
-    ASSERT_TRUE(fuse_attention(b.g, ctx).ok());
+    FusedCase c;
+    std::unique_ptr<ir::Graph> before;
+    ASSERT_NO_FATAL_FAILURE(make_fused_case(c, o, &before));
+    G& b = c.b;
+    PassContext& ctx = c.ctx;
     ASSERT_EQ(ctx.stats["fused_attention"], 1) << ir::dump(b.g);
     Status s = merge_qkv(b.g, ctx);
     ASSERT_TRUE(s.ok()) << s.to_string();
@@ -398,16 +415,11 @@ TEST(MergeQkv, ThreeProjectionsBecomeOneGemmReadThroughSliceViews) {
 
 TEST(MergeQkv, LeavesProjectionsWithDataReadersAlone) {
   // A projection that another node reads as data keeps its own GEMM (all three do).
-  Options o;
-  G b;
-  build(b, o);
-  BuilderConfig cfg;
-  add_batch_profile(cfg, kE, 1000, 1000);
-  PassContext ctx = cuda_context(b.g, cfg);
-  ASSERT_TRUE(infer_shapes(b.g, ctx).ok());
-  ASSERT_TRUE(fuse_attention(b.g, ctx).ok());
-  const ir::Node* f = fused_attention_node(b.g);
-  ASSERT_NE(f, nullptr);
+  FusedCase c;
+  ASSERT_NO_FATAL_FAILURE(make_fused_case(c, Options{}));
+  G& b = c.b;
+  PassContext& ctx = c.ctx;
+  const ir::Node* f = c.attn;
   // A second data reader of the K projection.
   ir::Value* extra = b.op("Relu", {f->inputs[1]});
   b.g.outputs.push_back(extra);
@@ -421,16 +433,11 @@ TEST(MergeQkv, LeavesProjectionsReadBySubgraphBodiesAlone) {
   // A Loop body reads the K projection by name: merging would remove its producer.
   Options o;
   o.shape_reader = false;
-  G b;
-  build(b, o);
-  BuilderConfig cfg;
-  add_batch_profile(cfg, kE, 1000, 1000);
-  PassContext ctx = cuda_context(b.g, cfg);
-  ASSERT_TRUE(infer_shapes(b.g, ctx).ok());
-  ASSERT_TRUE(fuse_attention(b.g, ctx).ok());
-  const ir::Node* f = fused_attention_node(b.g);
-  ASSERT_NE(f, nullptr);
-  ir::Value* k = f->inputs[1];
+  FusedCase c;
+  ASSERT_NO_FATAL_FAILURE(make_fused_case(c, o));
+  G& b = c.b;
+  PassContext& ctx = c.ctx;
+  ir::Value* k = c.attn->inputs[1];
   b.g.outputs.push_back(testing::add_loop_reading(b.g, k, b.g.find_value("x")));
   std::unique_ptr<ir::Graph> before(b.g.clone());
   ASSERT_TRUE(infer_shapes(b.g, ctx).ok());
