@@ -31,13 +31,29 @@ int count(const ir::Graph& g, const std::string& op) {
   return static_cast<int>(std::count(ops.begin(), ops.end(), op));
 }
 
+// A graph (opset 17) with one float input "x" of `shape`.
+ir::Value* start_graph(ir::Graph& g, const Shape& shape) {
+  g.opset_imports[""] = 17;
+  ir::Value* x = g.add_value("x", DataType::kFloat32, shape).value();
+  g.inputs.push_back(x);
+  return x;
+}
+
+// `after` computes what `before` does, bit for bit, on random x of `dims`.
+void expect_same_results(const ir::Graph& before, const ir::Graph& after, const Dims& dims, unsigned seed) {
+  std::mt19937 rng(seed);
+  Tensor xv = test::random_tensor(DataType::kFloat32, dims, rng, -2, 2);
+  auto want = testing::execute(before, {{"x", xv}});
+  auto got = testing::execute(after, {{"x", xv}});
+  for (ir::Value* o : before.outputs)
+    EXPECT_TRUE(test::tensors_close(got.at(o->name), want.at(o->name), 0, 0)) << o->name;
+}
+
 // BERT's per-layer mask: Where(m, c0_i, c1_i) with equal per-layer scalars, each feeding
 // its layer; one Where is left, every layer reads it, and the results do not change.
 TEST(EliminateCommonSubexpressions, MergesPerLayerCopiesWithEqualConstants) {
   ir::Graph g;
-  g.opset_imports[""] = 17;
-  ir::Value* x = g.add_value("x", DataType::kFloat32, Shape{2, 3}).value();
-  g.inputs.push_back(x);
+  ir::Value* x = start_graph(g, Shape{2, 3});
   ir::Value* m = node(g, "Greater", {x, scalar(g, "zero", 0.f)}, "m");
   std::vector<ir::Value*> outs;
   for (int layer = 0; layer < 4; ++layer) {
@@ -55,19 +71,13 @@ TEST(EliminateCommonSubexpressions, MergesPerLayerCopiesWithEqualConstants) {
   EXPECT_EQ(count(g, "Where"), 2) << ir::dump(g);  // the four equal ones merged; the other kept
   EXPECT_EQ(count(g, "Add"), 5);                   // graph outputs keep their producers
   EXPECT_EQ(ctx.stats["merged_common_subexpressions"], 3);
-  std::mt19937 rng(3);
-  Tensor xv = test::random_tensor(DataType::kFloat32, {2, 3}, rng, -2, 2);
-  auto want = testing::execute(*before, {{"x", xv}});
-  auto got = testing::execute(g, {{"x", xv}});
-  for (ir::Value* o : before->outputs) EXPECT_TRUE(test::tensors_close(got.at(o->name), want.at(o->name), 0, 0));
+  expect_same_results(*before, g, {2, 3}, 3);
 }
 
 // Chains merge in one sweep: once the first pair merged, their consumers are equal too.
 TEST(EliminateCommonSubexpressions, MergesWholeChainsAndDifferentAttributesStayApart) {
   ir::Graph g;
-  g.opset_imports[""] = 17;
-  ir::Value* x = g.add_value("x", DataType::kFloat32, Shape{4, 5}).value();
-  g.inputs.push_back(x);
+  ir::Value* x = start_graph(g, Shape{4, 5});
   ir::Value* a1 = node(g, "Relu", {x}, "a1");
   ir::Value* a2 = node(g, "Relu", {x}, "a2");
   ir::Value* b1 = node(g, "Softmax", {a1}, "b1");
@@ -83,19 +93,14 @@ TEST(EliminateCommonSubexpressions, MergesWholeChainsAndDifferentAttributesStayA
   EXPECT_EQ(count(g, "Softmax"), 2);
   const ir::Node* add = g.find_value("s")->producer;
   EXPECT_EQ(add->inputs[0], add->inputs[1]);
-  std::mt19937 rng(4);
-  Tensor xv = test::random_tensor(DataType::kFloat32, {4, 5}, rng, -2, 2);
-  EXPECT_TRUE(test::tensors_close(testing::execute(g, {{"x", xv}}).at("out"),
-                                  testing::execute(*before, {{"x", xv}}).at("out"), 0, 0));
+  expect_same_results(*before, g, {4, 5}, 4);
 }
 
 // Random ops draw anew each time (Dropout stands for them: kiln imports no Random* op); outputs that are graph outputs
 // or read by a body by name keep their producers.
 TEST(EliminateCommonSubexpressions, LeavesRandomOpsOutputsAndCapturesAlone) {
   ir::Graph g;
-  g.opset_imports[""] = 17;
-  ir::Value* x = g.add_value("x", DataType::kFloat32, Shape{2, 2}).value();
-  g.inputs.push_back(x);
+  ir::Value* x = start_graph(g, Shape{2, 2});
   ir::Value* r1 = node(g, "Dropout", {x}, "r1");
   ir::Value* r2 = node(g, "Dropout", {x}, "r2");
   ir::Value* e1 = node(g, "Exp", {x}, "e1");
@@ -121,9 +126,7 @@ namespace {
 // An Identity whose output a Loop body reads by name stays (the body has no other way to it).
 TEST(EliminateIdentity, KeepsOutputsReadBySubgraphBodies) {
   ir::Graph g;
-  g.opset_imports[""] = 17;
-  ir::Value* x = g.add_value("x", DataType::kFloat32, Shape{2, 2}).value();
-  g.inputs.push_back(x);
+  ir::Value* x = start_graph(g, Shape{2, 2});
   ir::Value* read = node(g, "Identity", {x}, "read");    // read by the body: stays
   ir::Value* plain = node(g, "Identity", {x}, "plain");  // an ordinary use: goes
   ir::Value* y = node(g, "Neg", {plain}, "y");
@@ -133,11 +136,7 @@ TEST(EliminateIdentity, KeepsOutputsReadBySubgraphBodies) {
   testing::run_pass(g, eliminate_identity, ctx);
   EXPECT_EQ(count(g, "Identity"), 1) << ir::dump(g);
   EXPECT_NE(g.find_value("read"), nullptr);
-  std::mt19937 rng(5);
-  Tensor xv = test::random_tensor(DataType::kFloat32, {2, 2}, rng, -2, 2);
-  auto want = testing::execute(*before, {{"x", xv}});
-  auto got = testing::execute(g, {{"x", xv}});
-  for (ir::Value* o : before->outputs) EXPECT_TRUE(test::tensors_close(got.at(o->name), want.at(o->name), 0, 0));
+  expect_same_results(*before, g, {2, 2}, 5);
 }
 
 }  // namespace
