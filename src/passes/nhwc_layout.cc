@@ -13,6 +13,7 @@
 // on C, with zero weight channels to match (tensor-core kernels need C % 8 == 0);
 // per-channel constants [1,C,1,1] become [1,1,1,C]; a Shape of an NHWC value becomes
 // Shape + Gather(0,3,1,2).
+#include <cstdlib>
 #include <cstring>
 #include <set>
 #include <unordered_map>
@@ -106,9 +107,12 @@ bool slice_permutable(const ir::Node& n) {
 
 Status nhwc_layout(ir::Graph& g, PassContext& ctx) {
   const BuilderConfig* cfg = ctx.config;
-  if (!cfg || cfg->device() != DeviceType::kCUDA ||
-      !(cfg->get_flag(BuilderFlag::kFP16) || cfg->get_flag(BuilderFlag::kBF16)))
-    return Status();
+  if (!cfg || cfg->device() != DeviceType::kCUDA) return Status();
+  // FP32 engines with TF32 join only on request (KILN_NHWC_FP32=1): an experiment for
+  // the FP32 rows where PyTorch's channels-last TF32 convs lead (not yet measured).
+  const char* fp32 = std::getenv("KILN_NHWC_FP32");
+  const bool fp32_nhwc = fp32 && std::strcmp(fp32, "1") == 0 && cfg->get_flag(BuilderFlag::kTF32);
+  if (!(cfg->get_flag(BuilderFlag::kFP16) || cfg->get_flag(BuilderFlag::kBF16) || fp32_nhwc)) return Status();
   // Values a subgraph reads by name keep NCHW (the body cannot know).
   const std::set<std::string> pinned = captured_names(g);
   std::set<ir::Value*> nhwc;                                    // values stored NHWC

@@ -178,4 +178,30 @@ TEST(NhwcLayout, HalfPipelineFusesElementwiseChainsBetweenConvs) {
   expect_same(*before, b.g, {2, 3, 9, 7}, 3e-2);
 }
 
+// FP32 engines stay NCHW unless KILN_NHWC_FP32=1 (with TF32 allowed) asks for channels-last.
+TEST(NhwcLayout, Float32JoinsOnlyOnRequest) {
+  for (bool asked : {false, true}) {
+    SCOPED_TRACE(asked ? "KILN_NHWC_FP32=1" : "default");
+    if (asked)
+      setenv("KILN_NHWC_FP32", "1", 1);
+    else
+      unsetenv("KILN_NHWC_FP32");
+    G b;
+    ir::Value* x = b.input("x", Shape{2, 8, 6, 5});
+    ir::Node* relu = b.node("Relu", {b.conv(x, 8, 8)});
+    b.g.outputs.push_back(b.conv(relu->outputs[0], 4, 8));
+    std::unique_ptr<ir::Graph> before(b.g.clone());
+    BuilderConfig cfg;
+    cfg.set_device(DeviceType::kCUDA);  // FP32; TF32 on by default
+    PassContext ctx = context_for(b.g);
+    ctx.config = &cfg;
+    run_pass(b.g, nhwc_layout, ctx);
+    ASSERT_FALSE(::testing::Test::HasFatalFailure());
+    EXPECT_EQ(ctx.stats["nhwc_layers"], asked ? 3 : 0) << ir::dump(b.g);
+    EXPECT_EQ(count(b.g, "Transpose"), asked ? 2 : 0);
+    expect_same(*before, b.g, {2, 8, 6, 5}, 1e-4);
+  }
+  unsetenv("KILN_NHWC_FP32");
+}
+
 }  // namespace kiln::passes
