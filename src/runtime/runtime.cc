@@ -9,6 +9,7 @@
 #include "ops/op.h"
 #include "backends/cuda/api.h"
 #include "runtime/cuda_executor.h"
+#include "select/tactics.h"
 #include "runtime/engine_data.h"
 #include "runtime/executor.h"
 #include "runtime/shape_eval.h"
@@ -47,6 +48,8 @@ json build_inspect_json(const EngineData& e) {
     for (auto* v : n->outputs) outs.push_back(v ? v->name : "");
     layers.push_back(json{{"name", n->name}, {"op", n->op_type}, {"domain", n->domain},
                           {"kernel", n->kernel.empty() ? "ref" : n->kernel},
+                          {"tactic", n->attrs.get_int(ops::kTacticAttr, -1)},
+                          {"tactic_desc", select::describe_tactic(n->kernel, n->attrs.get_int(ops::kTacticAttr, -1))},
                           {"precision", dtype_name(n->precision)},
                           {"device", n->device == ir::Device::kCUDA ? "cuda" : "cpu"}, {"inputs", ins},
                           {"outputs", outs}});

@@ -9,6 +9,7 @@
 
 #include "backends/cuda/api.h"
 #include "backends/cuda/node_runner.h"
+#include "ops/conv/conv_graph_cuda.h"
 
 namespace kiln::select {
 
@@ -117,6 +118,16 @@ bool concrete_types(const std::vector<ir::Value*>& values, const Propagation& op
 }
 
 }  // namespace
+
+std::string describe_tactic(const std::string& kernel, int64_t id) {
+  if (id < 0) return "";
+  if (kernel == "cuda.cudnn") {
+    if (ops::cudnn_graph::is_graph_tactic(id))
+      return std::string("cuDNN graph engine") + (ops::cudnn_graph::is_fused_tactic(id) ? ", fused epilogue" : "");
+    return "cuDNN legacy algo " + std::to_string(id / 4) + ", math " + std::to_string(id % 4);
+  }
+  return "#" + std::to_string(id);
+}
 
 int tactic_budget(int opt_level) {
   switch (opt_level) {

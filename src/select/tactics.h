@@ -23,6 +23,10 @@ namespace kiln::select {
 /// Candidates an optimization level times per node: 0, 2, 4, 8, 16, or -1 (all) for 0..5.
 int tactic_budget(int opt_level);
 
+/// A chosen tactic in words, for `kiln inspect`: for the cuDNN conv kernel "graph engine"
+/// (", fused epilogue") or "legacy algo A, math M"; otherwise "#ID"; "" for none (-1).
+std::string describe_tactic(const std::string& kernel, int64_t id);
+
 /// What tactic selection did.
 struct TacticStats {
   int timed = 0;   ///< nodes whose candidates were timed

@@ -10,6 +10,7 @@
 #include "builder/network_impl.h"
 #include "harness/op_harness.h"
 #include "kiln/kiln.h"
+#include "ops/conv/conv_graph_cuda.h"
 #include "plan/engine_file.h"
 
 namespace kiln::select {
@@ -393,6 +394,15 @@ TEST(TacticsEngine, CpuEnginesGetNoTactics) {
   ASSERT_TRUE(b.ok()) << b.status().to_string();
   EXPECT_TRUE(b->tactics().empty()) << tactic_text(b->tactics());
   EXPECT_EQ(b->stat("tactics_timed"), 0);
+}
+
+TEST(Tactics, DescribedInWordsForInspect) {
+  EXPECT_EQ(describe_tactic("cuda.cudnn", -1), "");
+  EXPECT_EQ(describe_tactic("cuda.cudnn", 1 * 4 + 1), "cuDNN legacy algo 1, math 1");
+  EXPECT_EQ(describe_tactic("cuda.cudnn", ops::cudnn_graph::kTacticBase | 12345), "cuDNN graph engine");
+  EXPECT_EQ(describe_tactic("cuda.cudnn", ops::cudnn_graph::kTacticBase | ops::cudnn_graph::kFusedBit | 7),
+            "cuDNN graph engine, fused epilogue");
+  EXPECT_EQ(describe_tactic("cuda.cublaslt", 1234567890123), "#1234567890123");
 }
 
 TEST(TacticsEngine, EngineFileKeepsTheTacticAttribute) {

@@ -186,7 +186,13 @@ TEST_F(InspectReport, EngineFilesAreShownAsBefore) {
   auto j = json_of(js.output);
   ASSERT_TRUE(j.is_object()) << js.output;
   EXPECT_FALSE(j.contains("supported"));
-  EXPECT_TRUE(j.contains("layers"));
+  ASSERT_TRUE(j.contains("layers") && j["layers"].is_array() && !j["layers"].empty()) << js.output;
+  // A CPU engine has no tactics: every layer says so (-1, no words).
+  for (const auto& l : j["layers"]) {
+    EXPECT_EQ(l.value("tactic", int64_t{0}), -1) << l.dump();
+    EXPECT_EQ(l.value("tactic_desc", std::string("?")), "") << l.dump();
+  }
+  EXPECT_TRUE(has(r.output, "tactic")) << r.output;
   kiln::testing::expect_cli_error(run_cli({"inspect", engine.string(), "--report-only"}), "--report-only");
 }
 

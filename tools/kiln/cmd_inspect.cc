@@ -319,13 +319,13 @@ Status show_engine(const InspectCmd& c, Logger& logger, const Json* report) {
 
   os << "\nLayers: " << e.num_layers() << "\n";
   if (j.contains("layers") && j["layers"].is_array()) {
-    Table layers({"#", "name", "op", "kernel", "precision", "inputs -> outputs", "fused"});
+    Table layers({"#", "name", "op", "kernel", "tactic", "precision", "inputs -> outputs", "fused"});
     size_t i = 0;
     for (const auto& l : j["layers"]) {
       std::string io_text = field(l, "inputs") + " -> " + field(l, "outputs");
       std::string from = i < fused.size() && !fused[i].empty() ? compact_names(fused[i]) : "";
-      layers.add({std::to_string(i), field(l, "name"), field(l, "op"), field(l, "kernel"), field(l, "precision"),
-                  io_text, from});
+      layers.add({std::to_string(i), field(l, "name"), field(l, "op"), field(l, "kernel"), field(l, "tactic_desc"),
+                  field(l, "precision"), io_text, from});
       ++i;
     }
     layers.print(os);
