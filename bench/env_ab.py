@@ -3,9 +3,11 @@
 
     python3 bench/env_ab.py --model yolov8n --batch 32 "" KILN_CUDNN_GRAPH=0 "KILN_CUDNN_RUNTIME_FUSION=1"
     python3 bench/env_ab.py --model resnet50 --batch 1 "" KILN_DISABLE_PASSES=nhwc_layout --fp32
+    python3 bench/env_ab.py --model bert --batch 1 "" "--opt-level=5"
 
 Each setting is a space-separated list of VAR=VALUE environment assignments ("" = as is)
-applied to both `kiln build` (FP16 unless --fp32, one profile at the batch) and
+and `kiln build` options (tokens starting with "--", e.g. "--opt-level=5"), applied to
+`kiln build` (FP16 unless --fp32, one profile at the batch) and the environment of
 `kiln bench --cuda-graph --no-data-transfers`; the table gives the build's wall clock and
 its tactic-timing share, the bench process's wall clock (engine load, first-run plan
 and kernel compilation, timing) and the GPU compute median. Runs on the GPU machine
@@ -51,13 +53,17 @@ def main():
     rows = []
     for setting in a.settings:
         env = dict(os.environ)
+        build_args = []
         for kv in setting.split():
+            if kv.startswith("--"):
+                build_args.append(kv)
+                continue
             k, _, v = kv.partition("=")
             env[k] = v
         eng = a.work / f"{name}-ab.kiln"
         prec = [] if a.fp32 else ["--fp16"]
         b, build_s = run([str(a.kiln), "build", str(onnx_path), "-o", str(eng), "--device", "cuda", *prec,
-                          "--shapes", shapes, "-v"], env, a.timeout)
+                          "--shapes", shapes, "-v", *build_args], env, a.timeout)
         if b.returncode:
             rows.append((setting or "(as is)", f"build failed: {b.stderr.strip().splitlines()[-1][:120]}", "", "", ""))
             continue
