@@ -3,7 +3,7 @@
 
     python3 bench/env_ab.py --model yolov8n --batch 32 "" KILN_CUDNN_GRAPH=0 "KILN_CUDNN_RUNTIME_FUSION=1"
     python3 bench/env_ab.py --model resnet50 --batch 1 "" KILN_DISABLE_PASSES=nhwc_layout --fp32
-    python3 bench/env_ab.py --model bert --batch 1 "" "--opt-level=5"
+    python3 bench/env_ab.py --model bert --batch 1 -- "" "--opt-level=5"   # "--" before settings with options
 
 Each setting is a space-separated list of VAR=VALUE environment assignments ("" = as is)
 and `kiln build` options (tokens starting with "--", e.g. "--opt-level=5"), applied to
