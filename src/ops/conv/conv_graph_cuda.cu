@@ -9,7 +9,9 @@
 // every build on one cuDNN version). Execution plans are finalized lazily, the first
 // time a candidate runs. Engines that compile at run time (cuDNN's runtime fusion)
 // are opt-in (runtime_fusion_cap); they load a module when finalized, under the
-// process-wide capture lock, never inside a capture.
+// process-wide capture lock, never inside a capture. Graphs and plans are shared
+// by all contexts and finalized with one process-lifetime cuDNN handle per device;
+// each context executes them with its own handle (its stream).
 #include <cudnn.h>
 
 #include <cstdlib>
@@ -146,10 +148,33 @@ struct GraphSet {
 };
 
 struct Entry {
-  std::mutex mu;  ///< guards lazy plan finalization
+  std::mutex mu;                   ///< guards lazy plan finalization
+  cudnnHandle_t handle = nullptr;  ///< finalizes this entry's graphs and plans
   GraphSet fused, plain;
   std::vector<int64_t> ids;
 };
+
+// The cuDNN handle that finalizes graphs and plans on `device`: one for the process's
+// lifetime, because the plans are shared by every context while the contexts'
+// handles come and go (a plan must not outlive the handle it was finalized with).
+// Null when it cannot be made here: inside a stream capture (creating a handle may
+// synchronize the device) or when cudnnCreate fails; the caller then uses its own.
+cudnnHandle_t finalize_handle(int device, bool capturing) {
+  static std::mutex mu;
+  static auto* handles = new std::map<int, cudnnHandle_t>();
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = handles->find(device);
+  if (it != handles->end()) return it->second;
+  if (capturing) return nullptr;
+  cudnnHandle_t h = nullptr;
+  {
+    std::unique_lock<std::shared_mutex> no_capture(cuda::capture_lock());
+    if (cudnnCreate(&h) != CUDNN_STATUS_SUCCESS) h = nullptr;
+  }
+  cudaGetLastError();
+  (*handles)[device] = h;
+  return h;
+}
 
 std::mutex g_mu;
 std::map<std::vector<int64_t>, std::unique_ptr<Entry>>& entries() {
@@ -456,9 +481,12 @@ Entry* entry_for(KernelContext& ctx, const ConvProblem& p) {
     if (it != entries().end()) return it->second.get();
   }
   auto fresh = std::make_unique<Entry>();
-  auto h = static_cast<cudnnHandle_t>(ctx.cuda_env()->cudnn);
-  build_graph(h, p, true, fresh->fused);
-  build_graph(h, p, false, fresh->plain);
+  cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+  if (cudaStreamIsCapturing(cuda::stream_of(ctx), &capturing) != cudaSuccess) cudaGetLastError();
+  fresh->handle = finalize_handle(ctx.cuda_env()->device, capturing != cudaStreamCaptureStatusNone);
+  if (!fresh->handle) fresh->handle = static_cast<cudnnHandle_t>(ctx.cuda_env()->cudnn);
+  build_graph(fresh->handle, p, true, fresh->fused);
+  build_graph(fresh->handle, p, false, fresh->plain);
   // Interleaved (fused, plain, fused, ...) so a timing budget covers both graphs.
   for (size_t i = 0; i < fresh->fused.cands.size() || i < fresh->plain.cands.size(); ++i)
     for (const GraphSet* gs : {&fresh->fused, &fresh->plain})
@@ -499,7 +527,7 @@ Result<bool> run(KernelContext& ctx, const ConvProblem& p, int64_t tactic, const
       std::lock_guard<std::mutex> lock(e->mu);
       // Finalizing may load a module: never inside a capture (the executor runs once eagerly first).
       if (!cand->tried && capturing != cudaStreamCaptureStatusNone) continue;
-      if (!ready(h, *cand, env->workspace_bytes)) continue;
+      if (!ready(e->handle, *cand, env->workspace_bytes)) continue;
     }
     std::vector<void*> ptrs;
     for (int64_t uid : gs->uids) {
