@@ -522,6 +522,7 @@ TEST(FusedConv, CudaEpilogueVectorWidthsLayoutsAndDtypes) {
   for (const Tol& t : kFloatTols)
     for (size_t i = 0; i < cases.size(); ++i)
       for (const char* act : {"Silu", "Relu", ""}) {
+        SCOPED_TRACE(std::string(dtype_name(t.dtype)) + " case " + std::to_string(i) + " " + act);
         OpCase c = make_fused_conv(cases[i], t.dtype, act);
         EXPECT_GE(c.expect_all_kernels_match(t.rtol, t.atol), gpu_kernels())
             << dtype_name(t.dtype) << " case " << i << " " << act;
@@ -543,6 +544,7 @@ TEST(FusedConv, CudaEpilogueEveryActivation) {
   for (const Tol& t : kFloatTols)
     for (const A& a : acts)
       for (size_t i = 0; i < cases.size(); ++i) {
+        SCOPED_TRACE(std::string(dtype_name(t.dtype)) + " case " + std::to_string(i) + " " + a.name);
         OpCase c = make_fused_conv(cases[i], t.dtype, a.name, a.params);
         EXPECT_GE(c.expect_all_kernels_match(t.rtol, t.atol), gpu_kernels())
             << dtype_name(t.dtype) << " " << a.name << " case " << i;
