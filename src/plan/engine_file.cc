@@ -41,12 +41,20 @@ uint64_t file_checksum(const uint8_t* p, size_t n) {
 
 uint64_t align_up(uint64_t x) { return (x + kAlignment - 1) / kAlignment * kAlignment; }
 
+// Lays out the weight blob: records where each tensor goes; serialize_engine then
+// copies every tensor once, straight into the file image (the tensors belong to the
+// graph being written, which outlives the call).
 struct BlobWriter {
-  std::vector<uint8_t> bytes;
+  struct Piece {
+    const uint8_t* data;
+    uint64_t offset, bytes;
+  };
+  std::vector<Piece> pieces;
+  uint64_t size = 0;
   json add(const Tensor& t) {
-    uint64_t off = align_up(bytes.size());
-    bytes.resize(off + t.nbytes());
-    if (t.nbytes()) std::memcpy(bytes.data() + off, t.data(), t.nbytes());
+    uint64_t off = align_up(size);
+    pieces.push_back({static_cast<const uint8_t*>(t.data()), off, t.nbytes()});
+    size = off + t.nbytes();
     return json{{"dtype", static_cast<int>(t.dtype())}, {"dims", t.dims()}, {"offset", off}, {"bytes", t.nbytes()}};
   }
 };
@@ -336,10 +344,6 @@ std::string host_arch() {
 
 std::vector<uint8_t> serialize_engine(const EngineModel& m) {
   BlobWriter blob;
-  uint64_t weight_bytes = 0;  // reserved up front: no regrowth copies of hundreds of MB
-  for (auto& [name, v] : m.graph->values())
-    if (v->initializer) weight_bytes += align_up(v->initializer->nbytes());
-  blob.bytes.reserve(weight_bytes);
   json meta;
   meta["kiln_version"] = m.kiln_version;
   meta["device"] = json{{"type", m.device}, {"arch", m.device_arch}};
@@ -360,12 +364,14 @@ std::vector<uint8_t> serialize_engine(const EngineModel& m) {
   std::string text = meta.dump();
 
   uint64_t mo = kHeaderBytes, mb = text.size();
-  uint64_t wo = align_up(mo + mb), wb = blob.bytes.size();
+  uint64_t wo = align_up(mo + mb), wb = blob.size;
   std::vector<uint8_t> out;
-  out.reserve(wo + wb);
-  out.resize(wo, 0);  // header, metadata, padding; the weights are appended (one copy, no zero fill)
-  out.insert(out.end(), blob.bytes.begin(), blob.bytes.end());
-  blob.bytes = {};
+  out.reserve(wo + wb);  // one allocation; each weight is copied once, without a zero fill first
+  out.resize(wo, 0);     // header, metadata, padding
+  for (const BlobWriter::Piece& p : blob.pieces) {
+    out.resize(wo + p.offset, 0);  // alignment padding before this tensor
+    out.insert(out.end(), p.data, p.data + p.bytes);
+  }
   std::memcpy(out.data(), kMagic, 8);
   put_u32(out.data() + 8, kFormatVersion);
   put_u32(out.data() + 12, static_cast<uint32_t>(kHeaderBytes));
