@@ -1,8 +1,7 @@
-// CUDA kernels of the concat family: Concat and Split (one strided 2-D copy per
-// input / output slab), Slice (a 2-D copy when one axis is cut with step 1 and
-// the later axes are whole), Pad, Expand and Tile (one thread per output
-// element mapping its coordinates back to the input). Value inputs (starts,
-// pads, split, ...) are read from their host copies; shapes come from the
+// CUDA kernels of the concat family: Concat (one launch for up to 8 inputs, else a
+// strided 2-D copy per input) and Split (a 2-D copy per output slab), Slice (a 2-D copy when one axis is cut with step
+// 1 and the later axes are whole), Pad, Expand and Tile (one thread per output element mapping its coordinates back to
+// the input). Value inputs (starts, pads, split, ...) are read from their host copies; shapes come from the
 // preallocated outputs.
 #include <algorithm>
 #include <limits>
@@ -34,6 +33,57 @@ Result<std::vector<int64_t>> host_ints(const KernelContext& ctx, size_t i, const
 
 // ---------------------------------------------------------------- Concat / Split
 
+// Up to kConcatInputs inputs in one launch (YOLO's C2f concats have 3-4 inputs and
+// ran one copy kernel each: at batch 1 those launches cost more than the bytes).
+// Each input's slab fills columns [offset, offset + width) of every output row; all
+// in units of U.
+constexpr int kConcatInputs = 8;
+struct ConcatSlabs {
+  const void* src[kConcatInputs];
+  int64_t width[kConcatInputs];
+  int64_t offset[kConcatInputs];
+  int n;
+};
+
+template <typename U, typename I>
+__global__ void concat_rows_kernel(ConcatSlabs p, U* __restrict__ dst, I rows, I row) {
+  const I total = rows * row;
+  const I stride = static_cast<I>(gridDim.x) * blockDim.x;
+  for (I i = static_cast<I>(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += stride) {
+    const I r = i / row, c = i - r * row;
+    int k = 0;
+    while (k + 1 < p.n && c >= static_cast<I>(p.offset[k + 1])) ++k;
+    const I w = static_cast<I>(p.width[k]);
+    dst[i] = static_cast<const U*>(p.src[k])[r * w + (c - static_cast<I>(p.offset[k]))];
+  }
+}
+
+// One launch for all inputs when there are 2..kConcatInputs non-empty ones; false otherwise.
+bool concat_one_launch(KernelContext& ctx, uint8_t* dst, int64_t outer, int64_t out_block,
+                       const std::vector<std::pair<const void*, int64_t>>& slabs) {
+  if (slabs.size() < 2 || slabs.size() > static_cast<size_t>(kConcatInputs) || outer < 1) return false;
+  uint64_t bits = static_cast<uint64_t>(out_block) | reinterpret_cast<uint64_t>(dst);
+  for (const auto& [ptr, block] : slabs) bits |= reinterpret_cast<uint64_t>(ptr) | static_cast<uint64_t>(block);
+  const int unit = cuda::movement::copy_unit({bits});
+  const int64_t row = out_block / unit;
+  if (outer * row >= static_cast<int64_t>(INT32_MAX)) return false;  // the per-input copies handle the giants
+  ConcatSlabs p{};
+  p.n = static_cast<int>(slabs.size());
+  int64_t offset = 0;
+  for (int k = 0; k < p.n; ++k) {
+    p.src[k] = slabs[k].first;
+    p.width[k] = slabs[k].second / unit;
+    p.offset[k] = offset;
+    offset += p.width[k];
+  }
+  cuda::movement::with_unit(unit, [&](auto tag) {
+    using U = decltype(tag);
+    concat_rows_kernel<U, uint32_t><<<cuda::grid_for(outer * row), cuda::kBlock, 0, cuda::stream_of(ctx)>>>(
+        p, reinterpret_cast<U*>(dst), static_cast<uint32_t>(outer), static_cast<uint32_t>(row));
+  });
+  return true;
+}
+
 Status concat_cuda(KernelContext& ctx) {
   Tensor& y = ctx.output(0);
   size_t r = y.dims().size();
@@ -47,12 +97,21 @@ Status concat_cuda(KernelContext& ctx) {
   auto* dst = static_cast<uint8_t*>(y.data());
   int64_t offset = 0;
   if (y.numel() == 0) return Status();
+  std::vector<std::pair<const void*, int64_t>> slabs;  // non-empty inputs: data, bytes per output row
   for (size_t i = 0; i < ctx.num_inputs(); ++i) {
     const Tensor& x = ctx.input(i);
     auto block = static_cast<int64_t>(movement::dims_product(x.dims(), ax, r) * static_cast<int64_t>(esize));
     if (offset + block > out_block) return ctx.error("inputs do not fit the output", ErrorCode::kInternal);
-    cuda::movement::copy_2d(x.data(), block, dst + offset, out_block, outer, block, cuda::stream_of(ctx));
+    if (block > 0) slabs.emplace_back(x.data(), block);
     offset += block;
+  }
+  if (offset != out_block) return ctx.error("inputs do not fill the output", ErrorCode::kInternal);
+  if (!concat_one_launch(ctx, dst, outer, out_block, slabs)) {
+    offset = 0;
+    for (const auto& [ptr, block] : slabs) {
+      cuda::movement::copy_2d(ptr, block, dst + offset, out_block, outer, block, cuda::stream_of(ctx));
+      offset += block;
+    }
   }
   return cuda::launch_status(ctx, "concat");
 }

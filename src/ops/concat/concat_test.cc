@@ -442,10 +442,22 @@ TEST(ConcatOps, CudaChannelSlicesAndNarrowConcats) {
       EXPECT_GE(c.expect_all_kernels_match(0, 0), gpu_kernels()) << dtype_name(dt) << " " << dims_to_string(k.x);
     }
   for (DataType dt : {DataType::kFloat16, DataType::kFloat32, DataType::kInt8}) {
-    OpCase c("Concat", 13);
+    OpCase c("Concat", 13);  // one launch for all inputs
     c.attr("axis", ir::Attribute::from_int(-1));
     c.input(dt, {2, 5, 7, 16}, -9, 9).input(dt, {2, 5, 7, 16}, -9, 9).input(dt, {2, 5, 7, 8}, -9, 9);
     EXPECT_GE(c.expect_all_kernels_match(0, 0), gpu_kernels()) << dtype_name(dt);
+    OpCase odd("Concat", 13);  // an empty input in the middle, odd widths: narrow units
+    odd.attr("axis", ir::Attribute::from_int(3));
+    odd.input(dt, {3, 2, 5, 3}, -9, 9).input(dt, {3, 2, 5, 0}).input(dt, {3, 2, 5, 5}, -9, 9);
+    EXPECT_GE(odd.expect_all_kernels_match(0, 0), gpu_kernels()) << dtype_name(dt);
+    OpCase many("Concat", 13);  // more inputs than one launch takes: a copy per input
+    many.attr("axis", ir::Attribute::from_int(1));
+    for (int k = 0; k < 10; ++k) many.input(dt, {4, k + 1, 6}, -9, 9);
+    EXPECT_GE(many.expect_all_kernels_match(0, 0), gpu_kernels()) << dtype_name(dt);
+    OpCase one_row("Concat", 13);  // a single output row (axis 0)
+    one_row.attr("axis", ir::Attribute::from_int(0));
+    one_row.input(dt, {2, 3, 4}, -9, 9).input(dt, {1, 3, 4}, -9, 9);
+    EXPECT_GE(one_row.expect_all_kernels_match(0, 0), gpu_kernels()) << dtype_name(dt);
     OpCase sp("Split", 13);
     sp.attr("axis", ir::Attribute::from_int(3)).input(dt, {2, 5, 7, 40}, -9, 9).input(ints({16, 16, 8})).outputs(3);
     EXPECT_GE(sp.expect_all_kernels_match(0, 0), gpu_kernels()) << dtype_name(dt);
