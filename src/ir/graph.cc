@@ -168,12 +168,9 @@ void Graph::prune_values() {
 
 std::vector<std::string> subgraph_captures(const Node& n) {
   std::vector<std::string> refs;
-  for (auto& [k, a] : n.attrs.all()) {
-    if (a.g)
-      for (auto& s : a.g->outer_references()) refs.push_back(s);
-    for (auto& g : a.graphs)
-      for (auto& s : g->outer_references()) refs.push_back(s);
-  }
+  for_each_subgraph(n, [&](const Graph& body) {
+    for (auto& s : body.outer_references()) refs.push_back(s);
+  });
   return refs;
 }
 

@@ -172,6 +172,16 @@ class Graph {
   int64_t name_counter_ = 0;
 };
 
+/// Calls f(Graph&) for each subgraph attribute of `n` (If branches, Loop/Scan bodies).
+template <typename F>
+void for_each_subgraph(const Node& n, F&& f) {
+  for (auto& [k, a] : n.attrs.all()) {
+    if (a.g) f(*a.g);
+    for (auto& sg : a.graphs)
+      if (sg) f(*sg);
+  }
+}
+
 /// Names of enclosing-scope values that `n`'s subgraph attributes (If/Loop/Scan
 /// bodies) read by name: uses that appear in no node's inputs. May repeat a name.
 std::vector<std::string> subgraph_captures(const Node& n);

@@ -29,9 +29,9 @@ bool random_op(const ir::Node& n) {
 }
 
 bool has_subgraph(const ir::Node& n) {
-  for (auto& [k, a] : n.attrs.all())
-    if (a.g || !a.graphs.empty()) return true;
-  return false;
+  bool any = false;
+  ir::for_each_subgraph(n, [&](const ir::Graph&) { any = true; });
+  return any;
 }
 
 void put_bytes(std::string& key, const void* p, size_t n) { key.append(static_cast<const char*>(p), n); }

@@ -44,16 +44,9 @@ std::set<std::string> captured_names(const ir::Graph& g) {
 
 bool captured(const ir::Graph& g, const ir::Value* v) {
   if (!v) return false;
-  auto reads = [&](const ir::Graph& body) {
-    auto refs = body.outer_references();
-    return std::find(refs.begin(), refs.end(), v->name) != refs.end();
-  };
   for (auto& n : g.nodes())
-    for (auto& [k, a] : n->attrs.all()) {
-      if (a.g && reads(*a.g)) return true;
-      for (auto& sg : a.graphs)
-        if (sg && reads(*sg)) return true;
-    }
+    for (auto& s : ir::subgraph_captures(*n))
+      if (s == v->name) return true;
   return false;
 }
 
@@ -61,12 +54,7 @@ namespace {
 
 void add_body_names(const ir::Graph& body, std::set<std::string>& names) {
   for (auto& [name, v] : body.values()) names.insert(name);
-  for (auto& n : body.nodes())
-    for (auto& [k, a] : n->attrs.all()) {
-      if (a.g) add_body_names(*a.g, names);
-      for (auto& sg : a.graphs)
-        if (sg) add_body_names(*sg, names);
-    }
+  for (auto& n : body.nodes()) ir::for_each_subgraph(*n, [&](const ir::Graph& sg) { add_body_names(sg, names); });
 }
 
 void redirect_in_body(ir::Graph& body, const std::string& from, const ir::Value& to) {
@@ -78,11 +66,7 @@ void redirect_in_body(ir::Graph& body, const std::string& from, const ir::Value&
   for (auto& n : body.nodes()) {
     for (auto& in : n->inputs)
       if (in && in->name == from) in = now;
-    for (auto& [k, a] : n->attrs.all()) {
-      if (a.g) redirect_in_body(*a.g, from, to);
-      for (auto& sg : a.graphs)
-        if (sg) redirect_in_body(*sg, from, to);
-    }
+    ir::for_each_subgraph(*n, [&](ir::Graph& sg) { redirect_in_body(sg, from, to); });
   }
   for (auto& o : body.outputs)
     if (o && o->name == from) o = now;
@@ -93,22 +77,12 @@ void redirect_in_body(ir::Graph& body, const std::string& from, const ir::Value&
 
 std::set<std::string> body_value_names(const ir::Graph& g) {
   std::set<std::string> names;
-  for (auto& n : g.nodes())
-    for (auto& [k, a] : n->attrs.all()) {
-      if (a.g) add_body_names(*a.g, names);
-      for (auto& sg : a.graphs)
-        if (sg) add_body_names(*sg, names);
-    }
+  for (auto& n : g.nodes()) ir::for_each_subgraph(*n, [&](const ir::Graph& sg) { add_body_names(sg, names); });
   return names;
 }
 
 void redirect_captures(ir::Graph& g, const std::string& from, const ir::Value& to) {
-  for (auto& n : g.nodes())
-    for (auto& [k, a] : n->attrs.all()) {
-      if (a.g) redirect_in_body(*a.g, from, to);
-      for (auto& sg : a.graphs)
-        if (sg) redirect_in_body(*sg, from, to);
-    }
+  for (auto& n : g.nodes()) ir::for_each_subgraph(*n, [&](ir::Graph& sg) { redirect_in_body(sg, from, to); });
 }
 
 // A body's read of an outer value is a use no node input shows: without these checks a
