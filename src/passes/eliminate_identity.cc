@@ -7,6 +7,7 @@ namespace kiln::passes {
 
 Status eliminate_identity(ir::Graph& g, PassContext& ctx) {
   std::vector<const ir::Node*> removed;
+  const std::set<std::string> captured = captured_names(g);  // read by bodies by name
   for (auto& node : g.nodes()) {
     bool identity = node->op_type == "Identity" && node->domain.empty();
     // Dropout in inference: output 0 is the input; only when the mask is unused.
@@ -19,7 +20,7 @@ Status eliminate_identity(ir::Graph& g, PassContext& ctx) {
     ir::Value* out = node->outputs[0];
     // A graph output keeps its name, and so does a value a subgraph body reads by
     // name: only drop the node when the output is internal.
-    if (g.is_output(out) || captured(g, out)) continue;
+    if (g.is_output(out) || captured.count(out->name)) continue;
     g.replace_uses(out, in);
     removed.push_back(node.get());
   }

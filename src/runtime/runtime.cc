@@ -44,12 +44,13 @@ json build_inspect_json(const EngineData& e) {
   json layers = json::array();
   for (auto& n : m.graph->nodes()) {
     json ins = json::array(), outs = json::array();
+    const int64_t tactic = n->attrs.get_int(ops::kTacticAttr, -1);
     for (auto* v : n->inputs) ins.push_back(v ? v->name : "");
     for (auto* v : n->outputs) outs.push_back(v ? v->name : "");
     layers.push_back(json{{"name", n->name}, {"op", n->op_type}, {"domain", n->domain},
                           {"kernel", n->kernel.empty() ? "ref" : n->kernel},
-                          {"tactic", n->attrs.get_int(ops::kTacticAttr, -1)},
-                          {"tactic_desc", select::describe_tactic(n->kernel, n->attrs.get_int(ops::kTacticAttr, -1))},
+                          {"tactic", tactic},
+                          {"tactic_desc", select::describe_tactic(n->kernel, tactic)},
                           {"precision", dtype_name(n->precision)},
                           {"device", n->device == ir::Device::kCUDA ? "cuda" : "cpu"}, {"inputs", ins},
                           {"outputs", outs}});
