@@ -3,8 +3,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <memory>
 #include <cstring>
+#include <memory>
+#include <optional>
 #include <random>
 
 #include "backends/cuda/api.h"
@@ -36,6 +37,9 @@ bool entry_covers(const TimingEntry& e, int budget) {
 
 // Times CUDA kernels through the node runner: buffers are uploaded once per node
 // (weights are the real initializers, activations random) and reused for every tactic.
+// Activations over 1 MiB travel as one 4096-element random period that the device
+// repeats (filling and copying batch-256 activations on the host took most of a
+// YOLOv8n bs256 build); smaller ones, which a kernel may read on the host, whole.
 class CudaTacticTimer : public TacticTimer {
  public:
   CudaTacticTimer(int device, bool allow_tf32) {
@@ -57,6 +61,7 @@ class CudaTacticTimer : public TacticTimer {
     io_.reset();
     host_.assign(inputs.size(), Tensor());
     std::vector<const Tensor*> in(inputs.size(), nullptr);
+    std::vector<std::optional<Dims>> repeat_to(inputs.size());
     for (size_t i = 0; i < inputs.size(); ++i) {
       const ir::Value* v = node.input(i);
       if (!v) continue;
@@ -65,14 +70,21 @@ class CudaTacticTimer : public TacticTimer {
         in[i] = v->initializer.get();
         continue;
       }
-      host_[i] = random_tensor(inputs[i].dtype, dims);
+      const int64_t numel = dims_volume(dims);
+      const bool big = numel * static_cast<int64_t>(dtype_size(inputs[i].dtype)) > (int64_t(1) << 20);
+      if (big) {
+        host_[i] = random_tensor(inputs[i].dtype, {kPeriod});
+        repeat_to[i] = dims;
+      } else {
+        host_[i] = random_tensor(inputs[i].dtype, dims);
+      }
       in[i] = &host_[i];
     }
     std::vector<Tensor> out(outputs.size());
     for (size_t i = 0; i < outputs.size(); ++i)
       if (node.outputs[i] && outputs[i].shape)
         out[i] = Tensor::empty(outputs[i].dtype, shape_to_dims(*outputs[i].shape));
-    KILN_ASSIGN_OR_RETURN(io_, cuda::upload_node_io(node, in, out, opts_));
+    KILN_ASSIGN_OR_RETURN(io_, cuda::upload_node_io(node, in, out, opts_, repeat_to));
     return cuda::node_tactics_on_device(node, node.kernel, *io_, opts_);
   }
 
@@ -84,12 +96,14 @@ class CudaTacticTimer : public TacticTimer {
   }
 
  private:
-  // Random values in [-1, 1]: one 4096-element period, tiled (kernel speed does not
+  static constexpr int64_t kPeriod = 4096;
+
+  // Random values in [-1, 1]: one kPeriod-element period, tiled (kernel speed does not
   // depend on the values; generating every element took seconds on large activations).
   Tensor random_tensor(DataType dtype, const Dims& dims) {
     Tensor t = Tensor::zeros(dtype, dims);
     if (!dtype_is_float(dtype) || t.numel() == 0) return t;
-    const int64_t period = std::min<int64_t>(t.numel(), 4096);
+    const int64_t period = std::min<int64_t>(t.numel(), kPeriod);
     std::uniform_real_distribution<float> u(-1.f, 1.f);
     for (int64_t i = 0; i < period; ++i) t.set_from_double(i, u(rng_));
     const size_t chunk = static_cast<size_t>(period) * dtype_size(dtype);

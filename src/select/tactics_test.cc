@@ -7,6 +7,7 @@
 #include <set>
 
 #include "backends/cuda/api.h"
+#include "backends/cuda/node_runner.h"
 #include "builder/network_impl.h"
 #include "harness/op_harness.h"
 #include "kiln/kiln.h"
@@ -532,6 +533,34 @@ TEST_F(TacticsGpu, OptLevelZeroBuildsWithoutTactics) {
   ASSERT_TRUE(b.ok()) << b.status().to_string();
   EXPECT_TRUE(b->tactics().empty()) << tactic_text(b->tactics());
   EXPECT_FALSE(fs::exists(cache_path)) << "level 0 times nothing and should not write the cache";
+}
+
+// The tactic timer's large random activations travel as a short pattern that the
+// device repeats; the buffer must hold the pattern over all its elements, also
+// where the size is not a multiple of the pattern.
+TEST(TacticsGpuUpload, RepeatedPatternFillsTheWholeInput) {
+  KILN_NEED_GPU();
+  test::OpCase c("Relu", 14);
+  c.input(DataType::kFloat32, {3, 7});
+  const Tensor pattern = Tensor::from_vector<float>(DataType::kFloat32, {5}, {1.f, -2.f, 3.f, -4.f, 5.f});
+  const Dims full{4099, 7};  // 28693 elements: 5738 patterns and 3 elements
+  std::vector<std::optional<Dims>> repeat_to{full};
+  auto io = cuda::upload_node_io(c.node(), {&pattern}, {Tensor::zeros(DataType::kFloat32, full)}, {}, repeat_to);
+  ASSERT_TRUE(io.ok()) << io.status().to_string();
+  EXPECT_EQ((*io)->inputs[0].dims(), full);
+  EXPECT_EQ((*io)->host_inputs[0], nullptr) << "a repeated pattern is no host value of the input";
+  std::vector<float> back(static_cast<size_t>(dims_volume(full)));
+  ASSERT_TRUE(cuda::copy_async(back.data(), (*io)->inputs[0].data(), back.size() * sizeof(float),
+                               cuda::CopyKind::kDeviceToHost, nullptr)
+                  .ok());
+  ASSERT_TRUE(cuda::stream_synchronize(nullptr).ok());
+  const float* want = static_cast<const float*>(pattern.data());
+  for (size_t i = 0; i < back.size(); ++i) ASSERT_EQ(back[i], want[i % 5]) << "element " << i;
+
+  const Tensor big = Tensor::zeros(DataType::kFloat32, {9});
+  auto bad = cuda::upload_node_io(c.node(), {&big}, {}, {}, {Dims{2, 2}});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("larger than its dims"), std::string::npos) << bad.status().to_string();
 }
 
 TEST_F(TacticsGpu, CacheOfAnotherDeviceIsIgnoredAndRewritten) {

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -38,17 +39,23 @@ struct DeviceNodeIO {
 
 /// Uploads `inputs` (host; kept alive by the caller) and allocates `outputs` (dtype
 /// and dims; a null tensor or absent node output is skipped) on opts.device.
+/// Where `repeat_to[i]` has dims, inputs[i] is a pattern that the device repeats
+/// to those dims (the tactic timer's random activations: a batch-256 activation is
+/// gigabytes that need not cross the bus), and the kernel sees no host value for it.
 Result<std::unique_ptr<DeviceNodeIO>> upload_node_io(const ir::Node& node, const std::vector<const Tensor*>& inputs,
                                                      const std::vector<Tensor>& outputs,
-                                                     const NodeRunOptions& opts = {});
+                                                     const NodeRunOptions& opts = {},
+                                                     const std::vector<std::optional<Dims>>& repeat_to = {});
 
 /// The tactic IDs `kernel` offers for the uploaded shapes, best guess first; empty
 /// when the kernel has no `tactics` function. Launches the kernel once.
 Result<std::vector<int64_t>> node_tactics_on_device(const ir::Node& node, const std::string& kernel, DeviceNodeIO& io,
                                                     const NodeRunOptions& opts = {});
 
-/// Median milliseconds of opts.timing_iterations launches of `kernel` (opts.tactic
-/// selects the tactic) on `io`, after `warmup` untimed launches.
+/// Median milliseconds of opts.timing_iterations samples of `kernel` (opts.tactic
+/// selects the tactic) on `io`, after `warmup` untimed launches. A sample averages
+/// up to 8 back-to-back launches, as many as make it last ~0.1 ms (one for kernels
+/// that long): short kernels need them against event resolution, long ones do not.
 Result<float> time_node_on_device(const ir::Node& node, const std::string& kernel, DeviceNodeIO& io, int warmup,
                                   const NodeRunOptions& opts);
 

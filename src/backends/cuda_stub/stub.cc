@@ -65,7 +65,8 @@ Result<std::vector<Tensor>> run_node_on_device(const ir::Node&, const std::strin
   return no_cuda();
 }
 Result<std::unique_ptr<DeviceNodeIO>> upload_node_io(const ir::Node&, const std::vector<const Tensor*>&,
-                                                     const std::vector<Tensor>&, const NodeRunOptions&) {
+                                                     const std::vector<Tensor>&, const NodeRunOptions&,
+                                                     const std::vector<std::optional<Dims>>&) {
   return no_cuda();
 }
 Result<std::vector<int64_t>> node_tactics_on_device(const ir::Node&, const std::string&, DeviceNodeIO&,
