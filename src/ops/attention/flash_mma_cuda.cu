@@ -10,11 +10,20 @@
 //   O = O * alpha + P V  (P's accumulator layout is the A fragment; V by ldmatrix.trans)
 // Shared rows are padded by 16 bytes, so ldmatrix's 8 row addresses hit 8
 // different bank groups.
+//
+// Small grids (BERT at batch 1: 12 heads x 8 row groups = 96 warps on 132 SMs,
+// each walking all keys alone: 21.7 us under ncu, IPC 0.18) split the keys too:
+// a block of KW warps shares its 16 query rows, warp w takes key tiles w, w + KW,
+// ... of BN = 32 keys with its own shared buffers, and the warps merge their
+// (row max, row sum, O) through shared memory at the end, as flash-decoding does
+// across blocks. KILN_ATTENTION_KEY_SPLIT=0 turns it off.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include <atomic>
 #include <cmath>
+#include <cstdlib>
+#include <string>
 #include <type_traits>
 
 #include "backends/cuda/kernel_util.cuh"
@@ -82,9 +91,16 @@ __device__ __forceinline__ unsigned pack2(float lo, float hi) {
   }
 }
 
-template <int D, int NW>
+// One key group's buffers: Q + 2 x (K, V) tiles, 2-byte elements.
+template <int D, int NW, int BN>
+constexpr size_t group_elems() {
+  return size_t(16 * NW + 4 * BN) * (D + 8);
+}
+template <int D, int NW, int KW, int BN>
 constexpr size_t smem_bytes() {
-  return size_t(16 * NW + 4 * kBN) * (D + 8) * 2;  // Q + 2 x (K, V), 2-byte elements
+  constexpr size_t buffers = KW * group_elems<D, NW, BN>() * 2;
+  constexpr size_t merge = KW == 1 ? 0 : size_t(KW) * 16 * (D + 2) * sizeof(float);  // O, max, sum per warp
+  return buffers > merge ? buffers : merge;
 }
 
 // Rows [r0, r0 + rows) of one operand (16-byte chunks, rows >= rmax zero) into dst.
@@ -101,17 +117,83 @@ __device__ __forceinline__ void load_rows(T* dst, const T* __restrict__ src, lon
   }
 }
 
-template <class T, int D, int NW>
-__global__ void __launch_bounds__(NW * 32)
+// KW single-warp key groups of one block hold partial results for the same 16
+// rows: each its row maxima m, this thread's part of the row sums l and O, all
+// relative to its own max. Through shared memory (the tile buffers, no longer read
+// once every cp.async has landed): O = sum_w e^(m_w - M) O_w / sum_w e^(m_w - M) l_w.
+template <class T, int D, int KW>
+__device__ __forceinline__ void merge_key_groups(const FusedAttentionGeometry& g, const float (&row_m)[2],
+                                                 const float (&row_l)[2], const float (&acc)[D / 8][4], long long q0,
+                                                 long long obase, T* __restrict__ o, unsigned char* smem) {
+  const int kw = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
+  const int gr = lane / 4, tq = lane % 4;
+  cp_wait<0>();
+  __syncthreads();
+  float* mo = reinterpret_cast<float*>(smem);  // [KW][16][D] partial O
+  float* mm = mo + KW * 16 * D;                // [KW][16] maxima
+  float* ml = mm + KW * 16;                    // [KW][16] sums
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float l = row_l[r];
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    const int row = gr + 8 * r;
+    if (tq == 0) {
+      mm[kw * 16 + row] = row_m[r];
+      ml[kw * 16 + row] = l;
+    }
+#pragma unroll
+    for (int i = 0; i < D / 8; ++i) {
+      float* dst = mo + (kw * 16 + row) * D + i * 8 + 2 * tq;
+      dst[0] = acc[i][2 * r];
+      dst[1] = acc[i][2 * r + 1];
+    }
+  }
+  __syncthreads();
+  const long long od = g.o.ax[3].inner_s;
+  for (int e = static_cast<int>(threadIdx.x); e < 16 * D; e += KW * 32) {
+    const int row = e / D, c = e % D;
+    const long long qi = q0 + row;
+    if (qi >= g.Sq) continue;
+    float m = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < KW; ++w) m = fmaxf(m, mm[w * 16 + row]);
+    const float ref = m == -INFINITY ? 0.f : m;
+    float l = 0.f, y = 0.f;
+#pragma unroll
+    for (int w = 0; w < KW; ++w) {
+      const float f = __expf(mm[w * 16 + row] - ref);
+      l += f * ml[w * 16 + row];
+      y += f * mo[(w * 16 + row) * D + c];
+    }
+    const float out = l > 0.f ? y / l : (g.zero_masked_rows ? 0.f : NAN);
+    o[obase + axo(g.o.ax[2], qi) + c * od] = cuda::from_f<T>(out);
+  }
+}
+
+// KW == 1: NW warps own 16 query rows each and walk every key tile together.
+// KW > 1 (NW == 1): KW warps share 16 rows, split the key tiles, merge at the end.
+template <class T, int D, int NW, int KW, int BN>
+__global__ void __launch_bounds__(NW* KW * 32)
     flash_mma_kernel(FusedAttentionGeometry g, bool o_pairs, const T* __restrict__ q, const T* __restrict__ k,
                      const T* __restrict__ v, const T* __restrict__ mask, T* __restrict__ o) {
+  static_assert(KW == 1 || NW == 1, "key groups are single warps");
   constexpr int BM = 16 * NW, LD = D + 8;
   extern __shared__ __align__(128) unsigned char smem[];
-  T* Qs = reinterpret_cast<T*>(smem);
-  T* Ks = Qs + BM * LD;       // 2 buffers of kBN x LD
-  T* Vs = Ks + 2 * kBN * LD;  // 2 buffers of kBN x LD
+  const int kw = static_cast<int>(threadIdx.x) / (NW * 32);  // key group
+  T* Qs = reinterpret_cast<T*>(smem) + kw * group_elems<D, NW, BN>();
+  T* Ks = Qs + BM * LD;      // 2 buffers of BN x LD
+  T* Vs = Ks + 2 * BN * LD;  // 2 buffers of BN x LD
+  // The threads that share these buffers: the block, or one warp.
+  auto group_sync = [] {
+    if constexpr (KW == 1) {
+      __syncthreads();
+    } else {
+      __syncwarp();
+    }
+  };
 
-  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int tid = static_cast<int>(threadIdx.x) % (NW * 32), warp = tid / 32, lane = tid % 32;
   const int gr = lane / 4, tq = lane % 4;  // fragment row group, thread in quad
   const long long b = blockIdx.z, h = blockIdx.y;
   const long long q0 = static_cast<long long>(blockIdx.x) * BM;
@@ -121,8 +203,8 @@ __global__ void __launch_bounds__(NW * 32)
   const long long obase = head_base(g.o, b, h);
 
   load_rows<T, D, NW>(Qs, q, qbase, g.q.ax[2], q0, g.Sq, BM, tid);
-  load_rows<T, D, NW>(Ks, k, kbase, g.k.ax[2], 0, g.Sk, kBN, tid);
-  load_rows<T, D, NW>(Vs, v, vbase, g.v.ax[2], 0, g.Sk, kBN, tid);
+  load_rows<T, D, NW>(Ks, k, kbase, g.k.ax[2], static_cast<long long>(kw) * BN, g.Sk, BN, tid);
+  load_rows<T, D, NW>(Vs, v, vbase, g.v.ax[2], static_cast<long long>(kw) * BN, g.Sk, BN, tid);
   cp_commit();
 
   // This thread's two rows (gr, gr + 8 of the warp's 16) and their mask rows.
@@ -142,27 +224,27 @@ __global__ void __launch_bounds__(NW * 32)
   for (int i = 0; i < D / 8; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
   float row_m[2] = {-INFINITY, -INFINITY}, row_l[2] = {0.f, 0.f};
 
-  const int tiles = static_cast<int>((g.Sk + kBN - 1) / kBN);
-  for (int t = 0; t < tiles; ++t) {
-    if (t + 1 < tiles) {
-      const long long k1 = static_cast<long long>(t + 1) * kBN;
-      load_rows<T, D, NW>(Ks + ((t + 1) & 1) * kBN * LD, k, kbase, g.k.ax[2], k1, g.Sk, kBN, tid);
-      load_rows<T, D, NW>(Vs + ((t + 1) & 1) * kBN * LD, v, vbase, g.v.ax[2], k1, g.Sk, kBN, tid);
+  const int tiles = static_cast<int>((g.Sk + BN - 1) / BN);
+  for (int t = kw, it = 0; t < tiles; t += KW, ++it) {
+    if (t + KW < tiles) {
+      const long long k1 = static_cast<long long>(t + KW) * BN;
+      load_rows<T, D, NW>(Ks + ((it + 1) & 1) * BN * LD, k, kbase, g.k.ax[2], k1, g.Sk, BN, tid);
+      load_rows<T, D, NW>(Vs + ((it + 1) & 1) * BN * LD, v, vbase, g.v.ax[2], k1, g.Sk, BN, tid);
     }
     cp_commit();
     cp_wait<1>();  // everything but the tile just issued has landed
-    __syncthreads();
-    if (t == 0) {
+    group_sync();
+    if (it == 0) {
 #pragma unroll
       for (int kk = 0; kk < D / 16; ++kk) ldsm_x4(qf[kk], Qs + (R0 + lane % 16) * LD + kk * 16 + (lane / 16) * 8);
     }
-    const T* Kb = Ks + (t & 1) * kBN * LD;
-    const T* Vb = Vs + (t & 1) * kBN * LD;
+    const T* Kb = Ks + (it & 1) * BN * LD;
+    const T* Vb = Vs + (it & 1) * BN * LD;
 
     // S = Q K^T: 8 key columns per n-tile; one ldmatrix.x4 covers two k-steps.
-    float s[kBN / 8][4];
+    float s[BN / 8][4];
 #pragma unroll
-    for (int n = 0; n < kBN / 8; ++n) {
+    for (int n = 0; n < BN / 8; ++n) {
       s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
 #pragma unroll
       for (int kk = 0; kk < D / 32; ++kk) {
@@ -174,10 +256,10 @@ __global__ void __launch_bounds__(NW * 32)
     }
 
     // Scale, mask, key bounds; row maxima over the quad.
-    const long long k0 = static_cast<long long>(t) * kBN;
+    const long long k0 = static_cast<long long>(t) * BN;
     float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
-    for (int n = 0; n < kBN / 8; ++n) {
+    for (int n = 0; n < BN / 8; ++n) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int r = e / 2;
@@ -203,7 +285,7 @@ __global__ void __launch_bounds__(NW * 32)
     }
     float sum[2] = {0.f, 0.f};
 #pragma unroll
-    for (int n = 0; n < kBN / 8; ++n) {
+    for (int n = 0; n < BN / 8; ++n) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const float p = __expf(s[n][e] - ref[e / 2]);
@@ -223,7 +305,7 @@ __global__ void __launch_bounds__(NW * 32)
 
     // O += P V: P's accumulator tiles 2j, 2j+1 are the A fragment of key step j.
 #pragma unroll
-    for (int j = 0; j < kBN / 16; ++j) {
+    for (int j = 0; j < BN / 16; ++j) {
       const unsigned pa[4] = {pack2<T>(s[2 * j][0], s[2 * j][1]), pack2<T>(s[2 * j][2], s[2 * j][3]),
                               pack2<T>(s[2 * j + 1][0], s[2 * j + 1][1]), pack2<T>(s[2 * j + 1][2], s[2 * j + 1][3])};
 #pragma unroll
@@ -234,41 +316,45 @@ __global__ void __launch_bounds__(NW * 32)
         mma16816<T>(acc[2 * dn + 1], pa, bf[2], bf[3]);
       }
     }
-    __syncthreads();  // the next iteration's loads overwrite the buffer read here
+    group_sync();  // the next iteration's loads overwrite the buffer read here
   }
 
-  // Row sums over the quad, then O / l.
-  float inv[2];
+  if constexpr (KW > 1) {
+    merge_key_groups<T, D, KW>(g, row_m, row_l, acc, q0, obase, o, smem);
+  } else {
+    // Row sums over the quad, then O / l.
+    float inv[2];
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    float l = row_l[r];
-    l += __shfl_xor_sync(0xffffffffu, l, 1);
-    l += __shfl_xor_sync(0xffffffffu, l, 2);
-    inv[r] = l > 0.f ? 1.f / l : (g.zero_masked_rows ? 0.f : NAN);
-  }
-  const long long od = g.o.ax[3].inner_s;
+    for (int r = 0; r < 2; ++r) {
+      float l = row_l[r];
+      l += __shfl_xor_sync(0xffffffffu, l, 1);
+      l += __shfl_xor_sync(0xffffffffu, l, 2);
+      inv[r] = l > 0.f ? 1.f / l : (g.zero_masked_rows ? 0.f : NAN);
+    }
+    const long long od = g.o.ax[3].inner_s;
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    if (qi[r] >= g.Sq) continue;
-    T* orow = o + obase + axo(g.o.ax[2], qi[r]);
+    for (int r = 0; r < 2; ++r) {
+      if (qi[r] >= g.Sq) continue;
+      T* orow = o + obase + axo(g.o.ax[2], qi[r]);
 #pragma unroll
-    for (int i = 0; i < D / 8; ++i) {
-      const int c = i * 8 + 2 * tq;
-      const float y0 = acc[i][2 * r] * inv[r], y1 = acc[i][2 * r + 1] * inv[r];
-      if (o_pairs) {
-        *reinterpret_cast<unsigned*>(orow + c) = pack2<T>(y0, y1);
-      } else {
-        orow[c * od] = cuda::from_f<T>(y0);
-        orow[(c + 1) * od] = cuda::from_f<T>(y1);
+      for (int i = 0; i < D / 8; ++i) {
+        const int c = i * 8 + 2 * tq;
+        const float y0 = acc[i][2 * r] * inv[r], y1 = acc[i][2 * r + 1] * inv[r];
+        if (o_pairs) {
+          *reinterpret_cast<unsigned*>(orow + c) = pack2<T>(y0, y1);
+        } else {
+          orow[c * od] = cuda::from_f<T>(y0);
+          orow[(c + 1) * od] = cuda::from_f<T>(y1);
+        }
       }
     }
   }
 }
 
-template <class T, int D, int NW>
+template <class T, int D, int NW, int KW, int BN>
 Status launch(KernelContext& ctx, const FusedAttentionGeometry& g) {
-  constexpr size_t smem = smem_bytes<D, NW>();
-  auto* kern = flash_mma_kernel<T, D, NW>;
+  constexpr size_t smem = smem_bytes<D, NW, KW, BN>();
+  auto* kern = flash_mma_kernel<T, D, NW, KW, BN>;
   static std::atomic<bool> configured{false};
   if (smem > 48 * 1024 && !configured.load()) {
     cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
@@ -283,18 +369,30 @@ Status launch(KernelContext& ctx, const FusedAttentionGeometry& g) {
   bool o_pairs =
       g.o.ax[3].inner_s == 1 && g.o.offset % 2 == 0 && reinterpret_cast<uintptr_t>(ctx.output(0).data()) % 4 == 0;
   for (int a = 0; a < 3; ++a) o_pairs = o_pairs && g.o.ax[a].outer_s % 2 == 0 && g.o.ax[a].inner_s % 2 == 0;
-  kern<<<grid, NW * 32, smem, stream_of(ctx)>>>(
+  kern<<<grid, NW * KW * 32, smem, stream_of(ctx)>>>(
       g, o_pairs, static_cast<const T*>(ctx.input(0).data()), static_cast<const T*>(ctx.input(1).data()),
       static_cast<const T*>(ctx.input(2).data()), mask, static_cast<T*>(ctx.output(0).data()));
   return cuda::launch_status(ctx, "flash_attention_mma");
 }
 
+bool key_split_enabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("KILN_ATTENTION_KEY_SPLIT");
+    return !(v && std::string(v) == "0");
+  }();
+  return on;
+}
+
 template <class T, int D>
 Status launch_d(KernelContext& ctx, const FusedAttentionGeometry& g) {
-  // Fewer 64-row blocks than SMs (batch 1): one-warp blocks give four times as many.
+  // Fewer 64-row blocks than SMs (batch 1): one warp per 16 rows, and the keys
+  // split over 2 or 4 warps of 32-key tiles when there are enough of them.
   const long long blocks64 = ((g.Sq + 63) / 64) * g.H * g.B;
-  if (blocks64 < 132) return launch<T, D, 1>(ctx, g);
-  return launch<T, D, 4>(ctx, g);
+  if (blocks64 >= 132) return launch<T, D, 4, 1, kBN>(ctx, g);
+  const long long tiles32 = (g.Sk + 31) / 32;
+  if (!key_split_enabled() || tiles32 < 2) return launch<T, D, 1, 1, kBN>(ctx, g);
+  if (tiles32 < 4) return launch<T, D, 1, 2, 32>(ctx, g);
+  return launch<T, D, 1, 4, 32>(ctx, g);
 }
 
 template <class T>
