@@ -1,15 +1,25 @@
 #!/usr/bin/env python3
 """Per-layer GPU profile of kiln engines for the peers.py models (where the time goes).
 
-    python3 bench/profile_layers.py --models vit_b_16,resnet50 --batch 32 [--fp32] [--top 15]
+    python3 bench/profile_layers.py --models vit_b_16,resnet50 --batch 32 [--fp32] [--top 15] [--ncu]
 
 Exports each model (peers.py's definitions, random weights), builds a CUDA engine
 and runs `kiln bench --dump-profile`, then prints the slowest layers and the time
 summed per op type. Runs on the GPU machine after bench/gpu.sh has built build/gpu.
+
+The layer profile times each layer between events with a sync, which adds a few
+microseconds per layer: for small batches it says which layers matter, not their
+kernel time. `--ncu` also runs one inference under Nsight Compute (one metric,
+gpu__time_duration, L2 not flushed between kernels) and prints every kernel's own
+duration, summed by kernel name, and the launch count: the truth for batch 1.
 """
 import argparse
 import collections
+import csv
+import glob
+import io
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +39,7 @@ def main():
     p.add_argument("--kiln", type=Path, default=ROOT / "build/gpu/kiln")
     p.add_argument("--work", type=Path, default=Path("/tmp/kiln-profile"))
     p.add_argument("--build-args", default="", help="extra arguments to `kiln build`, e.g. \"--opt-level 0\"")
+    p.add_argument("--ncu", action="store_true", help="also list kernel durations from Nsight Compute")
     a = p.parse_args()
     a.work.mkdir(parents=True, exist_ok=True)
     for name in a.models.split(","):
@@ -68,6 +79,63 @@ def main():
         print("  by op: " + ", ".join(f"{op} {ms:.3f} ms ({count[op]})" for op, ms in by_op.most_common(10)))
         for l in sorted(layers, key=lambda l: -l["ms"])[: a.top]:
             print(f"  {l['ms']:8.4f} ms {l['percent']:5.1f}%  {l['name']}")
+        if a.ncu:
+            ncu_kernels(a, eng, shapes)
+
+
+def find_ncu():
+    found = shutil.which("ncu") or sorted(glob.glob("/opt/nvidia/nsight-compute/*/ncu") +
+                                          glob.glob("/usr/local/cuda*/bin/ncu"))
+    return found if isinstance(found, str) else (found[-1] if found else None)
+
+
+def kernel_base_name(name):
+    """'void kiln::ops::(anonymous namespace)::f<__half, 4>(Args)' -> 'f<__half, 4>'."""
+    name = name.replace("(anonymous namespace)::", "").replace("<unnamed>::", "")
+    depth, cut = 0, len(name)
+    for i, ch in enumerate(name):  # the argument list: the first '(' outside template brackets
+        depth += (ch == "<") - (ch == ">")
+        if ch == "(" and depth == 0:
+            cut = i
+            break
+    head = name[:cut].removeprefix("void ").strip()
+    depth, start = 0, 0
+    for i, ch in enumerate(head):  # the last '::' outside template brackets
+        depth += (ch == "<") - (ch == ">")
+        if depth == 0 and head.startswith("::", i):
+            start = i + 2
+    return head[start:][:90]
+
+
+def ncu_kernels(a, eng, shapes):
+    """One inference (no CUDA graph, no warm-up) under ncu; kernels summed by name."""
+    ncu = find_ncu()
+    if not ncu:
+        print("  ncu: not found")
+        return
+    cmd = [ncu, "--csv", "--print-units", "base", "--metrics", "gpu__time_duration.sum", "--clock-control", "none",
+           "--cache-control", "none", "--launch-count", "3000", str(a.kiln), "bench", str(eng), "--shapes", shapes,
+           "--device", "cuda", "--no-data-transfers", "--warmup", "0", "--iterations", "1"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    rows = [l for l in r.stdout.splitlines() if l.startswith('"')]
+    if not rows:
+        print(f"  ncu: no kernels (rc {r.returncode}): {(r.stderr or r.stdout)[-400:]}")
+        return
+    kernels = []
+    for row in csv.DictReader(io.StringIO("\n".join(rows))):
+        if row.get("Metric Name") != "gpu__time_duration.sum":
+            continue
+        ns = float(row["Metric Value"].replace(",", ""))
+        kernels.append((row["Kernel Name"], ns / 1e6, row.get("Grid Size", ""), row.get("Block Size", "")))
+    total = sum(k[1] for k in kernels)
+    by_name = collections.defaultdict(lambda: [0.0, 0])
+    for name, ms, _, _ in kernels:
+        short = kernel_base_name(name)
+        by_name[short][0] += ms
+        by_name[short][1] += 1
+    print(f"  ncu: {len(kernels)} kernels (incl. load-time ones), {total:.3f} ms summed")
+    for name, (ms, n) in sorted(by_name.items(), key=lambda kv: -kv[1][0])[: a.top]:
+        print(f"  {ms:8.4f} ms {n:4d}x {ms / n * 1e3:7.1f} us  {name}")
 
 
 if __name__ == "__main__":
