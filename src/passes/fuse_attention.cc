@@ -170,9 +170,12 @@ ir::Value* peel_scale(ir::Value* v, Builder& b, double& scale, std::vector<std::
   while (v->producer) {
     ir::Node* n = v->producer;
     if (is_onnx_op(n, "Mul", 2)) {
-      if (scalar_operand(n->inputs[1], b, scale, false, dynamic)) v = n->inputs[0];
-      else if (scalar_operand(n->inputs[0], b, scale, false, dynamic)) v = n->inputs[1];
-      else break;
+      if (scalar_operand(n->inputs[1], b, scale, false, dynamic))
+        v = n->inputs[0];
+      else if (scalar_operand(n->inputs[0], b, scale, false, dynamic))
+        v = n->inputs[1];
+      else
+        break;
     } else if (is_onnx_op(n, "Div", 2) && scalar_operand(n->inputs[1], b, scale, true, dynamic)) {
       v = n->inputs[0];
     } else {
@@ -238,9 +241,12 @@ bool float_type(DataType t) { return t == DataType::kFloat32 || t == DataType::k
 
 Status fuse_attention(ir::Graph& g, PassContext& ctx) {
   if (!ctx.config || ctx.config->device() != DeviceType::kCUDA) return Status();
-  // FP32 engines keep cuBLASLt's TF32 matmuls: the kernel's FP32 path has no tensor
-  // cores (ViT-B/16 bs32 FP32 measured 26 ms fused, eager 8.3 ms).
-  if (!ctx.config->get_flag(BuilderFlag::kFP16) && !ctx.config->get_flag(BuilderFlag::kBF16)) return Status();
+  // FP32 engines fuse only where the register kernel takes FP32 (head size 64, run as
+  // split bf16: more precise than the TF32 matmuls it replaces, so only where TF32 is
+  // allowed); the general kernel's FP32 path has no tensor cores (ViT-B/16 bs32 FP32
+  // measured 26 ms fused, eager 8.3 ms) and elsewhere cuBLASLt's matmuls stay.
+  const bool fp32_engine = !ctx.config->get_flag(BuilderFlag::kFP16) && !ctx.config->get_flag(BuilderFlag::kBF16);
+  if (fp32_engine && !ctx.config->get_flag(BuilderFlag::kTF32)) return Status();
   std::vector<ir::Node*> softmaxes;
   for (auto& n : g.nodes())
     if (is(n.get(), "Softmax")) softmaxes.push_back(n.get());
@@ -285,7 +291,8 @@ Status fuse_attention(ir::Graph& g, PassContext& ctx) {
     ir::Node* qk = scores->producer;
     if (!is_onnx_op(qk, "MatMul", 2)) continue;
     auto private_outputs = [&](const std::vector<const ir::Node*>& nodes) {
-      return std::all_of(nodes.begin(), nodes.end(), [&](const ir::Node* n) { return sole_data_reader(g, n->outputs[0]); });
+      return std::all_of(nodes.begin(), nodes.end(),
+                         [&](const ir::Node* n) { return sole_data_reader(g, n->outputs[0]); });
     };
     if (!private_outputs(scale_nodes) || !sole_data_reader(g, scores)) continue;
     chain.insert(chain.end(), scale_nodes.begin(), scale_nodes.end());
@@ -358,8 +365,11 @@ Status fuse_attention(ir::Graph& g, PassContext& ctx) {
     // (BERT-base bs1 0.81 fused; ViT-B/16 bs1 0.84 fused vs 1.04 unfused).
     const int64_t head = qshape->back().value;
     const bool register_kernel = (head == 64 || head == 128) && vshape->back().value == head;
-    if (const int64_t tiles = query_tiles(*qshape);
-        !register_kernel && tiles >= 0 && tiles < min_tiles) {
+    if (fp32_engine && !(register_kernel && head == 64 && s->dtype == DataType::kFloat32)) {
+      ++ctx.stats["attention_left_unfused_fp32"];
+      continue;
+    }
+    if (const int64_t tiles = query_tiles(*qshape); !register_kernel && tiles >= 0 && tiles < min_tiles) {
       ++small;
       continue;
     }

@@ -243,6 +243,34 @@ TEST(FuseAttention, HeadSize64FusesAtBatchOne) {
   EXPECT_EQ(ctx.stats["attention_left_unfused_small"], 0);
 }
 
+TEST(FuseAttention, Fp32EnginesFuseHeadSize64OnlyWithTf32) {
+  // FP32 engines: the register kernel's split-bf16 FP32 path takes head size 64 where
+  // TF32 is allowed; other head sizes, and --no-tf32, keep the matmuls.
+  struct Case {
+    int64_t head;
+    bool tf32;
+    int fused;
+  };
+  for (Case k : {Case{64, true, 1}, Case{64, false, 0}, Case{kD, true, 0}}) {
+    Options o;
+    o.head = k.head;
+    G b;
+    build(b, o);
+    BuilderConfig cfg;
+    add_batch_profile(cfg, kH * k.head, 8, 8);
+    PassContext ctx = cuda_context(b.g, cfg);
+    cfg.clear_flag(BuilderFlag::kFP16);
+    if (!k.tf32) cfg.clear_flag(BuilderFlag::kTF32);
+    ASSERT_TRUE(infer_shapes(b.g, ctx).ok());
+    ASSERT_TRUE(fuse_attention(b.g, ctx).ok());
+    auto ops = op_types(b.g);
+    EXPECT_EQ(std::count(ops.begin(), ops.end(), "FusedAttention"), k.fused)
+        << "head " << k.head << " tf32 " << k.tf32 << "\n"
+        << ir::dump(b.g);
+    EXPECT_EQ(std::count(ops.begin(), ops.end(), "Softmax"), 1 - k.fused);
+  }
+}
+
 TEST(FuseAttention, NotFusedWhenPatternDiffers) {
   for (int variant = 0; variant < 4; ++variant) {
     Options o;
@@ -253,7 +281,7 @@ TEST(FuseAttention, NotFusedWhenPatternDiffers) {
     BuilderConfig cfg;
     PassContext ctx = cuda_context(b.g, cfg);
     if (variant == 2) cfg.set_device(DeviceType::kCPU);    // CPU engines keep the matmuls
-    if (variant == 3) cfg.clear_flag(BuilderFlag::kFP16);  // FP32 engines keep TF32 matmuls
+    if (variant == 3) cfg.clear_flag(BuilderFlag::kFP16);  // FP32 engines keep head size 8's matmuls
     ASSERT_TRUE(infer_shapes(b.g, ctx).ok());
     ASSERT_TRUE(fuse_attention(b.g, ctx).ok());
     auto ops = op_types(b.g);

@@ -14,8 +14,10 @@ Tensor random_tensor(DataType dtype, const Dims& dims, std::mt19937& rng, double
   bool any_nonzero = false;
   for (int64_t i = 0; i < t.numel(); ++i) {
     double v = u(rng);
-    if (dtype == DataType::kBool) v = (rng() & 1) ? 1.0 : 0.0;
-    else if (!dtype_is_float(dtype)) v = std::round(v);
+    if (dtype == DataType::kBool)
+      v = (rng() & 1) ? 1.0 : 0.0;
+    else if (!dtype_is_float(dtype))
+      v = std::round(v);
     t.set_from_double(i, v);
     if (t.get_as_double(i) != 0.0) any_nonzero = true;
   }
@@ -48,8 +50,8 @@ double tolerance_ratio(const Tensor& a, const Tensor& b, double rtol, double ato
     if (std::isnan(x) && std::isnan(y)) continue;
     if (std::isinf(x) && x == y) continue;
     if (!(std::fabs(x - y) <= atol + rtol * std::fabs(y)))
-      return ::testing::AssertionFailure() << "element " << i << ": " << x << " vs expected " << y
-                                           << " (rtol " << rtol << ", atol " << atol << ")";
+      return ::testing::AssertionFailure()
+             << "element " << i << ": " << x << " vs expected " << y << " (rtol " << rtol << ", atol " << atol << ")";
   }
   return ::testing::AssertionSuccess();
 }
@@ -98,6 +100,11 @@ OpCase& OpCase::no_input() {
 OpCase& OpCase::outputs(int n) {
   num_outputs_ = n;
   built_ = false;
+  return *this;
+}
+
+OpCase& OpCase::allow_tf32(bool on) {
+  allow_tf32_ = on;
   return *this;
 }
 
@@ -182,13 +189,16 @@ int OpCase::expect_all_kernels_match(double rtol, double atol) {
       EXPECT_TRUE(tensors_close((*got)[i], (*ref)[i], rtol, atol)) << "kernel " << k.name << " output " << i;
     ++compared;
   }
-  // CUDA kernels run on the GPU when one is present (TF32 off: FP32 is compared exactly).
+  // CUDA kernels run on the GPU when one is present (TF32 off unless allow_tf32():
+  // FP32 is compared exactly).
   if (!def->cuda.empty() && cuda::device_count() > 0) {
     std::vector<const Tensor*> ins;
     for (auto& t : inputs_) ins.push_back(t ? &*t : nullptr);
+    cuda::NodeRunOptions opts;
+    opts.allow_tf32 = allow_tf32_;
     for (const ops::FastKernel& k : def->cuda) {
       if (k.applies && !k.applies(*node_, types)) continue;
-      auto got = cuda::run_node_on_device(*node_, k.name, ins, *ref);
+      auto got = cuda::run_node_on_device(*node_, k.name, ins, *ref, opts);
       EXPECT_TRUE(got.ok()) << k.name << ": " << got.status().to_string();
       if (!got.ok()) continue;
       for (size_t i = 0; i < ref->size(); ++i)

@@ -55,6 +55,9 @@ class OpCase {
   OpCase& outputs(int n);
   /// Seed for random inputs (default 1234).
   OpCase& seed(unsigned s);
+  /// Lets CUDA kernels use TF32-class FP32 arithmetic (default off: FP32 is compared
+  /// exactly), as engines built with TF32 allowed do.
+  OpCase& allow_tf32(bool on = true);
 
   /// The node (owned by the case's graph).
   ir::Node& node();
@@ -81,6 +84,7 @@ class OpCase {
   std::vector<std::optional<Tensor>> inputs_;
   int num_outputs_ = 1;
   unsigned seed_ = 1234;
+  bool allow_tf32_ = false;
   bool built_ = false;
 };
 

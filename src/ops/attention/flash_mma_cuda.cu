@@ -1,5 +1,6 @@
 // Register-resident flash attention for FusedAttention (FlashAttention-2's
-// schedule): fp16/bf16, head size D == Dv in {64, 128}, rows 16-byte aligned.
+// schedule): fp16/bf16, head size D == Dv in {64, 128}, rows 16-byte aligned;
+// fp32 with D == Dv == 64 where TF32 is allowed (below).
 //
 // One block = NW warps = 16*NW query rows of one (batch, head). Q tiles and
 // double-buffered 64-key K/V tiles arrive in shared memory by cp.async; each
@@ -17,6 +18,12 @@
 // ... of BN = 32 keys with its own shared buffers, and the warps merge their
 // (row max, row sum, O) through shared memory at the end, as flash-decoding does
 // across blocks. KILN_ATTENTION_KEY_SPLIT=0 turns it off.
+//
+// fp32 operands (FP32 engines, where TF32 is allowed) run on bf16 tensor cores as
+// "3xBF16": each value x is split into hi = bf16(x) and lo = bf16(x - hi), both
+// tiles kept in shared memory, and a product a*b becomes ah*bh + ah*bl + al*bh
+// (the al*bl term is below 2^-16 relative): ~16 mantissa bits, more than TF32's 10,
+// at three MMAs per step. Tiles are loaded synchronously (split on the way in).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -91,19 +98,74 @@ __device__ __forceinline__ unsigned pack2(float lo, float hi) {
   }
 }
 
-// One key group's buffers: Q + 2 x (K, V) tiles, 2-byte elements.
-template <int D, int NW, int BN>
-constexpr size_t group_elems() {
-  return size_t(16 * NW + 4 * BN) * (D + 8);
+// The tensor-core element type of operand type T: fp32 runs as split bf16.
+template <class T>
+struct ComputeOf {
+  using type = T;
+};
+template <>
+struct ComputeOf<float> {
+  using type = __nv_bfloat16;
+};
+template <class T>
+constexpr bool kSplit = std::is_same<T, float>::value;
+
+// x0, x1 as bf16 pairs hi = bf16(x), lo = bf16(x - hi) (lo = the lower column).
+__device__ __forceinline__ void split2(float x0, float x1, unsigned& hi, unsigned& lo) {
+  const __nv_bfloat162 h = __floats2bfloat162_rn(x0, x1);
+  const float2 back = __bfloat1622float2(h);
+  const __nv_bfloat162 l = __floats2bfloat162_rn(x0 - back.x, x1 - back.y);
+  hi = *reinterpret_cast<const unsigned*>(&h);
+  lo = *reinterpret_cast<const unsigned*>(&l);
 }
-template <int D, int NW, int KW, int BN>
+
+// Stores y0, y1 at p[0], p[1] (p 2-element aligned).
+template <class T>
+__device__ __forceinline__ void store2(T* p, float y0, float y1) {
+  if constexpr (kSplit<T>) {
+    *reinterpret_cast<float2*>(p) = make_float2(y0, y1);
+  } else {
+    *reinterpret_cast<unsigned*>(p) = pack2<T>(y0, y1);
+  }
+}
+
+// One key group's buffers: Q + 2 x (K, V) tiles, 2-byte elements (twice: hi and lo, for split fp32).
+template <int D, int NW, int BN, bool SPLIT>
+constexpr size_t group_elems() {
+  return size_t(16 * NW + 4 * BN) * (D + 8) * (SPLIT ? 2 : 1);
+}
+template <int D, int NW, int KW, int BN, bool SPLIT>
 constexpr size_t smem_bytes() {
-  constexpr size_t buffers = KW * group_elems<D, NW, BN>() * 2;
+  constexpr size_t buffers = KW * group_elems<D, NW, BN, SPLIT>() * 2;
   constexpr size_t merge = KW == 1 ? 0 : size_t(KW) * 16 * (D + 2) * sizeof(float);  // O, max, sum per warp
   return buffers > merge ? buffers : merge;
 }
 
 // Rows [r0, r0 + rows) of one operand (16-byte chunks, rows >= rmax zero) into dst.
+// As load_rows, for fp32 rows split into bf16 hi and lo tiles (synchronous loads).
+template <int D, int NW>
+__device__ __forceinline__ void load_rows_split(__nv_bfloat16* hi, __nv_bfloat16* lo, const float* __restrict__ src,
+                                                long long base, const AxisMap& ax, long long r0, long long rmax,
+                                                int rows, int tid) {
+  constexpr int LD = D + 8, CH = D / 8;
+#pragma unroll 2
+  for (int i = tid; i < rows * CH; i += NW * 32) {
+    const int r = i / CH, c = (i % CH) * 8;
+    const long long gi = r0 + r;
+    uint4 h = make_uint4(0, 0, 0, 0), l = make_uint4(0, 0, 0, 0);
+    if (gi < rmax) {
+      const float4* p = reinterpret_cast<const float4*>(src + base + axo(ax, gi) + c);
+      const float4 a = __ldg(p), b = __ldg(p + 1);
+      split2(a.x, a.y, h.x, l.x);
+      split2(a.z, a.w, h.y, l.y);
+      split2(b.x, b.y, h.z, l.z);
+      split2(b.z, b.w, h.w, l.w);
+    }
+    *reinterpret_cast<uint4*>(hi + r * LD + c) = h;
+    *reinterpret_cast<uint4*>(lo + r * LD + c) = l;
+  }
+}
+
 template <class T, int D, int NW>
 __device__ __forceinline__ void load_rows(T* dst, const T* __restrict__ src, long long base, const AxisMap& ax,
                                           long long r0, long long rmax, int rows, int tid) {
@@ -178,12 +240,31 @@ __global__ void __launch_bounds__(NW* KW * 32)
     flash_mma_kernel(FusedAttentionGeometry g, bool o_pairs, const T* __restrict__ q, const T* __restrict__ k,
                      const T* __restrict__ v, const T* __restrict__ mask, T* __restrict__ o) {
   static_assert(KW == 1 || NW == 1, "key groups are single warps");
+  using C = typename ComputeOf<T>::type;
+  constexpr bool SPLIT = kSplit<T>;
   constexpr int BM = 16 * NW, LD = D + 8;
   extern __shared__ __align__(128) unsigned char smem[];
-  const int kw = static_cast<int>(threadIdx.x) / (NW * 32);  // key group
-  T* Qs = reinterpret_cast<T*>(smem) + kw * group_elems<D, NW, BN>();
-  T* Ks = Qs + BM * LD;      // 2 buffers of BN x LD
-  T* Vs = Ks + 2 * BN * LD;  // 2 buffers of BN x LD
+  // Key group; 0 in a constant the compiler sees when KW == 1 (a computed 0 cost
+  // the 64-row kernel ~40 registers in address arithmetic).
+  const int kw = KW == 1 ? 0 : static_cast<int>(threadIdx.x) / (NW * 32);
+  C* Qs = reinterpret_cast<C*>(smem) + kw * group_elems<D, NW, BN, SPLIT>();
+  C* Ks = Qs + BM * LD;      // 2 buffers of BN x LD
+  C* Vs = Ks + 2 * BN * LD;  // 2 buffers of BN x LD
+  // Split fp32: the lo parts, laid out as the hi ones (unused otherwise).
+  C* Ql = Vs + 2 * BN * LD;
+  C* Kl = Ql + BM * LD;
+  C* Vl = Kl + 2 * BN * LD;
+  const int tid = KW == 1 ? static_cast<int>(threadIdx.x) : static_cast<int>(threadIdx.x) % (NW * 32);
+  const int warp = tid / 32, lane = tid % 32;
+  // Rows [r0, r0 + rows) of an operand into buffer `dst` (and its lo twin).
+  auto load = [&](C* dst, C* dst_lo, const T* src, long long base, const AxisMap& ax, long long r0, long long rmax,
+                  int rows) {
+    if constexpr (SPLIT) {
+      load_rows_split<D, NW>(dst, dst_lo, src, base, ax, r0, rmax, rows, tid);
+    } else {
+      load_rows<T, D, NW>(dst, src, base, ax, r0, rmax, rows, tid);
+    }
+  };
   // The threads that share these buffers: the block, or one warp.
   auto group_sync = [] {
     if constexpr (KW == 1) {
@@ -193,7 +274,6 @@ __global__ void __launch_bounds__(NW* KW * 32)
     }
   };
 
-  const int tid = static_cast<int>(threadIdx.x) % (NW * 32), warp = tid / 32, lane = tid % 32;
   const int gr = lane / 4, tq = lane % 4;  // fragment row group, thread in quad
   const long long b = blockIdx.z, h = blockIdx.y;
   const long long q0 = static_cast<long long>(blockIdx.x) * BM;
@@ -202,9 +282,9 @@ __global__ void __launch_bounds__(NW* KW * 32)
   const long long vbase = head_base(g.v, b, h);
   const long long obase = head_base(g.o, b, h);
 
-  load_rows<T, D, NW>(Qs, q, qbase, g.q.ax[2], q0, g.Sq, BM, tid);
-  load_rows<T, D, NW>(Ks, k, kbase, g.k.ax[2], static_cast<long long>(kw) * BN, g.Sk, BN, tid);
-  load_rows<T, D, NW>(Vs, v, vbase, g.v.ax[2], static_cast<long long>(kw) * BN, g.Sk, BN, tid);
+  load(Qs, Ql, q, qbase, g.q.ax[2], q0, g.Sq, BM);
+  load(Ks, Kl, k, kbase, g.k.ax[2], static_cast<long long>(kw) * BN, g.Sk, BN);
+  load(Vs, Vl, v, vbase, g.v.ax[2], static_cast<long long>(kw) * BN, g.Sk, BN);
   cp_commit();
 
   // This thread's two rows (gr, gr + 8 of the warp's 16) and their mask rows.
@@ -219,6 +299,7 @@ __global__ void __launch_bounds__(NW* KW * 32)
   }
 
   unsigned qf[D / 16][4];
+  unsigned qfl[SPLIT ? D / 16 : 1][4];  // lo parts of Q (split fp32)
   float acc[D / 8][4];
 #pragma unroll
   for (int i = 0; i < D / 8; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
@@ -226,20 +307,27 @@ __global__ void __launch_bounds__(NW* KW * 32)
 
   const int tiles = static_cast<int>((g.Sk + BN - 1) / BN);
   for (int t = kw, it = 0; t < tiles; t += KW, ++it) {
+    if constexpr (KW == 1) it = t;  // the same count; a visible one keeps registers down
     if (t + KW < tiles) {
       const long long k1 = static_cast<long long>(t + KW) * BN;
-      load_rows<T, D, NW>(Ks + ((it + 1) & 1) * BN * LD, k, kbase, g.k.ax[2], k1, g.Sk, BN, tid);
-      load_rows<T, D, NW>(Vs + ((it + 1) & 1) * BN * LD, v, vbase, g.v.ax[2], k1, g.Sk, BN, tid);
+      const int nb = ((it + 1) & 1) * BN * LD;
+      load(Ks + nb, Kl + nb, k, kbase, g.k.ax[2], k1, g.Sk, BN);
+      load(Vs + nb, Vl + nb, v, vbase, g.v.ax[2], k1, g.Sk, BN);
     }
     cp_commit();
     cp_wait<1>();  // everything but the tile just issued has landed
     group_sync();
     if (it == 0) {
 #pragma unroll
-      for (int kk = 0; kk < D / 16; ++kk) ldsm_x4(qf[kk], Qs + (R0 + lane % 16) * LD + kk * 16 + (lane / 16) * 8);
+      for (int kk = 0; kk < D / 16; ++kk) {
+        ldsm_x4(qf[kk], Qs + (R0 + lane % 16) * LD + kk * 16 + (lane / 16) * 8);
+        if constexpr (SPLIT) ldsm_x4(qfl[kk], Ql + (R0 + lane % 16) * LD + kk * 16 + (lane / 16) * 8);
+      }
     }
-    const T* Kb = Ks + (it & 1) * BN * LD;
-    const T* Vb = Vs + (it & 1) * BN * LD;
+    const C* Kb = Ks + (it & 1) * BN * LD;
+    const C* Vb = Vs + (it & 1) * BN * LD;
+    const C* Kbl = Kl + (it & 1) * BN * LD;
+    const C* Vbl = Vl + (it & 1) * BN * LD;
 
     // S = Q K^T: 8 key columns per n-tile; one ldmatrix.x4 covers two k-steps.
     float s[BN / 8][4];
@@ -249,9 +337,18 @@ __global__ void __launch_bounds__(NW* KW * 32)
 #pragma unroll
       for (int kk = 0; kk < D / 32; ++kk) {
         unsigned bf[4];
-        ldsm_x4(bf, Kb + (n * 8 + lane % 8) * LD + kk * 32 + (lane / 8) * 8);
-        mma16816<T>(s[n], qf[2 * kk], bf[0], bf[1]);
-        mma16816<T>(s[n], qf[2 * kk + 1], bf[2], bf[3]);
+        const int off = (n * 8 + lane % 8) * LD + kk * 32 + (lane / 8) * 8;
+        ldsm_x4(bf, Kb + off);
+        mma16816<C>(s[n], qf[2 * kk], bf[0], bf[1]);
+        mma16816<C>(s[n], qf[2 * kk + 1], bf[2], bf[3]);
+        if constexpr (SPLIT) {  // + qh kl + ql kh
+          unsigned bl[4];
+          ldsm_x4(bl, Kbl + off);
+          mma16816<C>(s[n], qf[2 * kk], bl[0], bl[1]);
+          mma16816<C>(s[n], qf[2 * kk + 1], bl[2], bl[3]);
+          mma16816<C>(s[n], qfl[2 * kk], bf[0], bf[1]);
+          mma16816<C>(s[n], qfl[2 * kk + 1], bf[2], bf[3]);
+        }
       }
     }
 
@@ -306,14 +403,33 @@ __global__ void __launch_bounds__(NW* KW * 32)
     // O += P V: P's accumulator tiles 2j, 2j+1 are the A fragment of key step j.
 #pragma unroll
     for (int j = 0; j < BN / 16; ++j) {
-      const unsigned pa[4] = {pack2<T>(s[2 * j][0], s[2 * j][1]), pack2<T>(s[2 * j][2], s[2 * j][3]),
-                              pack2<T>(s[2 * j + 1][0], s[2 * j + 1][1]), pack2<T>(s[2 * j + 1][2], s[2 * j + 1][3])};
+      unsigned pa[4], pal[4];
+      if constexpr (SPLIT) {
+        split2(s[2 * j][0], s[2 * j][1], pa[0], pal[0]);
+        split2(s[2 * j][2], s[2 * j][3], pa[1], pal[1]);
+        split2(s[2 * j + 1][0], s[2 * j + 1][1], pa[2], pal[2]);
+        split2(s[2 * j + 1][2], s[2 * j + 1][3], pa[3], pal[3]);
+      } else {
+        pa[0] = pack2<C>(s[2 * j][0], s[2 * j][1]);
+        pa[1] = pack2<C>(s[2 * j][2], s[2 * j][3]);
+        pa[2] = pack2<C>(s[2 * j + 1][0], s[2 * j + 1][1]);
+        pa[3] = pack2<C>(s[2 * j + 1][2], s[2 * j + 1][3]);
+      }
 #pragma unroll
       for (int dn = 0; dn < D / 16; ++dn) {
         unsigned bf[4];
-        ldsm_x4_t(bf, Vb + (j * 16 + lane % 8 + ((lane / 8) % 2) * 8) * LD + dn * 16 + (lane / 16) * 8);
-        mma16816<T>(acc[2 * dn], pa, bf[0], bf[1]);
-        mma16816<T>(acc[2 * dn + 1], pa, bf[2], bf[3]);
+        const int off = (j * 16 + lane % 8 + ((lane / 8) % 2) * 8) * LD + dn * 16 + (lane / 16) * 8;
+        ldsm_x4_t(bf, Vb + off);
+        mma16816<C>(acc[2 * dn], pa, bf[0], bf[1]);
+        mma16816<C>(acc[2 * dn + 1], pa, bf[2], bf[3]);
+        if constexpr (SPLIT) {  // + ph vl + pl vh
+          unsigned bl[4];
+          ldsm_x4_t(bl, Vbl + off);
+          mma16816<C>(acc[2 * dn], pa, bl[0], bl[1]);
+          mma16816<C>(acc[2 * dn + 1], pa, bl[2], bl[3]);
+          mma16816<C>(acc[2 * dn], pal, bf[0], bf[1]);
+          mma16816<C>(acc[2 * dn + 1], pal, bf[2], bf[3]);
+        }
       }
     }
     group_sync();  // the next iteration's loads overwrite the buffer read here
@@ -341,7 +457,7 @@ __global__ void __launch_bounds__(NW* KW * 32)
         const int c = i * 8 + 2 * tq;
         const float y0 = acc[i][2 * r] * inv[r], y1 = acc[i][2 * r + 1] * inv[r];
         if (o_pairs) {
-          *reinterpret_cast<unsigned*>(orow + c) = pack2<T>(y0, y1);
+          store2<T>(orow + c, y0, y1);
         } else {
           orow[c * od] = cuda::from_f<T>(y0);
           orow[(c + 1) * od] = cuda::from_f<T>(y1);
@@ -353,7 +469,7 @@ __global__ void __launch_bounds__(NW* KW * 32)
 
 template <class T, int D, int NW, int KW, int BN>
 Status launch(KernelContext& ctx, const FusedAttentionGeometry& g) {
-  constexpr size_t smem = smem_bytes<D, NW, KW, BN>();
+  constexpr size_t smem = smem_bytes<D, NW, KW, BN, kSplit<T>>();
   auto* kern = flash_mma_kernel<T, D, NW, KW, BN>;
   static std::atomic<bool> configured{false};
   if (smem > 48 * 1024 && !configured.load()) {
@@ -366,8 +482,8 @@ Status launch(KernelContext& ctx, const FusedAttentionGeometry& g) {
                   static_cast<unsigned>(g.B));
   const T* mask = ctx.has_input(3) ? static_cast<const T*>(ctx.input(3).data()) : nullptr;
   // Pairs of output elements as one 4-byte store: d contiguous, every row start even.
-  bool o_pairs =
-      g.o.ax[3].inner_s == 1 && g.o.offset % 2 == 0 && reinterpret_cast<uintptr_t>(ctx.output(0).data()) % 4 == 0;
+  bool o_pairs = g.o.ax[3].inner_s == 1 && g.o.offset % 2 == 0 &&
+                 reinterpret_cast<uintptr_t>(ctx.output(0).data()) % (2 * sizeof(T)) == 0;
   for (int a = 0; a < 3; ++a) o_pairs = o_pairs && g.o.ax[a].outer_s % 2 == 0 && g.o.ax[a].inner_s % 2 == 0;
   kern<<<grid, NW * KW * 32, smem, stream_of(ctx)>>>(
       g, o_pairs, static_cast<const T*>(ctx.input(0).data()), static_cast<const T*>(ctx.input(1).data()),
@@ -390,9 +506,13 @@ Status launch_d(KernelContext& ctx, const FusedAttentionGeometry& g) {
   const long long blocks64 = ((g.Sq + 63) / 64) * g.H * g.B;
   if (blocks64 >= 132) return launch<T, D, 4, 1, kBN>(ctx, g);
   const long long tiles32 = (g.Sk + 31) / 32;
-  if (!key_split_enabled() || tiles32 < 2) return launch<T, D, 1, 1, kBN>(ctx, g);
-  if (tiles32 < 4) return launch<T, D, 1, 2, 32>(ctx, g);
-  return launch<T, D, 1, 4, 32>(ctx, g);
+  // Head size 128 split spills registers (104-124 bytes): it keeps one warp per block.
+  if (D == 128 || !key_split_enabled() || tiles32 < 2) return launch<T, D, 1, 1, kBN>(ctx, g);
+  if constexpr (D == 64) {
+    if (tiles32 < 4) return launch<T, D, 1, 2, 32>(ctx, g);
+    return launch<T, D, 1, 4, 32>(ctx, g);
+  }
+  return launch<T, D, 1, 1, kBN>(ctx, g);
 }
 
 template <class T>
@@ -404,16 +524,24 @@ Status launch_t(KernelContext& ctx, const FusedAttentionGeometry& g) {
 
 Result<bool> flash_attention_mma(KernelContext& ctx, const FusedAttentionGeometry& g) {
   const DataType t = ctx.input(0).dtype();
+  if (g.D != g.Dv || g.Sk < 1) return false;
+  auto aligned = [&](auto tag) {
+    using E = decltype(tag);
+    return vec_ok<E>(g.q, ctx.input(0).data(), g.D) && vec_ok<E>(g.k, ctx.input(1).data(), g.D) &&
+           vec_ok<E>(g.v, ctx.input(2).data(), g.Dv);
+  };
+  if (t == DataType::kFloat32) {
+    // Split bf16 is not FP32 arithmetic: only where the engine allows TF32 (which it
+    // beats by 6 mantissa bits), and for the head size that fits its registers.
+    const cuda::Env* env = ctx.cuda_env();
+    if (!env || !env->allow_tf32 || g.D != 64 || !aligned(float{})) return false;
+    KILN_RETURN_IF_ERROR((launch_d<float, 64>(ctx, g)));
+    return true;
+  }
   if (t != DataType::kFloat16 && t != DataType::kBFloat16) return false;
-  if (g.D != g.Dv || (g.D != 64 && g.D != 128) || g.Sk < 1) return false;
+  if (g.D != 64 && g.D != 128) return false;
   const bool half = t == DataType::kFloat16;
-  const bool aligned = half ? vec_ok<__half>(g.q, ctx.input(0).data(), g.D) &&
-                                  vec_ok<__half>(g.k, ctx.input(1).data(), g.D) &&
-                                  vec_ok<__half>(g.v, ctx.input(2).data(), g.Dv)
-                            : vec_ok<__nv_bfloat16>(g.q, ctx.input(0).data(), g.D) &&
-                                  vec_ok<__nv_bfloat16>(g.k, ctx.input(1).data(), g.D) &&
-                                  vec_ok<__nv_bfloat16>(g.v, ctx.input(2).data(), g.Dv);
-  if (!aligned) return false;
+  if (!(half ? aligned(__half{}) : aligned(__nv_bfloat16{}))) return false;
   KILN_RETURN_IF_ERROR(half ? launch_t<__half>(ctx, g) : launch_t<__nv_bfloat16>(ctx, g));
   return true;
 }

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 
+#include "backends/cuda/node_runner.h"
 #include "harness/op_harness.h"
 #include "ops/attention/attn_view.h"
 
@@ -265,6 +266,54 @@ TEST(FusedAttention, CudaRegisterKernelMatchesReference) {
   for (int64_t i = 0; i < m.numel(); ++i) m.set_from_double(i, mask[static_cast<size_t>(i)]);
   c.input(m);
   c.expect_all_kernels_match(1e-2, 1e-2);
+}
+
+// FP32 with TF32 allowed (FP32 engines' default) runs head size 64 on bf16 tensor
+// cores as split hi + lo operands (~16 mantissa bits): within 2e-4 of the double
+// reference on every schedule (64-row blocks, keys split over 4 and 2 warps, one
+// query row, a fully masked row), and not the exact FP32 kernel's bits.
+TEST(FusedAttention, CudaFp32SplitBf16MatchesReferenceWithTf32Allowed) {
+  if (gpu_kernels() == 0) GTEST_SKIP() << "no CUDA device: the reference runs would compare against nothing";
+  struct Shape_ {
+    int64_t B, S, H, D;
+  };
+  for (Shape_ s : {Shape_{4, 197, 12, 64}, Shape_{1, 128, 12, 64}, Shape_{1, 50, 2, 64}, Shape_{2, 1, 2, 64}}) {
+    BertCase bc;
+    bc.B = s.B, bc.S = s.S, bc.H = s.H, bc.D = s.D, bc.dt = DataType::kFloat32;
+    OpCase c = bc.make(23);
+    SCOPED_TRACE("fp32 B" + std::to_string(s.B) + " S" + std::to_string(s.S));
+    c.allow_tf32().expect_all_kernels_match(2e-4, 2e-4);
+    if (s.S < 32) continue;  // one key: both paths give v exactly
+    auto ref = c.run("ref");
+    ASSERT_TRUE(ref.ok()) << ref.status().to_string();
+    std::vector<const Tensor*> ins;
+    for (const auto& t : c.inputs()) ins.push_back(t ? &*t : nullptr);
+    cuda::NodeRunOptions tf32, exact;
+    tf32.allow_tf32 = true;
+    auto split = cuda::run_node_on_device(c.node(), "cuda.flash_attention", ins, *ref, tf32);
+    auto fp32 = cuda::run_node_on_device(c.node(), "cuda.flash_attention", ins, *ref, exact);
+    ASSERT_TRUE(split.ok() && fp32.ok());
+    EXPECT_TRUE(tensors_close((*fp32)[0], (*ref)[0], 1e-5, 1e-5)) << "TF32 not allowed: FP32 arithmetic";
+    const auto* a = static_cast<const float*>((*split)[0].data());
+    const auto* b = static_cast<const float*>((*fp32)[0].data());
+    int64_t differ = 0;
+    for (int64_t i = 0; i < (*split)[0].numel(); ++i) differ += a[i] != b[i];
+    EXPECT_GT(differ, 0) << "with TF32 allowed the split-bf16 kernel should have run";
+  }
+  // Plain [B, H, S, D] operands, row 3 fully masked.
+  const int64_t S = 80;
+  OpCase c("FusedAttention", 1, "kiln");
+  c.attr("scale", Attribute::from_float(0.125f));
+  for (const char* v : {"q_view", "k_view", "v_view", "o_view"}) c.attr(v, Attribute::from_ints({}));
+  c.attr("zero_masked_rows", Attribute::from_int(1));
+  c.seed(6);
+  for (int i = 0; i < 3; ++i) c.input(DataType::kFloat32, {1, 3, S, 64}, -2, 2);
+  Tensor m = Tensor::empty(DataType::kFloat32, {S, S});
+  for (int64_t i = 0; i < S; ++i)
+    for (int64_t j = 0; j < S; ++j)
+      m.set_from_double(i * S + j, i == 3 || (i + j) % 5 == 0 ? -std::numeric_limits<double>::infinity() : 0.0);
+  c.input(m);
+  c.allow_tf32().expect_all_kernels_match(2e-4, 2e-4);
 }
 
 TEST(FusedAttention, BadViewsAreClearErrors) {
