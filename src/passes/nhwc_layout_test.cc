@@ -178,12 +178,18 @@ TEST(NhwcLayout, HalfPipelineFusesElementwiseChainsBetweenConvs) {
   expect_same(*before, b.g, {2, 3, 9, 7}, 3e-2);
 }
 
-// FP32 engines stay NCHW unless KILN_NHWC_FP32=1 (with TF32 allowed) asks for channels-last.
-TEST(NhwcLayout, Float32JoinsOnlyOnRequest) {
-  for (bool asked : {false, true}) {
-    SCOPED_TRACE(asked ? "KILN_NHWC_FP32=1" : "default");
-    if (asked)
-      setenv("KILN_NHWC_FP32", "1", 1);
+// FP32 engines with TF32 allowed go channels-last too; KILN_NHWC_FP32=0 or --no-tf32
+// keeps them NCHW.
+TEST(NhwcLayout, Float32JoinsWithTf32) {
+  struct Case {
+    const char* env;
+    bool tf32;
+    bool joins;
+  };
+  for (Case k : {Case{nullptr, true, true}, Case{"0", true, false}, Case{nullptr, false, false}}) {
+    SCOPED_TRACE(std::string("KILN_NHWC_FP32=") + (k.env ? k.env : "(unset)") + (k.tf32 ? " tf32" : " no tf32"));
+    if (k.env)
+      setenv("KILN_NHWC_FP32", k.env, 1);
     else
       unsetenv("KILN_NHWC_FP32");
     G b;
@@ -193,12 +199,13 @@ TEST(NhwcLayout, Float32JoinsOnlyOnRequest) {
     std::unique_ptr<ir::Graph> before(b.g.clone());
     BuilderConfig cfg;
     cfg.set_device(DeviceType::kCUDA);  // FP32; TF32 on by default
+    if (!k.tf32) cfg.clear_flag(BuilderFlag::kTF32);
     PassContext ctx = context_for(b.g);
     ctx.config = &cfg;
     run_pass(b.g, nhwc_layout, ctx);
     ASSERT_FALSE(::testing::Test::HasFatalFailure());
-    EXPECT_EQ(ctx.stats["nhwc_layers"], asked ? 3 : 0) << ir::dump(b.g);
-    EXPECT_EQ(count(b.g, "Transpose"), asked ? 2 : 0);
+    EXPECT_EQ(ctx.stats["nhwc_layers"], k.joins ? 3 : 0) << ir::dump(b.g);
+    EXPECT_EQ(count(b.g, "Transpose"), k.joins ? 2 : 0);
     expect_same(*before, b.g, {2, 8, 6, 5}, 1e-4);
   }
   unsetenv("KILN_NHWC_FP32");
