@@ -211,4 +211,23 @@ TEST(NhwcLayout, Float32JoinsWithTf32) {
   unsetenv("KILN_NHWC_FP32");
 }
 
+// A lone FP32 conv (ViT's patch embedding) stays NCHW: FP16 engines still convert it.
+TEST(NhwcLayout, Float32LoneConvStaysNchw) {
+  for (bool fp16 : {false, true}) {
+    SCOPED_TRACE(fp16 ? "fp16" : "fp32");
+    G b;
+    ir::Value* x = b.input("x", Shape{2, 8, 6, 5});
+    ir::Node* relu = b.node("Relu", {b.conv(x, 8, 8)});
+    b.g.outputs.push_back(relu->outputs[0]);
+    BuilderConfig cfg;
+    cfg.set_device(DeviceType::kCUDA);
+    if (fp16) cfg.set_flag(BuilderFlag::kFP16);
+    PassContext ctx = context_for(b.g);
+    ctx.config = &cfg;
+    run_pass(b.g, nhwc_layout, ctx);
+    ASSERT_FALSE(::testing::Test::HasFatalFailure());
+    EXPECT_EQ(ctx.stats["nhwc_layers"] > 0, fp16) << ir::dump(b.g);
+  }
+}
+
 }  // namespace kiln::passes
