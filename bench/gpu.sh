@@ -7,8 +7,14 @@
 #   python       the pytest suite (CUDA tests included) against build/gpu/python
 #   bench        bench/peers.py (kiln vs PyTorch eager / compile / CUDA graphs); $BENCH_ARGS
 #   sweep        bench/model_sweep.py (exported models, kiln vs onnxruntime); $SWEEP_ARGS
-# Logs go to $OUT (or ./gpu-logs) so they come back from the device tool; a short
-# table is printed last. $GTEST_FILTER narrows the tests step.
+#   ab           bench/env_ab.py $AB_ARGS (e.g. "--model bert --batch 1 '' KILN_ATTENTION_KEY_SPLIT=0")
+#   profile      bench/profile_layers.py $PROFILE_ARGS (e.g. "--models bert --batch 1 --ncu")
+# Logs go to $OUT (or ./gpu-logs) so they come back from the device tool (at most 8
+# files: the benchmark's per-row logs are packed into bench_logs.tgz); a short
+# table is printed last. $GTEST_FILTER narrows the tests step; $TARGETS (e.g.
+# "kiln kiln_tests") builds only those (the python step needs the default, all);
+# $STEP_TIMEOUT (seconds, default 3000) bounds each step, so one that hangs still
+# leaves the others' results inside the device tool's 10-minute call.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu-logs}
@@ -21,24 +27,29 @@ start=$(date +%s)
   nvcc --version | tail -1
   git rev-parse --short HEAD 2>/dev/null
 } > "$OUT/device.txt" 2>&1
-cmake -S . -B build/gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DKILN_WITH_CUDA=ON -DKILN_BUILD_PYTHON=ON \
+has() { [[ ",$STEPS," == *",$1,"* ]]; }
+python_on=$(has python && echo ON || echo OFF)
+cmake -S . -B build/gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DKILN_WITH_CUDA=ON -DKILN_BUILD_PYTHON=$python_on \
   -DPython3_EXECUTABLE="$(command -v python3)" \
   > "$OUT/configure.log" 2>&1 || { tail -30 "$OUT/configure.log"; exit 1; }
-cmake --build build/gpu -j"$jobs" > "$OUT/build.log" 2>&1 || { grep -E "error" -A3 "$OUT/build.log" | head -60; exit 1; }
+# shellcheck disable=SC2086
+cmake --build build/gpu -j"$jobs" ${TARGETS:+--target $TARGETS} > "$OUT/build.log" 2>&1 ||
+  { grep -E "error" -A3 "$OUT/build.log" | head -60; exit 1; }
 build_s=$(( $(date +%s) - start ))
 rows=("| build (s) | $build_s |")
 rc=0
-has() { [[ ",$STEPS," == *",$1,"* ]]; }
+T="timeout ${STEP_TIMEOUT:-3000}"
+export PYTHONUNBUFFERED=1
 if has tests; then
-  ./build/gpu/tests/kiln_tests --gtest_filter="${GTEST_FILTER:-*}" > "$OUT/tests.log" 2>&1; t_rc=$?
+  $T ./build/gpu/tests/kiln_tests --gtest_filter="${GTEST_FILTER:-*}" > "$OUT/tests.log" 2>&1; t_rc=$?
   rows+=("| kiln_tests | $(grep -E '^\[  (PASSED|FAILED) ' "$OUT/tests.log" | tr '\n' ' ') $(grep -c '^\[  SKIPPED \]' "$OUT/tests.log") skipped (rc $t_rc) |")
   grep -E '^\[  FAILED  \]' "$OUT/tests.log" | sort -u | head -40
   rc=$(( rc || t_rc ))
 fi
 if has conformance; then
-  ./build/gpu/tests/conformance/kiln_conformance -j "$jobs" > "$OUT/conformance_cpu.log" 2>&1; c_rc=$?
+  $T ./build/gpu/tests/conformance/kiln_conformance -j "$jobs" > "$OUT/conformance_cpu.log" 2>&1; c_rc=$?
   rows+=("| conformance CPU | $(grep -E 'passed' "$OUT/conformance_cpu.log" | tail -1) (rc $c_rc) |")
-  ./build/gpu/tests/conformance/kiln_conformance --device cuda -j 16 --report "$OUT/conformance_cuda_report.tsv" \
+  $T ./build/gpu/tests/conformance/kiln_conformance --device cuda -j 16 --report "$OUT/conformance_cuda_report.tsv" \
     > "$OUT/conformance_cuda.log" 2>&1; g_rc=$?
   rows+=("| conformance CUDA | $(grep -E 'passed' "$OUT/conformance_cuda.log" | tail -1) (rc $g_rc) |")
   rc=$(( rc || c_rc || g_rc ))
@@ -57,12 +68,26 @@ if has python; then
   rc=$(( rc || p_rc ))
 fi
 if has bench; then
-  python3 bench/peers.py --kiln build/gpu/kiln ${BENCH_ARGS:-} > "$OUT/peers.log" 2>&1; b_rc=$?
+  # shellcheck disable=SC2086
+  $T python3 bench/peers.py --kiln build/gpu/kiln ${BENCH_ARGS:-} > "$OUT/peers.log" 2>&1; b_rc=$?
   rows+=("| peers.py | rc $b_rc |")
+  if [[ -d "$OUT/logs" ]]; then (cd "$OUT" && tar czf bench_logs.tgz logs && rm -rf logs); fi
   tail -40 "$OUT/peers.log"
 fi
+if has ab; then
+  eval "$T python3 bench/env_ab.py ${AB_ARGS:-}" > "$OUT/ab.log" 2>&1; a_rc=$?
+  rows+=("| env_ab.py | rc $a_rc |")
+  tail -12 "$OUT/ab.log"
+fi
+if has profile; then
+  # shellcheck disable=SC2086
+  $T python3 bench/profile_layers.py ${PROFILE_ARGS:-} > "$OUT/profile.log" 2>&1; f_rc=$?
+  rows+=("| profile_layers.py | rc $f_rc |")
+  tail -40 "$OUT/profile.log"
+fi
 if has sweep; then
-  python3 bench/model_sweep.py --kiln build/gpu/kiln --out "$OUT" ${SWEEP_ARGS:-} > "$OUT/sweep.log" 2>&1; s_rc=$?
+  # shellcheck disable=SC2086
+  $T python3 bench/model_sweep.py --kiln build/gpu/kiln --out "$OUT" ${SWEEP_ARGS:-} > "$OUT/sweep.log" 2>&1; s_rc=$?
   rows+=("| model_sweep.py | rc $s_rc |")
   tail -45 "$OUT/models.md" 2>/dev/null
 fi
