@@ -141,8 +141,7 @@ constexpr size_t smem_bytes() {
   return buffers > merge ? buffers : merge;
 }
 
-// Rows [r0, r0 + rows) of one operand (16-byte chunks, rows >= rmax zero) into dst.
-// As load_rows, for fp32 rows split into bf16 hi and lo tiles (synchronous loads).
+// As load_rows (below), for fp32 rows split into bf16 hi and lo tiles (synchronous loads).
 template <int D, int NW>
 __device__ __forceinline__ void load_rows_split(__nv_bfloat16* hi, __nv_bfloat16* lo, const float* __restrict__ src,
                                                 long long base, const AxisMap& ax, long long r0, long long rmax,
@@ -166,6 +165,7 @@ __device__ __forceinline__ void load_rows_split(__nv_bfloat16* hi, __nv_bfloat16
   }
 }
 
+// Rows [r0, r0 + rows) of one operand (16-byte chunks, rows >= rmax zero) into dst.
 template <class T, int D, int NW>
 __device__ __forceinline__ void load_rows(T* dst, const T* __restrict__ src, long long base, const AxisMap& ax,
                                           long long r0, long long rmax, int rows, int tid) {
