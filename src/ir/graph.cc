@@ -166,11 +166,22 @@ void Graph::prune_values() {
   }
 }
 
+namespace {
+// What the subgraphs of one attribute (an If branch, a Loop/Scan body) read by name.
+std::vector<std::string> attribute_captures(const Attribute& a) {
+  std::vector<std::string> refs;
+  if (a.g) refs = a.g->outer_references();
+  for (auto& sg : a.graphs)
+    if (sg)
+      for (auto& r : sg->outer_references()) refs.push_back(r);
+  return refs;
+}
+}  // namespace
+
 std::vector<std::string> subgraph_captures(const Node& n) {
   std::vector<std::string> refs;
-  for_each_subgraph(n, [&](const Graph& body) {
-    for (auto& s : body.outer_references()) refs.push_back(s);
-  });
+  for (auto& [k, a] : n.attrs.all())
+    for (auto& r : attribute_captures(a)) refs.push_back(r);
   return refs;
 }
 
@@ -259,11 +270,7 @@ Status verify(const Graph& g) {
     }
     // Values a body reads by name from this graph come before the node, like its inputs.
     for (auto& [k, a] : node->attrs.all()) {
-      std::vector<std::string> refs;
-      if (a.g) refs = a.g->outer_references();
-      for (auto& sg : a.graphs)
-        for (auto& r : sg->outer_references()) refs.push_back(r);
-      for (auto& r : refs) {
+      for (auto& r : attribute_captures(a)) {
         const Value* v = g.find_value(r);
         if (v && v->producer && !defined.count(v))
           return Status(ErrorCode::kInvalidModel,
