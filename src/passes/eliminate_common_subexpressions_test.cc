@@ -45,8 +45,7 @@ void expect_same_results(const ir::Graph& before, const ir::Graph& after, const 
   Tensor xv = test::random_tensor(DataType::kFloat32, dims, rng, -2, 2);
   auto want = testing::execute(before, {{"x", xv}});
   auto got = testing::execute(after, {{"x", xv}});
-  for (ir::Value* o : before.outputs)
-    EXPECT_TRUE(test::tensors_close(got.at(o->name), want.at(o->name), 0, 0)) << o->name;
+  testing::expect_outputs_close(before, got, want, 0, 0);
 }
 
 // BERT's per-layer mask: Where(m, c0_i, c1_i) with equal per-layer scalars, each feeding

@@ -17,6 +17,7 @@ namespace kiln::passes {
 namespace {
 
 using testing::context_for;
+using testing::expect_outputs_close;
 using testing::fused_from;
 using testing::op_types;
 using testing::run_graph;
@@ -67,11 +68,7 @@ void expect_same_outputs(const ir::Graph& before, const ir::Graph& after, const 
   for (ir::Value* v : before.inputs) in[v->name] = test::random_tensor(v->dtype, dims.at(v->name), rng, -2, 2);
   auto want = run_graph(before, in);
   auto got = run_graph(after, in);
-  for (ir::Value* o : before.outputs) {
-    SCOPED_TRACE(o->name);
-    ASSERT_TRUE(got.count(o->name));
-    EXPECT_TRUE(test::tensors_close(got.at(o->name), want.at(o->name), rtol, atol));
-  }
+  expect_outputs_close(before, got, want, rtol, atol);
 }
 
 std::vector<const ir::Node*> fused_nodes(const ir::Graph& g) {

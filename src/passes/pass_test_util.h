@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "harness/op_harness.h"
 #include "ops/op.h"
 #include "passes/pass.h"
 #include "runtime/executor.h"
@@ -43,6 +44,16 @@ inline std::map<std::string, Tensor> execute(const ir::Graph& g, const std::map<
   std::map<std::string, Tensor> out;
   for (size_t i = 0; i < outs.size(); ++i) out[g.outputs[i]->name] = outs[i];
   return out;
+}
+
+// Every output of `before` is in `got` and close to its value in `want` (outputs by name).
+inline void expect_outputs_close(const ir::Graph& before, const std::map<std::string, Tensor>& got,
+                                 const std::map<std::string, Tensor>& want, double rtol, double atol) {
+  for (ir::Value* o : before.outputs) {
+    SCOPED_TRACE(o->name);
+    ASSERT_TRUE(got.count(o->name));
+    EXPECT_TRUE(test::tensors_close(got.at(o->name), want.at(o->name), rtol, atol));
+  }
 }
 
 // Appends y = Loop(trips, "", init) whose body computes prev + `outer`, reading `outer`

@@ -449,11 +449,7 @@ TEST(Passes, ReducePrecisionKeepsValuesReadBySubgraphBodiesFloat32) {
   Tensor xin = test::random_tensor(DataType::kFloat32, {2, 3}, rng, -2, 2);
   auto want = testing::execute(*before, {{"x", xin}});
   auto got = testing::execute(g, {{"x", xin}});
-  for (ir::Value* o : before->outputs) {
-    SCOPED_TRACE(o->name);
-    ASSERT_TRUE(got.count(o->name));
-    EXPECT_TRUE(test::tensors_close(got.at(o->name), want.at(o->name), 2e-3, 2e-3));
-  }
+  testing::expect_outputs_close(*before, got, want, 2e-3, 2e-3);
 }
 
 TEST(Passes, ReducePrecisionGivesBodiesAFloat32CopyOfA16BitInput) {
@@ -500,12 +496,8 @@ TEST(Passes, ReducePrecisionGivesBodiesAFloat32CopyOfA16BitInput) {
   Tensor x32 = Tensor::from_vector<float>(DataType::kFloat32, {2, 3}, x16.to_float_vector());
   auto want = testing::execute(*before, {{"x", x32}});
   auto got = testing::execute(g, {{"x", x16}});
-  for (ir::Value* o : before->outputs) {
-    SCOPED_TRACE(o->name);
-    ASSERT_TRUE(got.count(o->name));
-    EXPECT_EQ(got.at(o->name).dtype(), DataType::kFloat32);
-    EXPECT_TRUE(test::tensors_close(got.at(o->name), want.at(o->name), 2e-3, 2e-3));
-  }
+  testing::expect_outputs_close(*before, got, want, 2e-3, 2e-3);
+  for (auto& [name, t] : got) EXPECT_EQ(t.dtype(), DataType::kFloat32) << name;
 }
 
 }  // namespace kiln::passes
