@@ -95,6 +95,11 @@ bool resize_permutable(const ir::Node& n) {
   return true;
 }
 
+// An ONNX Conv or a com.microsoft FusedConv (what fuse_conv_activation makes of one).
+bool conv_node(const ir::Node& n) {
+  return (n.domain.empty() && n.op_type == "Conv") || (n.domain == "com.microsoft" && n.op_type == "FusedConv");
+}
+
 // Slice with constant axes (or none: the default 0..k-1 becomes explicit).
 bool slice_permutable(const ir::Node& n) {
   if (n.opset < 10 || n.inputs.size() < 3) return false;
@@ -120,9 +125,7 @@ Status nhwc_layout(ir::Graph& g, PassContext& ctx) {
     // gains nothing from channels-last but two transposes, and its TF32 NHWC
     // algorithm took ViT-B/16 FP32 from 8.8e-4 to 1.05e-3 relative error.
     int convs = 0;
-    for (auto& n : g.nodes())
-      convs += (n->domain.empty() && n->op_type == "Conv") ||
-               (n->domain == "com.microsoft" && n->op_type == "FusedConv");
+    for (auto& n : g.nodes()) convs += conv_node(*n);
     if (convs < 2) return Status();
   }
   // Values a subgraph reads by name keep NCHW (the body cannot know).
@@ -184,8 +187,7 @@ Status nhwc_layout(ir::Graph& g, PassContext& ctx) {
     bool plain_domain = n->domain.empty();
     // kiln FusedElementwise (fuse_elementwise) is a broadcasting elementwise program: layout-agnostic.
     bool fused_elementwise = n->domain == "kiln" && n->op_type == "FusedElementwise";
-    bool is_conv =
-        (plain_domain && n->op_type == "Conv") || (n->domain == "com.microsoft" && n->op_type == "FusedConv");
+    const bool is_conv = conv_node(*n);
     bool any_nhwc_in = false;
     for (ir::Value* in : n->inputs) any_nhwc_in = any_nhwc_in || (in && nhwc.count(in));
     bool outputs_ok = !n->outputs.empty() && n->outputs[0];
