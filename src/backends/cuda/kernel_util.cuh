@@ -126,4 +126,10 @@ __device__ __forceinline__ int64_t offset_of(const Indexer& ix, int64_t i) {
   return off;
 }
 
+/// N elements of T moved as one aligned load or store (16 bytes or fewer).
+template <typename T, int N>
+struct alignas(sizeof(T) * N) Vec {
+  T v[N];
+};
+
 }  // namespace kiln::cuda

@@ -110,11 +110,11 @@ __global__ void binary_flat_kernel(const TA* a, const TB* b, TO* y, int64_t n, F
   const TB b0 = b[0];
   const int64_t nv = n / V;
   for (int64_t i = t; i < nv; i += stride) {
-    Pack<TA, V> va;
-    Pack<TB, V> vb;
-    Pack<TO, V> vy;
-    if constexpr (kA) va = reinterpret_cast<const Pack<TA, V>*>(a)[i];
-    if constexpr (kB) vb = reinterpret_cast<const Pack<TB, V>*>(b)[i];
+    cuda::Vec<TA, V> va;
+    cuda::Vec<TB, V> vb;
+    cuda::Vec<TO, V> vy;
+    if constexpr (kA) va = reinterpret_cast<const cuda::Vec<TA, V>*>(a)[i];
+    if constexpr (kB) vb = reinterpret_cast<const cuda::Vec<TB, V>*>(b)[i];
 #pragma unroll
     for (int k = 0; k < V; ++k) {
       TA xa;
@@ -129,7 +129,7 @@ __global__ void binary_flat_kernel(const TA* a, const TB* b, TO* y, int64_t n, F
         xb = b0;
       vy.v[k] = f(xa, xb);
     }
-    reinterpret_cast<Pack<TO, V>*>(y)[i] = vy;
+    reinterpret_cast<cuda::Vec<TO, V>*>(y)[i] = vy;
   }
   for (int64_t i = nv * V + t; i < n; i += stride) {
     TA xa;

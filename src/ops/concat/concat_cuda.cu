@@ -394,11 +394,6 @@ __global__ void pad_kernel(const T* __restrict__ x, PadParams p, const T* __rest
 // conv's channels 3 -> 8. One thread per E-element chunk of an output row, E
 // chosen so a chunk is one 16-byte store when the row's bytes allow it (a 3 -> 8
 // fp16 row is a single chunk); the chunk's source values are read directly.
-template <typename T, int E>
-struct alignas(sizeof(T) * E) PadChunk {
-  T v[E];
-};
-
 // I is uint32_t when both tensors have fewer than 2^31 elements (cheap division).
 // `begin` is clamped to [-cin, cout] by the caller, so s stays in range.
 template <typename T, int E, typename I>
@@ -409,13 +404,13 @@ __global__ void pad_last_axis_kernel(const T* __restrict__ x, I cin, I cout, int
   for (I q = static_cast<I>(blockIdx.x) * blockDim.x + threadIdx.x; q < nchunks; q += stride) {
     const I r = q / per_row, j0 = (q - r * per_row) * E;
     const T* xr = x + r * cin;
-    PadChunk<T, E> out;
+    cuda::Vec<T, E> out;
 #pragma unroll
     for (int k = 0; k < E; ++k) {
       const int64_t s = static_cast<int64_t>(j0 + k) - begin;
       out.v[k] = s >= 0 && s < static_cast<int64_t>(cin) ? xr[s] : fill;
     }
-    *reinterpret_cast<PadChunk<T, E>*>(y + q * E) = out;
+    *reinterpret_cast<cuda::Vec<T, E>*>(y + q * E) = out;
   }
 }
 

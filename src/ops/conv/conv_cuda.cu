@@ -376,12 +376,6 @@ __device__ __forceinline__ float apply_act(const ActParams& p, float v) {
   return v;
 }
 
-/// V elements moved by one 16- or 8-byte load / store.
-template <typename T, int V>
-struct alignas(sizeof(T) * V) Pack {
-  T v[V];
-};
-
 // The channel of element i is (i / inner) % channels (NCHW: inner = spatial
 // volume; NHWC: inner = 1). I is uint32_t below 2^31 elements: 32-bit division
 // is several times cheaper, and unsigned i + stride cannot overflow there.
@@ -403,7 +397,7 @@ __global__ void epilogue_kernel(T* __restrict__ y, const T* __restrict__ bias, c
 template <typename T, int V, typename I>
 __global__ void epilogue_vec_kernel(T* __restrict__ y, const T* __restrict__ bias, const T* __restrict__ z,
                                     ActParams act, I channels, I inner, I nvec) {
-  using P = Pack<T, V>;
+  using P = cuda::Vec<T, V>;
   const I stride = static_cast<I>(gridDim.x) * blockDim.x;
   for (I v = static_cast<I>(blockIdx.x) * blockDim.x + threadIdx.x; v < nvec; v += stride) {
     const I i = v * V;

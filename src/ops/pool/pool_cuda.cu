@@ -168,12 +168,6 @@ __global__ void pool2d_kernel(PoolGeom g, const T* x, T* y, I total) {
   }
 }
 
-/// N elements of T as one 16-byte (or smaller) aligned load/store.
-template <typename T, int N>
-struct alignas(sizeof(T) * N) Vec {
-  T v[N];
-};
-
 // 2-D max / average pooling over NHWC, vectorized along C: a thread produces
 // kLanes consecutive channels (16 bytes) of one output pixel. Needs
 // C % kLanes == 0 and 16-byte aligned x and y. Max keeps PoolAcc's rule per
@@ -182,7 +176,7 @@ struct alignas(sizeof(T) * N) Vec {
 template <typename T, bool kMaxKind, typename I>
 __global__ void pool_nhwc_vec_kernel(PoolGeom g, I groups, const T* __restrict__ x, T* __restrict__ y, I total) {
   constexpr int kLanes = 16 / sizeof(T);
-  using V = Vec<T, kLanes>;
+  using V = cuda::Vec<T, kLanes>;
   const int64_t channels = static_cast<int64_t>(groups) * kLanes;
   for (I idx = blockIdx.x * static_cast<I>(blockDim.x) + threadIdx.x; idx < total;
        idx += static_cast<I>(gridDim.x) * blockDim.x) {
@@ -401,7 +395,7 @@ constexpr int kSlices = 8;
 template <typename T, int kLanes>
 __global__ void global_pool_nhwc_kernel(int kind, float p, const T* __restrict__ x, T* __restrict__ y, int64_t groups,
                                         int64_t pixels) {
-  using V = Vec<T, kLanes>;
+  using V = cuda::Vec<T, kLanes>;
   __shared__ double part[kSlices][32][kLanes];
   const int64_t g = static_cast<int64_t>(blockIdx.x) * 32 + threadIdx.x;
   const int64_t n = blockIdx.y;

@@ -228,17 +228,12 @@ __global__ void resize_nearest_run_kernel(const V* __restrict__ x, V* __restrict
   }
 }
 
-template <typename T, int N>
-struct alignas(sizeof(T) * N) Vec {
-  T v[N];
-};
-
 // The last axis is upsampled by K with source(o) = o / K (NCHW 2x: W): a thread
 // loads N input elements of a row and stores the K * N outputs they fill.
 template <typename T, int N, int K, typename I>
 __global__ void resize_nearest_expand_kernel(const T* __restrict__ x, T* __restrict__ y,
                                              const __grid_constant__ FastNearest f, I chunks, I total) {
-  using VIn = Vec<T, N>;
+  using VIn = cuda::Vec<T, N>;
   const int64_t out_row = static_cast<int64_t>(chunks) * N * K;
   for (I i = blockIdx.x * static_cast<I>(blockDim.x) + threadIdx.x; i < total;
        i += static_cast<I>(gridDim.x) * blockDim.x) {

@@ -232,10 +232,6 @@ __device__ __forceinline__ To convert(From v) {
 }
 
 // ---- y[i] = f(x[i]) with 16-byte accesses where aligned
-template <class T, int N>
-struct alignas(sizeof(T) * N) Pack {
-  T v[N];
-};
 
 /// Elements per vector access: 16 bytes of the widest type.
 template <class... Ts>
@@ -251,11 +247,11 @@ __global__ void map_kernel(const TI* x, TO* y, int64_t n, F f) {
   const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const int64_t nv = n / V;
   if constexpr (V > 1) {
-    const auto* xv = reinterpret_cast<const Pack<TI, V>*>(x);
-    auto* yv = reinterpret_cast<Pack<TO, V>*>(y);
+    const auto* xv = reinterpret_cast<const Vec<TI, V>*>(x);
+    auto* yv = reinterpret_cast<Vec<TO, V>*>(y);
     for (int64_t i = t; i < nv; i += stride) {
-      const Pack<TI, V> a = xv[i];
-      Pack<TO, V> b;
+      const Vec<TI, V> a = xv[i];
+      Vec<TO, V> b;
 #pragma unroll
       for (int k = 0; k < V; ++k) b.v[k] = f(a.v[k]);
       yv[i] = b;
