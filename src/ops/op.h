@@ -142,6 +142,9 @@ using KernelTactics = Result<std::vector<int64_t>> (*)(KernelContext&);
 /// Node attribute (int) naming the tactic a kernel runs; absent = its heuristic
 /// default, which is also what runs when the tactic is not valid for a run's shapes.
 inline constexpr char kTacticAttr[] = "kiln.tactic";
+/// Set to 1 on an FP32 node that must not run on TF32 tensor cores even where the
+/// engine allows TF32 (a GEMM that stands in for a conv whose TF32 form costs accuracy).
+inline constexpr char kExactFp32Attr[] = "kiln.exact_fp32";
 
 /// A non-reference kernel, tried before the reference in registration order.
 struct FastKernel {

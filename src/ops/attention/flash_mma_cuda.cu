@@ -23,7 +23,10 @@
 // "3xBF16": each value x is split into hi = bf16(x) and lo = bf16(x - hi), both
 // tiles kept in shared memory, and a product a*b becomes ah*bh + ah*bl + al*bh
 // (the al*bl term is below 2^-16 relative): ~16 mantissa bits, more than TF32's 10,
-// at three MMAs per step. Tiles are loaded synchronously (split on the way in).
+// at three MMAs per step. K/V tiles arrive raw (fp32) by cp.async into a staging
+// buffer while the previous tile computes, and are split shared-to-shared before
+// their own step (one split buffer, one raw buffer: the same overlap as the
+// double-buffered 2-byte path). Q is split once, on the way in.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -129,14 +132,16 @@ __device__ __forceinline__ void store2(T* p, float y0, float y1) {
   }
 }
 
-// One key group's buffers: Q + 2 x (K, V) tiles, 2-byte elements (twice: hi and lo, for split fp32).
+// One key group's buffers, in bytes: Q + 2 x (K, V) tiles of 2-byte elements; for
+// split fp32, Q hi + lo, one (K, V) tile as hi + lo and one raw fp32 (K, V) tile.
 template <int D, int NW, int BN, bool SPLIT>
-constexpr size_t group_elems() {
-  return size_t(16 * NW + 4 * BN) * (D + 8) * (SPLIT ? 2 : 1);
+constexpr size_t group_bytes() {
+  if constexpr (SPLIT) return size_t(2 * 16 * NW + 4 * BN) * (D + 8) * 2 + size_t(2 * BN) * D * 4;
+  return size_t(16 * NW + 4 * BN) * (D + 8) * 2;
 }
 template <int D, int NW, int KW, int BN, bool SPLIT>
 constexpr size_t smem_bytes() {
-  constexpr size_t buffers = KW * group_elems<D, NW, BN, SPLIT>() * 2;
+  constexpr size_t buffers = KW * group_bytes<D, NW, BN, SPLIT>();
   constexpr size_t merge = KW == 1 ? 0 : size_t(KW) * 16 * (D + 2) * sizeof(float);  // O, max, sum per warp
   return buffers > merge ? buffers : merge;
 }
@@ -162,6 +167,38 @@ __device__ __forceinline__ void load_rows_split(__nv_bfloat16* hi, __nv_bfloat16
     }
     *reinterpret_cast<uint4*>(hi + r * LD + c) = h;
     *reinterpret_cast<uint4*>(lo + r * LD + c) = l;
+  }
+}
+
+// Rows [r0, r0 + rows) of fp32 rows as they are (16-byte chunks, rows >= rmax zero)
+// into dst[rows][D], asynchronously.
+template <int D, int NW>
+__device__ __forceinline__ void load_rows_raw(float* dst, const float* __restrict__ src, long long base,
+                                              const AxisMap& ax, long long r0, long long rmax, int rows, int tid) {
+  constexpr int CH = D / 4;
+#pragma unroll 4
+  for (int i = tid; i < rows * CH; i += NW * 32) {
+    const int r = i / CH, c = (i % CH) * 4;
+    const long long gi = r0 + r;
+    const bool ok = gi < rmax;
+    cp_async16(dst + r * D + c, src + base + (ok ? axo(ax, gi) : 0) + c, ok);
+  }
+}
+
+// A raw fp32 tile raw[rows][D] (shared) split into bf16 hi and lo tiles (rows of D + 8).
+template <int D, int NW>
+__device__ __forceinline__ void split_rows(__nv_bfloat16* hi, __nv_bfloat16* lo, const float* raw, int rows,
+                                           int tid) {
+  constexpr int LD = D + 8, CH = D / 4;
+#pragma unroll 4
+  for (int i = tid; i < rows * CH; i += NW * 32) {
+    const int r = i / CH, c = (i % CH) * 4;
+    const float4 a = *reinterpret_cast<const float4*>(raw + r * D + c);
+    uint2 h, l;
+    split2(a.x, a.y, h.x, l.x);
+    split2(a.z, a.w, h.y, l.y);
+    *reinterpret_cast<uint2*>(hi + r * LD + c) = h;
+    *reinterpret_cast<uint2*>(lo + r * LD + c) = l;
   }
 }
 
@@ -247,22 +284,33 @@ __global__ void __launch_bounds__(NW* KW * 32)
   // Key group; 0 in a constant the compiler sees when KW == 1 (a computed 0 cost
   // the 64-row kernel ~40 registers in address arithmetic).
   const int kw = KW == 1 ? 0 : static_cast<int>(threadIdx.x) / (NW * 32);
-  C* Qs = reinterpret_cast<C*>(smem) + kw * group_elems<D, NW, BN, SPLIT>();
-  C* Ks = Qs + BM * LD;      // 2 buffers of BN x LD
-  C* Vs = Ks + 2 * BN * LD;  // 2 buffers of BN x LD
-  // Split fp32: the lo parts, laid out as the hi ones (unused otherwise).
-  C* Ql = Vs + 2 * BN * LD;
+  constexpr int KB = SPLIT ? 1 : 2;  // (K, V) tile buffers of 2-byte elements
+  C* Qs = reinterpret_cast<C*>(smem + kw * group_bytes<D, NW, BN, SPLIT>());
+  C* Ks = Qs + BM * LD;       // KB buffers of BN x LD
+  C* Vs = Ks + KB * BN * LD;  // KB buffers of BN x LD
+  // Split fp32: the lo parts, laid out as the hi ones, and the raw (K, V) tile (unused otherwise).
+  C* Ql = Vs + KB * BN * LD;
   C* Kl = Ql + BM * LD;
-  C* Vl = Kl + 2 * BN * LD;
+  C* Vl = Kl + BN * LD;
+  float* Kr = reinterpret_cast<float*>(Vl + BN * LD);
+  float* Vr = Kr + BN * D;
   const int tid = KW == 1 ? static_cast<int>(threadIdx.x) : static_cast<int>(threadIdx.x) % (NW * 32);
   const int warp = tid / 32, lane = tid % 32;
-  // Rows [r0, r0 + rows) of an operand into buffer `dst` (and its lo twin).
-  auto load = [&](C* dst, C* dst_lo, const T* src, long long base, const AxisMap& ax, long long r0, long long rmax,
-                  int rows) {
+  const int gr = lane / 4, tq = lane % 4;  // fragment row group, thread in quad
+  const long long b = blockIdx.z, h = blockIdx.y;
+  const long long q0 = static_cast<long long>(blockIdx.x) * BM;
+  const long long qbase = head_base(g.q, b, h);
+  const long long kbase = head_base(g.k, b, h);
+  const long long vbase = head_base(g.v, b, h);
+  const long long obase = head_base(g.o, b, h);
+  // The (K, V) tile at key k1 into buffer `nb` (split: into the raw buffer).
+  auto load_kv = [&](long long k1, int nb) {
     if constexpr (SPLIT) {
-      load_rows_split<D, NW>(dst, dst_lo, src, base, ax, r0, rmax, rows, tid);
+      load_rows_raw<D, NW>(Kr, k, kbase, g.k.ax[2], k1, g.Sk, BN, tid);
+      load_rows_raw<D, NW>(Vr, v, vbase, g.v.ax[2], k1, g.Sk, BN, tid);
     } else {
-      load_rows<T, D, NW>(dst, src, base, ax, r0, rmax, rows, tid);
+      load_rows<T, D, NW>(Ks + nb, k, kbase, g.k.ax[2], k1, g.Sk, BN, tid);
+      load_rows<T, D, NW>(Vs + nb, v, vbase, g.v.ax[2], k1, g.Sk, BN, tid);
     }
   };
   // The threads that share these buffers: the block, or one warp.
@@ -274,17 +322,12 @@ __global__ void __launch_bounds__(NW* KW * 32)
     }
   };
 
-  const int gr = lane / 4, tq = lane % 4;  // fragment row group, thread in quad
-  const long long b = blockIdx.z, h = blockIdx.y;
-  const long long q0 = static_cast<long long>(blockIdx.x) * BM;
-  const long long qbase = head_base(g.q, b, h);
-  const long long kbase = head_base(g.k, b, h);
-  const long long vbase = head_base(g.v, b, h);
-  const long long obase = head_base(g.o, b, h);
-
-  load(Qs, Ql, q, qbase, g.q.ax[2], q0, g.Sq, BM);
-  load(Ks, Kl, k, kbase, g.k.ax[2], static_cast<long long>(kw) * BN, g.Sk, BN);
-  load(Vs, Vl, v, vbase, g.v.ax[2], static_cast<long long>(kw) * BN, g.Sk, BN);
+  if constexpr (SPLIT) {
+    load_rows_split<D, NW>(Qs, Ql, q, qbase, g.q.ax[2], q0, g.Sq, BM, tid);
+  } else {
+    load_rows<T, D, NW>(Qs, q, qbase, g.q.ax[2], q0, g.Sq, BM, tid);
+  }
+  load_kv(static_cast<long long>(kw) * BN, 0);
   cp_commit();
 
   // This thread's two rows (gr, gr + 8 of the warp's 16) and their mask rows.
@@ -308,15 +351,24 @@ __global__ void __launch_bounds__(NW* KW * 32)
   const int tiles = static_cast<int>((g.Sk + BN - 1) / BN);
   for (int t = kw, it = 0; t < tiles; t += KW, ++it) {
     if constexpr (KW == 1) it = t;  // the same count; a visible one keeps registers down
-    if (t + KW < tiles) {
-      const long long k1 = static_cast<long long>(t + KW) * BN;
-      const int nb = ((it + 1) & 1) * BN * LD;
-      load(Ks + nb, Kl + nb, k, kbase, g.k.ax[2], k1, g.Sk, BN);
-      load(Vs + nb, Vl + nb, v, vbase, g.v.ax[2], k1, g.Sk, BN);
+    const bool more = t + KW < tiles;
+    const long long k1 = static_cast<long long>(t + KW) * BN;
+    if constexpr (SPLIT) {
+      // Raw tile t has landed, and every thread is past the previous step (its
+      // reads of the split tiles): split it, then fetch tile t + KW behind it.
+      cp_wait<0>();
+      group_sync();
+      split_rows<D, NW>(Ks, Kl, Kr, BN, tid);
+      split_rows<D, NW>(Vs, Vl, Vr, BN, tid);
+      group_sync();
+      if (more) load_kv(k1, 0);
+      cp_commit();
+    } else {
+      if (more) load_kv(k1, ((it + 1) & 1) * BN * LD);
+      cp_commit();
+      cp_wait<1>();  // everything but the tile just issued has landed
+      group_sync();
     }
-    cp_commit();
-    cp_wait<1>();  // everything but the tile just issued has landed
-    group_sync();
     if (it == 0) {
 #pragma unroll
       for (int kk = 0; kk < D / 16; ++kk) {
@@ -324,10 +376,10 @@ __global__ void __launch_bounds__(NW* KW * 32)
         if constexpr (SPLIT) ldsm_x4(qfl[kk], Ql + (R0 + lane % 16) * LD + kk * 16 + (lane / 16) * 8);
       }
     }
-    const C* Kb = Ks + (it & 1) * BN * LD;
-    const C* Vb = Vs + (it & 1) * BN * LD;
-    const C* Kbl = Kl + (it & 1) * BN * LD;
-    const C* Vbl = Vl + (it & 1) * BN * LD;
+    const C* Kb = Ks + (SPLIT ? 0 : (it & 1) * BN * LD);
+    const C* Vb = Vs + (SPLIT ? 0 : (it & 1) * BN * LD);
+    const C* Kbl = Kl;
+    const C* Vbl = Vl;
 
     // S = Q K^T: 8 key columns per n-tile; one ldmatrix.x4 covers two k-steps.
     float s[BN / 8][4];
@@ -432,7 +484,8 @@ __global__ void __launch_bounds__(NW* KW * 32)
         }
       }
     }
-    group_sync();  // the next iteration's loads overwrite the buffer read here
+    // The next iteration's loads overwrite the buffer read here (split: its first sync covers that).
+    if constexpr (!SPLIT) group_sync();
   }
 
   if constexpr (KW > 1) {

@@ -183,8 +183,8 @@ Status build_plan(KernelContext& ctx, const LtProblem& p, cublasComputeType_t co
 /// Enqueues one cuBLASLt matmul; descriptors and the chosen algorithm are cached per problem shape.
 Status lt_matmul(KernelContext& ctx, const LtProblem& p) {
   const cuda::Env* env = ctx.cuda_env();
-  const cublasComputeType_t compute =
-      p.dtype == DataType::kFloat32 && env->allow_tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+  const bool tf32 = p.dtype == DataType::kFloat32 && env->allow_tf32 && ctx.attrs().get_int(kExactFp32Attr, 0) == 0;
+  const cublasComputeType_t compute = tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
   // Batched matrices start at base + i * stride: their alignment is the lesser of both.
   const uintptr_t es = dtype_size(p.dtype);
   auto align = [&](const void* ptr, int64_t stride) {

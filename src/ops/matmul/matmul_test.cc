@@ -1,6 +1,7 @@
 #include <cmath>
 
 #include "backends/cuda/device.h"
+#include "backends/cuda/node_runner.h"
 #include "harness/op_harness.h"
 
 namespace kiln::test {
@@ -344,6 +345,29 @@ TEST(FusedMatMul, CudaTransposesBroadcastAndDtypes) {
       EXPECT_GE(c.expect_all_kernels_match(t.rtol, t.atol), gpu_kernels())
           << dtype_name(t.dtype) << " " << dims_to_string(f.a) << " x " << dims_to_string(f.b);
     }
+}
+
+// kiln.exact_fp32 keeps an FP32 MatMulBias off TF32 where the engine allows TF32
+// (patchify_conv's GEMM in FP32 engines); without it the same node runs as TF32.
+TEST(MatMulBias, CudaExactFp32AttributeForbidsTf32) {
+  if (gpu_kernels() == 0) GTEST_SKIP() << "no CUDA device: the reference runs would compare against nothing";
+  for (int exact : {0, 1}) {
+    SCOPED_TRACE(exact ? "kiln.exact_fp32 = 1" : "no attribute");
+    OpCase c("MatMulBias", 1, "kiln");
+    c.seed(4);
+    c.input(DataType::kFloat32, {96, 768}).input(DataType::kFloat32, {768, 40}).input(DataType::kFloat32, {40});
+    if (exact) c.attr(ops::kExactFp32Attr, Attribute::from_int(1));
+    auto ref = c.run("ref");
+    ASSERT_TRUE(ref.ok()) << ref.status().to_string();
+    std::vector<const Tensor*> ins;
+    for (const auto& t : c.inputs()) ins.push_back(t ? &*t : nullptr);
+    cuda::NodeRunOptions tf32;
+    tf32.allow_tf32 = true;
+    auto got = cuda::run_node_on_device(c.node(), "cuda.cublaslt", ins, *ref, tf32);
+    ASSERT_TRUE(got.ok()) << got.status().to_string();
+    EXPECT_EQ(tensors_close((*got)[0], (*ref)[0], 1e-5, 1e-5), exact == 1)
+        << "TF32 products carry ~1e-3 relative error; exact FP32 ones ~1e-6";
+  }
 }
 
 }  // namespace
