@@ -459,7 +459,7 @@ def render(rows, meta):
         return f"err ({len(notes)})"
 
     head = ["model", "prec", "batch", "kiln ms", "eager ms", "compile ms", "graphs ms", "best peer",
-            "kiln/best", "kiln img/s or seq/s", "build s", "max rel err", "ok"]
+            "kiln/best", "kiln img/s or seq/s", "build s", "max rel err", "ok", "eager err"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         if r.get("skipped"):
@@ -484,14 +484,15 @@ def render(rows, meta):
         cells = [r["model"], r["prec"], str(r["batch"]), kiln, *peers,
                  f"{best} {fmt(r['best_ms'])}" if best else "—", fmt(ratio, ".2f"),
                  fmt_rate(rate) + (f" {r['unit']}" if rate else ""), fmt(r.get("build_s"), ".1f"),
-                 fmt(r.get("max_rel_err"), ".2e"), ok]
+                 fmt(r.get("max_rel_err"), ".2e"), ok, fmt(r.get("eager_rel_err"), ".2e")]
         lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
     out = [f"# kiln vs PyTorch peers ({meta['started']})", "",
            f"- device: {meta['device']}; torch {meta['torch']}; {meta['kiln_version']}",
            f"- command: `{meta['command']}`",
            "- ms: median per batch, inputs resident on the device; kiln: `kiln bench --cuda-graph "
            "--no-data-transfers`, latency median; peers: CUDA events around each call",
-           "- kiln/best < 1: kiln faster than the best peer; max rel err: max|kiln - torch fp32| / max|torch fp32|",
+           "- kiln/best < 1: kiln faster than the best peer; max rel err: max|kiln - torch fp32| / max|torch fp32|; "
+           "eager err: the same for PyTorch eager at the row's precision (fp32 rows: with TF32, as timed)",
            "", *lines]
     if notes:
         out += ["", "Errors:", ""] + [f"{i}. {n.replace(chr(10), ' ')}" for i, n in enumerate(notes, 1)]
@@ -646,6 +647,17 @@ def main():
                     except Exception as e:
                         row["peer_err"][peer] = f"{type(e).__name__}: {first_line(e)}"
                         log(f"{tag}: {peer} failed:\n{traceback.format_exc(limit=3)}")
+                if row.get("eager_ms") is not None:
+                    # The eager peer's own error on the same measure (TF32 as timed): what PyTorch
+                    # itself gives up at this precision, next to kiln's max rel err.
+                    try:
+                        with torch.inference_mode():
+                            y = peer_model(*args).float()
+                        ref = ref_fn()
+                        row["eager_rel_err"] = (y - ref).abs().max().item() / ref.abs().max().item()
+                        del y, ref
+                    except Exception as e:
+                        row["peer_err"]["eager check"] = f"{type(e).__name__}: {first_line(e)}"
                 del args
                 timed = {p: row[f"{p}_ms"] for p in PEERS if row.get(f"{p}_ms") is not None}
                 if timed:

@@ -3,8 +3,8 @@
 
     python3 bench/torch_profile.py --model yolov8n --batch 32 [--fp32] [--top 25]
 
-Runs the model as peers.py times it (eval, FP16 unless --fp32, channels-last for CNNs,
-inputs on the device), profiles 5 iterations with torch.profiler and prints the kernels
+Runs the model as peers.py times it (eval, FP16 unless --fp32, TF32 allowed for FP32,
+channels-last for CNNs, inputs on the device), profiles 5 iterations with torch.profiler and prints the kernels
 by GPU time per iteration, with launch counts. Compare with bench/profile_layers.py,
 which gives kiln's per-layer times for the same model and batch. Runs on the GPU machine.
 """
@@ -26,7 +26,9 @@ def main():
     p.add_argument("--fp32", action="store_true")
     p.add_argument("--top", type=int, default=25)
     p.add_argument("--iterations", type=int, default=5)
+    p.add_argument("--no-tf32", action="store_true", help="FP32 without TF32 (peers.py times FP32 with TF32)")
     a = p.parse_args()
+    peers.set_tf32(not a.no_tf32)
     name = peers.ALIASES.get(a.model, a.model)
     spec = peers.MODELS[name]
     torch.manual_seed(0)

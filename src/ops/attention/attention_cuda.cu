@@ -18,6 +18,7 @@
 #include <type_traits>
 
 #include "backends/cuda/kernel_util.cuh"
+#include "backends/cuda/tactic_sink.h"
 #include "ops/attention/attention_cuda.cuh"
 #include "ops/attention/fused_attention.h"
 
@@ -328,7 +329,8 @@ bool fused_attention_applies(const ir::Node&, const std::vector<TensorType>& in)
 
 void register_attention_cuda_kernels(OpRegistry& r) {
   (void)r.add_cuda_kernel("kiln", "FusedAttention",
-                          FastKernel{"cuda.flash_attention", fused_attention_cuda, fused_attention_applies});
+                          FastKernel{"cuda.flash_attention", fused_attention_cuda, fused_attention_applies,
+                                     cuda::collect_tactics<fused_attention_cuda>});
 }
 
 }  // namespace kiln::ops

@@ -35,8 +35,10 @@
 #include <cstdlib>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 #include "backends/cuda/kernel_util.cuh"
+#include "backends/cuda/tactic_sink.h"
 #include "ops/attention/attention_cuda.cuh"
 
 namespace kiln::ops::attn {
@@ -133,10 +135,14 @@ __device__ __forceinline__ void store2(T* p, float y0, float y1) {
 }
 
 // One key group's buffers, in bytes: Q + 2 x (K, V) tiles of 2-byte elements; for
-// split fp32, Q hi + lo, one (K, V) tile as hi + lo and one raw fp32 (K, V) tile.
+// split fp32, Q hi + lo (whose space the raw K tile reuses once Q is in registers),
+// one (K, V) tile as hi + lo and the raw fp32 V tile.
 template <int D, int NW, int BN, bool SPLIT>
 constexpr size_t group_bytes() {
-  if constexpr (SPLIT) return size_t(2 * 16 * NW + 4 * BN) * (D + 8) * 2 + size_t(2 * BN) * D * 4;
+  if constexpr (SPLIT) {
+    constexpr size_t q = size_t(2 * 16 * NW) * (D + 8) * 2, raw = size_t(BN) * D * 4;
+    return (q > raw ? q : raw) + size_t(4 * BN) * (D + 8) * 2 + raw;
+  }
   return size_t(16 * NW + 4 * BN) * (D + 8) * 2;
 }
 template <int D, int NW, int KW, int BN, bool SPLIT>
@@ -272,8 +278,9 @@ __device__ __forceinline__ void merge_key_groups(const FusedAttentionGeometry& g
 
 // KW == 1: NW warps own 16 query rows each and walk every key tile together.
 // KW > 1 (NW == 1): KW warps share 16 rows, split the key tiles, merge at the end.
-template <class T, int D, int NW, int KW, int BN>
-__global__ void __launch_bounds__(NW* KW * 32)
+// MINB: blocks per SM the registers must allow (split fp32 tactics; 1 = no bound).
+template <class T, int D, int NW, int KW, int BN, int MINB>
+__global__ void __launch_bounds__(NW* KW * 32, MINB > 1 ? MINB : 0)
     flash_mma_kernel(FusedAttentionGeometry g, bool o_pairs, const T* __restrict__ q, const T* __restrict__ k,
                      const T* __restrict__ v, const T* __restrict__ mask, T* __restrict__ o) {
   static_assert(KW == 1 || NW == 1, "key groups are single warps");
@@ -286,14 +293,15 @@ __global__ void __launch_bounds__(NW* KW * 32)
   const int kw = KW == 1 ? 0 : static_cast<int>(threadIdx.x) / (NW * 32);
   constexpr int KB = SPLIT ? 1 : 2;  // (K, V) tile buffers of 2-byte elements
   C* Qs = reinterpret_cast<C*>(smem + kw * group_bytes<D, NW, BN, SPLIT>());
-  C* Ks = Qs + BM * LD;       // KB buffers of BN x LD
+  // Split fp32: Q hi, Q lo (or the raw K tile, whichever is larger), then K, V, K lo, V lo, raw V.
+  constexpr int QSPAN = !SPLIT ? BM * LD : (2 * BM * LD * 2 > BN * D * 4 ? 2 * BM * LD : BN * D * 2);
+  C* Ks = Qs + QSPAN;         // KB buffers of BN x LD
   C* Vs = Ks + KB * BN * LD;  // KB buffers of BN x LD
-  // Split fp32: the lo parts, laid out as the hi ones, and the raw (K, V) tile (unused otherwise).
-  C* Ql = Vs + KB * BN * LD;
-  C* Kl = Ql + BM * LD;
+  C* Ql = Qs + BM * LD;
+  C* Kl = Vs + KB * BN * LD;
   C* Vl = Kl + BN * LD;
-  float* Kr = reinterpret_cast<float*>(Vl + BN * LD);
-  float* Vr = Kr + BN * D;
+  float* Kr = reinterpret_cast<float*>(Qs);  // Q's space, free once Q is in registers
+  float* Vr = reinterpret_cast<float*>(Vl + BN * LD);
   const int tid = KW == 1 ? static_cast<int>(threadIdx.x) : static_cast<int>(threadIdx.x) % (NW * 32);
   const int warp = tid / 32, lane = tid % 32;
   const int gr = lane / 4, tq = lane % 4;  // fragment row group, thread in quad
@@ -322,8 +330,22 @@ __global__ void __launch_bounds__(NW* KW * 32)
     }
   };
 
+  const int R0 = warp * 16;
+  unsigned qf[D / 16][4];
+  unsigned qfl[SPLIT ? D / 16 : 1][4];  // lo parts of Q (split fp32)
+  auto load_q_fragments = [&] {
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      ldsm_x4(qf[kk], Qs + (R0 + lane % 16) * LD + kk * 16 + (lane / 16) * 8);
+      if constexpr (SPLIT) ldsm_x4(qfl[kk], Ql + (R0 + lane % 16) * LD + kk * 16 + (lane / 16) * 8);
+    }
+  };
   if constexpr (SPLIT) {
+    // Q split on the way in and taken into registers before the raw K tile reuses its space.
     load_rows_split<D, NW>(Qs, Ql, q, qbase, g.q.ax[2], q0, g.Sq, BM, tid);
+    group_sync();
+    load_q_fragments();
+    group_sync();
   } else {
     load_rows<T, D, NW>(Qs, q, qbase, g.q.ax[2], q0, g.Sq, BM, tid);
   }
@@ -331,7 +353,6 @@ __global__ void __launch_bounds__(NW* KW * 32)
   cp_commit();
 
   // This thread's two rows (gr, gr + 8 of the warp's 16) and their mask rows.
-  const int R0 = warp * 16;
   long long qi[2], mrow[2];
   bool masked[2];
 #pragma unroll
@@ -341,8 +362,6 @@ __global__ void __launch_bounds__(NW* KW * 32)
     mrow[r] = masked[r] ? b * g.mask_stride[0] + h * g.mask_stride[1] + qi[r] * g.mask_stride[2] : 0;
   }
 
-  unsigned qf[D / 16][4];
-  unsigned qfl[SPLIT ? D / 16 : 1][4];  // lo parts of Q (split fp32)
   float acc[D / 8][4];
 #pragma unroll
   for (int i = 0; i < D / 8; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
@@ -369,12 +388,8 @@ __global__ void __launch_bounds__(NW* KW * 32)
       cp_wait<1>();  // everything but the tile just issued has landed
       group_sync();
     }
-    if (it == 0) {
-#pragma unroll
-      for (int kk = 0; kk < D / 16; ++kk) {
-        ldsm_x4(qf[kk], Qs + (R0 + lane % 16) * LD + kk * 16 + (lane / 16) * 8);
-        if constexpr (SPLIT) ldsm_x4(qfl[kk], Ql + (R0 + lane % 16) * LD + kk * 16 + (lane / 16) * 8);
-      }
+    if constexpr (!SPLIT) {
+      if (it == 0) load_q_fragments();
     }
     const C* Kb = Ks + (SPLIT ? 0 : (it & 1) * BN * LD);
     const C* Vb = Vs + (SPLIT ? 0 : (it & 1) * BN * LD);
@@ -520,13 +535,17 @@ __global__ void __launch_bounds__(NW* KW * 32)
   }
 }
 
-template <class T, int D, int NW, int KW, int BN>
+template <class T, int D, int NW, int KW, int BN, int MINB = 1>
 Status launch(KernelContext& ctx, const FusedAttentionGeometry& g) {
   constexpr size_t smem = smem_bytes<D, NW, KW, BN, kSplit<T>>();
-  auto* kern = flash_mma_kernel<T, D, NW, KW, BN>;
+  auto* kern = flash_mma_kernel<T, D, NW, KW, BN, MINB>;
   static std::atomic<bool> configured{false};
-  if (smem > 48 * 1024 && !configured.load()) {
-    cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+  if (!configured.load()) {
+    // All the shared memory the SM has (the blocks-per-SM the tiles were sized for).
+    cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                         cudaSharedmemCarveoutMaxShared);
+    if (e == cudaSuccess && smem > 48 * 1024)
+      e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess)
       return ctx.error(std::string("cudaFuncSetAttribute: ") + cudaGetErrorString(e), ErrorCode::kInternal);
     configured = true;
@@ -552,12 +571,31 @@ bool key_split_enabled() {
   return on;
 }
 
+// Split fp32 at large grids has tactics (timed by the builder; docs/tactics.md):
+//   0: 64 query rows x 64-key tiles, registers unbounded (170: 2 blocks per SM)
+//   1: 64 x 64, registers bounded for 3 blocks per SM (72 KB of shared memory each)
+//   2: 64 x 32, registers bounded for 3 blocks per SM (45 KB each)
+// No tactic attribute: 1.
+constexpr int64_t kSplitTactics = 3, kSplitDefault = 1;
+
 template <class T, int D>
 Status launch_d(KernelContext& ctx, const FusedAttentionGeometry& g) {
   // Fewer 64-row blocks than SMs (batch 1): one warp per 16 rows, and the keys
   // split over 2 or 4 warps of 32-key tiles when there are enough of them.
   const long long blocks64 = ((g.Sq + 63) / 64) * g.H * g.B;
-  if (blocks64 >= 132) return launch<T, D, 4, 1, kBN>(ctx, g);
+  if (blocks64 >= 132) {
+    if constexpr (kSplit<T>) {
+      std::vector<int64_t> ids;
+      for (int64_t i = 0; i < kSplitTactics; ++i) ids.push_back(i);
+      cuda::report_tactics(ids);
+      const int64_t tactic = ctx.attrs().get_int(kTacticAttr, kSplitDefault);
+      if (tactic == 0) return launch<T, D, 4, 1, kBN, 1>(ctx, g);
+      if (tactic == 2) return launch<T, D, 4, 1, 32, 3>(ctx, g);
+      return launch<T, D, 4, 1, kBN, 3>(ctx, g);
+    } else {
+      return launch<T, D, 4, 1, kBN>(ctx, g);
+    }
+  }
   const long long tiles32 = (g.Sk + 31) / 32;
   // Head size 128 split spills registers (104-124 bytes): it keeps one warp per block.
   if (D == 128 || !key_split_enabled() || tiles32 < 2) return launch<T, D, 1, 1, kBN>(ctx, g);
