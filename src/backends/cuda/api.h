@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdlib>
 #include <cstdint>
 #include <memory>
 #include <shared_mutex>
@@ -115,6 +116,18 @@ class Graph {
   void* graph_ = nullptr;
   void* exec_ = nullptr;
 };
+
+/// The workspace each context (and the builder's tactic timing) gives kernels: one
+/// size for both, since plans and tactics are keyed by it. 64 MiB, or
+/// KILN_CUDA_WORKSPACE_MB (cuDNN's faster algorithms for large activations may need more).
+inline size_t workspace_bytes() {
+  static const size_t bytes = [] {
+    const char* v = std::getenv("KILN_CUDA_WORKSPACE_MB");
+    const long mb = v ? std::strtol(v, nullptr, 10) : 0;
+    return size_t(mb > 0 ? mb : 64) << 20;
+  }();
+  return bytes;
+}
 
 /// The handles and workspace one execution context owns.
 class Handles {

@@ -19,14 +19,12 @@ struct ThreadState {
   ~ThreadState() { stream_destroy(stream); }
 };
 
-// The runtime's workspace size, so that plans (keyed by it) and tactics match engine runs.
-constexpr size_t kWorkspaceBytes = size_t(64) << 20;
 
 Result<ThreadState*> thread_state(int device) {
   thread_local ThreadState ts;
   KILN_RETURN_IF_ERROR(set_device(device));
   if (!ts.handles) {
-    KILN_ASSIGN_OR_RETURN(ts.handles, Handles::create(device, kWorkspaceBytes));
+    KILN_ASSIGN_OR_RETURN(ts.handles, Handles::create(device, workspace_bytes()));
     KILN_RETURN_IF_ERROR(stream_create(&ts.stream));
   }
   return &ts;
