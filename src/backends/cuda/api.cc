@@ -4,6 +4,11 @@
 #include <cuda_runtime.h>
 #include <cudnn.h>
 
+#include <algorithm>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+
 namespace kiln::cuda {
 
 namespace {
@@ -191,6 +196,24 @@ Status Graph::launch(void* stream) const {
 Handles::~Handles() {
   if (cublaslt_) cublasLtDestroy(static_cast<cublasLtHandle_t>(cublaslt_));
   if (cudnn_) cudnnDestroy(static_cast<cudnnHandle_t>(cudnn_));
+}
+
+size_t workspace_bytes(int device) {
+  static std::mutex mu;
+  static std::map<int, size_t> sizes;
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = sizes.find(device);
+  if (it != sizes.end()) return it->second;
+  size_t bytes = size_t(64) << 20;
+  const char* v = std::getenv("KILN_CUDA_WORKSPACE_MB");
+  const long mb = v ? std::strtol(v, nullptr, 10) : 0;
+  if (mb > 0) {
+    bytes = size_t(mb) << 20;
+  } else if (auto info = device_info(device); info.ok() && info->total_memory > 0) {
+    bytes = std::min(size_t(1) << 30, std::max(bytes, info->total_memory / 32));
+  }
+  sizes.emplace(device, bytes);
+  return bytes;
 }
 
 Result<std::unique_ptr<Handles>> Handles::create(int device, size_t workspace_bytes) {

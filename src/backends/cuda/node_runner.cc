@@ -24,7 +24,7 @@ Result<ThreadState*> thread_state(int device) {
   thread_local ThreadState ts;
   KILN_RETURN_IF_ERROR(set_device(device));
   if (!ts.handles) {
-    KILN_ASSIGN_OR_RETURN(ts.handles, Handles::create(device, workspace_bytes()));
+    KILN_ASSIGN_OR_RETURN(ts.handles, Handles::create(device, workspace_bytes(device)));
     KILN_RETURN_IF_ERROR(stream_create(&ts.stream));
   }
   return &ts;

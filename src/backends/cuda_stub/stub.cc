@@ -53,6 +53,7 @@ Status Graph::end_capture(void*) { return no_cuda(); }
 Status Graph::launch(void*) const { return no_cuda(); }
 void Graph::reset() {}
 Handles::~Handles() = default;
+size_t workspace_bytes(int) { return size_t(64) << 20; }
 Result<std::unique_ptr<Handles>> Handles::create(int, size_t) { return no_cuda(); }
 Env Handles::env(void*, bool) { return Env{}; }
 std::string arch_name(int cc_major, int cc_minor) {

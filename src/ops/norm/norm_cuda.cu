@@ -282,7 +282,15 @@ Status skip_layer_norm_cuda(KernelContext& ctx) {
   void* sum_out = ctx.has_output(3) ? ctx.output(3).data() : nullptr;
   const float eps = ctx.attrs().get_float("epsilon", 1e-12f);
   using cuda::rownorm::aligned16;
-  bool fast = skip_same && cuda::rownorm::fast_cols_ok(h, dtype_size(in.dtype())) && aligned16(in.data()) &&
+  // The fast kernel repeats skip's rows: the same shape, or skip broadcast over leading dims only.
+  size_t lead = 0;
+  while (lead < skip.dims().size() && skip.dim(static_cast<int64_t>(lead)) == 1) ++lead;
+  const size_t kept = skip.dims().size() - lead;
+  bool repeats = kept >= 1 && kept <= in.dims().size();
+  for (size_t i = 0; repeats && i < kept; ++i)
+    repeats = skip.dims()[lead + i] == in.dims()[in.dims().size() - kept + i];
+  const int64_t skip_rows = skip_same ? rows : skip.numel() / h;
+  bool fast = (skip_same || repeats) && cuda::rownorm::fast_cols_ok(h, dtype_size(in.dtype())) && aligned16(in.data()) &&
               aligned16(skip.data()) && aligned16(ctx.output(0).data()) && aligned16(sum_out);
   for (size_t i = 2; i <= 4; ++i) fast = fast && aligned16(params[i]);
   KILN_CUDA_DISPATCH_FLOAT(in.dtype(), T, {
@@ -290,7 +298,7 @@ Status skip_layer_norm_cuda(KernelContext& ctx) {
       cuda::rownorm::launch_skip_norm_fast<T>(cuda::stream_of(ctx), in.data_as<T>(), skip.data_as<T>(),
                                               static_cast<const T*>(params[2]), static_cast<const T*>(params[3]),
                                               static_cast<const T*>(params[4]), ctx.output(0).data_as<T>(), stats[0],
-                                              stats[1], static_cast<T*>(sum_out), rows, h, eps);
+                                              stats[1], static_cast<T*>(sum_out), rows, skip_rows, h, eps);
     } else {
       skip_norm_kernel<T><<<static_cast<unsigned>(rows), row_block(h), 0, cuda::stream_of(ctx)>>>(
           in.data_as<T>(), skip.data_as<T>(), skip_ix, skip_same, static_cast<const T*>(params[2]),

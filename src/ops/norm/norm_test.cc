@@ -451,7 +451,9 @@ TEST(SkipLayerNormalization, CudaRegisterRowsAndFallbacks) {
       {{5, 2048}, {5, 2048}, true, false, 2},       // block per row, mean only
       {{3, 1536}, {3, 1536}, false, true, 4},       // block per row, bias without beta
       {{6, 16}, {6, 16}, true, true, 4},            // two packs per row (fp16)
-      {{2, 3, 768}, {3, 768}, true, true, 4},       // broadcast skip: fallback
+      {{2, 3, 768}, {3, 768}, true, true, 4},       // skip broadcast over the batch: rows repeat (fast)
+      {{3, 4, 2, 768}, {1, 2, 768}, true, true, 4}, // the same over two leading dims, one of them 1 in skip
+      {{2, 3, 768}, {2, 1, 768}, true, true, 4},    // broadcast in the middle: fallback
       {{4, 100}, {4, 100}, true, true, 4},          // fp32 fast, fp16/bf16 fallback
       {{2, 4104}, {2, 4104}, true, true, 4},        // too long: fallback
   };

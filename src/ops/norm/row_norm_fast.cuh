@@ -159,13 +159,15 @@ __global__ void __launch_bounds__(kThreads* kRows)
   normalize_and_store<T, kThreads>(v, mu, packs, tid, n, eps, gamma, beta, yr, smem, row, mean_out, inv_out);
 }
 
-/// com.microsoft SkipLayerNormalization over rows of `cols` elements: input and
-/// skip have the same shape; gamma, beta, bias (the last two may be null) hold
-/// `cols` elements; sum_out (may be null) gets input + skip + bias.
+/// com.microsoft SkipLayerNormalization over rows of `cols` elements: skip has
+/// `skip_rows` rows, repeated over the input's (the same shape, or broadcast over
+/// leading dims: BERT's position embeddings); gamma, beta, bias (the last two may be
+/// null) hold `cols` elements; sum_out (may be null) gets input + skip + bias.
 template <typename T, int kThreads, int kRows>
 __global__ void __launch_bounds__(kThreads* kRows)
     skip_norm_fast_kernel(const T* in, const T* skip, const T* gamma, const T* beta, const T* bias, T* y,
-                          float* mean_out, float* inv_out, T* sum_out, int64_t rows, int cols, float eps) {
+                          float* mean_out, float* inv_out, T* sum_out, int64_t rows, int64_t skip_rows, int cols,
+                          float eps) {
   using P = Pack<T>;
   constexpr int kPack = P::kSize, kN = kSlots<T>;
   __shared__ float smem[kThreads > 32 ? kThreads / 32 : 1];
@@ -175,7 +177,7 @@ __global__ void __launch_bounds__(kThreads* kRows)
   const int packs = cols / kPack;
   const int64_t base = row * cols;
   const P* ir = reinterpret_cast<const P*>(in + base);
-  const P* sr = reinterpret_cast<const P*>(skip + base);
+  const P* sr = reinterpret_cast<const P*>(skip + (skip_rows == rows ? row : row % skip_rows) * cols);
   const P* cp = reinterpret_cast<const P*>(bias);
   P* sumr = reinterpret_cast<P*>(sum_out ? sum_out + base : nullptr);
   float v[kN][kPack];
@@ -227,16 +229,16 @@ void launch_row_norm_fast(cudaStream_t stream, const T* x, T* y, const T* gamma,
 /// Launches skip_norm_fast_kernel; the caller checked fast_cols_ok and alignment.
 template <typename T>
 void launch_skip_norm_fast(cudaStream_t stream, const T* in, const T* skip, const T* gamma, const T* beta,
-                           const T* bias, T* y, float* mean_out, float* inv_out, T* sum_out, int64_t rows, int64_t cols,
-                           float eps) {
+                           const T* bias, T* y, float* mean_out, float* inv_out, T* sum_out, int64_t rows,
+                           int64_t skip_rows, int64_t cols, float eps) {
   const int c = static_cast<int>(cols);
   if (cols <= kFastMaxWarpCols) {
     const auto grid = static_cast<unsigned>((rows + kFastWarpRows - 1) / kFastWarpRows);
     skip_norm_fast_kernel<T, 32, kFastWarpRows><<<grid, 32 * kFastWarpRows, 0, stream>>>(
-        in, skip, gamma, beta, bias, y, mean_out, inv_out, sum_out, rows, c, eps);
+        in, skip, gamma, beta, bias, y, mean_out, inv_out, sum_out, rows, skip_rows, c, eps);
   } else {
     skip_norm_fast_kernel<T, kFastBlockThreads, 1><<<static_cast<unsigned>(rows), kFastBlockThreads, 0, stream>>>(
-        in, skip, gamma, beta, bias, y, mean_out, inv_out, sum_out, rows, c, eps);
+        in, skip, gamma, beta, bias, y, mean_out, inv_out, sum_out, rows, skip_rows, c, eps);
   }
 }
 
