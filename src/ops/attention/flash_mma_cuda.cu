@@ -135,19 +135,23 @@ __device__ __forceinline__ void store2(T* p, float y0, float y1) {
 }
 
 // One key group's buffers, in bytes: Q + 2 x (K, V) tiles of 2-byte elements; for
-// split fp32, Q hi + lo (whose space the raw K tile reuses once Q is in registers),
-// one (K, V) tile as hi + lo and the raw fp32 V tile.
-template <int D, int NW, int BN, bool SPLIT>
+// split fp32, Q hi + lo, one (K, V) tile as hi + lo and the raw fp32 K and V tiles.
+// ALIAS: the raw K tile reuses Q's space once Q is in registers (less shared memory,
+// but Q and the first tile load one after the other); otherwise the raw Q rows pass
+// through the (K, V) tile's space and load together with the first raw tile.
+template <int D, int NW, int BN, bool SPLIT, bool ALIAS>
 constexpr size_t group_bytes() {
   if constexpr (SPLIT) {
     constexpr size_t q = size_t(2 * 16 * NW) * (D + 8) * 2, raw = size_t(BN) * D * 4;
-    return (q > raw ? q : raw) + size_t(4 * BN) * (D + 8) * 2 + raw;
+    constexpr size_t kv = size_t(4 * BN) * (D + 8) * 2;
+    static_assert(ALIAS || size_t(16 * NW) * D * 4 <= kv, "the raw Q rows pass through the (K, V) tile space");
+    return ALIAS ? (q > raw ? q : raw) + kv + raw : q + kv + 2 * raw;
   }
   return size_t(16 * NW + 4 * BN) * (D + 8) * 2;
 }
-template <int D, int NW, int KW, int BN, bool SPLIT>
+template <int D, int NW, int KW, int BN, bool SPLIT, bool ALIAS>
 constexpr size_t smem_bytes() {
-  constexpr size_t buffers = KW * group_bytes<D, NW, BN, SPLIT>();
+  constexpr size_t buffers = KW * group_bytes<D, NW, BN, SPLIT, ALIAS>();
   constexpr size_t merge = KW == 1 ? 0 : size_t(KW) * 16 * (D + 2) * sizeof(float);  // O, max, sum per warp
   return buffers > merge ? buffers : merge;
 }
@@ -279,7 +283,8 @@ __device__ __forceinline__ void merge_key_groups(const FusedAttentionGeometry& g
 // KW == 1: NW warps own 16 query rows each and walk every key tile together.
 // KW > 1 (NW == 1): KW warps share 16 rows, split the key tiles, merge at the end.
 // MINB: blocks per SM the registers must allow (split fp32 tactics; 1 = no bound).
-template <class T, int D, int NW, int KW, int BN, int MINB>
+// ALIAS: the split fp32 shared-memory layout (group_bytes).
+template <class T, int D, int NW, int KW, int BN, int MINB, bool ALIAS>
 __global__ void __launch_bounds__(NW* KW * 32, MINB > 1 ? MINB : 0)
     flash_mma_kernel(FusedAttentionGeometry g, bool o_pairs, const T* __restrict__ q, const T* __restrict__ k,
                      const T* __restrict__ v, const T* __restrict__ mask, T* __restrict__ o) {
@@ -292,16 +297,20 @@ __global__ void __launch_bounds__(NW* KW * 32, MINB > 1 ? MINB : 0)
   // the 64-row kernel ~40 registers in address arithmetic).
   const int kw = KW == 1 ? 0 : static_cast<int>(threadIdx.x) / (NW * 32);
   constexpr int KB = SPLIT ? 1 : 2;  // (K, V) tile buffers of 2-byte elements
-  C* Qs = reinterpret_cast<C*>(smem + kw * group_bytes<D, NW, BN, SPLIT>());
-  // Split fp32: Q hi, Q lo (or the raw K tile, whichever is larger), then K, V, K lo, V lo, raw V.
-  constexpr int QSPAN = !SPLIT ? BM * LD : (2 * BM * LD * 2 > BN * D * 4 ? 2 * BM * LD : BN * D * 2);
+  C* Qs = reinterpret_cast<C*>(smem + kw * group_bytes<D, NW, BN, SPLIT, ALIAS>());
+  // Split fp32: Q hi, Q lo (ALIAS: or the raw K tile, whichever is larger), then K, V,
+  // K lo, V lo, (raw K,) raw V.
+  constexpr int QSPAN = !SPLIT ? BM * LD
+                        : ALIAS ? (2 * BM * LD * 2 > BN * D * 4 ? 2 * BM * LD : BN * D * 2)
+                                : 2 * BM * LD;
   C* Ks = Qs + QSPAN;         // KB buffers of BN x LD
   C* Vs = Ks + KB * BN * LD;  // KB buffers of BN x LD
   C* Ql = Qs + BM * LD;
   C* Kl = Vs + KB * BN * LD;
   C* Vl = Kl + BN * LD;
-  float* Kr = reinterpret_cast<float*>(Qs);  // Q's space, free once Q is in registers
-  float* Vr = reinterpret_cast<float*>(Vl + BN * LD);
+  // ALIAS: the raw K tile takes Q's space, free once Q is in registers.
+  float* Kr = ALIAS ? reinterpret_cast<float*>(Qs) : reinterpret_cast<float*>(Vl + BN * LD);
+  float* Vr = ALIAS ? reinterpret_cast<float*>(Vl + BN * LD) : Kr + BN * D;
   const int tid = KW == 1 ? static_cast<int>(threadIdx.x) : static_cast<int>(threadIdx.x) % (NW * 32);
   const int warp = tid / 32, lane = tid % 32;
   const int gr = lane / 4, tq = lane % 4;  // fragment row group, thread in quad
@@ -340,17 +349,31 @@ __global__ void __launch_bounds__(NW* KW * 32, MINB > 1 ? MINB : 0)
       if constexpr (SPLIT) ldsm_x4(qfl[kk], Ql + (R0 + lane % 16) * LD + kk * 16 + (lane / 16) * 8);
     }
   };
-  if constexpr (SPLIT) {
+  if constexpr (SPLIT && ALIAS) {
     // Q split on the way in and taken into registers before the raw K tile reuses its space.
     load_rows_split<D, NW>(Qs, Ql, q, qbase, g.q.ax[2], q0, g.Sq, BM, tid);
     group_sync();
     load_q_fragments();
     group_sync();
+    load_kv(static_cast<long long>(kw) * BN, 0);
+    cp_commit();
+  } else if constexpr (SPLIT) {
+    // The raw Q rows (through the (K, V) tile space, which the first step's split
+    // overwrites) load together with the first raw tile; then Q is split into registers.
+    float* qraw = reinterpret_cast<float*>(Ks);
+    load_rows_raw<D, NW>(qraw, q, qbase, g.q.ax[2], q0, g.Sq, BM, tid);
+    load_kv(static_cast<long long>(kw) * BN, 0);
+    cp_commit();
+    cp_wait<0>();
+    group_sync();
+    split_rows<D, NW>(Qs, Ql, qraw, BM, tid);
+    group_sync();
+    load_q_fragments();
   } else {
     load_rows<T, D, NW>(Qs, q, qbase, g.q.ax[2], q0, g.Sq, BM, tid);
+    load_kv(static_cast<long long>(kw) * BN, 0);
+    cp_commit();
   }
-  load_kv(static_cast<long long>(kw) * BN, 0);
-  cp_commit();
 
   // This thread's two rows (gr, gr + 8 of the warp's 16) and their mask rows.
   long long qi[2], mrow[2];
@@ -535,10 +558,10 @@ __global__ void __launch_bounds__(NW* KW * 32, MINB > 1 ? MINB : 0)
   }
 }
 
-template <class T, int D, int NW, int KW, int BN, int MINB = 1>
+template <class T, int D, int NW, int KW, int BN, int MINB = 1, bool ALIAS = true>
 Status launch(KernelContext& ctx, const FusedAttentionGeometry& g) {
-  constexpr size_t smem = smem_bytes<D, NW, KW, BN, kSplit<T>>();
-  auto* kern = flash_mma_kernel<T, D, NW, KW, BN, MINB>;
+  constexpr size_t smem = smem_bytes<D, NW, KW, BN, kSplit<T>, ALIAS>();
+  auto* kern = flash_mma_kernel<T, D, NW, KW, BN, MINB, ALIAS>;
   static std::atomic<bool> configured{false};
   if (!configured.load()) {
     // All the shared memory the SM has (the blocks-per-SM the tiles were sized for).
@@ -575,8 +598,11 @@ bool key_split_enabled() {
 //   0: 64 query rows x 64-key tiles, registers unbounded (170: 2 blocks per SM)
 //   1: 64 x 64, registers bounded for 3 blocks per SM (72 KB of shared memory each)
 //   2: 64 x 32, registers bounded for 3 blocks per SM (45 KB each)
+//   3: 64 x 64 without the Q/K aliasing (Q and the first tile load together; 88 KB:
+//      2 blocks per SM, registers unbounded)
+//   4: as 2 without the aliasing (53 KB)
 // No tactic attribute: 1.
-constexpr int64_t kSplitTactics = 3, kSplitDefault = 1;
+constexpr int64_t kSplitTactics = 5, kSplitDefault = 1;
 
 template <class T, int D>
 Status launch_d(KernelContext& ctx, const FusedAttentionGeometry& g) {
@@ -591,6 +617,8 @@ Status launch_d(KernelContext& ctx, const FusedAttentionGeometry& g) {
       const int64_t tactic = ctx.attrs().get_int(kTacticAttr, kSplitDefault);
       if (tactic == 0) return launch<T, D, 4, 1, kBN, 1>(ctx, g);
       if (tactic == 2) return launch<T, D, 4, 1, 32, 3>(ctx, g);
+      if (tactic == 3) return launch<T, D, 4, 1, kBN, 1, false>(ctx, g);
+      if (tactic == 4) return launch<T, D, 4, 1, 32, 3, false>(ctx, g);
       return launch<T, D, 4, 1, kBN, 3>(ctx, g);
     } else {
       return launch<T, D, 4, 1, kBN>(ctx, g);
