@@ -159,10 +159,8 @@ struct DnnCandidate {
 };
 
 // cuDNN's ranked algorithms that succeed within `ws_max` bytes of workspace, in
-// its order, without duplicates. FP32 without TF32 keeps `math` (FMA); otherwise each
-// algorithm's own math type, and tensor-core variants only where cuDNN lists any (FMA
-// kernels can look fast in isolated timing and are many times slower in an engine:
-// ResNet-50 FP32 bs1 ran 35 FMA convs at 36 us each, 1.25 of its 1.50 ms).
+// its order, without duplicates. FP32 keeps `math` (FMA without TF32); reduced
+// precision takes each algorithm's own math type.
 template <typename Algos>
 Status rank_algos(KernelContext& ctx, cudnnHandle_t h, ConvPlan& p, cudnnMathType_t math, bool f32, size_t ws_max,
                   std::vector<DnnCandidate>& out) {
@@ -170,21 +168,18 @@ Status rank_algos(KernelContext& ctx, cudnnHandle_t h, ConvPlan& p, cudnnMathTyp
   typename Algos::Perf perf[Algos::kCount];
   int n = 0;
   KILN_DNN_CHECK(Algos::find(h, p, &n, perf));
-  auto tensor_op = [](cudnnMathType_t m) {
-    return m == CUDNN_TENSOR_OP_MATH || m == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
-  };
-  bool any_tensor_op = false;
-  for (int i = 0; i < n; ++i) any_tensor_op = any_tensor_op || (perf[i].status == CUDNN_STATUS_SUCCESS && tensor_op(perf[i].mathType));
   for (int i = 0; i < n; ++i) {
     if (perf[i].status != CUDNN_STATUS_SUCCESS ||
         (fma_only && perf[i].mathType != CUDNN_FMA_MATH && perf[i].mathType != CUDNN_DEFAULT_MATH))
       continue;
-    // FP16/BF16: tensor-core variants only (the first choice stays if it is not);
-    // FP32 with TF32: likewise where cuDNN lists tensor-core variants at all.
-    if (!tensor_op(perf[i].mathType) && ((!f32 && !out.empty()) || (f32 && !fma_only && any_tensor_op))) continue;
+    // FP16/BF16: tensor-core variants only (the non-tensor-op ones can look fast in
+    // isolated timing and are many times slower in an engine).
+    if (!f32 && perf[i].mathType != CUDNN_TENSOR_OP_MATH && perf[i].mathType != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION &&
+        !out.empty())
+      continue;
     DnnCandidate c;
     c.algo = static_cast<int>(perf[i].algo);
-    c.math = fma_only ? math : perf[i].mathType;
+    c.math = f32 ? math : perf[i].mathType;
     KILN_DNN_CHECK(cudnnSetConvolutionMathType(p.conv, c.math));
     if (Algos::workspace(h, p, c.algo, &c.workspace) != CUDNN_STATUS_SUCCESS || c.workspace > ws_max) continue;
     bool dup = false;

@@ -189,8 +189,7 @@ uint64_t mix(uint64_t h, uint64_t v) {
 
 // Engine identity and acceptability of one configuration; false when it must not run.
 // `*rtc`: the engine compiles its kernel at run time (cuDNN's runtime fusion).
-// `*tensor_core`: cuDNN notes that it runs on tensor cores (TF32 for FP32 data).
-bool describe(const ConvProblem& p, cudnnBackendDescriptor_t cfg, uint64_t* hash, bool* rtc, bool* tensor_core) {
+bool describe(const ConvProblem& p, cudnnBackendDescriptor_t cfg, uint64_t* hash, bool* rtc) {
   Desc eng;
   if (eng.create(CUDNN_BACKEND_ENGINE_DESCRIPTOR) != CUDNN_STATUS_SUCCESS) return false;
   int64_t n = 0;
@@ -216,8 +215,6 @@ bool describe(const ConvProblem& p, cudnnBackendDescriptor_t cfg, uint64_t* hash
     // FP32 on tensor cores is TF32: only when allowed.
     if (f32 && !p.allow_tf32 && notes[i] == CUDNN_NUMERICAL_NOTE_TENSOR_CORE) return false;
   }
-  *tensor_core = false;
-  for (int64_t i = 0; i < nn; ++i) *tensor_core = *tensor_core || notes[i] == CUDNN_NUMERICAL_NOTE_TENSOR_CORE;
   *rtc = false;
   cudnnBackendBehaviorNote_t beh[CUDNN_BEHAVIOR_NOTE_TYPE_COUNT];
   int64_t nb = 0;
@@ -419,29 +416,21 @@ void build_graph(cudnnHandle_t h, const ConvProblem& p, bool fused, GraphSet& gs
                                raw.data()) != CUDNN_STATUS_SUCCESS)
     return;
   const int rtc_cap = runtime_fusion_cap(p, fused);
-  // FP32 with TF32: tensor-core engines only, unless the graph has none (FMA engines
-  // can look fast in isolated timing and are many times slower in an engine).
-  const bool tc_only = p.dtype == DataType::kFloat32 && p.allow_tf32;
-  for (int pass = 0; pass < (tc_only ? 2 : 1) && gs.cands.empty(); ++pass) {
-    int rtc_taken = 0;
-    for (int64_t i = 0; i < got && static_cast<int>(gs.cands.size()) < kMaxPerGraph; ++i) {
-      if (!cfgs[i].d) continue;  // moved into a candidate by the first pass
-      uint64_t hash = 0;
-      bool rtc = false, tc = false;
-      if (!describe(p, raw[i], &hash, &rtc, &tc)) continue;
-      if (tc_only && pass == 0 && !tc) continue;
-      if (rtc && rtc_taken >= rtc_cap) continue;
-      rtc_taken += rtc;
-      const int64_t id =
-          kTacticBase | (fused ? kFusedBit : 0) | static_cast<int64_t>(hash & ((uint64_t(1) << 47) - 1));
-      bool dup = false;
-      for (const Candidate& o : gs.cands) dup = dup || o.id == id;
-      if (dup) continue;
-      Candidate cand;
-      cand.cfg = std::move(cfgs[i]);
-      cand.id = id;
-      gs.cands.push_back(std::move(cand));
-    }
+  int rtc_taken = 0;
+  for (int64_t i = 0; i < got && static_cast<int>(gs.cands.size()) < kMaxPerGraph; ++i) {
+    uint64_t hash = 0;
+    bool rtc = false;
+    if (!describe(p, raw[i], &hash, &rtc)) continue;
+    if (rtc && rtc_taken >= rtc_cap) continue;
+    rtc_taken += rtc;
+    const int64_t id = kTacticBase | (fused ? kFusedBit : 0) | static_cast<int64_t>(hash & ((uint64_t(1) << 47) - 1));
+    bool dup = false;
+    for (const Candidate& o : gs.cands) dup = dup || o.id == id;
+    if (dup) continue;
+    Candidate cand;
+    cand.cfg = std::move(cfgs[i]);
+    cand.id = id;
+    gs.cands.push_back(std::move(cand));
   }
 }
 
