@@ -140,7 +140,8 @@ std::string describe_tactic(const std::string& kernel, int64_t id) {
       return std::string("cuDNN graph engine") + (ops::cudnn_graph::is_fused_tactic(id) ? ", fused epilogue" : "");
     return "cuDNN legacy algo " + std::to_string(id / 4) + ", math " + std::to_string(id % 4);
   }
-  return "#" + std::to_string(id);
+  std::string text = "#";  // (not "#" + to_string: GCC 12's -Wrestrict false positive once inlined)
+  return text.append(std::to_string(id));
 }
 
 int tactic_budget(int opt_level) {
@@ -213,11 +214,20 @@ Status choose_tactics(ir::Graph& g, const Propagation& opt, int opt_level, const
       }
     int64_t best = -1;
     float best_ms = 0, first_ms = -1;
+    std::string timed;  // every candidate's median, for -v (which kernels a layer could have run)
     for (int i = 0; i < n; ++i) {
       auto& v = samples[static_cast<size_t>(i)];
-      if (failed[static_cast<size_t>(i)] || v.empty()) continue;
+      const std::string what = describe_tactic(node->kernel, (*ids)[i]);
+      if (i) timed += "; ";
+      timed += std::to_string((*ids)[i]);
+      if (!what.empty() && what[0] != '#') timed.append(" (").append(what).append(")");
+      if (failed[static_cast<size_t>(i)] || v.empty()) {
+        timed += " failed";
+        continue;
+      }
       std::sort(v.begin(), v.end());
       const float ms = v[v.size() / 2];
+      timed += " " + ms_text(ms);
       if (i == 0) first_ms = ms;
       if (best < 0 || ms < best_ms) {
         best = (*ids)[i];
@@ -235,6 +245,7 @@ Status choose_tactics(ir::Graph& g, const Propagation& opt, int opt_level, const
                   "no tactic of " + node->describe() + " ran; the heuristic chooses at run time");
       continue;
     }
+    verbose("candidates of " + node->describe() + ", heuristic order: " + timed);
     node->attrs.set(ops::kTacticAttr, ir::Attribute::from_int(best));
     cache.put(sig, TimingEntry{best, best_ms, n, total});
     ++stats.timed;
