@@ -167,6 +167,24 @@ TEST(Tactics, LevelFiveTimesEveryCandidate) {
   EXPECT_EQ(timer.times_of("mm1"), 20 * 3);
 }
 
+// -v lists what each pick was chosen over: every timed candidate, in the library's order,
+// with its median (or "failed").
+TEST(Tactics, VerboseListsEveryTimedCandidate) {
+  MatMulChain m;
+  FakeTimer timer;
+  timer.candidates = 3;
+  timer.ms = {{100, 2.f}, {102, 0.5f}};
+  timer.failing = {101};
+  TimingCache cache("k");
+  TacticStats st;
+  CaptureLogger log;
+  ASSERT_TRUE(choose(m, 5, cache, timer, st, log).ok());
+  const std::string line = log.find("candidates of ");
+  ASSERT_FALSE(line.empty()) << log.all();
+  EXPECT_NE(line.find("heuristic order: 100 2.0000 ms; 101 failed; 102 0.5000 ms"), std::string::npos) << line;
+  EXPECT_EQ(m.tactic("mm1"), 102);
+}
+
 TEST(Tactics, HeuristicChoiceKeptUnlessClearlyBeaten) {
   MatMulChain m;
   FakeTimer timer;
