@@ -10,6 +10,8 @@
 #include <cudnn.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -741,7 +743,13 @@ Status fused_conv_cuda(KernelContext& ctx) {
   KILN_ASSIGN_OR_RETURN(const bool graph_ran, run_graph(ctx, g, *p, static_cast<int>(act.kind), b, z, &graph_done));
   if (graph_done) return Status();
   // ReLU or identity with a bias: one cuDNN call (identity needs IMPLICIT_PRECOMP_GEMM).
-  bool try_cba = !graph_ran && b &&
+  // KILN_CUDNN_FUSED_CALL=0 skips it (the plain conv and our epilogue run instead): an
+  // A/B for FP32 NHWC, where the call seems to run on an FMA engine (RESULTS.md, session 6).
+  static const bool cba_on = [] {
+    const char* v = std::getenv("KILN_CUDNN_FUSED_CALL");
+    return !(v && std::strcmp(v, "0") == 0);
+  }();
+  bool try_cba = cba_on && !graph_ran && b &&
                  (act.kind == Act::kRelu ||
                   (act.kind == Act::kNone && p->algo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM));
   if (try_cba) {
