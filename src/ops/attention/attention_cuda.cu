@@ -27,7 +27,8 @@ namespace kiln::ops {
 namespace {
 
 using attn::axo;
-using attn::head_base;
+using attn::block_origin;
+using attn::BlockOrigin;
 using attn::vec_ok;
 using cuda::from_f;
 using cuda::launch_status;
@@ -118,12 +119,8 @@ __global__ void __launch_bounds__(NW * 32)
   float* row_a = row_l + BM;
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-  const long long b = blockIdx.z, h = blockIdx.y;
-  const long long q0 = static_cast<long long>(blockIdx.x) * BM;
-  const long long qbase = head_base(g.q, b, h);
-  const long long kbase = head_base(g.k, b, h);
-  const long long vbase = head_base(g.v, b, h);
-  const long long obase = head_base(g.o, b, h);
+  const BlockOrigin at = block_origin(g, BM);
+  const long long b = at.b, h = at.h, q0 = at.q0, qbase = at.q, kbase = at.k, vbase = at.v, obase = at.o;
   const long long qd = g.q.ax[3].inner_s, kd = g.k.ax[3].inner_s, vd = g.v.ax[3].inner_s, od = g.o.ax[3].inner_s;
 
   // Q tile (rows past Sq are zero), row statistics and the O accumulator.

@@ -20,6 +20,23 @@ __device__ __forceinline__ long long head_base(const OperandMap& m, long long b,
   return m.offset + axo(m.ax[0], b) + axo(m.ax[1], h);
 }
 
+// Where this block's (batch, head) = (blockIdx.z, blockIdx.y) starts in each operand,
+// and its first query row (blockIdx.x blocks of `rows` rows).
+struct BlockOrigin {
+  long long b, h, q0, q, k, v, o;
+};
+__device__ __forceinline__ BlockOrigin block_origin(const FusedAttentionGeometry& g, int rows) {
+  BlockOrigin r;
+  r.b = blockIdx.z;
+  r.h = blockIdx.y;
+  r.q0 = static_cast<long long>(blockIdx.x) * rows;
+  r.q = head_base(g.q, r.b, r.h);
+  r.k = head_base(g.k, r.b, r.h);
+  r.v = head_base(g.v, r.b, r.h);
+  r.o = head_base(g.o, r.b, r.h);
+  return r;
+}
+
 // 16-byte loads: d contiguous, every row start (offset + b/h/s strides) and the
 // head size a multiple of 16 bytes.
 template <class T>

@@ -314,12 +314,8 @@ __global__ void __launch_bounds__(NW* KW * 32, MINB > 1 ? MINB : 0)
   const int tid = KW == 1 ? static_cast<int>(threadIdx.x) : static_cast<int>(threadIdx.x) % (NW * 32);
   const int warp = tid / 32, lane = tid % 32;
   const int gr = lane / 4, tq = lane % 4;  // fragment row group, thread in quad
-  const long long b = blockIdx.z, h = blockIdx.y;
-  const long long q0 = static_cast<long long>(blockIdx.x) * BM;
-  const long long qbase = head_base(g.q, b, h);
-  const long long kbase = head_base(g.k, b, h);
-  const long long vbase = head_base(g.v, b, h);
-  const long long obase = head_base(g.o, b, h);
+  const BlockOrigin at = block_origin(g, BM);
+  const long long b = at.b, h = at.h, q0 = at.q0, qbase = at.q, kbase = at.k, vbase = at.v, obase = at.o;
   // The (K, V) tile at key k1 into buffer `nb` (split: into the raw buffer).
   auto load_kv = [&](long long k1, int nb) {
     if constexpr (SPLIT) {
