@@ -13,11 +13,11 @@
 // on C, with zero weight channels to match (tensor-core kernels need C % 8 == 0);
 // per-channel constants [1,C,1,1] become [1,1,1,C]; a Shape of an NHWC value becomes
 // Shape + Gather(0,3,1,2).
-#include <cstdlib>
 #include <cstring>
 #include <set>
 #include <unordered_map>
 
+#include "base/env.h"
 #include "ops/layout.h"
 #include "passes/fusion_util.h"
 #include "passes/pass.h"
@@ -116,8 +116,7 @@ Status nhwc_layout(ir::Graph& g, PassContext& ctx) {
   // FP32 engines with TF32 allowed join too: cuDNN's TF32 tensor-core convs want
   // channels-last as FP16's do (ResNet-50 FP32 bs32 on the H100: 5.46 GPU ms NCHW,
   // 2.28 NHWC). KILN_NHWC_FP32=0 keeps them NCHW; without TF32 they stay NCHW.
-  const char* fp32 = std::getenv("KILN_NHWC_FP32");
-  const bool fp32_nhwc = !(fp32 && std::strcmp(fp32, "0") == 0) && cfg->get_flag(BuilderFlag::kTF32);
+  const bool fp32_nhwc = !env_is("KILN_NHWC_FP32", "0") && cfg->get_flag(BuilderFlag::kTF32);
   const bool reduced = cfg->get_flag(BuilderFlag::kFP16) || cfg->get_flag(BuilderFlag::kBF16);
   if (!(reduced || fp32_nhwc)) return Status();
   if (!reduced) {

@@ -87,7 +87,8 @@ Result<std::unique_ptr<CudaExecutor>> CudaExecutor::create(const EngineData& e, 
   KILN_RETURN_IF_ERROR(cuda::set_device(x->weights_->device));
   {
     std::unique_lock<std::shared_mutex> no_capture(cuda::capture_lock());
-    KILN_ASSIGN_OR_RETURN(x->handles_, cuda::Handles::create(x->weights_->device, cuda::workspace_bytes(x->weights_->device)));
+    KILN_ASSIGN_OR_RETURN(x->handles_,
+                          cuda::Handles::create(x->weights_->device, cuda::workspace_bytes(x->weights_->device)));
     KILN_RETURN_IF_ERROR(cuda::stream_create(&x->own_stream_));
     KILN_ASSIGN_OR_RETURN(x->arena_, cuda::device_alloc(e.model.memory.arena_bytes, "the activation arena"));
   }

@@ -1,12 +1,11 @@
 #include "backends/cuda/node_runner.h"
 
 #include <algorithm>
-#include <cstdlib>
-#include <cstring>
 #include <mutex>
 #include <optional>
 
 #include "backends/cuda/api.h"
+#include "base/env.h"
 #include "ops/op.h"
 
 namespace kiln::cuda {
@@ -18,7 +17,6 @@ struct ThreadState {
   DeviceBuffer flush;  ///< written before each cold-L2 timing sample
   ~ThreadState() { stream_destroy(stream); }
 };
-
 
 Result<ThreadState*> thread_state(int device) {
   thread_local ThreadState ts;
@@ -70,10 +68,7 @@ class Launcher {
 // engine. Back-to-back launches of one layer keep its weights in L2 (50 MB on an
 // H100): ResNet-50 bs1 picked cuDNN graph engines that way which ran slower in the engine.
 bool cold_l2() {
-  static const bool on = [] {
-    const char* v = std::getenv("KILN_TACTIC_COLD_L2");
-    return v && std::strcmp(v, "1") == 0;
-  }();
+  static const bool on = env_is("KILN_TACTIC_COLD_L2", "1");
   return on;
 }
 constexpr size_t kFlushBytes = size_t(256) << 20;

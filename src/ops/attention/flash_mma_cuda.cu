@@ -32,13 +32,13 @@
 
 #include <atomic>
 #include <cmath>
-#include <cstdlib>
 #include <string>
 #include <type_traits>
 #include <vector>
 
 #include "backends/cuda/kernel_util.cuh"
 #include "backends/cuda/tactic_sink.h"
+#include "base/env.h"
 #include "ops/attention/attention_cuda.cuh"
 
 namespace kiln::ops::attn {
@@ -197,8 +197,7 @@ __device__ __forceinline__ void load_rows_raw(float* dst, const float* __restric
 
 // A raw fp32 tile raw[rows][D] (shared) split into bf16 hi and lo tiles (rows of D + 8).
 template <int D, int NW>
-__device__ __forceinline__ void split_rows(__nv_bfloat16* hi, __nv_bfloat16* lo, const float* raw, int rows,
-                                           int tid) {
+__device__ __forceinline__ void split_rows(__nv_bfloat16* hi, __nv_bfloat16* lo, const float* raw, int rows, int tid) {
   constexpr int LD = D + 8, CH = D / 4;
 #pragma unroll 4
   for (int i = tid; i < rows * CH; i += NW * 32) {
@@ -300,7 +299,7 @@ __global__ void __launch_bounds__(NW* KW * 32, MINB > 1 ? MINB : 0)
   C* Qs = reinterpret_cast<C*>(smem + kw * group_bytes<D, NW, BN, SPLIT, ALIAS>());
   // Split fp32: Q hi, Q lo (ALIAS: or the raw K tile, whichever is larger), then K, V,
   // K lo, V lo, (raw K,) raw V.
-  constexpr int QSPAN = !SPLIT ? BM * LD
+  constexpr int QSPAN = !SPLIT  ? BM * LD
                         : ALIAS ? (2 * BM * LD * 2 > BN * D * 4 ? 2 * BM * LD : BN * D * 2)
                                 : 2 * BM * LD;
   C* Ks = Qs + QSPAN;         // KB buffers of BN x LD
@@ -561,8 +560,8 @@ Status launch(KernelContext& ctx, const FusedAttentionGeometry& g) {
   static std::atomic<bool> configured{false};
   if (!configured.load()) {
     // All the shared memory the SM has (the blocks-per-SM the tiles were sized for).
-    cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributePreferredSharedMemoryCarveout,
-                                         cudaSharedmemCarveoutMaxShared);
+    cudaError_t e =
+        cudaFuncSetAttribute(kern, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared);
     if (e == cudaSuccess && smem > 48 * 1024)
       e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess)
@@ -583,10 +582,7 @@ Status launch(KernelContext& ctx, const FusedAttentionGeometry& g) {
 }
 
 bool key_split_enabled() {
-  static const bool on = [] {
-    const char* v = std::getenv("KILN_ATTENTION_KEY_SPLIT");
-    return !(v && std::string(v) == "0");
-  }();
+  static const bool on = !env_is("KILN_ATTENTION_KEY_SPLIT", "0");
   return on;
 }
 

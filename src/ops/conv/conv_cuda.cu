@@ -10,8 +10,6 @@
 #include <cudnn.h>
 
 #include <algorithm>
-#include <cstdlib>
-#include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -20,6 +18,7 @@
 
 #include "backends/cuda/kernel_util.cuh"
 #include "backends/cuda/tactic_sink.h"
+#include "base/env.h"
 #include "ops/conv/conv_graph_cuda.h"
 #include "ops/conv/conv_internal.h"
 #include "ops/layout.h"
@@ -745,10 +744,7 @@ Status fused_conv_cuda(KernelContext& ctx) {
   // ReLU or identity with a bias: one cuDNN call (identity needs IMPLICIT_PRECOMP_GEMM).
   // KILN_CUDNN_FUSED_CALL=0 skips it (the plain conv and our epilogue run instead): an
   // A/B for FP32 NHWC, where the call seems to run on an FMA engine (RESULTS.md, session 6).
-  static const bool cba_on = [] {
-    const char* v = std::getenv("KILN_CUDNN_FUSED_CALL");
-    return !(v && std::strcmp(v, "0") == 0);
-  }();
+  static const bool cba_on = !env_is("KILN_CUDNN_FUSED_CALL", "0");
   bool try_cba = cba_on && !graph_ran && b &&
                  (act.kind == Act::kRelu ||
                   (act.kind == Act::kNone && p->algo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM));

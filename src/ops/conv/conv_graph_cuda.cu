@@ -14,8 +14,6 @@
 // each context executes them with its own handle (its stream).
 #include <cudnn.h>
 
-#include <cstdlib>
-#include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -25,6 +23,7 @@
 
 #include "backends/cuda/api.h"
 #include "backends/cuda/kernel_util.cuh"
+#include "base/env.h"
 #include "ops/conv/conv_graph_cuda.h"
 
 namespace kiln::ops::cudnn_graph {
@@ -259,10 +258,9 @@ constexpr int64_t kRuntimeFusionMaxBatch = 4;
 int runtime_fusion_cap(const ConvProblem& p, bool fused) {
   const bool unfusable = p.act == GraphAct::kSilu || p.act == GraphAct::kSigmoid || p.act == GraphAct::kTanh;
   if (!fused || !unfusable) return 0;
-  static const int setting = [] {
-    const char* v = std::getenv("KILN_CUDNN_RUNTIME_FUSION");
-    return v && std::strcmp(v, "1") == 0 ? 1 : v && std::strcmp(v, "0") == 0 ? 0 : -1;
-  }();
+  static const int setting = env_is("KILN_CUDNN_RUNTIME_FUSION", "1")   ? 1
+                             : env_is("KILN_CUDNN_RUNTIME_FUSION", "0") ? 0
+                                                                        : -1;
   if (setting == 0) return 0;
   // By default FP16/BF16 only: YOLOv8n FP32 bs1 built in 34.9 s with them.
   const bool half = p.dtype == DataType::kFloat16 || p.dtype == DataType::kBFloat16;

@@ -290,8 +290,8 @@ Status skip_layer_norm_cuda(KernelContext& ctx) {
   for (size_t i = 0; repeats && i < kept; ++i)
     repeats = skip.dims()[lead + i] == in.dims()[in.dims().size() - kept + i];
   const int64_t skip_rows = skip_same ? rows : skip.numel() / h;
-  bool fast = (skip_same || repeats) && cuda::rownorm::fast_cols_ok(h, dtype_size(in.dtype())) && aligned16(in.data()) &&
-              aligned16(skip.data()) && aligned16(ctx.output(0).data()) && aligned16(sum_out);
+  bool fast = (skip_same || repeats) && cuda::rownorm::fast_cols_ok(h, dtype_size(in.dtype())) &&
+              aligned16(in.data()) && aligned16(skip.data()) && aligned16(ctx.output(0).data()) && aligned16(sum_out);
   for (size_t i = 2; i <= 4; ++i) fast = fast && aligned16(params[i]);
   KILN_CUDA_DISPATCH_FLOAT(in.dtype(), T, {
     if (fast) {

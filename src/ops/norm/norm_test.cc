@@ -444,18 +444,18 @@ TEST(SkipLayerNormalization, CudaRegisterRowsAndFallbacks) {
     int outputs;
   };
   std::vector<S> cases = {
-      {{2, 5, 768}, {2, 5, 768}, true, true, 4},    // BERT: warp per row, sum output
-      {{3, 1024}, {3, 1024}, false, false, 1},      // no beta, no bias
-      {{1, 7, 768}, {7, 768}, false, true, 3},      // bias without beta; skip differs only by a leading 1
-      {{2, 3, 4096}, {2, 3, 4096}, true, true, 4},  // block per row
-      {{5, 2048}, {5, 2048}, true, false, 2},       // block per row, mean only
-      {{3, 1536}, {3, 1536}, false, true, 4},       // block per row, bias without beta
-      {{6, 16}, {6, 16}, true, true, 4},            // two packs per row (fp16)
-      {{2, 3, 768}, {3, 768}, true, true, 4},       // skip broadcast over the batch: rows repeat (fast)
-      {{3, 4, 2, 768}, {1, 2, 768}, true, true, 4}, // the same over two leading dims, one of them 1 in skip
-      {{2, 3, 768}, {2, 1, 768}, true, true, 4},    // broadcast in the middle: fallback
-      {{4, 100}, {4, 100}, true, true, 4},          // fp32 fast, fp16/bf16 fallback
-      {{2, 4104}, {2, 4104}, true, true, 4},        // too long: fallback
+      {{2, 5, 768}, {2, 5, 768}, true, true, 4},     // BERT: warp per row, sum output
+      {{3, 1024}, {3, 1024}, false, false, 1},       // no beta, no bias
+      {{1, 7, 768}, {7, 768}, false, true, 3},       // bias without beta; skip differs only by a leading 1
+      {{2, 3, 4096}, {2, 3, 4096}, true, true, 4},   // block per row
+      {{5, 2048}, {5, 2048}, true, false, 2},        // block per row, mean only
+      {{3, 1536}, {3, 1536}, false, true, 4},        // block per row, bias without beta
+      {{6, 16}, {6, 16}, true, true, 4},             // two packs per row (fp16)
+      {{2, 3, 768}, {3, 768}, true, true, 4},        // skip broadcast over the batch: rows repeat (fast)
+      {{3, 4, 2, 768}, {1, 2, 768}, true, true, 4},  // the same over two leading dims, one of them 1 in skip
+      {{2, 3, 768}, {2, 1, 768}, true, true, 4},     // broadcast in the middle: fallback
+      {{4, 100}, {4, 100}, true, true, 4},           // fp32 fast, fp16/bf16 fallback
+      {{2, 4104}, {2, 4104}, true, true, 4},         // too long: fallback
   };
   for (const Tol& t : kFloatTols)
     for (size_t i = 0; i < cases.size(); ++i) {
