@@ -8,8 +8,8 @@
 // bit | hash of engine index and knob values, so an ID names the same engine in
 // every build on one cuDNN version). Execution plans are finalized lazily, the first
 // time a candidate runs. Engines that compile at run time (cuDNN's runtime fusion)
-// are offered at small batches (runtime_fusion_cap); they load a module when finalized, under the
-// process-wide capture lock, never inside a capture. Graphs and plans are shared
+// are offered for FP16/BF16 (runtime_fusion_cap); they load a module when finalized,
+// under the process-wide capture lock, never inside a capture. Graphs and plans are shared
 // by all contexts and finalized with one process-lifetime cuDNN handle per device;
 // each context executes them with its own handle (its stream).
 #include <cudnn.h>
@@ -133,6 +133,7 @@ cudnnStatus_t make_pointwise(Desc& op, Desc& pw, cudnnPointwiseMode_t mode, cudn
 struct Candidate {
   Desc cfg;
   int64_t id = 0;
+  bool rtc = false;    ///< compiled at run time (cuDNN's runtime fusion)
   bool tried = false;  ///< plan finalize attempted
   Desc plan;           ///< finalized plan (null when finalize failed)
   int64_t workspace = 0;
@@ -144,6 +145,7 @@ struct GraphSet {
   Desc graph;
   std::vector<Candidate> cands;
   std::vector<int64_t> uids;  ///< the non-virtual tensors, in variant-pack order
+  std::vector<int64_t> topology;  ///< non-empty: a dynamic-shape graph sharing this kernel cache key
 };
 
 struct Entry {
@@ -179,6 +181,31 @@ std::mutex g_mu;
 std::map<std::vector<int64_t>, std::unique_ptr<Entry>>& entries() {
   static auto* m = new std::map<std::vector<int64_t>, std::unique_ptr<Entry>>();
   return *m;
+}
+
+// KILN_CUDNN_KERNEL_CACHE=1: runtime-fusion graphs are built with dynamic shapes and
+// share one cuDNN kernel cache per topology (dtype, layout, epilogue, rank), so a kernel
+// compiled for one conv can serve the others (an A/B: compile time vs kernel speed).
+bool kernel_cache_on() {
+  static const bool on = env_is("KILN_CUDNN_KERNEL_CACHE", "1");
+  return on;
+}
+
+// The kernel cache of `topology`, finalized with the first graph that asks for it;
+// null when cuDNN refuses one. Callers hold the capture lock (ready()).
+cudnnBackendDescriptor_t kernel_cache(const std::vector<int64_t>& topology, cudnnBackendDescriptor_t graph) {
+  static auto* caches = new std::map<std::vector<int64_t>, Desc>();
+  auto it = caches->find(topology);
+  if (it != caches->end()) return it->second.d;
+  Desc kc;
+  Chain c;
+  c(kc.create(CUDNN_BACKEND_KERNEL_CACHE_DESCRIPTOR), "kernel cache");
+  if (c.ok()) c(set(kc.d, CUDNN_ATTR_KERNEL_CACHE_OPERATION_GRAPH, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &graph), "graph");
+  if (c.ok()) c(cudnnBackendFinalize(kc.d), "finalize kernel cache");
+  if (!c.ok()) kc = Desc();
+  Desc& slot = (*caches)[topology];
+  slot = std::move(kc);
+  return slot.d;
 }
 
 uint64_t mix(uint64_t h, uint64_t v) {
@@ -244,16 +271,17 @@ bool describe(const ConvProblem& p, cudnnBackendDescriptor_t cfg, uint64_t* hash
   return true;
 }
 
-// How many runtime-compiled engines a graph may offer: two per fused graph whose
-// activation the legacy path cannot fuse (SiLU, Sigmoid, Tanh: otherwise an extra
-// pass over the output), by default only for FP16/BF16 at batch <= kRuntimeFusionMaxBatch.
-// KILN_CUDNN_RUNTIME_FUSION=1 offers them at every batch, =0 never.
-// Why small batches: each engine takes ~0.3-2 s to compile (at build, and again in
-// every process that loads it). YOLOv8n FP16 on the H100 at batch 1: 0.483 instead
-// of 0.609 ms GPU time for a 17.7 instead of 3.1 s build; at batch 32 2.995 instead
-// of 3.577 ms, but 23.6 s of build (past the 20 s build target). In session 4 one
-// such engine gave wrong values in two FusedConv harness cases; not reproduced in
-// sessions 5-6 (the harness now runs them at its small batches by default).
+// How many runtime-compiled engines a graph may offer: only fused graphs whose
+// activation the legacy path cannot fuse (SiLU, Sigmoid, Tanh: otherwise an extra pass
+// over the output), by default in FP16/BF16: two at batch <= kRuntimeFusionMaxBatch,
+// one beyond. KILN_CUDNN_RUNTIME_FUSION=1 offers two in every case, FP32 included;
+// =0 none. Each engine compiles in ~0.2 s (at build, and the chosen ones again in every
+// process that loads the engine). YOLOv8n FP16 on the H100: batch 1 0.483 instead of
+// 0.609 ms GPU time for a 17.7 instead of 3.1 s build; batch 32 2.992 instead of
+// 3.577 ms, batch 256 21.27 instead of 25.74 ms, each building in ~25 s with two
+// engines per conv (past the 20 s build target, hence one there). FP32 bs1 built in
+// 34.9 s with two. In session 4 one such engine gave wrong values in two FusedConv
+// harness cases; not reproduced since (the harness runs them at its small batches).
 constexpr int64_t kRuntimeFusionMaxBatch = 4;
 int runtime_fusion_cap(const ConvProblem& p, bool fused) {
   const bool unfusable = p.act == GraphAct::kSilu || p.act == GraphAct::kSigmoid || p.act == GraphAct::kTanh;
@@ -261,10 +289,10 @@ int runtime_fusion_cap(const ConvProblem& p, bool fused) {
   static const int setting = env_is("KILN_CUDNN_RUNTIME_FUSION", "1")   ? 1
                              : env_is("KILN_CUDNN_RUNTIME_FUSION", "0") ? 0
                                                                         : -1;
-  if (setting == 0) return 0;
-  // By default FP16/BF16 only: YOLOv8n FP32 bs1 built in 34.9 s with them.
+  if (setting >= 0) return setting * 2;
   const bool half = p.dtype == DataType::kFloat16 || p.dtype == DataType::kBFloat16;
-  return setting == 1 || (half && !p.x.empty() && p.x[0] <= kRuntimeFusionMaxBatch) ? 2 : 0;
+  if (!half || p.x.empty()) return 0;
+  return p.x[0] <= kRuntimeFusionMaxBatch ? 2 : 1;
 }
 
 // Builds one graph (fused when `fused`) and ranks its engine configurations.
@@ -388,6 +416,15 @@ void build_graph(cudnnHandle_t h, const ConvProblem& p, bool fused, GraphSet& gs
   c(set(gs.graph.d, CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, static_cast<int64_t>(ops.size()),
         ops.data()),
     "graph ops");
+  const int rtc_cap = runtime_fusion_cap(p, fused);
+  if (rtc_cap > 0 && kernel_cache_on()) {
+    // A dynamic-shape graph: its runtime-compiled kernel can serve later graphs of the
+    // same topology through the kernel cache (ready()).
+    const bool dyn = true;
+    c(set(gs.graph.d, CUDNN_ATTR_OPERATIONGRAPH_IS_DYNAMIC_SHAPE_ENABLED, CUDNN_TYPE_BOOLEAN, 1, &dyn), "dynamic shape");
+    gs.topology = {static_cast<int64_t>(p.dtype), p.nhwc, p.bias, p.residual, static_cast<int64_t>(p.act),
+                   static_cast<int64_t>(p.x.size())};
+  }
   c(cudnnBackendFinalize(gs.graph.d), "finalize graph");
   if (!c.ok()) return;
   Desc heur;
@@ -413,7 +450,6 @@ void build_graph(cudnnHandle_t h, const ConvProblem& p, bool fused, GraphSet& gs
   if (cudnnBackendGetAttribute(heur.d, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, count, &got,
                                raw.data()) != CUDNN_STATUS_SUCCESS)
     return;
-  const int rtc_cap = runtime_fusion_cap(p, fused);
   int rtc_taken = 0;
   for (int64_t i = 0; i < got && static_cast<int>(gs.cands.size()) < kMaxPerGraph; ++i) {
     uint64_t hash = 0;
@@ -428,12 +464,13 @@ void build_graph(cudnnHandle_t h, const ConvProblem& p, bool fused, GraphSet& gs
     Candidate cand;
     cand.cfg = std::move(cfgs[i]);
     cand.id = id;
+    cand.rtc = rtc;
     gs.cands.push_back(std::move(cand));
   }
 }
 
 // Finalizes a candidate's plan once; false when cuDNN refuses it or it needs too much workspace.
-bool ready(cudnnHandle_t h, Candidate& cand, size_t ws_max) {
+bool ready(cudnnHandle_t h, const GraphSet& gs, Candidate& cand, size_t ws_max) {
   if (!cand.tried) {
     cand.tried = true;
     Desc plan;
@@ -447,6 +484,10 @@ bool ready(cudnnHandle_t h, Candidate& cand, size_t ws_max) {
     {
       // Runtime-fusion engines compile and load a module here: no capture elsewhere meanwhile.
       std::unique_lock<std::shared_mutex> no_capture(cuda::capture_lock());
+      if (cand.rtc && !gs.topology.empty()) {
+        cudnnBackendDescriptor_t kc = kernel_cache(gs.topology, gs.graph.d);
+        if (kc) c(set(plan.d, CUDNN_ATTR_EXECUTION_PLAN_KERNEL_CACHE, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &kc), "cache");
+      }
       c(cudnnBackendFinalize(plan.d), "finalize plan");
     }
     int64_t ws = 0, n = 0;
@@ -534,7 +575,7 @@ Result<bool> run(KernelContext& ctx, const ConvProblem& p, int64_t tactic, const
       std::lock_guard<std::mutex> lock(e->mu);
       // Finalizing may load a module: never inside a capture (the executor runs once eagerly first).
       if (!cand->tried && capturing != cudaStreamCaptureStatusNone) continue;
-      if (!ready(e->handle, *cand, env->workspace_bytes)) continue;
+      if (!ready(e->handle, *gs, *cand, env->workspace_bytes)) continue;
     }
     std::vector<void*> ptrs;
     for (int64_t uid : gs->uids) {

@@ -20,6 +20,7 @@ struct Problem {
   std::string act;  // FusedConv activation ("" = none); "conv" = a plain Conv node
   bool bias, residual, nhwc;
   DataType dtype;
+  bool tf32 = false;  // FP32 allowed to run as TF32 (as built engines do by default)
 };
 
 double act_ref(const std::string& a, double v) {
@@ -96,6 +97,8 @@ TEST(ConvTactics, EveryCandidateMatchesTheReference) {
       {2, 8, 15, 13, 16, 3, 1, 1, 1, "conv", true, false, false, f32},       // plain Conv + bias, NCHW fp32
       {2, 16, 10, 10, 32, 3, 2, 1, 1, "Relu", true, true, false, f32},       // NCHW fp32 fused
       {1, 24, 8, 8, 16, 1, 1, 0, 1, "Tanh", true, false, false, f32},        // 1x1 fp32
+      {2, 16, 12, 12, 32, 3, 1, 1, 1, "Relu", true, true, true, f32, true},  // channels-last TF32 (ResNet FP32)
+      {2, 32, 10, 10, 16, 1, 1, 0, 1, "conv", true, false, true, f32, true},  // plain Conv, channels-last TF32
   };
   using ops::cudnn_graph::Mode;
   if (ops::cudnn_graph::mode() == Mode::kOff) GTEST_SKIP() << "KILN_CUDNN_GRAPH=0";
@@ -120,7 +123,9 @@ TEST(ConvTactics, EveryCandidateMatchesTheReference) {
       const std::vector<Tensor> outs{Tensor::zeros(p.dtype, ref.dims())};
       auto io = cuda::upload_node_io(c.node(), ins, outs);
       ASSERT_TRUE(io.ok()) << io.status().to_string();
-      auto ids = cuda::node_tactics_on_device(c.node(), "cuda.cudnn", **io);
+      cuda::NodeRunOptions base;
+      base.allow_tf32 = p.tf32;
+      auto ids = cuda::node_tactics_on_device(c.node(), "cuda.cudnn", **io, base);
       ASSERT_TRUE(ids.ok()) << ids.status().to_string();
       ASSERT_FALSE(ids->empty());
       int graph = 0, fused = 0;
@@ -132,17 +137,22 @@ TEST(ConvTactics, EveryCandidateMatchesTheReference) {
       fused_total += fused;
       // Every problem here has channel counts the graph engines take; cuDNN 9 ranks
       // engines for each, so an empty list means the graph path broke.
+      // Channels-last TF32 always gets them (the legacy calls run it on FMA engines).
       const bool legacy_fuses = p.act.empty() || p.act == "Relu" || p.act == "conv";
-      if (mode == Mode::kAll || !legacy_fuses) {
+      if (mode == Mode::kAll || !legacy_fuses || p.tf32) {
         EXPECT_GT(graph, 0);
+        if (p.tf32) {
+          EXPECT_TRUE(ops::cudnn_graph::is_graph_tactic((*ids)[0])) << "graph engines lead in TF32";
+        }
       } else {
         EXPECT_EQ(graph, 0) << "the legacy call fuses this epilogue: no graph engines by default";
       }
       std::vector<int64_t> run_ids = *ids;
       run_ids.push_back(-1);  // the heuristic's choice
-      const double tol = p.dtype == f32 ? 1e-4 : p.dtype == f16 ? 1e-2 : 3e-2;
+      // TF32 rounds both operands to 10 mantissa bits (relative 2^-11 each).
+      const double tol = p.dtype == f32 ? (p.tf32 ? 4e-3 : 1e-4) : p.dtype == f16 ? 1e-2 : 3e-2;
       for (int64_t id : run_ids) {
-        cuda::NodeRunOptions o;
+        cuda::NodeRunOptions o = base;
         o.tactic = id;
         auto got = cuda::run_node_on_device(c.node(), "cuda.cudnn", ins, outs, o);
         ASSERT_TRUE(got.ok()) << "tactic " << id << ": " << got.status().to_string();
