@@ -360,6 +360,10 @@ def kiln_row(a, name, prec, b, onnx_path, onnx_in, onnx_out, inputs, row, ref_fn
     dev = ["--device", a.kiln_device]
     logs = a.out / "logs"
     build = ["build", onnx_path, "-o", eng] + dev + (["--fp16"] if prec == "fp16" else [])
+    if prec == "fp16" and a.kiln_io == "match" and a.kiln_device != "cpu":
+        # The FP16 peers take and return float16 tensors: kiln gets the same (its float
+        # inputs/outputs in float16, --input/--output-io-formats), not float32 it would convert.
+        build += ["--input-io-formats", "fp16", "--output-io-formats", "fp16"]
     build += ["--min-shapes", shapes, "--opt-shapes", shapes, "--max-shapes", shapes] + shlex.split(a.kiln_build_args)
     ok, err, secs = kiln_call(a, build, logs / f"{tag}-build.log")
     row["build_s"] = round(secs, 2)
@@ -519,6 +523,8 @@ def parse_args():
     p.add_argument("--quick", action="store_true", help="batches 1 and 32, fewer iterations")
     p.add_argument("--kiln", type=Path, default=ROOT / "build/gpu/kiln")
     p.add_argument("--kiln-build-args", default="", help="extra arguments to `kiln build`")
+    p.add_argument("--kiln-io", choices=["match", "fp32"], default="match",
+                   help="fp16 rows: kiln's float inputs/outputs in float16 like the peers' (match) or float32")
     p.add_argument("--work", type=Path, default=Path("/tmp/kiln-bench"))
     p.add_argument("--out", type=Path, default=None, help="report folder (default $OUT, else --work)")
     p.add_argument("--device", default="cuda", help="torch device (cpu only for a dry run)")
