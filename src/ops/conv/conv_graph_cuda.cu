@@ -14,6 +14,8 @@
 // each context executes them with its own handle (its stream).
 #include <cudnn.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -273,26 +275,23 @@ bool describe(const ConvProblem& p, cudnnBackendDescriptor_t cfg, uint64_t* hash
 
 // How many runtime-compiled engines a graph may offer: only fused graphs whose
 // activation the legacy path cannot fuse (SiLU, Sigmoid, Tanh: otherwise an extra pass
-// over the output), by default in FP16/BF16: two at batch <= kRuntimeFusionMaxBatch,
-// one beyond. KILN_CUDNN_RUNTIME_FUSION=1 offers two in every case, FP32 included;
-// =0 none. Each engine compiles in ~0.2 s (at build, and the chosen ones again in every
-// process that loads the engine). YOLOv8n FP16 on the H100: batch 1 0.483 instead of
-// 0.609 ms GPU time for a 17.7 instead of 3.1 s build; batch 32 2.992 instead of
-// 3.577 ms, batch 256 21.27 instead of 25.74 ms, each building in ~25 s with two
-// engines per conv (past the 20 s build target, hence one there). FP32 bs1 built in
-// 34.9 s with two. In session 4 one such engine gave wrong values in two FusedConv
-// harness cases; not reproduced since (the harness runs them at its small batches).
-constexpr int64_t kRuntimeFusionMaxBatch = 4;
+// over the output), by default one in FP16/BF16. KILN_CUDNN_RUNTIME_FUSION=N offers N
+// (FP32 included), =0 none. Each engine compiles in ~0.2 s (at build, and the chosen
+// ones again in every process that loads the engine). YOLOv8n FP16 on the H100: batch 1
+// 0.483 instead of 0.609 ms GPU time; batch 32 3.07 instead of 3.58 ms and batch 256
+// 21.8 instead of 25.7 ms with one engine per conv (builds 14.9 and 16.3 s instead of
+// ~4 s; ~25 s with two, and 19.9 s at batch 1, at the edge of the 20 s build target).
+// FP32 bs1 built in 50 s with two. In session 4 one such engine gave wrong values in
+// two FusedConv harness cases; not reproduced since (the harness runs them).
 int runtime_fusion_cap(const ConvProblem& p, bool fused) {
   const bool unfusable = p.act == GraphAct::kSilu || p.act == GraphAct::kSigmoid || p.act == GraphAct::kTanh;
   if (!fused || !unfusable) return 0;
-  static const int setting = env_is("KILN_CUDNN_RUNTIME_FUSION", "1")   ? 1
-                             : env_is("KILN_CUDNN_RUNTIME_FUSION", "0") ? 0
-                                                                        : -1;
-  if (setting >= 0) return setting * 2;
-  const bool half = p.dtype == DataType::kFloat16 || p.dtype == DataType::kBFloat16;
-  if (!half || p.x.empty()) return 0;
-  return p.x[0] <= kRuntimeFusionMaxBatch ? 2 : 1;
+  static const int setting = [] {
+    const char* v = std::getenv("KILN_CUDNN_RUNTIME_FUSION");
+    return v && *v ? std::max(0, std::atoi(v)) : -1;
+  }();
+  if (setting >= 0) return setting;
+  return p.dtype == DataType::kFloat16 || p.dtype == DataType::kBFloat16 ? 1 : 0;
 }
 
 // Builds one graph (fused when `fused`) and ranks its engine configurations.
