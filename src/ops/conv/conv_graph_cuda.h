@@ -48,7 +48,8 @@ inline bool is_fused_tactic(int64_t id) { return is_graph_tactic(id) && (id & kF
 
 /// Where convs get graph engines (env KILN_CUDNN_GRAPH): 0 nowhere; 1 (default) where
 /// the legacy path cannot fuse the whole epilogue into one call (SiLU, Sigmoid, Tanh,
-/// ...; a legacy conv then needs an extra pass); "all" every forward conv.
+/// ...; a legacy conv then needs an extra pass) and in FP32 channels-last with TF32
+/// (conv_cuda.cu: the legacy calls run FMA kernels there); "all" every forward conv.
 /// Measured on the H100: ResNet-50 (ReLU, fused by the legacy call) ran 0.386 instead of
 /// 0.317 ms at bs1 and 1.39 instead of 1.34 ms at bs32 with graph engines; YOLOv8n (SiLU)
 /// ran 1.3% faster with them at bs32 (4.19 vs 4.25 GPU ms; 3.62 with runtime fusion).
