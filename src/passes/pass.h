@@ -41,6 +41,8 @@ Status eliminate_identity(ir::Graph& g, PassContext& ctx);
 Status eliminate_common_subexpressions(ir::Graph& g, PassContext& ctx);
 Status eliminate_dead_nodes(ir::Graph& g, PassContext& ctx);
 Status fold_conv_batchnorm(ir::Graph& g, PassContext& ctx);
+/// Concat inputs that are adjacent Slices covering one tensor along its axis -> that tensor.
+Status merge_concat_slices(ir::Graph& g, PassContext& ctx);
 /// Conv with kernel == stride (non-overlapping patches, CUDA engines) -> Reshape/Transpose + MatMul(Bias).
 Status patchify_conv(ir::Graph& g, PassContext& ctx);
 Status reduce_precision(ir::Graph& g, PassContext& ctx);

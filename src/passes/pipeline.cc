@@ -16,6 +16,7 @@ const Pass kPipeline[] = {
     {"cancel_transposes", cancel_transposes},
     {"fold_conv_batchnorm", fold_conv_batchnorm},
     {"patchify_conv", patchify_conv},  // CUDA engines; conv bias folded, before fuse_conv_activation
+    {"merge_concat_slices", merge_concat_slices},  // constant slice bounds; the Slices it frees die next
     {"eliminate_dead_nodes", eliminate_dead_nodes},
     {"fuse_layernorm", fuse_layernorm},
     {"fuse_rmsnorm", fuse_rmsnorm},
