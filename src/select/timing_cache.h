@@ -17,7 +17,9 @@ namespace kiln::select {
 
 inline constexpr char kTimingCacheMagic[] = "KILN-TIMING-CACHE";
 /// Bump when the file layout or the meaning of a kernel's tactic IDs changes.
-inline constexpr int kTimingCacheVersion = 2;  // 2: conv tactics include cuDNN graph engines
+// 2: conv tactics include cuDNN graph engines; 3: samples are GPU time (CUDA graph
+// replay) and FP32 channels-last convs offer graph engines, so older timings mislead.
+inline constexpr int kTimingCacheVersion = 3;
 
 /// One node signature's outcome.
 struct TimingEntry {

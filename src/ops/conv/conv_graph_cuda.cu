@@ -278,7 +278,7 @@ bool describe(const ConvProblem& p, cudnnBackendDescriptor_t cfg, uint64_t* hash
 // over the output), by default one in FP16/BF16. KILN_CUDNN_RUNTIME_FUSION=N offers N
 // (FP32 included), =0 none. Each engine compiles in ~0.2 s (at build, and the chosen
 // ones again in every process that loads the engine). YOLOv8n FP16 on the H100: batch 1
-// 0.483 instead of 0.609 ms GPU time; batch 32 3.07 instead of 3.58 ms and batch 256
+// 0.458 instead of 0.609 ms GPU time; batch 32 3.07 instead of 3.58 ms and batch 256
 // 21.8 instead of 25.7 ms with one engine per conv (builds 14.9 and 16.3 s instead of
 // ~4 s; ~25 s with two, and 19.9 s at batch 1, at the edge of the 20 s build target).
 // FP32 bs1 built in 50 s with two. In session 4 one such engine gave wrong values in
