@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A/B of kiln settings on one exported peers.py model: build time, load time and GPU time per setting.
 
-    python3 bench/env_ab.py --model yolov8n --batch 32 "" KILN_CUDNN_GRAPH=0 "KILN_CUDNN_RUNTIME_FUSION=1"
+    python3 bench/env_ab.py --model yolov8n --batch 32 "" KILN_CUDNN_GRAPH=0 "KILN_CUDNN_RUNTIME_FUSION=2"
     python3 bench/env_ab.py --model resnet50 --batch 1 "" KILN_DISABLE_PASSES=nhwc_layout --fp32
     python3 bench/env_ab.py --model bert --batch 1 -- "" "--opt-level=5"   # "--" before settings with options
 
