@@ -10,7 +10,9 @@ and `kiln build` options (tokens starting with "--", e.g. "--opt-level=5"), appl
 `kiln build` (FP16 unless --fp32, one profile at the batch) and the environment of
 `kiln bench --cuda-graph --no-data-transfers`; the table gives the build's wall clock and
 its tactic-timing share, the bench process's wall clock (engine load, first-run plan
-and kernel compilation, timing) and the GPU compute median. Runs on the GPU machine
+and kernel compilation, timing), the GPU compute median, and the sum of the timed
+layers' picked medians (far below the GPU time: layers without tactics dominate; far
+above it: isolated timing misleads). Runs on the GPU machine
 after bench/gpu.sh (or any CUDA build) has made build/gpu/kiln.
 """
 import argparse
@@ -68,14 +70,16 @@ def main():
             rows.append((setting or "(as is)", f"build failed: {b.stderr.strip().splitlines()[-1][:120]}", "", "", ""))
             continue
         tactics = re.search(r"tactics: .*?\(([\d.]+) s\)", b.stderr)
+        picks = re.search(r"medians sum to ([\d.]+) ms", b.stderr)
         r, bench_s = run([str(a.kiln), "bench", str(eng), "--shapes", shapes, "--device", "cuda", "--cuda-graph",
                           "--no-data-transfers", "--iterations", str(a.iterations)], env, a.timeout)
         gpu = re.search(r"GPU Compute Time: .*?median = ([\d.]+) ms", r.stdout)
         rows.append((setting or "(as is)", f"{build_s:.1f}", tactics.group(1) if tactics else "-", f"{bench_s:.1f}",
-                     gpu.group(1) if gpu else f"bench failed: {r.stderr.strip()[-120:]}"))
+                     gpu.group(1) if gpu else f"bench failed: {r.stderr.strip()[-120:]}",
+                     picks.group(1) if picks else "-"))
     print(f"\n{name} bs{a.batch} {'fp32' if a.fp32 else 'fp16'}")
-    print("| setting | build s | tactic timing s | bench process s | GPU compute median ms |")
-    print("|---|---|---|---|---|")
+    print("| setting | build s | tactic timing s | bench process s | GPU compute median ms | timed picks sum ms |")
+    print("|---|---|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
 

@@ -33,6 +33,9 @@ struct TacticStats {
   int cached = 0;  ///< nodes answered by the timing cache (file, or an identical node earlier)
   int single = 0;  ///< nodes whose kernel offered one candidate (nothing to time)
   double seconds = 0;
+  /// Sum of the picks' timed medians (timed and cached nodes): what the timed layers
+  /// would take per inference at the opt shapes, to hold against the engine's GPU time.
+  double picked_ms = 0;
 };
 
 /// The device side of tactic selection: CUDA in builds, a fake in tests.
@@ -58,7 +61,7 @@ Status choose_tactics(ir::Graph& g, const Propagation& opt, int opt_level, const
 
 /// The builder's step for CUDA engines (a no-op otherwise): types at `profile`'s
 /// opt shapes, the timing cache file of `config` loaded, choose_tactics with the
-/// CUDA timer, the file saved; logs "tactics: N timed, M from cache (X s)" and
+/// CUDA timer, the file saved; logs "tactics: N timed, M from cache (X s); the picks' medians sum to Y ms" and
 /// adds tactics_timed / tactics_cached / tactics_single to `stats`.
 Status select_tactics(ir::Graph& g, const plan::ProfileRanges& profile, const BuilderConfig& config, Logger& logger,
                       std::map<std::string, int>& stats);

@@ -152,6 +152,7 @@ TEST(Tactics, LevelOneTimesTheTopTwoAndKeepsTheFastest) {
   EXPECT_EQ(st.timed, 2);
   EXPECT_EQ(st.cached, 1);
   EXPECT_EQ(cache.size(), 2u);
+  EXPECT_DOUBLE_EQ(st.picked_ms, 3 * 1.5);  // every node with tactics, the cached one included
 }
 
 TEST(Tactics, LevelFiveTimesEveryCandidate) {
