@@ -67,7 +67,7 @@ def main():
         b, build_s = run([str(a.kiln), "build", str(onnx_path), "-o", str(eng), "--device", "cuda", *prec,
                           "--shapes", shapes, "-v", *build_args], env, a.timeout)
         if b.returncode:
-            rows.append((setting or "(as is)", f"build failed: {b.stderr.strip().splitlines()[-1][:120]}", "", "", ""))
+            rows.append((setting or "(as is)", f"build failed: {b.stderr.strip().splitlines()[-1][:120]}", "", "", "", ""))
             continue
         tactics = re.search(r"tactics: .*?\(([\d.]+) s\)", b.stderr)
         picks = re.search(r"medians sum to ([\d.]+) ms", b.stderr)
