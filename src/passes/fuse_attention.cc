@@ -15,8 +15,10 @@
 #include <cstdlib>
 #include <functional>
 #include <map>
+#include <optional>
 #include <set>
 
+#include "base/env.h"
 #include "ir/shape_only.h"
 #include "ops/attention/attn_view.h"
 #include "passes/attention_node.h"
@@ -191,11 +193,8 @@ constexpr int64_t kMinQueryTiles = 2 * 132;
 // KILN_FUSE_ATTENTION_MIN_TILES=N overrides the small-problem cut-off of head sizes
 // other than 64/128 (0: fuse always).
 int64_t min_query_tiles() {
-  const char* env = std::getenv("KILN_FUSE_ATTENTION_MIN_TILES");
-  if (!env || !*env) return kMinQueryTiles;
-  char* end = nullptr;
-  const long long v = std::strtoll(env, &end, 10);
-  return end && *end == 0 && v >= 0 ? v : kMinQueryTiles;
+  const std::optional<long long> v = env_int("KILN_FUSE_ATTENTION_MIN_TILES");
+  return v && *v >= 0 ? *v : kMinQueryTiles;
 }
 
 // Concrete types at the first optimization profile's opt shapes (declared shapes

@@ -77,7 +77,7 @@ Status merge_concat_slices(ir::Graph& g, PassContext& ctx) {
         reached = next.end;
         ++j;
       }
-      if (j - i >= 2 && reached == first.extent && first.of->dtype == node->inputs[i]->dtype) {
+      if (j - i >= 2 && reached == first.extent) {
         inputs.push_back(first.of);
         changed = true;
         i = j;

@@ -97,7 +97,8 @@ TEST(MergeConcatSlices, LeavesGapsOverlapsOtherAxesAndPartialCover) {
     ASSERT_TRUE(run_pipeline(c.g, ctx).ok());
     EXPECT_EQ(ctx.stats["merged_concat_slices"], 0);
     Tensor xin = test::random_tensor(DataType::kFloat32, {2, 8, 3, 5}, rng);
-    EXPECT_TRUE(test::tensors_close(run_graph(c.g, {{"x", xin}}).at("z"), run_graph(*before, {{"x", xin}}).at("z"), 0, 0));
+    EXPECT_TRUE(
+        test::tensors_close(run_graph(c.g, {{"x", xin}}).at("z"), run_graph(*before, {{"x", xin}}).at("z"), 0, 0));
   }
   // Slices along W (axis 3) feeding a Concat along C: not the Concat's axis, left alone.
   ir::Graph g;

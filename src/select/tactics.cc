@@ -300,8 +300,7 @@ Status select_tactics(ir::Graph& g, const plan::ProfileRanges& profile, const Bu
   // The summed picks next to the engine's GPU time show when isolated timing misleads
   // (session 7: ResNet-50 FP32 bs32's eager-timed picks).
   logger.emit(Logger::Severity::kInfo, "tactics: " + std::to_string(st.timed) + " timed, " + std::to_string(st.cached) +
-                                           " from cache (" + secs + " s); the picks' medians sum to " + picked +
-                                           " ms");
+                                           " from cache (" + secs + " s); the picks' medians sum to " + picked + " ms");
   return Status();
 }
 

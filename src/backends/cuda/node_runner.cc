@@ -78,12 +78,9 @@ constexpr size_t kFlushBytes = size_t(256) << 20;
 constexpr float kMinSampleMs = 0.1f;
 constexpr int kMaxRepeats = 8;
 
-Result<float> elapsed_of(const ops::FastKernel& k, ops::KernelContext& ctx, void* stream, int launches) {
-  EventTimer timer;
-  KILN_RETURN_IF_ERROR(timer.record_start(stream));
+Status launch_n(const ops::FastKernel& k, ops::KernelContext& ctx, int launches) {
   for (int r = 0; r < launches; ++r) KILN_RETURN_IF_ERROR(k.fn(ctx));
-  KILN_RETURN_IF_ERROR(timer.record_stop(stream));
-  return timer.elapsed_ms();
+  return Status();
 }
 
 // Samples replay a CUDA graph of the launches (KILN_TACTIC_GRAPH_TIMING=0: eager
@@ -105,21 +102,19 @@ bool capture_launches(const ops::FastKernel& k, ops::KernelContext& ctx, void* s
     g->reset();
     return false;
   }
-  Status s;
-  for (int r = 0; r < launches && s.ok(); ++r) s = k.fn(ctx);
+  Status s = launch_n(k, ctx, launches);
   Status e = g->end_capture(stream);
   if (s.ok() && e.ok()) return true;
   g->reset();
   return false;
 }
 
-// One sample: `launches` launches, replayed from `graph` when it holds them.
+// One sample between CUDA events: `launches` launches, replayed from `graph` when it holds them.
 Result<float> sample_ms(const ops::FastKernel& k, ops::KernelContext& ctx, void* stream, int launches,
                         const Graph& graph) {
-  if (!graph.valid()) return elapsed_of(k, ctx, stream, launches);
   EventTimer timer;
   KILN_RETURN_IF_ERROR(timer.record_start(stream));
-  KILN_RETURN_IF_ERROR(graph.launch(stream));
+  KILN_RETURN_IF_ERROR(graph.valid() ? graph.launch(stream) : launch_n(k, ctx, launches));
   KILN_RETURN_IF_ERROR(timer.record_stop(stream));
   return timer.elapsed_ms();
 }

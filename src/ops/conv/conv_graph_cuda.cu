@@ -15,10 +15,10 @@
 #include <cudnn.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <string>
 #include <utility>
@@ -146,7 +146,7 @@ struct GraphSet {
   std::vector<Desc> keep;  ///< tensors, pointwise descriptors and operations the graph references
   Desc graph;
   std::vector<Candidate> cands;
-  std::vector<int64_t> uids;  ///< the non-virtual tensors, in variant-pack order
+  std::vector<int64_t> uids;      ///< the non-virtual tensors, in variant-pack order
   std::vector<int64_t> topology;  ///< non-empty: a dynamic-shape graph sharing this kernel cache key
 };
 
@@ -287,8 +287,8 @@ int runtime_fusion_cap(const ConvProblem& p, bool fused) {
   const bool unfusable = p.act == GraphAct::kSilu || p.act == GraphAct::kSigmoid || p.act == GraphAct::kTanh;
   if (!fused || !unfusable) return 0;
   static const int setting = [] {
-    const char* v = std::getenv("KILN_CUDNN_RUNTIME_FUSION");
-    return v && *v ? std::max(0, std::atoi(v)) : -1;
+    const std::optional<long long> v = env_int("KILN_CUDNN_RUNTIME_FUSION");
+    return v ? static_cast<int>(std::clamp<long long>(*v, 0, kMaxPerGraph)) : -1;
   }();
   if (setting >= 0) return setting;
   return p.dtype == DataType::kFloat16 || p.dtype == DataType::kBFloat16 ? 1 : 0;
@@ -420,8 +420,9 @@ void build_graph(cudnnHandle_t h, const ConvProblem& p, bool fused, GraphSet& gs
     // A dynamic-shape graph: its runtime-compiled kernel can serve later graphs of the
     // same topology through the kernel cache (ready()).
     const bool dyn = true;
-    c(set(gs.graph.d, CUDNN_ATTR_OPERATIONGRAPH_IS_DYNAMIC_SHAPE_ENABLED, CUDNN_TYPE_BOOLEAN, 1, &dyn), "dynamic shape");
-    gs.topology = {static_cast<int64_t>(p.dtype), p.nhwc, p.bias, p.residual, static_cast<int64_t>(p.act),
+    c(set(gs.graph.d, CUDNN_ATTR_OPERATIONGRAPH_IS_DYNAMIC_SHAPE_ENABLED, CUDNN_TYPE_BOOLEAN, 1, &dyn),
+      "dynamic shape");
+    gs.topology = {static_cast<int64_t>(p.dtype),   p.nhwc, p.bias, p.residual, static_cast<int64_t>(p.act),
                    static_cast<int64_t>(p.x.size())};
   }
   c(cudnnBackendFinalize(gs.graph.d), "finalize graph");

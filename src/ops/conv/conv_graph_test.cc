@@ -87,17 +87,17 @@ TEST(ConvTactics, EveryCandidateMatchesTheReference) {
   const DataType f16 = DataType::kFloat16, bf16 = DataType::kBFloat16, f32 = DataType::kFloat32;
   const std::vector<Problem> problems = {
       // n, c, h, w, m, k, stride, pad, group, act, bias, residual, nhwc, dtype
-      {2, 16, 20, 20, 32, 3, 1, 1, 1, "Silu", true, false, true, f16},       // YOLO conv + SiLU
-      {2, 32, 14, 14, 64, 1, 1, 0, 1, "Relu", true, true, true, f16},        // ResNet 1x1 + residual + ReLU
-      {1, 8, 33, 31, 16, 3, 2, 1, 1, "Silu", true, false, true, f16},        // stride 2, padded stem channels
-      {2, 32, 9, 11, 32, 3, 1, 1, 32, "Relu", true, false, true, f16},       // depthwise
-      {2, 16, 12, 12, 24, 3, 1, 1, 1, "Sigmoid", true, false, true, bf16},   // bf16
-      {2, 16, 12, 12, 24, 3, 1, 1, 1, "LeakyRelu", true, false, true, f16},  // activation outside the graph
-      {2, 16, 12, 12, 24, 3, 1, 1, 1, "", false, false, true, f16},          // no epilogue at all
-      {2, 8, 15, 13, 16, 3, 1, 1, 1, "conv", true, false, false, f32},       // plain Conv + bias, NCHW fp32
-      {2, 16, 10, 10, 32, 3, 2, 1, 1, "Relu", true, true, false, f32},       // NCHW fp32 fused
-      {1, 24, 8, 8, 16, 1, 1, 0, 1, "Tanh", true, false, false, f32},        // 1x1 fp32
-      {2, 16, 12, 12, 32, 3, 1, 1, 1, "Relu", true, true, true, f32, true},  // channels-last TF32 (ResNet FP32)
+      {2, 16, 20, 20, 32, 3, 1, 1, 1, "Silu", true, false, true, f16},        // YOLO conv + SiLU
+      {2, 32, 14, 14, 64, 1, 1, 0, 1, "Relu", true, true, true, f16},         // ResNet 1x1 + residual + ReLU
+      {1, 8, 33, 31, 16, 3, 2, 1, 1, "Silu", true, false, true, f16},         // stride 2, padded stem channels
+      {2, 32, 9, 11, 32, 3, 1, 1, 32, "Relu", true, false, true, f16},        // depthwise
+      {2, 16, 12, 12, 24, 3, 1, 1, 1, "Sigmoid", true, false, true, bf16},    // bf16
+      {2, 16, 12, 12, 24, 3, 1, 1, 1, "LeakyRelu", true, false, true, f16},   // activation outside the graph
+      {2, 16, 12, 12, 24, 3, 1, 1, 1, "", false, false, true, f16},           // no epilogue at all
+      {2, 8, 15, 13, 16, 3, 1, 1, 1, "conv", true, false, false, f32},        // plain Conv + bias, NCHW fp32
+      {2, 16, 10, 10, 32, 3, 2, 1, 1, "Relu", true, true, false, f32},        // NCHW fp32 fused
+      {1, 24, 8, 8, 16, 1, 1, 0, 1, "Tanh", true, false, false, f32},         // 1x1 fp32
+      {2, 16, 12, 12, 32, 3, 1, 1, 1, "Relu", true, true, true, f32, true},   // channels-last TF32 (ResNet FP32)
       {2, 32, 10, 10, 16, 1, 1, 0, 1, "conv", true, false, true, f32, true},  // plain Conv, channels-last TF32
   };
   using ops::cudnn_graph::Mode;
