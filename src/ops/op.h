@@ -152,6 +152,9 @@ struct FastKernel {
   KernelFn fn = nullptr;
   KernelApplies applies = nullptr;
   KernelTactics tactics = nullptr;  ///< CUDA kernels only; nullptr = one algorithm
+  /// A tactic's first run may compile code (cuDNN's runtime fusion): the builder runs
+  /// such nodes' candidates once on parallel threads before it times them one by one.
+  bool compiles = false;
 };
 
 /// Everything kiln knows about one operator.

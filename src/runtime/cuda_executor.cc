@@ -86,7 +86,7 @@ Result<std::unique_ptr<CudaExecutor>> CudaExecutor::create(const EngineData& e, 
   x->weights_ = std::move(w);
   KILN_RETURN_IF_ERROR(cuda::set_device(x->weights_->device));
   {
-    std::unique_lock<std::shared_mutex> no_capture(cuda::capture_lock());
+    cuda::ExclusiveCapture no_capture;
     KILN_ASSIGN_OR_RETURN(x->handles_,
                           cuda::Handles::create(x->weights_->device, cuda::workspace_bytes(x->weights_->device)));
     KILN_RETURN_IF_ERROR(cuda::stream_create(&x->own_stream_));
@@ -106,7 +106,7 @@ Result<std::unique_ptr<CudaExecutor>> CudaExecutor::create(const EngineData& e, 
 }
 
 CudaExecutor::~CudaExecutor() {
-  std::unique_lock<std::shared_mutex> no_capture(cuda::capture_lock());
+  cuda::ExclusiveCapture no_capture;
   plans_.clear();
   rt_outputs_.clear();
   handles_.reset();

@@ -36,6 +36,13 @@ struct TacticStats {
   /// Sum of the picks' timed medians (timed and cached nodes): what the timed layers
   /// would take per inference at the opt shapes, to hold against the engine's GPU time.
   double picked_ms = 0;
+  int warmed = 0;  ///< nodes whose candidates ran once on parallel threads before timing (TacticTimer::warm)
+};
+
+/// A node about to be timed, at concrete types (TacticTimer::warm).
+struct WarmItem {
+  const ir::Node* node = nullptr;
+  std::vector<ops::TensorType> inputs, outputs;
 };
 
 /// The device side of tactic selection: CUDA in builds, a fake in tests.
@@ -49,12 +56,20 @@ class TacticTimer {
                                                const std::vector<ops::TensorType>& outputs) = 0;
   /// Median milliseconds of the prepared node running `tactic`.
   virtual Result<float> time(const ir::Node& node, int64_t tactic) = 0;
+  /// True when a first run of `node`'s tactics may compile code (FastKernel::compiles).
+  virtual bool compiles(const ir::Node& /*node*/) { return false; }
+  /// Runs the first `budget` (-1: all) candidates of each item once, on parallel threads,
+  /// so that what they compile on a first run is compiled before timing starts (timing
+  /// is one node at a time). Returns how many items it warmed; failures are left for
+  /// timing to report.
+  virtual int warm(const std::vector<WarmItem>& /*items*/, int /*budget*/) { return 0; }
 };
 
 /// Sets `kiln.tactic` on every node `timer` has tactics for and whose types in
 /// `opt` are concrete: from `cache` when it holds the node's signature timed at
 /// least this widely, else by timing the first tactic_budget(opt_level)
-/// candidates (the result goes into `cache`). Level 0 sets nothing. `build`
+/// candidates (the result goes into `cache`). Nodes whose kernel compiles on a
+/// first run are first warmed together (TacticTimer::warm). Level 0 sets nothing. `build`
 /// holds build-wide settings that change timings (it enters each signature).
 Status choose_tactics(ir::Graph& g, const Propagation& opt, int opt_level, const std::string& build, TimingCache& cache,
                       TacticTimer& timer, Logger& logger, TacticStats& stats);
@@ -62,7 +77,7 @@ Status choose_tactics(ir::Graph& g, const Propagation& opt, int opt_level, const
 /// The builder's step for CUDA engines (a no-op otherwise): types at `profile`'s
 /// opt shapes, the timing cache file of `config` loaded, choose_tactics with the
 /// CUDA timer, the file saved; logs "tactics: N timed, M from cache (X s); the picks' medians sum to Y ms" and
-/// adds tactics_timed / tactics_cached / tactics_single to `stats`.
+/// adds tactics_timed / tactics_cached / tactics_single (and tactics_warmed) to `stats`.
 Status select_tactics(ir::Graph& g, const plan::ProfileRanges& profile, const BuilderConfig& config, Logger& logger,
                       std::map<std::string, int>& stats);
 

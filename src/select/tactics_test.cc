@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <random>
 #include <set>
@@ -46,8 +47,21 @@ class FakeTimer : public TacticTimer {
   std::set<int64_t> failing;
   std::vector<std::string> prepared;
   std::vector<std::pair<std::string, int64_t>> timed;
+  std::set<std::string> compiling;                               ///< nodes whose kernel compiles on a first run
+  std::vector<std::pair<std::vector<std::string>, int>> warmed;  ///< each warm(): node names and budget
 
   bool has_tactics(const ir::Node& node) override { return node.op_type == "MatMul"; }
+  bool compiles(const ir::Node& node) override { return compiling.count(node.name) > 0; }
+  int warm(const std::vector<WarmItem>& items, int budget) override {
+    EXPECT_TRUE(timed.empty()) << "warm() must come before any timing";
+    std::vector<std::string> names;
+    for (const WarmItem& w : items) {
+      names.push_back(w.node->name);
+      for (const auto& t : w.inputs) EXPECT_TRUE(t.shape && shape_is_concrete(*t.shape)) << w.node->name;
+    }
+    warmed.push_back({names, budget});
+    return static_cast<int>(items.size());
+  }
   Result<std::vector<int64_t>> prepare(const ir::Node& node, const std::vector<ops::TensorType>& inputs,
                                        const std::vector<ops::TensorType>& outputs) override {
     prepared.push_back(node.name);
@@ -251,6 +265,42 @@ TEST(Tactics, NarrowCacheEntriesAreRetimedAtAHigherLevel) {
   EXPECT_EQ(again.tactic("mm1"), 106);
 }
 
+// Nodes whose kernel compiles on a first run are handed to warm() together, once per
+// signature, with the level's budget, before any timing; cached ones are not.
+TEST(Tactics, CompilingNodesAreWarmedTogetherBeforeTiming) {
+  TimingCache cache("k");
+  {
+    MatMulChain m;
+    FakeTimer timer;
+    timer.compiling = {"mm1", "mm2", "mm3"};
+    TacticStats st;
+    CaptureLogger log;
+    ASSERT_TRUE(choose(m, 3, cache, timer, st, log).ok());
+    ASSERT_EQ(timer.warmed.size(), 1u);
+    // mm3 has mm2's signature: warming mm2 warms it.
+    EXPECT_EQ(timer.warmed[0].first, (std::vector<std::string>{"mm1", "mm2"}));
+    EXPECT_EQ(timer.warmed[0].second, 8);
+    EXPECT_EQ(st.warmed, 2);
+    EXPECT_EQ(st.timed, 2);  // warming does not replace timing
+    EXPECT_NE(log.find("ran the candidates of 2 layers"), "") << log.all();
+  }
+  {
+    // A rebuild answered by the cache warms nothing; nodes that do not compile never are.
+    MatMulChain m;
+    FakeTimer timer;
+    timer.compiling = {"mm1", "mm2", "mm3"};
+    TacticStats st;
+    CaptureLogger log;
+    ASSERT_TRUE(choose(m, 3, cache, timer, st, log).ok());
+    EXPECT_TRUE(timer.warmed.empty());
+    MatMulChain fresh;
+    FakeTimer plain;
+    TimingCache empty("k");
+    ASSERT_TRUE(choose(fresh, 5, empty, plain, st, log).ok());
+    EXPECT_TRUE(plain.warmed.empty());
+  }
+}
+
 TEST(Tactics, SingleCandidateNodesGetNoTacticButAreCached) {
   MatMulChain m;
   FakeTimer timer;
@@ -366,6 +416,38 @@ Net matmul_net() {
   return n;
 }
 
+// x[N, 16, 16, 16] -> three Conv + bias -> SiLU (x * Sigmoid(x)) layers of different
+// shapes -> y: FusedConv SiLU nodes, whose FP16 candidates include runtime-fusion engines.
+Net silu_net() {
+  Net n;
+  std::mt19937 rng(11);
+  ir::Graph& g = network_graph(*n.net);
+  g.opset_imports[""] = 17;
+  ir::Value* x = g.add_value("x", DataType::kFloat32, Shape{Dim::symbol("N"), 16, 16, 16}).value();
+  g.inputs.push_back(x);
+  ir::Value* cur = x;
+  const int64_t chans[] = {16, 32, 32, 16};
+  for (int i = 0; i < 3; ++i) {
+    const std::string k = std::to_string(i);
+    const int64_t ksize = i == 2 ? 1 : 3;
+    ir::Value* w = g.add_constant(
+        "w" + k, test::random_tensor(DataType::kFloat32, {chans[i + 1], chans[i], ksize, ksize}, rng, -0.3, 0.3));
+    ir::Value* b = g.add_constant("b" + k, test::random_tensor(DataType::kFloat32, {chans[i + 1]}, rng, -0.3, 0.3));
+    ir::Value* c = g.add_unique_value("c" + k);
+    ir::Value* s = g.add_unique_value("s" + k);
+    ir::Value* out = i == 2 ? g.add_value("y").value() : g.add_unique_value("a" + k);
+    ir::Node* conv = g.add_node("Conv", {cur, w, b}, {c}, "conv" + k);
+    if (ksize == 3) conv->attrs.set("pads", ir::Attribute::from_ints({1, 1, 1, 1}));
+    if (i == 1) conv->attrs.set("strides", ir::Attribute::from_ints({2, 2}));
+    g.add_node("Sigmoid", {c}, {s}, "sig" + k);
+    g.add_node("Mul", {c, s}, {out}, "silu" + k);
+    cur = out;
+  }
+  g.outputs = {cur};
+  n.opt_dims = {4, 16, 16, 16};
+  return n;
+}
+
 struct Built {
   std::vector<uint8_t> bytes;
   plan::EngineModel model;
@@ -380,12 +462,13 @@ struct Built {
   }
 };
 
-Result<Built> build(Net& n, DeviceType device, int level, const std::string& cache_path) {
-  CaptureLogger logger(Logger::Severity::kInfo);
+Result<Built> build(Net& n, DeviceType device, int level, const std::string& cache_path, bool fp16 = false) {
+  CaptureLogger logger(Logger::Severity::kVerbose);
   Builder builder(logger);
   auto config = builder.create_builder_config();
   config->set_device(device);
   config->clear_flag(BuilderFlag::kTF32);
+  if (fp16) config->set_flag(BuilderFlag::kFP16);
   config->set_optimization_level(level);
   config->set_timing_cache_path(cache_path);
   Dims lo = n.opt_dims, hi = n.opt_dims;
@@ -552,6 +635,39 @@ TEST_F(TacticsGpu, OptLevelZeroBuildsWithoutTactics) {
   ASSERT_TRUE(b.ok()) << b.status().to_string();
   EXPECT_TRUE(b->tactics().empty()) << tactic_text(b->tactics());
   EXPECT_FALSE(fs::exists(cache_path)) << "level 0 times nothing and should not write the cache";
+}
+
+// FusedConv SiLU layers compile runtime-fusion engines on a first run: the builder runs
+// their candidates on parallel threads before timing, and the engine still computes
+// what the CPU engine does.
+TEST_F(TacticsGpu, CompilingLayersAreWarmedInParallelAndStayCorrect) {
+  KILN_NEED_GPU();
+  Net n = silu_net();
+  auto gpu = build(n, DeviceType::kCUDA, 3, "", /*fp16=*/true);
+  ASSERT_TRUE(gpu.ok()) << gpu.status().to_string();
+  const char* threads = std::getenv("KILN_TACTIC_WARM_THREADS");
+  if (!threads || std::atoi(threads) > 1)
+    EXPECT_EQ(gpu->stat("tactics_warmed"), 3) << "three FusedConv layers of different shapes; log:\n" << gpu->log;
+  int fused = 0;
+  for (auto& node : gpu->model.graph->nodes()) fused += node->op_type == "FusedConv";
+  EXPECT_EQ(fused, 3) << gpu->log;
+  Net cpu_net = silu_net();
+  auto cpu = build(cpu_net, DeviceType::kCPU, 3, "");
+  ASSERT_TRUE(cpu.ok()) << cpu.status().to_string();
+  Logger quiet(Logger::Severity::kError);
+  Runtime rt(quiet);
+  auto ge = rt.deserialize(gpu->bytes.data(), gpu->bytes.size());
+  auto ce = rt.deserialize(cpu->bytes.data(), cpu->bytes.size());
+  ASSERT_TRUE(ge.ok() && ce.ok());
+  auto gctx = (*ge)->create_execution_context();
+  auto cctx = (*ce)->create_execution_context();
+  std::mt19937 rng(5);
+  Tensor x = test::random_tensor(DataType::kFloat32, n.opt_dims, rng);
+  auto gy = gctx->infer({{"x", x}});
+  auto cy = cctx->infer({{"x", x}});
+  ASSERT_TRUE(gy.ok() && cy.ok()) << (gy.ok() ? cy.status().to_string() : gy.status().to_string());
+  EXPECT_LE(test::tolerance_ratio(gy->at("y"), cy->at("y"), 2e-2, 2e-2), 1.0)
+      << "FP16 engine vs CPU FP32 beyond rtol/atol 2e-2, tactics " << tactic_text(gpu->tactics());
 }
 
 // The tactic timer's large random activations travel as a short pattern that the

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <shared_mutex>
 #include <string>
 
@@ -66,6 +67,35 @@ Status set_device(int index);
 /// module) holds it exclusively, so it never runs while another thread's stream is
 /// being captured (the driver crashed in cublasLtDestroy's context synchronize there).
 std::shared_mutex& capture_lock();
+
+namespace detail {
+inline thread_local bool capture_lock_lent = false;
+}  // namespace detail
+
+/// Holds capture_lock() exclusively for its scope, unless the calling thread works under
+/// a CaptureLockLent: then the thread that lent it holds it already (the builder's
+/// parallel warm-up holds it once for all its workers, so their cuDNN finalizers and
+/// module loads run together, and never beside a capture).
+class ExclusiveCapture {
+ public:
+  ExclusiveCapture() {
+    if (!detail::capture_lock_lent) lock_ = std::unique_lock<std::shared_mutex>(capture_lock());
+  }
+
+ private:
+  std::unique_lock<std::shared_mutex> lock_;
+};
+
+/// Marks the calling thread, for its scope, as working for a thread that holds
+/// capture_lock() exclusively until this thread is done. Such a thread must not
+/// capture (that would take the lock shared: a deadlock).
+class CaptureLockLent {
+ public:
+  CaptureLockLent() { detail::capture_lock_lent = true; }
+  ~CaptureLockLent() { detail::capture_lock_lent = false; }
+  CaptureLockLent(const CaptureLockLent&) = delete;
+  CaptureLockLent& operator=(const CaptureLockLent&) = delete;
+};
 /// Current device of the calling thread.
 int current_device();
 /// True if `p` is device (or managed) memory; false for host memory.

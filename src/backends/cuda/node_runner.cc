@@ -230,6 +230,21 @@ Result<std::vector<int64_t>> node_tactics_on_device(const ir::Node& node, const 
   return ids;
 }
 
+Status warm_node_on_device(const ir::Node& node, const std::string& kernel, DeviceNodeIO& io,
+                           const std::vector<int64_t>& tactics, const NodeRunOptions& opts) {
+  KILN_ASSIGN_OR_RETURN(const ops::FastKernel* k, find_kernel(node, kernel));
+  KILN_ASSIGN_OR_RETURN(ThreadState * ts, thread_state(opts.device));
+  for (int64_t t : tactics) {
+    NodeRunOptions o = opts;
+    o.tactic = t;
+    Launcher launch(node, io, o, *ts);
+    (void)k->fn(launch.ctx());
+  }
+  Status s = stream_synchronize(ts->stream);
+  if (!s.ok()) return s.with_context("node " + node.describe() + " kernel " + kernel);
+  return s;
+}
+
 Result<float> time_node_on_device(const ir::Node& node, const std::string& kernel, DeviceNodeIO& io, int warmup,
                                   const NodeRunOptions& opts) {
   KILN_ASSIGN_OR_RETURN(const ops::FastKernel* k, find_kernel(node, kernel));

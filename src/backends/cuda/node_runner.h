@@ -52,6 +52,12 @@ Result<std::unique_ptr<DeviceNodeIO>> upload_node_io(const ir::Node& node, const
 Result<std::vector<int64_t>> node_tactics_on_device(const ir::Node& node, const std::string& kernel, DeviceNodeIO& io,
                                                     const NodeRunOptions& opts = {});
 
+/// Runs `kernel` once per tactic in `tactics`, eagerly, and waits: the first run of a
+/// tactic that compiles code (cuDNN's runtime fusion) compiles it here. A tactic that
+/// fails is skipped (timing reports it); the error is the stream's.
+Status warm_node_on_device(const ir::Node& node, const std::string& kernel, DeviceNodeIO& io,
+                           const std::vector<int64_t>& tactics, const NodeRunOptions& opts = {});
+
 /// Median milliseconds of opts.timing_iterations samples of `kernel` (opts.tactic
 /// selects the tactic) on `io`, after `warmup` untimed launches. A sample averages
 /// up to 8 back-to-back launches, as many as make it last ~0.1 ms (one for kernels

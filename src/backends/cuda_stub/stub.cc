@@ -74,6 +74,10 @@ Result<std::vector<int64_t>> node_tactics_on_device(const ir::Node&, const std::
                                                     const NodeRunOptions&) {
   return no_cuda();
 }
+Status warm_node_on_device(const ir::Node&, const std::string&, DeviceNodeIO&, const std::vector<int64_t>&,
+                           const NodeRunOptions&) {
+  return no_cuda();
+}
 Result<float> time_node_on_device(const ir::Node&, const std::string&, DeviceNodeIO&, int, const NodeRunOptions&) {
   return no_cuda();
 }

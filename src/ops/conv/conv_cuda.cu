@@ -842,7 +842,8 @@ bool applies_conv_any_layout(const ir::Node& node, const std::vector<TensorType>
 void register_conv_cuda_kernels(OpRegistry& r) {
   (void)r.add_cuda_kernel(
       "com.microsoft", "FusedConv",
-      FastKernel{"cuda.cudnn", fused_conv_cuda, applies_fused_conv, cuda::collect_tactics<fused_conv_cuda>});
+      FastKernel{"cuda.cudnn", fused_conv_cuda, applies_fused_conv, cuda::collect_tactics<fused_conv_cuda>,
+                 /*compiles=*/true});  // runtime-fusion engines (conv_graph_cuda.cu)
   (void)r.add_cuda_kernel(
       "", "Conv", FastKernel{"cuda.cudnn", conv_cuda, applies_conv_any_layout, cuda::collect_tactics<conv_cuda>});
   (void)r.add_cuda_kernel("", "ConvTranspose",

@@ -9,12 +9,14 @@
 // every build on one cuDNN version). Execution plans are finalized lazily, the first
 // time a candidate runs. Engines that compile at run time (cuDNN's runtime fusion)
 // are offered for FP16/BF16 (runtime_fusion_cap); they load a module when finalized,
-// under the process-wide capture lock, never inside a capture. Graphs and plans are shared
-// by all contexts and finalized with one process-lifetime cuDNN handle per device;
-// each context executes them with its own handle (its stream).
+// under the process-wide capture lock, never inside a capture (the builder finalizes the
+// candidates it will time on parallel threads first: select/tactics.cc). Graphs and
+// plans are shared by all contexts and finalized with process-lifetime cuDNN handles
+// (one per device and thread slot); each context executes them with its own handle.
 #include <cudnn.h>
 
 #include <algorithm>
+#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -150,33 +152,51 @@ struct GraphSet {
   std::vector<int64_t> topology;  ///< non-empty: a dynamic-shape graph sharing this kernel cache key
 };
 
+// A cuDNN handle that finalizes graphs and plans, with the lock its users hold: cuDNN
+// lets threads call it together only on different handles.
+struct FinalizeHandle {
+  cudnnHandle_t h = nullptr;
+  std::mutex mu;
+};
+
 struct Entry {
-  std::mutex mu;                   ///< guards lazy plan finalization
-  cudnnHandle_t handle = nullptr;  ///< finalizes this entry's graphs and plans
+  std::mutex mu;                 ///< guards lazy plan finalization
+  FinalizeHandle* fh = nullptr;  ///< finalizes this entry's graphs and plans
+  cudnnHandle_t own = nullptr;   ///< or, when fh is null, the first caller's handle
+  std::mutex own_mu;             ///< (locked like fh->mu)
+  cudnnHandle_t handle() const { return fh ? fh->h : own; }
+  std::mutex& handle_mu() { return fh ? fh->mu : own_mu; }
   GraphSet fused, plain;
   std::vector<int64_t> ids;
 };
 
-// The cuDNN handle that finalizes graphs and plans on `device`: one for the process's
-// lifetime, because the plans are shared by every context while the contexts'
-// handles come and go (a plan must not outlive the handle it was finalized with).
-// Null when it cannot be made here: inside a stream capture (creating a handle may
-// synchronize the device) or when cudnnCreate fails; the caller then uses its own.
-cudnnHandle_t finalize_handle(int device, bool capturing) {
+// A handle that finalizes graphs and plans on `device`, kept for the process's lifetime
+// because the plans are shared by every context while the contexts' handles come and
+// go (a plan must not outlive the handle it was finalized with). Each thread takes one
+// of kSlots per device, so the builder's parallel warm-up (select/tactics.cc) finalizes
+// on different handles. Null when it cannot be made here: inside a stream capture
+// (creating a handle may synchronize the device) or when cudnnCreate fails; the caller
+// then uses its own.
+constexpr int kSlots = 16;
+FinalizeHandle* finalize_handle(int device, bool capturing) {
   static std::mutex mu;
-  static auto* handles = new std::map<int, cudnnHandle_t>();
+  static auto* handles = new std::map<std::pair<int, int>, std::unique_ptr<FinalizeHandle>>();
+  static std::atomic<int> next_slot{0};
+  thread_local const int slot = next_slot.fetch_add(1) % kSlots;
   std::lock_guard<std::mutex> lock(mu);
-  auto it = handles->find(device);
-  if (it != handles->end()) return it->second;
+  auto it = handles->find({device, slot});
+  if (it != handles->end()) return it->second.get();
   if (capturing) return nullptr;
   cudnnHandle_t h = nullptr;
   {
-    std::unique_lock<std::shared_mutex> no_capture(cuda::capture_lock());
+    cuda::ExclusiveCapture no_capture;
     if (cudnnCreate(&h) != CUDNN_STATUS_SUCCESS) h = nullptr;
   }
   cudaGetLastError();
-  (*handles)[device] = h;
-  return h;
+  if (!h) return nullptr;
+  auto fh = std::make_unique<FinalizeHandle>();
+  fh->h = h;
+  return ((*handles)[{device, slot}] = std::move(fh)).get();
 }
 
 std::mutex g_mu;
@@ -196,7 +216,9 @@ bool kernel_cache_on() {
 // The kernel cache of `topology`, finalized with the first graph that asks for it;
 // null when cuDNN refuses one. Callers hold the capture lock (ready()).
 cudnnBackendDescriptor_t kernel_cache(const std::vector<int64_t>& topology, cudnnBackendDescriptor_t graph) {
+  static std::mutex mu;  // the builder's warm-up finalizes on several threads
   static auto* caches = new std::map<std::vector<int64_t>, Desc>();
+  std::lock_guard<std::mutex> lock(mu);
   auto it = caches->find(topology);
   if (it != caches->end()) return it->second.d;
   Desc kc;
@@ -275,14 +297,17 @@ bool describe(const ConvProblem& p, cudnnBackendDescriptor_t cfg, uint64_t* hash
 
 // How many runtime-compiled engines a graph may offer: only fused graphs whose
 // activation the legacy path cannot fuse (SiLU, Sigmoid, Tanh: otherwise an extra pass
-// over the output), by default one in FP16/BF16. KILN_CUDNN_RUNTIME_FUSION=N offers N
-// (FP32 included), =0 none. Each engine compiles in ~0.2 s (at build, and the chosen
-// ones again in every process that loads the engine). YOLOv8n FP16 on the H100: batch 1
-// 0.458 instead of 0.609 ms GPU time; batch 32 3.07 instead of 3.58 ms and batch 256
-// 21.8 instead of 25.7 ms with one engine per conv (builds 14.9 and 16.3 s instead of
-// ~4 s; ~25 s with two, and 19.9 s at batch 1, at the edge of the 20 s build target).
-// FP32 bs1 built in 50 s with two. In session 4 one such engine gave wrong values in
-// two FusedConv harness cases; not reproduced since (the harness runs them).
+// over the output). By default one: in FP16/BF16, and in FP32 where the output has at
+// least 2^21 elements (the extra pass is then bandwidth, not launch latency).
+// KILN_CUDNN_RUNTIME_FUSION=N offers N everywhere, =0 none. Each engine compiles once per
+// process (at build, and the chosen ones again in every process that loads the engine);
+// cuDNN compiles one at a time even from parallel threads (session 8: 16 threads made
+// each FP32 compile 10x slower). YOLOv8n on the H100, GPU ms (build s) without -> with:
+// FP16 bs1 0.609 -> 0.458 (~4 -> 11), bs32 3.58 -> 3.07 (3.8 -> 14.9), bs256 25.7 ->
+// 21.8 (4.9 -> 16.3); FP32 (~0.27 s a compile, 8x FP16's) bs1 0.636 -> 0.602 (3.9 ->
+// 20.3: not worth it, hence the size floor), bs32 6.09 -> 4.80 (3.3 -> 14.5), bs256
+// 44.8 -> 37.6 (11.7 -> 29.0). In session 4 one such engine gave wrong values in two
+// FusedConv harness cases; not reproduced since (the harness runs them).
 int runtime_fusion_cap(const ConvProblem& p, bool fused) {
   const bool unfusable = p.act == GraphAct::kSilu || p.act == GraphAct::kSigmoid || p.act == GraphAct::kTanh;
   if (!fused || !unfusable) return 0;
@@ -291,7 +316,8 @@ int runtime_fusion_cap(const ConvProblem& p, bool fused) {
     return v ? static_cast<int>(std::clamp<long long>(*v, 0, kMaxPerGraph)) : -1;
   }();
   if (setting >= 0) return setting;
-  return p.dtype == DataType::kFloat16 || p.dtype == DataType::kBFloat16 ? 1 : 0;
+  if (p.dtype == DataType::kFloat16 || p.dtype == DataType::kBFloat16) return 1;
+  return p.dtype == DataType::kFloat32 && dims_volume(p.y) >= (int64_t(1) << 21) ? 1 : 0;
 }
 
 // Builds one graph (fused when `fused`) and ranks its engine configurations.
@@ -470,6 +496,7 @@ void build_graph(cudnnHandle_t h, const ConvProblem& p, bool fused, GraphSet& gs
 }
 
 // Finalizes a candidate's plan once; false when cuDNN refuses it or it needs too much workspace.
+// Callers hold the entry's lock and its handle's.
 bool ready(cudnnHandle_t h, const GraphSet& gs, Candidate& cand, size_t ws_max) {
   if (!cand.tried) {
     cand.tried = true;
@@ -483,7 +510,7 @@ bool ready(cudnnHandle_t h, const GraphSet& gs, Candidate& cand, size_t ws_max) 
     c(set(plan.d, CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &cand.cfg.d), "plan cfg");
     {
       // Runtime-fusion engines compile and load a module here: no capture elsewhere meanwhile.
-      std::unique_lock<std::shared_mutex> no_capture(cuda::capture_lock());
+      cuda::ExclusiveCapture no_capture;
       if (cand.rtc && !gs.topology.empty()) {
         cudnnBackendDescriptor_t kc = kernel_cache(gs.topology, gs.graph.d);
         if (kc) c(set(plan.d, CUDNN_ATTR_EXECUTION_PLAN_KERNEL_CACHE, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &kc), "cache");
@@ -531,10 +558,13 @@ Entry* entry_for(KernelContext& ctx, const ConvProblem& p) {
   auto fresh = std::make_unique<Entry>();
   cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
   if (cudaStreamIsCapturing(cuda::stream_of(ctx), &capturing) != cudaSuccess) cudaGetLastError();
-  fresh->handle = finalize_handle(ctx.cuda_env()->device, capturing != cudaStreamCaptureStatusNone);
-  if (!fresh->handle) fresh->handle = static_cast<cudnnHandle_t>(ctx.cuda_env()->cudnn);
-  build_graph(fresh->handle, p, true, fresh->fused);
-  build_graph(fresh->handle, p, false, fresh->plain);
+  fresh->fh = finalize_handle(ctx.cuda_env()->device, capturing != cudaStreamCaptureStatusNone);
+  if (!fresh->fh) fresh->own = static_cast<cudnnHandle_t>(ctx.cuda_env()->cudnn);
+  {
+    std::lock_guard<std::mutex> lock(fresh->handle_mu());
+    build_graph(fresh->handle(), p, true, fresh->fused);
+    build_graph(fresh->handle(), p, false, fresh->plain);
+  }
   // Interleaved (fused, plain, fused, ...) so a timing budget covers both graphs.
   for (size_t i = 0; i < fresh->fused.cands.size() || i < fresh->plain.cands.size(); ++i)
     for (const GraphSet* gs : {&fresh->fused, &fresh->plain})
@@ -575,7 +605,11 @@ Result<bool> run(KernelContext& ctx, const ConvProblem& p, int64_t tactic, const
       std::lock_guard<std::mutex> lock(e->mu);
       // Finalizing may load a module: never inside a capture (the executor runs once eagerly first).
       if (!cand->tried && capturing != cudaStreamCaptureStatusNone) continue;
-      if (!ready(e->handle, *gs, *cand, env->workspace_bytes)) continue;
+      if (!cand->tried) {
+        std::lock_guard<std::mutex> finalizing(e->handle_mu());
+        ready(e->handle(), *gs, *cand, env->workspace_bytes);
+      }
+      if (!cand->plan.d) continue;
     }
     std::vector<void*> ptrs;
     for (int64_t uid : gs->uids) {

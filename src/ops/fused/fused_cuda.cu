@@ -241,7 +241,7 @@ Result<Loaded> kernels_for(KernelContext& ctx, const std::string& program_text, 
     return ctx.error("the fused kernel must be compiled (run once) before a CUDA graph capture", ErrorCode::kInternal);
 
   std::lock_guard<std::mutex> compiling(compile_mutex());
-  std::unique_lock<std::shared_mutex> no_capture(cuda::capture_lock());  // loading a module: no capture elsewhere
+  cuda::ExclusiveCapture no_capture;  // loading a module: no capture elsewhere
   {
     std::lock_guard<std::mutex> lock(cache_mutex());
     auto it = loaded_kernels().find(key);
