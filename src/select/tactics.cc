@@ -232,6 +232,7 @@ std::string describe_tactic(const std::string& kernel, int64_t id) {
   if (kernel == "cuda.cudnn") {
     if (ops::cudnn_graph::is_graph_tactic(id))
       return std::string("cuDNN graph engine") + (ops::cudnn_graph::is_fused_tactic(id) ? ", fused epilogue" : "");
+    if (id == ops::cudnn_graph::kDirectTactic) return "kiln direct conv";
     return "cuDNN legacy algo " + std::to_string(id / 4) + ", math " + std::to_string(id % 4);
   }
   std::string text = "#";  // (not "#" + to_string: GCC 12's -Wrestrict false positive once inlined)

@@ -505,6 +505,7 @@ TEST(Tactics, DescribedInWordsForInspect) {
   EXPECT_EQ(describe_tactic("cuda.cudnn", ops::cudnn_graph::kTacticBase | 12345), "cuDNN graph engine");
   EXPECT_EQ(describe_tactic("cuda.cudnn", ops::cudnn_graph::kTacticBase | ops::cudnn_graph::kFusedBit | 7),
             "cuDNN graph engine, fused epilogue");
+  EXPECT_EQ(describe_tactic("cuda.cudnn", ops::cudnn_graph::kDirectTactic), "kiln direct conv");
   EXPECT_EQ(describe_tactic("cuda.cublaslt", 1234567890123), "#1234567890123");
 }
 
@@ -646,8 +647,9 @@ TEST_F(TacticsGpu, CompilingLayersAreWarmedInParallelAndStayCorrect) {
   auto gpu = build(n, DeviceType::kCUDA, 3, "", /*fp16=*/true);
   ASSERT_TRUE(gpu.ok()) << gpu.status().to_string();
   const char* threads = std::getenv("KILN_TACTIC_WARM_THREADS");
-  if (!threads || std::atoi(threads) > 1)
+  if (!threads || std::atoi(threads) > 1) {
     EXPECT_EQ(gpu->stat("tactics_warmed"), 3) << "three FusedConv layers of different shapes; log:\n" << gpu->log;
+  }
   int fused = 0;
   for (auto& node : gpu->model.graph->nodes()) fused += node->op_type == "FusedConv";
   EXPECT_EQ(fused, 3) << gpu->log;

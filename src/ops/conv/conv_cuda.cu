@@ -19,6 +19,8 @@
 #include "backends/cuda/kernel_util.cuh"
 #include "backends/cuda/tactic_sink.h"
 #include "base/env.h"
+#include "ops/conv/conv_act.cuh"
+#include "ops/conv/conv_direct_cuda.h"
 #include "ops/conv/conv_graph_cuda.h"
 #include "ops/conv/conv_internal.h"
 #include "ops/layout.h"
@@ -275,9 +277,6 @@ Result<ConvPlan*> plan_for(KernelContext& ctx, const DnnGeometry& g, DataType dt
   return plan;
 }
 
-// FusedConv's activations (the epilogue below applies them).
-enum class Act { kNone, kRelu, kSigmoid, kTanh, kLeakyRelu, kClip, kHardSigmoid, kSilu };
-
 // The activations a cuDNN graph epilogue expresses (the others run in our epilogue kernel).
 bool graph_act(int kind, cudnn_graph::GraphAct* out);
 
@@ -287,7 +286,7 @@ bool graph_act(int kind, cudnn_graph::GraphAct* out);
 // whether bias, residual and activation were applied in the graph (`act_kind` is the
 // FusedConv activation, -1 for a plain Conv whose only epilogue is the bias).
 Result<bool> run_graph(KernelContext& ctx, const DnnGeometry& g, const ConvPlan& legacy, int act_kind, const Tensor* b,
-                       const Tensor* z, bool* epilogue_done) {
+                       const Tensor* z, bool direct, bool* epilogue_done) {
   *epilogue_done = false;
   const cuda::Env* env = ctx.cuda_env();
   cudnn_graph::ConvProblem pr;
@@ -333,6 +332,7 @@ Result<bool> run_graph(KernelContext& ctx, const DnnGeometry& g, const ConvPlan&
   std::vector<int64_t> all;
   if (!lead.empty()) all.push_back(lead[0]);
   if (!other.empty()) all.push_back(other[0]);
+  if (direct) all.push_back(cudnn_graph::kDirectTactic);  // kiln's direct conv (few input channels)
   if (tf32_nhwc) {
     for (size_t i = 1; i < lead.size() || i < other.size(); ++i) {
       if (i < lead.size()) all.push_back(lead[i]);
@@ -363,34 +363,8 @@ Result<bool> run_graph(KernelContext& ctx, const DnnGeometry& g, const ConvPlan&
 
 // ---------------------------------------------------------------- Epilogue
 
-// act(y + bias[c] + z) in one pass over the conv output; Conv's bias add is the
-// case without an activation or z.
-struct ActParams {
-  Act kind = Act::kNone;
-  float a = 0, b = 0;
-};
-
-__device__ __forceinline__ float apply_act(const ActParams& p, float v) {
-  switch (p.kind) {
-    case Act::kNone:
-      return v;
-    case Act::kRelu:
-      return v > 0.f ? v : 0.f;
-    case Act::kSigmoid:
-      return 1.f / (1.f + __expf(-v));
-    case Act::kTanh:
-      return tanhf(v);
-    case Act::kLeakyRelu:
-      return v >= 0.f ? v : p.a * v;
-    case Act::kClip:
-      return fminf(fmaxf(v, p.a), p.b);
-    case Act::kHardSigmoid:
-      return fmaxf(0.f, fminf(1.f, p.a * v + p.b));
-    case Act::kSilu:
-      return v / (1.f + __expf(-v));
-  }
-  return v;
-}
+// act(y + bias[c] + z) in one pass over the conv output (conv_act.cuh); Conv's bias add
+// is the case without an activation or z.
 
 // The channel of element i is (i / inner) % channels (NCHW: inner = spatial
 // volume; NHWC: inner = 1). I is uint32_t below 2^31 elements: 32-bit division
@@ -531,7 +505,7 @@ Status run_dnn(KernelContext& ctx, const DnnGeometry& g, bool transpose) {
   const Tensor* bias = ctx.has_input(2) && ctx.input(2).numel() > 0 ? &ctx.input(2) : nullptr;
   if (!transpose) {
     bool done = false;
-    KILN_ASSIGN_OR_RETURN(bool ran, run_graph(ctx, g, *p, -1, bias, nullptr, &done));
+    KILN_ASSIGN_OR_RETURN(bool ran, run_graph(ctx, g, *p, -1, bias, nullptr, /*direct=*/false, &done));
     if (ran) return done || !bias ? Status() : add_bias(ctx, *bias, y);
   }
   const cuda::Env* env = ctx.cuda_env();
@@ -753,9 +727,22 @@ Status fused_conv_cuda(KernelContext& ctx) {
   const cuda::Env* env = ctx.cuda_env();
   auto h = static_cast<cudnnHandle_t>(env->cudnn);
   const float one = 1.f, zero = 0.f;
+  // kiln's direct conv: NHWC, few input channels (conv_direct_cuda.h).
+  conv_direct::Problem dp;
+  bool direct = false;
+  static const bool direct_on = !env_is("KILN_CONV_DIRECT", "0");  // an A/B switch
+  if (direct_on && nhwc && g.x.size() == 4 && g.group == 1) {
+    dp = {g.x[0], g.x[2],       g.x[3],       g.x[1],    g.y[2],    g.y[3],         g.y[1],        g.w[2],
+          g.w[3], g.strides[0], g.strides[1], g.pads[0], g.pads[1], g.dilations[0], g.dilations[1]};
+    direct = conv_direct::applies(dp);
+  }
   bool graph_done = false;
-  KILN_ASSIGN_OR_RETURN(const bool graph_ran, run_graph(ctx, g, *p, static_cast<int>(act.kind), b, z, &graph_done));
+  KILN_ASSIGN_OR_RETURN(const bool graph_ran,
+                        run_graph(ctx, g, *p, static_cast<int>(act.kind), b, z, direct, &graph_done));
   if (graph_done) return Status();
+  if (!graph_ran && direct && ctx.attrs().get_int(kTacticAttr, -1) == cudnn_graph::kDirectTactic)
+    return conv_direct::run(ctx, dp, x.dtype(), x.data(), w.data(), b ? b->data() : nullptr, z ? z->data() : nullptr,
+                            y.data(), static_cast<int>(act.kind), act.a, act.b);
   // ReLU or identity with a bias: one cuDNN call (identity needs IMPLICIT_PRECOMP_GEMM).
   // KILN_CUDNN_FUSED_CALL=0 skips it (the plain conv and our epilogue run instead): an
   // A/B for FP32 NHWC, where the call seems to run on an FMA engine (RESULTS.md, session 6).

@@ -45,6 +45,9 @@ constexpr int64_t kTacticBase = int64_t(1) << 48;
 constexpr int64_t kFusedBit = int64_t(1) << 47;
 inline bool is_graph_tactic(int64_t id) { return id >= kTacticBase; }
 inline bool is_fused_tactic(int64_t id) { return is_graph_tactic(id) && (id & kFusedBit) != 0; }
+/// The tactic of kiln's own direct conv for few input channels (conv_direct_cuda.h):
+/// below the graph IDs, above every legacy one.
+constexpr int64_t kDirectTactic = int64_t(1) << 40;
 
 /// Where convs get graph engines (env KILN_CUDNN_GRAPH): 0 nowhere; 1 (default) where
 /// the legacy path cannot fuse the whole epilogue into one call (SiLU, Sigmoid, Tanh,

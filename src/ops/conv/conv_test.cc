@@ -1,7 +1,11 @@
 #include <cmath>
 
+#include <algorithm>
+
 #include "backends/cuda/device.h"
+#include "backends/cuda/node_runner.h"
 #include "harness/op_harness.h"
+#include "ops/conv/conv_graph_cuda.h"
 
 namespace kiln::test {
 namespace {
@@ -563,6 +567,62 @@ TEST(FusedConv, CudaEpilogueGridStrideLoops) {
       OpCase c = make_fused_conv(cases[i], dt, "Silu");
       const double tol = dt == DataType::kFloat32 ? 1e-4 : 1e-2;
       EXPECT_GE(c.expect_all_kernels_match(tol, tol), gpu_kernels()) << dtype_name(dt) << " case " << i;
+    }
+}
+
+// kiln's direct conv for few input channels (conv_direct_cuda.h), a tactic of the
+// cuda.cudnn kernel: offered to the builder, and equal to the reference when chosen.
+TEST(FusedConv, CudaDirectSmallChannelConvMatchesReference) {
+  if (cuda::device_count() == 0) GTEST_SKIP() << "no GPU: " << cuda::no_device_reason();
+  struct D {
+    Dims x;  // NHWC
+    int64_t m, kh, kw, stride, pad, dilation;
+    const char* act;
+    bool bias, residual;
+  };
+  const std::vector<D> cases = {
+      {{2, 17, 19, 4}, 16, 3, 3, 2, 1, 1, "Silu", true, false},       // the YOLOv8n stem (fp32 padding)
+      {{1, 9, 8, 8}, 8, 3, 3, 1, 1, 1, "Relu", true, true},           // C = 8, 8-channel groups, residual
+      {{2, 15, 13, 3}, 24, 7, 7, 2, 3, 1, "LeakyRelu", true, false},  // C = 3, M = 24: three groups of 8
+      {{1, 6, 7, 1}, 16, 1, 1, 1, 0, 1, "", false, false},            // 1x1, no bias
+      {{1, 12, 11, 4}, 32, 3, 3, 1, 2, 2, "Sigmoid", true, true},     // dilated, two groups of 16
+  };
+  for (const Tol& t : kFloatTols)
+    for (size_t i = 0; i < cases.size(); ++i) {
+      const D& d = cases[i];
+      SCOPED_TRACE(std::string(dtype_name(t.dtype)) + " case " + std::to_string(i));
+      OpCase c("FusedConv", 1, "com.microsoft");
+      c.attr("kiln.nhwc", Attribute::from_int(1));
+      c.attr("kernel_shape", Attribute::from_ints({d.kh, d.kw}));
+      c.attr("strides", Attribute::from_ints({d.stride, d.stride}));
+      c.attr("dilations", Attribute::from_ints({d.dilation, d.dilation}));
+      c.attr("pads", Attribute::from_ints({d.pad, d.pad, d.pad, d.pad}));
+      if (*d.act) c.attr("activation", Attribute::from_string(d.act));
+      if (std::string(d.act) == "LeakyRelu") c.attr("activation_params", Attribute::from_floats({0.1f}));
+      c.input(t.dtype, d.x).input(t.dtype, {d.m, d.kh, d.kw, d.x[3]}, -0.5, 0.5);
+      const int64_t ekh = (d.kh - 1) * d.dilation + 1, ekw = (d.kw - 1) * d.dilation + 1;
+      const int64_t oh = (d.x[1] + 2 * d.pad - ekh) / d.stride + 1, ow = (d.x[2] + 2 * d.pad - ekw) / d.stride + 1;
+      if (d.bias)
+        c.input(t.dtype, {d.m});
+      else if (d.residual)
+        c.no_input();
+      if (d.residual) c.input(t.dtype, {d.x[0], oh, ow, d.m});
+      auto ref = c.run("ref");
+      ASSERT_TRUE(ref.ok()) << ref.status().to_string();
+      std::vector<const Tensor*> ins;
+      for (auto& in : c.inputs()) ins.push_back(in ? &*in : nullptr);
+      // Offered: the tactic list the builder times includes it.
+      std::vector<Tensor> outs{Tensor::empty(t.dtype, (*ref)[0].dims())};
+      auto io = cuda::upload_node_io(c.node(), ins, outs);
+      ASSERT_TRUE(io.ok()) << io.status().to_string();
+      auto ids = cuda::node_tactics_on_device(c.node(), "cuda.cudnn", **io);
+      ASSERT_TRUE(ids.ok()) << ids.status().to_string();
+      EXPECT_NE(std::find(ids->begin(), ids->end(), ops::cudnn_graph::kDirectTactic), ids->end());
+      cuda::NodeRunOptions opts;
+      opts.tactic = ops::cudnn_graph::kDirectTactic;
+      auto got = cuda::run_node_on_device(c.node(), "cuda.cudnn", ins, *ref, opts);
+      ASSERT_TRUE(got.ok()) << got.status().to_string();
+      EXPECT_TRUE(tensors_close((*got)[0], (*ref)[0], t.rtol, t.atol));
     }
 }
 
