@@ -361,14 +361,21 @@ struct Net {
   Dims opt_dims;
 };
 
+// The graph of `n` (opset 17) with its float32 input "x" of `shape`.
+ir::Graph& start_net(Net& n, Shape shape, ir::Value** x) {
+  ir::Graph& g = network_graph(*n.net);
+  g.opset_imports[""] = 17;
+  *x = g.add_value("x", DataType::kFloat32, std::move(shape)).value();
+  g.inputs.push_back(*x);
+  return g;
+}
+
 // x[N, 8, 16, 16] -> Conv 3x3 + bias -> Relu -> Conv 3x3 stride 2 -> ConvTranspose 2x2 stride 2 -> y[N, 8, 16, 16]
 Net conv_net() {
   Net n;
   std::mt19937 rng(7);
-  ir::Graph& g = network_graph(*n.net);
-  g.opset_imports[""] = 17;
-  ir::Value* x = g.add_value("x", DataType::kFloat32, Shape{Dim::symbol("N"), 8, 16, 16}).value();
-  g.inputs.push_back(x);
+  ir::Value* x = nullptr;
+  ir::Graph& g = start_net(n, Shape{Dim::symbol("N"), 8, 16, 16}, &x);
   auto w = [&](const char* name, Dims d) {
     return g.add_constant(name, test::random_tensor(DataType::kFloat32, d, rng, -0.5, 0.5));
   };
@@ -393,10 +400,8 @@ Net conv_net() {
 Net matmul_net() {
   Net n;
   std::mt19937 rng(9);
-  ir::Graph& g = network_graph(*n.net);
-  g.opset_imports[""] = 17;
-  ir::Value* x = g.add_value("x", DataType::kFloat32, Shape{Dim::symbol("N"), 64}).value();
-  g.inputs.push_back(x);
+  ir::Value* x = nullptr;
+  ir::Graph& g = start_net(n, Shape{Dim::symbol("N"), 64}, &x);
   auto w = [&](const char* name, Dims d) {
     return g.add_constant(name, test::random_tensor(DataType::kFloat32, d, rng, -0.5, 0.5));
   };
@@ -421,10 +426,8 @@ Net matmul_net() {
 Net silu_net() {
   Net n;
   std::mt19937 rng(11);
-  ir::Graph& g = network_graph(*n.net);
-  g.opset_imports[""] = 17;
-  ir::Value* x = g.add_value("x", DataType::kFloat32, Shape{Dim::symbol("N"), 16, 16, 16}).value();
-  g.inputs.push_back(x);
+  ir::Value* x = nullptr;
+  ir::Graph& g = start_net(n, Shape{Dim::symbol("N"), 16, 16, 16}, &x);
   ir::Value* cur = x;
   const int64_t chans[] = {16, 32, 32, 16};
   for (int i = 0; i < 3; ++i) {
