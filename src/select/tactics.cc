@@ -262,20 +262,36 @@ Status choose_tactics(ir::Graph& g, const Propagation& opt, int opt_level, const
   if (budget == 0) return Status();
   auto t0 = std::chrono::steady_clock::now();
   auto verbose = [&](const std::string& m) { logger.emit(Logger::Severity::kVerbose, m); };
+  // The layers with tactics, at concrete types, and their signatures.
+  struct Layer {
+    ir::Node* node;
+    std::vector<ops::TensorType> in, out;
+    std::string sig;
+  };
+  std::vector<Layer> layers;
+  for (auto& node : g.nodes()) {
+    if (!timer.has_tactics(*node)) continue;
+    node->attrs.erase(ops::kTacticAttr);
+    Layer l{node.get(), {}, {}, ""};
+    if (!concrete_types(node->inputs, opt, l.in) || !concrete_types(node->outputs, opt, l.out)) {
+      verbose("tactic of " + node->describe() +
+              ": shapes unknown at the opt shapes; the heuristic chooses at run time");
+      continue;
+    }
+    l.sig = node_signature(*node, l.in, build);
+    layers.push_back(std::move(l));
+  }
+  auto cached = [&](const Layer& l) -> const TimingEntry* {
+    const TimingEntry* e = cache.find(l.sig);
+    return e && entry_covers(*e, budget) ? e : nullptr;
+  };
   // Kernels that compile on a first run (cuDNN's runtime fusion: ~0.2 s a plan, one
   // thread each) run their candidates together first, one node per thread.
   std::vector<WarmItem> warm;
   std::set<std::string> warm_sigs;
-  for (auto& node : g.nodes()) {
-    if (!timer.has_tactics(*node) || !timer.compiles(*node)) continue;
-    node->attrs.erase(ops::kTacticAttr);
-    WarmItem w;
-    w.node = node.get();
-    if (!concrete_types(node->inputs, opt, w.inputs) || !concrete_types(node->outputs, opt, w.outputs)) continue;
-    const std::string sig = node_signature(*node, w.inputs, build);
-    if (const TimingEntry* e = cache.find(sig); e && entry_covers(*e, budget)) continue;
-    if (warm_sigs.insert(sig).second) warm.push_back(std::move(w));
-  }
+  for (const Layer& l : layers)
+    if (timer.compiles(*l.node) && !cached(l) && warm_sigs.insert(l.sig).second)
+      warm.push_back(WarmItem{l.node, l.in, l.out});
   if (!warm.empty()) {
     const auto w0 = std::chrono::steady_clock::now();
     const int n = timer.warm(warm, budget);
@@ -287,17 +303,12 @@ Status choose_tactics(ir::Graph& g, const Propagation& opt, int opt_level, const
       verbose("ran the candidates of " + std::to_string(n) + " layers that compile on a first run in parallel (" +
               secs + ")");
   }
-  for (auto& node : g.nodes()) {
-    if (!timer.has_tactics(*node)) continue;
-    node->attrs.erase(ops::kTacticAttr);
-    std::vector<ops::TensorType> in, out;
-    if (!concrete_types(node->inputs, opt, in) || !concrete_types(node->outputs, opt, out)) {
-      verbose("tactic of " + node->describe() +
-              ": shapes unknown at the opt shapes; the heuristic chooses at run time");
-      continue;
-    }
-    const std::string sig = node_signature(*node, in, build);
-    if (const TimingEntry* e = cache.find(sig); e && entry_covers(*e, budget)) {
+  for (Layer& l : layers) {
+    ir::Node* node = l.node;
+    const std::vector<ops::TensorType>& in = l.in;
+    const std::vector<ops::TensorType>& out = l.out;
+    const std::string& sig = l.sig;
+    if (const TimingEntry* e = cached(l)) {
       if (e->tactic >= 0) node->attrs.set(ops::kTacticAttr, ir::Attribute::from_int(e->tactic));
       stats.picked_ms += e->ms;
       ++stats.cached;

@@ -365,7 +365,6 @@ Result<bool> run_graph(KernelContext& ctx, const DnnGeometry& g, const ConvPlan&
 
 // act(y + bias[c] + z) in one pass over the conv output (conv_act.cuh); Conv's bias add
 // is the case without an activation or z.
-
 // The channel of element i is (i / inner) % channels (NCHW: inner = spatial
 // volume; NHWC: inner = 1). I is uint32_t below 2^31 elements: 32-bit division
 // is several times cheaper, and unsigned i + stride cannot overflow there.

@@ -8,7 +8,7 @@
 // bit | hash of engine index and knob values, so an ID names the same engine in
 // every build on one cuDNN version). Execution plans are finalized lazily, the first
 // time a candidate runs. Engines that compile at run time (cuDNN's runtime fusion)
-// are offered for FP16/BF16 (runtime_fusion_cap); they load a module when finalized,
+// are offered for FP16/BF16 and large FP32 convs (runtime_fusion_cap); they load a module when finalized,
 // under the process-wide capture lock, never inside a capture (the builder finalizes the
 // candidates it will time on parallel threads first: select/tactics.cc). Graphs and
 // plans are shared by all contexts and finalized with process-lifetime cuDNN handles
@@ -185,7 +185,7 @@ FinalizeHandle* finalize_handle(int device, bool capturing) {
   thread_local const int slot = next_slot.fetch_add(1) % kSlots;
   std::lock_guard<std::mutex> lock(mu);
   auto it = handles->find({device, slot});
-  if (it != handles->end()) return it->second.get();
+  if (it != handles->end()) return it->second->h ? it->second.get() : nullptr;  // a failed create is not retried
   if (capturing) return nullptr;
   cudnnHandle_t h = nullptr;
   {
@@ -193,10 +193,10 @@ FinalizeHandle* finalize_handle(int device, bool capturing) {
     if (cudnnCreate(&h) != CUDNN_STATUS_SUCCESS) h = nullptr;
   }
   cudaGetLastError();
-  if (!h) return nullptr;
-  auto fh = std::make_unique<FinalizeHandle>();
+  auto& fh = (*handles)[{device, slot}];
+  fh = std::make_unique<FinalizeHandle>();
   fh->h = h;
-  return ((*handles)[{device, slot}] = std::move(fh)).get();
+  return h ? fh.get() : nullptr;
 }
 
 std::mutex g_mu;
