@@ -7,9 +7,12 @@ namespace kiln::ops {
 
 bool is_nhwc(const ir::Node& node) { return node.attrs.get_int(kNhwcAttr, 0) != 0; }
 
+bool has_nchw_input(const ir::Node& node) { return node.attrs.get_int(kNchwInputAttr, 0) != 0; }
+
 LayoutSlot nhwc_input_slot(const ir::Node& node, size_t i) {
   if (node.op_type == "Conv" || node.op_type == "FusedConv") {
-    if (i == 0 || i == 3) return LayoutSlot::kActivation;
+    if (i == 0) return has_nchw_input(node) ? LayoutSlot::kPlain : LayoutSlot::kActivation;
+    if (i == 3) return LayoutSlot::kActivation;
     if (i == 1) return LayoutSlot::kWeight;
     return LayoutSlot::kPlain;
   }

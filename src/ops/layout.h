@@ -11,12 +11,19 @@
 namespace kiln::ops {
 
 inline constexpr const char* kNhwcAttr = "kiln.nhwc";
+/// On an NHWC conv: its input X stays [N, C, H, W] while its output is NHWC. The layout
+/// pass sets it on a few-channel stem conv that kiln's direct conv runs straight from the
+/// model's NCHW input (no input Transpose, no channel Pad; conv_direct_cuda.h).
+inline constexpr const char* kNchwInputAttr = "kiln.nchw_input";
 
 /// True if the node's tensors are in NHWC.
 bool is_nhwc(const ir::Node& node);
 
 enum class LayoutSlot { kPlain, kActivation, kWeight };
-/// How input `i` of an NHWC node is stored.
+/// True if an NHWC conv reads its input X in NCHW (kNchwInputAttr).
+bool has_nchw_input(const ir::Node& node);
+
+/// How input `i` of an NHWC node is stored (X of a has_nchw_input conv: kPlain).
 LayoutSlot nhwc_input_slot(const ir::Node& node, size_t i);
 
 /// [N, H, W, C] -> [N, C, H, W] and back (weights [M, kH, kW, C] <-> [M, C, kH, kW] alike).

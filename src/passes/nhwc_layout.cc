@@ -10,7 +10,9 @@
 // global pools join too (their NHWC kernel reduces over H*W per channel group, so
 // only the pooled [N,1,1,C] leaves the region);
 // a conv with C % 8 != 0 input channels (group 1) reads its input zero-padded by a Pad
-// on C, with zero weight channels to match (tensor-core kernels need C % 8 == 0);
+// on C, with zero weight channels to match (tensor-core kernels need C % 8 == 0),
+// unless it is a small stem that reads its NCHW input directly (kiln.nchw_input, see
+// reads_nchw_input): x -> Conv[nhwc, nchw_input] -> ... with no Transpose or Pad before it;
 // per-channel constants [1,C,1,1] become [1,1,1,C]; a Shape of an NHWC value becomes
 // Shape + Gather(0,3,1,2).
 #include <cstring>
@@ -73,6 +75,26 @@ Tensor pad_last_axis(const Tensor& w, int64_t cp) {
   for (int64_t r = 0; r < rows; ++r)
     std::memcpy(static_cast<char*>(t.data()) + r * cp * es, static_cast<const char*>(w.data()) + r * c * es, c * es);
   return t;
+}
+
+// A stem conv that kiln's direct conv runs straight from its NCHW input (ops::kNchwInputAttr):
+// few input channels (<= 4), 8..64 outputs in groups of 8, and little work per output pixel
+// (C x kH x kW x M <= 1024 FMAs: the YOLOv8n stem's 432, not ResNet-50's 7x7x64 9408, which
+// cuDNN's tensor cores do better from a padded NHWC copy), symmetric explicit padding. It
+// saves the input's Transpose and channel Pad kernels and reads 3 channels, not 8
+// (YOLOv8n FP32 bs256: 1.56 + 0.83 ms of Pad and Transpose). KILN_CONV_NCHW_INPUT=0 turns it off.
+bool reads_nchw_input(const ir::Node& conv) {
+  static const bool on = !env_is("KILN_CONV_NCHW_INPUT", "0");
+  const ir::Value* w = conv.input(1);
+  if (!on || conv.attrs.get_int("group", 1) != 1 || !w || !w->initializer || w->initializer->rank() != 4) return false;
+  if (!conv.input(0) || conv.input(0)->initializer) return false;
+  const std::string pad_mode = conv.attrs.get_string("auto_pad", "NOTSET");
+  if (pad_mode != "NOTSET" && pad_mode != "VALID") return false;
+  const std::vector<int64_t> pads = conv.attrs.get_ints("pads");
+  if (!pads.empty() && (pads.size() != 4 || pads[0] != pads[2] || pads[1] != pads[3])) return false;
+  const Dims& d = w->initializer->dims();  // [M, C, kH, kW]
+  const int64_t m = d[0], c = d[1];
+  return c >= 1 && c <= 4 && m >= 8 && m <= 64 && m % 8 == 0 && c * d[2] * d[3] * m <= 1024;
 }
 
 // Position in NHWC of NCHW axis a (after normalizing negatives for rank 4).
@@ -280,12 +302,14 @@ Status nhwc_layout(ir::Graph& g, PassContext& ctx) {
       }
       n->inputs[0] = as_nhwc(n->inputs[0]);
     }
-    const int64_t pad_c = is_conv ? padded_channels(*n) : 0;
+    const bool nchw_in = is_conv && !nhwc.count(n->input(0)) && reads_nchw_input(*n);
+    if (nchw_in) n->attrs.set(ops::kNchwInputAttr, ir::Attribute::from_int(1));
+    const int64_t pad_c = is_conv && !nchw_in ? padded_channels(*n) : 0;
     for (size_t i = 0; i < n->inputs.size() && n->op_type != "Resize" && n->op_type != "Slice"; ++i) {
       ir::Value* in = n->inputs[i];
       if (!in) continue;
       if (is_conv) {
-        auto slot = ops::nhwc_input_slot(*n, i);
+        auto slot = ops::nhwc_input_slot(*n, i);  // kPlain for X under kNchwInputAttr
         if (slot == ops::LayoutSlot::kActivation)
           n->inputs[i] = i == 0 && pad_c ? padded(as_nhwc(in), n->input(1)->initializer->dim(1), pad_c) : as_nhwc(in);
         else if (slot == ops::LayoutSlot::kWeight)

@@ -6,6 +6,7 @@
 #include <random>
 
 #include "harness/op_harness.h"
+#include "ops/layout.h"
 #include "passes/pass.h"
 #include "passes/pass_test_util.h"
 
@@ -108,12 +109,13 @@ TEST(NhwcLayout, FusedElementwiseBetweenConvsStaysChannelsLast) {
 }
 
 TEST(NhwcLayout, FewInputChannelsArePaddedToEight) {
-  // A 3-channel stem conv (group 1) reads its NHWC input zero-padded to 8 channels
-  // with zero weight channels; a 16-channel conv is left as is.
+  // A 3-channel stem conv (group 1) with 48 outputs (3 x 3 x 3 x 48 FMAs a pixel: too many
+  // for the direct NCHW-input conv) reads its NHWC input zero-padded to 8 channels with zero
+  // weight channels; a 48-channel conv is left as is.
   G b;
   ir::Value* x = b.input("x", Shape{Dim::symbol("N"), 3, 9, 7});
-  ir::Value* c1 = b.conv(x, 16, 3);
-  b.g.outputs.push_back(b.conv(c1, 8, 16));
+  ir::Value* c1 = b.conv(x, 48, 3);
+  b.g.outputs.push_back(b.conv(c1, 8, 48));
   std::unique_ptr<ir::Graph> before(b.g.clone());
   BuilderConfig cfg;
   PassContext ctx = half_cuda(b.g, cfg);
@@ -127,17 +129,56 @@ TEST(NhwcLayout, FewInputChannelsArePaddedToEight) {
     if (convs++ == 0) {
       EXPECT_EQ(n->inputs[0]->producer->op_type, "Pad");
       EXPECT_EQ(shape_to_string(*n->inputs[0]->shape), "[N,9,7,8]");
-      EXPECT_EQ(w, (Dims{16, 3, 3, 8}));
+      EXPECT_EQ(w, (Dims{48, 3, 3, 8}));
+      EXPECT_FALSE(n->attrs.has(ops::kNchwInputAttr));
       // The added weight channels are zero.
       const Tensor& t = *n->inputs[1]->initializer;
       for (int64_t i = 0; i < t.numel(); ++i)
         if (i % 8 >= 3) ASSERT_EQ(t.get_as_double(i), 0.0) << i;
     } else {
-      EXPECT_EQ(w, (Dims{8, 3, 3, 16}));
+      EXPECT_EQ(w, (Dims{8, 3, 3, 48}));
     }
   }
   EXPECT_EQ(convs, 2);
   expect_same(*before, b.g, {2, 3, 9, 7}, 1e-4);
+}
+
+TEST(NhwcLayout, SmallStemReadsTheNchwInput) {
+  // A 3-channel stem with 16 outputs (YOLOv8n's: 432 FMAs a pixel) reads the model's NCHW
+  // input itself (kiln.nchw_input, run by kiln's direct conv): no Transpose or Pad before it,
+  // its weights OHWI with 3 channels; its output is NHWC for the next conv.
+  G b;
+  ir::Value* x = b.input("x", Shape{Dim::symbol("N"), 3, 9, 7});
+  ir::Node* stem = b.node("Conv", {x, b.random({16, 3, 3, 3}), b.random({16})});
+  stem->attrs.set("pads", ir::Attribute::from_ints({1, 1, 1, 1}));
+  stem->attrs.set("strides", ir::Attribute::from_ints({2, 2}));
+  b.g.outputs.push_back(b.conv(stem->outputs[0], 8, 16));
+  std::unique_ptr<ir::Graph> before(b.g.clone());
+  BuilderConfig cfg;
+  PassContext ctx = half_cuda(b.g, cfg);
+  run_pass(b.g, nhwc_layout, ctx);
+  ASSERT_FALSE(::testing::Test::HasFatalFailure());
+  EXPECT_EQ(count(b.g, "Pad"), 0) << ir::dump(b.g);
+  EXPECT_EQ(count(b.g, "Transpose"), 1) << ir::dump(b.g);  // the graph output's only
+  EXPECT_EQ(stem->inputs[0], x);
+  EXPECT_EQ(stem->attrs.get_int(ops::kNchwInputAttr, 0), 1);
+  EXPECT_EQ(stem->inputs[1]->initializer->dims(), (Dims{16, 3, 3, 3}));
+  EXPECT_EQ(shape_to_string(*stem->outputs[0]->shape), "[N,5,4,16]");
+  EXPECT_EQ(stem->outputs[0]->layout, ir::Layout::kNHWC);
+  expect_same(*before, b.g, {2, 3, 9, 7}, 1e-4);
+
+  // With a 7x7 window and 64 outputs (ResNet-50's stem, 9408 FMAs a pixel) it is padded instead.
+  G r;
+  ir::Value* rx = r.input("x", Shape{Dim::symbol("N"), 3, 16, 16});
+  ir::Node* big = r.node("Conv", {rx, r.random({64, 3, 7, 7}), r.random({64})});
+  big->attrs.set("pads", ir::Attribute::from_ints({3, 3, 3, 3}));
+  r.g.outputs.push_back(r.conv(big->outputs[0], 8, 64));
+  BuilderConfig rcfg;
+  PassContext rctx = half_cuda(r.g, rcfg);
+  run_pass(r.g, nhwc_layout, rctx);
+  ASSERT_FALSE(::testing::Test::HasFatalFailure());
+  EXPECT_FALSE(big->attrs.has(ops::kNchwInputAttr));
+  EXPECT_EQ(count(r.g, "Pad"), 1) << ir::dump(r.g);
 }
 
 TEST(NhwcLayout, FusedElementwiseWithARowConstantStaysOutside) {
@@ -172,7 +213,8 @@ TEST(NhwcLayout, HalfPipelineFusesElementwiseChainsBetweenConvs) {
   Status st = run_pipeline(b.g, ctx);
   ASSERT_TRUE(st.ok()) << st.to_string();
   EXPECT_EQ(count(b.g, "FusedElementwise"), 1) << ir::dump(b.g);
-  EXPECT_EQ(count(b.g, "Transpose"), 2) << ir::dump(b.g);
+  // Out to the graph output only: the 3-channel stem reads x as NCHW (kiln.nchw_input).
+  EXPECT_EQ(count(b.g, "Transpose"), 1) << ir::dump(b.g);
   for (auto& n : b.g.nodes())
     if (n->op_type == "FusedElementwise") EXPECT_EQ(n->outputs[0]->layout, ir::Layout::kNHWC);
   expect_same(*before, b.g, {2, 3, 9, 7}, 3e-2);

@@ -32,6 +32,7 @@ const Pass kPipeline[] = {
     {"sink_transposes", sink_transposes},      // after the attention views exist, which take its permutations
     {"cancel_transposes", cancel_transposes},  // composes the pairs sink_transposes brought together
     {"merge_qkv", merge_qkv},                  // CUDA engines: one GEMM for an attention's Q, K and V
+    {"exact_output_gemm", exact_output_gemm},  // FP32 CUDA engines with TF32: the output head without TF32
     {"fuse_elementwise", fuse_elementwise},    // CUDA engines only; before reduce_precision, which halves it
     {"reduce_precision", reduce_precision},    // CUDA engines with --fp16/--bf16 only
     {"nhwc_layout", nhwc_layout},              // CUDA engines with --fp16/--bf16 only

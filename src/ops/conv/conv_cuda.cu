@@ -708,7 +708,10 @@ Status fused_conv_cuda(KernelContext& ctx) {
   if (!parse_act(ctx.attrs(), act)) return ctx.error("unsupported activation", ErrorCode::kUnsupported);
   if (z && z->dims() != y.dims()) return ctx.error("Z must have the output's dims");
   const bool nhwc = is_nhwc(ctx.node());
-  const Dims xd = nhwc ? nhwc_to_nchw(x.dims()) : x.dims(), wd = nhwc ? nhwc_to_nchw(w.dims()) : w.dims();
+  // An NCHW input under an NHWC output (kNchwInputAttr): only kiln's direct conv reads it.
+  const bool nchw_in = nhwc && has_nchw_input(ctx.node());
+  const Dims xd = nhwc && !nchw_in ? nhwc_to_nchw(x.dims()) : x.dims();
+  const Dims wd = nhwc ? nhwc_to_nchw(w.dims()) : w.dims();
   const Dims yd = nhwc ? nhwc_to_nchw(y.dims()) : y.dims();
   auto s = conv::conv_shape(ctx.attrs(), xd, wd, b ? &b->dims() : nullptr);
   if (!s.ok()) return ctx.error(s.status().message());
@@ -720,21 +723,26 @@ Status fused_conv_cuda(KernelContext& ctx) {
   if (s->c == 0 || s->k_count == 0) return ctx.error("empty convolution", ErrorCode::kUnsupported);
   DnnGeometry g = make_geometry(xd, wd, yd, s->geo.pad_begin, s->attrs, s->group);
   g.nhwc = nhwc;
+  // kiln's direct conv: NHWC, few input channels (conv_direct_cuda.h).
+  conv_direct::Problem dp;
+  bool direct = false;
+  static const bool direct_on = !env_is("KILN_CONV_DIRECT", "0");  // an A/B switch
+  if ((direct_on || nchw_in) && nhwc && g.x.size() == 4 && g.group == 1) {
+    dp = {g.x[0], g.x[2],       g.x[3],       g.x[1],    g.y[2],    g.y[3],         g.y[1],         g.w[2],
+          g.w[3], g.strides[0], g.strides[1], g.pads[0], g.pads[1], g.dilations[0], g.dilations[1], nchw_in};
+    direct = conv_direct::applies(dp);
+  }
+  if (nchw_in) {
+    if (!direct) return ctx.error("a conv reading NCHW input needs kiln's direct conv, which does not take it");
+    return conv_direct::run(ctx, dp, x.dtype(), x.data(), w.data(), b ? b->data() : nullptr, z ? z->data() : nullptr,
+                            y.data(), static_cast<int>(act.kind), act.a, act.b);
+  }
   for (const Dims* d : {&g.x, &g.w, &g.y})
     if (!fits_int(*d)) return ctx.error("tensor too large for cuDNN's int dims", ErrorCode::kUnsupported);
   KILN_ASSIGN_OR_RETURN(ConvPlan * p, plan_for(ctx, g, x.dtype(), false, /*report=*/false));
   const cuda::Env* env = ctx.cuda_env();
   auto h = static_cast<cudnnHandle_t>(env->cudnn);
   const float one = 1.f, zero = 0.f;
-  // kiln's direct conv: NHWC, few input channels (conv_direct_cuda.h).
-  conv_direct::Problem dp;
-  bool direct = false;
-  static const bool direct_on = !env_is("KILN_CONV_DIRECT", "0");  // an A/B switch
-  if (direct_on && nhwc && g.x.size() == 4 && g.group == 1) {
-    dp = {g.x[0], g.x[2],       g.x[3],       g.x[1],    g.y[2],    g.y[3],         g.y[1],        g.w[2],
-          g.w[3], g.strides[0], g.strides[1], g.pads[0], g.pads[1], g.dilations[0], g.dilations[1]};
-    direct = conv_direct::applies(dp);
-  }
   bool graph_done = false;
   KILN_ASSIGN_OR_RETURN(const bool graph_ran,
                         run_graph(ctx, g, *p, static_cast<int>(act.kind), b, z, direct, &graph_done));
@@ -809,17 +817,47 @@ std::vector<TensorType> logical_types(const ir::Node& node, const std::vector<Te
   return t;
 }
 
+// A kNchwInputAttr conv runs only as kiln's direct conv: it must take the geometry (an
+// unknown batch counts as 1; run checks the real one).
+bool direct_takes_nchw_input(const ir::Node& node, const std::vector<TensorType>& inputs) {
+  if (inputs.size() < 2 || !inputs[0].shape || !inputs[1].shape || inputs[0].shape->size() != 4 ||
+      inputs[1].shape->size() != 4)
+    return false;
+  Dims xd, wd;
+  for (size_t i = 0; i < 4; ++i) {
+    const Dim& dx = (*inputs[0].shape)[i];
+    const Dim& dw = (*inputs[1].shape)[i];
+    if ((!dx.known() && i != 0) || !dw.known()) return false;
+    xd.push_back(dx.known() ? dx.value : 1);
+    wd.push_back(dw.value);
+  }
+  wd = nhwc_to_nchw(wd);
+  auto s = conv::conv_shape(node.attrs, xd, wd, nullptr);
+  if (!s.ok() || s->group != 1) return false;
+  const auto& a = s->attrs;
+  for (int64_t i = 0; i < 2; ++i)
+    if (symmetric_out(s->geo.in[i], s->geo.pad_begin[i], window::window_extent(a, i), a.strides[i]) != s->geo.out[i])
+      return false;
+  conv_direct::Problem p{
+      xd[0],          xd[2], xd[3],        xd[1],        s->geo.out[0],       s->geo.out[1],       wd[0],
+      wd[2],          wd[3], a.strides[0], a.strides[1], s->geo.pad_begin[0], s->geo.pad_begin[1], a.dilations[0],
+      a.dilations[1], true};
+  return conv_direct::applies(p);
+}
+
 bool applies_fused_conv(const ir::Node& node, const std::vector<TensorType>& inputs) {
   ActParams act;
   if (!parse_act(node.attrs, act)) return false;
   if (node.input(3) && (inputs.size() < 4 || inputs[3].dtype != inputs[0].dtype)) return false;
   if (is_nhwc(node) && (!inputs[0].shape || inputs[0].shape->size() != 4)) return false;
+  if (is_nhwc(node) && has_nchw_input(node) && !direct_takes_nchw_input(node, inputs)) return false;
   return applies_conv(node, logical_types(node, inputs));
 }
 
 bool applies_conv_any_layout(const ir::Node& node, const std::vector<TensorType>& inputs) {
   if (!is_nhwc(node)) return applies_conv(node, inputs);
   if (inputs.empty() || !inputs[0].shape || inputs[0].shape->size() != 4) return false;
+  if (has_nchw_input(node) && !direct_takes_nchw_input(node, inputs)) return false;
   return applies_conv(node, logical_types(node, inputs));
 }
 

@@ -19,12 +19,21 @@ struct Geom {
 constexpr int kPixels = 2;  // output pixels per thread: each weight read from shared memory feeds both
 
 // Loads input pixel (n, iy, ix)'s C channels as float, zeros outside the image (padding).
-template <typename T, int CMAX>
+// NCHW: one plane per channel, 64-bit offsets (a batch of stems passes 2^31 elements);
+// a warp's neighbouring pixels read neighbouring addresses of each plane.
+template <typename T, int CMAX, bool NCHW>
 __device__ __forceinline__ void load_pixel(const T* __restrict__ x, const Geom& g, uint32_t n, int iy, int ix,
                                            float (&xv)[CMAX]) {
   if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) {
 #pragma unroll
     for (int c = 0; c < CMAX; ++c) xv[c] = 0.f;
+    return;
+  }
+  if constexpr (NCHW) {
+    const uint64_t plane = static_cast<uint64_t>(g.h) * g.w;
+    const T* xp = x + static_cast<uint64_t>(n) * g.c * plane + static_cast<uint64_t>(iy) * g.w + ix;
+#pragma unroll
+    for (int c = 0; c < CMAX; ++c) xv[c] = c < g.c ? cuda::to_f(__ldg(xp + c * plane)) : 0.f;
     return;
   }
   const T* xp = x + ((n * g.h + iy) * static_cast<uint32_t>(g.w) + ix) * g.c;
@@ -46,8 +55,9 @@ __device__ __forceinline__ void load_pixel(const T* __restrict__ x, const Geom& 
 // memory holds the group's weights as float, [kh][kw][c][MB], read as float4 that every
 // thread of a warp shares (a broadcast), then the chunk's outputs, which the block writes
 // back as consecutive 16-byte vectors (one pixel's MB outputs are only 32-64 bytes:
-// written per thread, every store instruction would fill half sectors). CMAX bounds C.
-template <typename T, int CMAX, int MB>
+// written per thread, every store instruction would fill half sectors). CMAX bounds C;
+// NCHW reads the input as planes (load_pixel).
+template <typename T, int CMAX, int MB, bool NCHW>
 __global__ void __launch_bounds__(kThreads)
     direct_conv_kernel(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias,
                        const T* __restrict__ z, T* __restrict__ y, Geom g, ActParams act) {
@@ -88,7 +98,8 @@ __global__ void __launch_bounds__(kThreads)
         float xv[kPixels][CMAX];
 #pragma unroll
         for (int j = 0; j < kPixels; ++j)
-          load_pixel<T, CMAX>(x, g, n[j], oy[j] * g.sh - g.ph + ky * g.dh, ox[j] * g.sw - g.pw + kx * g.dw, xv[j]);
+          load_pixel<T, CMAX, NCHW>(x, g, n[j], oy[j] * g.sh - g.ph + ky * g.dh, ox[j] * g.sw - g.pw + kx * g.dw,
+                                    xv[j]);
         const float4* wr = ws4 + (ky * g.kw + kx) * g.c * (MB / 4);
 #pragma unroll
         for (int c = 0; c < CMAX; ++c) {
@@ -118,7 +129,7 @@ __global__ void __launch_bounds__(kThreads)
         for (int k = 0; k < V; ++k) {
           float v = acc[j][k0 + k];
           if (bias) v += cuda::to_f(bias[m0 + k0 + k]);
-          if (z) v += cuda::to_f(z[p * static_cast<uint32_t>(g.m) + m0 + k0 + k]);
+          if (z) v += cuda::to_f(z[static_cast<uint64_t>(p) * g.m + m0 + k0 + k]);
           out.v[k] = cuda::from_f<T>(apply_act(act, v));
         }
         *reinterpret_cast<P*>(tile + r * MB + k0) = out;
@@ -129,14 +140,14 @@ __global__ void __launch_bounds__(kThreads)
     constexpr int kPerRow = MB / V;
     for (uint32_t v = threadIdx.x; v < rows * kPerRow; v += kThreads) {
       const uint32_t r = v / kPerRow, q = v % kPerRow;
-      *reinterpret_cast<P*>(y + (base + r) * static_cast<uint32_t>(g.m) + m0 + q * V) =
+      *reinterpret_cast<P*>(y + static_cast<uint64_t>(base + r) * g.m + m0 + q * V) =
           *reinterpret_cast<const P*>(tile + r * MB + q * V);
     }
     __syncthreads();
   }
 }
 
-template <typename T, int CMAX, int MB>
+template <typename T, int CMAX, int MB, bool NCHW>
 void launch(cudaStream_t s, const Geom& g, const T* x, const T* w, const T* b, const T* z, T* y, const ActParams& act) {
   const size_t smem = static_cast<size_t>(g.kh) * g.kw * g.c * MB * sizeof(float) +
                       static_cast<size_t>(kThreads) * kPixels * MB * sizeof(T);
@@ -144,7 +155,7 @@ void launch(cudaStream_t s, const Geom& g, const T* x, const T* w, const T* b, c
     int dev = 0, sms = 0, per_sm = 0;
     if (cudaGetDevice(&dev) != cudaSuccess ||
         cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, direct_conv_kernel<T, CMAX, MB>, kThreads, 0) !=
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, direct_conv_kernel<T, CMAX, MB, NCHW>, kThreads, 0) !=
             cudaSuccess) {
       (void)cudaGetLastError();
       return 132 * 8;
@@ -156,18 +167,19 @@ void launch(cudaStream_t s, const Geom& g, const T* x, const T* w, const T* b, c
   const int64_t per_block = int64_t{kThreads} * kPixels;  // pixels per chunk
   const int64_t blocks = std::min<int64_t>((pixels + per_block - 1) / per_block, std::max(1, wave / (g.m / MB)));
   dim3 grid(static_cast<unsigned>(std::max<int64_t>(blocks, 1)), static_cast<unsigned>(g.m / MB));
-  direct_conv_kernel<T, CMAX, MB><<<grid, kThreads, smem, s>>>(x, w, b, z, y, g, act);
+  direct_conv_kernel<T, CMAX, MB, NCHW><<<grid, kThreads, smem, s>>>(x, w, b, z, y, g, act);
 }
 
 }  // namespace
 
 bool applies(const Problem& p) {
-  if (p.c < 1 || p.c > 8 || p.m < 8 || p.m > 64 || p.m % 8 != 0) return false;
+  if (p.c < 1 || p.c > (p.nchw_input ? 4 : 8) || p.m < 8 || p.m > 64 || p.m % 8 != 0) return false;
   if (p.kh < 1 || p.kw < 1 || p.sh < 1 || p.sw < 1 || p.dh < 1 || p.dw < 1 || p.ph < 0 || p.pw < 0) return false;
   const int64_t mb = p.m % 16 == 0 ? 16 : 8;
   if (p.kh * p.kw * p.c * mb > kMaxSharedFloats) return false;
-  const int64_t in = p.n * p.h * p.w * p.c, out = p.n * p.oh * p.ow * p.m;
-  return p.n > 0 && p.oh > 0 && p.ow > 0 && in < INT32_MAX && out < INT32_MAX;
+  if (p.n < 1 || p.oh < 1 || p.ow < 1 || p.h < 1 || p.w < 1 || p.n * p.oh * p.ow >= INT32_MAX) return false;
+  if (p.nchw_input) return p.h * p.w < INT32_MAX;  // 64-bit addressing (load_pixel)
+  return p.n * p.h * p.w * p.c < INT32_MAX;
 }
 
 Status run(KernelContext& ctx, const Problem& p, DataType dtype, const void* x, const void* w, const void* b,
@@ -192,14 +204,18 @@ Status run(KernelContext& ctx, const Problem& p, DataType dtype, const void* x, 
     const T* bp = static_cast<const T*>(b);
     const T* zp = static_cast<const T*>(z);
     T* yp = static_cast<T*>(y);
-    if (small_c && wide)
-      launch<T, 4, 16>(s, g, xp, wp, bp, zp, yp, act);
+    if (p.nchw_input && wide)
+      launch<T, 4, 16, true>(s, g, xp, wp, bp, zp, yp, act);
+    else if (p.nchw_input)
+      launch<T, 4, 8, true>(s, g, xp, wp, bp, zp, yp, act);
+    else if (small_c && wide)
+      launch<T, 4, 16, false>(s, g, xp, wp, bp, zp, yp, act);
     else if (small_c)
-      launch<T, 4, 8>(s, g, xp, wp, bp, zp, yp, act);
+      launch<T, 4, 8, false>(s, g, xp, wp, bp, zp, yp, act);
     else if (wide)
-      launch<T, 8, 16>(s, g, xp, wp, bp, zp, yp, act);
+      launch<T, 8, 16, false>(s, g, xp, wp, bp, zp, yp, act);
     else
-      launch<T, 8, 8>(s, g, xp, wp, bp, zp, yp, act);
+      launch<T, 8, 8, false>(s, g, xp, wp, bp, zp, yp, act);
   });
   return cuda::launch_status(ctx, "direct_conv");
 }

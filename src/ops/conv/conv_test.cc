@@ -626,6 +626,44 @@ TEST(FusedConv, CudaDirectSmallChannelConvMatchesReference) {
     }
 }
 
+TEST(FusedConv, CudaDirectConvReadsNchwInput) {
+  // kiln.nchw_input: X stays [N, C, H, W], W is OHWI and Y NHWC; only the direct conv runs it.
+  if (cuda::device_count() == 0) GTEST_SKIP() << "no GPU: " << cuda::no_device_reason();
+  struct D {
+    Dims x;  // NCHW
+    int64_t m, k, stride, pad;
+    const char* act;
+    bool bias;
+  };
+  const std::vector<D> cases = {
+      {{3, 3, 37, 41}, 16, 3, 2, 1, "Silu", true},  // the YOLOv8n stem, odd sizes, several chunks
+      {{1, 1, 9, 8}, 8, 3, 1, 1, "Relu", true},     // one channel
+      {{2, 4, 11, 10}, 24, 2, 2, 0, "", false},     // four channels, three groups of 8, no bias
+  };
+  for (const Tol& t : kFloatTols)
+    for (size_t i = 0; i < cases.size(); ++i) {
+      const D& d = cases[i];
+      SCOPED_TRACE(std::string(dtype_name(t.dtype)) + " case " + std::to_string(i));
+      OpCase c("FusedConv", 1, "com.microsoft");
+      c.attr("kiln.nhwc", Attribute::from_int(1)).attr("kiln.nchw_input", Attribute::from_int(1));
+      c.attr("kernel_shape", Attribute::from_ints({d.k, d.k}));
+      c.attr("strides", Attribute::from_ints({d.stride, d.stride}));
+      c.attr("pads", Attribute::from_ints({d.pad, d.pad, d.pad, d.pad}));
+      if (*d.act) c.attr("activation", Attribute::from_string(d.act));
+      c.input(t.dtype, d.x).input(t.dtype, {d.m, d.k, d.k, d.x[1]}, -0.5, 0.5);
+      if (d.bias) c.input(t.dtype, {d.m});
+      auto ref = c.run("ref");  // the NHWC adapter, leaving X in NCHW
+      ASSERT_TRUE(ref.ok()) << ref.status().to_string();
+      const int64_t oh = (d.x[2] + 2 * d.pad - d.k) / d.stride + 1, ow = (d.x[3] + 2 * d.pad - d.k) / d.stride + 1;
+      ASSERT_EQ((*ref)[0].dims(), (Dims{d.x[0], oh, ow, d.m}));
+      std::vector<const Tensor*> ins;
+      for (auto& in : c.inputs()) ins.push_back(in ? &*in : nullptr);
+      auto got = cuda::run_node_on_device(c.node(), "cuda.cudnn", ins, *ref, cuda::NodeRunOptions{});
+      ASSERT_TRUE(got.ok()) << got.status().to_string();
+      EXPECT_TRUE(tensors_close((*got)[0], (*ref)[0], t.rtol, t.atol));
+    }
+}
+
 TEST(Conv, CudaBiasAddVectorAndScalarPaths) {
   // Conv / ConvTranspose add the bias after cuDNN: OH*OW = 64 (vectors), 49 (scalar), 36 (16-byte fp32, 8-byte fp16).
   const std::vector<ConvCase> cases = {
