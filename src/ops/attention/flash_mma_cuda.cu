@@ -26,7 +26,8 @@
 // at three MMAs per step. K/V tiles arrive raw (fp32) by cp.async into a staging
 // buffer while the previous tile computes, and are split shared-to-shared before
 // their own step (one split buffer, one raw buffer: the same overlap as the
-// double-buffered 2-byte path). Q is split once, on the way in.
+// double-buffered 2-byte path). Q is scaled by the softmax scale and split once, on the
+// way in; the score accumulators start from the additive mask.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -124,6 +125,28 @@ __device__ __forceinline__ void split2(float x0, float x1, unsigned& hi, unsigne
   lo = *reinterpret_cast<const unsigned*>(&l);
 }
 
+// The additive mask at keys kc and kc + 1 of one mask row (0 past Sk): one 2-element load
+// when the keys are contiguous and the row 2-element aligned (kc is even).
+template <class T>
+__device__ __forceinline__ void load_mask_pair(const T* __restrict__ row, long long kc, long long sk, long long stride,
+                                               bool pairs, float (&m)[2]) {
+  if (pairs && kc + 1 < sk) {
+    if constexpr (kSplit<T>) {
+      const float2 v = __ldg(reinterpret_cast<const float2*>(row + kc));
+      m[0] = v.x;
+      m[1] = v.y;
+    } else {
+      const unsigned u = __ldg(reinterpret_cast<const unsigned*>(row + kc));
+      const T* v = reinterpret_cast<const T*>(&u);
+      m[0] = to_f(v[0]);
+      m[1] = to_f(v[1]);
+    }
+    return;
+  }
+  m[0] = kc < sk ? to_f(row[kc * stride]) : 0.f;
+  m[1] = kc + 1 < sk ? to_f(row[(kc + 1) * stride]) : 0.f;
+}
+
 // Stores y0, y1 at p[0], p[1] (p 2-element aligned).
 template <class T>
 __device__ __forceinline__ void store2(T* p, float y0, float y1) {
@@ -157,10 +180,11 @@ constexpr size_t smem_bytes() {
 }
 
 // As load_rows (below), for fp32 rows split into bf16 hi and lo tiles (synchronous loads).
+// Values are multiplied by `scale` first (Q by the softmax scale).
 template <int D, int NW>
 __device__ __forceinline__ void load_rows_split(__nv_bfloat16* hi, __nv_bfloat16* lo, const float* __restrict__ src,
                                                 long long base, const AxisMap& ax, long long r0, long long rmax,
-                                                int rows, int tid) {
+                                                int rows, int tid, float scale) {
   constexpr int LD = D + 8, CH = D / 8;
 #pragma unroll 2
   for (int i = tid; i < rows * CH; i += NW * 32) {
@@ -170,10 +194,10 @@ __device__ __forceinline__ void load_rows_split(__nv_bfloat16* hi, __nv_bfloat16
     if (gi < rmax) {
       const float4* p = reinterpret_cast<const float4*>(src + base + axo(ax, gi) + c);
       const float4 a = __ldg(p), b = __ldg(p + 1);
-      split2(a.x, a.y, h.x, l.x);
-      split2(a.z, a.w, h.y, l.y);
-      split2(b.x, b.y, h.z, l.z);
-      split2(b.z, b.w, h.w, l.w);
+      split2(a.x * scale, a.y * scale, h.x, l.x);
+      split2(a.z * scale, a.w * scale, h.y, l.y);
+      split2(b.x * scale, b.y * scale, h.z, l.z);
+      split2(b.z * scale, b.w * scale, h.w, l.w);
     }
     *reinterpret_cast<uint4*>(hi + r * LD + c) = h;
     *reinterpret_cast<uint4*>(lo + r * LD + c) = l;
@@ -195,14 +219,17 @@ __device__ __forceinline__ void load_rows_raw(float* dst, const float* __restric
   }
 }
 
-// A raw fp32 tile raw[rows][D] (shared) split into bf16 hi and lo tiles (rows of D + 8).
-template <int D, int NW>
-__device__ __forceinline__ void split_rows(__nv_bfloat16* hi, __nv_bfloat16* lo, const float* raw, int rows, int tid) {
+// A raw fp32 tile raw[rows][D] (shared) split into bf16 hi and lo tiles (rows of D + 8),
+// multiplied by `scale` first when SCALED (Q).
+template <int D, int NW, bool SCALED = false>
+__device__ __forceinline__ void split_rows(__nv_bfloat16* hi, __nv_bfloat16* lo, const float* raw, int rows, int tid,
+                                           float scale = 1.f) {
   constexpr int LD = D + 8, CH = D / 4;
 #pragma unroll 4
   for (int i = tid; i < rows * CH; i += NW * 32) {
     const int r = i / CH, c = (i % CH) * 4;
-    const float4 a = *reinterpret_cast<const float4*>(raw + r * D + c);
+    float4 a = *reinterpret_cast<const float4*>(raw + r * D + c);
+    if constexpr (SCALED) a = make_float4(a.x * scale, a.y * scale, a.z * scale, a.w * scale);
     uint2 h, l;
     split2(a.x, a.y, h.x, l.x);
     split2(a.z, a.w, h.y, l.y);
@@ -346,7 +373,7 @@ __global__ void __launch_bounds__(NW* KW * 32, MINB > 1 ? MINB : 0)
   };
   if constexpr (SPLIT && ALIAS) {
     // Q split on the way in and taken into registers before the raw K tile reuses its space.
-    load_rows_split<D, NW>(Qs, Ql, q, qbase, g.q.ax[2], q0, g.Sq, BM, tid);
+    load_rows_split<D, NW>(Qs, Ql, q, qbase, g.q.ax[2], q0, g.Sq, BM, tid, g.scale);
     group_sync();
     load_q_fragments();
     group_sync();
@@ -361,7 +388,7 @@ __global__ void __launch_bounds__(NW* KW * 32, MINB > 1 ? MINB : 0)
     cp_commit();
     cp_wait<0>();
     group_sync();
-    split_rows<D, NW>(Qs, Ql, qraw, BM, tid);
+    split_rows<D, NW, true>(Qs, Ql, qraw, BM, tid, g.scale);
     group_sync();
     load_q_fragments();
   } else {
@@ -370,15 +397,19 @@ __global__ void __launch_bounds__(NW* KW * 32, MINB > 1 ? MINB : 0)
     cp_commit();
   }
 
-  // This thread's two rows (gr, gr + 8 of the warp's 16) and their mask rows.
-  long long qi[2], mrow[2];
-  bool masked[2];
+  // This thread's two rows (gr, gr + 8 of the warp's 16) and their mask rows (null: no
+  // mask, or a row past Sq). A mask broadcast over the queries (BERT's [B, 1, 1, Sk]) gives
+  // both rows one mask row, read once; contiguous keys read as pairs.
+  const T* mrow[2];
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
-    qi[r] = q0 + R0 + gr + 8 * r;
-    masked[r] = g.has_mask && qi[r] < g.Sq;
-    mrow[r] = masked[r] ? b * g.mask_stride[0] + h * g.mask_stride[1] + qi[r] * g.mask_stride[2] : 0;
+    const long long qi = q0 + R0 + gr + 8 * r;
+    mrow[r] = g.has_mask && qi < g.Sq ? mask + (b * g.mask_stride[0] + h * g.mask_stride[1] + qi * g.mask_stride[2])
+                                      : nullptr;
   }
+  const bool mask_one_row = mrow[0] == mrow[1];
+  const bool mask_pairs = g.mask_stride[3] == 1 && reinterpret_cast<uintptr_t>(mrow[0]) % (2 * sizeof(T)) == 0 &&
+                          reinterpret_cast<uintptr_t>(mrow[1]) % (2 * sizeof(T)) == 0;
 
   float acc[D / 8][4];
 #pragma unroll
@@ -414,11 +445,31 @@ __global__ void __launch_bounds__(NW* KW * 32, MINB > 1 ? MINB : 0)
     const C* Kbl = Kl;
     const C* Vbl = Vl;
 
-    // S = Q K^T: 8 key columns per n-tile; one ldmatrix.x4 covers two k-steps.
+    // S = Q K^T: 8 key columns per n-tile; one ldmatrix.x4 covers two k-steps. Split fp32:
+    // Q came scaled and the accumulators start from the mask, S = mask + (scale Q) K^T, so
+    // the mask loads need no registers of their own (the 3-blocks-per-SM tactic spilled).
+    const long long k0 = static_cast<long long>(t) * BN;
     float s[BN / 8][4];
 #pragma unroll
     for (int n = 0; n < BN / 8; ++n) {
       s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+      if constexpr (SPLIT) {
+        if (g.has_mask) {
+          const long long kc = k0 + n * 8 + 2 * tq;
+          float mk[2][2] = {{0.f, 0.f}, {0.f, 0.f}};
+          if (mrow[0]) load_mask_pair<T>(mrow[0], kc, g.Sk, g.mask_stride[3], mask_pairs, mk[0]);
+          if (mask_one_row) {
+            mk[1][0] = mk[0][0];
+            mk[1][1] = mk[0][1];
+          } else if (mrow[1]) {
+            load_mask_pair<T>(mrow[1], kc, g.Sk, g.mask_stride[3], mask_pairs, mk[1]);
+          }
+          s[n][0] = mk[0][0];
+          s[n][1] = mk[0][1];
+          s[n][2] = mk[1][0];
+          s[n][3] = mk[1][1];
+        }
+      }
 #pragma unroll
       for (int kk = 0; kk < D / 32; ++kk) {
         unsigned bf[4];
@@ -437,20 +488,27 @@ __global__ void __launch_bounds__(NW* KW * 32, MINB > 1 ? MINB : 0)
       }
     }
 
-    // Scale, mask, key bounds; row maxima over the quad.
-    const long long k0 = static_cast<long long>(t) * BN;
+    // Scale, mask (16-bit operands), key bounds; row maxima over the quad.
     float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
     for (int n = 0; n < BN / 8; ++n) {
+      const long long kc = k0 + n * 8 + 2 * tq;  // this thread's two keys: kc, kc + 1
+      float mk[2][2] = {{0.f, 0.f}, {0.f, 0.f}};
+      if (!SPLIT && g.has_mask) {
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          if (r == 1 && mask_one_row) {
+            mk[1][0] = mk[0][0];
+            mk[1][1] = mk[0][1];
+          } else if (mrow[r]) {
+            load_mask_pair<T>(mrow[r], kc, g.Sk, g.mask_stride[3], mask_pairs, mk[r]);
+          }
+        }
+      }
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int r = e / 2;
-        const long long kj = k0 + n * 8 + 2 * tq + (e & 1);
-        float x = -INFINITY;
-        if (kj < g.Sk) {
-          x = s[n][e] * g.scale;
-          if (masked[r]) x += to_f(mask[mrow[r] + kj * g.mask_stride[3]]);
-        }
+        const float x = kc + (e & 1) >= g.Sk ? -INFINITY : SPLIT ? s[n][e] : fmaf(s[n][e], g.scale, mk[r][e & 1]);
         s[n][e] = x;
         mx[r] = fmaxf(mx[r], x);
       }
@@ -536,8 +594,9 @@ __global__ void __launch_bounds__(NW* KW * 32, MINB > 1 ? MINB : 0)
     const long long od = g.o.ax[3].inner_s;
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-      if (qi[r] >= g.Sq) continue;
-      T* orow = o + obase + axo(g.o.ax[2], qi[r]);
+      const long long qi = q0 + R0 + gr + 8 * r;
+      if (qi >= g.Sq) continue;
+      T* orow = o + obase + axo(g.o.ax[2], qi);
 #pragma unroll
       for (int i = 0; i < D / 8; ++i) {
         const int c = i * 8 + 2 * tq;
