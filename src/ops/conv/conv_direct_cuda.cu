@@ -16,7 +16,10 @@ struct Geom {
   int n, h, w, c, oh, ow, m, kh, kw, sh, sw, ph, pw, dh, dw;
 };
 
-constexpr int kPixels = 2;  // output pixels per thread: each weight read from shared memory feeds both
+// Output pixels per thread: 2, so each weight read from shared memory feeds both; 1 for
+// small problems (YOLOv8n's stem at batch 1: 102k pixels), where more threads hide the
+// input loads' latency better than the shared weight reads save.
+constexpr int64_t kOnePixelBelow = 1 << 19;
 
 // Loads input pixel (n, iy, ix)'s C channels as float, zeros outside the image (padding).
 // NCHW: one plane per channel, 64-bit offsets (a batch of stems passes 2^31 elements);
@@ -57,7 +60,7 @@ __device__ __forceinline__ void load_pixel(const T* __restrict__ x, const Geom& 
 // back as consecutive 16-byte vectors (one pixel's MB outputs are only 32-64 bytes:
 // written per thread, every store instruction would fill half sectors). CMAX bounds C;
 // NCHW reads the input as planes (load_pixel).
-template <typename T, int CMAX, int MB, bool NCHW>
+template <typename T, int CMAX, int MB, bool NCHW, int kPixels>
 __global__ void __launch_bounds__(kThreads)
     direct_conv_kernel(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias,
                        const T* __restrict__ z, T* __restrict__ y, Geom g, ActParams act) {
@@ -147,16 +150,17 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-template <typename T, int CMAX, int MB, bool NCHW>
-void launch(cudaStream_t s, const Geom& g, const T* x, const T* w, const T* b, const T* z, T* y, const ActParams& act) {
+template <typename T, int CMAX, int MB, bool NCHW, int kPixels>
+void launch_pix(cudaStream_t s, const Geom& g, const T* x, const T* w, const T* b, const T* z, T* y,
+                const ActParams& act) {
   const size_t smem = static_cast<size_t>(g.kh) * g.kw * g.c * MB * sizeof(float) +
                       static_cast<size_t>(kThreads) * kPixels * MB * sizeof(T);
   static const int wave = [] {
     int dev = 0, sms = 0, per_sm = 0;
     if (cudaGetDevice(&dev) != cudaSuccess ||
         cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, direct_conv_kernel<T, CMAX, MB, NCHW>, kThreads, 0) !=
-            cudaSuccess) {
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, direct_conv_kernel<T, CMAX, MB, NCHW, kPixels>, kThreads,
+                                                      0) != cudaSuccess) {
       (void)cudaGetLastError();
       return 132 * 8;
     }
@@ -167,7 +171,15 @@ void launch(cudaStream_t s, const Geom& g, const T* x, const T* w, const T* b, c
   const int64_t per_block = int64_t{kThreads} * kPixels;  // pixels per chunk
   const int64_t blocks = std::min<int64_t>((pixels + per_block - 1) / per_block, std::max(1, wave / (g.m / MB)));
   dim3 grid(static_cast<unsigned>(std::max<int64_t>(blocks, 1)), static_cast<unsigned>(g.m / MB));
-  direct_conv_kernel<T, CMAX, MB, NCHW><<<grid, kThreads, smem, s>>>(x, w, b, z, y, g, act);
+  direct_conv_kernel<T, CMAX, MB, NCHW, kPixels><<<grid, kThreads, smem, s>>>(x, w, b, z, y, g, act);
+}
+
+template <typename T, int CMAX, int MB, bool NCHW>
+void launch(cudaStream_t s, const Geom& g, const T* x, const T* w, const T* b, const T* z, T* y, const ActParams& act) {
+  if (static_cast<int64_t>(g.n) * g.oh * g.ow < kOnePixelBelow)
+    launch_pix<T, CMAX, MB, NCHW, 1>(s, g, x, w, b, z, y, act);
+  else
+    launch_pix<T, CMAX, MB, NCHW, 2>(s, g, x, w, b, z, y, act);
 }
 
 }  // namespace
