@@ -312,7 +312,11 @@ std::string attr_text(const Attribute& a) {
       os << a.f;
       break;
     case Attribute::Kind::kString:
-      os << '"' << a.s << '"';
+      // Long strings (a kept compiled plan, kiln.kernel_state) show their start and size.
+      if (a.s.size() > 160)
+        os << '"' << a.s.substr(0, 40) << "...\" (" << a.s.size() << " bytes)";
+      else
+        os << '"' << a.s << '"';
       break;
     case Attribute::Kind::kInts:
       os << "[";

@@ -37,6 +37,7 @@ struct TacticStats {
   /// would take per inference at the opt shapes, to hold against the engine's GPU time.
   double picked_ms = 0;
   int warmed = 0;  ///< nodes whose candidates ran once on parallel threads before timing (TacticTimer::warm)
+  int states = 0;  ///< nodes that keep their pick's compiled state in the engine (TacticTimer::state)
 };
 
 /// A node about to be timed, at concrete types (TacticTimer::warm).
@@ -63,6 +64,9 @@ class TacticTimer {
   /// is one node at a time). Returns how many items it warmed; failures are left for
   /// timing to report.
   virtual int warm(const std::vector<WarmItem>& /*items*/, int /*budget*/) { return 0; }
+  /// What the prepared node's kernel compiled for `tactic` and the engine can keep
+  /// (cuda::report_state: a runtime-compiled cuDNN plan); empty when nothing.
+  virtual Result<std::string> state(const ir::Node& /*node*/, int64_t /*tactic*/) { return std::string(); }
 };
 
 /// Sets `kiln.tactic` on every node `timer` has tactics for and whose types in
@@ -77,7 +81,7 @@ Status choose_tactics(ir::Graph& g, const Propagation& opt, int opt_level, const
 /// The builder's step for CUDA engines (a no-op otherwise): types at `profile`'s
 /// opt shapes, the timing cache file of `config` loaded, choose_tactics with the
 /// CUDA timer, the file saved; logs "tactics: N timed, M from cache (X s); the picks' medians sum to Y ms" and
-/// adds tactics_timed / tactics_cached / tactics_single (and tactics_warmed) to `stats`.
+/// adds tactics_timed / tactics_cached / tactics_single (and tactics_warmed, tactics_states) to `stats`.
 Status select_tactics(ir::Graph& g, const plan::ProfileRanges& profile, const BuilderConfig& config, Logger& logger,
                       std::map<std::string, int>& stats);
 

@@ -9,6 +9,7 @@
 
 #include "backends/cuda/api.h"
 #include "backends/cuda/node_runner.h"
+#include "backends/cuda/tactic_sink.h"
 #include "builder/network_impl.h"
 #include "harness/op_harness.h"
 #include "kiln/kiln.h"
@@ -76,6 +77,10 @@ class FakeTimer : public TacticTimer {
     if (failing.count(tactic)) return Status(ErrorCode::kInternal, "tactic " + std::to_string(tactic) + " broke");
     auto it = ms.find(tactic);
     return it == ms.end() ? 1.f : it->second;
+  }
+  Result<std::string> state(const ir::Node& node, int64_t tactic) override {
+    if (!compiling.count(node.name)) return std::string();
+    return "compiled " + node.name + " #" + std::to_string(tactic);
   }
   int times_of(const std::string& node) const {
     int n = 0;
@@ -299,6 +304,36 @@ TEST(Tactics, CompilingNodesAreWarmedTogetherBeforeTiming) {
     ASSERT_TRUE(choose(fresh, 5, empty, plain, st, log).ok());
     EXPECT_TRUE(plain.warmed.empty());
   }
+}
+
+// What a timed pick compiled goes onto its node (the engine keeps it); nodes answered by
+// the cache, an identical node earlier included, and nodes that compile nothing keep none.
+TEST(Tactics, TimedCompilingPicksKeepTheirState) {
+  MatMulChain m;
+  FakeTimer timer;
+  timer.compiling = {"mm1", "mm2", "mm3"};
+  timer.ms = {{104, 0.5f}};
+  TimingCache cache("k");
+  TacticStats st;
+  CaptureLogger log;
+  ASSERT_TRUE(choose(m, 3, cache, timer, st, log).ok());
+  auto state = [&](const std::string& name) -> std::string {
+    for (auto& n : m.g.nodes())
+      if (n->name == name) return n->attrs.get_string(cuda::kKernelStateAttr, "");
+    return "?";
+  };
+  EXPECT_EQ(state("mm1"), "compiled mm1 #104");
+  EXPECT_EQ(state("mm2"), "compiled mm2 #104");
+  EXPECT_EQ(state("mm3"), "");  // mm2's signature: the plan is shared at load
+  EXPECT_EQ(st.states, 2);
+  // A rebuild from the cache times nothing and keeps nothing.
+  MatMulChain again;
+  FakeTimer timer2;
+  timer2.compiling = timer.compiling;
+  TacticStats st2;
+  ASSERT_TRUE(choose(again, 3, cache, timer2, st2, log).ok());
+  EXPECT_EQ(st2.states, 0);
+  for (auto& n : again.g.nodes()) EXPECT_FALSE(n->attrs.has(cuda::kKernelStateAttr)) << n->name;
 }
 
 TEST(Tactics, SingleCandidateNodesGetNoTacticButAreCached) {

@@ -6,6 +6,7 @@
 #include <shared_mutex>
 
 #include "backends/cuda/api.h"
+#include "backends/cuda/tactic_sink.h"
 #include "base/env.h"
 #include "ops/op.h"
 
@@ -243,6 +244,20 @@ Status warm_node_on_device(const ir::Node& node, const std::string& kernel, Devi
   Status s = stream_synchronize(ts->stream);
   if (!s.ok()) return s.with_context("node " + node.describe() + " kernel " + kernel);
   return s;
+}
+
+Result<std::string> node_state_on_device(const ir::Node& node, const std::string& kernel, DeviceNodeIO& io,
+                                         const NodeRunOptions& opts) {
+  KILN_ASSIGN_OR_RETURN(const ops::FastKernel* k, find_kernel(node, kernel));
+  KILN_ASSIGN_OR_RETURN(ThreadState * ts, thread_state(opts.device));
+  std::string state;
+  Launcher launch(node, io, opts, *ts);
+  detail::state_sink = &state;
+  Status s = k->fn(launch.ctx());
+  detail::state_sink = nullptr;
+  if (s.ok()) s = stream_synchronize(ts->stream);
+  if (!s.ok()) return s.with_context("node " + node.describe() + " kernel " + kernel);
+  return state;
 }
 
 Result<float> time_node_on_device(const ir::Node& node, const std::string& kernel, DeviceNodeIO& io, int warmup,

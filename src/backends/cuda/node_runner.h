@@ -58,6 +58,11 @@ Result<std::vector<int64_t>> node_tactics_on_device(const ir::Node& node, const 
 Status warm_node_on_device(const ir::Node& node, const std::string& kernel, DeviceNodeIO& io,
                            const std::vector<int64_t>& tactics, const NodeRunOptions& opts = {});
 
+/// Runs `kernel` once with opts.tactic and returns the state it reported (report_state
+/// in tactic_sink.h: a compiled plan the engine can keep), empty when it reported none.
+Result<std::string> node_state_on_device(const ir::Node& node, const std::string& kernel, DeviceNodeIO& io,
+                                         const NodeRunOptions& opts = {});
+
 /// Median milliseconds of opts.timing_iterations samples of `kernel` (opts.tactic
 /// selects the tactic) on `io`, after `warmup` untimed launches. A sample averages
 /// up to 8 back-to-back launches, as many as make it last ~0.1 ms (one for kernels

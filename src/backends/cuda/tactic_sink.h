@@ -1,9 +1,13 @@
 // How a CUDA kernel with several algorithms tells the builder its candidates
 // (docs/tactics.md): the kernel's `tactics` function runs the kernel once with a
-// sink set, and the plan the kernel builds reports its candidate IDs into it.
+// sink set, and the plan the kernel builds reports its candidate IDs into it. Likewise
+// a kernel whose first run compiles code reports what it compiled (report_state), which
+// the engine keeps on the node (kKernelStateAttr).
 #pragma once
 
 #include <cstdint>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "ops/op.h"
@@ -12,7 +16,22 @@ namespace kiln::cuda {
 
 namespace detail {
 inline thread_local std::vector<int64_t>* tactic_sink = nullptr;
+inline thread_local std::string* state_sink = nullptr;
 }  // namespace detail
+
+/// Node attribute (string) with what a kernel's first run prepared and the engine file
+/// keeps, so that loading the engine need not prepare it again: a runtime-compiled cuDNN
+/// plan (conv_graph_cuda.cu). The builder sets it from report_state; kernels that find it
+/// check that it is theirs (library version, problem, tactic) before using it.
+inline constexpr char kKernelStateAttr[] = "kiln.kernel_state";
+
+/// True while the builder collects a kernel's state (node_state_on_device).
+inline bool collecting_state() { return detail::state_sink != nullptr; }
+
+/// Called by a kernel that ran with a prepared state worth keeping; the first report wins.
+inline void report_state(std::string state) {
+  if (detail::state_sink && detail::state_sink->empty()) *detail::state_sink = std::move(state);
+}
 
 /// Called by a kernel's plan: the first plan built or found while collecting wins.
 inline void report_tactics(const std::vector<int64_t>& ids) {

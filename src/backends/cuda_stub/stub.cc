@@ -81,5 +81,8 @@ Status warm_node_on_device(const ir::Node&, const std::string&, DeviceNodeIO&, c
 Result<float> time_node_on_device(const ir::Node&, const std::string&, DeviceNodeIO&, int, const NodeRunOptions&) {
   return no_cuda();
 }
+Result<std::string> node_state_on_device(const ir::Node&, const std::string&, DeviceNodeIO&, const NodeRunOptions&) {
+  return no_cuda();
+}
 
 }  // namespace kiln::cuda

@@ -84,4 +84,12 @@ Result<std::vector<int64_t>> candidates(KernelContext& ctx, const ConvProblem& p
 /// an error when no graph engine could run (the caller then takes the legacy path).
 Result<bool> run(KernelContext& ctx, const ConvProblem& p, int64_t tactic, const ConvBuffers& buf);
 
+/// Runtime-compiled plans finalized from a node's kept state (cuda::kKernelStateAttr: the
+/// engine carries the builder's compiled plan) instead of compiling, since the process began.
+int64_t plans_from_state();
+
+/// Drops every graph and plan (tests: the next run builds and finalizes afresh, as a process
+/// loading an engine does). Nothing may be running or hold a plan.
+void forget_plans_for_test();
+
 }  // namespace kiln::ops::cudnn_graph

@@ -7,6 +7,7 @@
 
 #include "backends/cuda/api.h"
 #include "backends/cuda/node_runner.h"
+#include "backends/cuda/tactic_sink.h"
 #include "harness/op_harness.h"
 #include "ops/conv/conv_graph_cuda.h"
 
@@ -173,6 +174,75 @@ TEST(ConvTactics, EveryCandidateMatchesTheReference) {
                 graph_total, fused_total);
   }
   ops::cudnn_graph::mode_override().reset();
+}
+
+// A runtime-compiled plan the builder keeps on its node (kiln.kernel_state) is finalized
+// from that state by a process that has not compiled it (forget_plans_for_test stands in
+// for a fresh process loading the engine) and computes the same; a state that is not this
+// problem's, or broken JSON, is ignored and the plan compiles as before.
+TEST(ConvTactics, KeptRuntimeCompiledPlanLoadsWithoutCompiling) {
+  if (cuda::device_count() == 0) GTEST_SKIP() << "no GPU: " << cuda::no_device_reason();
+  if (ops::cudnn_graph::mode() == ops::cudnn_graph::Mode::kOff) GTEST_SKIP() << "KILN_CUDNN_GRAPH=0";
+  const Problem p{2, 16, 20, 20, 32, 3, 1, 1, 1, "Silu", true, false, true, DataType::kFloat16};
+  OpCase c = make_case(p);
+  const auto& in = c.inputs();
+  const Tensor ref = reference(p, in, 20, 20);
+  std::vector<const Tensor*> ins;
+  for (const auto& t : in) ins.push_back(t ? &*t : nullptr);
+  const std::vector<Tensor> outs{Tensor::zeros(p.dtype, ref.dims())};
+  auto io = cuda::upload_node_io(c.node(), ins, outs);
+  ASSERT_TRUE(io.ok()) << io.status().to_string();
+  auto ids = cuda::node_tactics_on_device(c.node(), "cuda.cudnn", **io);
+  ASSERT_TRUE(ids.ok()) << ids.status().to_string();
+  std::string state;
+  int64_t tactic = -1;
+  for (int64_t id : *ids) {
+    cuda::NodeRunOptions o;
+    o.tactic = id;
+    auto st = cuda::node_state_on_device(c.node(), "cuda.cudnn", **io, o);
+    ASSERT_TRUE(st.ok()) << st.status().to_string();
+    if (!st->empty()) {
+      state = *st;
+      tactic = id;
+      break;
+    }
+  }
+  if (state.empty()) GTEST_SKIP() << "cuDNN offered no runtime-compiled engine for this conv";
+  EXPECT_EQ(state.rfind("kiln-cudnn-plan ", 0), 0u) << state.substr(0, 80);
+  io->reset();
+  auto check = [&](const std::string& kept, int64_t want_from_state) {
+    ops::cudnn_graph::forget_plans_for_test();
+    ir::Node node = c.node();
+    node.attrs.set(cuda::kKernelStateAttr, Attribute::from_string(kept));
+    const int64_t before = ops::cudnn_graph::plans_from_state();
+    cuda::NodeRunOptions o;
+    o.tactic = tactic;
+    auto got = cuda::run_node_on_device(node, "cuda.cudnn", ins, outs, o);
+    ASSERT_TRUE(got.ok()) << got.status().to_string();
+    EXPECT_EQ(ops::cudnn_graph::plans_from_state() - before, want_from_state);
+    double worst = 0;
+    for (int64_t i = 0; i < ref.numel(); ++i) {
+      const double r = ref.get_as_double(i), g = (*got)[0].get_as_double(i);
+      worst = std::max(worst, std::abs(g - r) / (1e-2 + 1e-2 * std::abs(r)));
+    }
+    EXPECT_LE(worst, 1.0);
+  };
+  {
+    SCOPED_TRACE("the kept plan");
+    check(state, 1);
+  }
+  const size_t eol = state.find('\n');
+  ASSERT_NE(eol, std::string::npos);
+  {
+    SCOPED_TRACE("another problem's header");
+    std::string other = state;
+    other[eol - 1] = other[eol - 1] == '7' ? '8' : '7';  // the candidate ID's last digit
+    check(other, 0);
+  }
+  {
+    SCOPED_TRACE("broken JSON");
+    check(state.substr(0, eol + 1) + "{\"not\": \"a plan\"}", 0);
+  }
 }
 
 }  // namespace
