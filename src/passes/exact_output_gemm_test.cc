@@ -63,41 +63,25 @@ TEST(ExactOutputGemm, HeadOfTf32EngineRunsExactFp32) {
   EXPECT_EQ(exact(n.hidden), 0);  // a Relu follows it: not an output GEMM
 }
 
+// The head's kiln.exact_fp32 after the pass, in an engine configured by `tweak`.
+int64_t head_exact(int64_t classes, DeviceType device, void (*tweak)(BuilderConfig&)) {
+  Net n;
+  build(n, classes);
+  BuilderConfig cfg;
+  cfg.set_device(device);
+  tweak(cfg);
+  run(n, cfg);
+  return exact(n.head);
+}
+
 TEST(ExactOutputGemm, LeftAloneWithoutTf32InHalfPrecisionOnCpuOrForLargeWeights) {
-  {
-    Net n;
-    build(n, 10);
-    BuilderConfig cfg;
-    cfg.set_device(DeviceType::kCUDA);
-    cfg.clear_flag(BuilderFlag::kTF32);
-    run(n, cfg);
-    EXPECT_EQ(exact(n.head), 0);
-  }
-  {
-    Net n;
-    build(n, 10);
-    BuilderConfig cfg;
-    cfg.set_device(DeviceType::kCUDA);
-    cfg.set_flag(BuilderFlag::kFP16);
-    run(n, cfg);
-    EXPECT_EQ(exact(n.head), 0);
-  }
-  {
-    Net n;
-    build(n, 10);
-    BuilderConfig cfg;
-    cfg.set_device(DeviceType::kCPU);
-    run(n, cfg);
-    EXPECT_EQ(exact(n.head), 0);
-  }
-  {
-    Net n;
-    build(n, (int64_t{1} << 17) + 8);  // 32 x 131080 weights: over 2^22 elements (an LLM-size vocabulary)
-    BuilderConfig cfg;
-    cfg.set_device(DeviceType::kCUDA);
-    run(n, cfg);
-    EXPECT_EQ(exact(n.head), 0);
-  }
+  auto none = [](BuilderConfig&) {};
+  EXPECT_EQ(head_exact(10, DeviceType::kCUDA, none), 1);
+  EXPECT_EQ(head_exact(10, DeviceType::kCUDA, [](BuilderConfig& c) { c.clear_flag(BuilderFlag::kTF32); }), 0);
+  EXPECT_EQ(head_exact(10, DeviceType::kCUDA, [](BuilderConfig& c) { c.set_flag(BuilderFlag::kFP16); }), 0);
+  EXPECT_EQ(head_exact(10, DeviceType::kCPU, none), 0);
+  // 32 x 131080 weights: over 2^22 elements (an LLM-size vocabulary).
+  EXPECT_EQ(head_exact((int64_t{1} << 17) + 8, DeviceType::kCUDA, none), 0);
 }
 
 }  // namespace

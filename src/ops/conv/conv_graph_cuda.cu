@@ -497,37 +497,47 @@ void build_graph(cudnnHandle_t h, const ConvProblem& p, bool fused, GraphSet& gs
   }
 }
 
+// Makes `cand`'s execution plan on handle `h` from what `source(plan, chain)` sets on it
+// (an engine configuration, or a kept JSON), called under the capture lock: finalizing a
+// runtime-fusion plan compiles and loads a module, so no capture may run elsewhere. Keeps
+// the plan when cuDNN finalizes it and its workspace fits `ws_max`.
+template <typename Source>
+bool finalize_plan(cudnnHandle_t h, size_t ws_max, Candidate& cand, Source&& source) {
+  Desc plan;
+  Chain c;
+  c(plan.create(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR), "plan");
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  c(set(plan.d, CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &h), "plan handle");
+#pragma GCC diagnostic pop
+  {
+    cuda::ExclusiveCapture no_capture;
+    source(plan.d, c);
+    c(cudnnBackendFinalize(plan.d), "finalize plan");
+  }
+  int64_t ws = 0, n = 0;
+  if (c.ok())
+    c(cudnnBackendGetAttribute(plan.d, CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, CUDNN_TYPE_INT64, 1, &n, &ws),
+      "workspace");
+  cudaGetLastError();  // a refused engine may leave a sticky-free error behind
+  if (!c.ok() || ws < 0 || static_cast<size_t>(ws) > ws_max) return false;
+  cand.plan = std::move(plan);
+  cand.workspace = ws;
+  return true;
+}
+
 // Finalizes a candidate's plan once; false when cuDNN refuses it or it needs too much workspace.
 // Callers hold the entry's lock and its handle's.
 bool ready(cudnnHandle_t h, const GraphSet& gs, Candidate& cand, size_t ws_max) {
   if (!cand.tried) {
     cand.tried = true;
-    Desc plan;
-    Chain c;
-    c(plan.create(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR), "plan");
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-    c(set(plan.d, CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &h), "plan handle");
-#pragma GCC diagnostic pop
-    c(set(plan.d, CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &cand.cfg.d), "plan cfg");
-    {
-      // Runtime-fusion engines compile and load a module here: no capture elsewhere meanwhile.
-      cuda::ExclusiveCapture no_capture;
+    finalize_plan(h, ws_max, cand, [&](cudnnBackendDescriptor_t plan, Chain& c) {
+      c(set(plan, CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &cand.cfg.d), "plan cfg");
       if (cand.rtc && !gs.topology.empty()) {
         cudnnBackendDescriptor_t kc = kernel_cache(gs.topology, gs.graph.d);
-        if (kc) c(set(plan.d, CUDNN_ATTR_EXECUTION_PLAN_KERNEL_CACHE, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &kc), "cache");
+        if (kc) c(set(plan, CUDNN_ATTR_EXECUTION_PLAN_KERNEL_CACHE, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &kc), "cache");
       }
-      c(cudnnBackendFinalize(plan.d), "finalize plan");
-    }
-    int64_t ws = 0, n = 0;
-    if (c.ok())
-      c(cudnnBackendGetAttribute(plan.d, CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, CUDNN_TYPE_INT64, 1, &n, &ws),
-        "workspace");
-    if (c.ok() && ws >= 0 && static_cast<size_t>(ws) <= ws_max) {
-      cand.plan = std::move(plan);
-      cand.workspace = ws;
-    }
-    cudaGetLastError();  // a refused engine may leave a sticky-free error behind
+    });
   }
   return cand.plan.d != nullptr;
 }
@@ -578,30 +588,13 @@ std::string plan_json(cudnnBackendDescriptor_t plan) {
 bool ready_from_state(cudnnHandle_t h, const std::string& state, const std::string& header, Candidate& cand,
                       size_t ws_max) {
   if (state.size() <= header.size() || state.compare(0, header.size(), header) != 0) return false;
-  Desc plan;
-  Chain c;
-  c(plan.create(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR), "plan");
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-  c(set(plan.d, CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &h), "plan handle");
-#pragma GCC diagnostic pop
-  const char* json = state.data() + header.size();
-  c(set(plan.d, CUDNN_ATTR_EXECUTION_PLAN_JSON_REPRESENTATION, CUDNN_TYPE_CHAR,
-        static_cast<int64_t>(state.size() - header.size()), json),
-    "plan json");
-  {
-    cuda::ExclusiveCapture no_capture;  // loads a module
-    c(cudnnBackendFinalize(plan.d), "finalize plan from json");
-  }
-  int64_t ws = 0, n = 0;
-  if (c.ok())
-    c(cudnnBackendGetAttribute(plan.d, CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, CUDNN_TYPE_INT64, 1, &n, &ws),
-      "workspace");
-  cudaGetLastError();
-  if (!c.ok() || ws < 0 || static_cast<size_t>(ws) > ws_max) return false;
+  const bool ok = finalize_plan(h, ws_max, cand, [&](cudnnBackendDescriptor_t plan, Chain& c) {
+    c(set(plan, CUDNN_ATTR_EXECUTION_PLAN_JSON_REPRESENTATION, CUDNN_TYPE_CHAR,
+          static_cast<int64_t>(state.size() - header.size()), state.data() + header.size()),
+      "plan json");
+  });
+  if (!ok) return false;
   cand.tried = true;
-  cand.plan = std::move(plan);
-  cand.workspace = ws;
   g_plans_from_state.fetch_add(1);
   return true;
 }
