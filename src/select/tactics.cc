@@ -279,6 +279,7 @@ Status choose_tactics(ir::Graph& g, const Propagation& opt, int opt_level, const
   for (auto& node : g.nodes()) {
     if (!timer.has_tactics(*node)) continue;
     node->attrs.erase(ops::kTacticAttr);
+    node->attrs.erase(cuda::kKernelStateAttr);
     Layer l{node.get(), {}, {}, ""};
     if (!concrete_types(node->inputs, opt, l.in) || !concrete_types(node->outputs, opt, l.out)) {
       verbose("tactic of " + node->describe() +
@@ -389,7 +390,6 @@ Status choose_tactics(ir::Graph& g, const Propagation& opt, int opt_level, const
     // What the pick compiled (a runtime-fusion plan) goes into the engine: loading it then
     // skips the compile (~0.27 s a FP32 plan). Layers taken from the timing cache keep
     // none: they would compile here only to save the load's compile.
-    node->attrs.erase(cuda::kKernelStateAttr);
     if (timer.compiles(*node)) {
       auto st = timer.state(*node, best);
       if (st.ok() && !st->empty()) {

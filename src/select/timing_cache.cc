@@ -10,6 +10,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "backends/cuda/tactic_sink.h"
+
 namespace kiln::select {
 
 namespace {
@@ -274,7 +276,7 @@ std::string node_signature(const ir::Node& node, const std::vector<ops::TensorTy
   }
   s += " attrs=";
   for (auto& [name, a] : node.attrs.all()) {
-    if (name == ops::kTacticAttr) continue;
+    if (name == ops::kTacticAttr || name == cuda::kKernelStateAttr) continue;  // outcomes, not the problem
     s += escape(name) + ":" + attr_text(a) + ";";
   }
   return s;

@@ -6,6 +6,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "backends/cuda/tactic_sink.h"
+
 namespace kiln::select {
 namespace {
 
@@ -219,6 +221,8 @@ TEST(NodeSignature, StableAndSensitiveToWhatMatters) {
   SigNet e({1, 8, 16, 16});
   e.node->attrs.set(ops::kTacticAttr, ir::Attribute::from_int(7));
   EXPECT_EQ(a.sig(), e.sig()) << "kiln.tactic must not enter the signature";
+  e.node->attrs.set(cuda::kKernelStateAttr, ir::Attribute::from_string("kiln-cudnn-plan 1 2 3\n{}"));
+  EXPECT_EQ(a.sig(), e.sig()) << "kiln.kernel_state (what the pick compiled) must not enter the signature";
   SigNet f({1, 8, 16, 16});
   f.node->name = "another_name";
   EXPECT_EQ(a.sig(), f.sig()) << "node names must not enter the signature";
