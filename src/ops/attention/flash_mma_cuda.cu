@@ -147,6 +147,20 @@ __device__ __forceinline__ void load_mask_pair(const T* __restrict__ row, long l
   m[1] = kc + 1 < sk ? to_f(row[(kc + 1) * stride]) : 0.f;
 }
 
+// A mask value as the start of a score accumulator: as is where Q came scaled (split fp32),
+// else divided by the scale the scores get afterwards; a finite mask stays finite (a
+// dtype's lowest value over a small scale would overflow to -inf and turn a fully masked
+// row, which softmax spreads evenly, into an empty one).
+template <bool SPLIT>
+__device__ __forceinline__ float mask_start(float m, float inv_scale) {
+  if constexpr (SPLIT) {
+    return m;
+  } else {
+    const float v = m * inv_scale;
+    return isinf(v) && !isinf(m) ? copysignf(3.402823466e38f, v) : v;
+  }
+}
+
 // Stores y0, y1 at p[0], p[1] (p 2-element aligned).
 template <class T>
 __device__ __forceinline__ void store2(T* p, float y0, float y1) {
@@ -408,6 +422,7 @@ __global__ void __launch_bounds__(NW* KW * 32, MINB > 1 ? MINB : 0)
                                       : nullptr;
   }
   const bool mask_one_row = mrow[0] == mrow[1];
+  const float inv_scale = 1.f / g.scale;  // 16-bit: the mask enters the unscaled scores
   const bool mask_pairs = g.mask_stride[3] == 1 && reinterpret_cast<uintptr_t>(mrow[0]) % (2 * sizeof(T)) == 0 &&
                           reinterpret_cast<uintptr_t>(mrow[1]) % (2 * sizeof(T)) == 0;
 
@@ -445,30 +460,30 @@ __global__ void __launch_bounds__(NW* KW * 32, MINB > 1 ? MINB : 0)
     const C* Kbl = Kl;
     const C* Vbl = Vl;
 
-    // S = Q K^T: 8 key columns per n-tile; one ldmatrix.x4 covers two k-steps. Split fp32:
-    // Q came scaled and the accumulators start from the mask, S = mask + (scale Q) K^T, so
-    // the mask loads need no registers of their own (the 3-blocks-per-SM tactic spilled).
+    // S = Q K^T: 8 key columns per n-tile; one ldmatrix.x4 covers two k-steps. The
+    // accumulators start from the mask, so its loads need no registers of their own and
+    // overlap the MMAs: split fp32 (Q came scaled) S = mask + (scale Q) K^T; 16-bit
+    // S = mask / scale + Q K^T, scaled below (BERT-base FP16 bs128: 178 us a layer, 183
+    // registers, the mask loads 41% excess sectors and the top stall, before).
     const long long k0 = static_cast<long long>(t) * BN;
     float s[BN / 8][4];
 #pragma unroll
     for (int n = 0; n < BN / 8; ++n) {
       s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
-      if constexpr (SPLIT) {
-        if (g.has_mask) {
-          const long long kc = k0 + n * 8 + 2 * tq;
-          float mk[2][2] = {{0.f, 0.f}, {0.f, 0.f}};
-          if (mrow[0]) load_mask_pair<T>(mrow[0], kc, g.Sk, g.mask_stride[3], mask_pairs, mk[0]);
-          if (mask_one_row) {
-            mk[1][0] = mk[0][0];
-            mk[1][1] = mk[0][1];
-          } else if (mrow[1]) {
-            load_mask_pair<T>(mrow[1], kc, g.Sk, g.mask_stride[3], mask_pairs, mk[1]);
-          }
-          s[n][0] = mk[0][0];
-          s[n][1] = mk[0][1];
-          s[n][2] = mk[1][0];
-          s[n][3] = mk[1][1];
+      if (g.has_mask) {
+        const long long kc = k0 + n * 8 + 2 * tq;
+        float mk[2][2] = {{0.f, 0.f}, {0.f, 0.f}};
+        if (mrow[0]) load_mask_pair<T>(mrow[0], kc, g.Sk, g.mask_stride[3], mask_pairs, mk[0]);
+        if (mask_one_row) {
+          mk[1][0] = mk[0][0];
+          mk[1][1] = mk[0][1];
+        } else if (mrow[1]) {
+          load_mask_pair<T>(mrow[1], kc, g.Sk, g.mask_stride[3], mask_pairs, mk[1]);
         }
+        s[n][0] = mask_start<SPLIT>(mk[0][0], inv_scale);
+        s[n][1] = mask_start<SPLIT>(mk[0][1], inv_scale);
+        s[n][2] = mask_start<SPLIT>(mk[1][0], inv_scale);
+        s[n][3] = mask_start<SPLIT>(mk[1][1], inv_scale);
       }
 #pragma unroll
       for (int kk = 0; kk < D / 32; ++kk) {
@@ -488,29 +503,16 @@ __global__ void __launch_bounds__(NW* KW * 32, MINB > 1 ? MINB : 0)
       }
     }
 
-    // Scale, mask (16-bit operands), key bounds; row maxima over the quad.
+    // Scale (16-bit operands), key bounds; row maxima over the quad.
     float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
     for (int n = 0; n < BN / 8; ++n) {
       const long long kc = k0 + n * 8 + 2 * tq;  // this thread's two keys: kc, kc + 1
-      float mk[2][2] = {{0.f, 0.f}, {0.f, 0.f}};
-      if (!SPLIT && g.has_mask) {
-#pragma unroll
-        for (int r = 0; r < 2; ++r) {
-          if (r == 1 && mask_one_row) {
-            mk[1][0] = mk[0][0];
-            mk[1][1] = mk[0][1];
-          } else if (mrow[r]) {
-            load_mask_pair<T>(mrow[r], kc, g.Sk, g.mask_stride[3], mask_pairs, mk[r]);
-          }
-        }
-      }
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const int r = e / 2;
-        const float x = kc + (e & 1) >= g.Sk ? -INFINITY : SPLIT ? s[n][e] : fmaf(s[n][e], g.scale, mk[r][e & 1]);
+        const float x = kc + (e & 1) >= g.Sk ? -INFINITY : SPLIT ? s[n][e] : s[n][e] * g.scale;
         s[n][e] = x;
-        mx[r] = fmaxf(mx[r], x);
+        mx[e / 2] = fmaxf(mx[e / 2], x);
       }
     }
     float alpha[2], ref[2];
@@ -672,6 +674,13 @@ Status launch_d(KernelContext& ctx, const FusedAttentionGeometry& g) {
       if (tactic == 4) return launch<T, D, 4, 1, 32, 3, false>(ctx, g);
       return launch<T, D, 4, 1, kBN, 3>(ctx, g);
     } else {
+      // 16-bit, D = 64: 0 = registers unbounded (158: 3 blocks per SM), 1 = bounded for 4
+      // blocks per SM, which the shared memory allows (ptxas: 116 bytes spilled). Timing
+      // picks. (D = 128 takes 87 KB of shared memory a block: 2 per SM either way.)
+      if constexpr (D == 64) {
+        cuda::report_tactics({0, 1});
+        if (ctx.attrs().get_int(kTacticAttr, 0) == 1) return launch<T, D, 4, 1, kBN, 4>(ctx, g);
+      }
       return launch<T, D, 4, 1, kBN>(ctx, g);
     }
   }

@@ -268,6 +268,47 @@ TEST(FusedAttention, CudaRegisterKernelMatchesReference) {
   c.expect_all_kernels_match(1e-2, 1e-2);
 }
 
+// The 64-row blocks of a large grid (12 x 12 heads x 2 blocks): every tactic the kernel
+// offers, fp16 and bf16, with a per-query mask whose row 3 is the dtype's lowest finite value
+// everywhere (the scores start from mask / scale: that must stay finite, and the row's
+// softmax spread over its keys as the reference does) and other rows partly masked.
+TEST(FusedAttention, CudaRegisterKernelEveryTacticWithFiniteMaskedRows) {
+  if (gpu_kernels() == 0) GTEST_SKIP() << "no CUDA device: the reference runs would compare against nothing";
+  const int64_t B = 12, H = 12, S = 128;
+  for (DataType dt : {DataType::kFloat16, DataType::kBFloat16}) {
+    SCOPED_TRACE(dtype_name(dt));
+    const double lowest = dt == DataType::kFloat16 ? -65504.0 : -3.3895313892515355e38;
+    OpCase c("FusedAttention", 1, "kiln");
+    c.attr("scale", Attribute::from_float(0.37f));
+    for (const char* v : {"q_view", "k_view", "v_view", "o_view"}) c.attr(v, Attribute::from_ints({}));
+    c.attr("zero_masked_rows", Attribute::from_int(1));
+    c.seed(11);
+    for (int i = 0; i < 3; ++i) c.input(dt, {B, H, S, 64}, -2, 2);
+    Tensor m = Tensor::empty(dt, {S, S});
+    for (int64_t i = 0; i < S; ++i)
+      for (int64_t j = 0; j < S; ++j) m.set_from_double(i * S + j, i == 3 || (i + 2 * j) % 9 == 0 ? lowest : 0.0);
+    c.input(m);
+    auto ref = c.run("ref");
+    ASSERT_TRUE(ref.ok()) << ref.status().to_string();
+    std::vector<const Tensor*> ins;
+    for (const auto& t : c.inputs()) ins.push_back(t ? &*t : nullptr);
+    auto io = cuda::upload_node_io(c.node(), ins, *ref);
+    ASSERT_TRUE(io.ok()) << io.status().to_string();
+    auto ids = cuda::node_tactics_on_device(c.node(), "cuda.flash_attention", **io);
+    ASSERT_TRUE(ids.ok()) << ids.status().to_string();
+    EXPECT_EQ(ids->size(), 2u) << "16-bit head size 64 on a large grid offers two register bounds";
+    io->reset();
+    for (int64_t id : *ids) {
+      cuda::NodeRunOptions o;
+      o.tactic = id;
+      auto got = cuda::run_node_on_device(c.node(), "cuda.flash_attention", ins, *ref, o);
+      ASSERT_TRUE(got.ok()) << got.status().to_string();
+      for (int64_t i = 0; i < (*got)[0].numel(); ++i) ASSERT_TRUE(std::isfinite((*got)[0].get_as_double(i))) << i;
+      EXPECT_TRUE(tensors_close((*got)[0], (*ref)[0], 2e-2, 2e-2)) << "tactic " << id;
+    }
+  }
+}
+
 // FP32 with TF32 allowed (FP32 engines' default) runs head size 64 on bf16 tensor
 // cores as split hi + lo operands (~16 mantissa bits): within 2e-4 of the double
 // reference on every schedule (64-row blocks, keys split over 4 and 2 warps, one
