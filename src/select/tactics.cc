@@ -311,6 +311,15 @@ Status choose_tactics(ir::Graph& g, const Propagation& opt, int opt_level, const
       verbose("ran the candidates of " + std::to_string(n) + " layers that compile on a first run in parallel (" +
               secs + ")");
   }
+  // What a pick compiled (a runtime-fusion plan) goes into the engine, so that loading it
+  // skips the compile (~0.27 s a FP32 plan); the timing cache keeps it too, for rebuilds.
+  // Once per signature: nodes of one signature share the plan when the engine loads.
+  std::set<std::string> kept;
+  auto keep_state = [&](ir::Node& node, const std::string& sig, const std::string& state) {
+    if (state.empty() || !kept.insert(sig).second) return;
+    node.attrs.set(cuda::kKernelStateAttr, ir::Attribute::from_string(state));
+    ++stats.states;
+  };
   for (Layer& l : layers) {
     ir::Node* node = l.node;
     const std::vector<ops::TensorType>& in = l.in;
@@ -318,6 +327,7 @@ Status choose_tactics(ir::Graph& g, const Propagation& opt, int opt_level, const
     const std::string& sig = l.sig;
     if (const TimingEntry* e = cached(l)) {
       if (e->tactic >= 0) node->attrs.set(ops::kTacticAttr, ir::Attribute::from_int(e->tactic));
+      keep_state(*node, sig, e->state);
       stats.picked_ms += e->ms;
       ++stats.cached;
       continue;
@@ -387,19 +397,14 @@ Status choose_tactics(ir::Graph& g, const Propagation& opt, int opt_level, const
     }
     verbose("candidates of " + node->describe() + ", heuristic order: " + timed);
     node->attrs.set(ops::kTacticAttr, ir::Attribute::from_int(best));
-    // What the pick compiled (a runtime-fusion plan) goes into the engine: loading it then
-    // skips the compile (~0.27 s a FP32 plan). Layers taken from the timing cache keep
-    // none: they would compile here only to save the load's compile.
+    TimingEntry entry{best, best_ms, n, total, ""};
     if (timer.compiles(*node)) {
       auto st = timer.state(*node, best);
-      if (st.ok() && !st->empty()) {
-        node->attrs.set(cuda::kKernelStateAttr, ir::Attribute::from_string(std::move(*st)));
-        ++stats.states;
-      } else if (!st.ok()) {
-        verbose("kept no compiled state of " + node->describe() + ": " + st.status().message());
-      }
+      if (st.ok()) entry.state = std::move(*st);
+      if (!st.ok()) verbose("kept no compiled state of " + node->describe() + ": " + st.status().message());
+      keep_state(*node, sig, entry.state);
     }
-    cache.put(sig, TimingEntry{best, best_ms, n, total});
+    cache.put(sig, entry);
     stats.picked_ms += best_ms;
     ++stats.timed;
     verbose("tactic of " + node->describe() + ": " + std::to_string(best) + " (" + ms_text(best_ms) + ", " +

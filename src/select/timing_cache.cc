@@ -156,7 +156,7 @@ std::string TimingCache::serialize() const {
   s += "entries " + std::to_string(entries_.size()) + "\n";
   for (auto& [sig, e] : entries_)
     s += std::to_string(e.tactic) + "\t" + num(e.ms) + "\t" + std::to_string(e.timed) + "\t" + std::to_string(e.total) +
-         "\t" + sig + "\n";
+         "\t" + sig + (e.state.empty() ? "" : "\t" + escape(e.state)) + "\n";
   s += "end " + hex64(fnv1a(s.data(), s.size())) + "\n";
   return s;
 }
@@ -177,7 +177,7 @@ Result<TimingCache> TimingCache::parse(const std::string& text, const std::strin
   int64_t version = 0;
   if (lines.empty() || !parse_i64(lines[0].substr(magic.size()), version))
     return bad(file, "truncated or corrupt: line 1 should be '" + magic + "<version>'");
-  if (version != kTimingCacheVersion)
+  if (version < kTimingCacheOldestRead || version > kTimingCacheVersion)
     return Status(ErrorCode::kVersionMismatch, "timing cache '" + file + "' has format version " +
                                                    std::to_string(version) + "; this kiln writes version " +
                                                    std::to_string(kTimingCacheVersion));
@@ -196,10 +196,11 @@ Result<TimingCache> TimingCache::parse(const std::string& text, const std::strin
     std::vector<std::string> f = split(lines[i], '\t');
     TimingEntry e;
     int64_t timed = 0, total = 0;
-    if (f.size() != 5 || !parse_i64(f[0], e.tactic) || !parse_f32(f[1], e.ms) || !parse_i64(f[2], timed) ||
-        !parse_i64(f[3], total) || f[4].empty())
+    const bool fields_ok = f.size() == 5 || (f.size() == 6 && version >= 4 && !f[5].empty());
+    if (!fields_ok || !parse_i64(f[0], e.tactic) || !parse_f32(f[1], e.ms) || !parse_i64(f[2], timed) ||
+        !parse_i64(f[3], total) || f[4].empty() || (f.size() == 6 && !unescape(f[5], e.state)))
       return bad(file, "corrupt: line " + std::to_string(i + 1) +
-                           " should be '<tactic>\\t<ms>\\t<timed>\\t<total>\\t<signature>'");
+                           " should be '<tactic>\\t<ms>\\t<timed>\\t<total>\\t<signature>[\\t<state>]'");
     e.timed = static_cast<int>(timed);
     e.total = static_cast<int>(total);
     cache.entries_[f[4]] = e;

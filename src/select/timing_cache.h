@@ -19,7 +19,10 @@ inline constexpr char kTimingCacheMagic[] = "KILN-TIMING-CACHE";
 /// Bump when the file layout or the meaning of a kernel's tactic IDs changes.
 // 2: conv tactics include cuDNN graph engines; 3: samples are GPU time (CUDA graph
 // replay) and FP32 channels-last convs offer graph engines, so older timings mislead.
-inline constexpr int kTimingCacheVersion = 3;
+// 4: an entry may carry a sixth field, what its pick compiled (kiln.kernel_state);
+// version 3 files are still read (their entries carry none).
+inline constexpr int kTimingCacheVersion = 4;
+inline constexpr int kTimingCacheOldestRead = 3;
 
 /// One node signature's outcome.
 struct TimingEntry {
@@ -27,6 +30,8 @@ struct TimingEntry {
   float ms = 0;         ///< median time of the chosen tactic (0 when not timed)
   int timed = 0;        ///< candidates timed
   int total = 0;        ///< candidates the kernel offered
+  /// What the chosen tactic compiled, for the engine (cuda::kKernelStateAttr); empty when nothing.
+  std::string state;
   bool operator==(const TimingEntry&) const = default;
 };
 

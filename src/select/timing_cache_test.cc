@@ -127,6 +127,40 @@ TEST_F(TimingCacheFile, OtherFormatVersionIsIgnoredWithAWarning) {
   EXPECT_NE(log.warnings().find("format version 99"), std::string::npos) << log.warnings();
 }
 
+// An entry's compiled state (any bytes: a header line, cuDNN's JSON) survives the file; a
+// version-3 file (entries of five fields, no states) is still read.
+TEST_F(TimingCacheFile, StatesRoundTripAndVersionThreeStillReads) {
+  TimingCache c = sample();
+  TimingEntry e{5, 0.25f, 4, 6, "kiln-cudnn-plan 91900 00ff 5\n{\"a\":\"\tb\\\\c\x01\xff\"}"};
+  c.put("::Conv sig with state", e);
+  write(path("t.cache"), c.serialize());
+  CaptureLogger log;
+  auto back = TimingCache::load(path("t.cache"), c.key(), log);
+  ASSERT_TRUE(back.ok()) << back.status().to_string();
+  ASSERT_NE(back->find("::Conv sig with state"), nullptr);
+  EXPECT_EQ(*back->find("::Conv sig with state"), e);
+  EXPECT_EQ(back->entries(), c.entries());
+
+  // `text` claiming format `v`, its checksum made right again.
+  auto as_version = [](std::string text, int v) {
+    const std::string version = " " + std::to_string(kTimingCacheVersion) + "\n";
+    text.replace(text.find(version), version.size(), " " + std::to_string(v) + "\n");
+    text = text.substr(0, text.rfind("end "));
+    uint64_t h = 1469598103934665603ull;  // the file's FNV-1a variant (timing_cache.cc)
+    for (unsigned char ch : text) h = (h ^ ch) * 1099511628211ull;
+    char sum[17];
+    std::snprintf(sum, sizeof sum, "%016llx", static_cast<unsigned long long>(h));
+    return text + "end " + sum + "\n";
+  };
+  auto old = TimingCache::parse(as_version(sample().serialize(), 3), "v3");
+  ASSERT_TRUE(old.ok()) << old.status().to_string();
+  EXPECT_EQ(old->entries(), sample().entries());
+  // A sixth field in a version-3 file is corruption.
+  auto bad = TimingCache::parse(as_version(c.serialize(), 3), "bad");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("corrupt: line"), std::string::npos) << bad.status().to_string();
+}
+
 TEST_F(TimingCacheFile, EveryTruncationIsAClearError) {
   const std::string text = sample().serialize();
   for (size_t n = 0; n < text.size(); ++n) {
