@@ -5,14 +5,15 @@
 #include <thread>
 #include <unordered_map>
 
+#include "backends/cuda/api.h"
+#include "backends/cuda/tactic_sink.h"
 #include "kiln/kiln.h"
 #include "ops/op.h"
-#include "backends/cuda/api.h"
 #include "runtime/cuda_executor.h"
-#include "select/tactics.h"
 #include "runtime/engine_data.h"
 #include "runtime/executor.h"
 #include "runtime/shape_eval.h"
+#include "select/tactics.h"
 
 namespace kiln {
 
@@ -32,8 +33,11 @@ json build_inspect_json(const EngineData& e) {
   for (auto& t : e.io) {
     json names = json::array();
     for (auto& d : t.shape) names.push_back(d.known() ? "" : d.name);
-    io.push_back(json{{"name", t.name}, {"mode", io_mode_name(t.mode)}, {"dtype", dtype_name(t.dtype)},
-                      {"shape", dims_json(shape_to_dims(t.shape))}, {"dim_names", names}});
+    io.push_back(json{{"name", t.name},
+                      {"mode", io_mode_name(t.mode)},
+                      {"dtype", dtype_name(t.dtype)},
+                      {"shape", dims_json(shape_to_dims(t.shape))},
+                      {"dim_names", names}});
   }
   json profiles = json::array();
   for (auto& p : m.profiles) {
@@ -42,17 +46,26 @@ json build_inspect_json(const EngineData& e) {
     profiles.push_back(jp);
   }
   json layers = json::array();
+  uint64_t kept_plans = 0;
   for (auto& n : m.graph->nodes()) {
     json ins = json::array(), outs = json::array();
     const int64_t tactic = n->attrs.get_int(ops::kTacticAttr, -1);
+    // What the build compiled for this layer and the engine carries (cuda::kKernelStateAttr).
+    const ir::Attribute* kept = n->attrs.find(cuda::kKernelStateAttr);
+    const uint64_t kept_bytes = kept && kept->kind == ir::Attribute::Kind::kString ? kept->s.size() : 0;
+    kept_plans += kept_bytes;
     for (auto* v : n->inputs) ins.push_back(v ? v->name : "");
     for (auto* v : n->outputs) outs.push_back(v ? v->name : "");
-    layers.push_back(json{{"name", n->name}, {"op", n->op_type}, {"domain", n->domain},
+    layers.push_back(json{{"name", n->name},
+                          {"op", n->op_type},
+                          {"domain", n->domain},
                           {"kernel", n->kernel.empty() ? "ref" : n->kernel},
                           {"tactic", tactic},
                           {"tactic_desc", select::describe_tactic(n->kernel, tactic)},
+                          {"kept_plan_bytes", kept_bytes},
                           {"precision", dtype_name(n->precision)},
-                          {"device", n->device == ir::Device::kCUDA ? "cuda" : "cpu"}, {"inputs", ins},
+                          {"device", n->device == ir::Device::kCUDA ? "cuda" : "cpu"},
+                          {"inputs", ins},
                           {"outputs", outs}});
   }
   uint64_t weights = 0;
@@ -69,7 +82,8 @@ json build_inspect_json(const EngineData& e) {
               {"memory",
                {{"weights_bytes", weights},
                 {"activation_bytes", m.memory.arena_bytes},
-                {"activation_bytes_without_reuse", m.memory.naive_bytes}}},
+                {"activation_bytes_without_reuse", m.memory.naive_bytes},
+                {"kept_plan_bytes", kept_plans}}},
               {"metadata", m.metadata},
               {"build", {{"seconds", m.build_seconds}, {"stats", m.build_stats}}}};
 }
@@ -158,8 +172,8 @@ std::unique_ptr<ExecutionContext> Engine::create_execution_context() {
 // ------------------------------------------------------------------ ExecutionContext
 
 struct ExecutionContext::State {
-  std::map<std::string, Dims> input_dims;   // set_input_shape
-  std::map<std::string, void*> addresses;   // set_tensor_address
+  std::map<std::string, Dims> input_dims;  // set_input_shape
+  std::map<std::string, void*> addresses;  // set_tensor_address
   std::shared_ptr<uint8_t[]> arena;
   uint64_t arena_bytes = 0;
   bool shapes_dirty = true;
@@ -178,14 +192,16 @@ ExecutionContext::ExecutionContext(const Engine* engine) : engine_(engine), stat
   state_->num_threads = hc == 0 ? 1 : static_cast<int>(hc);
   // Static inputs start with their fixed dims.
   for (auto& t : engine_->data()->io)
-    if (t.mode == TensorIOMode::kInput && shape_is_concrete(t.shape)) state_->input_dims[t.name] = shape_to_dims(t.shape);
+    if (t.mode == TensorIOMode::kInput && shape_is_concrete(t.shape))
+      state_->input_dims[t.name] = shape_to_dims(t.shape);
 }
 
 ExecutionContext::~ExecutionContext() = default;
 
 Status ExecutionContext::set_optimization_profile(int index) {
   if (index < 0 || index >= engine_->num_optimization_profiles())
-    return Status(ErrorCode::kOutOfRange, "optimization profile " + std::to_string(index) + " does not exist; the engine has " +
+    return Status(ErrorCode::kOutOfRange, "optimization profile " + std::to_string(index) +
+                                              " does not exist; the engine has " +
                                               std::to_string(engine_->num_optimization_profiles()));
   profile_ = index;
   state_->shapes_dirty = true;
@@ -209,8 +225,8 @@ Status ExecutionContext::set_input_shape(const std::string& name, const Dims& di
     const Dim& decl = t->shape[i];
     std::string dim_label = "dim " + std::to_string(i) + (decl.name.empty() ? "" : " (" + decl.name + ")");
     if (dims[i] < 0)
-      return Status(ErrorCode::kInvalidArgument, "input '" + name + "' " + dim_label + " must be concrete, got " +
-                                                     std::to_string(dims[i]));
+      return Status(ErrorCode::kInvalidArgument,
+                    "input '" + name + "' " + dim_label + " must be concrete, got " + std::to_string(dims[i]));
     if (decl.known() && decl.value != dims[i])
       return Status(ErrorCode::kOutOfRange, "input '" + name + "' " + dim_label + " = " + std::to_string(dims[i]) +
                                                 " but the engine was built for " + std::to_string(decl.value));
@@ -294,8 +310,8 @@ Status ExecutionContext::run_cuda(void* stream, bool sync) {
       return Status(ErrorCode::kInvalidArgument, "input '" + t.name + "' has dynamic dims " + shape_to_string(t.shape) +
                                                      "; call set_input_shape first");
   EnqueueTiming timing;
-  KILN_RETURN_IF_ERROR(state_->cuda->enqueue(state_->input_dims, state_->addresses, stream, sync,
-                                             state_->timing ? &timing : nullptr));
+  KILN_RETURN_IF_ERROR(
+      state_->cuda->enqueue(state_->input_dims, state_->addresses, stream, sync, state_->timing ? &timing : nullptr));
   if (state_->timing) state_->last_timing = RunTiming{timing.h2d_ms, timing.compute_ms, timing.d2h_ms};
   for (auto& [name, d] : state_->cuda->output_dims()) state_->output_dims[name] = d;
   return Status();
@@ -309,8 +325,8 @@ Status ExecutionContext::run(void* stream, bool sync) {
     if (t.mode != TensorIOMode::kInput) continue;
     auto d = state_->input_dims.find(t.name);
     if (d == state_->input_dims.end())
-      return Status(ErrorCode::kInvalidArgument, "input '" + t.name + "' has dynamic dims " +
-                                                     shape_to_string(t.shape) + "; call set_input_shape first");
+      return Status(ErrorCode::kInvalidArgument, "input '" + t.name + "' has dynamic dims " + shape_to_string(t.shape) +
+                                                     "; call set_input_shape first");
     auto a = state_->addresses.find(t.name);
     if (a == state_->addresses.end() || !a->second)
       return Status(ErrorCode::kNotFound, "input '" + t.name + "' has no buffer bound (set_tensor_address)");
@@ -321,8 +337,8 @@ Status ExecutionContext::run(void* stream, bool sync) {
       state_->arena = std::shared_ptr<uint8_t[]>(new (std::align_val_t(64)) uint8_t[e.model.memory.arena_bytes + 64],
                                                  [](uint8_t* p) { operator delete[](p, std::align_val_t(64)); });
     } catch (const std::bad_alloc&) {
-      return Status(ErrorCode::kOutOfMemory, "cannot allocate the " + std::to_string(e.model.memory.arena_bytes) +
-                                                 "-byte activation arena");
+      return Status(ErrorCode::kOutOfMemory,
+                    "cannot allocate the " + std::to_string(e.model.memory.arena_bytes) + "-byte activation arena");
     }
     state_->arena_bytes = e.model.memory.arena_bytes;
   }
@@ -401,14 +417,15 @@ Result<std::unique_ptr<Engine>> Runtime::deserialize(const void* data, size_t si
   KILN_ASSIGN_OR_RETURN(plan::EngineModel m, plan::deserialize_engine(static_cast<const uint8_t*>(data), size));
   if (m.device == "cuda") return deserialize_cuda(std::move(m));
   if (m.device != "cpu")
-    return Status(ErrorCode::kDeviceMismatch, "engine was built for device '" + m.device + "' (" + m.device_arch +
-                                                  "), which this kiln cannot run");
+    return Status(ErrorCode::kDeviceMismatch,
+                  "engine was built for device '" + m.device + "' (" + m.device_arch + "), which this kiln cannot run");
   if (m.device_arch != plan::host_arch())
-    return Status(ErrorCode::kDeviceMismatch, "engine was built for a " + m.device_arch + " CPU, this machine is " +
-                                                  plan::host_arch());
+    return Status(ErrorCode::kDeviceMismatch,
+                  "engine was built for a " + m.device_arch + " CPU, this machine is " + plan::host_arch());
   for (auto& n : m.graph->nodes()) {
     const ops::OpDef* def = ops::OpRegistry::global().find(n->domain, n->op_type);
-    if (!def) return Status(ErrorCode::kUnsupported, "engine node " + n->describe() + " uses an operator this kiln lacks");
+    if (!def)
+      return Status(ErrorCode::kUnsupported, "engine node " + n->describe() + " uses an operator this kiln lacks");
     bool known = n->kernel.empty() || n->kernel == "ref";
     for (auto& k : def->fast) known = known || k.name == n->kernel;
     if (!known)
@@ -425,7 +442,8 @@ Result<std::unique_ptr<Engine>> Runtime::deserialize_cuda(plan::EngineModel m) {
                                                   ") but no CUDA device is usable: " + cuda::no_device_reason());
   for (auto& n : m.graph->nodes()) {
     const ops::OpDef* def = ops::OpRegistry::global().find(n->domain, n->op_type);
-    if (!def) return Status(ErrorCode::kUnsupported, "engine node " + n->describe() + " uses an operator this kiln lacks");
+    if (!def)
+      return Status(ErrorCode::kUnsupported, "engine node " + n->describe() + " uses an operator this kiln lacks");
     bool known = n->kernel.empty() || n->kernel == "ref";
     for (auto& k : n->device == ir::Device::kCUDA ? def->cuda : def->fast) known = known || k.name == n->kernel;
     if (!known)
@@ -434,8 +452,9 @@ Result<std::unique_ptr<Engine>> Runtime::deserialize_cuda(plan::EngineModel m) {
   }
   auto data = make_engine_data(std::move(m));
   KILN_ASSIGN_OR_RETURN(data->cuda_weights, upload_weights(*data, device_index_));
-  logger_.emit(Logger::Severity::kInfo, "deserialized CUDA engine: " + std::to_string(data->model.graph->nodes().size()) +
-                                            " layers on device " + std::to_string(device_index_));
+  logger_.emit(Logger::Severity::kInfo,
+               "deserialized CUDA engine: " + std::to_string(data->model.graph->nodes().size()) + " layers on device " +
+                   std::to_string(device_index_));
   return std::make_unique<Engine>(std::move(data));
 }
 

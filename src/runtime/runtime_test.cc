@@ -1,9 +1,12 @@
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include <random>
 #include <thread>
 
 #include "backends/cuda/api.h"
+#include "backends/cuda/tactic_sink.h"
 #include "builder/network_impl.h"
 #include "harness/op_harness.h"
 #include "kiln/kiln.h"
@@ -197,6 +200,27 @@ TEST(Runtime, RefusesEngineForAnotherDevice) {
   }
 }
 
+// inspect_json gives each layer's kept compiled plan (kiln.kernel_state) size and their sum.
+TEST(Engine, InspectCountsKeptCompiledPlans) {
+  DynamicNet d;
+  auto engine = build(d, {{Dims{1, 8}, Dims{1, 8}, Dims{1, 8}}});
+  ASSERT_TRUE(engine.ok());
+  plan::EngineModel m = (*engine)->data()->model;
+  ASSERT_FALSE(m.graph->nodes().empty());
+  const std::string plan_text = "kiln-cudnn-plan 1 2 3\n{\"compiled\": true}";
+  m.graph->nodes().front()->attrs.set(cuda::kKernelStateAttr, ir::Attribute::from_string(plan_text));
+  auto bytes = plan::serialize_engine(m);
+  Logger logger(Logger::Severity::kError);
+  auto r = Runtime(logger).deserialize(bytes.data(), bytes.size());
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  const nlohmann::json j = nlohmann::json::parse((*r)->inspect_json());
+  EXPECT_EQ(j["memory"]["kept_plan_bytes"], plan_text.size());
+  EXPECT_EQ(j["layers"][0]["kept_plan_bytes"], plan_text.size());
+  for (size_t i = 1; i < j["layers"].size(); ++i) EXPECT_EQ(j["layers"][i]["kept_plan_bytes"], 0u) << i;
+  // The plan survives the engine file byte for byte.
+  EXPECT_EQ((*r)->data()->model.graph->nodes().front()->attrs.get_string(cuda::kKernelStateAttr, ""), plan_text);
+}
+
 // ---- CUDA engines (skipped without a GPU)
 
 #define KILN_NEED_GPU() \
@@ -214,8 +238,8 @@ TEST(CudaEngine, BuildWithoutGpuSaysWhy) {
 TEST(CudaEngine, DynamicBatchMatchesReferenceWithAndWithoutGraphs) {
   KILN_NEED_GPU();
   DynamicNet d;
-  auto engine = build(d, {{Dims{1, 8}, Dims{2, 8}, Dims{4, 8}}, {Dims{5, 8}, Dims{8, 8}, Dims{16, 8}}},
-                      DeviceType::kCUDA);
+  auto engine =
+      build(d, {{Dims{1, 8}, Dims{2, 8}, Dims{4, 8}}, {Dims{5, 8}, Dims{8, 8}, Dims{16, 8}}}, DeviceType::kCUDA);
   ASSERT_TRUE(engine.ok()) << engine.status().to_string();
   EXPECT_EQ((*engine)->device(), "cuda");
   for (bool graph : {false, true}) {
@@ -291,8 +315,10 @@ TEST(CudaEngine, ContextsRunConcurrentlyOnTheirStreams) {
         Tensor x = test::random_tensor(DataType::kFloat32, {1 + (it + t) % 8, 8}, rng);
         auto out = ctx->infer({{"x", x}});
         std::string why;
-        if (!out.ok()) why = out.status().to_string();
-        else if (auto c = test::tensors_close(out->at("y"), d.reference(x), 1e-5, 1e-6); !c) why = c.message();
+        if (!out.ok())
+          why = out.status().to_string();
+        else if (auto c = test::tensors_close(out->at("y"), d.reference(x), 1e-5, 1e-6); !c)
+          why = c.message();
         if (why.empty()) continue;
         if (failures[t]++ == 0) first_error[t] = "run " + std::to_string(it) + ": " + why;
       }

@@ -324,8 +324,10 @@ Status show_engine(const InspectCmd& c, Logger& logger, const Json* report) {
     for (const auto& l : j["layers"]) {
       std::string io_text = field(l, "inputs") + " -> " + field(l, "outputs");
       std::string from = i < fused.size() && !fused[i].empty() ? compact_names(fused[i]) : "";
-      layers.add({std::to_string(i), field(l, "name"), field(l, "op"), field(l, "kernel"), field(l, "tactic_desc"),
-                  field(l, "precision"), io_text, from});
+      // A layer whose compiled plan travels in the engine (loading does not compile it).
+      const bool kept = l.contains("kept_plan_bytes") && l["kept_plan_bytes"].is_number() && l["kept_plan_bytes"] > 0;
+      layers.add({std::to_string(i), field(l, "name"), field(l, "op"), field(l, "kernel"),
+                  field(l, "tactic_desc") + (kept ? " (+ compiled plan)" : ""), field(l, "precision"), io_text, from});
       ++i;
     }
     layers.print(os);
