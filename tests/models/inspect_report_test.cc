@@ -5,8 +5,10 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "backends/cuda/tactic_sink.h"
 #include "cli_runner.h"
 #include "onnx/onnx.pb.h"
+#include "plan/engine_file.h"
 
 namespace fs = std::filesystem;
 using kiln::testing::run_cli;
@@ -193,7 +195,24 @@ TEST_F(InspectReport, EngineFilesAreShownAsBefore) {
     EXPECT_EQ(l.value("tactic_desc", std::string("?")), "") << l.dump();
   }
   EXPECT_TRUE(has(r.output, "tactic")) << r.output;
+  EXPECT_FALSE(has(r.output, "(+ compiled plan)")) << r.output;
   kiln::testing::expect_cli_error(run_cli({"inspect", engine.string(), "--report-only"}), "--report-only");
+
+  // A layer whose engine carries a compiled plan (kiln.kernel_state) is marked, and its bytes counted.
+  std::ifstream in(engine, std::ios::binary);
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto m = kiln::plan::deserialize_engine(bytes.data(), bytes.size());
+  ASSERT_TRUE(m.ok()) << m.status().to_string();
+  const std::string plan_text = "kiln-cudnn-plan 1 2 3\n{}";
+  m->graph->nodes().front()->attrs.set(kiln::cuda::kKernelStateAttr, kiln::ir::Attribute::from_string(plan_text));
+  const auto with_plan = kiln::plan::serialize_engine(*m);
+  const fs::path kept = dir_ / "kept.engine";
+  std::ofstream(kept, std::ios::binary)
+      .write(reinterpret_cast<const char*>(with_plan.data()), static_cast<std::streamsize>(with_plan.size()));
+  auto k = run_cli({"inspect", kept.string()});
+  EXPECT_EQ(k.code, 0) << k.output;
+  EXPECT_TRUE(has(k.output, "(+ compiled plan)")) << k.output;
+  EXPECT_TRUE(has(k.output, "kept_plan_bytes: " + std::to_string(plan_text.size()))) << k.output;
 }
 
 }  // namespace
