@@ -1,13 +1,15 @@
 #include "runtime/executor.h"
 
 #include <chrono>
+#include <optional>
 
+#include "ops/control/outer_types.h"
 #include "ops/op.h"
 
 namespace kiln {
 
-Status execute_graph(const ir::Graph& g, const std::vector<Tensor>& inputs, const Scope* outer,
-                     const ExecOptions& opts, std::vector<Tensor>& outputs) {
+Status execute_graph(const ir::Graph& g, const std::vector<Tensor>& inputs, const Scope* outer, const ExecOptions& opts,
+                     std::vector<Tensor>& outputs) {
   if (inputs.size() != g.inputs.size())
     return Status(ErrorCode::kInvalidArgument, "graph '" + g.name + "' takes " + std::to_string(g.inputs.size()) +
                                                    " inputs, got " + std::to_string(inputs.size()));
@@ -61,8 +63,8 @@ Status execute_graph(const ir::Graph& g, const std::vector<Tensor>& inputs, cons
       for (auto& [v, t] : env) scope.names[v->name] = &t;
       for (auto& [name, v] : g.values())
         if (v->initializer) scope.names[name] = v->initializer.get();
-      runner = [&scope, &opts](const ir::Graph& body, const std::vector<Tensor>& body_inputs)
-          -> Result<std::vector<Tensor>> {
+      runner = [&scope, &opts](const ir::Graph& body,
+                               const std::vector<Tensor>& body_inputs) -> Result<std::vector<Tensor>> {
         ExecOptions sub;
         sub.num_threads = opts.num_threads;
         std::vector<Tensor> outs;
@@ -70,12 +72,16 @@ Status execute_graph(const ir::Graph& g, const std::vector<Tensor>& inputs, cons
         return outs;
       };
     }
+    std::unordered_map<std::string, ops::TensorType> outer_types;
+    std::optional<ops::OuterTypes> typing;
+    if (has_subgraph) typing.emplace(scope_types(scope, outer_types));
     std::vector<Tensor> outs;
     auto t0 = std::chrono::steady_clock::now();
     KILN_RETURN_IF_ERROR(ops::run_node(node, ins, outs, runner, opts.num_threads, alloc));
     if (opts.layer_times)
-      opts.layer_times->emplace_back(node.name.empty() ? node.op_type : node.name,
-                                     std::chrono::duration<float, std::milli>(std::chrono::steady_clock::now() - t0).count());
+      opts.layer_times->emplace_back(
+          node.name.empty() ? node.op_type : node.name,
+          std::chrono::duration<float, std::milli>(std::chrono::steady_clock::now() - t0).count());
     for (size_t k = 0; k < node.outputs.size(); ++k)
       if (node.outputs[k]) env[node.outputs[k]] = std::move(outs[k]);
     if (!has_subgraph)

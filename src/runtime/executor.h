@@ -3,11 +3,13 @@
 // that resolves outer-scope names.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "ir/graph.h"
+#include "ops/op.h"
 #include "plan/memory_plan.h"
 
 namespace kiln {
@@ -25,9 +27,23 @@ struct Scope {
   }
 };
 
+/// The find function of an ops::OuterTypes over `scope`'s tensors: while a node with bodies
+/// runs, the bodies' type inference sees the types of the outer values they read by name.
+/// Types are kept in `cache` (it must outlive the OuterTypes).
+inline std::function<const ops::TensorType*(const std::string&)> scope_types(
+    const Scope& scope, std::unordered_map<std::string, ops::TensorType>& cache) {
+  return [&scope, &cache](const std::string& name) -> const ops::TensorType* {
+    auto it = cache.find(name);
+    if (it != cache.end()) return &it->second;
+    const Tensor* t = scope.find(name);
+    if (!t) return nullptr;
+    return &cache.emplace(name, ops::TensorType{t->dtype(), shape_from_dims(t->dims())}).first->second;
+  };
+}
+
 struct ExecOptions {
-  uint8_t* arena = nullptr;                 ///< top-level graph only
-  const plan::MemoryPlan* memory = nullptr; ///< slots into the arena
+  uint8_t* arena = nullptr;                  ///< top-level graph only
+  const plan::MemoryPlan* memory = nullptr;  ///< slots into the arena
   int num_threads = 1;
   /// When set, (node name, milliseconds) of each top-level node is appended.
   std::vector<std::pair<std::string, float>>* layer_times = nullptr;
@@ -35,7 +51,7 @@ struct ExecOptions {
 
 /// Runs `g` with `inputs` in the order of g.inputs; fills `outputs` in the order of g.outputs.
 /// Values the graph reads but does not define are looked up in `outer`.
-Status execute_graph(const ir::Graph& g, const std::vector<Tensor>& inputs, const Scope* outer,
-                     const ExecOptions& opts, std::vector<Tensor>& outputs);
+Status execute_graph(const ir::Graph& g, const std::vector<Tensor>& inputs, const Scope* outer, const ExecOptions& opts,
+                     std::vector<Tensor>& outputs);
 
 }  // namespace kiln

@@ -1,5 +1,9 @@
 #include "runtime/shape_eval.h"
 
+#include <optional>
+
+#include "ops/control/outer_types.h"
+
 namespace kiln {
 
 namespace {
@@ -33,8 +37,8 @@ bool eval_shape_op(const ir::Node& n, const ops::TensorType& in, Tensor& out) {
 
 }  // namespace
 
-Status propagate(const ir::Graph& g, const std::map<std::string, Shape>& input_shapes, Propagation& out,
-                 bool strict, const std::map<std::string, Tensor>* input_values) {
+Status propagate(const ir::Graph& g, const std::map<std::string, Shape>& input_shapes, Propagation& out, bool strict,
+                 const std::map<std::string, Tensor>* input_values) {
   for (auto& [name, v] : g.values()) {
     if (v->initializer) {
       out.types[v.get()] = {v->initializer->dtype(), shape_from_dims(v->initializer->dims())};
@@ -95,6 +99,15 @@ Status propagate(const ir::Graph& g, const std::map<std::string, Shape>& input_s
       }
       if (strict) return s;
     }
+    // Bodies see this graph's value types by name (ops/control/outer_types.h).
+    std::optional<ops::OuterTypes> scope;
+    if (has_subgraph(*node))
+      scope.emplace([&](const std::string& name) -> const ops::TensorType* {
+        auto v = g.values().find(name);
+        if (v == g.values().end()) return nullptr;
+        auto t = out.types.find(v->second.get());
+        return t == out.types.end() ? nullptr : &t->second;
+      });
     auto r = ops::infer_node(*node, types, values);
     if (!r.ok()) {
       if (strict) return r.status();

@@ -4,6 +4,7 @@
 #include <map>
 
 #include "ops/common.h"
+#include "ops/control/outer_types.h"
 
 namespace kiln::ops {
 namespace {
@@ -30,10 +31,18 @@ TensorType body_output_type(const ir::Graph& body, size_t i) {
 }
 
 // Body output dtypes, inferred through the body when its outputs are not
-// declared (function bodies often omit value types). Outer-scope values are
-// seen as untyped; ops that forward an input's dtype still resolve.
+// declared (function bodies often omit value types). Outer-scope values take their
+// types from the enclosing graphs (OuterTypes), else are seen as untyped; ops that
+// forward an input's dtype still resolve.
 std::vector<DataType> body_output_dtypes(const ir::Graph& body, const std::vector<TensorType>& inputs) {
   std::map<const ir::Value*, TensorType> types;
+  // Bodies nested in this one see its values too.
+  OuterTypes scope([&](const std::string& name) -> const TensorType* {
+    auto v = body.values().find(name);
+    if (v == body.values().end()) return nullptr;
+    auto t = types.find(v->second.get());
+    return t == types.end() ? nullptr : &t->second;
+  });
   for (size_t i = 0; i < body.inputs.size(); ++i) {
     TensorType t{body.inputs[i]->dtype, body.inputs[i]->shape};
     if (i < inputs.size() && inputs[i].dtype != DataType::kUndefined) t = inputs[i];
@@ -49,6 +58,8 @@ std::vector<DataType> body_output_dtypes(const ir::Graph& body, const std::vecto
       if (in) {
         auto it = types.find(in);
         t = it != types.end() ? it->second : TensorType{in->dtype, in->shape};
+        if (it == types.end() && !in->producer && t.dtype == DataType::kUndefined)
+          if (const TensorType* outer = OuterTypes::lookup(in->name)) t = *outer;  // read from an enclosing graph
       }
       ins.push_back(t);
       vals.push_back(in && in->initializer ? in->initializer.get() : nullptr);
@@ -189,8 +200,8 @@ Status ref_loop(KernelContext& ctx) {
   for (size_t j = 0; j < k && n + j < ctx.num_outputs(); ++j) {
     if (!ctx.has_output(n + j)) continue;
     Tensor stacked;
-    KILN_RETURN_IF_ERROR(stack(scans[j], body_output_type(body, 1 + n + j), stacked).with_context(
-        "node " + ctx.node().describe()));
+    KILN_RETURN_IF_ERROR(
+        stack(scans[j], body_output_type(body, 1 + n + j), stacked).with_context("node " + ctx.node().describe()));
     set_output_copy(ctx, n + j, stacked);
   }
   return Status();
@@ -375,8 +386,8 @@ Status ref_scan(KernelContext& ctx) {
   auto in_dirs = ctx.attrs().get_ints("scan_input_directions", std::vector<int64_t>(m, 0));
   auto out_axes = ctx.attrs().get_ints("scan_output_axes", std::vector<int64_t>(k, 0));
   auto out_dirs = ctx.attrs().get_ints("scan_output_directions", std::vector<int64_t>(k, 0));
-  if (in_axes.size() != static_cast<size_t>(m) || in_dirs.size() != static_cast<size_t>(m) ||
-      out_axes.size() != k || out_dirs.size() != k)
+  if (in_axes.size() != static_cast<size_t>(m) || in_dirs.size() != static_cast<size_t>(m) || out_axes.size() != k ||
+      out_dirs.size() != k)
     return ctx.error("scan axes/directions attributes do not match the number of scan inputs/outputs");
   int64_t len = -1;
   for (int64_t j = 0; j < m; ++j) {

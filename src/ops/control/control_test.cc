@@ -1,11 +1,14 @@
+#include <functional>
 #include <map>
 
 #include "harness/op_harness.h"
+#include "ops/control/outer_types.h"
 
 namespace kiln::test {
 namespace {
 
 using ir::Attribute;
+using ops::TensorType;
 
 // Runs a body graph node by node (the executor's job, done plainly here).
 Result<std::vector<Tensor>> run_body(const ir::Graph& body, const std::vector<Tensor>& inputs) {
@@ -55,6 +58,55 @@ ir::Node* make_scan8(ir::Graph& g, std::vector<int64_t> directions) {
   body.g = running_sum_body();
   node->attrs.set("body", body);
   return node;
+}
+
+// If branches whose values are untyped (as function bodies leave them) and that read an
+// outer value by name: the output dtype comes from the enclosing graph's types
+// (ops::OuterTypes), also for an If nested in a branch; without them it is unsupported.
+TEST(Control, IfOutputDtypeFromOuterValuesTheBranchesRead) {
+  // A branch: y = Neg(outer `s`), or (nested) y = the inner If over the same kind of branch.
+  std::function<std::shared_ptr<ir::Graph>(int)> branch = [&](int depth) {
+    auto body = std::make_shared<ir::Graph>();
+    ir::Value* s = body->add_value("s").value();  // captured: no producer, no dtype
+    ir::Value* y = body->add_value("y" + std::to_string(depth)).value();
+    body->outputs = {y};
+    if (depth == 0) {
+      body->add_node("Neg", {s}, {y})->opset = 13;
+    } else {
+      ir::Value* c = body->add_value("c").value();
+      ir::Node* inner = body->add_node("If", {c}, {y});
+      inner->opset = 16;
+      for (const char* b : {"then_branch", "else_branch"}) {
+        Attribute a;
+        a.kind = Attribute::Kind::kGraph;
+        a.g = branch(depth - 1);
+        inner->attrs.set(b, a);
+      }
+    }
+    return body;
+  };
+  for (int depth : {0, 1}) {
+    SCOPED_TRACE("depth " + std::to_string(depth));
+    ir::Graph g;
+    ir::Node* node = g.add_node("If", {g.add_value("cond").value()}, {g.add_value("out").value()});
+    node->opset = 16;
+    for (const char* b : {"then_branch", "else_branch"}) {
+      Attribute a;
+      a.kind = Attribute::Kind::kGraph;
+      a.g = branch(depth);
+      node->attrs.set(b, a);
+    }
+    const std::vector<TensorType> in{{DataType::kBool, Shape{}}};
+    auto alone = ops::infer_node(*node, in, {nullptr});
+    EXPECT_FALSE(alone.ok()) << "no enclosing types: the branch output's dtype is unknown";
+    const TensorType s_type{DataType::kFloat16, Shape{3}}, c_type{DataType::kBool, Shape{}};
+    ops::OuterTypes scope([&](const std::string& name) -> const TensorType* {
+      return name == "s" ? &s_type : name == "c" ? &c_type : nullptr;
+    });
+    auto typed = ops::infer_node(*node, in, {nullptr});
+    ASSERT_TRUE(typed.ok()) << typed.status().to_string();
+    EXPECT_EQ((*typed)[0].dtype, DataType::kFloat16);
+  }
 }
 
 TEST(Control, Scan8BatchedWithSequenceLensAndReverseMatchesNaive) {
