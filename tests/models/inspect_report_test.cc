@@ -196,6 +196,7 @@ TEST_F(InspectReport, EngineFilesAreShownAsBefore) {
   }
   EXPECT_TRUE(has(r.output, "tactic")) << r.output;
   EXPECT_FALSE(has(r.output, "(+ compiled plan)")) << r.output;
+  EXPECT_FALSE(has(r.output, "kept_plan_bytes")) << r.output;
   kiln::testing::expect_cli_error(run_cli({"inspect", engine.string(), "--report-only"}), "--report-only");
 
   // A layer whose engine carries a compiled plan (kiln.kernel_state) is marked, and its bytes counted.

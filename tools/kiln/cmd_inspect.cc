@@ -342,6 +342,7 @@ Status show_engine(const InspectCmd& c, Logger& logger, const Json* report) {
   if (j.contains("memory") && j["memory"].is_object())
     for (auto it = j["memory"].begin(); it != j["memory"].end(); ++it) {
       if (it.key() == "weights_bytes" || it.key() == "activation_bytes") continue;
+      if (it.key() == "kept_plan_bytes" && it.value() == 0) continue;  // no compiled plans (every CPU engine)
       os << "  " << it.key() << ": " << text(it.value()) << "\n";
     }
 
