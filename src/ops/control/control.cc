@@ -1,5 +1,6 @@
 // Control flow: If, Loop and Scan run their body graphs through the executor's
-// subgraph runner; bodies may read outer-scope values by name.
+// subgraph runner; bodies may read outer-scope values by name. Also the two Optional
+// queries, on plain tensors.
 #include <cstring>
 #include <map>
 
@@ -428,9 +429,46 @@ Status ref_scan(KernelContext& ctx) {
   return Status();
 }
 
+// ------------------------------------------------------------------ Optional
+//
+// kiln has no optional type: a value is a tensor or absent (an omitted input). So
+// OptionalHasElement says whether its input is given, and OptionalGetElement of a tensor
+// is that tensor (ONNX allows a tensor there since opset 18). Graph inputs and outputs of
+// optional type are refused where the model is read.
+
+Status infer_optional_has_element(InferContext& ctx) {
+  ctx.set_output(0, DataType::kBool, Shape{});
+  return Status();
+}
+
+Status ref_optional_has_element(KernelContext& ctx) {
+  Tensor& y = ctx.allocate_output(0, DataType::kBool, {});
+  *y.data_as<bool>() = ctx.has_input(0);
+  return Status();
+}
+
+Status infer_optional_get_element(InferContext& ctx) {
+  if (!ctx.has_input(0)) return ctx.error("has no input (an empty optional has no element)");
+  return infer_same_as_input0(ctx);
+}
+
+Status ref_optional_get_element(KernelContext& ctx) {
+  if (!ctx.has_input(0)) return ctx.error("has no input (an empty optional has no element)");
+  set_output_copy(ctx, 0, ctx.input(0));
+  return Status();
+}
+
 }  // namespace
 
 void register_control_ops(OpRegistry& r) {
+  r.add({.name = "OptionalHasElement",
+         .infer = infer_optional_has_element,
+         .ref = ref_optional_has_element,
+         .min_opset = 15});
+  r.add({.name = "OptionalGetElement",
+         .infer = infer_optional_get_element,
+         .ref = ref_optional_get_element,
+         .min_opset = 15});
   r.add({.name = "If", .infer = infer_if, .ref = ref_if, .value_inputs = {0}});
   r.add({.name = "Loop", .infer = infer_loop, .ref = ref_loop});
   r.add({.name = "Scan", .infer = infer_scan, .ref = ref_scan});

@@ -109,6 +109,33 @@ TEST(Control, IfOutputDtypeFromOuterValuesTheBranchesRead) {
   }
 }
 
+// kiln has no optional type: OptionalHasElement says whether its input is given, and
+// OptionalGetElement of a tensor is the tensor; of nothing, an error.
+TEST(Control, OptionalQueriesOnPlainTensors) {
+  for (bool given : {true, false}) {
+    OpCase c("OptionalHasElement", 18);
+    if (given)
+      c.input(DataType::kFloat32, {2, 3});
+    else
+      c.no_input();
+    auto out = c.run();
+    ASSERT_TRUE(out.ok()) << out.status().to_string();
+    EXPECT_EQ((*out)[0].dtype(), DataType::kBool);
+    EXPECT_EQ((*out)[0].rank(), 0);
+    EXPECT_EQ((*out)[0].get_as_double(0), given ? 1.0 : 0.0);
+  }
+  OpCase get("OptionalGetElement", 18);
+  get.input(DataType::kInt64, {4}, -5, 5);
+  auto out = get.run();
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  EXPECT_TRUE(tensors_close((*out)[0], *get.inputs()[0], 0, 0));
+  OpCase none("OptionalGetElement", 18);
+  none.no_input();
+  auto bad = none.run();
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("no element"), std::string::npos) << bad.status().to_string();
+}
+
 TEST(Control, Scan8BatchedWithSequenceLensAndReverseMatchesNaive) {
   const int64_t B = 3, L = 4;
   std::mt19937 rng(5);
