@@ -4,12 +4,10 @@
 
 #include <algorithm>
 #include <mutex>
-#include <optional>
 #include <set>
 #include <shared_mutex>
 #include <unordered_map>
 
-#include "ops/control/outer_types.h"
 #include "ops/op.h"
 #include "runtime/executor.h"
 #include "runtime/shape_eval.h"
@@ -411,9 +409,7 @@ Status CudaExecutor::run_steps(Plan& p, void* stream, const Bindings& direct) {
           KILN_RETURN_IF_ERROR(execute_graph(body, body_inputs, &scope, sub, o));
           return o;
         };
-      std::unordered_map<std::string, ops::TensorType> outer_types;
-      std::optional<ops::OuterTypes> typing;
-      if (has_subgraph) typing.emplace(scope_types(scope, outer_types));
+      ScopeTypes typing(has_subgraph ? &scope : nullptr);
       std::vector<Tensor> host_out;
       KILN_RETURN_IF_ERROR(ops::run_node(node, in_ptrs, host_out, runner, 1));
       for (size_t k = 0; k < node.outputs.size(); ++k) {

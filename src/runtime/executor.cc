@@ -1,9 +1,7 @@
 #include "runtime/executor.h"
 
 #include <chrono>
-#include <optional>
 
-#include "ops/control/outer_types.h"
 #include "ops/op.h"
 
 namespace kiln {
@@ -72,9 +70,7 @@ Status execute_graph(const ir::Graph& g, const std::vector<Tensor>& inputs, cons
         return outs;
       };
     }
-    std::unordered_map<std::string, ops::TensorType> outer_types;
-    std::optional<ops::OuterTypes> typing;
-    if (has_subgraph) typing.emplace(scope_types(scope, outer_types));
+    ScopeTypes typing(has_subgraph ? &scope : nullptr);
     std::vector<Tensor> outs;
     auto t0 = std::chrono::steady_clock::now();
     KILN_RETURN_IF_ERROR(ops::run_node(node, ins, outs, runner, opts.num_threads, alloc));

@@ -3,12 +3,13 @@
 // that resolves outer-scope names.
 #pragma once
 
-#include <functional>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "ir/graph.h"
+#include "ops/control/outer_types.h"
 #include "ops/op.h"
 #include "plan/memory_plan.h"
 
@@ -27,19 +28,26 @@ struct Scope {
   }
 };
 
-/// The find function of an ops::OuterTypes over `scope`'s tensors: while a node with bodies
-/// runs, the bodies' type inference sees the types of the outer values they read by name.
-/// Types are kept in `cache` (it must outlive the OuterTypes).
-inline std::function<const ops::TensorType*(const std::string&)> scope_types(
-    const Scope& scope, std::unordered_map<std::string, ops::TensorType>& cache) {
-  return [&scope, &cache](const std::string& name) -> const ops::TensorType* {
-    auto it = cache.find(name);
-    if (it != cache.end()) return &it->second;
-    const Tensor* t = scope.find(name);
-    if (!t) return nullptr;
-    return &cache.emplace(name, ops::TensorType{t->dtype(), shape_from_dims(t->dims())}).first->second;
-  };
-}
+/// While alive (and given a scope), the type inference of the bodies of the node being run
+/// sees the types of the outer values they read by name: an ops::OuterTypes over `scope`'s
+/// tensors. Null scope: nothing (a node without bodies).
+class ScopeTypes {
+ public:
+  explicit ScopeTypes(const Scope* scope) {
+    if (!scope) return;
+    typing_.emplace([this, scope](const std::string& name) -> const ops::TensorType* {
+      auto it = cache_.find(name);
+      if (it != cache_.end()) return &it->second;
+      const Tensor* t = scope->find(name);
+      if (!t) return nullptr;
+      return &cache_.emplace(name, ops::TensorType{t->dtype(), shape_from_dims(t->dims())}).first->second;
+    });
+  }
+
+ private:
+  std::unordered_map<std::string, ops::TensorType> cache_;
+  std::optional<ops::OuterTypes> typing_;  // after cache_: closed before it goes
+};
 
 struct ExecOptions {
   uint8_t* arena = nullptr;                  ///< top-level graph only
