@@ -53,6 +53,16 @@ int64_t symmetric_out(int64_t in, int64_t pad, int64_t ext, int64_t stride) {
   return span < 0 ? -1 : span / stride + 1;
 }
 
+// Every spatial dim's padding is one cuDNN can express: the leading pad on both sides
+// gives the same output size.
+bool symmetric_padding(const conv::ConvShape& s) {
+  for (int64_t i = 0; i < s.attrs.spatial; ++i)
+    if (symmetric_out(s.geo.in[i], s.geo.pad_begin[i], window::window_extent(s.attrs, i), s.attrs.strides[i]) !=
+        s.geo.out[i])
+      return false;
+  return true;
+}
+
 bool fits_int(const Dims& d) {
   int64_t v = 1;
   for (int64_t x : d) {
@@ -82,6 +92,12 @@ DnnGeometry make_geometry(const Dims& x, const Dims& w, const Dims& y, const std
     g.dilations.insert(g.dilations.begin(), 1);
   }
   return g;
+}
+
+// kiln's direct conv problem of a 2-D geometry (NCHW dims; nchw_in: X stays NCHW).
+conv_direct::Problem direct_problem(const DnnGeometry& g, bool nchw_in) {
+  return {g.x[0], g.x[2],       g.x[3],       g.x[1],    g.y[2],    g.y[3],         g.y[1],         g.w[2],
+          g.w[3], g.strides[0], g.strides[1], g.pads[0], g.pads[1], g.dilations[0], g.dilations[1], nchw_in};
 }
 
 struct ConvPlan {
@@ -544,10 +560,7 @@ Status conv_cuda(KernelContext& ctx) {
   auto s = conv::conv_shape(ctx.attrs(), x.dims(), w.dims(), b ? &b->dims() : nullptr);
   if (!s.ok()) return ctx.error(s.status().message());
   if (ctx.output(0).numel() == 0) return Status();
-  for (int64_t i = 0; i < s->attrs.spatial; ++i)
-    if (symmetric_out(s->geo.in[i], s->geo.pad_begin[i], window::window_extent(s->attrs, i), s->attrs.strides[i]) !=
-        s->geo.out[i])
-      return ctx.error("asymmetric padding cuDNN cannot express", ErrorCode::kUnsupported);
+  if (!symmetric_padding(*s)) return ctx.error("asymmetric padding cuDNN cannot express", ErrorCode::kUnsupported);
   if (s->c == 0 || s->k_count == 0) {
     // Empty reduction: the output is the bias (or zero).
     cudaMemsetAsync(ctx.output(0).data(), 0, ctx.output(0).nbytes(), cuda::stream_of(ctx));
@@ -716,10 +729,7 @@ Status fused_conv_cuda(KernelContext& ctx) {
   auto s = conv::conv_shape(ctx.attrs(), xd, wd, b ? &b->dims() : nullptr);
   if (!s.ok()) return ctx.error(s.status().message());
   if (y.numel() == 0) return Status();
-  for (int64_t i = 0; i < s->attrs.spatial; ++i)
-    if (symmetric_out(s->geo.in[i], s->geo.pad_begin[i], window::window_extent(s->attrs, i), s->attrs.strides[i]) !=
-        s->geo.out[i])
-      return ctx.error("asymmetric padding cuDNN cannot express", ErrorCode::kUnsupported);
+  if (!symmetric_padding(*s)) return ctx.error("asymmetric padding cuDNN cannot express", ErrorCode::kUnsupported);
   if (s->c == 0 || s->k_count == 0) return ctx.error("empty convolution", ErrorCode::kUnsupported);
   DnnGeometry g = make_geometry(xd, wd, yd, s->geo.pad_begin, s->attrs, s->group);
   g.nhwc = nhwc;
@@ -728,8 +738,7 @@ Status fused_conv_cuda(KernelContext& ctx) {
   bool direct = false;
   static const bool direct_on = !env_is("KILN_CONV_DIRECT", "0");  // an A/B switch
   if ((direct_on || nchw_in) && nhwc && g.x.size() == 4 && g.group == 1) {
-    dp = {g.x[0], g.x[2],       g.x[3],       g.x[1],    g.y[2],    g.y[3],         g.y[1],         g.w[2],
-          g.w[3], g.strides[0], g.strides[1], g.pads[0], g.pads[1], g.dilations[0], g.dilations[1], nchw_in};
+    dp = direct_problem(g, nchw_in);
     direct = conv_direct::applies(dp);
   }
   if (nchw_in) {
@@ -834,15 +843,9 @@ bool direct_takes_nchw_input(const ir::Node& node, const std::vector<TensorType>
   wd = nhwc_to_nchw(wd);
   auto s = conv::conv_shape(node.attrs, xd, wd, nullptr);
   if (!s.ok() || s->group != 1) return false;
-  const auto& a = s->attrs;
-  for (int64_t i = 0; i < 2; ++i)
-    if (symmetric_out(s->geo.in[i], s->geo.pad_begin[i], window::window_extent(a, i), a.strides[i]) != s->geo.out[i])
-      return false;
-  conv_direct::Problem p{
-      xd[0],          xd[2], xd[3],        xd[1],        s->geo.out[0],       s->geo.out[1],       wd[0],
-      wd[2],          wd[3], a.strides[0], a.strides[1], s->geo.pad_begin[0], s->geo.pad_begin[1], a.dilations[0],
-      a.dilations[1], true};
-  return conv_direct::applies(p);
+  if (!symmetric_padding(*s)) return false;
+  return conv_direct::applies(
+      direct_problem(make_geometry(xd, wd, s->out_dims(), s->geo.pad_begin, s->attrs, 1), true));
 }
 
 bool applies_fused_conv(const ir::Node& node, const std::vector<TensorType>& inputs) {
