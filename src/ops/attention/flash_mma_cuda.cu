@@ -125,6 +125,15 @@ __device__ __forceinline__ void split2(float x0, float x1, unsigned& hi, unsigne
   lo = *reinterpret_cast<const unsigned*>(&l);
 }
 
+// 2^x (MUFU.EX2; -inf gives 0). Scores are kept in log2 units: the softmax scale times
+// log2(e) is one multiplier, so each probability costs one FFMA and one EX2.
+__device__ __forceinline__ float ex2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+constexpr float kLog2e = 1.4426950408889634f;
+
 // The additive mask at keys kc and kc + 1 of one mask row (0 past Sk): one 2-element load
 // when the keys are contiguous and the row 2-element aligned (kc is even).
 template <class T>
@@ -147,17 +156,24 @@ __device__ __forceinline__ void load_mask_pair(const T* __restrict__ row, long l
   m[1] = kc + 1 < sk ? to_f(row[(kc + 1) * stride]) : 0.f;
 }
 
+// x as a finite float when x is an overflowed product of finite factors.
+__device__ __forceinline__ float keep_finite(float x, float factor) {
+  return isinf(x) && !isinf(factor) ? copysignf(3.402823466e38f, x) : x;
+}
+
 // A mask value as the start of a score accumulator: as is where Q came scaled (split fp32),
 // else divided by the scale the scores get afterwards; a finite mask stays finite (a
 // dtype's lowest value over a small scale would overflow to -inf and turn a fully masked
 // row, which softmax spreads evenly, into an empty one).
-template <bool SPLIT>
+// (fp16 masks are below 65504 and the 16-bit launch takes scale >= 2^-100: no overflow.)
+template <class T>
 __device__ __forceinline__ float mask_start(float m, float inv_scale) {
-  if constexpr (SPLIT) {
+  if constexpr (kSplit<T>) {
     return m;
+  } else if constexpr (std::is_same<T, __half>::value) {
+    return m * inv_scale;
   } else {
-    const float v = m * inv_scale;
-    return isinf(v) && !isinf(m) ? copysignf(3.402823466e38f, v) : v;
+    return keep_finite(m * inv_scale, m);
   }
 }
 
@@ -176,7 +192,13 @@ __device__ __forceinline__ void store2(T* p, float y0, float y1) {
 // ALIAS: the raw K tile reuses Q's space once Q is in registers (less shared memory,
 // but Q and the first tile load one after the other); otherwise the raw Q rows pass
 // through the (K, V) tile's space and load together with the first raw tile.
-template <int D, int NW, int BN, bool SPLIT, bool ALIAS>
+// Mask tiles in shared memory (16-bit; the kernel's MT): none, one row of BN keys, or
+// 16 * NW rows of BN keys padded by 8 (so a quad's 8 rows hit 8 bank groups); two of each.
+template <int NW, int BN, int MT>
+constexpr size_t mask_tile_bytes() {
+  return MT == 0 ? 0 : MT == 1 ? size_t(2 * BN) * 2 : size_t(2 * 16 * NW) * (BN + 8) * 2;
+}
+template <int D, int NW, int BN, bool SPLIT, bool ALIAS, int MT = 0>
 constexpr size_t group_bytes() {
   if constexpr (SPLIT) {
     constexpr size_t q = size_t(2 * 16 * NW) * (D + 8) * 2, raw = size_t(BN) * D * 4;
@@ -184,11 +206,11 @@ constexpr size_t group_bytes() {
     static_assert(ALIAS || size_t(16 * NW) * D * 4 <= kv, "the raw Q rows pass through the (K, V) tile space");
     return ALIAS ? (q > raw ? q : raw) + kv + raw : q + kv + 2 * raw;
   }
-  return size_t(16 * NW + 4 * BN) * (D + 8) * 2;
+  return size_t(16 * NW + 4 * BN) * (D + 8) * 2 + mask_tile_bytes<NW, BN, MT>();
 }
-template <int D, int NW, int KW, int BN, bool SPLIT, bool ALIAS>
+template <int D, int NW, int KW, int BN, bool SPLIT, bool ALIAS, int MT = 0>
 constexpr size_t smem_bytes() {
-  constexpr size_t buffers = KW * group_bytes<D, NW, BN, SPLIT, ALIAS>();
+  constexpr size_t buffers = KW * group_bytes<D, NW, BN, SPLIT, ALIAS, MT>();
   constexpr size_t merge = KW == 1 ? 0 : size_t(KW) * 16 * (D + 2) * sizeof(float);  // O, max, sum per warp
   return buffers > merge ? buffers : merge;
 }
@@ -266,6 +288,35 @@ __device__ __forceinline__ void load_rows(T* dst, const T* __restrict__ src, lon
   }
 }
 
+// One thread's 16-byte chunks of [rows][D] tiles of an operand whose sequence axis is
+// a single stride s (no Reshape merged it from two axes; the kernel's LIN): chunk
+// tid % CH of rows tid / CH + j * RSTEP, as one pointer advanced by s, where load_rows
+// spends ~25 integer instructions a chunk on axo's 64-bit arithmetic (ncu, BERT-base
+// FP16 bs128: over a third of the kernel's instructions).
+template <class T, int D, int NT>
+struct RowStream {
+  static constexpr int CH = D / 8, RSTEP = NT / CH;
+  const T* p;  // this thread's chunk of sequence row tid / CH
+  long long s;
+  __device__ __forceinline__ RowStream(const T* base, long long stride, int tid)
+      : p(base + (tid / CH) * stride + (tid % CH) * 8), s(stride) {
+    static_assert(RSTEP > 0, "a row step per block");
+  }
+  // Rows [r0, r0 + ROWS) into dst[ROWS][D + 8] (rows >= rmax zero).
+  template <int ROWS>
+  __device__ __forceinline__ void load(T* dst, long long r0, long long rmax, int tid) const {
+    static_assert(ROWS % RSTEP == 0, "whole row steps");
+    const T* src = p + r0 * s;
+    T* d = dst + (tid / CH) * (D + 8) + (tid % CH) * 8;
+    const long long left = rmax - r0 - tid / CH;
+#pragma unroll
+    for (int j = 0; j < ROWS / RSTEP; ++j) {
+      const bool ok = j * RSTEP < left;
+      cp_async16(d + j * RSTEP * (D + 8), ok ? src + j * RSTEP * s : p, ok);
+    }
+  }
+};
+
 // KW single-warp key groups of one block hold partial results for the same 16
 // rows: each its row maxima m, this thread's part of the row sums l and O, all
 // relative to its own max. Through shared memory (the tile buffers, no longer read
@@ -311,7 +362,7 @@ __device__ __forceinline__ void merge_key_groups(const FusedAttentionGeometry& g
     float l = 0.f, y = 0.f;
 #pragma unroll
     for (int w = 0; w < KW; ++w) {
-      const float f = __expf(mm[w * 16 + row] - ref);
+      const float f = ex2(mm[w * 16 + row] - ref);  // maxima in log2 units
       l += f * ml[w * 16 + row];
       y += f * mo[(w * 16 + row) * D + c];
     }
@@ -324,22 +375,33 @@ __device__ __forceinline__ void merge_key_groups(const FusedAttentionGeometry& g
 // KW > 1 (NW == 1): KW warps share 16 rows, split the key tiles, merge at the end.
 // MINB: blocks per SM the registers must allow (split fp32 tactics; 1 = no bound).
 // ALIAS: the split fp32 shared-memory layout (group_bytes).
-template <class T, int D, int NW, int KW, int BN, int MINB, bool ALIAS>
+// MT (16-bit, KW == 1): the mask's tile arrives in shared memory by cp.async with the
+// (K, V) tile, so no score waits on a global load (ncu, BERT-base FP16 bs128: the mask's
+// conversion was 31% of the kernel's stall samples when it read global memory in the
+// loop): 1 = one row per (batch, head) broadcast over the queries ([B, 1, 1, Sk]),
+// 2 = a row per query ([B, 1, Sq, Sk], what transformers' eager mask now is). Keys
+// contiguous, Sk % 8 == 0, rows 16-byte aligned (mask_tiles on the host); else MT = 0
+// reads global memory.
+template <class T, int D, int NW, int KW, int BN, int MINB, bool ALIAS, int MT, bool LIN>
 __global__ void __launch_bounds__(NW* KW * 32, MINB > 1 ? MINB : 0)
     flash_mma_kernel(FusedAttentionGeometry g, bool o_pairs, const T* __restrict__ q, const T* __restrict__ k,
                      const T* __restrict__ v, const T* __restrict__ mask, T* __restrict__ o) {
   static_assert(KW == 1 || NW == 1, "key groups are single warps");
   using C = typename ComputeOf<T>::type;
   constexpr bool SPLIT = kSplit<T>;
+  static_assert(MT == 0 || (!SPLIT && KW == 1), "mask tiles: 16-bit operands, one key group");
+  static_assert(!LIN || (!SPLIT && KW == 1), "row streams: 16-bit operands, one key group");
+  static_assert(MT == 0 || LIN, "mask tiles come with row streams");
+  constexpr int MLD = MT == 2 ? BN + 8 : BN;  // mask tile row pitch
   constexpr int BM = 16 * NW, LD = D + 8;
   extern __shared__ __align__(128) unsigned char smem[];
   // Key group; 0 in a constant the compiler sees when KW == 1 (a computed 0 cost
   // the 64-row kernel ~40 registers in address arithmetic).
   const int kw = KW == 1 ? 0 : static_cast<int>(threadIdx.x) / (NW * 32);
   constexpr int KB = SPLIT ? 1 : 2;  // (K, V) tile buffers of 2-byte elements
-  C* Qs = reinterpret_cast<C*>(smem + kw * group_bytes<D, NW, BN, SPLIT, ALIAS>());
+  C* Qs = reinterpret_cast<C*>(smem + kw * group_bytes<D, NW, BN, SPLIT, ALIAS, MT>());
   // Split fp32: Q hi, Q lo (ALIAS: or the raw K tile, whichever is larger), then K, V,
-  // K lo, V lo, (raw K,) raw V.
+  // K lo, V lo, (raw K,) raw V. 16-bit: Q, 2 K, 2 V (, 2 mask tiles).
   constexpr int QSPAN = !SPLIT  ? BM * LD
                         : ALIAS ? (2 * BM * LD * 2 > BN * D * 4 ? 2 * BM * LD : BN * D * 2)
                                 : 2 * BM * LD;
@@ -348,6 +410,7 @@ __global__ void __launch_bounds__(NW* KW * 32, MINB > 1 ? MINB : 0)
   C* Ql = Qs + BM * LD;
   C* Kl = Vs + KB * BN * LD;
   C* Vl = Kl + BN * LD;
+  T* Ms = reinterpret_cast<T*>(Vs + KB * BN * LD);  // MT: 2 mask tiles
   // ALIAS: the raw K tile takes Q's space, free once Q is in registers.
   float* Kr = ALIAS ? reinterpret_cast<float*>(Qs) : reinterpret_cast<float*>(Vl + BN * LD);
   float* Vr = ALIAS ? reinterpret_cast<float*>(Vl + BN * LD) : Kr + BN * D;
@@ -356,14 +419,38 @@ __global__ void __launch_bounds__(NW* KW * 32, MINB > 1 ? MINB : 0)
   const int gr = lane / 4, tq = lane % 4;  // fragment row group, thread in quad
   const BlockOrigin at = block_origin(g, BM);
   const long long b = at.b, h = at.h, q0 = at.q0, qbase = at.q, kbase = at.k, vbase = at.v, obase = at.o;
-  // The (K, V) tile at key k1 into buffer `nb` (split: into the raw buffer).
+  using Stream = RowStream<T, D, NW * 32>;
+  const Stream kst(LIN ? k + kbase : k, LIN ? g.k.ax[2].inner_s : 0, tid);
+  const Stream vst(LIN ? v + vbase : v, LIN ? g.v.ax[2].inner_s : 0, tid);
+  // MT: this thread's chunk of the mask tile (MT == 2: rows mr + j * MRS; MT == 1: threads
+  // below BN / 8 load the one row).
+  constexpr int MCH = BN / 8, MRS = NW * 32 / MCH;
+  const int mr = tid / MCH, mc = (tid % MCH) * 8;
+  const T* mptr = MT == 0   ? nullptr
+                  : MT == 1 ? mask + (b * g.mask_stride[0] + h * g.mask_stride[1]) + (tid % MCH) * 8
+                            : mask + (b * g.mask_stride[0] + h * g.mask_stride[1]) + (q0 + mr) * g.mask_stride[2] + mc;
+  // The (K, V) tile at key k1 into buffer `nb` (0 or 1; split: into the raw buffer).
   auto load_kv = [&](long long k1, int nb) {
     if constexpr (SPLIT) {
       load_rows_raw<D, NW>(Kr, k, kbase, g.k.ax[2], k1, g.Sk, BN, tid);
       load_rows_raw<D, NW>(Vr, v, vbase, g.v.ax[2], k1, g.Sk, BN, tid);
+    } else if constexpr (LIN) {
+      kst.template load<BN>(Ks + nb * BN * LD, k1, g.Sk, tid);
+      vst.template load<BN>(Vs + nb * BN * LD, k1, g.Sk, tid);
+      // Sk % 8 == 0: a chunk of 8 keys is all in or all out.
+      if constexpr (MT == 1) {
+        if (tid < MCH) cp_async16(Ms + nb * BN + mc, k1 + mc < g.Sk ? mptr + k1 : mptr, k1 + mc < g.Sk);
+      } else if constexpr (MT == 2) {
+        const bool kin = k1 + mc < g.Sk;
+#pragma unroll
+        for (int j = 0; j < BM / MRS; ++j) {
+          const bool ok = kin && q0 + mr + j * MRS < g.Sq;
+          cp_async16(Ms + (nb * BM + mr + j * MRS) * MLD + mc, ok ? mptr + j * MRS * g.mask_stride[2] + k1 : mptr, ok);
+        }
+      }
     } else {
-      load_rows<T, D, NW>(Ks + nb, k, kbase, g.k.ax[2], k1, g.Sk, BN, tid);
-      load_rows<T, D, NW>(Vs + nb, v, vbase, g.v.ax[2], k1, g.Sk, BN, tid);
+      load_rows<T, D, NW>(Ks + nb * BN * LD, k, kbase, g.k.ax[2], k1, g.Sk, BN, tid);
+      load_rows<T, D, NW>(Vs + nb * BN * LD, v, vbase, g.v.ax[2], k1, g.Sk, BN, tid);
     }
   };
   // The threads that share these buffers: the block, or one warp.
@@ -376,6 +463,9 @@ __global__ void __launch_bounds__(NW* KW * 32, MINB > 1 ? MINB : 0)
   };
 
   const int R0 = warp * 16;
+  // A warp whose 16 rows are all past Sq (ViT's 197 rows in 64-row blocks) loads and
+  // syncs with the block but computes nothing.
+  const bool live = q0 + R0 < g.Sq;
   unsigned qf[D / 16][4];
   unsigned qfl[SPLIT ? D / 16 : 1][4];  // lo parts of Q (split fp32)
   auto load_q_fragments = [&] {
@@ -406,30 +496,38 @@ __global__ void __launch_bounds__(NW* KW * 32, MINB > 1 ? MINB : 0)
     group_sync();
     load_q_fragments();
   } else {
-    load_rows<T, D, NW>(Qs, q, qbase, g.q.ax[2], q0, g.Sq, BM, tid);
+    if constexpr (LIN) {
+      Stream(q + qbase, g.q.ax[2].inner_s, tid).template load<BM>(Qs, q0, g.Sq, tid);
+    } else {
+      load_rows<T, D, NW>(Qs, q, qbase, g.q.ax[2], q0, g.Sq, BM, tid);
+    }
     load_kv(static_cast<long long>(kw) * BN, 0);
     cp_commit();
   }
 
   // This thread's two rows (gr, gr + 8 of the warp's 16) and their mask rows (null: no
   // mask, or a row past Sq). A mask broadcast over the queries (BERT's [B, 1, 1, Sk]) gives
-  // both rows one mask row, read once; contiguous keys read as pairs.
+  // both rows one mask row, read once; contiguous keys read as pairs. (MT: shared memory.)
   const T* mrow[2];
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const long long qi = q0 + R0 + gr + 8 * r;
-    mrow[r] = g.has_mask && qi < g.Sq ? mask + (b * g.mask_stride[0] + h * g.mask_stride[1] + qi * g.mask_stride[2])
-                                      : nullptr;
+    mrow[r] = !MT && g.has_mask && qi < g.Sq
+                  ? mask + (b * g.mask_stride[0] + h * g.mask_stride[1] + qi * g.mask_stride[2])
+                  : nullptr;
   }
   const bool mask_one_row = mrow[0] == mrow[1];
   const float inv_scale = 1.f / g.scale;  // 16-bit: the mask enters the unscaled scores
   const bool mask_pairs = g.mask_stride[3] == 1 && reinterpret_cast<uintptr_t>(mrow[0]) % (2 * sizeof(T)) == 0 &&
                           reinterpret_cast<uintptr_t>(mrow[1]) % (2 * sizeof(T)) == 0;
+  // Scores to log2 units: split fp32 scores came scaled (Q was); 16-bit ones are scaled
+  // here (the launch requires scale > 0, so maxima commute with the multiplier).
+  const float mult = SPLIT ? kLog2e : g.scale * kLog2e;
 
   float acc[D / 8][4];
 #pragma unroll
   for (int i = 0; i < D / 8; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
-  float row_m[2] = {-INFINITY, -INFINITY}, row_l[2] = {0.f, 0.f};
+  float row_m[2] = {-INFINITY, -INFINITY}, row_l[2] = {0.f, 0.f};  // row_m in log2 units
 
   const int tiles = static_cast<int>((g.Sk + BN - 1) / BN);
   for (int t = kw, it = 0; t < tiles; t += KW, ++it) {
@@ -447,7 +545,7 @@ __global__ void __launch_bounds__(NW* KW * 32, MINB > 1 ? MINB : 0)
       if (more) load_kv(k1, 0);
       cp_commit();
     } else {
-      if (more) load_kv(k1, ((it + 1) & 1) * BN * LD);
+      if (more) load_kv(k1, (it + 1) & 1);
       cp_commit();
       cp_wait<1>();  // everything but the tile just issued has landed
       group_sync();
@@ -459,128 +557,166 @@ __global__ void __launch_bounds__(NW* KW * 32, MINB > 1 ? MINB : 0)
     const C* Vb = Vs + (SPLIT ? 0 : (it & 1) * BN * LD);
     const C* Kbl = Kl;
     const C* Vbl = Vl;
-
-    // S = Q K^T: 8 key columns per n-tile; one ldmatrix.x4 covers two k-steps. The
-    // accumulators start from the mask, so its loads need no registers of their own and
-    // overlap the MMAs: split fp32 (Q came scaled) S = mask + (scale Q) K^T; 16-bit
-    // S = mask / scale + Q K^T, scaled below (BERT-base FP16 bs128: 178 us a layer, 183
-    // registers, the mask loads 41% excess sectors and the top stall, before).
     const long long k0 = static_cast<long long>(t) * BN;
-    float s[BN / 8][4];
+    // Keys of this tile below Sk: every one but in the last tile of a ragged Sk, where the
+    // 8-key column blocks (and 16-key steps of P V) past Sk are skipped.
+    const int valid = g.Sk - k0 < BN ? static_cast<int>(g.Sk - k0) : BN;
+
+    if (live) {
+      // S = Q K^T: 8 key columns per n-tile; one ldmatrix.x4 covers two k-steps. The
+      // accumulators start from the mask, so its loads need no registers of their own and
+      // overlap the MMAs: split fp32 (Q came scaled) S = mask + (scale Q) K^T; 16-bit
+      // S = mask / scale + Q K^T, scaled below (BERT-base FP16 bs128: 178 us a layer, 183
+      // registers, the mask loads 41% excess sectors and the top stall, before).
+      float s[BN / 8][4];
 #pragma unroll
-    for (int n = 0; n < BN / 8; ++n) {
-      s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
-      if (g.has_mask) {
+      for (int n = 0; n < BN / 8; ++n) {
+        s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+        if (n * 8 >= valid) continue;
         const long long kc = k0 + n * 8 + 2 * tq;
-        float mk[2][2] = {{0.f, 0.f}, {0.f, 0.f}};
-        if (mrow[0]) load_mask_pair<T>(mrow[0], kc, g.Sk, g.mask_stride[3], mask_pairs, mk[0]);
-        if (mask_one_row) {
-          mk[1][0] = mk[0][0];
-          mk[1][1] = mk[0][1];
-        } else if (mrow[1]) {
-          load_mask_pair<T>(mrow[1], kc, g.Sk, g.mask_stride[3], mask_pairs, mk[1]);
+        if constexpr (MT == 1) {
+          const unsigned u = *reinterpret_cast<const unsigned*>(Ms + (it & 1) * BN + n * 8 + 2 * tq);
+          const T* mv = reinterpret_cast<const T*>(&u);
+          s[n][0] = s[n][2] = mask_start<T>(to_f(mv[0]), inv_scale);
+          s[n][1] = s[n][3] = mask_start<T>(to_f(mv[1]), inv_scale);
+        } else if constexpr (MT == 2) {
+#pragma unroll
+          for (int r = 0; r < 2; ++r) {
+            const unsigned u =
+                *reinterpret_cast<const unsigned*>(Ms + ((it & 1) * BM + R0 + gr + 8 * r) * MLD + n * 8 + 2 * tq);
+            const T* mv = reinterpret_cast<const T*>(&u);
+            s[n][2 * r] = mask_start<T>(to_f(mv[0]), inv_scale);
+            s[n][2 * r + 1] = mask_start<T>(to_f(mv[1]), inv_scale);
+          }
+        } else if (g.has_mask) {
+          float mk[2][2] = {{0.f, 0.f}, {0.f, 0.f}};
+          if (mrow[0]) load_mask_pair<T>(mrow[0], kc, g.Sk, g.mask_stride[3], mask_pairs, mk[0]);
+          if (mask_one_row) {
+            mk[1][0] = mk[0][0];
+            mk[1][1] = mk[0][1];
+          } else if (mrow[1]) {
+            load_mask_pair<T>(mrow[1], kc, g.Sk, g.mask_stride[3], mask_pairs, mk[1]);
+          }
+          s[n][0] = mask_start<T>(mk[0][0], inv_scale);
+          s[n][1] = mask_start<T>(mk[0][1], inv_scale);
+          s[n][2] = mask_start<T>(mk[1][0], inv_scale);
+          s[n][3] = mask_start<T>(mk[1][1], inv_scale);
         }
-        s[n][0] = mask_start<SPLIT>(mk[0][0], inv_scale);
-        s[n][1] = mask_start<SPLIT>(mk[0][1], inv_scale);
-        s[n][2] = mask_start<SPLIT>(mk[1][0], inv_scale);
-        s[n][3] = mask_start<SPLIT>(mk[1][1], inv_scale);
-      }
 #pragma unroll
-      for (int kk = 0; kk < D / 32; ++kk) {
-        unsigned bf[4];
-        const int off = (n * 8 + lane % 8) * LD + kk * 32 + (lane / 8) * 8;
-        ldsm_x4(bf, Kb + off);
-        mma16816<C>(s[n], qf[2 * kk], bf[0], bf[1]);
-        mma16816<C>(s[n], qf[2 * kk + 1], bf[2], bf[3]);
-        if constexpr (SPLIT) {  // + qh kl + ql kh
-          unsigned bl[4];
-          ldsm_x4(bl, Kbl + off);
-          mma16816<C>(s[n], qf[2 * kk], bl[0], bl[1]);
-          mma16816<C>(s[n], qf[2 * kk + 1], bl[2], bl[3]);
-          mma16816<C>(s[n], qfl[2 * kk], bf[0], bf[1]);
-          mma16816<C>(s[n], qfl[2 * kk + 1], bf[2], bf[3]);
+        for (int kk = 0; kk < D / 32; ++kk) {
+          unsigned bf[4];
+          const int off = (n * 8 + lane % 8) * LD + kk * 32 + (lane / 8) * 8;
+          ldsm_x4(bf, Kb + off);
+          mma16816<C>(s[n], qf[2 * kk], bf[0], bf[1]);
+          mma16816<C>(s[n], qf[2 * kk + 1], bf[2], bf[3]);
+          if constexpr (SPLIT) {  // + qh kl + ql kh
+            unsigned bl[4];
+            ldsm_x4(bl, Kbl + off);
+            mma16816<C>(s[n], qf[2 * kk], bl[0], bl[1]);
+            mma16816<C>(s[n], qf[2 * kk + 1], bl[2], bl[3]);
+            mma16816<C>(s[n], qfl[2 * kk], bf[0], bf[1]);
+            mma16816<C>(s[n], qfl[2 * kk + 1], bf[2], bf[3]);
+          }
         }
       }
-    }
 
-    // Scale (16-bit operands), key bounds; row maxima over the quad.
-    float mx[2] = {-INFINITY, -INFINITY};
+      // Keys past Sk (a ragged last tile only) to -inf; row maxima of the raw scores
+      // over the quad, then in log2 units.
+      if (valid < BN) {
 #pragma unroll
-    for (int n = 0; n < BN / 8; ++n) {
-      const long long kc = k0 + n * 8 + 2 * tq;  // this thread's two keys: kc, kc + 1
+        for (int n = 0; n < BN / 8; ++n)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const float x = kc + (e & 1) >= g.Sk ? -INFINITY : SPLIT ? s[n][e] : s[n][e] * g.scale;
-        s[n][e] = x;
-        mx[e / 2] = fmaxf(mx[e / 2], x);
+          for (int e = 0; e < 4; ++e)
+            if (n * 8 + 2 * tq + (e & 1) >= valid) s[n][e] = -INFINITY;
       }
-    }
-    float alpha[2], ref[2];
+      float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-      const float m_new = fmaxf(row_m[r], mx[r]);
-      ref[r] = m_new == -INFINITY ? 0.f : m_new;  // a row with no finite score so far: p = 0
-      alpha[r] = __expf(row_m[r] - ref[r]);
-      row_m[r] = m_new;
-    }
-    float sum[2] = {0.f, 0.f};
+      for (int n = 0; n < BN / 8; ++n)
 #pragma unroll
-    for (int n = 0; n < BN / 8; ++n) {
+        for (int e = 0; e < 4; ++e) mx[e / 2] = fmaxf(mx[e / 2], s[n][e]);
+      float alpha[2], ref[2];
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const float p = __expf(s[n][e] - ref[e / 2]);
-        s[n][e] = p;
-        sum[e / 2] += p;
+      for (int r = 0; r < 2; ++r) {
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+        const float m_new = fmaxf(row_m[r], keep_finite(mx[r] * mult, mx[r]));
+        ref[r] = m_new == -INFINITY ? 0.f : m_new;  // a row with no finite score so far: p = 0
+        alpha[r] = ex2(row_m[r] - ref[r]);
+        row_m[r] = m_new;
       }
-    }
+      // p = 2^(s mult - ref) as one FFMA: its exact product differs from the rounded one
+      // ref came from by under half an ulp of ref, a shift common to the row that softmax
+      // does not see while it is small (|ref| < 2^20: at most 1/32). A row of huge scores
+      // (a dtype's lowest mask at every key, which softmax spreads evenly) is rounded into
+      // log2 units and shifted first, then goes through the same FFMA as (x, 1, 0).
+      float rm[2] = {mult, mult}, nref[2] = {-ref[0], -ref[1]};
 #pragma unroll
-    for (int r = 0; r < 2; ++r) row_l[r] = row_l[r] * alpha[r] + sum[r];  // this thread's columns only
+      for (int r = 0; r < 2; ++r) {
+        if (fabsf(ref[r]) < 1048576.f) continue;
 #pragma unroll
-    for (int i = 0; i < D / 8; ++i) {
-      acc[i][0] *= alpha[0];
-      acc[i][1] *= alpha[0];
-      acc[i][2] *= alpha[1];
-      acc[i][3] *= alpha[1];
-    }
+        for (int n = 0; n < BN / 8; ++n)
+#pragma unroll
+          for (int e = 0; e < 2; ++e) s[n][2 * r + e] = keep_finite(s[n][2 * r + e] * mult, s[n][2 * r + e]) - ref[r];
+        rm[r] = 1.f;
+        nref[r] = 0.f;
+      }
+      float sum[2] = {0.f, 0.f};
+#pragma unroll
+      for (int n = 0; n < BN / 8; ++n) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const float p = ex2(fmaf(s[n][e], rm[e / 2], nref[e / 2]));  // keys past Sk: -inf, 0
+          s[n][e] = p;
+          sum[e / 2] += p;
+        }
+      }
+#pragma unroll
+      for (int r = 0; r < 2; ++r) row_l[r] = row_l[r] * alpha[r] + sum[r];  // this thread's columns only
+#pragma unroll
+      for (int i = 0; i < D / 8; ++i) {
+        acc[i][0] *= alpha[0];
+        acc[i][1] *= alpha[0];
+        acc[i][2] *= alpha[1];
+        acc[i][3] *= alpha[1];
+      }
 
-    // O += P V: P's accumulator tiles 2j, 2j+1 are the A fragment of key step j.
+      // O += P V: P's accumulator tiles 2j, 2j+1 are the A fragment of key step j.
 #pragma unroll
-    for (int j = 0; j < BN / 16; ++j) {
-      unsigned pa[4], pal[4];
-      if constexpr (SPLIT) {
-        split2(s[2 * j][0], s[2 * j][1], pa[0], pal[0]);
-        split2(s[2 * j][2], s[2 * j][3], pa[1], pal[1]);
-        split2(s[2 * j + 1][0], s[2 * j + 1][1], pa[2], pal[2]);
-        split2(s[2 * j + 1][2], s[2 * j + 1][3], pa[3], pal[3]);
-      } else {
-        pa[0] = pack2<C>(s[2 * j][0], s[2 * j][1]);
-        pa[1] = pack2<C>(s[2 * j][2], s[2 * j][3]);
-        pa[2] = pack2<C>(s[2 * j + 1][0], s[2 * j + 1][1]);
-        pa[3] = pack2<C>(s[2 * j + 1][2], s[2 * j + 1][3]);
-      }
+      for (int j = 0; j < BN / 16; ++j) {
+        if (j * 16 >= valid) continue;
+        unsigned pa[4], pal[4];
+        if constexpr (SPLIT) {
+          split2(s[2 * j][0], s[2 * j][1], pa[0], pal[0]);
+          split2(s[2 * j][2], s[2 * j][3], pa[1], pal[1]);
+          split2(s[2 * j + 1][0], s[2 * j + 1][1], pa[2], pal[2]);
+          split2(s[2 * j + 1][2], s[2 * j + 1][3], pa[3], pal[3]);
+        } else {
+          pa[0] = pack2<C>(s[2 * j][0], s[2 * j][1]);
+          pa[1] = pack2<C>(s[2 * j][2], s[2 * j][3]);
+          pa[2] = pack2<C>(s[2 * j + 1][0], s[2 * j + 1][1]);
+          pa[3] = pack2<C>(s[2 * j + 1][2], s[2 * j + 1][3]);
+        }
 #pragma unroll
-      for (int dn = 0; dn < D / 16; ++dn) {
-        unsigned bf[4];
-        const int off = (j * 16 + lane % 8 + ((lane / 8) % 2) * 8) * LD + dn * 16 + (lane / 16) * 8;
-        ldsm_x4_t(bf, Vb + off);
-        mma16816<C>(acc[2 * dn], pa, bf[0], bf[1]);
-        mma16816<C>(acc[2 * dn + 1], pa, bf[2], bf[3]);
-        if constexpr (SPLIT) {  // + ph vl + pl vh
-          unsigned bl[4];
-          ldsm_x4_t(bl, Vbl + off);
-          mma16816<C>(acc[2 * dn], pa, bl[0], bl[1]);
-          mma16816<C>(acc[2 * dn + 1], pa, bl[2], bl[3]);
-          mma16816<C>(acc[2 * dn], pal, bf[0], bf[1]);
-          mma16816<C>(acc[2 * dn + 1], pal, bf[2], bf[3]);
+        for (int dn = 0; dn < D / 16; ++dn) {
+          unsigned bf[4];
+          const int off = (j * 16 + lane % 8 + ((lane / 8) % 2) * 8) * LD + dn * 16 + (lane / 16) * 8;
+          ldsm_x4_t(bf, Vb + off);
+          mma16816<C>(acc[2 * dn], pa, bf[0], bf[1]);
+          mma16816<C>(acc[2 * dn + 1], pa, bf[2], bf[3]);
+          if constexpr (SPLIT) {  // + ph vl + pl vh
+            unsigned bl[4];
+            ldsm_x4_t(bl, Vbl + off);
+            mma16816<C>(acc[2 * dn], pa, bl[0], bl[1]);
+            mma16816<C>(acc[2 * dn + 1], pa, bl[2], bl[3]);
+            mma16816<C>(acc[2 * dn], pal, bf[0], bf[1]);
+            mma16816<C>(acc[2 * dn + 1], pal, bf[2], bf[3]);
+          }
         }
       }
     }
     // The next iteration's loads overwrite the buffer read here (split: its first sync covers that).
     if constexpr (!SPLIT) group_sync();
   }
-
   if constexpr (KW > 1) {
     merge_key_groups<T, D, KW>(g, row_m, row_l, acc, q0, obase, o, smem);
   } else {
@@ -614,10 +750,10 @@ __global__ void __launch_bounds__(NW* KW * 32, MINB > 1 ? MINB : 0)
   }
 }
 
-template <class T, int D, int NW, int KW, int BN, int MINB = 1, bool ALIAS = true>
+template <class T, int D, int NW, int KW, int BN, int MINB = 1, bool ALIAS = true, int MT = 0, bool LIN = false>
 Status launch(KernelContext& ctx, const FusedAttentionGeometry& g) {
-  constexpr size_t smem = smem_bytes<D, NW, KW, BN, kSplit<T>, ALIAS>();
-  auto* kern = flash_mma_kernel<T, D, NW, KW, BN, MINB, ALIAS>;
+  constexpr size_t smem = smem_bytes<D, NW, KW, BN, kSplit<T>, ALIAS, MT>();
+  auto* kern = flash_mma_kernel<T, D, NW, KW, BN, MINB, ALIAS, MT, LIN>;
   static std::atomic<bool> configured{false};
   if (!configured.load()) {
     // All the shared memory the SM has (the blocks-per-SM the tiles were sized for).
@@ -645,6 +781,27 @@ Status launch(KernelContext& ctx, const FusedAttentionGeometry& g) {
 bool key_split_enabled() {
   static const bool on = !env_is("KILN_ATTENTION_KEY_SPLIT", "0");
   return on;
+}
+
+// Every operand's sequence axis is one stride (RowStream; KILN_ATTENTION_ROW_STREAMS=0
+// keeps load_rows' general addressing, an A/B switch).
+bool linear_rows(const FusedAttentionGeometry& g) {
+  static const bool on = !env_is("KILN_ATTENTION_ROW_STREAMS", "0");
+  return on && g.q.ax[2].inner_n >= g.Sq && g.k.ax[2].inner_n >= g.Sk && g.v.ax[2].inner_n >= g.Sk;
+}
+
+// How the mask can arrive in shared memory (the kernel's MT): 1 = one row per (batch,
+// head), 2 = a row per query; 0 = not (no mask, keys not contiguous, Sk % 8 != 0, or a
+// row start not 16-byte aligned). KILN_ATTENTION_MASK_TILES=0 keeps reading global
+// memory (an A/B switch).
+template <class T>
+int mask_tiles(KernelContext& ctx, const FusedAttentionGeometry& g) {
+  static const bool on = !env_is("KILN_ATTENTION_MASK_TILES", "0");
+  constexpr int64_t V = 16 / sizeof(T);
+  if (!on || !g.has_mask || g.mask_stride[3] != 1 || g.Sk % 8 || g.mask_stride[0] % V || g.mask_stride[1] % V ||
+      reinterpret_cast<uintptr_t>(ctx.input(3).data()) % 16)
+    return 0;
+  return g.mask_stride[2] == 0 ? 1 : g.mask_stride[2] % V == 0 ? 2 : 0;
 }
 
 // Split fp32 at large grids has tactics (timed by the builder; docs/tactics.md):
@@ -677,11 +834,22 @@ Status launch_d(KernelContext& ctx, const FusedAttentionGeometry& g) {
       // 16-bit, D = 64: 0 = registers unbounded (158: 3 blocks per SM), 1 = bounded for 4
       // blocks per SM, which the shared memory allows (ptxas: 116 bytes spilled). Timing
       // picks. (D = 128 takes 87 KB of shared memory a block: 2 per SM either way.)
+      // Row streams where every sequence axis is one stride; mask tiles come with them.
+      const bool lin = linear_rows(g);
+      const int mt = lin ? mask_tiles<T>(ctx, g) : 0;
       if constexpr (D == 64) {
         cuda::report_tactics({0, 1});
-        if (ctx.attrs().get_int(kTacticAttr, 0) == 1) return launch<T, D, 4, 1, kBN, 4>(ctx, g);
+        if (ctx.attrs().get_int(kTacticAttr, 0) == 1) {
+          if (!lin) return launch<T, D, 4, 1, kBN, 4>(ctx, g);
+          if (mt == 1) return launch<T, D, 4, 1, kBN, 4, true, 1, true>(ctx, g);
+          if (mt == 2) return launch<T, D, 4, 1, kBN, 4, true, 2, true>(ctx, g);
+          return launch<T, D, 4, 1, kBN, 4, true, 0, true>(ctx, g);
+        }
       }
-      return launch<T, D, 4, 1, kBN>(ctx, g);
+      if (!lin) return launch<T, D, 4, 1, kBN>(ctx, g);
+      if (mt == 1) return launch<T, D, 4, 1, kBN, 1, true, 1, true>(ctx, g);
+      if (mt == 2) return launch<T, D, 4, 1, kBN, 1, true, 2, true>(ctx, g);
+      return launch<T, D, 4, 1, kBN, 1, true, 0, true>(ctx, g);
     }
   }
   const long long tiles32 = (g.Sk + 31) / 32;
@@ -719,6 +887,8 @@ Result<bool> flash_attention_mma(KernelContext& ctx, const FusedAttentionGeometr
   }
   if (t != DataType::kFloat16 && t != DataType::kBFloat16) return false;
   if (g.D != 64 && g.D != 128) return false;
+  // Scores are scaled after their row maxima; fp16 masks over the scale stay finite.
+  if (!(g.scale >= 7.9e-31f)) return false;
   const bool half = t == DataType::kFloat16;
   if (!(half ? aligned(__half{}) : aligned(__nv_bfloat16{}))) return false;
   KILN_RETURN_IF_ERROR(half ? launch_t<__half>(ctx, g) : launch_t<__nv_bfloat16>(ctx, g));

@@ -4,6 +4,7 @@
 // the CUDA kernel against the reference when a GPU is present.
 #include <cmath>
 #include <limits>
+#include <optional>
 
 #include "backends/cuda/node_runner.h"
 #include "harness/op_harness.h"
@@ -57,6 +58,7 @@ std::vector<double> naive(int64_t B, int64_t H, int64_t Sq, int64_t Sk, int64_t 
 struct BertCase {
   int64_t B = 2, S = 37, H = 3, D = 16;
   bool mask = true;
+  std::optional<Tensor> mask_value;  // the mask's contents (default random in [-3, 1])
   DataType dt = DataType::kFloat32;
   OpCase make(unsigned seed) const {
     OpCase c("FusedAttention", 1, "kiln");
@@ -69,7 +71,9 @@ struct BertCase {
     c.attr("zero_masked_rows", Attribute::from_int(1));
     c.seed(seed);
     for (int i = 0; i < 3; ++i) c.input(dt, {B, S, H * D}, -2, 2);
-    if (mask)
+    if (mask_value)
+      c.input(*mask_value);
+    else if (mask)
       c.input(dt, {B, 1, 1, S}, -3, 1);
     else
       c.no_input();
@@ -133,7 +137,9 @@ TEST(FusedAttention, FullyMaskedRowsGiveZeroOrNaN) {
           EXPECT_TRUE(std::isnan(x));
         EXPECT_TRUE(std::isfinite(y.get_as_double((h * 3 + 0) * 4 + d)));
       }
-    if (zero) EXPECT_GE(c.expect_all_kernels_match(1e-4, 1e-4), 0);
+    if (zero) {
+      EXPECT_GE(c.expect_all_kernels_match(1e-4, 1e-4), 0);
+    }
   }
 }
 
@@ -305,6 +311,46 @@ TEST(FusedAttention, CudaRegisterKernelEveryTacticWithFiniteMaskedRows) {
       ASSERT_TRUE(got.ok()) << got.status().to_string();
       for (int64_t i = 0; i < (*got)[0].numel(); ++i) ASSERT_TRUE(std::isfinite((*got)[0].get_as_double(i))) << i;
       EXPECT_TRUE(tensors_close((*got)[0], (*ref)[0], 2e-2, 2e-2)) << "tactic " << id;
+    }
+  }
+}
+
+// A mask broadcast over the queries ([B, 1, 1, Sk], BERT's) with Sk % 8 == 0 arrives in
+// shared memory as row tiles with K and V (the kernel's MROW): every tactic, fp16 and bf16,
+// two full 64-key tiles (S = 128) and a ragged third of 8 keys (S = 136), one batch whose
+// keys are all the dtype's lowest finite value (softmax spreads its rows evenly) and
+// others with every fifth key masked that way.
+TEST(FusedAttention, CudaRegisterKernelMaskRowTilesEveryTactic) {
+  if (gpu_kernels() == 0) GTEST_SKIP() << "no CUDA device: the reference runs would compare against nothing";
+  for (int64_t S : {128, 136}) {
+    for (DataType dt : {DataType::kFloat16, DataType::kBFloat16}) {
+      SCOPED_TRACE(std::string(dtype_name(dt)) + " S" + std::to_string(S));
+      const double lowest = dt == DataType::kFloat16 ? -65504.0 : -3.3895313892515355e38;
+      BertCase bc;
+      bc.B = 12, bc.S = S, bc.H = 12, bc.D = 64, bc.dt = dt;
+      Tensor m = Tensor::empty(dt, {bc.B, 1, 1, S});
+      for (int64_t b = 0; b < bc.B; ++b)
+        for (int64_t j = 0; j < S; ++j) m.set_from_double(b * S + j, b == 2 || (j + b) % 5 == 0 ? lowest : 0.0);
+      bc.mask_value = m;
+      OpCase c = bc.make(23);
+      auto ref = c.run("ref");
+      ASSERT_TRUE(ref.ok()) << ref.status().to_string();
+      std::vector<const Tensor*> ins;
+      for (const auto& t : c.inputs()) ins.push_back(t ? &*t : nullptr);
+      auto io = cuda::upload_node_io(c.node(), ins, *ref);
+      ASSERT_TRUE(io.ok()) << io.status().to_string();
+      auto ids = cuda::node_tactics_on_device(c.node(), "cuda.flash_attention", **io);
+      ASSERT_TRUE(ids.ok()) << ids.status().to_string();
+      ASSERT_EQ(ids->size(), 2u);
+      io->reset();
+      for (int64_t id : *ids) {
+        cuda::NodeRunOptions o;
+        o.tactic = id;
+        auto got = cuda::run_node_on_device(c.node(), "cuda.flash_attention", ins, *ref, o);
+        ASSERT_TRUE(got.ok()) << got.status().to_string();
+        for (int64_t i = 0; i < (*got)[0].numel(); ++i) ASSERT_TRUE(std::isfinite((*got)[0].get_as_double(i))) << i;
+        EXPECT_TRUE(tensors_close((*got)[0], (*ref)[0], 2e-2, 2e-2)) << "tactic " << id;
+      }
     }
   }
 }
