@@ -192,13 +192,21 @@ __device__ __forceinline__ void store2(T* p, float y0, float y1) {
 // ALIAS: the raw K tile reuses Q's space once Q is in registers (less shared memory,
 // but Q and the first tile load one after the other); otherwise the raw Q rows pass
 // through the (K, V) tile's space and load together with the first raw tile.
-// Mask tiles in shared memory (16-bit; the kernel's MT): none, one row of BN keys, or
-// 16 * NW rows of BN keys padded by 8 (so a quad's 8 rows hit 8 bank groups); two of each.
-template <int NW, int BN, int MT>
-constexpr size_t mask_tile_bytes() {
-  return MT == 0 ? 0 : MT == 1 ? size_t(2 * BN) * 2 : size_t(2 * 16 * NW) * (BN + 8) * 2;
+// Stages of the 16-bit (K, V) tile pipeline: two. (Three, 64 KB a block at D = 64,
+// measured no faster on ViT-B/16 bs256, 347 -> 344 us a layer, and leave room for 3
+// blocks an SM where two stages leave room for 4.)
+template <bool SPLIT, bool LIN, int MT>
+constexpr int kv_stages() {
+  return SPLIT ? 1 : 2;
 }
-template <int D, int NW, int BN, bool SPLIT, bool ALIAS, int MT = 0>
+
+// Mask tiles in shared memory (16-bit; the kernel's MT): none, one row of BN keys, or
+// 16 * NW rows of BN keys padded by 8 (so a quad's 8 rows hit 8 bank groups); ST of each.
+template <int NW, int BN, int MT, int ST>
+constexpr size_t mask_tile_bytes() {
+  return MT == 0 ? 0 : MT == 1 ? size_t(ST * BN) * 2 : size_t(ST * 16 * NW) * (BN + 8) * 2;
+}
+template <int D, int NW, int BN, bool SPLIT, bool ALIAS, int MT = 0, int ST = 2>
 constexpr size_t group_bytes() {
   if constexpr (SPLIT) {
     constexpr size_t q = size_t(2 * 16 * NW) * (D + 8) * 2, raw = size_t(BN) * D * 4;
@@ -206,11 +214,11 @@ constexpr size_t group_bytes() {
     static_assert(ALIAS || size_t(16 * NW) * D * 4 <= kv, "the raw Q rows pass through the (K, V) tile space");
     return ALIAS ? (q > raw ? q : raw) + kv + raw : q + kv + 2 * raw;
   }
-  return size_t(16 * NW + 4 * BN) * (D + 8) * 2 + mask_tile_bytes<NW, BN, MT>();
+  return size_t(16 * NW + 2 * ST * BN) * (D + 8) * 2 + mask_tile_bytes<NW, BN, MT, ST>();
 }
-template <int D, int NW, int KW, int BN, bool SPLIT, bool ALIAS, int MT = 0>
+template <int D, int NW, int KW, int BN, bool SPLIT, bool ALIAS, int MT = 0, int ST = 2>
 constexpr size_t smem_bytes() {
-  constexpr size_t buffers = KW * group_bytes<D, NW, BN, SPLIT, ALIAS, MT>();
+  constexpr size_t buffers = KW * group_bytes<D, NW, BN, SPLIT, ALIAS, MT, ST>();
   constexpr size_t merge = KW == 1 ? 0 : size_t(KW) * 16 * (D + 2) * sizeof(float);  // O, max, sum per warp
   return buffers > merge ? buffers : merge;
 }
@@ -398,10 +406,11 @@ __global__ void __launch_bounds__(NW* KW * 32, MINB > 1 ? MINB : 0)
   // Key group; 0 in a constant the compiler sees when KW == 1 (a computed 0 cost
   // the 64-row kernel ~40 registers in address arithmetic).
   const int kw = KW == 1 ? 0 : static_cast<int>(threadIdx.x) / (NW * 32);
-  constexpr int KB = SPLIT ? 1 : 2;  // (K, V) tile buffers of 2-byte elements
-  C* Qs = reinterpret_cast<C*>(smem + kw * group_bytes<D, NW, BN, SPLIT, ALIAS, MT>());
+  constexpr int ST = kv_stages<SPLIT, LIN, MT>();
+  constexpr int KB = SPLIT ? 1 : ST;  // (K, V) tile buffers of 2-byte elements
+  C* Qs = reinterpret_cast<C*>(smem + kw * group_bytes<D, NW, BN, SPLIT, ALIAS, MT, ST>());
   // Split fp32: Q hi, Q lo (ALIAS: or the raw K tile, whichever is larger), then K, V,
-  // K lo, V lo, (raw K,) raw V. 16-bit: Q, 2 K, 2 V (, 2 mask tiles).
+  // K lo, V lo, (raw K,) raw V. 16-bit: Q, ST K, ST V (, ST mask tiles).
   constexpr int QSPAN = !SPLIT  ? BM * LD
                         : ALIAS ? (2 * BM * LD * 2 > BN * D * 4 ? 2 * BM * LD : BN * D * 2)
                                 : 2 * BM * LD;
@@ -462,6 +471,7 @@ __global__ void __launch_bounds__(NW* KW * 32, MINB > 1 ? MINB : 0)
     }
   };
 
+  const int tiles = static_cast<int>((g.Sk + BN - 1) / BN);
   const int R0 = warp * 16;
   // A warp whose 16 rows are all past Sq (ViT's 197 rows in 64-row blocks) loads and
   // syncs with the block but computes nothing.
@@ -503,6 +513,7 @@ __global__ void __launch_bounds__(NW* KW * 32, MINB > 1 ? MINB : 0)
     }
     load_kv(static_cast<long long>(kw) * BN, 0);
     cp_commit();
+    static_assert(ST == 2, "two stages: the loop's wait and its first fetch assume them");
   }
 
   // This thread's two rows (gr, gr + 8 of the warp's 16) and their mask rows (null: no
@@ -517,7 +528,7 @@ __global__ void __launch_bounds__(NW* KW * 32, MINB > 1 ? MINB : 0)
                   : nullptr;
   }
   const bool mask_one_row = mrow[0] == mrow[1];
-  const float inv_scale = 1.f / g.scale;  // 16-bit: the mask enters the unscaled scores
+  const float inv_scale = __fdividef(1.f, g.scale);  // 16-bit: the mask enters the unscaled scores
   const bool mask_pairs = g.mask_stride[3] == 1 && reinterpret_cast<uintptr_t>(mrow[0]) % (2 * sizeof(T)) == 0 &&
                           reinterpret_cast<uintptr_t>(mrow[1]) % (2 * sizeof(T)) == 0;
   // Scores to log2 units: split fp32 scores came scaled (Q was); 16-bit ones are scaled
@@ -529,11 +540,8 @@ __global__ void __launch_bounds__(NW* KW * 32, MINB > 1 ? MINB : 0)
   for (int i = 0; i < D / 8; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
   float row_m[2] = {-INFINITY, -INFINITY}, row_l[2] = {0.f, 0.f};  // row_m in log2 units
 
-  const int tiles = static_cast<int>((g.Sk + BN - 1) / BN);
   for (int t = kw, it = 0; t < tiles; t += KW, ++it) {
     if constexpr (KW == 1) it = t;  // the same count; a visible one keeps registers down
-    const bool more = t + KW < tiles;
-    const long long k1 = static_cast<long long>(t + KW) * BN;
     if constexpr (SPLIT) {
       // Raw tile t has landed, and every thread is past the previous step (its
       // reads of the split tiles): split it, then fetch tile t + KW behind it.
@@ -542,19 +550,24 @@ __global__ void __launch_bounds__(NW* KW * 32, MINB > 1 ? MINB : 0)
       split_rows<D, NW>(Ks, Kl, Kr, BN, tid);
       split_rows<D, NW>(Vs, Vl, Vr, BN, tid);
       group_sync();
-      if (more) load_kv(k1, 0);
+      if (t + KW < tiles) load_kv(static_cast<long long>(t + KW) * BN, 0);
       cp_commit();
     } else {
-      if (more) load_kv(k1, (it + 1) & 1);
-      cp_commit();
-      cp_wait<1>();  // everything but the tile just issued has landed
+      // Tile t (and, first, Q) has landed for every thread, and every thread is done with
+      // the buffer tile t - KW used: fetch tile t + (ST - 1) KW into it. One barrier a tile
+      // (ncu, ViT-B/16 FP16 bs256: the second, after P V, was 15% of the stall samples).
+      cp_wait<ST - 2>();
       group_sync();
+      const int ahead = t + (ST - 1) * KW;
+      if (ahead < tiles) load_kv(static_cast<long long>(ahead) * BN, (it + ST - 1) % ST);
+      cp_commit();
     }
     if constexpr (!SPLIT) {
-      if (it == 0) load_q_fragments();
+      if (LIN || it == 0) load_q_fragments();  // LIN: again each tile (16 registers free in P V)
     }
-    const C* Kb = Ks + (SPLIT ? 0 : (it & 1) * BN * LD);
-    const C* Vb = Vs + (SPLIT ? 0 : (it & 1) * BN * LD);
+    const int buf = SPLIT ? 0 : it % ST;
+    const C* Kb = Ks + buf * BN * LD;
+    const C* Vb = Vs + buf * BN * LD;
     const C* Kbl = Kl;
     const C* Vbl = Vl;
     const long long k0 = static_cast<long long>(t) * BN;
@@ -571,11 +584,14 @@ __global__ void __launch_bounds__(NW* KW * 32, MINB > 1 ? MINB : 0)
       float s[BN / 8][4];
 #pragma unroll
       for (int n = 0; n < BN / 8; ++n) {
+        if (n * 8 >= valid) {  // past Sk
+          s[n][0] = s[n][1] = s[n][2] = s[n][3] = -INFINITY;
+          continue;
+        }
         s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
-        if (n * 8 >= valid) continue;
         const long long kc = k0 + n * 8 + 2 * tq;
         if constexpr (MT == 1) {
-          const unsigned u = *reinterpret_cast<const unsigned*>(Ms + (it & 1) * BN + n * 8 + 2 * tq);
+          const unsigned u = *reinterpret_cast<const unsigned*>(Ms + buf * BN + n * 8 + 2 * tq);
           const T* mv = reinterpret_cast<const T*>(&u);
           s[n][0] = s[n][2] = mask_start<T>(to_f(mv[0]), inv_scale);
           s[n][1] = s[n][3] = mask_start<T>(to_f(mv[1]), inv_scale);
@@ -583,7 +599,7 @@ __global__ void __launch_bounds__(NW* KW * 32, MINB > 1 ? MINB : 0)
 #pragma unroll
           for (int r = 0; r < 2; ++r) {
             const unsigned u =
-                *reinterpret_cast<const unsigned*>(Ms + ((it & 1) * BM + R0 + gr + 8 * r) * MLD + n * 8 + 2 * tq);
+                *reinterpret_cast<const unsigned*>(Ms + (buf * BM + R0 + gr + 8 * r) * MLD + n * 8 + 2 * tq);
             const T* mv = reinterpret_cast<const T*>(&u);
             s[n][2 * r] = mask_start<T>(to_f(mv[0]), inv_scale);
             s[n][2 * r + 1] = mask_start<T>(to_f(mv[1]), inv_scale);
@@ -618,22 +634,34 @@ __global__ void __launch_bounds__(NW* KW * 32, MINB > 1 ? MINB : 0)
             mma16816<C>(s[n], qfl[2 * kk + 1], bf[2], bf[3]);
           }
         }
+        if (!SPLIT && n * 8 + 8 > valid) {  // the block Sk ends in: its keys past Sk to -inf
+#pragma unroll
+          for (int e = 0; e < 4; ++e)
+            if (n * 8 + 2 * tq + (e & 1) >= valid) s[n][e] = -INFINITY;
+        }
       }
 
-      // Keys past Sk (a ragged last tile only) to -inf; row maxima of the raw scores
-      // over the quad, then in log2 units.
-      if (valid < BN) {
+      if (SPLIT && valid < BN) {  // (split fp32 keeps fewer registers this way)
 #pragma unroll
         for (int n = 0; n < BN / 8; ++n)
 #pragma unroll
           for (int e = 0; e < 4; ++e)
             if (n * 8 + 2 * tq + (e & 1) >= valid) s[n][e] = -INFINITY;
       }
-      float mx[2] = {-INFINITY, -INFINITY};
+      // Row maxima of the raw scores over the quad, then in log2 units.
+      // (Four partial maxima and sums a row: chains of 16 dependent FMNMX / FADD were the
+      // kernel's top stall, fixed-latency waits, at 3 warps a scheduler.)
+      float mxp[2][4];
+#pragma unroll
+      for (int r = 0; r < 2; ++r) mxp[r][0] = mxp[r][1] = mxp[r][2] = mxp[r][3] = -INFINITY;
 #pragma unroll
       for (int n = 0; n < BN / 8; ++n)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) mx[e / 2] = fmaxf(mx[e / 2], s[n][e]);
+        for (int e = 0; e < 4; ++e)
+          mxp[e / 2][(n & 1) * 2 + (e & 1)] = fmaxf(mxp[e / 2][(n & 1) * 2 + (e & 1)], s[n][e]);
+      float mx[2];
+#pragma unroll
+      for (int r = 0; r < 2; ++r) mx[r] = fmaxf(fmaxf(mxp[r][0], mxp[r][1]), fmaxf(mxp[r][2], mxp[r][3]));
       float alpha[2], ref[2];
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
@@ -660,16 +688,19 @@ __global__ void __launch_bounds__(NW* KW * 32, MINB > 1 ? MINB : 0)
         rm[r] = 1.f;
         nref[r] = 0.f;
       }
-      float sum[2] = {0.f, 0.f};
+      float sp[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
 #pragma unroll
       for (int n = 0; n < BN / 8; ++n) {
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
           const float p = ex2(fmaf(s[n][e], rm[e / 2], nref[e / 2]));  // keys past Sk: -inf, 0
           s[n][e] = p;
-          sum[e / 2] += p;
+          sp[e / 2][(n & 1) * 2 + (e & 1)] += p;
         }
       }
+      float sum[2];
+#pragma unroll
+      for (int r = 0; r < 2; ++r) sum[r] = (sp[r][0] + sp[r][1]) + (sp[r][2] + sp[r][3]);
 #pragma unroll
       for (int r = 0; r < 2; ++r) row_l[r] = row_l[r] * alpha[r] + sum[r];  // this thread's columns only
 #pragma unroll
@@ -714,8 +745,6 @@ __global__ void __launch_bounds__(NW* KW * 32, MINB > 1 ? MINB : 0)
         }
       }
     }
-    // The next iteration's loads overwrite the buffer read here (split: its first sync covers that).
-    if constexpr (!SPLIT) group_sync();
   }
   if constexpr (KW > 1) {
     merge_key_groups<T, D, KW>(g, row_m, row_l, acc, q0, obase, o, smem);
@@ -727,7 +756,7 @@ __global__ void __launch_bounds__(NW* KW * 32, MINB > 1 ? MINB : 0)
       float l = row_l[r];
       l += __shfl_xor_sync(0xffffffffu, l, 1);
       l += __shfl_xor_sync(0xffffffffu, l, 2);
-      inv[r] = l > 0.f ? 1.f / l : (g.zero_masked_rows ? 0.f : NAN);
+      inv[r] = l > 0.f ? __frcp_rn(l) : (g.zero_masked_rows ? 0.f : NAN);
     }
     const long long od = g.o.ax[3].inner_s;
 #pragma unroll
@@ -735,15 +764,16 @@ __global__ void __launch_bounds__(NW* KW * 32, MINB > 1 ? MINB : 0)
       const long long qi = q0 + R0 + gr + 8 * r;
       if (qi >= g.Sq) continue;
       T* orow = o + obase + axo(g.o.ax[2], qi);
+      if (o_pairs) {  // one branch, then stores at constant offsets from one address
+        T* p = orow + 2 * tq;
 #pragma unroll
-      for (int i = 0; i < D / 8; ++i) {
-        const int c = i * 8 + 2 * tq;
-        const float y0 = acc[i][2 * r] * inv[r], y1 = acc[i][2 * r + 1] * inv[r];
-        if (o_pairs) {
-          store2<T>(orow + c, y0, y1);
-        } else {
-          orow[c * od] = cuda::from_f<T>(y0);
-          orow[(c + 1) * od] = cuda::from_f<T>(y1);
+        for (int i = 0; i < D / 8; ++i) store2<T>(p + i * 8, acc[i][2 * r] * inv[r], acc[i][2 * r + 1] * inv[r]);
+      } else {
+#pragma unroll
+        for (int i = 0; i < D / 8; ++i) {
+          const int c = i * 8 + 2 * tq;
+          orow[c * od] = cuda::from_f<T>(acc[i][2 * r] * inv[r]);
+          orow[(c + 1) * od] = cuda::from_f<T>(acc[i][2 * r + 1] * inv[r]);
         }
       }
     }
@@ -752,7 +782,7 @@ __global__ void __launch_bounds__(NW* KW * 32, MINB > 1 ? MINB : 0)
 
 template <class T, int D, int NW, int KW, int BN, int MINB = 1, bool ALIAS = true, int MT = 0, bool LIN = false>
 Status launch(KernelContext& ctx, const FusedAttentionGeometry& g) {
-  constexpr size_t smem = smem_bytes<D, NW, KW, BN, kSplit<T>, ALIAS, MT>();
+  constexpr size_t smem = smem_bytes<D, NW, KW, BN, kSplit<T>, ALIAS, MT, kv_stages<kSplit<T>, LIN, MT>()>();
   auto* kern = flash_mma_kernel<T, D, NW, KW, BN, MINB, ALIAS, MT, LIN>;
   static std::atomic<bool> configured{false};
   if (!configured.load()) {
