@@ -274,6 +274,30 @@ TEST(FusedAttention, CudaRegisterKernelMatchesReference) {
   c.expect_all_kernels_match(1e-2, 1e-2);
 }
 
+// Runs the case on every tactic cuda.flash_attention offers (16-bit head size 64 on a
+// large grid: two register bounds) and compares each with the reference: all finite,
+// within 2e-2.
+void expect_every_flash_tactic_matches(OpCase& c) {
+  auto ref = c.run("ref");
+  ASSERT_TRUE(ref.ok()) << ref.status().to_string();
+  std::vector<const Tensor*> ins;
+  for (const auto& t : c.inputs()) ins.push_back(t ? &*t : nullptr);
+  auto io = cuda::upload_node_io(c.node(), ins, *ref);
+  ASSERT_TRUE(io.ok()) << io.status().to_string();
+  auto ids = cuda::node_tactics_on_device(c.node(), "cuda.flash_attention", **io);
+  ASSERT_TRUE(ids.ok()) << ids.status().to_string();
+  ASSERT_EQ(ids->size(), 2u) << "16-bit head size 64 on a large grid offers two register bounds";
+  io->reset();
+  for (int64_t id : *ids) {
+    cuda::NodeRunOptions o;
+    o.tactic = id;
+    auto got = cuda::run_node_on_device(c.node(), "cuda.flash_attention", ins, *ref, o);
+    ASSERT_TRUE(got.ok()) << got.status().to_string();
+    for (int64_t i = 0; i < (*got)[0].numel(); ++i) ASSERT_TRUE(std::isfinite((*got)[0].get_as_double(i))) << i;
+    EXPECT_TRUE(tensors_close((*got)[0], (*ref)[0], 2e-2, 2e-2)) << "tactic " << id;
+  }
+}
+
 // The 64-row blocks of a large grid (12 x 12 heads x 2 blocks): every tactic the kernel
 // offers, fp16 and bf16, with a per-query mask whose row 3 is the dtype's lowest finite value
 // everywhere (the scores start from mask / scale: that must stay finite, and the row's
@@ -294,29 +318,12 @@ TEST(FusedAttention, CudaRegisterKernelEveryTacticWithFiniteMaskedRows) {
     for (int64_t i = 0; i < S; ++i)
       for (int64_t j = 0; j < S; ++j) m.set_from_double(i * S + j, i == 3 || (i + 2 * j) % 9 == 0 ? lowest : 0.0);
     c.input(m);
-    auto ref = c.run("ref");
-    ASSERT_TRUE(ref.ok()) << ref.status().to_string();
-    std::vector<const Tensor*> ins;
-    for (const auto& t : c.inputs()) ins.push_back(t ? &*t : nullptr);
-    auto io = cuda::upload_node_io(c.node(), ins, *ref);
-    ASSERT_TRUE(io.ok()) << io.status().to_string();
-    auto ids = cuda::node_tactics_on_device(c.node(), "cuda.flash_attention", **io);
-    ASSERT_TRUE(ids.ok()) << ids.status().to_string();
-    EXPECT_EQ(ids->size(), 2u) << "16-bit head size 64 on a large grid offers two register bounds";
-    io->reset();
-    for (int64_t id : *ids) {
-      cuda::NodeRunOptions o;
-      o.tactic = id;
-      auto got = cuda::run_node_on_device(c.node(), "cuda.flash_attention", ins, *ref, o);
-      ASSERT_TRUE(got.ok()) << got.status().to_string();
-      for (int64_t i = 0; i < (*got)[0].numel(); ++i) ASSERT_TRUE(std::isfinite((*got)[0].get_as_double(i))) << i;
-      EXPECT_TRUE(tensors_close((*got)[0], (*ref)[0], 2e-2, 2e-2)) << "tactic " << id;
-    }
+    expect_every_flash_tactic_matches(c);
   }
 }
 
 // A mask broadcast over the queries ([B, 1, 1, Sk], BERT's) with Sk % 8 == 0 arrives in
-// shared memory as row tiles with K and V (the kernel's MROW): every tactic, fp16 and bf16,
+// shared memory as row tiles with K and V (the kernel's MT = 1): every tactic, fp16 and bf16,
 // two full 64-key tiles (S = 128) and a ragged third of 8 keys (S = 136), one batch whose
 // keys are all the dtype's lowest finite value (softmax spreads its rows evenly) and
 // others with every fifth key masked that way.
@@ -333,24 +340,7 @@ TEST(FusedAttention, CudaRegisterKernelMaskRowTilesEveryTactic) {
         for (int64_t j = 0; j < S; ++j) m.set_from_double(b * S + j, b == 2 || (j + b) % 5 == 0 ? lowest : 0.0);
       bc.mask_value = m;
       OpCase c = bc.make(23);
-      auto ref = c.run("ref");
-      ASSERT_TRUE(ref.ok()) << ref.status().to_string();
-      std::vector<const Tensor*> ins;
-      for (const auto& t : c.inputs()) ins.push_back(t ? &*t : nullptr);
-      auto io = cuda::upload_node_io(c.node(), ins, *ref);
-      ASSERT_TRUE(io.ok()) << io.status().to_string();
-      auto ids = cuda::node_tactics_on_device(c.node(), "cuda.flash_attention", **io);
-      ASSERT_TRUE(ids.ok()) << ids.status().to_string();
-      ASSERT_EQ(ids->size(), 2u);
-      io->reset();
-      for (int64_t id : *ids) {
-        cuda::NodeRunOptions o;
-        o.tactic = id;
-        auto got = cuda::run_node_on_device(c.node(), "cuda.flash_attention", ins, *ref, o);
-        ASSERT_TRUE(got.ok()) << got.status().to_string();
-        for (int64_t i = 0; i < (*got)[0].numel(); ++i) ASSERT_TRUE(std::isfinite((*got)[0].get_as_double(i))) << i;
-        EXPECT_TRUE(tensors_close((*got)[0], (*ref)[0], 2e-2, 2e-2)) << "tactic " << id;
-      }
+      expect_every_flash_tactic_matches(c);
     }
   }
 }
