@@ -199,15 +199,10 @@ __device__ __forceinline__ void store2(T* p, float y0, float y1) {
   }
 }
 
-// One key group's buffers, in bytes: Q + 2 x (K, V) tiles of 2-byte elements; for
-// split fp32, Q hi + lo, one (K, V) tile as hi + lo and the raw fp32 K and V tiles.
-// ALIAS: the raw K tile reuses Q's space once Q is in registers (less shared memory,
-// but Q and the first tile load one after the other); otherwise the raw Q rows pass
-// through the (K, V) tile's space and load together with the first raw tile.
 // Stages of the 16-bit (K, V) tile pipeline: two. (Three, 64 KB a block at D = 64,
 // measured no faster on ViT-B/16 bs256, 347 -> 344 us a layer, and leave room for 3
 // blocks an SM where two stages leave room for 4.)
-template <bool SPLIT, bool LIN, int MT>
+template <bool SPLIT>
 constexpr int kv_stages() {
   return SPLIT ? 1 : 2;
 }
@@ -218,6 +213,12 @@ template <int NW, int BN, int MT, int ST>
 constexpr size_t mask_tile_bytes() {
   return MT == 0 ? 0 : MT == 1 ? size_t(ST * BN) * 2 : size_t(ST * 16 * NW) * (BN + 8) * 2;
 }
+
+// One key group's buffers, in bytes: Q + 2 x (K, V) tiles of 2-byte elements; for
+// split fp32, Q hi + lo, one (K, V) tile as hi + lo and the raw fp32 K and V tiles.
+// ALIAS: the raw K tile reuses Q's space once Q is in registers (less shared memory,
+// but Q and the first tile load one after the other); otherwise the raw Q rows pass
+// through the (K, V) tile's space and load together with the first raw tile.
 template <int D, int NW, int BN, bool SPLIT, bool ALIAS, int MT = 0, int ST = 2>
 constexpr size_t group_bytes() {
   if constexpr (SPLIT) {
@@ -418,7 +419,7 @@ __global__ void __launch_bounds__(NW* KW * 32, MINB > 1 ? MINB : 0)
   // Key group; 0 in a constant the compiler sees when KW == 1 (a computed 0 cost
   // the 64-row kernel ~40 registers in address arithmetic).
   const int kw = KW == 1 ? 0 : static_cast<int>(threadIdx.x) / (NW * 32);
-  constexpr int ST = kv_stages<SPLIT, LIN, MT>();
+  constexpr int ST = kv_stages<SPLIT>();
   constexpr int KB = SPLIT ? 1 : ST;  // (K, V) tile buffers of 2-byte elements
   C* Qs = reinterpret_cast<C*>(smem + kw * group_bytes<D, NW, BN, SPLIT, ALIAS, MT, ST>());
   // Split fp32: Q hi, Q lo (ALIAS: or the raw K tile, whichever is larger), then K, V,
@@ -794,7 +795,7 @@ __global__ void __launch_bounds__(NW* KW * 32, MINB > 1 ? MINB : 0)
 
 template <class T, int D, int NW, int KW, int BN, int MINB = 1, bool ALIAS = true, int MT = 0, bool LIN = false>
 Status launch(KernelContext& ctx, const FusedAttentionGeometry& g) {
-  constexpr size_t smem = smem_bytes<D, NW, KW, BN, kSplit<T>, ALIAS, MT, kv_stages<kSplit<T>, LIN, MT>()>();
+  constexpr size_t smem = smem_bytes<D, NW, KW, BN, kSplit<T>, ALIAS, MT, kv_stages<kSplit<T>>()>();
   auto* kern = flash_mma_kernel<T, D, NW, KW, BN, MINB, ALIAS, MT, LIN>;
   static std::atomic<bool> configured{false};
   if (!configured.load()) {
