@@ -62,6 +62,17 @@ PassContext half_cuda(const ir::Graph& g, BuilderConfig& cfg) {
   return ctx;
 }
 
+// nhwc_layout over g in an FP16 CUDA context, keeping g as it was (for expect_same);
+// the test checks HasFatalFailure after it.
+struct HalfNhwc {
+  std::unique_ptr<ir::Graph> before;
+  BuilderConfig cfg;
+  PassContext ctx;
+  explicit HalfNhwc(ir::Graph& g) : before(g.clone()), ctx(half_cuda(g, cfg)) { run_pass(g, nhwc_layout, ctx); }
+  HalfNhwc(const HalfNhwc&) = delete;  // ctx points at cfg
+  HalfNhwc& operator=(const HalfNhwc&) = delete;
+};
+
 void expect_same(const ir::Graph& before, const ir::Graph& after, const Dims& x, double tol) {
   std::mt19937 rng(4);
   Tensor xin = test::random_tensor(DataType::kFloat32, x, rng);
@@ -85,14 +96,11 @@ TEST(NhwcLayout, FusedElementwiseBetweenConvsStaysChannelsLast) {
                          "v1; t0 = Mul(in0, in1); t1 = Add(t0, in2); t2 = Sub(t1, in3); t3 = Mul(t2, 0.5); "
                          "t4 = Sigmoid(t3)");
   b.g.outputs.push_back(b.conv(f, 2, 4));
-  std::unique_ptr<ir::Graph> before(b.g.clone());
-  BuilderConfig cfg;
-  PassContext ctx = half_cuda(b.g, cfg);
-  run_pass(b.g, nhwc_layout, ctx);
+  HalfNhwc run(b.g);
   ASSERT_FALSE(::testing::Test::HasFatalFailure());
   // Into the region from x, and out to the graph output: none between the convs.
   EXPECT_EQ(count(b.g, "Transpose"), 2) << ir::dump(b.g);
-  EXPECT_EQ(ctx.stats["nhwc_layers"], 3);
+  EXPECT_EQ(run.ctx.stats["nhwc_layers"], 3);
   for (auto& n : b.g.nodes()) {
     if (n->op_type != "FusedElementwise") continue;
     EXPECT_EQ(n->inputs[0]->producer->op_type, "Conv");
@@ -105,7 +113,7 @@ TEST(NhwcLayout, FusedElementwiseBetweenConvsStaysChannelsLast) {
     // The second conv has 4 input channels: it reads them zero-padded to 8.
     for (ir::Node* c : b.g.consumers(n->outputs[0])) EXPECT_EQ(c->op_type, "Pad");
   }
-  expect_same(*before, b.g, {2, 3, 7, 5}, 1e-4);
+  expect_same(*run.before, b.g, {2, 3, 7, 5}, 1e-4);
 }
 
 TEST(NhwcLayout, FewInputChannelsArePaddedToEight) {
@@ -116,10 +124,7 @@ TEST(NhwcLayout, FewInputChannelsArePaddedToEight) {
   ir::Value* x = b.input("x", Shape{Dim::symbol("N"), 3, 9, 7});
   ir::Value* c1 = b.conv(x, 48, 3);
   b.g.outputs.push_back(b.conv(c1, 8, 48));
-  std::unique_ptr<ir::Graph> before(b.g.clone());
-  BuilderConfig cfg;
-  PassContext ctx = half_cuda(b.g, cfg);
-  run_pass(b.g, nhwc_layout, ctx);
+  HalfNhwc run(b.g);
   ASSERT_FALSE(::testing::Test::HasFatalFailure());
   EXPECT_EQ(count(b.g, "Pad"), 1) << ir::dump(b.g);
   int convs = 0;
@@ -140,7 +145,7 @@ TEST(NhwcLayout, FewInputChannelsArePaddedToEight) {
     }
   }
   EXPECT_EQ(convs, 2);
-  expect_same(*before, b.g, {2, 3, 9, 7}, 1e-4);
+  expect_same(*run.before, b.g, {2, 3, 9, 7}, 1e-4);
 }
 
 TEST(NhwcLayout, SmallStemReadsTheNchwInput) {
@@ -153,10 +158,7 @@ TEST(NhwcLayout, SmallStemReadsTheNchwInput) {
   stem->attrs.set("pads", ir::Attribute::from_ints({1, 1, 1, 1}));
   stem->attrs.set("strides", ir::Attribute::from_ints({2, 2}));
   b.g.outputs.push_back(b.conv(stem->outputs[0], 8, 16));
-  std::unique_ptr<ir::Graph> before(b.g.clone());
-  BuilderConfig cfg;
-  PassContext ctx = half_cuda(b.g, cfg);
-  run_pass(b.g, nhwc_layout, ctx);
+  HalfNhwc run(b.g);
   ASSERT_FALSE(::testing::Test::HasFatalFailure());
   EXPECT_EQ(count(b.g, "Pad"), 0) << ir::dump(b.g);
   EXPECT_EQ(count(b.g, "Transpose"), 1) << ir::dump(b.g);  // the graph output's only
@@ -165,7 +167,7 @@ TEST(NhwcLayout, SmallStemReadsTheNchwInput) {
   EXPECT_EQ(stem->inputs[1]->initializer->dims(), (Dims{16, 3, 3, 3}));
   EXPECT_EQ(shape_to_string(*stem->outputs[0]->shape), "[N,5,4,16]");
   EXPECT_EQ(stem->outputs[0]->layout, ir::Layout::kNHWC);
-  expect_same(*before, b.g, {2, 3, 9, 7}, 1e-4);
+  expect_same(*run.before, b.g, {2, 3, 9, 7}, 1e-4);
 
   // With a 7x7 window and 64 outputs (ResNet-50's stem, 9408 FMAs a pixel) it is padded instead.
   G r;
@@ -173,9 +175,7 @@ TEST(NhwcLayout, SmallStemReadsTheNchwInput) {
   ir::Node* big = r.node("Conv", {rx, r.random({64, 3, 7, 7}), r.random({64})});
   big->attrs.set("pads", ir::Attribute::from_ints({3, 3, 3, 3}));
   r.g.outputs.push_back(r.conv(big->outputs[0], 8, 64));
-  BuilderConfig rcfg;
-  PassContext rctx = half_cuda(r.g, rcfg);
-  run_pass(r.g, nhwc_layout, rctx);
+  HalfNhwc rrun(r.g);
   ASSERT_FALSE(::testing::Test::HasFatalFailure());
   EXPECT_FALSE(big->attrs.has(ops::kNchwInputAttr));
   EXPECT_EQ(count(r.g, "Pad"), 1) << ir::dump(r.g);
@@ -188,13 +188,10 @@ TEST(NhwcLayout, FusedElementwiseWithARowConstantStaysOutside) {
   ir::Value* c1 = b.conv(x, 4, 3);
   ir::Value* f = b.fused({c1, b.random({5})}, "v1; t0 = Add(in0, in1); t1 = Relu(t0)");
   b.g.outputs.push_back(b.conv(f, 2, 4));
-  std::unique_ptr<ir::Graph> before(b.g.clone());
-  BuilderConfig cfg;
-  PassContext ctx = half_cuda(b.g, cfg);
-  run_pass(b.g, nhwc_layout, ctx);
+  HalfNhwc run(b.g);
   ASSERT_FALSE(::testing::Test::HasFatalFailure());
   EXPECT_EQ(count(b.g, "Transpose"), 4) << ir::dump(b.g);
-  expect_same(*before, b.g, {2, 3, 6, 5}, 1e-4);
+  expect_same(*run.before, b.g, {2, 3, 6, 5}, 1e-4);
 }
 
 TEST(NhwcLayout, HalfPipelineFusesElementwiseChainsBetweenConvs) {
