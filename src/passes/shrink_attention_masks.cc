@@ -55,7 +55,6 @@ bool smaller(const Shape& a, const Shape& b) {
 struct Shrinker {
   ir::Graph& g;
   std::map<const ir::Value*, ir::Value*> memo;
-  int made = 0;
 
   // A value equal to v once broadcast to v's shape, as small as the rules make it (v itself
   // when none applies).
@@ -101,7 +100,6 @@ struct Shrinker {
     n->domain = p.domain;
     n->opset = p.opset;
     n->attrs = p.attrs;
-    ++made;
     return o;
   }
 };
