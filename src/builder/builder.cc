@@ -1,12 +1,13 @@
 #include <chrono>
+#include <optional>
 #include <set>
 
+#include "backends/cuda/api.h"
 #include "builder/build_progress.h"
 #include "builder/network_impl.h"
 #include "ir/shape_only.h"
 #include "kiln/kiln.h"
 #include "passes/pass.h"
-#include "backends/cuda/api.h"
 #include "plan/engine_file.h"
 #include "plan/memory_plan.h"
 #include "runtime/shape_eval.h"
@@ -73,16 +74,18 @@ Result<std::vector<plan::ProfileRanges>> check_profiles(const ir::Graph& g, cons
       if (!profiles[p].has_shape(in->name)) {
         if (!shape_is_concrete(s))
           return Status(ErrorCode::kInvalidArgument,
-                        "input '" + in->name + "' has dynamic dims " + shape_to_string(s) + " but optimization profile " +
-                            std::to_string(p) + " gives no range (use --min-shapes/--opt-shapes/--max-shapes or --shapes)");
+                        "input '" + in->name + "' has dynamic dims " + shape_to_string(s) +
+                            " but optimization profile " + std::to_string(p) +
+                            " gives no range (use --min-shapes/--opt-shapes/--max-shapes or --shapes)");
         continue;
       }
       std::array<Dims, 3> r{profiles[p].get_min(in->name), profiles[p].get_opt(in->name),
                             profiles[p].get_max(in->name)};
       if (r[0].size() != s.size())
         return Status(ErrorCode::kInvalidArgument, "optimization profile " + std::to_string(p) + " gives '" + in->name +
-                                                       "' rank " + std::to_string(r[0].size()) + ", the input has rank " +
-                                                       std::to_string(s.size()) + " " + shape_to_string(s));
+                                                       "' rank " + std::to_string(r[0].size()) +
+                                                       ", the input has rank " + std::to_string(s.size()) + " " +
+                                                       shape_to_string(s));
       for (size_t i = 0; i < s.size(); ++i)
         if (s[i].known() && (r[0][i] != s[i].value || r[2][i] != s[i].value))
           return Status(ErrorCode::kInvalidArgument, "optimization profile " + std::to_string(p) + " gives '" +
@@ -96,8 +99,36 @@ Result<std::vector<plan::ProfileRanges>> check_profiles(const ir::Graph& g, cons
   return out;
 }
 
+// The input shapes the passes see: the declared shapes, with each dynamic dim that
+// every profile pins to one value (min = max, the same in all) made that value, so a
+// fixed-shape build folds its shape arithmetic (a mask's Expand, a Range over the
+// sequence) into constants. Dims that vary stay symbolic.
+std::map<std::string, Shape> pass_input_shapes(const ir::Graph& g, const std::vector<plan::ProfileRanges>& profiles) {
+  std::map<std::string, Shape> out;
+  for (const ir::Value* in : g.inputs) {
+    Shape s = *in->shape;
+    for (size_t i = 0; i < s.size(); ++i) {
+      if (s[i].known()) continue;
+      std::optional<int64_t> pinned;
+      bool fixed = !profiles.empty();
+      for (const plan::ProfileRanges& r : profiles) {
+        auto it = r.find(in->name);
+        if (it == r.end() || it->second[0][i] != it->second[2][i] || (pinned && *pinned != it->second[0][i])) {
+          fixed = false;
+          break;
+        }
+        pinned = it->second[0][i];
+      }
+      if (fixed) s[i] = Dim(*pinned);
+    }
+    out[in->name] = s;
+  }
+  return out;
+}
+
 // Bytes of every activation at each profile's max dims (largest over profiles).
-Result<std::map<std::string, uint64_t>> activation_sizes(const ir::Graph& g, const std::vector<plan::ProfileRanges>& profiles) {
+Result<std::map<std::string, uint64_t>> activation_sizes(const ir::Graph& g,
+                                                         const std::vector<plan::ProfileRanges>& profiles) {
   std::map<std::string, uint64_t> bytes;
   for (size_t p = 0; p < profiles.size(); ++p) {
     std::map<std::string, Shape> shapes;
@@ -129,16 +160,18 @@ Result<std::vector<uint8_t>> Builder::build_serialized_network(const NetworkDefi
   if (!impl.errors.empty()) {
     std::string all;
     for (auto& e : impl.errors) all += "\n  " + e;
-    return Status(ErrorCode::kInvalidArgument, "the network has " + std::to_string(impl.errors.size()) + " error(s):" + all);
+    return Status(ErrorCode::kInvalidArgument,
+                  "the network has " + std::to_string(impl.errors.size()) + " error(s):" + all);
   }
   for (DataType io : {config.input_io_dtype(), config.output_io_dtype()}) {
     if (io == DataType::kFloat32) continue;
     bool fp16 = config.get_flag(BuilderFlag::kFP16), bf16 = config.get_flag(BuilderFlag::kBF16);
     DataType engine = fp16 ? DataType::kFloat16 : bf16 ? DataType::kBFloat16 : DataType::kFloat32;
     if (config.device() != DeviceType::kCUDA || io != engine)
-      return Status(ErrorCode::kInvalidArgument,
-                    std::string("I/O dtype ") + dtype_name(io) + " needs a CUDA engine built with --" +
-                        (io == DataType::kFloat16 ? "fp16" : "bf16") + " (16-bit I/O passes the engine's precision through)");
+      return Status(ErrorCode::kInvalidArgument, std::string("I/O dtype ") + dtype_name(io) +
+                                                     " needs a CUDA engine built with --" +
+                                                     (io == DataType::kFloat16 ? "fp16" : "bf16") +
+                                                     " (16-bit I/O passes the engine's precision through)");
   }
   std::string cuda_arch, cuda_name;
   if (config.device() == DeviceType::kCUDA) {
@@ -149,7 +182,8 @@ Result<std::vector<uint8_t>> Builder::build_serialized_network(const NetworkDefi
     cuda_arch = cuda::arch_name(info.cc_major, info.cc_minor);
     cuda_name = info.name;
   }
-  if (impl.graph.outputs.empty()) return Status(ErrorCode::kInvalidArgument, "the network has no outputs (mark_output)");
+  if (impl.graph.outputs.empty())
+    return Status(ErrorCode::kInvalidArgument, "the network has no outputs (mark_output)");
   std::shared_ptr<ir::Graph> g(impl.graph.clone());
   KILN_RETURN_IF_ERROR(g->topo_sort());
   KILN_RETURN_IF_ERROR(ir::verify(*g).with_context("network"));
@@ -158,7 +192,7 @@ Result<std::vector<uint8_t>> Builder::build_serialized_network(const NetworkDefi
   passes::PassContext ctx;
   ctx.config = &config;
   ctx.logger = &logger_;
-  for (ir::Value* in : g->inputs) ctx.input_shapes[in->name] = *in->shape;
+  ctx.input_shapes = pass_input_shapes(*g, profiles);
   auto progress = [&](const std::string& phase) {
     double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     logger_.emit(Logger::Severity::kInfo, "build: " + phase + " (" + std::to_string(s).substr(0, 5) + " s)");
@@ -199,8 +233,8 @@ Result<std::vector<uint8_t>> Builder::build_serialized_network(const NetworkDefi
            std::to_string(m.memory.naive_bytes) + " without reuse)");
   if (config.get_memory_pool_limit(MemoryPoolType::kWorkspace) &&
       m.memory.arena_bytes > config.get_memory_pool_limit(MemoryPoolType::kWorkspace))
-    logger_.emit(Logger::Severity::kWarning, "activation arena (" + std::to_string(m.memory.arena_bytes) +
-                                                 " bytes) exceeds the workspace limit");
+    logger_.emit(Logger::Severity::kWarning,
+                 "activation arena (" + std::to_string(m.memory.arena_bytes) + " bytes) exceeds the workspace limit");
   m.graph = g;
   m.profiles = std::move(profiles);
   m.metadata = config.metadata();

@@ -29,14 +29,19 @@ bool foldable(const ir::Node& n) {
   return true;
 }
 // Shape(x), or Gather/Slice of it with constant indices, when every dim it yields is
-// known: the int64 result, else nullopt.
-std::optional<Tensor> known_shape_part(const ir::Node& n) {
-  auto dims_of = [](const ir::Node* shape_node) -> std::optional<Tensor> {
+// known: the int64 result, else nullopt. A graph input's dims are the pass context's
+// (dims every profile pins are known there), not its declared shape's.
+std::optional<Tensor> known_shape_part(const ir::Node& n, const PassContext& ctx) {
+  auto dims_of = [&ctx](const ir::Node* shape_node) -> std::optional<Tensor> {
     if (!shape_node || shape_node->op_type != "Shape" || !shape_node->domain.empty()) return std::nullopt;
     const ir::Value* x = shape_node->input(0);
     if (!x || !x->shape) return std::nullopt;
+    const Shape* shape = &*x->shape;
+    if (!x->producer && !x->initializer)
+      if (auto it = ctx.input_shapes.find(x->name); it != ctx.input_shapes.end() && it->second.size() == shape->size())
+        shape = &it->second;
     Dims d;
-    for (const Dim& dim : *x->shape) d.push_back(dim.known() ? dim.value : -1);
+    for (const Dim& dim : *shape) d.push_back(dim.known() ? dim.value : -1);
     Tensor t = Tensor::empty(DataType::kInt64, {static_cast<int64_t>(d.size())});
     for (size_t i = 0; i < d.size(); ++i) t.data_as<int64_t>()[i] = d[i];
     // Shape's start/end (opset 15) slice the dims.
@@ -80,7 +85,7 @@ Status fold_constants(ir::Graph& g, PassContext& ctx) {
   std::vector<const ir::Node*> done;
   for (auto& node : g.nodes()) {
     std::vector<Tensor> outs;
-    if (auto part = known_shape_part(*node); part && node->outputs.size() == 1) {
+    if (auto part = known_shape_part(*node, ctx); part && node->outputs.size() == 1) {
       outs.push_back(std::move(*part));
     } else {
       if (!foldable(*node)) continue;

@@ -16,8 +16,9 @@ namespace kiln::passes {
 struct PassContext {
   const BuilderConfig* config = nullptr;
   Logger* logger = nullptr;
-  /// Shapes of inputs used for inference (from the first profile's opt dims,
-  /// or declared shapes). Symbolic dims stay symbolic where no profile sets them.
+  /// Shapes of inputs used for inference: the declared shapes, where a dynamic dim
+  /// that every optimization profile pins to one value (min = max) is that value.
+  /// Dims that vary between min and max stay symbolic.
   std::map<std::string, Shape> input_shapes;
   /// Counters a pass bumps ("folded_constants", ...), shown by --verbose.
   std::map<std::string, int> stats;

@@ -119,6 +119,63 @@ TEST(Engine, DynamicBatchTwoProfilesMatchReference) {
   EXPECT_TRUE(test::tensors_close(out->at("y"), d.reference(x), 1e-5, 1e-6));
 }
 
+// y = x * batch through Shape -> Gather -> Cast -> Mul: a profile that pins the batch
+// (min = max) lets the passes fold the shape arithmetic into a constant; a batch range
+// keeps it. Both engines give x * batch.
+TEST(Engine, PinnedDimsFoldShapeArithmetic) {
+  auto make = [] {
+    auto net = std::make_unique<NetworkDefinition>();
+    ir::Graph& g = network_graph(*net);
+    g.opset_imports[""] = 17;
+    ir::Value* x = g.add_value("x", DataType::kFloat32, Shape{Dim::symbol("batch"), 8}).value();
+    g.inputs.push_back(x);
+    ir::Value* shape = g.add_unique_value("shape");
+    ir::Value* n = g.add_unique_value("n");
+    ir::Value* nf = g.add_unique_value("nf");
+    ir::Value* y = g.add_value("y").value();
+    g.add_node("Shape", {x}, {shape}, "shape");
+    g.add_node("Gather", {shape, g.add_constant("zero", Tensor::from_vector<int64_t>(DataType::kInt64, {}, {0}))}, {n},
+               "batch");
+    g.add_node("Cast", {n}, {nf}, "to_float")->attrs.set("to", ir::Attribute::from_int(1));
+    g.add_node("Mul", {x, nf}, {y}, "scale");
+    g.outputs = {y};
+    return net;
+  };
+  auto build_with = [](NetworkDefinition& net, const Dims& min, const Dims& max) -> Result<std::unique_ptr<Engine>> {
+    Logger logger(Logger::Severity::kError);
+    Builder builder(logger);
+    auto config = builder.create_builder_config();
+    OptimizationProfile prof;
+    KILN_RETURN_IF_ERROR(prof.set_shape("x", min, min, max));
+    config->add_optimization_profile(prof);
+    KILN_ASSIGN_OR_RETURN(auto bytes, builder.build_serialized_network(net, *config));
+    return Runtime(logger).deserialize(bytes.data(), bytes.size());
+  };
+  auto has_shape_op = [](const Engine& e) {
+    for (auto& n : e.data()->model.graph->nodes())
+      if (n->op_type == "Shape") return true;
+    return false;
+  };
+  std::mt19937 rng(5);
+  auto pinned_net = make(), range_net = make();
+  auto pinned = build_with(*pinned_net, {3, 8}, {3, 8});
+  auto range = build_with(*range_net, {1, 8}, {4, 8});
+  ASSERT_TRUE(pinned.ok()) << pinned.status().to_string();
+  ASSERT_TRUE(range.ok()) << range.status().to_string();
+  EXPECT_FALSE(has_shape_op(**pinned));
+  EXPECT_TRUE(has_shape_op(**range));
+  for (auto* e : {pinned->get(), range->get()}) {
+    Tensor x = test::random_tensor(DataType::kFloat32, {3, 8}, rng);
+    auto ctx = e->create_execution_context();
+    ASSERT_TRUE(ctx->set_input_shape("x", x.dims()).ok());
+    auto out = ctx->infer({{"x", x}});
+    ASSERT_TRUE(out.ok()) << out.status().to_string();
+    Tensor want = x;
+    for (int64_t i = 0; i < want.numel(); ++i) want.data_as<float>()[i] *= 3.f;
+    EXPECT_TRUE(test::tensors_close(out->at("y"), want, 1e-6, 1e-6));
+  }
+}
+
 TEST(Engine, BoundBuffersExecuteAndMissingInputIsNamed) {
   DynamicNet d;
   auto engine = build(d, {{Dims{1, 8}, Dims{2, 8}, Dims{4, 8}}});
