@@ -76,6 +76,9 @@ Status fuse_rmsnorm(ir::Graph& g, PassContext& ctx);
 Status fuse_silu(ir::Graph& g, PassContext& ctx);
 /// MatMulBias -> Relu / GELU -> MatMulBias(activation) (cuBLASLt epilogue; erf GELU only in FP16/BF16 CUDA engines).
 Status fuse_matmul_activation(ir::Graph& g, PassContext& ctx);
+/// MatMulBias -> Add / SkipLayerNormalization of a same-shape residual -> MatMulBias(residual)
+/// (cuBLASLt's C) [-> LayerNormalization].
+Status fuse_matmul_residual(ir::Graph& g, PassContext& ctx);
 /// FP32 CUDA engines with TF32: a small-weight GEMM writing a graph output (a classifier head) -> kiln.exact_fp32.
 Status exact_output_gemm(ir::Graph& g, PassContext& ctx);
 /// Connected elementwise/broadcast chains (>= 2 nodes, one output) -> kiln FusedElementwise (CUDA engines).

@@ -15,7 +15,7 @@ const Pass kPipeline[] = {
     {"eliminate_common_subexpressions", eliminate_common_subexpressions},  // constants are initializers now
     {"cancel_transposes", cancel_transposes},
     {"fold_conv_batchnorm", fold_conv_batchnorm},
-    {"patchify_conv", patchify_conv},  // CUDA engines; conv bias folded, before fuse_conv_activation
+    {"patchify_conv", patchify_conv},              // CUDA engines; conv bias folded, before fuse_conv_activation
     {"merge_concat_slices", merge_concat_slices},  // constant slice bounds; the Slices it frees die next
     {"eliminate_dead_nodes", eliminate_dead_nodes},
     {"fuse_layernorm", fuse_layernorm},
@@ -26,18 +26,19 @@ const Pass kPipeline[] = {
     {"fuse_gelu", fuse_gelu},
     {"fuse_matmul_activation", fuse_matmul_activation},  // after fuse_gelu made the Gelus it takes
     {"fuse_skip_layernorm", fuse_skip_layernorm},
-    {"cancel_transposes", cancel_transposes},  // again: fusions can leave layout pairs behind
-    {"fuse_attention", fuse_attention},        // CUDA engines only
-    {"lower_attention", lower_attention},      // CUDA engines only: ONNX Attention -> FusedAttention
+    {"cancel_transposes", cancel_transposes},            // again: fusions can leave layout pairs behind
+    {"fuse_attention", fuse_attention},                  // CUDA engines only
+    {"lower_attention", lower_attention},                // CUDA engines only: ONNX Attention -> FusedAttention
     {"shrink_attention_masks", shrink_attention_masks},  // masks read before their broadcast
-    {"sink_transposes", sink_transposes},      // after the attention views exist, which take its permutations
-    {"cancel_transposes", cancel_transposes},  // composes the pairs sink_transposes brought together
-    {"merge_qkv", merge_qkv},                  // CUDA engines: one GEMM for an attention's Q, K and V
-    {"exact_output_gemm", exact_output_gemm},  // FP32 CUDA engines with TF32: the output head without TF32
-    {"fuse_elementwise", fuse_elementwise},    // CUDA engines only; before reduce_precision, which halves it
-    {"reduce_precision", reduce_precision},    // CUDA engines with --fp16/--bf16 only
-    {"nhwc_layout", nhwc_layout},              // CUDA engines with --fp16/--bf16 only
-    {"infer_shapes", infer_shapes},            // final types for the plan and for inspect
+    {"sink_transposes", sink_transposes},                // after the attention views exist, which take its permutations
+    {"cancel_transposes", cancel_transposes},            // composes the pairs sink_transposes brought together
+    {"merge_qkv", merge_qkv},                            // CUDA engines: one GEMM for an attention's Q, K and V
+    {"fuse_matmul_residual", fuse_matmul_residual},      // after the passes that rewrite plain MatMulBias
+    {"exact_output_gemm", exact_output_gemm},            // FP32 CUDA engines with TF32: the output head without TF32
+    {"fuse_elementwise", fuse_elementwise},              // CUDA engines only; before reduce_precision, which halves it
+    {"reduce_precision", reduce_precision},              // CUDA engines with --fp16/--bf16 only
+    {"nhwc_layout", nhwc_layout},                        // CUDA engines with --fp16/--bf16 only
+    {"infer_shapes", infer_shapes},                      // final types for the plan and for inspect
 };
 
 // KILN_DISABLE_PASSES=name,name skips optional passes (to measure what one buys,

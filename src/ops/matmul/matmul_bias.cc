@@ -1,8 +1,10 @@
-// MatMulBias (domain "kiln"): Y = act(MatMul(A, B) + bias), bias of shape [N]
-// added along the last axis, act from the `activation` attribute ("" none,
-// "Relu", "GeluTanh"). fuse_matmul_bias makes it from MatMul -> Add and
-// fuse_matmul_activation adds the activation, so the GPU applies both in
-// cuBLASLt's epilogue instead of more passes over Y.
+// MatMulBias (domain "kiln"): Y = act(MatMul(A, B) + bias) (+ residual), bias of
+// shape [N] added along the last axis, act from the `activation` attribute (""
+// none, "Relu", "GeluTanh"); the optional fourth input `residual` has Y's shape
+// and is added last (only without an activation). fuse_matmul_bias makes it from
+// MatMul -> Add, fuse_matmul_activation adds the activation and
+// fuse_matmul_residual the residual, so the GPU applies them in cuBLASLt's
+// epilogue (the residual as C with beta = 1) instead of more passes over Y.
 #include <cmath>
 #include <string>
 
@@ -41,6 +43,16 @@ Status infer_matmul_bias(InferContext& ctx) {
   if (bias && y && !y->empty() && (*bias)[0].known() && y->back().known() && (*bias)[0].value != y->back().value)
     return ctx.error("bias has " + std::to_string((*bias)[0].value) + " elements, the output's last dim is " +
                      std::to_string(y->back().value));
+  if (ctx.has_input(3)) {
+    if (ctx.attrs().get_string("activation", "") != "") return ctx.error("a residual input needs activation \"\"");
+    if (ctx.input_dtype(3) != ctx.input_dtype(0)) return ctx.error("residual and A dtypes differ");
+    const Shape* r = ctx.input_shape(3);
+    bool same = !r || !y || r->size() == y->size();
+    for (size_t i = 0; same && r && y && i < r->size(); ++i)
+      same = !(*r)[i].known() || !(*y)[i].known() || (*r)[i].value == (*y)[i].value;
+    if (!same)
+      return ctx.error("residual " + shape_to_string(*r) + " does not have the output's shape " + shape_to_string(*y));
+  }
   return Status();
 }
 
@@ -50,15 +62,21 @@ Status add_bias(KernelContext& ctx) {
   int64_t n = b.numel(), total = y.numel();
   if (y.rank() == 0 || y.dims().back() != n) return ctx.error("bias does not match the output's last dim");
   KILN_ASSIGN_OR_RETURN(BiasActivation act, bias_activation(ctx.attrs()));
+  const Tensor* r = ctx.has_input(3) ? &ctx.input(3) : nullptr;
+  if (r && (r->dims() != y.dims() || r->dtype() != y.dtype()))
+    return ctx.error("residual " + dims_to_string(r->dims()) + " does not match the output " +
+                     dims_to_string(y.dims()));
   KILN_DISPATCH_FLOAT(y.dtype(), T, {
     T* yp = y.data_as<T>();
     const T* bp = b.data_as<T>();
+    const T* rp = r ? r->data_as<T>() : nullptr;
     for (int64_t i = 0; i < total; ++i) {
       float v = static_cast<float>(yp[i]) + static_cast<float>(bp[i % n]);
       if (act == BiasActivation::kRelu)
         v = v > 0.f ? v : 0.f;
       else if (act == BiasActivation::kGeluTanh)
         v = gelu_tanh(v);
+      if (rp) v += static_cast<float>(rp[i]);
       yp[i] = static_cast<T>(v);
     }
   });

@@ -209,6 +209,7 @@ Status lt_matmul(KernelContext& ctx, const LtProblem& p) {
                            p.batch > 1 ? p.stride_d : 0,
                            p.bias ? alignment_of(p.bias) : 0,
                            static_cast<int64_t>(p.act),
+                           p.beta != 0.f && p.c,
                            align_a,
                            align_b,
                            align_cd,
@@ -258,26 +259,31 @@ __device__ __forceinline__ float apply_act(float v, matmul::BiasActivation act) 
   return v;
 }
 
+// y = act(y + bias) + residual (bias and residual may be null; a residual comes without an activation).
 template <typename T>
-__global__ void bias_act_lastdim_kernel(T* y, const T* bias, matmul::BiasActivation act, int64_t n, int64_t total) {
+__global__ void bias_act_lastdim_kernel(T* y, const T* bias, const T* residual, matmul::BiasActivation act, int64_t n,
+                                        int64_t total) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    y[i] = cuda::from_f<T>(apply_act(cuda::to_f(y[i]) + (bias ? cuda::to_f(bias[i % n]) : 0.f), act));
+    y[i] = cuda::from_f<T>(apply_act(cuda::to_f(y[i]) + (bias ? cuda::to_f(bias[i % n]) : 0.f), act) +
+                           (residual ? cuda::to_f(residual[i]) : 0.f));
 }
 
-Status bias_act_lastdim(KernelContext& ctx, const void* bias, matmul::BiasActivation act, Tensor& y) {
-  if (!bias && act == matmul::BiasActivation::kNone) return Status();
+Status bias_act_lastdim(KernelContext& ctx, const void* bias, const void* residual, matmul::BiasActivation act,
+                        Tensor& y) {
+  if (!bias && !residual && act == matmul::BiasActivation::kNone) return Status();
   const int64_t n = y.dims().back(), total = y.numel();
   KILN_CUDA_DISPATCH_FLOAT(y.dtype(), T, {
     bias_act_lastdim_kernel<T><<<cuda::grid_for(total), cuda::kBlock, 0, cuda::stream_of(ctx)>>>(
-        y.data_as<T>(), static_cast<const T*>(bias), act, n, total);
+        y.data_as<T>(), static_cast<const T*>(bias), static_cast<const T*>(residual), act, n, total);
   });
   return cuda::launch_status(ctx, "matmul_bias_activation");
 }
 
-// `bias` (length n, or null) and `act` ride the epilogue when the product is one call.
+// `bias` (length n, or null), `act` and `residual` (Y's shape, or null) ride the
+// epilogue when the product is one call: the residual as C with beta = 1.
 Status run_matmul(KernelContext& ctx, bool trans_a, bool trans_b, float alpha, const void* bias = nullptr,
-                  matmul::BiasActivation act = matmul::BiasActivation::kNone) {
+                  matmul::BiasActivation act = matmul::BiasActivation::kNone, const void* residual = nullptr) {
   const Tensor& a = ctx.input(0);
   const Tensor& b = ctx.input(1);
   Tensor& y = ctx.output(0);
@@ -289,7 +295,7 @@ Status run_matmul(KernelContext& ctx, bool trans_a, bool trans_b, float alpha, c
   if (g->k == 0) {
     cudaMemsetAsync(y.data(), 0, y.nbytes(), cuda::stream_of(ctx));
     KILN_RETURN_IF_ERROR(cuda::launch_status(ctx, "matmul_zero"));
-    return bias_act_lastdim(ctx, bias, act, y);
+    return bias_act_lastdim(ctx, bias, residual, act, y);
   }
   LtProblem p;
   p.dtype = a.dtype();
@@ -307,6 +313,10 @@ Status run_matmul(KernelContext& ctx, bool trans_a, bool trans_b, float alpha, c
     p.d = y.data();
     p.bias = bias;
     p.act = act;
+    if (residual) {
+      p.c = residual;
+      p.beta = 1.f;
+    }
     return lt_matmul(ctx, p);
   }
   p.m = g->m;
@@ -341,7 +351,7 @@ Status run_matmul(KernelContext& ctx, bool trans_a, bool trans_b, float alpha, c
     p.d = static_cast<char*>(y.data()) + first * g->m * g->n * es;
     KILN_RETURN_IF_ERROR(lt_matmul(ctx, p));
   }
-  return bias_act_lastdim(ctx, bias, act, y);
+  return bias_act_lastdim(ctx, bias, residual, act, y);
 }
 
 Status matmul_cuda(KernelContext& ctx) { return run_matmul(ctx, false, false, 1.f); }
@@ -363,12 +373,18 @@ Status matmul_bias_cuda(KernelContext& ctx) {
   if (bias.dtype() != y.dtype() || bias.rank() != 1 || y.rank() == 0 || bias.numel() != y.dims().back())
     return ctx.error("bias must be 1-D with the output's last dim and dtype");
   KILN_ASSIGN_OR_RETURN(matmul::BiasActivation act, matmul::bias_activation(ctx.attrs()));
-  return run_matmul(ctx, false, false, 1.f, bias.data(), act);
+  const Tensor* residual = ctx.has_input(3) ? &ctx.input(3) : nullptr;
+  if (residual && (residual->dims() != y.dims() || residual->dtype() != y.dtype()))
+    return ctx.error("residual " + dims_to_string(residual->dims()) + " does not match the output " +
+                     dims_to_string(y.dims()));
+  if (residual && act != matmul::BiasActivation::kNone) return ctx.error("a residual input needs activation \"\"");
+  return run_matmul(ctx, false, false, 1.f, bias.data(), act, residual ? residual->data() : nullptr);
 }
 
 bool applies_matmul_bias(const ir::Node& node, const std::vector<TensorType>& inputs) {
   return inputs.size() >= 3 && inputs[2].dtype == inputs[0].dtype && applies_matmul(node, inputs) &&
-         matmul::bias_activation(node.attrs).ok();
+         matmul::bias_activation(node.attrs).ok() &&
+         (inputs.size() < 4 || inputs[3].dtype == DataType::kUndefined || inputs[3].dtype == inputs[0].dtype);
 }
 
 // ---------------------------------------------------------------- Gemm

@@ -47,8 +47,8 @@ Tensor naive_matmul(const Tensor& a, const Tensor& b) {
     return ::testing::AssertionFailure() << dims_to_string(got.dims()) << " vs " << dims_to_string(want.dims());
   for (int64_t i = 0; i < got.numel(); ++i)
     if (std::fabs(got.get_as_double(i) - want.get_as_double(i)) > tol * (1 + std::fabs(want.get_as_double(i))))
-      return ::testing::AssertionFailure() << "element " << i << ": " << got.get_as_double(i) << " vs "
-                                           << want.get_as_double(i);
+      return ::testing::AssertionFailure()
+             << "element " << i << ": " << got.get_as_double(i) << " vs " << want.get_as_double(i);
   return ::testing::AssertionSuccess();
 }
 
@@ -58,14 +58,14 @@ TEST(MatMul, HandCheckedSmall) {
   c.input(Tensor::from_vector<float>(DataType::kFloat32, {3, 2}, {7, 8, 9, 10, 11, 12}));
   auto out = c.run();
   ASSERT_TRUE(out.ok()) << out.status().to_string();
-  EXPECT_TRUE(tensors_close((*out)[0], Tensor::from_vector<float>(DataType::kFloat32, {2, 2}, {58, 64, 139, 154}), 0, 0));
+  EXPECT_TRUE(
+      tensors_close((*out)[0], Tensor::from_vector<float>(DataType::kFloat32, {2, 2}, {58, 64, 139, 154}), 0, 0));
 }
 
 TEST(MatMul, RandomShapesMatchNaiveAndFastKernels) {
   std::vector<std::pair<Dims, Dims>> shapes = {
-      {{3, 4}, {4, 5}},           {{2, 3, 4}, {2, 4, 3}},        {{3, 1, 3, 4}, {1, 2, 4, 2}},
-      {{1, 7, 33}, {1, 33, 17}},  {{65, 129}, {129, 70}},        {{4, 37, 64}, {1, 64, 50}},
-      {{2, 3, 20, 8}, {2, 3, 8, 20}}, {{200, 300}, {300, 130}},
+      {{3, 4}, {4, 5}},       {{2, 3, 4}, {2, 4, 3}},     {{3, 1, 3, 4}, {1, 2, 4, 2}},   {{1, 7, 33}, {1, 33, 17}},
+      {{65, 129}, {129, 70}}, {{4, 37, 64}, {1, 64, 50}}, {{2, 3, 20, 8}, {2, 3, 8, 20}}, {{200, 300}, {300, 130}},
   };
   for (auto& [ad, bd] : shapes) {
     OpCase c("MatMul", 13);
@@ -106,8 +106,8 @@ TEST(MatMul, VectorOperands) {
 }
 
 TEST(MatMul, OtherDtypes) {
-  for (DataType t : {DataType::kFloat64, DataType::kFloat16, DataType::kBFloat16, DataType::kInt32,
-                     DataType::kInt64, DataType::kUInt32}) {
+  for (DataType t : {DataType::kFloat64, DataType::kFloat16, DataType::kBFloat16, DataType::kInt32, DataType::kInt64,
+                     DataType::kUInt32}) {
     OpCase c("MatMul", 13);
     c.input(t, {2, 3, 5}, 0, 4).input(t, {5, 4}, 0, 4);
     auto out = c.run();
@@ -156,8 +156,12 @@ TEST(Gemm, AllAttributesAndBiasShapes) {
     float alpha, beta;
     Dims c;
   };
-  for (const G& g : std::vector<G>{{0, 0, 1, 1, {}}, {1, 0, 0.5f, 2, {1, 9}}, {0, 1, 1, 0.25f, {7, 1}},
-                                   {1, 1, 0.25f, 0.35f, {7, 9}}, {0, 0, 1, 1, {1}}, {1, 1, 2, 1, {9}}}) {
+  for (const G& g : std::vector<G>{{0, 0, 1, 1, {}},
+                                   {1, 0, 0.5f, 2, {1, 9}},
+                                   {0, 1, 1, 0.25f, {7, 1}},
+                                   {1, 1, 0.25f, 0.35f, {7, 9}},
+                                   {0, 0, 1, 1, {1}},
+                                   {1, 1, 2, 1, {9}}}) {
     const int64_t m = 7, n = 9, k = 11;
     OpCase c("Gemm", 13);
     c.attr("transA", Attribute::from_int(g.ta)).attr("transB", Attribute::from_int(g.tb));
@@ -179,8 +183,10 @@ TEST(Gemm, AllAttributesAndBiasShapes) {
         if (has_c) {
           const Tensor& ct = *c.inputs()[2];
           int64_t ci = 0;
-          if (ct.rank() == 2) ci = (ct.dim(0) == 1 ? 0 : i) * ct.dim(1) + (ct.dim(1) == 1 ? 0 : j);
-          else if (ct.rank() == 1) ci = ct.dim(0) == 1 ? 0 : j;
+          if (ct.rank() == 2)
+            ci = (ct.dim(0) == 1 ? 0 : i) * ct.dim(1) + (ct.dim(1) == 1 ? 0 : j);
+          else if (ct.rank() == 1)
+            ci = ct.dim(0) == 1 ? 0 : j;
           s += g.beta * ct.get_as_double(ci);
         }
         ASSERT_NEAR((*out)[0].get_as_double(i * n + j), s, 1e-5) << i << "," << j;
@@ -230,8 +236,8 @@ TEST(MatMulInteger, ZeroPointsExact) {
   auto out = c.run();
   ASSERT_TRUE(out.ok()) << out.status().to_string();
   // The ONNX spec example.
-  EXPECT_TRUE(tensors_close((*out)[0], Tensor::from_vector<int>(DataType::kInt32, {4, 2},
-                                                                {-38, -83, -44, -98, -50, -113, -56, -128}), 0, 0));
+  EXPECT_TRUE(tensors_close(
+      (*out)[0], Tensor::from_vector<int>(DataType::kInt32, {4, 2}, {-38, -83, -44, -98, -50, -113, -56, -128}), 0, 0));
 }
 
 TEST(MatMulInteger, RandomInt8PerColumnZeroPoint) {
@@ -247,14 +253,17 @@ TEST(MatMulInteger, RandomInt8PerColumnZeroPoint) {
     for (int i = 0; i < 5; ++i)
       for (int j = 0; j < 3; ++j) {
         int64_t s = 0;
-        for (int p = 0; p < 6; ++p) s += (a.get_as_int64(bi * 30 + i * 6 + p) + 3) * (b.get_as_int64(p * 3 + j) - bz[j]);
+        for (int p = 0; p < 6; ++p)
+          s += (a.get_as_int64(bi * 30 + i * 6 + p) + 3) * (b.get_as_int64(p * 3 + j) - bz[j]);
         EXPECT_EQ((*out)[0].get_as_int64((bi * 5 + i) * 3 + j), s);
       }
 }
 
 TEST(FusedMatMul, AlphaAndTransposes) {
   OpCase c("FusedMatMul", 1, "com.microsoft");
-  c.attr("alpha", Attribute::from_float(0.5f)).attr("transA", Attribute::from_int(1)).attr("transB", Attribute::from_int(1));
+  c.attr("alpha", Attribute::from_float(0.5f))
+      .attr("transA", Attribute::from_int(1))
+      .attr("transB", Attribute::from_int(1));
   c.input(DataType::kFloat32, {2, 6, 5}).input(DataType::kFloat32, {2, 7, 6});
   auto out = c.run();
   ASSERT_TRUE(out.ok()) << out.status().to_string();
@@ -345,6 +354,52 @@ TEST(FusedMatMul, CudaTransposesBroadcastAndDtypes) {
       EXPECT_GE(c.expect_all_kernels_match(t.rtol, t.atol), gpu_kernels())
           << dtype_name(t.dtype) << " " << dims_to_string(f.a) << " x " << dims_to_string(f.b);
     }
+}
+
+// A fourth input, the residual, is added after the bias: checked against the naive product
+// plus bias plus residual, for the folded ([b, m, k] x [k, n], cuBLASLt's C) and the batched
+// (the residual added after the calls) CUDA paths, in float and half; an activation beside a
+// residual, or a residual of another shape, is an error naming it.
+TEST(MatMulBias, ResidualIsAddedLast) {
+  struct Shapes {
+    Dims a, b;
+    DataType t;
+    double tol;
+  };
+  for (const Shapes& sh : {Shapes{{3, 40, 64}, {64, 48}, DataType::kFloat32, 1e-5},
+                           Shapes{{2, 3, 24, 32}, {2, 1, 32, 40}, DataType::kFloat32, 1e-5},
+                           Shapes{{5, 64, 96}, {96, 72}, DataType::kFloat16, 2e-3}}) {
+    SCOPED_TRACE(dims_to_string(sh.a) + " x " + dims_to_string(sh.b));
+    OpCase c("MatMulBias", 1, "kiln");
+    c.seed(9);
+    Dims y(sh.a.begin(), sh.a.end() - 1);  // A's batch dims are full here
+    y.push_back(sh.b.back());
+    c.input(sh.t, sh.a).input(sh.t, sh.b).input(sh.t, {sh.b.back()}).input(sh.t, y);
+    auto out = c.run("ref");
+    ASSERT_TRUE(out.ok()) << out.status().to_string();
+    const auto& in = c.inputs();
+    const int64_t k = sh.a.back();
+    Tensor want = naive_matmul(sh.b.size() == 2 ? in[0]->reshaped({1, in[0]->numel() / k, k}) : *in[0],
+                               sh.b.size() == 2 ? in[1]->reshaped({1, sh.b[0], sh.b[1]}) : *in[1]);
+    const int64_t n = sh.b.back();
+    for (int64_t i = 0; i < want.numel(); ++i)
+      want.set_from_double(i, want.get_as_double(i) + in[2]->get_as_double(i % n) + in[3]->get_as_double(i));
+    EXPECT_TRUE(close_to((*out)[0].reshaped({want.numel()}), want.reshaped({want.numel()}), sh.tol));
+    EXPECT_GE(c.expect_all_kernels_match(sh.tol, sh.tol), (sh.t == DataType::kFloat32 ? 1 : 0) + gpu_kernels());
+  }
+  OpCase act("MatMulBias", 1, "kiln");
+  act.input(DataType::kFloat32, {4, 8}).input(DataType::kFloat32, {8, 3}).input(DataType::kFloat32, {3});
+  act.input(DataType::kFloat32, {4, 3}).attr("activation", Attribute::from_string("Relu"));
+  auto r = act.run("ref");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("residual"), std::string::npos) << r.status().message();
+  OpCase wrong("MatMulBias", 1, "kiln");
+  wrong.input(DataType::kFloat32, {4, 8}).input(DataType::kFloat32, {8, 3}).input(DataType::kFloat32, {3});
+  wrong.input(DataType::kFloat32, {1, 3});
+  r = wrong.run("ref");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("residual [1,3] does not have the output's shape [4,3]"), std::string::npos)
+      << r.status().message();
 }
 
 // kiln.exact_fp32 keeps an FP32 MatMulBias off TF32 where the engine allows TF32
