@@ -147,8 +147,8 @@ __device__ __forceinline__ void merge_key_groups(const FusedAttentionGeometry& g
 // KW > 1 (NW == 1): KW warps share 16 rows, split the key tiles, merge at the end.
 // MINB: blocks per SM the registers must allow (split fp32 tactics; 1 = no bound).
 // ALIAS: the split fp32 shared-memory layout (group_bytes).
-// MT (16-bit, KW == 1): the mask's tile arrives in shared memory by cp.async with the
-// (K, V) tile, so no score waits on a global load (ncu, BERT-base FP16 bs128: the mask's
+// MT (16-bit): the mask's tile arrives in shared memory by cp.async with the (K, V)
+// tile (each key group its own), so no score waits on a global load (ncu, BERT-base FP16 bs128: the mask's
 // conversion was 31% of the kernel's stall samples when it read global memory in the
 // loop): 1 = one row per (batch, head) broadcast over the queries ([B, 1, 1, Sk]),
 // 2 = a row per query ([B, 1, Sq, Sk], what transformers' eager mask now is). Keys
@@ -161,8 +161,8 @@ __global__ void __launch_bounds__(NW* KW * 32, MINB > 1 ? MINB : 0)
   static_assert(KW == 1 || NW == 1, "key groups are single warps");
   using C = typename ComputeOf<T>::type;
   constexpr bool SPLIT = kSplit<T>;
-  static_assert(MT == 0 || (!SPLIT && KW == 1), "mask tiles: 16-bit operands, one key group");
-  static_assert(!LIN || (!SPLIT && KW == 1), "row streams: 16-bit operands, one key group");
+  static_assert(MT == 0 || !SPLIT, "mask tiles: 16-bit operands");
+  static_assert(!LIN || !SPLIT, "row streams: 16-bit operands");
   static_assert(MT == 0 || LIN, "mask tiles come with row streams");
   constexpr int MLD = MT == 2 ? BN + 8 : BN;  // mask tile row pitch
   constexpr int BM = 16 * NW, LD = D + 8;
@@ -650,6 +650,20 @@ Status launch_d(KernelContext& ctx, const FusedAttentionGeometry& g) {
   // Head size 128 split spills registers (104-124 bytes): it keeps one warp per block.
   if (D == 128 || !key_split_enabled() || tiles32 < 2) return launch<T, D, 1, 1, kBN>(ctx, g);
   if constexpr (D == 64) {
+    if constexpr (!kSplit<T>) {
+      // 16-bit key groups: 0 = row streams, and a [B, 1, 1, Sk] mask as row tiles, where the
+      // operands allow; 1 = general addressing, the mask from global memory. Timing picks.
+      cuda::report_tactics({0, 1});
+      const bool lin = ctx.attrs().get_int(kTacticAttr, 0) == 0 && linear_rows(g);
+      const bool mt1 = lin && mask_tiles<T>(ctx, g) == 1;
+      if (tiles32 < 4) {
+        if (!lin) return launch<T, D, 1, 2, 32>(ctx, g);
+        return mt1 ? launch<T, D, 1, 2, 32, 1, true, 1, true>(ctx, g)
+                   : launch<T, D, 1, 2, 32, 1, true, 0, true>(ctx, g);
+      }
+      if (!lin) return launch<T, D, 1, 4, 32>(ctx, g);
+      return mt1 ? launch<T, D, 1, 4, 32, 1, true, 1, true>(ctx, g) : launch<T, D, 1, 4, 32, 1, true, 0, true>(ctx, g);
+    }
     if (tiles32 < 4) return launch<T, D, 1, 2, 32>(ctx, g);
     return launch<T, D, 1, 4, 32>(ctx, g);
   }

@@ -274,9 +274,9 @@ TEST(FusedAttention, CudaRegisterKernelMatchesReference) {
   c.expect_all_kernels_match(1e-2, 1e-2);
 }
 
-// Runs the case on every tactic cuda.flash_attention offers (16-bit head size 64 on a
-// large grid: two register bounds) and compares each with the reference: all finite,
-// within 2e-2.
+// Runs the case on every tactic cuda.flash_attention offers (16-bit head size 64: on a
+// large grid two register bounds, on a small one key groups with and without row streams)
+// and compares each with the reference: all finite, within 2e-2.
 void expect_every_flash_tactic_matches(OpCase& c) {
   auto ref = c.run("ref");
   ASSERT_TRUE(ref.ok()) << ref.status().to_string();
@@ -286,7 +286,7 @@ void expect_every_flash_tactic_matches(OpCase& c) {
   ASSERT_TRUE(io.ok()) << io.status().to_string();
   auto ids = cuda::node_tactics_on_device(c.node(), "cuda.flash_attention", **io);
   ASSERT_TRUE(ids.ok()) << ids.status().to_string();
-  ASSERT_EQ(ids->size(), 2u) << "16-bit head size 64 on a large grid offers two register bounds";
+  ASSERT_EQ(ids->size(), 2u) << "16-bit head size 64 offers two tactics";
   io->reset();
   for (int64_t id : *ids) {
     cuda::NodeRunOptions o;
@@ -341,6 +341,33 @@ TEST(FusedAttention, CudaRegisterKernelMaskRowTilesEveryTactic) {
       bc.mask_value = m;
       OpCase c = bc.make(23);
       expect_every_flash_tactic_matches(c);
+    }
+  }
+}
+
+// Batch 1 (BERT's 12 heads: fewer 64-row blocks than SMs) splits the keys over 4 warps
+// (S = 128, 136) or 2 (S = 72): every tactic, fp16 and bf16, with a [1, 1, 1, S] mask (row
+// tiles with row streams) and a [1, 1, S, S] one (read from global memory), every fifth key
+// and, in the per-query mask, row 5 entirely at the dtype's lowest finite value.
+TEST(FusedAttention, CudaKeyGroupsEveryTacticAndMask) {
+  if (gpu_kernels() == 0) GTEST_SKIP() << "no CUDA device: the reference runs would compare against nothing";
+  for (int64_t S : {128, 136, 72}) {
+    for (bool per_query : {false, true}) {
+      for (DataType dt : {DataType::kFloat16, DataType::kBFloat16}) {
+        SCOPED_TRACE(std::string(dtype_name(dt)) + " S" + std::to_string(S) +
+                     (per_query ? " [1,1,S,S]" : " [1,1,1,S]"));
+        const double lowest = dt == DataType::kFloat16 ? -65504.0 : -3.3895313892515355e38;
+        BertCase bc;
+        bc.B = 1, bc.S = S, bc.H = 12, bc.D = 64, bc.dt = dt;
+        const int64_t rows = per_query ? S : 1;
+        Tensor m = Tensor::empty(dt, {1, 1, rows, S});
+        for (int64_t i = 0; i < rows; ++i)
+          for (int64_t j = 0; j < S; ++j)
+            m.set_from_double(i * S + j, (j + i) % 5 == 0 || (per_query && i == 5) ? lowest : 0.0);
+        bc.mask_value = m;
+        OpCase c = bc.make(29);
+        expect_every_flash_tactic_matches(c);
+      }
     }
   }
 }
