@@ -28,15 +28,17 @@ bool is_projection(const ir::Node* n) {
          n->outputs[0] && n->attrs.get_string("activation", "").empty();
 }
 
-// Same rank and dims, where a dim unknown on both sides counts as equal unless both are
-// different symbols: a dynamic batch often reaches one operand through a Reshape of
-// computed dims (anonymous) and the other as "batch". (Were a broadcast hidden there,
-// the GEMM would refuse the residual's dims at run time, never give a wrong answer.)
+// Same rank and dims, where an anonymous unknown dim matches any: with a dynamic batch
+// the projection's rows often come through a Reshape of computed dims ([?, ?, 768])
+// while the residual is ["batch", 128, 768]. Known sizes must agree, and so must two
+// symbols. (Were a broadcast hidden there, the GEMM would refuse the residual's dims
+// at run time, never give a wrong answer.)
 bool same_shape(const ir::Value* a, const ir::Value* b) {
   if (!a->shape || !b->shape || a->shape->size() != b->shape->size()) return false;
   for (size_t i = 0; i < a->shape->size(); ++i) {
     const Dim &x = (*a->shape)[i], &y = (*b->shape)[i];
-    if (x.known() || y.known() ? !(x == y) : (!x.name.empty() && !y.name.empty() && x.name != y.name)) return false;
+    const bool anonymous = (!x.known() && x.name.empty()) || (!y.known() && y.name.empty());
+    if (!anonymous && !(x == y)) return false;
   }
   return true;
 }

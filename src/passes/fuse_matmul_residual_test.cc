@@ -127,6 +127,20 @@ TEST(FuseMatMulResidual, PlainAddJoinsTheGemmWhateverTheOperandOrder) {
   }
 }
 
+// A dynamic batch: the projection's rows through computed dims ([?, 8]) and the residual
+// ["batch", 8] still fuse.
+TEST(FuseMatMulResidual, AnonymousDimsMatchASymbol) {
+  std::mt19937 rng(7);
+  Block b;
+  projection(b, rng, Shape{Dim::symbol("batch"), kHidden});
+  b.z->shape = Shape{Dim::unknown(), kHidden};
+  ir::Value* s = b.g.add_value("s", DataType::kFloat32).value();
+  b.g.add_node("Add", {b.z, b.x}, {s}, "add")->opset = 17;
+  b.g.outputs.push_back(s);
+  ASSERT_TRUE(run(b.g).ok());
+  EXPECT_EQ(op_types(b.g), (std::vector<std::string>{"MatMulBias"})) << ir::dump(b.g);
+}
+
 // The residual computed after the projection: the GEMM moves after it.
 TEST(FuseMatMulResidual, ResidualComputedLaterReordersTheGemm) {
   std::mt19937 rng(4);
@@ -173,15 +187,17 @@ TEST(FuseMatMulResidual, WhatDoesNotFuseStays) {
     EXPECT_EQ(b.g.nodes().size(), nodes) << ir::dump(b.g);
     EXPECT_EQ(b.mm->inputs.size(), 3u);
   }
-  // A broadcast residual ([hidden]) or one of another symbol is not C.
-  for (bool vector : {true, false}) {
-    SCOPED_TRACE(vector ? "[hidden] residual" : "other symbol");
+  // A broadcast residual ([hidden]), one of another symbol or of another known size is not C.
+  for (int kind = 0; kind < 3; ++kind) {
+    SCOPED_TRACE(kind == 0 ? "[hidden] residual" : kind == 1 ? "other symbol" : "other size");
     std::mt19937 rng(6);
     Block b;
-    projection(b, rng, Shape{Dim::symbol("n"), kHidden});
-    ir::Value* r = vector ? b.g.add_constant("r", test::random_tensor(DataType::kFloat32, {kHidden}, rng))
-                          : b.g.add_value("r", DataType::kFloat32, Shape{Dim::symbol("m"), kHidden}).value();
-    if (!vector) b.g.inputs.push_back(r);
+    projection(b, rng, Shape{kind == 2 ? Dim(4) : Dim::symbol("n"), kHidden});
+    ir::Value* r =
+        kind == 0
+            ? b.g.add_constant("r", test::random_tensor(DataType::kFloat32, {kHidden}, rng))
+            : b.g.add_value("r", DataType::kFloat32, Shape{kind == 1 ? Dim::symbol("m") : Dim(1), kHidden}).value();
+    if (kind) b.g.inputs.push_back(r);
     ir::Value* s = b.g.add_value("s", DataType::kFloat32).value();
     b.g.add_node("Add", {b.z, r}, {s}, "add")->opset = 17;
     b.g.outputs.push_back(s);

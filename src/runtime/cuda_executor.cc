@@ -75,6 +75,11 @@ struct CudaExecutor::Plan {
   bool capturable = true;
   int runs = 0;
   int capture_failures = 0;  // captures invalidated (e.g. by another thread's lazy setup); 3 = stop trying
+  // The caller's device buffers the graph reads and writes in place (no staging copies);
+  // a call binding others recaptures, and after kMaxRebinds the graph stages through
+  // its own buffers instead (callers that rotate buffers).
+  Bindings graph_bindings;
+  int rebinds = 0;
   std::set<const ir::Value*> fallback_reads;  // read by a CPU fallback step
   std::set<const ir::Value*> device_written;  // written by a CUDA kernel with planned dims
   cuda::Graph graph;
@@ -469,45 +474,55 @@ Status CudaExecutor::enqueue(const std::map<std::string, Dims>& input_dims,
     values[v->name] = t;
   }
   KILN_ASSIGN_OR_RETURN(Plan * p, plan_for(input_dims, values));
-  std::unique_ptr<cuda::EventTimer> t_in, t_run, t_out;
+  cuda::EventTimer *t_in = nullptr, *t_run = nullptr, *t_out = nullptr;
   if (timing) {
-    t_in = std::make_unique<cuda::EventTimer>();
-    t_run = std::make_unique<cuda::EventTimer>();
-    t_out = std::make_unique<cuda::EventTimer>();
+    for (auto& t : timers_)
+      if (!t) t = std::make_unique<cuda::EventTimer>();
+    t_in = timers_[0].get(), t_run = timers_[1].get(), t_out = timers_[2].get();
     KILN_RETURN_IF_ERROR(t_in->record_start(stream));
   }
   bool graph_mode = use_graph_ && p->capturable && !profiling_;
+  // Caller device buffers are read and written in place, by a graph too (captured with
+  // them), unless this plan's callers kept binding other buffers.
+  const bool bind_direct = !graph_mode || p->rebinds < kMaxRebinds;
   Bindings direct;
   for (ir::Value* in : g.inputs) {
     auto a = addresses.find(in->name);
     if (a == addresses.end() || !a->second)
       return Status(ErrorCode::kNotFound, "input '" + in->name + "' has no buffer bound (set_tensor_address)");
-    Tensor& d = p->dev[in];
     bool is_output = false;
     for (ir::Value* o : g.outputs) is_output = is_output || o == in;
-    if (!graph_mode && !is_output && !p->fallback_reads.count(in) && cuda::is_device_pointer(a->second)) {
+    if (bind_direct && !is_output && !p->fallback_reads.count(in) && cuda::is_device_pointer(a->second))
       direct[in] = a->second;
-      continue;
-    }
-    KILN_RETURN_IF_ERROR(cuda::copy_async(d.data(), a->second, d.nbytes(), cuda::CopyKind::kDefault, stream)
-                             .with_context("copying input '" + in->name + "'"));
+  }
+  for (ir::Value* o : g.outputs) {
+    auto a = addresses.find(o->name);
+    if (bind_direct && a != addresses.end() && a->second && p->device_written.count(o) &&
+        cuda::is_device_pointer(a->second))
+      direct[o] = a->second;
+  }
+  if (graph_mode && p->graph.valid() && direct != p->graph_bindings) {
+    p->graph.reset();                                 // captured with other buffers
+    if (++p->rebinds >= kMaxRebinds) direct.clear();  // from this call on: staged, one graph for all
+  }
+  for (ir::Value* in : g.inputs) {
+    if (direct.count(in)) continue;
+    Tensor& d = p->dev[in];
+    KILN_RETURN_IF_ERROR(
+        cuda::copy_async(d.data(), addresses.at(in->name), d.nbytes(), cuda::CopyKind::kDefault, stream)
+            .with_context("copying input '" + in->name + "'"));
   }
   if (timing) {
     KILN_RETURN_IF_ERROR(t_in->record_stop(stream));
     KILN_RETURN_IF_ERROR(t_run->record_start(stream));
-  }
-  for (ir::Value* o : g.outputs) {
-    auto a = addresses.find(o->name);
-    if (!graph_mode && a != addresses.end() && a->second && p->device_written.count(o) &&
-        cuda::is_device_pointer(a->second))
-      direct[o] = a->second;
   }
   rt_host_outputs_.clear();
   if (graph_mode) {
     if (!p->graph.valid() && p->runs > 0 && p->capture_failures < 3) {
       std::shared_lock<std::shared_mutex> capturing(cuda::capture_lock());
       KILN_RETURN_IF_ERROR(cuda::Graph::begin_capture(stream));
-      Status s = run_steps(*p, stream, {});
+      p->graph_bindings = direct;
+      Status s = run_steps(*p, stream, direct);
       Status e = p->graph.end_capture(stream);
       if (!s.ok() || !e.ok()) {
         // Work outside this context (another thread's first-run setup) can invalidate
@@ -520,7 +535,7 @@ Status CudaExecutor::enqueue(const std::map<std::string, Dims>& input_dims,
     if (p->graph.valid())
       KILN_RETURN_IF_ERROR(p->graph.launch(stream));
     else
-      KILN_RETURN_IF_ERROR(run_steps(*p, stream, {}));
+      KILN_RETURN_IF_ERROR(run_steps(*p, stream, direct));
   } else {
     KILN_RETURN_IF_ERROR(run_steps(*p, stream, direct));
   }

@@ -14,8 +14,8 @@
 
 #include <map>
 #include <memory>
-#include <string>
 #include <set>
+#include <string>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -86,6 +86,9 @@ class CudaExecutor {
   int last_fallbacks_ = 0;
   std::vector<std::pair<std::string, float>> layer_times_;
   Plan* last_plan_ = nullptr;
+  /// Graph recaptures for new caller buffers before a plan's graph stages I/O instead.
+  static constexpr int kMaxRebinds = 4;
+  std::unique_ptr<cuda::EventTimer> timers_[3];                   ///< enqueue timing: H2D, compute, D2H
   std::unordered_map<const ir::Value*, Tensor> rt_outputs_;       // device, dims known at run time only
   std::unordered_map<const ir::Value*, Tensor> rt_host_outputs_;  // their host copies
 };

@@ -355,6 +355,62 @@ TEST(CudaEngine, DeviceBuffersEnqueueOnCallerStream) {
   cuda::stream_destroy(stream);
 }
 
+// A CUDA graph reads and writes the caller's device buffers in place: one set bound for
+// several runs, then new sets each run (recaptures, and past a few rebinds the graph
+// stages I/O through its own buffers). Every run's outputs land in the buffers bound for
+// it, and the buffers bound before keep what they had.
+TEST(CudaEngine, GraphFollowsReboundDeviceBuffers) {
+  KILN_NEED_GPU();
+  DynamicNet d;
+  auto engine = build(d, {{Dims{1, 8}, Dims{2, 8}, Dims{4, 8}}}, DeviceType::kCUDA);
+  ASSERT_TRUE(engine.ok()) << engine.status().to_string();
+  auto ctx = (*engine)->create_execution_context();
+  ctx->set_use_cuda_graph(true);
+  ASSERT_TRUE(ctx->set_input_shape("x", {2, 8}).ok());
+  struct Set {
+    cuda::DeviceBuffer x, y, z;
+  };
+  std::vector<Set> sets;
+  for (int i = 0; i < 8; ++i) {
+    auto x = cuda::device_alloc(2 * 8 * sizeof(float), "x");
+    auto y = cuda::device_alloc(10 * sizeof(float), "y");
+    auto z = cuda::device_alloc(10 * sizeof(float), "z");
+    ASSERT_TRUE(x.ok() && y.ok() && z.ok());
+    sets.push_back({std::move(*x), std::move(*y), std::move(*z)});
+  }
+  void* stream = nullptr;
+  ASSERT_TRUE(cuda::stream_create(&stream).ok());
+  std::mt19937 rng(8);
+  std::vector<Tensor> refs(sets.size());
+  auto fetch = [&](const cuda::DeviceBuffer& b) {
+    std::vector<float> h(10);
+    EXPECT_TRUE(cuda::copy_async(h.data(), b.get(), 40, cuda::CopyKind::kDeviceToHost, stream).ok());
+    EXPECT_TRUE(cuda::stream_synchronize(stream).ok());
+    return h;
+  };
+  // Set 0 for three runs, then sets 1..7, one run each.
+  const int order[] = {0, 0, 0, 1, 2, 3, 4, 5, 6, 7};
+  for (int run = 0; run < 10; ++run) {
+    const int k = order[run];
+    Set& s = sets[static_cast<size_t>(k)];
+    Tensor x = test::random_tensor(DataType::kFloat32, {2, 8}, rng);
+    refs[static_cast<size_t>(k)] = d.reference(x);
+    ASSERT_TRUE(cuda::copy_async(s.x.get(), x.data(), x.nbytes(), cuda::CopyKind::kHostToDevice, stream).ok());
+    ASSERT_TRUE(ctx->set_tensor_address("x", s.x.get()).ok());
+    ASSERT_TRUE(ctx->set_tensor_address("y", s.y.get()).ok());
+    ASSERT_TRUE(ctx->set_tensor_address("z", s.z.get()).ok());
+    ASSERT_TRUE(ctx->enqueue(stream).ok()) << "run " << run;
+    for (int j = 0; j <= k; ++j) {  // this run's set and every set bound before it
+      std::vector<float> y = fetch(sets[static_cast<size_t>(j)].y), z = fetch(sets[static_cast<size_t>(j)].z);
+      for (int i = 0; i < 10; ++i) {
+        ASSERT_NEAR(y[i], refs[static_cast<size_t>(j)].data_as<float>()[i], 1e-5) << "run " << run << " set " << j;
+        ASSERT_NEAR(z[i], 2 * refs[static_cast<size_t>(j)].data_as<float>()[i], 1e-5) << "run " << run << " set " << j;
+      }
+    }
+  }
+  cuda::stream_destroy(stream);
+}
+
 TEST(CudaEngine, ContextsRunConcurrentlyOnTheirStreams) {
   KILN_NEED_GPU();
   DynamicNet d;
