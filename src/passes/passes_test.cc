@@ -20,6 +20,7 @@ namespace {
 using testing::context_for;
 using testing::op_types;
 using testing::run_graph;
+using testing::run_pass;
 
 }  // namespace
 
@@ -119,6 +120,40 @@ TEST(Passes, ConstantSubgraphsFoldAndIdentitiesAndDeadNodesGo) {
   Tensor xin = test::random_tensor(DataType::kFloat32, {3, 4}, rng);
   EXPECT_TRUE(
       test::tensors_close(run_graph(g, {{"x", xin}}).at("y"), run_graph(*before, {{"x", xin}}).at("y"), 1e-6, 0));
+}
+
+// A Cast to the dtype its input has is dropped (one to another dtype stays); a Gather
+// reading its axis in order (indices 0..n-1, ones before the axis) becomes a Reshape, and
+// a permuting one stays. Same outputs as before.
+TEST(Passes, SameDtypeCastAndInOrderGatherAreNotKernels) {
+  std::mt19937 rng(5);
+  ir::Graph g;
+  g.opset_imports[""] = 17;
+  ir::Value* x = g.add_value("x", DataType::kFloat32, Shape{1, 6, 2}).value();
+  g.inputs.push_back(x);
+  auto value = [&](const char* name) { return g.add_value(name).value(); };
+  ir::Value *c = value("c"), *h = value("h"), *in_order = value("in_order"), *permuted = value("permuted");
+  g.add_node("Cast", {x}, {c}, "same")->attrs.set("to", ir::Attribute::from_int(1));
+  g.add_node("Cast", {c}, {h}, "to_half")->attrs.set("to", ir::Attribute::from_int(10));
+  ir::Value* seq = g.add_constant("seq", Tensor::from_vector<int64_t>(DataType::kInt64, {2, 3}, {0, 1, 2, 3, 4, 5}));
+  ir::Value* perm = g.add_constant("perm", Tensor::from_vector<int64_t>(DataType::kInt64, {6}, {0, 1, 2, 3, 5, 4}));
+  g.add_node("Gather", {h, seq}, {in_order}, "gather_seq")->attrs.set("axis", ir::Attribute::from_int(1));
+  g.add_node("Gather", {h, perm}, {permuted}, "gather_perm")->attrs.set("axis", ir::Attribute::from_int(1));
+  g.outputs = {in_order, permuted};
+  auto before = g.clone();
+  PassContext ctx = context_for(g);
+  run_pass(g, infer_shapes, ctx);
+  run_pass(g, eliminate_identity, ctx);
+  EXPECT_EQ(op_types(g), (std::vector<std::string>{"Cast", "Reshape", "Gather"})) << ir::dump(g);
+  EXPECT_EQ(g.nodes()[0]->inputs[0], x);
+  EXPECT_EQ(ctx.stats["removed_identity"], 1);
+  EXPECT_EQ(ctx.stats["in_order_gathers_reshaped"], 1);
+  Tensor xin = test::random_tensor(DataType::kFloat32, {1, 6, 2}, rng);
+  auto got = run_graph(g, {{"x", xin}}), want = run_graph(*before, {{"x", xin}});
+  for (const char* o : {"in_order", "permuted"}) {
+    EXPECT_EQ(got.at(o).dims(), want.at(o).dims()) << o;
+    EXPECT_TRUE(test::tensors_close(got.at(o), want.at(o), 0, 0)) << o;
+  }
 }
 
 TEST(Passes, IdentityFeedingAGraphOutputIsKept) {

@@ -12,6 +12,7 @@ const Pass kPipeline[] = {
     {"infer_shapes", infer_shapes},
     {"eliminate_identity", eliminate_identity},
     {"fold_constants", fold_constants},
+    {"eliminate_identity", eliminate_identity},  // again: Gathers whose indices folded into 0..n-1
     {"eliminate_common_subexpressions", eliminate_common_subexpressions},  // constants are initializers now
     {"cancel_transposes", cancel_transposes},
     {"fold_conv_batchnorm", fold_conv_batchnorm},

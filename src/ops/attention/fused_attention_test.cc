@@ -345,6 +345,19 @@ TEST(FusedAttention, CudaRegisterKernelMaskRowTilesEveryTactic) {
   }
 }
 
+// ViT-B/16's 197 tokens: a ragged last row block (5 live rows of 64) and a ragged last key
+// tile of 5 keys, no mask: every tactic.
+TEST(FusedAttention, CudaRegisterKernelRaggedRowsEveryTactic) {
+  if (gpu_kernels() == 0) GTEST_SKIP() << "no CUDA device: the reference runs would compare against nothing";
+  for (DataType dt : {DataType::kFloat16, DataType::kBFloat16}) {
+    SCOPED_TRACE(dtype_name(dt));
+    BertCase bc;
+    bc.B = 4, bc.S = 197, bc.H = 12, bc.D = 64, bc.dt = dt, bc.mask = false;
+    OpCase c = bc.make(31);
+    expect_every_flash_tactic_matches(c);
+  }
+}
+
 // Batch 1 (BERT's 12 heads: fewer 64-row blocks than SMs) splits the keys over 4 warps
 // (S = 128, 136) or 2 (S = 72): every tactic, fp16 and bf16, with a [1, 1, 1, S] mask (row
 // tiles with row streams) and a [1, 1, S, S] one (read from global memory), every fifth key
