@@ -94,6 +94,9 @@ class ExecutionContext {
   Status enqueue(void* stream);
   /// CUDA engines: capture each input shape's layers once into a CUDA graph and
   /// replay it (layers that fall back to the CPU disable capture for that shape).
+  /// Device buffers bound with set_tensor_address are read and written in place by
+  /// the graph: binding other ones recaptures it, and after a few rebinds the graph
+  /// copies I/O through its own buffers instead (keep buffers bound for the fastest runs).
   void set_use_cuda_graph(bool on);
   /// Records RunTiming for every run (adds event records; CUDA engines).
   void set_timing(bool on);
