@@ -197,31 +197,6 @@ int64_t min_query_tiles() {
   return v && *v >= 0 ? *v : kMinQueryTiles;
 }
 
-// Concrete types at the first optimization profile's opt shapes (declared shapes
-// for inputs without a range); empty when they cannot be worked out.
-Propagation opt_types(const ir::Graph& g, const BuilderConfig& cfg) {
-  std::map<std::string, Shape> shapes;
-  for (const ir::Value* in : g.inputs) {
-    if (!in->shape) return {};
-    if (!cfg.profiles().empty() && cfg.profiles()[0].has_shape(in->name))
-      shapes[in->name] = shape_from_dims(cfg.profiles()[0].get_opt(in->name));
-    else
-      shapes[in->name] = *in->shape;
-  }
-  Propagation p;
-  if (!propagate(g, shapes, p, /*strict=*/false).ok()) return {};
-  return p;
-}
-
-// The shape of v at the opt shapes when that propagation knows it, else its
-// inferred shape (exported reshapes compute their targets from Shape, which
-// symbolic inference leaves unknown).
-const Shape* opt_shape(const ir::Value* v, const Propagation& opt) {
-  auto t = opt.types.find(v);
-  if (t != opt.types.end() && t->second.shape) return &*t->second.shape;
-  return v->shape ? &*v->shape : nullptr;
-}
-
 // B*H*ceil(Sq/64) from the score matmul's Q operand ([B,H,Sq,D] or [B*H,Sq,D]);
 // -1 when not known.
 int64_t query_tiles(const Shape& s) {

@@ -1,5 +1,7 @@
 #include "passes/fusion_util.h"
 
+#include "kiln/builder.h"
+
 #include <algorithm>
 #include <set>
 
@@ -125,6 +127,26 @@ bool constant_ints(const ir::Value* v, std::vector<int64_t>& out) {
   out.resize(static_cast<size_t>(t.numel()));
   for (int64_t i = 0; i < t.numel(); ++i) out[static_cast<size_t>(i)] = t.get_as_int64(i);
   return true;
+}
+
+Propagation opt_types(const ir::Graph& g, const BuilderConfig& cfg) {
+  std::map<std::string, Shape> shapes;
+  for (const ir::Value* in : g.inputs) {
+    if (!in->shape) return {};
+    if (!cfg.profiles().empty() && cfg.profiles()[0].has_shape(in->name))
+      shapes[in->name] = shape_from_dims(cfg.profiles()[0].get_opt(in->name));
+    else
+      shapes[in->name] = *in->shape;
+  }
+  Propagation p;
+  if (!propagate(g, shapes, p, /*strict=*/false).ok()) return {};
+  return p;
+}
+
+const Shape* opt_shape(const ir::Value* v, const Propagation& opt) {
+  auto t = opt.types.find(v);
+  if (t != opt.types.end() && t->second.shape) return &*t->second.shape;
+  return v->shape ? &*v->shape : nullptr;
 }
 
 }  // namespace kiln::passes

@@ -7,6 +7,11 @@
 #include <vector>
 
 #include "ir/graph.h"
+#include "runtime/shape_eval.h"
+
+namespace kiln {
+class BuilderConfig;
+}  // namespace kiln
 
 namespace kiln::passes {
 
@@ -57,5 +62,15 @@ bool scalar_constant(const ir::Value* v, size_t max_rank, double& out);
 
 /// Integer list from a constant value (Reshape's shape, opset-13 axes); false if not constant.
 bool constant_ints(const ir::Value* v, std::vector<int64_t>& out);
+
+/// Concrete types at the first optimization profile's opt shapes (declared shapes for
+/// inputs without a range); empty when they cannot be worked out. For decisions about
+/// profit (which layout, which kernel), never correctness: other dims in the range may differ.
+Propagation opt_types(const ir::Graph& g, const BuilderConfig& cfg);
+
+/// The shape of v at the opt shapes when that propagation knows it, else its inferred
+/// shape (exported reshapes compute their targets from Shape, which symbolic inference
+/// leaves unknown); null when neither is known.
+const Shape* opt_shape(const ir::Value* v, const Propagation& opt);
 
 }  // namespace kiln::passes

@@ -10,11 +10,13 @@
 // Rules, each keeping "equal after broadcasting to the original shape": Expand(x) -> x;
 // And/Or with a constant that is all true/all false -> the other side; Where(c, x, y) and
 // Cast(c) over a shrunk c are rebuilt on it when the rebuilt output is smaller.
+#include <algorithm>
 #include <map>
 #include <optional>
 #include <vector>
 
 #include "ops/common.h"
+#include "passes/fusion_util.h"
 #include "passes/pass.h"
 
 namespace kiln::passes {
@@ -54,7 +56,18 @@ bool smaller(const Shape& a, const Shape& b) {
 
 struct Shrinker {
   ir::Graph& g;
+  // Shapes at the first profile's opt dims, for whether a rewrite is smaller where the
+  // symbolic ones cannot say (a dynamic batch: the padding mask comes through a Reshape
+  // to computed dims, [?,?,?,?], though it is [B,1,1,S] at every B). The rewrite itself
+  // is exact at any dims: FusedAttention broadcasts its mask.
+  Propagation opt;
   std::map<const ir::Value*, ir::Value*> memo;
+
+  bool smaller_value(const ir::Value* a, const ir::Value* b) const {
+    if (a->shape && b->shape && smaller(*a->shape, *b->shape)) return true;
+    const Shape *sa = opt_shape(a, opt), *sb = opt_shape(b, opt);
+    return sa && sb && smaller(*sa, *sb);
+  }
 
   // A value equal to v once broadcast to v's shape, as small as the rules make it (v itself
   // when none applies).
@@ -76,7 +89,7 @@ struct Shrinker {
         r = rebuild(*p, v, depth);
       }
     }
-    if (r != v && (!r->shape || !smaller(*r->shape, *v->shape))) r = v;
+    if (r != v && (!r->shape || !smaller_value(r, v))) r = v;
     memo[v] = r;
     return r;
   }
@@ -93,9 +106,17 @@ struct Shrinker {
       shapes.push_back(&*in->shape);
     }
     std::optional<Shape> out = ops::broadcast_shapes(shapes);
-    if (!out || !smaller(*out, *v->shape)) return v;
+    if (!out) return v;
+    // The rebuilt output at the opt dims (where the symbolic dims cannot tell).
+    std::optional<Shape> out_opt;
+    std::vector<const Shape*> at_opt;
+    for (const ir::Value* in : ins) at_opt.push_back(opt_shape(in, opt));
+    if (std::find(at_opt.begin(), at_opt.end(), nullptr) == at_opt.end()) out_opt = ops::broadcast_shapes(at_opt);
+    const Shape* v_opt = opt_shape(v, opt);
+    if (!smaller(*out, *v->shape) && !(out_opt && v_opt && smaller(*out_opt, *v_opt))) return v;
     ir::Value* o = g.add_unique_value(v->name + "_unexpanded", v->dtype);
     o->shape = *out;
+    if (out_opt) opt.types[o] = {v->dtype, *out_opt};
     ir::Node* n = g.add_node(p.op_type, ins, {o}, g.unique_name(p.name + "_unexpanded"));
     n->domain = p.domain;
     n->opset = p.opset;
@@ -111,7 +132,7 @@ Status shrink_attention_masks(ir::Graph& g, PassContext& ctx) {
   for (auto& np : g.nodes())
     if (np->op_type == "FusedAttention" && np->domain == "kiln" && np->inputs.size() > 3 && np->inputs[3])
       attention.push_back(np.get());
-  Shrinker s{g};
+  Shrinker s{g, ctx.config ? opt_types(g, *ctx.config) : Propagation{}, {}};
   int shrunk = 0;
   for (ir::Node* n : attention) {
     ir::Value* m = n->inputs[3];

@@ -24,8 +24,10 @@ struct Net {
 };
 
 // pad [B,1,1,S] bool -> And(c [1,1,S,1]) -> Expand [B,1,S,S] -> Where(., 0, -1e4) -> mask
-// of FusedAttention over plain [B,H,S,D] operands.
-void build(Net& n, bool all_true) {
+// of FusedAttention over plain [B,H,S,D] operands. `dynamic`: B is the symbol "B" and pad
+// first goes through Reshape(pad, Shape(pad)), whose dims symbolic inference cannot
+// know (as transformers' mask code does): the shapes below it are [?,?,...].
+void build(Net& n, bool all_true, bool dynamic = false) {
   ir::Graph& g = n.g;
   auto input = [&](const std::string& name, DataType t, Shape s) {
     ir::Value* v = g.add_value(name, t, s).value();
@@ -39,24 +41,31 @@ void build(Net& n, bool all_true) {
     nd->opset = 17;
     return nd;
   };
-  ir::Value* q = input("q", DataType::kFloat32, Shape{B, H, S, D});
-  ir::Value* k = input("k", DataType::kFloat32, Shape{B, H, S, D});
-  ir::Value* v = input("v", DataType::kFloat32, Shape{B, H, S, D});
-  ir::Value* pad = input("pad", DataType::kBool, Shape{B, 1, 1, S});
+  const Dim b = dynamic ? Dim::symbol("B") : Dim(B), unknown = Dim::unknown();
+  ir::Value* q = input("q", DataType::kFloat32, Shape{b, H, S, D});
+  ir::Value* k = input("k", DataType::kFloat32, Shape{b, H, S, D});
+  ir::Value* v = input("v", DataType::kFloat32, Shape{b, H, S, D});
+  ir::Value* pad = input("pad", DataType::kBool, Shape{b, 1, 1, S});
+  if (dynamic) {
+    ir::Node* shape = node("Shape", {pad}, DataType::kInt64, Shape{4});
+    pad = node("Reshape", {pad, shape->outputs[0]}, DataType::kBool, Shape{unknown, unknown, unknown, unknown})
+              ->outputs[0];
+  }
   std::vector<uint8_t> bits(S, 1);
   if (!all_true) bits[3] = 0;
   Tensor c = Tensor::empty(DataType::kBool, {1, 1, S, 1});
   for (int64_t i = 0; i < S; ++i) c.set_from_double(i, bits[static_cast<size_t>(i)]);
-  ir::Node* both = node("And", {g.add_constant("bidirectional", c), pad}, DataType::kBool, Shape{B, 1, S, S});
-  ir::Value* to = g.add_constant("to", Tensor::from_vector<int64_t>(DataType::kInt64, {4}, {B, 1, S, S}));
-  ir::Node* expand = node("Expand", {both->outputs[0], to}, DataType::kBool, Shape{B, 1, S, S});
+  const Shape full = dynamic ? Shape{unknown, unknown, S, unknown} : Shape{B, 1, S, S};
+  ir::Node* both = node("And", {g.add_constant("bidirectional", c), pad}, DataType::kBool, full);
+  ir::Value* to = g.add_constant("to", Tensor::from_vector<int64_t>(DataType::kInt64, {4}, {1, 1, S, S}));
+  ir::Node* expand = node("Expand", {both->outputs[0], to}, DataType::kBool, full);
   n.where =
       node("Where",
            {expand->outputs[0], g.add_constant("zero", Tensor::from_vector<float>(DataType::kFloat32, {1}, {0.f})),
             g.add_constant("low", Tensor::from_vector<float>(DataType::kFloat32, {1}, {-1e4f}))},
-           DataType::kFloat32, Shape{B, 1, S, S});
+           DataType::kFloat32, full);
   ir::Value* o = g.add_unique_value("o", DataType::kFloat32);
-  o->shape = Shape{B, H, S, D};
+  o->shape = Shape{b, H, S, D};
   n.attention = g.add_node("FusedAttention", {q, k, v, n.where->outputs[0]}, {o}, "attention");
   n.attention->domain = "kiln";
   n.attention->opset = 1;
@@ -100,6 +109,39 @@ TEST(ShrinkAttentionMasks, BertEagerMaskReachesAttentionUnexpanded) {
   EXPECT_EQ(count(n.g, "Where"), 1) << ir::dump(n.g);
   const auto in = inputs();
   testing::expect_outputs_close(*before, testing::run_graph(n.g, in), testing::run_graph(*before, in), 1e-6, 1e-6);
+}
+
+// A dynamic batch: symbolic shapes cannot say the padding mask is smaller than the
+// expanded one; the first profile's opt dims do (B = 2 there), and the rewrite holds at
+// every B (run at B = 2 here).
+TEST(ShrinkAttentionMasks, DynamicBatchShrinksByTheOptShapes) {
+  Net n;
+  build(n, /*all_true=*/true, /*dynamic=*/true);
+  auto before = n.g.clone();
+  BuilderConfig cfg;
+  cfg.set_device(DeviceType::kCUDA);
+  OptimizationProfile prof;
+  for (const char* name : {"q", "k", "v"})
+    ASSERT_TRUE(prof.set_shape(name, {1, H, S, D}, {B, H, S, D}, {4, H, S, D}).ok());
+  ASSERT_TRUE(prof.set_shape("pad", {1, 1, 1, S}, {B, 1, 1, S}, {4, 1, 1, S}).ok());
+  cfg.add_optimization_profile(prof);
+  PassContext ctx = context_for(n.g);
+  ctx.config = &cfg;
+  run_pass(n.g, shrink_attention_masks, ctx);
+  EXPECT_EQ(ctx.stats["shrunk_attention_masks"], 1) << ir::dump(n.g);
+  const ir::Value* mask = n.attention->inputs[3];
+  ASSERT_TRUE(mask->producer);
+  EXPECT_EQ(mask->producer->op_type, "Where");
+  EXPECT_EQ(mask->producer->inputs[0]->producer->op_type, "Reshape") << "the Where reads the padding mask itself";
+  EXPECT_EQ(count(n.g, "Expand"), 0) << ir::dump(n.g);
+  const auto in = inputs();
+  testing::expect_outputs_close(*before, testing::run_graph(n.g, in), testing::run_graph(*before, in), 1e-6, 1e-6);
+  // Without a profile nothing says it is smaller: it stays.
+  Net plain;
+  build(plain, /*all_true=*/true, /*dynamic=*/true);
+  PassContext no_profile = context_for(plain.g);
+  run_pass(plain.g, shrink_attention_masks, no_profile);
+  EXPECT_EQ(no_profile.stats["shrunk_attention_masks"], 0);
 }
 
 TEST(ShrinkAttentionMasks, AndWithAConstantThatMasksStays) {
