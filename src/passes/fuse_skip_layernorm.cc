@@ -5,8 +5,13 @@
 //   fourth output (input + skip) writes s:   y, _, _, s = SkipLayerNormalization(a, b, gamma, beta)
 // a must have the sum's shape and b broadcast to it (same shape, or a [hidden] bias); gamma and
 // beta are constants of `hidden` elements; LayerNorm's Mean / InvStdDev outputs must be unused.
+// A constant skip whose input adds another constant takes that one too (BERT's embeddings:
+// word + token-type, then + position, where token type and position fold to constants):
+//   t = Add(x, c1); y = SkipLayerNormalization(t, c2, ...)    becomes    y = SkipLayerNormalization(x, c1 + c2, ...)
+// when t has no other reader, x has t's shape and c1 + c2 still broadcasts to it (one kernel fewer).
 #include <set>
 
+#include "ops/op.h"
 #include "passes/fusion_util.h"
 #include "passes/pass.h"
 
@@ -36,6 +41,53 @@ bool same_shape(const ir::Value* a, const ir::Value* b) {
     if (!(x == y) && (x.known() || y.known())) return false;
   }
   return true;
+}
+
+// SkipLayerNormalization(Add(x, c1), c2) -> SkipLayerNormalization(x, c1 + c2), for the nodes
+// this pass made (input, skip, gamma[, beta]); returns how many.
+int fold_constant_skips(ir::Graph& g) {
+  std::set<const ir::Node*> removed;
+  for (auto& n : g.nodes()) {
+    ir::Node* sln = n.get();
+    if (sln->op_type != "SkipLayerNormalization" || sln->domain != "com.microsoft" || sln->inputs.size() > 4) continue;
+    ir::Value* t = sln->input(0);
+    ir::Value* c2 = sln->input(1);
+    if (!t || !c2 || !c2->initializer || !is(t->producer, "Add") || only_reader(g, t) != sln) continue;
+    ir::Node* add = t->producer;
+    if (add->inputs.size() != 2 || !add->inputs[0] || !add->inputs[1] || removed.count(add)) continue;
+    const int k = add->inputs[1]->initializer ? 1 : add->inputs[0]->initializer ? 0 : -1;
+    if (k < 0) continue;
+    ir::Value* c1 = add->inputs[static_cast<size_t>(k)];
+    ir::Value* x = add->inputs[static_cast<size_t>(1 - k)];
+    if (x->initializer || c1->dtype != t->dtype || c2->dtype != t->dtype || x->dtype != t->dtype || !same_shape(x, t))
+      continue;
+    std::vector<Tensor> sum;
+    ir::Node probe;  // c1 + c2 with the Add's own broadcasting, never added to the graph
+    probe.op_type = "Add";
+    probe.opset = 14;
+    probe.inputs = {c1, c2};
+    probe.outputs = {t};
+    if (!ops::run_node(probe, {c1->initializer.get(), c2->initializer.get()}, sum).ok() || sum.size() != 1) continue;
+    // The folded skip must still broadcast to the input (it had t's shape before).
+    const Dims& sd = sum[0].dims();
+    if (!t->shape || sd.size() > t->shape->size()) continue;
+    bool fits = true;
+    for (size_t i = 0; i < sd.size(); ++i) {
+      const Dim& d = (*t->shape)[t->shape->size() - sd.size() + i];
+      fits = fits && (sd[i] == 1 || (d.known() && d.value == sd[i]));
+    }
+    if (!fits) continue;
+    std::vector<std::string> from = fused_names({add, sln});
+    sln->inputs[0] = x;
+    sln->inputs[1] = g.add_constant(c1->name + "_plus_" + c2->name, std::move(sum[0]));
+    set_fused_names(*sln, std::move(from));
+    add->inputs.clear();
+    removed.insert(add);
+  }
+  if (removed.empty()) return 0;
+  g.remove_nodes_if([&](const ir::Node& n) { return removed.count(&n) != 0; });
+  g.prune_values();
+  return static_cast<int>(removed.size());
 }
 
 }  // namespace
@@ -99,6 +151,7 @@ Status fuse_skip_layernorm(ir::Graph& g, PassContext& ctx) {
   g.opset_imports.emplace("com.microsoft", 1);
   ctx.stats["fused_skip_layernorm"] += fused;
   if (with_sum) ctx.stats["fused_skip_layernorm_with_sum"] += with_sum;
+  if (const int folded = fold_constant_skips(g)) ctx.stats["skip_constants_folded"] += folded;
   return Status();
 }
 

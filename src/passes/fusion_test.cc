@@ -19,7 +19,6 @@ using testing::op_types;
 using testing::run_graph;
 using testing::run_pass;
 
-
 // Small graph-building helpers: every op has one output with a fresh name, or `out`.
 struct Build {
   ir::Graph& g;
@@ -378,6 +377,48 @@ TEST(FuseSkipLayerNorm, SumReadElsewhereComesFromTheFourthOutput) {
   expect_sln_fused({.bias = true, .swap = true, .prenorm = true});
   expect_sln_fused({.sum_output = true});
   expect_sln_fused({.prenorm = true, .sum_output = true});
+}
+
+// BERT's embeddings: Add(word, token_type) + position, both constants after folding,
+// then LayerNorm: one SkipLayerNormalization of the word rows and token_type + position
+// (the Add is gone); the same outputs. A skip the sum would make larger than the input's
+// rows (a [2, 5, 16] constant over [1, 5, 16] rows) keeps the Add.
+TEST(FuseSkipLayerNorm, ConstantSkipAbsorbsAnAddedConstant) {
+  for (bool too_big : {false, true}) {
+    SCOPED_TRACE(too_big ? "sum larger than the input" : "embeddings");
+    std::mt19937 rng(8);
+    ir::Graph g;
+    g.opset_imports[""] = 17;
+    const Dim rows = too_big ? Dim(1) : Dim::symbol("batch");
+    ir::Value* word = g.add_value("word", DataType::kFloat32, Shape{rows, 5, kHidden}).value();
+    g.inputs.push_back(word);
+    Build bl{g};
+    ir::Value* tt =
+        g.add_constant("token_type", test::random_tensor(DataType::kFloat32, {too_big ? 2 : 1, 5, kHidden}, rng));
+    ir::Value* pos = g.add_constant("position", test::random_tensor(DataType::kFloat32, {1, 5, kHidden}, rng));
+    ir::Value* gamma = g.add_constant("gamma", test::random_tensor(DataType::kFloat32, {kHidden}, rng, 0.5, 2));
+    ir::Value* beta = g.add_constant("beta", test::random_tensor(DataType::kFloat32, {kHidden}, rng));
+    ir::Value* t = bl.op("Add", {word, tt}, "t");
+    ir::Value* s = bl.op("Add", {t, pos}, "s");
+    ir::Value* y = bl.op("LayerNormalization", {s, gamma, beta}, "y");
+    y->producer->attrs.set("epsilon", ir::Attribute::from_float(1e-3f));
+    g.outputs.push_back(y);
+    auto before = g.clone();
+    PassContext ctx = context_for(g);
+    run_pass(g, infer_shapes, ctx);
+    run_pass(g, fuse_skip_layernorm, ctx);
+    if (too_big) {
+      EXPECT_EQ(op_types(g), (std::vector<std::string>{"Add", "SkipLayerNormalization"})) << ir::dump(g);
+      continue;
+    }
+    ASSERT_EQ(op_types(g), (std::vector<std::string>{"SkipLayerNormalization"})) << ir::dump(g);
+    EXPECT_EQ(g.nodes()[0]->inputs[0], word);
+    ASSERT_TRUE(g.nodes()[0]->inputs[1]->initializer);
+    EXPECT_EQ(ctx.stats["skip_constants_folded"], 1);
+    Tensor x = test::random_tensor(DataType::kFloat32, {3, 5, kHidden}, rng);
+    EXPECT_TRUE(test::tensors_close(run_graph(g, {{"word", x}}).at("y"), run_graph(*before, {{"word", x}}).at("y"),
+                                    1e-5, 1e-5));
+  }
 }
 
 TEST(FuseSkipLayerNorm, DefaultEpsilonIsCopiedExplicitly) {
