@@ -74,20 +74,10 @@ Status fuse_matmul_residual(ir::Graph& g, PassContext& ctx) {
     if (!add && !skip_norm) continue;
     auto [mm, r] = projection_and_residual(g, sum);
     if (!mm) continue;
+    // The GEMM writes the sum: the Add's output, or the SkipLayerNormalization's output 3
+    // when it had one (else the norm reads the GEMM's own output).
     ir::Value* z = mm->outputs[0];
-    if (add) {
-      std::vector<std::string> names = fused_names({mm, sum});
-      ir::Value* s = sum->outputs[0];
-      mm->inputs.push_back(r);
-      mm->outputs[0] = s;
-      s->producer = mm;
-      set_fused_names(*mm, std::move(names));
-      removed.insert(sum);
-      ++adds;
-      continue;
-    }
-    // The GEMM writes the sum: the SkipLayerNormalization's own output 3 when it had one.
-    ir::Value* s = sum->outputs.size() > 3 && sum->outputs[3] ? sum->outputs[3] : z;
+    ir::Value* s = add ? sum->outputs[0] : sum->outputs.size() > 3 && sum->outputs[3] ? sum->outputs[3] : z;
     std::vector<std::string> names = fused_names({mm, sum});
     mm->inputs.push_back(r);
     if (s != z) {
@@ -95,6 +85,11 @@ Status fuse_matmul_residual(ir::Graph& g, PassContext& ctx) {
       s->producer = mm;
     }
     set_fused_names(*mm, names);
+    if (add) {
+      removed.insert(sum);
+      ++adds;
+      continue;
+    }
     const float epsilon = sum->attrs.get_float("epsilon", 1e-12f);
     sum->op_type = "LayerNormalization";
     sum->domain.clear();
