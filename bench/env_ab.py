@@ -45,6 +45,8 @@ def main():
     p.add_argument("--kiln", type=Path, default=ROOT / "build/gpu/kiln")
     p.add_argument("--work", type=Path, default=Path("/tmp/kiln-ab"))
     p.add_argument("--timeout", type=float, default=300)
+    p.add_argument("--build-logs", type=Path, default=None,
+                   help="write each setting's `kiln build -v` log (every layer's timed candidates) into this folder")
     a = p.parse_args()
     a.work.mkdir(parents=True, exist_ok=True)
     name = peers.ALIASES.get(a.model, a.model)
@@ -66,6 +68,9 @@ def main():
         prec = [] if a.fp32 else ["--fp16"]
         b, build_s = run([str(a.kiln), "build", str(onnx_path), "-o", str(eng), "--device", "cuda", *prec,
                           "--shapes", shapes, "-v", *build_args], env, a.timeout)
+        if a.build_logs:
+            a.build_logs.mkdir(parents=True, exist_ok=True)
+            (a.build_logs / f"build-{len(rows)}.log").write_text(f"setting: {setting!r}\n" + b.stderr)
         if b.returncode:
             rows.append((setting or "(as is)", f"build failed: {b.stderr.strip().splitlines()[-1][:120]}", "", "", "", ""))
             continue

@@ -6,6 +6,7 @@
 #include <random>
 
 #include "harness/op_harness.h"
+#include "harness/scoped_env.h"
 #include "ops/layout.h"
 #include "passes/pass.h"
 #include "passes/pass_test_util.h"
@@ -227,10 +228,7 @@ TEST(NhwcLayout, Float32JoinsWithTf32) {
   };
   for (Case k : {Case{nullptr, true, true}, Case{"0", true, false}, Case{nullptr, false, false}}) {
     SCOPED_TRACE(std::string("KILN_NHWC_FP32=") + (k.env ? k.env : "(unset)") + (k.tf32 ? " tf32" : " no tf32"));
-    if (k.env)
-      setenv("KILN_NHWC_FP32", k.env, 1);
-    else
-      unsetenv("KILN_NHWC_FP32");
+    test::ScopedEnv env("KILN_NHWC_FP32", k.env);
     G b;
     ir::Value* x = b.input("x", Shape{2, 8, 6, 5});
     ir::Node* relu = b.node("Relu", {b.conv(x, 8, 8)});
@@ -247,7 +245,6 @@ TEST(NhwcLayout, Float32JoinsWithTf32) {
     EXPECT_EQ(count(b.g, "Transpose"), k.joins ? 2 : 0);
     expect_same(*before, b.g, {2, 8, 6, 5}, 1e-4);
   }
-  unsetenv("KILN_NHWC_FP32");
 }
 
 // A lone FP32 conv (ViT's patch embedding) stays NCHW: FP16 engines still convert it.

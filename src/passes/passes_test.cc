@@ -8,6 +8,7 @@
 #include <set>
 
 #include "harness/op_harness.h"
+#include "harness/scoped_env.h"
 #include "ops/op.h"
 #include "passes/fusion_util.h"
 #include "passes/pass.h"
@@ -74,10 +75,12 @@ TEST(Passes, DisabledPassesAreSkipped) {
     g.add_node("Conv", {x, w}, {c}, "conv");
     g.add_node("Relu", {c}, {r}, "relu");
     g.outputs.push_back(r);
-    ASSERT_EQ(setenv("KILN_DISABLE_PASSES", env, 1), 0);
-    PassContext ctx = context_for(g);
-    Status s = run_pipeline(g, ctx);
-    unsetenv("KILN_DISABLE_PASSES");
+    Status s;
+    {
+      test::ScopedEnv off("KILN_DISABLE_PASSES", env);
+      PassContext ctx = context_for(g);
+      s = run_pipeline(g, ctx);
+    }
     ASSERT_TRUE(s.ok()) << s.to_string();
     EXPECT_EQ(op_types(g), (std::vector<std::string>{"Conv", "Relu"})) << env;
   }

@@ -18,6 +18,7 @@
 #include "backends/cuda/tactic_sink.h"
 #include "base/env.h"
 #include "ops/conv/conv_graph_cuda.h"
+#include "ops/matmul/gemm_splitk.h"
 
 namespace kiln::select {
 
@@ -242,9 +243,24 @@ std::string describe_tactic(const std::string& kernel, int64_t id) {
     if (id == ops::cudnn_graph::kDirectTactic) return "kiln direct conv";
     return "cuDNN legacy algo " + std::to_string(id / 4) + ", math " + std::to_string(id % 4);
   }
+  if (kernel == "cuda.cublaslt" && ops::matmul::splitk::is_tactic(id))
+    return "kiln split-K GEMM, " + std::to_string(ops::matmul::splitk::tactic_bm(id)) + "-row tiles, " +
+           std::to_string(ops::matmul::splitk::tactic_waves(id)) + " CTA(s) per SM";
   std::string text = "#";  // (not "#" + to_string: GCC 12's -Wrestrict false positive once inlined)
   return text.append(std::to_string(id));
 }
+
+namespace {
+
+// The build-wide settings that change a node's candidates or their numbers, part of
+// every timing-cache signature: TF32, and the opt-in split-K GEMM tactics.
+std::string build_settings(bool tf32) {
+  std::string s = tf32 ? "tf32=1" : "tf32=0";
+  if (env_is("KILN_SPLITK_GEMM", "1")) s += " splitk=1";
+  return s;
+}
+
+}  // namespace
 
 int tactic_budget(int opt_level) {
   switch (opt_level) {
@@ -445,7 +461,7 @@ Status select_tactics(ir::Graph& g, const plan::ProfileRanges& profile, const Bu
   CudaTacticTimer timer(config.device_index(), tf32);
   TacticStats st;
   KILN_RETURN_IF_ERROR(
-      choose_tactics(g, opt, config.optimization_level(), tf32 ? "tf32=1" : "tf32=0", cache, timer, logger, st));
+      choose_tactics(g, opt, config.optimization_level(), build_settings(tf32), cache, timer, logger, st));
   if (!path.empty()) KILN_RETURN_IF_ERROR(cache.save(path));
   stats["tactics_timed"] += st.timed;
   stats["tactics_cached"] += st.cached;

@@ -11,6 +11,7 @@
 
 #include <unistd.h>
 
+#include "harness/scoped_env.h"
 #include "ops/fused/fused_program.h"
 #include "ops/unary/eltwise_test_util.h"
 
@@ -394,7 +395,7 @@ TEST(FusedElementwise, CudaKernelCachesCubinsOnDiskAndRewritesCorruptFiles) {
   namespace fs = std::filesystem;
   const fs::path dir = fs::temp_directory_path() / ("kiln_fused_cache_test_" + std::to_string(::getpid()));
   fs::remove_all(dir);
-  ASSERT_EQ(::setenv("KILN_CACHE_DIR", dir.c_str(), 1), 0);
+  ScopedEnv cache_dir("KILN_CACHE_DIR", dir.c_str());
   // A program no other test uses; the second spelling has the same source but
   // another in-process key, so it goes to the disk cache.
   const std::string a = "v1; t0 = Mul(in0, 0.123456791); t1 = Tanh(t0); t2 = Add(t1, in1)";
@@ -418,7 +419,6 @@ TEST(FusedElementwise, CudaKernelCachesCubinsOnDiskAndRewritesCorruptFiles) {
   char magic[8] = {};
   f.read(magic, 8);
   EXPECT_EQ(std::string(magic, 8), "KILNCUB1");
-  ::unsetenv("KILN_CACHE_DIR");
   fs::remove_all(dir);
 }
 

@@ -3,7 +3,8 @@
 // com.microsoft FusedMatMul. Row-major D = op(A) op(B) is computed as the
 // column-major D^T = op(B)^T op(A)^T, so no layout order attributes are needed.
 // Tactics (docs/tactics.md) are the heuristic's top configurations, each ID a
-// hash of the algorithm's configuration attributes.
+// hash of the algorithm's configuration attributes, and with KILN_SPLITK_GEMM=1 for
+// products of few rows kiln's own split-K GEMM (gemm_splitk.h) after the heuristic's first.
 #include <cublasLt.h>
 
 #include <algorithm>
@@ -15,6 +16,8 @@
 
 #include "backends/cuda/kernel_util.cuh"
 #include "backends/cuda/tactic_sink.h"
+#include "base/env.h"
+#include "ops/matmul/gemm_splitk.h"
 #include "ops/matmul/matmul_internal.h"
 
 namespace kiln::ops {
@@ -181,7 +184,8 @@ Status build_plan(KernelContext& ctx, const LtProblem& p, cublasComputeType_t co
 }
 
 /// Enqueues one cuBLASLt matmul; descriptors and the chosen algorithm are cached per problem shape.
-Status lt_matmul(KernelContext& ctx, const LtProblem& p) {
+/// `own`: kiln's split-K tactics for the problem, reported after cuBLASLt's first choice.
+Status lt_matmul(KernelContext& ctx, const LtProblem& p, const std::vector<int64_t>& own = {}) {
   const cuda::Env* env = ctx.cuda_env();
   const bool tf32 = p.dtype == DataType::kFloat32 && env->allow_tf32 && ctx.attrs().get_int(kExactFp32Attr, 0) == 0;
   const cublasComputeType_t compute = tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
@@ -229,7 +233,14 @@ Status lt_matmul(KernelContext& ctx, const LtProblem& p) {
     auto [it, inserted] = plans().emplace(key, std::move(fresh));
     plan = it->second.get();
   }
-  cuda::report_tactics(plan->tactics);
+  if (own.empty()) {
+    cuda::report_tactics(plan->tactics);
+  } else {
+    std::vector<int64_t> ids(plan->tactics.begin(), plan->tactics.begin() + 1);
+    ids.insert(ids.end(), own.begin(), own.end());
+    ids.insert(ids.end(), plan->tactics.begin() + 1, plan->tactics.end());
+    cuda::report_tactics(ids);
+  }
   std::lock_guard<std::mutex> lock(plan->mu);
   if (p.bias)
     KILN_LT_CHECK(cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &p.bias, sizeof(p.bias)));
@@ -317,7 +328,24 @@ Status run_matmul(KernelContext& ctx, bool trans_a, bool trans_b, float alpha, c
       p.c = residual;
       p.beta = 1.f;
     }
-    return lt_matmul(ctx, p);
+    // Few rows, KILN_SPLITK_GEMM=1: kiln's split-K GEMM is a candidate too (Hopper clusters; no
+    // transposes or scale). Opt-in: on the H100 it timed slower than cuBLASLt's first choice at
+    // every shape tried (docs/tactics.md). A requested split-K tactic runs regardless.
+    std::vector<int64_t> own;
+    if (!p.trans_a && !p.trans_b && alpha == 1.f && ctx.cuda_env()->cc_major >= 9) {
+      const matmul::splitk::Problem sp{p.dtype, p.m, p.n, p.k, p.a, p.b, bias, residual, p.d, act};
+      const int64_t tactic = ctx.attrs().get_int(kTacticAttr, -1);
+      if (matmul::splitk::is_tactic(tactic) && matmul::splitk::takes(sp)) {
+        const int e = matmul::splitk::launch(sp, tactic, ctx.cuda_env()->device, ctx.cuda_env()->stream);
+        if (e != 0)
+          return ctx.error(
+              std::string("split-K GEMM launch failed: ") + cudaGetErrorString(static_cast<cudaError_t>(e)),
+              ErrorCode::kInternal);
+        return cuda::launch_status(ctx, "splitk_gemm");
+      }
+      if (env_is("KILN_SPLITK_GEMM", "1")) own = matmul::splitk::candidates(sp);
+    }
+    return lt_matmul(ctx, p, own);
   }
   p.m = g->m;
   p.stride_d = g->m * g->n;

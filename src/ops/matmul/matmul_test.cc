@@ -3,6 +3,8 @@
 #include "backends/cuda/device.h"
 #include "backends/cuda/node_runner.h"
 #include "harness/op_harness.h"
+#include "harness/scoped_env.h"
+#include "ops/matmul/gemm_splitk.h"
 
 namespace kiln::test {
 namespace {
@@ -400,6 +402,77 @@ TEST(MatMulBias, ResidualIsAddedLast) {
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("residual [1,3] does not have the output's shape [4,3]"), std::string::npos)
       << r.status().message();
+}
+
+// kiln's split-K GEMM (gemm_splitk.h), an opt-in tactic of cuda.cublaslt for products of
+// few rows: every tactic it offers, fp16 and bf16, against the naive product in double.
+// Shapes: BERT-base's four products at batch 1, tails in every dim (m not a multiple of
+// the tile, n of 64, k of 64, k below one block), each activation, bias plus residual.
+TEST(MatMulBias, CudaSplitKTacticsMatchNaive) {
+  if (gpu_kernels() == 0) GTEST_SKIP() << "no CUDA device: the reference runs would compare against nothing";
+  ScopedEnv opt_in("KILN_SPLITK_GEMM", "1");
+  struct P {
+    Dims a;
+    int64_t n;
+    const char* act;
+    bool residual;
+  };
+  const std::vector<P> cases = {
+      {{1, 128, 3072}, 768, "", true},           // fc2 + residual
+      {{128, 768}, 2304, "", false},             // QKV
+      {{1, 128, 768}, 3072, "GeluTanh", false},  // fc1
+      {{3, 7, 200}, 72, "Relu", false},          // 21 rows: 32-row tiles; k and n tails
+      {{37, 776}, 136, "", true},                // k = 12 blocks + 8
+      {{2, 100, 64}, 8, "", false},              // 200 rows: 128-row tiles, one 8-column chunk
+      {{1, 8}, 16, "GeluTanh", false},           // k below one block
+  };
+  for (DataType t : {DataType::kFloat16, DataType::kBFloat16})
+    for (const P& pc : cases) {
+      SCOPED_TRACE(std::string(dtype_name(t)) + " " + dims_to_string(pc.a) + " x " + std::to_string(pc.n) + " " +
+                   pc.act + (pc.residual ? " + residual" : ""));
+      const int64_t k = pc.a.back();
+      int64_t m = 1;
+      for (size_t i = 0; i + 1 < pc.a.size(); ++i) m *= pc.a[i];
+      OpCase c("MatMulBias", 1, "kiln");
+      c.seed(11);
+      Dims y(pc.a.begin(), pc.a.end() - 1);
+      y.push_back(pc.n);
+      c.input(t, pc.a).input(t, {k, pc.n}).input(t, {pc.n});
+      if (pc.residual) c.input(t, y);
+      if (*pc.act) c.attr("activation", Attribute::from_string(pc.act));
+      auto ref = c.run("ref");
+      ASSERT_TRUE(ref.ok()) << ref.status().to_string();
+      const auto& in = c.inputs();
+      Tensor want = naive_matmul(in[0]->reshaped({1, m, k}), in[1]->reshaped({1, k, pc.n})).reshaped({m * pc.n});
+      for (int64_t i = 0; i < want.numel(); ++i) {
+        double v = want.get_as_double(i) + in[2]->get_as_double(i % pc.n);
+        if (std::string(pc.act) == "Relu") v = v > 0 ? v : 0;
+        if (std::string(pc.act) == "GeluTanh")
+          v = 0.5 * v * (1 + std::tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)));
+        if (pc.residual) v += in[3]->get_as_double(i);
+        want.set_from_double(i, v);
+      }
+      std::vector<const Tensor*> ins;
+      for (const auto& x : in) ins.push_back(x ? &*x : nullptr);
+      auto io = cuda::upload_node_io(c.node(), ins, *ref);
+      ASSERT_TRUE(io.ok()) << io.status().to_string();
+      auto ids = cuda::node_tactics_on_device(c.node(), "cuda.cublaslt", **io);
+      ASSERT_TRUE(ids.ok()) << ids.status().to_string();
+      std::vector<int64_t> own;
+      for (int64_t id : *ids)
+        if (ops::matmul::splitk::is_tactic(id)) own.push_back(id);
+      ASSERT_GE(own.size(), 2u) << "products of at most 256 rows are offered the split-K tactics";
+      EXPECT_TRUE(ops::matmul::splitk::is_tactic((*ids)[1])) << "right after cuBLASLt's first choice";
+      const double tol = t == DataType::kFloat16 ? 2e-3 : 8e-3;
+      for (int64_t id : own) {
+        cuda::NodeRunOptions o;
+        o.tactic = id;
+        auto got = cuda::run_node_on_device(c.node(), "cuda.cublaslt", ins, *ref, o);
+        ASSERT_TRUE(got.ok()) << got.status().to_string();
+        EXPECT_TRUE(close_to((*got)[0].reshaped({m * pc.n}), want, tol))
+            << "tactic " << id - ops::matmul::splitk::kTacticBase;
+      }
+    }
 }
 
 // kiln.exact_fp32 keeps an FP32 MatMulBias off TF32 where the engine allows TF32
