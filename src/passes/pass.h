@@ -46,6 +46,9 @@ Status fold_conv_batchnorm(ir::Graph& g, PassContext& ctx);
 Status merge_concat_slices(ir::Graph& g, PassContext& ctx);
 /// Conv with kernel == stride (non-overlapping patches, CUDA engines) -> Reshape/Transpose + MatMul(Bias).
 Status patchify_conv(ir::Graph& g, PassContext& ctx);
+/// Stride-2 conv over <= 4 channels with a 5x5+ kernel (FP16/BF16 CUDA engines, batch >= 8) ->
+/// Pad + space-to-depth Transpose + stride-1 conv over 16 channels (space_to_depth_stem.cc).
+Status space_to_depth_stem(ir::Graph& g, PassContext& ctx);
 Status reduce_precision(ir::Graph& g, PassContext& ctx);
 Status fuse_conv_activation(ir::Graph& g, PassContext& ctx);
 /// Erf / tanh GELU subgraphs (as PyTorch exports them) -> one Gelu (opset 20).

@@ -396,7 +396,9 @@ TEST(Passes, NhwcLayoutForHalfCudaEnginesKeepsResults) {
     transposes += n->op_type == "Transpose";
   }
   EXPECT_EQ(nhwc_nodes, 4) << "two convs, the pool and the global pool";
-  EXPECT_EQ(transposes, 3) << "into the region, the pooled [N,1,1,C] out to the output gap, out to the output s1";
+  // The pooled [N,1,1,C] leaves as a Reshape: the cancel_transposes after the layout turns a
+  // Transpose that moves only size-1 dims into one (free: the memory plan aliases it).
+  EXPECT_EQ(transposes, 2) << "into the region, out to the output s1";
   EXPECT_GT(ctx.stats["nhwc_layers"], 6);
   Tensor xin = test::random_tensor(DataType::kFloat32, {2, 3, 9, 9}, rng);
   auto want = run_graph(*before, {{"x", xin}});

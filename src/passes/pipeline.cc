@@ -17,6 +17,7 @@ const Pass kPipeline[] = {
     {"cancel_transposes", cancel_transposes},
     {"fold_conv_batchnorm", fold_conv_batchnorm},
     {"patchify_conv", patchify_conv},              // CUDA engines; conv bias folded, before fuse_conv_activation
+    {"space_to_depth_stem", space_to_depth_stem},  // FP16/BF16 CUDA engines; likewise
     {"merge_concat_slices", merge_concat_slices},  // constant slice bounds; the Slices it frees die next
     {"eliminate_dead_nodes", eliminate_dead_nodes},
     {"fuse_layernorm", fuse_layernorm},
@@ -39,6 +40,7 @@ const Pass kPipeline[] = {
     {"fuse_elementwise", fuse_elementwise},              // CUDA engines only; before reduce_precision, which halves it
     {"reduce_precision", reduce_precision},              // CUDA engines with --fp16/--bf16 only
     {"nhwc_layout", nhwc_layout},                        // CUDA engines with --fp16/--bf16 only
+    {"cancel_transposes", cancel_transposes},            // the layout's edge Transposes against the graph's own
     {"infer_shapes", infer_shapes},                      // final types for the plan and for inspect
 };
 

@@ -91,6 +91,7 @@ const std::set<std::string>& half_ops() {
                                             "Dropout",
                                             "DepthToSpace",
                                             "SpaceToDepth",
+                                            "SpaceToDepthNhwc",  // kiln
                                             "ReduceMean",
                                             "ReduceMax",
                                             "ReduceMin",

@@ -155,6 +155,65 @@ Status space_to_depth_cuda(KernelContext& ctx) {
   return cuda::movement::permute(ctx, x.data(), y.data(), x6, {0, 3, 5, 1, 2, 4}, dtype_size(x.dtype()));
 }
 
+// kiln SpaceToDepthNhwc (space_depth.cc): one thread per output pixel, which gathers its 2x2
+// block of every input channel and writes 4 * channels values (16-byte stores when they fill
+// them: the ResNet stem's 16 fp16 channels are two). U is the element's bit pattern type.
+template <typename U, int CP>
+__global__ void space_to_depth_nhwc_kernel(const U* __restrict__ x, U* __restrict__ y, int c, int h, int w, int bh,
+                                           int bw, int t, int l, int cp_rt, unsigned pixels) {
+  const int cp = CP > 0 ? CP : cp_rt;
+  for (unsigned pix = blockIdx.x * blockDim.x + threadIdx.x; pix < pixels; pix += gridDim.x * blockDim.x) {
+    const unsigned j = pix % bw, rest = pix / bw, i = rest % bh, b = rest / bh;
+    U* out = y + static_cast<size_t>(pix) * 4 * cp;
+    alignas(16) U v[CP > 0 ? 4 * CP : 1];
+    for (int pq = 0; pq < 4; ++pq) {
+      const int hh = 2 * static_cast<int>(i) + (pq >> 1) - t, ww = 2 * static_cast<int>(j) + (pq & 1) - l;
+      const bool in = hh >= 0 && hh < h && ww >= 0 && ww < w;
+      for (int ch = 0; ch < cp; ++ch) {
+        const U val = in && ch < c ? x[((static_cast<size_t>(b) * c + ch) * h + hh) * w + ww] : U(0);
+        if constexpr (CP > 0) {
+          v[pq * CP + ch] = val;
+        } else {
+          out[pq * cp + ch] = val;
+        }
+      }
+    }
+    if constexpr (CP > 0) {
+      static_assert((4 * CP * sizeof(U)) % 16 == 0, "whole 16-byte stores");
+#pragma unroll
+      for (int k = 0; k < static_cast<int>(4 * CP * sizeof(U) / 16); ++k)
+        reinterpret_cast<uint4*>(out)[k] = reinterpret_cast<const uint4*>(v)[k];
+    }
+  }
+}
+
+Status space_to_depth_nhwc_cuda(KernelContext& ctx) {
+  const Tensor& x = ctx.input(0);
+  Tensor& y = ctx.output(0);
+  const std::vector<int64_t> pads = ctx.attrs().get_ints("pads", {0, 0, 0, 0});
+  const int64_t cp = ctx.attrs().get_int("channels", 0);
+  if (x.rank() != 4 || y.rank() != 4 || pads.size() != 4 || cp < x.dim(1) || y.dim(3) != 4 * cp)
+    return ctx.error("input must be NCHW with at most `channels` channels");
+  const int64_t pixels = y.numel() / (4 * cp);
+  if (pixels == 0) return Status();
+  if (y.numel() >= (int64_t{1} << 31) || x.numel() >= (int64_t{1} << 31))
+    return ctx.error("tensors of 2^31 elements and more are not supported", ErrorCode::kUnsupported);
+  const int c = static_cast<int>(x.dim(1)), h = static_cast<int>(x.dim(2)), w = static_cast<int>(x.dim(3));
+  const int bh = static_cast<int>(y.dim(1)), bw = static_cast<int>(y.dim(2));
+  const int t = static_cast<int>(pads[0]), l = static_cast<int>(pads[1]);
+  const auto n = static_cast<unsigned>(pixels);
+  KILN_CUDA_DISPATCH_BYTES(x.dtype(), U, {
+    const bool vec = cp == 4 && (4 * 4 * sizeof(U)) % 16 == 0 && reinterpret_cast<uintptr_t>(y.data()) % 16 == 0;
+    if (vec)
+      space_to_depth_nhwc_kernel<U, 4><<<cuda::grid_for(pixels), cuda::kBlock, 0, cuda::stream_of(ctx)>>>(
+          static_cast<const U*>(x.data()), static_cast<U*>(y.data()), c, h, w, bh, bw, t, l, 4, n);
+    else
+      space_to_depth_nhwc_kernel<U, 0><<<cuda::grid_for(pixels), cuda::kBlock, 0, cuda::stream_of(ctx)>>>(
+          static_cast<const U*>(x.data()), static_cast<U*>(y.data()), c, h, w, bh, bw, t, l, static_cast<int>(cp), n);
+  });
+  return cuda::launch_status(ctx, "space_to_depth_nhwc");
+}
+
 bool movable_applies(const ir::Node&, const std::vector<TensorType>& in) {
   return !in.empty() && cuda::movement::movable_dtype(in[0].dtype);
 }
@@ -167,6 +226,8 @@ void register_generate_cuda_kernels(OpRegistry& r) {
   (void)r.add_cuda_kernel("", "Range", FastKernel{"cuda.range", range_cuda, range_applies});
   (void)r.add_cuda_kernel("", "DepthToSpace", FastKernel{"cuda.depth_to_space", depth_to_space_cuda, movable_applies});
   (void)r.add_cuda_kernel("", "SpaceToDepth", FastKernel{"cuda.space_to_depth", space_to_depth_cuda, movable_applies});
+  (void)r.add_cuda_kernel("kiln", "SpaceToDepthNhwc",
+                          FastKernel{"cuda.space_to_depth_nhwc", space_to_depth_nhwc_cuda, movable_applies});
 }
 
 }  // namespace kiln::ops

@@ -189,5 +189,58 @@ TEST(GenerateOps, CudaKernelsMatchReference) {
   }
 }
 
+// kiln SpaceToDepthNhwc: the reference against the definition element by element (pads
+// on every side, odd sizes, fewer channels than `channels`), and the CUDA kernel against the
+// reference (its 16-byte stores for 4 channels, the scalar path for others); bad attributes
+// and odd padded sizes are errors naming them.
+TEST(SpaceToDepthNhwc, MatchesDefinitionAndCudaKernel) {
+  struct Case {
+    Dims x;
+    std::vector<int64_t> pads;
+    int64_t channels;
+    DataType dt;
+  };
+  for (const Case& k : {Case{{2, 3, 10, 14}, {4, 4, 2, 2}, 4, DataType::kFloat16},
+                        Case{{3, 1, 9, 7}, {1, 3, 2, 0}, 4, DataType::kFloat32},
+                        Case{{1, 4, 6, 6}, {0, 0, 0, 0}, 4, DataType::kBFloat16},
+                        Case{{2, 3, 5, 8}, {3, 0, 0, 2}, 3, DataType::kFloat16},
+                        Case{{2, 2, 4, 4}, {2, 2, 2, 2}, 5, DataType::kInt64}}) {
+    SCOPED_TRACE(dims_to_string(k.x) + " channels " + std::to_string(k.channels));
+    OpCase c("SpaceToDepthNhwc", 1, "kiln");
+    c.attr("pads", ir::Attribute::from_ints(k.pads)).attr("channels", ir::Attribute::from_int(k.channels));
+    c.input(k.dt, k.x, -9, 9);
+    auto out = c.run("ref");
+    ASSERT_TRUE(out.ok()) << out.status().to_string();
+    const Tensor& y = (*out)[0];
+    const Tensor& x = *c.inputs()[0];
+    const int64_t bh = (k.x[2] + k.pads[0] + k.pads[2]) / 2, bw = (k.x[3] + k.pads[1] + k.pads[3]) / 2;
+    ASSERT_EQ(y.dims(), (Dims{k.x[0], bh, bw, 4 * k.channels}));
+    for (int64_t i = 0; i < y.numel(); ++i) {
+      int64_t r = i;
+      const int64_t ch = r % k.channels;
+      r /= k.channels;
+      const int64_t pq = r % 4;
+      r /= 4;
+      const int64_t j = r % bw, ii = (r / bw) % bh, b = r / bw / bh;
+      const int64_t hh = 2 * ii + pq / 2 - k.pads[0], ww = 2 * j + pq % 2 - k.pads[1];
+      const bool inside = ch < k.x[1] && hh >= 0 && hh < k.x[2] && ww >= 0 && ww < k.x[3];
+      const double want = inside ? x.get_as_double(((b * k.x[1] + ch) * k.x[2] + hh) * k.x[3] + ww) : 0.0;
+      ASSERT_EQ(y.get_as_double(i), want) << "element " << i;
+    }
+    EXPECT_GE(c.expect_all_kernels_match(0, 0), gpu_kernels());
+  }
+  OpCase odd("SpaceToDepthNhwc", 1, "kiln");
+  odd.attr("pads", ir::Attribute::from_ints({1, 0, 1, 0})).attr("channels", ir::Attribute::from_int(4));
+  odd.input(DataType::kFloat32, {1, 3, 5, 6});
+  auto r = odd.run("ref");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("height 5 plus its pads is odd"), std::string::npos) << r.status().message();
+  OpCase wide("SpaceToDepthNhwc", 1, "kiln");
+  wide.attr("channels", ir::Attribute::from_int(2)).input(DataType::kFloat32, {1, 3, 4, 4});
+  r = wide.run("ref");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("more than channels = 2"), std::string::npos) << r.status().message();
+}
+
 }  // namespace
 }  // namespace kiln::test

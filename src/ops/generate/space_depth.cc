@@ -1,5 +1,12 @@
 // DepthToSpace and SpaceToDepth: move blocksize x blocksize spatial blocks
-// between the channel dim and the height/width dims of an NCHW tensor.
+// between the channel dim and the height/width dims of an NCHW tensor. And kiln's
+// SpaceToDepthNhwc, the input of a space-to-depth stem (passes/space_to_depth_stem.cc):
+//   Y[n, i, j, (2p + q) * channels + c] = X[n, c, 2i + p - pads[0], 2j + q - pads[1]]
+// for X [N, C, H, W] (C <= channels), Y [N, (H + pads[0] + pads[2]) / 2, (W + pads[1] +
+// pads[3]) / 2, 4 * channels], zero outside X and for c >= C: the zero padding, the
+// channel padding and the 2x2 space-to-depth of a channels-last result in one pass.
+#include <cstring>
+
 #include "ops/generate/generate_family.h"
 #include "ops/reshape/data_movement.h"
 
@@ -88,11 +95,82 @@ Status ref_space_to_depth(KernelContext& ctx) {
   return permute_tensor(x6, {0, 3, 5, 1, 2, 4}, y6);
 }
 
+struct NhwcBlocks {
+  int64_t t = 0, l = 0, b = 0, r = 0, channels = 0;
+};
+
+Result<NhwcBlocks> nhwc_blocks(const ir::Node& n) {
+  const std::vector<int64_t> pads = n.attrs.get_ints("pads", {0, 0, 0, 0});
+  if (pads.size() != 4) return node_error(n, "pads must have 4 values (top, left, bottom, right)");
+  for (int64_t p : pads)
+    if (p < 0 || p > (int64_t{1} << 20)) return node_error(n, "pads must be in [0, 2^20]");
+  NhwcBlocks s{pads[0], pads[1], pads[2], pads[3], n.attrs.get_int("channels", 0)};
+  if (s.channels < 1 || s.channels > 1024) return node_error(n, "channels must be in [1, 1024]");
+  return s;
+}
+
+Status infer_space_to_depth_nhwc(InferContext& ctx) {
+  KILN_RETURN_IF_ERROR(require_inputs(ctx, 1));
+  KILN_ASSIGN_OR_RETURN(NhwcBlocks s, nhwc_blocks(ctx.node()));
+  const DataType dt = ctx.input_dtype(0);
+  const Shape* in = ctx.input_shape(0);
+  if (!in) {
+    ctx.set_output(0, dt, Shape(4, Dim::unknown()));
+    return Status();
+  }
+  if (in->size() != 4) return ctx.error("input must be 4-D (NCHW)");
+  if ((*in)[1].known() && (*in)[1].value > s.channels)
+    return ctx.error("input has " + std::to_string((*in)[1].value) +
+                     " channels, more than channels = " + std::to_string(s.channels));
+  auto half = [&](const Dim& d, int64_t pads, const char* what) -> Result<Dim> {
+    if (!d.known()) return Dim::unknown();
+    if ((d.value + pads) % 2 != 0)
+      return ctx.error(std::string(what) + " " + std::to_string(d.value) + " plus its pads is odd");
+    return Dim((d.value + pads) / 2);
+  };
+  Shape out = {(*in)[0], Dim::unknown(), Dim::unknown(), Dim(4 * s.channels)};
+  KILN_ASSIGN_OR_RETURN(out[1], half((*in)[2], s.t + s.b, "height"));
+  KILN_ASSIGN_OR_RETURN(out[2], half((*in)[3], s.l + s.r, "width"));
+  ctx.set_output(0, dt, out);
+  return Status();
+}
+
+Status ref_space_to_depth_nhwc(KernelContext& ctx) {
+  const Tensor& x = ctx.input(0);
+  Tensor& y = ctx.output(0);
+  KILN_ASSIGN_OR_RETURN(NhwcBlocks s, nhwc_blocks(ctx.node()));
+  if (x.rank() != 4 || y.rank() != 4 || x.dim(1) > s.channels) return ctx.error("input must be NCHW");
+  const int64_t n = x.dim(0), c = x.dim(1), h = x.dim(2), w = x.dim(3);
+  const int64_t bh = y.dim(1), bw = y.dim(2), cp = s.channels;
+  if (y.dim(0) != n || 2 * bh != h + s.t + s.b || 2 * bw != w + s.l + s.r || y.dim(3) != 4 * cp)
+    return ctx.error("output dims do not match the pads and channels", ErrorCode::kInternal);
+  const size_t es = dtype_size(x.dtype());
+  const auto* src = static_cast<const char*>(x.data());
+  auto* dst = static_cast<char*>(y.data());
+  std::memset(dst, 0, static_cast<size_t>(y.nbytes()));
+  for (int64_t b = 0; b < n; ++b)
+    for (int64_t i = 0; i < bh; ++i)
+      for (int64_t j = 0; j < bw; ++j)
+        for (int64_t p = 0; p < 2; ++p)
+          for (int64_t q = 0; q < 2; ++q)
+            for (int64_t ch = 0; ch < c; ++ch) {
+              const int64_t hh = 2 * i + p - s.t, ww = 2 * j + q - s.l;
+              if (hh < 0 || hh >= h || ww < 0 || ww >= w) continue;
+              std::memcpy(dst + ((((b * bh + i) * bw + j) * 4) + 2 * p + q) * cp * es + ch * es,
+                          src + (((b * c + ch) * h + hh) * w + ww) * es, es);
+            }
+  return Status();
+}
+
 }  // namespace
 
 void movement::add_space_depth_ops(OpRegistry& r) {
   r.add({.name = "DepthToSpace", .infer = infer_depth_to_space, .ref = ref_depth_to_space});
   r.add({.name = "SpaceToDepth", .infer = infer_space_to_depth, .ref = ref_space_to_depth});
+  r.add({.name = "SpaceToDepthNhwc",
+         .domain = "kiln",
+         .infer = infer_space_to_depth_nhwc,
+         .ref = ref_space_to_depth_nhwc});
 }
 
 }  // namespace kiln::ops
