@@ -111,7 +111,8 @@ const std::set<std::string>& half_ops() {
 bool keeps_float32(const ir::Node& n, size_t i) {
   if (n.op_type == "Resize") return i == 1 || i == 2;
   if (n.op_type == "Upsample") return i == 1;
-  if (n.op_type == "FusedAttention") return i >= 4;  // reshape shapes and scale factors
+  if (n.op_type == "FusedAttention") return i >= 4;    // reshape shapes and scale factors
+  if (n.op_type == "SpaceToDepthNhwc") return i == 0;  // converts as it gathers (its `to`): no Cast before it
   return false;
 }
 
@@ -234,6 +235,7 @@ Status reduce_precision(ir::Graph& g, PassContext& ctx) {
           made_half.insert(o);
         }
       }
+      if (n->op_type == "SpaceToDepthNhwc") n->attrs.set("to", ir::Attribute::from_int(static_cast<int64_t>(half)));
       ++converted;
     } else {
       for (size_t i = 0; i < n->inputs.size(); ++i) {

@@ -100,8 +100,9 @@ TEST(SpaceToDepthStem, RewritesStemsAndKeepsResults) {
   }
 }
 
-// With the layout passes after it, SpaceToDepthNhwc writes the channels-last input of the
-// conv itself: no Transpose pair and no channel Pad between them.
+// With the precision and layout passes after it, SpaceToDepthNhwc reads the FP32 input and
+// writes the FP16 channels-last input of the conv itself: no Cast, no Transpose pair and no
+// channel Pad between them.
 TEST(SpaceToDepthStem, ChannelsLastConvReadsTheBlocksDirectly) {
   StemCase s{8, 3, 24, 24, 16, 7, 7, {3, 3, 3, 3}};
   auto g = stem_graph(s);
@@ -112,8 +113,9 @@ TEST(SpaceToDepthStem, ChannelsLastConvReadsTheBlocksDirectly) {
     run_pass(*g, p, ctx);
     ASSERT_FALSE(::testing::Test::HasFatalFailure());
   }
-  EXPECT_EQ(op_types(*g), (std::vector<std::string>{"Cast", "SpaceToDepthNhwc", "Conv", "Relu", "Cast", "Transpose"}))
-      << "the input's Cast to fp16, the blocks, the channels-last conv, its output back to fp32 NCHW\n"
+  EXPECT_EQ(op_types(*g), (std::vector<std::string>{"SpaceToDepthNhwc", "Conv", "Relu", "Cast", "Transpose"}))
+      << "the blocks (read from the FP32 input, written FP16), the channels-last conv, its output back to "
+         "FP32 NCHW\n"
       << ir::dump(*g);
   expect_same(*before, *g, {s.n, s.c, s.h, s.w}, 1e-2);  // fp16 now
 }

@@ -1,6 +1,8 @@
 // CUDA kernels of the generate family: ConstantOfShape (a fill), Range (start
 // and delta read on the device; the count is in the output's dims), and
 // DepthToSpace / SpaceToDepth (6-D permutes of the same bytes).
+#include <type_traits>
+
 #include "ops/common.h"
 #include "ops/reshape/movement_cuda.cuh"
 
@@ -157,20 +159,32 @@ Status space_to_depth_cuda(KernelContext& ctx) {
 
 // kiln SpaceToDepthNhwc (space_depth.cc): one thread per output pixel, which gathers its 2x2
 // block of every input channel and writes 4 * channels values (16-byte stores when they fill
-// them: the ResNet stem's 16 fp16 channels are two). U is the element's bit pattern type.
-template <typename U, int CP>
-__global__ void space_to_depth_nhwc_kernel(const U* __restrict__ x, U* __restrict__ y, int c, int h, int w, int bh,
+// them: the ResNet stem's 16 fp16 channels are two). Same types move bit patterns (U); an
+// FP16/BF16 engine's stem converts its FP32 input on the way (`to`).
+template <typename Tin, typename Tout>
+__device__ __forceinline__ Tout convert_elem(Tin v) {
+  if constexpr (std::is_same<Tin, Tout>::value) {
+    return v;
+  } else {
+    return cuda::from_f<Tout>(cuda::to_f(v));
+  }
+}
+
+template <typename Tin, typename Tout, int CP>
+__global__ void space_to_depth_nhwc_kernel(const Tin* __restrict__ x, Tout* __restrict__ y, int c, int h, int w, int bh,
                                            int bw, int t, int l, int cp_rt, unsigned pixels) {
   const int cp = CP > 0 ? CP : cp_rt;
+  const Tout zero = convert_elem<Tin, Tout>(Tin(0));
   for (unsigned pix = blockIdx.x * blockDim.x + threadIdx.x; pix < pixels; pix += gridDim.x * blockDim.x) {
     const unsigned j = pix % bw, rest = pix / bw, i = rest % bh, b = rest / bh;
-    U* out = y + static_cast<size_t>(pix) * 4 * cp;
-    alignas(16) U v[CP > 0 ? 4 * CP : 1];
+    Tout* out = y + static_cast<size_t>(pix) * 4 * cp;
+    alignas(16) Tout v[CP > 0 ? 4 * CP : 1];
     for (int pq = 0; pq < 4; ++pq) {
       const int hh = 2 * static_cast<int>(i) + (pq >> 1) - t, ww = 2 * static_cast<int>(j) + (pq & 1) - l;
       const bool in = hh >= 0 && hh < h && ww >= 0 && ww < w;
       for (int ch = 0; ch < cp; ++ch) {
-        const U val = in && ch < c ? x[((static_cast<size_t>(b) * c + ch) * h + hh) * w + ww] : U(0);
+        const Tout val =
+            in && ch < c ? convert_elem<Tin, Tout>(x[((static_cast<size_t>(b) * c + ch) * h + hh) * w + ww]) : zero;
         if constexpr (CP > 0) {
           v[pq * CP + ch] = val;
         } else {
@@ -179,12 +193,28 @@ __global__ void space_to_depth_nhwc_kernel(const U* __restrict__ x, U* __restric
       }
     }
     if constexpr (CP > 0) {
-      static_assert((4 * CP * sizeof(U)) % 16 == 0, "whole 16-byte stores");
+      static_assert((4 * CP * sizeof(Tout)) % 16 == 0, "whole 16-byte stores");
 #pragma unroll
-      for (int k = 0; k < static_cast<int>(4 * CP * sizeof(U) / 16); ++k)
+      for (int k = 0; k < static_cast<int>(4 * CP * sizeof(Tout) / 16); ++k)
         reinterpret_cast<uint4*>(out)[k] = reinterpret_cast<const uint4*>(v)[k];
     }
   }
+}
+
+template <typename Tin, typename Tout>
+void launch_space_to_depth_nhwc(const Tensor& x, Tensor& y, int64_t cp, int t, int l, cudaStream_t stream) {
+  const int64_t pixels = y.numel() / (4 * cp);
+  const int c = static_cast<int>(x.dim(1)), h = static_cast<int>(x.dim(2)), w = static_cast<int>(x.dim(3));
+  const int bh = static_cast<int>(y.dim(1)), bw = static_cast<int>(y.dim(2));
+  const auto n = static_cast<unsigned>(pixels);
+  const auto* xp = static_cast<const Tin*>(x.data());
+  auto* yp = static_cast<Tout*>(y.data());
+  if (cp == 4 && reinterpret_cast<uintptr_t>(y.data()) % 16 == 0)
+    space_to_depth_nhwc_kernel<Tin, Tout, 4>
+        <<<cuda::grid_for(pixels), cuda::kBlock, 0, stream>>>(xp, yp, c, h, w, bh, bw, t, l, 4, n);
+  else
+    space_to_depth_nhwc_kernel<Tin, Tout, 0>
+        <<<cuda::grid_for(pixels), cuda::kBlock, 0, stream>>>(xp, yp, c, h, w, bh, bw, t, l, static_cast<int>(cp), n);
 }
 
 Status space_to_depth_nhwc_cuda(KernelContext& ctx) {
@@ -194,24 +224,31 @@ Status space_to_depth_nhwc_cuda(KernelContext& ctx) {
   const int64_t cp = ctx.attrs().get_int("channels", 0);
   if (x.rank() != 4 || y.rank() != 4 || pads.size() != 4 || cp < x.dim(1) || y.dim(3) != 4 * cp)
     return ctx.error("input must be NCHW with at most `channels` channels");
-  const int64_t pixels = y.numel() / (4 * cp);
-  if (pixels == 0) return Status();
+  if (y.numel() == 0) return Status();
   if (y.numel() >= (int64_t{1} << 31) || x.numel() >= (int64_t{1} << 31))
     return ctx.error("tensors of 2^31 elements and more are not supported", ErrorCode::kUnsupported);
-  const int c = static_cast<int>(x.dim(1)), h = static_cast<int>(x.dim(2)), w = static_cast<int>(x.dim(3));
-  const int bh = static_cast<int>(y.dim(1)), bw = static_cast<int>(y.dim(2));
   const int t = static_cast<int>(pads[0]), l = static_cast<int>(pads[1]);
-  const auto n = static_cast<unsigned>(pixels);
-  KILN_CUDA_DISPATCH_BYTES(x.dtype(), U, {
-    const bool vec = cp == 4 && (4 * 4 * sizeof(U)) % 16 == 0 && reinterpret_cast<uintptr_t>(y.data()) % 16 == 0;
-    if (vec)
-      space_to_depth_nhwc_kernel<U, 4><<<cuda::grid_for(pixels), cuda::kBlock, 0, cuda::stream_of(ctx)>>>(
-          static_cast<const U*>(x.data()), static_cast<U*>(y.data()), c, h, w, bh, bw, t, l, 4, n);
-    else
-      space_to_depth_nhwc_kernel<U, 0><<<cuda::grid_for(pixels), cuda::kBlock, 0, cuda::stream_of(ctx)>>>(
-          static_cast<const U*>(x.data()), static_cast<U*>(y.data()), c, h, w, bh, bw, t, l, static_cast<int>(cp), n);
-  });
+  cudaStream_t stream = cuda::stream_of(ctx);
+  if (x.dtype() == y.dtype()) {
+    KILN_CUDA_DISPATCH_BYTES(x.dtype(), U, { launch_space_to_depth_nhwc<U, U>(x, y, cp, t, l, stream); });
+  } else if (x.dtype() == DataType::kFloat32 && y.dtype() == DataType::kFloat16) {
+    launch_space_to_depth_nhwc<float, __half>(x, y, cp, t, l, stream);
+  } else if (x.dtype() == DataType::kFloat32 && y.dtype() == DataType::kBFloat16) {
+    launch_space_to_depth_nhwc<float, __nv_bfloat16>(x, y, cp, t, l, stream);
+  } else {
+    return ctx.error(std::string("no CUDA conversion from ") + dtype_name(x.dtype()) + " to " + dtype_name(y.dtype()),
+                     ErrorCode::kUnsupported);
+  }
   return cuda::launch_status(ctx, "space_to_depth_nhwc");
+}
+
+// Same dtypes, or FP32 in and FP16/BF16 out (`to`).
+bool space_to_depth_nhwc_applies(const ir::Node& n, const std::vector<TensorType>& in) {
+  if (in.empty()) return false;
+  if (!n.attrs.has("to") || static_cast<DataType>(n.attrs.get_int("to", 0)) == in[0].dtype)
+    return cuda::movement::movable_dtype(in[0].dtype);
+  const auto to = static_cast<DataType>(n.attrs.get_int("to", 0));
+  return in[0].dtype == DataType::kFloat32 && (to == DataType::kFloat16 || to == DataType::kBFloat16);
 }
 
 bool movable_applies(const ir::Node&, const std::vector<TensorType>& in) {
@@ -226,8 +263,9 @@ void register_generate_cuda_kernels(OpRegistry& r) {
   (void)r.add_cuda_kernel("", "Range", FastKernel{"cuda.range", range_cuda, range_applies});
   (void)r.add_cuda_kernel("", "DepthToSpace", FastKernel{"cuda.depth_to_space", depth_to_space_cuda, movable_applies});
   (void)r.add_cuda_kernel("", "SpaceToDepth", FastKernel{"cuda.space_to_depth", space_to_depth_cuda, movable_applies});
-  (void)r.add_cuda_kernel("kiln", "SpaceToDepthNhwc",
-                          FastKernel{"cuda.space_to_depth_nhwc", space_to_depth_nhwc_cuda, movable_applies});
+  (void)r.add_cuda_kernel(
+      "kiln", "SpaceToDepthNhwc",
+      FastKernel{"cuda.space_to_depth_nhwc", space_to_depth_nhwc_cuda, space_to_depth_nhwc_applies});
 }
 
 }  // namespace kiln::ops

@@ -190,24 +190,30 @@ TEST(GenerateOps, CudaKernelsMatchReference) {
 }
 
 // kiln SpaceToDepthNhwc: the reference against the definition element by element (pads
-// on every side, odd sizes, fewer channels than `channels`), and the CUDA kernel against the
-// reference (its 16-byte stores for 4 channels, the scalar path for others); bad attributes
-// and odd padded sizes are errors naming them.
+// on every side, odd sizes, fewer channels than `channels`, FP32 in and FP16/BF16 out), and
+// the CUDA kernel against the reference, bit for bit (its 16-byte stores for 4 channels, the
+// scalar path for others); bad attributes and odd padded sizes are errors naming them.
 TEST(SpaceToDepthNhwc, MatchesDefinitionAndCudaKernel) {
   struct Case {
     Dims x;
     std::vector<int64_t> pads;
     int64_t channels;
-    DataType dt;
+    DataType dt, to;
   };
-  for (const Case& k : {Case{{2, 3, 10, 14}, {4, 4, 2, 2}, 4, DataType::kFloat16},
-                        Case{{3, 1, 9, 7}, {1, 3, 2, 0}, 4, DataType::kFloat32},
-                        Case{{1, 4, 6, 6}, {0, 0, 0, 0}, 4, DataType::kBFloat16},
-                        Case{{2, 3, 5, 8}, {3, 0, 0, 2}, 3, DataType::kFloat16},
-                        Case{{2, 2, 4, 4}, {2, 2, 2, 2}, 5, DataType::kInt64}}) {
-    SCOPED_TRACE(dims_to_string(k.x) + " channels " + std::to_string(k.channels));
+  constexpr DataType kSame = DataType::kUndefined;
+  for (const Case& k : {Case{{2, 3, 10, 14}, {4, 4, 2, 2}, 4, DataType::kFloat16, kSame},
+                        Case{{3, 1, 9, 7}, {1, 3, 2, 0}, 4, DataType::kFloat32, kSame},
+                        Case{{1, 4, 6, 6}, {0, 0, 0, 0}, 4, DataType::kBFloat16, kSame},
+                        Case{{2, 3, 5, 8}, {3, 0, 0, 2}, 3, DataType::kFloat16, kSame},
+                        Case{{2, 2, 4, 4}, {2, 2, 2, 2}, 5, DataType::kInt64, kSame},
+                        Case{{2, 3, 12, 10}, {4, 4, 2, 2}, 4, DataType::kFloat32, DataType::kFloat16},
+                        Case{{1, 3, 7, 9}, {1, 1, 0, 2}, 4, DataType::kFloat32, DataType::kBFloat16},
+                        Case{{2, 2, 6, 6}, {0, 2, 0, 0}, 3, DataType::kFloat32, DataType::kFloat16}}) {
+    SCOPED_TRACE(dims_to_string(k.x) + " channels " + std::to_string(k.channels) + " " + dtype_name(k.dt) +
+                 (k.to == kSame ? "" : std::string(" to ") + dtype_name(k.to)));
     OpCase c("SpaceToDepthNhwc", 1, "kiln");
     c.attr("pads", ir::Attribute::from_ints(k.pads)).attr("channels", ir::Attribute::from_int(k.channels));
+    if (k.to != kSame) c.attr("to", ir::Attribute::from_int(static_cast<int64_t>(k.to)));
     c.input(k.dt, k.x, -9, 9);
     auto out = c.run("ref");
     ASSERT_TRUE(out.ok()) << out.status().to_string();
@@ -224,8 +230,9 @@ TEST(SpaceToDepthNhwc, MatchesDefinitionAndCudaKernel) {
       const int64_t j = r % bw, ii = (r / bw) % bh, b = r / bw / bh;
       const int64_t hh = 2 * ii + pq / 2 - k.pads[0], ww = 2 * j + pq % 2 - k.pads[1];
       const bool inside = ch < k.x[1] && hh >= 0 && hh < k.x[2] && ww >= 0 && ww < k.x[3];
-      const double want = inside ? x.get_as_double(((b * k.x[1] + ch) * k.x[2] + hh) * k.x[3] + ww) : 0.0;
-      ASSERT_EQ(y.get_as_double(i), want) << "element " << i;
+      Tensor want = Tensor::zeros(k.to == kSame ? k.dt : k.to, {1});  // the value rounded to the output dtype
+      if (inside) want.set_from_double(0, x.get_as_double(((b * k.x[1] + ch) * k.x[2] + hh) * k.x[3] + ww));
+      ASSERT_EQ(y.get_as_double(i), want.get_as_double(0)) << "element " << i;
     }
     EXPECT_GE(c.expect_all_kernels_match(0, 0), gpu_kernels());
   }
@@ -240,6 +247,13 @@ TEST(SpaceToDepthNhwc, MatchesDefinitionAndCudaKernel) {
   r = wide.run("ref");
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("more than channels = 2"), std::string::npos) << r.status().message();
+  OpCase to_int("SpaceToDepthNhwc", 1, "kiln");
+  to_int.attr("channels", ir::Attribute::from_int(4)).attr("to", ir::Attribute::from_int(7));
+  to_int.input(DataType::kFloat32, {1, 3, 4, 4});
+  r = to_int.run("ref");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("to must be float32, float16 or bfloat16"), std::string::npos)
+      << r.status().message();
 }
 
 }  // namespace

@@ -4,7 +4,9 @@
 //   Y[n, i, j, (2p + q) * channels + c] = X[n, c, 2i + p - pads[0], 2j + q - pads[1]]
 // for X [N, C, H, W] (C <= channels), Y [N, (H + pads[0] + pads[2]) / 2, (W + pads[1] +
 // pads[3]) / 2, 4 * channels], zero outside X and for c >= C: the zero padding, the
-// channel padding and the 2x2 space-to-depth of a channels-last result in one pass.
+// channel padding and the 2x2 space-to-depth of a channels-last result in one pass. An
+// optional `to` (a float dtype, as Cast's) converts float values on the way (an FP16
+// engine's stem reads the FP32 input itself: no Cast kernel before it).
 #include <cstring>
 
 #include "ops/generate/generate_family.h"
@@ -97,7 +99,10 @@ Status ref_space_to_depth(KernelContext& ctx) {
 
 struct NhwcBlocks {
   int64_t t = 0, l = 0, b = 0, r = 0, channels = 0;
+  DataType to = DataType::kUndefined;  ///< the output dtype when it differs from the input's
 };
+
+bool float_type(DataType t) { return t == DataType::kFloat32 || t == DataType::kFloat16 || t == DataType::kBFloat16; }
 
 Result<NhwcBlocks> nhwc_blocks(const ir::Node& n) {
   const std::vector<int64_t> pads = n.attrs.get_ints("pads", {0, 0, 0, 0});
@@ -106,13 +111,20 @@ Result<NhwcBlocks> nhwc_blocks(const ir::Node& n) {
     if (p < 0 || p > (int64_t{1} << 20)) return node_error(n, "pads must be in [0, 2^20]");
   NhwcBlocks s{pads[0], pads[1], pads[2], pads[3], n.attrs.get_int("channels", 0)};
   if (s.channels < 1 || s.channels > 1024) return node_error(n, "channels must be in [1, 1024]");
+  if (n.attrs.has("to")) {
+    s.to = static_cast<DataType>(n.attrs.get_int("to", 0));
+    if (!float_type(s.to)) return node_error(n, "to must be float32, float16 or bfloat16");
+  }
   return s;
 }
 
 Status infer_space_to_depth_nhwc(InferContext& ctx) {
   KILN_RETURN_IF_ERROR(require_inputs(ctx, 1));
   KILN_ASSIGN_OR_RETURN(NhwcBlocks s, nhwc_blocks(ctx.node()));
-  const DataType dt = ctx.input_dtype(0);
+  const DataType from = ctx.input_dtype(0);
+  if (s.to != DataType::kUndefined && from != DataType::kUndefined && from != s.to && !float_type(from))
+    return ctx.error(std::string("to converts float inputs only, not ") + dtype_name(from));
+  const DataType dt = s.to != DataType::kUndefined ? s.to : from;
   const Shape* in = ctx.input_shape(0);
   if (!in) {
     ctx.set_output(0, dt, Shape(4, Dim::unknown()));
@@ -144,6 +156,20 @@ Status ref_space_to_depth_nhwc(KernelContext& ctx) {
   const int64_t bh = y.dim(1), bw = y.dim(2), cp = s.channels;
   if (y.dim(0) != n || 2 * bh != h + s.t + s.b || 2 * bw != w + s.l + s.r || y.dim(3) != 4 * cp)
     return ctx.error("output dims do not match the pads and channels", ErrorCode::kInternal);
+  if (x.dtype() != y.dtype()) {  // a converting copy: element by element
+    for (int64_t i = 0; i < y.numel(); ++i) y.set_from_double(i, 0.0);
+    for (int64_t b = 0; b < n; ++b)
+      for (int64_t i = 0; i < bh; ++i)
+        for (int64_t j = 0; j < bw; ++j)
+          for (int64_t pq = 0; pq < 4; ++pq)
+            for (int64_t ch = 0; ch < c; ++ch) {
+              const int64_t hh = 2 * i + pq / 2 - s.t, ww = 2 * j + pq % 2 - s.l;
+              if (hh < 0 || hh >= h || ww < 0 || ww >= w) continue;
+              y.set_from_double((((b * bh + i) * bw + j) * 4 + pq) * cp + ch,
+                                x.get_as_double(((b * c + ch) * h + hh) * w + ww));
+            }
+    return Status();
+  }
   const size_t es = dtype_size(x.dtype());
   const auto* src = static_cast<const char*>(x.data());
   auto* dst = static_cast<char*>(y.data());
