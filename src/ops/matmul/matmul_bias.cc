@@ -30,6 +30,15 @@ Result<BiasActivation> bias_activation(const ir::Attributes& attrs) {
   return Status(ErrorCode::kInvalidArgument, "unknown activation '" + a + "' (expected Relu or GeluTanh)");
 }
 
+Result<const Tensor*> residual_input(KernelContext& ctx, const Tensor& y, BiasActivation act) {
+  if (!ctx.has_input(3)) return static_cast<const Tensor*>(nullptr);
+  const Tensor& r = ctx.input(3);
+  if (r.dims() != y.dims() || r.dtype() != y.dtype())
+    return ctx.error("residual " + dims_to_string(r.dims()) + " does not match the output " + dims_to_string(y.dims()));
+  if (act != BiasActivation::kNone) return ctx.error("a residual input needs activation \"\"");
+  return &r;
+}
+
 namespace {
 
 Status infer_matmul_bias(InferContext& ctx) {
@@ -62,10 +71,7 @@ Status add_bias(KernelContext& ctx) {
   int64_t n = b.numel(), total = y.numel();
   if (y.rank() == 0 || y.dims().back() != n) return ctx.error("bias does not match the output's last dim");
   KILN_ASSIGN_OR_RETURN(BiasActivation act, bias_activation(ctx.attrs()));
-  const Tensor* r = ctx.has_input(3) ? &ctx.input(3) : nullptr;
-  if (r && (r->dims() != y.dims() || r->dtype() != y.dtype()))
-    return ctx.error("residual " + dims_to_string(r->dims()) + " does not match the output " +
-                     dims_to_string(y.dims()));
+  KILN_ASSIGN_OR_RETURN(const Tensor* r, residual_input(ctx, y, act));
   KILN_DISPATCH_FLOAT(y.dtype(), T, {
     T* yp = y.data_as<T>();
     const T* bp = b.data_as<T>();

@@ -401,11 +401,7 @@ Status matmul_bias_cuda(KernelContext& ctx) {
   if (bias.dtype() != y.dtype() || bias.rank() != 1 || y.rank() == 0 || bias.numel() != y.dims().back())
     return ctx.error("bias must be 1-D with the output's last dim and dtype");
   KILN_ASSIGN_OR_RETURN(matmul::BiasActivation act, matmul::bias_activation(ctx.attrs()));
-  const Tensor* residual = ctx.has_input(3) ? &ctx.input(3) : nullptr;
-  if (residual && (residual->dims() != y.dims() || residual->dtype() != y.dtype()))
-    return ctx.error("residual " + dims_to_string(residual->dims()) + " does not match the output " +
-                     dims_to_string(y.dims()));
-  if (residual && act != matmul::BiasActivation::kNone) return ctx.error("a residual input needs activation \"\"");
+  KILN_ASSIGN_OR_RETURN(const Tensor* residual, matmul::residual_input(ctx, y, act));
   return run_matmul(ctx, false, false, 1.f, bias.data(), act, residual ? residual->data() : nullptr);
 }
 

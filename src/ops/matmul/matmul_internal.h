@@ -41,6 +41,9 @@ Status infer_matmul(InferContext& ctx);
 enum class BiasActivation { kNone = 0, kRelu = 1, kGeluTanh = 2 };
 /// The node's activation, or an error naming an unknown one.
 Result<BiasActivation> bias_activation(const ir::Attributes& attrs);
+/// MatMulBias's optional fourth input, checked against the output `y` (same dims and dtype,
+/// no activation beside it): null when absent, else the tensor, else an error naming both.
+Result<const Tensor*> residual_input(KernelContext& ctx, const Tensor& y, BiasActivation act);
 Status ref_matmul(KernelContext& ctx);
 Status infer_fused_matmul(InferContext& ctx);
 Status ref_fused_matmul(KernelContext& ctx);
