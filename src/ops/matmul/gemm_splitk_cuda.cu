@@ -47,6 +47,13 @@ __device__ __forceinline__ float activate(float v, BiasActivation act) {
   return v;
 }
 
+__device__ __forceinline__ void add4(float4& a, const float4 b) {
+  a.x += b.x;
+  a.y += b.y;
+  a.z += b.z;
+  a.w += b.w;
+}
+
 template <class T>
 __device__ __forceinline__ float4 load4(const T* p) {
   const uint2 raw = *reinterpret_cast<const uint2*>(p);
@@ -228,32 +235,15 @@ __global__ void __launch_bounds__(kThreads)
     const int gm = m0 + row, gn = n0 + col;
     if (gm >= m || gn >= n) continue;  // n % 8 == 0: a quad is all in or all out
     float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
-    for (int r = 0; r < split; ++r) {
-      const float4 p = *reinterpret_cast<const float4*>(cluster.map_shared_rank(sc + row * C::kCld + col, r));
-      v.x += p.x;
-      v.y += p.y;
-      v.z += p.z;
-      v.w += p.w;
-    }
-    if (bias) {
-      const float4 bv = load4(bias + gn);
-      v.x += bv.x;
-      v.y += bv.y;
-      v.z += bv.z;
-      v.w += bv.w;
-    }
+    for (int r = 0; r < split; ++r)
+      add4(v, *reinterpret_cast<const float4*>(cluster.map_shared_rank(sc + row * C::kCld + col, r)));
+    if (bias) add4(v, load4(bias + gn));
     v.x = activate(v.x, act);
     v.y = activate(v.y, act);
     v.z = activate(v.z, act);
     v.w = activate(v.w, act);
     const size_t at = static_cast<size_t>(gm) * n + gn;
-    if (residual) {
-      const float4 rv = load4(residual + at);
-      v.x += rv.x;
-      v.y += rv.y;
-      v.z += rv.z;
-      v.w += rv.w;
-    }
+    if (residual) add4(v, load4(residual + at));
     *reinterpret_cast<uint2*>(y + at) = make_uint2(cuda::pack2<T>(v.x, v.y), cuda::pack2<T>(v.z, v.w));
   }
   cluster.sync();  // no CTA leaves while another still reads its shared memory
