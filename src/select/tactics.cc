@@ -250,17 +250,11 @@ std::string describe_tactic(const std::string& kernel, int64_t id) {
   return text.append(std::to_string(id));
 }
 
-namespace {
-
-// The build-wide settings that change a node's candidates or their numbers, part of
-// every timing-cache signature: TF32, and the opt-in split-K GEMM tactics.
-std::string build_settings(bool tf32) {
+std::string tactic_build_settings(bool tf32) {
   std::string s = tf32 ? "tf32=1" : "tf32=0";
   if (env_is("KILN_SPLITK_GEMM", "1")) s += " splitk=1";
   return s;
 }
-
-}  // namespace
 
 int tactic_budget(int opt_level) {
   switch (opt_level) {
@@ -461,7 +455,7 @@ Status select_tactics(ir::Graph& g, const plan::ProfileRanges& profile, const Bu
   CudaTacticTimer timer(config.device_index(), tf32);
   TacticStats st;
   KILN_RETURN_IF_ERROR(
-      choose_tactics(g, opt, config.optimization_level(), build_settings(tf32), cache, timer, logger, st));
+      choose_tactics(g, opt, config.optimization_level(), tactic_build_settings(tf32), cache, timer, logger, st));
   if (!path.empty()) KILN_RETURN_IF_ERROR(cache.save(path));
   stats["tactics_timed"] += st.timed;
   stats["tactics_cached"] += st.cached;

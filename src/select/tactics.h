@@ -78,6 +78,11 @@ class TacticTimer {
 Status choose_tactics(ir::Graph& g, const Propagation& opt, int opt_level, const std::string& build, TimingCache& cache,
                       TacticTimer& timer, Logger& logger, TacticStats& stats);
 
+/// The build-wide settings that change a node's candidates or their timings, for
+/// choose_tactics' `build`: "tf32=0|1", plus " splitk=1" with KILN_SPLITK_GEMM=1 (more
+/// matmul candidates), so that such builds do not share timing-cache entries with others.
+std::string tactic_build_settings(bool tf32);
+
 /// The builder's step for CUDA engines (a no-op otherwise): types at `profile`'s
 /// opt shapes, the timing cache file of `config` loaded, choose_tactics with the
 /// CUDA timer, the file saved; logs "tactics: N timed, M from cache (X s); the picks' medians sum to Y ms" and

@@ -12,8 +12,10 @@
 #include "backends/cuda/tactic_sink.h"
 #include "builder/network_impl.h"
 #include "harness/op_harness.h"
+#include "harness/scoped_env.h"
 #include "kiln/kiln.h"
 #include "ops/conv/conv_graph_cuda.h"
+#include "ops/matmul/gemm_splitk.h"
 #include "plan/engine_file.h"
 
 namespace kiln::select {
@@ -550,6 +552,20 @@ TEST(Tactics, DescribedInWordsForInspect) {
             "cuDNN graph engine, fused epilogue");
   EXPECT_EQ(describe_tactic("cuda.cudnn", ops::cudnn_graph::kDirectTactic), "kiln direct conv");
   EXPECT_EQ(describe_tactic("cuda.cublaslt", 1234567890123), "#1234567890123");
+  EXPECT_EQ(describe_tactic("cuda.cublaslt", ops::matmul::splitk::tactic_id(64, 2)),
+            "kiln split-K GEMM, 64-row tiles, 2 CTA(s) per SM");
+}
+
+// Opt-in candidates change what a node's timing chose among: such builds get their own
+// timing-cache signatures.
+TEST(Tactics, OptInSplitKGemmIsPartOfTheSignature) {
+  {
+    test::ScopedEnv off("KILN_SPLITK_GEMM", nullptr);
+    EXPECT_EQ(tactic_build_settings(false), "tf32=0");
+    EXPECT_EQ(tactic_build_settings(true), "tf32=1");
+  }
+  test::ScopedEnv on("KILN_SPLITK_GEMM", "1");
+  EXPECT_EQ(tactic_build_settings(true), "tf32=1 splitk=1");
 }
 
 TEST(TacticsEngine, EngineFileKeepsTheTacticAttribute) {
