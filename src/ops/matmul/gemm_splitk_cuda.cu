@@ -1,6 +1,6 @@
-// The split-K GEMM of gemm_splitk.h. A CTA of 4 warps (2 x 2; kGroups such groups can share
-// each K block, merged through shared memory at the end) computes a BM x 64 tile over its
-// share of K: a 4-stage cp.async pipeline
+// The split-K GEMM of gemm_splitk.h. A CTA of 4 warps (2 x 2) computes a BM x 64 tile over
+// its share of K (a variant with two such groups splitting each K block measured slower:
+// bench/RESULTS.md, session 12): a 4-stage cp.async pipeline
 // of BM x 64 A and 64 x 64 B tiles in shared memory (rows of 128 bytes, their 16-byte chunks XOR-swizzled by row so
 // that ldmatrix reads are conflict-free), mma.sync m16n8k16 into fp32. The CTAs of a cluster (one per K share) then
 // stage their partial tiles in shared memory, and each sums a slice of the tile across the cluster through distributed
@@ -21,16 +21,12 @@ namespace {
 
 namespace cg = cooperative_groups;
 
-// Groups of 2 x 2 warps, each taking 1 / kGroups of every K block. Two (run 5 of session 12)
-// measured slower than one (more instructions for the merge, no better latency hiding).
-constexpr int kGroups = 1;
-constexpr int kThreads = 128 * kGroups;
-constexpr int kSteps = kBK / 16 / kGroups;  // k16 steps a group takes of a K block
+constexpr int kThreads = 128;
 constexpr int kStages = 4;
 
 template <int BM>
 struct Cfg {
-  static constexpr int kWarpRows = BM / 2;        // 2 x 2 warps a group
+  static constexpr int kWarpRows = BM / 2;        // 2 x 2 warps
   static constexpr int kMTiles = kWarpRows / 16;  // m16 tiles a warp
   static constexpr int kNTiles = kBN / 2 / 8;     // n8 tiles a warp (4)
   static constexpr int kAStage = BM * kBK;        // elements
@@ -78,7 +74,7 @@ __global__ void __launch_bounds__(kThreads)
   const int rank = static_cast<int>(cluster.block_rank());
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int group = warp >> 2, wm = (warp >> 1) & 1, wn = warp & 1;
+  const int wm = warp >> 1, wn = warp & 1;
   const int n0 = blockIdx.x * kBN, m0 = blockIdx.y * BM;
   const int kb0 = rank * kps;
   const int nkb = max(0, min((k + kBK - 1) / kBK, kb0 + kps) - kb0);
@@ -122,9 +118,9 @@ __global__ void __launch_bounds__(kThreads)
   const int l7 = lane & 7, hi = lane >> 4;
   const unsigned a_row = static_cast<unsigned>((wm * C::kWarpRows + (lane & 15)) * 128);
   const unsigned b_row = static_cast<unsigned>((lane & 15) * 128);
-  unsigned a_col[kSteps], b_col[C::kNTiles / 2];  // a_col: this group's k16 steps
+  unsigned a_col[kBK / 16], b_col[C::kNTiles / 2];
 #pragma unroll
-  for (int kh = 0; kh < kSteps; ++kh) a_col[kh] = static_cast<unsigned>((((group * kSteps + kh) * 2 + hi) ^ l7) << 4);
+  for (int kk = 0; kk < kBK / 16; ++kk) a_col[kk] = static_cast<unsigned>(((kk * 2 + hi) ^ l7) << 4);
 #pragma unroll
   for (int np = 0; np < C::kNTiles / 2; ++np) b_col[np] = static_cast<unsigned>(((wn * 4 + np * 2 + hi) ^ l7) << 4);
 
@@ -143,11 +139,10 @@ __global__ void __launch_bounds__(kThreads)
     const unsigned ta = sa + (it % kStages) * C::kAStage * 2 + a_row;
     const unsigned tb = sb + (it % kStages) * C::kBStage * 2 + b_row;
 #pragma unroll
-    for (int kh = 0; kh < kSteps; ++kh) {
-      const int kk = group * kSteps + kh;  // this group's share of the block
+    for (int kk = 0; kk < kBK / 16; ++kk) {
       unsigned af[C::kMTiles][4];
 #pragma unroll
-      for (int mt = 0; mt < C::kMTiles; ++mt) cuda::ldsm_x4(af[mt], ta + mt * 16 * 128 + a_col[kh]);
+      for (int mt = 0; mt < C::kMTiles; ++mt) cuda::ldsm_x4(af[mt], ta + mt * 16 * 128 + a_col[kk]);
       unsigned bf[C::kNTiles][2];
 #pragma unroll
       for (int np = 0; np < C::kNTiles / 2; ++np) {
@@ -165,43 +160,9 @@ __global__ void __launch_bounds__(kThreads)
     }
   }
   cuda::cp_wait<0>();
-  __syncthreads();
-
-  // Group 1 hands its half of K to group 0 through shared memory (fp32, where the pipeline was);
-  // with one group the accumulators are staged there only for the cluster.
-  float* sc = reinterpret_cast<float*>(smem);
   const int g = lane >> 2, c2 = (lane & 3) * 2;
-  // Where fragment (mt, nt)'s row half h (rows g, g + 8) sits in the staged tile.
-  auto staged = [&](int mt, int nt, int h) {
-    return reinterpret_cast<float2*>(sc + (wm * C::kWarpRows + mt * 16 + g + 8 * h) * C::kCld + wn * 32 + nt * 8 + c2);
-  };
-  if (kGroups == 2 && group == 1) {
-#pragma unroll
-    for (int mt = 0; mt < C::kMTiles; ++mt)
-#pragma unroll
-      for (int nt = 0; nt < C::kNTiles; ++nt)
-#pragma unroll
-        for (int h = 0; h < 2; ++h) *staged(mt, nt, h) = make_float2(acc[mt][nt][2 * h], acc[mt][nt][2 * h + 1]);
-  }
-  if (kGroups == 2) __syncthreads();
-  if (group == 0) {
-#pragma unroll
-    for (int mt = 0; mt < C::kMTiles; ++mt)
-#pragma unroll
-      for (int nt = 0; nt < C::kNTiles; ++nt)
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          float2* p = staged(mt, nt, h);
-          if (kGroups == 2) {
-            acc[mt][nt][2 * h] += p->x;
-            acc[mt][nt][2 * h + 1] += p->y;
-          }
-          if (split > 1) *p = make_float2(acc[mt][nt][2 * h], acc[mt][nt][2 * h + 1]);  // for the cluster
-        }
-  }
   if (split == 1) {
-    if (group == 1) return;
-      // The whole K in this CTA: the epilogue straight from the accumulators, two columns at a time.
+    // The whole K in this CTA: the epilogue straight from the accumulators, two columns at a time.
 #pragma unroll
     for (int mt = 0; mt < C::kMTiles; ++mt)
 #pragma unroll
@@ -226,6 +187,17 @@ __global__ void __launch_bounds__(kThreads)
     return;
   }
 
+  // Stage the partial tile (fp32) where the pipeline was, for the cluster.
+  __syncthreads();
+  float* sc = reinterpret_cast<float*>(smem);
+#pragma unroll
+  for (int mt = 0; mt < C::kMTiles; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < C::kNTiles; ++nt)
+#pragma unroll
+      for (int h = 0; h < 2; ++h)
+        *reinterpret_cast<float2*>(sc + (wm * C::kWarpRows + mt * 16 + g + 8 * h) * C::kCld + wn * 32 + nt * 8 + c2) =
+            make_float2(acc[mt][nt][2 * h], acc[mt][nt][2 * h + 1]);
   cluster.sync();  // every CTA's partial tile is staged
 
   // Each CTA of the cluster sums and writes every split-th group of 4 columns.
