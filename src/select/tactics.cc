@@ -252,7 +252,7 @@ std::string describe_tactic(const std::string& kernel, int64_t id) {
 
 std::string tactic_build_settings(bool tf32) {
   std::string s = tf32 ? "tf32=1" : "tf32=0";
-  if (env_is("KILN_SPLITK_GEMM", "1")) s += " splitk=1";
+  if (ops::matmul::splitk::offered()) s += " splitk=1";
   return s;
 }
 

@@ -245,10 +245,10 @@ Status space_to_depth_nhwc_cuda(KernelContext& ctx) {
 // Same dtypes, or FP32 in and FP16/BF16 out (`to`).
 bool space_to_depth_nhwc_applies(const ir::Node& n, const std::vector<TensorType>& in) {
   if (in.empty()) return false;
-  if (!n.attrs.has("to") || static_cast<DataType>(n.attrs.get_int("to", 0)) == in[0].dtype)
-    return cuda::movement::movable_dtype(in[0].dtype);
-  const auto to = static_cast<DataType>(n.attrs.get_int("to", 0));
-  return in[0].dtype == DataType::kFloat32 && (to == DataType::kFloat16 || to == DataType::kBFloat16);
+  const DataType from = in[0].dtype;
+  const DataType to = n.attrs.has("to") ? static_cast<DataType>(n.attrs.get_int("to", 0)) : from;
+  if (to == from) return cuda::movement::movable_dtype(from);
+  return from == DataType::kFloat32 && (to == DataType::kFloat16 || to == DataType::kBFloat16);
 }
 
 bool movable_applies(const ir::Node&, const std::vector<TensorType>& in) {

@@ -156,35 +156,24 @@ Status ref_space_to_depth_nhwc(KernelContext& ctx) {
   const int64_t bh = y.dim(1), bw = y.dim(2), cp = s.channels;
   if (y.dim(0) != n || 2 * bh != h + s.t + s.b || 2 * bw != w + s.l + s.r || y.dim(3) != 4 * cp)
     return ctx.error("output dims do not match the pads and channels", ErrorCode::kInternal);
-  if (x.dtype() != y.dtype()) {  // a converting copy: element by element
-    for (int64_t i = 0; i < y.numel(); ++i) y.set_from_double(i, 0.0);
-    for (int64_t b = 0; b < n; ++b)
-      for (int64_t i = 0; i < bh; ++i)
-        for (int64_t j = 0; j < bw; ++j)
-          for (int64_t pq = 0; pq < 4; ++pq)
-            for (int64_t ch = 0; ch < c; ++ch) {
-              const int64_t hh = 2 * i + pq / 2 - s.t, ww = 2 * j + pq % 2 - s.l;
-              if (hh < 0 || hh >= h || ww < 0 || ww >= w) continue;
-              y.set_from_double((((b * bh + i) * bw + j) * 4 + pq) * cp + ch,
-                                x.get_as_double(((b * c + ch) * h + hh) * w + ww));
-            }
-    return Status();
-  }
+  // Zero bits are a zero of every dtype; same dtypes copy bytes, `to` converts element by element.
+  std::memset(y.data(), 0, static_cast<size_t>(y.nbytes()));
   const size_t es = dtype_size(x.dtype());
-  const auto* src = static_cast<const char*>(x.data());
-  auto* dst = static_cast<char*>(y.data());
-  std::memset(dst, 0, static_cast<size_t>(y.nbytes()));
+  auto copy = [&](int64_t to, int64_t from) {
+    if (x.dtype() == y.dtype())
+      std::memcpy(static_cast<char*>(y.data()) + to * es, static_cast<const char*>(x.data()) + from * es, es);
+    else
+      y.set_from_double(to, x.get_as_double(from));
+  };
   for (int64_t b = 0; b < n; ++b)
     for (int64_t i = 0; i < bh; ++i)
       for (int64_t j = 0; j < bw; ++j)
-        for (int64_t p = 0; p < 2; ++p)
-          for (int64_t q = 0; q < 2; ++q)
-            for (int64_t ch = 0; ch < c; ++ch) {
-              const int64_t hh = 2 * i + p - s.t, ww = 2 * j + q - s.l;
-              if (hh < 0 || hh >= h || ww < 0 || ww >= w) continue;
-              std::memcpy(dst + ((((b * bh + i) * bw + j) * 4) + 2 * p + q) * cp * es + ch * es,
-                          src + (((b * c + ch) * h + hh) * w + ww) * es, es);
-            }
+        for (int64_t pq = 0; pq < 4; ++pq)
+          for (int64_t ch = 0; ch < c; ++ch) {
+            const int64_t hh = 2 * i + pq / 2 - s.t, ww = 2 * j + pq % 2 - s.l;
+            if (hh < 0 || hh >= h || ww < 0 || ww >= w) continue;
+            copy((((b * bh + i) * bw + j) * 4 + pq) * cp + ch, ((b * c + ch) * h + hh) * w + ww);
+          }
   return Status();
 }
 

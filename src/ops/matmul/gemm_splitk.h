@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "base/env.h"
 #include "kiln/types.h"
 #include "ops/matmul/matmul_internal.h"
 
@@ -33,6 +34,9 @@ inline constexpr int64_t kMaxRows = 256;  ///< products offered the tactics (m a
 
 /// Tactic IDs: kTacticBase + (rows of a CTA tile / 32) * 16 + waves (CTAs per SM aimed at).
 inline constexpr int64_t kTacticBase = int64_t{1} << 52;
+
+/// Whether the tactics are offered (KILN_SPLITK_GEMM=1); a requested one runs regardless.
+inline bool offered() { return env_is("KILN_SPLITK_GEMM", "1"); }
 
 inline bool is_tactic(int64_t id) { return id >= kTacticBase && id < kTacticBase + 256; }
 inline int64_t tactic_id(int bm, int waves) { return kTacticBase + (bm / 32) * 16 + waves; }

@@ -16,7 +16,6 @@
 
 #include "backends/cuda/kernel_util.cuh"
 #include "backends/cuda/tactic_sink.h"
-#include "base/env.h"
 #include "ops/matmul/gemm_splitk.h"
 #include "ops/matmul/matmul_internal.h"
 
@@ -343,7 +342,7 @@ Status run_matmul(KernelContext& ctx, bool trans_a, bool trans_b, float alpha, c
               ErrorCode::kInternal);
         return cuda::launch_status(ctx, "splitk_gemm");
       }
-      if (env_is("KILN_SPLITK_GEMM", "1")) own = matmul::splitk::candidates(sp);
+      if (matmul::splitk::offered()) own = matmul::splitk::candidates(sp);
     }
     return lt_matmul(ctx, p, own);
   }
