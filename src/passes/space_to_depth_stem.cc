@@ -30,7 +30,7 @@ namespace {
 constexpr int64_t kMinBatch = 8;  // smaller batches keep the stem as it is (the extra kernels' launches)
 
 struct Stem {
-  int64_t n = 0, c = 0, h = 0, w = 0, m = 0, kh = 0, kw = 0;
+  int64_t c = 0, h = 0, w = 0, m = 0, kh = 0, kw = 0;
   int64_t t = 0, l = 0, b = 0, r = 0;  ///< the conv's pads
   int64_t e = 0, f = 0;                ///< the kernel's shift (odd leading pads)
   int64_t hp = 0, wp = 0;              ///< padded input dims (even)
@@ -115,10 +115,6 @@ Status space_to_depth_stem(ir::Graph& g, PassContext& ctx) {
     ir::Value* x = conv->inputs[0];
     ir::Value* y = conv->outputs[0];
     const Dim nd = (*x->shape)[0];
-    auto ints = [&](const std::string& hint, const std::vector<int64_t>& v) {
-      return g.add_constant(conv->name + hint,
-                            Tensor::from_vector<int64_t>(DataType::kInt64, {static_cast<int64_t>(v.size())}, v));
-    };
     auto value = [&](const std::string& suffix, Shape shape) {
       ir::Value* v = g.add_unique_value(x->name + suffix, x->dtype);
       v->shape = std::move(shape);
