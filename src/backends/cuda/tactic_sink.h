@@ -33,6 +33,10 @@ inline void report_state(std::string state) {
   if (detail::state_sink && detail::state_sink->empty()) *detail::state_sink = std::move(state);
 }
 
+/// True while the builder collects a kernel's candidates (collect_tactics): a plan may
+/// then look for candidates that cost something to find.
+inline bool collecting_tactics() { return detail::tactic_sink != nullptr; }
+
 /// Called by a kernel's plan: the first plan built or found while collecting wins.
 inline void report_tactics(const std::vector<int64_t>& ids) {
   if (detail::tactic_sink && detail::tactic_sink->empty()) *detail::tactic_sink = ids;

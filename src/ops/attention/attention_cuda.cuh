@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "ops/attention/fused_attention.h"
 
@@ -52,5 +53,15 @@ bool vec_ok(const OperandMap& m, const void* data, int64_t d) {
 /// buffering) for fp16/bf16 with D == Dv in {64, 128} and 16-byte aligned rows.
 /// Returns false, launching nothing, when the geometry is outside that.
 Result<bool> flash_attention_mma(KernelContext& ctx, const FusedAttentionGeometry& g);
+
+/// cuDNN's fused attention engines for `g`, best first by cuDNN's ranking: empty where
+/// cuDNN offers none or the graph cannot express `g` (a mask, another head size or
+/// dtype, operands not plain strided, rows not 16-byte aligned; KILN_ATTENTION_CUDNN=0).
+std::vector<int64_t> cudnn_sdpa_candidates(KernelContext& ctx, const FusedAttentionGeometry& g);
+
+/// Runs engine `tactic` (one of cudnn_sdpa_candidates(g)); false, launching nothing,
+/// when it cannot run here (not offered, refused by cuDNN, or not finalized before a
+/// stream capture): the caller launches its own kernel instead.
+Result<bool> cudnn_sdpa_run(KernelContext& ctx, const FusedAttentionGeometry& g, int64_t tactic);
 
 }  // namespace kiln::ops::attn

@@ -631,11 +631,24 @@ Status launch_d(KernelContext& ctx, const FusedAttentionGeometry& g) {
       // and BERT-base bs128 timing kept tactics 1 and 0.) (D = 128 takes 87 KB of shared
       // memory a block: 2 per SM either way.) Row streams where every sequence axis is one
       // stride; mask tiles come with them.
+      // cuDNN's fused attention engines are tactics too (sdpa_cudnn_cuda.cu), after the
+      // own ones.
+      std::vector<int64_t> ids{0};
+      if (D == 64) ids.push_back(1);
+      if (cuda::collecting_tactics()) {
+        const std::vector<int64_t> dnn = cudnn_sdpa_candidates(ctx, g);
+        ids.insert(ids.end(), dnn.begin(), dnn.end());
+      }
+      cuda::report_tactics(ids);
+      const int64_t tactic = ctx.attrs().get_int(kTacticAttr, 0);
+      if (is_cudnn_sdpa_tactic(tactic)) {
+        KILN_ASSIGN_OR_RETURN(bool ran, cudnn_sdpa_run(ctx, g, tactic));
+        if (ran) return Status();
+      }
       const bool lin = linear_rows(g);
       const int mt = lin ? mask_tiles<T>(ctx, g) : 0;
       if constexpr (D == 64) {
-        cuda::report_tactics({0, 1});
-        if (ctx.attrs().get_int(kTacticAttr, 0) == 1) {
+        if (tactic == 1) {
           if (!lin) return launch<T, D, 4, 1, kBN, 4>(ctx, g);
           if (mt == 1) return launch<T, D, 4, 1, kBN, 4, true, 1, true>(ctx, g);
           if (mt == 2) return launch<T, D, 4, 1, kBN, 4, true, 2, true>(ctx, g);

@@ -41,6 +41,11 @@ struct FusedAttentionGeometry {
 
 inline constexpr int kFirstShapeInput = 4;
 
+/// Tactic IDs of cuDNN's fused attention engines on CUDA (sdpa_cudnn_cuda.cu): at or above
+/// this (the register-resident kernel's are small).
+inline constexpr int64_t kCudnnSdpaTacticBase = int64_t(1) << 48;
+inline bool is_cudnn_sdpa_tactic(int64_t id) { return id >= kCudnnSdpaTacticBase; }
+
 /// Resolves the node's views against the run's input dims and shape values.
 Result<FusedAttentionGeometry> resolve_fused_attention(KernelContext& ctx);
 

@@ -27,6 +27,7 @@
 #include <utility>
 
 #include "backends/cuda/api.h"
+#include "backends/cuda/cudnn_backend.h"
 #include "backends/cuda/kernel_util.cuh"
 #include "backends/cuda/tactic_sink.h"
 #include "base/env.h"
@@ -35,41 +36,12 @@
 namespace kiln::ops::cudnn_graph {
 namespace {
 
-// Owns one backend descriptor.
-struct Desc {
-  cudnnBackendDescriptor_t d = nullptr;
-  Desc() = default;
-  Desc(const Desc&) = delete;
-  Desc& operator=(const Desc&) = delete;
-  Desc(Desc&& o) noexcept : d(o.d) { o.d = nullptr; }
-  Desc& operator=(Desc&& o) noexcept {
-    std::swap(d, o.d);
-    return *this;
-  }
-  ~Desc() {
-    if (d) cudnnBackendDestroyDescriptor(d);
-  }
-  cudnnStatus_t create(cudnnBackendDescriptorType_t t) { return cudnnBackendCreateDescriptor(t, &d); }
-};
-
-// Collects the first failing cuDNN call of a sequence (the graph is then not offered).
-struct Chain {
-  cudnnStatus_t st = CUDNN_STATUS_SUCCESS;
-  const char* what = "";
-  void operator()(cudnnStatus_t s, const char* w) {
-    if (st == CUDNN_STATUS_SUCCESS && s != CUDNN_STATUS_SUCCESS) {
-      st = s;
-      what = w;
-    }
-  }
-  bool ok() const { return st == CUDNN_STATUS_SUCCESS; }
-};
-
-template <typename T>
-cudnnStatus_t set(cudnnBackendDescriptor_t d, cudnnBackendAttributeName_t a, cudnnBackendAttributeType_t t, int64_t n,
-                  const T* v) {
-  return cudnnBackendSetAttribute(d, a, t, n, v);
-}
+using cuda::dnn::Candidate;
+using cuda::dnn::Chain;
+using cuda::dnn::Desc;
+using cuda::dnn::mix;
+using cuda::dnn::OpGraph;
+using cuda::dnn::set;
 
 cudnnDataType_t dnn_type(DataType t) {
   return t == DataType::kFloat32 ? CUDNN_DATA_FLOAT : t == DataType::kFloat16 ? CUDNN_DATA_HALF : CUDNN_DATA_BFLOAT16;
@@ -97,109 +69,24 @@ std::vector<int64_t> strides_of(const std::vector<int64_t>& d, bool nhwc) {
   return s;
 }
 
-cudnnStatus_t make_tensor(Desc& t, int64_t uid, cudnnDataType_t dt, const std::vector<int64_t>& dims, bool nhwc,
-                          bool is_virtual) {
-  Chain c;
-  c(t.create(CUDNN_BACKEND_TENSOR_DESCRIPTOR), "create tensor");
-  if (!c.ok()) return c.st;
-  const std::vector<int64_t> st = strides_of(dims, nhwc);
-  const int64_t align = 16;
-  c(set(t.d, CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &dt), "tensor type");
-  c(set(t.d, CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64, static_cast<int64_t>(dims.size()), dims.data()), "dims");
-  c(set(t.d, CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64, static_cast<int64_t>(st.size()), st.data()), "strides");
-  c(set(t.d, CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1, &uid), "uid");
-  c(set(t.d, CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, CUDNN_TYPE_INT64, 1, &align), "alignment");
-  if (is_virtual) {
-    bool v = true;
-    c(set(t.d, CUDNN_ATTR_TENSOR_IS_VIRTUAL, CUDNN_TYPE_BOOLEAN, 1, &v), "virtual");
-  }
-  c(cudnnBackendFinalize(t.d), "finalize tensor");
-  return c.st;
-}
-
-cudnnStatus_t make_pointwise(Desc& op, Desc& pw, cudnnPointwiseMode_t mode, cudnnBackendDescriptor_t in,
-                             cudnnBackendDescriptor_t b, cudnnBackendDescriptor_t out) {
-  Chain c;
-  c(pw.create(CUDNN_BACKEND_POINTWISE_DESCRIPTOR), "create pointwise");
-  if (!c.ok()) return c.st;
-  const cudnnDataType_t prec = CUDNN_DATA_FLOAT;
-  c(set(pw.d, CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, 1, &mode), "pointwise mode");
-  c(set(pw.d, CUDNN_ATTR_POINTWISE_MATH_PREC, CUDNN_TYPE_DATA_TYPE, 1, &prec), "pointwise precision");
-  c(cudnnBackendFinalize(pw.d), "finalize pointwise");
-  c(op.create(CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR), "create pointwise op");
-  if (!c.ok()) return c.st;
-  c(set(op.d, CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &pw.d), "pw desc");
-  c(set(op.d, CUDNN_ATTR_OPERATION_POINTWISE_XDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &in), "pw x");
-  if (b) c(set(op.d, CUDNN_ATTR_OPERATION_POINTWISE_BDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &b), "pw b");
-  c(set(op.d, CUDNN_ATTR_OPERATION_POINTWISE_YDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &out), "pw y");
-  c(cudnnBackendFinalize(op.d), "finalize pointwise op");
-  return c.st;
-}
-
-struct Candidate {
-  Desc cfg;
-  int64_t id = 0;
-  bool rtc = false;    ///< compiled at run time (cuDNN's runtime fusion)
-  bool tried = false;  ///< plan finalize attempted
-  Desc plan;           ///< finalized plan (null when finalize failed)
-  int64_t workspace = 0;
-};
-
 // One operation graph and its ranked engine configurations.
 struct GraphSet {
-  std::vector<Desc> keep;  ///< tensors, pointwise descriptors and operations the graph references
-  Desc graph;
+  OpGraph g;
   std::vector<Candidate> cands;
   std::vector<int64_t> uids;      ///< the non-virtual tensors, in variant-pack order
   std::vector<int64_t> topology;  ///< non-empty: a dynamic-shape graph sharing this kernel cache key
 };
 
-// A cuDNN handle that finalizes graphs and plans, with the lock its users hold: cuDNN
-// lets threads call it together only on different handles.
-struct FinalizeHandle {
-  cudnnHandle_t h = nullptr;
-  std::mutex mu;
-};
-
 struct Entry {
-  std::mutex mu;                 ///< guards lazy plan finalization
-  FinalizeHandle* fh = nullptr;  ///< finalizes this entry's graphs and plans
-  cudnnHandle_t own = nullptr;   ///< or, when fh is null, the first caller's handle
-  std::mutex own_mu;             ///< (locked like fh->mu)
+  std::mutex mu;                            ///< guards lazy plan finalization
+  cuda::dnn::FinalizeHandle* fh = nullptr;  ///< finalizes this entry's graphs and plans
+  cudnnHandle_t own = nullptr;              ///< or, when fh is null, the first caller's handle
+  std::mutex own_mu;                        ///< (locked like fh->mu)
   cudnnHandle_t handle() const { return fh ? fh->h : own; }
   std::mutex& handle_mu() { return fh ? fh->mu : own_mu; }
   GraphSet fused, plain;
   std::vector<int64_t> ids;
 };
-
-// A handle that finalizes graphs and plans on `device`, kept for the process's lifetime
-// because the plans are shared by every context while the contexts' handles come and
-// go (a plan must not outlive the handle it was finalized with). Each thread takes one
-// of kSlots per device, so the builder's parallel warm-up (select/tactics.cc) finalizes
-// on different handles. Null when it cannot be made here: inside a stream capture
-// (creating a handle may synchronize the device) or when cudnnCreate fails; the caller
-// then uses its own.
-constexpr int kSlots = 16;
-FinalizeHandle* finalize_handle(int device, bool capturing) {
-  static std::mutex mu;
-  static auto* handles = new std::map<std::pair<int, int>, std::unique_ptr<FinalizeHandle>>();
-  static std::atomic<int> next_slot{0};
-  thread_local const int slot = next_slot.fetch_add(1) % kSlots;
-  std::lock_guard<std::mutex> lock(mu);
-  auto it = handles->find({device, slot});
-  if (it != handles->end()) return it->second->h ? it->second.get() : nullptr;  // a failed create is not retried
-  if (capturing) return nullptr;
-  cudnnHandle_t h = nullptr;
-  {
-    cuda::ExclusiveCapture no_capture;
-    if (cudnnCreate(&h) != CUDNN_STATUS_SUCCESS) h = nullptr;
-  }
-  cudaGetLastError();
-  auto& fh = (*handles)[{device, slot}];
-  fh = std::make_unique<FinalizeHandle>();
-  fh->h = h;
-  return h ? fh.get() : nullptr;
-}
 
 std::mutex g_mu;
 std::map<std::vector<int64_t>, std::unique_ptr<Entry>>& entries() {
@@ -232,69 +119,6 @@ cudnnBackendDescriptor_t kernel_cache(const std::vector<int64_t>& topology, cudn
   Desc& slot = (*caches)[topology];
   slot = std::move(kc);
   return slot.d;
-}
-
-uint64_t mix(uint64_t h, uint64_t v) {
-  h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
-  return h * 0x100000001b3ull;
-}
-
-// Engine identity and acceptability of one configuration; false when it must not run.
-// `*rtc`: the engine compiles its kernel at run time (cuDNN's runtime fusion).
-bool describe(const ConvProblem& p, cudnnBackendDescriptor_t cfg, uint64_t* hash, bool* rtc) {
-  Desc eng;
-  if (eng.create(CUDNN_BACKEND_ENGINE_DESCRIPTOR) != CUDNN_STATUS_SUCCESS) return false;
-  int64_t n = 0;
-  if (cudnnBackendGetAttribute(cfg, CUDNN_ATTR_ENGINECFG_ENGINE, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &n, &eng.d) !=
-          CUDNN_STATUS_SUCCESS ||
-      n != 1)
-    return false;
-  int64_t index = -1;
-  if (cudnnBackendGetAttribute(eng.d, CUDNN_ATTR_ENGINE_GLOBAL_INDEX, CUDNN_TYPE_INT64, 1, &n, &index) !=
-      CUDNN_STATUS_SUCCESS)
-    return false;
-  cudnnBackendNumericalNote_t notes[CUDNN_NUMERICAL_NOTE_TYPE_COUNT];
-  int64_t nn = 0;
-  if (cudnnBackendGetAttribute(eng.d, CUDNN_ATTR_ENGINE_NUMERICAL_NOTE, CUDNN_TYPE_NUMERICAL_NOTE,
-                               CUDNN_NUMERICAL_NOTE_TYPE_COUNT, &nn, notes) != CUDNN_STATUS_SUCCESS)
-    nn = 0;
-  const bool f32 = p.dtype == DataType::kFloat32;
-  for (int64_t i = 0; i < nn; ++i) {
-    // Inputs converted to a narrower type, or accumulation below fp32: never.
-    if (notes[i] == CUDNN_NUMERICAL_NOTE_DOWN_CONVERT_INPUTS ||
-        notes[i] == CUDNN_NUMERICAL_NOTE_REDUCED_PRECISION_REDUCTION)
-      return false;
-    // FP32 on tensor cores is TF32: only when allowed.
-    if (f32 && !p.allow_tf32 && notes[i] == CUDNN_NUMERICAL_NOTE_TENSOR_CORE) return false;
-  }
-  *rtc = false;
-  cudnnBackendBehaviorNote_t beh[CUDNN_BEHAVIOR_NOTE_TYPE_COUNT];
-  int64_t nb = 0;
-  if (cudnnBackendGetAttribute(eng.d, CUDNN_ATTR_ENGINE_BEHAVIOR_NOTE, CUDNN_TYPE_BEHAVIOR_NOTE,
-                               CUDNN_BEHAVIOR_NOTE_TYPE_COUNT, &nb, beh) == CUDNN_STATUS_SUCCESS)
-    for (int64_t i = 0; i < nb; ++i) *rtc = *rtc || beh[i] == CUDNN_BEHAVIOR_NOTE_RUNTIME_COMPILATION;
-  uint64_t h = mix(0xcbf29ce484222325ull, static_cast<uint64_t>(index));
-  // Knob choices refine the engine (tile sizes, split-K, ...).
-  constexpr int kMaxKnobs = 32;
-  std::vector<Desc> knobs(kMaxKnobs);
-  std::vector<cudnnBackendDescriptor_t> kd(kMaxKnobs, nullptr);
-  for (int i = 0; i < kMaxKnobs; ++i) {
-    if (knobs[i].create(CUDNN_BACKEND_KNOB_CHOICE_DESCRIPTOR) != CUDNN_STATUS_SUCCESS) return false;
-    kd[i] = knobs[i].d;
-  }
-  int64_t nk = 0;
-  if (cudnnBackendGetAttribute(cfg, CUDNN_ATTR_ENGINECFG_KNOB_CHOICES, CUDNN_TYPE_BACKEND_DESCRIPTOR, kMaxKnobs, &nk,
-                               kd.data()) == CUDNN_STATUS_SUCCESS) {
-    for (int64_t i = 0; i < nk && i < kMaxKnobs; ++i) {
-      cudnnBackendKnobType_t type{};
-      int64_t value = 0, m = 0;
-      cudnnBackendGetAttribute(kd[i], CUDNN_ATTR_KNOB_CHOICE_KNOB_TYPE, CUDNN_TYPE_KNOB_TYPE, 1, &m, &type);
-      cudnnBackendGetAttribute(kd[i], CUDNN_ATTR_KNOB_CHOICE_KNOB_VALUE, CUDNN_TYPE_INT64, 1, &m, &value);
-      h = mix(mix(h, static_cast<uint64_t>(type)), static_cast<uint64_t>(value));
-    }
-  }
-  *hash = h;
-  return true;
 }
 
 // How many runtime-compiled engines a graph may offer: only fused graphs whose
@@ -330,26 +154,19 @@ void build_graph(cudnnHandle_t h, const ConvProblem& p, bool fused, GraphSet& gs
   const std::vector<int64_t> xd(p.x.begin(), p.x.end()), wd(p.w.begin(), p.w.end()), yd(p.y.begin(), p.y.end());
   std::vector<int64_t> bd(yd.size(), 1);
   bd[1] = yd[1];
-  auto tensor = [&](int64_t uid, cudnnDataType_t t, const std::vector<int64_t>& dims, bool nhwc, bool virt,
-                    cudnnBackendDescriptor_t* out) {
-    gs.keep.emplace_back();
-    cudnnStatus_t s = make_tensor(gs.keep.back(), uid, t, dims, nhwc, virt);
-    *out = gs.keep.back().d;
-    return s;
+  OpGraph& g = gs.g;
+  auto tensor = [&](int64_t uid, cudnnDataType_t t, const std::vector<int64_t>& dims, bool virt) {
+    return g.tensor(uid, t, dims, strides_of(dims, p.nhwc), virt);
   };
-  Chain c;
-  cudnnBackendDescriptor_t X, W, Y, B = nullptr, Z = nullptr;
-  c(tensor(kUidX, dt, xd, p.nhwc, false, &X), "x");
-  c(tensor(kUidW, dt, wd, p.nhwc, false, &W), "w");
-  gs.uids = {kUidX, kUidW, kUidY};
   const bool epilogue = fused && (p.bias || p.residual || p.act != GraphAct::kNone);
   if (fused && !epilogue) return;  // nothing to fuse: the plain graph covers it
-  cudnnBackendDescriptor_t conv_out = nullptr;
-  if (epilogue) {
-    c(tensor(100, acc, yd, p.nhwc, true, &conv_out), "conv out");
-  }
-  c(tensor(kUidY, dt, yd, p.nhwc, false, &Y), "y");
+  cudnnBackendDescriptor_t X = tensor(kUidX, dt, xd, false);
+  cudnnBackendDescriptor_t W = tensor(kUidW, dt, wd, false);
+  gs.uids = {kUidX, kUidW, kUidY};
+  cudnnBackendDescriptor_t conv_out = epilogue ? tensor(100, acc, yd, true) : nullptr;
+  cudnnBackendDescriptor_t Y = tensor(kUidY, dt, yd, false);
   if (!epilogue) conv_out = Y;
+  Chain& c = g.chain;
   if (!c.ok()) return;
 
   // The convolution.
@@ -357,8 +174,7 @@ void build_graph(cudnnHandle_t h, const ConvProblem& p, bool fused, GraphSet& gs
   std::vector<int64_t> pads(p.pads.begin(), p.pads.end()), strides(p.strides.begin(), p.strides.end()),
       dil(p.dilations.begin(), p.dilations.end());
   const int64_t spatial = static_cast<int64_t>(sp);
-  gs.keep.emplace_back();
-  Desc& cd = gs.keep.back();
+  Desc cd;
   c(cd.create(CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR), "conv desc");
   if (!c.ok()) return;
   const cudnnConvolutionMode_t mode = CUDNN_CROSS_CORRELATION;
@@ -370,8 +186,7 @@ void build_graph(cudnnHandle_t h, const ConvProblem& p, bool fused, GraphSet& gs
   c(set(cd.d, CUDNN_ATTR_CONVOLUTION_FILTER_STRIDES, CUDNN_TYPE_INT64, spatial, strides.data()), "strides");
   c(set(cd.d, CUDNN_ATTR_CONVOLUTION_DILATIONS, CUDNN_TYPE_INT64, spatial, dil.data()), "dilations");
   c(cudnnBackendFinalize(cd.d), "finalize conv desc");
-  gs.keep.emplace_back();
-  Desc& op = gs.keep.back();
+  Desc op;
   c(op.create(CUDNN_BACKEND_OPERATION_CONVOLUTION_FORWARD_DESCRIPTOR), "conv op");
   if (!c.ok()) return;
   const float one = 1.f, zero = 0.f;
@@ -382,7 +197,8 @@ void build_graph(cudnnHandle_t h, const ConvProblem& p, bool fused, GraphSet& gs
   c(set(op.d, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_ALPHA, CUDNN_TYPE_FLOAT, 1, &one), "alpha");
   c(set(op.d, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_BETA, CUDNN_TYPE_FLOAT, 1, &zero), "beta");
   c(cudnnBackendFinalize(op.d), "finalize conv op");
-  std::vector<cudnnBackendDescriptor_t> ops{op.d};
+  g.keep.push_back(std::move(cd));
+  g.add(std::move(op));
 
   // The epilogue: + B, + Z, activation; fp32 virtual tensors in between.
   if (epilogue && c.ok()) {
@@ -394,14 +210,12 @@ void build_graph(cudnnHandle_t h, const ConvProblem& p, bool fused, GraphSet& gs
     };
     std::vector<Step> steps;
     if (p.bias) {
-      c(tensor(kUidB, dt, bd, p.nhwc, false, &B), "b");
       gs.uids.push_back(kUidB);
-      steps.push_back({CUDNN_POINTWISE_ADD, B});
+      steps.push_back({CUDNN_POINTWISE_ADD, tensor(kUidB, dt, bd, false)});
     }
     if (p.residual) {
-      c(tensor(kUidZ, dt, yd, p.nhwc, false, &Z), "z");
       gs.uids.push_back(kUidZ);
-      steps.push_back({CUDNN_POINTWISE_ADD, Z});
+      steps.push_back({CUDNN_POINTWISE_ADD, tensor(kUidZ, dt, yd, false)});
     }
     switch (p.act) {
       case GraphAct::kNone:
@@ -420,126 +234,34 @@ void build_graph(cudnnHandle_t h, const ConvProblem& p, bool fused, GraphSet& gs
         break;
     }
     for (size_t i = 0; i < steps.size() && c.ok(); ++i) {
-      cudnnBackendDescriptor_t out = Y;
-      if (i + 1 < steps.size()) c(tensor(next_uid++, acc, yd, p.nhwc, true, &out), "intermediate");
-      gs.keep.emplace_back();
-      Desc& pw = gs.keep.back();
-      gs.keep.emplace_back();
-      Desc& pop = gs.keep.back();
-      c(make_pointwise(pop, pw, steps[i].mode, cur, steps[i].operand, out), "pointwise");
-      ops.push_back(pop.d);
+      cudnnBackendDescriptor_t out = i + 1 < steps.size() ? tensor(next_uid++, acc, yd, true) : Y;
+      g.pointwise(steps[i].mode, cur, steps[i].operand, out);
       cur = out;
     }
   }
   if (!c.ok()) return;
 
   // The graph and its heuristics.
-  c(gs.graph.create(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR), "graph");
-  if (!c.ok()) return;
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-  c(set(gs.graph.d, CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, 1, &h), "graph handle");
-#pragma GCC diagnostic pop
-  c(set(gs.graph.d, CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, static_cast<int64_t>(ops.size()),
-        ops.data()),
-    "graph ops");
   const int rtc_cap = runtime_fusion_cap(p, fused);
-  if (rtc_cap > 0 && kernel_cache_on()) {
-    // A dynamic-shape graph: its runtime-compiled kernel can serve later graphs of the
-    // same topology through the kernel cache (ready()).
-    const bool dyn = true;
-    c(set(gs.graph.d, CUDNN_ATTR_OPERATIONGRAPH_IS_DYNAMIC_SHAPE_ENABLED, CUDNN_TYPE_BOOLEAN, 1, &dyn),
-      "dynamic shape");
+  // A dynamic-shape graph: its runtime-compiled kernel can serve later graphs of the
+  // same topology through the kernel cache (ready()).
+  const bool dynamic = rtc_cap > 0 && kernel_cache_on();
+  if (dynamic)
     gs.topology = {static_cast<int64_t>(p.dtype),   p.nhwc, p.bias, p.residual, static_cast<int64_t>(p.act),
                    static_cast<int64_t>(p.x.size())};
-  }
-  c(cudnnBackendFinalize(gs.graph.d), "finalize graph");
-  if (!c.ok()) return;
-  Desc heur;
-  c(heur.create(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR), "heuristics");
-  if (!c.ok()) return;
-  const cudnnBackendHeurMode_t hm = CUDNN_HEUR_MODE_A;
-  c(set(heur.d, CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &gs.graph.d), "heur graph");
-  c(set(heur.d, CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, 1, &hm), "heur mode");
-  c(cudnnBackendFinalize(heur.d), "finalize heuristics");
-  if (!c.ok()) return;
-  int64_t count = 0;
-  if (cudnnBackendGetAttribute(heur.d, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, 0, &count,
-                               nullptr) != CUDNN_STATUS_SUCCESS ||
-      count <= 0)
-    return;
-  std::vector<Desc> cfgs(static_cast<size_t>(count));
-  std::vector<cudnnBackendDescriptor_t> raw(cfgs.size());
-  for (size_t i = 0; i < cfgs.size(); ++i) {
-    if (cfgs[i].create(CUDNN_BACKEND_ENGINECFG_DESCRIPTOR) != CUDNN_STATUS_SUCCESS) return;
-    raw[i] = cfgs[i].d;
-  }
-  int64_t got = 0;
-  if (cudnnBackendGetAttribute(heur.d, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, count, &got,
-                               raw.data()) != CUDNN_STATUS_SUCCESS)
-    return;
-  int rtc_taken = 0;
-  for (int64_t i = 0; i < got && static_cast<int>(gs.cands.size()) < kMaxPerGraph; ++i) {
-    uint64_t hash = 0;
-    bool rtc = false;
-    if (!describe(p, raw[i], &hash, &rtc)) continue;
-    if (rtc && rtc_taken >= rtc_cap) continue;
-    rtc_taken += rtc;
-    const int64_t id = kTacticBase | (fused ? kFusedBit : 0) | static_cast<int64_t>(hash & ((uint64_t(1) << 47) - 1));
-    bool dup = false;
-    for (const Candidate& o : gs.cands) dup = dup || o.id == id;
-    if (dup) continue;
-    Candidate cand;
-    cand.cfg = std::move(cfgs[i]);
-    cand.id = id;
-    cand.rtc = rtc;
-    gs.cands.push_back(std::move(cand));
-  }
+  if (!g.finalize(h, dynamic)) return;
+  const cuda::dnn::Numerics num{p.dtype == DataType::kFloat32, p.allow_tf32};
+  gs.cands = cuda::dnn::rank_engines(g.graph.d, num, kMaxPerGraph, rtc_cap, kTacticBase | (fused ? kFusedBit : 0),
+                                     (int64_t(1) << 47) - 1);
 }
 
-// Makes `cand`'s execution plan on handle `h` from what `source(plan, chain)` sets on it
-// (an engine configuration, or a kept JSON), called under the capture lock: finalizing a
-// runtime-fusion plan compiles and loads a module, so no capture may run elsewhere. Keeps
-// the plan when cuDNN finalizes it and its workspace fits `ws_max`.
-template <typename Source>
-bool finalize_plan(cudnnHandle_t h, size_t ws_max, Candidate& cand, Source&& source) {
-  Desc plan;
-  Chain c;
-  c(plan.create(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR), "plan");
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-  c(set(plan.d, CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &h), "plan handle");
-#pragma GCC diagnostic pop
-  {
-    cuda::ExclusiveCapture no_capture;
-    source(plan.d, c);
-    c(cudnnBackendFinalize(plan.d), "finalize plan");
-  }
-  int64_t ws = 0, n = 0;
-  if (c.ok())
-    c(cudnnBackendGetAttribute(plan.d, CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, CUDNN_TYPE_INT64, 1, &n, &ws),
-      "workspace");
-  cudaGetLastError();  // a refused engine may leave a sticky-free error behind
-  if (!c.ok() || ws < 0 || static_cast<size_t>(ws) > ws_max) return false;
-  cand.plan = std::move(plan);
-  cand.workspace = ws;
-  return true;
-}
-
-// Finalizes a candidate's plan once; false when cuDNN refuses it or it needs too much workspace.
-// Callers hold the entry's lock and its handle's.
+// Finalizes a candidate's plan once (runtime-compiled ones share their topology's kernel
+// cache); false when cuDNN refuses it or it needs too much workspace. Callers hold the
+// entry's lock and its handle's.
 bool ready(cudnnHandle_t h, const GraphSet& gs, Candidate& cand, size_t ws_max) {
-  if (!cand.tried) {
-    cand.tried = true;
-    finalize_plan(h, ws_max, cand, [&](cudnnBackendDescriptor_t plan, Chain& c) {
-      c(set(plan, CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &cand.cfg.d), "plan cfg");
-      if (cand.rtc && !gs.topology.empty()) {
-        cudnnBackendDescriptor_t kc = kernel_cache(gs.topology, gs.graph.d);
-        if (kc) c(set(plan, CUDNN_ATTR_EXECUTION_PLAN_KERNEL_CACHE, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &kc), "cache");
-      }
-    });
-  }
-  return cand.plan.d != nullptr;
+  cudnnBackendDescriptor_t kc = nullptr;
+  if (!cand.tried && cand.rtc && !gs.topology.empty()) kc = kernel_cache(gs.topology, gs.g.graph.d);
+  return cuda::dnn::ready(h, cand, ws_max, kc);
 }
 
 // ---------------------------------------------------------------- plans kept in the engine
@@ -562,33 +284,12 @@ std::string state_header(const std::vector<int64_t>& key, int64_t id) {
   return buf;
 }
 
-// cuDNN's JSON serialization of a finalized runtime-compiled plan; empty when it has none.
-std::string plan_json(cudnnBackendDescriptor_t plan) {
-  int64_t n = 0;
-  if (cudnnBackendGetAttribute(plan, CUDNN_ATTR_EXECUTION_PLAN_JSON_REPRESENTATION, CUDNN_TYPE_CHAR, 0, &n, nullptr) !=
-          CUDNN_STATUS_SUCCESS ||
-      n <= 0) {
-    cudaGetLastError();
-    return std::string();
-  }
-  std::string json(static_cast<size_t>(n), '\0');
-  int64_t got = 0;
-  if (cudnnBackendGetAttribute(plan, CUDNN_ATTR_EXECUTION_PLAN_JSON_REPRESENTATION, CUDNN_TYPE_CHAR, n, &got,
-                               json.data()) != CUDNN_STATUS_SUCCESS) {
-    cudaGetLastError();
-    return std::string();
-  }
-  json.resize(std::min<size_t>(static_cast<size_t>(std::max<int64_t>(got, 0)), json.size()));
-  while (!json.empty() && json.back() == '\0') json.pop_back();
-  return json;
-}
-
 // Finalizes `cand` from the node's kept state when that state is this candidate's plan.
 // Callers hold the entry's lock and its handle's.
 bool ready_from_state(cudnnHandle_t h, const std::string& state, const std::string& header, Candidate& cand,
                       size_t ws_max) {
   if (state.size() <= header.size() || state.compare(0, header.size(), header) != 0) return false;
-  const bool ok = finalize_plan(h, ws_max, cand, [&](cudnnBackendDescriptor_t plan, Chain& c) {
+  const bool ok = cuda::dnn::finalize_plan(h, ws_max, cand, [&](cudnnBackendDescriptor_t plan, Chain& c) {
     c(set(plan, CUDNN_ATTR_EXECUTION_PLAN_JSON_REPRESENTATION, CUDNN_TYPE_CHAR,
           static_cast<int64_t>(state.size() - header.size()), state.data() + header.size()),
       "plan json");
@@ -627,7 +328,7 @@ Entry* entry_for(KernelContext& ctx, const ConvProblem& p) {
   auto fresh = std::make_unique<Entry>();
   cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
   if (cudaStreamIsCapturing(cuda::stream_of(ctx), &capturing) != cudaSuccess) cudaGetLastError();
-  fresh->fh = finalize_handle(ctx.cuda_env()->device, capturing != cudaStreamCaptureStatusNone);
+  fresh->fh = cuda::dnn::finalize_handle(ctx.cuda_env()->device, capturing != cudaStreamCaptureStatusNone);
   if (!fresh->fh) fresh->own = static_cast<cudnnHandle_t>(ctx.cuda_env()->cudnn);
   {
     std::lock_guard<std::mutex> lock(fresh->handle_mu());
@@ -712,22 +413,9 @@ Result<bool> run(KernelContext& ctx, const ConvProblem& p, int64_t tactic, const
           break;
       }
     }
-    Desc vp;
-    Chain c;
-    c(vp.create(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR), "variant pack");
-    if (!c.ok()) break;
-    void* ws = env->workspace;
-    c(set(vp.d, CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, static_cast<int64_t>(gs->uids.size()),
-          gs->uids.data()),
-      "uids");
-    c(set(vp.d, CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, static_cast<int64_t>(ptrs.size()),
-          ptrs.data()),
-      "pointers");
-    c(set(vp.d, CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &ws), "workspace");
-    c(cudnnBackendFinalize(vp.d), "finalize variant pack");
-    if (c.ok()) c(cudnnBackendExecute(h, cand->plan.d, vp.d), "execute");
+    const Chain c = cuda::dnn::execute(h, cand->plan.d, gs->uids, ptrs, env->workspace);
     if (c.ok() && cand->rtc && cuda::collecting_state()) {
-      std::string json = plan_json(cand->plan.d);
+      std::string json = cuda::dnn::plan_json(cand->plan.d);
       if (!json.empty()) cuda::report_state(state_header(key_of(ctx, p), cand->id) + json);
     }
     if (c.ok()) return gs == &e->fused;
