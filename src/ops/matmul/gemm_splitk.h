@@ -100,22 +100,6 @@ inline std::vector<int64_t> candidates(const Problem& p) {
   return ids;
 }
 
-/// Most CTAs of a non-portable cluster on the H100: a row of 64-column tiles the
-/// LayerNorm epilogue can span.
-inline constexpr int kMaxLayerNormTiles = 16;
-
-/// Whether launch_layernorm takes p: as `takes`, n a multiple of 64 of at most
-/// kMaxLayerNormTiles tiles (a row's tiles form one cluster).
-inline bool takes_layernorm(const Problem& p) {
-  return takes(p) && p.n % kBN == 0 && p.n / kBN <= kMaxLayerNormTiles && p.m <= int64_t{65535} * 32;
-}
-
-/// Enqueues Y = LayerNorm(act(A B + bias) + residual) over each row of n, scaled by gamma
-/// and shifted by beta (may be null), in tiles of `bm` (32 or 64) rows whose n / 64 CTAs
-/// form one cluster: the GEMM and the norm in one kernel. Returns the cudaError_t.
-int launch_layernorm(const Problem& p, int bm, const void* gamma, const void* beta, float eps, int device,
-                     void* stream);
-
 /// Enqueues tactic `id` (is_tactic, and `takes(p)`) on `stream` (a cudaStream_t);
 /// returns the launch's cudaError_t (0 on success). Defined in gemm_splitk_cuda.cu.
 int launch(const Problem& p, int64_t id, int device, void* stream);

@@ -57,16 +57,11 @@ __device__ __forceinline__ float4 load4(const T* p) {
   return make_float4(cuda::to_f(h[0]), cuda::to_f(h[1]), cuda::to_f(h[2]), cuda::to_f(h[3]));
 }
 
-// LN: the cluster spans the row's N tiles instead of K shares (every CTA walks all of K),
-// and the epilogue is a LayerNormalization of each row of act(A B + bias) + residual over
-// the whole N, its mean and variance summed across the cluster through distributed
-// shared memory (two rounds: the mean, then the squared deviations from it).
-template <class T, int BM, bool LN = false>
+template <class T, int BM>
 __global__ void __launch_bounds__(kThreads)
     splitk_gemm_kernel(const T* __restrict__ a, const T* __restrict__ b, const T* __restrict__ bias,
                        const T* __restrict__ residual, T* __restrict__ y, int m, int n, int k, int kps,
-                       BiasActivation act, const T* __restrict__ gamma = nullptr, const T* __restrict__ beta = nullptr,
-                       float eps = 0.f) {
+                       BiasActivation act) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
   __trap();  // clusters and distributed shared memory need sm_90; the host offers this on cc >= 9 only
 #else
@@ -75,8 +70,8 @@ __global__ void __launch_bounds__(kThreads)
   const unsigned sa = cuda::smem_addr(smem);  // A stages, then B stages (bytes)
   const unsigned sb = sa + kStages * C::kAStage * 2;
   cg::cluster_group cluster = cg::this_cluster();
-  const int split = LN ? 1 : static_cast<int>(cluster.num_blocks());
-  const int rank = LN ? 0 : static_cast<int>(cluster.block_rank());
+  const int split = static_cast<int>(cluster.num_blocks());
+  const int rank = static_cast<int>(cluster.block_rank());
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int wm = warp >> 1, wn = warp & 1;
@@ -166,104 +161,6 @@ __global__ void __launch_bounds__(kThreads)
   }
   cuda::cp_wait<0>();
   const int g = lane >> 2, c2 = (lane & 3) * 2;
-  if constexpr (LN) {
-    // x = act(acc + bias) + residual in registers (0 outside the output), then the row
-    // statistics: per thread over its columns, the quad, the two column warps (shared
-    // memory), the cluster's CTAs (distributed shared memory).
-    __shared__ float part[2][BM], row_sum[BM], row_sq[BM], gathered[BM];
-    float x[C::kMTiles][C::kNTiles][4];
-#pragma unroll
-    for (int mt = 0; mt < C::kMTiles; ++mt)
-#pragma unroll
-      for (int nt = 0; nt < C::kNTiles; ++nt) {
-        const int gn = n0 + wn * 32 + nt * 8 + c2;
-        float2 bv = make_float2(0.f, 0.f);
-        if (bias && gn < n) bv = make_float2(cuda::to_f(bias[gn]), cuda::to_f(bias[gn + 1]));
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const int gm = m0 + wm * C::kWarpRows + mt * 16 + g + h * 8;
-          float v0 = 0.f, v1 = 0.f;
-          if (gm < m && gn < n) {
-            v0 = activate(acc[mt][nt][2 * h] + bv.x, act);
-            v1 = activate(acc[mt][nt][2 * h + 1] + bv.y, act);
-            if (residual) {
-              const size_t at = static_cast<size_t>(gm) * n + gn;
-              v0 += cuda::to_f(residual[at]);
-              v1 += cuda::to_f(residual[at + 1]);
-            }
-          }
-          x[mt][nt][2 * h] = v0;
-          x[mt][nt][2 * h + 1] = v1;
-        }
-      }
-    const float inv_n = 1.f / static_cast<float>(n);
-    // Sums over the cluster of f(row, value) into `out` (this CTA's row partials first).
-    auto cluster_rows = [&](auto f, float* out, float(&total)[C::kMTiles][2]) {
-#pragma unroll
-      for (int mt = 0; mt < C::kMTiles; ++mt)
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          float t = 0.f;
-#pragma unroll
-          for (int nt = 0; nt < C::kNTiles; ++nt)
-            if (n0 + wn * 32 + nt * 8 + c2 < n) t += f(mt, h, x[mt][nt][2 * h]) + f(mt, h, x[mt][nt][2 * h + 1]);
-          t += __shfl_xor_sync(0xffffffffu, t, 1);
-          t += __shfl_xor_sync(0xffffffffu, t, 2);
-          if ((lane & 3) == 0) part[wn][wm * C::kWarpRows + mt * 16 + g + 8 * h] = t;
-        }
-      __syncthreads();
-      for (int r = tid; r < BM; r += kThreads) out[r] = part[0][r] + part[1][r];
-      cluster.sync();  // every CTA's row partials are in place
-      // One thread a row gathers the cluster's partials, every load issued before the first
-      // is used (one distributed-shared-memory round trip, not one a CTA).
-      const int ctas = static_cast<int>(cluster.num_blocks());
-      for (int r = tid; r < BM; r += kThreads) {
-        float v[kMaxLayerNormTiles];
-#pragma unroll
-        for (int c = 0; c < kMaxLayerNormTiles; ++c) v[c] = c < ctas ? *cluster.map_shared_rank(out + r, c) : 0.f;
-        float t = 0.f;
-#pragma unroll
-        for (int c = 0; c < kMaxLayerNormTiles; ++c) t += v[c];
-        gathered[r] = t;
-      }
-      __syncthreads();
-#pragma unroll
-      for (int mt = 0; mt < C::kMTiles; ++mt)
-#pragma unroll
-        for (int h = 0; h < 2; ++h) total[mt][h] = gathered[wm * C::kWarpRows + mt * 16 + g + 8 * h];
-    };
-    float mean[C::kMTiles][2], var[C::kMTiles][2];
-    cluster_rows([](int, int, float v) { return v; }, row_sum, mean);
-#pragma unroll
-    for (int mt = 0; mt < C::kMTiles; ++mt) mean[mt][0] *= inv_n, mean[mt][1] *= inv_n;
-    __syncthreads();  // part[] and gathered[] are rewritten below
-    cluster_rows(
-        [&](int mt, int h, float v) {
-          const float d = v - mean[mt][h];
-          return d * d;
-        },
-        row_sq, var);
-#pragma unroll
-    for (int mt = 0; mt < C::kMTiles; ++mt)
-#pragma unroll
-      for (int nt = 0; nt < C::kNTiles; ++nt) {
-        const int gn = n0 + wn * 32 + nt * 8 + c2;
-        if (gn >= n) continue;
-        const float g0 = cuda::to_f(gamma[gn]), g1 = cuda::to_f(gamma[gn + 1]);
-        const float b0 = beta ? cuda::to_f(beta[gn]) : 0.f, b1 = beta ? cuda::to_f(beta[gn + 1]) : 0.f;
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const int gm = m0 + wm * C::kWarpRows + mt * 16 + g + h * 8;
-          if (gm >= m) continue;
-          const float rs = rsqrtf(var[mt][h] * inv_n + eps);
-          const float y0 = (x[mt][nt][2 * h] - mean[mt][h]) * rs * g0 + b0;
-          const float y1 = (x[mt][nt][2 * h + 1] - mean[mt][h]) * rs * g1 + b1;
-          *reinterpret_cast<unsigned*>(y + static_cast<size_t>(gm) * n + gn) = cuda::pack2<T>(y0, y1);
-        }
-      }
-    cluster.sync();  // no CTA leaves while another still reads its shared memory
-    return;
-  }
   if (split == 1) {
     // The whole K in this CTA: the epilogue straight from the accumulators, two columns at a time.
 #pragma unroll
@@ -363,40 +260,7 @@ cudaError_t launch_typed(const Problem& p, const Launch& l, int device, cudaStre
   return cudaLaunchKernelEx(&cfg, kernel, static_cast<const T*>(p.a), static_cast<const T*>(p.b),
                             static_cast<const T*>(p.bias), static_cast<const T*>(p.residual), static_cast<T*>(p.y),
                             static_cast<int>(p.m), static_cast<int>(p.n), static_cast<int>(p.k),
-                            static_cast<int>(l.kps), p.act, static_cast<const T*>(nullptr),
-                            static_cast<const T*>(nullptr), 0.f);
-}
-
-template <class T, int BM>
-cudaError_t launch_ln_typed(const Problem& p, const T* gamma, const T* beta, float eps, int device,
-                            cudaStream_t stream) {
-  auto* kernel = splitk_gemm_kernel<T, BM, true>;
-  static std::atomic<uint32_t> ready{0};
-  const uint32_t bit = 1u << (device & 31);
-  if (!(ready.load(std::memory_order_acquire) & bit)) {
-    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg<BM>::kSmem);
-    if (e == cudaSuccess) e = cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
-    if (e != cudaSuccess) return e;
-    ready.fetch_or(bit, std::memory_order_acq_rel);
-  }
-  const int n_tiles = static_cast<int>((p.n + kBN - 1) / kBN);
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(static_cast<unsigned>(n_tiles), static_cast<unsigned>((p.m + BM - 1) / BM), 1);
-  cfg.blockDim = dim3(kThreads);
-  cfg.dynamicSmemBytes = Cfg<BM>::kSmem;
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeClusterDimension;
-  attr[0].val.clusterDim.x = static_cast<unsigned>(n_tiles);
-  attr[0].val.clusterDim.y = 1;
-  attr[0].val.clusterDim.z = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = 1;
-  const int kb = static_cast<int>((p.k + kBK - 1) / kBK);
-  return cudaLaunchKernelEx(&cfg, kernel, static_cast<const T*>(p.a), static_cast<const T*>(p.b),
-                            static_cast<const T*>(p.bias), static_cast<const T*>(p.residual), static_cast<T*>(p.y),
-                            static_cast<int>(p.m), static_cast<int>(p.n), static_cast<int>(p.k), kb, p.act, gamma, beta,
-                            eps);
+                            static_cast<int>(l.kps), p.act);
 }
 
 template <class T>
@@ -414,22 +278,6 @@ cudaError_t launch_dtype(const Problem& p, const Launch& l, int device, cudaStre
 }
 
 }  // namespace
-
-int launch_layernorm(const Problem& p, int bm, const void* gamma, const void* beta, float eps, int device,
-                     void* stream) {
-  if (!takes_layernorm(p) || !gamma || (bm != 32 && bm != 64)) return static_cast<int>(cudaErrorInvalidValue);
-  auto s = static_cast<cudaStream_t>(stream);
-  if (p.dtype == DataType::kFloat16) {
-    auto* g = static_cast<const __half*>(gamma);
-    auto* b = static_cast<const __half*>(beta);
-    return static_cast<int>(bm == 32 ? launch_ln_typed<__half, 32>(p, g, b, eps, device, s)
-                                     : launch_ln_typed<__half, 64>(p, g, b, eps, device, s));
-  }
-  auto* g = static_cast<const __nv_bfloat16*>(gamma);
-  auto* b = static_cast<const __nv_bfloat16*>(beta);
-  return static_cast<int>(bm == 32 ? launch_ln_typed<__nv_bfloat16, 32>(p, g, b, eps, device, s)
-                                   : launch_ln_typed<__nv_bfloat16, 64>(p, g, b, eps, device, s));
-}
 
 int launch(const Problem& p, int64_t id, int device, void* stream) {
   if (!is_tactic(id) || !takes(p) || p.m > INT32_MAX || p.n > INT32_MAX || p.k > INT32_MAX || tactic_waves(id) < 1)

@@ -1,8 +1,5 @@
-#include <algorithm>
 #include <cmath>
-#include <random>
 
-#include "backends/cuda/api.h"
 #include "backends/cuda/device.h"
 #include "backends/cuda/node_runner.h"
 #include "harness/op_harness.h"
@@ -476,88 +473,6 @@ TEST(MatMulBias, CudaSplitKTacticsMatchNaive) {
             << "tactic " << id - ops::matmul::splitk::kTacticBase;
       }
     }
-}
-
-// The split-K frame's GEMM + LayerNorm kernel (splitk::launch_layernorm; not yet a tactic of
-// any node): LayerNorm(A B + bias + residual) over rows of n against the same in double,
-// for BERT-base's two products that a LayerNorm follows at batch 1 (out-projection,
-// fc2), a ragged case (37 rows, k = 136, two column tiles) and ViT's 197 rows, fp16 and
-// bf16. Then the path it would replace runs on the same data (cuBLASLt's MatMulBias with
-// the residual, then the LayerNormalization kernel), so that `ncu` on this test times both.
-TEST(MatMulBias, CudaGemmLayerNormKernelMatchesNaive) {
-  if (gpu_kernels() == 0) GTEST_SKIP() << "no CUDA device: the kernel would compare against nothing";
-  struct P {
-    int64_t m, n, k;
-  };
-  for (DataType t : {DataType::kFloat16, DataType::kBFloat16})
-    for (const P& pc : std::vector<P>{{128, 768, 768}, {128, 768, 3072}, {37, 128, 136}, {197, 768, 768}})
-      for (int bm : {32, 64}) {
-        SCOPED_TRACE(std::string(dtype_name(t)) + " " + std::to_string(pc.m) + "x" + std::to_string(pc.n) + "x" +
-                     std::to_string(pc.k) + " bm " + std::to_string(bm));
-        std::mt19937 rng(21);
-        const Tensor a = random_tensor(t, {pc.m, pc.k}, rng), b = random_tensor(t, {pc.k, pc.n}, rng, -0.1, 0.1);
-        const Tensor bias = random_tensor(t, {pc.n}, rng), res = random_tensor(t, {pc.m, pc.n}, rng, -2, 2);
-        const Tensor gamma = random_tensor(t, {pc.n}, rng, 0.5, 1.5), beta = random_tensor(t, {pc.n}, rng);
-        std::vector<cuda::DeviceBuffer> bufs;
-        std::vector<void*> dev;
-        for (const Tensor* h : {&a, &b, &bias, &res, &gamma, &beta}) {
-          auto d = cuda::device_alloc(h->nbytes(), "test");
-          ASSERT_TRUE(d.ok());
-          ASSERT_TRUE(cuda::copy_async(d->get(), h->data(), h->nbytes(), cuda::CopyKind::kHostToDevice, nullptr).ok());
-          dev.push_back(d->get());
-          bufs.push_back(std::move(*d));
-        }
-        auto y = cuda::device_alloc(static_cast<size_t>(pc.m * pc.n) * 2, "y");
-        ASSERT_TRUE(y.ok());
-        ops::matmul::splitk::Problem p;
-        p.dtype = t;
-        p.m = pc.m, p.n = pc.n, p.k = pc.k;
-        p.a = dev[0], p.b = dev[1], p.bias = dev[2], p.residual = dev[3], p.y = y->get();
-        ASSERT_TRUE(ops::matmul::splitk::takes_layernorm(p));
-        ASSERT_EQ(ops::matmul::splitk::launch_layernorm(p, bm, dev[4], dev[5], 1e-5f, 0, nullptr), 0);
-        ASSERT_TRUE(cuda::stream_synchronize(nullptr).ok());
-        Tensor got = Tensor::empty(t, {pc.m, pc.n});
-        ASSERT_TRUE(cuda::copy_async(got.data(), y->get(), got.nbytes(), cuda::CopyKind::kDeviceToHost, nullptr).ok());
-        ASSERT_TRUE(cuda::stream_synchronize(nullptr).ok());
-        const Tensor prod = naive_matmul(a.reshaped({1, pc.m, pc.k}), b.reshaped({1, pc.k, pc.n}));
-        double worst = 0;
-        for (int64_t i = 0; i < pc.m; ++i) {
-          std::vector<double> x(static_cast<size_t>(pc.n));
-          double mean = 0, var = 0;
-          for (int64_t j = 0; j < pc.n; ++j) {
-            x[j] = prod.get_as_double(i * pc.n + j) + bias.get_as_double(j) + res.get_as_double(i * pc.n + j);
-            mean += x[j];
-          }
-          mean /= static_cast<double>(pc.n);
-          for (double v : x) var += (v - mean) * (v - mean);
-          const double rs = 1 / std::sqrt(var / static_cast<double>(pc.n) + 1e-5);
-          for (int64_t j = 0; j < pc.n; ++j) {
-            const double want = (x[j] - mean) * rs * gamma.get_as_double(j) + beta.get_as_double(j);
-            worst = std::max(worst, std::fabs(got.get_as_double(i * pc.n + j) - want) / (1 + std::fabs(want)));
-          }
-        }
-        EXPECT_LT(worst, t == DataType::kFloat16 ? 4e-3 : 2e-2);
-
-        // The two-kernel path on the same data (for ncu; its result is checked elsewhere).
-        OpCase mm("MatMulBias", 1, "kiln");
-        mm.input(a).input(b).input(bias).input(res);
-        auto mref = mm.run("ref");
-        ASSERT_TRUE(mref.ok()) << mref.status().to_string();
-        std::vector<const Tensor*> mins;
-        for (const auto& v : mm.inputs()) mins.push_back(v ? &*v : nullptr);
-        auto mgot = cuda::run_node_on_device(mm.node(), "cuda.cublaslt", mins, *mref);
-        ASSERT_TRUE(mgot.ok()) << mgot.status().to_string();
-        OpCase ln("LayerNormalization", 17);
-        ln.attr("epsilon", Attribute::from_float(1e-5f));
-        ln.input((*mgot)[0]).input(gamma).input(beta);
-        auto lref = ln.run("ref");
-        ASSERT_TRUE(lref.ok()) << lref.status().to_string();
-        std::vector<const Tensor*> lins;
-        for (const auto& v : ln.inputs()) lins.push_back(v ? &*v : nullptr);
-        auto lgot = cuda::run_node_on_device(ln.node(), "cuda.row_norm", lins, *lref);
-        ASSERT_TRUE(lgot.ok()) << lgot.status().to_string();
-        EXPECT_TRUE(tensors_close((*lgot)[0], got, 2e-2, 2e-2)) << "the two paths agree";
-      }
 }
 
 // kiln.exact_fp32 keeps an FP32 MatMulBias off TF32 where the engine allows TF32
