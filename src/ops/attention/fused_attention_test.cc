@@ -405,6 +405,28 @@ TEST(FusedAttention, CudaCudnnEnginesMatchReference) {
   }
 }
 
+// An engine file whose attention node names a cuDNN engine this cuDNN does not offer (built
+// with another cuDNN version), or a cuDNN tactic on a node cuDNN's graph cannot express (a
+// mask), still runs correctly: the register-resident kernel takes over.
+TEST(FusedAttention, CudaUnknownCudnnTacticRunsTheOwnKernel) {
+  if (gpu_kernels() == 0) GTEST_SKIP() << "no CUDA device: the reference runs would compare against nothing";
+  for (bool mask : {false, true}) {
+    SCOPED_TRACE(mask ? "masked" : "unmasked");
+    BertCase bc;
+    bc.B = 3, bc.S = 197, bc.H = 12, bc.D = 64, bc.dt = DataType::kFloat16, bc.mask = mask;
+    OpCase c = bc.make(41);
+    auto ref = c.run("ref");
+    ASSERT_TRUE(ref.ok()) << ref.status().to_string();
+    std::vector<const Tensor*> ins;
+    for (const auto& t : c.inputs()) ins.push_back(t ? &*t : nullptr);
+    cuda::NodeRunOptions o;
+    o.tactic = ops::attn::kCudnnSdpaTacticBase + 12345;
+    auto got = cuda::run_node_on_device(c.node(), "cuda.flash_attention", ins, *ref, o);
+    ASSERT_TRUE(got.ok()) << got.status().to_string();
+    EXPECT_TRUE(tensors_close((*got)[0], (*ref)[0], 2e-2, 2e-2));
+  }
+}
+
 // Batch 1 (BERT's 12 heads: fewer 64-row blocks than SMs) splits the keys over 4 warps
 // (S = 128, 136) or 2 (S = 72): every tactic, fp16 and bf16, with a [1, 1, 1, S] mask (row
 // tiles with row streams) and a [1, 1, S, S] one (read from global memory), every fifth key
