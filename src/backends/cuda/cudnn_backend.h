@@ -122,6 +122,28 @@ struct FinalizeHandle {
 /// may synchronize the device) or when cudnnCreate fails; the caller then uses its own.
 FinalizeHandle* finalize_handle(int device, bool capturing);
 
+/// The handle a cache entry's graphs and plans are finalized with: a process-lifetime one
+/// (finalize_handle), or, where none can be made, the first caller's, with the lock its
+/// users hold.
+struct GraphHandle {
+  FinalizeHandle* fh = nullptr;
+  cudnnHandle_t own = nullptr;
+  std::mutex own_mu;
+  void init(int device, bool capturing, cudnnHandle_t caller) {
+    fh = finalize_handle(device, capturing);
+    if (!fh) own = caller;
+  }
+  cudnnHandle_t handle() const { return fh ? fh->h : own; }
+  std::mutex& mu() { return fh ? fh->mu : own_mu; }
+};
+
+/// True while `stream` (a cudaStream_t) is being captured into a graph.
+inline bool capturing(void* stream) {
+  cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+  if (cudaStreamIsCapturing(static_cast<cudaStream_t>(stream), &st) != cudaSuccess) cudaGetLastError();
+  return st != cudaStreamCaptureStatusNone;
+}
+
 /// Makes `cand`'s execution plan on handle `h` from what `source(plan, chain)` sets on it
 /// (an engine configuration, or a kept JSON), under the capture lock: finalizing a
 /// runtime-fusion plan compiles and loads a module, so no capture may run elsewhere.

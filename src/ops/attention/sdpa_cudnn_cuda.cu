@@ -84,12 +84,8 @@ std::optional<Problem> problem_of(KernelContext& ctx, const FusedAttentionGeomet
 }
 
 struct Entry {
-  std::mutex mu;                            ///< guards lazy plan finalization
-  cuda::dnn::FinalizeHandle* fh = nullptr;  ///< finalizes this entry's graph and plans
-  cudnnHandle_t own = nullptr;              ///< or, when fh is null, the first caller's handle
-  std::mutex own_mu;
-  cudnnHandle_t handle() const { return fh ? fh->h : own; }
-  std::mutex& handle_mu() { return fh ? fh->mu : own_mu; }
+  std::mutex mu;              ///< guards lazy plan finalization
+  cuda::dnn::GraphHandle gh;  ///< finalizes this entry's graph and plans
   OpGraph g;
   std::vector<Candidate> cands;
   std::vector<int64_t> ids;
@@ -155,11 +151,7 @@ std::map<std::vector<int64_t>, std::unique_ptr<Entry>>& entries() {
   return *m;
 }
 
-bool capturing(KernelContext& ctx) {
-  cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
-  if (cudaStreamIsCapturing(cuda::stream_of(ctx), &st) != cudaSuccess) cudaGetLastError();
-  return st != cudaStreamCaptureStatusNone;
-}
+bool capturing(KernelContext& ctx) { return cuda::dnn::capturing(cuda::stream_of(ctx)); }
 
 // The entry of `p`, built the first time (not inside a capture: null then).
 Entry* entry_for(KernelContext& ctx, const Problem& p) {
@@ -172,11 +164,10 @@ Entry* entry_for(KernelContext& ctx, const Problem& p) {
   const bool capture = capturing(ctx);
   if (capture) return nullptr;
   auto fresh = std::make_unique<Entry>();
-  fresh->fh = cuda::dnn::finalize_handle(ctx.cuda_env()->device, false);
-  if (!fresh->fh) fresh->own = static_cast<cudnnHandle_t>(ctx.cuda_env()->cudnn);
+  fresh->gh.init(ctx.cuda_env()->device, false, static_cast<cudnnHandle_t>(ctx.cuda_env()->cudnn));
   {
-    std::lock_guard<std::mutex> lock(fresh->handle_mu());
-    build(fresh->handle(), p, *fresh);
+    std::lock_guard<std::mutex> lock(fresh->gh.mu());
+    build(fresh->gh.handle(), p, *fresh);
   }
   cudaGetLastError();
   std::lock_guard<std::mutex> lock(g_mu);
@@ -210,8 +201,8 @@ Result<bool> cudnn_sdpa_run(KernelContext& ctx, const FusedAttentionGeometry& g,
     // Finalizing may load a module: never inside a capture (the executor runs once eagerly first).
     if (!cand->tried && capturing(ctx)) return false;
     if (!cand->tried) {
-      std::lock_guard<std::mutex> finalizing(e->handle_mu());
-      cuda::dnn::ready(e->handle(), *cand, env->workspace_bytes);
+      std::lock_guard<std::mutex> finalizing(e->gh.mu());
+      cuda::dnn::ready(e->gh.handle(), *cand, env->workspace_bytes);
     }
     if (!cand->plan.d) return false;
   }

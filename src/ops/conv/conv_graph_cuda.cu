@@ -78,12 +78,8 @@ struct GraphSet {
 };
 
 struct Entry {
-  std::mutex mu;                            ///< guards lazy plan finalization
-  cuda::dnn::FinalizeHandle* fh = nullptr;  ///< finalizes this entry's graphs and plans
-  cudnnHandle_t own = nullptr;              ///< or, when fh is null, the first caller's handle
-  std::mutex own_mu;                        ///< (locked like fh->mu)
-  cudnnHandle_t handle() const { return fh ? fh->h : own; }
-  std::mutex& handle_mu() { return fh ? fh->mu : own_mu; }
+  std::mutex mu;              ///< guards lazy plan finalization
+  cuda::dnn::GraphHandle gh;  ///< finalizes this entry's graphs and plans
   GraphSet fused, plain;
   std::vector<int64_t> ids;
 };
@@ -326,14 +322,12 @@ Entry* entry_for(KernelContext& ctx, const ConvProblem& p) {
     if (it != entries().end()) return it->second.get();
   }
   auto fresh = std::make_unique<Entry>();
-  cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
-  if (cudaStreamIsCapturing(cuda::stream_of(ctx), &capturing) != cudaSuccess) cudaGetLastError();
-  fresh->fh = cuda::dnn::finalize_handle(ctx.cuda_env()->device, capturing != cudaStreamCaptureStatusNone);
-  if (!fresh->fh) fresh->own = static_cast<cudnnHandle_t>(ctx.cuda_env()->cudnn);
+  fresh->gh.init(ctx.cuda_env()->device, cuda::dnn::capturing(cuda::stream_of(ctx)),
+                 static_cast<cudnnHandle_t>(ctx.cuda_env()->cudnn));
   {
-    std::lock_guard<std::mutex> lock(fresh->handle_mu());
-    build_graph(fresh->handle(), p, true, fresh->fused);
-    build_graph(fresh->handle(), p, false, fresh->plain);
+    std::lock_guard<std::mutex> lock(fresh->gh.mu());
+    build_graph(fresh->gh.handle(), p, true, fresh->fused);
+    build_graph(fresh->gh.handle(), p, false, fresh->plain);
   }
   // Interleaved (fused, plain, fused, ...) so a timing budget covers both graphs.
   for (size_t i = 0; i < fresh->fused.cands.size() || i < fresh->plain.cands.size(); ++i)
@@ -369,8 +363,7 @@ Result<bool> run(KernelContext& ctx, const ConvProblem& p, int64_t tactic, const
   auto h = static_cast<cudnnHandle_t>(env->cudnn);
   const ir::Attribute* kept = ctx.attrs().find(cuda::kKernelStateAttr);
   const std::string* state = kept && kept->kind == ir::Attribute::Kind::kString ? &kept->s : nullptr;
-  cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
-  if (cudaStreamIsCapturing(cuda::stream_of(ctx), &capturing) != cudaSuccess) cudaGetLastError();
+  const bool capturing = cuda::dnn::capturing(cuda::stream_of(ctx));
   // The requested candidate first, then cuDNN's order; a plan is finalized at most once.
   std::vector<std::pair<GraphSet*, Candidate*>> order;
   for (GraphSet* gs : {&e->fused, &e->plain})
@@ -383,13 +376,13 @@ Result<bool> run(KernelContext& ctx, const ConvProblem& p, int64_t tactic, const
     {
       std::lock_guard<std::mutex> lock(e->mu);
       // Finalizing may load a module: never inside a capture (the executor runs once eagerly first).
-      if (!cand->tried && capturing != cudaStreamCaptureStatusNone) continue;
+      if (!cand->tried && capturing) continue;
       if (!cand->tried) {
-        std::lock_guard<std::mutex> finalizing(e->handle_mu());
+        std::lock_guard<std::mutex> finalizing(e->gh.mu());
         if (!(cand->rtc && state &&
-              ready_from_state(e->handle(), *state, state_header(key_of(ctx, p), cand->id), *cand,
+              ready_from_state(e->gh.handle(), *state, state_header(key_of(ctx, p), cand->id), *cand,
                                env->workspace_bytes)))
-          ready(e->handle(), *gs, *cand, env->workspace_bytes);
+          ready(e->gh.handle(), *gs, *cand, env->workspace_bytes);
       }
       if (!cand->plan.d) continue;
     }
