@@ -1,9 +1,12 @@
 #include <cmath>
+#include <random>
 
+#include "backends/cuda/api.h"
 #include "backends/cuda/device.h"
 #include "backends/cuda/node_runner.h"
 #include "harness/op_harness.h"
 #include "harness/scoped_env.h"
+#include "ops/matmul/gemm_hopper.h"
 #include "ops/matmul/gemm_splitk.h"
 
 namespace kiln::test {
@@ -473,6 +476,68 @@ TEST(MatMulBias, CudaSplitKTacticsMatchNaive) {
             << "tactic " << id - ops::matmul::splitk::kTacticBase;
       }
     }
+}
+
+// The Hopper GEMM (TMA + wgmma, gemm_hopper.h; not yet a tactic) against the naive product in double, fp16 and bf16,
+// both tile widths: BERT-base's batch-1 products (out-projection with residual, QKV, fc1 with GELU, fc2 with residual)
+// and tails in every dim (TMA's zero fill past m, n and k; k below one block).
+TEST(MatMulBias, CudaHopperGemmMatchesNaive) {
+  if (gpu_kernels() == 0) GTEST_SKIP() << "no CUDA device: the kernel would compare against nothing";
+  auto info = cuda::device_info(0);
+  ASSERT_TRUE(info.ok());
+  if (info->cc_major != 9 || info->cc_minor != 0) GTEST_SKIP() << "the kernel is built for sm_90a only";
+  struct P {
+    int64_t m, n, k;
+    ops::matmul::BiasActivation act;
+    bool residual;
+  };
+  const std::vector<P> cases = {{128, 768, 768, ops::matmul::BiasActivation::kNone, true},
+                                {128, 2304, 768, ops::matmul::BiasActivation::kNone, false},
+                                {128, 3072, 768, ops::matmul::BiasActivation::kGeluTanh, false},
+                                {128, 768, 3072, ops::matmul::BiasActivation::kNone, true},
+                                {37, 136, 200, ops::matmul::BiasActivation::kRelu, true},
+                                {200, 72, 776, ops::matmul::BiasActivation::kNone, false},
+                                {1, 16, 8, ops::matmul::BiasActivation::kNone, false}};
+  for (DataType t : {DataType::kFloat16, DataType::kBFloat16})
+    for (const P& pc : cases)
+      for (int bn : {64, 128}) {
+        SCOPED_TRACE(std::string(dtype_name(t)) + " " + std::to_string(pc.m) + "x" + std::to_string(pc.n) + "x" +
+                     std::to_string(pc.k) + " bn " + std::to_string(bn));
+        std::mt19937 rng(23);
+        const Tensor a = random_tensor(t, {pc.m, pc.k}, rng), b = random_tensor(t, {pc.k, pc.n}, rng, -0.1, 0.1);
+        const Tensor bias = random_tensor(t, {pc.n}, rng), res = random_tensor(t, {pc.m, pc.n}, rng);
+        std::vector<cuda::DeviceBuffer> bufs;
+        std::vector<void*> dev;
+        for (const Tensor* h : {&a, &b, &bias, &res}) {
+          auto d = cuda::device_alloc(h->nbytes(), "test");
+          ASSERT_TRUE(d.ok());
+          ASSERT_TRUE(cuda::copy_async(d->get(), h->data(), h->nbytes(), cuda::CopyKind::kHostToDevice, nullptr).ok());
+          dev.push_back(d->get());
+          bufs.push_back(std::move(*d));
+        }
+        auto y = cuda::device_alloc(static_cast<size_t>(pc.m * pc.n) * 2, "y");
+        ASSERT_TRUE(y.ok());
+        ops::matmul::hopper::Problem p;
+        p.dtype = t;
+        p.m = pc.m, p.n = pc.n, p.k = pc.k;
+        p.a = dev[0], p.b = dev[1], p.bias = dev[2], p.residual = pc.residual ? dev[3] : nullptr, p.y = y->get();
+        p.act = pc.act;
+        ASSERT_EQ(ops::matmul::hopper::launch(p, bn, nullptr), 0);
+        ASSERT_TRUE(cuda::stream_synchronize(nullptr).ok());
+        Tensor got = Tensor::empty(t, {pc.m, pc.n});
+        ASSERT_TRUE(cuda::copy_async(got.data(), y->get(), got.nbytes(), cuda::CopyKind::kDeviceToHost, nullptr).ok());
+        ASSERT_TRUE(cuda::stream_synchronize(nullptr).ok());
+        Tensor want = naive_matmul(a.reshaped({1, pc.m, pc.k}), b.reshaped({1, pc.k, pc.n})).reshaped({pc.m * pc.n});
+        for (int64_t i = 0; i < want.numel(); ++i) {
+          double v = want.get_as_double(i) + bias.get_as_double(i % pc.n);
+          if (pc.act == ops::matmul::BiasActivation::kRelu) v = v > 0 ? v : 0;
+          if (pc.act == ops::matmul::BiasActivation::kGeluTanh)
+            v = 0.5 * v * (1 + std::tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)));
+          if (pc.residual) v += res.get_as_double(i);
+          want.set_from_double(i, v);
+        }
+        EXPECT_TRUE(close_to(got.reshaped({pc.m * pc.n}), want, t == DataType::kFloat16 ? 2e-3 : 8e-3));
+      }
 }
 
 // kiln.exact_fp32 keeps an FP32 MatMulBias off TF32 where the engine allows TF32

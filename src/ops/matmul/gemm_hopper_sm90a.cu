@@ -1,0 +1,267 @@
+// kiln's Hopper GEMM (gemm_hopper.h). Its layouts (below) were written without a GPU and
+// passed the GPU test on the first run; keep them in step with the test when changing tiles.
+//
+// CTA = 1 consumer warp group (threads 0-127) + 1 producer warp (128-159).
+// Shared memory: kStages x (A tile 64 x 64, B tile 64 x BN), each written by TMA with
+// 128-byte swizzle; full[s] / empty[s] mbarriers hand stages between the two roles.
+//   A tile: 64 rows (m) of 64 k = 128 B, the canonical K-major SW128 layout:
+//     descriptor start = tile, LBO unused (1), SBO = 1024 B (8 rows), +32 B a k16 step.
+//   B tile: 64 rows (k) of 64 n = 128 B per TMA box (BN = 128: two boxes, 8 KB apart),
+//     the MN-major SW128 layout: LBO = 8192 B (next 64 n), SBO = 1024 B (next 8 k),
+//     +2048 B a k16 step; wgmma's B "transpose" bit set.
+// Accumulators (m64nBN, fp32): warp w of the group holds rows 16w + lane/4 (+8), columns
+// 8j + 2 (lane % 4) (+1) of every n8 block j, as d[4j .. 4j+3].
+#include <cuda.h>
+#include <cudaTypedefs.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <atomic>
+#include <cstring>
+#include <mutex>
+
+#include "backends/cuda/kernel_util.cuh"
+#include "backends/cuda/mma.cuh"
+#include "ops/matmul/gemm_hopper.h"
+
+namespace kiln::ops::matmul::hopper {
+namespace {
+
+constexpr int kBM = 64, kBK = 64, kStages = 6;
+constexpr int kConsumers = 128, kThreads = kConsumers + 32;
+
+template <int BN>
+struct Cfg {
+  static constexpr int kABytes = kBM * kBK * 2;  // 8 KB
+  static constexpr int kBBytes = kBK * BN * 2;   // 8 or 16 KB
+  static constexpr int kStageBytes = kABytes + kBBytes;
+  static constexpr int kSmem = 1024 + kStages * kStageBytes + 2 * kStages * 8;  // 1 KB for alignment
+};
+
+__device__ __forceinline__ float activate(float v, BiasActivation act) {
+  if (act == BiasActivation::kRelu) return v > 0.f ? v : 0.f;
+  if (act == BiasActivation::kGeluTanh)
+    return 0.5f * v * (1.f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)));
+  return v;
+}
+
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+__device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(bar), "r"(count));
+}
+__device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint32_t bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(bar) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
+  asm volatile(
+      "{\n"
+      ".reg .pred p;\n"
+      "WAIT_%=:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
+      "@!p bra WAIT_%=;\n"
+      "}\n" ::"r"(bar),
+      "r"(parity)
+      : "memory");
+}
+__device__ __forceinline__ void tma_load_2d(uint32_t dst, const CUtensorMap* map, uint32_t bar, int c0, int c1) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4}], [%2];" ::"r"(
+          dst),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(bar), "r"(c0), "r"(c1)
+      : "memory");
+}
+
+// Shared-memory matrix descriptor: start, leading / stride byte offsets, 128-byte swizzle.
+__device__ __forceinline__ uint64_t desc(uint32_t addr, uint32_t lbo, uint32_t sbo) {
+  uint64_t d = 0;
+  d |= static_cast<uint64_t>((addr >> 4) & 0x3FFF);
+  d |= static_cast<uint64_t>((lbo >> 4) & 0x3FFF) << 16;
+  d |= static_cast<uint64_t>((sbo >> 4) & 0x3FFF) << 32;
+  d |= static_cast<uint64_t>(1) << 62;  // 128B swizzle
+  return d;
+}
+
+template <class T, int BN>
+struct Wgmma;
+
+// d += A (K-major, desc a) x B (MN-major, desc b), m64 n64 k16; scale_d = 0 zeroes d first.
+#define KILN_WGMMA_N64(TYPE)                                                                                          \
+  __device__ __forceinline__ static void run(float(&d)[32], uint64_t a, uint64_t b, int scale_d) {                    \
+    asm volatile(                                                                                                     \
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                                                  \
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE                                                   \
+        " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, "      \
+        "%22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, 0, 1;\n}\n"                            \
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), \
+          "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]),      \
+          "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]),     \
+          "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])                   \
+        : "l"(a), "l"(b), "r"(scale_d));                                                                              \
+  }
+template <>
+struct Wgmma<__half, 64> {
+  KILN_WGMMA_N64("f16")
+};
+template <>
+struct Wgmma<__nv_bfloat16, 64> {
+  KILN_WGMMA_N64("bf16")
+};
+#undef KILN_WGMMA_N64
+#endif
+
+// BN = 128 runs as two n64 halves (their B descriptors 8 KB apart), so one instruction
+// shape serves both tiles in this first version.
+template <class T, int BN>
+__global__ void __launch_bounds__(kThreads)
+    hopper_gemm_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUtensorMap map_b,
+                       const T* __restrict__ bias, const T* __restrict__ residual, T* __restrict__ y, int m, int n,
+                       int k, BiasActivation act) {
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using C = Cfg<BN>;
+  extern __shared__ __align__(1024) unsigned char smem_raw[];
+  const uint32_t base = (cuda::smem_addr(smem_raw) + 1023u) & ~1023u;  // swizzle atoms on 1 KB
+  const uint32_t bars = base + kStages * C::kStageBytes;
+  auto full = [&](int s) { return bars + 8u * s; };
+  auto empty = [&](int s) { return bars + 8u * (kStages + s); };
+  auto tile_a = [&](int s) { return base + s * C::kStageBytes; };
+  auto tile_b = [&](int s) { return base + s * C::kStageBytes + C::kABytes; };
+  const int tid = threadIdx.x;
+  const int n0 = blockIdx.x * BN, m0 = blockIdx.y * kBM;
+  const int nk = (k + kBK - 1) / kBK;
+  if (tid == 0) {
+    for (int s = 0; s < kStages; ++s) {
+      mbar_init(full(s), 1);
+      mbar_init(empty(s), 1);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+  __syncthreads();
+
+  if (tid >= kConsumers) {  // the producer warp: one thread issues every load
+    if (tid == kConsumers) {
+      for (int kb = 0; kb < nk; ++kb) {
+        const int s = kb % kStages;
+        mbar_wait(empty(s), ((kb / kStages) & 1) ^ 1);
+        mbar_expect_tx(full(s), C::kStageBytes);
+        tma_load_2d(tile_a(s), &map_a, full(s), kb * kBK, m0);
+#pragma unroll
+        for (int h = 0; h < BN / 64; ++h) tma_load_2d(tile_b(s) + h * 8192u, &map_b, full(s), n0 + h * 64, kb * kBK);
+      }
+    }
+    return;
+  }
+
+  // The consumer warp group.
+  float acc[BN / 64][32];
+#pragma unroll
+  for (int h = 0; h < BN / 64; ++h)
+#pragma unroll
+    for (int i = 0; i < 32; ++i) acc[h][i] = 0.f;
+  for (int kb = 0; kb < nk; ++kb) {
+    const int s = kb % kStages;
+    mbar_wait(full(s), (kb / kStages) & 1);
+    asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
+#pragma unroll
+    for (int kk = 0; kk < kBK / 16; ++kk) {
+      const uint64_t da = desc(tile_a(s) + kk * 32u, 16u, 1024u);
+#pragma unroll
+      for (int h = 0; h < BN / 64; ++h) {
+        const uint64_t db = desc(tile_b(s) + h * 8192u + kk * 2048u, 8192u, 1024u);
+        Wgmma<T, 64>::run(acc[h], da, db, 1);
+      }
+    }
+    asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
+    asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory");
+    if (tid == 0) mbar_arrive(empty(s));  // every MMA reading stage s is done
+  }
+
+  // Epilogue from the accumulators: bias, activation, residual, two columns at a time.
+  const int warp = tid / 32, lane = tid % 32;
+  const int r0 = m0 + warp * 16 + lane / 4;
+#pragma unroll
+  for (int h = 0; h < BN / 64; ++h)
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const int gn = n0 + h * 64 + j * 8 + 2 * (lane % 4);
+      if (gn >= n) continue;
+      float b0 = 0.f, b1 = 0.f;
+      if (bias) b0 = cuda::to_f(bias[gn]), b1 = cuda::to_f(bias[gn + 1]);
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int gm = r0 + 8 * e;
+        if (gm >= m) continue;
+        float v0 = activate(acc[h][4 * j + 2 * e] + b0, act), v1 = activate(acc[h][4 * j + 2 * e + 1] + b1, act);
+        const size_t at = static_cast<size_t>(gm) * n + gn;
+        if (residual) v0 += cuda::to_f(residual[at]), v1 += cuda::to_f(residual[at + 1]);
+        *reinterpret_cast<unsigned*>(y + at) = cuda::pack2<T>(v0, v1);
+      }
+    }
+#else
+  __trap();  // built for sm_90a only (CMakeLists.txt)
+#endif
+}
+
+PFN_cuTensorMapEncodeTiled_v12000 encoder() {
+  static PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
+    void* p = nullptr;
+    cudaDriverEntryPointQueryResult q{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &q) != cudaSuccess ||
+        q != cudaDriverEntryPointSuccess)
+      p = nullptr;
+    cudaGetLastError();
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(p);
+  }();
+  return fn;
+}
+
+// A row-major [rows, cols] 16-bit matrix as a tensor map of 64 x 64 boxes, 128-byte swizzle.
+bool encode(CUtensorMap* map, DataType t, const void* data, int64_t rows, int64_t cols) {
+  auto fn = encoder();
+  if (!fn) return false;
+  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(cols), static_cast<cuuint64_t>(rows)};
+  const cuuint64_t strides[1] = {static_cast<cuuint64_t>(cols) * 2};
+  const cuuint32_t box[2] = {64, 64};
+  const cuuint32_t elem[2] = {1, 1};
+  const CUtensorMapDataType dt =
+      t == DataType::kFloat16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
+  return fn(map, dt, 2, const_cast<void*>(data), dims, strides, box, elem, CU_TENSOR_MAP_INTERLEAVE_NONE,
+            CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
+            CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+template <class T, int BN>
+cudaError_t launch_typed(const Problem& p, cudaStream_t stream) {
+  CUtensorMap ma, mb;
+  if (!encode(&ma, p.dtype, p.a, p.m, p.k) || !encode(&mb, p.dtype, p.b, p.k, p.n)) return cudaErrorNotSupported;
+  auto* kernel = hopper_gemm_kernel<T, BN>;
+  static std::once_flag once;
+  static cudaError_t set = cudaSuccess;
+  std::call_once(
+      once, [&] { set = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg<BN>::kSmem); });
+  if (set != cudaSuccess) return set;
+  const dim3 grid(static_cast<unsigned>((p.n + BN - 1) / BN), static_cast<unsigned>((p.m + kBM - 1) / kBM));
+  kernel<<<grid, kThreads, Cfg<BN>::kSmem, stream>>>(
+      ma, mb, static_cast<const T*>(p.bias), static_cast<const T*>(p.residual), static_cast<T*>(p.y),
+      static_cast<int>(p.m), static_cast<int>(p.n), static_cast<int>(p.k), p.act);
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+int launch(const Problem& p, int bn, void* stream) {
+  if (!hopper::takes(p) || !valid_bn(bn) || p.m > (int64_t{65535} * kBM))
+    return static_cast<int>(cudaErrorInvalidValue);
+  auto s = static_cast<cudaStream_t>(stream);
+  cudaError_t e;
+  if (p.dtype == DataType::kFloat16)
+    e = bn == 64 ? launch_typed<__half, 64>(p, s) : launch_typed<__half, 128>(p, s);
+  else
+    e = bn == 64 ? launch_typed<__nv_bfloat16, 64>(p, s) : launch_typed<__nv_bfloat16, 128>(p, s);
+  return static_cast<int>(e);
+}
+
+}  // namespace kiln::ops::matmul::hopper
