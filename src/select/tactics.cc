@@ -17,6 +17,7 @@
 #include "backends/cuda/node_runner.h"
 #include "backends/cuda/tactic_sink.h"
 #include "base/env.h"
+#include "ops/attention/fused_attention.h"
 #include "ops/conv/conv_graph_cuda.h"
 #include "ops/matmul/gemm_splitk.h"
 
@@ -243,6 +244,9 @@ std::string describe_tactic(const std::string& kernel, int64_t id) {
     if (id == ops::cudnn_graph::kDirectTactic) return "kiln direct conv";
     return "cuDNN legacy algo " + std::to_string(id / 4) + ", math " + std::to_string(id % 4);
   }
+  if (kernel == "cuda.flash_attention")
+    return ops::attn::is_cudnn_sdpa_tactic(id) ? std::string("cuDNN fused attention engine")
+                                               : "kiln flash attention, variant " + std::to_string(id);
   if (kernel == "cuda.cublaslt" && ops::matmul::splitk::is_tactic(id))
     return "kiln split-K GEMM, " + std::to_string(ops::matmul::splitk::tactic_bm(id)) + "-row tiles, " +
            std::to_string(ops::matmul::splitk::tactic_waves(id)) + " CTA(s) per SM";

@@ -14,6 +14,7 @@
 #include "harness/op_harness.h"
 #include "harness/scoped_env.h"
 #include "kiln/kiln.h"
+#include "ops/attention/fused_attention.h"
 #include "ops/conv/conv_graph_cuda.h"
 #include "ops/matmul/gemm_splitk.h"
 #include "plan/engine_file.h"
@@ -554,6 +555,9 @@ TEST(Tactics, DescribedInWordsForInspect) {
   EXPECT_EQ(describe_tactic("cuda.cublaslt", 1234567890123), "#1234567890123");
   EXPECT_EQ(describe_tactic("cuda.cublaslt", ops::matmul::splitk::tactic_id(64, 2)),
             "kiln split-K GEMM, 64-row tiles, 2 CTA(s) per SM");
+  // ViT-B/16 bs256's pick on the H100 (cuDNN 9.14).
+  EXPECT_EQ(describe_tactic("cuda.flash_attention", 328759942185250), "cuDNN fused attention engine");
+  EXPECT_EQ(describe_tactic("cuda.flash_attention", 1), "kiln flash attention, variant 1");
 }
 
 // Opt-in candidates change what a node's timing chose among: such builds get their own
