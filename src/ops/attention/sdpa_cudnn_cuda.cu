@@ -14,6 +14,7 @@
 // and 16-byte aligned rows. Graphs and plans are kept per problem (dims and strides; the
 // scale is passed by value) for the process, finalized on process-lifetime handles
 // (cudnn_backend.h), never inside a stream capture. KILN_ATTENTION_CUDNN=0 offers none.
+#include <cuda_fp16.h>
 #include <cudnn.h>
 
 #include <map>
@@ -72,14 +73,10 @@ std::optional<Problem> problem_of(KernelContext& ctx, const FusedAttentionGeomet
   if (!plain_strides(g.q, qd, p.q) || !plain_strides(g.k, kd, p.k) || !plain_strides(g.v, kd, p.v) ||
       !plain_strides(g.o, qd, p.o))
     return std::nullopt;
-  // 16-byte rows: every stride but d's and every offset a multiple of 8 elements.
-  for (const auto* s : {&p.q, &p.k, &p.v, &p.o})
-    for (int a = 0; a < 3; ++a)
-      if ((*s)[static_cast<size_t>(a)] % 8) return std::nullopt;
-  const OperandMap* maps[4] = {&g.q, &g.k, &g.v, &g.o};
-  const void* ptrs[4] = {ctx.input(0).data(), ctx.input(1).data(), ctx.input(2).data(), ctx.output(0).data()};
-  for (int i = 0; i < 4; ++i)
-    if (maps[i]->offset % 8 || reinterpret_cast<uintptr_t>(ptrs[i]) % 16) return std::nullopt;
+  // 16-byte rows, as the register-resident kernel needs them (both dtypes are 2 bytes).
+  if (!vec_ok<__half>(g.q, ctx.input(0).data(), g.D) || !vec_ok<__half>(g.k, ctx.input(1).data(), g.D) ||
+      !vec_ok<__half>(g.v, ctx.input(2).data(), g.D) || !vec_ok<__half>(g.o, ctx.output(0).data(), g.D))
+    return std::nullopt;
   return p;
 }
 

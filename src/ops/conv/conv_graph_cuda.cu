@@ -412,8 +412,7 @@ Result<bool> run(KernelContext& ctx, const ConvProblem& p, int64_t tactic, const
       if (!json.empty()) cuda::report_state(state_header(key_of(ctx, p), cand->id) + json);
     }
     if (c.ok()) return gs == &e->fused;
-    cudaGetLastError();
-    if (cand->id == tactic) continue;  // the asked-for engine failed here: cuDNN's order next
+    // Refused here (execute cleared its error): the next candidate in order.
   }
   return ctx.error("no cuDNN graph engine runs this convolution", ErrorCode::kUnsupported);
 }

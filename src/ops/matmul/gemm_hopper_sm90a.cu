@@ -17,12 +17,11 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include <atomic>
-#include <cstring>
 #include <mutex>
 
 #include "backends/cuda/kernel_util.cuh"
 #include "backends/cuda/mma.cuh"
+#include "ops/matmul/bias_act.cuh"
 #include "ops/matmul/gemm_hopper.h"
 
 namespace kiln::ops::matmul::hopper {
@@ -38,13 +37,6 @@ struct Cfg {
   static constexpr int kStageBytes = kABytes + kBBytes;
   static constexpr int kSmem = 1024 + kStages * kStageBytes + 2 * kStages * 8;  // 1 KB for alignment
 };
-
-__device__ __forceinline__ float activate(float v, BiasActivation act) {
-  if (act == BiasActivation::kRelu) return v > 0.f ? v : 0.f;
-  if (act == BiasActivation::kGeluTanh)
-    return 0.5f * v * (1.f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)));
-  return v;
-}
 
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
 __device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count) {
@@ -194,7 +186,8 @@ __global__ void __launch_bounds__(kThreads)
       for (int e = 0; e < 2; ++e) {
         const int gm = r0 + 8 * e;
         if (gm >= m) continue;
-        float v0 = activate(acc[h][4 * j + 2 * e] + b0, act), v1 = activate(acc[h][4 * j + 2 * e + 1] + b1, act);
+        float v0 = bias_activate(acc[h][4 * j + 2 * e] + b0, act),
+              v1 = bias_activate(acc[h][4 * j + 2 * e + 1] + b1, act);
         const size_t at = static_cast<size_t>(gm) * n + gn;
         if (residual) v0 += cuda::to_f(residual[at]), v1 += cuda::to_f(residual[at + 1]);
         *reinterpret_cast<unsigned*>(y + at) = cuda::pack2<T>(v0, v1);

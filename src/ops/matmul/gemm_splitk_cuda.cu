@@ -14,6 +14,7 @@
 
 #include "backends/cuda/kernel_util.cuh"
 #include "backends/cuda/mma.cuh"
+#include "ops/matmul/bias_act.cuh"
 #include "ops/matmul/gemm_splitk.h"
 
 namespace kiln::ops::matmul::splitk {
@@ -35,13 +36,6 @@ struct Cfg {
   static constexpr int kCld = kBN + 8;                             // fp32 row stride of the staged tile
   static_assert(BM * kCld * 4 <= kSmem, "the partial tile reuses the pipeline's shared memory");
 };
-
-__device__ __forceinline__ float activate(float v, BiasActivation act) {
-  if (act == BiasActivation::kRelu) return v > 0.f ? v : 0.f;
-  if (act == BiasActivation::kGeluTanh)
-    return 0.5f * v * (1.f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)));
-  return v;
-}
 
 __device__ __forceinline__ void add4(float4& a, const float4 b) {
   a.x += b.x;
@@ -175,7 +169,8 @@ __global__ void __launch_bounds__(kThreads)
         for (int h = 0; h < 2; ++h) {
           const int gm = m0 + wm * C::kWarpRows + mt * 16 + g + h * 8;
           if (gm >= m) continue;
-          float v0 = activate(acc[mt][nt][2 * h] + bv.x, act), v1 = activate(acc[mt][nt][2 * h + 1] + bv.y, act);
+          float v0 = bias_activate(acc[mt][nt][2 * h] + bv.x, act),
+                v1 = bias_activate(acc[mt][nt][2 * h + 1] + bv.y, act);
           const size_t at = static_cast<size_t>(gm) * n + gn;
           if (residual) {
             v0 += cuda::to_f(residual[at]);
@@ -210,10 +205,10 @@ __global__ void __launch_bounds__(kThreads)
     for (int r = 0; r < split; ++r)
       add4(v, *reinterpret_cast<const float4*>(cluster.map_shared_rank(sc + row * C::kCld + col, r)));
     if (bias) add4(v, load4(bias + gn));
-    v.x = activate(v.x, act);
-    v.y = activate(v.y, act);
-    v.z = activate(v.z, act);
-    v.w = activate(v.w, act);
+    v.x = bias_activate(v.x, act);
+    v.y = bias_activate(v.y, act);
+    v.z = bias_activate(v.z, act);
+    v.w = bias_activate(v.w, act);
     const size_t at = static_cast<size_t>(gm) * n + gn;
     if (residual) add4(v, load4(residual + at));
     *reinterpret_cast<uint2*>(y + at) = make_uint2(cuda::pack2<T>(v.x, v.y), cuda::pack2<T>(v.z, v.w));

@@ -16,6 +16,7 @@
 
 #include "backends/cuda/kernel_util.cuh"
 #include "backends/cuda/tactic_sink.h"
+#include "ops/matmul/bias_act.cuh"
 #include "ops/matmul/gemm_splitk.h"
 #include "ops/matmul/matmul_internal.h"
 
@@ -261,21 +262,13 @@ bool affine(const std::vector<int64_t>& off, int64_t first, int64_t count, int64
   return true;
 }
 
-// y[i] = act(y[i] + bias[i % n]) (MatMulBias when the product is not one cuBLASLt call; bias may be null).
-__device__ __forceinline__ float apply_act(float v, matmul::BiasActivation act) {
-  if (act == matmul::BiasActivation::kRelu) return v > 0.f ? v : 0.f;
-  if (act == matmul::BiasActivation::kGeluTanh)
-    return 0.5f * v * (1.f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)));
-  return v;
-}
-
 // y = act(y + bias) + residual (bias and residual may be null; a residual comes without an activation).
 template <typename T>
 __global__ void bias_act_lastdim_kernel(T* y, const T* bias, const T* residual, matmul::BiasActivation act, int64_t n,
                                         int64_t total) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    y[i] = cuda::from_f<T>(apply_act(cuda::to_f(y[i]) + (bias ? cuda::to_f(bias[i % n]) : 0.f), act) +
+    y[i] = cuda::from_f<T>(matmul::bias_activate(cuda::to_f(y[i]) + (bias ? cuda::to_f(bias[i % n]) : 0.f), act) +
                            (residual ? cuda::to_f(residual[i]) : 0.f));
 }
 
