@@ -166,24 +166,6 @@ Result<std::vector<Tensor>> OpCase::run(const std::string& kernel) {
   return outs;
 }
 
-Result<std::vector<Tensor>> OpCase::run_after_late_producer(const std::string& kernel, int delay_us) {
-  KILN_ASSIGN_OR_RETURN(std::vector<Tensor> ref, run("ref"));
-  std::vector<const Tensor*> ins;
-  for (auto& t : inputs_) ins.push_back(t ? &*t : nullptr);
-  if (ins.empty() || !ins[0]) return Status(ErrorCode::kInvalidArgument, "the case needs a first input");
-  KILN_ASSIGN_OR_RETURN(cuda::DeviceBuffer saved, cuda::device_alloc(ins[0]->nbytes(), "late producer's source"));
-  cuda::NodeRunOptions opts;
-  opts.allow_tf32 = allow_tf32_;
-  opts.before_launch = [&](void* stream, const std::vector<Tensor>& dev) -> Status {
-    void* in0 = const_cast<void*>(dev[0].data());  // a device view the kernel reads
-    const size_t bytes = dev[0].nbytes();
-    KILN_RETURN_IF_ERROR(cuda::copy_async(saved.get(), in0, bytes, cuda::CopyKind::kDeviceToDevice, stream));
-    KILN_RETURN_IF_ERROR(cuda::memset_async(in0, 0xFF, bytes, stream));
-    return cuda::late_copy(in0, saved.get(), bytes, delay_us, stream);
-  };
-  return cuda::run_node_on_device(*node_, kernel, ins, ref, opts);
-}
-
 int gpu_kernels() { return cuda::device_count() > 0 ? 1 : 0; }
 
 int OpCase::expect_all_kernels_match(double rtol, double atol) {

@@ -65,12 +65,6 @@ class OpCase {
   const std::vector<std::optional<Tensor>>& inputs();
   /// Runs the named kernel ("ref" or a fast kernel name).
   Result<std::vector<Tensor>> run(const std::string& kernel = "ref");
-  /// Runs CUDA kernel `kernel` with its first input written late: the input is
-  /// filled with 0xFF bytes and a producer kernel (cuda::late_copy) that lets
-  /// dependent kernels launch at once writes the real values `delay_us` later. A
-  /// kernel launched with programmatic dependent launch that reads before
-  /// pdl_wait() (backends/cuda/pdl.cuh) sees the 0xFF bytes (NaN for floats).
-  Result<std::vector<Tensor>> run_after_late_producer(const std::string& kernel, int delay_us = 200);
   /// Runs every fast kernel whose applies() accepts the case and compares with ref.
   /// Returns the number of kernels compared.
   int expect_all_kernels_match(double rtol, double atol);

@@ -15,26 +15,7 @@ __global__ void saxpy_kernel(float a, const float* x, float* y, size_t n) {
   size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
   if (i < n) y[i] = a * x[i] + y[i];
 }
-__global__ void late_copy_kernel(unsigned char* dst, const unsigned char* src, size_t bytes, long long delay_ns) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
-  auto now = [] {
-    unsigned long long t;
-    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-    return t;
-  };
-  const unsigned long long start = now();
-  while (static_cast<long long>(now() - start) < delay_ns) __nanosleep(1000);
-  for (size_t i = threadIdx.x; i < bytes; i += blockDim.x) dst[i] = src[i];
-}
 }  // namespace
-
-Status late_copy(void* dst, const void* src, size_t bytes, int delay_us, void* stream) {
-  late_copy_kernel<<<1, 256, 0, static_cast<cudaStream_t>(stream)>>>(
-      static_cast<unsigned char*>(dst), static_cast<const unsigned char*>(src), bytes, delay_us * 1000LL);
-  return check(cudaGetLastError(), "late_copy launch");
-}
 
 int device_count() {
   int n = 0;

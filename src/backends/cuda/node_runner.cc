@@ -202,7 +202,6 @@ Result<std::vector<Tensor>> run_node_on_device(const ir::Node& node, const std::
   KILN_ASSIGN_OR_RETURN(std::unique_ptr<DeviceNodeIO> io, upload_node_io(node, inputs, outputs, opts));
   KILN_ASSIGN_OR_RETURN(ThreadState * ts, thread_state(opts.device));
   Launcher launch(node, *io, opts, *ts);
-  if (opts.before_launch) KILN_RETURN_IF_ERROR(opts.before_launch(ts->stream, io->inputs));
   KILN_RETURN_IF_ERROR(k->fn(launch.ctx()));
   if (opts.timing_iterations > 0 && opts.ms) {
     KILN_ASSIGN_OR_RETURN(*opts.ms, median_ms(*k, launch.ctx(), *ts, opts.timing_iterations));

@@ -5,7 +5,6 @@
 #pragma once
 
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -23,9 +22,6 @@ struct NodeRunOptions {
   int timing_iterations = 0;  ///< > 0: also time the kernel (median ms into *ms)
   float* ms = nullptr;
   int64_t tactic = -1;  ///< >= 0: run this tactic (kiln.tactic set on a copy of the node)
-  /// run_node_on_device: enqueued on the kernel's stream right before its launch, given
-  /// the device inputs (tests of programmatic dependent launch put a late producer there).
-  std::function<Status(void* stream, const std::vector<Tensor>& device_inputs)> before_launch;
 };
 
 /// Runs CUDA kernel `kernel` (a name in the op's `cuda` list) of `node`.

@@ -16,7 +16,6 @@ int device_count() { return 0; }
 std::string no_device_reason() { return kReason; }
 Result<DeviceInfo> device_info(int) { return no_cuda(); }
 Status saxpy_host(int, float, const float*, float*, size_t) { return no_cuda(); }
-Status late_copy(void*, const void*, size_t, int, void*) { return no_cuda(); }
 
 DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& o) noexcept {
   std::swap(ptr_, o.ptr_);

@@ -18,7 +18,6 @@
 #include <type_traits>
 
 #include "backends/cuda/kernel_util.cuh"
-#include "backends/cuda/pdl.cuh"
 #include "backends/cuda/tactic_sink.h"
 #include "ops/attention/attention_cuda.cuh"
 #include "ops/attention/fused_attention.h"
@@ -32,9 +31,7 @@ using attn::block_origin;
 using attn::BlockOrigin;
 using attn::vec_ok;
 using cuda::from_f;
-using cuda::launch_pdl;
 using cuda::launch_status;
-using cuda::pdl_wait;
 using cuda::stream_of;
 using cuda::to_f;
 
@@ -105,7 +102,6 @@ __global__ void __launch_bounds__(NW * 32)
     flash_attention(attn::FusedAttentionGeometry g, VecFlags vec, const T* __restrict__ q, const T* __restrict__ k,
                     const T* __restrict__ v, const T* __restrict__ mask, T* __restrict__ o) {
   using TS = typename std::conditional<kTC, T, float>::type;
-  pdl_wait();
   constexpr int BM = 16 * NW;
   constexpr int kPad = kTC ? 8 : 4;
   const int D = static_cast<int>(g.D), Dv = static_cast<int>(g.Dv);
@@ -278,9 +274,9 @@ Status launch(KernelContext& ctx, const attn::FusedAttentionGeometry& g) {
   const T* mask = ctx.has_input(3) ? static_cast<const T*>(ctx.input(3).data()) : nullptr;
   VecFlags vec{vec_ok<T>(g.q, ctx.input(0).data(), g.D), vec_ok<T>(g.k, ctx.input(1).data(), g.D),
                vec_ok<T>(g.v, ctx.input(2).data(), g.Dv)};
-  launch_pdl(kern, grid, NW * 32, sp.total, stream_of(ctx), g, vec, static_cast<const T*>(ctx.input(0).data()),
-             static_cast<const T*>(ctx.input(1).data()), static_cast<const T*>(ctx.input(2).data()), mask,
-             static_cast<T*>(ctx.output(0).data()));
+  kern<<<grid, NW * 32, sp.total, stream_of(ctx)>>>(
+      g, vec, static_cast<const T*>(ctx.input(0).data()), static_cast<const T*>(ctx.input(1).data()),
+      static_cast<const T*>(ctx.input(2).data()), mask, static_cast<T*>(ctx.output(0).data()));
   return launch_status(ctx, "flash_attention");
 }
 

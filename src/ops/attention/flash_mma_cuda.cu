@@ -38,7 +38,6 @@
 #include <vector>
 
 #include "backends/cuda/kernel_util.cuh"
-#include "backends/cuda/pdl.cuh"
 #include "backends/cuda/tactic_sink.h"
 #include "base/env.h"
 #include "ops/attention/attention_cuda.cuh"
@@ -160,7 +159,6 @@ __global__ void __launch_bounds__(NW* KW * 32, MINB > 1 ? MINB : 0)
     flash_mma_kernel(FusedAttentionGeometry g, bool o_pairs, const T* __restrict__ q, const T* __restrict__ k,
                      const T* __restrict__ v, const T* __restrict__ mask, T* __restrict__ o) {
   static_assert(KW == 1 || NW == 1, "key groups are single warps");
-  cuda::pdl_wait();
   using C = typename ComputeOf<T>::type;
   constexpr bool SPLIT = kSplit<T>;
   static_assert(MT == 0 || !SPLIT, "mask tiles: 16-bit operands");
@@ -568,9 +566,9 @@ Status launch(KernelContext& ctx, const FusedAttentionGeometry& g) {
   bool o_pairs = g.o.ax[3].inner_s == 1 && g.o.offset % 2 == 0 &&
                  reinterpret_cast<uintptr_t>(ctx.output(0).data()) % (2 * sizeof(T)) == 0;
   for (int a = 0; a < 3; ++a) o_pairs = o_pairs && g.o.ax[a].outer_s % 2 == 0 && g.o.ax[a].inner_s % 2 == 0;
-  cuda::launch_pdl(kern, grid, NW * KW * 32, smem, stream_of(ctx), g, o_pairs,
-                   static_cast<const T*>(ctx.input(0).data()), static_cast<const T*>(ctx.input(1).data()),
-                   static_cast<const T*>(ctx.input(2).data()), mask, static_cast<T*>(ctx.output(0).data()));
+  kern<<<grid, NW * KW * 32, smem, stream_of(ctx)>>>(
+      g, o_pairs, static_cast<const T*>(ctx.input(0).data()), static_cast<const T*>(ctx.input(1).data()),
+      static_cast<const T*>(ctx.input(2).data()), mask, static_cast<T*>(ctx.output(0).data()));
   return cuda::launch_status(ctx, "flash_attention_mma");
 }
 

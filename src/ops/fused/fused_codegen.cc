@@ -26,14 +26,6 @@ struct KilnFusedArgs {
 };
 static_assert(sizeof(KilnFusedArgs) == 1240, "KilnFusedArgs must match FusedArgs on the host");
 
-// Launched with programmatic dependent launch (backends/cuda/pdl.cuh): waits for the
-// previous kernel on the stream before any memory is touched.
-static __device__ __forceinline__ void kiln_pdl_wait() {
-#if __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
-}
-
 template <class T>
 struct alignas(4 * sizeof(T)) KilnV4 {
   T v[4];
@@ -216,7 +208,7 @@ std::string cuda_source(const Program& p, const std::vector<DataType>& inputs, D
   const std::string out_st = storage_type(output);
   const std::string store = std::string("kiln_st_") + dtype_tag(output);
   // Typed pointers to the inputs and the output.
-  std::string ptrs = "  kiln_pdl_wait();\n";
+  std::string ptrs;
   for (size_t j = 0; j < k; ++j) {
     const std::string st = storage_type(inputs[j]);
     ptrs += "  const " + st + "* __restrict__ p" + std::to_string(j) + " = static_cast<const " + st + "*>(a.in[" +

@@ -2,7 +2,7 @@
 // compiled by NVRTC for the device's sm_XY on the node's first run, loaded with the
 // runtime's library API (cudaLibraryLoadData / cudaLibraryGetKernel: no libcuda
 // link, so the binary still loads on machines without a driver) and launched
-// with cudaLaunchKernelExC (programmatic dependent launch). Compiled kernels are cached in the process (by program,
+// with cudaLaunchKernel. Compiled kernels are cached in the process (by program,
 // dtypes, variant and arch) and as cubin files on disk (KILN_CACHE_DIR, else
 // $XDG_CACHE_HOME/kiln, else ~/.cache/kiln), named by a hash of the source, the
 // arch and NVRTC's version.
@@ -333,18 +333,8 @@ Status fused_cuda(KernelContext& ctx) {
   }
   KILN_ASSIGN_OR_RETURN(Loaded l, kernels_for(ctx, prog->s, dts, y.dtype(), mode));
   void* params[] = {&args};
-  // The generated kernels wait for the previous kernel first (kiln_pdl_wait), so they
-  // may be launched while it drains (backends/cuda/pdl.cuh).
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = cuda::pdl_enabled() ? 1 : 0;
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(grid);
-  cfg.blockDim = dim3(cuda::kBlock);
-  cfg.stream = cuda::stream_of(ctx);
-  cfg.attrs = attr;
-  cfg.numAttrs = 1;
-  cudaError_t e = cudaLaunchKernelExC(&cfg, reinterpret_cast<const void*>(l.kernels[variant]), params);
+  cudaError_t e = cudaLaunchKernel(reinterpret_cast<const void*>(l.kernels[variant]), dim3(grid), dim3(cuda::kBlock),
+                                   params, 0, cuda::stream_of(ctx));
   if (e != cudaSuccess) {
     cudaGetLastError();
     return ctx.error(std::string("CUDA kernel fused_elementwise failed to launch: ") + cudaGetErrorString(e),

@@ -10,7 +10,6 @@
 #include <cstdint>
 
 #include "backends/cuda/kernel_util.cuh"
-#include "backends/cuda/pdl.cuh"
 #include "ops/norm/block_reduce.cuh"
 
 namespace kiln::cuda::rownorm {
@@ -134,7 +133,6 @@ __global__ void __launch_bounds__(kThreads* kRows)
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kRows + static_cast<int>(threadIdx.x) / kThreads;
   // Only the warp kernel (no __syncthreads) can have rows past the end.
   if (row >= rows) return;
-  pdl_wait();
   const int packs = cols / kPack;
   const P* xr = reinterpret_cast<const P*>(x + row * cols);
   P* yr = reinterpret_cast<P*>(y + row * cols);
@@ -176,7 +174,6 @@ __global__ void __launch_bounds__(kThreads* kRows)
   const int tid = static_cast<int>(threadIdx.x) % kThreads;
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kRows + static_cast<int>(threadIdx.x) / kThreads;
   if (row >= rows) return;
-  pdl_wait();
   const int packs = cols / kPack;
   const int64_t base = row * cols;
   const P* ir = reinterpret_cast<const P*>(in + base);
@@ -221,11 +218,11 @@ void launch_row_norm_fast(cudaStream_t stream, const T* x, T* y, const T* gamma,
   const int c = static_cast<int>(cols);
   if (cols <= kFastMaxWarpCols) {
     const auto grid = static_cast<unsigned>((rows + kFastWarpRows - 1) / kFastWarpRows);
-    launch_pdl(row_norm_fast_kernel<T, 32, kFastWarpRows>, grid, 32 * kFastWarpRows, 0, stream, x, y, gamma, beta,
-               rows, c, eps, rms, mean_out, inv_out);
+    row_norm_fast_kernel<T, 32, kFastWarpRows>
+        <<<grid, 32 * kFastWarpRows, 0, stream>>>(x, y, gamma, beta, rows, c, eps, rms, mean_out, inv_out);
   } else {
-    launch_pdl(row_norm_fast_kernel<T, kFastBlockThreads, 1>, static_cast<unsigned>(rows), kFastBlockThreads, 0,
-               stream, x, y, gamma, beta, rows, c, eps, rms, mean_out, inv_out);
+    row_norm_fast_kernel<T, kFastBlockThreads, 1><<<static_cast<unsigned>(rows), kFastBlockThreads, 0, stream>>>(
+        x, y, gamma, beta, rows, c, eps, rms, mean_out, inv_out);
   }
 }
 
@@ -237,11 +234,11 @@ void launch_skip_norm_fast(cudaStream_t stream, const T* in, const T* skip, cons
   const int c = static_cast<int>(cols);
   if (cols <= kFastMaxWarpCols) {
     const auto grid = static_cast<unsigned>((rows + kFastWarpRows - 1) / kFastWarpRows);
-    launch_pdl(skip_norm_fast_kernel<T, 32, kFastWarpRows>, grid, 32 * kFastWarpRows, 0, stream, in, skip, gamma,
-               beta, bias, y, mean_out, inv_out, sum_out, rows, skip_rows, c, eps);
+    skip_norm_fast_kernel<T, 32, kFastWarpRows><<<grid, 32 * kFastWarpRows, 0, stream>>>(
+        in, skip, gamma, beta, bias, y, mean_out, inv_out, sum_out, rows, skip_rows, c, eps);
   } else {
-    launch_pdl(skip_norm_fast_kernel<T, kFastBlockThreads, 1>, static_cast<unsigned>(rows), kFastBlockThreads, 0,
-               stream, in, skip, gamma, beta, bias, y, mean_out, inv_out, sum_out, rows, skip_rows, c, eps);
+    skip_norm_fast_kernel<T, kFastBlockThreads, 1><<<static_cast<unsigned>(rows), kFastBlockThreads, 0, stream>>>(
+        in, skip, gamma, beta, bias, y, mean_out, inv_out, sum_out, rows, skip_rows, c, eps);
   }
 }
 

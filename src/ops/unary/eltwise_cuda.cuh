@@ -11,7 +11,6 @@
 #include <vector>
 
 #include "backends/cuda/kernel_util.cuh"
-#include "backends/cuda/pdl.cuh"
 
 namespace kiln::cuda::eltwise {
 
@@ -244,7 +243,6 @@ inline bool aligned_to(const void* p, size_t bytes) { return reinterpret_cast<ui
 
 template <int V, class TI, class TO, class F>
 __global__ void map_kernel(const TI* x, TO* y, int64_t n, F f) {
-  pdl_wait();
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const int64_t nv = n / V;
@@ -267,9 +265,9 @@ template <class TI, class TO, class F>
 void launch_map(const TI* x, TO* y, int64_t n, F f, cudaStream_t s) {
   constexpr int V = pack_width<TI, TO>();
   if (V > 1 && aligned_to(x, sizeof(TI) * V) && aligned_to(y, sizeof(TO) * V))
-    launch_pdl(map_kernel<V, TI, TO, F>, grid_for((n + V - 1) / V), kBlock, 0, s, x, y, n, f);
+    map_kernel<V><<<grid_for((n + V - 1) / V), kBlock, 0, s>>>(x, y, n, f);
   else
-    launch_pdl(map_kernel<1, TI, TO, F>, grid_for(n), kBlock, 0, s, x, y, n, f);
+    map_kernel<1><<<grid_for(n), kBlock, 0, s>>>(x, y, n, f);
 }
 
 // ---- broadcasting
