@@ -11,7 +11,8 @@
 #   profile      bench/profile_layers.py $PROFILE_ARGS (e.g. "--models bert --batch 1 --ncu")
 # Logs go to $OUT (or ./gpu-logs) so they come back from the device tool (at most 8
 # files: the benchmark's per-row logs are packed into bench_logs.tgz); a short
-# table is printed last. $GTEST_FILTER narrows the tests step; $TARGETS (e.g.
+# table is printed last. $GTEST_FILTER narrows the tests step, $TEST_SHARDS (default 4)
+# sets how many kiln_tests processes share the GPU; $TARGETS (e.g.
 # "kiln kiln_tests") builds only those (the python step needs the default, all);
 # $STEP_TIMEOUT (seconds, default 3000) bounds each step, so one that hangs still
 # leaves the others' results inside the device tool's 10-minute call.
@@ -41,9 +42,22 @@ rc=0
 T="timeout ${STEP_TIMEOUT:-3000}"
 export PYTHONUNBUFFERED=1
 if has tests; then
-  $T ./build/gpu/tests/kiln_tests --gtest_filter="${GTEST_FILTER:-*}" > "$OUT/tests.log" 2>&1; t_rc=$?
-  rows+=("| kiln_tests | $(grep -E '^\[  (PASSED|FAILED) ' "$OUT/tests.log" | tr '\n' ' ') $(grep -c '^\[  SKIPPED \]' "$OUT/tests.log") skipped (rc $t_rc) |")
-  grep -E '^\[  FAILED  \]' "$OUT/tests.log" | sort -u | head -40
+  # $TEST_SHARDS processes share the GPU (gtest sharding; default 4): the suite's
+  # GPU tests are mostly small launches and host work (4 shards: ~1 minute on an H100).
+  shards=${TEST_SHARDS:-4}
+  pids=()
+  for ((i = 0; i < shards; i++)); do
+    GTEST_TOTAL_SHARDS=$shards GTEST_SHARD_INDEX=$i $T ./build/gpu/tests/kiln_tests --gtest_filter="${GTEST_FILTER:-*}" \
+      > "$OUT/tests.$i.log" 2>&1 &
+    pids+=($!)
+  done
+  t_rc=0
+  for pid in "${pids[@]}"; do wait "$pid" || t_rc=$?; done
+  cat "$OUT"/tests.*.log > "$OUT/tests.log" && rm -f "$OUT"/tests.*.log
+  passed=$(grep -hE '^\[  PASSED  \] [0-9]+ test' "$OUT/tests.log" | awk '{s += $4} END {print s + 0}')
+  names() { grep -E "^\[  $1 *\] [A-Za-z]" "$OUT/tests.log" | sed 's/ (.*//' | sort -u | wc -l; }
+  rows+=("| kiln_tests | $passed passed, $(names FAILED) failed, $(names SKIPPED) skipped, $shards shards (rc $t_rc) |")
+  grep -E '^\[  FAILED  \] [A-Za-z]' "$OUT/tests.log" | sort -u | head -40
   rc=$(( rc || t_rc ))
 fi
 if has conformance; then
