@@ -10,6 +10,8 @@
 #include <cudnn.h>
 
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <utility>
@@ -184,6 +186,40 @@ std::string plan_json(cudnnBackendDescriptor_t plan);
 /// Runs `plan` on handle `h` (its stream) with the tensors' device pointers by unique ID.
 Chain execute(cudnnHandle_t h, cudnnBackendDescriptor_t plan, const std::vector<int64_t>& uids,
               const std::vector<void*>& ptrs, void* workspace);
+
+/// A kernel's graphs by problem key (the numbers that decide the graph), each built once
+/// and kept for the process: engine IDs and plans must outlive every engine using them.
+///
+///   static GraphCache<Entry>& cache() { static auto* c = new GraphCache<Entry>(); return *c; }
+///   Entry* e = cache().get(key_of(p), [&](Entry& fresh) { build(p, fresh); return true; });
+template <class Entry>
+class GraphCache {
+ public:
+  /// The entry of `key`; the first call builds it with `build(Entry&)` outside the lock
+  /// (two threads may both build; the first insert wins). `build` returning false keeps
+  /// nothing (e.g. inside a stream capture, where building may load modules): null then.
+  template <class Build>
+  Entry* get(const std::vector<int64_t>& key, Build&& build) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = entries_.find(key);
+      if (it != entries_.end()) return it->second.get();
+    }
+    auto fresh = std::make_unique<Entry>();
+    if (!build(*fresh)) return nullptr;
+    std::lock_guard<std::mutex> lock(mu_);
+    return entries_.emplace(key, std::move(fresh)).first->second.get();
+  }
+  /// Drops every entry (tests; no kernel may be running one).
+  void clear() {
+    std::lock_guard<std::mutex> lock(mu_);
+    entries_.clear();
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<std::vector<int64_t>, std::unique_ptr<Entry>> entries_;
+};
 
 /// 64-bit hash step shared by the engine IDs and their users' keys.
 inline uint64_t mix(uint64_t h, uint64_t v) {

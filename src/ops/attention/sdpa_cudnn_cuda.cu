@@ -142,34 +142,25 @@ std::vector<int64_t> key_of(const KernelContext& ctx, const Problem& p) {
   return k;
 }
 
-std::mutex g_mu;
-std::map<std::vector<int64_t>, std::unique_ptr<Entry>>& entries() {
-  static auto* m = new std::map<std::vector<int64_t>, std::unique_ptr<Entry>>();
-  return *m;
+cuda::dnn::GraphCache<Entry>& cache() {
+  static auto* c = new cuda::dnn::GraphCache<Entry>();
+  return *c;
 }
 
 bool capturing(KernelContext& ctx) { return cuda::dnn::capturing(cuda::stream_of(ctx)); }
 
 // The entry of `p`, built the first time (not inside a capture: null then).
 Entry* entry_for(KernelContext& ctx, const Problem& p) {
-  const std::vector<int64_t> key = key_of(ctx, p);
-  {
-    std::lock_guard<std::mutex> lock(g_mu);
-    auto it = entries().find(key);
-    if (it != entries().end()) return it->second.get();
-  }
-  const bool capture = capturing(ctx);
-  if (capture) return nullptr;
-  auto fresh = std::make_unique<Entry>();
-  fresh->gh.init(ctx.cuda_env()->device, false, static_cast<cudnnHandle_t>(ctx.cuda_env()->cudnn));
-  {
-    std::lock_guard<std::mutex> lock(fresh->gh.mu());
-    build(fresh->gh.handle(), p, *fresh);
-  }
-  cudaGetLastError();
-  std::lock_guard<std::mutex> lock(g_mu);
-  auto [it, inserted] = entries().emplace(key, std::move(fresh));
-  return it->second.get();
+  return cache().get(key_of(ctx, p), [&](Entry& fresh) {
+    if (capturing(ctx)) return false;
+    fresh.gh.init(ctx.cuda_env()->device, false, static_cast<cudnnHandle_t>(ctx.cuda_env()->cudnn));
+    {
+      std::lock_guard<std::mutex> lock(fresh.gh.mu());
+      build(fresh.gh.handle(), p, fresh);
+    }
+    cudaGetLastError();
+    return true;
+  });
 }
 
 }  // namespace

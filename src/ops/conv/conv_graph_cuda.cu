@@ -84,10 +84,9 @@ struct Entry {
   std::vector<int64_t> ids;
 };
 
-std::mutex g_mu;
-std::map<std::vector<int64_t>, std::unique_ptr<Entry>>& entries() {
-  static auto* m = new std::map<std::vector<int64_t>, std::unique_ptr<Entry>>();
-  return *m;
+cuda::dnn::GraphCache<Entry>& cache() {
+  static auto* c = new cuda::dnn::GraphCache<Entry>();
+  return *c;
 }
 
 // KILN_CUDNN_KERNEL_CACHE=1: runtime-fusion graphs are built with dynamic shapes and
@@ -315,38 +314,28 @@ std::vector<int64_t> key_of(const KernelContext& ctx, const ConvProblem& p) {
 }
 
 Entry* entry_for(KernelContext& ctx, const ConvProblem& p) {
-  const std::vector<int64_t> key = key_of(ctx, p);
-  {
-    std::lock_guard<std::mutex> lock(g_mu);
-    auto it = entries().find(key);
-    if (it != entries().end()) return it->second.get();
-  }
-  auto fresh = std::make_unique<Entry>();
-  fresh->gh.init(ctx.cuda_env()->device, cuda::dnn::capturing(cuda::stream_of(ctx)),
-                 static_cast<cudnnHandle_t>(ctx.cuda_env()->cudnn));
-  {
-    std::lock_guard<std::mutex> lock(fresh->gh.mu());
-    build_graph(fresh->gh.handle(), p, true, fresh->fused);
-    build_graph(fresh->gh.handle(), p, false, fresh->plain);
-  }
-  // Interleaved (fused, plain, fused, ...) so a timing budget covers both graphs.
-  for (size_t i = 0; i < fresh->fused.cands.size() || i < fresh->plain.cands.size(); ++i)
-    for (const GraphSet* gs : {&fresh->fused, &fresh->plain})
-      if (i < gs->cands.size()) fresh->ids.push_back(gs->cands[i].id);
-  cudaGetLastError();
-  std::lock_guard<std::mutex> lock(g_mu);
-  auto [it, inserted] = entries().emplace(key, std::move(fresh));
-  return it->second.get();
+  return cache().get(key_of(ctx, p), [&](Entry& fresh) {
+    fresh.gh.init(ctx.cuda_env()->device, cuda::dnn::capturing(cuda::stream_of(ctx)),
+                  static_cast<cudnnHandle_t>(ctx.cuda_env()->cudnn));
+    {
+      std::lock_guard<std::mutex> lock(fresh.gh.mu());
+      build_graph(fresh.gh.handle(), p, true, fresh.fused);
+      build_graph(fresh.gh.handle(), p, false, fresh.plain);
+    }
+    // Interleaved (fused, plain, fused, ...) so a timing budget covers both graphs.
+    for (size_t i = 0; i < fresh.fused.cands.size() || i < fresh.plain.cands.size(); ++i)
+      for (const GraphSet* gs : {&fresh.fused, &fresh.plain})
+        if (i < gs->cands.size()) fresh.ids.push_back(gs->cands[i].id);
+    cudaGetLastError();
+    return true;
+  });
 }
 
 }  // namespace
 
 int64_t plans_from_state() { return g_plans_from_state.load(); }
 
-void forget_plans_for_test() {
-  std::lock_guard<std::mutex> lock(g_mu);
-  entries().clear();
-}
+void forget_plans_for_test() { cache().clear(); }
 
 Result<std::vector<int64_t>> candidates(KernelContext& ctx, const ConvProblem& p) {
   if (!enabled()) return std::vector<int64_t>{};
