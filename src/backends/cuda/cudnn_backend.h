@@ -18,8 +18,14 @@
 #include <vector>
 
 #include "backends/cuda/api.h"
+#include "kiln/types.h"
 
 namespace kiln::cuda::dnn {
+
+/// cuDNN's type for a float DataType (fp32, fp16, anything else bf16).
+inline cudnnDataType_t data_type(DataType t) {
+  return t == DataType::kFloat32 ? CUDNN_DATA_FLOAT : t == DataType::kFloat16 ? CUDNN_DATA_HALF : CUDNN_DATA_BFLOAT16;
+}
 
 /// Owns one backend descriptor.
 struct Desc {

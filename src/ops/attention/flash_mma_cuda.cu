@@ -633,13 +633,13 @@ Status launch_d(KernelContext& ctx, const FusedAttentionGeometry& g) {
       // stride; mask tiles come with them.
       // cuDNN's fused attention engines are tactics too (sdpa_cudnn_cuda.cu), after the
       // own ones.
-      std::vector<int64_t> ids{0};
-      if (D == 64) ids.push_back(1);
       if (cuda::collecting_tactics()) {
+        std::vector<int64_t> ids{0};
+        if (D == 64) ids.push_back(1);
         const std::vector<int64_t> dnn = cudnn_sdpa_candidates(ctx, g);
         ids.insert(ids.end(), dnn.begin(), dnn.end());
+        cuda::report_tactics(ids);
       }
-      cuda::report_tactics(ids);
       const int64_t tactic = ctx.attrs().get_int(kTacticAttr, 0);
       if (is_cudnn_sdpa_tactic(tactic)) {
         KILN_ASSIGN_OR_RETURN(bool ran, cudnn_sdpa_run(ctx, g, tactic));

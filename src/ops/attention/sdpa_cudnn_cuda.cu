@@ -17,8 +17,6 @@
 #include <cuda_fp16.h>
 #include <cudnn.h>
 
-#include <map>
-#include <memory>
 #include <mutex>
 #include <optional>
 #include <vector>
@@ -91,7 +89,7 @@ struct Entry {
 // The graph of problem `p` and its ranked engines (none when cuDNN takes no part of it).
 void build(cudnnHandle_t h, const Problem& p, Entry& e) {
   OpGraph& g = e.g;
-  const cudnnDataType_t io = p.dtype == DataType::kFloat16 ? CUDNN_DATA_HALF : CUDNN_DATA_BFLOAT16;
+  const cudnnDataType_t io = cuda::dnn::data_type(p.dtype);  // fp16 or bf16 (problem_of)
   const cudnnDataType_t f32 = CUDNN_DATA_FLOAT;
   const int64_t B = p.B, H = p.H, Sq = p.Sq, Sk = p.Sk, D = p.D;
   const std::vector<int64_t> s_dims{B, H, Sq, Sk}, s_str{H * Sq * Sk, Sq * Sk, Sk, 1};

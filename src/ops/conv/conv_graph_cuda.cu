@@ -19,7 +19,6 @@
 #include <atomic>
 #include <cstdio>
 #include <map>
-#include <memory>
 #include <mutex>
 #include <optional>
 #include <shared_mutex>
@@ -42,10 +41,6 @@ using cuda::dnn::Desc;
 using cuda::dnn::mix;
 using cuda::dnn::OpGraph;
 using cuda::dnn::set;
-
-cudnnDataType_t dnn_type(DataType t) {
-  return t == DataType::kFloat32 ? CUDNN_DATA_FLOAT : t == DataType::kFloat16 ? CUDNN_DATA_HALF : CUDNN_DATA_BFLOAT16;
-}
 
 constexpr int64_t kUidX = 1, kUidW = 2, kUidY = 3, kUidB = 4, kUidZ = 5;
 constexpr int kMaxPerGraph = 8;  // candidates kept per graph (timing cost grows with each)
@@ -144,7 +139,7 @@ int runtime_fusion_cap(const ConvProblem& p, bool fused) {
 // Builds one graph (fused when `fused`) and ranks its engine configurations.
 // Leaves `gs.cands` empty when cuDNN takes no part of it.
 void build_graph(cudnnHandle_t h, const ConvProblem& p, bool fused, GraphSet& gs) {
-  const cudnnDataType_t dt = dnn_type(p.dtype);
+  const cudnnDataType_t dt = cuda::dnn::data_type(p.dtype);
   const cudnnDataType_t acc = CUDNN_DATA_FLOAT;
   const std::vector<int64_t> xd(p.x.begin(), p.x.end()), wd(p.w.begin(), p.w.end()), yd(p.y.begin(), p.y.end());
   std::vector<int64_t> bd(yd.size(), 1);

@@ -5,10 +5,10 @@
 // weights). Correct on the H100 against a naive product (matmul_test.cc), but NOT YET A
 // TACTIC of any node: its first version runs one CTA per 64 x BN tile walking all of K, too
 // few CTAs at batch-1 shapes (BERT bs1 out-projection 12.9 us under ncu against nvjet's 7.2;
-// bench/RESULTS.md, session 13). Next: K split over a cluster (the split-K frame's
-// distributed-shared-memory reduction, gemm_splitk_cuda.cu), then the LayerNorm epilogue the
-// frame's mma.sync main loop could not pay for. Compiled for sm_90a only
-// (gemm_hopper_sm90a.cu, its own object library in CMakeLists.txt).
+// bench/RESULTS.md, session 13). K split over a cluster and a LayerNorm epilogue (branch
+// wip/hopper-splitk) measured slower than nvjet (+ LayerNorm) too (session 14): the main loop
+// itself is what to look at next. Compiled for sm_90a only (gemm_hopper_sm90a.cu, its own
+// object library in CMakeLists.txt).
 #pragma once
 
 #include <cstdint>
