@@ -42,6 +42,7 @@
 #include "base/env.h"
 #include "ops/attention/attention_cuda.cuh"
 #include "ops/attention/flash_mma_tiles.cuh"
+#include "ops/attention/flash_wgmma.h"
 
 namespace kiln::ops::attn {
 
@@ -544,6 +545,14 @@ __global__ void __launch_bounds__(NW* KW * 32, MINB > 1 ? MINB : 0)
   }
 }
 
+// Pairs of output elements as one 4-byte store: d contiguous, every row start even.
+bool output_pairs(KernelContext& ctx, const FusedAttentionGeometry& g, size_t elem) {
+  bool pairs = g.o.ax[3].inner_s == 1 && g.o.offset % 2 == 0 &&
+               reinterpret_cast<uintptr_t>(ctx.output(0).data()) % (2 * elem) == 0;
+  for (int a = 0; a < 3; ++a) pairs = pairs && g.o.ax[a].outer_s % 2 == 0 && g.o.ax[a].inner_s % 2 == 0;
+  return pairs;
+}
+
 template <class T, int D, int NW, int KW, int BN, int MINB = 1, bool ALIAS = true, int MT = 0, bool LIN = false>
 Status launch(KernelContext& ctx, const FusedAttentionGeometry& g) {
   constexpr size_t smem = smem_bytes<D, NW, KW, BN, kSplit<T>, ALIAS, MT, kv_stages<kSplit<T>>()>();
@@ -562,12 +571,8 @@ Status launch(KernelContext& ctx, const FusedAttentionGeometry& g) {
   const dim3 grid(static_cast<unsigned>((g.Sq + 16 * NW - 1) / (16 * NW)), static_cast<unsigned>(g.H),
                   static_cast<unsigned>(g.B));
   const T* mask = ctx.has_input(3) ? static_cast<const T*>(ctx.input(3).data()) : nullptr;
-  // Pairs of output elements as one 4-byte store: d contiguous, every row start even.
-  bool o_pairs = g.o.ax[3].inner_s == 1 && g.o.offset % 2 == 0 &&
-                 reinterpret_cast<uintptr_t>(ctx.output(0).data()) % (2 * sizeof(T)) == 0;
-  for (int a = 0; a < 3; ++a) o_pairs = o_pairs && g.o.ax[a].outer_s % 2 == 0 && g.o.ax[a].inner_s % 2 == 0;
   kern<<<grid, NW * KW * 32, smem, stream_of(ctx)>>>(
-      g, o_pairs, static_cast<const T*>(ctx.input(0).data()), static_cast<const T*>(ctx.input(1).data()),
+      g, output_pairs(ctx, g, sizeof(T)), static_cast<const T*>(ctx.input(0).data()), static_cast<const T*>(ctx.input(1).data()),
       static_cast<const T*>(ctx.input(2).data()), mask, static_cast<T*>(ctx.output(0).data()));
   return cuda::launch_status(ctx, "flash_attention_mma");
 }
@@ -596,6 +601,28 @@ int mask_tiles(KernelContext& ctx, const FusedAttentionGeometry& g) {
       reinterpret_cast<uintptr_t>(ctx.input(3).data()) % 16)
     return 0;
   return g.mask_stride[2] == 0 ? 1 : g.mask_stride[2] % V == 0 ? 2 : 0;
+}
+
+// The Hopper kernel (flash_wgmma.h) as tactics kWgmmaTactic (one warp group a CTA) and
+// kWgmmaTactic + 1 (two), offered for 16-bit D = 64 large grids where it takes the node.
+constexpr int64_t kWgmmaTactic = 2;
+
+// KILN_ATTENTION_WGMMA=0 leaves the Hopper kernel out of the tactics (an A/B switch).
+bool wgmma_offered(const FusedAttentionGeometry& g, const wgmma::Args& a) {
+  static const bool on = !env_is("KILN_ATTENTION_WGMMA", "0");
+  return on && wgmma::takes(g, a);
+}
+
+wgmma::Args hopper_args(KernelContext& ctx, const FusedAttentionGeometry& g) {
+  wgmma::Args a;
+  a.dtype = ctx.input(0).dtype();
+  a.q = ctx.input(0).data();
+  a.k = ctx.input(1).data();
+  a.v = ctx.input(2).data();
+  a.mask = ctx.has_input(3) ? ctx.input(3).data() : nullptr;
+  a.o = ctx.output(0).data();
+  a.o_pairs = output_pairs(ctx, g, 2);
+  return a;
 }
 
 // Split fp32 at large grids has tactics (timed by the builder; docs/tactics.md):
@@ -631,11 +658,13 @@ Status launch_d(KernelContext& ctx, const FusedAttentionGeometry& g) {
       // and BERT-base bs128 timing kept tactics 1 and 0.) (D = 128 takes 87 KB of shared
       // memory a block: 2 per SM either way.) Row streams where every sequence axis is one
       // stride; mask tiles come with them.
-      // cuDNN's fused attention engines are tactics too (sdpa_cudnn_cuda.cu), after the
-      // own ones.
+      // On sm_90, tactics 2 and 3 are the Hopper kernel (flash_wgmma.h; Sk <= 256). cuDNN's
+      // fused attention engines are tactics too (sdpa_cudnn_cuda.cu), after the own ones.
+      const wgmma::Args wa = hopper_args(ctx, g);
       if (cuda::collecting_tactics()) {
         std::vector<int64_t> ids{0};
         if (D == 64) ids.push_back(1);
+        if (D == 64 && wgmma_offered(g, wa)) ids.insert(ids.end(), {kWgmmaTactic, kWgmmaTactic + 1});
         const std::vector<int64_t> dnn = cudnn_sdpa_candidates(ctx, g);
         ids.insert(ids.end(), dnn.begin(), dnn.end());
         cuda::report_tactics(ids);
@@ -644,6 +673,13 @@ Status launch_d(KernelContext& ctx, const FusedAttentionGeometry& g) {
       if (is_cudnn_sdpa_tactic(tactic)) {
         KILN_ASSIGN_OR_RETURN(bool ran, cudnn_sdpa_run(ctx, g, tactic));
         if (ran) return Status();
+      }
+      if (D == 64 && (tactic == kWgmmaTactic || tactic == kWgmmaTactic + 1) && wgmma::takes(g, wa)) {
+        const int e = wgmma::launch(g, wa, tactic == kWgmmaTactic ? 1 : 2, stream_of(ctx));
+        if (e == cudaSuccess) return Status();
+        if (e != cudaErrorNotSupported)
+          return ctx.error(std::string("flash_attention_wgmma: ") + cudaGetErrorString(static_cast<cudaError_t>(e)),
+                           ErrorCode::kInternal);
       }
       const bool lin = linear_rows(g);
       const int mt = lin ? mask_tiles<T>(ctx, g) : 0;

@@ -2,6 +2,7 @@
 // explicitly gathered logical operands, for the layouts exporters produce (BERT's
 // head split, ViT's packed QKV through five view ops), masks, fully masked rows;
 // the CUDA kernel against the reference when a GPU is present.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <limits>
@@ -278,10 +279,11 @@ TEST(FusedAttention, CudaRegisterKernelMatchesReference) {
 }
 
 // Runs the case on every tactic cuda.flash_attention offers (16-bit head size 64: on a
-// large grid two register bounds, then cuDNN's fused attention engines where the graph
-// expresses the case; on a small grid key groups with and without row streams) and
-// compares each with the reference: all finite, within 2e-2. Returns how many of the
-// tactics were cuDNN's.
+// large grid two register bounds, on sm_90 the Hopper kernel's two CTA sizes where it takes
+// the case, then cuDNN's fused attention engines where the graph expresses it; on a small
+// grid key groups with and without row streams) and compares each with the reference: all
+// finite, within 2e-2. `own`: the fewest own tactics (all before cuDNN's). Returns how many
+// of the tactics were cuDNN's.
 int expect_every_flash_tactic_matches(OpCase& c, size_t own = 2) {
   auto ref = c.run("ref");
   EXPECT_TRUE(ref.ok()) << ref.status().to_string();
@@ -294,11 +296,13 @@ int expect_every_flash_tactic_matches(OpCase& c, size_t own = 2) {
   auto ids = cuda::node_tactics_on_device(c.node(), "cuda.flash_attention", **io);
   EXPECT_TRUE(ids.ok()) << ids.status().to_string();
   if (!ids.ok()) return 0;
-  EXPECT_GE(ids->size(), own) << "the kernel's own tactics come first";
+  size_t first_dnn = 0;
+  while (first_dnn < ids->size() && !ops::attn::is_cudnn_sdpa_tactic((*ids)[first_dnn])) ++first_dnn;
+  EXPECT_GE(first_dnn, own) << "the kernel's own tactics come first";
   int dnn = 0;
   for (size_t i = 0; i < ids->size(); ++i) {
     const bool is_dnn = ops::attn::is_cudnn_sdpa_tactic((*ids)[i]);
-    EXPECT_EQ(is_dnn, i >= own) << "tactic " << i << " = " << (*ids)[i];
+    EXPECT_EQ(is_dnn, i >= first_dnn) << "tactic " << i << " = " << (*ids)[i];
     dnn += is_dnn;
   }
   io->reset();
@@ -373,6 +377,73 @@ TEST(FusedAttention, CudaRegisterKernelRaggedRowsEveryTactic) {
     bc.B = 4, bc.S = 197, bc.H = 12, bc.D = 64, bc.dt = dt, bc.mask = false;
     OpCase c = bc.make(31);
     expect_every_flash_tactic_matches(c);
+  }
+}
+
+// The Hopper kernel (flash_wgmma.h, tactics 2 and 3 on sm_90): offered for BERT's layout
+// at a large grid; every tactic matches the reference on ViT's packed [S, B, 3E] layout
+// (its tensor maps order h, b, s by stride) with 197 tokens (a ragged query block and key
+// chunk), and on a [B, 1, 1, S] mask of -inf with one batch fully masked (zero_masked_rows 1:
+// zeros). With zero_masked_rows 0 that batch's rows are NaN and the others finite.
+TEST(FusedAttention, CudaHopperKernelViewsMasksAndDeadRows) {
+  if (gpu_kernels() == 0) GTEST_SKIP() << "no CUDA device: the reference runs would compare against nothing";
+  auto info = cuda::device_info(0);
+  ASSERT_TRUE(info.ok());
+  const bool hopper = info->cc_major == 9 && info->cc_minor == 0;
+  {
+    BertCase bc;
+    bc.B = 12, bc.S = 128, bc.H = 12, bc.D = 64, bc.dt = DataType::kFloat16;
+    OpCase c = bc.make(43);
+    auto ref = c.run("ref");
+    ASSERT_TRUE(ref.ok()) << ref.status().to_string();
+    std::vector<const Tensor*> ins;
+    for (const auto& t : c.inputs()) ins.push_back(t ? &*t : nullptr);
+    auto io = cuda::upload_node_io(c.node(), ins, *ref);
+    ASSERT_TRUE(io.ok()) << io.status().to_string();
+    auto ids = cuda::node_tactics_on_device(c.node(), "cuda.flash_attention", **io);
+    ASSERT_TRUE(ids.ok()) << ids.status().to_string();
+    const bool offered = std::count(ids->begin(), ids->end(), 2) == 1 && std::count(ids->begin(), ids->end(), 3) == 1;
+    EXPECT_EQ(offered, hopper) << "the Hopper kernel's tactics are offered on sm_90 only";
+  }
+  for (DataType dt : {DataType::kFloat16, DataType::kBFloat16}) {
+    SCOPED_TRACE(dtype_name(dt));
+    OpCase c = packed_qkv_case(197, 4, 12, 64, dt);
+    expect_every_flash_tactic_matches(c, hopper ? 4 : 2);
+  }
+  const double inf = std::numeric_limits<double>::infinity();
+  for (int zero : {1, 0}) {
+    SCOPED_TRACE("zero_masked_rows " + std::to_string(zero));
+    BertCase bc;
+    bc.B = 12, bc.S = 136, bc.H = 12, bc.D = 64, bc.dt = DataType::kBFloat16;
+    Tensor m = Tensor::empty(bc.dt, {bc.B, 1, 1, bc.S});
+    for (int64_t b = 0; b < bc.B; ++b)
+      for (int64_t j = 0; j < bc.S; ++j) m.set_from_double(b * bc.S + j, b == 5 || (j * 7 + b) % 6 == 0 ? -inf : 0.0);
+    bc.mask_value = m;
+    OpCase c = bc.make(47);
+    c.attr("zero_masked_rows", Attribute::from_int(zero));
+    if (zero) {
+      expect_every_flash_tactic_matches(c, hopper ? 4 : 2);
+      continue;
+    }
+    if (!hopper) continue;
+    auto ref = c.run("ref");
+    ASSERT_TRUE(ref.ok()) << ref.status().to_string();
+    std::vector<const Tensor*> ins;
+    for (const auto& t : c.inputs()) ins.push_back(t ? &*t : nullptr);
+    for (int64_t tactic : {2, 3}) {
+      cuda::NodeRunOptions o;
+      o.tactic = tactic;
+      auto got = cuda::run_node_on_device(c.node(), "cuda.flash_attention", ins, *ref, o);
+      ASSERT_TRUE(got.ok()) << got.status().to_string();
+      const Tensor& y = (*got)[0];  // [B, S, H * D]
+      int bad = 0;
+      for (int64_t i = 0; i < y.numel(); ++i) {
+        const bool dead = i / (bc.S * bc.H * bc.D) == 5;
+        const double x = y.get_as_double(i);
+        bad += dead ? !std::isnan(x) : !std::isfinite(x);
+      }
+      EXPECT_EQ(bad, 0) << "tactic " << tactic << ": NaN exactly in the fully masked batch";
+    }
   }
 }
 

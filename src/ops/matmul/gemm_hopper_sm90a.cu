@@ -19,6 +19,7 @@
 
 #include <mutex>
 
+#include "backends/cuda/hopper.cuh"
 #include "backends/cuda/kernel_util.cuh"
 #include "backends/cuda/mma.cuh"
 #include "ops/matmul/bias_act.cuh"
@@ -26,6 +27,8 @@
 
 namespace kiln::ops::matmul::hopper {
 namespace {
+
+using namespace cuda::hopper;
 
 constexpr int kBM = 64, kBK = 64, kStages = 6;
 constexpr int kConsumers = 128, kThreads = kConsumers + 32;
@@ -39,44 +42,6 @@ struct Cfg {
 };
 
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-__device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(bar), "r"(count));
-}
-__device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void mbar_arrive(uint32_t bar) {
-  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(bar) : "memory");
-}
-__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
-  asm volatile(
-      "{\n"
-      ".reg .pred p;\n"
-      "WAIT_%=:\n"
-      "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
-      "@!p bra WAIT_%=;\n"
-      "}\n" ::"r"(bar),
-      "r"(parity)
-      : "memory");
-}
-__device__ __forceinline__ void tma_load_2d(uint32_t dst, const CUtensorMap* map, uint32_t bar, int c0, int c1) {
-  asm volatile(
-      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4}], [%2];" ::"r"(
-          dst),
-      "l"(reinterpret_cast<uint64_t>(map)), "r"(bar), "r"(c0), "r"(c1)
-      : "memory");
-}
-
-// Shared-memory matrix descriptor: start, leading / stride byte offsets, 128-byte swizzle.
-__device__ __forceinline__ uint64_t desc(uint32_t addr, uint32_t lbo, uint32_t sbo) {
-  uint64_t d = 0;
-  d |= static_cast<uint64_t>((addr >> 4) & 0x3FFF);
-  d |= static_cast<uint64_t>((lbo >> 4) & 0x3FFF) << 16;
-  d |= static_cast<uint64_t>((sbo >> 4) & 0x3FFF) << 32;
-  d |= static_cast<uint64_t>(1) << 62;  // 128B swizzle
-  return d;
-}
-
 template <class T, int BN>
 struct Wgmma;
 
@@ -129,7 +94,7 @@ __global__ void __launch_bounds__(kThreads)
       mbar_init(full(s), 1);
       mbar_init(empty(s), 1);
     }
-    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    mbar_fence_init();
   }
   __syncthreads();
 
@@ -156,7 +121,7 @@ __global__ void __launch_bounds__(kThreads)
   for (int kb = 0; kb < nk; ++kb) {
     const int s = kb % kStages;
     mbar_wait(full(s), (kb / kStages) & 1);
-    asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
+    wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < kBK / 16; ++kk) {
       const uint64_t da = desc(tile_a(s) + kk * 32u, 16u, 1024u);
@@ -166,8 +131,8 @@ __global__ void __launch_bounds__(kThreads)
         Wgmma<T, 64>::run(acc[h], da, db, 1);
       }
     }
-    asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
-    asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory");
+    wgmma_commit();
+    wgmma_wait<0>();
     if (tid == 0) mbar_arrive(empty(s));  // every MMA reading stage s is done
   }
 
@@ -198,22 +163,9 @@ __global__ void __launch_bounds__(kThreads)
 #endif
 }
 
-PFN_cuTensorMapEncodeTiled_v12000 encoder() {
-  static PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
-    void* p = nullptr;
-    cudaDriverEntryPointQueryResult q{};
-    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &q) != cudaSuccess ||
-        q != cudaDriverEntryPointSuccess)
-      p = nullptr;
-    cudaGetLastError();
-    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(p);
-  }();
-  return fn;
-}
-
 // A row-major [rows, cols] 16-bit matrix as a tensor map of 64 x 64 boxes, 128-byte swizzle.
 bool encode(CUtensorMap* map, DataType t, const void* data, int64_t rows, int64_t cols) {
-  auto fn = encoder();
+  auto fn = cuda::hopper::tensor_map_encoder();
   if (!fn) return false;
   const cuuint64_t dims[2] = {static_cast<cuuint64_t>(cols), static_cast<cuuint64_t>(rows)};
   const cuuint64_t strides[1] = {static_cast<cuuint64_t>(cols) * 2};

@@ -1,0 +1,35 @@
+// Hopper-native attention for short sequences (flash_wgmma_sm90a.cu): fp16/bf16,
+// D == Dv == 64, Sk <= 256, every operand a plain strided [B, H, S, 64] view with rows 16-byte
+// aligned. One CTA = 1 or 2 warp groups of 64 query rows of one (batch, head); Q, and all
+// of K and V in 64-key chunks, arrive by TMA (128-byte swizzle, one mbarrier per chunk, rows
+// past S as zeros); S = Q K^T runs as wgmma from shared memory, the online softmax on the
+// accumulators, and O += P V as wgmma with P from registers (the accumulator layout is
+// the A fragment's). A tactic of cuda.flash_attention on sm_90 (flash_mma_cuda.cu).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "ops/attention/fused_attention.h"
+
+namespace kiln::ops::attn::wgmma {
+
+/// The operands of one launch (device pointers; mask null when none).
+struct Args {
+  DataType dtype = DataType::kFloat16;
+  const void* q = nullptr;
+  const void* k = nullptr;
+  const void* v = nullptr;
+  const void* mask = nullptr;
+  void* o = nullptr;
+  bool o_pairs = false;  ///< output pairs as one 4-byte store (d contiguous, rows even)
+};
+
+/// Whether the kernel takes g on this device (an sm_90 GPU, the driver's tensor-map
+/// encoder, the geometry and alignment above).
+bool takes(const FusedAttentionGeometry& g, const Args& a);
+
+/// Enqueues the attention with `wgs` (1 or 2) warp groups a CTA; returns the cudaError_t
+/// (cudaErrorNotSupported, launching nothing, where a tensor map cannot describe an operand).
+int launch(const FusedAttentionGeometry& g, const Args& a, int wgs, cudaStream_t stream);
+
+}  // namespace kiln::ops::attn::wgmma

@@ -1,0 +1,389 @@
+// kiln's Hopper attention for short sequences (flash_wgmma.h).
+//
+// CTA = WG warp groups (128 threads each) over 64 * WG query rows of one (batch, head) =
+// (blockIdx.z, blockIdx.y); thread 0 issues every TMA load at the start: the warp groups'
+// Q boxes (64 rows x 64 d, 8 KB each) on one mbarrier, then K and V chunk c (64 keys x 64
+// d each) on mbarriers of their own, so chunk 0's scores start while later chunks land.
+// All of K and V stay resident (Sk <= 256: 32 KB each at most); no stage is reused, so
+// every barrier completes once (parity 0).
+//
+// Layouts (the Hopper GEMM's, gemm_hopper_sm90a.cu, which passed its GPU test):
+//   Q (wgmma A, K-major) and K (wgmma B, K-major: S = Q K^T reads K's rows as B's
+//   columns): 64 rows of 128 bytes, 128-byte swizzle; descriptor SBO = 1024 B (8 rows),
+//   +32 B a k16 step.
+//   V (wgmma B, MN-major, "transpose" bit): 64 key rows of 128 bytes; SBO = 1024 B (8
+//   keys), LBO = 8 KB (next 64 d, unused at D = 64), +2048 B a k16 step.
+// Accumulators (m64n64, fp32): warp w of a group holds rows 16w + lane/4 (+8), columns
+// 8j + 2 (lane % 4) (+1) of n8 block j as d[4j .. 4j+3]; the k16 slice kk of P as wgmma's
+// register A fragment is {d[8kk..8kk+1], d[8kk+2..+3], d[8kk+4..+5], d[8kk+6..+7]} packed.
+//
+// Softmax in log2 units: x = s * scale * log2(e) + mask * log2(e); a finite mask below
+// -1e30 counts as -1e30 (a dtype's lowest value times log2(e) would overflow fp32 to -inf
+// and turn a fully masked row, which softmax spreads evenly, into an empty one).
+#include <cuda.h>
+#include <cudaTypedefs.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <mutex>
+
+#include "backends/cuda/hopper.cuh"
+#include "backends/cuda/kernel_util.cuh"
+#include "backends/cuda/mma.cuh"
+#include "ops/attention/attention_cuda.cuh"
+#include "ops/attention/flash_wgmma.h"
+
+namespace kiln::ops::attn::wgmma {
+namespace {
+
+using namespace cuda::hopper;
+
+constexpr int kRows = 64, kKeys = 64, kD = 64;
+constexpr int kMaxChunks = 4;                  // Sk <= 256
+constexpr uint32_t kTile = kRows * kD * 2;     // one TMA box: 8 KB
+constexpr float kLog2e = 1.4426950408889634f;  // (flash_mma_tiles.cuh's)
+
+// 1 KB alignment slack, Q boxes, K and V chunks, barriers, the mask row (MASK == 1, log2 units).
+constexpr int smem_bytes(int wg, int chunks) {
+  return 1024 + (wg + 2 * chunks) * int(kTile) + (1 + 2 * kMaxChunks) * 8 + kKeys * kMaxChunks * 4;
+}
+
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+__device__ __forceinline__ float ex2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+template <class T>
+struct Mma;
+
+// d (=, += when acc) A (K-major, desc a) x B (K-major, desc b), m64 n64 k16.
+// d += A (registers) x B (MN-major, desc b), m64 n64 k16.
+#define KILN_WGMMA_ATTN(TYPE)                                                                                        \
+  __device__ __forceinline__ static void ss(float(&d)[32], uint64_t a, uint64_t b, int acc) {                        \
+    asm volatile(                                                                                                    \
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                                                 \
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE                                                  \
+        " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, "     \
+        "%22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, 0, 0;\n}\n"                           \
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),            \
+          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),      \
+          "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),    \
+          "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])     \
+        : "l"(a), "l"(b), "r"(acc));                                                                                 \
+  }                                                                                                                  \
+  __device__ __forceinline__ static void rs(float(&d)[32], const uint32_t(&a)[4], uint64_t b) {                      \
+    asm volatile(                                                                                                    \
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE                                                  \
+        " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, "     \
+        "%22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, {%32, %33, %34, %35}, %36, 1, 1, 1, 1;\n"                \
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),            \
+          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),      \
+          "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),    \
+          "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])     \
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b));                                                       \
+  }
+template <>
+struct Mma<__half> {
+  KILN_WGMMA_ATTN("f16")
+};
+template <>
+struct Mma<__nv_bfloat16> {
+  KILN_WGMMA_ATTN("bf16")
+};
+#undef KILN_WGMMA_ATTN
+
+// The mask at `key` in log2 units (see the file comment); -inf past Sk.
+template <class T>
+__device__ __forceinline__ float mask_log2(const T* __restrict__ row, long long key, long long sk, long long stride) {
+  if (key >= sk) return -INFINITY;
+  const float m = cuda::to_f(__ldg(row + key * stride));
+  return m == -INFINITY ? m : fmaxf(m, -1e30f) * kLog2e;
+}
+#endif
+
+// MASK: 0 none; 1 one row per (batch, head) for every query (mask_stride[2] == 0, BERT's
+// [B, 1, 1, Sk]): each thread loads its 16 columns once a chunk for both its rows; 2 a
+// row per query.
+template <class T, int WG, int MASK>
+__global__ void __launch_bounds__(WG * 128, 4 / WG)  // <= 128 registers: 4 warp groups an SM
+    flash_wgmma_kernel(const __grid_constant__ CUtensorMap map_q, const __grid_constant__ CUtensorMap map_k,
+                       const __grid_constant__ CUtensorMap map_v, const __grid_constant__ FusedAttentionGeometry g,
+                       const T* __restrict__ mask, T* __restrict__ o, bool o_pairs, int qc_dim, int kc_dim) {
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  extern __shared__ __align__(1024) unsigned char smem_raw[];
+  const uint32_t base = (cuda::smem_addr(smem_raw) + 1023u) & ~1023u;  // swizzle atoms on 1 KB
+  const int nch = static_cast<int>((g.Sk + kKeys - 1) / kKeys);
+  const uint32_t qs = base, ks = base + WG * kTile, vs = ks + nch * kTile, bars = vs + nch * kTile;
+  auto bar_q = [&] { return bars; };
+  auto bar_k = [&](int c) { return bars + 8u * (1 + c); };
+  auto bar_v = [&](int c) { return bars + 8u * (1 + kMaxChunks + c); };
+  const int tid = static_cast<int>(threadIdx.x), wg = tid / 128, t = tid % 128;
+  const int b = static_cast<int>(blockIdx.z), h = static_cast<int>(blockIdx.y);
+  const int q0 = static_cast<int>(blockIdx.x) * kRows * WG;
+  if (tid == 0) {
+    asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(&map_q)) : "memory");
+    asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(&map_k)) : "memory");
+    asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(&map_v)) : "memory");
+    mbar_init(bar_q(), 1);
+    for (int c = 0; c < nch; ++c) mbar_init(bar_k(c), 1), mbar_init(bar_v(c), 1);
+    mbar_fence_init();
+  }
+  __syncthreads();
+  if (tid == 0) {
+    // Coordinates: d, then the (h, s, b) dims in the order the maps were encoded in
+    // (launch: by stride); qc_dim / kc_dim say which of 1..3 is s, the rest follow.
+    auto coords = [&](int sdim, int s, int (&c)[4]) {
+      c[0] = 0;
+      int rest[2] = {h, b}, r = 0;
+      for (int i = 1; i < 4; ++i) c[i] = i == sdim ? s : rest[r++];
+    };
+    int c[4];
+    mbar_expect_tx(bar_q(), WG * kTile);
+    for (int w = 0; w < WG; ++w) {
+      coords(qc_dim, q0 + w * kRows, c);
+      tma_load_4d(qs + w * kTile, &map_q, bar_q(), c[0], c[1], c[2], c[3]);
+    }
+    for (int ch = 0; ch < nch; ++ch) {
+      coords(kc_dim, ch * kKeys, c);
+      mbar_expect_tx(bar_k(ch), kTile);
+      tma_load_4d(ks + ch * kTile, &map_k, bar_k(ch), c[0], c[1], c[2], c[3]);
+      mbar_expect_tx(bar_v(ch), kTile);
+      tma_load_4d(vs + ch * kTile, &map_v, bar_v(ch), c[0], c[1], c[2], c[3]);
+    }
+  }
+  // MASK == 1: the (batch, head)'s mask row in log2 units, loaded while the tiles land.
+  float* mlog = reinterpret_cast<float*>(smem_raw + (bars + 8u * (1 + 2 * kMaxChunks) - cuda::smem_addr(smem_raw)));
+  if constexpr (MASK == 1) {
+    const T* mb = mask + b * g.mask_stride[0] + h * g.mask_stride[1];
+    for (int key = tid; key < nch * kKeys; key += WG * 128) mlog[key] = mask_log2(mb, key, g.Sk, g.mask_stride[3]);
+    __syncthreads();
+  }
+  if (q0 + wg * kRows >= g.Sq) return;  // a warp group past the last query row (no barrier follows)
+
+  const int warp = t / 32, lane = t % 32, gr = lane / 4, tq = lane % 4;
+  const long long row0 = q0 + wg * kRows + warp * 16 + gr;  // this thread's rows: row0, row0 + 8
+  const T* mrow[2] = {nullptr, nullptr};
+  if constexpr (MASK == 2) {
+    const T* mb = mask + b * g.mask_stride[0] + h * g.mask_stride[1];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) mrow[r] = mb + std::min<long long>(row0 + 8 * r, g.Sq - 1) * g.mask_stride[2];
+  }
+  const long long ms3 = g.mask_stride[3];
+  const float mult = g.scale * kLog2e;
+
+  float oacc[32];
+#pragma unroll
+  for (int i = 0; i < 32; ++i) oacc[i] = 0.f;
+  float row_m[2] = {-INFINITY, -INFINITY}, row_l[2] = {0.f, 0.f};
+  mbar_wait(bar_q(), 0);
+  const uint32_t qtile = qs + wg * kTile;
+
+  for (int ch = 0; ch < nch; ++ch) {
+    float s[32];
+    mbar_wait(bar_k(ch), 0);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < kD / 16; ++kk)
+      Mma<T>::ss(s, desc(qtile + kk * 32u, 16u, 1024u), desc(ks + ch * kTile + kk * 32u, 16u, 1024u), kk);
+    wgmma_commit();
+    wgmma_wait<0>();
+
+    // Scores to log2 units with the mask; keys past Sk to -inf.
+    const long long k0 = static_cast<long long>(ch) * kKeys;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const long long key = k0 + 8 * j + 2 * tq + e;
+        float m0 = key < g.Sk ? 0.f : -INFINITY, m1 = m0;
+        if constexpr (MASK == 1) {
+          m0 = m1 = mlog[key];  // -inf past Sk
+        } else if constexpr (MASK == 2) {
+          m0 = mask_log2(mrow[0], key, g.Sk, ms3);
+          m1 = mask_log2(mrow[1], key, g.Sk, ms3);
+        }
+        s[4 * j + e] = fmaf(s[4 * j + e], mult, m0);
+        s[4 * j + 2 + e] = fmaf(s[4 * j + 2 + e], mult, m1);
+      }
+    }
+    // Online softmax over the quad's 64 columns of each row.
+    float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      mx[0] = fmaxf(mx[0], fmaxf(s[4 * j], s[4 * j + 1]));
+      mx[1] = fmaxf(mx[1], fmaxf(s[4 * j + 2], s[4 * j + 3]));
+    }
+    float ref[2], alpha[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+      const float m_new = fmaxf(row_m[r], mx[r]);
+      ref[r] = m_new == -INFINITY ? 0.f : m_new;  // no finite score so far: p = 0
+      alpha[r] = ex2(row_m[r] - ref[r]);
+      row_m[r] = m_new;
+    }
+    float sum[2] = {0.f, 0.f};
+    uint32_t pa[4][4];
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const float p0 = ex2(s[4 * j] - ref[0]), p1 = ex2(s[4 * j + 1] - ref[0]);
+      const float p2 = ex2(s[4 * j + 2] - ref[1]), p3 = ex2(s[4 * j + 3] - ref[1]);
+      sum[0] += p0 + p1;
+      sum[1] += p2 + p3;
+      pa[j / 2][(j & 1) * 2] = cuda::pack2<T>(p0, p1);
+      pa[j / 2][(j & 1) * 2 + 1] = cuda::pack2<T>(p2, p3);
+    }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) row_l[r] = row_l[r] * alpha[r] + sum[r];
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      oacc[4 * j] *= alpha[0], oacc[4 * j + 1] *= alpha[0];
+      oacc[4 * j + 2] *= alpha[1], oacc[4 * j + 3] *= alpha[1];
+    }
+
+    mbar_wait(bar_v(ch), 0);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < kKeys / 16; ++kk) Mma<T>::rs(oacc, pa[kk], desc(vs + ch * kTile + kk * 2048u, 8192u, 1024u));
+    wgmma_commit();
+    wgmma_wait<0>();
+  }
+
+  // O / l, rows below Sq.
+  const long long od = g.o.ax[3].inner_s;
+  const long long obase = head_base(g.o, b, h);
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float l = row_l[r];
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    const long long qi = row0 + 8 * r;
+    if (qi >= g.Sq) continue;
+    const bool dead = !(l > 0.f);
+    const float inv = dead ? 0.f : 1.f / l;
+    const float fill = g.zero_masked_rows ? 0.f : NAN;
+    T* orow = o + obase + axo(g.o.ax[2], qi);
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const int c = 8 * j + 2 * tq;
+      const float v0 = dead ? fill : oacc[4 * j + 2 * r] * inv, v1 = dead ? fill : oacc[4 * j + 2 * r + 1] * inv;
+      if (o_pairs) {
+        *reinterpret_cast<unsigned*>(orow + c) = cuda::pack2<T>(v0, v1);
+      } else {
+        orow[c * od] = cuda::from_f<T>(v0);
+        orow[(c + 1) * od] = cuda::from_f<T>(v1);
+      }
+    }
+  }
+#else
+  __trap();  // built for sm_90a only (CMakeLists.txt)
+#endif
+}
+
+// Operand m's logical [B, H, S, 64] as a 4D tensor map of 64 x 64 boxes: d innermost, then
+// h, s and b ordered by stride (the encoder wants them so); *sdim = where s went (1..3).
+bool encode(CUtensorMap* map, DataType t, const void* data, const OperandMap& m, int64_t B, int64_t H, int64_t S,
+            int* sdim) {
+  auto fn = tensor_map_encoder();
+  if (!fn) return false;
+  struct Axis {
+    int64_t n, stride;
+    int which;  // 0 b, 1 h, 2 s
+  };
+  Axis ax[3] = {{H, m.ax[1].inner_s, 1}, {S, m.ax[2].inner_s, 2}, {B, m.ax[0].inner_s, 0}};
+  std::stable_sort(ax, ax + 3, [](const Axis& a, const Axis& b) { return a.stride < b.stride; });
+  // (h, b) keep their order around s for the kernel's coordinate helper: h before b.
+  int hb[2], r = 0;
+  for (int i = 0; i < 3; ++i)
+    if (ax[i].which != 2) hb[r++] = ax[i].which;
+  if (hb[0] != 1) return false;
+  cuuint64_t dims[4] = {kD, 0, 0, 0}, strides[3];
+  cuuint32_t box[4] = {kD, 1, 1, 1};
+  for (int i = 0; i < 3; ++i) {
+    if (ax[i].stride <= 0 || (ax[i].stride * 2) % 16 || ax[i].stride * 2 >= (int64_t{1} << 40)) return false;
+    dims[i + 1] = static_cast<cuuint64_t>(ax[i].n);
+    strides[i] = static_cast<cuuint64_t>(ax[i].stride * 2);
+    if (ax[i].which == 2) *sdim = i + 1, box[i + 1] = kRows;
+  }
+  const cuuint32_t elem[4] = {1, 1, 1, 1};
+  const CUtensorMapDataType dt =
+      t == DataType::kFloat16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
+  void* at = const_cast<char*>(static_cast<const char*>(data)) + m.offset * 2;
+  return fn(map, dt, 4, at, dims, strides, box, elem, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+            CU_TENSOR_MAP_L2_PROMOTION_L2_128B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+template <class T, int WG, int MASK>
+cudaError_t launch_typed(const FusedAttentionGeometry& g, const Args& a, cudaStream_t stream) {
+  CUtensorMap mq, mk, mv;
+  int qd = 0, kd = 0, vd = 0;
+  if (!encode(&mq, a.dtype, a.q, g.q, g.B, g.H, g.Sq, &qd) || !encode(&mk, a.dtype, a.k, g.k, g.B, g.H, g.Sk, &kd) ||
+      !encode(&mv, a.dtype, a.v, g.v, g.B, g.H, g.Sk, &vd) || vd != kd)
+    return cudaErrorNotSupported;
+  auto* kernel = flash_wgmma_kernel<T, WG, MASK>;
+  static std::once_flag once;
+  static cudaError_t set = cudaSuccess;
+  std::call_once(once, [&] {
+    // All the shared memory the SM has: as many CTAs an SM as registers allow.
+    set = cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared);
+    if (set == cudaSuccess)
+      set = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes(WG, kMaxChunks));
+  });
+  if (set != cudaSuccess) return set;
+  const int nch = static_cast<int>((g.Sk + kKeys - 1) / kKeys);
+  const dim3 grid(static_cast<unsigned>((g.Sq + kRows * WG - 1) / (kRows * WG)), static_cast<unsigned>(g.H),
+                  static_cast<unsigned>(g.B));
+  kernel<<<grid, WG * 128, smem_bytes(WG, nch), stream>>>(mq, mk, mv, g, static_cast<const T*>(a.mask),
+                                                          static_cast<T*>(a.o), a.o_pairs, qd, kd);
+  return cudaGetLastError();
+}
+
+template <class T, int WG>
+cudaError_t launch_mask(const FusedAttentionGeometry& g, const Args& a, cudaStream_t stream) {
+  if (!a.mask) return launch_typed<T, WG, 0>(g, a, stream);
+  return g.mask_stride[2] == 0 ? launch_typed<T, WG, 1>(g, a, stream) : launch_typed<T, WG, 2>(g, a, stream);
+}
+
+bool plain(const OperandMap& m, const void* data, int64_t B, int64_t H, int64_t S) {
+  const int64_t n[3] = {B, H, S};
+  for (int i = 0; i < 3; ++i)
+    if (m.ax[i].inner_n < n[i]) return false;
+  return m.ax[3].inner_s == 1 && (reinterpret_cast<uintptr_t>(data) + m.offset * 2) % 16 == 0;
+}
+
+}  // namespace
+
+bool takes(const FusedAttentionGeometry& g, const Args& a) {
+  if (a.dtype != DataType::kFloat16 && a.dtype != DataType::kBFloat16) return false;
+  if (g.D != kD || g.Dv != kD || g.Sk < 1 || g.Sk > kKeys * kMaxChunks || g.Sq < 1 || !(g.scale > 0.f)) return false;
+  if (g.B > 65535 || g.H > 65535 || g.Sq > (int64_t{1} << 30)) return false;
+  if (!plain(g.q, a.q, g.B, g.H, g.Sq) || !plain(g.k, a.k, g.B, g.H, g.Sk) || !plain(g.v, a.v, g.B, g.H, g.Sk))
+    return false;
+  if (!tensor_map_encoder()) return false;
+  int dev = 0, major = 0, minor = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return major == 9 && minor == 0;  // sm_90a code only
+}
+
+int launch(const FusedAttentionGeometry& g, const Args& a, int wgs, cudaStream_t stream) {
+  if (!takes(g, a) || (wgs != 1 && wgs != 2)) return static_cast<int>(cudaErrorInvalidValue);
+  cudaError_t e;
+  if (a.dtype == DataType::kFloat16)
+    e = wgs == 1 ? launch_mask<__half, 1>(g, a, stream) : launch_mask<__half, 2>(g, a, stream);
+  else
+    e = wgs == 1 ? launch_mask<__nv_bfloat16, 1>(g, a, stream) : launch_mask<__nv_bfloat16, 2>(g, a, stream);
+  return static_cast<int>(e);
+}
+
+}  // namespace kiln::ops::attn::wgmma
