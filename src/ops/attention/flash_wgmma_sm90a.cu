@@ -29,6 +29,7 @@
 #include <algorithm>
 #include <cmath>
 #include <mutex>
+#include <type_traits>
 
 #include "backends/cuda/hopper.cuh"
 #include "backends/cuda/kernel_util.cuh"
@@ -61,41 +62,75 @@ __device__ __forceinline__ float ex2(float x) {
 template <class T>
 struct Mma;
 
-// d (=, += when acc) A (K-major, desc a) x B (K-major, desc b), m64 n64 k16.
-// d += A (registers) x B (MN-major, desc b), m64 n64 k16.
-#define KILN_WGMMA_ATTN(TYPE)                                                                                        \
-  __device__ __forceinline__ static void ss(float(&d)[32], uint64_t a, uint64_t b, int acc) {                        \
-    asm volatile(                                                                                                    \
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                                                 \
-        "wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE                                                  \
-        " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, "     \
-        "%22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, 0, 0;\n}\n"                           \
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),            \
-          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),      \
-          "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),    \
-          "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])     \
-        : "l"(a), "l"(b), "r"(acc));                                                                                 \
-  }                                                                                                                  \
-  __device__ __forceinline__ static void rs(float(&d)[32], const uint32_t(&a)[4], uint64_t b) {                      \
-    asm volatile(                                                                                                    \
-        "wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE                                                  \
-        " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, "     \
-        "%22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, {%32, %33, %34, %35}, %36, 1, 1, 1, 1;\n"                \
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),            \
-          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),      \
-          "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),    \
-          "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])     \
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b));                                                       \
-  }
+// ss<N>: d (=, += when acc) A (K-major, desc a) x B (K-major, desc b), m64 nN k16 (N keys:
+// 64 a full chunk, 16 / 32 for a short last one). rs: d += A (registers) x B (MN-major,
+// desc b), m64 n64 k16.
 template <>
 struct Mma<__half> {
-  KILN_WGMMA_ATTN("f16")
+  template <int N>
+  __device__ __forceinline__ static std::enable_if_t<N == 16> ss(float (&d)[8], uint64_t a, uint64_t b, int acc) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %10, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n16k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7}, %8, %9, p, 1, 1, 0, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7])
+        : "l"(a), "l"(b), "r"(acc));
+  }
+  template <int N>
+  __device__ __forceinline__ static std::enable_if_t<N == 32> ss(float (&d)[16], uint64_t a, uint64_t b, int acc) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, %16, %17, p, 1, 1, 0, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+        : "l"(a), "l"(b), "r"(acc));
+  }
+  template <int N>
+  __device__ __forceinline__ static std::enable_if_t<N == 64> ss(float (&d)[32], uint64_t a, uint64_t b, int acc) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, 0, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+        : "l"(a), "l"(b), "r"(acc));
+  }
+  __device__ __forceinline__ static void rs(float (&d)[32], const uint32_t (&a)[4], uint64_t b) {
+    asm volatile(
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, {%32, %33, %34, %35}, %36, 1, 1, 1, 1;\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b));
+  }
 };
 template <>
 struct Mma<__nv_bfloat16> {
-  KILN_WGMMA_ATTN("bf16")
+  template <int N>
+  __device__ __forceinline__ static std::enable_if_t<N == 16> ss(float (&d)[8], uint64_t a, uint64_t b, int acc) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %10, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n16k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7}, %8, %9, p, 1, 1, 0, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7])
+        : "l"(a), "l"(b), "r"(acc));
+  }
+  template <int N>
+  __device__ __forceinline__ static std::enable_if_t<N == 32> ss(float (&d)[16], uint64_t a, uint64_t b, int acc) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, %16, %17, p, 1, 1, 0, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+        : "l"(a), "l"(b), "r"(acc));
+  }
+  template <int N>
+  __device__ __forceinline__ static std::enable_if_t<N == 64> ss(float (&d)[32], uint64_t a, uint64_t b, int acc) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, 0, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+        : "l"(a), "l"(b), "r"(acc));
+  }
+  __device__ __forceinline__ static void rs(float (&d)[32], const uint32_t (&a)[4], uint64_t b) {
+    asm volatile(
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, {%32, %33, %34, %35}, %36, 1, 1, 1, 1;\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b));
+  }
 };
-#undef KILN_WGMMA_ATTN
 
 // The mask at `key` in log2 units (see the file comment); -inf past Sk.
 template <class T>
@@ -104,6 +139,83 @@ __device__ __forceinline__ float mask_log2(const T* __restrict__ row, long long 
   const float m = cuda::to_f(__ldg(row + key * stride));
   return m == -INFINITY ? m : fmaxf(m, -1e30f) * kLog2e;
 }
+
+// One chunk of NK keys (k0 ..) for a warp group's 64 rows: S = Q K^T, the online softmax
+// (keys past Sk at -inf), O = O * alpha + P V. The chunk's K has landed; V's barrier is vbar.
+template <class T, int MASK, int NK>
+__device__ __forceinline__ void attend_chunk(float (&oacc)[32], float (&row_m)[2], float (&row_l)[2], uint32_t qtile,
+                                             uint32_t ktile, uint32_t vtile, uint32_t vbar, long long k0,
+                                             const FusedAttentionGeometry& g, float mult, const float* mlog,
+                                             const T* const (&mrow)[2], int tq) {
+  float s[NK / 2];
+  wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < kD / 16; ++kk)
+    Mma<T>::template ss<NK>(s, desc(qtile + kk * 32u, 16u, 1024u), desc(ktile + kk * 32u, 16u, 1024u), kk);
+  wgmma_commit();
+  wgmma_wait<0>();
+
+  // Scores to log2 units with the mask; keys past Sk to -inf.
+#pragma unroll
+  for (int j = 0; j < NK / 8; ++j) {
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const long long key = k0 + 8 * j + 2 * tq + e;
+      float m0 = key < g.Sk ? 0.f : -INFINITY, m1 = m0;
+      if constexpr (MASK == 1) {
+        m0 = m1 = mlog[key];  // -inf past Sk
+      } else if constexpr (MASK == 2) {
+        m0 = mask_log2(mrow[0], key, g.Sk, g.mask_stride[3]);
+        m1 = mask_log2(mrow[1], key, g.Sk, g.mask_stride[3]);
+      }
+      s[4 * j + e] = fmaf(s[4 * j + e], mult, m0);
+      s[4 * j + 2 + e] = fmaf(s[4 * j + 2 + e], mult, m1);
+    }
+  }
+  // Online softmax over the quad's columns of each row.
+  float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+  for (int j = 0; j < NK / 8; ++j) {
+    mx[0] = fmaxf(mx[0], fmaxf(s[4 * j], s[4 * j + 1]));
+    mx[1] = fmaxf(mx[1], fmaxf(s[4 * j + 2], s[4 * j + 3]));
+  }
+  float ref[2], alpha[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+    mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+    const float m_new = fmaxf(row_m[r], mx[r]);
+    ref[r] = m_new == -INFINITY ? 0.f : m_new;  // no finite score so far: p = 0
+    alpha[r] = ex2(row_m[r] - ref[r]);
+    row_m[r] = m_new;
+  }
+  float sum[2] = {0.f, 0.f};
+  uint32_t pa[NK / 16][4];
+#pragma unroll
+  for (int j = 0; j < NK / 8; ++j) {
+    const float p0 = ex2(s[4 * j] - ref[0]), p1 = ex2(s[4 * j + 1] - ref[0]);
+    const float p2 = ex2(s[4 * j + 2] - ref[1]), p3 = ex2(s[4 * j + 3] - ref[1]);
+    sum[0] += p0 + p1;
+    sum[1] += p2 + p3;
+    pa[j / 2][(j & 1) * 2] = cuda::pack2<T>(p0, p1);
+    pa[j / 2][(j & 1) * 2 + 1] = cuda::pack2<T>(p2, p3);
+  }
+#pragma unroll
+  for (int r = 0; r < 2; ++r) row_l[r] = row_l[r] * alpha[r] + sum[r];
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    oacc[4 * j] *= alpha[0], oacc[4 * j + 1] *= alpha[0];
+    oacc[4 * j + 2] *= alpha[1], oacc[4 * j + 3] *= alpha[1];
+  }
+
+  mbar_wait(vbar, 0);
+  wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < NK / 16; ++kk) Mma<T>::rs(oacc, pa[kk], desc(vtile + kk * 2048u, 8192u, 1024u));
+  wgmma_commit();
+  wgmma_wait<0>();
+}
+
 #endif
 
 // MASK: 0 none; 1 one row per (batch, head) for every query (mask_stride[2] == 0, BERT's
@@ -173,7 +285,6 @@ __global__ void __launch_bounds__(WG * 128, 4 / WG)  // <= 128 registers: 4 warp
 #pragma unroll
     for (int r = 0; r < 2; ++r) mrow[r] = mb + std::min<long long>(row0 + 8 * r, g.Sq - 1) * g.mask_stride[2];
   }
-  const long long ms3 = g.mask_stride[3];
   const float mult = g.scale * kLog2e;
 
   float oacc[32];
@@ -183,76 +294,18 @@ __global__ void __launch_bounds__(WG * 128, 4 / WG)  // <= 128 registers: 4 warp
   mbar_wait(bar_q(), 0);
   const uint32_t qtile = qs + wg * kTile;
 
+  // Full chunks of 64 keys; a last one of <= 16 or <= 32 live keys runs as n16 / n32 (ViT's
+  // 197 tokens: 5 keys in the fourth chunk).
   for (int ch = 0; ch < nch; ++ch) {
-    float s[32];
+    const long long k0 = static_cast<long long>(ch) * kKeys, live = g.Sk - k0;
+    const uint32_t kt = ks + ch * kTile, vt = vs + ch * kTile;
     mbar_wait(bar_k(ch), 0);
-    wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < kD / 16; ++kk)
-      Mma<T>::ss(s, desc(qtile + kk * 32u, 16u, 1024u), desc(ks + ch * kTile + kk * 32u, 16u, 1024u), kk);
-    wgmma_commit();
-    wgmma_wait<0>();
-
-    // Scores to log2 units with the mask; keys past Sk to -inf.
-    const long long k0 = static_cast<long long>(ch) * kKeys;
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const long long key = k0 + 8 * j + 2 * tq + e;
-        float m0 = key < g.Sk ? 0.f : -INFINITY, m1 = m0;
-        if constexpr (MASK == 1) {
-          m0 = m1 = mlog[key];  // -inf past Sk
-        } else if constexpr (MASK == 2) {
-          m0 = mask_log2(mrow[0], key, g.Sk, ms3);
-          m1 = mask_log2(mrow[1], key, g.Sk, ms3);
-        }
-        s[4 * j + e] = fmaf(s[4 * j + e], mult, m0);
-        s[4 * j + 2 + e] = fmaf(s[4 * j + 2 + e], mult, m1);
-      }
-    }
-    // Online softmax over the quad's 64 columns of each row.
-    float mx[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      mx[0] = fmaxf(mx[0], fmaxf(s[4 * j], s[4 * j + 1]));
-      mx[1] = fmaxf(mx[1], fmaxf(s[4 * j + 2], s[4 * j + 3]));
-    }
-    float ref[2], alpha[2];
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-      const float m_new = fmaxf(row_m[r], mx[r]);
-      ref[r] = m_new == -INFINITY ? 0.f : m_new;  // no finite score so far: p = 0
-      alpha[r] = ex2(row_m[r] - ref[r]);
-      row_m[r] = m_new;
-    }
-    float sum[2] = {0.f, 0.f};
-    uint32_t pa[4][4];
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      const float p0 = ex2(s[4 * j] - ref[0]), p1 = ex2(s[4 * j + 1] - ref[0]);
-      const float p2 = ex2(s[4 * j + 2] - ref[1]), p3 = ex2(s[4 * j + 3] - ref[1]);
-      sum[0] += p0 + p1;
-      sum[1] += p2 + p3;
-      pa[j / 2][(j & 1) * 2] = cuda::pack2<T>(p0, p1);
-      pa[j / 2][(j & 1) * 2 + 1] = cuda::pack2<T>(p2, p3);
-    }
-#pragma unroll
-    for (int r = 0; r < 2; ++r) row_l[r] = row_l[r] * alpha[r] + sum[r];
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      oacc[4 * j] *= alpha[0], oacc[4 * j + 1] *= alpha[0];
-      oacc[4 * j + 2] *= alpha[1], oacc[4 * j + 3] *= alpha[1];
-    }
-
-    mbar_wait(bar_v(ch), 0);
-    wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < kKeys / 16; ++kk) Mma<T>::rs(oacc, pa[kk], desc(vs + ch * kTile + kk * 2048u, 8192u, 1024u));
-    wgmma_commit();
-    wgmma_wait<0>();
+    if (live > 32)
+      attend_chunk<T, MASK, 64>(oacc, row_m, row_l, qtile, kt, vt, bar_v(ch), k0, g, mult, mlog, mrow, tq);
+    else if (live > 16)
+      attend_chunk<T, MASK, 32>(oacc, row_m, row_l, qtile, kt, vt, bar_v(ch), k0, g, mult, mlog, mrow, tq);
+    else
+      attend_chunk<T, MASK, 16>(oacc, row_m, row_l, qtile, kt, vt, bar_v(ch), k0, g, mult, mlog, mrow, tq);
   }
 
   // O / l, rows below Sq.

@@ -382,8 +382,8 @@ TEST(FusedAttention, CudaRegisterKernelRaggedRowsEveryTactic) {
 
 // The Hopper kernel (flash_wgmma.h, tactics 2 and 3 on sm_90): offered for BERT's layout
 // at a large grid; every tactic matches the reference on ViT's packed [S, B, 3E] layout
-// (its tensor maps order h, b, s by stride) with 197 tokens (a ragged query block and key
-// chunk), and on a [B, 1, 1, S] mask of -inf with one batch fully masked (zero_masked_rows 1:
+// (its tensor maps order h, b, s by stride) with 197 tokens (a ragged query block and a
+// last key chunk of 5 keys), on 150 tokens with a per-query mask (a last chunk of 22), and on a [B, 1, 1, S] mask of -inf with one batch fully masked (zero_masked_rows 1:
 // zeros). With zero_masked_rows 0 that batch's rows are NaN and the others finite.
 TEST(FusedAttention, CudaHopperKernelViewsMasksAndDeadRows) {
   if (gpu_kernels() == 0) GTEST_SKIP() << "no CUDA device: the reference runs would compare against nothing";
@@ -408,6 +408,14 @@ TEST(FusedAttention, CudaHopperKernelViewsMasksAndDeadRows) {
   for (DataType dt : {DataType::kFloat16, DataType::kBFloat16}) {
     SCOPED_TRACE(dtype_name(dt));
     OpCase c = packed_qkv_case(197, 4, 12, 64, dt);
+    expect_every_flash_tactic_matches(c, hopper ? 4 : 2);
+  }
+  {  // a last key chunk of 22 live keys (the kernel's n32 step), a random [B, 1, S, S] mask
+    BertCase bc;
+    bc.B = 6, bc.S = 150, bc.H = 12, bc.D = 64, bc.dt = DataType::kFloat16;
+    bc.mask_value = Tensor::empty(bc.dt, {bc.B, 1, bc.S, bc.S});
+    for (int64_t i = 0; i < bc.mask_value->numel(); ++i) bc.mask_value->set_from_double(i, std::sin(0.7 * i) * 3.0);
+    OpCase c = bc.make(53);
     expect_every_flash_tactic_matches(c, hopper ? 4 : 2);
   }
   const double inf = std::numeric_limits<double>::infinity();
