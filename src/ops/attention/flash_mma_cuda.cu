@@ -572,8 +572,9 @@ Status launch(KernelContext& ctx, const FusedAttentionGeometry& g) {
                   static_cast<unsigned>(g.B));
   const T* mask = ctx.has_input(3) ? static_cast<const T*>(ctx.input(3).data()) : nullptr;
   kern<<<grid, NW * KW * 32, smem, stream_of(ctx)>>>(
-      g, output_pairs(ctx, g, sizeof(T)), static_cast<const T*>(ctx.input(0).data()), static_cast<const T*>(ctx.input(1).data()),
-      static_cast<const T*>(ctx.input(2).data()), mask, static_cast<T*>(ctx.output(0).data()));
+      g, output_pairs(ctx, g, sizeof(T)), static_cast<const T*>(ctx.input(0).data()),
+      static_cast<const T*>(ctx.input(1).data()), static_cast<const T*>(ctx.input(2).data()), mask,
+      static_cast<T*>(ctx.output(0).data()));
   return cuda::launch_status(ctx, "flash_attention_mma");
 }
 

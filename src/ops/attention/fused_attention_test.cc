@@ -383,8 +383,9 @@ TEST(FusedAttention, CudaRegisterKernelRaggedRowsEveryTactic) {
 // The Hopper kernel (flash_wgmma.h, tactics 2 and 3 on sm_90): offered for BERT's layout
 // at a large grid; every tactic matches the reference on ViT's packed [S, B, 3E] layout
 // (its tensor maps order h, b, s by stride) with 197 tokens (a ragged query block and a
-// last key chunk of 5 keys), on 150 tokens with a per-query mask (a last chunk of 22), and on a [B, 1, 1, S] mask of -inf with one batch fully masked (zero_masked_rows 1:
-// zeros). With zero_masked_rows 0 that batch's rows are NaN and the others finite.
+// last key chunk of 5 keys), on 150 tokens with a per-query mask (a last chunk of 22), and
+// on a [B, 1, 1, S] mask of -inf with one batch fully masked (zero_masked_rows 1: zeros).
+// With zero_masked_rows 0 that batch's rows are NaN and the others finite.
 TEST(FusedAttention, CudaHopperKernelViewsMasksAndDeadRows) {
   if (gpu_kernels() == 0) GTEST_SKIP() << "no CUDA device: the reference runs would compare against nothing";
   auto info = cuda::device_info(0);
