@@ -244,9 +244,15 @@ std::string describe_tactic(const std::string& kernel, int64_t id) {
     if (id == ops::cudnn_graph::kDirectTactic) return "kiln direct conv";
     return "cuDNN legacy algo " + std::to_string(id / 4) + ", math " + std::to_string(id % 4);
   }
-  if (kernel == "cuda.flash_attention")
-    return ops::attn::is_cudnn_sdpa_tactic(id) ? std::string("cuDNN fused attention engine")
-                                               : "kiln flash attention, variant " + std::to_string(id);
+  if (kernel == "cuda.flash_attention") {
+    if (ops::attn::is_cudnn_sdpa_tactic(id)) return "cuDNN fused attention engine";
+    if (ops::attn::is_hopper_tactic(id)) {
+      const int64_t wgs = id - ops::attn::kHopperTacticBase + 1;
+      return "kiln Hopper attention (TMA + wgmma), " + std::to_string(wgs) + " warp group" + (wgs > 1 ? "s" : "") +
+             " a CTA";
+    }
+    return "kiln flash attention, variant " + std::to_string(id);
+  }
   if (kernel == "cuda.cublaslt" && ops::matmul::splitk::is_tactic(id))
     return "kiln split-K GEMM, " + std::to_string(ops::matmul::splitk::tactic_bm(id)) + "-row tiles, " +
            std::to_string(ops::matmul::splitk::tactic_waves(id)) + " CTA(s) per SM";

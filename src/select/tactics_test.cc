@@ -558,6 +558,10 @@ TEST(Tactics, DescribedInWordsForInspect) {
   // ViT-B/16 bs256's pick on the H100 (cuDNN 9.14).
   EXPECT_EQ(describe_tactic("cuda.flash_attention", 328759942185250), "cuDNN fused attention engine");
   EXPECT_EQ(describe_tactic("cuda.flash_attention", 1), "kiln flash attention, variant 1");
+  EXPECT_EQ(describe_tactic("cuda.flash_attention", ops::attn::kHopperTacticBase),
+            "kiln Hopper attention (TMA + wgmma), 1 warp group a CTA");
+  EXPECT_EQ(describe_tactic("cuda.flash_attention", ops::attn::kHopperTacticBase + 1),
+            "kiln Hopper attention (TMA + wgmma), 2 warp groups a CTA");
 }
 
 // Opt-in candidates change what a node's timing chose among: such builds get their own

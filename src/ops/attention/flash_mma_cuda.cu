@@ -604,9 +604,9 @@ int mask_tiles(KernelContext& ctx, const FusedAttentionGeometry& g) {
   return g.mask_stride[2] == 0 ? 1 : g.mask_stride[2] % V == 0 ? 2 : 0;
 }
 
-// The Hopper kernel (flash_wgmma.h) as tactics kWgmmaTactic (one warp group a CTA) and
-// kWgmmaTactic + 1 (two), offered for 16-bit D = 64 large grids where it takes the node.
-constexpr int64_t kWgmmaTactic = 2;
+// The Hopper kernel (flash_wgmma.h) as tactics kHopperTacticBase (one warp group a CTA) and
+// + 1 (two), offered for 16-bit D = 64 large grids where it takes the node.
+constexpr int64_t kWgmmaTactic = kHopperTacticBase;
 
 // KILN_ATTENTION_WGMMA=0 leaves the Hopper kernel out of the tactics (an A/B switch).
 bool wgmma_offered(const FusedAttentionGeometry& g, const wgmma::Args& a) {
@@ -659,7 +659,7 @@ Status launch_d(KernelContext& ctx, const FusedAttentionGeometry& g) {
       // and BERT-base bs128 timing kept tactics 1 and 0.) (D = 128 takes 87 KB of shared
       // memory a block: 2 per SM either way.) Row streams where every sequence axis is one
       // stride; mask tiles come with them.
-      // On sm_90, tactics 2 and 3 are the Hopper kernel (flash_wgmma.h; Sk <= 256). cuDNN's
+      // On sm_90 the Hopper kernel's tactics follow (flash_wgmma.h; Sk <= 256). cuDNN's
       // fused attention engines are tactics too (sdpa_cudnn_cuda.cu), after the own ones.
       const wgmma::Args wa = hopper_args(ctx, g);
       if (cuda::collecting_tactics()) {

@@ -46,6 +46,12 @@ inline constexpr int kFirstShapeInput = 4;
 inline constexpr int64_t kCudnnSdpaTacticBase = int64_t(1) << 48;
 inline bool is_cudnn_sdpa_tactic(int64_t id) { return id >= kCudnnSdpaTacticBase; }
 
+/// Tactic IDs of the Hopper kernel (flash_wgmma.h) on CUDA: kHopperTacticBase + w - 1 for w
+/// warp groups a CTA (IDs of their own: the register-resident kernel's small IDs mean
+/// different tiles at different dtypes).
+inline constexpr int64_t kHopperTacticBase = int64_t(1) << 40, kHopperTactics = 2;
+inline bool is_hopper_tactic(int64_t id) { return id >= kHopperTacticBase && id < kHopperTacticBase + kHopperTactics; }
+
 /// Resolves the node's views against the run's input dims and shape values.
 Result<FusedAttentionGeometry> resolve_fused_attention(KernelContext& ctx);
 

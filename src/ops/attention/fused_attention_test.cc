@@ -380,7 +380,7 @@ TEST(FusedAttention, CudaRegisterKernelRaggedRowsEveryTactic) {
   }
 }
 
-// The Hopper kernel (flash_wgmma.h, tactics 2 and 3 on sm_90): offered for BERT's layout
+// The Hopper kernel (flash_wgmma.h, its own tactics on sm_90): offered for BERT's layout
 // at a large grid; every tactic matches the reference on ViT's packed [S, B, 3E] layout
 // (its tensor maps order h, b, s by stride) with 197 tokens (a ragged query block and a
 // last key chunk of 5 keys), on 150 tokens with a per-query mask (a last chunk of 22), and
@@ -403,7 +403,9 @@ TEST(FusedAttention, CudaHopperKernelViewsMasksAndDeadRows) {
     ASSERT_TRUE(io.ok()) << io.status().to_string();
     auto ids = cuda::node_tactics_on_device(c.node(), "cuda.flash_attention", **io);
     ASSERT_TRUE(ids.ok()) << ids.status().to_string();
-    const bool offered = std::count(ids->begin(), ids->end(), 2) == 1 && std::count(ids->begin(), ids->end(), 3) == 1;
+    bool offered = true;
+    for (int64_t i = 0; i < ops::attn::kHopperTactics; ++i)
+      offered = offered && std::count(ids->begin(), ids->end(), ops::attn::kHopperTacticBase + i) == 1;
     EXPECT_EQ(offered, hopper) << "the Hopper kernel's tactics are offered on sm_90 only";
   }
   for (DataType dt : {DataType::kFloat16, DataType::kBFloat16}) {
@@ -439,7 +441,7 @@ TEST(FusedAttention, CudaHopperKernelViewsMasksAndDeadRows) {
     ASSERT_TRUE(ref.ok()) << ref.status().to_string();
     std::vector<const Tensor*> ins;
     for (const auto& t : c.inputs()) ins.push_back(t ? &*t : nullptr);
-    for (int64_t tactic : {2, 3}) {
+    for (int64_t tactic : {ops::attn::kHopperTacticBase, ops::attn::kHopperTacticBase + 1}) {
       cuda::NodeRunOptions o;
       o.tactic = tactic;
       auto got = cuda::run_node_on_device(c.node(), "cuda.flash_attention", ins, *ref, o);
