@@ -71,6 +71,19 @@ __device__ __forceinline__ void wgmma_wait() {
 }
 #endif
 
+/// Whether the current device runs sm_90a code (compute capability 9.0): what every
+/// *_sm90a.cu kernel's host side checks before offering or launching it.
+inline bool current_device_is_sm90() {
+  int dev = 0, major = 0, minor = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return major == 9 && minor == 0;
+}
+
 /// cuTensorMapEncodeTiled from the driver (null where the driver has none).
 inline PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
   static PFN_cuTensorMapEncodeTiled_v12000 fn = [] {

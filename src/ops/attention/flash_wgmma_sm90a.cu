@@ -399,14 +399,7 @@ bool takes(const FusedAttentionGeometry& g, const Args& a) {
   if (!plain(g.q, a.q, g.B, g.H, g.Sq) || !plain(g.k, a.k, g.B, g.H, g.Sk) || !plain(g.v, a.v, g.B, g.H, g.Sk))
     return false;
   if (!tensor_map_encoder()) return false;
-  int dev = 0, major = 0, minor = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess ||
-      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
-      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess) {
-    cudaGetLastError();
-    return false;
-  }
-  return major == 9 && minor == 0;  // sm_90a code only
+  return current_device_is_sm90();  // sm_90a code only
 }
 
 int launch(const FusedAttentionGeometry& g, const Args& a, int wgs, cudaStream_t stream) {
