@@ -604,16 +604,6 @@ int mask_tiles(KernelContext& ctx, const FusedAttentionGeometry& g) {
   return g.mask_stride[2] == 0 ? 1 : g.mask_stride[2] % V == 0 ? 2 : 0;
 }
 
-// The Hopper kernel (flash_wgmma.h) as tactics kHopperTacticBase (one warp group a CTA) and
-// + 1 (two), offered for 16-bit D = 64 large grids where it takes the node.
-constexpr int64_t kWgmmaTactic = kHopperTacticBase;
-
-// KILN_ATTENTION_WGMMA=0 leaves the Hopper kernel out of the tactics (an A/B switch).
-bool wgmma_offered(const FusedAttentionGeometry& g, const wgmma::Args& a) {
-  static const bool on = !env_is("KILN_ATTENTION_WGMMA", "0");
-  return on && wgmma::takes(g, a);
-}
-
 wgmma::Args hopper_args(KernelContext& ctx, const FusedAttentionGeometry& g) {
   wgmma::Args a;
   a.dtype = ctx.input(0).dtype();
@@ -624,6 +614,25 @@ wgmma::Args hopper_args(KernelContext& ctx, const FusedAttentionGeometry& g) {
   a.o = ctx.output(0).data();
   a.o_pairs = output_pairs(ctx, g, 2);
   return a;
+}
+
+// The Hopper kernel's tactics (kHopperTacticBase + warp groups - 1) appended to ids where it
+// takes g; KILN_ATTENTION_WGMMA=0 leaves them out (an A/B switch).
+void add_wgmma_tactics(KernelContext& ctx, const FusedAttentionGeometry& g, std::vector<int64_t>& ids) {
+  static const bool on = !env_is("KILN_ATTENTION_WGMMA", "0");
+  if (on && wgmma::takes(g, hopper_args(ctx, g)))
+    for (int64_t i = 0; i < kHopperTactics; ++i) ids.push_back(kHopperTacticBase + i);
+}
+
+// A Hopper tactic on the Hopper kernel: true when it launched; false where the tactic is not
+// one, or the kernel does not take g (an engine from another GPU): the caller runs its own.
+Result<bool> run_wgmma(KernelContext& ctx, const FusedAttentionGeometry& g, int64_t tactic) {
+  if (!is_hopper_tactic(tactic)) return false;
+  const int e = wgmma::launch(g, hopper_args(ctx, g), static_cast<int>(tactic - kHopperTacticBase) + 1, stream_of(ctx));
+  if (e == cudaSuccess) return true;
+  if (e == cudaErrorNotSupported) return false;
+  return ctx.error(std::string("flash_attention_wgmma: ") + cudaGetErrorString(static_cast<cudaError_t>(e)),
+                   ErrorCode::kInternal);
 }
 
 // Split fp32 at large grids has tactics (timed by the builder; docs/tactics.md):
@@ -661,11 +670,10 @@ Status launch_d(KernelContext& ctx, const FusedAttentionGeometry& g) {
       // stride; mask tiles come with them.
       // On sm_90 the Hopper kernel's tactics follow (flash_wgmma.h; Sk <= 256). cuDNN's
       // fused attention engines are tactics too (sdpa_cudnn_cuda.cu), after the own ones.
-      const wgmma::Args wa = hopper_args(ctx, g);
       if (cuda::collecting_tactics()) {
         std::vector<int64_t> ids{0};
         if (D == 64) ids.push_back(1);
-        if (D == 64 && wgmma_offered(g, wa)) ids.insert(ids.end(), {kWgmmaTactic, kWgmmaTactic + 1});
+        if (D == 64) add_wgmma_tactics(ctx, g, ids);
         const std::vector<int64_t> dnn = cudnn_sdpa_candidates(ctx, g);
         ids.insert(ids.end(), dnn.begin(), dnn.end());
         cuda::report_tactics(ids);
@@ -675,12 +683,9 @@ Status launch_d(KernelContext& ctx, const FusedAttentionGeometry& g) {
         KILN_ASSIGN_OR_RETURN(bool ran, cudnn_sdpa_run(ctx, g, tactic));
         if (ran) return Status();
       }
-      if (D == 64 && (tactic == kWgmmaTactic || tactic == kWgmmaTactic + 1) && wgmma::takes(g, wa)) {
-        const int e = wgmma::launch(g, wa, tactic == kWgmmaTactic ? 1 : 2, stream_of(ctx));
-        if (e == cudaSuccess) return Status();
-        if (e != cudaErrorNotSupported)
-          return ctx.error(std::string("flash_attention_wgmma: ") + cudaGetErrorString(static_cast<cudaError_t>(e)),
-                           ErrorCode::kInternal);
+      if (D == 64) {
+        KILN_ASSIGN_OR_RETURN(bool ran, run_wgmma(ctx, g, tactic));
+        if (ran) return Status();
       }
       const bool lin = linear_rows(g);
       const int mt = lin ? mask_tiles<T>(ctx, g) : 0;

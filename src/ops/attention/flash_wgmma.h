@@ -29,7 +29,8 @@ struct Args {
 bool takes(const FusedAttentionGeometry& g, const Args& a);
 
 /// Enqueues the attention with `wgs` (1 or 2) warp groups a CTA; returns the cudaError_t
-/// (cudaErrorNotSupported, launching nothing, where a tensor map cannot describe an operand).
+/// (cudaErrorNotSupported, launching nothing, where the kernel does not take g or a tensor map
+/// cannot describe an operand: the caller runs another kernel).
 int launch(const FusedAttentionGeometry& g, const Args& a, int wgs, cudaStream_t stream);
 
 }  // namespace kiln::ops::attn::wgmma

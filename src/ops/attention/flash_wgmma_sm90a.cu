@@ -403,7 +403,8 @@ bool takes(const FusedAttentionGeometry& g, const Args& a) {
 }
 
 int launch(const FusedAttentionGeometry& g, const Args& a, int wgs, cudaStream_t stream) {
-  if (!takes(g, a) || (wgs != 1 && wgs != 2)) return static_cast<int>(cudaErrorInvalidValue);
+  if (wgs != 1 && wgs != 2) return static_cast<int>(cudaErrorInvalidValue);
+  if (!takes(g, a)) return static_cast<int>(cudaErrorNotSupported);
   cudaError_t e;
   if (a.dtype == DataType::kFloat16)
     e = wgs == 1 ? launch_mask<__half, 1>(g, a, stream) : launch_mask<__half, 2>(g, a, stream);
