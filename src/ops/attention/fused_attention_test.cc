@@ -284,16 +284,26 @@ TEST(FusedAttention, CudaRegisterKernelMatchesReference) {
 // grid key groups with and without row streams) and compares each with the reference: all
 // finite, within 2e-2. `own`: the fewest own tactics (all before cuDNN's). Returns how many
 // of the tactics were cuDNN's.
+// c's inputs as the device runner takes them.
+std::vector<const Tensor*> input_ptrs(OpCase& c) {
+  std::vector<const Tensor*> ins;
+  for (const auto& t : c.inputs()) ins.push_back(t ? &*t : nullptr);
+  return ins;
+}
+
+// The tactics cuda.flash_attention offers for c on the device (ref: c's reference outputs);
+// an error when the node cannot be uploaded or asked.
+Result<std::vector<int64_t>> flash_tactics(OpCase& c, const std::vector<Tensor>& ref) {
+  KILN_ASSIGN_OR_RETURN(auto io, cuda::upload_node_io(c.node(), input_ptrs(c), ref));
+  return cuda::node_tactics_on_device(c.node(), "cuda.flash_attention", *io);
+}
+
 int expect_every_flash_tactic_matches(OpCase& c, size_t own = 2) {
   auto ref = c.run("ref");
   EXPECT_TRUE(ref.ok()) << ref.status().to_string();
   if (!ref.ok()) return 0;
-  std::vector<const Tensor*> ins;
-  for (const auto& t : c.inputs()) ins.push_back(t ? &*t : nullptr);
-  auto io = cuda::upload_node_io(c.node(), ins, *ref);
-  EXPECT_TRUE(io.ok()) << io.status().to_string();
-  if (!io.ok()) return 0;
-  auto ids = cuda::node_tactics_on_device(c.node(), "cuda.flash_attention", **io);
+  const std::vector<const Tensor*> ins = input_ptrs(c);
+  auto ids = flash_tactics(c, *ref);
   EXPECT_TRUE(ids.ok()) << ids.status().to_string();
   if (!ids.ok()) return 0;
   size_t first_dnn = 0;
@@ -305,7 +315,6 @@ int expect_every_flash_tactic_matches(OpCase& c, size_t own = 2) {
     EXPECT_EQ(is_dnn, i >= first_dnn) << "tactic " << i << " = " << (*ids)[i];
     dnn += is_dnn;
   }
-  io->reset();
   for (int64_t id : *ids) {
     cuda::NodeRunOptions o;
     o.tactic = id;
@@ -397,11 +406,7 @@ TEST(FusedAttention, CudaHopperKernelViewsMasksAndDeadRows) {
     OpCase c = bc.make(43);
     auto ref = c.run("ref");
     ASSERT_TRUE(ref.ok()) << ref.status().to_string();
-    std::vector<const Tensor*> ins;
-    for (const auto& t : c.inputs()) ins.push_back(t ? &*t : nullptr);
-    auto io = cuda::upload_node_io(c.node(), ins, *ref);
-    ASSERT_TRUE(io.ok()) << io.status().to_string();
-    auto ids = cuda::node_tactics_on_device(c.node(), "cuda.flash_attention", **io);
+    auto ids = flash_tactics(c, *ref);
     ASSERT_TRUE(ids.ok()) << ids.status().to_string();
     bool offered = true;
     for (int64_t i = 0; i < ops::attn::kHopperTactics; ++i)
@@ -439,8 +444,7 @@ TEST(FusedAttention, CudaHopperKernelViewsMasksAndDeadRows) {
     if (!hopper) continue;
     auto ref = c.run("ref");
     ASSERT_TRUE(ref.ok()) << ref.status().to_string();
-    std::vector<const Tensor*> ins;
-    for (const auto& t : c.inputs()) ins.push_back(t ? &*t : nullptr);
+    const std::vector<const Tensor*> ins = input_ptrs(c);
     for (int64_t tactic : {ops::attn::kHopperTacticBase, ops::attn::kHopperTacticBase + 1}) {
       cuda::NodeRunOptions o;
       o.tactic = tactic;
