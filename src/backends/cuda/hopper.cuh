@@ -6,6 +6,8 @@
 
 #include <cuda.h>
 #include <cudaTypedefs.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -69,6 +71,34 @@ template <int N>
 __device__ __forceinline__ void wgmma_wait() {
   asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory");
 }
+
+// d (=, += when acc) A (K-major, desc a) x B (desc b: K-major, or MN-major when TRANS_B),
+// m64 n64 k16, fp32 accumulators (warp w of the group: rows 16w + lane/4 (+8), columns
+// 8j + 2 (lane % 4) (+1) as d[4j .. 4j+3]).
+template <class T, int TRANS_B>
+struct WgmmaN64;
+#define KILN_WGMMA_N64(TYPE)                                                                                          \
+  __device__ __forceinline__ static void ss(float(&d)[32], uint64_t a, uint64_t b, int acc) {                         \
+    asm volatile(                                                                                                     \
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                                                  \
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE                                                   \
+        " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, " \
+        "%23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, 0, %35;\n}\n"                               \
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), \
+          "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]),      \
+          "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]),     \
+          "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])                   \
+        : "l"(a), "l"(b), "r"(acc), "n"(TRANS_B));                                                                    \
+  }
+template <int TRANS_B>
+struct WgmmaN64<__half, TRANS_B> {
+  KILN_WGMMA_N64("f16")
+};
+template <int TRANS_B>
+struct WgmmaN64<__nv_bfloat16, TRANS_B> {
+  KILN_WGMMA_N64("bf16")
+};
+#undef KILN_WGMMA_N64
 #endif
 
 /// Whether the current device runs sm_90a code (compute capability 9.0): what every

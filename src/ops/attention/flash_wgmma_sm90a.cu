@@ -56,9 +56,9 @@ template <class T>
 struct Mma;
 
 // ss<N>: d (=, += when acc) A (K-major, desc a) x B (K-major, desc b), m64 nN k16 (N keys:
-// 64 a full chunk, 16 / 32 for a short last one). rs: d += A (registers) x B (MN-major,
-// desc b), m64 n64 k16.
-#define KILN_WGMMA_ATTN(TYPE)                                                                                         \
+// 64 a full chunk, hopper.cuh's WgmmaN64; 16 / 32 for a short last one). rs: d += A
+// (registers) x B (MN-major, desc b), m64 n64 k16.
+#define KILN_WGMMA_ATTN(TYPE, CTYPE)                                                                                  \
   template <int N>                                                                                                    \
   __device__ __forceinline__ static std::enable_if_t<N == 16> ss(float(&d)[8], uint64_t a, uint64_t b, int acc) {     \
     asm volatile(                                                                                                     \
@@ -80,16 +80,7 @@ struct Mma;
   }                                                                                                                   \
   template <int N>                                                                                                    \
   __device__ __forceinline__ static std::enable_if_t<N == 64> ss(float(&d)[32], uint64_t a, uint64_t b, int acc) {    \
-    asm volatile(                                                                                                     \
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                                                  \
-        "wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE                                                   \
-        " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, " \
-        "%23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, 0, 0;\n}\n"                                 \
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), \
-          "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]),      \
-          "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]),     \
-          "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])                   \
-        : "l"(a), "l"(b), "r"(acc));                                                                                  \
+    WgmmaN64<CTYPE, 0>::ss(d, a, b, acc);                                                                             \
   }                                                                                                                   \
   __device__ __forceinline__ static void rs(float(&d)[32], const uint32_t(&a)[4], uint64_t b) {                       \
     asm volatile("wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE                                          \
@@ -104,11 +95,11 @@ struct Mma;
   }
 template <>
 struct Mma<__half> {
-  KILN_WGMMA_ATTN("f16")
+  KILN_WGMMA_ATTN("f16", __half)
 };
 template <>
 struct Mma<__nv_bfloat16> {
-  KILN_WGMMA_ATTN("bf16")
+  KILN_WGMMA_ATTN("bf16", __nv_bfloat16)
 };
 #undef KILN_WGMMA_ATTN
 
@@ -122,11 +113,22 @@ __device__ __forceinline__ float mask_log2(const T* __restrict__ row, long long 
 
 // One chunk of NK keys (k0 ..) for a warp group's 64 rows: S = Q K^T, the online softmax
 // (keys past Sk at -inf), O = O * alpha + P V. The chunk's K has landed; V's barrier is vbar.
-template <class T, int MASK, int NK>
+// TAIL: the chunk reaches past Sk (only then do unmasked scores need the key check). FIRST:
+// O is still zero (no rescale).
+//
+// Without a mask the row maxima are taken over the raw scores (the scale is positive) and
+// each probability is one FFMA and one EX2, 2^(s mult - ref), as the mma.sync kernel does; a
+// row whose |ref| reaches 2^20 (where the FFMA's unrounded product would differ from the
+// rounded one ref came from by more than 1/32) takes x = s mult first, the whole warp with it.
+// O is rescaled only where some row's maximum moved (a warp vote). (Session 16 measured this
+// against the first version, which took every score to log2 units first, checked keys in every
+// chunk and always rescaled O: 0.5-3.5% faster at BERT bs32 / bs128 and ViT bs256; a pipelined
+// form, S of chunk c + 1 enqueued before chunk c's softmax, was 3-80% slower: both dropped.)
+template <class T, int MASK, int NK, bool TAIL>
 __device__ __forceinline__ void attend_chunk(float (&oacc)[32], float (&row_m)[2], float (&row_l)[2], uint32_t qtile,
                                              uint32_t ktile, uint32_t vtile, uint32_t vbar, long long k0,
                                              const FusedAttentionGeometry& g, float mult, const float* mlog,
-                                             const T* const (&mrow)[2], int tq) {
+                                             const T* const (&mrow)[2], int tq, bool first) {
   float s[NK / 2];
   wgmma_fence();
 #pragma unroll
@@ -135,24 +137,29 @@ __device__ __forceinline__ void attend_chunk(float (&oacc)[32], float (&row_m)[2
   wgmma_commit();
   wgmma_wait<0>();
 
-  // Scores to log2 units with the mask; keys past Sk to -inf.
+  // MASK != 0: scores to log2 units with the mask (-inf past Sk from the mask loads).
+  // MASK == 0: raw scores, keys past Sk to -inf in the last chunk.
 #pragma unroll
   for (int j = 0; j < NK / 8; ++j) {
 #pragma unroll
     for (int e = 0; e < 2; ++e) {
       const long long key = k0 + 8 * j + 2 * tq + e;
-      float m0 = key < g.Sk ? 0.f : -INFINITY, m1 = m0;
-      if constexpr (MASK == 1) {
-        m0 = m1 = mlog[key];  // -inf past Sk
-      } else if constexpr (MASK == 2) {
-        m0 = mask_log2(mrow[0], key, g.Sk, g.mask_stride[3]);
-        m1 = mask_log2(mrow[1], key, g.Sk, g.mask_stride[3]);
+      if constexpr (MASK == 0) {
+        if (TAIL && key >= g.Sk) s[4 * j + e] = s[4 * j + 2 + e] = -INFINITY;
+      } else {
+        float m0, m1;
+        if constexpr (MASK == 1) {
+          m0 = m1 = mlog[key];  // -inf past Sk
+        } else {
+          m0 = mask_log2(mrow[0], key, g.Sk, g.mask_stride[3]);
+          m1 = mask_log2(mrow[1], key, g.Sk, g.mask_stride[3]);
+        }
+        s[4 * j + e] = fmaf(s[4 * j + e], mult, m0);
+        s[4 * j + 2 + e] = fmaf(s[4 * j + 2 + e], mult, m1);
       }
-      s[4 * j + e] = fmaf(s[4 * j + e], mult, m0);
-      s[4 * j + 2 + e] = fmaf(s[4 * j + 2 + e], mult, m1);
     }
   }
-  // Online softmax over the quad's columns of each row.
+  // Online softmax over the quad's columns of each row (maxima in log2 units).
   float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
   for (int j = 0; j < NK / 8; ++j) {
@@ -164,17 +171,29 @@ __device__ __forceinline__ void attend_chunk(float (&oacc)[32], float (&row_m)[2
   for (int r = 0; r < 2; ++r) {
     mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
     mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+    if constexpr (MASK == 0) mx[r] *= mult;  // (-inf stays -inf: mult > 0)
     const float m_new = fmaxf(row_m[r], mx[r]);
     ref[r] = m_new == -INFINITY ? 0.f : m_new;  // no finite score so far: p = 0
     alpha[r] = ex2(row_m[r] - ref[r]);
     row_m[r] = m_new;
   }
+  // p = 2^(x - ref): x = s for MASK != 0 (already in log2 units); MASK == 0 one FFMA on the
+  // raw score, unless a row's ref is huge.
+  float rm = 1.f;
+  if constexpr (MASK == 0) {
+    rm = mult;
+    if (__any_sync(0xffffffffu, fabsf(ref[0]) >= 1048576.f || fabsf(ref[1]) >= 1048576.f)) {
+#pragma unroll
+      for (int i = 0; i < NK / 2; ++i) s[i] *= mult;
+      rm = 1.f;
+    }
+  }
   float sum[2] = {0.f, 0.f};
   uint32_t pa[NK / 16][4];
 #pragma unroll
   for (int j = 0; j < NK / 8; ++j) {
-    const float p0 = ex2(s[4 * j] - ref[0]), p1 = ex2(s[4 * j + 1] - ref[0]);
-    const float p2 = ex2(s[4 * j + 2] - ref[1]), p3 = ex2(s[4 * j + 3] - ref[1]);
+    const float p0 = ex2(fmaf(s[4 * j], rm, -ref[0])), p1 = ex2(fmaf(s[4 * j + 1], rm, -ref[0]));
+    const float p2 = ex2(fmaf(s[4 * j + 2], rm, -ref[1])), p3 = ex2(fmaf(s[4 * j + 3], rm, -ref[1]));
     sum[0] += p0 + p1;
     sum[1] += p2 + p3;
     pa[j / 2][(j & 1) * 2] = cuda::pack2<T>(p0, p1);
@@ -182,10 +201,12 @@ __device__ __forceinline__ void attend_chunk(float (&oacc)[32], float (&row_m)[2
   }
 #pragma unroll
   for (int r = 0; r < 2; ++r) row_l[r] = row_l[r] * alpha[r] + sum[r];
+  if (!first && __any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f)) {
 #pragma unroll
-  for (int j = 0; j < 8; ++j) {
-    oacc[4 * j] *= alpha[0], oacc[4 * j + 1] *= alpha[0];
-    oacc[4 * j + 2] *= alpha[1], oacc[4 * j + 3] *= alpha[1];
+    for (int j = 0; j < 8; ++j) {
+      oacc[4 * j] *= alpha[0], oacc[4 * j + 1] *= alpha[0];
+      oacc[4 * j + 2] *= alpha[1], oacc[4 * j + 3] *= alpha[1];
+    }
   }
 
   mbar_wait(vbar, 0);
@@ -279,13 +300,17 @@ __global__ void __launch_bounds__(WG * 128, 4 / WG)  // <= 128 registers: 4 warp
   for (int ch = 0; ch < nch; ++ch) {
     const long long k0 = static_cast<long long>(ch) * kKeys, live = g.Sk - k0;
     const uint32_t kt = ks + ch * kTile, vt = vs + ch * kTile;
+    const bool first = ch == 0;
     mbar_wait(bar_k(ch), 0);
-    if (live > 32)
-      attend_chunk<T, MASK, 64>(oacc, row_m, row_l, qtile, kt, vt, bar_v(ch), k0, g, mult, mlog, mrow, tq);
+    if (live >= 64)
+      attend_chunk<T, MASK, 64, false>(oacc, row_m, row_l, qtile, kt, vt, bar_v(ch), k0, g, mult, mlog, mrow, tq,
+                                       first);
+    else if (live > 32)
+      attend_chunk<T, MASK, 64, true>(oacc, row_m, row_l, qtile, kt, vt, bar_v(ch), k0, g, mult, mlog, mrow, tq, first);
     else if (live > 16)
-      attend_chunk<T, MASK, 32>(oacc, row_m, row_l, qtile, kt, vt, bar_v(ch), k0, g, mult, mlog, mrow, tq);
+      attend_chunk<T, MASK, 32, true>(oacc, row_m, row_l, qtile, kt, vt, bar_v(ch), k0, g, mult, mlog, mrow, tq, first);
     else
-      attend_chunk<T, MASK, 16>(oacc, row_m, row_l, qtile, kt, vt, bar_v(ch), k0, g, mult, mlog, mrow, tq);
+      attend_chunk<T, MASK, 16, true>(oacc, row_m, row_l, qtile, kt, vt, bar_v(ch), k0, g, mult, mlog, mrow, tq, first);
   }
 
   // O / l, rows below Sq.

@@ -41,35 +41,6 @@ struct Cfg {
   static constexpr int kSmem = 1024 + kStages * kStageBytes + 2 * kStages * 8;  // 1 KB for alignment
 };
 
-#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-template <class T, int BN>
-struct Wgmma;
-
-// d += A (K-major, desc a) x B (MN-major, desc b), m64 n64 k16; scale_d = 0 zeroes d first.
-#define KILN_WGMMA_N64(TYPE)                                                                                          \
-  __device__ __forceinline__ static void run(float(&d)[32], uint64_t a, uint64_t b, int scale_d) {                    \
-    asm volatile(                                                                                                     \
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                                                  \
-        "wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE                                                   \
-        " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, "      \
-        "%22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, 0, 1;\n}\n"                            \
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), \
-          "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]),      \
-          "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]),     \
-          "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])                   \
-        : "l"(a), "l"(b), "r"(scale_d));                                                                              \
-  }
-template <>
-struct Wgmma<__half, 64> {
-  KILN_WGMMA_N64("f16")
-};
-template <>
-struct Wgmma<__nv_bfloat16, 64> {
-  KILN_WGMMA_N64("bf16")
-};
-#undef KILN_WGMMA_N64
-#endif
-
 // BN = 128 runs as two n64 halves (their B descriptors 8 KB apart), so one instruction
 // shape serves both tiles in this first version.
 template <class T, int BN>
@@ -128,7 +99,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
       for (int h = 0; h < BN / 64; ++h) {
         const uint64_t db = desc(tile_b(s) + h * 8192u + kk * 2048u, 8192u, 1024u);
-        Wgmma<T, 64>::run(acc[h], da, db, 1);
+        WgmmaN64<T, 1>::ss(acc[h], da, db, 1);  // B MN-major
       }
     }
     wgmma_commit();
