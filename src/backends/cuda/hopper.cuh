@@ -10,6 +10,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cstdint>
 
 namespace kiln::cuda::hopper {
@@ -102,16 +103,29 @@ struct WgmmaN64<__nv_bfloat16, TRANS_B> {
 #endif
 
 /// Whether the current device runs sm_90a code (compute capability 9.0): what every
-/// *_sm90a.cu kernel's host side checks before offering or launching it.
+/// *_sm90a.cu kernel's host side checks before offering or launching it. The answer is
+/// kept per device (eager launches ask on every call; two attribute queries each otherwise).
 inline bool current_device_is_sm90() {
-  int dev = 0, major = 0, minor = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess ||
-      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
-      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess) {
+  constexpr int kDevices = 64;
+  static std::atomic<int8_t> known[kDevices] = {};  // 0 not asked yet, 1 no, 2 yes
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) {
     cudaGetLastError();
     return false;
   }
-  return major == 9 && minor == 0;
+  if (dev >= 0 && dev < kDevices) {
+    const int8_t k = known[dev].load(std::memory_order_relaxed);
+    if (k != 0) return k == 2;
+  }
+  int major = 0, minor = 0;
+  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess) {
+    cudaGetLastError();
+    return false;  // not remembered: a failed query may succeed later
+  }
+  const bool yes = major == 9 && minor == 0;
+  if (dev >= 0 && dev < kDevices) known[dev].store(yes ? 2 : 1, std::memory_order_relaxed);
+  return yes;
 }
 
 /// cuTensorMapEncodeTiled from the driver (null where the driver has none).
