@@ -122,8 +122,9 @@ __device__ __forceinline__ float mask_log2(const T* __restrict__ row, long long 
 // rounded one ref came from by more than 1/32) takes x = s mult first, the whole warp with it.
 // O is rescaled only where some row's maximum moved (a warp vote). (Session 16 measured this
 // against the first version, which took every score to log2 units first, checked keys in every
-// chunk and always rescaled O: 0.5-3.5% faster at BERT bs32 / bs128 and ViT bs256; a pipelined
-// form, S of chunk c + 1 enqueued before chunk c's softmax, was 3-80% slower: both dropped.)
+// chunk and always rescaled O: a tie at BERT bs32, 0.5% faster at bs128, 3.5% at ViT bs256; a
+// pipelined form, S of chunk c + 1 enqueued before chunk c's softmax, was 3-80% slower: both
+// dropped.)
 template <class T, int MASK, int NK, bool TAIL>
 __device__ __forceinline__ void attend_chunk(float (&oacc)[32], float (&row_m)[2], float (&row_l)[2], uint32_t qtile,
                                              uint32_t ktile, uint32_t vtile, uint32_t vbar, long long k0,
