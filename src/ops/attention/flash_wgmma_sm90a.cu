@@ -113,7 +113,7 @@ __device__ __forceinline__ float mask_log2(const T* __restrict__ row, long long 
 
 // One chunk of NK keys (k0 ..) for a warp group's 64 rows: S = Q K^T, the online softmax
 // (keys past Sk at -inf), O = O * alpha + P V. The chunk's K has landed; V's barrier is vbar.
-// TAIL: the chunk reaches past Sk (only then do unmasked scores need the key check). FIRST:
+// TAIL: the chunk reaches past Sk (only then do unmasked scores need the key check). first:
 // O is still zero (no rescale).
 //
 // Without a mask the row maxima are taken over the raw scores (the scale is positive) and

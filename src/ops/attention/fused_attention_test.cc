@@ -278,12 +278,6 @@ TEST(FusedAttention, CudaRegisterKernelMatchesReference) {
   c.expect_all_kernels_match(1e-2, 1e-2);
 }
 
-// Runs the case on every tactic cuda.flash_attention offers (16-bit head size 64: on a
-// large grid two register bounds, on sm_90 the Hopper kernel's two CTA sizes where it takes
-// the case, then cuDNN's fused attention engines where the graph expresses it; on a small
-// grid key groups with and without row streams) and compares each with the reference: all
-// finite, within 2e-2. `own`: the fewest own tactics (all before cuDNN's). Returns how many
-// of the tactics were cuDNN's.
 // c's inputs as the device runner takes them.
 std::vector<const Tensor*> input_ptrs(OpCase& c) {
   std::vector<const Tensor*> ins;
@@ -298,6 +292,12 @@ Result<std::vector<int64_t>> flash_tactics(OpCase& c, const std::vector<Tensor>&
   return cuda::node_tactics_on_device(c.node(), "cuda.flash_attention", *io);
 }
 
+// Runs the case on every tactic cuda.flash_attention offers (16-bit head size 64: on a
+// large grid two register bounds, on sm_90 the Hopper kernel's two CTA sizes where it takes
+// the case, then cuDNN's fused attention engines where the graph expresses it; on a small
+// grid key groups with and without row streams) and compares each with the reference: all
+// finite, within 2e-2. `own`: the fewest own tactics (all before cuDNN's). Returns how many
+// of the tactics were cuDNN's.
 int expect_every_flash_tactic_matches(OpCase& c, size_t own = 2) {
   auto ref = c.run("ref");
   EXPECT_TRUE(ref.ok()) << ref.status().to_string();
@@ -416,7 +416,7 @@ TEST(FusedAttention, CudaHopperKernelViewsMasksAndDeadRows) {
   for (DataType dt : {DataType::kFloat16, DataType::kBFloat16}) {
     SCOPED_TRACE(dtype_name(dt));
     OpCase c = packed_qkv_case(197, 4, 12, 64, dt);
-    expect_every_flash_tactic_matches(c, hopper ? 4 : 2);
+    expect_every_flash_tactic_matches(c, hopper ? 2 + ops::attn::kHopperTactics : 2);
   }
   {  // a last key chunk of 22 live keys (the kernel's n32 step), a random [B, 1, S, S] mask
     BertCase bc;
@@ -424,7 +424,7 @@ TEST(FusedAttention, CudaHopperKernelViewsMasksAndDeadRows) {
     bc.mask_value = Tensor::empty(bc.dt, {bc.B, 1, bc.S, bc.S});
     for (int64_t i = 0; i < bc.mask_value->numel(); ++i) bc.mask_value->set_from_double(i, std::sin(0.7 * i) * 3.0);
     OpCase c = bc.make(53);
-    expect_every_flash_tactic_matches(c, hopper ? 4 : 2);
+    expect_every_flash_tactic_matches(c, hopper ? 2 + ops::attn::kHopperTactics : 2);
   }
   const double inf = std::numeric_limits<double>::infinity();
   for (int zero : {1, 0}) {
@@ -438,14 +438,15 @@ TEST(FusedAttention, CudaHopperKernelViewsMasksAndDeadRows) {
     OpCase c = bc.make(47);
     c.attr("zero_masked_rows", Attribute::from_int(zero));
     if (zero) {
-      expect_every_flash_tactic_matches(c, hopper ? 4 : 2);
+      expect_every_flash_tactic_matches(c, hopper ? 2 + ops::attn::kHopperTactics : 2);
       continue;
     }
     if (!hopper) continue;
     auto ref = c.run("ref");
     ASSERT_TRUE(ref.ok()) << ref.status().to_string();
     const std::vector<const Tensor*> ins = input_ptrs(c);
-    for (int64_t tactic : {ops::attn::kHopperTacticBase, ops::attn::kHopperTacticBase + 1}) {
+    for (int64_t tactic = ops::attn::kHopperTacticBase;
+         tactic < ops::attn::kHopperTacticBase + ops::attn::kHopperTactics; ++tactic) {
       cuda::NodeRunOptions o;
       o.tactic = tactic;
       auto got = cuda::run_node_on_device(c.node(), "cuda.flash_attention", ins, *ref, o);
