@@ -5,8 +5,8 @@
     python3 bench/env_ab.py --model resnet50 --batch 1 "" KILN_DISABLE_PASSES=nhwc_layout --fp32
     python3 bench/env_ab.py --model bert --batch 1 -- "" "--opt-level=5"   # "--" before settings with options
 
-Each setting is a space-separated list of VAR=VALUE environment assignments ("" = as is)
-and `kiln build` options (tokens starting with "--", e.g. "--opt-level=5"), applied to
+Each setting is a space-separated list of VAR=VALUE environment assignments ("" = as is;
+KILN_BIN=PATH runs another build of kiln: an A/B of code) and `kiln build` options (tokens starting with "--", e.g. "--opt-level=5"), applied to
 `kiln build` (FP16 unless --fp32, one profile at the batch) and the environment of
 `kiln bench --cuda-graph --no-data-transfers`; the table gives the build's wall clock and
 its tactic-timing share, the bench process's wall clock (engine load, first-run plan
@@ -58,33 +58,40 @@ def main():
     for setting in a.settings:
         env = dict(os.environ)
         build_args = []
+        kiln = a.kiln
         for kv in setting.split():
             if kv.startswith("--"):
                 build_args.append(kv)
                 continue
             k, _, v = kv.partition("=")
+            if k == "KILN_BIN":  # another build of kiln (A/B of code, not of settings)
+                kiln = Path(v)
+                continue
             env[k] = v
         eng = a.work / f"{name}-ab.kiln"
         prec = [] if a.fp32 else ["--fp16"]
-        b, build_s = run([str(a.kiln), "build", str(onnx_path), "-o", str(eng), "--device", "cuda", *prec,
+        b, build_s = run([str(kiln), "build", str(onnx_path), "-o", str(eng), "--device", "cuda", *prec,
                           "--shapes", shapes, "-v", *build_args], env, a.timeout)
         if a.build_logs:
             a.build_logs.mkdir(parents=True, exist_ok=True)
             (a.build_logs / f"build-{len(rows)}.log").write_text(f"setting: {setting!r}\n" + b.stderr)
         if b.returncode:
-            rows.append((setting or "(as is)", f"build failed: {b.stderr.strip().splitlines()[-1][:120]}", "", "", "", ""))
+            rows.append((setting or "(as is)", f"build failed: {b.stderr.strip().splitlines()[-1][:120]}", "", "", "", "",
+                         ""))
             continue
         tactics = re.search(r"tactics: .*?\(([\d.]+) s\)", b.stderr)
         picks = re.search(r"medians sum to ([\d.]+) ms", b.stderr)
-        r, bench_s = run([str(a.kiln), "bench", str(eng), "--shapes", shapes, "--device", "cuda", "--cuda-graph",
+        r, bench_s = run([str(kiln), "bench", str(eng), "--shapes", shapes, "--device", "cuda", "--cuda-graph",
                           "--no-data-transfers", "--iterations", str(a.iterations)], env, a.timeout)
         gpu = re.search(r"GPU Compute Time: .*?median = ([\d.]+) ms", r.stdout)
+        lat = re.search(r"Latency: .*?median = ([\d.]+) ms", r.stdout)
         rows.append((setting or "(as is)", f"{build_s:.1f}", tactics.group(1) if tactics else "-", f"{bench_s:.1f}",
                      gpu.group(1) if gpu else f"bench failed: {r.stderr.strip()[-120:]}",
-                     picks.group(1) if picks else "-"))
+                     lat.group(1) if lat else "-", picks.group(1) if picks else "-"))
     print(f"\n{name} bs{a.batch} {'fp32' if a.fp32 else 'fp16'}")
-    print("| setting | build s | tactic timing s | bench process s | GPU compute median ms | timed picks sum ms |")
-    print("|---|---|---|---|---|---|")
+    print("| setting | build s | tactic timing s | bench process s | GPU compute median ms | host latency median ms "
+          "| timed picks sum ms |")
+    print("|---|---|---|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
 
