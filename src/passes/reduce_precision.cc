@@ -63,6 +63,7 @@ const std::set<std::string>& half_ops() {
                                             "LayerNormalization",
                                             "RMSNormalization",
                                             "SkipLayerNormalization",
+                                            "GatherSkipLayerNormalization",  // kiln
                                             "SimplifiedLayerNormalization",
                                             "BatchNormalization",
                                             "InstanceNormalization",

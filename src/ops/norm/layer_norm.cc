@@ -1,6 +1,10 @@
 // LayerNormalization (opset 17; optional Mean / InvStdDev), RMSNormalization
-// (opset 23) and com.microsoft SkipLayerNormalization: each row of the
-// trailing dims from `axis` is standardized, then scaled (and shifted).
+// (opset 23), com.microsoft SkipLayerNormalization and kiln GatherSkipLayerNormalization
+// (its input rows gathered from a table: an embedding lookup and its LayerNorm as one
+// node, fuse_gather_layernorm.cc): each row of the trailing dims from `axis` is
+// standardized, then scaled (and shifted).
+#include <cstring>
+
 #include "backends/cpu/thread_pool.h"
 #include "base/dispatch.h"
 #include "ops/norm/norm_internal.h"
@@ -45,11 +49,16 @@ void row_norm(const RowNorm& a, const T* x, T* y, double* mean, double* inv_std,
 
 DataType stash_dtype(int64_t stash) {
   switch (stash) {
-    case 1: return DataType::kFloat32;
-    case 10: return DataType::kFloat16;
-    case 11: return DataType::kFloat64;
-    case 16: return DataType::kBFloat16;
-    default: return DataType::kUndefined;
+    case 1:
+      return DataType::kFloat32;
+    case 10:
+      return DataType::kFloat16;
+    case 11:
+      return DataType::kFloat64;
+    case 16:
+      return DataType::kBFloat16;
+    default:
+      return DataType::kUndefined;
   }
 }
 
@@ -57,7 +66,8 @@ DataType stash_dtype(int64_t stash) {
 Status infer_axis_norm(InferContext& ctx, int64_t default_axis, bool stats, const std::vector<size_t>& params) {
   if (!ctx.has_input(0) || !ctx.has_input(1)) return ctx.error("needs inputs X and Scale");
   DataType t = ctx.input_dtype(0);
-  if (t != DataType::kUndefined && !dtype_is_float(t)) return ctx.unsupported(ctx.node().op_type + " on " + dtype_name(t));
+  if (t != DataType::kUndefined && !dtype_is_float(t))
+    return ctx.unsupported(ctx.node().op_type + " on " + dtype_name(t));
   DataType u = stash_dtype(ctx.attrs().get_int("stash_type", 1));
   if (u == DataType::kUndefined) return ctx.error("stash_type must be a float type code");
   const Shape* x = ctx.input_shape(0);
@@ -67,8 +77,9 @@ Status infer_axis_norm(InferContext& ctx, int64_t default_axis, bool stats, cons
   }
   const int64_t rank = static_cast<int64_t>(x->size());
   auto axis = normalize_axis(ctx.attrs().get_int("axis", default_axis), rank);
-  if (!axis) return ctx.error("axis " + std::to_string(ctx.attrs().get_int("axis", default_axis)) +
-                              " is out of range for rank " + std::to_string(rank));
+  if (!axis)
+    return ctx.error("axis " + std::to_string(ctx.attrs().get_int("axis", default_axis)) +
+                     " is out of range for rank " + std::to_string(rank));
   for (size_t p : params)
     if (ctx.has_input(p) && ctx.input_shape(p) && !broadcasts_to(*ctx.input_shape(p), *x))
       return ctx.error("input " + std::to_string(p) + " " + shape_to_string(*ctx.input_shape(p)) +
@@ -113,8 +124,8 @@ Status run_axis_norm(KernelContext& ctx, bool rms, bool parallel) {
     const T* xp = x.data_as<T>();
     T* yp = y.data_as<T>();
     if (parallel)
-      cpu::parallel_for(a.rows, [&](int64_t r0, int64_t r1) { row_norm<T>(a, xp, yp, mp, ip, r0, r1); },
-                        ctx.num_threads());
+      cpu::parallel_for(
+          a.rows, [&](int64_t r0, int64_t r1) { row_norm<T>(a, xp, yp, mp, ip, r0, r1); }, ctx.num_threads());
     else
       row_norm<T>(a, xp, yp, mp, ip, 0, a.rows);
   });
@@ -157,21 +168,21 @@ Status infer_skip_layer_norm(InferContext& ctx) {
   return Status();
 }
 
-Status ref_skip_layer_norm(KernelContext& ctx) {
-  const Tensor& in = ctx.input(0);
-  const Tensor& skip = ctx.input(1);
+// sum = in + skip (+ bias), then LayerNormalization over the last dim; gamma, beta and
+// bias are inputs p, p + 1 and p + 2 (beta and bias optional), outputs as
+// SkipLayerNormalization's (output, mean, inv_std_var, input_skip_bias_sum).
+Status skip_layer_norm_rows(KernelContext& ctx, const Tensor& in, const Tensor& skip, size_t p) {
   if (in.rank() < 1) return ctx.error("input must have rank >= 1");
   const int64_t h = in.dim(in.rank() - 1);
   if (skip.dtype() != in.dtype()) return ctx.error("skip dtype differs from input's");
   if (!broadcasts_to(skip.dims(), in.dims())) return ctx.error("skip does not broadcast to input");
-  for (size_t i = 2; i <= 4; ++i) {
+  for (size_t i = p; i <= p + 2; ++i) {
     if (!ctx.has_input(i)) continue;
     if (ctx.input(i).numel() != h)
       return ctx.error("input " + std::to_string(i) + " must have " + std::to_string(h) + " elements");
   }
-  // sum = input + skip (+ bias), then LayerNormalization over the last dim.
   Tensor sum = ctx.has_output(3) ? ctx.output(3) : Tensor::empty(in.dtype(), in.dims());
-  const std::vector<double> bias = ctx.has_input(4) ? as_doubles(ctx.input(4)) : std::vector<double>();
+  const std::vector<double> bias = ctx.has_input(p + 2) ? as_doubles(ctx.input(p + 2)) : std::vector<double>();
   auto ss = broadcast_strides(skip.dims(), in.dims());
   if (in.numel() > 0) {
     MultiIndex it(in.dims(), {ss});
@@ -186,16 +197,69 @@ Status ref_skip_layer_norm(KernelContext& ctx) {
   a.cols = h;
   a.rows = h ? in.numel() / h : 0;
   const int64_t last = in.rank() - 1;
-  a.scale = RowParam(ctx.input(2).reshaped({h}), in.dims(), last);
-  if (ctx.has_input(3)) a.bias = RowParam(ctx.input(3).reshaped({h}), in.dims(), last);
+  a.scale = RowParam(ctx.input(p).reshaped({h}), in.dims(), last);
+  if (ctx.has_input(p + 1)) a.bias = RowParam(ctx.input(p + 1).reshaped({h}), in.dims(), last);
   std::vector<double> mean(a.rows), inv(a.rows);
   Tensor& y = ctx.output(0);
-  KILN_DISPATCH_FLOAT(in.dtype(), T, row_norm<T>(a, sum.data_as<T>(), y.data_as<T>(), mean.data(), inv.data(), 0, a.rows));
+  KILN_DISPATCH_FLOAT(in.dtype(), T,
+                      row_norm<T>(a, sum.data_as<T>(), y.data_as<T>(), mean.data(), inv.data(), 0, a.rows));
   for (int64_t r = 0; r < a.rows; ++r) {
     if (ctx.has_output(1)) ctx.output(1).set_from_double(r, mean[r]);
     if (ctx.has_output(2)) ctx.output(2).set_from_double(r, inv[r]);
   }
   return Status();
+}
+
+Status ref_skip_layer_norm(KernelContext& ctx) { return skip_layer_norm_rows(ctx, ctx.input(0), ctx.input(1), 2); }
+
+// ---------------------------------------------------------------- GatherSkipLayerNormalization (kiln)
+// y = SkipLayerNormalization(Gather(table, indices, axis = 0), skip, gamma, beta): inputs
+// table [V, H], indices (int32 / int64, any shape; negative ones count from the end),
+// skip (broadcasts to indices' shape + [H]), gamma [H], beta [H] (optional); attribute
+// epsilon (default 1e-12, SkipLayerNormalization's); one output.
+
+Status infer_gather_skip_layer_norm(InferContext& ctx) {
+  for (size_t i = 0; i < 4; ++i)
+    if (!ctx.has_input(i)) return ctx.error("needs table, indices, skip and gamma");
+  const DataType t = ctx.input_dtype(0), it = ctx.input_dtype(1);
+  if (t != DataType::kUndefined && !dtype_is_float(t)) return ctx.unsupported(std::string("dtype ") + dtype_name(t));
+  if (it != DataType::kUndefined && it != DataType::kInt32 && it != DataType::kInt64)
+    return ctx.error(std::string("indices must be int32 or int64, not ") + dtype_name(it));
+  const Shape* table = ctx.input_shape(0);
+  if (table && table->size() != 2) return ctx.error("table must have rank 2 (rows x hidden)");
+  std::optional<Shape> out;
+  if (table && ctx.input_shape(1)) {
+    Shape s = *ctx.input_shape(1);
+    s.push_back((*table)[1]);
+    out = s;
+  }
+  if (out && ctx.input_shape(2) && !broadcasts_to(*ctx.input_shape(2), *out))
+    return ctx.error("skip does not broadcast to the gathered rows");
+  ctx.set_output(0, t, out);
+  return Status();
+}
+
+Status ref_gather_skip_layer_norm(KernelContext& ctx) {
+  const Tensor& table = ctx.input(0);
+  const Tensor& idx = ctx.input(1);
+  if (table.rank() != 2) return ctx.error("table must have rank 2 (rows x hidden)");
+  if (idx.dtype() != DataType::kInt32 && idx.dtype() != DataType::kInt64)
+    return ctx.error("indices must be int32 or int64");
+  const int64_t rows = table.dim(0), h = table.dim(1);
+  Dims d = idx.dims();
+  d.push_back(h);
+  Tensor in = Tensor::empty(table.dtype(), d);
+  const size_t row_bytes = static_cast<size_t>(h) * dtype_size(table.dtype());
+  for (int64_t r = 0; r < idx.numel(); ++r) {
+    int64_t i = idx.dtype() == DataType::kInt64 ? idx.data_as<int64_t>()[r] : idx.data_as<int32_t>()[r];
+    if (i < -rows || i >= rows)
+      return ctx.error("index " + std::to_string(i) + " is out of range for a table of " + std::to_string(rows) +
+                       " rows");
+    if (i < 0) i += rows;
+    std::memcpy(static_cast<char*>(in.data()) + static_cast<size_t>(r) * row_bytes,
+                static_cast<const char*>(table.data()) + static_cast<size_t>(i) * row_bytes, row_bytes);
+  }
+  return skip_layer_norm_rows(ctx, in, ctx.input(2), 3);
 }
 
 bool applies_f32(const ir::Node&, const std::vector<TensorType>& inputs) {
@@ -205,12 +269,22 @@ bool applies_f32(const ir::Node&, const std::vector<TensorType>& inputs) {
 }  // namespace
 
 void register_layer_norm_ops(OpRegistry& r) {
-  r.add({.name = "LayerNormalization", .infer = infer_layer_norm, .ref = ref_layer_norm,
+  r.add({.name = "LayerNormalization",
+         .infer = infer_layer_norm,
+         .ref = ref_layer_norm,
          .fast = {{"cpu.parallel", par_layer_norm, applies_f32}}});
-  r.add({.name = "RMSNormalization", .infer = infer_rms_norm, .ref = ref_rms_norm,
+  r.add({.name = "RMSNormalization",
+         .infer = infer_rms_norm,
+         .ref = ref_rms_norm,
          .fast = {{"cpu.parallel", par_rms_norm, applies_f32}}});
-  r.add({.name = "SkipLayerNormalization", .domain = "com.microsoft", .infer = infer_skip_layer_norm,
+  r.add({.name = "SkipLayerNormalization",
+         .domain = "com.microsoft",
+         .infer = infer_skip_layer_norm,
          .ref = ref_skip_layer_norm});
+  r.add({.name = "GatherSkipLayerNormalization",
+         .domain = "kiln",
+         .infer = infer_gather_skip_layer_norm,
+         .ref = ref_gather_skip_layer_norm});
 }
 
 }  // namespace kiln::ops::norm

@@ -212,36 +212,38 @@ bool applies_rms_norm(const ir::Node& node, const std::vector<TensorType>& input
 
 // ---------------------------------------------------------------- SkipLayerNormalization
 
-// input + skip (+ bias), rounded to T as the reference stores the sum before normalizing.
+// input + skip (+ bias), rounded to T as the reference stores the sum before normalizing
+// (`inr`: the input's row, e: the element's index in the output).
 template <typename T>
-__device__ __forceinline__ float skip_sum(const T* in, const T* skip, const T* bias, const cuda::Indexer& skip_ix,
+__device__ __forceinline__ float skip_sum(const T* inr, const T* skip, const T* bias, const cuda::Indexer& skip_ix,
                                           bool skip_same, int64_t e, int64_t j) {
-  float v = cuda::to_f(in[e]) + cuda::to_f(skip[skip_same ? e : cuda::offset_of(skip_ix, e)]);
+  float v = cuda::to_f(inr[j]) + cuda::to_f(skip[skip_same ? e : cuda::offset_of(skip_ix, e)]);
   if (bias) v += cuda::to_f(bias[j]);
   return cuda::to_f(cuda::from_f<T>(v));
 }
 
 template <typename T>
-__global__ void skip_norm_kernel(const T* in, const T* skip, cuda::Indexer skip_ix, bool skip_same, const T* gamma,
-                                 const T* beta, const T* bias, T* y, float* mean_out, float* inv_out, T* sum_out,
-                                 int64_t cols, float eps) {
+__global__ void skip_norm_kernel(const T* in, cuda::rownorm::RowGather gather, const T* skip, cuda::Indexer skip_ix,
+                                 bool skip_same, const T* gamma, const T* beta, const T* bias, T* y, float* mean_out,
+                                 float* inv_out, T* sum_out, int64_t cols, float eps) {
   __shared__ double scratch[32];
   const int64_t row = blockIdx.x, base = row * cols;
+  const T* inr = in + gather.row(row) * cols;
   double s = 0.0;
   for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
-    const float v = skip_sum(in, skip, bias, skip_ix, skip_same, base + j, j);
+    const float v = skip_sum(inr, skip, bias, skip_ix, skip_same, base + j, j);
     if (sum_out) sum_out[base + j] = cuda::from_f<T>(v);
     s += v;
   }
   const double mu = cuda::block_reduce(s, cuda::SumOp(), scratch) / static_cast<double>(cols);
   double ss = 0.0;
   for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
-    const double d = skip_sum(in, skip, bias, skip_ix, skip_same, base + j, j) - mu;
+    const double d = skip_sum(inr, skip, bias, skip_ix, skip_same, base + j, j) - mu;
     ss += d * d;
   }
   const double inv = 1.0 / sqrt(cuda::block_reduce(ss, cuda::SumOp(), scratch) / static_cast<double>(cols) + eps);
   for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
-    double v = (skip_sum(in, skip, bias, skip_ix, skip_same, base + j, j) - mu) * inv * cuda::to_f(gamma[j]);
+    double v = (skip_sum(inr, skip, bias, skip_ix, skip_same, base + j, j) - mu) * inv * cuda::to_f(gamma[j]);
     if (beta) v += cuda::to_f(beta[j]);
     y[base + j] = cuda::from_f<T>(static_cast<float>(v));
   }
@@ -251,27 +253,31 @@ __global__ void skip_norm_kernel(const T* in, const T* skip, cuda::Indexer skip_
   }
 }
 
-Status skip_layer_norm_cuda(KernelContext& ctx) {
-  const Tensor& in = ctx.input(0);
-  const Tensor& skip = ctx.input(1);
-  if (in.rank() < 1) return ctx.error("input must have rank >= 1");
-  const int64_t h = in.dim(in.rank() - 1);
-  if (skip.dtype() != in.dtype()) return ctx.error("skip dtype differs from input's");
-  if (!norm::broadcasts_to(skip.dims(), in.dims())) return ctx.error("skip does not broadcast to input");
-  const void* params[5] = {};
-  for (size_t i = 2; i <= 4; ++i) {
-    if (!ctx.has_input(i)) continue;
-    if (ctx.input(i).numel() != h)
-      return ctx.error("input " + std::to_string(i) + " must have " + std::to_string(h) + " elements");
-    if (ctx.input(i).dtype() != in.dtype()) return ctx.error("parameter dtypes must match the input's");
-    params[i] = ctx.input(i).data();
+// SkipLayerNormalization of rows of `dims` (the output's dims), the input's rows at `in`
+// as `gather` says; gamma, beta and bias are inputs p, p + 1, p + 2 (the last two
+// optional); outputs as SkipLayerNormalization's.
+Status run_skip_norm(KernelContext& ctx, DataType dt, const void* in, cuda::rownorm::RowGather gather, const Dims& dims,
+                     const Tensor& skip, size_t p) {
+  if (dims.empty()) return ctx.error("input must have rank >= 1");
+  const int64_t h = dims.back();
+  if (skip.dtype() != dt) return ctx.error("skip dtype differs from input's");
+  if (!norm::broadcasts_to(skip.dims(), dims)) return ctx.error("skip does not broadcast to input");
+  const void* params[3] = {};
+  for (size_t i = 0; i < 3; ++i) {
+    if (!ctx.has_input(p + i)) continue;
+    const Tensor& t = ctx.input(p + i);
+    if (t.numel() != h)
+      return ctx.error("input " + std::to_string(p + i) + " must have " + std::to_string(h) + " elements");
+    if (t.dtype() != dt) return ctx.error("parameter dtypes must match the input's");
+    params[i] = t.data();
   }
-  const int64_t rows = h ? in.numel() / h : 0;
+  const int64_t numel = dims_volume(dims);
+  const int64_t rows = h ? numel / h : 0;
   if (rows == 0) return Status();
   if (rows > INT32_MAX) return ctx.error("too many rows", ErrorCode::kUnsupported);
   cuda::Indexer skip_ix;
-  const bool skip_same = skip.numel() == in.numel();
-  if (!skip_same && !cuda::make_broadcast_indexer(in.dims(), skip.dims(), skip_ix))
+  const bool skip_same = skip.numel() == numel;
+  if (!skip_same && !cuda::make_broadcast_indexer(dims, skip.dims(), skip_ix))
     return ctx.error("rank too large", ErrorCode::kUnsupported);
   float* stats[2] = {nullptr, nullptr};
   for (size_t i = 1; i < 3; ++i) {
@@ -286,33 +292,61 @@ Status skip_layer_norm_cuda(KernelContext& ctx) {
   size_t lead = 0;
   while (lead < skip.dims().size() && skip.dim(static_cast<int64_t>(lead)) == 1) ++lead;
   const size_t kept = skip.dims().size() - lead;
-  bool repeats = kept >= 1 && kept <= in.dims().size();
-  for (size_t i = 0; repeats && i < kept; ++i)
-    repeats = skip.dims()[lead + i] == in.dims()[in.dims().size() - kept + i];
+  bool repeats = kept >= 1 && kept <= dims.size();
+  for (size_t i = 0; repeats && i < kept; ++i) repeats = skip.dims()[lead + i] == dims[dims.size() - kept + i];
   const int64_t skip_rows = skip_same ? rows : skip.numel() / h;
-  bool fast = (skip_same || repeats) && cuda::rownorm::fast_cols_ok(h, dtype_size(in.dtype())) &&
-              aligned16(in.data()) && aligned16(skip.data()) && aligned16(ctx.output(0).data()) && aligned16(sum_out);
-  for (size_t i = 2; i <= 4; ++i) fast = fast && aligned16(params[i]);
-  KILN_CUDA_DISPATCH_FLOAT(in.dtype(), T, {
+  bool fast = (skip_same || repeats) && cuda::rownorm::fast_cols_ok(h, dtype_size(dt)) && aligned16(in) &&
+              aligned16(skip.data()) && aligned16(ctx.output(0).data()) && aligned16(sum_out);
+  for (const void* q : params) fast = fast && aligned16(q);
+  KILN_CUDA_DISPATCH_FLOAT(dt, T, {
+    const T* x = static_cast<const T*>(in);
+    const T *gamma = static_cast<const T*>(params[0]), *beta = static_cast<const T*>(params[1]),
+            *bias = static_cast<const T*>(params[2]);
     if (fast) {
-      cuda::rownorm::launch_skip_norm_fast<T>(cuda::stream_of(ctx), in.data_as<T>(), skip.data_as<T>(),
-                                              static_cast<const T*>(params[2]), static_cast<const T*>(params[3]),
-                                              static_cast<const T*>(params[4]), ctx.output(0).data_as<T>(), stats[0],
-                                              stats[1], static_cast<T*>(sum_out), rows, skip_rows, h, eps);
+      cuda::rownorm::launch_skip_norm_fast<T>(cuda::stream_of(ctx), x, gather, skip.data_as<T>(), gamma, beta, bias,
+                                              ctx.output(0).data_as<T>(), stats[0], stats[1], static_cast<T*>(sum_out),
+                                              rows, skip_rows, h, eps);
     } else {
       skip_norm_kernel<T><<<static_cast<unsigned>(rows), row_block(h), 0, cuda::stream_of(ctx)>>>(
-          in.data_as<T>(), skip.data_as<T>(), skip_ix, skip_same, static_cast<const T*>(params[2]),
-          static_cast<const T*>(params[3]), static_cast<const T*>(params[4]), ctx.output(0).data_as<T>(), stats[0],
+          x, gather, skip.data_as<T>(), skip_ix, skip_same, gamma, beta, bias, ctx.output(0).data_as<T>(), stats[0],
           stats[1], static_cast<T*>(sum_out), h, eps);
     }
   });
   return cuda::launch_status(ctx, "skip_layer_norm");
 }
 
+Status skip_layer_norm_cuda(KernelContext& ctx) {
+  const Tensor& in = ctx.input(0);
+  return run_skip_norm(ctx, in.dtype(), in.data(), {}, in.dims(), ctx.input(1), 2);
+}
+
 bool applies_skip_layer_norm(const ir::Node& node, const std::vector<TensorType>& inputs) {
   if (inputs.size() < 3 || !is_cuda_float(inputs[0].dtype)) return false;
   if (inputs[0].shape && inputs[0].shape->size() > static_cast<size_t>(cuda::kMaxRank)) return false;
   for (size_t i = 1; i <= 4; ++i)
+    if (node.input(i) && (i >= inputs.size() || inputs[i].dtype != inputs[0].dtype)) return false;
+  return true;
+}
+
+// kiln GatherSkipLayerNormalization: the table's rows idx[r] are the input's rows.
+Status gather_skip_layer_norm_cuda(KernelContext& ctx) {
+  const Tensor& table = ctx.input(0);
+  const Tensor& idx = ctx.input(1);
+  if (table.rank() != 2) return ctx.error("table must have rank 2 (rows x hidden)");
+  if (idx.dtype() != DataType::kInt32 && idx.dtype() != DataType::kInt64)
+    return ctx.error("indices must be int32 or int64");
+  if (table.dim(0) == 0 && idx.numel() > 0) return ctx.error("indices into an empty table");
+  Dims dims = idx.dims();
+  dims.push_back(table.dim(1));
+  cuda::rownorm::RowGather gather{idx.data(), idx.dtype() == DataType::kInt64, table.dim(0)};
+  return run_skip_norm(ctx, table.dtype(), table.data(), gather, dims, ctx.input(2), 3);
+}
+
+bool applies_gather_skip_layer_norm(const ir::Node& node, const std::vector<TensorType>& inputs) {
+  if (inputs.size() < 4 || !is_cuda_float(inputs[0].dtype)) return false;
+  if (inputs[1].dtype != DataType::kInt32 && inputs[1].dtype != DataType::kInt64) return false;
+  if (inputs[1].shape && inputs[1].shape->size() + 1 > static_cast<size_t>(cuda::kMaxRank)) return false;
+  for (size_t i = 2; i <= 4; ++i)
     if (node.input(i) && (i >= inputs.size() || inputs[i].dtype != inputs[0].dtype)) return false;
   return true;
 }
@@ -389,6 +423,9 @@ void register_norm_cuda_kernels(OpRegistry& r) {
   (void)r.add_cuda_kernel("", "RMSNormalization", FastKernel{"cuda.row_norm", rms_norm_cuda, applies_rms_norm});
   (void)r.add_cuda_kernel("com.microsoft", "SkipLayerNormalization",
                           FastKernel{"cuda.skip_layer_norm", skip_layer_norm_cuda, applies_skip_layer_norm});
+  (void)r.add_cuda_kernel(
+      "kiln", "GatherSkipLayerNormalization",
+      FastKernel{"cuda.skip_layer_norm", gather_skip_layer_norm_cuda, applies_gather_skip_layer_norm});
   (void)r.add_cuda_kernel("", "InstanceNormalization",
                           FastKernel{"cuda.group_norm", instance_norm_cuda, applies_channel_norm});
   (void)r.add_cuda_kernel("", "GroupNormalization",

@@ -1,4 +1,5 @@
 #include <cmath>
+#include <random>
 
 #include "backends/cuda/device.h"
 #include "harness/op_harness.h"
@@ -471,6 +472,83 @@ TEST(SkipLayerNormalization, CudaRegisterRowsAndFallbacks) {
       if (s.bias) c.input(t.dtype, {h});
       EXPECT_GE(c.expect_all_kernels_match(t.rtol, t.atol), gpu_kernels()) << dtype_name(t.dtype) << " case " << i;
     }
+}
+
+// GatherSkipLayerNormalization (kiln): the table's rows at the indices (negative ones from
+// the end), plus skip, normalized as SkipLayerNormalization; the CUDA kernels (warp and
+// block per row, register and generic paths) against the reference on a GPU.
+Tensor index_tensor(DataType t, Dims d, int64_t rows, std::mt19937& rng) {
+  Tensor ids = Tensor::empty(t, d);
+  std::uniform_int_distribution<int64_t> pick(-rows, rows - 1);
+  for (int64_t i = 0; i < ids.numel(); ++i) ids.set_from_double(i, static_cast<double>(pick(rng)));
+  return ids;
+}
+
+TEST(GatherSkipLayerNormalization, EqualsSkipLayerNormOfTheGatheredRows) {
+  std::mt19937 rng(11);
+  for (DataType it : {DataType::kInt64, DataType::kInt32}) {
+    const int64_t rows = 9, h = 16;
+    Tensor table = random_tensor(DataType::kFloat32, {rows, h}, rng);
+    Tensor ids = index_tensor(it, {2, 5}, rows, rng);
+    OpCase c("GatherSkipLayerNormalization", 1, "kiln");
+    c.attr("epsilon", Attribute::from_float(1e-5f));
+    c.input(table).input(ids).input(DataType::kFloat32, {5, h}).input(DataType::kFloat32, {h}, 0.5, 1.5);
+    c.input(DataType::kFloat32, {h});
+    auto out = c.run();
+    ASSERT_TRUE(out.ok()) << out.status().to_string();
+    auto& in = c.inputs();
+    ASSERT_EQ((*out)[0].dims(), (Dims{2, 5, h}));
+    Tensor sum = Tensor::empty(DataType::kFloat32, {2, 5, h});
+    for (int64_t r = 0; r < 10; ++r) {
+      int64_t i = static_cast<int64_t>(ids.get_as_double(r));
+      if (i < 0) i += rows;
+      for (int64_t j = 0; j < h; ++j)
+        sum.set_from_double(r * h + j, table.get_as_double(i * h + j) + in[2]->get_as_double((r % 5) * h + j));
+    }
+    std::vector<double> y, m, inv;
+    naive_layer_norm(sum, *in[3], &*in[4], 2, 1e-5, false, y, m, inv);
+    for (int64_t i = 0; i < 2 * 5 * h; ++i) EXPECT_NEAR((*out)[0].get_as_double(i), y[i], 1e-5) << i;
+  }
+}
+
+TEST(GatherSkipLayerNormalization, RejectsIndicesOutOfRangeAndBadTables) {
+  OpCase oob("GatherSkipLayerNormalization", 1, "kiln");
+  oob.input(DataType::kFloat32, {4, 8}).input(Tensor::from_vector<int64_t>(DataType::kInt64, {2}, {1, 4}));
+  oob.input(DataType::kFloat32, {8}).input(DataType::kFloat32, {8});
+  auto r = oob.run();
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("index 4 is out of range for a table of 4 rows"), std::string::npos)
+      << r.status().to_string();
+  OpCase flat("GatherSkipLayerNormalization", 1, "kiln");
+  flat.input(DataType::kFloat32, {32}).input(Tensor::from_vector<int64_t>(DataType::kInt64, {1}, {0}));
+  flat.input(DataType::kFloat32, {8}).input(DataType::kFloat32, {8});
+  EXPECT_FALSE(flat.run().ok());
+}
+
+TEST(GatherSkipLayerNormalization, CudaRowsIndexTypesAndFallbacks) {
+  struct S {
+    Dims ids, skip;
+    int64_t h;
+    bool beta;
+  };
+  // BERT's embeddings (warp per row, skip repeated over the batch), block per row, a skip
+  // of the full shape, and 20 columns (not whole 16-byte packs: the generic kernel).
+  const std::vector<S> cases = {{{2, 7}, {7, 768}, 768, true},
+                                {{3}, {3, 2048}, 2048, false},
+                                {{2, 3}, {2, 3, 64}, 64, true},
+                                {{4, 2}, {1, 2, 20}, 20, true}};
+  std::mt19937 rng(12);
+  for (const Tol& t : kFloatTols)
+    for (DataType it : {DataType::kInt64, DataType::kInt32})
+      for (const S& cs : cases) {
+        OpCase c("GatherSkipLayerNormalization", 1, "kiln");
+        c.attr("epsilon", Attribute::from_float(1e-5f));
+        c.input(t.dtype, {11, cs.h}).input(index_tensor(it, cs.ids, 11, rng)).input(t.dtype, cs.skip);
+        c.input(t.dtype, {cs.h}, 0.5, 1.5);
+        if (cs.beta) c.input(t.dtype, {cs.h});
+        EXPECT_GE(c.expect_all_kernels_match(t.rtol, t.atol), gpu_kernels())
+            << dtype_name(t.dtype) << " " << dtype_name(it) << " " << dims_to_string(cs.ids) << " h " << cs.h;
+      }
 }
 
 }  // namespace

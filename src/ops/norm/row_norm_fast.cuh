@@ -25,6 +25,21 @@ inline constexpr int64_t kFastMaxWarpCols = 32 * kFastMaxPerThread;
 /// Longest row of the fast path.
 inline constexpr int64_t kFastMaxCols = kFastBlockThreads * kFastMaxPerThread;
 
+/// Where a skip-norm kernel's input rows come from: row r of the input (idx null), or
+/// row idx[r] of a [rows, cols] table (GatherSkipLayerNormalization), negative indices
+/// counting from the end and the rest clamped into the table, as the CUDA Gather does.
+struct RowGather {
+  const void* idx = nullptr;
+  bool idx64 = false;
+  int64_t rows = 0;
+  __device__ __forceinline__ int64_t row(int64_t r) const {
+    if (!idx) return r;
+    int64_t i = idx64 ? static_cast<const int64_t*>(idx)[r] : static_cast<const int32_t*>(idx)[r];
+    if (i < 0) i += rows;
+    return i < 0 ? 0 : (i >= rows ? rows - 1 : i);
+  }
+};
+
 /// 16 bytes of T, loaded and stored as one vector access.
 template <typename T>
 struct alignas(16) Pack {
@@ -162,11 +177,12 @@ __global__ void __launch_bounds__(kThreads* kRows)
 /// com.microsoft SkipLayerNormalization over rows of `cols` elements: skip has
 /// `skip_rows` rows, repeated over the input's (the same shape, or broadcast over
 /// leading dims: BERT's position embeddings); gamma, beta, bias (the last two may be
-/// null) hold `cols` elements; sum_out (may be null) gets input + skip + bias.
+/// null) hold `cols` elements; sum_out (may be null) gets input + skip + bias. The
+/// input's rows as `gather` says (GatherSkipLayerNormalization: a table's).
 template <typename T, int kThreads, int kRows>
 __global__ void __launch_bounds__(kThreads* kRows)
-    skip_norm_fast_kernel(const T* in, const T* skip, const T* gamma, const T* beta, const T* bias, T* y,
-                          float* mean_out, float* inv_out, T* sum_out, int64_t rows, int64_t skip_rows, int cols,
+    skip_norm_fast_kernel(const T* in, RowGather gather, const T* skip, const T* gamma, const T* beta, const T* bias,
+                          T* y, float* mean_out, float* inv_out, T* sum_out, int64_t rows, int64_t skip_rows, int cols,
                           float eps) {
   using P = Pack<T>;
   constexpr int kPack = P::kSize, kN = kSlots<T>;
@@ -176,7 +192,7 @@ __global__ void __launch_bounds__(kThreads* kRows)
   if (row >= rows) return;
   const int packs = cols / kPack;
   const int64_t base = row * cols;
-  const P* ir = reinterpret_cast<const P*>(in + base);
+  const P* ir = reinterpret_cast<const P*>(in + gather.row(row) * cols);
   const P* sr = reinterpret_cast<const P*>(skip + (skip_rows == rows ? row : row % skip_rows) * cols);
   const P* cp = reinterpret_cast<const P*>(bias);
   P* sumr = reinterpret_cast<P*>(sum_out ? sum_out + base : nullptr);
@@ -228,17 +244,17 @@ void launch_row_norm_fast(cudaStream_t stream, const T* x, T* y, const T* gamma,
 
 /// Launches skip_norm_fast_kernel; the caller checked fast_cols_ok and alignment.
 template <typename T>
-void launch_skip_norm_fast(cudaStream_t stream, const T* in, const T* skip, const T* gamma, const T* beta,
-                           const T* bias, T* y, float* mean_out, float* inv_out, T* sum_out, int64_t rows,
-                           int64_t skip_rows, int64_t cols, float eps) {
+void launch_skip_norm_fast(cudaStream_t stream, const T* in, RowGather gather, const T* skip, const T* gamma,
+                           const T* beta, const T* bias, T* y, float* mean_out, float* inv_out, T* sum_out,
+                           int64_t rows, int64_t skip_rows, int64_t cols, float eps) {
   const int c = static_cast<int>(cols);
   if (cols <= kFastMaxWarpCols) {
     const auto grid = static_cast<unsigned>((rows + kFastWarpRows - 1) / kFastWarpRows);
     skip_norm_fast_kernel<T, 32, kFastWarpRows><<<grid, 32 * kFastWarpRows, 0, stream>>>(
-        in, skip, gamma, beta, bias, y, mean_out, inv_out, sum_out, rows, skip_rows, c, eps);
+        in, gather, skip, gamma, beta, bias, y, mean_out, inv_out, sum_out, rows, skip_rows, c, eps);
   } else {
     skip_norm_fast_kernel<T, kFastBlockThreads, 1><<<static_cast<unsigned>(rows), kFastBlockThreads, 0, stream>>>(
-        in, skip, gamma, beta, bias, y, mean_out, inv_out, sum_out, rows, skip_rows, c, eps);
+        in, gather, skip, gamma, beta, bias, y, mean_out, inv_out, sum_out, rows, skip_rows, c, eps);
   }
 }
 
