@@ -65,6 +65,8 @@ Status lower_attention(ir::Graph& g, PassContext& ctx);
 /// A FusedAttention mask that is an elementwise chain over a broadcast (Expand, And with
 /// all-true) reads the chain computed before the broadcast (shrink_attention_masks.cc).
 Status shrink_attention_masks(ir::Graph& g, PassContext& ctx);
+/// Where over Cast(m, to = bool) (through views) -> kiln WhereNonzero reading m (CUDA; attention masks).
+Status fuse_where_cast(ir::Graph& g, PassContext& ctx);
 /// Transpose/Reshape/Squeeze pairs that undo or repeat each other collapse; a Transpose
 /// moving only size-1 dims becomes a Reshape.
 Status cancel_transposes(ir::Graph& g, PassContext& ctx);

@@ -33,6 +33,7 @@ const Pass kPipeline[] = {
     {"fuse_attention", fuse_attention},                  // CUDA engines only
     {"lower_attention", lower_attention},                // CUDA engines only: ONNX Attention -> FusedAttention
     {"shrink_attention_masks", shrink_attention_masks},  // masks read before their broadcast
+    {"fuse_where_cast", fuse_where_cast},                // CUDA engines; after the masks are shrunk
     {"sink_transposes", sink_transposes},                // after the attention views exist, which take its permutations
     {"cancel_transposes", cancel_transposes},            // composes the pairs sink_transposes brought together
     {"merge_qkv", merge_qkv},                            // CUDA engines: one GEMM for an attention's Q, K and V

@@ -88,6 +88,7 @@ const std::set<std::string>& half_ops() {
                                             "Gather",
                                             "GatherElements",
                                             "Where",
+                                            "WhereNonzero",  // kiln
                                             "Identity",
                                             "Dropout",
                                             "DepthToSpace",

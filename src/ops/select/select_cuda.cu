@@ -54,14 +54,19 @@ bool cast_applies(const ir::Node& node, const std::vector<TensorType>& in) {
   return (type_bit(to) & kCastTypes) != 0;
 }
 
-// ---- Where: moves elements, so one kernel per element size.
-template <class I, class W>
-__global__ void where_kernel(const uint8_t* c, const W* x, const W* y, W* out, int64_t n, BroadcastPlan<3> p) {
+// WhereNonzero's conditions: any integer or bool.
+constexpr uint32_t kNonzeroCondBits =
+    kBitI8 | kBitU8 | kBitI16 | kBitU16 | kBitI32 | kBitU32 | kBitI64 | kBitU64 | kBitBool;
+
+// ---- Where: moves elements, so one kernel per element size (and, for kiln's
+// WhereNonzero, per condition element size: C's bits != 0).
+template <class I, class W, class C>
+__global__ void where_kernel(const C* c, const W* x, const W* y, W* out, int64_t n, BroadcastPlan<3> p) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
     I off[3];
     plan_offsets<I, 3>(p, 3, static_cast<I>(i), off);
-    out[i] = c[off[0]] ? x[off[1]] : y[off[2]];
+    out[i] = c[off[0]] != C(0) ? x[off[1]] : y[off[2]];
   }
 }
 
@@ -70,8 +75,13 @@ Status where_cuda(KernelContext& ctx) {
   const Tensor& x = ctx.input(1);
   const Tensor& y = ctx.input(2);
   Tensor& out = ctx.output(0);
-  if (c.dtype() != DataType::kBool || x.dtype() != y.dtype() || out.dtype() != x.dtype())
-    return ctx.error("Where expects a bool condition and X, Y, output of one dtype", ErrorCode::kInternal);
+  const bool nonzero = ctx.node().op_type == "WhereNonzero";
+  const size_t cs = dtype_size(c.dtype());
+  const bool cond_ok = nonzero ? (type_bit(c.dtype()) & kNonzeroCondBits) != 0 : c.dtype() == DataType::kBool;
+  if (!cond_ok || x.dtype() != y.dtype() || out.dtype() != x.dtype())
+    return ctx.error(std::string(nonzero ? "WhereNonzero expects an integer or bool" : "Where expects a bool") +
+                         " condition and X, Y, output of one dtype",
+                     ErrorCode::kInternal);
   for (const Tensor* t : {&c, &x, &y})
     if (!broadcasts_to(t->dims(), out.dims()))
       return ctx.error("input dims do not broadcast to the output dims " + dims_to_string(out.dims()),
@@ -82,20 +92,39 @@ Status where_cuda(KernelContext& ctx) {
   if (!make_plan(out.dims(), {&c.dims(), &x.dims(), &y.dims()}, p))
     return ctx.error("more than 8 dims remain after merging", ErrorCode::kUnsupported);
   cudaStream_t s = cuda::stream_of(ctx);
-  const uint8_t* pc = c.data_as<uint8_t>();
-  KILN_CUDA_DISPATCH_BYTES(x.dtype(), W, {
-    if (fits_int32(n))
-      where_kernel<int32_t, W>
-          <<<cuda::grid_for(n), cuda::kBlock, 0, s>>>(pc, x.data_as<W>(), y.data_as<W>(), out.data_as<W>(), n, p);
-    else
-      where_kernel<int64_t, W>
-          <<<cuda::grid_for(n), cuda::kBlock, 0, s>>>(pc, x.data_as<W>(), y.data_as<W>(), out.data_as<W>(), n, p);
-  });
+  auto launch = [&]<class C>(const C* pc) {
+    KILN_CUDA_DISPATCH_BYTES(x.dtype(), W, {
+      if (fits_int32(n))
+        where_kernel<int32_t, W, C>
+            <<<cuda::grid_for(n), cuda::kBlock, 0, s>>>(pc, x.data_as<W>(), y.data_as<W>(), out.data_as<W>(), n, p);
+      else
+        where_kernel<int64_t, W, C>
+            <<<cuda::grid_for(n), cuda::kBlock, 0, s>>>(pc, x.data_as<W>(), y.data_as<W>(), out.data_as<W>(), n, p);
+    });
+  };
+  switch (cs) {
+    case 1:
+      launch(c.data_as<uint8_t>());
+      break;
+    case 2:
+      launch(c.data_as<uint16_t>());
+      break;
+    case 4:
+      launch(c.data_as<uint32_t>());
+      break;
+    case 8:
+      launch(c.data_as<uint64_t>());
+      break;
+    default:
+      return ctx.error("unexpected condition element size", ErrorCode::kInternal);
+  }
   return cuda::launch_status(ctx, "where");
 }
 
-bool where_applies(const ir::Node&, const std::vector<TensorType>& in) {
-  if (in.size() != 3 || in[0].dtype != DataType::kBool || in[1].dtype != in[2].dtype) return false;
+bool where_applies(const ir::Node& node, const std::vector<TensorType>& in) {
+  if (in.size() != 3 || in[1].dtype != in[2].dtype) return false;
+  if (node.op_type == "WhereNonzero" ? !(type_bit(in[0].dtype) & kNonzeroCondBits) : in[0].dtype != DataType::kBool)
+    return false;
   const size_t size = dtype_size(in[1].dtype);
   return (size == 1 || size == 2 || size == 4 || size == 8) && in[1].dtype != DataType::kString && ranks_fit(in);
 }
@@ -106,6 +135,7 @@ void register_select_cuda_kernels(OpRegistry& r) {
   (void)r.add_cuda_kernel("", "Cast", FastKernel{"cuda.cast", cast_cuda, cast_applies});
   (void)r.add_cuda_kernel("", "CastLike", FastKernel{"cuda.cast", cast_cuda, cast_applies});
   (void)r.add_cuda_kernel("", "Where", FastKernel{"cuda.where", where_cuda, where_applies});
+  (void)r.add_cuda_kernel("kiln", "WhereNonzero", FastKernel{"cuda.where", where_cuda, where_applies});
 }
 
 }  // namespace kiln::ops

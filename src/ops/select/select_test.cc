@@ -265,5 +265,31 @@ TEST(SelectOps, CudaWhereBroadcasts) {
     }
 }
 
+// kiln WhereNonzero: the condition of any integer or bool dtype is read as "!= 0" (a
+// Where over its Cast to bool); random conditions in [-2, 2] give zeros and nonzeros of
+// both signs. The CUDA kernel (one per condition element size) against the reference.
+TEST(SelectOps, WhereNonzeroReadsAnyIntegerConditionAsNonzero) {
+  const std::vector<std::vector<Dims>> shapes = {
+      {{3, 4}, {3, 4}, {3, 4}}, {{2, 1, 1, 5}, {}, {1}}, {{3, 1}, {1, 4}, {4}}, {{}, {2, 3}, {2, 3}}};
+  for (DataType ct : {DataType::kInt64, DataType::kInt32, DataType::kInt8, DataType::kUInt8, DataType::kUInt16,
+                      DataType::kUInt64, DataType::kBool})
+    for (DataType t : {DataType::kFloat32, DataType::kFloat16, DataType::kInt64})
+      for (auto& s : shapes) {
+        OpCase c("WhereNonzero", 1, "kiln");
+        c.input(ct, s[0], -2, 2).input(t, s[1], -50, 50).input(t, s[2], -50, 50);
+        auto ins = case_inputs(c);
+        Dims od;
+        ASSERT_TRUE(ops::broadcast_dims({s[0], s[1], s[2]}, od));
+        Tensor want =
+            expected_eltwise(t, od, ins, [](const std::vector<double>& v) { return v[0] != 0 ? v[1] : v[2]; });
+        SCOPED_TRACE(std::string(dtype_name(ct)) + " " + dtype_name(t) + " " + dims_to_string(s[0]));
+        expect_case(c, want, 0, 0);
+        expect_kernels_match(c, 0, 0);
+      }
+  OpCase bad("WhereNonzero", 1, "kiln");
+  bad.input(DataType::kFloat32, {2}).input(DataType::kFloat32, {2}).input(DataType::kFloat32, {2});
+  EXPECT_FALSE(bad.run().ok());  // a float condition is not taken
+}
+
 }  // namespace
 }  // namespace kiln::test

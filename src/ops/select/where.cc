@@ -1,4 +1,6 @@
-// Where: y = condition ? x : y, broadcasting all three inputs.
+// Where: y = condition ? x : y, broadcasting all three inputs; and kiln's
+// WhereNonzero, the same with a condition of any integer or bool dtype read as
+// "!= 0" (a Where whose condition was a Cast to bool, fuse_where_cast.cc).
 #include <cstring>
 
 #include "ops/binary/broadcast.h"
@@ -81,15 +83,82 @@ Status where_kernel(KernelContext& ctx) {
   if (out.dtype() != x.dtype()) return ctx.error("output dtype does not match X", ErrorCode::kInternal);
   KILN_RETURN_IF_ERROR(check_broadcast_to(ctx, {&c, &x, &y}, out));
   auto run = [&]<typename W>() {
-    if constexpr (kFast) where_fast_loop<W>(c, x, y, out);
-    else where_ref_loop<W>(c, x, y, out);
+    if constexpr (kFast)
+      where_fast_loop<W>(c, x, y, out);
+    else
+      where_ref_loop<W>(c, x, y, out);
   };
   switch (dtype_size(x.dtype())) {
-    case 1: run.template operator()<uint8_t>(); break;
-    case 2: run.template operator()<uint16_t>(); break;
-    case 4: run.template operator()<uint32_t>(); break;
-    case 8: run.template operator()<uint64_t>(); break;
-    default: return ctx.error("unexpected element size", ErrorCode::kInternal);
+    case 1:
+      run.template operator()<uint8_t>();
+      break;
+    case 2:
+      run.template operator()<uint16_t>();
+      break;
+    case 4:
+      run.template operator()<uint32_t>();
+      break;
+    case 8:
+      run.template operator()<uint64_t>();
+      break;
+    default:
+      return ctx.error("unexpected element size", ErrorCode::kInternal);
+  }
+  return Status();
+}
+
+// ---- kiln WhereNonzero(c, x, y) = c != 0 ? x : y; c int8/16/32/64, uint8/16/32/64 or bool.
+
+constexpr uint32_t kNonzeroCondTypes = kTypesInt | kTypesBool;
+
+Status infer_where_nonzero(InferContext& ctx) {
+  if (!ctx.has_input(0) || !ctx.has_input(1) || !ctx.has_input(2)) return ctx.error("expects 3 inputs");
+  KILN_RETURN_IF_ERROR(check_input_dtype(ctx, 0, kNonzeroCondTypes));
+  KILN_RETURN_IF_ERROR(check_input_dtype(ctx, 1, kTypesAll));
+  KILN_RETURN_IF_ERROR(check_same_dtypes(ctx, 1, 3));
+  std::optional<Shape> shape;
+  KILN_RETURN_IF_ERROR(infer_broadcast_shape(ctx, {0, 1, 2}, shape));
+  ctx.set_output(0, ctx.input_dtype(1), std::move(shape));
+  return Status();
+}
+
+template <typename W>
+void where_nonzero_loop(const Tensor& c, const Tensor& x, const Tensor& y, Tensor& out) {
+  const W* px = x.data_as<W>();
+  const W* py = y.data_as<W>();
+  W* po = out.data_as<W>();
+  const Dims& od = out.dims();
+  MultiIndex it(od,
+                {broadcast_strides(c.dims(), od), broadcast_strides(x.dims(), od), broadcast_strides(y.dims(), od)});
+  // get_as_double != 0 is exact for "nonzero": no nonzero integer converts to 0.
+  for (int64_t i = 0; i < out.numel(); ++i, it.next())
+    po[i] = c.get_as_double(it.offset(0)) != 0 ? px[it.offset(1)] : py[it.offset(2)];
+}
+
+Status ref_where_nonzero(KernelContext& ctx) {
+  const Tensor& c = ctx.input(0);
+  const Tensor& x = ctx.input(1);
+  const Tensor& y = ctx.input(2);
+  Tensor& out = ctx.output(0);
+  if (!(type_set_of(c.dtype()) & kNonzeroCondTypes))
+    return ctx.error(std::string("condition dtype ") + dtype_name(c.dtype()) + " is not an integer or bool");
+  if (x.dtype() != y.dtype() || out.dtype() != x.dtype()) return ctx.error("X, Y and the output must share one dtype");
+  KILN_RETURN_IF_ERROR(check_broadcast_to(ctx, {&c, &x, &y}, out));
+  switch (dtype_size(x.dtype())) {
+    case 1:
+      where_nonzero_loop<uint8_t>(c, x, y, out);
+      break;
+    case 2:
+      where_nonzero_loop<uint16_t>(c, x, y, out);
+      break;
+    case 4:
+      where_nonzero_loop<uint32_t>(c, x, y, out);
+      break;
+    case 8:
+      where_nonzero_loop<uint64_t>(c, x, y, out);
+      break;
+    default:
+      return ctx.error(std::string("dtype ") + dtype_name(x.dtype()) + " is not supported", ErrorCode::kUnsupported);
   }
   return Status();
 }
@@ -97,6 +166,7 @@ Status where_kernel(KernelContext& ctx) {
 }  // namespace
 
 void register_where_op(OpRegistry& r) {
+  r.add({.name = "WhereNonzero", .domain = "kiln", .infer = infer_where_nonzero, .ref = ref_where_nonzero});
   r.add({.name = "Where",
          .infer = infer_where,
          .ref = where_kernel<false>,
