@@ -4,6 +4,11 @@
 //                                                     also after a Flatten, Squeeze or Unsqueeze)
 //   Squeeze(Unsqueeze(x, a), a), Unsqueeze(Squeeze(x, a), a) -> x
 //   Transpose(p, x) moving only size-1 dims -> Reshape(x, ...)  (free: the memory planner aliases it)
+//   Transpose(p2, Reshape(Transpose(p1, x), s)) that keeps x's element order -> Reshape(x, ...)
+//     (the Reshape merging dims the first Transpose brought together: a PyTorch patch embedding's
+//     conv output [B, 768, 14, 14] -> flatten(2) -> transpose(1, 2) after patchify_conv made the
+//     conv a GEMM whose [B, 14, 14, 768] rows were transposed to NCHW: two copies of 77 MB at
+//     ViT-B/16 bs256, now none)
 // Only intermediates read by nothing else (and not graph outputs) disappear; a result that is a
 // graph output keeps its name through an Identity.
 #include <set>
@@ -91,6 +96,46 @@ bool reshape_target(const Shape& s, const std::vector<int64_t>& p, std::vector<i
   return true;
 }
 
+// Dims that are surely equal: the same known value or the same symbol (two anonymous
+// unknowns may differ).
+bool same_dim(const Dim& a, const Dim& b) {
+  if (a.known() || b.known()) return a.known() && b.known() && a.value == b.value;
+  return !a.name.empty() && a.name == b.name;
+}
+
+// Each dim of a tensor derived from x by transposes and merging reshapes, as the ordered
+// list of x's dims ("atoms") it is made of.
+using Groups = std::vector<std::vector<int64_t>>;
+
+// The groups after a Reshape from `from` to `to` that only merges adjacent dims (or keeps
+// them); false for splits and for unknown dims that do not stay whole.
+bool merge_groups(const Groups& g, const Shape& from, const Shape& to, Groups& out) {
+  out.clear();
+  size_t i = 0;
+  for (const Dim& t : to) {
+    std::vector<int64_t> atoms;
+    if (i < from.size() && same_dim(from[i], t) && !(t.known() && t.value == 1)) {
+      atoms = g[i++];  // kept whole (the only way an unknown dim passes)
+    } else if (t.known()) {
+      int64_t prod = 1;
+      while (i < from.size() && prod < t.value) {
+        if (!from[i].known()) return false;
+        prod *= from[i].value;
+        atoms.insert(atoms.end(), g[i].begin(), g[i].end());
+        ++i;
+      }
+      if (prod != t.value) return false;
+    } else {
+      return false;
+    }
+    out.push_back(std::move(atoms));
+  }
+  // Trailing dims of size 1 the target dropped carry no order.
+  for (; i < from.size(); ++i)
+    if (!(from[i].known() && from[i].value == 1)) return false;
+  return true;
+}
+
 struct Canceller {
   ir::Graph& g;
   PassContext& ctx;
@@ -122,9 +167,68 @@ struct Canceller {
     remove(n);
   }
 
+  // n = Transpose(p2, Reshape(Transpose(p1, x), s)) whose output is x's elements in x's order:
+  // n becomes Reshape(x, its own output's dims). Every link read only by the next.
+  bool reshape_chain(ir::Node* n, const std::vector<int64_t>& p2) {
+    ir::Value* y = n->inputs[0];
+    ir::Node* r = y->producer;
+    if (!is(r, "Reshape") || r->inputs.size() != 2 || removed.count(r) || !internal(y, n)) return false;
+    ir::Value* z = r->inputs[0];
+    ir::Node* t1 = z->producer;
+    if (!is(t1, "Transpose") || t1->inputs.size() != 1 || removed.count(t1) || !internal(z, r)) return false;
+    ir::Value* x = t1->inputs[0];
+    const ir::Value* out = n->outputs[0];
+    std::vector<int64_t> p1 = perm_of(*t1);
+    if (p1.empty() || !x->shape || !z->shape || !y->shape || !out->shape || x->shape->size() != p1.size() ||
+        y->shape->size() != p2.size())
+      return false;
+    Groups g1, g2, g3;
+    for (int64_t a : p1) g1.push_back({a});
+    if (!merge_groups(g1, *z->shape, *y->shape, g2)) return false;
+    for (int64_t a : p2) g3.push_back(g2[static_cast<size_t>(a)]);
+    // x's order: the atoms in sequence, size-1 dims anywhere.
+    const Shape& xs = *x->shape;
+    int64_t last = -1;
+    for (const auto& grp : g3)
+      for (int64_t a : grp) {
+        if (xs[a].known() && xs[a].value == 1) continue;
+        if (a < last) return false;
+        last = a;
+      }
+    // The target: known dims; an unknown one that is x's dim at the same place copies it (0);
+    // at most one other unknown is inferred (-1).
+    std::vector<int64_t> target;
+    bool inferred = false;
+    for (size_t i = 0; i < out->shape->size(); ++i) {
+      const Dim& d = (*out->shape)[i];
+      if (d.known()) {
+        if (d.value == 0) return false;
+        target.push_back(d.value);
+      } else if (g3[i].size() == 1 && g3[i][0] == static_cast<int64_t>(i)) {
+        target.push_back(0);
+      } else if (!inferred) {
+        inferred = true;
+        target.push_back(-1);
+      } else {
+        return false;
+      }
+    }
+    record_fusion(*n, {t1, r, n});
+    n->op_type = "Reshape";
+    n->opset = std::max(n->opset, 13);
+    n->attrs.erase("perm");
+    const auto rank = static_cast<int64_t>(target.size());
+    n->inputs = {x, g.add_constant(n->name + "_shape", Tensor::from_vector<int64_t>(DataType::kInt64, {rank}, target))};
+    remove(r);
+    remove(t1);
+    ++ctx.stats["transpose_reshape_chains_to_reshape"];
+    return true;
+  }
+
   void transpose(ir::Node* n) {
     std::vector<int64_t> p = perm_of(*n);
     if (p.empty()) return;
+    if (reshape_chain(n, p)) return;
     ir::Value* y = n->inputs[0];
     ir::Node* t1 = y->producer;
     if (is(t1, "Transpose") && !removed.count(t1) && internal(y, n)) {

@@ -341,6 +341,54 @@ TEST(CancelTransposes, TransposeMovingOnlyOnesBecomesReshape) {
   expect_same_outputs(*before, g, {{"x", {3, 1, 16, 1}}});
 }
 
+// PyTorch's patch embedding after patchify_conv: the GEMM's [B, 14, 14, C] rows go to NCHW
+// (Transpose), flatten(2) (Reshape) and back to [B, 196, C] (Transpose): x's order all along.
+TEST(CancelTransposes, TransposeReshapeTransposeKeepingTheOrderBecomesReshape) {
+  for (bool symbolic : {false, true}) {
+    SCOPED_TRACE(symbolic);
+    ir::Graph g;
+    Build b{g};
+    const Dim batch = symbolic ? Dim::symbol("batch") : Dim(2);
+    ir::Value* x = b.input("x", Shape{batch, 3, 4, 8});
+    ir::Value* t1 = b.op("Transpose", {x});
+    Build::set(t1, "perm", ints_attr({0, 3, 1, 2}));
+    ir::Value* to = g.add_constant("to", Tensor::from_vector<int64_t>(DataType::kInt64, {3}, {0, 8, 12}));
+    ir::Value* r = b.op("Reshape", {t1, to});
+    ir::Value* t2 = b.op("Transpose", {r});
+    Build::set(t2, "perm", ints_attr({0, 2, 1}));
+    g.outputs.push_back(b.op("Neg", {t2}, "out"));
+    auto before = g.clone();
+    PassContext ctx = context_for(g);
+    run_pass(g, cancel_transposes, ctx);
+    ASSERT_EQ(op_types(g), (std::vector<std::string>{"Reshape", "Neg"}));
+    const ir::Node& n = *g.nodes()[0];
+    EXPECT_EQ(n.inputs[0], g.find_value("x"));
+    EXPECT_EQ(n.inputs[1]->initializer->to_int64_vector(), (std::vector<int64_t>{symbolic ? 0 : 2, 12, 8}));
+    EXPECT_EQ(ctx.stats["transpose_reshape_chains_to_reshape"], 1);
+    expect_same_outputs(*before, g, {{"x", {2, 3, 4, 8}}});
+  }
+}
+
+// The same chain with the trailing Transpose taking another order moves data: kept.
+TEST(CancelTransposes, TransposeReshapeTransposeMovingDataIsKept) {
+  ir::Graph g;
+  Build b{g};
+  ir::Value* x = b.input("x", Shape{2, 3, 4, 8});
+  ir::Value* t1 = b.op("Transpose", {x});
+  Build::set(t1, "perm", ints_attr({0, 3, 2, 1}));  // [2, 8, 4, 3]: (4, 3) merged is w-major
+  ir::Value* to = g.add_constant("to", Tensor::from_vector<int64_t>(DataType::kInt64, {3}, {2, 8, 12}));
+  ir::Value* r = b.op("Reshape", {t1, to});
+  ir::Value* t2 = b.op("Transpose", {r});
+  Build::set(t2, "perm", ints_attr({0, 2, 1}));
+  g.outputs.push_back(b.op("Neg", {t2}, "out"));
+  auto before = g.clone();
+  PassContext ctx = context_for(g);
+  run_pass(g, cancel_transposes, ctx);
+  EXPECT_EQ(ctx.stats["transpose_reshape_chains_to_reshape"], 0);
+  EXPECT_EQ(op_types(g), (std::vector<std::string>{"Transpose", "Reshape", "Transpose", "Neg"}));
+  expect_same_outputs(*before, g, {{"x", {2, 3, 4, 8}}});
+}
+
 TEST(CancelTransposes, TransposeMovingRealDimsIsKept) {
   ir::Graph g;
   Build b{g};
