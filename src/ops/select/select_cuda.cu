@@ -70,6 +70,23 @@ __global__ void where_kernel(const C* c, const W* x, const W* y, W* out, int64_t
   }
 }
 
+// One Where launch for condition elements C (the dispatch over X's element size returns
+// an error Status for sizes it has no kernel for).
+template <class C>
+Status launch_where(KernelContext& ctx, const C* pc, const Tensor& x, const Tensor& y, Tensor& out,
+                    const BroadcastPlan<3>& p, cudaStream_t s) {
+  const int64_t n = out.numel();
+  KILN_CUDA_DISPATCH_BYTES(x.dtype(), W, {
+    if (fits_int32(n))
+      where_kernel<int32_t, W, C>
+          <<<cuda::grid_for(n), cuda::kBlock, 0, s>>>(pc, x.data_as<W>(), y.data_as<W>(), out.data_as<W>(), n, p);
+    else
+      where_kernel<int64_t, W, C>
+          <<<cuda::grid_for(n), cuda::kBlock, 0, s>>>(pc, x.data_as<W>(), y.data_as<W>(), out.data_as<W>(), n, p);
+  });
+  return Status();
+}
+
 Status where_cuda(KernelContext& ctx) {
   const Tensor& c = ctx.input(0);
   const Tensor& x = ctx.input(1);
@@ -92,32 +109,24 @@ Status where_cuda(KernelContext& ctx) {
   if (!make_plan(out.dims(), {&c.dims(), &x.dims(), &y.dims()}, p))
     return ctx.error("more than 8 dims remain after merging", ErrorCode::kUnsupported);
   cudaStream_t s = cuda::stream_of(ctx);
-  auto launch = [&]<class C>(const C* pc) {
-    KILN_CUDA_DISPATCH_BYTES(x.dtype(), W, {
-      if (fits_int32(n))
-        where_kernel<int32_t, W, C>
-            <<<cuda::grid_for(n), cuda::kBlock, 0, s>>>(pc, x.data_as<W>(), y.data_as<W>(), out.data_as<W>(), n, p);
-      else
-        where_kernel<int64_t, W, C>
-            <<<cuda::grid_for(n), cuda::kBlock, 0, s>>>(pc, x.data_as<W>(), y.data_as<W>(), out.data_as<W>(), n, p);
-    });
-  };
+  Status launched;
   switch (cs) {
     case 1:
-      launch(c.data_as<uint8_t>());
+      launched = launch_where(ctx, c.data_as<uint8_t>(), x, y, out, p, s);
       break;
     case 2:
-      launch(c.data_as<uint16_t>());
+      launched = launch_where(ctx, c.data_as<uint16_t>(), x, y, out, p, s);
       break;
     case 4:
-      launch(c.data_as<uint32_t>());
+      launched = launch_where(ctx, c.data_as<uint32_t>(), x, y, out, p, s);
       break;
     case 8:
-      launch(c.data_as<uint64_t>());
+      launched = launch_where(ctx, c.data_as<uint64_t>(), x, y, out, p, s);
       break;
     default:
       return ctx.error("unexpected condition element size", ErrorCode::kInternal);
   }
+  KILN_RETURN_IF_ERROR(launched);
   return cuda::launch_status(ctx, "where");
 }
 
