@@ -341,22 +341,28 @@ TEST(CancelTransposes, TransposeMovingOnlyOnesBecomesReshape) {
   expect_same_outputs(*before, g, {{"x", {3, 1, 16, 1}}});
 }
 
+// Neg(Transpose(p2, Reshape(Transpose(p1, x [batch, 3, 4, 8]), to))) as the graph's output.
+void transpose_reshape_transpose(ir::Graph& g, const Dim& batch, std::vector<int64_t> p1, std::vector<int64_t> to,
+                                 std::vector<int64_t> p2) {
+  Build b{g};
+  ir::Value* x = b.input("x", Shape{batch, 3, 4, 8});
+  ir::Value* t1 = b.op("Transpose", {x});
+  Build::set(t1, "perm", ints_attr(p1));
+  const auto rank = static_cast<int64_t>(to.size());
+  ir::Value* r =
+      b.op("Reshape", {t1, g.add_constant("to", Tensor::from_vector<int64_t>(DataType::kInt64, {rank}, to))});
+  ir::Value* t2 = b.op("Transpose", {r});
+  Build::set(t2, "perm", ints_attr(p2));
+  g.outputs.push_back(b.op("Neg", {t2}, "out"));
+}
+
 // PyTorch's patch embedding after patchify_conv: the GEMM's [B, 14, 14, C] rows go to NCHW
 // (Transpose), flatten(2) (Reshape) and back to [B, 196, C] (Transpose): x's order all along.
 TEST(CancelTransposes, TransposeReshapeTransposeKeepingTheOrderBecomesReshape) {
   for (bool symbolic : {false, true}) {
     SCOPED_TRACE(symbolic);
     ir::Graph g;
-    Build b{g};
-    const Dim batch = symbolic ? Dim::symbol("batch") : Dim(2);
-    ir::Value* x = b.input("x", Shape{batch, 3, 4, 8});
-    ir::Value* t1 = b.op("Transpose", {x});
-    Build::set(t1, "perm", ints_attr({0, 3, 1, 2}));
-    ir::Value* to = g.add_constant("to", Tensor::from_vector<int64_t>(DataType::kInt64, {3}, {0, 8, 12}));
-    ir::Value* r = b.op("Reshape", {t1, to});
-    ir::Value* t2 = b.op("Transpose", {r});
-    Build::set(t2, "perm", ints_attr({0, 2, 1}));
-    g.outputs.push_back(b.op("Neg", {t2}, "out"));
+    transpose_reshape_transpose(g, symbolic ? Dim::symbol("batch") : Dim(2), {0, 3, 1, 2}, {0, 8, 12}, {0, 2, 1});
     auto before = g.clone();
     PassContext ctx = context_for(g);
     run_pass(g, cancel_transposes, ctx);
@@ -369,18 +375,11 @@ TEST(CancelTransposes, TransposeReshapeTransposeKeepingTheOrderBecomesReshape) {
   }
 }
 
-// The same chain with the trailing Transpose taking another order moves data: kept.
+// The same chain with the first Transpose taking another order ([2, 8, 4, 3]: the merged
+// (4, 3) is w-major) moves data: kept.
 TEST(CancelTransposes, TransposeReshapeTransposeMovingDataIsKept) {
   ir::Graph g;
-  Build b{g};
-  ir::Value* x = b.input("x", Shape{2, 3, 4, 8});
-  ir::Value* t1 = b.op("Transpose", {x});
-  Build::set(t1, "perm", ints_attr({0, 3, 2, 1}));  // [2, 8, 4, 3]: (4, 3) merged is w-major
-  ir::Value* to = g.add_constant("to", Tensor::from_vector<int64_t>(DataType::kInt64, {3}, {2, 8, 12}));
-  ir::Value* r = b.op("Reshape", {t1, to});
-  ir::Value* t2 = b.op("Transpose", {r});
-  Build::set(t2, "perm", ints_attr({0, 2, 1}));
-  g.outputs.push_back(b.op("Neg", {t2}, "out"));
+  transpose_reshape_transpose(g, Dim(2), {0, 3, 2, 1}, {2, 8, 12}, {0, 2, 1});
   auto before = g.clone();
   PassContext ctx = context_for(g);
   run_pass(g, cancel_transposes, ctx);

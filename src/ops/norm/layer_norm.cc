@@ -242,12 +242,8 @@ Status infer_gather_skip_layer_norm(InferContext& ctx) {
 Status ref_gather_skip_layer_norm(KernelContext& ctx) {
   const Tensor& table = ctx.input(0);
   const Tensor& idx = ctx.input(1);
-  if (table.rank() != 2) return ctx.error("table must have rank 2 (rows x hidden)");
-  if (idx.dtype() != DataType::kInt32 && idx.dtype() != DataType::kInt64)
-    return ctx.error("indices must be int32 or int64");
+  KILN_ASSIGN_OR_RETURN(Dims d, gathered_dims(ctx, table, idx));
   const int64_t rows = table.dim(0), h = table.dim(1);
-  Dims d = idx.dims();
-  d.push_back(h);
   Tensor in = Tensor::empty(table.dtype(), d);
   const size_t row_bytes = static_cast<size_t>(h) * dtype_size(table.dtype());
   for (int64_t r = 0; r < idx.numel(); ++r) {

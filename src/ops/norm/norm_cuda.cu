@@ -332,12 +332,8 @@ bool applies_skip_layer_norm(const ir::Node& node, const std::vector<TensorType>
 Status gather_skip_layer_norm_cuda(KernelContext& ctx) {
   const Tensor& table = ctx.input(0);
   const Tensor& idx = ctx.input(1);
-  if (table.rank() != 2) return ctx.error("table must have rank 2 (rows x hidden)");
-  if (idx.dtype() != DataType::kInt32 && idx.dtype() != DataType::kInt64)
-    return ctx.error("indices must be int32 or int64");
+  KILN_ASSIGN_OR_RETURN(Dims dims, norm::gathered_dims(ctx, table, idx));
   if (table.dim(0) == 0 && idx.numel() > 0) return ctx.error("indices into an empty table");
-  Dims dims = idx.dims();
-  dims.push_back(table.dim(1));
   cuda::rownorm::RowGather gather{idx.data(), idx.dtype() == DataType::kInt64, table.dim(0)};
   return run_skip_norm(ctx, table.dtype(), table.data(), gather, dims, ctx.input(2), 3);
 }

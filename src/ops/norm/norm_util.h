@@ -25,6 +25,17 @@ inline std::vector<double> as_doubles(const Tensor& t) {
   return v;
 }
 
+/// GatherSkipLayerNormalization's table [rows, hidden] and int32/int64 indices, checked;
+/// the dims of the gathered rows (indices' dims + [hidden]) on success.
+inline Result<Dims> gathered_dims(const KernelContext& ctx, const Tensor& table, const Tensor& idx) {
+  if (table.rank() != 2) return ctx.error("table must have rank 2 (rows x hidden)");
+  if (idx.dtype() != DataType::kInt32 && idx.dtype() != DataType::kInt64)
+    return ctx.error("indices must be int32 or int64");
+  Dims d = idx.dims();
+  d.push_back(table.dim(1));
+  return d;
+}
+
 /// True when `p` broadcasts unidirectionally to `x` (right-aligned, dims 1 or equal).
 inline bool broadcasts_to(const Dims& p, const Dims& x) {
   if (p.size() > x.size()) return false;

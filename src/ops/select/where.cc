@@ -8,9 +8,13 @@
 namespace kiln::ops {
 namespace {
 
-Status infer_where(InferContext& ctx) {
+// kiln WhereNonzero(c, x, y) = c != 0 ? x : y takes these conditions (Where: bool only).
+constexpr uint32_t kNonzeroCondTypes = kTypesInt | kTypesBool;
+
+// Where's and WhereNonzero's inference: they differ in the condition dtypes they take.
+Status infer_where_conditioned(InferContext& ctx, uint32_t cond_types) {
   if (!ctx.has_input(0) || !ctx.has_input(1) || !ctx.has_input(2)) return ctx.error("expects 3 inputs");
-  KILN_RETURN_IF_ERROR(check_input_dtype(ctx, 0, kTypesBool));
+  KILN_RETURN_IF_ERROR(check_input_dtype(ctx, 0, cond_types));
   KILN_RETURN_IF_ERROR(check_input_dtype(ctx, 1, kTypesAll));
   KILN_RETURN_IF_ERROR(check_same_dtypes(ctx, 1, 3));
   std::optional<Shape> shape;
@@ -19,9 +23,14 @@ Status infer_where(InferContext& ctx) {
   return Status();
 }
 
-Status check_where_inputs(const KernelContext& ctx) {
+Status infer_where(InferContext& ctx) { return infer_where_conditioned(ctx, kTypesBool); }
+Status infer_where_nonzero(InferContext& ctx) { return infer_where_conditioned(ctx, kNonzeroCondTypes); }
+
+Status check_where_inputs(const KernelContext& ctx, uint32_t cond_types) {
   const Tensor& c = ctx.input(0);
-  if (c.dtype() != DataType::kBool) return ctx.error("condition must be bool");
+  if (!(type_set_of(c.dtype()) & cond_types))
+    return ctx.error(std::string("condition must be ") + (cond_types == kTypesBool ? "bool" : "an integer or bool") +
+                     ", not " + dtype_name(c.dtype()));
   if (ctx.input(1).dtype() != ctx.input(2).dtype()) return ctx.error("X and Y must share one dtype");
   if (dtype_size(ctx.input(1).dtype()) == 0)
     return ctx.error(std::string("dtype ") + dtype_name(ctx.input(1).dtype()) + " is not supported",
@@ -29,17 +38,18 @@ Status check_where_inputs(const KernelContext& ctx) {
   return Status();
 }
 
-// Where only moves elements, so it works on same-sized unsigned words.
+// Where only moves elements, so it works on same-sized unsigned words. The condition is
+// read as "!= 0" (a bool's 0/1; WhereNonzero's integers, none of which converts to 0).
 template <typename W>
 void where_ref_loop(const Tensor& c, const Tensor& x, const Tensor& y, Tensor& out) {
-  const bool* pc = c.data_as<bool>();
   const W* px = x.data_as<W>();
   const W* py = y.data_as<W>();
   W* po = out.data_as<W>();
   const Dims& od = out.dims();
   MultiIndex it(od,
                 {broadcast_strides(c.dims(), od), broadcast_strides(x.dims(), od), broadcast_strides(y.dims(), od)});
-  for (int64_t i = 0; i < out.numel(); ++i, it.next()) po[i] = pc[it.offset(0)] ? px[it.offset(1)] : py[it.offset(2)];
+  for (int64_t i = 0; i < out.numel(); ++i, it.next())
+    po[i] = c.get_as_double(it.offset(0)) != 0 ? px[it.offset(1)] : py[it.offset(2)];
 }
 
 // One inner run of the fast loop; each operand's stride is 0 (held) or 1. The
@@ -73,9 +83,10 @@ void where_fast_loop(const Tensor& c, const Tensor& x, const Tensor& y, Tensor& 
     run(pc + it.offset(0), px + it.offset(1), py + it.offset(2), po + o * n, n);
 }
 
-template <bool kFast>
+// kNonzero: WhereNonzero (any integer condition; the reference loop, which reads it as != 0).
+template <bool kFast, bool kNonzero = false>
 Status where_kernel(KernelContext& ctx) {
-  KILN_RETURN_IF_ERROR(check_where_inputs(ctx));
+  KILN_RETURN_IF_ERROR(check_where_inputs(ctx, kNonzero ? kNonzeroCondTypes : kTypesBool));
   const Tensor& c = ctx.input(0);
   const Tensor& x = ctx.input(1);
   const Tensor& y = ctx.input(2);
@@ -107,66 +118,10 @@ Status where_kernel(KernelContext& ctx) {
   return Status();
 }
 
-// ---- kiln WhereNonzero(c, x, y) = c != 0 ? x : y; c int8/16/32/64, uint8/16/32/64 or bool.
-
-constexpr uint32_t kNonzeroCondTypes = kTypesInt | kTypesBool;
-
-Status infer_where_nonzero(InferContext& ctx) {
-  if (!ctx.has_input(0) || !ctx.has_input(1) || !ctx.has_input(2)) return ctx.error("expects 3 inputs");
-  KILN_RETURN_IF_ERROR(check_input_dtype(ctx, 0, kNonzeroCondTypes));
-  KILN_RETURN_IF_ERROR(check_input_dtype(ctx, 1, kTypesAll));
-  KILN_RETURN_IF_ERROR(check_same_dtypes(ctx, 1, 3));
-  std::optional<Shape> shape;
-  KILN_RETURN_IF_ERROR(infer_broadcast_shape(ctx, {0, 1, 2}, shape));
-  ctx.set_output(0, ctx.input_dtype(1), std::move(shape));
-  return Status();
-}
-
-template <typename W>
-void where_nonzero_loop(const Tensor& c, const Tensor& x, const Tensor& y, Tensor& out) {
-  const W* px = x.data_as<W>();
-  const W* py = y.data_as<W>();
-  W* po = out.data_as<W>();
-  const Dims& od = out.dims();
-  MultiIndex it(od,
-                {broadcast_strides(c.dims(), od), broadcast_strides(x.dims(), od), broadcast_strides(y.dims(), od)});
-  // get_as_double != 0 is exact for "nonzero": no nonzero integer converts to 0.
-  for (int64_t i = 0; i < out.numel(); ++i, it.next())
-    po[i] = c.get_as_double(it.offset(0)) != 0 ? px[it.offset(1)] : py[it.offset(2)];
-}
-
-Status ref_where_nonzero(KernelContext& ctx) {
-  const Tensor& c = ctx.input(0);
-  const Tensor& x = ctx.input(1);
-  const Tensor& y = ctx.input(2);
-  Tensor& out = ctx.output(0);
-  if (!(type_set_of(c.dtype()) & kNonzeroCondTypes))
-    return ctx.error(std::string("condition dtype ") + dtype_name(c.dtype()) + " is not an integer or bool");
-  if (x.dtype() != y.dtype() || out.dtype() != x.dtype()) return ctx.error("X, Y and the output must share one dtype");
-  KILN_RETURN_IF_ERROR(check_broadcast_to(ctx, {&c, &x, &y}, out));
-  switch (dtype_size(x.dtype())) {
-    case 1:
-      where_nonzero_loop<uint8_t>(c, x, y, out);
-      break;
-    case 2:
-      where_nonzero_loop<uint16_t>(c, x, y, out);
-      break;
-    case 4:
-      where_nonzero_loop<uint32_t>(c, x, y, out);
-      break;
-    case 8:
-      where_nonzero_loop<uint64_t>(c, x, y, out);
-      break;
-    default:
-      return ctx.error(std::string("dtype ") + dtype_name(x.dtype()) + " is not supported", ErrorCode::kUnsupported);
-  }
-  return Status();
-}
-
 }  // namespace
 
 void register_where_op(OpRegistry& r) {
-  r.add({.name = "WhereNonzero", .domain = "kiln", .infer = infer_where_nonzero, .ref = ref_where_nonzero});
+  r.add({.name = "WhereNonzero", .domain = "kiln", .infer = infer_where_nonzero, .ref = where_kernel<false, true>});
   r.add({.name = "Where",
          .infer = infer_where,
          .ref = where_kernel<false>,
