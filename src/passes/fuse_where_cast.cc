@@ -11,6 +11,7 @@
 #include <set>
 #include <vector>
 
+#include "ops/select/where_nonzero.h"
 #include "passes/fusion_util.h"
 #include "passes/pass.h"
 
@@ -21,23 +22,6 @@ namespace {
 bool is_view(const ir::Node* n) {
   return n && n->domain.empty() && n->outputs.size() == 1 &&
          (n->op_type == "Reshape" || n->op_type == "Unsqueeze" || n->op_type == "Squeeze" || n->op_type == "Flatten");
-}
-
-bool nonzero_cond_dtype(DataType t) {
-  switch (t) {
-    case DataType::kBool:
-    case DataType::kInt8:
-    case DataType::kUInt8:
-    case DataType::kInt16:
-    case DataType::kUInt16:
-    case DataType::kInt32:
-    case DataType::kUInt32:
-    case DataType::kInt64:
-    case DataType::kUInt64:
-      return true;
-    default:
-      return false;
-  }
 }
 
 }  // namespace
@@ -62,7 +46,7 @@ Status fuse_where_cast(ir::Graph& g, PassContext& ctx) {
     if (cast->attrs.get_int("to", 0) != static_cast<int64_t>(DataType::kBool)) continue;
     if (only_reader(g, v) != (views.empty() ? where : views.back())) continue;
     ir::Value* m = cast->inputs[0];
-    if (!nonzero_cond_dtype(m->dtype)) continue;
+    if (!ops::nonzero_condition_dtype(m->dtype)) continue;
     // The views now view m: the same shapes, m's dtype.
     ir::Node* first = views.empty() ? where : views.back();
     for (ir::Value*& in : first->inputs)

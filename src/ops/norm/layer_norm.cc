@@ -7,6 +7,7 @@
 
 #include "backends/cpu/thread_pool.h"
 #include "base/dispatch.h"
+#include "ops/gather/gather_family.h"
 #include "ops/norm/norm_internal.h"
 #include "ops/norm/norm_util.h"
 
@@ -243,15 +244,11 @@ Status ref_gather_skip_layer_norm(KernelContext& ctx) {
   const Tensor& table = ctx.input(0);
   const Tensor& idx = ctx.input(1);
   KILN_ASSIGN_OR_RETURN(Dims d, gathered_dims(ctx, table, idx));
-  const int64_t rows = table.dim(0), h = table.dim(1);
+  KILN_ASSIGN_OR_RETURN(std::vector<int64_t> ids, movement::kernel_indices(ctx, idx));
   Tensor in = Tensor::empty(table.dtype(), d);
-  const size_t row_bytes = static_cast<size_t>(h) * dtype_size(table.dtype());
+  const size_t row_bytes = static_cast<size_t>(table.dim(1)) * dtype_size(table.dtype());
   for (int64_t r = 0; r < idx.numel(); ++r) {
-    int64_t i = idx.dtype() == DataType::kInt64 ? idx.data_as<int64_t>()[r] : idx.data_as<int32_t>()[r];
-    if (i < -rows || i >= rows)
-      return ctx.error("index " + std::to_string(i) + " is out of range for a table of " + std::to_string(rows) +
-                       " rows");
-    if (i < 0) i += rows;
+    KILN_ASSIGN_OR_RETURN(int64_t i, movement::checked_index(ctx, ids[static_cast<size_t>(r)], table.dim(0), "table"));
     std::memcpy(static_cast<char*>(in.data()) + static_cast<size_t>(r) * row_bytes,
                 static_cast<const char*>(table.data()) + static_cast<size_t>(i) * row_bytes, row_bytes);
   }

@@ -517,7 +517,7 @@ TEST(GatherSkipLayerNormalization, RejectsIndicesOutOfRangeAndBadTables) {
   oob.input(DataType::kFloat32, {8}).input(DataType::kFloat32, {8});
   auto r = oob.run();
   ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.status().message().find("index 4 is out of range for a table of 4 rows"), std::string::npos)
+  EXPECT_NE(r.status().message().find("table index 4 is out of range for a dim of size 4"), std::string::npos)
       << r.status().to_string();
   OpCase flat("GatherSkipLayerNormalization", 1, "kiln");
   flat.input(DataType::kFloat32, {32}).input(Tensor::from_vector<int64_t>(DataType::kInt64, {1}, {0}));

@@ -2,6 +2,7 @@
 // float -> int truncates toward zero and saturates, NaN -> 0; -> bool is != 0)
 // and Where over three broadcast operands. Dropout's CUDA kernel is the copy in
 // identity_cuda.cu.
+#include "ops/select/where_nonzero.h"
 #include "ops/unary/eltwise_cuda.cuh"
 
 namespace kiln::ops {
@@ -54,10 +55,6 @@ bool cast_applies(const ir::Node& node, const std::vector<TensorType>& in) {
   return (type_bit(to) & kCastTypes) != 0;
 }
 
-// WhereNonzero's conditions: any integer or bool.
-constexpr uint32_t kNonzeroCondBits =
-    kBitI8 | kBitU8 | kBitI16 | kBitU16 | kBitI32 | kBitU32 | kBitI64 | kBitU64 | kBitBool;
-
 // ---- Where: moves elements, so one kernel per element size (and, for kiln's
 // WhereNonzero, per condition element size: C's bits != 0).
 template <class I, class W, class C>
@@ -94,7 +91,7 @@ Status where_cuda(KernelContext& ctx) {
   Tensor& out = ctx.output(0);
   const bool nonzero = ctx.node().op_type == "WhereNonzero";
   const size_t cs = dtype_size(c.dtype());
-  const bool cond_ok = nonzero ? (type_bit(c.dtype()) & kNonzeroCondBits) != 0 : c.dtype() == DataType::kBool;
+  const bool cond_ok = nonzero ? nonzero_condition_dtype(c.dtype()) : c.dtype() == DataType::kBool;
   if (!cond_ok || x.dtype() != y.dtype() || out.dtype() != x.dtype())
     return ctx.error(std::string(nonzero ? "WhereNonzero expects an integer or bool" : "Where expects a bool") +
                          " condition and X, Y, output of one dtype",
@@ -132,7 +129,7 @@ Status where_cuda(KernelContext& ctx) {
 
 bool where_applies(const ir::Node& node, const std::vector<TensorType>& in) {
   if (in.size() != 3 || in[1].dtype != in[2].dtype) return false;
-  if (node.op_type == "WhereNonzero" ? !(type_bit(in[0].dtype) & kNonzeroCondBits) : in[0].dtype != DataType::kBool)
+  if (node.op_type == "WhereNonzero" ? !nonzero_condition_dtype(in[0].dtype) : in[0].dtype != DataType::kBool)
     return false;
   const size_t size = dtype_size(in[1].dtype);
   return (size == 1 || size == 2 || size == 4 || size == 8) && in[1].dtype != DataType::kString && ranks_fit(in);

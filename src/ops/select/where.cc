@@ -4,12 +4,10 @@
 #include <cstring>
 
 #include "ops/binary/broadcast.h"
+#include "ops/select/where_nonzero.h"
 
 namespace kiln::ops {
 namespace {
-
-// kiln WhereNonzero(c, x, y) = c != 0 ? x : y takes these conditions (Where: bool only).
-constexpr uint32_t kNonzeroCondTypes = kTypesInt | kTypesBool;
 
 // Where's and WhereNonzero's inference: they differ in the condition dtypes they take.
 Status infer_where_conditioned(InferContext& ctx, uint32_t cond_types) {
