@@ -61,6 +61,8 @@ class CudaExecutor {
   /// Layer names with their time in ms, from the last enqueue made with profiling on.
   void set_profiling(bool on) { profiling_ = on; }
   const std::vector<std::pair<std::string, float>>& layer_times() const { return layer_times_; }
+  /// Steps of the last run's plan that a captured graph runs on the side stream (plan_side_branch).
+  size_t side_branch_steps() const;
 
  private:
   struct Plan;
@@ -72,12 +74,18 @@ class CudaExecutor {
   std::set<const ir::Value*> value_inputs_;
   /// Nodes read only by Shape/Size (ir/shape_only.h): never launched.
   std::unordered_set<const ir::Node*> shape_only_;
-  Status run_steps(Plan& p, void* stream, const Bindings& direct);
+  /// Launches the plan's steps on `stream`; `branch` (a graph capture): its side branch
+  /// on the side stream.
+  Status run_steps(Plan& p, void* stream, const Bindings& direct, bool branch = false);
+  void plan_side_branch(Plan& p);
+  /// cuda::is_device_pointer, remembered per address.
+  bool is_device_pointer(const void* p);
 
   const EngineData* engine_ = nullptr;
   std::shared_ptr<CudaWeights> weights_;
   std::unique_ptr<cuda::Handles> handles_;
   void* own_stream_ = nullptr;
+  void* side_stream_ = nullptr;  ///< a captured graph's side branch (plan_side_branch)
   cuda::DeviceBuffer arena_;
   std::map<std::string, std::unique_ptr<Plan>> plans_;
   std::map<std::string, Dims> output_dims_;
@@ -86,6 +94,9 @@ class CudaExecutor {
   int last_fallbacks_ = 0;
   std::vector<std::pair<std::string, float>> layer_times_;
   Plan* last_plan_ = nullptr;
+  Plan* looked_up_ = nullptr;  ///< the plan for looked_up_dims_ and no shape-tensor values
+  std::map<std::string, Dims> looked_up_dims_;
+  std::unordered_map<const void*, bool> pointer_kinds_;
   /// Graph recaptures for new caller buffers before a plan's graph stages I/O instead.
   static constexpr int kMaxRebinds = 4;
   std::unique_ptr<cuda::EventTimer> timers_[3];                   ///< enqueue timing: H2D, compute, D2H

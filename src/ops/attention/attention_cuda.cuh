@@ -38,6 +38,23 @@ __device__ __forceinline__ BlockOrigin block_origin(const FusedAttentionGeometry
   return r;
 }
 
+// block_origin where every operand's batch and head axes are one stride each (no axo
+// branches: the parameter loads issue together).
+__device__ __forceinline__ long long flat_base(const OperandMap& m, long long b, long long h) {
+  return m.offset + b * m.ax[0].inner_s + h * m.ax[1].inner_s;
+}
+__device__ __forceinline__ BlockOrigin block_origin_flat(const FusedAttentionGeometry& g, int rows) {
+  BlockOrigin r;
+  r.b = blockIdx.z;
+  r.h = blockIdx.y;
+  r.q0 = static_cast<long long>(blockIdx.x) * rows;
+  r.q = flat_base(g.q, r.b, r.h);
+  r.k = flat_base(g.k, r.b, r.h);
+  r.v = flat_base(g.v, r.b, r.h);
+  r.o = flat_base(g.o, r.b, r.h);
+  return r;
+}
+
 // 16-byte loads: d contiguous, every row start (offset + b/h/s strides) and the
 // head size a multiple of 16 bytes.
 template <class T>

@@ -99,7 +99,7 @@ constexpr size_t smem_bytes() {
 // 16-byte stores where d is contiguous. (ncu, BERT-base FP16 bs1, KW = 4: an element a
 // thread, with the weights, an IEEE division and a 2-byte store each time, was 688 of a
 // warp's 1,653 instructions and 28% of the stall samples.)
-template <class T, int D, int KW>
+template <class T, int D, int KW, bool FLAT>
 __device__ __forceinline__ void merge_key_groups(const FusedAttentionGeometry& g, const float (&row_m)[2],
                                                  const float (&row_l)[2], const float (&acc)[D / 8][4], long long q0,
                                                  long long obase, T* __restrict__ o, unsigned char* smem) {
@@ -158,7 +158,7 @@ __device__ __forceinline__ void merge_key_groups(const FusedAttentionGeometry& g
 #pragma unroll
   for (int c = 0; c < CPT; ++c) y[c] = dead ? fill : y[c] * inv;
   const long long od = g.o.ax[3].inner_s;
-  T* p = o + obase + axo(g.o.ax[2], qi) + c0 * od;
+  T* p = o + obase + (FLAT ? qi * g.o.ax[2].inner_s : axo(g.o.ax[2], qi)) + c0 * od;
   if (od == 1 && (reinterpret_cast<uintptr_t>(p) & 15u) == 0) {
 #pragma unroll
     for (int j = 0; j < CPT * int(sizeof(T)) / 16; ++j) {
@@ -225,7 +225,13 @@ __global__ void __launch_bounds__(NW* KW * 32, MINB > 1 ? MINB : 0)
   const int tid = KW == 1 ? static_cast<int>(threadIdx.x) : static_cast<int>(threadIdx.x) % (NW * 32);
   const int warp = tid / 32, lane = tid % 32;
   const int gr = lane / 4, tq = lane % 4;  // fragment row group, thread in quad
-  const BlockOrigin at = block_origin(g, BM);
+  // Key groups with row streams (the small grids of batch 1) take operands whose batch
+  // and head axes are one stride each too (flat_axes on the host): their origins are then
+  // a few independent multiply-adds, where block_origin's eight axo calls each wait on a
+  // parameter load before their branch (ncu, BERT-base FP16 bs1: ~450 of a warp's
+  // instructions in the prologue, waiting on the constant cache).
+  constexpr bool FLAT = LIN && KW > 1;
+  const BlockOrigin at = FLAT ? block_origin_flat(g, BM) : block_origin(g, BM);
   const long long b = at.b, h = at.h, q0 = at.q0, qbase = at.q, kbase = at.k, vbase = at.v, obase = at.o;
   using Stream = RowStream<T, D, NW * 32>;
   const Stream kst(LIN ? k + kbase : k, LIN ? g.k.ax[2].inner_s : 0, tid);
@@ -546,7 +552,7 @@ __global__ void __launch_bounds__(NW* KW * 32, MINB > 1 ? MINB : 0)
     }
   }
   if constexpr (KW > 1) {
-    merge_key_groups<T, D, KW>(g, row_m, row_l, acc, q0, obase, o, smem);
+    merge_key_groups<T, D, KW, FLAT>(g, row_m, row_l, acc, q0, obase, o, smem);
   } else {
     // Row sums over the quad, then O / l.
     float inv[2];
@@ -622,6 +628,14 @@ bool key_split_enabled() {
 bool linear_rows(const FusedAttentionGeometry& g) {
   static const bool on = !env_is("KILN_ATTENTION_ROW_STREAMS", "0");
   return on && g.q.ax[2].inner_n >= g.Sq && g.k.ax[2].inner_n >= g.Sk && g.v.ax[2].inner_n >= g.Sk;
+}
+
+// Every operand's batch and head axes, and the output's sequence axis, are one stride
+// each (the key-split kernels' FLAT origins; with linear_rows, every axis is).
+bool flat_axes(const FusedAttentionGeometry& g) {
+  for (const OperandMap* m : {&g.q, &g.k, &g.v, &g.o})
+    if (m->ax[0].inner_n < g.B || m->ax[1].inner_n < g.H) return false;
+  return g.o.ax[2].inner_n >= g.Sq;
 }
 
 // How the mask can arrive in shared memory (the kernel's MT): 1 = one row per (batch,
@@ -745,7 +759,7 @@ Status launch_d(KernelContext& ctx, const FusedAttentionGeometry& g) {
       // 16-bit key groups: 0 = row streams, and a [B, 1, 1, Sk] mask as row tiles, where the
       // operands allow; 1 = general addressing, the mask from global memory. Timing picks.
       cuda::report_tactics({0, 1});
-      const bool lin = ctx.attrs().get_int(kTacticAttr, 0) == 0 && linear_rows(g);
+      const bool lin = ctx.attrs().get_int(kTacticAttr, 0) == 0 && linear_rows(g) && flat_axes(g);
       const bool mt1 = lin && mask_tiles<T>(ctx, g) == 1;
       if (tiles32 < 4) {
         if (!lin) return launch<T, D, 1, 2, 32>(ctx, g);

@@ -211,12 +211,16 @@ struct RowStream {
   __device__ __forceinline__ void load(T* dst, long long r0, long long rmax, int tid) const {
     static_assert(ROWS % RSTEP == 0, "whole row steps");
     const T* src = p + r0 * s;
+    const long long step = RSTEP * s;
     T* d = dst + (tid / CH) * (D + 8) + (tid % CH) * 8;
-    const long long left = rmax - r0 - tid / CH;
+    // Rows this thread may still load, as an int (one compare a chunk, not two).
+    const long long left64 = rmax - r0 - tid / CH;
+    const int left = left64 > ROWS ? ROWS : static_cast<int>(left64 < 0 ? 0 : left64);
 #pragma unroll
     for (int j = 0; j < ROWS / RSTEP; ++j) {
       const bool ok = j * RSTEP < left;
-      cp_async16(d + j * RSTEP * (D + 8), ok ? src + j * RSTEP * s : p, ok);
+      cp_async16(d + j * RSTEP * (D + 8), ok ? src : p, ok);
+      src += step;  // one 64-bit add a chunk, not a multiply
     }
   }
 };

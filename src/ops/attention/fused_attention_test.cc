@@ -539,6 +539,20 @@ TEST(FusedAttention, CudaKeyGroupsEveryTacticAndMask) {
       }
     }
   }
+  // Batches past 1 on a small grid (the key groups' flat origins step the batch axis too):
+  // BERT's layout at batch 2 (48 64-row blocks), and ViT's packed [S, B, 3E] QKV through
+  // its eight view steps at batch 2 and 4 heads (the batch and head axes split again from
+  // the merged B*H).
+  for (DataType dt : {DataType::kFloat16, DataType::kBFloat16}) {
+    SCOPED_TRACE(std::string(dtype_name(dt)) + " batch 2");
+    BertCase bc;
+    bc.B = 2, bc.S = 128, bc.H = 12, bc.D = 64, bc.dt = dt;
+    OpCase c = bc.make(31);
+    expect_every_flash_tactic_matches(c);
+    SCOPED_TRACE("packed QKV");
+    OpCase p = packed_qkv_case(128, 2, 4, 64, dt);
+    expect_every_flash_tactic_matches(p);
+  }
 }
 
 // FP32 with TF32 allowed (FP32 engines' default) runs head size 64 on bf16 tensor
