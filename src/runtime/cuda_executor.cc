@@ -8,7 +8,6 @@
 #include <shared_mutex>
 #include <unordered_map>
 
-#include "base/env.h"
 #include "ops/op.h"
 #include "runtime/executor.h"
 #include "runtime/shape_eval.h"
@@ -84,12 +83,6 @@ struct CudaExecutor::Plan {
   std::set<const ir::Value*> fallback_reads;  // read by a CPU fallback step
   std::set<const ir::Value*> device_written;  // written by a CUDA kernel with planned dims
   cuda::Graph graph;
-  // A branch that a captured graph runs beside the main chain (plan_side_branch): the
-  // steps marked here launch first, on the executor's side stream, and the main chain
-  // waits for them before step side_join.
-  std::vector<char> side;
-  size_t side_join = 0;
-  cuda::Event fork, join;
 };
 
 Result<std::unique_ptr<CudaExecutor>> CudaExecutor::create(const EngineData& e, std::shared_ptr<CudaWeights> w) {
@@ -102,7 +95,6 @@ Result<std::unique_ptr<CudaExecutor>> CudaExecutor::create(const EngineData& e, 
     KILN_ASSIGN_OR_RETURN(x->handles_,
                           cuda::Handles::create(x->weights_->device, cuda::workspace_bytes(x->weights_->device)));
     KILN_RETURN_IF_ERROR(cuda::stream_create(&x->own_stream_));
-    KILN_RETURN_IF_ERROR(cuda::stream_create(&x->side_stream_));
     KILN_ASSIGN_OR_RETURN(x->arena_, cuda::device_alloc(e.model.memory.arena_bytes, "the activation arena"));
   }
   const ir::Graph& g = *e.model.graph;
@@ -125,7 +117,6 @@ CudaExecutor::~CudaExecutor() {
   handles_.reset();
   arena_ = cuda::DeviceBuffer();
   cuda::stream_destroy(own_stream_);
-  cuda::stream_destroy(side_stream_);
 }
 
 // cudaPointerGetAttributes once per address (a few hundred ns each, every run, before the
@@ -272,7 +263,6 @@ Result<CudaExecutor::Plan*> CudaExecutor::plan_for(const std::map<std::string, D
     if (hv != p->prop.values.end()) KILN_RETURN_IF_ERROR(upload(o, hv->second));
   }
   KILN_RETURN_IF_ERROR(cuda::stream_synchronize(own_stream_));
-  if (p->capturable) plan_side_branch(*p);
   Plan* raw = p.get();
   plans_[key] = std::move(p);
   return raw;
@@ -290,112 +280,7 @@ Result<Tensor> to_host(const Tensor& d, void* stream) {
 
 }  // namespace
 
-namespace {
-
-// Elementwise ops whose CUDA kernels use no library handle or workspace: the only ones a
-// side branch launches (it shares neither with the main chain).
-bool side_branch_op(const ir::Node& n) {
-  static const std::set<std::string> ops = {"Cast",      "Where",   "WhereNonzero", "Not",      "Equal",
-                                            "Less",      "Greater", "Add",          "Sub",      "Mul",
-                                            "Div",       "Neg",     "Expand",       "Reshape",  "Flatten",
-                                            "Unsqueeze", "Squeeze", "Identity",     "FusedElementwise"};
-  return (n.domain.empty() || n.domain == "ai.onnx" || n.domain == "kiln") && ops.count(n.op_type);
-}
-
-bool overlaps(const Tensor& a, const Tensor& b) {
-  if (a.is_null() || b.is_null() || !a.nbytes() || !b.nbytes()) return false;
-  const auto* pa = static_cast<const uint8_t*>(a.data());
-  const auto* pb = static_cast<const uint8_t*>(b.data());
-  return pa < pb + b.nbytes() && pb < pa + a.nbytes();
-}
-
-// The caller's device buffers in place of the staging views of graph inputs/outputs.
-void bind_direct(const ir::Node& node, const std::unordered_map<const ir::Value*, void*>& direct,
-                 std::vector<Tensor>& ins, std::vector<Tensor>& outs) {
-  if (direct.empty()) return;
-  for (size_t i = 0; i < node.inputs.size(); ++i) {
-    auto d = node.inputs[i] ? direct.find(node.inputs[i]) : direct.end();
-    if (d != direct.end() && !ins[i].is_null()) ins[i] = Tensor::view(ins[i].dtype(), ins[i].dims(), d->second);
-  }
-  for (size_t k = 0; k < node.outputs.size(); ++k) {
-    auto d = node.outputs[k] ? direct.find(node.outputs[k]) : direct.end();
-    if (d != direct.end() && !outs[k].is_null()) outs[k] = Tensor::view(outs[k].dtype(), outs[k].dims(), d->second);
-  }
-}
-
-}  // namespace
-
-// Work that reads only the graph's inputs and constants, such as BERT's attention mask
-// (its int64 mask to an additive one, a kernel of ~2 us at batch 1), need not wait for
-// the chain before it: a captured graph runs it beside that chain. The branch is every
-// static elementwise step (side_branch_op) whose inputs are graph inputs, constants or
-// the branch's own outputs and that writes no graph output; it joins the main chain
-// before the first step that reads it. The activation arena's slots were planned for
-// the serial order, so the branch is kept only where no main step up to the join (or up
-// to the branch's last step, whichever is later) reads or writes memory the branch does.
-// KILN_SIDE_BRANCH=0 turns it off (an A/B switch).
-void CudaExecutor::plan_side_branch(Plan& p) {
-  const bool on = !env_is("KILN_SIDE_BRANCH", "0");  // read per plan (plans are built once)
-  const ir::Graph& g = *engine_->model.graph;
-  const size_t n = p.steps.size();
-  std::vector<char> side(n, 0);
-  std::set<const ir::Value*> side_values;
-  size_t last_side = 0;
-  bool any = false;
-  for (size_t i = 0; on && i < n; ++i) {
-    const Step& s = p.steps[i];
-    const ir::Node& node = *s.node;
-    if (!s.fn || !s.ctx || s.dynamic || !side_branch_op(node)) continue;
-    bool ok = true;
-    for (size_t k = 0; k < node.inputs.size() && ok; ++k) {
-      const ir::Value* in = node.inputs[k];
-      ok = !in || s.host_values[k] || in->initializer || weights_->address.count(in) || side_values.count(in) ||
-           std::count(g.inputs.begin(), g.inputs.end(), in);
-    }
-    for (const ir::Value* o : node.outputs) ok = ok && (!o || !g.is_output(o));
-    if (!ok) continue;
-    side[i] = 1;
-    any = true;
-    last_side = i;
-    for (const ir::Value* o : node.outputs)
-      if (o) side_values.insert(o);
-  }
-  if (!any) return;
-  size_t join = n;
-  for (size_t j = 0; j < n && join == n; ++j) {
-    if (side[j]) continue;
-    for (const ir::Value* in : p.steps[j].node->inputs)
-      if (in && side_values.count(in)) join = j;
-  }
-  if (join == n) return;  // nothing reads it (it would be a graph output)
-  const size_t end = std::max(join, last_side + 1);
-  for (size_t k = 0; k < end; ++k) {
-    if (side[k]) continue;
-    const Step& m = p.steps[k];
-    for (size_t i = 0; i < n; ++i) {
-      if (!side[i]) continue;
-      const Step& b = p.steps[i];
-      for (const Tensor& t : m.ins)
-        for (const Tensor& o : b.outs)
-          if (overlaps(t, o)) return;
-      for (const Tensor& t : m.outs) {
-        for (const Tensor& o : b.outs)
-          if (overlaps(t, o)) return;
-        for (const Tensor& o : b.ins)
-          if (overlaps(t, o)) return;
-      }
-    }
-  }
-  p.side = std::move(side);
-  p.side_join = join;
-}
-
-size_t CudaExecutor::side_branch_steps() const {
-  if (!last_plan_ || !last_plan_->graph.valid()) return 0;
-  return static_cast<size_t>(std::count(last_plan_->side.begin(), last_plan_->side.end(), 1));
-}
-
-Status CudaExecutor::run_steps(Plan& p, void* stream, const Bindings& direct, bool branch) {
+Status CudaExecutor::run_steps(Plan& p, void* stream, const Bindings& direct) {
   const ir::Graph& g = *engine_->model.graph;
   cuda::Env env = handles_->env(stream, engine_->model.options.count("no_tf32") == 0);
   // Values whose dims were known only at run time (after a data-dependent node).
@@ -410,38 +295,7 @@ Status CudaExecutor::run_steps(Plan& p, void* stream, const Bindings& direct, bo
     auto d = p.dev.find(v);
     return d != p.dev.end() ? &d->second : nullptr;
   };
-  // The side branch first, on the side stream (forked from and joined back to this one).
-  branch = branch && !p.side.empty() && !profiling_;
-  cuda::Env side_env = env;
-  side_env.stream = side_stream_;
-  if (branch) {
-    KILN_RETURN_IF_ERROR(p.fork.record(stream));
-    KILN_RETURN_IF_ERROR(p.fork.wait_on(side_stream_));
-    for (size_t i = 0; i < p.steps.size(); ++i) {
-      if (!p.side[i]) continue;
-      Step& s = p.steps[i];
-      if (direct.empty() || !s.touches_io) {
-        s.ctx->set_cuda_env(&side_env);
-        KILN_RETURN_IF_ERROR(s.fn(*s.ctx));
-        continue;
-      }
-      std::vector<Tensor> ins = s.ins, outs = s.outs;
-      bind_direct(*s.node, direct, ins, outs);
-      std::vector<const Tensor*> in_ptrs;
-      for (auto& t : ins) in_ptrs.push_back(t.is_null() ? nullptr : &t);
-      std::vector<Tensor*> out_ptrs;
-      for (auto& t : outs) out_ptrs.push_back(t.is_null() ? nullptr : &t);
-      ops::KernelContext ctx(*s.node, in_ptrs, out_ptrs);
-      ctx.set_cuda_env(&side_env);
-      ctx.set_host_values(s.host_values);
-      KILN_RETURN_IF_ERROR(s.fn(ctx));
-    }
-    KILN_RETURN_IF_ERROR(p.join.record(side_stream_));
-  }
-  for (size_t si = 0; si < p.steps.size(); ++si) {
-    Step& s = p.steps[si];
-    if (branch && p.side[si]) continue;
-    if (branch && si == p.side_join) KILN_RETURN_IF_ERROR(p.join.wait_on(stream));
+  for (Step& s : p.steps) {
     const ir::Node& node = *s.node;
     std::unique_ptr<cuda::EventTimer> timer;
     if (profiling_) {
@@ -460,7 +314,16 @@ Status CudaExecutor::run_steps(Plan& p, void* stream, const Bindings& direct, bo
     }
     std::vector<Tensor> ins = s.ins, outs = s.outs;
     // Caller device buffers bound straight to graph inputs/outputs (no staging copy).
-    bind_direct(node, direct, ins, outs);
+    if (!direct.empty()) {
+      for (size_t i = 0; i < node.inputs.size(); ++i) {
+        auto d = node.inputs[i] ? direct.find(node.inputs[i]) : direct.end();
+        if (d != direct.end() && !ins[i].is_null()) ins[i] = Tensor::view(ins[i].dtype(), ins[i].dims(), d->second);
+      }
+      for (size_t k = 0; k < node.outputs.size(); ++k) {
+        auto d = node.outputs[k] ? direct.find(node.outputs[k]) : direct.end();
+        if (d != direct.end() && !outs[k].is_null()) outs[k] = Tensor::view(outs[k].dtype(), outs[k].dims(), d->second);
+      }
+    }
     if (s.dynamic) {
       for (size_t i = 0; i < node.inputs.size(); ++i)
         if (node.inputs[i] && ins[i].is_null()) {
@@ -680,7 +543,7 @@ Status CudaExecutor::enqueue(const std::map<std::string, Dims>& input_dims,
       std::shared_lock<std::shared_mutex> capturing(cuda::capture_lock());
       KILN_RETURN_IF_ERROR(cuda::Graph::begin_capture(stream));
       p->graph_bindings = direct;
-      Status s = run_steps(*p, stream, direct, /*branch=*/true);
+      Status s = run_steps(*p, stream, direct);
       Status e = p->graph.end_capture(stream);
       if (!s.ok() || !e.ok()) {
         // Work outside this context (another thread's first-run setup) can invalidate

@@ -61,8 +61,6 @@ class CudaExecutor {
   /// Layer names with their time in ms, from the last enqueue made with profiling on.
   void set_profiling(bool on) { profiling_ = on; }
   const std::vector<std::pair<std::string, float>>& layer_times() const { return layer_times_; }
-  /// Steps of the last run's plan that a captured graph runs on the side stream (plan_side_branch).
-  size_t side_branch_steps() const;
 
  private:
   struct Plan;
@@ -74,10 +72,7 @@ class CudaExecutor {
   std::set<const ir::Value*> value_inputs_;
   /// Nodes read only by Shape/Size (ir/shape_only.h): never launched.
   std::unordered_set<const ir::Node*> shape_only_;
-  /// Launches the plan's steps on `stream`; `branch` (a graph capture): its side branch
-  /// on the side stream.
-  Status run_steps(Plan& p, void* stream, const Bindings& direct, bool branch = false);
-  void plan_side_branch(Plan& p);
+  Status run_steps(Plan& p, void* stream, const Bindings& direct);
   /// cuda::is_device_pointer, remembered per address.
   bool is_device_pointer(const void* p);
 
@@ -85,7 +80,6 @@ class CudaExecutor {
   std::shared_ptr<CudaWeights> weights_;
   std::unique_ptr<cuda::Handles> handles_;
   void* own_stream_ = nullptr;
-  void* side_stream_ = nullptr;  ///< a captured graph's side branch (plan_side_branch)
   cuda::DeviceBuffer arena_;
   std::map<std::string, std::unique_ptr<Plan>> plans_;
   std::map<std::string, Dims> output_dims_;

@@ -11,7 +11,6 @@
 #include "harness/op_harness.h"
 #include "kiln/kiln.h"
 #include "plan/engine_file.h"
-#include "runtime/cuda_executor.h"
 #include "runtime/engine_data.h"
 
 namespace kiln {
@@ -410,76 +409,6 @@ TEST(CudaEngine, GraphFollowsReboundDeviceBuffers) {
     }
   }
   cuda::stream_destroy(stream);
-}
-
-// A captured graph runs work that reads only graph inputs and constants (d = 1 - k, as
-// transformers' attention masks) on a side stream beside the main chain (y = Relu(x W + b)),
-// joined before the first reader (z = d V): the branch forms, and every run's outputs,
-// with new inputs each time, match the reference, with the branch and with it off.
-TEST(CudaEngine, GraphRunsInputOnlyBranchBesideTheMainChain) {
-  KILN_NEED_GPU();
-  const int64_t R = 4, C = 64;
-  std::mt19937 rng(21);
-  Tensor w = test::random_tensor(DataType::kFloat32, {C, C}, rng);
-  Tensor b = test::random_tensor(DataType::kFloat32, {C}, rng);
-  Tensor v = test::random_tensor(DataType::kFloat32, {C, C}, rng);
-  auto net = std::make_unique<NetworkDefinition>();
-  ir::Graph& g = network_graph(*net);
-  g.opset_imports[""] = 17;
-  ir::Value* x = g.add_value("x", DataType::kFloat32, Shape{R, C}).value();
-  ir::Value* k = g.add_value("k", DataType::kInt64, Shape{R, C}).value();
-  g.inputs = {x, k};
-  ir::Value* one = g.add_constant("one", Tensor::from_vector<float>(DataType::kFloat32, {}, {1.f}));
-  ir::Value *m = g.add_unique_value("m"), *a = g.add_unique_value("a"), *c = g.add_unique_value("c");
-  ir::Value *d = g.add_unique_value("d"), *y = g.add_value("y").value(), *z = g.add_value("z").value();
-  g.add_node("MatMul", {x, g.add_constant("W", w)}, {m}, "mm");
-  g.add_node("Add", {m, g.add_constant("b", b)}, {a}, "bias");
-  g.add_node("Relu", {a}, {y}, "relu");
-  g.add_node("Cast", {k}, {c}, "cast")->attrs.set("to", ir::Attribute::from_int(1));
-  g.add_node("Sub", {one, c}, {d}, "invert");
-  g.add_node("MatMul", {d, g.add_constant("V", v)}, {z}, "mm2");
-  g.outputs = {y, z};
-  Logger logger(Logger::Severity::kError);
-  Builder builder(logger);
-  auto config = builder.create_builder_config();
-  config->set_device(DeviceType::kCUDA);
-  config->clear_flag(BuilderFlag::kTF32);
-  auto bytes = builder.build_serialized_network(*net, *config);
-  ASSERT_TRUE(bytes.ok()) << bytes.status().to_string();
-  Runtime runtime(logger);
-  auto engine = runtime.deserialize(bytes->data(), bytes->size());
-  ASSERT_TRUE(engine.ok()) << engine.status().to_string();
-  const EngineData& e = *(*engine)->data();
-  for (const char* side : {"1", "0"}) {
-    SCOPED_TRACE(std::string("KILN_SIDE_BRANCH=") + side);
-    setenv("KILN_SIDE_BRANCH", side, 1);  // read when a plan is built
-    auto ex = CudaExecutor::create(e, e.cuda_weights);
-    ASSERT_TRUE(ex.ok()) << ex.status().to_string();
-    (*ex)->set_use_cuda_graph(true);
-    for (int run = 0; run < 4; ++run) {
-      Tensor xt = test::random_tensor(DataType::kFloat32, {R, C}, rng);
-      Tensor kt = Tensor::empty(DataType::kInt64, {R, C});
-      for (int64_t i = 0; i < R * C; ++i) kt.data_as<int64_t>()[i] = static_cast<int64_t>(rng() % 3);
-      Tensor yt = Tensor::empty(DataType::kFloat32, {R, C}), zt = Tensor::empty(DataType::kFloat32, {R, C});
-      std::map<std::string, void*> addr = {{"x", xt.data()}, {"k", kt.data()}, {"y", yt.data()}, {"z", zt.data()}};
-      Status st = (*ex)->enqueue({{"x", {R, C}}, {"k", {R, C}}}, addr, nullptr, /*sync=*/true);
-      ASSERT_TRUE(st.ok()) << st.to_string();
-      // The first run is eager; the second captures the graph (and its branch).
-      if (run > 0 && side[0] == '1') EXPECT_GE((*ex)->side_branch_steps(), 1u) << "run " << run;
-      if (side[0] == '0') EXPECT_EQ((*ex)->side_branch_steps(), 0u);
-      for (int64_t i = 0; i < R; ++i)
-        for (int64_t j = 0; j < C; ++j) {
-          double sy = b.data_as<float>()[j], sz = 0;
-          for (int64_t t = 0; t < C; ++t) {
-            sy += double(xt.data_as<float>()[i * C + t]) * w.data_as<float>()[t * C + j];
-            sz += (1.0 - double(kt.data_as<int64_t>()[i * C + t])) * v.data_as<float>()[t * C + j];
-          }
-          ASSERT_NEAR(yt.data_as<float>()[i * C + j], sy > 0 ? sy : 0.0, 1e-4) << "run " << run;
-          ASSERT_NEAR(zt.data_as<float>()[i * C + j], sz, 1e-4) << "run " << run;
-        }
-    }
-  }
-  unsetenv("KILN_SIDE_BRANCH");
 }
 
 TEST(CudaEngine, ContextsRunConcurrentlyOnTheirStreams) {

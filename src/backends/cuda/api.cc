@@ -160,23 +160,6 @@ Result<float> EventTimer::elapsed_ms() {
   return ms;
 }
 
-Event::Event() {
-  cudaEvent_t e = nullptr;
-  if (cudaEventCreateWithFlags(&e, cudaEventDisableTiming) == cudaSuccess) ev_ = e;
-}
-Event::~Event() {
-  if (ev_) cudaEventDestroy(static_cast<cudaEvent_t>(ev_));
-}
-Status Event::record(void* stream) {
-  if (!ev_) return Status(ErrorCode::kInternal, "cudaEventCreate failed");
-  return check(cudaEventRecord(static_cast<cudaEvent_t>(ev_), static_cast<cudaStream_t>(stream)), "cudaEventRecord");
-}
-Status Event::wait_on(void* stream) {
-  if (!ev_) return Status(ErrorCode::kInternal, "cudaEventCreate failed");
-  return check(cudaStreamWaitEvent(static_cast<cudaStream_t>(stream), static_cast<cudaEvent_t>(ev_), 0),
-               "cudaStreamWaitEvent");
-}
-
 Graph::~Graph() {
   if (exec_) cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec_));
   if (graph_) cudaGraphDestroy(static_cast<cudaGraph_t>(graph_));

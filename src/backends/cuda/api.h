@@ -125,22 +125,6 @@ class EventTimer {
   void* stop_ = nullptr;
 };
 
-/// An event that orders work across streams (no timing): record it on one stream,
-/// make another wait for it. Inside a stream capture this forks and joins the graph.
-class Event {
- public:
-  Event();
-  ~Event();
-  Event(const Event&) = delete;
-  Event& operator=(const Event&) = delete;
-  Status record(void* stream);
-  /// Work enqueued on `stream` from now on waits for the last record.
-  Status wait_on(void* stream);
-
- private:
-  void* ev_ = nullptr;
-};
-
 /// A captured CUDA graph, instantiated and ready to replay.
 class Graph {
  public:

@@ -49,10 +49,6 @@ EventTimer::~EventTimer() = default;
 Status EventTimer::record_start(void*) { return no_cuda(); }
 Status EventTimer::record_stop(void*) { return no_cuda(); }
 Result<float> EventTimer::elapsed_ms() { return no_cuda(); }
-Event::Event() = default;
-Event::~Event() = default;
-Status Event::record(void*) { return no_cuda(); }
-Status Event::wait_on(void*) { return no_cuda(); }
 Graph::~Graph() = default;
 Status Graph::begin_capture(void*) { return no_cuda(); }
 Status Graph::end_capture(void*) { return no_cuda(); }
