@@ -47,8 +47,7 @@ void build(Net& n, int64_t classes) {
 int64_t exact(const ir::Node* n) { return n->attrs.get_int(ops::kExactFp32Attr, 0); }
 
 void run(Net& n, BuilderConfig& cfg) {
-  PassContext ctx = context_for(n.g);
-  ctx.config = &cfg;
+  PassContext ctx = context_for(n.g, cfg);
   run_pass(n.g, exact_output_gemm, ctx);
 }
 

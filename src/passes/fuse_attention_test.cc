@@ -112,8 +112,7 @@ void build(G& b, const Options& o) {
 PassContext cuda_context(const ir::Graph& g, BuilderConfig& cfg) {
   cfg.set_device(DeviceType::kCUDA);
   cfg.set_flag(BuilderFlag::kFP16);
-  PassContext ctx = context_for(g);
-  ctx.config = &cfg;
+  PassContext ctx = context_for(g, cfg);
   return ctx;
 }
 

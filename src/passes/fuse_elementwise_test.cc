@@ -55,8 +55,7 @@ struct Engine {
   Engine(const ir::Graph& g, DeviceType device, bool fp16 = false) {
     cfg.set_device(device);
     if (fp16) cfg.set_flag(BuilderFlag::kFP16);
-    ctx = context_for(g);
-    ctx.config = &cfg;
+    ctx = context_for(g, cfg);
   }
 };
 

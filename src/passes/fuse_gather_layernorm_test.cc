@@ -55,8 +55,7 @@ void build(Net& n, std::mt19937& rng, bool extra_reader = false, bool sum_out = 
 Status run(ir::Graph& g, DeviceType device = DeviceType::kCUDA) {
   BuilderConfig cfg;
   cfg.set_device(device);
-  PassContext ctx = context_for(g);
-  ctx.config = &cfg;
+  PassContext ctx = context_for(g, cfg);
   return fuse_gather_layernorm(g, ctx);
 }
 

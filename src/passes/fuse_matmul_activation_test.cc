@@ -72,8 +72,7 @@ TEST(FuseMatMulActivation, FusesWhatTheEpilogueComputes) {
     BuilderConfig cfg;
     if (w.cuda) cfg.set_device(DeviceType::kCUDA);
     if (w.fp16) cfg.set_flag(BuilderFlag::kFP16);
-    PassContext ctx = context_for(g);
-    ctx.config = &cfg;
+    PassContext ctx = context_for(g, cfg);
     testing::run_pass(g, fuse_matmul_activation, ctx);
     const std::string epi = w.epilogue;
     if (epi.empty()) {
@@ -106,8 +105,7 @@ TEST(FuseMatMulActivation, LeavesAnOutputReadBySubgraphBodiesAlone) {
   auto before = g.clone();
   BuilderConfig cfg;
   cfg.set_device(DeviceType::kCUDA);
-  PassContext ctx = context_for(g);
-  ctx.config = &cfg;
+  PassContext ctx = context_for(g, cfg);
   testing::run_pass(g, fuse_matmul_activation, ctx);
   EXPECT_EQ(op_types(g), (std::vector<std::string>{"MatMulBias", "Relu", "Loop"})) << ir::dump(g);
   EXPECT_EQ(z->producer->op_type, "MatMulBias");

@@ -52,8 +52,7 @@ void build(Net& n, DataType mt, bool reshape, bool share = false) {
 Status run(ir::Graph& g, DeviceType device = DeviceType::kCUDA) {
   BuilderConfig cfg;
   cfg.set_device(device);
-  PassContext ctx = context_for(g);
-  ctx.config = &cfg;
+  PassContext ctx = context_for(g, cfg);
   return fuse_where_cast(g, ctx);
 }
 

@@ -58,8 +58,7 @@ int count(const ir::Graph& g, const std::string& op) {
 PassContext half_cuda(const ir::Graph& g, BuilderConfig& cfg) {
   cfg.set_device(DeviceType::kCUDA);
   cfg.set_flag(BuilderFlag::kFP16);
-  PassContext ctx = context_for(g);
-  ctx.config = &cfg;
+  PassContext ctx = context_for(g, cfg);
   return ctx;
 }
 
@@ -237,8 +236,7 @@ TEST(NhwcLayout, Float32JoinsWithTf32) {
     BuilderConfig cfg;
     cfg.set_device(DeviceType::kCUDA);  // FP32; TF32 on by default
     if (!k.tf32) cfg.clear_flag(BuilderFlag::kTF32);
-    PassContext ctx = context_for(b.g);
-    ctx.config = &cfg;
+    PassContext ctx = context_for(b.g, cfg);
     run_pass(b.g, nhwc_layout, ctx);
     ASSERT_FALSE(::testing::Test::HasFatalFailure());
     EXPECT_EQ(ctx.stats["nhwc_layers"], k.joins ? 3 : 0) << ir::dump(b.g);
@@ -258,8 +256,7 @@ TEST(NhwcLayout, Float32LoneConvStaysNchw) {
     BuilderConfig cfg;
     cfg.set_device(DeviceType::kCUDA);
     if (fp16) cfg.set_flag(BuilderFlag::kFP16);
-    PassContext ctx = context_for(b.g);
-    ctx.config = &cfg;
+    PassContext ctx = context_for(b.g, cfg);
     run_pass(b.g, nhwc_layout, ctx);
     ASSERT_FALSE(::testing::Test::HasFatalFailure());
     EXPECT_EQ(ctx.stats["nhwc_layers"] > 0, fp16) << ir::dump(b.g);

@@ -1,5 +1,5 @@
 // Helpers shared by the pass tests: run a graph with the reference kernels, a
-// PassContext from the graph's inputs, the op types in order, a Loop whose body
+// PassContext from the graph's inputs (and a BuilderConfig), the op types in order, a Loop whose body
 // reads an outer value by name.
 #pragma once
 
@@ -96,6 +96,13 @@ inline void run_pass(ir::Graph& g, PassFn pass, PassContext& ctx) {
 inline PassContext context_for(const ir::Graph& g) {
   PassContext ctx;
   for (ir::Value* in : g.inputs) ctx.input_shapes[in->name] = *in->shape;
+  return ctx;
+}
+
+// The same, building for `cfg` (its device, precisions and profiles), which must outlive it.
+inline PassContext context_for(const ir::Graph& g, const BuilderConfig& cfg) {
+  PassContext ctx = context_for(g);
+  ctx.config = &cfg;
   return ctx;
 }
 

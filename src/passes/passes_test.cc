@@ -477,8 +477,7 @@ TEST(Passes, ReducePrecisionKeepsValuesReadBySubgraphBodiesFloat32) {
   BuilderConfig cfg;
   cfg.set_device(DeviceType::kCUDA);
   cfg.set_flag(BuilderFlag::kFP16);
-  PassContext ctx = context_for(g);
-  ctx.config = &cfg;
+  PassContext ctx = context_for(g, cfg);
   testing::run_pass(g, reduce_precision, ctx);
   EXPECT_EQ(a->dtype, DataType::kFloat32) << ir::dump(g);
   ASSERT_NE(a->producer, nullptr);
@@ -516,8 +515,7 @@ TEST(Passes, ReducePrecisionGivesBodiesAFloat32CopyOfA16BitInput) {
   cfg.set_device(DeviceType::kCUDA);
   cfg.set_flag(BuilderFlag::kFP16);
   cfg.set_io_dtypes(DataType::kFloat16, DataType::kFloat32);
-  PassContext ctx = context_for(g);
-  ctx.config = &cfg;
+  PassContext ctx = context_for(g, cfg);
   testing::run_pass(g, reduce_precision, ctx);
   EXPECT_EQ(x->dtype, DataType::kFloat16);  // the binding is 16-bit, as asked
   EXPECT_EQ(body.outer_references(), std::vector<std::string>{"x_fp32"}) << ir::dump(g);

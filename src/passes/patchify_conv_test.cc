@@ -84,8 +84,7 @@ void expect_rewrite(G& b, const Ops& want_ops, const std::map<std::string, Dims>
   BuilderConfig cfg;
   cfg.set_device(device);
   if (fp16_engine) cfg.set_flag(BuilderFlag::kFP16);
-  PassContext ctx = context_for(b.g);
-  ctx.config = &cfg;
+  PassContext ctx = context_for(b.g, cfg);
   run_pass(b.g, patchify_conv, ctx);
   if (::testing::Test::HasFatalFailure()) return;
   run_pass(b.g, eliminate_dead_nodes, ctx);
@@ -285,8 +284,7 @@ TEST(PatchifyConv, InTheHalfCudaPipeline) {
   BuilderConfig cfg;
   cfg.set_device(DeviceType::kCUDA);
   cfg.set_flag(BuilderFlag::kFP16);
-  PassContext ctx = context_for(b.g);
-  ctx.config = &cfg;
+  PassContext ctx = context_for(b.g, cfg);
   Status s = run_pipeline(b.g, ctx);
   ASSERT_TRUE(s.ok()) << s.to_string();
   auto ops = op_types(b.g);

@@ -125,8 +125,7 @@ TEST(ShrinkAttentionMasks, DynamicBatchShrinksByTheOptShapes) {
     ASSERT_TRUE(prof.set_shape(name, {1, H, S, D}, {B, H, S, D}, {4, H, S, D}).ok());
   ASSERT_TRUE(prof.set_shape("pad", {1, 1, 1, S}, {B, 1, 1, S}, {4, 1, 1, S}).ok());
   cfg.add_optimization_profile(prof);
-  PassContext ctx = context_for(n.g);
-  ctx.config = &cfg;
+  PassContext ctx = context_for(n.g, cfg);
   run_pass(n.g, shrink_attention_masks, ctx);
   EXPECT_EQ(ctx.stats["shrunk_attention_masks"], 1) << ir::dump(n.g);
   const ir::Value* mask = n.attention->inputs[3];
@@ -162,8 +161,7 @@ TEST(ShrinkAttentionMasks, RunsInTheCudaPipelineOnly) {
   BuilderConfig cfg;
   cfg.set_device(DeviceType::kCUDA);
   cfg.set_flag(BuilderFlag::kFP16);
-  PassContext ctx = context_for(n.g);
-  ctx.config = &cfg;
+  PassContext ctx = context_for(n.g, cfg);
   ASSERT_TRUE(run_pipeline(n.g, ctx).ok());
   EXPECT_EQ(ctx.stats["shrunk_attention_masks"], 1) << ir::dump(n.g);
   EXPECT_EQ(count(n.g, "Expand"), 0) << ir::dump(n.g);

@@ -73,8 +73,7 @@ const ir::Node* first(const ir::Graph& g, const std::string& op) {
 void run_and_compare(G& b, const std::map<std::string, Tensor>& in, int want_transposes) {
   std::unique_ptr<ir::Graph> before(b.g.clone());
   BuilderConfig cfg;
-  PassContext ctx = context_for(b.g);
-  ctx.config = &cfg;
+  PassContext ctx = context_for(b.g, cfg);
   run_pass(b.g, sink_transposes, ctx);
   if (::testing::Test::HasFatalFailure()) return;
   run_pass(b.g, cancel_transposes, ctx);
@@ -97,8 +96,7 @@ TEST(SinkTransposes, MovesThroughMatMulAndCancels) {
   ir::Node* mm = b.node("MatMul", {t, b.c(random_tensor({kE, kF}, 1))});
   b.g.outputs.push_back(b.transpose(mm->outputs[0], {1, 0, 2}));
   BuilderConfig cfg;
-  PassContext ctx = context_for(b.g);
-  ctx.config = &cfg;
+  PassContext ctx = context_for(b.g, cfg);
   std::unique_ptr<ir::Graph> g0(b.g.clone());
   run_pass(b.g, sink_transposes, ctx);
   EXPECT_EQ(mm->inputs[0], x) << ir::dump(b.g);

@@ -48,8 +48,7 @@ std::unique_ptr<ir::Graph> stem_graph(const StemCase& s, bool relu = true) {
 PassContext half_cuda(const ir::Graph& g, BuilderConfig& cfg, bool fp16 = true) {
   cfg.set_device(DeviceType::kCUDA);
   if (fp16) cfg.set_flag(BuilderFlag::kFP16);
-  PassContext ctx = context_for(g);
-  ctx.config = &cfg;
+  PassContext ctx = context_for(g, cfg);
   return ctx;
 }
 
