@@ -398,6 +398,8 @@ TEST(LayerNormalization, CudaRegisterRowsAndFallbacks) {
       {{2, 4096}, -1, {4096}, std::nullopt, true},         // longest fast row
       {{3, 2, 8, 96}, -2, {8, 96}, Dims{8, 96}, true},     // several normalized dims (768)
       {{2, 3, 4, 384}, 2, {4, 384}, Dims{4, 384}, false},  // block per row over two dims (1536)
+      {{4, 512}, -1, {512}, Dims{512}, true},              // 2 packs a lane (fp16; fp32: 4 of 8 slots)
+      {{3, 264}, -1, {264}, Dims{264}, true},              // ragged lanes: 2 or 1 packs (fp32: 3 or 2)
       {{9, 8}, -1, {8}, Dims{8}, true},                    // one pack per row (fp16)
       {{6, 100}, -1, {100}, Dims{100}, true},              // fp32 packs only; fp16/bf16 fall back
       {{3, 770}, -1, {770}, Dims{770}, false},             // not whole packs: fallback
@@ -447,6 +449,8 @@ TEST(SkipLayerNormalization, CudaRegisterRowsAndFallbacks) {
   std::vector<S> cases = {
       {{2, 5, 768}, {2, 5, 768}, true, true, 4},     // BERT: warp per row, sum output
       {{3, 1024}, {3, 1024}, false, false, 1},       // no beta, no bias
+      {{2, 3, 512}, {2, 3, 512}, true, true, 4},     // half the warp kernel's pack slots
+      {{5, 264}, {5, 264}, true, false, 2},          // ragged lanes (2 or 1 packs of fp16)
       {{1, 7, 768}, {7, 768}, false, true, 3},       // bias without beta; skip differs only by a leading 1
       {{2, 3, 4096}, {2, 3, 4096}, true, true, 4},   // block per row
       {{5, 2048}, {5, 2048}, true, false, 2},        // block per row, mean only

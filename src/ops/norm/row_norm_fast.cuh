@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include "backends/cuda/kernel_util.cuh"
 #include "ops/norm/block_reduce.cuh"
@@ -80,13 +81,12 @@ inline constexpr int kSlots = kFastMaxPerThread / Pack<T>::kSize;
 
 /// The rows' common tail: variance from the registers (two-pass), then
 /// (v - mu) * inv * gamma (+ beta) stored as T, and the statistics when asked for.
-template <typename T, int kThreads>
-__device__ __forceinline__ void normalize_and_store(const float (&v)[kSlots<T>][Pack<T>::kSize], float mu, int packs,
-                                                    int tid, float n, float eps, const T* gamma, const T* beta,
-                                                    Pack<T>* yr, float* smem, int64_t row, float* mean_out,
-                                                    float* inv_out) {
+template <typename T, int kThreads, int kN>
+__device__ __forceinline__ void normalize_and_store(const float (&v)[kN][Pack<T>::kSize], float mu, int packs, int tid,
+                                                    float n, float eps, const T* gamma, const T* beta, Pack<T>* yr,
+                                                    float* smem, int64_t row, float* mean_out, float* inv_out) {
   using P = Pack<T>;
-  constexpr int kPack = P::kSize, kN = kSlots<T>;
+  constexpr int kPack = P::kSize;
   // gamma and beta are loaded before the variance reduction, not after it: one
   // dependent memory round trip less per row (small batches are latency-bound).
   const P* gp = reinterpret_cast<const P*>(gamma);
@@ -136,13 +136,14 @@ __device__ __forceinline__ void normalize_and_store(const float (&v)[kSlots<T>][
 
 /// LayerNormalization (rms = false) / RMSNormalization (rms = true) of rows of
 /// `cols` elements; gamma (and beta, may be null) hold `cols` elements.
-/// Grid: ceil(rows / kRows) blocks of kThreads * kRows threads.
-template <typename T, int kThreads, int kRows>
+/// Grid: ceil(rows / kRows) blocks of kThreads * kRows threads; kN pack slots a thread
+/// (at least cols / (kThreads * pack)).
+template <typename T, int kThreads, int kRows, int kN = kSlots<T>>
 __global__ void __launch_bounds__(kThreads* kRows)
     row_norm_fast_kernel(const T* x, T* y, const T* gamma, const T* beta, int64_t rows, int cols, float eps, bool rms,
                          float* mean_out, float* inv_out) {
   using P = Pack<T>;
-  constexpr int kPack = P::kSize, kN = kSlots<T>;
+  constexpr int kPack = P::kSize;
   __shared__ float smem[kThreads > 32 ? kThreads / 32 : 1];
   const int tid = static_cast<int>(threadIdx.x) % kThreads;
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kRows + static_cast<int>(threadIdx.x) / kThreads;
@@ -171,7 +172,7 @@ __global__ void __launch_bounds__(kThreads* kRows)
   const float n = static_cast<float>(cols);
   // rms is the same for the whole grid, so every thread of a block reduces or none does.
   const float mu = rms ? 0.f : row_sum<kThreads>(s, smem) / n;
-  normalize_and_store<T, kThreads>(v, mu, packs, tid, n, eps, gamma, beta, yr, smem, row, mean_out, inv_out);
+  normalize_and_store<T, kThreads, kN>(v, mu, packs, tid, n, eps, gamma, beta, yr, smem, row, mean_out, inv_out);
 }
 
 /// com.microsoft SkipLayerNormalization over rows of `cols` elements: skip has
@@ -179,13 +180,13 @@ __global__ void __launch_bounds__(kThreads* kRows)
 /// leading dims: BERT's position embeddings); gamma, beta, bias (the last two may be
 /// null) hold `cols` elements; sum_out (may be null) gets input + skip + bias. The
 /// input's rows as `gather` says (GatherSkipLayerNormalization: a table's).
-template <typename T, int kThreads, int kRows>
+template <typename T, int kThreads, int kRows, int kN = kSlots<T>>
 __global__ void __launch_bounds__(kThreads* kRows)
     skip_norm_fast_kernel(const T* in, RowGather gather, const T* skip, const T* gamma, const T* beta, const T* bias,
                           T* y, float* mean_out, float* inv_out, T* sum_out, int64_t rows, int64_t skip_rows, int cols,
                           float eps) {
   using P = Pack<T>;
-  constexpr int kPack = P::kSize, kN = kSlots<T>;
+  constexpr int kPack = P::kSize;
   __shared__ float smem[kThreads > 32 ? kThreads / 32 : 1];
   const int tid = static_cast<int>(threadIdx.x) % kThreads;
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kRows + static_cast<int>(threadIdx.x) / kThreads;
@@ -223,8 +224,28 @@ __global__ void __launch_bounds__(kThreads* kRows)
   }
   const float n = static_cast<float>(cols);
   const float mu = row_sum<kThreads>(s, smem) / n;
-  normalize_and_store<T, kThreads>(v, mu, packs, tid, n, eps, gamma, beta, reinterpret_cast<P*>(y + base), smem, row,
-                                   mean_out, inv_out);
+  normalize_and_store<T, kThreads, kN>(v, mu, packs, tid, n, eps, gamma, beta, reinterpret_cast<P*>(y + base), smem,
+                                       row, mean_out, inv_out);
+}
+
+/// Calls f(std::integral_constant<int, N>{}) with the warp kernels' pack slots for rows of
+/// `cols` elements: a quarter, half, three quarters or all of kSlots<T>, the fewest that
+/// hold the row. (Registers for unused slots cost occupancy: BERT-base's 768-wide fp16 rows
+/// fill 3 of 4 slots, and all four took 92 registers, 5 blocks an SM.)
+template <typename T, class F>
+void with_warp_slots(int64_t cols, F&& f) {
+  constexpr int kS = kSlots<T>, kQ = kS / 4;
+  static_assert(kQ * 4 == kS, "slots in quarters");
+  const int64_t per_lane = (cols / Pack<T>::kSize + 31) / 32;  // packs a lane
+  if (per_lane <= kQ) {
+    f(std::integral_constant<int, kQ>{});
+  } else if (per_lane <= 2 * kQ) {
+    f(std::integral_constant<int, 2 * kQ>{});
+  } else if (per_lane <= 3 * kQ) {
+    f(std::integral_constant<int, 3 * kQ>{});
+  } else {
+    f(std::integral_constant<int, kS>{});
+  }
 }
 
 /// Launches row_norm_fast_kernel; the caller checked fast_cols_ok and alignment.
@@ -234,8 +255,10 @@ void launch_row_norm_fast(cudaStream_t stream, const T* x, T* y, const T* gamma,
   const int c = static_cast<int>(cols);
   if (cols <= kFastMaxWarpCols) {
     const auto grid = static_cast<unsigned>((rows + kFastWarpRows - 1) / kFastWarpRows);
-    row_norm_fast_kernel<T, 32, kFastWarpRows>
-        <<<grid, 32 * kFastWarpRows, 0, stream>>>(x, y, gamma, beta, rows, c, eps, rms, mean_out, inv_out);
+    with_warp_slots<T>(cols, [&](auto n) {
+      row_norm_fast_kernel<T, 32, kFastWarpRows, decltype(n)::value>
+          <<<grid, 32 * kFastWarpRows, 0, stream>>>(x, y, gamma, beta, rows, c, eps, rms, mean_out, inv_out);
+    });
   } else {
     row_norm_fast_kernel<T, kFastBlockThreads, 1><<<static_cast<unsigned>(rows), kFastBlockThreads, 0, stream>>>(
         x, y, gamma, beta, rows, c, eps, rms, mean_out, inv_out);
@@ -250,8 +273,10 @@ void launch_skip_norm_fast(cudaStream_t stream, const T* in, RowGather gather, c
   const int c = static_cast<int>(cols);
   if (cols <= kFastMaxWarpCols) {
     const auto grid = static_cast<unsigned>((rows + kFastWarpRows - 1) / kFastWarpRows);
-    skip_norm_fast_kernel<T, 32, kFastWarpRows><<<grid, 32 * kFastWarpRows, 0, stream>>>(
-        in, gather, skip, gamma, beta, bias, y, mean_out, inv_out, sum_out, rows, skip_rows, c, eps);
+    with_warp_slots<T>(cols, [&](auto n) {
+      skip_norm_fast_kernel<T, 32, kFastWarpRows, decltype(n)::value><<<grid, 32 * kFastWarpRows, 0, stream>>>(
+          in, gather, skip, gamma, beta, bias, y, mean_out, inv_out, sum_out, rows, skip_rows, c, eps);
+    });
   } else {
     skip_norm_fast_kernel<T, kFastBlockThreads, 1><<<static_cast<unsigned>(rows), kFastBlockThreads, 0, stream>>>(
         in, gather, skip, gamma, beta, bias, y, mean_out, inv_out, sum_out, rows, skip_rows, c, eps);
