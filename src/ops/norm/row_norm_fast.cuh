@@ -4,7 +4,8 @@
 // element is read once and written once (the generic kernels in norm_cuda.cu
 // read a row three times); statistics are fp32, the variance two-pass from the
 // registers. Rows of up to kFastMaxWarpCols run one warp per row (kFastWarpRows
-// rows per block), longer ones one kFastBlockThreads-thread block per row.
+// rows per block) with as many pack slots as the row needs (with_warp_slots),
+// longer ones one kFastBlockThreads-thread block per row.
 #pragma once
 
 #include <cstdint>
