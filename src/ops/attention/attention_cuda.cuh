@@ -16,9 +16,16 @@ __device__ __forceinline__ long long axo(const AxisMap& a, long long i) {
   return (i / a.inner_n) * a.outer_s + (i % a.inner_n) * a.inner_s;
 }
 
-// Where head h of batch b of an operand starts.
+// Where head h of batch b of an operand starts. FLAT: every operand's batch and head
+// axes are one stride each (the host checked), so no axo branches and the parameter
+// loads issue together.
+template <bool FLAT = false>
 __device__ __forceinline__ long long head_base(const OperandMap& m, long long b, long long h) {
-  return m.offset + axo(m.ax[0], b) + axo(m.ax[1], h);
+  if constexpr (FLAT) {
+    return m.offset + b * m.ax[0].inner_s + h * m.ax[1].inner_s;
+  } else {
+    return m.offset + axo(m.ax[0], b) + axo(m.ax[1], h);
+  }
 }
 
 // Where this block's (batch, head) = (blockIdx.z, blockIdx.y) starts in each operand,
@@ -26,32 +33,16 @@ __device__ __forceinline__ long long head_base(const OperandMap& m, long long b,
 struct BlockOrigin {
   long long b, h, q0, q, k, v, o;
 };
+template <bool FLAT = false>
 __device__ __forceinline__ BlockOrigin block_origin(const FusedAttentionGeometry& g, int rows) {
   BlockOrigin r;
   r.b = blockIdx.z;
   r.h = blockIdx.y;
   r.q0 = static_cast<long long>(blockIdx.x) * rows;
-  r.q = head_base(g.q, r.b, r.h);
-  r.k = head_base(g.k, r.b, r.h);
-  r.v = head_base(g.v, r.b, r.h);
-  r.o = head_base(g.o, r.b, r.h);
-  return r;
-}
-
-// block_origin where every operand's batch and head axes are one stride each (no axo
-// branches: the parameter loads issue together).
-__device__ __forceinline__ long long flat_base(const OperandMap& m, long long b, long long h) {
-  return m.offset + b * m.ax[0].inner_s + h * m.ax[1].inner_s;
-}
-__device__ __forceinline__ BlockOrigin block_origin_flat(const FusedAttentionGeometry& g, int rows) {
-  BlockOrigin r;
-  r.b = blockIdx.z;
-  r.h = blockIdx.y;
-  r.q0 = static_cast<long long>(blockIdx.x) * rows;
-  r.q = flat_base(g.q, r.b, r.h);
-  r.k = flat_base(g.k, r.b, r.h);
-  r.v = flat_base(g.v, r.b, r.h);
-  r.o = flat_base(g.o, r.b, r.h);
+  r.q = head_base<FLAT>(g.q, r.b, r.h);
+  r.k = head_base<FLAT>(g.k, r.b, r.h);
+  r.v = head_base<FLAT>(g.v, r.b, r.h);
+  r.o = head_base<FLAT>(g.o, r.b, r.h);
   return r;
 }
 

@@ -231,7 +231,7 @@ __global__ void __launch_bounds__(NW* KW * 32, MINB > 1 ? MINB : 0)
   // parameter load before their branch (ncu, BERT-base FP16 bs1: ~450 of a warp's
   // instructions in the prologue, waiting on the constant cache).
   constexpr bool FLAT = LIN && KW > 1;
-  const BlockOrigin at = FLAT ? block_origin_flat(g, BM) : block_origin(g, BM);
+  const BlockOrigin at = block_origin<FLAT>(g, BM);
   const long long b = at.b, h = at.h, q0 = at.q0, qbase = at.q, kbase = at.k, vbase = at.v, obase = at.o;
   using Stream = RowStream<T, D, NW * 32>;
   const Stream kst(LIN ? k + kbase : k, LIN ? g.k.ax[2].inner_s : 0, tid);
