@@ -262,12 +262,10 @@ Status launch(KernelContext& ctx, const attn::FusedAttentionGeometry& g) {
                          " need more shared memory than a block has (at most 128 supported)",
                      ErrorCode::kUnsupported);
   auto* kern = flash_attention<T, kTC, NW>;
-  static std::atomic<size_t> configured{48 * 1024};
-  if (sp.total > configured.load()) {
-    cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kMaxSmem));
+  if (sp.total > 48 * 1024) {  // (the most a block may have: one setting for every head size)
+    const cudaError_t e = cuda::configure_smem<flash_attention<T, kTC, NW>>(kMaxSmem);
     if (e != cudaSuccess)
       return ctx.error(std::string("cudaFuncSetAttribute: ") + cudaGetErrorString(e), ErrorCode::kInternal);
-    configured = kMaxSmem;
   }
   dim3 grid(static_cast<unsigned>((g.Sq + 16 * NW - 1) / (16 * NW)), static_cast<unsigned>(g.H),
             static_cast<unsigned>(g.B));

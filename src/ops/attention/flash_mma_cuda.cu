@@ -597,17 +597,10 @@ template <class T, int D, int NW, int KW, int BN, int MINB = 1, bool ALIAS = tru
 Status launch(KernelContext& ctx, const FusedAttentionGeometry& g) {
   constexpr size_t smem = smem_bytes<D, NW, KW, BN, kSplit<T>, ALIAS, MT, kv_stages<kSplit<T>>()>();
   auto* kern = flash_mma_kernel<T, D, NW, KW, BN, MINB, ALIAS, MT, LIN>;
-  static std::atomic<bool> configured{false};
-  if (!configured.load()) {
-    // All the shared memory the SM has (the blocks-per-SM the tiles were sized for).
-    cudaError_t e =
-        cudaFuncSetAttribute(kern, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared);
-    if (e == cudaSuccess && smem > 48 * 1024)
-      e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
-    if (e != cudaSuccess)
-      return ctx.error(std::string("cudaFuncSetAttribute: ") + cudaGetErrorString(e), ErrorCode::kInternal);
-    configured = true;
-  }
+  // All the shared memory the SM has (the blocks-per-SM the tiles were sized for).
+  const cudaError_t e = cuda::configure_smem<flash_mma_kernel<T, D, NW, KW, BN, MINB, ALIAS, MT, LIN>>(smem, true);
+  if (e != cudaSuccess)
+    return ctx.error(std::string("cudaFuncSetAttribute: ") + cudaGetErrorString(e), ErrorCode::kInternal);
   const dim3 grid(static_cast<unsigned>((g.Sq + 16 * NW - 1) / (16 * NW)), static_cast<unsigned>(g.H),
                   static_cast<unsigned>(g.B));
   const T* mask = ctx.has_input(3) ? static_cast<const T*>(ctx.input(3).data()) : nullptr;

@@ -386,14 +386,8 @@ cudaError_t launch_typed(const FusedAttentionGeometry& g, const Args& a, cudaStr
       !encode(&mv, a.dtype, a.v, g.v, g.B, g.H, g.Sk, &vd) || vd != kd)
     return cudaErrorNotSupported;
   auto* kernel = flash_wgmma_kernel<T, WG, MASK>;
-  static std::once_flag once;
-  static cudaError_t set = cudaSuccess;
-  std::call_once(once, [&] {
-    // All the shared memory the SM has: as many CTAs an SM as registers allow.
-    set = cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared);
-    if (set == cudaSuccess)
-      set = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes(WG, kMaxChunks));
-  });
+  // All the shared memory the SM has: as many CTAs an SM as registers allow.
+  const cudaError_t set = cuda::configure_smem<flash_wgmma_kernel<T, WG, MASK>>(smem_bytes(WG, kMaxChunks), true);
   if (set != cudaSuccess) return set;
   const int nch = static_cast<int>((g.Sk + kKeys - 1) / kKeys);
   const dim3 grid(static_cast<unsigned>((g.Sq + kRows * WG - 1) / (kRows * WG)), static_cast<unsigned>(g.H),

@@ -154,10 +154,7 @@ cudaError_t launch_typed(const Problem& p, cudaStream_t stream) {
   CUtensorMap ma, mb;
   if (!encode(&ma, p.dtype, p.a, p.m, p.k) || !encode(&mb, p.dtype, p.b, p.k, p.n)) return cudaErrorNotSupported;
   auto* kernel = hopper_gemm_kernel<T, BN>;
-  static std::once_flag once;
-  static cudaError_t set = cudaSuccess;
-  std::call_once(
-      once, [&] { set = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg<BN>::kSmem); });
+  const cudaError_t set = cuda::configure_smem<hopper_gemm_kernel<T, BN>>(Cfg<BN>::kSmem);
   if (set != cudaSuccess) return set;
   const dim3 grid(static_cast<unsigned>((p.n + BN - 1) / BN), static_cast<unsigned>((p.m + kBM - 1) / kBM));
   kernel<<<grid, kThreads, Cfg<BN>::kSmem, stream>>>(

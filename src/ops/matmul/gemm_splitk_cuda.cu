@@ -231,14 +231,8 @@ int sm_count(int device) {
 template <class T, int BM>
 cudaError_t launch_typed(const Problem& p, const Launch& l, int device, cudaStream_t stream) {
   auto* kernel = splitk_gemm_kernel<T, BM>;
-  // The attribute is per device; setting it is cheap and legal during stream capture.
-  static std::atomic<uint32_t> ready{0};
-  const uint32_t bit = 1u << (device & 31);
-  if (!(ready.load(std::memory_order_acquire) & bit)) {
-    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg<BM>::kSmem);
-    if (e != cudaSuccess) return e;
-    ready.fetch_or(bit, std::memory_order_acq_rel);
-  }
+  const cudaError_t e = cuda::configure_smem<splitk_gemm_kernel<T, BM>>(Cfg<BM>::kSmem);
+  if (e != cudaSuccess) return e;
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim =
       dim3(static_cast<unsigned>(l.n_tiles), static_cast<unsigned>(l.m_tiles), static_cast<unsigned>(l.split));
