@@ -518,8 +518,7 @@ Status CudaExecutor::enqueue(const std::map<std::string, Dims>& input_dims,
   }
   for (ir::Value* o : g.outputs) {
     auto a = addresses.find(o->name);
-    if (bind_direct && a != addresses.end() && a->second && p->device_written.count(o) &&
-        is_device_pointer(a->second))
+    if (bind_direct && a != addresses.end() && a->second && p->device_written.count(o) && is_device_pointer(a->second))
       direct[o] = a->second;
   }
   if (graph_mode && p->graph.valid() && direct != p->graph_bindings) {

@@ -229,7 +229,7 @@ int sm_count(int device) {
 }
 
 template <class T, int BM>
-cudaError_t launch_typed(const Problem& p, const Launch& l, int device, cudaStream_t stream) {
+cudaError_t launch_typed(const Problem& p, const Launch& l, cudaStream_t stream) {
   auto* kernel = splitk_gemm_kernel<T, BM>;
   const cudaError_t e = cuda::configure_smem<splitk_gemm_kernel<T, BM>>(Cfg<BM>::kSmem);
   if (e != cudaSuccess) return e;
@@ -253,14 +253,14 @@ cudaError_t launch_typed(const Problem& p, const Launch& l, int device, cudaStre
 }
 
 template <class T>
-cudaError_t launch_dtype(const Problem& p, const Launch& l, int device, cudaStream_t stream) {
+cudaError_t launch_dtype(const Problem& p, const Launch& l, cudaStream_t stream) {
   switch (l.bm) {
     case 32:
-      return launch_typed<T, 32>(p, l, device, stream);
+      return launch_typed<T, 32>(p, l, stream);
     case 64:
-      return launch_typed<T, 64>(p, l, device, stream);
+      return launch_typed<T, 64>(p, l, stream);
     case 128:
-      return launch_typed<T, 128>(p, l, device, stream);
+      return launch_typed<T, 128>(p, l, stream);
     default:
       return cudaErrorInvalidValue;
   }
@@ -274,8 +274,8 @@ int launch(const Problem& p, int64_t id, int device, void* stream) {
   const Launch l = plan(p, id, sm_count(device));
   if (l.n_tiles > INT32_MAX || l.m_tiles > 65535) return static_cast<int>(cudaErrorInvalidValue);
   auto s = static_cast<cudaStream_t>(stream);
-  const cudaError_t e = p.dtype == DataType::kFloat16 ? launch_dtype<__half>(p, l, device, s)
-                                                      : launch_dtype<__nv_bfloat16>(p, l, device, s);
+  const cudaError_t e =
+      p.dtype == DataType::kFloat16 ? launch_dtype<__half>(p, l, s) : launch_dtype<__nv_bfloat16>(p, l, s);
   return static_cast<int>(e);
 }
 
