@@ -134,6 +134,13 @@ bool CudaExecutor::is_device_pointer(const void* p) {
 
 Result<CudaExecutor::Plan*> CudaExecutor::plan_for(const std::map<std::string, Dims>& input_dims,
                                                    const std::map<std::string, Tensor>& values) {
+  // The last call's plan again when its dims are (no shape-tensor values): no key built.
+  if (values.empty() && looked_up_ && looked_up_dims_ == input_dims) return looked_up_;
+  auto remember = [&](Plan* p) {
+    looked_up_ = values.empty() ? p : nullptr;
+    looked_up_dims_ = input_dims;
+    return p;
+  };
   std::string key = dims_key(input_dims);
   for (auto& [name, t] : values) {
     key += name + "=";
@@ -142,7 +149,7 @@ Result<CudaExecutor::Plan*> CudaExecutor::plan_for(const std::map<std::string, D
     key += ";";
   }
   auto found = plans_.find(key);
-  if (found != plans_.end()) return found->second.get();
+  if (found != plans_.end()) return remember(found->second.get());
   const ir::Graph& g = *engine_->model.graph;
   auto p = std::make_unique<Plan>();
   std::map<std::string, Shape> shapes;
@@ -265,7 +272,7 @@ Result<CudaExecutor::Plan*> CudaExecutor::plan_for(const std::map<std::string, D
   KILN_RETURN_IF_ERROR(cuda::stream_synchronize(own_stream_));
   Plan* raw = p.get();
   plans_[key] = std::move(p);
-  return raw;
+  return remember(raw);
 }
 
 namespace {
@@ -486,15 +493,7 @@ Status CudaExecutor::enqueue(const std::map<std::string, Dims>& input_dims,
     KILN_RETURN_IF_ERROR(cuda::stream_synchronize(stream));
     values[v->name] = t;
   }
-  // The last call's plan again when the dims are (no shape-tensor inputs): no key built.
-  Plan* p = nullptr;
-  if (values.empty() && looked_up_ && looked_up_dims_ == input_dims) {
-    p = looked_up_;
-  } else {
-    KILN_ASSIGN_OR_RETURN(p, plan_for(input_dims, values));
-    looked_up_ = values.empty() ? p : nullptr;
-    looked_up_dims_ = input_dims;
-  }
+  KILN_ASSIGN_OR_RETURN(Plan * p, plan_for(input_dims, values));
   cuda::EventTimer *t_in = nullptr, *t_run = nullptr, *t_out = nullptr;
   if (timing) {
     for (auto& t : timers_)

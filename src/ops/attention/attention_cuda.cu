@@ -13,7 +13,6 @@
 // O accumulates in fp32 in shared memory.
 #include <mma.h>
 
-#include <atomic>
 #include <cstdlib>
 #include <type_traits>
 

@@ -28,7 +28,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <mutex>
 #include <type_traits>
 
 #include "backends/cuda/hopper.cuh"
