@@ -137,17 +137,18 @@ __device__ __forceinline__ void normalize_and_store(const float (&v)[kN][Pack<T>
 
 /// LayerNormalization (rms = false) / RMSNormalization (rms = true) of rows of
 /// `cols` elements; gamma (and beta, may be null) hold `cols` elements.
-/// Grid: ceil(rows / kRows) blocks of kThreads * kRows threads; kN pack slots a thread
-/// (at least cols / (kThreads * pack)).
+/// Grid: ceil(rows / kRows) blocks of kThreads * kRows threads, the last rows first with
+/// `rev` (cuda::reverse_grids); kN pack slots a thread (at least cols / (kThreads * pack)).
 template <typename T, int kThreads, int kRows, int kN = kSlots<T>>
 __global__ void __launch_bounds__(kThreads* kRows)
     row_norm_fast_kernel(const T* x, T* y, const T* gamma, const T* beta, int64_t rows, int cols, float eps, bool rms,
-                         float* mean_out, float* inv_out) {
+                         float* mean_out, float* inv_out, bool rev) {
   using P = Pack<T>;
   constexpr int kPack = P::kSize;
   __shared__ float smem[kThreads > 32 ? kThreads / 32 : 1];
   const int tid = static_cast<int>(threadIdx.x) % kThreads;
-  const int64_t row = static_cast<int64_t>(blockIdx.x) * kRows + static_cast<int>(threadIdx.x) / kThreads;
+  const int64_t row = static_cast<int64_t>(rev ? gridDim.x - 1 - blockIdx.x : blockIdx.x) * kRows +
+                      static_cast<int>(threadIdx.x) / kThreads;
   // Only the warp kernel (no __syncthreads) can have rows past the end.
   if (row >= rows) return;
   const int packs = cols / kPack;
@@ -180,17 +181,19 @@ __global__ void __launch_bounds__(kThreads* kRows)
 /// `skip_rows` rows, repeated over the input's (the same shape, or broadcast over
 /// leading dims: BERT's position embeddings); gamma, beta, bias (the last two may be
 /// null) hold `cols` elements; sum_out (may be null) gets input + skip + bias. The
-/// input's rows as `gather` says (GatherSkipLayerNormalization: a table's).
+/// input's rows as `gather` says (GatherSkipLayerNormalization: a table's). Grid as
+/// row_norm_fast_kernel's.
 template <typename T, int kThreads, int kRows, int kN = kSlots<T>>
 __global__ void __launch_bounds__(kThreads* kRows)
     skip_norm_fast_kernel(const T* in, RowGather gather, const T* skip, const T* gamma, const T* beta, const T* bias,
                           T* y, float* mean_out, float* inv_out, T* sum_out, int64_t rows, int64_t skip_rows, int cols,
-                          float eps) {
+                          float eps, bool rev) {
   using P = Pack<T>;
   constexpr int kPack = P::kSize;
   __shared__ float smem[kThreads > 32 ? kThreads / 32 : 1];
   const int tid = static_cast<int>(threadIdx.x) % kThreads;
-  const int64_t row = static_cast<int64_t>(blockIdx.x) * kRows + static_cast<int>(threadIdx.x) / kThreads;
+  const int64_t row = static_cast<int64_t>(rev ? gridDim.x - 1 - blockIdx.x : blockIdx.x) * kRows +
+                      static_cast<int>(threadIdx.x) / kThreads;
   if (row >= rows) return;
   const int packs = cols / kPack;
   const int64_t base = row * cols;
@@ -257,12 +260,12 @@ void launch_row_norm_fast(cudaStream_t stream, const T* x, T* y, const T* gamma,
   if (cols <= kFastMaxWarpCols) {
     const auto grid = static_cast<unsigned>((rows + kFastWarpRows - 1) / kFastWarpRows);
     with_warp_slots<T>(cols, [&](auto n) {
-      row_norm_fast_kernel<T, 32, kFastWarpRows, decltype(n)::value>
-          <<<grid, 32 * kFastWarpRows, 0, stream>>>(x, y, gamma, beta, rows, c, eps, rms, mean_out, inv_out);
+      row_norm_fast_kernel<T, 32, kFastWarpRows, decltype(n)::value><<<grid, 32 * kFastWarpRows, 0, stream>>>(
+          x, y, gamma, beta, rows, c, eps, rms, mean_out, inv_out, reverse_grids());
     });
   } else {
     row_norm_fast_kernel<T, kFastBlockThreads, 1><<<static_cast<unsigned>(rows), kFastBlockThreads, 0, stream>>>(
-        x, y, gamma, beta, rows, c, eps, rms, mean_out, inv_out);
+        x, y, gamma, beta, rows, c, eps, rms, mean_out, inv_out, reverse_grids());
   }
 }
 
@@ -276,11 +279,11 @@ void launch_skip_norm_fast(cudaStream_t stream, const T* in, RowGather gather, c
     const auto grid = static_cast<unsigned>((rows + kFastWarpRows - 1) / kFastWarpRows);
     with_warp_slots<T>(cols, [&](auto n) {
       skip_norm_fast_kernel<T, 32, kFastWarpRows, decltype(n)::value><<<grid, 32 * kFastWarpRows, 0, stream>>>(
-          in, gather, skip, gamma, beta, bias, y, mean_out, inv_out, sum_out, rows, skip_rows, c, eps);
+          in, gather, skip, gamma, beta, bias, y, mean_out, inv_out, sum_out, rows, skip_rows, c, eps, reverse_grids());
     });
   } else {
     skip_norm_fast_kernel<T, kFastBlockThreads, 1><<<static_cast<unsigned>(rows), kFastBlockThreads, 0, stream>>>(
-        in, gather, skip, gamma, beta, bias, y, mean_out, inv_out, sum_out, rows, skip_rows, c, eps);
+        in, gather, skip, gamma, beta, bias, y, mean_out, inv_out, sum_out, rows, skip_rows, c, eps, reverse_grids());
   }
 }
 
