@@ -1,9 +1,10 @@
 // kiln's Hopper attention for short sequences (flash_wgmma.h).
 //
 // CTA = WG warp groups (128 threads each) over 64 * WG query rows of one (batch, head) =
-// (blockIdx.z, blockIdx.y); thread 0 issues every TMA load at the start: the warp groups'
-// Q boxes (64 rows x 64 d, 8 KB each) on one mbarrier, then K and V chunk c (64 keys x 64
-// d each) on mbarriers of their own, so chunk 0's scores start while later chunks land.
+// (blockIdx.z, blockIdx.y), the last batch first with `reverse` (cuda::reverse_grids);
+// thread 0 issues every TMA load at the start: the warp groups' Q boxes (64 rows x 64 d,
+// 8 KB each) on one mbarrier, then K and V chunk c (64 keys x 64 d each) on mbarriers of
+// their own, so chunk 0's scores start while later chunks land.
 // All of K and V stay resident (Sk <= 256: 32 KB each at most); no stage is reused, so
 // every barrier completes once (parity 0).
 //
@@ -222,11 +223,17 @@ __device__ __forceinline__ void attend_chunk(float (&oacc)[32], float (&row_m)[2
 // MASK: 0 none; 1 one row per (batch, head) for every query (mask_stride[2] == 0, BERT's
 // [B, 1, 1, Sk]): each thread loads its 16 columns once a chunk for both its rows; 2 a
 // row per query.
-template <class T, int WG, int MASK>
-__global__ void __launch_bounds__(WG * 128, 4 / WG)  // <= 128 registers: 4 warp groups an SM
+// MINB: CTAs an SM the registers allow. 4 / WG (<= 128 registers) everywhere; 5 (<= 96, no
+// spills without a per-query mask) for one warp group over at most 128 keys, where shared
+// memory fits 5 (44 KB a CTA): BERT bs128's layer, latency-bound at 4 (ncu: 58% of DRAM
+// bandwidth, 0.41 issues a cycle a scheduler), went 48.0 -> 45.9 us under ncu, 6.01 -> 5.94
+// GPU ms in all (session 19).
+template <class T, int WG, int MASK, int MINB>
+__global__ void __launch_bounds__(WG * 128, MINB)
     flash_wgmma_kernel(const __grid_constant__ CUtensorMap map_q, const __grid_constant__ CUtensorMap map_k,
                        const __grid_constant__ CUtensorMap map_v, const __grid_constant__ FusedAttentionGeometry g,
-                       const T* __restrict__ mask, T* __restrict__ o, bool o_pairs, int qc_dim, int kc_dim) {
+                       const T* __restrict__ mask, T* __restrict__ o, bool o_pairs, int qc_dim, int kc_dim,
+                       bool reverse) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   const uint32_t base = (cuda::smem_addr(smem_raw) + 1023u) & ~1023u;  // swizzle atoms on 1 KB
@@ -236,7 +243,7 @@ __global__ void __launch_bounds__(WG * 128, 4 / WG)  // <= 128 registers: 4 warp
   auto bar_k = [&](int c) { return bars + 8u * (1 + c); };
   auto bar_v = [&](int c) { return bars + 8u * (1 + kMaxChunks + c); };
   const int tid = static_cast<int>(threadIdx.x), wg = tid / 128, t = tid % 128;
-  const int b = static_cast<int>(blockIdx.z), h = static_cast<int>(blockIdx.y);
+  const int b = static_cast<int>(reverse ? gridDim.z - 1 - blockIdx.z : blockIdx.z), h = static_cast<int>(blockIdx.y);
   const int q0 = static_cast<int>(blockIdx.x) * kRows * WG;
   if (tid == 0) {
     asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(&map_q)) : "memory");
@@ -377,23 +384,30 @@ bool encode(CUtensorMap* map, DataType t, const void* data, const OperandMap& m,
             CU_TENSOR_MAP_L2_PROMOTION_L2_128B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
-template <class T, int WG, int MASK>
-cudaError_t launch_typed(const FusedAttentionGeometry& g, const Args& a, cudaStream_t stream) {
+template <class T, int WG, int MASK, int MINB>
+cudaError_t launch_kernel(const FusedAttentionGeometry& g, const Args& a, cudaStream_t stream, int nch) {
   CUtensorMap mq, mk, mv;
   int qd = 0, kd = 0, vd = 0;
   if (!encode(&mq, a.dtype, a.q, g.q, g.B, g.H, g.Sq, &qd) || !encode(&mk, a.dtype, a.k, g.k, g.B, g.H, g.Sk, &kd) ||
       !encode(&mv, a.dtype, a.v, g.v, g.B, g.H, g.Sk, &vd) || vd != kd)
     return cudaErrorNotSupported;
-  auto* kernel = flash_wgmma_kernel<T, WG, MASK>;
   // All the shared memory the SM has: as many CTAs an SM as registers allow.
-  const cudaError_t set = cuda::configure_smem<flash_wgmma_kernel<T, WG, MASK>>(smem_bytes(WG, kMaxChunks), true);
+  constexpr auto kernel = flash_wgmma_kernel<T, WG, MASK, MINB>;
+  const cudaError_t set = cuda::configure_smem<kernel>(smem_bytes(WG, kMaxChunks), true);
   if (set != cudaSuccess) return set;
-  const int nch = static_cast<int>((g.Sk + kKeys - 1) / kKeys);
   const dim3 grid(static_cast<unsigned>((g.Sq + kRows * WG - 1) / (kRows * WG)), static_cast<unsigned>(g.H),
                   static_cast<unsigned>(g.B));
-  kernel<<<grid, WG * 128, smem_bytes(WG, nch), stream>>>(mq, mk, mv, g, static_cast<const T*>(a.mask),
-                                                          static_cast<T*>(a.o), a.o_pairs, qd, kd);
+  kernel<<<grid, WG * 128, smem_bytes(WG, nch), stream>>>(
+      mq, mk, mv, g, static_cast<const T*>(a.mask), static_cast<T*>(a.o), a.o_pairs, qd, kd, cuda::reverse_grids());
   return cudaGetLastError();
+}
+
+template <class T, int WG, int MASK>
+cudaError_t launch_typed(const FusedAttentionGeometry& g, const Args& a, cudaStream_t stream) {
+  const int nch = static_cast<int>((g.Sk + kKeys - 1) / kKeys);
+  if constexpr (WG == 1 && MASK != 2)
+    if (nch <= 2) return launch_kernel<T, WG, MASK, 5>(g, a, stream, nch);
+  return launch_kernel<T, WG, MASK, 4 / WG>(g, a, stream, nch);
 }
 
 template <class T, int WG>

@@ -390,11 +390,13 @@ TEST(FusedAttention, CudaRegisterKernelRaggedRowsEveryTactic) {
 }
 
 // The Hopper kernel (flash_wgmma.h, its own tactics on sm_90): offered for BERT's layout
-// at a large grid; every tactic matches the reference on ViT's packed [S, B, 3E] layout
-// (its tensor maps order h, b, s by stride) with 197 tokens (a ragged query block and a
-// last key chunk of 5 keys), on 150 tokens with a per-query mask (a last chunk of 22), and
-// on a [B, 1, 1, S] mask of -inf with one batch fully masked (zero_masked_rows 1: zeros).
-// With zero_masked_rows 0 that batch's rows are NaN and the others finite.
+// at a large grid. Every tactic matches the reference on BERT's layout of 128 tokens with
+// a [B, 1, 1, S] mask and of 100 without one (at most 128 keys: the 96-register build); on
+// ViT's packed [S, B, 3E] layout (its tensor maps order h, b, s by stride) with 197 tokens
+// (a ragged query block and a last key chunk of 5 keys), on 150 tokens with a per-query
+// mask (a last chunk of 22), and on a [B, 1, 1, S] mask of -inf with one batch fully masked
+// (zero_masked_rows 1: zeros). With zero_masked_rows 0 that batch's rows are NaN and the
+// others finite.
 TEST(FusedAttention, CudaHopperKernelViewsMasksAndDeadRows) {
   if (gpu_kernels() == 0) GTEST_SKIP() << "no CUDA device: the reference runs would compare against nothing";
   auto info = cuda::device_info(0);
@@ -412,6 +414,11 @@ TEST(FusedAttention, CudaHopperKernelViewsMasksAndDeadRows) {
     for (int64_t i = 0; i < ops::attn::kHopperTactics; ++i)
       offered = offered && std::count(ids->begin(), ids->end(), ops::attn::kHopperTacticBase + i) == 1;
     EXPECT_EQ(offered, hopper) << "the Hopper kernel's tactics are offered on sm_90 only";
+    // At most 128 keys: one warp group a CTA runs the 5-CTAs-an-SM build (96 registers).
+    expect_every_flash_tactic_matches(c, hopper ? 2 + ops::attn::kHopperTactics : 2);
+    bc.S = 100, bc.mask = false, bc.dt = DataType::kBFloat16;  // the same without a mask, a ragged chunk
+    OpCase plain = bc.make(44);
+    expect_every_flash_tactic_matches(plain, hopper ? 2 + ops::attn::kHopperTactics : 2);
   }
   for (DataType dt : {DataType::kFloat16, DataType::kBFloat16}) {
     SCOPED_TRACE(dtype_name(dt));
