@@ -247,9 +247,10 @@ std::string describe_tactic(const std::string& kernel, int64_t id) {
   if (kernel == "cuda.flash_attention") {
     if (ops::attn::is_cudnn_sdpa_tactic(id)) return "cuDNN fused attention engine";
     if (ops::attn::is_hopper_tactic(id)) {
-      const int64_t wgs = id - ops::attn::kHopperTacticBase + 1;
-      return "kiln Hopper attention (TMA + wgmma), " + std::to_string(wgs) + " warp group" + (wgs > 1 ? "s" : "") +
-             " a CTA";
+      const int64_t v = id - ops::attn::kHopperTacticBase;
+      return v == 2 ? "kiln Hopper attention (TMA + wgmma), persistent, 1 warp group a CTA"
+                    : "kiln Hopper attention (TMA + wgmma), " + std::to_string(v + 1) + " warp group" +
+                          (v > 0 ? "s" : "") + " a CTA";
     }
     return "kiln flash attention, variant " + std::to_string(id);
   }
@@ -263,6 +264,7 @@ std::string describe_tactic(const std::string& kernel, int64_t id) {
 std::string tactic_build_settings(bool tf32) {
   std::string s = tf32 ? "tf32=1" : "tf32=0";
   if (ops::matmul::splitk::offered()) s += " splitk=1";
+  if (const std::string v = ops::attn::hopper_variants_offered(); v != "01") s += " attn_variants=" + v;
   return s;
 }
 

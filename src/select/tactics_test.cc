@@ -562,11 +562,13 @@ TEST(Tactics, DescribedInWordsForInspect) {
             "kiln Hopper attention (TMA + wgmma), 1 warp group a CTA");
   EXPECT_EQ(describe_tactic("cuda.flash_attention", ops::attn::kHopperTacticBase + 1),
             "kiln Hopper attention (TMA + wgmma), 2 warp groups a CTA");
+  EXPECT_EQ(describe_tactic("cuda.flash_attention", ops::attn::kHopperTacticBase + 2),
+            "kiln Hopper attention (TMA + wgmma), persistent, 1 warp group a CTA");
 }
 
 // Opt-in candidates change what a node's timing chose among: such builds get their own
 // timing-cache signatures.
-TEST(Tactics, OptInSplitKGemmIsPartOfTheSignature) {
+TEST(Tactics, OptInCandidatesArePartOfTheSignature) {
   {
     test::ScopedEnv off("KILN_SPLITK_GEMM", nullptr);
     EXPECT_EQ(tactic_build_settings(false), "tf32=0");
@@ -574,6 +576,8 @@ TEST(Tactics, OptInSplitKGemmIsPartOfTheSignature) {
   }
   test::ScopedEnv on("KILN_SPLITK_GEMM", "1");
   EXPECT_EQ(tactic_build_settings(true), "tf32=1 splitk=1");
+  test::ScopedEnv variants("KILN_ATTENTION_WGMMA_VARIANTS", "012");
+  EXPECT_EQ(tactic_build_settings(true), "tf32=1 splitk=1 attn_variants=012");
 }
 
 TEST(TacticsEngine, EngineFileKeepsTheTacticAttribute) {

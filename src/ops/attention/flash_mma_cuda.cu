@@ -656,19 +656,23 @@ wgmma::Args hopper_args(KernelContext& ctx, const FusedAttentionGeometry& g) {
   return a;
 }
 
-// The Hopper kernel's tactics (kHopperTacticBase + warp groups - 1) appended to ids where it
-// takes g; KILN_ATTENTION_WGMMA=0 leaves them out (an A/B switch).
+// The Hopper kernel's tactics (kHopperTacticBase + wgmma::Variant) appended to ids where it
+// takes g, those of hopper_variants_offered(); KILN_ATTENTION_WGMMA=0 leaves them all out (an
+// A/B switch).
 void add_wgmma_tactics(KernelContext& ctx, const FusedAttentionGeometry& g, std::vector<int64_t>& ids) {
   static const bool on = !env_is("KILN_ATTENTION_WGMMA", "0");
+  const std::string offered = hopper_variants_offered();
   if (on && wgmma::takes(g, hopper_args(ctx, g)))
-    for (int64_t i = 0; i < kHopperTactics; ++i) ids.push_back(kHopperTacticBase + i);
+    for (int64_t i = 0; i < kHopperTactics; ++i)
+      if (offered.find(static_cast<char>('0' + i)) != std::string::npos) ids.push_back(kHopperTacticBase + i);
 }
 
 // A Hopper tactic on the Hopper kernel: true when it launched; false where the tactic is not
 // one, or the kernel does not take g (an engine from another GPU): the caller runs its own.
 Result<bool> run_wgmma(KernelContext& ctx, const FusedAttentionGeometry& g, int64_t tactic) {
   if (!is_hopper_tactic(tactic)) return false;
-  const int e = wgmma::launch(g, hopper_args(ctx, g), static_cast<int>(tactic - kHopperTacticBase) + 1, stream_of(ctx));
+  const int e =
+      wgmma::launch(g, hopper_args(ctx, g), static_cast<wgmma::Variant>(tactic - kHopperTacticBase), stream_of(ctx));
   if (e == cudaSuccess) return true;
   if (e == cudaErrorNotSupported) return false;
   return ctx.error(std::string("flash_attention_wgmma: ") + cudaGetErrorString(static_cast<cudaError_t>(e)),

@@ -103,12 +103,13 @@ struct Mma<__nv_bfloat16> {
 };
 #undef KILN_WGMMA_ATTN
 
+// A mask value in log2 units (see the file comment).
+__device__ __forceinline__ float to_log2(float m) { return m == -INFINITY ? m : fmaxf(m, -1e30f) * kLog2e; }
+
 // The mask at `key` in log2 units (see the file comment); -inf past Sk.
 template <class T>
 __device__ __forceinline__ float mask_log2(const T* __restrict__ row, long long key, long long sk, long long stride) {
-  if (key >= sk) return -INFINITY;
-  const float m = cuda::to_f(__ldg(row + key * stride));
-  return m == -INFINITY ? m : fmaxf(m, -1e30f) * kLog2e;
+  return key >= sk ? -INFINITY : to_log2(cuda::to_f(__ldg(row + key * stride)));
 }
 
 // One chunk of NK keys (k0 ..) for a warp group's 64 rows: S = Q K^T, the online softmax
@@ -125,11 +126,15 @@ __device__ __forceinline__ float mask_log2(const T* __restrict__ row, long long 
 // chunk and always rescaled O: a tie at BERT bs32, 0.5% faster at bs128, 3.5% at ViT bs256; a
 // pipelined form, S of chunk c + 1 enqueued before chunk c's softmax, was 3-80% slower: both
 // dropped.)
-template <class T, int MASK, int NK, bool TAIL>
+//
+// scored(): called once the chunk's scores are in registers (masked): every read of Q, this
+// chunk's K and the mask row is done (the persistent kernel reuses them there).
+template <class T, int MASK, int NK, bool TAIL, class Scored>
 __device__ __forceinline__ void attend_chunk(float (&oacc)[32], float (&row_m)[2], float (&row_l)[2], uint32_t qtile,
-                                             uint32_t ktile, uint32_t vtile, uint32_t vbar, long long k0,
-                                             const FusedAttentionGeometry& g, float mult, const float* mlog,
-                                             const T* const (&mrow)[2], int tq, bool first) {
+                                             uint32_t ktile, uint32_t vtile, uint32_t vbar, uint32_t parity,
+                                             long long k0, const FusedAttentionGeometry& g, float mult,
+                                             const float* mlog, const T* const (&mrow)[2], int tq, bool first,
+                                             Scored&& scored) {
   float s[NK / 2];
   wgmma_fence();
 #pragma unroll
@@ -160,6 +165,7 @@ __device__ __forceinline__ void attend_chunk(float (&oacc)[32], float (&row_m)[2
       }
     }
   }
+  scored();
   // Online softmax over the quad's columns of each row (maxima in log2 units).
   float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
@@ -210,12 +216,76 @@ __device__ __forceinline__ void attend_chunk(float (&oacc)[32], float (&row_m)[2
     }
   }
 
-  mbar_wait(vbar, 0);
+  mbar_wait(vbar, parity);
   wgmma_fence();
 #pragma unroll
   for (int kk = 0; kk < NK / 16; ++kk) Mma<T>::rs(oacc, pa[kk], desc(vtile + kk * 2048u, 8192u, 1024u));
   wgmma_commit();
   wgmma_wait<0>();
+}
+
+// Every key chunk of one 64-row block: full chunks of 64 keys; a last one of <= 16 or <= 32
+// live keys runs as n16 / n32 (ViT's 197 tokens: 5 keys in the fourth chunk). K chunk c's
+// barrier is bars + 8 (1 + c), V's bars + 8 (1 + kMaxChunks + c), both at `parity`.
+// last_scored() runs once the last chunk's scores are in registers.
+template <class T, int MASK, class Scored>
+__device__ __forceinline__ void attend_all(float (&oacc)[32], float (&row_m)[2], float (&row_l)[2], uint32_t qtile,
+                                           uint32_t ks, uint32_t vs, uint32_t bars, int nch, uint32_t parity,
+                                           const FusedAttentionGeometry& g, float mult, const float* mlog,
+                                           const T* const (&mrow)[2], int tq, Scored&& last_scored) {
+  for (int ch = 0; ch < nch; ++ch) {
+    const long long k0 = static_cast<long long>(ch) * kKeys, live = g.Sk - k0;
+    const uint32_t kt = ks + ch * kTile, vt = vs + ch * kTile, vbar = bars + 8u * (1 + kMaxChunks + ch);
+    const bool first = ch == 0, last = ch == nch - 1;
+    auto scored = [&] {
+      if (last) last_scored();
+    };
+    mbar_wait(bars + 8u * (1 + ch), parity);
+    if (live >= 64)
+      attend_chunk<T, MASK, 64, false>(oacc, row_m, row_l, qtile, kt, vt, vbar, parity, k0, g, mult, mlog, mrow, tq,
+                                       first, scored);
+    else if (live > 32)
+      attend_chunk<T, MASK, 64, true>(oacc, row_m, row_l, qtile, kt, vt, vbar, parity, k0, g, mult, mlog, mrow, tq,
+                                      first, scored);
+    else if (live > 16)
+      attend_chunk<T, MASK, 32, true>(oacc, row_m, row_l, qtile, kt, vt, vbar, parity, k0, g, mult, mlog, mrow, tq,
+                                      first, scored);
+    else
+      attend_chunk<T, MASK, 16, true>(oacc, row_m, row_l, qtile, kt, vt, vbar, parity, k0, g, mult, mlog, mrow, tq,
+                                      first, scored);
+  }
+}
+
+// O / l for the thread's two rows (row0, row0 + 8) below Sq of (b, h).
+template <class T>
+__device__ __forceinline__ void store_rows(const float (&oacc)[32], const float (&row_l)[2],
+                                           const FusedAttentionGeometry& g, T* __restrict__ o, bool o_pairs, int b,
+                                           int h, long long row0, int tq) {
+  const long long od = g.o.ax[3].inner_s;
+  const long long obase = head_base(g.o, b, h);
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float l = row_l[r];
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    const long long qi = row0 + 8 * r;
+    if (qi >= g.Sq) continue;
+    const bool dead = !(l > 0.f);
+    const float inv = dead ? 0.f : 1.f / l;
+    const float fill = g.zero_masked_rows ? 0.f : NAN;
+    T* orow = o + obase + axo(g.o.ax[2], qi);
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const int c = 8 * j + 2 * tq;
+      const float v0 = dead ? fill : oacc[4 * j + 2 * r] * inv, v1 = dead ? fill : oacc[4 * j + 2 * r + 1] * inv;
+      if (o_pairs) {
+        *reinterpret_cast<unsigned*>(orow + c) = cuda::pack2<T>(v0, v1);
+      } else {
+        orow[c * od] = cuda::from_f<T>(v0);
+        orow[(c + 1) * od] = cuda::from_f<T>(v1);
+      }
+    }
+  }
 }
 
 #endif
@@ -302,49 +372,137 @@ __global__ void __launch_bounds__(WG * 128, MINB)
   mbar_wait(bar_q(), 0);
   const uint32_t qtile = qs + wg * kTile;
 
-  // Full chunks of 64 keys; a last one of <= 16 or <= 32 live keys runs as n16 / n32 (ViT's
-  // 197 tokens: 5 keys in the fourth chunk).
-  for (int ch = 0; ch < nch; ++ch) {
-    const long long k0 = static_cast<long long>(ch) * kKeys, live = g.Sk - k0;
-    const uint32_t kt = ks + ch * kTile, vt = vs + ch * kTile;
-    const bool first = ch == 0;
-    mbar_wait(bar_k(ch), 0);
-    if (live >= 64)
-      attend_chunk<T, MASK, 64, false>(oacc, row_m, row_l, qtile, kt, vt, bar_v(ch), k0, g, mult, mlog, mrow, tq,
-                                       first);
-    else if (live > 32)
-      attend_chunk<T, MASK, 64, true>(oacc, row_m, row_l, qtile, kt, vt, bar_v(ch), k0, g, mult, mlog, mrow, tq, first);
-    else if (live > 16)
-      attend_chunk<T, MASK, 32, true>(oacc, row_m, row_l, qtile, kt, vt, bar_v(ch), k0, g, mult, mlog, mrow, tq, first);
-    else
-      attend_chunk<T, MASK, 16, true>(oacc, row_m, row_l, qtile, kt, vt, bar_v(ch), k0, g, mult, mlog, mrow, tq, first);
-  }
+  attend_all<T, MASK>(oacc, row_m, row_l, qtile, ks, vs, bars, nch, 0, g, mult, mlog, mrow, tq, [] {});
+  store_rows(oacc, row_l, g, o, o_pairs, b, h, row0, tq);
+#else
+  __trap();  // built for sm_90a only (CMakeLists.txt)
+#endif
+}
 
-  // O / l, rows below Sq.
-  const long long od = g.o.ax[3].inner_s;
-  const long long obase = head_base(g.o, b, h);
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    float l = row_l[r];
-    l += __shfl_xor_sync(0xffffffffu, l, 1);
-    l += __shfl_xor_sync(0xffffffffu, l, 2);
-    const long long qi = row0 + 8 * r;
-    if (qi >= g.Sq) continue;
-    const bool dead = !(l > 0.f);
-    const float inv = dead ? 0.f : 1.f / l;
-    const float fill = g.zero_masked_rows ? 0.f : NAN;
-    T* orow = o + obase + axo(g.o.ax[2], qi);
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      const int c = 8 * j + 2 * tq;
-      const float v0 = dead ? fill : oacc[4 * j + 2 * r] * inv, v1 = dead ? fill : oacc[4 * j + 2 * r + 1] * inv;
-      if (o_pairs) {
-        *reinterpret_cast<unsigned*>(orow + c) = cuda::pack2<T>(v0, v1);
-      } else {
-        orow[c * od] = cuda::from_f<T>(v0);
-        orow[(c + 1) * od] = cuda::from_f<T>(v1);
-      }
+// Tactic 2^40 + 2: one warp group a CTA, persistent. CTA c takes items c, c + gridDim.x, ...
+// (an item: 64 query rows of one (batch, head), the query block fastest, then the head, then
+// the batch, last first with `reverse`) over one set of buffers, so a CTA's start (barrier
+// set-up, the first tiles' latency) is paid once, not per item: the next item's Q and K
+// chunks load as soon as this item's last scores are in registers (under its last softmax,
+// P V and output), its V chunks once the last P V is done (under the output); the barriers'
+// phase flips each item. MASK 0 or 1 (the mask row, in log2 units, read for the next item
+// into registers at the item's start and stored where its K loads are issued).
+template <class T, int MASK, int MINB>
+__global__ void __launch_bounds__(128, MINB)
+    flash_wgmma_persistent_kernel(const __grid_constant__ CUtensorMap map_q, const __grid_constant__ CUtensorMap map_k,
+                                  const __grid_constant__ CUtensorMap map_v,
+                                  const __grid_constant__ FusedAttentionGeometry g, const T* __restrict__ mask,
+                                  T* __restrict__ o, bool o_pairs, int qc_dim, int kc_dim, bool reverse, int qblocks,
+                                  int items) {
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  static_assert(MASK == 0 || MASK == 1, "a per-query mask runs the one-shot kernel");
+  extern __shared__ __align__(1024) unsigned char smem_raw[];
+  const uint32_t base = (cuda::smem_addr(smem_raw) + 1023u) & ~1023u;  // swizzle atoms on 1 KB
+  const int nch = static_cast<int>((g.Sk + kKeys - 1) / kKeys);
+  const uint32_t qs = base, ks = base + kTile, vs = ks + nch * kTile, bars = vs + nch * kTile;
+  float* mlog = reinterpret_cast<float*>(smem_raw + (bars + 8u * (1 + 2 * kMaxChunks) - cuda::smem_addr(smem_raw)));
+  const int tid = static_cast<int>(threadIdx.x);
+  struct Item {
+    int b, h, q0;
+  };
+  auto item = [&](int i) {
+    Item r;
+    r.q0 = (i % qblocks) * kRows;
+    const int bh = i / qblocks;
+    r.h = bh % static_cast<int>(g.H);
+    r.b = bh / static_cast<int>(g.H);
+    if (reverse) r.b = static_cast<int>(g.B) - 1 - r.b;
+    return r;
+  };
+  // (s, h, b), (h, s, b) or (h, b, s) for sdim 1, 2, 3 (encode's order).
+  auto load = [&](uint32_t dst, const CUtensorMap* map, uint32_t bar, int sdim, int s, const Item& it) {
+    tma_load_4d(dst, map, bar, 0, sdim == 1 ? s : it.h, sdim == 1 ? it.h : (sdim == 2 ? s : it.b),
+                sdim == 3 ? s : it.b);
+  };
+  auto load_qk = [&](const Item& it) {  // thread 0
+    mbar_expect_tx(bars, kTile);
+    load(qs, &map_q, bars, qc_dim, it.q0, it);
+    for (int ch = 0; ch < nch; ++ch) {
+      mbar_expect_tx(bars + 8u * (1 + ch), kTile);
+      load(ks + ch * kTile, &map_k, bars + 8u * (1 + ch), kc_dim, ch * kKeys, it);
     }
+  };
+  auto load_v = [&](const Item& it) {  // thread 0
+    for (int ch = 0; ch < nch; ++ch) {
+      const uint32_t bar = bars + 8u * (1 + kMaxChunks + ch);
+      mbar_expect_tx(bar, kTile);
+      load(vs + ch * kTile, &map_v, bar, kc_dim, ch * kKeys, it);
+    }
+  };
+  // MASK == 1: this thread's keys (tid, tid + 128) of an item's mask row, raw (loads in flight
+  // while the item before computes), then stored in log2 units (-inf past Sk).
+  constexpr int kMaskPer = kKeys * kMaxChunks / 128;
+  auto mask_of = [&](const Item& it, T(&m)[kMaskPer]) {
+    const T* mb = mask + it.b * g.mask_stride[0] + it.h * g.mask_stride[1];
+#pragma unroll
+    for (int k = 0; k < kMaskPer; ++k) {
+      const int key = tid + 128 * k;
+      m[k] = key < g.Sk ? __ldg(mb + key * g.mask_stride[3]) : cuda::from_f<T>(0.f);
+    }
+  };
+  auto store_mask = [&](const T(&m)[kMaskPer]) {
+#pragma unroll
+    for (int k = 0; k < kMaskPer; ++k) {
+      const int key = tid + 128 * k;
+      if (key >= nch * kKeys) continue;
+      mlog[key] = key >= g.Sk ? -INFINITY : to_log2(cuda::to_f(m[k]));
+    }
+  };
+
+  int i = static_cast<int>(blockIdx.x);
+  Item cur = item(i);
+  if (tid == 0) {
+    asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(&map_q)) : "memory");
+    asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(&map_k)) : "memory");
+    asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(&map_v)) : "memory");
+    mbar_init(bars, 1);
+    for (int c = 0; c < nch; ++c) mbar_init(bars + 8u * (1 + c), 1), mbar_init(bars + 8u * (1 + kMaxChunks + c), 1);
+    mbar_fence_init();
+  }
+  __syncthreads();
+  if (tid == 0) load_qk(cur), load_v(cur);
+  if constexpr (MASK == 1) {
+    T m[kMaskPer];
+    mask_of(cur, m);
+    store_mask(m);
+  }
+  __syncthreads();
+
+  const int warp = tid / 32, lane = tid % 32, gr = lane / 4, tq = lane % 4;
+  const float mult = g.scale * kLog2e;
+  const T* const mrow[2] = {nullptr, nullptr};
+  for (uint32_t parity = 0;; parity ^= 1u) {
+    const int next_i = i + static_cast<int>(gridDim.x);
+    const bool more = next_i < items;
+    const Item next = item(more ? next_i : i);
+    T mnext[kMaskPer];
+    if constexpr (MASK == 1) {
+      if (more) mask_of(next, mnext);  // in flight while this item computes
+    }
+    float oacc[32];
+#pragma unroll
+    for (int k = 0; k < 32; ++k) oacc[k] = 0.f;
+    float row_m[2] = {-INFINITY, -INFINITY}, row_l[2] = {0.f, 0.f};
+    mbar_wait(bars, parity);
+    attend_all<T, MASK>(oacc, row_m, row_l, qs, ks, vs, bars, nch, parity, g, mult, mlog, mrow, tq, [&] {
+      // Q, every K chunk and the mask row are read (the warp group's wgmma waited): refill them.
+      __syncthreads();
+      if (more) {
+        if (tid == 0) load_qk(next);
+        if constexpr (MASK == 1) store_mask(mnext);
+      }
+    });
+    __syncthreads();  // every P V done: V's chunks are free (and the next mask row is stored)
+    if (more && tid == 0) load_v(next);
+    store_rows(oacc, row_l, g, o, o_pairs, cur.b, cur.h, cur.q0 + warp * 16 + gr, tq);
+    if (!more) break;
+    i = next_i;
+    cur = next;
   }
 #else
   __trap();  // built for sm_90a only (CMakeLists.txt)
@@ -410,6 +568,41 @@ cudaError_t launch_typed(const FusedAttentionGeometry& g, const Args& a, cudaStr
   return launch_kernel<T, WG, MASK, 4 / WG>(g, a, stream, nch);
 }
 
+// The persistent kernel: as many CTAs as fit the GPU at once (at most one an item).
+template <class T, int MASK, int MINB>
+cudaError_t launch_persistent(const FusedAttentionGeometry& g, const Args& a, cudaStream_t stream, int nch) {
+  CUtensorMap mq, mk, mv;
+  int qd = 0, kd = 0, vd = 0;
+  if (!encode(&mq, a.dtype, a.q, g.q, g.B, g.H, g.Sq, &qd) || !encode(&mk, a.dtype, a.k, g.k, g.B, g.H, g.Sk, &kd) ||
+      !encode(&mv, a.dtype, a.v, g.v, g.B, g.H, g.Sk, &vd) || vd != kd)
+    return cudaErrorNotSupported;
+  constexpr auto kernel = flash_wgmma_persistent_kernel<T, MASK, MINB>;
+  cudaError_t e = cuda::configure_smem<kernel>(smem_bytes(1, kMaxChunks), true);
+  if (e != cudaSuccess) return e;
+  int device = 0, sms = 0, per_sm = 0;
+  if ((e = cudaGetDevice(&device)) != cudaSuccess ||
+      (e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device)) != cudaSuccess ||
+      (e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, 128, smem_bytes(1, nch))) != cudaSuccess)
+    return e;
+  const int qblocks = static_cast<int>((g.Sq + kRows - 1) / kRows);
+  const int64_t items = int64_t{qblocks} * g.H * g.B;
+  if (items > int64_t{1} << 30) return cudaErrorNotSupported;
+  const int grid = static_cast<int>(std::min<int64_t>(items, int64_t{std::max(per_sm, 1)} * sms));
+  kernel<<<grid, 128, smem_bytes(1, nch), stream>>>(mq, mk, mv, g, static_cast<const T*>(a.mask), static_cast<T*>(a.o),
+                                                    a.o_pairs, qd, kd, cuda::reverse_grids(), qblocks,
+                                                    static_cast<int>(items));
+  return cudaGetLastError();
+}
+
+template <class T>
+cudaError_t launch_persistent_mask(const FusedAttentionGeometry& g, const Args& a, cudaStream_t stream) {
+  const int nch = static_cast<int>((g.Sk + kKeys - 1) / kKeys);
+  if (a.mask && g.mask_stride[2] != 0) return launch_typed<T, 1, 2>(g, a, stream);  // per-query mask: one-shot
+  if (!a.mask)
+    return nch <= 2 ? launch_persistent<T, 0, 5>(g, a, stream, nch) : launch_persistent<T, 0, 4>(g, a, stream, nch);
+  return nch <= 2 ? launch_persistent<T, 1, 5>(g, a, stream, nch) : launch_persistent<T, 1, 4>(g, a, stream, nch);
+}
+
 template <class T, int WG>
 cudaError_t launch_mask(const FusedAttentionGeometry& g, const Args& a, cudaStream_t stream) {
   if (!a.mask) return launch_typed<T, WG, 0>(g, a, stream);
@@ -435,14 +628,22 @@ bool takes(const FusedAttentionGeometry& g, const Args& a) {
   return current_device_is_sm90();  // sm_90a code only
 }
 
-int launch(const FusedAttentionGeometry& g, const Args& a, int wgs, cudaStream_t stream) {
-  if (wgs != 1 && wgs != 2) return static_cast<int>(cudaErrorInvalidValue);
+int launch(const FusedAttentionGeometry& g, const Args& a, Variant v, cudaStream_t stream) {
+  if (v != Variant::kOneWarpGroup && v != Variant::kTwoWarpGroups && v != Variant::kPersistent)
+    return static_cast<int>(cudaErrorInvalidValue);
   if (!takes(g, a)) return static_cast<int>(cudaErrorNotSupported);
+  const bool half = a.dtype == DataType::kFloat16;
   cudaError_t e;
-  if (a.dtype == DataType::kFloat16)
-    e = wgs == 1 ? launch_mask<__half, 1>(g, a, stream) : launch_mask<__half, 2>(g, a, stream);
-  else
-    e = wgs == 1 ? launch_mask<__nv_bfloat16, 1>(g, a, stream) : launch_mask<__nv_bfloat16, 2>(g, a, stream);
+  switch (v) {
+    case Variant::kOneWarpGroup:
+      e = half ? launch_mask<__half, 1>(g, a, stream) : launch_mask<__nv_bfloat16, 1>(g, a, stream);
+      break;
+    case Variant::kTwoWarpGroups:
+      e = half ? launch_mask<__half, 2>(g, a, stream) : launch_mask<__nv_bfloat16, 2>(g, a, stream);
+      break;
+    default:
+      e = half ? launch_persistent_mask<__half>(g, a, stream) : launch_persistent_mask<__nv_bfloat16>(g, a, stream);
+  }
   return static_cast<int>(e);
 }
 
