@@ -296,8 +296,7 @@ __device__ __forceinline__ void store_rows(const float (&oacc)[32], const float 
 // MINB: CTAs an SM the registers allow. 4 / WG (<= 128 registers) everywhere; 5 (<= 96, no
 // spills without a per-query mask) for one warp group over at most 128 keys, where shared
 // memory fits 5 (44 KB a CTA): BERT bs128's layer, latency-bound at 4 (ncu: 58% of DRAM
-// bandwidth, 0.41 issues a cycle a scheduler), went 48.0 -> 45.9 us under ncu, 6.01 -> 5.94
-// GPU ms in all (session 19).
+// bandwidth, 0.41 issues a cycle a scheduler), went 48.0 -> 45.9 us under ncu (session 19).
 template <class T, int WG, int MASK, int MINB>
 __global__ void __launch_bounds__(WG * 128, MINB)
     flash_wgmma_kernel(const __grid_constant__ CUtensorMap map_q, const __grid_constant__ CUtensorMap map_k,
