@@ -541,21 +541,31 @@ bool encode(CUtensorMap* map, DataType t, const void* data, const OperandMap& m,
             CU_TENSOR_MAP_L2_PROMOTION_L2_128B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
+// Q, K and V's tensor maps and where s sits in Q's and in K's (V's must match K's).
+struct Maps {
+  CUtensorMap q, k, v;
+  int qd = 0, kd = 0;
+};
+bool encode_all(const FusedAttentionGeometry& g, const Args& a, Maps& m) {
+  int vd = 0;
+  return encode(&m.q, a.dtype, a.q, g.q, g.B, g.H, g.Sq, &m.qd) &&
+         encode(&m.k, a.dtype, a.k, g.k, g.B, g.H, g.Sk, &m.kd) &&
+         encode(&m.v, a.dtype, a.v, g.v, g.B, g.H, g.Sk, &vd) && vd == m.kd;
+}
+
 template <class T, int WG, int MASK, int MINB>
 cudaError_t launch_kernel(const FusedAttentionGeometry& g, const Args& a, cudaStream_t stream, int nch) {
-  CUtensorMap mq, mk, mv;
-  int qd = 0, kd = 0, vd = 0;
-  if (!encode(&mq, a.dtype, a.q, g.q, g.B, g.H, g.Sq, &qd) || !encode(&mk, a.dtype, a.k, g.k, g.B, g.H, g.Sk, &kd) ||
-      !encode(&mv, a.dtype, a.v, g.v, g.B, g.H, g.Sk, &vd) || vd != kd)
-    return cudaErrorNotSupported;
+  Maps m;
+  if (!encode_all(g, a, m)) return cudaErrorNotSupported;
   // All the shared memory the SM has: as many CTAs an SM as registers allow.
   constexpr auto kernel = flash_wgmma_kernel<T, WG, MASK, MINB>;
   const cudaError_t set = cuda::configure_smem<kernel>(smem_bytes(WG, kMaxChunks), true);
   if (set != cudaSuccess) return set;
   const dim3 grid(static_cast<unsigned>((g.Sq + kRows * WG - 1) / (kRows * WG)), static_cast<unsigned>(g.H),
                   static_cast<unsigned>(g.B));
-  kernel<<<grid, WG * 128, smem_bytes(WG, nch), stream>>>(
-      mq, mk, mv, g, static_cast<const T*>(a.mask), static_cast<T*>(a.o), a.o_pairs, qd, kd, cuda::reverse_grids());
+  kernel<<<grid, WG * 128, smem_bytes(WG, nch), stream>>>(m.q, m.k, m.v, g, static_cast<const T*>(a.mask),
+                                                          static_cast<T*>(a.o), a.o_pairs, m.qd, m.kd,
+                                                          cuda::reverse_grids());
   return cudaGetLastError();
 }
 
@@ -570,11 +580,8 @@ cudaError_t launch_typed(const FusedAttentionGeometry& g, const Args& a, cudaStr
 // The persistent kernel: as many CTAs as fit the GPU at once (at most one an item).
 template <class T, int MASK, int MINB>
 cudaError_t launch_persistent(const FusedAttentionGeometry& g, const Args& a, cudaStream_t stream, int nch) {
-  CUtensorMap mq, mk, mv;
-  int qd = 0, kd = 0, vd = 0;
-  if (!encode(&mq, a.dtype, a.q, g.q, g.B, g.H, g.Sq, &qd) || !encode(&mk, a.dtype, a.k, g.k, g.B, g.H, g.Sk, &kd) ||
-      !encode(&mv, a.dtype, a.v, g.v, g.B, g.H, g.Sk, &vd) || vd != kd)
-    return cudaErrorNotSupported;
+  Maps m;
+  if (!encode_all(g, a, m)) return cudaErrorNotSupported;
   constexpr auto kernel = flash_wgmma_persistent_kernel<T, MASK, MINB>;
   cudaError_t e = cuda::configure_smem<kernel>(smem_bytes(1, kMaxChunks), true);
   if (e != cudaSuccess) return e;
@@ -587,9 +594,9 @@ cudaError_t launch_persistent(const FusedAttentionGeometry& g, const Args& a, cu
   const int64_t items = int64_t{qblocks} * g.H * g.B;
   if (items > int64_t{1} << 30) return cudaErrorNotSupported;
   const int grid = static_cast<int>(std::min<int64_t>(items, int64_t{std::max(per_sm, 1)} * sms));
-  kernel<<<grid, 128, smem_bytes(1, nch), stream>>>(mq, mk, mv, g, static_cast<const T*>(a.mask), static_cast<T*>(a.o),
-                                                    a.o_pairs, qd, kd, cuda::reverse_grids(), qblocks,
-                                                    static_cast<int>(items));
+  kernel<<<grid, 128, smem_bytes(1, nch), stream>>>(m.q, m.k, m.v, g, static_cast<const T*>(a.mask),
+                                                    static_cast<T*>(a.o), a.o_pairs, m.qd, m.kd, cuda::reverse_grids(),
+                                                    qblocks, static_cast<int>(items));
   return cudaGetLastError();
 }
 
