@@ -14,6 +14,13 @@ and kernel compilation, timing), the GPU compute median, and the sum of the time
 layers' picked medians (far below the GPU time: layers without tactics dominate; far
 above it: isolated timing misleads). Runs on the GPU machine
 after bench/gpu.sh (or any CUDA build) has made build/gpu/kiln.
+
+Differences under ~1% need both orders and one engine: `--balanced` runs the settings
+forward and then backward (A B B A) and adds a mean per setting; `--one-engine` builds the
+engine once, with the first setting, and benches every setting on it (runtime switches, or
+two builds of kiln that read the same engine), so no setting's timing-picked kernels differ
+by chance. (Session 19: two builds with the same kernels, the new one first in each pair,
+ran BERT bs128 ~55 us apart.)
 """
 import argparse
 import os
@@ -45,6 +52,9 @@ def main():
     p.add_argument("--kiln", type=Path, default=ROOT / "build/gpu/kiln")
     p.add_argument("--work", type=Path, default=Path("/tmp/kiln-ab"))
     p.add_argument("--timeout", type=float, default=300)
+    p.add_argument("--balanced", action="store_true", help="run the settings forward, then backward (A B B A)")
+    p.add_argument("--one-engine", action="store_true",
+                   help="build once with the first setting; bench every setting on that engine")
     p.add_argument("--build-logs", type=Path, default=None,
                    help="write each setting's `kiln build -v` log (every layer's timed candidates) into this folder")
     a = p.parse_args()
@@ -54,8 +64,12 @@ def main():
     ins, _ = peers.onnx_io(onnx_path)
     example = peers.MODELS[name]["inputs"](a.batch, peers.torch.Generator().manual_seed(0))
     shapes = ",".join(f"{n}:{'x'.join(str(d) for d in example[n].shape)}" for n in ins)
+    order = list(a.settings) + (list(reversed(a.settings)) if a.balanced else [])
+    if a.one_engine and any(kv.startswith("--") for st in a.settings for kv in st.split()):
+        sys.exit("--one-engine builds once: no setting can carry build options (\"--...\")")
     rows = []
-    for setting in a.settings:
+    built = None  # (kiln, engine, build s, tactics s, picks) of the one engine
+    for setting in order:
         env = dict(os.environ)
         build_args = []
         kiln = a.kiln
@@ -69,31 +83,44 @@ def main():
                 continue
             env[k] = v
         eng = a.work / f"{name}-ab.kiln"
-        prec = [] if a.fp32 else ["--fp16"]
-        b, build_s = run([str(kiln), "build", str(onnx_path), "-o", str(eng), "--device", "cuda", *prec,
-                          "--shapes", shapes, "-v", *build_args], env, a.timeout)
-        if a.build_logs:
-            a.build_logs.mkdir(parents=True, exist_ok=True)
-            (a.build_logs / f"build-{len(rows)}.log").write_text(f"setting: {setting!r}\n" + b.stderr)
-        if b.returncode:
-            rows.append((setting or "(as is)", f"build failed: {b.stderr.strip().splitlines()[-1][:120]}", "", "", "", "",
-                         ""))
-            continue
-        tactics = re.search(r"tactics: .*?\(([\d.]+) s\)", b.stderr)
-        picks = re.search(r"medians sum to ([\d.]+) ms", b.stderr)
+        if not (a.one_engine and built):
+            prec = [] if a.fp32 else ["--fp16"]
+            b, build_s = run([str(kiln), "build", str(onnx_path), "-o", str(eng), "--device", "cuda", *prec,
+                              "--shapes", shapes, "-v", *build_args], env, a.timeout)
+            if a.build_logs:
+                a.build_logs.mkdir(parents=True, exist_ok=True)
+                (a.build_logs / f"build-{len(rows)}.log").write_text(f"setting: {setting!r}\n" + b.stderr)
+            if b.returncode:
+                rows.append((setting or "(as is)", f"build failed: {b.stderr.strip().splitlines()[-1][:120]}", "", "",
+                             "", "", ""))
+                continue
+            tactics = re.search(r"tactics: .*?\(([\d.]+) s\)", b.stderr)
+            picks = re.search(r"medians sum to ([\d.]+) ms", b.stderr)
+            built = (f"{build_s:.1f}", tactics.group(1) if tactics else "-", picks.group(1) if picks else "-")
         r, bench_s = run([str(kiln), "bench", str(eng), "--shapes", shapes, "--device", "cuda", "--cuda-graph",
                           "--no-data-transfers", "--iterations", str(a.iterations)], env, a.timeout)
         gpu = re.search(r"GPU Compute Time: .*?median = ([\d.]+) ms", r.stdout)
         lat = re.search(r"Latency: .*?median = ([\d.]+) ms", r.stdout)
-        rows.append((setting or "(as is)", f"{build_s:.1f}", tactics.group(1) if tactics else "-", f"{bench_s:.1f}",
-                     gpu.group(1) if gpu else f"bench failed: {r.stderr.strip()[-120:]}",
-                     lat.group(1) if lat else "-", picks.group(1) if picks else "-"))
+        build_col, tactics_col, picks_col = ("(one engine)", "-", built[2]) if a.one_engine and rows else built
+        rows.append((setting or "(as is)", build_col, tactics_col, f"{bench_s:.1f}",
+                     gpu.group(1) if gpu else f"bench failed: {r.stderr.strip()[-120:]}", lat.group(1) if lat else "-",
+                     picks_col))
     print(f"\n{name} bs{a.batch} {'fp32' if a.fp32 else 'fp16'}")
     print("| setting | build s | tactic timing s | bench process s | GPU compute median ms | host latency median ms "
           "| timed picks sum ms |")
     print("|---|---|---|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
+    if a.balanced or len(rows) > len(set(a.settings)):
+        print("\n| setting | GPU compute medians ms | mean | host latency medians ms | mean |")
+        print("|---|---|---|---|---|")
+        for setting in dict.fromkeys(r[0] for r in rows):
+            got = [r for r in rows if r[0] == setting]
+            cols = []
+            for i in (4, 5):
+                vals = [float(r[i]) for r in got if re.fullmatch(r"[\d.]+", r[i])]
+                cols += [", ".join(f"{v:.4f}" for v in vals), f"{sum(vals) / len(vals):.4f}" if vals else "-"]
+            print(f"| {setting} | " + " | ".join(cols) + " |")
 
 
 if __name__ == "__main__":
