@@ -577,7 +577,7 @@ cudaError_t launch_typed(const FusedAttentionGeometry& g, const Args& a, cudaStr
   return launch_kernel<T, WG, MASK, 4 / WG>(g, a, stream, nch);
 }
 
-// The persistent kernel: as many CTAs as fit the GPU at once (at most one an item).
+// The persistent kernel: at most as many CTAs as fit the GPU at once.
 template <class T, int MASK, int MINB>
 cudaError_t launch_persistent(const FusedAttentionGeometry& g, const Args& a, cudaStream_t stream, int nch) {
   Maps m;
@@ -593,7 +593,10 @@ cudaError_t launch_persistent(const FusedAttentionGeometry& g, const Args& a, cu
   const int qblocks = static_cast<int>((g.Sq + kRows - 1) / kRows);
   const int64_t items = int64_t{qblocks} * g.H * g.B;
   if (items > int64_t{1} << 30) return cudaErrorNotSupported;
-  const int grid = static_cast<int>(std::min<int64_t>(items, int64_t{std::max(per_sm, 1)} * sms));
+  // As few CTAs as give the same number of rounds: 3,072 items on 660 slots (BERT bs128) run
+  // 615 CTAs of 5 items, not 660 of which 260 idle through the fifth round.
+  const int64_t slots = int64_t{std::max(per_sm, 1)} * sms, rounds = (items + slots - 1) / slots;
+  const int grid = static_cast<int>((items + rounds - 1) / rounds);
   kernel<<<grid, 128, smem_bytes(1, nch), stream>>>(m.q, m.k, m.v, g, static_cast<const T*>(a.mask),
                                                     static_cast<T*>(a.o), a.o_pairs, m.qd, m.kd, cuda::reverse_grids(),
                                                     qblocks, static_cast<int>(items));
