@@ -224,9 +224,27 @@ __device__ __forceinline__ void attend_chunk(float (&oacc)[32], float (&row_m)[2
   wgmma_wait<0>();
 }
 
+// The barrier block at `bars` (after the tiles): Q's, then K chunk c's, then V chunk c's, then
+// (MASK == 1) the mask row as log2 floats.
+__device__ __forceinline__ uint32_t bar_k(uint32_t bars, int c) { return bars + 8u * (1 + c); }
+__device__ __forceinline__ uint32_t bar_v(uint32_t bars, int c) { return bars + 8u * (1 + kMaxChunks + c); }
+__device__ __forceinline__ float* mask_row(unsigned char* smem_raw, uint32_t bars) {
+  return reinterpret_cast<float*>(smem_raw + (bars + 8u * (1 + 2 * kMaxChunks) - cuda::smem_addr(smem_raw)));
+}
+
+// Thread 0, at a CTA's start: the tensor maps prefetched, the barriers initialized.
+__device__ __forceinline__ void set_up(const CUtensorMap* q, const CUtensorMap* k, const CUtensorMap* v, uint32_t bars,
+                                       int nch) {
+  for (const CUtensorMap* m : {q, k, v})
+    asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(m)) : "memory");
+  mbar_init(bars, 1);
+  for (int c = 0; c < nch; ++c) mbar_init(bar_k(bars, c), 1), mbar_init(bar_v(bars, c), 1);
+  mbar_fence_init();
+}
+
 // Every key chunk of one 64-row block: full chunks of 64 keys; a last one of <= 16 or <= 32
 // live keys runs as n16 / n32 (ViT's 197 tokens: 5 keys in the fourth chunk). K chunk c's
-// barrier is bars + 8 (1 + c), V's bars + 8 (1 + kMaxChunks + c), both at `parity`.
+// barrier is bar_k(bars, c), V's bar_v(bars, c), both at `parity`.
 // last_scored() runs once the last chunk's scores are in registers.
 template <class T, int MASK, class Scored>
 __device__ __forceinline__ void attend_all(float (&oacc)[32], float (&row_m)[2], float (&row_l)[2], uint32_t qtile,
@@ -235,12 +253,12 @@ __device__ __forceinline__ void attend_all(float (&oacc)[32], float (&row_m)[2],
                                            const T* const (&mrow)[2], int tq, Scored&& last_scored) {
   for (int ch = 0; ch < nch; ++ch) {
     const long long k0 = static_cast<long long>(ch) * kKeys, live = g.Sk - k0;
-    const uint32_t kt = ks + ch * kTile, vt = vs + ch * kTile, vbar = bars + 8u * (1 + kMaxChunks + ch);
+    const uint32_t kt = ks + ch * kTile, vt = vs + ch * kTile, vbar = bar_v(bars, ch);
     const bool first = ch == 0, last = ch == nch - 1;
     auto scored = [&] {
       if (last) last_scored();
     };
-    mbar_wait(bars + 8u * (1 + ch), parity);
+    mbar_wait(bar_k(bars, ch), parity);
     if (live >= 64)
       attend_chunk<T, MASK, 64, false>(oacc, row_m, row_l, qtile, kt, vt, vbar, parity, k0, g, mult, mlog, mrow, tq,
                                        first, scored);
@@ -308,20 +326,10 @@ __global__ void __launch_bounds__(WG * 128, MINB)
   const uint32_t base = (cuda::smem_addr(smem_raw) + 1023u) & ~1023u;  // swizzle atoms on 1 KB
   const int nch = static_cast<int>((g.Sk + kKeys - 1) / kKeys);
   const uint32_t qs = base, ks = base + WG * kTile, vs = ks + nch * kTile, bars = vs + nch * kTile;
-  auto bar_q = [&] { return bars; };
-  auto bar_k = [&](int c) { return bars + 8u * (1 + c); };
-  auto bar_v = [&](int c) { return bars + 8u * (1 + kMaxChunks + c); };
   const int tid = static_cast<int>(threadIdx.x), wg = tid / 128, t = tid % 128;
   const int b = static_cast<int>(reverse ? gridDim.z - 1 - blockIdx.z : blockIdx.z), h = static_cast<int>(blockIdx.y);
   const int q0 = static_cast<int>(blockIdx.x) * kRows * WG;
-  if (tid == 0) {
-    asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(&map_q)) : "memory");
-    asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(&map_k)) : "memory");
-    asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(&map_v)) : "memory");
-    mbar_init(bar_q(), 1);
-    for (int c = 0; c < nch; ++c) mbar_init(bar_k(c), 1), mbar_init(bar_v(c), 1);
-    mbar_fence_init();
-  }
+  if (tid == 0) set_up(&map_q, &map_k, &map_v, bars, nch);
   __syncthreads();
   if (tid == 0) {
     // Coordinates: d, then the (h, s, b) dims in the order the maps were encoded in
@@ -332,21 +340,21 @@ __global__ void __launch_bounds__(WG * 128, MINB)
       for (int i = 1; i < 4; ++i) c[i] = i == sdim ? s : rest[r++];
     };
     int c[4];
-    mbar_expect_tx(bar_q(), WG * kTile);
+    mbar_expect_tx(bars, WG * kTile);
     for (int w = 0; w < WG; ++w) {
       coords(qc_dim, q0 + w * kRows, c);
-      tma_load_4d(qs + w * kTile, &map_q, bar_q(), c[0], c[1], c[2], c[3]);
+      tma_load_4d(qs + w * kTile, &map_q, bars, c[0], c[1], c[2], c[3]);
     }
     for (int ch = 0; ch < nch; ++ch) {
       coords(kc_dim, ch * kKeys, c);
-      mbar_expect_tx(bar_k(ch), kTile);
-      tma_load_4d(ks + ch * kTile, &map_k, bar_k(ch), c[0], c[1], c[2], c[3]);
-      mbar_expect_tx(bar_v(ch), kTile);
-      tma_load_4d(vs + ch * kTile, &map_v, bar_v(ch), c[0], c[1], c[2], c[3]);
+      mbar_expect_tx(bar_k(bars, ch), kTile);
+      tma_load_4d(ks + ch * kTile, &map_k, bar_k(bars, ch), c[0], c[1], c[2], c[3]);
+      mbar_expect_tx(bar_v(bars, ch), kTile);
+      tma_load_4d(vs + ch * kTile, &map_v, bar_v(bars, ch), c[0], c[1], c[2], c[3]);
     }
   }
   // MASK == 1: the (batch, head)'s mask row in log2 units, loaded while the tiles land.
-  float* mlog = reinterpret_cast<float*>(smem_raw + (bars + 8u * (1 + 2 * kMaxChunks) - cuda::smem_addr(smem_raw)));
+  float* mlog = mask_row(smem_raw, bars);
   if constexpr (MASK == 1) {
     const T* mb = mask + b * g.mask_stride[0] + h * g.mask_stride[1];
     for (int key = tid; key < nch * kKeys; key += WG * 128) mlog[key] = mask_log2(mb, key, g.Sk, g.mask_stride[3]);
@@ -368,7 +376,7 @@ __global__ void __launch_bounds__(WG * 128, MINB)
 #pragma unroll
   for (int i = 0; i < 32; ++i) oacc[i] = 0.f;
   float row_m[2] = {-INFINITY, -INFINITY}, row_l[2] = {0.f, 0.f};
-  mbar_wait(bar_q(), 0);
+  mbar_wait(bars, 0);
   const uint32_t qtile = qs + wg * kTile;
 
   attend_all<T, MASK>(oacc, row_m, row_l, qtile, ks, vs, bars, nch, 0, g, mult, mlog, mrow, tq, [] {});
@@ -399,7 +407,7 @@ __global__ void __launch_bounds__(128, MINB)
   const uint32_t base = (cuda::smem_addr(smem_raw) + 1023u) & ~1023u;  // swizzle atoms on 1 KB
   const int nch = static_cast<int>((g.Sk + kKeys - 1) / kKeys);
   const uint32_t qs = base, ks = base + kTile, vs = ks + nch * kTile, bars = vs + nch * kTile;
-  float* mlog = reinterpret_cast<float*>(smem_raw + (bars + 8u * (1 + 2 * kMaxChunks) - cuda::smem_addr(smem_raw)));
+  float* mlog = mask_row(smem_raw, bars);
   const int tid = static_cast<int>(threadIdx.x);
   struct Item {
     int b, h, q0;
@@ -422,15 +430,14 @@ __global__ void __launch_bounds__(128, MINB)
     mbar_expect_tx(bars, kTile);
     load(qs, &map_q, bars, qc_dim, it.q0, it);
     for (int ch = 0; ch < nch; ++ch) {
-      mbar_expect_tx(bars + 8u * (1 + ch), kTile);
-      load(ks + ch * kTile, &map_k, bars + 8u * (1 + ch), kc_dim, ch * kKeys, it);
+      mbar_expect_tx(bar_k(bars, ch), kTile);
+      load(ks + ch * kTile, &map_k, bar_k(bars, ch), kc_dim, ch * kKeys, it);
     }
   };
   auto load_v = [&](const Item& it) {  // thread 0
     for (int ch = 0; ch < nch; ++ch) {
-      const uint32_t bar = bars + 8u * (1 + kMaxChunks + ch);
-      mbar_expect_tx(bar, kTile);
-      load(vs + ch * kTile, &map_v, bar, kc_dim, ch * kKeys, it);
+      mbar_expect_tx(bar_v(bars, ch), kTile);
+      load(vs + ch * kTile, &map_v, bar_v(bars, ch), kc_dim, ch * kKeys, it);
     }
   };
   // MASK == 1: this thread's keys (tid, tid + 128) of an item's mask row, raw (loads in flight
@@ -455,14 +462,7 @@ __global__ void __launch_bounds__(128, MINB)
 
   int i = static_cast<int>(blockIdx.x);
   Item cur = item(i);
-  if (tid == 0) {
-    asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(&map_q)) : "memory");
-    asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(&map_k)) : "memory");
-    asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(&map_v)) : "memory");
-    mbar_init(bars, 1);
-    for (int c = 0; c < nch; ++c) mbar_init(bars + 8u * (1 + c), 1), mbar_init(bars + 8u * (1 + kMaxChunks + c), 1);
-    mbar_fence_init();
-  }
+  if (tid == 0) set_up(&map_q, &map_k, &map_v, bars, nch);
   __syncthreads();
   if (tid == 0) load_qk(cur), load_v(cur);
   if constexpr (MASK == 1) {
