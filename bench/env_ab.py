@@ -10,9 +10,11 @@ KILN_BIN=PATH runs another build of kiln: an A/B of code) and `kiln build` optio
 `kiln build` (FP16 unless --fp32, one profile at the batch) and the environment of
 `kiln bench --cuda-graph --no-data-transfers`; the table gives the build's wall clock and
 its tactic-timing share, the bench process's wall clock (engine load, first-run plan
-and kernel compilation, timing), the GPU compute median, and the sum of the timed
+and kernel compilation, timing), the GPU compute median, the sum of the timed
 layers' picked medians (far below the GPU time: layers without tactics dominate; far
-above it: isolated timing misleads). Runs on the GPU machine
+above it: isolated timing misleads), and the GPU's mean SM clock and power and its peak
+temperature during the bench (gpu_clocks.py: large batches run at the power cap, where a
+hotter GPU clocks lower). Runs on the GPU machine
 after bench/gpu.sh (or any CUDA build) has made build/gpu/kiln.
 
 Differences under ~1% need both orders and one engine: `--balanced` runs the settings
@@ -32,6 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import peers  # noqa: E402
+from gpu_clocks import ClockSampler  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -92,23 +95,24 @@ def main():
                 (a.build_logs / f"build-{len(rows)}.log").write_text(f"setting: {setting!r}\n" + b.stderr)
             if b.returncode:
                 rows.append((setting or "(as is)", f"build failed: {b.stderr.strip().splitlines()[-1][:120]}", "", "",
-                             "", "", ""))
+                             "", "", "", ""))
                 continue
             tactics = re.search(r"tactics: .*?\(([\d.]+) s\)", b.stderr)
             picks = re.search(r"medians sum to ([\d.]+) ms", b.stderr)
             built = (f"{build_s:.1f}", tactics.group(1) if tactics else "-", picks.group(1) if picks else "-")
-        r, bench_s = run([str(kiln), "bench", str(eng), "--shapes", shapes, "--device", "cuda", "--cuda-graph",
-                          "--no-data-transfers", "--iterations", str(a.iterations)], env, a.timeout)
+        with ClockSampler() as clocks:
+            r, bench_s = run([str(kiln), "bench", str(eng), "--shapes", shapes, "--device", "cuda", "--cuda-graph",
+                              "--no-data-transfers", "--iterations", str(a.iterations)], env, a.timeout)
         gpu = re.search(r"GPU Compute Time: .*?median = ([\d.]+) ms", r.stdout)
         lat = re.search(r"Latency: .*?median = ([\d.]+) ms", r.stdout)
         build_col, tactics_col, picks_col = ("(one engine)", "-", built[2]) if a.one_engine and rows else built
         rows.append((setting or "(as is)", build_col, tactics_col, f"{bench_s:.1f}",
                      gpu.group(1) if gpu else f"bench failed: {r.stderr.strip()[-120:]}", lat.group(1) if lat else "-",
-                     picks_col))
+                     picks_col, clocks.summary()))
     print(f"\n{name} bs{a.batch} {'fp32' if a.fp32 else 'fp16'}")
     print("| setting | build s | tactic timing s | bench process s | GPU compute median ms | host latency median ms "
-          "| timed picks sum ms |")
-    print("|---|---|---|---|---|---|---|")
+          "| timed picks sum ms | bench's GPU clock, power, peak temperature |")
+    print("|---|---|---|---|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
     if a.balanced or len(rows) > len(set(a.settings)):
