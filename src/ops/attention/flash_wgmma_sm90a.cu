@@ -242,6 +242,28 @@ __device__ __forceinline__ void set_up(const CUtensorMap* q, const CUtensorMap* 
   mbar_fence_init();
 }
 
+// MASK == 1: the keys key0, key0 + step, ... of a (batch, head)'s mask row, raw (N loads issued
+// at once, in flight until store_mask), then stored in log2 units (-inf past Sk) for all nch chunks.
+template <class T, int N>
+__device__ __forceinline__ void load_mask(const T* __restrict__ mask, const FusedAttentionGeometry& g, int b, int h,
+                                          int key0, int step, T (&m)[N]) {
+  const T* mb = mask + b * g.mask_stride[0] + h * g.mask_stride[1];
+#pragma unroll
+  for (int k = 0; k < N; ++k) {
+    const int key = key0 + step * k;
+    m[k] = key < g.Sk ? __ldg(mb + key * g.mask_stride[3]) : cuda::from_f<T>(0.f);
+  }
+}
+template <class T, int N>
+__device__ __forceinline__ void store_mask(float* mlog, const FusedAttentionGeometry& g, int nch, int key0, int step,
+                                           const T (&m)[N]) {
+#pragma unroll
+  for (int k = 0; k < N; ++k) {
+    const int key = key0 + step * k;
+    if (key < nch * kKeys) mlog[key] = key >= g.Sk ? -INFINITY : to_log2(cuda::to_f(m[k]));
+  }
+}
+
 // Every key chunk of one 64-row block: full chunks of 64 keys; a last one of <= 16 or <= 32
 // live keys runs as n16 / n32 (ViT's 197 tokens: 5 keys in the fourth chunk). K chunk c's
 // barrier is bar_k(bars, c), V's bar_v(bars, c), both at `parity`.
@@ -329,6 +351,11 @@ __global__ void __launch_bounds__(WG * 128, MINB)
   const int tid = static_cast<int>(threadIdx.x), wg = tid / 128, t = tid % 128;
   const int b = static_cast<int>(reverse ? gridDim.z - 1 - blockIdx.z : blockIdx.z), h = static_cast<int>(blockIdx.y);
   const int q0 = static_cast<int>(blockIdx.x) * kRows * WG;
+  // MASK == 1: the (batch, head)'s mask row, its loads issued before the set-up and its
+  // barrier, stored in log2 units once the TMA loads are issued.
+  constexpr int kMaskPer = kKeys * kMaxChunks / (WG * 128);
+  [[maybe_unused]] T mraw[kMaskPer];
+  if constexpr (MASK == 1) load_mask(mask, g, b, h, tid, WG * 128, mraw);
   if (tid == 0) set_up(&map_q, &map_k, &map_v, bars, nch);
   __syncthreads();
   if (tid == 0) {
@@ -353,11 +380,9 @@ __global__ void __launch_bounds__(WG * 128, MINB)
       tma_load_4d(vs + ch * kTile, &map_v, bar_v(bars, ch), c[0], c[1], c[2], c[3]);
     }
   }
-  // MASK == 1: the (batch, head)'s mask row in log2 units, loaded while the tiles land.
   float* mlog = mask_row(smem_raw, bars);
   if constexpr (MASK == 1) {
-    const T* mb = mask + b * g.mask_stride[0] + h * g.mask_stride[1];
-    for (int key = tid; key < nch * kKeys; key += WG * 128) mlog[key] = mask_log2(mb, key, g.Sk, g.mask_stride[3]);
+    store_mask(mlog, g, nch, tid, WG * 128, mraw);
     __syncthreads();
   }
   if (q0 + wg * kRows >= g.Sq) return;  // a warp group past the last query row (no barrier follows)
@@ -443,22 +468,8 @@ __global__ void __launch_bounds__(128, MINB)
   // MASK == 1: this thread's keys (tid, tid + 128) of an item's mask row, raw (loads in flight
   // while the item before computes), then stored in log2 units (-inf past Sk).
   constexpr int kMaskPer = kKeys * kMaxChunks / 128;
-  auto mask_of = [&](const Item& it, T(&m)[kMaskPer]) {
-    const T* mb = mask + it.b * g.mask_stride[0] + it.h * g.mask_stride[1];
-#pragma unroll
-    for (int k = 0; k < kMaskPer; ++k) {
-      const int key = tid + 128 * k;
-      m[k] = key < g.Sk ? __ldg(mb + key * g.mask_stride[3]) : cuda::from_f<T>(0.f);
-    }
-  };
-  auto store_mask = [&](const T(&m)[kMaskPer]) {
-#pragma unroll
-    for (int k = 0; k < kMaskPer; ++k) {
-      const int key = tid + 128 * k;
-      if (key >= nch * kKeys) continue;
-      mlog[key] = key >= g.Sk ? -INFINITY : to_log2(cuda::to_f(m[k]));
-    }
-  };
+  auto mask_of = [&](const Item& it, T(&m)[kMaskPer]) { load_mask(mask, g, it.b, it.h, tid, 128, m); };
+  auto store_mask_row = [&](const T(&m)[kMaskPer]) { store_mask(mlog, g, nch, tid, 128, m); };
 
   int i = static_cast<int>(blockIdx.x);
   Item cur = item(i);
@@ -468,7 +479,7 @@ __global__ void __launch_bounds__(128, MINB)
   if constexpr (MASK == 1) {
     T m[kMaskPer];
     mask_of(cur, m);
-    store_mask(m);
+    store_mask_row(m);
   }
   __syncthreads();
 
@@ -493,7 +504,7 @@ __global__ void __launch_bounds__(128, MINB)
       __syncthreads();
       if (more) {
         if (tid == 0) load_qk(next);
-        if constexpr (MASK == 1) store_mask(mnext);
+        if constexpr (MASK == 1) store_mask_row(mnext);
       }
     });
     __syncthreads();  // every P V done: V's chunks are free (and the next mask row is stored)
