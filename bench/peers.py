@@ -386,6 +386,15 @@ def kiln_row(a, name, prec, b, onnx_path, onnx_in, onnx_out, inputs, row, ref_fn
             row["kiln_qps"] = j.get("throughput_qps")
             if "gpu_compute_ms" in j:
                 row["kiln_gpu_ms"] = j["gpu_compute_ms"].get("median")
+            if a.kiln_streams > 1 and b > 1 and a.kiln_device != "cpu":
+                # Throughput with that many contexts running concurrently, one stream each
+                # (trtexec's --infStreams): what a server with as many instances gets.
+                js2 = a.work / f"{tag}-bench-streams.json"
+                ok2, _, _ = kiln_call(a, ["bench", eng, "--shapes", shapes] + dev +
+                                      ["--cuda-graph", "--no-data-transfers", "--streams", a.kiln_streams,
+                                       "--duration", 3, "--json", js2], logs / f"{tag}-bench-streams.log")
+                if ok2:
+                    row["kiln_streams_qps"] = json.loads(js2.read_text()).get("throughput_qps")
         else:
             row["kiln_err"] = "bench: " + err
         if not a.no_check:
@@ -463,7 +472,7 @@ def render(rows, meta):
         return f"err ({len(notes)})"
 
     head = ["model", "prec", "batch", "kiln ms", "eager ms", "compile ms", "graphs ms", "best peer",
-            "kiln/best", "kiln img/s or seq/s", "build s", "max rel err", "ok", "eager err"]
+            "kiln/best", "kiln img/s or seq/s", f"kiln, {meta.get('streams', 2)} streams", "build s", "max rel err", "ok", "eager err"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         if r.get("skipped"):
@@ -487,14 +496,17 @@ def render(rows, meta):
             ok = {True: "pass", False: "FAIL", None: "—"}[r.get("ok")]
         cells = [r["model"], r["prec"], str(r["batch"]), kiln, *peers,
                  f"{best} {fmt(r['best_ms'])}" if best else "—", fmt(ratio, ".2f"),
-                 fmt_rate(rate) + (f" {r['unit']}" if rate else ""), fmt(r.get("build_s"), ".1f"),
+                 fmt_rate(rate) + (f" {r['unit']}" if rate else ""),
+                 fmt_rate(r["kiln_streams_qps"] * r["batch"]) if r.get("kiln_streams_qps") else "—",
+                 fmt(r.get("build_s"), ".1f"),
                  fmt(r.get("max_rel_err"), ".2e"), ok, fmt(r.get("eager_rel_err"), ".2e")]
         lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
     out = [f"# kiln vs PyTorch peers ({meta['started']})", "",
            f"- device: {meta['device']}; torch {meta['torch']}; {meta['kiln_version']}",
            f"- command: `{meta['command']}`",
            "- ms: median per batch, inputs resident on the device; kiln: `kiln bench --cuda-graph "
-           "--no-data-transfers`, latency median; peers: CUDA events around each call",
+           "--no-data-transfers`, latency median; peers: CUDA events around each call; kiln, N streams: "
+           "throughput of N contexts running concurrently (`kiln bench --streams N`, trtexec's --infStreams)",
            "- kiln/best < 1: kiln faster than the best peer; max rel err: max|kiln - torch fp32| / max|torch fp32|; "
            "eager err: the same for PyTorch eager at the row's precision (fp32 rows: with TF32, as timed)",
            "", *lines]
@@ -533,6 +545,8 @@ def parse_args():
     p.add_argument("--budget", type=float, default=0, help="start no new row after this many seconds (0: none)")
     p.add_argument("--kiln-warmup", type=int, default=None)
     p.add_argument("--kiln-iters", type=int, default=None)
+    p.add_argument("--kiln-streams", type=int, default=2,
+                   help="also bench batch > 1 rows with this many concurrent streams (0 or 1: not)")
     p.add_argument("--peer-warmup", type=int, default=None)
     p.add_argument("--peer-iters", type=int, default=None)
     p.add_argument("--no-peer-tf32", action="store_true", help="time fp32 peers without TF32 (kiln allows TF32 "
@@ -580,7 +594,7 @@ def main():
         kv = f"kiln --version failed: {first_line(e)}"
     meta = {"started": f"{datetime.datetime.now():%Y-%m-%d %H:%M}", "command": shlex.join(sys.argv),
             "device": torch.cuda.get_device_name() if dev.type == "cuda" else "cpu", "torch": torch.__version__,
-            "kiln_version": kv or "kiln (no version)", "kiln": str(a.kiln),
+            "kiln_version": kv or "kiln (no version)", "kiln": str(a.kiln), "streams": a.kiln_streams,
             "args": {k: str(v) for k, v in vars(a).items()}}
     log(f"{meta['device']}, torch {torch.__version__}, {meta['kiln_version']}; work {a.work}, report {a.out}")
     torch.backends.cudnn.benchmark = True
