@@ -248,9 +248,8 @@ std::string describe_tactic(const std::string& kernel, int64_t id) {
     if (ops::attn::is_cudnn_sdpa_tactic(id)) return "cuDNN fused attention engine";
     if (ops::attn::is_hopper_tactic(id)) {
       const int64_t v = id - ops::attn::kHopperTacticBase;
-      return v == 2 ? "kiln Hopper attention (TMA + wgmma), persistent, 1 warp group a CTA"
-                    : "kiln Hopper attention (TMA + wgmma), " + std::to_string(v + 1) + " warp group" +
-                          (v > 0 ? "s" : "") + " a CTA";
+      return "kiln Hopper attention (TMA + wgmma), " + std::to_string(v + 1) + " warp group" + (v > 0 ? "s" : "") +
+             " a CTA";
     }
     return "kiln flash attention, variant " + std::to_string(id);
   }

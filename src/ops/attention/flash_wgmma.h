@@ -1,7 +1,6 @@
 // Hopper-native attention for short sequences (flash_wgmma_sm90a.cu): fp16/bf16,
 // D == Dv == 64, Sk <= 256, every operand a plain strided [B, H, S, 64] view with rows 16-byte
-// aligned. One CTA = 1 or 2 warp groups of 64 query rows of one (batch, head), or one warp
-// group looping over such blocks (the persistent variant); Q, and all
+// aligned. One CTA = 1 or 2 warp groups of 64 query rows of one (batch, head); Q, and all
 // of K and V in 64-key chunks, arrive by TMA (128-byte swizzle, one mbarrier per chunk, rows
 // past S as zeros); S = Q K^T runs as wgmma from shared memory, the online softmax on the
 // accumulators, and O += P V as wgmma with P from registers (the accumulator layout is
@@ -33,13 +32,11 @@ bool takes(const FusedAttentionGeometry& g, const Args& a);
 enum class Variant {
   kOneWarpGroup = 0,   ///< a CTA of one warp group (64 query rows) a (batch, head) block
   kTwoWarpGroups = 1,  ///< two (128 rows sharing one copy of K and V)
-  kPersistent = 2,     ///< one warp group looping over blocks, the next block's tiles loading
-                       ///< under this one's last chunk (a per-query mask runs kOneWarpGroup)
 };
 
 /// Enqueues the attention as variant `v`; returns the cudaError_t (cudaErrorNotSupported,
-/// launching nothing, where the kernel does not take g or a tensor map cannot describe an
-/// operand: the caller runs another kernel).
+/// launching nothing, where the kernel does not take g, a tensor map cannot describe an
+/// operand or `v` is no variant: the caller runs another kernel).
 int launch(const FusedAttentionGeometry& g, const Args& a, Variant v, cudaStream_t stream);
 
 }  // namespace kiln::ops::attn::wgmma

@@ -126,15 +126,11 @@ __device__ __forceinline__ float mask_log2(const T* __restrict__ row, long long 
 // chunk and always rescaled O: a tie at BERT bs32, 0.5% faster at bs128, 3.5% at ViT bs256; a
 // pipelined form, S of chunk c + 1 enqueued before chunk c's softmax, was 3-80% slower: both
 // dropped.)
-//
-// scored(): called once the chunk's scores are in registers (masked): every read of Q, this
-// chunk's K and the mask row is done (the persistent kernel reuses them there).
-template <class T, int MASK, int NK, bool TAIL, class Scored>
+template <class T, int MASK, int NK, bool TAIL>
 __device__ __forceinline__ void attend_chunk(float (&oacc)[32], float (&row_m)[2], float (&row_l)[2], uint32_t qtile,
-                                             uint32_t ktile, uint32_t vtile, uint32_t vbar, uint32_t parity,
+                                             uint32_t ktile, uint32_t vtile, uint32_t vbar,
                                              long long k0, const FusedAttentionGeometry& g, float mult,
-                                             const float* mlog, const T* const (&mrow)[2], int tq, bool first,
-                                             Scored&& scored) {
+                                             const float* mlog, const T* const (&mrow)[2], int tq, bool first) {
   float s[NK / 2];
   wgmma_fence();
 #pragma unroll
@@ -165,7 +161,6 @@ __device__ __forceinline__ void attend_chunk(float (&oacc)[32], float (&row_m)[2
       }
     }
   }
-  scored();
   // Online softmax over the quad's columns of each row (maxima in log2 units).
   float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
@@ -216,7 +211,7 @@ __device__ __forceinline__ void attend_chunk(float (&oacc)[32], float (&row_m)[2
     }
   }
 
-  mbar_wait(vbar, parity);
+  mbar_wait(vbar, 0);
   wgmma_fence();
 #pragma unroll
   for (int kk = 0; kk < NK / 16; ++kk) Mma<T>::rs(oacc, pa[kk], desc(vtile + kk * 2048u, 8192u, 1024u));
@@ -266,33 +261,25 @@ __device__ __forceinline__ void store_mask(float* mlog, const FusedAttentionGeom
 
 // Every key chunk of one 64-row block: full chunks of 64 keys; a last one of <= 16 or <= 32
 // live keys runs as n16 / n32 (ViT's 197 tokens: 5 keys in the fourth chunk). K chunk c's
-// barrier is bar_k(bars, c), V's bar_v(bars, c), both at `parity`.
-// last_scored() runs once the last chunk's scores are in registers.
-template <class T, int MASK, class Scored>
+// barrier is bar_k(bars, c), V's bar_v(bars, c).
+template <class T, int MASK>
 __device__ __forceinline__ void attend_all(float (&oacc)[32], float (&row_m)[2], float (&row_l)[2], uint32_t qtile,
-                                           uint32_t ks, uint32_t vs, uint32_t bars, int nch, uint32_t parity,
+                                           uint32_t ks, uint32_t vs, uint32_t bars, int nch,
                                            const FusedAttentionGeometry& g, float mult, const float* mlog,
-                                           const T* const (&mrow)[2], int tq, Scored&& last_scored) {
+                                           const T* const (&mrow)[2], int tq) {
   for (int ch = 0; ch < nch; ++ch) {
     const long long k0 = static_cast<long long>(ch) * kKeys, live = g.Sk - k0;
     const uint32_t kt = ks + ch * kTile, vt = vs + ch * kTile, vbar = bar_v(bars, ch);
-    const bool first = ch == 0, last = ch == nch - 1;
-    auto scored = [&] {
-      if (last) last_scored();
-    };
-    mbar_wait(bar_k(bars, ch), parity);
+    const bool first = ch == 0;
+    mbar_wait(bar_k(bars, ch), 0);
     if (live >= 64)
-      attend_chunk<T, MASK, 64, false>(oacc, row_m, row_l, qtile, kt, vt, vbar, parity, k0, g, mult, mlog, mrow, tq,
-                                       first, scored);
+      attend_chunk<T, MASK, 64, false>(oacc, row_m, row_l, qtile, kt, vt, vbar, k0, g, mult, mlog, mrow, tq, first);
     else if (live > 32)
-      attend_chunk<T, MASK, 64, true>(oacc, row_m, row_l, qtile, kt, vt, vbar, parity, k0, g, mult, mlog, mrow, tq,
-                                      first, scored);
+      attend_chunk<T, MASK, 64, true>(oacc, row_m, row_l, qtile, kt, vt, vbar, k0, g, mult, mlog, mrow, tq, first);
     else if (live > 16)
-      attend_chunk<T, MASK, 32, true>(oacc, row_m, row_l, qtile, kt, vt, vbar, parity, k0, g, mult, mlog, mrow, tq,
-                                      first, scored);
+      attend_chunk<T, MASK, 32, true>(oacc, row_m, row_l, qtile, kt, vt, vbar, k0, g, mult, mlog, mrow, tq, first);
     else
-      attend_chunk<T, MASK, 16, true>(oacc, row_m, row_l, qtile, kt, vt, vbar, parity, k0, g, mult, mlog, mrow, tq,
-                                      first, scored);
+      attend_chunk<T, MASK, 16, true>(oacc, row_m, row_l, qtile, kt, vt, vbar, k0, g, mult, mlog, mrow, tq, first);
   }
 }
 
@@ -404,116 +391,8 @@ __global__ void __launch_bounds__(WG * 128, MINB)
   mbar_wait(bars, 0);
   const uint32_t qtile = qs + wg * kTile;
 
-  attend_all<T, MASK>(oacc, row_m, row_l, qtile, ks, vs, bars, nch, 0, g, mult, mlog, mrow, tq, [] {});
+  attend_all<T, MASK>(oacc, row_m, row_l, qtile, ks, vs, bars, nch, g, mult, mlog, mrow, tq);
   store_rows(oacc, row_l, g, o, o_pairs, b, h, row0, tq);
-#else
-  __trap();  // built for sm_90a only (CMakeLists.txt)
-#endif
-}
-
-// Tactic 2^40 + 2: one warp group a CTA, persistent. CTA c takes items c, c + gridDim.x, ...
-// (an item: 64 query rows of one (batch, head), the query block fastest, then the head, then
-// the batch, last first with `reverse`) over one set of buffers, so a CTA's start (barrier
-// set-up, the first tiles' latency) is paid once, not per item: the next item's Q and K
-// chunks load as soon as this item's last scores are in registers (under its last softmax,
-// P V and output), its V chunks once the last P V is done (under the output); the barriers'
-// phase flips each item. MASK 0 or 1 (the mask row, in log2 units, read for the next item
-// into registers at the item's start and stored where its K loads are issued).
-template <class T, int MASK, int MINB>
-__global__ void __launch_bounds__(128, MINB)
-    flash_wgmma_persistent_kernel(const __grid_constant__ CUtensorMap map_q, const __grid_constant__ CUtensorMap map_k,
-                                  const __grid_constant__ CUtensorMap map_v,
-                                  const __grid_constant__ FusedAttentionGeometry g, const T* __restrict__ mask,
-                                  T* __restrict__ o, bool o_pairs, int qc_dim, int kc_dim, bool reverse, int qblocks,
-                                  int items) {
-#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  static_assert(MASK == 0 || MASK == 1, "a per-query mask runs the one-shot kernel");
-  extern __shared__ __align__(1024) unsigned char smem_raw[];
-  const uint32_t base = (cuda::smem_addr(smem_raw) + 1023u) & ~1023u;  // swizzle atoms on 1 KB
-  const int nch = static_cast<int>((g.Sk + kKeys - 1) / kKeys);
-  const uint32_t qs = base, ks = base + kTile, vs = ks + nch * kTile, bars = vs + nch * kTile;
-  float* mlog = mask_row(smem_raw, bars);
-  const int tid = static_cast<int>(threadIdx.x);
-  struct Item {
-    int b, h, q0;
-  };
-  auto item = [&](int i) {
-    Item r;
-    r.q0 = (i % qblocks) * kRows;
-    const int bh = i / qblocks;
-    r.h = bh % static_cast<int>(g.H);
-    r.b = bh / static_cast<int>(g.H);
-    if (reverse) r.b = static_cast<int>(g.B) - 1 - r.b;
-    return r;
-  };
-  // (s, h, b), (h, s, b) or (h, b, s) for sdim 1, 2, 3 (encode's order).
-  auto load = [&](uint32_t dst, const CUtensorMap* map, uint32_t bar, int sdim, int s, const Item& it) {
-    tma_load_4d(dst, map, bar, 0, sdim == 1 ? s : it.h, sdim == 1 ? it.h : (sdim == 2 ? s : it.b),
-                sdim == 3 ? s : it.b);
-  };
-  auto load_qk = [&](const Item& it) {  // thread 0
-    mbar_expect_tx(bars, kTile);
-    load(qs, &map_q, bars, qc_dim, it.q0, it);
-    for (int ch = 0; ch < nch; ++ch) {
-      mbar_expect_tx(bar_k(bars, ch), kTile);
-      load(ks + ch * kTile, &map_k, bar_k(bars, ch), kc_dim, ch * kKeys, it);
-    }
-  };
-  auto load_v = [&](const Item& it) {  // thread 0
-    for (int ch = 0; ch < nch; ++ch) {
-      mbar_expect_tx(bar_v(bars, ch), kTile);
-      load(vs + ch * kTile, &map_v, bar_v(bars, ch), kc_dim, ch * kKeys, it);
-    }
-  };
-  // MASK == 1: this thread's keys (tid, tid + 128) of an item's mask row, raw (loads in flight
-  // while the item before computes), then stored in log2 units (-inf past Sk).
-  constexpr int kMaskPer = kKeys * kMaxChunks / 128;
-  auto mask_of = [&](const Item& it, T(&m)[kMaskPer]) { load_mask(mask, g, it.b, it.h, tid, 128, m); };
-  auto store_mask_row = [&](const T(&m)[kMaskPer]) { store_mask(mlog, g, nch, tid, 128, m); };
-
-  int i = static_cast<int>(blockIdx.x);
-  Item cur = item(i);
-  if (tid == 0) set_up(&map_q, &map_k, &map_v, bars, nch);
-  __syncthreads();
-  if (tid == 0) load_qk(cur), load_v(cur);
-  if constexpr (MASK == 1) {
-    T m[kMaskPer];
-    mask_of(cur, m);
-    store_mask_row(m);
-  }
-  __syncthreads();
-
-  const int warp = tid / 32, lane = tid % 32, gr = lane / 4, tq = lane % 4;
-  const float mult = g.scale * kLog2e;
-  const T* const mrow[2] = {nullptr, nullptr};
-  for (uint32_t parity = 0;; parity ^= 1u) {
-    const int next_i = i + static_cast<int>(gridDim.x);
-    const bool more = next_i < items;
-    const Item next = item(more ? next_i : i);
-    T mnext[kMaskPer];
-    if constexpr (MASK == 1) {
-      if (more) mask_of(next, mnext);  // in flight while this item computes
-    }
-    float oacc[32];
-#pragma unroll
-    for (int k = 0; k < 32; ++k) oacc[k] = 0.f;
-    float row_m[2] = {-INFINITY, -INFINITY}, row_l[2] = {0.f, 0.f};
-    mbar_wait(bars, parity);
-    attend_all<T, MASK>(oacc, row_m, row_l, qs, ks, vs, bars, nch, parity, g, mult, mlog, mrow, tq, [&] {
-      // Q, every K chunk and the mask row are read (the warp group's wgmma waited): refill them.
-      __syncthreads();
-      if (more) {
-        if (tid == 0) load_qk(next);
-        if constexpr (MASK == 1) store_mask_row(mnext);
-      }
-    });
-    __syncthreads();  // every P V done: V's chunks are free (and the next mask row is stored)
-    if (more && tid == 0) load_v(next);
-    store_rows(oacc, row_l, g, o, o_pairs, cur.b, cur.h, cur.q0 + warp * 16 + gr, tq);
-    if (!more) break;
-    i = next_i;
-    cur = next;
-  }
 #else
   __trap();  // built for sm_90a only (CMakeLists.txt)
 #endif
@@ -588,41 +467,6 @@ cudaError_t launch_typed(const FusedAttentionGeometry& g, const Args& a, cudaStr
   return launch_kernel<T, WG, MASK, 4 / WG>(g, a, stream, nch);
 }
 
-// The persistent kernel: at most as many CTAs as fit the GPU at once.
-template <class T, int MASK, int MINB>
-cudaError_t launch_persistent(const FusedAttentionGeometry& g, const Args& a, cudaStream_t stream, int nch) {
-  Maps m;
-  if (!encode_all(g, a, m)) return cudaErrorNotSupported;
-  constexpr auto kernel = flash_wgmma_persistent_kernel<T, MASK, MINB>;
-  cudaError_t e = cuda::configure_smem<kernel>(smem_bytes(1, kMaxChunks), true);
-  if (e != cudaSuccess) return e;
-  int device = 0, sms = 0, per_sm = 0;
-  if ((e = cudaGetDevice(&device)) != cudaSuccess ||
-      (e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device)) != cudaSuccess ||
-      (e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, 128, smem_bytes(1, nch))) != cudaSuccess)
-    return e;
-  const int qblocks = static_cast<int>((g.Sq + kRows - 1) / kRows);
-  const int64_t items = int64_t{qblocks} * g.H * g.B;
-  if (items > int64_t{1} << 30) return cudaErrorNotSupported;
-  // As few CTAs as give the same number of rounds: 3,072 items on 660 slots (BERT bs128) run
-  // 615 CTAs of 5 items, not 660 of which 260 idle through the fifth round.
-  const int64_t slots = int64_t{std::max(per_sm, 1)} * sms, rounds = (items + slots - 1) / slots;
-  const int grid = static_cast<int>((items + rounds - 1) / rounds);
-  kernel<<<grid, 128, smem_bytes(1, nch), stream>>>(m.q, m.k, m.v, g, static_cast<const T*>(a.mask),
-                                                    static_cast<T*>(a.o), a.o_pairs, m.qd, m.kd, cuda::reverse_grids(),
-                                                    qblocks, static_cast<int>(items));
-  return cudaGetLastError();
-}
-
-template <class T>
-cudaError_t launch_persistent_mask(const FusedAttentionGeometry& g, const Args& a, cudaStream_t stream) {
-  const int nch = static_cast<int>((g.Sk + kKeys - 1) / kKeys);
-  if (a.mask && g.mask_stride[2] != 0) return launch_typed<T, 1, 2>(g, a, stream);  // per-query mask: one-shot
-  if (!a.mask)
-    return nch <= 2 ? launch_persistent<T, 0, 5>(g, a, stream, nch) : launch_persistent<T, 0, 4>(g, a, stream, nch);
-  return nch <= 2 ? launch_persistent<T, 1, 5>(g, a, stream, nch) : launch_persistent<T, 1, 4>(g, a, stream, nch);
-}
-
 template <class T, int WG>
 cudaError_t launch_mask(const FusedAttentionGeometry& g, const Args& a, cudaStream_t stream) {
   if (!a.mask) return launch_typed<T, WG, 0>(g, a, stream);
@@ -649,21 +493,14 @@ bool takes(const FusedAttentionGeometry& g, const Args& a) {
 }
 
 int launch(const FusedAttentionGeometry& g, const Args& a, Variant v, cudaStream_t stream) {
-  if (v != Variant::kOneWarpGroup && v != Variant::kTwoWarpGroups && v != Variant::kPersistent)
-    return static_cast<int>(cudaErrorInvalidValue);
+  // Another value (an engine naming session 19's persistent variant, 2, since removed): the
+  // caller runs its own kernel.
+  if (v != Variant::kOneWarpGroup && v != Variant::kTwoWarpGroups) return static_cast<int>(cudaErrorNotSupported);
   if (!takes(g, a)) return static_cast<int>(cudaErrorNotSupported);
   const bool half = a.dtype == DataType::kFloat16;
-  cudaError_t e;
-  switch (v) {
-    case Variant::kOneWarpGroup:
-      e = half ? launch_mask<__half, 1>(g, a, stream) : launch_mask<__nv_bfloat16, 1>(g, a, stream);
-      break;
-    case Variant::kTwoWarpGroups:
-      e = half ? launch_mask<__half, 2>(g, a, stream) : launch_mask<__nv_bfloat16, 2>(g, a, stream);
-      break;
-    default:
-      e = half ? launch_persistent_mask<__half>(g, a, stream) : launch_persistent_mask<__nv_bfloat16>(g, a, stream);
-  }
+  const cudaError_t e = v == Variant::kOneWarpGroup
+                            ? (half ? launch_mask<__half, 1>(g, a, stream) : launch_mask<__nv_bfloat16, 1>(g, a, stream))
+                            : (half ? launch_mask<__half, 2>(g, a, stream) : launch_mask<__nv_bfloat16, 2>(g, a, stream));
   return static_cast<int>(e);
 }
 

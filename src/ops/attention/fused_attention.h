@@ -50,15 +50,15 @@ inline constexpr int64_t kCudnnSdpaTacticBase = int64_t(1) << 48;
 inline bool is_cudnn_sdpa_tactic(int64_t id) { return id >= kCudnnSdpaTacticBase; }
 
 /// Tactic IDs of the Hopper kernel (flash_wgmma.h) on CUDA: kHopperTacticBase + 0 / 1 for one
-/// / two warp groups a CTA, + 2 for one warp group persistent (wgmma::Variant; IDs of their
-/// own: the register-resident kernel's small IDs mean different tiles at different dtypes).
-inline constexpr int64_t kHopperTacticBase = int64_t(1) << 40, kHopperTactics = 3;
+/// / two warp groups a CTA (wgmma::Variant; IDs of their own: the register-resident kernel's
+/// small IDs mean different tiles at different dtypes). (+ 2 was session 19's persistent
+/// variant, removed in session 20: slower in isolation and in a graph; an engine naming it
+/// runs the register-resident kernel.)
+inline constexpr int64_t kHopperTacticBase = int64_t(1) << 40, kHopperTactics = 2;
 inline bool is_hopper_tactic(int64_t id) { return id >= kHopperTacticBase && id < kHopperTacticBase + kHopperTactics; }
 
 /// The Hopper kernel's variants the builder offers, as digits of wgmma::Variant: "01" unless
-/// KILN_ATTENTION_WGMMA_VARIANTS says otherwise. The persistent variant (2) is opt-in ("012"):
-/// correct on every test case, but slower than variant 0 in the builder's timing at BERT-base
-/// bs128 (session 19), where it was never picked. An engine naming it runs it regardless.
+/// KILN_ATTENTION_WGMMA_VARIANTS says otherwise (an A/B switch: "0" or "1" offers one).
 inline std::string hopper_variants_offered() {
   const char* v = std::getenv("KILN_ATTENTION_WGMMA_VARIANTS");
   return v && *v ? std::string(v) : std::string("01");

@@ -400,7 +400,6 @@ TEST(FusedAttention, CudaRegisterKernelRaggedRowsEveryTactic) {
 // others finite.
 TEST(FusedAttention, CudaHopperKernelViewsMasksAndDeadRows) {
   if (gpu_kernels() == 0) GTEST_SKIP() << "no CUDA device: the reference runs would compare against nothing";
-  ScopedEnv all("KILN_ATTENTION_WGMMA_VARIANTS", "012");  // the opt-in persistent variant too
   auto info = cuda::device_info(0);
   ASSERT_TRUE(info.ok());
   const bool hopper = info->cc_major == 9 && info->cc_minor == 0;
