@@ -20,6 +20,7 @@
 #include "ops/attention/fused_attention.h"
 #include "ops/conv/conv_graph_cuda.h"
 #include "ops/matmul/gemm_splitk.h"
+#include "ops/matmul/lt_config.h"
 
 namespace kiln::select {
 
@@ -253,6 +254,8 @@ std::string describe_tactic(const std::string& kernel, int64_t id) {
     }
     return "kiln flash attention, variant " + std::to_string(id);
   }
+  if (kernel == "cuda.cublaslt" && ops::matmul::lt_config::is_enumerated(id))
+    return ops::matmul::lt_config::describe(id);
   if (kernel == "cuda.cublaslt" && ops::matmul::splitk::is_tactic(id))
     return "kiln split-K GEMM, " + std::to_string(ops::matmul::splitk::tactic_bm(id)) + "-row tiles, " +
            std::to_string(ops::matmul::splitk::tactic_waves(id)) + " CTA(s) per SM";
@@ -276,9 +279,9 @@ int tactic_budget(int opt_level) {
     case 2:
       return 4;
     case 3:
-      return 8;
-    case 4:
       return 16;
+    case 4:
+      return 32;
     default:
       return opt_level < 0 ? 0 : -1;
   }

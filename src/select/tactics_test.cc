@@ -17,6 +17,7 @@
 #include "ops/attention/fused_attention.h"
 #include "ops/conv/conv_graph_cuda.h"
 #include "ops/matmul/gemm_splitk.h"
+#include "ops/matmul/lt_config.h"
 #include "plan/engine_file.h"
 
 namespace kiln::select {
@@ -138,8 +139,8 @@ TEST(Tactics, BudgetPerOptimizationLevel) {
   EXPECT_EQ(tactic_budget(0), 0);
   EXPECT_EQ(tactic_budget(1), 2);
   EXPECT_EQ(tactic_budget(2), 4);
-  EXPECT_EQ(tactic_budget(3), 8);
-  EXPECT_EQ(tactic_budget(4), 16);
+  EXPECT_EQ(tactic_budget(3), 16);
+  EXPECT_EQ(tactic_budget(4), 32);
   EXPECT_EQ(tactic_budget(5), -1);
 }
 
@@ -287,7 +288,7 @@ TEST(Tactics, CompilingNodesAreWarmedTogetherBeforeTiming) {
     ASSERT_EQ(timer.warmed.size(), 1u);
     // mm3 has mm2's signature: warming mm2 warms it.
     EXPECT_EQ(timer.warmed[0].first, (std::vector<std::string>{"mm1", "mm2"}));
-    EXPECT_EQ(timer.warmed[0].second, 8);
+    EXPECT_EQ(timer.warmed[0].second, 16);
     EXPECT_EQ(st.warmed, 2);
     EXPECT_EQ(st.timed, 2);  // warming does not replace timing
     EXPECT_NE(log.find("ran the candidates of 2 layers"), "") << log.all();
@@ -555,6 +556,14 @@ TEST(Tactics, DescribedInWordsForInspect) {
   EXPECT_EQ(describe_tactic("cuda.cublaslt", 1234567890123), "#1234567890123");
   EXPECT_EQ(describe_tactic("cuda.cublaslt", ops::matmul::splitk::tactic_id(64, 2)),
             "kiln split-K GEMM, 64-row tiles, 2 CTA(s) per SM");
+  // BERT bs128's QKV pick in session 20's walk: nvjet (algo 66) with 128 x 152 tiles.
+  namespace ltc = ops::matmul::lt_config;
+  ltc::Config qkv;
+  qkv.algo = 66, qkv.tile = 407, qkv.stages = 35, qkv.cluster = 3, qkv.custom = 1;
+  int64_t id = 0;
+  ASSERT_TRUE(ltc::encode(qkv, id));
+  EXPECT_EQ(describe_tactic("cuda.cublaslt", id),
+            "cuBLASLt algo 66, tile 128x152, stages #35, cluster #3, custom 1 (not in the heuristic's list)");
   // ViT-B/16 bs256's pick on the H100 (cuDNN 9.14).
   EXPECT_EQ(describe_tactic("cuda.flash_attention", 328759942185250), "cuDNN fused attention engine");
   EXPECT_EQ(describe_tactic("cuda.flash_attention", 1), "kiln flash attention, variant 1");
@@ -788,6 +797,50 @@ TEST_F(TacticsGpu, CacheOfAnotherDeviceIsIgnoredAndRewritten) {
   auto file = TimingCache::load(cache_path, *key, log);
   ASSERT_TRUE(file.ok()) << file.status().to_string();
   EXPECT_EQ(file->find("whatever"), nullptr) << "the other device's entries should be gone";
+}
+
+// lt_config.h: an enumerated cuBLASLt configuration survives its tactic ID; IDs do not
+// collide with the heuristic's hashed ones (below 2^62) or split-K's; fields that do not
+// fit are refused; the wave model prefers the tile that fills the last round (BERT bs128's
+// QKV, 16384 x 2304 on 132 SMs: 128 x 152 in 15 rounds over 128 x 128 in 18).
+TEST(Tactics, EnumeratedCublasLtConfigsRoundTrip) {
+  namespace ltc = ops::matmul::lt_config;
+  std::mt19937 rng(5);
+  for (int i = 0; i < 200; ++i) {
+    ltc::Config c;
+    c.algo = static_cast<int>(rng() % 65536);
+    c.tile = rng() % 4096;
+    c.stages = rng() % 256;
+    c.cluster = static_cast<uint16_t>(rng() % 64);
+    c.swizzle = rng() % 4;
+    c.custom = rng() % 256;
+    int64_t id = 0;
+    ASSERT_TRUE(ltc::encode(c, id));
+    EXPECT_TRUE(ltc::is_enumerated(id));
+    const ltc::Config d = ltc::decode(id);
+    EXPECT_EQ(d.algo, c.algo);
+    EXPECT_EQ(d.tile, c.tile);
+    EXPECT_EQ(d.stages, c.stages);
+    EXPECT_EQ(d.cluster, c.cluster);
+    EXPECT_EQ(d.swizzle, c.swizzle);
+    EXPECT_EQ(d.custom, c.custom);
+  }
+  EXPECT_FALSE(ltc::is_enumerated(ltc::kEnumeratedBit - 1));  // the largest hashed ID
+  EXPECT_FALSE(ltc::is_enumerated(ops::matmul::splitk::tactic_id(128, 1)));
+  EXPECT_FALSE(ltc::is_enumerated(-1));
+  ltc::Config wide;
+  wide.tile = 4096;
+  int64_t id = 0;
+  EXPECT_FALSE(ltc::encode(wide, id));
+  wide.tile = 1, wide.cluster = 64;
+  EXPECT_FALSE(ltc::encode(wide, id));
+  const ltc::Tile* t152 = ltc::tile_of(407);
+  const ltc::Tile* t128 = ltc::tile_of(20);
+  ASSERT_TRUE(t152 && t128);
+  EXPECT_LT(ltc::wave_cost(*t152, 16384, 2304, 132), ltc::wave_cost(*t128, 16384, 2304, 132));
+  EXPECT_TRUE(ltc::offered(16384, 768, 768, 1));
+  EXPECT_FALSE(ltc::offered(128, 768, 768, 1));  // batch 1: the heuristic's list only
+  EXPECT_FALSE(ltc::offered(16384, 768, 768, 12));
 }
 
 }  // namespace

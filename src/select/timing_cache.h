@@ -65,8 +65,9 @@ class TimingCache {
 };
 
 /// What identifies a node's timing problem: op type, domain, kernel, precision,
-/// input dtypes and dims (concrete), every attribute but kiln.tactic (layout
-/// included: kiln.nhwc), and `build` (build-wide settings such as TF32).
+/// input dtypes and dims (concrete), every attribute but kiln.tactic, the kernel's kept
+/// state and kiln.fused_from (layout included: kiln.nhwc), and `build` (build-wide
+/// settings such as TF32).
 /// Printable ASCII without tabs or newlines.
 std::string node_signature(const ir::Node& node, const std::vector<ops::TensorType>& inputs, const std::string& build);
 

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "backends/cuda/tactic_sink.h"
+#include "passes/fusion_util.h"
 
 namespace kiln::select {
 namespace {
@@ -260,6 +261,10 @@ TEST(NodeSignature, StableAndSensitiveToWhatMatters) {
   SigNet f({1, 8, 16, 16});
   f.node->name = "another_name";
   EXPECT_EQ(a.sig(), f.sig()) << "node names must not enter the signature";
+  SigNet g({1, 8, 16, 16});
+  passes::set_fused_names(*g.node, {"/layer.3/conv", "/layer.3/relu"});
+  EXPECT_EQ(a.sig(), g.sig()) << "kiln.fused_from (which nodes a fusion replaced) must not enter the signature: "
+                                 "a transformer's identical layers are one timing problem";
 }
 
 TEST(NodeSignature, IsOneLineOfPrintableText) {

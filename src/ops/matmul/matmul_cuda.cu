@@ -18,10 +18,12 @@
 #include "backends/cuda/tactic_sink.h"
 #include "ops/matmul/bias_act.cuh"
 #include "ops/matmul/gemm_splitk.h"
+#include "ops/matmul/lt_config.h"
 #include "ops/matmul/matmul_internal.h"
 
 namespace kiln::ops {
 namespace {
+namespace lt_config = matmul::lt_config;
 
 bool is_cuda_float(DataType t) {
   return t == DataType::kFloat32 || t == DataType::kFloat16 || t == DataType::kBFloat16;
@@ -98,6 +100,46 @@ int64_t algo_config_id(const cublasLtMatmulAlgo_t& algo) {
     mix(buf, size);
   }
   return static_cast<int64_t>(h >> 2);  // non-negative: -1 means "no tactic"
+}
+
+// An algorithm's configuration (lt_config.h's fields).
+lt_config::Config config_of(const cublasLtMatmulAlgo_t& algo) {
+  lt_config::Config c;
+  size_t w = 0;
+  int32_t id = 0;
+  cublasLtMatmulAlgoConfigGetAttribute(&algo, CUBLASLT_ALGO_CONFIG_ID, &id, sizeof id, &w);
+  c.algo = id;
+  cublasLtMatmulAlgoConfigGetAttribute(&algo, CUBLASLT_ALGO_CONFIG_TILE_ID, &c.tile, sizeof c.tile, &w);
+  cublasLtMatmulAlgoConfigGetAttribute(&algo, CUBLASLT_ALGO_CONFIG_STAGES_ID, &c.stages, sizeof c.stages, &w);
+  cublasLtMatmulAlgoConfigGetAttribute(&algo, CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID, &c.cluster, sizeof c.cluster, &w);
+  cublasLtMatmulAlgoConfigGetAttribute(&algo, CUBLASLT_ALGO_CONFIG_CTA_SWIZZLING, &c.swizzle, sizeof c.swizzle, &w);
+  cublasLtMatmulAlgoConfigGetAttribute(&algo, CUBLASLT_ALGO_CONFIG_CUSTOM_OPTION, &c.custom, sizeof c.custom, &w);
+  return c;
+}
+
+// Configuration c as an algorithm for the plan's problem, where the library accepts it within
+// ws_bytes of workspace (cublasLtMatmulAlgoCheck).
+bool enumerated_algo(cublasLtHandle_t lt, cublasLtMatmulDesc_t op, cublasLtMatrixLayout_t la,
+                     cublasLtMatrixLayout_t lb, cublasLtMatrixLayout_t lc, cublasComputeType_t compute,
+                     cudaDataType_t dt, const lt_config::Config& c, size_t ws_bytes, cublasLtMatmulAlgo_t& algo,
+                     size_t& workspace) {
+  if (cublasLtMatmulAlgoInit(lt, compute, CUDA_R_32F, dt, dt, dt, dt, c.algo, &algo) != CUBLAS_STATUS_SUCCESS)
+    return false;
+  const auto set = [&](cublasLtMatmulAlgoConfigAttributes_t a, const void* v, size_t n) {
+    return cublasLtMatmulAlgoConfigSetAttribute(&algo, a, v, n) == CUBLAS_STATUS_SUCCESS;
+  };
+  if (!set(CUBLASLT_ALGO_CONFIG_TILE_ID, &c.tile, sizeof c.tile) ||
+      !set(CUBLASLT_ALGO_CONFIG_STAGES_ID, &c.stages, sizeof c.stages) ||
+      !set(CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID, &c.cluster, sizeof c.cluster) ||
+      !set(CUBLASLT_ALGO_CONFIG_CTA_SWIZZLING, &c.swizzle, sizeof c.swizzle) ||
+      !set(CUBLASLT_ALGO_CONFIG_CUSTOM_OPTION, &c.custom, sizeof c.custom))
+    return false;
+  cublasLtMatmulHeuristicResult_t check{};
+  if (cublasLtMatmulAlgoCheck(lt, op, la, lb, lc, lc, &algo, &check) != CUBLAS_STATUS_SUCCESS ||
+      check.state != CUBLAS_STATUS_SUCCESS || check.workspaceSize > ws_bytes)
+    return false;
+  workspace = check.workspaceSize;
+  return true;
 }
 
 #define KILN_LT_CHECK(call)                                                                                        \
@@ -180,6 +222,53 @@ Status build_plan(KernelContext& ctx, const LtProblem& p, cublasComputeType_t co
                      ErrorCode::kUnsupported);
   plan.algo = pick->algo;
   plan.workspace = pick->workspaceSize;
+  // An enumerated configuration (lt_config.h) where the library accepts it for this problem;
+  // else the heuristic's first choice stays.
+  if (lt_config::is_enumerated(tactic)) {
+    cublasLtMatmulAlgo_t algo;
+    size_t ws = 0;
+    if (enumerated_algo(lt, plan.op, plan.la, plan.lb, plan.lc, compute, dt, lt_config::decode(tactic), ws_bytes, algo, ws))
+      plan.algo = algo, plan.workspace = ws;
+  }
+  // While the builder collects candidates of a large problem: each of the heuristic's
+  // configurations (algorithm, stages, cluster, swizzle, custom option) with the other tiles
+  // the library accepts, after the heuristic's own list: first every configuration's best
+  // tile by the wave model, then every second best, and so on, so that the default level's
+  // budget times the likeliest of each.
+  if (cuda::collecting_tactics() && lt_config::offered(p.m, p.n, p.k, p.batch)) {
+    int sms = 0;
+    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, ctx.cuda_env()->device);
+    std::vector<std::vector<std::pair<double, int64_t>>> per_base;
+    std::vector<int64_t> bases;  // encoded with tile 0
+    for (int i = 0; i < found; ++i) {
+      if (results[i].state != CUBLAS_STATUS_SUCCESS) continue;
+      lt_config::Config base = config_of(results[i].algo);
+      base.tile = 0;
+      int64_t key = 0;
+      if (!lt_config::encode(base, key) || std::find(bases.begin(), bases.end(), key) != bases.end()) continue;
+      bases.push_back(key);
+      auto& list = per_base.emplace_back();
+      for (const lt_config::Tile& t : lt_config::kTiles) {
+        lt_config::Config c = base;
+        c.tile = t.id;
+        int64_t id = 0;
+        cublasLtMatmulAlgo_t algo;
+        size_t ws = 0;
+        if (!lt_config::encode(c, id) ||
+            !enumerated_algo(lt, plan.op, plan.la, plan.lb, plan.lc, compute, dt, c, ws_bytes, algo, ws) ||
+            std::find(plan.tactics.begin(), plan.tactics.end(), algo_config_id(algo)) != plan.tactics.end())
+          continue;
+        list.push_back({lt_config::wave_cost(t, p.m, p.n, sms), id});
+      }
+      std::stable_sort(list.begin(), list.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
+    }
+    for (size_t rank = 0;; ++rank) {
+      bool any = false;
+      for (const auto& list : per_base)
+        if (rank < list.size()) plan.tactics.push_back(list[rank].second), any = true;
+      if (!any) break;
+    }
+  }
   return Status();
 }
 

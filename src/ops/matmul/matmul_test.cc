@@ -8,6 +8,7 @@
 #include "harness/scoped_env.h"
 #include "ops/matmul/gemm_hopper.h"
 #include "ops/matmul/gemm_splitk.h"
+#include "ops/matmul/lt_config.h"
 
 namespace kiln::test {
 namespace {
@@ -476,6 +477,68 @@ TEST(MatMulBias, CudaSplitKTacticsMatchNaive) {
             << "tactic " << id - ops::matmul::splitk::kTacticBase;
       }
     }
+}
+
+// cuBLASLt configurations its heuristic does not list (lt_config.h): for products of at
+// least 2048 rows, the heuristic's first configuration with other tiles follows its own
+// list (on the H100 with nvjet, several); every one of them, and an ID whose tile the library
+// refuses (which runs the heuristic's first), matches the CPU reference: rows, columns and
+// depth off every tile (m = 2200, n = 776, k = 328), GELU, bias plus residual, fp16 and bf16.
+TEST(MatMulBias, CudaEnumeratedTilesMatchReference) {
+  if (gpu_kernels() == 0) GTEST_SKIP() << "no CUDA device: the reference runs would compare against nothing";
+  namespace ltc = ops::matmul::lt_config;
+  auto info = cuda::device_info(0);
+  ASSERT_TRUE(info.ok());
+  const bool hopper = info->cc_major == 9;
+  struct P {
+    DataType t;
+    Dims a;
+    int64_t n;
+    const char* act;
+    bool residual;
+  };
+  for (const P& pc : {P{DataType::kFloat16, {2, 1100, 328}, 776, "GeluTanh", false},
+                      P{DataType::kBFloat16, {2200, 264}, 520, "", true}}) {
+    SCOPED_TRACE(std::string(dtype_name(pc.t)) + " " + dims_to_string(pc.a) + " x " + std::to_string(pc.n));
+    const int64_t k = pc.a.back();
+    OpCase c("MatMulBias", 1, "kiln");
+    c.seed(23);
+    Dims y(pc.a.begin(), pc.a.end() - 1);
+    y.push_back(pc.n);
+    c.input(pc.t, pc.a).input(pc.t, {k, pc.n}).input(pc.t, {pc.n});
+    if (pc.residual) c.input(pc.t, y);
+    if (*pc.act) c.attr("activation", Attribute::from_string(pc.act));
+    auto ref = c.run("ref");
+    ASSERT_TRUE(ref.ok()) << ref.status().to_string();
+    std::vector<const Tensor*> ins;
+    for (const auto& x : c.inputs()) ins.push_back(x ? &*x : nullptr);
+    auto io = cuda::upload_node_io(c.node(), ins, *ref);
+    ASSERT_TRUE(io.ok()) << io.status().to_string();
+    auto ids = cuda::node_tactics_on_device(c.node(), "cuda.cublaslt", **io);
+    ASSERT_TRUE(ids.ok()) << ids.status().to_string();
+    std::vector<int64_t> enumerated;
+    bool after_heuristic = true;
+    for (size_t i = 0; i < ids->size(); ++i) {
+      if (ltc::is_enumerated((*ids)[i])) enumerated.push_back((*ids)[i]);
+      else if (!enumerated.empty()) after_heuristic = false;
+    }
+    EXPECT_TRUE(after_heuristic) << "the enumerated configurations follow the heuristic's";
+    if (hopper) EXPECT_GE(enumerated.size(), 3u) << "nvjet takes several tiles";
+    // A tile no library has: the heuristic's first runs.
+    ltc::Config bogus = enumerated.empty() ? ltc::Config{} : ltc::decode(enumerated[0]);
+    bogus.tile = 4000;
+    int64_t bogus_id = 0;
+    ASSERT_TRUE(ltc::encode(bogus, bogus_id));
+    enumerated.push_back(bogus_id);
+    const double tol = pc.t == DataType::kFloat16 ? 1e-2 : 3e-2;
+    for (int64_t id : enumerated) {
+      cuda::NodeRunOptions o;
+      o.tactic = id;
+      auto got = cuda::run_node_on_device(c.node(), "cuda.cublaslt", ins, *ref, o);
+      ASSERT_TRUE(got.ok()) << got.status().to_string();
+      EXPECT_TRUE(close_to((*got)[0], (*ref)[0], tol)) << ltc::describe(id);
+    }
+  }
 }
 
 // The Hopper GEMM (TMA + wgmma, gemm_hopper.h; not yet a tactic) against the naive product in double, fp16 and bf16,
