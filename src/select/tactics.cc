@@ -279,9 +279,9 @@ int tactic_budget(int opt_level) {
     case 2:
       return 4;
     case 3:
-      return 16;
-    case 4:
       return 32;
+    case 4:
+      return 64;
     default:
       return opt_level < 0 ? 0 : -1;
   }

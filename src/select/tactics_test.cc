@@ -139,8 +139,8 @@ TEST(Tactics, BudgetPerOptimizationLevel) {
   EXPECT_EQ(tactic_budget(0), 0);
   EXPECT_EQ(tactic_budget(1), 2);
   EXPECT_EQ(tactic_budget(2), 4);
-  EXPECT_EQ(tactic_budget(3), 16);
-  EXPECT_EQ(tactic_budget(4), 32);
+  EXPECT_EQ(tactic_budget(3), 32);
+  EXPECT_EQ(tactic_budget(4), 64);
   EXPECT_EQ(tactic_budget(5), -1);
 }
 
@@ -288,7 +288,7 @@ TEST(Tactics, CompilingNodesAreWarmedTogetherBeforeTiming) {
     ASSERT_EQ(timer.warmed.size(), 1u);
     // mm3 has mm2's signature: warming mm2 warms it.
     EXPECT_EQ(timer.warmed[0].first, (std::vector<std::string>{"mm1", "mm2"}));
-    EXPECT_EQ(timer.warmed[0].second, 16);
+    EXPECT_EQ(timer.warmed[0].second, 32);
     EXPECT_EQ(st.warmed, 2);
     EXPECT_EQ(st.timed, 2);  // warming does not replace timing
     EXPECT_NE(log.find("ran the candidates of 2 layers"), "") << log.all();
