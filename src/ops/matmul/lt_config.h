@@ -80,9 +80,9 @@ inline std::string describe(int64_t id) {
   const Config c = decode(id);
   const Tile* t = tile_of(c.tile);
   return "cuBLASLt algo " + std::to_string(c.algo) + ", tile " +
-         (t ? std::to_string(t->rows) + "x" + std::to_string(t->cols) : "#" + std::to_string(c.tile)) +
-         ", stages #" + std::to_string(c.stages) + ", cluster #" + std::to_string(c.cluster) + ", custom " +
-         std::to_string(c.custom) + " (not in the heuristic's list)";
+         (t ? std::to_string(t->rows) + "x" + std::to_string(t->cols) : "#" + std::to_string(c.tile)) + ", stages #" +
+         std::to_string(c.stages) + ", cluster #" + std::to_string(c.cluster) + ", custom " + std::to_string(c.custom) +
+         " (not in the heuristic's list)";
 }
 
 /// The wave model that orders the offered tiles (the builder times the first few at the

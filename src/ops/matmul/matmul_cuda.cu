@@ -119,10 +119,9 @@ lt_config::Config config_of(const cublasLtMatmulAlgo_t& algo) {
 
 // Configuration c as an algorithm for the plan's problem, where the library accepts it within
 // ws_bytes of workspace (cublasLtMatmulAlgoCheck).
-bool enumerated_algo(cublasLtHandle_t lt, cublasLtMatmulDesc_t op, cublasLtMatrixLayout_t la,
-                     cublasLtMatrixLayout_t lb, cublasLtMatrixLayout_t lc, cublasComputeType_t compute,
-                     cudaDataType_t dt, const lt_config::Config& c, size_t ws_bytes, cublasLtMatmulAlgo_t& algo,
-                     size_t& workspace) {
+bool enumerated_algo(cublasLtHandle_t lt, cublasLtMatmulDesc_t op, cublasLtMatrixLayout_t la, cublasLtMatrixLayout_t lb,
+                     cublasLtMatrixLayout_t lc, cublasComputeType_t compute, cudaDataType_t dt,
+                     const lt_config::Config& c, size_t ws_bytes, cublasLtMatmulAlgo_t& algo, size_t& workspace) {
   if (cublasLtMatmulAlgoInit(lt, compute, CUDA_R_32F, dt, dt, dt, dt, c.algo, &algo) != CUBLAS_STATUS_SUCCESS)
     return false;
   const auto set = [&](cublasLtMatmulAlgoConfigAttributes_t a, const void* v, size_t n) {
@@ -150,6 +149,48 @@ bool enumerated_algo(cublasLtHandle_t lt, cublasLtMatmulDesc_t op, cublasLtMatri
           std::string(#call).substr(0, std::string(#call).find('(')) + " failed: " + cublasLtGetStatusString(st_), \
           ErrorCode::kInternal);                                                                                   \
   } while (0)
+
+// While the builder collects candidates of a large problem: each of the heuristic's
+// configurations (algorithm, stages, cluster, swizzle, custom option) with the other tiles the
+// library accepts, after the heuristic's own list (plan.tactics): first every configuration's
+// best tile by the wave model, then every second best, and so on, so that the default level's
+// budget times the likeliest of each (lt_config.h).
+void add_enumerated_tiles(cublasLtHandle_t lt, LtPlan& plan, const LtProblem& p, cublasComputeType_t compute,
+                          cudaDataType_t dt, size_t ws_bytes, const cublasLtMatmulHeuristicResult_t* results, int found,
+                          int device) {
+  int sms = 0;
+  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+  std::vector<std::vector<std::pair<double, int64_t>>> per_base;
+  std::vector<int64_t> bases;  // encoded with tile 0
+  for (int i = 0; i < found; ++i) {
+    if (results[i].state != CUBLAS_STATUS_SUCCESS) continue;
+    lt_config::Config base = config_of(results[i].algo);
+    base.tile = 0;
+    int64_t key = 0;
+    if (!lt_config::encode(base, key) || std::find(bases.begin(), bases.end(), key) != bases.end()) continue;
+    bases.push_back(key);
+    auto& list = per_base.emplace_back();
+    for (const lt_config::Tile& t : lt_config::kTiles) {
+      lt_config::Config c = base;
+      c.tile = t.id;
+      int64_t id = 0;
+      cublasLtMatmulAlgo_t algo;
+      size_t ws = 0;
+      if (!lt_config::encode(c, id) ||
+          !enumerated_algo(lt, plan.op, plan.la, plan.lb, plan.lc, compute, dt, c, ws_bytes, algo, ws) ||
+          std::find(plan.tactics.begin(), plan.tactics.end(), algo_config_id(algo)) != plan.tactics.end())
+        continue;
+      list.push_back({lt_config::wave_cost(t, p.m, p.n, sms), id});
+    }
+    std::stable_sort(list.begin(), list.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
+  }
+  for (size_t rank = 0;; ++rank) {
+    bool any = false;
+    for (const auto& list : per_base)
+      if (rank < list.size()) plan.tactics.push_back(list[rank].second), any = true;
+    if (!any) break;
+  }
+}
 
 // `tactic` >= 0 asks for that configuration; when this problem's list lacks it,
 // the heuristic's first choice runs (no error: tactics are timed at the opt
@@ -227,48 +268,12 @@ Status build_plan(KernelContext& ctx, const LtProblem& p, cublasComputeType_t co
   if (lt_config::is_enumerated(tactic)) {
     cublasLtMatmulAlgo_t algo;
     size_t ws = 0;
-    if (enumerated_algo(lt, plan.op, plan.la, plan.lb, plan.lc, compute, dt, lt_config::decode(tactic), ws_bytes, algo, ws))
+    const lt_config::Config c = lt_config::decode(tactic);
+    if (enumerated_algo(lt, plan.op, plan.la, plan.lb, plan.lc, compute, dt, c, ws_bytes, algo, ws))
       plan.algo = algo, plan.workspace = ws;
   }
-  // While the builder collects candidates of a large problem: each of the heuristic's
-  // configurations (algorithm, stages, cluster, swizzle, custom option) with the other tiles
-  // the library accepts, after the heuristic's own list: first every configuration's best
-  // tile by the wave model, then every second best, and so on, so that the default level's
-  // budget times the likeliest of each.
-  if (cuda::collecting_tactics() && lt_config::offered(p.m, p.n, p.k, p.batch)) {
-    int sms = 0;
-    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, ctx.cuda_env()->device);
-    std::vector<std::vector<std::pair<double, int64_t>>> per_base;
-    std::vector<int64_t> bases;  // encoded with tile 0
-    for (int i = 0; i < found; ++i) {
-      if (results[i].state != CUBLAS_STATUS_SUCCESS) continue;
-      lt_config::Config base = config_of(results[i].algo);
-      base.tile = 0;
-      int64_t key = 0;
-      if (!lt_config::encode(base, key) || std::find(bases.begin(), bases.end(), key) != bases.end()) continue;
-      bases.push_back(key);
-      auto& list = per_base.emplace_back();
-      for (const lt_config::Tile& t : lt_config::kTiles) {
-        lt_config::Config c = base;
-        c.tile = t.id;
-        int64_t id = 0;
-        cublasLtMatmulAlgo_t algo;
-        size_t ws = 0;
-        if (!lt_config::encode(c, id) ||
-            !enumerated_algo(lt, plan.op, plan.la, plan.lb, plan.lc, compute, dt, c, ws_bytes, algo, ws) ||
-            std::find(plan.tactics.begin(), plan.tactics.end(), algo_config_id(algo)) != plan.tactics.end())
-          continue;
-        list.push_back({lt_config::wave_cost(t, p.m, p.n, sms), id});
-      }
-      std::stable_sort(list.begin(), list.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
-    }
-    for (size_t rank = 0;; ++rank) {
-      bool any = false;
-      for (const auto& list : per_base)
-        if (rank < list.size()) plan.tactics.push_back(list[rank].second), any = true;
-      if (!any) break;
-    }
-  }
+  if (cuda::collecting_tactics() && lt_config::offered(p.m, p.n, p.k, p.batch))
+    add_enumerated_tiles(lt, plan, p, compute, dt, ws_bytes, results, found, ctx.cuda_env()->device);
   return Status();
 }
 

@@ -519,8 +519,10 @@ TEST(MatMulBias, CudaEnumeratedTilesMatchReference) {
     std::vector<int64_t> enumerated;
     bool after_heuristic = true;
     for (size_t i = 0; i < ids->size(); ++i) {
-      if (ltc::is_enumerated((*ids)[i])) enumerated.push_back((*ids)[i]);
-      else if (!enumerated.empty()) after_heuristic = false;
+      if (ltc::is_enumerated((*ids)[i]))
+        enumerated.push_back((*ids)[i]);
+      else if (!enumerated.empty())
+        after_heuristic = false;
     }
     EXPECT_TRUE(after_heuristic) << "the enumerated configurations follow the heuristic's";
     if (hopper) EXPECT_GE(enumerated.size(), 3u) << "nvjet takes several tiles";
