@@ -525,7 +525,9 @@ TEST(MatMulBias, CudaEnumeratedTilesMatchReference) {
         after_heuristic = false;
     }
     EXPECT_TRUE(after_heuristic) << "the enumerated configurations follow the heuristic's";
-    if (hopper) EXPECT_GE(enumerated.size(), 3u) << "nvjet takes several tiles";
+    if (hopper) {
+      EXPECT_GE(enumerated.size(), 3u) << "nvjet takes several tiles";
+    }
     // A tile no library has: the heuristic's first runs.
     ltc::Config bogus = enumerated.empty() ? ltc::Config{} : ltc::decode(enumerated[0]);
     bogus.tile = 4000;
