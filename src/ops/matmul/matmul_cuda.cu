@@ -117,12 +117,29 @@ lt_config::Config config_of(const cublasLtMatmulAlgo_t& algo) {
   return c;
 }
 
+// The byte alignments of a problem's operands in cuBLASLt's terms (its A is kiln's B).
+struct LtAlign {
+  uint32_t a = 0, b = 0, cd = 0;
+};
+
 // Configuration c as an algorithm for the plan's problem, where the library accepts it within
-// ws_bytes of workspace (cublasLtMatmulAlgoCheck).
+// ws_bytes of workspace (cublasLtMatmulAlgoCheck) and the operands are aligned as the
+// algorithm needs (AlgoCheck sees no pointers; the heuristic was told them).
 bool enumerated_algo(cublasLtHandle_t lt, cublasLtMatmulDesc_t op, cublasLtMatrixLayout_t la, cublasLtMatrixLayout_t lb,
                      cublasLtMatrixLayout_t lc, cublasComputeType_t compute, cudaDataType_t dt,
-                     const lt_config::Config& c, size_t ws_bytes, cublasLtMatmulAlgo_t& algo, size_t& workspace) {
+                     const lt_config::Config& c, size_t ws_bytes, const LtAlign& have, cublasLtMatmulAlgo_t& algo,
+                     size_t& workspace) {
   if (cublasLtMatmulAlgoInit(lt, compute, CUDA_R_32F, dt, dt, dt, dt, c.algo, &algo) != CUBLAS_STATUS_SUCCESS)
+    return false;
+  const auto needs = [&](cublasLtMatmulAlgoCapAttributes_t a, uint32_t got) {
+    uint32_t need = 0;
+    size_t w = 0;
+    return cublasLtMatmulAlgoCapGetAttribute(&algo, a, &need, sizeof need, &w) == CUBLAS_STATUS_SUCCESS && need <= got;
+  };
+  if (!needs(CUBLASLT_ALGO_CAP_MIN_ALIGNMENT_A_BYTES, have.a) ||
+      !needs(CUBLASLT_ALGO_CAP_MIN_ALIGNMENT_B_BYTES, have.b) ||
+      !needs(CUBLASLT_ALGO_CAP_MIN_ALIGNMENT_C_BYTES, have.cd) ||
+      !needs(CUBLASLT_ALGO_CAP_MIN_ALIGNMENT_D_BYTES, have.cd))
     return false;
   const auto set = [&](cublasLtMatmulAlgoConfigAttributes_t a, const void* v, size_t n) {
     return cublasLtMatmulAlgoConfigSetAttribute(&algo, a, v, n) == CUBLAS_STATUS_SUCCESS;
@@ -156,8 +173,8 @@ bool enumerated_algo(cublasLtHandle_t lt, cublasLtMatmulDesc_t op, cublasLtMatri
 // best tile by the wave model, then every second best, and so on, so that the default level's
 // budget times the likeliest of each (lt_config.h).
 void add_enumerated_tiles(cublasLtHandle_t lt, LtPlan& plan, const LtProblem& p, cublasComputeType_t compute,
-                          cudaDataType_t dt, size_t ws_bytes, const cublasLtMatmulHeuristicResult_t* results, int found,
-                          int device) {
+                          cudaDataType_t dt, size_t ws_bytes, const LtAlign& have,
+                          const cublasLtMatmulHeuristicResult_t* results, int found, int device) {
   int sms = 0;
   cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
   std::vector<std::vector<std::pair<double, int64_t>>> per_base;
@@ -177,7 +194,7 @@ void add_enumerated_tiles(cublasLtHandle_t lt, LtPlan& plan, const LtProblem& p,
       cublasLtMatmulAlgo_t algo;
       size_t ws = 0;
       if (!lt_config::encode(c, id) ||
-          !enumerated_algo(lt, plan.op, plan.la, plan.lb, plan.lc, compute, dt, c, ws_bytes, algo, ws) ||
+          !enumerated_algo(lt, plan.op, plan.la, plan.lb, plan.lc, compute, dt, c, ws_bytes, have, algo, ws) ||
           std::find(plan.tactics.begin(), plan.tactics.end(), algo_config_id(algo)) != plan.tactics.end())
         continue;
       list.push_back({lt_config::wave_cost(t, p.m, p.n, sms), id});
@@ -265,15 +282,16 @@ Status build_plan(KernelContext& ctx, const LtProblem& p, cublasComputeType_t co
   plan.workspace = pick->workspaceSize;
   // An enumerated configuration (lt_config.h) where the library accepts it for this problem;
   // else the heuristic's first choice stays.
+  const LtAlign have{align_b, align_a, align_cd};
   if (lt_config::is_enumerated(tactic)) {
     cublasLtMatmulAlgo_t algo;
     size_t ws = 0;
     const lt_config::Config c = lt_config::decode(tactic);
-    if (enumerated_algo(lt, plan.op, plan.la, plan.lb, plan.lc, compute, dt, c, ws_bytes, algo, ws))
+    if (enumerated_algo(lt, plan.op, plan.la, plan.lb, plan.lc, compute, dt, c, ws_bytes, have, algo, ws))
       plan.algo = algo, plan.workspace = ws;
   }
   if (cuda::collecting_tactics() && lt_config::offered(p.m, p.n, p.k, p.batch))
-    add_enumerated_tiles(lt, plan, p, compute, dt, ws_bytes, results, found, ctx.cuda_env()->device);
+    add_enumerated_tiles(lt, plan, p, compute, dt, ws_bytes, have, results, found, ctx.cuda_env()->device);
   return Status();
 }
 
