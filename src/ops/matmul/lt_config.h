@@ -96,6 +96,7 @@ inline double wave_cost(const Tile& t, int64_t m, int64_t n, int sms) {
 
 /// Problems offered the enumerated tiles: one matrix (after folding the batch) large enough
 /// that a tile's shape decides the waves. (Batch-1 GEMMs gained nothing in session 12's walk.)
+/// The caller offers them for FP16 / BF16 only, the dtypes probed and GPU-tested.
 inline bool offered(int64_t m, int64_t n, int64_t k, int64_t batch) {
   return batch == 1 && m >= 2048 && n >= 256 && k >= 256;
 }

@@ -290,7 +290,8 @@ Status build_plan(KernelContext& ctx, const LtProblem& p, cublasComputeType_t co
     if (enumerated_algo(lt, plan.op, plan.la, plan.lb, plan.lc, compute, dt, c, ws_bytes, have, algo, ws))
       plan.algo = algo, plan.workspace = ws;
   }
-  if (cuda::collecting_tactics() && lt_config::offered(p.m, p.n, p.k, p.batch))
+  // FP16 / BF16 only: what session 20 probed and GPU-tested (FP32 / TF32 keep the heuristic's list).
+  if (cuda::collecting_tactics() && p.dtype != DataType::kFloat32 && lt_config::offered(p.m, p.n, p.k, p.batch))
     add_enumerated_tiles(lt, plan, p, compute, dt, ws_bytes, have, results, found, ctx.cuda_env()->device);
   return Status();
 }
