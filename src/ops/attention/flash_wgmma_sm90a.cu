@@ -128,9 +128,9 @@ __device__ __forceinline__ float mask_log2(const T* __restrict__ row, long long 
 // dropped.)
 template <class T, int MASK, int NK, bool TAIL>
 __device__ __forceinline__ void attend_chunk(float (&oacc)[32], float (&row_m)[2], float (&row_l)[2], uint32_t qtile,
-                                             uint32_t ktile, uint32_t vtile, uint32_t vbar,
-                                             long long k0, const FusedAttentionGeometry& g, float mult,
-                                             const float* mlog, const T* const (&mrow)[2], int tq, bool first) {
+                                             uint32_t ktile, uint32_t vtile, uint32_t vbar, long long k0,
+                                             const FusedAttentionGeometry& g, float mult, const float* mlog,
+                                             const T* const (&mrow)[2], int tq, bool first) {
   float s[NK / 2];
   wgmma_fence();
 #pragma unroll
@@ -498,9 +498,10 @@ int launch(const FusedAttentionGeometry& g, const Args& a, Variant v, cudaStream
   if (v != Variant::kOneWarpGroup && v != Variant::kTwoWarpGroups) return static_cast<int>(cudaErrorNotSupported);
   if (!takes(g, a)) return static_cast<int>(cudaErrorNotSupported);
   const bool half = a.dtype == DataType::kFloat16;
-  const cudaError_t e = v == Variant::kOneWarpGroup
-                            ? (half ? launch_mask<__half, 1>(g, a, stream) : launch_mask<__nv_bfloat16, 1>(g, a, stream))
-                            : (half ? launch_mask<__half, 2>(g, a, stream) : launch_mask<__nv_bfloat16, 2>(g, a, stream));
+  const cudaError_t e =
+      v == Variant::kOneWarpGroup
+          ? (half ? launch_mask<__half, 1>(g, a, stream) : launch_mask<__nv_bfloat16, 1>(g, a, stream))
+          : (half ? launch_mask<__half, 2>(g, a, stream) : launch_mask<__nv_bfloat16, 2>(g, a, stream));
   return static_cast<int>(e);
 }
 

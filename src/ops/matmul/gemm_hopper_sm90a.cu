@@ -17,7 +17,6 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-
 #include "backends/cuda/hopper.cuh"
 #include "backends/cuda/kernel_util.cuh"
 #include "backends/cuda/mma.cuh"
