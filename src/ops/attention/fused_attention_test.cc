@@ -11,7 +11,6 @@
 #include "backends/cuda/device.h"
 #include "backends/cuda/node_runner.h"
 #include "harness/op_harness.h"
-#include "harness/scoped_env.h"
 #include "ops/attention/attn_view.h"
 #include "ops/attention/fused_attention.h"
 
