@@ -325,6 +325,33 @@ TEST(ShapeOps, TransposeKeepingTheLastAxisMatchesReference) {
   }
 }
 
+// Perms that keep a short innermost row (<= 64 bytes) and move other axes past it stage
+// tiles of rows in shared memory (permute_row_tiles): ViT's patchify, partial tiles on both
+// tiled axes (35 and 40 rows: 32 + a rest), tiles shrunk to fit 16 KB (64-byte rows), rows of
+// one to four units, three batch axes.
+TEST(ShapeOps, CudaTransposeOfShortRowsMatchesReference) {
+  struct Case {
+    DataType dt;
+    Dims dims;
+    std::vector<int64_t> perm;
+  };
+  for (const Case& k : {Case{DataType::kFloat16, {2, 3, 5, 16, 7, 16}, {0, 2, 4, 1, 3, 5}},  // patchify, 32-byte rows
+                        Case{DataType::kFloat32, {2, 40, 3, 35, 4}, {0, 3, 2, 1, 4}},        // one 16-byte unit
+                        Case{DataType::kFloat16, {2, 40, 3, 35, 4}, {0, 3, 2, 1, 4}},        // one 8-byte unit
+                        Case{DataType::kInt64, {2, 40, 3, 35, 4}, {0, 3, 2, 1, 4}},          // two 16-byte units
+                        Case{DataType::kUInt8, {3, 37, 33, 3}, {2, 0, 1, 3}},                // 3-byte rows: bytes
+                        Case{DataType::kFloat16, {3, 33, 34, 32}, {2, 0, 1, 3}},  // 64-byte rows, shrunk tiles
+                        Case{DataType::kFloat16, {2, 3, 4, 5}, {2, 0, 1, 3}}}) {  // 10-byte rows: elements
+    SCOPED_TRACE(dims_to_string(k.dims));
+    OpCase c("Transpose", 13);
+    c.attr("perm", ir::Attribute::from_ints(k.perm)).input(k.dt, k.dims, -100, 100);
+    EXPECT_GE(c.expect_all_kernels_match(0, 0), cuda::device_count() > 0 ? 1 : 0);
+  }
+  OpCase big("Transpose", 13);  // ViT-B/16's patchify of 8 images: 5376 tiles
+  big.attr("perm", ir::Attribute::from_ints({0, 2, 4, 1, 3, 5})).input(DataType::kFloat16, {8, 3, 14, 16, 14, 16});
+  EXPECT_GE(big.expect_all_kernels_match(0, 0), cuda::device_count() > 0 ? 1 : 0);
+}
+
 // NCHW -> NHWC with few channels (an image entering a channels-last engine) merges to
 // [N, C, H*W] -> [N, H*W, C] and stages pixels in shared memory: odd H*W, tiles that
 // straddle images, the last partial tile, C = 3 / 8 / 16 and element sizes 1 to 8.
