@@ -57,6 +57,8 @@ Status fuse_gelu(ir::Graph& g, PassContext& ctx);
 Status fuse_skip_layernorm(ir::Graph& g, PassContext& ctx);
 /// Gather(table, ids) -> SkipLayerNormalization -> kiln GatherSkipLayerNormalization (CUDA; BERT's embeddings).
 Status fuse_gather_layernorm(ir::Graph& g, PassContext& ctx);
+/// Concat(head, rest, axis 1) -> SkipLayerNormalization -> kiln ConcatSkipLayerNormalization (CUDA; ViT's class token).
+Status fuse_concat_layernorm(ir::Graph& g, PassContext& ctx);
 Status fuse_matmul_bias(ir::Graph& g, PassContext& ctx);
 /// MatMul -> scale -> mask -> Softmax -> MatMul (+ head split/merge views) -> kiln FusedAttention (CUDA).
 Status fuse_attention(ir::Graph& g, PassContext& ctx);

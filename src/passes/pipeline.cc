@@ -28,7 +28,8 @@ const Pass kPipeline[] = {
     {"fuse_gelu", fuse_gelu},
     {"fuse_matmul_activation", fuse_matmul_activation},  // after fuse_gelu made the Gelus it takes
     {"fuse_skip_layernorm", fuse_skip_layernorm},
-    {"fuse_gather_layernorm", fuse_gather_layernorm},  // CUDA engines only
+    {"fuse_gather_layernorm", fuse_gather_layernorm},    // CUDA engines only
+    {"fuse_concat_layernorm", fuse_concat_layernorm},    // CUDA engines only
     {"cancel_transposes", cancel_transposes},            // again: fusions can leave layout pairs behind
     {"fuse_attention", fuse_attention},                  // CUDA engines only
     {"lower_attention", lower_attention},                // CUDA engines only: ONNX Attention -> FusedAttention

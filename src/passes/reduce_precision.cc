@@ -64,6 +64,7 @@ const std::set<std::string>& half_ops() {
                                             "RMSNormalization",
                                             "SkipLayerNormalization",
                                             "GatherSkipLayerNormalization",  // kiln
+                                            "ConcatSkipLayerNormalization",  // kiln
                                             "SimplifiedLayerNormalization",
                                             "BatchNormalization",
                                             "InstanceNormalization",

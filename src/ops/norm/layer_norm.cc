@@ -1,7 +1,8 @@
 // LayerNormalization (opset 17; optional Mean / InvStdDev), RMSNormalization
-// (opset 23), com.microsoft SkipLayerNormalization and kiln GatherSkipLayerNormalization
+// (opset 23), com.microsoft SkipLayerNormalization, kiln GatherSkipLayerNormalization
 // (its input rows gathered from a table: an embedding lookup and its LayerNorm as one
-// node, fuse_gather_layernorm.cc): each row of the trailing dims from `axis` is
+// node, fuse_gather_layernorm.cc) and kiln ConcatSkipLayerNormalization (its input rows
+// from two tensors concatenated on axis 1, fuse_concat_layernorm.cc): each row of the trailing dims from `axis` is
 // standardized, then scaled (and shifted).
 #include <cstring>
 
@@ -148,14 +149,9 @@ Status par_rms_norm(KernelContext& ctx) { return run_axis_norm(ctx, true, true);
 
 // ---------------------------------------------------------------- SkipLayerNormalization
 
-Status infer_skip_layer_norm(InferContext& ctx) {
-  if (!ctx.has_input(0) || !ctx.has_input(1) || !ctx.has_input(2)) return ctx.error("needs input, skip and gamma");
-  DataType t = ctx.input_dtype(0);
-  if (t != DataType::kUndefined && !dtype_is_float(t)) return ctx.unsupported(std::string("dtype ") + dtype_name(t));
-  const Shape* x = ctx.input_shape(0);
-  if (x && x->empty()) return ctx.error("input must have rank >= 1");
-  if (x && ctx.input_shape(1) && !broadcasts_to(*ctx.input_shape(1), *x))
-    return ctx.error("skip does not broadcast to input");
+// SkipLayerNormalization's outputs for an input of dtype t and shape x (null: unknown):
+// output, mean, inv_std_var ([..., 1] float32) and input_skip_bias_sum.
+void set_skip_norm_outputs(InferContext& ctx, DataType t, const Shape* x) {
   std::optional<Shape> stats;
   if (x) {
     Shape s(x->begin(), x->end() - 1);
@@ -166,6 +162,17 @@ Status infer_skip_layer_norm(InferContext& ctx) {
   if (ctx.num_outputs() > 1) ctx.set_output(1, DataType::kFloat32, stats);
   if (ctx.num_outputs() > 2) ctx.set_output(2, DataType::kFloat32, stats);
   if (ctx.num_outputs() > 3) ctx.set_output(3, t, x ? std::optional<Shape>(*x) : std::nullopt);
+}
+
+Status infer_skip_layer_norm(InferContext& ctx) {
+  if (!ctx.has_input(0) || !ctx.has_input(1) || !ctx.has_input(2)) return ctx.error("needs input, skip and gamma");
+  DataType t = ctx.input_dtype(0);
+  if (t != DataType::kUndefined && !dtype_is_float(t)) return ctx.unsupported(std::string("dtype ") + dtype_name(t));
+  const Shape* x = ctx.input_shape(0);
+  if (x && x->empty()) return ctx.error("input must have rank >= 1");
+  if (x && ctx.input_shape(1) && !broadcasts_to(*ctx.input_shape(1), *x))
+    return ctx.error("skip does not broadcast to input");
+  set_skip_norm_outputs(ctx, t, x);
   return Status();
 }
 
@@ -255,6 +262,54 @@ Status ref_gather_skip_layer_norm(KernelContext& ctx) {
   return skip_layer_norm_rows(ctx, in, ctx.input(2), 3);
 }
 
+// ---------------------------------------------------------------- ConcatSkipLayerNormalization (kiln)
+// y = SkipLayerNormalization(Concat(head, rest, axis = 1), skip, gamma, beta, bias): inputs
+// head [1 or B, n0, H] (one set, broadcast over the batch, or one a batch: ViT's class
+// token), rest [B, n1, H], skip (broadcasts to [B, n0 + n1, H]), gamma [H], beta and bias
+// (optional); attribute epsilon (default 1e-12); outputs as SkipLayerNormalization's.
+
+Status infer_concat_skip_layer_norm(InferContext& ctx) {
+  for (size_t i = 0; i < 4; ++i)
+    if (!ctx.has_input(i)) return ctx.error("needs head, rest, skip and gamma");
+  const DataType t = ctx.input_dtype(1);
+  if (t != DataType::kUndefined && !dtype_is_float(t)) return ctx.unsupported(std::string("dtype ") + dtype_name(t));
+  if (ctx.input_dtype(0) != DataType::kUndefined && t != DataType::kUndefined && ctx.input_dtype(0) != t)
+    return ctx.error("head and rest dtypes differ");
+  const Shape *head = ctx.input_shape(0), *rest = ctx.input_shape(1);
+  if ((head && head->size() != 3) || (rest && rest->size() != 3))
+    return ctx.error("head and rest must have rank 3 (batch, rows, hidden)");
+  std::optional<Shape> x;
+  if (head && rest) {
+    const Dim &hb = (*head)[0], &rb = (*rest)[0], &hh = (*head)[2], &rh = (*rest)[2];
+    if (hb.known() && rb.known() && hb.value != 1 && hb.value != rb.value)
+      return ctx.error("head's batch is neither 1 nor rest's");
+    if (hh.known() && rh.known() && hh.value != rh.value) return ctx.error("head and rest hidden sizes differ");
+    x = Shape{rb, dim_add((*head)[1], (*rest)[1]), rh.known() ? rh : hh};
+  }
+  if (x && ctx.input_shape(2) && !broadcasts_to(*ctx.input_shape(2), *x))
+    return ctx.error("skip does not broadcast to the concatenated rows");
+  set_skip_norm_outputs(ctx, t, x ? &*x : nullptr);
+  return Status();
+}
+
+Status ref_concat_skip_layer_norm(KernelContext& ctx) {
+  const Tensor &head = ctx.input(0), &rest = ctx.input(1);
+  KILN_ASSIGN_OR_RETURN(Dims d, concat_rows_dims(ctx, head, rest));
+  Tensor in = Tensor::empty(rest.dtype(), d);
+  const size_t row_bytes = static_cast<size_t>(d[2]) * dtype_size(rest.dtype());
+  const int64_t n0 = head.dim(1), n1 = rest.dim(1);
+  auto* out = static_cast<char*>(in.data());
+  for (int64_t b = 0; b < d[0]; ++b) {
+    const auto* h =
+        static_cast<const char*>(head.data()) + static_cast<size_t>(head.dim(0) == 1 ? 0 : b * n0) * row_bytes;
+    std::memcpy(out + static_cast<size_t>(b * (n0 + n1)) * row_bytes, h, static_cast<size_t>(n0) * row_bytes);
+    std::memcpy(out + static_cast<size_t>(b * (n0 + n1) + n0) * row_bytes,
+                static_cast<const char*>(rest.data()) + static_cast<size_t>(b * n1) * row_bytes,
+                static_cast<size_t>(n1) * row_bytes);
+  }
+  return skip_layer_norm_rows(ctx, in, ctx.input(2), 3);
+}
+
 bool applies_f32(const ir::Node&, const std::vector<TensorType>& inputs) {
   return !inputs.empty() && inputs[0].dtype == DataType::kFloat32;
 }
@@ -278,6 +333,10 @@ void register_layer_norm_ops(OpRegistry& r) {
          .domain = "kiln",
          .infer = infer_gather_skip_layer_norm,
          .ref = ref_gather_skip_layer_norm});
+  r.add({.name = "ConcatSkipLayerNormalization",
+         .domain = "kiln",
+         .infer = infer_concat_skip_layer_norm,
+         .ref = ref_concat_skip_layer_norm});
 }
 
 }  // namespace kiln::ops::norm

@@ -228,7 +228,7 @@ __global__ void skip_norm_kernel(const T* in, cuda::rownorm::RowGather gather, c
                                  float* inv_out, T* sum_out, int64_t cols, float eps) {
   __shared__ double scratch[32];
   const int64_t row = blockIdx.x, base = row * cols;
-  const T* inr = in + gather.row(row) * cols;
+  const T* inr = gather.row_ptr(in, row, cols);
   double s = 0.0;
   for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
     const float v = skip_sum(inr, skip, bias, skip_ix, skip_same, base + j, j);
@@ -296,7 +296,7 @@ Status run_skip_norm(KernelContext& ctx, DataType dt, const void* in, cuda::rown
   for (size_t i = 0; repeats && i < kept; ++i) repeats = skip.dims()[lead + i] == dims[dims.size() - kept + i];
   const int64_t skip_rows = skip_same ? rows : skip.numel() / h;
   bool fast = (skip_same || repeats) && cuda::rownorm::fast_cols_ok(h, dtype_size(dt)) && aligned16(in) &&
-              aligned16(skip.data()) && aligned16(ctx.output(0).data()) && aligned16(sum_out);
+              aligned16(gather.head) && aligned16(skip.data()) && aligned16(ctx.output(0).data()) && aligned16(sum_out);
   for (const void* q : params) fast = fast && aligned16(q);
   KILN_CUDA_DISPATCH_FLOAT(dt, T, {
     const T* x = static_cast<const T*>(in);
@@ -344,6 +344,26 @@ bool applies_gather_skip_layer_norm(const ir::Node& node, const std::vector<Tens
   if (inputs[1].shape && inputs[1].shape->size() + 1 > static_cast<size_t>(cuda::kMaxRank)) return false;
   for (size_t i = 2; i <= 4; ++i)
     if (node.input(i) && (i >= inputs.size() || inputs[i].dtype != inputs[0].dtype)) return false;
+  return true;
+}
+
+// kiln ConcatSkipLayerNormalization: of each batch's n0 + n1 rows, the first n0 are head's
+// (its batch's, or its one set) and the rest rest's.
+Status concat_skip_layer_norm_cuda(KernelContext& ctx) {
+  const Tensor &head = ctx.input(0), &rest = ctx.input(1);
+  KILN_ASSIGN_OR_RETURN(Dims dims, norm::concat_rows_dims(ctx, head, rest));
+  cuda::rownorm::RowGather rows;
+  rows.head = head.data();
+  rows.group = dims[1];
+  rows.head_rows = head.dim(1);
+  rows.head_shared = head.dim(0) == 1;
+  return run_skip_norm(ctx, rest.dtype(), rest.data(), rows, dims, ctx.input(2), 3);
+}
+
+bool applies_concat_skip_layer_norm(const ir::Node& node, const std::vector<TensorType>& inputs) {
+  if (inputs.size() < 4 || !is_cuda_float(inputs[1].dtype) || inputs[0].dtype != inputs[1].dtype) return false;
+  for (size_t i = 2; i <= 5; ++i)
+    if (node.input(i) && (i >= inputs.size() || inputs[i].dtype != inputs[1].dtype)) return false;
   return true;
 }
 
@@ -422,6 +442,9 @@ void register_norm_cuda_kernels(OpRegistry& r) {
   (void)r.add_cuda_kernel(
       "kiln", "GatherSkipLayerNormalization",
       FastKernel{"cuda.skip_layer_norm", gather_skip_layer_norm_cuda, applies_gather_skip_layer_norm});
+  (void)r.add_cuda_kernel(
+      "kiln", "ConcatSkipLayerNormalization",
+      FastKernel{"cuda.skip_layer_norm", concat_skip_layer_norm_cuda, applies_concat_skip_layer_norm});
   (void)r.add_cuda_kernel("", "InstanceNormalization",
                           FastKernel{"cuda.group_norm", instance_norm_cuda, applies_channel_norm});
   (void)r.add_cuda_kernel("", "GroupNormalization",

@@ -555,5 +555,88 @@ TEST(GatherSkipLayerNormalization, CudaRowsIndexTypesAndFallbacks) {
       }
 }
 
+// ConcatSkipLayerNormalization (kiln): SkipLayerNormalization of head's rows then rest's, a
+// batch at a time, head shared by every batch ([1, n0, H]) or one a batch; every output;
+// the CUDA kernels (warp and block per row, the generic path for 20 columns, a bias input)
+// against the reference on a GPU.
+Tensor concat_rows(const Tensor& head, const Tensor& rest) {
+  const int64_t b = rest.dim(0), n0 = head.dim(1), n1 = rest.dim(1), h = rest.dim(2);
+  Tensor x = Tensor::empty(rest.dtype(), {b, n0 + n1, h});
+  for (int64_t i = 0; i < b; ++i)
+    for (int64_t t = 0; t < n0 + n1; ++t)
+      for (int64_t j = 0; j < h; ++j)
+        x.set_from_double((i * (n0 + n1) + t) * h + j,
+                          t < n0 ? head.get_as_double(((head.dim(0) == 1 ? 0 : i) * n0 + t) * h + j)
+                                 : rest.get_as_double((i * n1 + t - n0) * h + j));
+  return x;
+}
+
+TEST(ConcatSkipLayerNormalization, EqualsSkipLayerNormOfTheConcatenation) {
+  std::mt19937 rng(21);
+  for (int64_t head_batch : {1, 3}) {
+    SCOPED_TRACE("head batch " + std::to_string(head_batch));
+    const int64_t b = 3, n0 = 2, n1 = 5, h = 16;
+    Tensor head = random_tensor(DataType::kFloat32, {head_batch, n0, h}, rng);
+    Tensor rest = random_tensor(DataType::kFloat32, {b, n1, h}, rng);
+    Tensor skip = random_tensor(DataType::kFloat32, {1, n0 + n1, h}, rng);
+    Tensor gamma = random_tensor(DataType::kFloat32, {h}, rng, 0.5, 1.5);
+    Tensor beta = random_tensor(DataType::kFloat32, {h}, rng);
+    Tensor bias = random_tensor(DataType::kFloat32, {h}, rng);
+    OpCase c("ConcatSkipLayerNormalization", 1, "kiln");
+    c.attr("epsilon", Attribute::from_float(1e-5f)).outputs(4);
+    c.input(head).input(rest).input(skip).input(gamma).input(beta).input(bias);
+    OpCase want("SkipLayerNormalization", 1, "com.microsoft");
+    want.attr("epsilon", Attribute::from_float(1e-5f)).outputs(4);
+    want.input(concat_rows(head, rest)).input(skip).input(gamma).input(beta).input(bias);
+    auto got = c.run();
+    auto ref = want.run();
+    ASSERT_TRUE(got.ok()) << got.status().to_string();
+    ASSERT_TRUE(ref.ok()) << ref.status().to_string();
+    ASSERT_EQ((*got)[0].dims(), (Dims{b, n0 + n1, h}));
+    for (size_t o = 0; o < 4; ++o) {
+      ASSERT_EQ((*got)[o].dims(), (*ref)[o].dims()) << "output " << o;
+      for (int64_t i = 0; i < (*ref)[o].numel(); ++i)
+        EXPECT_NEAR((*got)[o].get_as_double(i), (*ref)[o].get_as_double(i), 1e-6) << "output " << o << " at " << i;
+    }
+  }
+}
+
+TEST(ConcatSkipLayerNormalization, RejectsMismatchedHeads) {
+  struct Bad {
+    Dims head, rest;
+    const char* says;
+  };
+  for (const Bad& k : {Bad{{2, 1, 8}, {3, 4, 8}, "neither 1 nor rest's"},
+                       Bad{{1, 1, 6}, {3, 4, 8}, "hidden sizes differ"}, Bad{{1, 8}, {3, 4, 8}, "rank 3"}}) {
+    OpCase c("ConcatSkipLayerNormalization", 1, "kiln");
+    c.input(DataType::kFloat32, k.head).input(DataType::kFloat32, k.rest);
+    c.input(DataType::kFloat32, {8}).input(DataType::kFloat32, {8});
+    auto r = c.run();
+    ASSERT_FALSE(r.ok()) << dims_to_string(k.head);
+    EXPECT_NE(r.status().message().find(k.says), std::string::npos) << r.status().to_string();
+  }
+}
+
+TEST(ConcatSkipLayerNormalization, CudaSharedAndBatchedHeads) {
+  struct S {
+    int64_t head_batch, n0, n1, h;
+    bool bias;
+  };
+  // ViT-B/16's class token (one set, warp per row), a batched head, block per row, and 20
+  // columns (not whole 16-byte packs: the generic kernel).
+  const std::vector<S> cases = {
+      {1, 1, 196, 768, false}, {4, 2, 9, 64, true}, {1, 3, 5, 2048, false}, {4, 1, 6, 20, true}};
+  for (const Tol& t : kFloatTols)
+    for (const S& cs : cases) {
+      OpCase c("ConcatSkipLayerNormalization", 1, "kiln");
+      c.attr("epsilon", Attribute::from_float(1e-5f)).outputs(4);
+      c.input(t.dtype, {cs.head_batch, cs.n0, cs.h}).input(t.dtype, {4, cs.n1, cs.h});
+      c.input(t.dtype, {1, cs.n0 + cs.n1, cs.h}).input(t.dtype, {cs.h}, 0.5, 1.5).input(t.dtype, {cs.h});
+      if (cs.bias) c.input(t.dtype, {cs.h});
+      EXPECT_GE(c.expect_all_kernels_match(t.rtol, t.atol), gpu_kernels())
+          << dtype_name(t.dtype) << " head batch " << cs.head_batch << " h " << cs.h;
+    }
+}
+
 }  // namespace
 }  // namespace kiln::test

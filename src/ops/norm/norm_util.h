@@ -36,6 +36,18 @@ inline Result<Dims> gathered_dims(const KernelContext& ctx, const Tensor& table,
   return d;
 }
 
+/// ConcatSkipLayerNormalization's head [1 or B, n0, H] and rest [B, n1, H], checked; the dims
+/// of their concatenation on axis 1, [B, n0 + n1, H], on success.
+inline Result<Dims> concat_rows_dims(const KernelContext& ctx, const Tensor& head, const Tensor& rest) {
+  if (head.rank() != 3 || rest.rank() != 3) return ctx.error("head and rest must have rank 3 (batch, rows, hidden)");
+  if (head.dtype() != rest.dtype()) return ctx.error("head and rest dtypes differ");
+  if (head.dim(2) != rest.dim(2)) return ctx.error("head and rest hidden sizes differ");
+  if (head.dim(0) != 1 && head.dim(0) != rest.dim(0))
+    return ctx.error("head's batch (" + std::to_string(head.dim(0)) + ") is neither 1 nor rest's (" +
+                     std::to_string(rest.dim(0)) + ")");
+  return Dims{rest.dim(0), head.dim(1) + rest.dim(1), rest.dim(2)};
+}
+
 /// True when `p` broadcasts unidirectionally to `x` (right-aligned, dims 1 or equal).
 inline bool broadcasts_to(const Dims& p, const Dims& x) {
   if (p.size() > x.size()) return false;

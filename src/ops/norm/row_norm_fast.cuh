@@ -27,18 +27,33 @@ inline constexpr int64_t kFastMaxWarpCols = 32 * kFastMaxPerThread;
 /// Longest row of the fast path.
 inline constexpr int64_t kFastMaxCols = kFastBlockThreads * kFastMaxPerThread;
 
-/// Where a skip-norm kernel's input rows come from: row r of the input (idx null), or
+/// Where a skip-norm kernel's input rows come from: row r of the input (idx null, group 0);
 /// row idx[r] of a [rows, cols] table (GatherSkipLayerNormalization), negative indices
-/// counting from the end and the rest clamped into the table, as the CUDA Gather does.
+/// counting from the end and the rest clamped into the table, as the CUDA Gather does; or
+/// (group > 0, ConcatSkipLayerNormalization) of each `group` rows the first `head_rows` from
+/// `head` (its group's, or the one set when head_shared) and the rest from the input.
 struct RowGather {
   const void* idx = nullptr;
   bool idx64 = false;
   int64_t rows = 0;
+  const void* head = nullptr;
+  int64_t group = 0, head_rows = 0;
+  bool head_shared = false;
   __device__ __forceinline__ int64_t row(int64_t r) const {
     if (!idx) return r;
     int64_t i = idx64 ? static_cast<const int64_t*>(idx)[r] : static_cast<const int32_t*>(idx)[r];
     if (i < 0) i += rows;
     return i < 0 ? 0 : (i >= rows ? rows - 1 : i);
+  }
+  /// Row r of the kernel's input: `in`'s (as row() says) or head's.
+  template <typename T>
+  __device__ __forceinline__ const T* row_ptr(const T* in, int64_t r, int64_t cols) const {
+    if (group > 0) {
+      const int64_t g = r / group, t = r - g * group;
+      if (t < head_rows) return static_cast<const T*>(head) + ((head_shared ? 0 : g * head_rows) + t) * cols;
+      return in + (g * (group - head_rows) + t - head_rows) * cols;
+    }
+    return in + row(r) * cols;
   }
 };
 
@@ -181,7 +196,8 @@ __global__ void __launch_bounds__(kThreads* kRows)
 /// `skip_rows` rows, repeated over the input's (the same shape, or broadcast over
 /// leading dims: BERT's position embeddings); gamma, beta, bias (the last two may be
 /// null) hold `cols` elements; sum_out (may be null) gets input + skip + bias. The
-/// input's rows as `gather` says (GatherSkipLayerNormalization: a table's). Grid as
+/// input's rows as `gather` says (GatherSkipLayerNormalization: a table's;
+/// ConcatSkipLayerNormalization: two tensors'). Grid as
 /// row_norm_fast_kernel's.
 template <typename T, int kThreads, int kRows, int kN = kSlots<T>>
 __global__ void __launch_bounds__(kThreads* kRows)
@@ -197,7 +213,7 @@ __global__ void __launch_bounds__(kThreads* kRows)
   if (row >= rows) return;
   const int packs = cols / kPack;
   const int64_t base = row * cols;
-  const P* ir = reinterpret_cast<const P*>(in + gather.row(row) * cols);
+  const P* ir = reinterpret_cast<const P*>(gather.row_ptr(in, row, cols));
   const P* sr = reinterpret_cast<const P*>(skip + (skip_rows == rows ? row : row % skip_rows) * cols);
   const P* cp = reinterpret_cast<const P*>(bias);
   P* sumr = reinterpret_cast<P*>(sum_out ? sum_out + base : nullptr);
