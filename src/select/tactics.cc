@@ -249,6 +249,7 @@ std::string describe_tactic(const std::string& kernel, int64_t id) {
     if (ops::attn::is_cudnn_sdpa_tactic(id)) return "cuDNN fused attention engine";
     if (ops::attn::is_hopper_tactic(id)) {
       const int64_t v = id - ops::attn::kHopperTacticBase;
+      if (v == 2) return "kiln Hopper attention (TMA + wgmma), 2 warp groups a CTA, 32-key chunks";
       return "kiln Hopper attention (TMA + wgmma), " + std::to_string(v + 1) + " warp group" + (v > 0 ? "s" : "") +
              " a CTA";
     }
@@ -266,7 +267,7 @@ std::string describe_tactic(const std::string& kernel, int64_t id) {
 std::string tactic_build_settings(bool tf32) {
   std::string s = tf32 ? "tf32=1" : "tf32=0";
   if (ops::matmul::splitk::offered()) s += " splitk=1";
-  if (const std::string v = ops::attn::hopper_variants_offered(); v != "01") s += " attn_variants=" + v;
+  if (const std::string v = ops::attn::hopper_variants_offered(); v != "012") s += " attn_variants=" + v;
   return s;
 }
 

@@ -81,7 +81,7 @@ Status choose_tactics(ir::Graph& g, const Propagation& opt, int opt_level, const
 /// The build-wide settings that change a node's candidates or their timings, for
 /// choose_tactics' `build`: "tf32=0|1", plus " splitk=1" with KILN_SPLITK_GEMM=1 (more
 /// matmul candidates) and " attn_variants=V" with KILN_ATTENTION_WGMMA_VARIANTS=V other than
-/// "01" (other Hopper attention candidates), so that such builds do not share timing-cache
+/// "012" (other Hopper attention candidates), so that such builds do not share timing-cache
 /// entries with others.
 std::string tactic_build_settings(bool tf32);
 

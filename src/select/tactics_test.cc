@@ -571,9 +571,10 @@ TEST(Tactics, DescribedInWordsForInspect) {
             "kiln Hopper attention (TMA + wgmma), 1 warp group a CTA");
   EXPECT_EQ(describe_tactic("cuda.flash_attention", ops::attn::kHopperTacticBase + 1),
             "kiln Hopper attention (TMA + wgmma), 2 warp groups a CTA");
-  // Session 19's persistent variant (+ 2), removed: no Hopper tactic any more.
   EXPECT_EQ(describe_tactic("cuda.flash_attention", ops::attn::kHopperTacticBase + 2),
-            "kiln flash attention, variant " + std::to_string(ops::attn::kHopperTacticBase + 2));
+            "kiln Hopper attention (TMA + wgmma), 2 warp groups a CTA, 32-key chunks");
+  EXPECT_EQ(describe_tactic("cuda.flash_attention", ops::attn::kHopperTacticBase + 3),
+            "kiln flash attention, variant " + std::to_string(ops::attn::kHopperTacticBase + 3));
 }
 
 // Opt-in candidates change what a node's timing chose among: such builds get their own

@@ -662,9 +662,12 @@ wgmma::Args hopper_args(KernelContext& ctx, const FusedAttentionGeometry& g) {
 void add_wgmma_tactics(KernelContext& ctx, const FusedAttentionGeometry& g, std::vector<int64_t>& ids) {
   static const bool on = !env_is("KILN_ATTENTION_WGMMA", "0");
   const std::string offered = hopper_variants_offered();
-  if (on && wgmma::takes(g, hopper_args(ctx, g)))
-    for (int64_t i = 0; i < kHopperTactics; ++i)
-      if (offered.find(static_cast<char>('0' + i)) != std::string::npos) ids.push_back(kHopperTacticBase + i);
+  if (!on) return;
+  const wgmma::Args a = hopper_args(ctx, g);
+  for (int64_t i = 0; i < kHopperTactics; ++i)
+    if (offered.find(static_cast<char>('0' + i)) != std::string::npos &&
+        wgmma::offers(g, a, static_cast<wgmma::Variant>(i)))
+      ids.push_back(kHopperTacticBase + i);
 }
 
 // A Hopper tactic on the Hopper kernel: true when it launched; false where the tactic is not

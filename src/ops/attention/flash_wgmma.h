@@ -1,7 +1,7 @@
 // Hopper-native attention for short sequences (flash_wgmma_sm90a.cu): fp16/bf16,
 // D == Dv == 64, Sk <= 256, every operand a plain strided [B, H, S, 64] view with rows 16-byte
 // aligned. One CTA = 1 or 2 warp groups of 64 query rows of one (batch, head); Q, and all
-// of K and V in 64-key chunks, arrive by TMA (128-byte swizzle, one mbarrier per chunk, rows
+// of K and V in 64-key (or 32-key) chunks, arrive by TMA (128-byte swizzle, one mbarrier per chunk, rows
 // past S as zeros); S = Q K^T runs as wgmma from shared memory, the online softmax on the
 // accumulators, and O += P V as wgmma with P from registers (the accumulator layout is
 // the A fragment's). A tactic of cuda.flash_attention on sm_90 (flash_mma_cuda.cu).
@@ -30,9 +30,13 @@ bool takes(const FusedAttentionGeometry& g, const Args& a);
 
 /// The kernel's forms (tactic kHopperTacticBase + the value).
 enum class Variant {
-  kOneWarpGroup = 0,   ///< a CTA of one warp group (64 query rows) a (batch, head) block
-  kTwoWarpGroups = 1,  ///< two (128 rows sharing one copy of K and V)
+  kOneWarpGroup = 0,          ///< a CTA of one warp group (64 query rows) a (batch, head) block
+  kTwoWarpGroups = 1,         ///< two (128 rows sharing one copy of K and V)
+  kTwoWarpGroupsChunk32 = 2,  ///< two, K and V in 32-key chunks, 80 registers: 3 CTAs an SM (Sk <= 224)
 };
+
+/// Whether variant `v` takes g on this device (takes(), and the variant's own limits).
+bool offers(const FusedAttentionGeometry& g, const Args& a, Variant v);
 
 /// Enqueues the attention as variant `v`; returns the cudaError_t (cudaErrorNotSupported,
 /// launching nothing, where the kernel does not take g, a tensor map cannot describe an

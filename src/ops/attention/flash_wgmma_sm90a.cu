@@ -3,8 +3,8 @@
 // CTA = WG warp groups (128 threads each) over 64 * WG query rows of one (batch, head) =
 // (blockIdx.z, blockIdx.y), the last batch first with `reverse` (cuda::reverse_grids);
 // thread 0 issues every TMA load at the start: the warp groups' Q boxes (64 rows x 64 d,
-// 8 KB each) on one mbarrier, then K and V chunk c (64 keys x 64 d each) on mbarriers of
-// their own, so chunk 0's scores start while later chunks land.
+// 8 KB each) on one mbarrier, then K and V chunk c (64 keys x 64 d each; 32 keys in variant
+// 2) on mbarriers of their own, so chunk 0's scores start while later chunks land.
 // All of K and V stay resident (Sk <= 256: 32 KB each at most); no stage is reused, so
 // every barrier completes once (parity 0).
 //
@@ -41,13 +41,16 @@ namespace {
 
 using namespace cuda::hopper;
 
-constexpr int kRows = 64, kKeys = 64, kD = 64;
-constexpr int kMaxChunks = 4;               // Sk <= 256
-constexpr uint32_t kTile = kRows * kD * 2;  // one TMA box: 8 KB
+constexpr int kRows = 64, kD = 64;
+constexpr int kMaxKeys = 256;               // Sk <= 256
+constexpr int kMaxChunks = kMaxKeys / 32;   // barrier slots: chunks of 32 keys at the least
+constexpr uint32_t kTile = kRows * kD * 2;  // one Q box: 8 KB
+// A K or V chunk of KC keys (64, or 32: variant 2): KC rows of 128 bytes.
+constexpr uint32_t chunk_bytes(int kc) { return static_cast<uint32_t>(kc) * kD * 2; }
 
 // 1 KB alignment slack, Q boxes, K and V chunks, barriers, the mask row (MASK == 1, log2 units).
-constexpr int smem_bytes(int wg, int chunks) {
-  return 1024 + (wg + 2 * chunks) * int(kTile) + (1 + 2 * kMaxChunks) * 8 + kKeys * kMaxChunks * 4;
+constexpr int smem_bytes(int wg, int chunks, int kc) {
+  return 1024 + wg * int(kTile) + 2 * chunks * int(chunk_bytes(kc)) + (1 + 2 * kMaxChunks) * 8 + kMaxKeys * 4;
 }
 
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -250,31 +253,31 @@ __device__ __forceinline__ void load_mask(const T* __restrict__ mask, const Fuse
   }
 }
 template <class T, int N>
-__device__ __forceinline__ void store_mask(float* mlog, const FusedAttentionGeometry& g, int nch, int key0, int step,
-                                           const T (&m)[N]) {
+__device__ __forceinline__ void store_mask(float* mlog, const FusedAttentionGeometry& g, int nch, int kc, int key0,
+                                           int step, const T (&m)[N]) {
 #pragma unroll
   for (int k = 0; k < N; ++k) {
     const int key = key0 + step * k;
-    if (key < nch * kKeys) mlog[key] = key >= g.Sk ? -INFINITY : to_log2(cuda::to_f(m[k]));
+    if (key < nch * kc) mlog[key] = key >= g.Sk ? -INFINITY : to_log2(cuda::to_f(m[k]));
   }
 }
 
-// Every key chunk of one 64-row block: full chunks of 64 keys; a last one of <= 16 or <= 32
-// live keys runs as n16 / n32 (ViT's 197 tokens: 5 keys in the fourth chunk). K chunk c's
-// barrier is bar_k(bars, c), V's bar_v(bars, c).
-template <class T, int MASK>
+// Every key chunk of one 64-row block: full chunks of KC keys; a last one of <= 16 or <= 32
+// live keys runs as n16 / n32 (ViT's 197 tokens: 5 keys in the fourth chunk of 64). K chunk
+// c's barrier is bar_k(bars, c), V's bar_v(bars, c).
+template <class T, int MASK, int KC>
 __device__ __forceinline__ void attend_all(float (&oacc)[32], float (&row_m)[2], float (&row_l)[2], uint32_t qtile,
                                            uint32_t ks, uint32_t vs, uint32_t bars, int nch,
                                            const FusedAttentionGeometry& g, float mult, const float* mlog,
                                            const T* const (&mrow)[2], int tq) {
   for (int ch = 0; ch < nch; ++ch) {
-    const long long k0 = static_cast<long long>(ch) * kKeys, live = g.Sk - k0;
-    const uint32_t kt = ks + ch * kTile, vt = vs + ch * kTile, vbar = bar_v(bars, ch);
+    const long long k0 = static_cast<long long>(ch) * KC, live = g.Sk - k0;
+    const uint32_t kt = ks + ch * chunk_bytes(KC), vt = vs + ch * chunk_bytes(KC), vbar = bar_v(bars, ch);
     const bool first = ch == 0;
     mbar_wait(bar_k(bars, ch), 0);
-    if (live >= 64)
-      attend_chunk<T, MASK, 64, false>(oacc, row_m, row_l, qtile, kt, vt, vbar, k0, g, mult, mlog, mrow, tq, first);
-    else if (live > 32)
+    if (live >= KC)
+      attend_chunk<T, MASK, KC, false>(oacc, row_m, row_l, qtile, kt, vt, vbar, k0, g, mult, mlog, mrow, tq, first);
+    else if (KC == 64 && live > 32)
       attend_chunk<T, MASK, 64, true>(oacc, row_m, row_l, qtile, kt, vt, vbar, k0, g, mult, mlog, mrow, tq, first);
     else if (live > 16)
       attend_chunk<T, MASK, 32, true>(oacc, row_m, row_l, qtile, kt, vt, vbar, k0, g, mult, mlog, mrow, tq, first);
@@ -320,11 +323,13 @@ __device__ __forceinline__ void store_rows(const float (&oacc)[32], const float 
 // MASK: 0 none; 1 one row per (batch, head) for every query (mask_stride[2] == 0, BERT's
 // [B, 1, 1, Sk]): each thread loads its 16 columns once a chunk for both its rows; 2 a
 // row per query.
+// KC: keys a K / V chunk (64; 32 for variant 2, whose 80-register build fits 3 CTAs of two
+// warp groups an SM where the chunks' shared memory allows, Sk <= 224: ViT-B/16's 197).
 // MINB: CTAs an SM the registers allow. 4 / WG (<= 128 registers) everywhere; 5 (<= 96, no
 // spills without a per-query mask) for one warp group over at most 128 keys, where shared
 // memory fits 5 (44 KB a CTA): BERT bs128's layer, latency-bound at 4 (ncu: 58% of DRAM
 // bandwidth, 0.41 issues a cycle a scheduler), went 48.0 -> 45.9 us under ncu (session 19).
-template <class T, int WG, int MASK, int MINB>
+template <class T, int WG, int MASK, int MINB, int KC>
 __global__ void __launch_bounds__(WG * 128, MINB)
     flash_wgmma_kernel(const __grid_constant__ CUtensorMap map_q, const __grid_constant__ CUtensorMap map_k,
                        const __grid_constant__ CUtensorMap map_v, const __grid_constant__ FusedAttentionGeometry g,
@@ -333,14 +338,14 @@ __global__ void __launch_bounds__(WG * 128, MINB)
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   const uint32_t base = (cuda::smem_addr(smem_raw) + 1023u) & ~1023u;  // swizzle atoms on 1 KB
-  const int nch = static_cast<int>((g.Sk + kKeys - 1) / kKeys);
-  const uint32_t qs = base, ks = base + WG * kTile, vs = ks + nch * kTile, bars = vs + nch * kTile;
+  const int nch = static_cast<int>((g.Sk + KC - 1) / KC);
+  const uint32_t qs = base, ks = base + WG * kTile, vs = ks + nch * chunk_bytes(KC), bars = vs + nch * chunk_bytes(KC);
   const int tid = static_cast<int>(threadIdx.x), wg = tid / 128, t = tid % 128;
   const int b = static_cast<int>(reverse ? gridDim.z - 1 - blockIdx.z : blockIdx.z), h = static_cast<int>(blockIdx.y);
   const int q0 = static_cast<int>(blockIdx.x) * kRows * WG;
   // MASK == 1: the (batch, head)'s mask row, its loads issued before the set-up and its
   // barrier, stored in log2 units once the TMA loads are issued.
-  constexpr int kMaskPer = kKeys * kMaxChunks / (WG * 128);
+  constexpr int kMaskPer = kMaxKeys / (WG * 128);
   [[maybe_unused]] T mraw[kMaskPer];
   if constexpr (MASK == 1) load_mask(mask, g, b, h, tid, WG * 128, mraw);
   if (tid == 0) set_up(&map_q, &map_k, &map_v, bars, nch);
@@ -360,16 +365,16 @@ __global__ void __launch_bounds__(WG * 128, MINB)
       tma_load_4d(qs + w * kTile, &map_q, bars, c[0], c[1], c[2], c[3]);
     }
     for (int ch = 0; ch < nch; ++ch) {
-      coords(kc_dim, ch * kKeys, c);
-      mbar_expect_tx(bar_k(bars, ch), kTile);
-      tma_load_4d(ks + ch * kTile, &map_k, bar_k(bars, ch), c[0], c[1], c[2], c[3]);
-      mbar_expect_tx(bar_v(bars, ch), kTile);
-      tma_load_4d(vs + ch * kTile, &map_v, bar_v(bars, ch), c[0], c[1], c[2], c[3]);
+      coords(kc_dim, ch * KC, c);
+      mbar_expect_tx(bar_k(bars, ch), chunk_bytes(KC));
+      tma_load_4d(ks + ch * chunk_bytes(KC), &map_k, bar_k(bars, ch), c[0], c[1], c[2], c[3]);
+      mbar_expect_tx(bar_v(bars, ch), chunk_bytes(KC));
+      tma_load_4d(vs + ch * chunk_bytes(KC), &map_v, bar_v(bars, ch), c[0], c[1], c[2], c[3]);
     }
   }
   float* mlog = mask_row(smem_raw, bars);
   if constexpr (MASK == 1) {
-    store_mask(mlog, g, nch, tid, WG * 128, mraw);
+    store_mask(mlog, g, nch, KC, tid, WG * 128, mraw);
     __syncthreads();
   }
   if (q0 + wg * kRows >= g.Sq) return;  // a warp group past the last query row (no barrier follows)
@@ -391,17 +396,17 @@ __global__ void __launch_bounds__(WG * 128, MINB)
   mbar_wait(bars, 0);
   const uint32_t qtile = qs + wg * kTile;
 
-  attend_all<T, MASK>(oacc, row_m, row_l, qtile, ks, vs, bars, nch, g, mult, mlog, mrow, tq);
+  attend_all<T, MASK, KC>(oacc, row_m, row_l, qtile, ks, vs, bars, nch, g, mult, mlog, mrow, tq);
   store_rows(oacc, row_l, g, o, o_pairs, b, h, row0, tq);
 #else
   __trap();  // built for sm_90a only (CMakeLists.txt)
 #endif
 }
 
-// Operand m's logical [B, H, S, 64] as a 4D tensor map of 64 x 64 boxes: d innermost, then
+// Operand m's logical [B, H, S, 64] as a 4D tensor map of `rows` x 64 boxes: d innermost, then
 // h, s and b ordered by stride (the encoder wants them so); *sdim = where s went (1..3).
 bool encode(CUtensorMap* map, DataType t, const void* data, const OperandMap& m, int64_t B, int64_t H, int64_t S,
-            int* sdim) {
+            int rows, int* sdim) {
   auto fn = tensor_map_encoder();
   if (!fn) return false;
   struct Axis {
@@ -421,7 +426,7 @@ bool encode(CUtensorMap* map, DataType t, const void* data, const OperandMap& m,
     if (ax[i].stride <= 0 || (ax[i].stride * 2) % 16 || ax[i].stride * 2 >= (int64_t{1} << 40)) return false;
     dims[i + 1] = static_cast<cuuint64_t>(ax[i].n);
     strides[i] = static_cast<cuuint64_t>(ax[i].stride * 2);
-    if (ax[i].which == 2) *sdim = i + 1, box[i + 1] = kRows;
+    if (ax[i].which == 2) *sdim = i + 1, box[i + 1] = static_cast<cuuint32_t>(rows);
   }
   const cuuint32_t elem[4] = {1, 1, 1, 1};
   const CUtensorMapDataType dt =
@@ -436,42 +441,52 @@ struct Maps {
   CUtensorMap q, k, v;
   int qd = 0, kd = 0;
 };
-bool encode_all(const FusedAttentionGeometry& g, const Args& a, Maps& m) {
+bool encode_all(const FusedAttentionGeometry& g, const Args& a, int kc, Maps& m) {
   int vd = 0;
-  return encode(&m.q, a.dtype, a.q, g.q, g.B, g.H, g.Sq, &m.qd) &&
-         encode(&m.k, a.dtype, a.k, g.k, g.B, g.H, g.Sk, &m.kd) &&
-         encode(&m.v, a.dtype, a.v, g.v, g.B, g.H, g.Sk, &vd) && vd == m.kd;
+  return encode(&m.q, a.dtype, a.q, g.q, g.B, g.H, g.Sq, kRows, &m.qd) &&
+         encode(&m.k, a.dtype, a.k, g.k, g.B, g.H, g.Sk, kc, &m.kd) &&
+         encode(&m.v, a.dtype, a.v, g.v, g.B, g.H, g.Sk, kc, &vd) && vd == m.kd;
 }
 
-template <class T, int WG, int MASK, int MINB>
-cudaError_t launch_kernel(const FusedAttentionGeometry& g, const Args& a, cudaStream_t stream, int nch) {
+template <class T, int WG, int MASK, int MINB, int KC = 64>
+cudaError_t launch_kernel(const FusedAttentionGeometry& g, const Args& a, cudaStream_t stream) {
   Maps m;
-  if (!encode_all(g, a, m)) return cudaErrorNotSupported;
+  if (!encode_all(g, a, KC, m)) return cudaErrorNotSupported;
+  const int nch = static_cast<int>((g.Sk + KC - 1) / KC);
   // All the shared memory the SM has: as many CTAs an SM as registers allow.
-  constexpr auto kernel = flash_wgmma_kernel<T, WG, MASK, MINB>;
-  const cudaError_t set = cuda::configure_smem<kernel>(smem_bytes(WG, kMaxChunks), true);
+  constexpr auto kernel = flash_wgmma_kernel<T, WG, MASK, MINB, KC>;
+  const cudaError_t set = cuda::configure_smem<kernel>(smem_bytes(WG, kMaxKeys / KC, KC), true);
   if (set != cudaSuccess) return set;
   const dim3 grid(static_cast<unsigned>((g.Sq + kRows * WG - 1) / (kRows * WG)), static_cast<unsigned>(g.H),
                   static_cast<unsigned>(g.B));
-  kernel<<<grid, WG * 128, smem_bytes(WG, nch), stream>>>(m.q, m.k, m.v, g, static_cast<const T*>(a.mask),
-                                                          static_cast<T*>(a.o), a.o_pairs, m.qd, m.kd,
-                                                          cuda::reverse_grids());
+  kernel<<<grid, WG * 128, smem_bytes(WG, nch, KC), stream>>>(m.q, m.k, m.v, g, static_cast<const T*>(a.mask),
+                                                              static_cast<T*>(a.o), a.o_pairs, m.qd, m.kd,
+                                                              cuda::reverse_grids());
   return cudaGetLastError();
 }
 
-template <class T, int WG, int MASK>
+// Variant 0 / 1 (WG warp groups, 64-key chunks) and 2 (KC = 32: two warp groups, 3 CTAs an SM).
+template <class T, int WG, int MASK, int KC>
 cudaError_t launch_typed(const FusedAttentionGeometry& g, const Args& a, cudaStream_t stream) {
-  const int nch = static_cast<int>((g.Sk + kKeys - 1) / kKeys);
-  if constexpr (WG == 1 && MASK != 2)
-    if (nch <= 2) return launch_kernel<T, WG, MASK, 5>(g, a, stream, nch);
-  return launch_kernel<T, WG, MASK, 4 / WG>(g, a, stream, nch);
+  if constexpr (KC == 32) {
+    return launch_kernel<T, 2, MASK, 3, 32>(g, a, stream);
+  } else {
+    if constexpr (WG == 1 && MASK != 2)
+      if (g.Sk <= 128) return launch_kernel<T, WG, MASK, 5>(g, a, stream);
+    return launch_kernel<T, WG, MASK, 4 / WG>(g, a, stream);
+  }
 }
 
-template <class T, int WG>
+template <class T, int WG, int KC>
 cudaError_t launch_mask(const FusedAttentionGeometry& g, const Args& a, cudaStream_t stream) {
-  if (!a.mask) return launch_typed<T, WG, 0>(g, a, stream);
-  return g.mask_stride[2] == 0 ? launch_typed<T, WG, 1>(g, a, stream) : launch_typed<T, WG, 2>(g, a, stream);
+  if (!a.mask) return launch_typed<T, WG, 0, KC>(g, a, stream);
+  return g.mask_stride[2] == 0 ? launch_typed<T, WG, 1, KC>(g, a, stream) : launch_typed<T, WG, 2, KC>(g, a, stream);
 }
+
+// Variant 2's keys at most: its chunks' shared memory still fits 3 CTAs an SM (228 KB, 1 KB
+// of it reserved a CTA).
+constexpr int kChunk32MaxKeys = 224;
+static_assert(3 * (smem_bytes(2, kChunk32MaxKeys / 32, 32) + 1024) <= 228 * 1024, "3 CTAs an SM");
 
 bool plain(const OperandMap& m, const void* data, int64_t B, int64_t H, int64_t S) {
   const int64_t n[3] = {B, H, S};
@@ -484,7 +499,7 @@ bool plain(const OperandMap& m, const void* data, int64_t B, int64_t H, int64_t 
 
 bool takes(const FusedAttentionGeometry& g, const Args& a) {
   if (a.dtype != DataType::kFloat16 && a.dtype != DataType::kBFloat16) return false;
-  if (g.D != kD || g.Dv != kD || g.Sk < 1 || g.Sk > kKeys * kMaxChunks || g.Sq < 1 || !(g.scale > 0.f)) return false;
+  if (g.D != kD || g.Dv != kD || g.Sk < 1 || g.Sk > kMaxKeys || g.Sq < 1 || !(g.scale > 0.f)) return false;
   if (g.B > 65535 || g.H > 65535 || g.Sq > (int64_t{1} << 30)) return false;
   if (!plain(g.q, a.q, g.B, g.H, g.Sq) || !plain(g.k, a.k, g.B, g.H, g.Sk) || !plain(g.v, a.v, g.B, g.H, g.Sk))
     return false;
@@ -492,16 +507,24 @@ bool takes(const FusedAttentionGeometry& g, const Args& a) {
   return current_device_is_sm90();  // sm_90a code only
 }
 
+bool offers(const FusedAttentionGeometry& g, const Args& a, Variant v) {
+  if (v != Variant::kOneWarpGroup && v != Variant::kTwoWarpGroups && v != Variant::kTwoWarpGroupsChunk32) return false;
+  if (v == Variant::kTwoWarpGroupsChunk32 && g.Sk > kChunk32MaxKeys) return false;
+  return takes(g, a);
+}
+
 int launch(const FusedAttentionGeometry& g, const Args& a, Variant v, cudaStream_t stream) {
   // Another value (an engine naming session 19's persistent variant, 2, since removed): the
   // caller runs its own kernel.
-  if (v != Variant::kOneWarpGroup && v != Variant::kTwoWarpGroups) return static_cast<int>(cudaErrorNotSupported);
-  if (!takes(g, a)) return static_cast<int>(cudaErrorNotSupported);
+  if (!offers(g, a, v)) return static_cast<int>(cudaErrorNotSupported);
   const bool half = a.dtype == DataType::kFloat16;
-  const cudaError_t e =
-      v == Variant::kOneWarpGroup
-          ? (half ? launch_mask<__half, 1>(g, a, stream) : launch_mask<__nv_bfloat16, 1>(g, a, stream))
-          : (half ? launch_mask<__half, 2>(g, a, stream) : launch_mask<__nv_bfloat16, 2>(g, a, stream));
+  cudaError_t e;
+  if (v == Variant::kOneWarpGroup)
+    e = half ? launch_mask<__half, 1, 64>(g, a, stream) : launch_mask<__nv_bfloat16, 1, 64>(g, a, stream);
+  else if (v == Variant::kTwoWarpGroups)
+    e = half ? launch_mask<__half, 2, 64>(g, a, stream) : launch_mask<__nv_bfloat16, 2, 64>(g, a, stream);
+  else
+    e = half ? launch_mask<__half, 2, 32>(g, a, stream) : launch_mask<__nv_bfloat16, 2, 32>(g, a, stream);
   return static_cast<int>(e);
 }
 

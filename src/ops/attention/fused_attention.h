@@ -50,18 +50,18 @@ inline constexpr int64_t kCudnnSdpaTacticBase = int64_t(1) << 48;
 inline bool is_cudnn_sdpa_tactic(int64_t id) { return id >= kCudnnSdpaTacticBase; }
 
 /// Tactic IDs of the Hopper kernel (flash_wgmma.h) on CUDA: kHopperTacticBase + 0 / 1 for one
-/// / two warp groups a CTA (wgmma::Variant; IDs of their own: the register-resident kernel's
-/// small IDs mean different tiles at different dtypes). (+ 2 was session 19's persistent
-/// variant, removed in session 20: slower in isolation and in a graph; an engine naming it
-/// runs the register-resident kernel.)
-inline constexpr int64_t kHopperTacticBase = int64_t(1) << 40, kHopperTactics = 2;
+/// / two warp groups a CTA, + 2 for two with 32-key chunks (wgmma::Variant; IDs of their own:
+/// the register-resident kernel's small IDs mean different tiles at different dtypes). (+ 2
+/// was session 19's persistent variant until session 20 removed it; an engine of then naming
+/// it runs variant 2, the same attention.)
+inline constexpr int64_t kHopperTacticBase = int64_t(1) << 40, kHopperTactics = 3;
 inline bool is_hopper_tactic(int64_t id) { return id >= kHopperTacticBase && id < kHopperTacticBase + kHopperTactics; }
 
-/// The Hopper kernel's variants the builder offers, as digits of wgmma::Variant: "01" unless
-/// KILN_ATTENTION_WGMMA_VARIANTS says otherwise (an A/B switch: "0" or "1" offers one).
+/// The Hopper kernel's variants the builder offers, as digits of wgmma::Variant: "012" unless
+/// KILN_ATTENTION_WGMMA_VARIANTS says otherwise (an A/B switch: "01" leaves variant 2 out).
 inline std::string hopper_variants_offered() {
   const char* v = std::getenv("KILN_ATTENTION_WGMMA_VARIANTS");
-  return v && *v ? std::string(v) : std::string("01");
+  return v && *v ? std::string(v) : std::string("012");
 }
 
 /// Resolves the node's views against the run's input dims and shape values.
