@@ -14,7 +14,6 @@
 namespace kiln::passes {
 namespace {
 
-using testing::context_for;
 using testing::fused_from;
 using testing::op_types;
 using testing::run_graph;
@@ -67,10 +66,7 @@ void build(Net& n, std::mt19937& rng, bool expand, bool symbolic_head = false, b
 }
 
 Status run(ir::Graph& g, DeviceType device = DeviceType::kCUDA) {
-  BuilderConfig cfg;
-  cfg.set_device(device);
-  PassContext ctx = context_for(g, cfg);
-  return fuse_concat_layernorm(g, ctx);
+  return testing::run_for_device(fuse_concat_layernorm, g, device);
 }
 
 TEST(FuseConcatLayerNorm, ClassTokenConcatAndNormBecomeOneNode) {

@@ -12,7 +12,6 @@
 namespace kiln::passes {
 namespace {
 
-using testing::context_for;
 using testing::fused_from;
 using testing::op_types;
 using testing::run_graph;
@@ -53,10 +52,7 @@ void build(Net& n, std::mt19937& rng, bool extra_reader = false, bool sum_out = 
 }
 
 Status run(ir::Graph& g, DeviceType device = DeviceType::kCUDA) {
-  BuilderConfig cfg;
-  cfg.set_device(device);
-  PassContext ctx = context_for(g, cfg);
-  return fuse_gather_layernorm(g, ctx);
+  return testing::run_for_device(fuse_gather_layernorm, g, device);
 }
 
 std::map<std::string, Tensor> random_ids(std::mt19937& rng) {

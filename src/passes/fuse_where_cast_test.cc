@@ -12,7 +12,6 @@
 namespace kiln::passes {
 namespace {
 
-using testing::context_for;
 using testing::fused_from;
 using testing::op_types;
 using testing::run_graph;
@@ -50,10 +49,7 @@ void build(Net& n, DataType mt, bool reshape, bool share = false) {
 }
 
 Status run(ir::Graph& g, DeviceType device = DeviceType::kCUDA) {
-  BuilderConfig cfg;
-  cfg.set_device(device);
-  PassContext ctx = context_for(g, cfg);
-  return fuse_where_cast(g, ctx);
+  return testing::run_for_device(fuse_where_cast, g, device);
 }
 
 TEST(FuseWhereCast, MaskCastAndWhereBecomeOneNodeThroughAView) {

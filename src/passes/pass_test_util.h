@@ -106,6 +106,14 @@ inline PassContext context_for(const ir::Graph& g, const BuilderConfig& cfg) {
   return ctx;
 }
 
+// Runs `pass` on g as a build for `device` would.
+inline Status run_for_device(Status (*pass)(ir::Graph&, PassContext&), ir::Graph& g, DeviceType device) {
+  BuilderConfig cfg;
+  cfg.set_device(device);
+  PassContext ctx = context_for(g, cfg);
+  return pass(g, ctx);
+}
+
 inline std::vector<std::string> op_types(const ir::Graph& g) {
   std::vector<std::string> r;
   for (auto& n : g.nodes()) r.push_back(n->op_type);
