@@ -330,6 +330,8 @@ bool permute_row_tiles(const T* x, T* y, const Dims& d, const std::vector<int64_
   if (r < 3 || r > static_cast<size_t>(kMaxRank) || p[r - 1] != static_cast<int64_t>(r - 1) ||
       d[r - 1] * static_cast<int64_t>(sizeof(T)) > kShortRowBytes)
     return false;
+  for (int64_t v : d)
+    if (v > INT32_MAX) return false;  // (32-bit dims in the kernel)
   const int64_t nu = d[r - 1];
   const size_t A = r - 2, B = static_cast<size_t>(p[r - 2]);
   if (B == A) return false;  // (simplify_permute merges such axes)
