@@ -440,9 +440,13 @@ Status choose_tactics(ir::Graph& g, const Propagation& opt, int opt_level, const
   return Status();
 }
 
+std::string timing_cache_key_for(const std::string& device, const std::string& arch, const std::string& libraries) {
+  return device + ", " + arch + ", " + libraries + ", kiln tactics r" + std::to_string(kTacticsRevision);
+}
+
 Result<std::string> timing_cache_key(int index) {
   KILN_ASSIGN_OR_RETURN(cuda::DeviceInfo info, cuda::device_info(index));
-  return info.name + ", " + cuda::arch_name(info.cc_major, info.cc_minor) + ", " + cuda::library_versions();
+  return timing_cache_key_for(info.name, cuda::arch_name(info.cc_major, info.cc_minor), cuda::library_versions());
 }
 
 Status select_tactics(ir::Graph& g, const plan::ProfileRanges& profile, const BuilderConfig& config, Logger& logger,

@@ -92,7 +92,19 @@ std::string tactic_build_settings(bool tf32);
 Status select_tactics(ir::Graph& g, const plan::ProfileRanges& profile, const BuilderConfig& config, Logger& logger,
                       std::map<std::string, int>& stats);
 
-/// The timing-cache key of CUDA device `index`: name, compute capability, driver and library versions.
+/// The candidate sets' revision: bump it when a kernel offers new candidates or a tactic ID
+/// changes meaning, so that timing caches written before are set aside (with a warning)
+/// instead of answering for nodes whose new candidates they never timed (session 20's
+/// enumerated cuBLASLt tiles and session 21's 32-key Hopper attention were invisible to
+/// builds with an older cache file).
+inline constexpr int kTacticsRevision = 2;
+
+/// A timing-cache key from its parts: device name, architecture, library versions, and the
+/// candidate sets' revision (kTacticsRevision).
+std::string timing_cache_key_for(const std::string& device, const std::string& arch, const std::string& libraries);
+
+/// The timing-cache key of CUDA device `index`: name, compute capability, driver and library
+/// versions, kTacticsRevision.
 Result<std::string> timing_cache_key(int index);
 
 }  // namespace kiln::select

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <random>
@@ -575,6 +576,24 @@ TEST(Tactics, DescribedInWordsForInspect) {
             "kiln Hopper attention (TMA + wgmma), 2 warp groups a CTA, 32-key chunks");
   EXPECT_EQ(describe_tactic("cuda.flash_attention", ops::attn::kHopperTacticBase + 3),
             "kiln flash attention, variant " + std::to_string(ops::attn::kHopperTacticBase + 3));
+}
+
+// A timing cache names the candidate sets' revision in its key: a file written before a kernel
+// gained candidates is set aside (a key mismatch: warned about, then rewritten), not read.
+TEST(Tactics, TimingCacheKeyNamesTheCandidateRevision) {
+  const std::string key = timing_cache_key_for("NVIDIA H100 80GB HBM3", "sm_90", "cudart 13000");
+  EXPECT_EQ(key, "NVIDIA H100 80GB HBM3, sm_90, cudart 13000, kiln tactics r" + std::to_string(kTacticsRevision));
+  const std::string before = "NVIDIA H100 80GB HBM3, sm_90, cudart 13000";  // a session-20 file's key
+  TimingCache old(before);
+  old.put("::sig", TimingEntry{7, 0.5f, 5, 5, ""});
+  const std::string path = ::testing::TempDir() + "/kiln_tactics_revision.cache";
+  ASSERT_TRUE(old.save(path).ok());
+  CaptureLogger log;
+  auto loaded = TimingCache::load(path, key, log);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().to_string();
+  EXPECT_EQ(loaded->find("::sig"), nullptr) << "an older revision's entries must not answer";
+  EXPECT_NE(log.all().find(before), std::string::npos) << log.all();
+  std::remove(path.c_str());
 }
 
 // Opt-in candidates change what a node's timing chose among: such builds get their own
