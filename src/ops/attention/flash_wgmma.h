@@ -24,10 +24,6 @@ struct Args {
   bool o_pairs = false;  ///< output pairs as one 4-byte store (d contiguous, rows even)
 };
 
-/// Whether the kernel takes g on this device (an sm_90 GPU, the driver's tensor-map
-/// encoder, the geometry and alignment above).
-bool takes(const FusedAttentionGeometry& g, const Args& a);
-
 /// The kernel's forms (tactic kHopperTacticBase + the value).
 enum class Variant {
   kOneWarpGroup = 0,          ///< a CTA of one warp group (64 query rows) a (batch, head) block
@@ -35,7 +31,8 @@ enum class Variant {
   kTwoWarpGroupsChunk32 = 2,  ///< two, K and V in 32-key chunks, 80 registers: 3 CTAs an SM (Sk <= 224)
 };
 
-/// Whether variant `v` takes g on this device (takes(), and the variant's own limits).
+/// Whether variant `v` takes g on this device: an sm_90 GPU, the driver's tensor-map encoder,
+/// the geometry and alignment above, and the variant's own limits.
 bool offers(const FusedAttentionGeometry& g, const Args& a, Variant v);
 
 /// Enqueues the attention as variant `v`; returns the cudaError_t (cudaErrorNotSupported,

@@ -469,7 +469,8 @@ cudaError_t launch_kernel(const FusedAttentionGeometry& g, const Args& a, cudaSt
 template <class T, int WG, int MASK, int KC>
 cudaError_t launch_typed(const FusedAttentionGeometry& g, const Args& a, cudaStream_t stream) {
   if constexpr (KC == 32) {
-    return launch_kernel<T, 2, MASK, 3, 32>(g, a, stream);
+    static_assert(WG == 2, "variant 2 is built for two warp groups");
+    return launch_kernel<T, WG, MASK, 3, KC>(g, a, stream);
   } else {
     if constexpr (WG == 1 && MASK != 2)
       if (g.Sk <= 128) return launch_kernel<T, WG, MASK, 5>(g, a, stream);
@@ -495,8 +496,8 @@ bool plain(const OperandMap& m, const void* data, int64_t B, int64_t H, int64_t 
   return m.ax[3].inner_s == 1 && (reinterpret_cast<uintptr_t>(data) + m.offset * 2) % 16 == 0;
 }
 
-}  // namespace
-
+// Whether every variant takes g on this device (an sm_90 GPU, the driver's tensor-map
+// encoder, the geometry and alignment of flash_wgmma.h).
 bool takes(const FusedAttentionGeometry& g, const Args& a) {
   if (a.dtype != DataType::kFloat16 && a.dtype != DataType::kBFloat16) return false;
   if (g.D != kD || g.Dv != kD || g.Sk < 1 || g.Sk > kMaxKeys || g.Sq < 1 || !(g.scale > 0.f)) return false;
@@ -507,6 +508,8 @@ bool takes(const FusedAttentionGeometry& g, const Args& a) {
   return current_device_is_sm90();  // sm_90a code only
 }
 
+}  // namespace
+
 bool offers(const FusedAttentionGeometry& g, const Args& a, Variant v) {
   if (v != Variant::kOneWarpGroup && v != Variant::kTwoWarpGroups && v != Variant::kTwoWarpGroupsChunk32) return false;
   if (v == Variant::kTwoWarpGroupsChunk32 && g.Sk > kChunk32MaxKeys) return false;
@@ -514,8 +517,7 @@ bool offers(const FusedAttentionGeometry& g, const Args& a, Variant v) {
 }
 
 int launch(const FusedAttentionGeometry& g, const Args& a, Variant v, cudaStream_t stream) {
-  // Another value (an engine naming session 19's persistent variant, 2, since removed): the
-  // caller runs its own kernel.
+  // No variant, or one that does not take g (an engine from another GPU): the caller runs its own kernel.
   if (!offers(g, a, v)) return static_cast<int>(cudaErrorNotSupported);
   const bool half = a.dtype == DataType::kFloat16;
   cudaError_t e;
