@@ -21,6 +21,7 @@
 #include "base/env.h"
 #include "ops/conv/conv_act.cuh"
 #include "ops/conv/conv_direct_cuda.h"
+#include "ops/conv/conv_tc16_cuda.h"
 #include "ops/conv/conv_graph_cuda.h"
 #include "ops/conv/conv_internal.h"
 #include "ops/layout.h"
@@ -98,6 +99,12 @@ DnnGeometry make_geometry(const Dims& x, const Dims& w, const Dims& y, const std
 conv_direct::Problem direct_problem(const DnnGeometry& g, bool nchw_in) {
   return {g.x[0], g.x[2],       g.x[3],       g.x[1],    g.y[2],    g.y[3],         g.y[1],         g.w[2],
           g.w[3], g.strides[0], g.strides[1], g.pads[0], g.pads[1], g.dilations[0], g.dilations[1], nchw_in};
+}
+
+// kiln's 16-channel tensor-core conv problem of a 2-D NHWC geometry (NCHW dims).
+conv_tc16::Problem tc16_problem(const DnnGeometry& g) {
+  return {g.x[0],       g.x[2],       g.x[3],    g.x[1],    g.y[2],         g.y[3],        g.y[1], g.w[2], g.w[3],
+          g.strides[0], g.strides[1], g.pads[0], g.pads[1], g.dilations[0], g.dilations[1]};
 }
 
 struct ConvPlan {
@@ -302,7 +309,7 @@ bool graph_act(int kind, cudnn_graph::GraphAct* out);
 // whether bias, residual and activation were applied in the graph (`act_kind` is the
 // FusedConv activation, -1 for a plain Conv whose only epilogue is the bias).
 Result<bool> run_graph(KernelContext& ctx, const DnnGeometry& g, const ConvPlan& legacy, int act_kind, const Tensor* b,
-                       const Tensor* z, bool direct, bool* epilogue_done) {
+                       const Tensor* z, const std::vector<int64_t>& own, bool* epilogue_done) {
   *epilogue_done = false;
   const cuda::Env* env = ctx.cuda_env();
   cudnn_graph::ConvProblem pr;
@@ -348,7 +355,7 @@ Result<bool> run_graph(KernelContext& ctx, const DnnGeometry& g, const ConvPlan&
   std::vector<int64_t> all;
   if (!lead.empty()) all.push_back(lead[0]);
   if (!other.empty()) all.push_back(other[0]);
-  if (direct) all.push_back(cudnn_graph::kDirectTactic);  // kiln's direct conv (few input channels)
+  all.insert(all.end(), own.begin(), own.end());  // kiln's own kernels that take the problem
   if (tf32_nhwc) {
     for (size_t i = 1; i < lead.size() || i < other.size(); ++i) {
       if (i < lead.size()) all.push_back(lead[i]);
@@ -520,7 +527,7 @@ Status run_dnn(KernelContext& ctx, const DnnGeometry& g, bool transpose) {
   const Tensor* bias = ctx.has_input(2) && ctx.input(2).numel() > 0 ? &ctx.input(2) : nullptr;
   if (!transpose) {
     bool done = false;
-    KILN_ASSIGN_OR_RETURN(bool ran, run_graph(ctx, g, *p, -1, bias, nullptr, /*direct=*/false, &done));
+    KILN_ASSIGN_OR_RETURN(bool ran, run_graph(ctx, g, *p, -1, bias, nullptr, /*own=*/{}, &done));
     if (ran) return done || !bias ? Status() : add_bias(ctx, *bias, y);
   }
   const cuda::Env* env = ctx.cuda_env();
@@ -752,13 +759,25 @@ Status fused_conv_cuda(KernelContext& ctx) {
   const cuda::Env* env = ctx.cuda_env();
   auto h = static_cast<cudnnHandle_t>(env->cudnn);
   const float one = 1.f, zero = 0.f;
+  // kiln's tensor-core conv over 16 channels (the space-to-depth stems; conv_tc16_cuda.h).
+  static const bool tc16_on = !env_is("KILN_CONV_TC16", "0");  // an A/B switch
+  const conv_tc16::Problem tp = tc16_problem(g);
+  const bool tc16 = tc16_on && nhwc && g.x.size() == 4 && g.group == 1 &&
+                    (x.dtype() == DataType::kFloat16 || x.dtype() == DataType::kBFloat16) && conv_tc16::applies(tp);
+  std::vector<int64_t> own;
+  if (direct) own.push_back(cudnn_graph::kDirectTactic);
+  if (tc16) own.push_back(cudnn_graph::kTc16Tactic);
   bool graph_done = false;
   KILN_ASSIGN_OR_RETURN(const bool graph_ran,
-                        run_graph(ctx, g, *p, static_cast<int>(act.kind), b, z, direct, &graph_done));
+                        run_graph(ctx, g, *p, static_cast<int>(act.kind), b, z, own, &graph_done));
   if (graph_done) return Status();
-  if (!graph_ran && direct && ctx.attrs().get_int(kTacticAttr, -1) == cudnn_graph::kDirectTactic)
+  const int64_t tactic = ctx.attrs().get_int(kTacticAttr, -1);
+  if (!graph_ran && direct && tactic == cudnn_graph::kDirectTactic)
     return conv_direct::run(ctx, dp, x.dtype(), x.data(), w.data(), b ? b->data() : nullptr, z ? z->data() : nullptr,
                             y.data(), static_cast<int>(act.kind), act.a, act.b);
+  if (!graph_ran && tc16 && tactic == cudnn_graph::kTc16Tactic)
+    return conv_tc16::run(ctx, tp, x.dtype(), x.data(), w.data(), b ? b->data() : nullptr, z ? z->data() : nullptr,
+                          y.data(), static_cast<int>(act.kind), act.a, act.b);
   // ReLU or identity with a bias: one cuDNN call (identity needs IMPLICIT_PRECOMP_GEMM).
   // KILN_CUDNN_FUSED_CALL=0 skips it (the plain conv and our epilogue run instead): an
   // A/B for FP32 NHWC, where the call seems to run on an FMA engine (RESULTS.md, session 6).

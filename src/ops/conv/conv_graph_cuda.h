@@ -48,6 +48,9 @@ inline bool is_fused_tactic(int64_t id) { return is_graph_tactic(id) && (id & kF
 /// The tactic of kiln's own direct conv for few input channels (conv_direct_cuda.h):
 /// below the graph IDs, above every legacy one.
 constexpr int64_t kDirectTactic = int64_t(1) << 40;
+/// The tactic of kiln's tensor-core conv over 16 input channels (conv_tc16_cuda.h: the
+/// space-to-depth stems). (+ 1 and + 2 named the unmerged Hopper conv of wip/gpu-next.)
+constexpr int64_t kTc16Tactic = kDirectTactic + 3;
 
 /// Where convs get graph engines (env KILN_CUDNN_GRAPH): 0 nowhere; 1 (default) where
 /// the legacy path cannot fuse the whole epilogue into one call (SiLU, Sigmoid, Tanh,

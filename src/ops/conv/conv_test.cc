@@ -570,17 +570,57 @@ TEST(FusedConv, CudaEpilogueGridStrideLoops) {
     }
 }
 
+// A channels-last FusedConv case for kiln's own conv kernels (tactics of cuda.cudnn).
+struct NhwcConvCase {
+  Dims x;  // NHWC
+  int64_t m, kh, kw, stride, pad, dilation;
+  const char* act;
+  bool bias, residual;
+};
+
+// Runs `d` at `t` with `tactic` against the reference; `offered`: whether the builder's
+// candidate list must include the tactic (false: must not).
+void expect_nhwc_conv_tactic(const NhwcConvCase& d, const Tol& t, int64_t tactic, bool offered) {
+  OpCase c("FusedConv", 1, "com.microsoft");
+  c.attr("kiln.nhwc", Attribute::from_int(1));
+  c.attr("kernel_shape", Attribute::from_ints({d.kh, d.kw}));
+  c.attr("strides", Attribute::from_ints({d.stride, d.stride}));
+  c.attr("dilations", Attribute::from_ints({d.dilation, d.dilation}));
+  c.attr("pads", Attribute::from_ints({d.pad, d.pad, d.pad, d.pad}));
+  if (*d.act) c.attr("activation", Attribute::from_string(d.act));
+  if (std::string(d.act) == "LeakyRelu") c.attr("activation_params", Attribute::from_floats({0.1f}));
+  c.input(t.dtype, d.x).input(t.dtype, {d.m, d.kh, d.kw, d.x[3]}, -0.5, 0.5);
+  const int64_t ekh = (d.kh - 1) * d.dilation + 1, ekw = (d.kw - 1) * d.dilation + 1;
+  const int64_t oh = (d.x[1] + 2 * d.pad - ekh) / d.stride + 1, ow = (d.x[2] + 2 * d.pad - ekw) / d.stride + 1;
+  if (d.bias)
+    c.input(t.dtype, {d.m});
+  else if (d.residual)
+    c.no_input();
+  if (d.residual) c.input(t.dtype, {d.x[0], oh, ow, d.m});
+  auto ref = c.run("ref");
+  ASSERT_TRUE(ref.ok()) << ref.status().to_string();
+  std::vector<const Tensor*> ins;
+  for (auto& in : c.inputs()) ins.push_back(in ? &*in : nullptr);
+  // Offered: the tactic list the builder times includes it.
+  std::vector<Tensor> outs{Tensor::empty(t.dtype, (*ref)[0].dims())};
+  auto io = cuda::upload_node_io(c.node(), ins, outs);
+  ASSERT_TRUE(io.ok()) << io.status().to_string();
+  auto ids = cuda::node_tactics_on_device(c.node(), "cuda.cudnn", **io);
+  ASSERT_TRUE(ids.ok()) << ids.status().to_string();
+  EXPECT_EQ(std::find(ids->begin(), ids->end(), tactic) != ids->end(), offered);
+  if (!offered) return;
+  cuda::NodeRunOptions opts;
+  opts.tactic = tactic;
+  auto got = cuda::run_node_on_device(c.node(), "cuda.cudnn", ins, *ref, opts);
+  ASSERT_TRUE(got.ok()) << got.status().to_string();
+  EXPECT_TRUE(tensors_close((*got)[0], (*ref)[0], t.rtol, t.atol));
+}
+
 // kiln's direct conv for few input channels (conv_direct_cuda.h), a tactic of the
 // cuda.cudnn kernel: offered to the builder, and equal to the reference when chosen.
 TEST(FusedConv, CudaDirectSmallChannelConvMatchesReference) {
   if (cuda::device_count() == 0) GTEST_SKIP() << "no GPU: " << cuda::no_device_reason();
-  struct D {
-    Dims x;  // NHWC
-    int64_t m, kh, kw, stride, pad, dilation;
-    const char* act;
-    bool bias, residual;
-  };
-  const std::vector<D> cases = {
+  const std::vector<NhwcConvCase> cases = {
       {{2, 17, 19, 4}, 16, 3, 3, 2, 1, 1, "Silu", true, false},       // the YOLOv8n stem (fp32 padding)
       {{1, 9, 8, 8}, 8, 3, 3, 1, 1, 1, "Relu", true, true},           // C = 8, 8-channel groups, residual
       {{2, 15, 13, 3}, 24, 7, 7, 2, 3, 1, "LeakyRelu", true, false},  // C = 3, M = 24: three groups of 8
@@ -590,42 +630,42 @@ TEST(FusedConv, CudaDirectSmallChannelConvMatchesReference) {
   };
   for (const Tol& t : kFloatTols)
     for (size_t i = 0; i < cases.size(); ++i) {
-      const D& d = cases[i];
-      if (d.x[1] * d.x[2] > (1 << 18) && t.dtype != DataType::kFloat32) continue;
+      if (cases[i].x[1] * cases[i].x[2] > (1 << 18) && t.dtype != DataType::kFloat32) continue;
       SCOPED_TRACE(std::string(dtype_name(t.dtype)) + " case " + std::to_string(i));
-      OpCase c("FusedConv", 1, "com.microsoft");
-      c.attr("kiln.nhwc", Attribute::from_int(1));
-      c.attr("kernel_shape", Attribute::from_ints({d.kh, d.kw}));
-      c.attr("strides", Attribute::from_ints({d.stride, d.stride}));
-      c.attr("dilations", Attribute::from_ints({d.dilation, d.dilation}));
-      c.attr("pads", Attribute::from_ints({d.pad, d.pad, d.pad, d.pad}));
-      if (*d.act) c.attr("activation", Attribute::from_string(d.act));
-      if (std::string(d.act) == "LeakyRelu") c.attr("activation_params", Attribute::from_floats({0.1f}));
-      c.input(t.dtype, d.x).input(t.dtype, {d.m, d.kh, d.kw, d.x[3]}, -0.5, 0.5);
-      const int64_t ekh = (d.kh - 1) * d.dilation + 1, ekw = (d.kw - 1) * d.dilation + 1;
-      const int64_t oh = (d.x[1] + 2 * d.pad - ekh) / d.stride + 1, ow = (d.x[2] + 2 * d.pad - ekw) / d.stride + 1;
-      if (d.bias)
-        c.input(t.dtype, {d.m});
-      else if (d.residual)
-        c.no_input();
-      if (d.residual) c.input(t.dtype, {d.x[0], oh, ow, d.m});
-      auto ref = c.run("ref");
-      ASSERT_TRUE(ref.ok()) << ref.status().to_string();
-      std::vector<const Tensor*> ins;
-      for (auto& in : c.inputs()) ins.push_back(in ? &*in : nullptr);
-      // Offered: the tactic list the builder times includes it.
-      std::vector<Tensor> outs{Tensor::empty(t.dtype, (*ref)[0].dims())};
-      auto io = cuda::upload_node_io(c.node(), ins, outs);
-      ASSERT_TRUE(io.ok()) << io.status().to_string();
-      auto ids = cuda::node_tactics_on_device(c.node(), "cuda.cudnn", **io);
-      ASSERT_TRUE(ids.ok()) << ids.status().to_string();
-      EXPECT_NE(std::find(ids->begin(), ids->end(), ops::cudnn_graph::kDirectTactic), ids->end());
-      cuda::NodeRunOptions opts;
-      opts.tactic = ops::cudnn_graph::kDirectTactic;
-      auto got = cuda::run_node_on_device(c.node(), "cuda.cudnn", ins, *ref, opts);
-      ASSERT_TRUE(got.ok()) << got.status().to_string();
-      EXPECT_TRUE(tensors_close((*got)[0], (*ref)[0], t.rtol, t.atol));
+      expect_nhwc_conv_tactic(cases[i], t, ops::cudnn_graph::kDirectTactic, true);
     }
+}
+
+// kiln's tensor-core conv over 16 channels (conv_tc16_cuda.h: the space-to-depth stems),
+// FP16/BF16: offered where it takes the conv, equal to the reference when chosen.
+TEST(FusedConv, CudaTc16ConvMatchesReference) {
+  if (cuda::device_count() == 0) GTEST_SKIP() << "no GPU: " << cuda::no_device_reason();
+  const std::vector<NhwcConvCase> cases = {
+      {{2, 9, 19, 16}, 64, 4, 4, 1, 0, 1, "Relu", true, false},        // one 16-pixel tile a row
+      {{1, 115, 115, 16}, 64, 4, 4, 1, 0, 1, "Relu", true, false},     // ResNet's s2d stem at batch 1
+      {{3, 6, 40, 16}, 64, 2, 2, 1, 0, 1, "Silu", false, true},        // odd rows, ragged tile, residual
+      {{1, 4, 259, 16}, 64, 4, 4, 1, 0, 1, "LeakyRelu", true, false},  // 256-pixel rows: 16 tiles, 8 warps
+      {{2, 3, 5, 16}, 64, 1, 3, 1, 0, 1, "", true, true},              // 1x3, no activation
+  };
+  const std::vector<NhwcConvCase> not_taken = {
+      {{1, 5, 300, 16}, 64, 3, 3, 1, 0, 1, "Relu", true, false},  // 298-pixel rows
+      {{1, 9, 9, 16}, 64, 3, 3, 1, 1, 1, "Relu", true, false},    // padding
+      {{1, 9, 9, 16}, 32, 3, 3, 1, 0, 1, "Relu", true, false},    // 32 outputs
+      {{1, 9, 9, 8}, 64, 3, 3, 1, 0, 1, "Relu", true, false},     // 8 channels
+      {{1, 9, 9, 16}, 64, 5, 5, 1, 0, 1, "Relu", true, false},    // a 5x5 kernel
+  };
+  for (const Tol& t : kFloatTols) {
+    const bool half = t.dtype == DataType::kFloat16 || t.dtype == DataType::kBFloat16;
+    for (size_t i = 0; i < cases.size(); ++i) {
+      SCOPED_TRACE(std::string(dtype_name(t.dtype)) + " case " + std::to_string(i));
+      expect_nhwc_conv_tactic(cases[i], t, ops::cudnn_graph::kTc16Tactic, half);
+    }
+    if (!half) continue;
+    for (size_t i = 0; i < not_taken.size(); ++i) {
+      SCOPED_TRACE(std::string(dtype_name(t.dtype)) + " not taken " + std::to_string(i));
+      expect_nhwc_conv_tactic(not_taken[i], t, ops::cudnn_graph::kTc16Tactic, false);
+    }
+  }
 }
 
 TEST(FusedConv, CudaDirectConvReadsNchwInput) {

@@ -1,0 +1,37 @@
+// kiln's tensor-core conv over 16 channels-last input channels, stride 1, no padding:
+// the space-to-depth form of a ResNet-style 7x7 stride-2 stem (passes/space_to_depth_stem.cc:
+// [N, 115, 115, 16] -> 4x4 -> [N, 112, 112, 64] at 224 px), where every cuDNN engine ran
+// ResNet-50 bs256's stem in 0.73 ms against a ~0.17 ms floor (its 411 MB of output).
+// An implicit GEMM with mma.sync: a CTA of 8 warps keeps the weights in shared memory and
+// walks pairs of output rows (persistent); each pair's kh + 1 input rows arrive by cp.async
+// while the previous pair computes; a warp takes 16 output pixels of both rows (each weight
+// fragment feeds two mma) over every (kernel row, kernel column) position as one k16 step
+// (16 channels), then bias, residual and activation in registers, and the rows leave as
+// 16-byte vectors through a swizzled staging tile. Offered as a tactic of the cuda.cudnn
+// conv kernel (cudnn_graph::kTc16Tactic); timing decides.
+#pragma once
+
+#include <cstdint>
+
+#include "ops/op.h"
+
+namespace kiln::ops::conv_tc16 {
+
+/// One NHWC problem: x [n, h, w, 16], w OHWI [64, kh, kw, 16], y [n, h - kh + 1, w - kw + 1, 64].
+struct Problem {
+  int64_t n = 0, h = 0, w = 0, c = 0;  ///< input [n, h, w, c]
+  int64_t oh = 0, ow = 0, m = 0;       ///< output [n, oh, ow, m]
+  int64_t kh = 0, kw = 0;
+  int64_t sh = 1, sw = 1, ph = 0, pw = 0, dh = 1, dw = 1;
+};
+
+/// True when the kernel takes `p`: C == 16, M == 64, 1 <= kh, kw <= 4, stride 1, dilation 1,
+/// no padding, an output row of at most 256 pixels, under 2^31 elements in each tensor.
+bool applies(const Problem& p);
+
+/// y = act(conv(x, w) + b + z) for fp16 / bf16; b and z may be null. `act_kind` is a
+/// conv_act.cuh Act, with its parameters `a` and `b_param`. Pointers 16-byte aligned.
+Status run(KernelContext& ctx, const Problem& p, DataType dtype, const void* x, const void* w, const void* b,
+           const void* z, void* y, int act_kind, float a, float b_param);
+
+}  // namespace kiln::ops::conv_tc16
