@@ -96,7 +96,8 @@ Status select_tactics(ir::Graph& g, const plan::ProfileRanges& profile, const Bu
 /// changes meaning, so that timing caches written before are set aside (with a warning)
 /// instead of answering for nodes whose new candidates they never timed (session 20's
 /// enumerated cuBLASLt tiles and session 21's 32-key Hopper attention were invisible to
-/// builds with an older cache file; session 22's 16-channel tensor-core conv likewise).
+/// builds with an older cache file; session 22's conv tactics likewise: the 16-channel
+/// tensor-core conv and the 1x1 conv as a cuBLASLt GEMM).
 inline constexpr int kTacticsRevision = 3;
 
 /// A timing-cache key from its parts: device name, architecture, library versions, and the

@@ -668,6 +668,35 @@ TEST(FusedConv, CudaTc16ConvMatchesReference) {
   }
 }
 
+// A channels-last 1x1 conv as one cuBLASLt GEMM over its pixels (matmul::lt_gemm_nt), FP16/BF16
+// with ReLU or none: bias, residual and ReLU in the GEMM's epilogue, equal to the reference.
+TEST(FusedConv, CudaLtGemm1x1ConvMatchesReference) {
+  if (cuda::device_count() == 0) GTEST_SKIP() << "no GPU: " << cuda::no_device_reason();
+  const std::vector<NhwcConvCase> cases = {
+      {{2, 7, 9, 64}, 256, 1, 1, 1, 0, 1, "Relu", true, true},  // ResNet's expanding conv: ReLU(conv + b + z)
+      {{1, 5, 5, 32}, 48, 1, 1, 1, 0, 1, "", true, false},      // bias only
+      {{3, 4, 6, 24}, 16, 1, 1, 1, 0, 1, "Relu", false, false},  // no bias
+      {{1, 3, 3, 8}, 8, 1, 1, 1, 0, 1, "", false, true},        // residual only
+  };
+  const std::vector<NhwcConvCase> not_taken = {
+      {{1, 8, 8, 32}, 32, 1, 1, 2, 0, 1, "Relu", true, false},  // stride 2
+      {{1, 8, 8, 32}, 32, 3, 3, 1, 1, 1, "Relu", true, false},  // 3x3
+      {{1, 8, 8, 32}, 32, 1, 1, 1, 0, 1, "Silu", true, false},  // an activation the epilogue lacks
+  };
+  for (const Tol& t : kFloatTols) {
+    const bool half = t.dtype == DataType::kFloat16 || t.dtype == DataType::kBFloat16;
+    for (size_t i = 0; i < cases.size(); ++i) {
+      SCOPED_TRACE(std::string(dtype_name(t.dtype)) + " case " + std::to_string(i));
+      expect_nhwc_conv_tactic(cases[i], t, ops::cudnn_graph::kLtGemmTactic, half);
+    }
+    if (!half) continue;
+    for (size_t i = 0; i < not_taken.size(); ++i) {
+      SCOPED_TRACE(std::string(dtype_name(t.dtype)) + " not taken " + std::to_string(i));
+      expect_nhwc_conv_tactic(not_taken[i], t, ops::cudnn_graph::kLtGemmTactic, false);
+    }
+  }
+}
+
 TEST(FusedConv, CudaDirectConvReadsNchwInput) {
   // kiln.nchw_input: X stays [N, C, H, W], W is OHWI and Y NHWC; only the direct conv runs it.
   if (cuda::device_count() == 0) GTEST_SKIP() << "no GPU: " << cuda::no_device_reason();

@@ -604,6 +604,18 @@ bool applies_gemm(const ir::Node&, const std::vector<TensorType>& inputs) {
 
 }  // namespace
 
+Status matmul::lt_gemm_nt(KernelContext& ctx, DataType dtype, int64_t m, int64_t n, int64_t k, const void* x,
+                          const void* w, const void* bias, const void* c, void* d, BiasActivation act) {
+  LtProblem p;
+  p.dtype = dtype;
+  p.trans_b = true;
+  p.m = m, p.n = n, p.k = k;
+  p.a = x, p.b = w, p.bias = bias, p.d = d;
+  p.act = act;
+  if (c) p.c = c, p.beta = 1.f;
+  return lt_matmul(ctx, p);
+}
+
 void register_matmul_cuda_kernels(OpRegistry& r) {
   (void)r.add_cuda_kernel(
       "kiln", "MatMulBias",
