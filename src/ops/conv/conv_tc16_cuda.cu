@@ -41,11 +41,13 @@ constexpr size_t kMaxSmem = size_t(kM) * (kMaxK * kMaxK * kC * 2 + 16 + 4) +
 // Persistent: CTA b takes work items b, b + gridDim.x, ...; item i is rows 2 (i % pairs) and
 // + 1 of image i / pairs. The next item's input rows load (cp.async) while this one computes.
 // KW: the kernel's width (the inner loop unrolled, addresses hoisted); 0 reads g.kw. ACT: the
-// activation when it is Act::kNone or kRelu (no per-element switch); -1 reads act.
+// activation when it is Act::kNone or kRelu (no per-element switch); -1 reads act. Z: whether
+// z may be given (without it the epilogue has no residual code: ptxas predicated the residual's
+// address arithmetic instead of branching around it).
 // (Session 22, ncu at ResNet-50 bs256's stem: the first version, runtime loops, the bias
 // added and the activation switched per element, issued 257M warp instructions in 0.71 ms
 // with the tensor pipe 24% busy.)
-template <class T, int KW, int ACT>
+template <class T, int KW, int ACT, bool Z>
 __global__ void __launch_bounds__(kThreads, 2)
     tc16_conv_kernel(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias,
                      const T* __restrict__ z, T* __restrict__ y, Geom g, ActParams act) {
@@ -138,7 +140,7 @@ __global__ void __launch_bounds__(kThreads, 2)
 #pragma unroll
         for (int hh = 0; hh < 2; ++hh) {
           const int p = gr + 8 * hh;
-          const bool zlive = z && px0 + p < g.ow;
+          const bool zlive = Z && z && px0 + p < g.ow;
 #pragma unroll
           for (int j = 0; j < kNt; ++j) {
             float v0 = acc[r][j][2 * hh], v1 = acc[r][j][2 * hh + 1];
@@ -172,10 +174,10 @@ __global__ void __launch_bounds__(kThreads, 2)
   cuda::cp_wait<0>();
 }
 
-template <class T, int KW, int ACT>
+template <class T, int KW, int ACT, bool Z>
 cudaError_t launch_kernel(const Geom& g, const void* x, const void* w, const void* b, const void* z, void* y,
                           const ActParams& act, cudaStream_t s) {
-  constexpr auto kernel = tc16_conv_kernel<T, KW, ACT>;
+  constexpr auto kernel = tc16_conv_kernel<T, KW, ACT, Z>;
   cudaError_t e = cuda::configure_smem<kernel>(kMaxSmem, true);
   if (e != cudaSuccess) return e;
   const size_t smem = smem_bytes(g);
@@ -192,16 +194,16 @@ cudaError_t launch_kernel(const Geom& g, const void* x, const void* w, const voi
   return cudaGetLastError();
 }
 
-// The 4-wide kernels (the space-to-depth stems of 7x7 convs) with ReLU or no activation get
-// their own builds; everything else the generic one.
+// The 4-wide kernels (the space-to-depth stems of 7x7 convs) with ReLU or no activation and
+// no residual get their own builds; everything else the generic one.
 template <class T>
 cudaError_t launch(const Geom& g, const void* x, const void* w, const void* b, const void* z, void* y,
                    const ActParams& act, cudaStream_t s) {
-  if (g.kw == 4 && act.kind == Act::kRelu)
-    return launch_kernel<T, 4, static_cast<int>(Act::kRelu)>(g, x, w, b, z, y, act, s);
-  if (g.kw == 4 && act.kind == Act::kNone)
-    return launch_kernel<T, 4, static_cast<int>(Act::kNone)>(g, x, w, b, z, y, act, s);
-  return launch_kernel<T, 0, -1>(g, x, w, b, z, y, act, s);
+  if (g.kw == 4 && !z && act.kind == Act::kRelu)
+    return launch_kernel<T, 4, static_cast<int>(Act::kRelu), false>(g, x, w, b, z, y, act, s);
+  if (g.kw == 4 && !z && act.kind == Act::kNone)
+    return launch_kernel<T, 4, static_cast<int>(Act::kNone), false>(g, x, w, b, z, y, act, s);
+  return launch_kernel<T, 0, -1, true>(g, x, w, b, z, y, act, s);
 }
 
 bool aligned(const void* p, uintptr_t a) { return reinterpret_cast<uintptr_t>(p) % a == 0; }
