@@ -3,14 +3,18 @@
 // pools. Windowed pools run one thread per output element (2-D windows use
 // per-dim tap ranges instead of per-tap bounds checks); NHWC max/average pools
 // with 16-byte aligned channel groups run one thread per 8 fp16/bf16 (or 4 fp32)
-// channels of an output pixel with 16-byte loads and stores. Global pools reduce
+// channels of an output pixel with 16-byte loads and stores (max pools without dilation whose
+// input rows fit 48 KB: one block an output row, the window's rows reduced per column first;
+// KILN_POOL_ROWS=0 leaves that kernel out). Global pools reduce
 // small planes with a warp each, large ones with a block, and NHWC inputs with
 // one thread column per channel group. Semantics follow pool.cc / global_pool.cc:
 // NaNs are skipped by MaxPool unless the window holds nothing else;
 // count_include_pad stops at the explicit padding; GlobalMaxPool propagates NaN.
+#include <algorithm>
 #include <cstdint>
 
 #include "backends/cuda/kernel_util.cuh"
+#include "base/env.h"
 #include "ops/layout.h"
 #include "ops/norm/block_reduce.cuh"
 #include "ops/pool/pool_internal.h"
@@ -229,6 +233,64 @@ __global__ void pool_nhwc_vec_kernel(PoolGeom g, I groups, const T* __restrict__
   }
 }
 
+// 2-D max pooling over NHWC without dilation, one block an output row (n, oh): the window's
+// rows are reduced per input column first (each input vector read once a block), the column
+// maxima kept in shared memory, then each output takes the maximum of its window's columns.
+// fmaxf keeps PoolAcc's rule: a NaN loses to any number, only NaNs give NaN, an empty window
+// -inf. (The per-output kernel above read each input vector 2.25 times at ResNet-50's 3x3/2
+// stem pool: ~305 us at batch 256 against a ~180 us byte floor; session 22.)
+template <typename T>
+__global__ void max_pool_nhwc_rows_kernel(PoolGeom g, int groups, const T* __restrict__ x, T* __restrict__ y) {
+  constexpr int kLanes = 16 / sizeof(T);
+  using V = cuda::Vec<T, kLanes>;
+  extern __shared__ __align__(16) unsigned char pool_smem[];
+  V* cols = reinterpret_cast<V*>(pool_smem);
+  const int oh = static_cast<int>(blockIdx.x % static_cast<unsigned>(g.out[0]));
+  const int64_t n = blockIdx.x / static_cast<unsigned>(g.out[0]);
+  const int w = static_cast<int>(g.in[1]), ow_count = static_cast<int>(g.out[1]);
+  const int64_t c = static_cast<int64_t>(groups) * kLanes;
+  const int h0 = oh * static_cast<int>(g.s[0]) - static_cast<int>(g.pb[0]);
+  const int r0 = max(h0, 0), r1 = min(h0 + static_cast<int>(g.k[0]), static_cast<int>(g.in[0]));
+  const T* xn = x + n * g.in[0] * w * c;
+  for (int i = static_cast<int>(threadIdx.x); i < w * groups; i += static_cast<int>(blockDim.x)) {
+    const int col = i / groups, cg = i - col * groups;
+    float m[kLanes];
+#pragma unroll
+    for (int l = 0; l < kLanes; ++l) m[l] = r1 > r0 ? __int_as_float(0x7fc00000) : -INFINITY;
+    for (int r = r0; r < r1; ++r) {
+      const V v = *reinterpret_cast<const V*>(xn + (static_cast<int64_t>(r) * w + col) * c + cg * kLanes);
+#pragma unroll
+      for (int l = 0; l < kLanes; ++l) m[l] = fmaxf(m[l], cuda::to_f(v.v[l]));
+    }
+    V out;
+#pragma unroll
+    for (int l = 0; l < kLanes; ++l) out.v[l] = cuda::from_f<T>(m[l]);
+    cols[i] = out;
+  }
+  __syncthreads();
+  T* yrow = y + (n * g.out[0] + oh) * ow_count * c;
+  for (int i = static_cast<int>(threadIdx.x); i < ow_count * groups; i += static_cast<int>(blockDim.x)) {
+    const int ow = i / groups, cg = i - ow * groups;
+    const int w0 = ow * static_cast<int>(g.s[1]) - static_cast<int>(g.pb[1]);
+    const int c0 = max(w0, 0), c1 = min(w0 + static_cast<int>(g.k[1]), w);
+    float m[kLanes];
+#pragma unroll
+    for (int l = 0; l < kLanes; ++l) m[l] = c1 > c0 ? __int_as_float(0x7fc00000) : -INFINITY;
+    for (int col = c0; col < c1; ++col) {
+      const V v = cols[col * groups + cg];
+#pragma unroll
+      for (int l = 0; l < kLanes; ++l) m[l] = fmaxf(m[l], cuda::to_f(v.v[l]));
+    }
+    V out;
+#pragma unroll
+    for (int l = 0; l < kLanes; ++l) out.v[l] = cuda::from_f<T>(m[l]);
+    *reinterpret_cast<V*>(yrow + static_cast<int64_t>(i) * kLanes) = out;
+  }
+}
+
+// Shared memory the row kernel may take without an opt-in (its column maxima: W x C values).
+constexpr int64_t kPoolRowsSmem = 48 * 1024;
+
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 
 /// Launches kernel<I> with 32-bit index math when `total` allows it.
@@ -271,7 +333,21 @@ Status run_pool(KernelContext& ctx, pool::PoolKind kind) {
   if (nhwc) {
     const int64_t channels = x.dim(3);
     const int64_t lanes = x.dtype() == DataType::kFloat32 ? 4 : 8;
-    if (kind != pool::PoolKind::kLp && channels % lanes == 0 && aligned16(x.data()) && aligned16(y.data())) {
+    const bool vec = channels % lanes == 0 && aligned16(x.data()) && aligned16(y.data());
+    const int64_t row_smem = g.in[1] * channels * static_cast<int64_t>(dtype_size(x.dtype()));
+    const int64_t blocks = g.out[0] * x.dim(0);
+    static const bool rows_on = !env_is("KILN_POOL_ROWS", "0");  // an A/B switch
+    if (rows_on && kind == pool::PoolKind::kMax && vec && g.d[0] == 1 && g.d[1] == 1 && row_smem <= kPoolRowsSmem &&
+        blocks < INT32_MAX && g.in[0] * g.in[1] * channels < INT32_MAX) {
+      const int groups = static_cast<int>(channels / lanes);
+      const int threads = static_cast<int>(std::min<int64_t>(256, ((g.in[1] * groups + 31) / 32) * 32));
+      KILN_CUDA_DISPATCH_FLOAT(x.dtype(), T, {
+        max_pool_nhwc_rows_kernel<T><<<static_cast<unsigned>(blocks), threads, static_cast<size_t>(row_smem), stream>>>(
+            g, groups, x.data_as<T>(), y.data_as<T>());
+      });
+      return cuda::launch_status(ctx, "max_pool_nhwc_rows");
+    }
+    if (kind != pool::PoolKind::kLp && vec) {
       const int64_t groups = channels / lanes, vec_total = total / lanes;
       KILN_CUDA_DISPATCH_FLOAT(x.dtype(), T, {
         with_index_type(vec_total, [&](auto tag) {

@@ -393,6 +393,8 @@ TEST(Pool, CudaNhwcVectorizedChannelsAndFallback) {
       {{1, 9, 10, 0}, {3, 4}, {2, 3}, {}, {}, 0, "SAME_UPPER"},   // auto_pad
       {{1, 5, 5, 0}, {3, 3}, {3, 3}, {1, 1, 1, 1}, {}, 1},        // ceil_mode with pads
       {{1, 6, 7, 0}, {3, 3}, {2, 2}, {0, 0, 0, 0}, {}, 1},        // ceil window past the input
+      {{1, 5, 112, 0}, {3, 3}, {2, 2}, {1, 1, 1, 1}, {}, 0},      // a row of 112: the row kernel loops
+      {{1, 3, 520, 0}, {2, 3}, {1, 2}, {0, 1, 0, 1}, {}, 0},      // rows past its 48 KB (C = 64 fp32)
   };
   for (const char* op : {"MaxPool", "AveragePool"})
     for (const Tol& t : kFloatTols)
