@@ -93,6 +93,8 @@ Status exact_output_gemm(ir::Graph& g, PassContext& ctx);
 /// Connected elementwise/broadcast chains (>= 2 nodes, one output) -> kiln FusedElementwise (CUDA engines).
 Status fuse_elementwise(ir::Graph& g, PassContext& ctx);
 Status nhwc_layout(ir::Graph& g, PassContext& ctx);
+/// ResNet's stem max pool into the channels-last stem conv (fuse_conv_maxpool.cc; CUDA engines).
+Status fuse_conv_maxpool(ir::Graph& g, PassContext& ctx);
 
 /// Number of passes run_pipeline runs (the steps of its progress phase).
 int pipeline_size();

@@ -44,6 +44,7 @@ const Pass kPipeline[] = {
     {"reduce_precision", reduce_precision},              // CUDA engines with --fp16/--bf16 only
     {"nhwc_layout", nhwc_layout},                        // CUDA engines with --fp16/--bf16 only
     {"cancel_transposes", cancel_transposes},            // the layout's edge Transposes against the graph's own
+    {"fuse_conv_maxpool", fuse_conv_maxpool},            // CUDA engines: channels-last stem conv and pool
     {"infer_shapes", infer_shapes},                      // final types for the plan and for inspect
 };
 

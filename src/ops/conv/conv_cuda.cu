@@ -719,6 +719,33 @@ std::map<std::pair<const void*, bool>, bool>& cba_support() {
   return *m;
 }
 
+// FusedConv with kiln.max_pool (passes/fuse_conv_maxpool.cc: ResNet's space-to-depth stem and
+// its 3x3 / 2 pool): kiln's 16-channel tensor-core conv with the pool fused is the one kernel
+// that runs it (the pass fuses only what it takes).
+Status fused_conv_pooled_cuda(KernelContext& ctx, const conv::FusedMaxPool& pool, const ActParams& act,
+                              const Tensor* b, const Tensor* z) {
+  const Tensor& x = ctx.input(0);
+  const Tensor& w = ctx.input(1);
+  const bool stem_pool = pool.kh == 3 && pool.kw == 3 && pool.sh == 2 && pool.sw == 2 && pool.pt == 1 &&
+                         pool.pl == 1 && pool.pb == 1 && pool.pr == 1;
+  if (!is_nhwc(ctx.node()) || has_nchw_input(ctx.node()) || z || !stem_pool ||
+      (act.kind != Act::kRelu && act.kind != Act::kNone))
+    return ctx.error(std::string("FusedConv with ") + conv::kMaxPoolAttr +
+                         " runs on CUDA only channels-last, without Z, with ReLU or no activation and a 3x3 / 2 pool "
+                         "with pads 1 (kiln's 16-channel tensor-core conv)",
+                     ErrorCode::kUnsupported);
+  const Dims xd = nhwc_to_nchw(x.dims()), wd = nhwc_to_nchw(w.dims());
+  auto s = conv::conv_shape(ctx.attrs(), xd, wd, b ? &b->dims() : nullptr);
+  if (!s.ok()) return ctx.error(s.status().message());
+  DnnGeometry g = make_geometry(xd, wd, s->out_dims(), s->geo.pad_begin, s->attrs, s->group);
+  g.nhwc = true;
+  if (g.x.size() != 4 || g.group != 1)
+    return ctx.error(std::string("FusedConv with ") + conv::kMaxPoolAttr + " needs a 2-D conv without groups",
+                     ErrorCode::kUnsupported);
+  return conv_tc16::run_pooled(ctx, tc16_problem(g), x.dtype(), x.data(), w.data(), b ? b->data() : nullptr,
+                               ctx.output(0).data(), static_cast<int>(act.kind), act.a, act.b);
+}
+
 Status fused_conv_cuda(KernelContext& ctx) {
   const Tensor& x = ctx.input(0);
   const Tensor& w = ctx.input(1);
@@ -727,6 +754,9 @@ Status fused_conv_cuda(KernelContext& ctx) {
   Tensor& y = ctx.output(0);
   ActParams act;
   if (!parse_act(ctx.attrs(), act)) return ctx.error("unsupported activation", ErrorCode::kUnsupported);
+  auto pool = conv::fused_max_pool(ctx.attrs());
+  if (!pool.ok()) return ctx.error(pool.status().message(), pool.status().code());
+  if (*pool) return fused_conv_pooled_cuda(ctx, **pool, act, b, z);
   if (z && z->dims() != y.dims()) return ctx.error("Z must have the output's dims");
   const bool nhwc = is_nhwc(ctx.node());
   // An NCHW input under an NHWC output (kNchwInputAttr): only kiln's direct conv reads it.

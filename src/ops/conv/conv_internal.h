@@ -51,6 +51,18 @@ Status ref_conv_integer(KernelContext& ctx);
 /// FusedConv (com.microsoft): act(Conv(X, W, B) + Z); fused_conv.cc.
 void register_fused_conv(OpRegistry& r);
 
+/// FusedConv's kiln extension: a 2-D max pool after the activation (passes/fuse_conv_maxpool.cc),
+/// ints [kh, kw, sh, sw, pad_top, pad_left, pad_bottom, pad_right]; dilation 1, floor, NaNs
+/// skipped as MaxPool does. Y is the pool's output.
+inline constexpr const char* kMaxPoolAttr = "kiln.max_pool";
+struct FusedMaxPool {
+  int64_t kh = 0, kw = 0, sh = 1, sw = 1, pt = 0, pl = 0, pb = 0, pr = 0;
+  int64_t out_h(int64_t h) const { return (h + pt + pb - kh) / sh + 1; }
+  int64_t out_w(int64_t w) const { return (w + pl + pr - kw) / sw + 1; }
+};
+/// The node's fused max pool: nullopt when absent, an error naming what is wrong.
+Result<std::optional<FusedMaxPool>> fused_max_pool(const ir::Attributes& attrs);
+
 Status cpu_im2col_gemm(KernelContext& ctx);
 bool applies_im2col_gemm(const ir::Node& node, const std::vector<TensorType>& inputs);
 Status cpu_gemm_col2im(KernelContext& ctx);

@@ -34,4 +34,12 @@ bool applies(const Problem& p);
 Status run(KernelContext& ctx, const Problem& p, DataType dtype, const void* x, const void* w, const void* b,
            const void* z, void* y, int act_kind, float a, float b_param);
 
+/// The conv with ResNet's stem max pool fused after it (FusedConv's kiln.max_pool: 3x3,
+/// stride 2, pads 1, floor): y [n, (oh - 1) / 2 + 1, (ow - 1) / 2 + 1, 64]; the conv's rows stay
+/// in shared memory (ResNet-50 bs256: 411 MB never written, the pool's kernel gone).
+/// Takes what applies() takes with output rows of at most 128 pixels.
+bool applies_pooled(const Problem& p);
+Status run_pooled(KernelContext& ctx, const Problem& p, DataType dtype, const void* x, const void* w, const void* b,
+                  void* y, int act_kind, float a, float b_param);
+
 }  // namespace kiln::ops::conv_tc16

@@ -697,6 +697,58 @@ TEST(FusedConv, CudaLtGemm1x1ConvMatchesReference) {
   }
 }
 
+// FusedConv with kiln.max_pool (passes/fuse_conv_maxpool.cc): kiln's 16-channel tensor-core conv
+// with ResNet's 3x3 / 2 stem pool in its epilogue, against the reference (conv, then pool).
+TEST(FusedConv, CudaTc16ConvWithFusedMaxPoolMatchesReference) {
+  if (cuda::device_count() == 0) GTEST_SKIP() << "no GPU: " << cuda::no_device_reason();
+  struct D {
+    Dims x;  // NHWC
+    int64_t k;
+    const char* act;
+  };
+  const std::vector<D> cases = {
+      {{2, 9, 19, 16}, 4, "Relu"},      // 6 x 16 conv rows: 3 x 8 pooled
+      {{1, 115, 115, 16}, 4, "Relu"},   // ResNet's s2d stem at batch 1: bands of a few pooled rows
+      {{3, 8, 40, 16}, 2, ""},          // odd conv rows (7) and columns (39), no activation
+      {{5, 12, 20, 16}, 3, "Relu"},     // five images
+      {{1, 6, 131, 16}, 4, ""},         // 128-pixel conv rows
+  };
+  for (const Tol& t : kFloatTols) {
+    if (t.dtype == DataType::kFloat32) continue;
+    for (size_t i = 0; i < cases.size(); ++i) {
+      const D& d = cases[i];
+      SCOPED_TRACE(std::string(dtype_name(t.dtype)) + " case " + std::to_string(i));
+      OpCase c("FusedConv", 1, "com.microsoft");
+      c.attr("kiln.nhwc", Attribute::from_int(1));
+      c.attr("kernel_shape", Attribute::from_ints({d.k, d.k}));
+      c.attr("kiln.max_pool", Attribute::from_ints({3, 3, 2, 2, 1, 1, 1, 1}));
+      if (*d.act) c.attr("activation", Attribute::from_string(d.act));
+      c.input(t.dtype, d.x).input(t.dtype, {64, d.k, d.k, 16}, -0.5, 0.5).input(t.dtype, {64});
+      auto ref = c.run("ref");
+      ASSERT_TRUE(ref.ok()) << ref.status().to_string();
+      const int64_t oh = d.x[1] - d.k + 1, ow = d.x[2] - d.k + 1;
+      EXPECT_EQ((*ref)[0].dims(), (Dims{d.x[0], (oh - 1) / 2 + 1, (ow - 1) / 2 + 1, 64}));
+      std::vector<const Tensor*> ins;
+      for (auto& in : c.inputs()) ins.push_back(in ? &*in : nullptr);
+      auto got = cuda::run_node_on_device(c.node(), "cuda.cudnn", ins, *ref, cuda::NodeRunOptions{});
+      ASSERT_TRUE(got.ok()) << got.status().to_string();
+      EXPECT_TRUE(tensors_close((*got)[0], (*ref)[0], t.rtol, t.atol));
+    }
+  }
+  // A conv the kernel does not take (8 channels) is an error naming the attribute, not a crash.
+  OpCase c("FusedConv", 1, "com.microsoft");
+  c.attr("kiln.nhwc", Attribute::from_int(1)).attr("kernel_shape", Attribute::from_ints({3, 3}));
+  c.attr("kiln.max_pool", Attribute::from_ints({3, 3, 2, 2, 1, 1, 1, 1}));
+  c.input(DataType::kFloat16, {1, 9, 9, 8}).input(DataType::kFloat16, {64, 3, 3, 8});
+  auto ref = c.run("ref");
+  ASSERT_TRUE(ref.ok()) << ref.status().to_string();
+  std::vector<const Tensor*> ins;
+  for (auto& in : c.inputs()) ins.push_back(in ? &*in : nullptr);
+  auto got = cuda::run_node_on_device(c.node(), "cuda.cudnn", ins, *ref, cuda::NodeRunOptions{});
+  ASSERT_FALSE(got.ok());
+  EXPECT_NE(got.status().message().find("max pool"), std::string::npos) << got.status().message();
+}
+
 TEST(FusedConv, CudaDirectConvReadsNchwInput) {
   // kiln.nchw_input: X stays [N, C, H, W], W is OHWI and Y NHWC; only the direct conv runs it.
   if (cuda::device_count() == 0) GTEST_SKIP() << "no GPU: " << cuda::no_device_reason();

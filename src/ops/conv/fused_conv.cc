@@ -3,7 +3,9 @@
 // also contain it. `activation` is one of Relu, Sigmoid, Tanh, LeakyRelu (alpha),
 // Clip (min, max), HardSigmoid (alpha, beta) and, as a kiln extension, Silu
 // (x * sigmoid(x)); absent or "" means none. `activation_params` holds the numbers.
+// kiln.max_pool (conv_internal.h) appends a 2-D max pool: Y = MaxPool(act(Conv + Z)).
 #include <cmath>
+#include <limits>
 
 #include "base/dispatch.h"
 #include "ops/conv/conv_internal.h"
@@ -64,10 +66,30 @@ Result<Activation> parse_activation(const ir::Attributes& attrs) {
   return act;
 }
 
+}  // namespace
+
+Result<std::optional<FusedMaxPool>> fused_max_pool(const ir::Attributes& attrs) {
+  if (!attrs.has(kMaxPoolAttr)) return std::optional<FusedMaxPool>();
+  const std::vector<int64_t> v = attrs.get_ints(kMaxPoolAttr);
+  if (v.size() != 8)
+    return Status(ErrorCode::kInvalidModel, std::string(kMaxPoolAttr) + " needs 8 ints (kh, kw, sh, sw, pads), got " +
+                                                std::to_string(v.size()));
+  FusedMaxPool p{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]};
+  if (p.kh < 1 || p.kw < 1 || p.sh < 1 || p.sw < 1 || p.pt < 0 || p.pl < 0 || p.pb < 0 || p.pr < 0 || p.pt >= p.kh ||
+      p.pb >= p.kh || p.pl >= p.kw || p.pr >= p.kw)
+    return Status(ErrorCode::kInvalidModel, std::string(kMaxPoolAttr) + ": kernels and strides must be >= 1 and pads "
+                                                                        "in [0, kernel)");
+  return std::optional<FusedMaxPool>(p);
+}
+
+namespace {
+
 Status infer_fused_conv(InferContext& ctx) {
   auto act = parse_activation(ctx.attrs());
   if (!act.ok()) return act.status().code() == ErrorCode::kUnsupported ? ctx.unsupported(act.status().message())
                                                                         : ctx.error(act.status().message());
+  auto pool = fused_max_pool(ctx.attrs());
+  if (!pool.ok()) return ctx.error(pool.status().message());
   KILN_RETURN_IF_ERROR(infer_conv(ctx));
   if (ctx.has_input(3)) {
     if (ctx.input_dtype(3) != ctx.input_dtype(0)) return ctx.error("Z and X dtypes differ");
@@ -75,6 +97,47 @@ Status infer_fused_conv(InferContext& ctx) {
     const auto& y = ctx.outputs()[0].shape;
     if (z && y && z->size() != y->size()) return ctx.error("Z must have the output's shape");
   }
+  if (*pool) {
+    const TensorType conv_out = ctx.outputs()[0];
+    if (conv_out.shape) {
+      Shape y = *conv_out.shape;
+      if (y.size() != 4) return ctx.error(std::string(kMaxPoolAttr) + " needs a 2-D conv");
+      for (int i = 0; i < 2; ++i) {
+        const Dim d = y[2 + i];
+        if (!d.known()) continue;
+        const int64_t o = i == 0 ? (*pool)->out_h(d.value) : (*pool)->out_w(d.value);
+        if (o < 1) return ctx.error(std::string(kMaxPoolAttr) + "'s window does not fit the conv output");
+        y[2 + i] = Dim(o);
+      }
+      ctx.set_output(0, conv_out.dtype, y);
+    }
+  }
+  return Status();
+}
+
+// MaxPool of NCHW `in` into `out` (dims set): NaNs skipped unless a window has nothing else.
+Status max_pool_nchw(const Tensor& in, const FusedMaxPool& p, Tensor& out) {
+  const Dims& d = in.dims();
+  const int64_t planes = d[0] * d[1], h = d[2], w = d[3], oh = out.dim(2), ow = out.dim(3);
+  KILN_DISPATCH_FLOAT(in.dtype(), T, {
+    const T* ip = in.data_as<T>();
+    T* op = out.data_as<T>();
+    for (int64_t pl = 0; pl < planes; ++pl)
+      for (int64_t y = 0; y < oh; ++y)
+        for (int64_t x = 0; x < ow; ++x) {
+          bool any = false;
+          float m = std::numeric_limits<float>::quiet_NaN();  // stays NaN when only NaNs are seen
+          for (int64_t i = 0; i < p.kh; ++i)
+            for (int64_t j = 0; j < p.kw; ++j) {
+              const int64_t r = y * p.sh - p.pt + i, c = x * p.sw - p.pl + j;
+              if (r < 0 || r >= h || c < 0 || c >= w) continue;
+              any = true;
+              const float v = static_cast<float>(ip[(pl * h + r) * w + c]);
+              if (!std::isnan(v) && (std::isnan(m) || v > m)) m = v;
+            }
+          op[(pl * oh + y) * ow + x] = static_cast<T>(any ? m : -std::numeric_limits<float>::infinity());
+        }
+  });
   return Status();
 }
 
@@ -99,13 +162,30 @@ Status epilogue(KernelContext& ctx) {
   return Status();
 }
 
-// The convolution itself through Conv's kernels: the three-input view of the node.
+// The convolution itself through Conv's kernels: the three-input view of the node. With
+// kiln.max_pool the conv and its epilogue fill a tensor of their own, pooled into Y.
 Status conv_then_epilogue(KernelContext& ctx, KernelFn conv) {
+  auto pool = fused_max_pool(ctx.attrs());
+  if (!pool.ok()) return ctx.error(pool.status().message(), pool.status().code());
   std::vector<const Tensor*> ins = {&ctx.input(0), &ctx.input(1), ctx.has_input(2) ? &ctx.input(2) : nullptr};
-  KernelContext sub(ctx.node(), ins, {&ctx.output(0)});
+  if (!*pool) {
+    KernelContext sub(ctx.node(), ins, {&ctx.output(0)});
+    sub.set_num_threads(ctx.num_threads());
+    KILN_RETURN_IF_ERROR(conv(sub));
+    return epilogue(ctx);
+  }
+  auto s = conv_shape(ctx.attrs(), ctx.input(0).dims(), ctx.input(1).dims(),
+                      ctx.has_input(2) ? &ctx.input(2).dims() : nullptr);
+  if (!s.ok()) return ctx.error(s.status().message());
+  Tensor full = Tensor::empty(ctx.output(0).dtype(), s->out_dims());
+  KernelContext sub(ctx.node(), ins, {&full});
   sub.set_num_threads(ctx.num_threads());
   KILN_RETURN_IF_ERROR(conv(sub));
-  return epilogue(ctx);
+  std::vector<const Tensor*> eins = ins;
+  eins.push_back(ctx.has_input(3) ? &ctx.input(3) : nullptr);
+  KernelContext esub(ctx.node(), eins, {&full});
+  KILN_RETURN_IF_ERROR(epilogue(esub));
+  return max_pool_nchw(full, **pool, ctx.output(0));
 }
 
 Status ref_fused_conv(KernelContext& ctx) { return conv_then_epilogue(ctx, ref_conv); }
