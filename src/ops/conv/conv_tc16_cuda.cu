@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "backends/cuda/kernel_util.cuh"
 #include "backends/cuda/mma.cuh"
@@ -111,6 +112,18 @@ __device__ __forceinline__ void conv_tile(float (&acc)[kRows][kNt][4], uint32_t 
   }
 }
 
+// Lane-wise maximum of two 16-byte vectors of 8 fp16 / bf16 values (__hmax2: a NaN loses to a
+// number, two NaNs give NaN: MaxPool's rule).
+template <class T>
+__device__ __forceinline__ uint4 vmax8(uint4 a, const uint4& b) {
+  using P = std::conditional_t<std::is_same<T, __half>::value, __half2, __nv_bfloat162>;
+  P* pa = reinterpret_cast<P*>(&a);
+  const P* pb = reinterpret_cast<const P*>(&b);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) pa[i] = __hmax2(pa[i], pb[i]);
+  return a;
+}
+
 template <int ACT>
 __device__ __forceinline__ float activate(const ActParams& act, float v) {
   if constexpr (ACT == static_cast<int>(Act::kRelu)) return fmaxf(v, 0.f);
@@ -208,13 +221,11 @@ __global__ void __launch_bounds__(kThreads, 2)
 // row py = py0 + s - 1. After a step's conv (activation applied, rows in shared memory), each
 // pooled column's window maxima of both rows are taken; pooled row py is the maximum of the
 // previous step's last row (conv row 2 py - 1), row 2 py and row 2 py + 1 (where it exists).
-// fmaxf keeps MaxPool's NaN rule (a NaN loses to any number; only NaNs give NaN).
+// __hmax2 keeps MaxPool's NaN rule (a NaN loses to any number; only NaNs give NaN).
 template <class T, int KW, int ACT>
 __global__ void __launch_bounds__(kThreads, 2)
     tc16_conv_pool_kernel(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias,
                           T* __restrict__ y, Geom g, ActParams act) {
-  constexpr int kLanes = 8;  // 16-byte chunks of 8 channels
-  using V = cuda::Vec<T, kLanes>;
   extern __shared__ __align__(16) unsigned char smem[];
   const int ws = w_stride(g.kh, g.kw), ib = in_bytes(g);
   unsigned char* sw = smem;
@@ -285,36 +296,19 @@ __global__ void __launch_bounds__(kThreads, 2)
       const bool second = y0 + 1 < g.oh;  // conv row y0 + 1 exists
       for (int q = tid; q < g.pw * 8; q += kThreads) {
         const int px = q >> 3, ch = q & 7;
-        const int c0 = max(2 * px - 1, 0), c1 = min(2 * px + 2, g.ow);
-        float h[kRows][kLanes];
-#pragma unroll
-        for (int r = 0; r < kRows; ++r) {
-#pragma unroll
-          for (int l = 0; l < kLanes; ++l) h[r][l] = __int_as_float(0x7fc00000);
-          for (int c = c0; c < c1; ++c) {
-            const V v = *reinterpret_cast<const V*>(crow + (r * row_px + c) * kPix + ((ch ^ (c & 7)) << 4));
-#pragma unroll
-            for (int l = 0; l < kLanes; ++l) h[r][l] = fmaxf(h[r][l], cuda::to_f(v.v[l]));
-          }
-        }
-        V* pv = reinterpret_cast<V*>(prev + px * kPix + ch * 16);  // this thread's own chunk, step after step
+        const int c0 = max(2 * px - 1, 0), c1 = min(2 * px + 2, g.ow);  // c0 < c1
+        auto at = [&](int r, int c) {
+          return *reinterpret_cast<const uint4*>(crow + (r * row_px + c) * kPix + ((ch ^ (c & 7)) << 4));
+        };
+        uint4 h0 = at(0, c0), h1 = at(1, c0);
+        for (int c = c0 + 1; c < c1; ++c) h0 = vmax8<T>(h0, at(0, c)), h1 = vmax8<T>(h1, at(1, c));
+        uint4* pv = reinterpret_cast<uint4*>(prev + px * kPix + ch * 16);  // this thread's own chunk, step after step
         if (step > 0) {
-          V out;
-          const V pr = *pv;
-#pragma unroll
-          for (int l = 0; l < kLanes; ++l) {
-            float m = second ? fmaxf(h[0][l], h[1][l]) : h[0][l];
-            if (py > 0) m = fmaxf(m, cuda::to_f(pr.v[l]));
-            out.v[l] = cuda::from_f<T>(m);
-          }
-          *reinterpret_cast<V*>(y + ((static_cast<size_t>(n) * g.ph + py) * g.pw + px) * kM + ch * 8) = out;
+          uint4 m = second ? vmax8<T>(h0, h1) : h0;
+          if (py > 0) m = vmax8<T>(m, *pv);
+          *reinterpret_cast<uint4*>(y + ((static_cast<size_t>(n) * g.ph + py) * g.pw + px) * kM + ch * 8) = m;
         }
-        if (second) {
-          V keep;
-#pragma unroll
-          for (int l = 0; l < kLanes; ++l) keep.v[l] = cuda::from_f<T>(h[1][l]);
-          *pv = keep;
-        }
+        if (second) *pv = h1;
       }
     }
     __syncthreads();
