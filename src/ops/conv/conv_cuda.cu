@@ -742,6 +742,10 @@ Status fused_conv_pooled_cuda(KernelContext& ctx, const conv::FusedMaxPool& pool
   if (g.x.size() != 4 || g.group != 1)
     return ctx.error(std::string("FusedConv with ") + conv::kMaxPoolAttr + " needs a 2-D conv without groups",
                      ErrorCode::kUnsupported);
+  const Dims want{g.y[0], pool.out_h(g.y[2]), pool.out_w(g.y[3]), g.y[1]};  // NHWC
+  if (ctx.output(0).dims() != want)
+    return ctx.error("FusedConv with " + std::string(conv::kMaxPoolAttr) + ": Y has dims " +
+                     dims_to_string(ctx.output(0).dims()) + " but the pooled conv gives " + dims_to_string(want));
   return conv_tc16::run_pooled(ctx, tc16_problem(g), x.dtype(), x.data(), w.data(), b ? b->data() : nullptr,
                                ctx.output(0).data(), static_cast<int>(act.kind), act.a, act.b);
 }

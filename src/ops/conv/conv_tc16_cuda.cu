@@ -77,10 +77,10 @@ __device__ __forceinline__ void load_rows(unsigned char* dst, const T* __restric
 
 // One warp's 16 output pixels (from px0) of both rows of a step: the accumulators start at the
 // bias, then every (kernel row, kernel column) position is one k16 step (16 channels).
-// ldmatrix roles. A (pixels x channels of one position): matrix lane / 8 is (pixels 0-7 | 8-15,
-// channels 0-7 | 8-15) in the mma's a0..a3 order, in_lane holding the lane's pixel and half.
-// B (weights, n x k rows): matrices (n-tile 2jj, k 0-7), (2jj, k 8-15), (2jj + 1, k 0-7),
-// (2jj + 1, k 8-15), w_lane holding the lane's row and half.
+// ldmatrix roles (lane_roles). A (pixels x channels of one position): matrix lane / 8 is (pixels
+// 0-7 | 8-15, channels 0-7 | 8-15) in the mma's a0..a3 order, in_lane holding the lane's pixel
+// and half. B (weights, n x k rows): matrices (n-tile 2jj, k 0-7), (2jj, k 8-15), (2jj + 1,
+// k 0-7), (2jj + 1, k 8-15), w_lane holding the lane's row and half.
 template <class T, int KW>
 __device__ __forceinline__ void conv_tile(float (&acc)[kRows][kNt][4], uint32_t in_lane, uint32_t w_lane,
                                           const float* sbias, const Geom& g, int ws, int px0, int tq) {
@@ -124,6 +124,19 @@ __device__ __forceinline__ uint4 vmax8(uint4 a, const uint4& b) {
   return a;
 }
 
+// A lane's shared-memory addresses for conv_tile: its input row offset (pixel and channel half,
+// added to a buffer's address) and its weight row address.
+struct Lanes {
+  uint32_t in_off, w_lane;
+  int tq, gr;  // the accumulators' column pair (lane % 4) and row (lane / 4)
+};
+__device__ __forceinline__ Lanes lane_roles(const Geom& g, const unsigned char* sw, int ws, int lane) {
+  const int a_px = (lane & 7) + ((lane >> 3) & 1) * 8, a_half = lane >> 4;
+  const int b_o = ((lane >> 4) << 3) + (lane & 7), b_half = (lane >> 3) & 1;
+  return {static_cast<uint32_t>((a_half * g.wp + a_px) * 16), cuda::smem_addr(sw) + b_o * ws + b_half * 16, lane & 3,
+          lane >> 2};
+}
+
 template <int ACT>
 __device__ __forceinline__ float activate(const ActParams& act, float v) {
   if constexpr (ACT == static_cast<int>(Act::kRelu)) return fmaxf(v, 0.f);
@@ -156,10 +169,8 @@ __global__ void __launch_bounds__(kThreads, 2)
   if (item < g.items) load_rows(sin, x, g, item / g.pairs, (item % g.pairs) * kRows, tid);
   cuda::cp_commit();
 
-  const int tq = lane & 3, gr = lane >> 2;
-  const int a_px = (lane & 7) + ((lane >> 3) & 1) * 8, a_half = lane >> 4;
-  const int b_o = ((lane >> 4) << 3) + (lane & 7), b_half = (lane >> 3) & 1;
-  const uint32_t w_lane = cuda::smem_addr(sw) + b_o * ws + b_half * 16;
+  const Lanes ln = lane_roles(g, sw, ws, lane);
+  const int tq = ln.tq, gr = ln.gr;
   unsigned char* st = stg + warp * kStage;
 
   for (int it = 0; item < g.items; ++it, item += static_cast<int>(gridDim.x)) {
@@ -169,11 +180,11 @@ __global__ void __launch_bounds__(kThreads, 2)
     cuda::cp_wait<1>();  // this item's rows (and, the first time, the weights)
     __syncthreads();
     const int n = item / g.pairs, oy0 = (item - n * g.pairs) * kRows;
-    const uint32_t in_lane = cuda::smem_addr(sin + (it & 1) * ib) + (a_half * g.wp + a_px) * 16;
+    const uint32_t in_lane = cuda::smem_addr(sin + (it & 1) * ib) + ln.in_off;
     for (int t = warp; t < g.tiles; t += kWarps) {
       const int px0 = t * 16;
       float acc[kRows][kNt][4];
-      conv_tile<T, KW>(acc, in_lane, w_lane, sbias, g, ws, px0, tq);
+      conv_tile<T, KW>(acc, in_lane, ln.w_lane, sbias, g, ws, px0, tq);
       // Epilogue: thread holds pixels gr and gr + 8, channels 8j + 2tq (+1). Staged at 16-byte
       // chunk j ^ (pixel % 8) of the pixel's 128-byte row: conflict-free both ways.
 #pragma unroll
@@ -260,10 +271,8 @@ __global__ void __launch_bounds__(kThreads, 2)
   if (task(0, n, py0, step) && first_row(py0, step, y0)) load_rows(sin, x, g, n, y0, tid);
   cuda::cp_commit();
 
-  const int tq = lane & 3, gr = lane >> 2;
-  const int a_px = (lane & 7) + ((lane >> 3) & 1) * 8, a_half = lane >> 4;
-  const int b_o = ((lane >> 4) << 3) + (lane & 7), b_half = (lane >> 3) & 1;
-  const uint32_t w_lane = cuda::smem_addr(sw) + b_o * ws + b_half * 16;
+  const Lanes ln = lane_roles(g, sw, ws, lane);
+  const int tq = ln.tq, gr = ln.gr;
 
   for (int t = 0; task(t, n, py0, step); ++t) {
     int n1, p1, s1, y1;
@@ -273,11 +282,11 @@ __global__ void __launch_bounds__(kThreads, 2)
     __syncthreads();
     const bool live = first_row(py0, step, y0);  // the same for the whole CTA
     if (live) {
-      const uint32_t in_lane = cuda::smem_addr(sin + (t & 1) * ib) + (a_half * g.wp + a_px) * 16;
+      const uint32_t in_lane = cuda::smem_addr(sin + (t & 1) * ib) + ln.in_off;
       for (int tt = warp; tt < g.tiles; tt += kWarps) {
         const int px0 = tt * 16;
         float acc[kRows][kNt][4];
-        conv_tile<T, KW>(acc, in_lane, w_lane, sbias, g, ws, px0, tq);
+        conv_tile<T, KW>(acc, in_lane, ln.w_lane, sbias, g, ws, px0, tq);
 #pragma unroll
         for (int r = 0; r < kRows; ++r)
 #pragma unroll

@@ -617,6 +617,24 @@ void expect_nhwc_conv_tactic(const NhwcConvCase& d, const Tol& t, int64_t tactic
   EXPECT_TRUE(tensors_close((*got)[0], (*ref)[0], t.rtol, t.atol));
 }
 
+// A tactic offered for FP16/BF16 only: `taken` run as it and match the reference at those
+// dtypes (and are not offered at FP32); `not_taken` are never offered.
+void expect_half_only_tactic(const std::vector<NhwcConvCase>& taken, const std::vector<NhwcConvCase>& not_taken,
+                             int64_t tactic) {
+  for (const Tol& t : kFloatTols) {
+    const bool half = t.dtype == DataType::kFloat16 || t.dtype == DataType::kBFloat16;
+    for (size_t i = 0; i < taken.size(); ++i) {
+      SCOPED_TRACE(std::string(dtype_name(t.dtype)) + " case " + std::to_string(i));
+      expect_nhwc_conv_tactic(taken[i], t, tactic, half);
+    }
+    if (!half) continue;
+    for (size_t i = 0; i < not_taken.size(); ++i) {
+      SCOPED_TRACE(std::string(dtype_name(t.dtype)) + " not taken " + std::to_string(i));
+      expect_nhwc_conv_tactic(not_taken[i], t, tactic, false);
+    }
+  }
+}
+
 // kiln's direct conv for few input channels (conv_direct_cuda.h), a tactic of the
 // cuda.cudnn kernel: offered to the builder, and equal to the reference when chosen.
 TEST(FusedConv, CudaDirectSmallChannelConvMatchesReference) {
@@ -655,18 +673,7 @@ TEST(FusedConv, CudaTc16ConvMatchesReference) {
       {{1, 9, 9, 8}, 64, 3, 3, 1, 0, 1, "Relu", true, false},     // 8 channels
       {{1, 9, 9, 16}, 64, 5, 5, 1, 0, 1, "Relu", true, false},    // a 5x5 kernel
   };
-  for (const Tol& t : kFloatTols) {
-    const bool half = t.dtype == DataType::kFloat16 || t.dtype == DataType::kBFloat16;
-    for (size_t i = 0; i < cases.size(); ++i) {
-      SCOPED_TRACE(std::string(dtype_name(t.dtype)) + " case " + std::to_string(i));
-      expect_nhwc_conv_tactic(cases[i], t, ops::cudnn_graph::kTc16Tactic, half);
-    }
-    if (!half) continue;
-    for (size_t i = 0; i < not_taken.size(); ++i) {
-      SCOPED_TRACE(std::string(dtype_name(t.dtype)) + " not taken " + std::to_string(i));
-      expect_nhwc_conv_tactic(not_taken[i], t, ops::cudnn_graph::kTc16Tactic, false);
-    }
-  }
+  expect_half_only_tactic(cases, not_taken, ops::cudnn_graph::kTc16Tactic);
 }
 
 // A channels-last 1x1 conv as one cuBLASLt GEMM over its pixels (matmul::lt_gemm_nt), FP16/BF16
@@ -684,18 +691,7 @@ TEST(FusedConv, CudaLtGemm1x1ConvMatchesReference) {
       {{1, 8, 8, 32}, 32, 3, 3, 1, 1, 1, "Relu", true, false},  // 3x3
       {{1, 8, 8, 32}, 32, 1, 1, 1, 0, 1, "Silu", true, false},  // an activation the epilogue lacks
   };
-  for (const Tol& t : kFloatTols) {
-    const bool half = t.dtype == DataType::kFloat16 || t.dtype == DataType::kBFloat16;
-    for (size_t i = 0; i < cases.size(); ++i) {
-      SCOPED_TRACE(std::string(dtype_name(t.dtype)) + " case " + std::to_string(i));
-      expect_nhwc_conv_tactic(cases[i], t, ops::cudnn_graph::kLtGemmTactic, half);
-    }
-    if (!half) continue;
-    for (size_t i = 0; i < not_taken.size(); ++i) {
-      SCOPED_TRACE(std::string(dtype_name(t.dtype)) + " not taken " + std::to_string(i));
-      expect_nhwc_conv_tactic(not_taken[i], t, ops::cudnn_graph::kLtGemmTactic, false);
-    }
-  }
+  expect_half_only_tactic(cases, not_taken, ops::cudnn_graph::kLtGemmTactic);
 }
 
 // FusedConv with kiln.max_pool (passes/fuse_conv_maxpool.cc): kiln's 16-channel tensor-core conv
