@@ -46,8 +46,8 @@ void build(ir::Graph& g, const Stem& s) {
   conv->attrs.set("pads", ir::Attribute::from_ints({0, 0, 0, 0}));
   if (*s.act) conv->attrs.set("activation", ir::Attribute::from_string(s.act));
   const int64_t pk = s.pool_kernel[0];
-  ir::Value* p = g.add_value("p", s.dt, Shape{s.x[0], (oh + 2 - pk) / 2 + 1, (ow + 2 - s.pool_kernel[1]) / 2 + 1, 64})
-                     .value();
+  ir::Value* p =
+      g.add_value("p", s.dt, Shape{s.x[0], (oh + 2 - pk) / 2 + 1, (ow + 2 - s.pool_kernel[1]) / 2 + 1, 64}).value();
   ir::Node* pool = g.add_node("MaxPool", {y}, {p}, "pool");
   pool->opset = 12;
   pool->attrs.set("kiln.nhwc", ir::Attribute::from_int(1));
@@ -91,9 +91,9 @@ TEST(FuseConvMaxPool, StemConvAndPoolBecomeOneNode) {
 TEST(FuseConvMaxPool, LeavesOtherPoolsSharedOutputsWideRowsFp32AndCpuEngines) {
   const std::vector<std::string> unfused = {"FusedConv", "MaxPool"};
   std::vector<Stem> cases(5);
-  cases[0].pool_kernel = {2, 2};   // not ResNet's pool
-  cases[1].share = true;           // the conv's output is read elsewhere
-  cases[2].x = {1, 9, 136, 16};    // 133-pixel output rows
+  cases[0].pool_kernel = {2, 2};  // not ResNet's pool
+  cases[1].share = true;          // the conv's output is read elsewhere
+  cases[2].x = {1, 9, 136, 16};   // 133-pixel output rows
   cases[3].dt = DataType::kFloat32;
   cases[4].act = "Silu";
   for (size_t i = 0; i < cases.size(); ++i) {

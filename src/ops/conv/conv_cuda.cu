@@ -21,11 +21,11 @@
 #include "base/env.h"
 #include "ops/conv/conv_act.cuh"
 #include "ops/conv/conv_direct_cuda.h"
-#include "ops/conv/conv_tc16_cuda.h"
-#include "ops/matmul/matmul_internal.h"
 #include "ops/conv/conv_graph_cuda.h"
 #include "ops/conv/conv_internal.h"
+#include "ops/conv/conv_tc16_cuda.h"
 #include "ops/layout.h"
+#include "ops/matmul/matmul_internal.h"
 
 namespace kiln::ops {
 namespace {
@@ -104,8 +104,8 @@ conv_direct::Problem direct_problem(const DnnGeometry& g, bool nchw_in) {
 
 // kiln's 16-channel tensor-core conv problem of a 2-D NHWC geometry (NCHW dims).
 conv_tc16::Problem tc16_problem(const DnnGeometry& g) {
-  return {g.x[0],       g.x[2],       g.x[3],    g.x[1],    g.y[2],         g.y[3],        g.y[1], g.w[2], g.w[3],
-          g.strides[0], g.strides[1], g.pads[0], g.pads[1], g.dilations[0], g.dilations[1]};
+  return {g.x[0], g.x[2],       g.x[3],       g.x[1],    g.y[2],    g.y[3],         g.y[1],        g.w[2],
+          g.w[3], g.strides[0], g.strides[1], g.pads[0], g.pads[1], g.dilations[0], g.dilations[1]};
 }
 
 struct ConvPlan {
@@ -722,12 +722,12 @@ std::map<std::pair<const void*, bool>, bool>& cba_support() {
 // FusedConv with kiln.max_pool (passes/fuse_conv_maxpool.cc: ResNet's space-to-depth stem and
 // its 3x3 / 2 pool): kiln's 16-channel tensor-core conv with the pool fused is the one kernel
 // that runs it (the pass fuses only what it takes).
-Status fused_conv_pooled_cuda(KernelContext& ctx, const conv::FusedMaxPool& pool, const ActParams& act,
-                              const Tensor* b, const Tensor* z) {
+Status fused_conv_pooled_cuda(KernelContext& ctx, const conv::FusedMaxPool& pool, const ActParams& act, const Tensor* b,
+                              const Tensor* z) {
   const Tensor& x = ctx.input(0);
   const Tensor& w = ctx.input(1);
-  const bool stem_pool = pool.kh == 3 && pool.kw == 3 && pool.sh == 2 && pool.sw == 2 && pool.pt == 1 &&
-                         pool.pl == 1 && pool.pb == 1 && pool.pr == 1;
+  const bool stem_pool = pool.kh == 3 && pool.kw == 3 && pool.sh == 2 && pool.sw == 2 && pool.pt == 1 && pool.pl == 1 &&
+                         pool.pb == 1 && pool.pr == 1;
   if (!is_nhwc(ctx.node()) || has_nchw_input(ctx.node()) || z || !stem_pool ||
       (act.kind != Act::kRelu && act.kind != Act::kNone))
     return ctx.error(std::string("FusedConv with ") + conv::kMaxPoolAttr +

@@ -14,17 +14,17 @@ namespace {
 
 constexpr int kC = 16, kM = 64, kMaxK = 4, kMaxOw = 256, kMaxPoolOw = 128;
 constexpr int kWarps = 8, kThreads = kWarps * 32;
-constexpr int kRows = 2;             // output rows a step: each weight fragment feeds two mma
-constexpr int kNt = kM / 8;          // n8 tiles of the output channels
-constexpr int kPix = kM * 2;         // bytes of an output pixel (64 channels)
-constexpr int kStage = 16 * kPix;    // a warp's staging tile: 16 pixels
+constexpr int kRows = 2;           // output rows a step: each weight fragment feeds two mma
+constexpr int kNt = kM / 8;        // n8 tiles of the output channels
+constexpr int kPix = kM * 2;       // bytes of an output pixel (64 channels)
+constexpr int kStage = 16 * kPix;  // a warp's staging tile: 16 pixels
 
 struct Geom {
   int n, h, w, oh, ow, kh, kw;
-  int tiles;  // 16-pixel tiles of an output row
-  int wp;     // pixels of a staged input row (tiles * 16 + 16 >= every pixel a tile reads)
-  int pairs;  // row pairs of an image (the plain kernel)
-  int items;  // work items
+  int tiles;                // 16-pixel tiles of an output row
+  int wp;                   // pixels of a staged input row (tiles * 16 + 16 >= every pixel a tile reads)
+  int pairs;                // row pairs of an image (the plain kernel)
+  int items;                // work items
   int ph, pw, band, bands;  // the pooled kernel: pooled rows and columns; pooled rows a band, bands an image
 };
 
@@ -200,7 +200,8 @@ __global__ void __launch_bounds__(kThreads, 2)
           for (int j = 0; j < kNt; ++j) {
             float v0 = acc[r][j][2 * hh], v1 = acc[r][j][2 * hh + 1];
             if (zlive) {
-              const unsigned zv = __ldg(reinterpret_cast<const unsigned*>(z + (row_px + px0 + p) * kM + 8 * j + 2 * tq));
+              const unsigned zv =
+                  __ldg(reinterpret_cast<const unsigned*>(z + (row_px + px0 + p) * kM + 8 * j + 2 * tq));
               const T* zp = reinterpret_cast<const T*>(&zv);
               v0 += cuda::to_f(zp[0]);
               v1 += cuda::to_f(zp[1]);

@@ -681,10 +681,10 @@ TEST(FusedConv, CudaTc16ConvMatchesReference) {
 TEST(FusedConv, CudaLtGemm1x1ConvMatchesReference) {
   if (cuda::device_count() == 0) GTEST_SKIP() << "no GPU: " << cuda::no_device_reason();
   const std::vector<NhwcConvCase> cases = {
-      {{2, 7, 9, 64}, 256, 1, 1, 1, 0, 1, "Relu", true, true},  // ResNet's expanding conv: ReLU(conv + b + z)
-      {{1, 5, 5, 32}, 48, 1, 1, 1, 0, 1, "", true, false},      // bias only
+      {{2, 7, 9, 64}, 256, 1, 1, 1, 0, 1, "Relu", true, true},   // ResNet's expanding conv: ReLU(conv + b + z)
+      {{1, 5, 5, 32}, 48, 1, 1, 1, 0, 1, "", true, false},       // bias only
       {{3, 4, 6, 24}, 16, 1, 1, 1, 0, 1, "Relu", false, false},  // no bias
-      {{1, 3, 3, 8}, 8, 1, 1, 1, 0, 1, "", false, true},        // residual only
+      {{1, 3, 3, 8}, 8, 1, 1, 1, 0, 1, "", false, true},         // residual only
   };
   const std::vector<NhwcConvCase> not_taken = {
       {{1, 8, 8, 32}, 32, 1, 1, 2, 0, 1, "Relu", true, false},  // stride 2
@@ -704,11 +704,11 @@ TEST(FusedConv, CudaTc16ConvWithFusedMaxPoolMatchesReference) {
     const char* act;
   };
   const std::vector<D> cases = {
-      {{2, 9, 19, 16}, 4, "Relu"},      // 6 x 16 conv rows: 3 x 8 pooled
-      {{1, 115, 115, 16}, 4, "Relu"},   // ResNet's s2d stem at batch 1: bands of a few pooled rows
-      {{3, 8, 40, 16}, 2, ""},          // odd conv rows (7) and columns (39), no activation
-      {{5, 12, 20, 16}, 3, "Relu"},     // five images
-      {{1, 6, 131, 16}, 4, ""},         // 128-pixel conv rows
+      {{2, 9, 19, 16}, 4, "Relu"},     // 6 x 16 conv rows: 3 x 8 pooled
+      {{1, 115, 115, 16}, 4, "Relu"},  // ResNet's s2d stem at batch 1: bands of a few pooled rows
+      {{3, 8, 40, 16}, 2, ""},         // odd conv rows (7) and columns (39), no activation
+      {{5, 12, 20, 16}, 3, "Relu"},    // five images
+      {{1, 6, 131, 16}, 4, ""},        // 128-pixel conv rows
   };
   for (const Tol& t : kFloatTols) {
     if (t.dtype == DataType::kFloat32) continue;

@@ -72,13 +72,14 @@ Result<std::optional<FusedMaxPool>> fused_max_pool(const ir::Attributes& attrs) 
   if (!attrs.has(kMaxPoolAttr)) return std::optional<FusedMaxPool>();
   const std::vector<int64_t> v = attrs.get_ints(kMaxPoolAttr);
   if (v.size() != 8)
-    return Status(ErrorCode::kInvalidModel, std::string(kMaxPoolAttr) + " needs 8 ints (kh, kw, sh, sw, pads), got " +
-                                                std::to_string(v.size()));
+    return Status(ErrorCode::kInvalidModel,
+                  std::string(kMaxPoolAttr) + " needs 8 ints (kh, kw, sh, sw, pads), got " + std::to_string(v.size()));
   FusedMaxPool p{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]};
   if (p.kh < 1 || p.kw < 1 || p.sh < 1 || p.sw < 1 || p.pt < 0 || p.pl < 0 || p.pb < 0 || p.pr < 0 || p.pt >= p.kh ||
       p.pb >= p.kh || p.pl >= p.kw || p.pr >= p.kw)
-    return Status(ErrorCode::kInvalidModel, std::string(kMaxPoolAttr) + ": kernels and strides must be >= 1 and pads "
-                                                                        "in [0, kernel)");
+    return Status(ErrorCode::kInvalidModel, std::string(kMaxPoolAttr) +
+                                                ": kernels and strides must be >= 1 and pads "
+                                                "in [0, kernel)");
   return std::optional<FusedMaxPool>(p);
 }
 
