@@ -244,7 +244,9 @@ std::string describe_tactic(const std::string& kernel, int64_t id) {
       return std::string("cuDNN graph engine") + (ops::cudnn_graph::is_fused_tactic(id) ? ", fused epilogue" : "");
     if (id == ops::cudnn_graph::kDirectTactic) return "kiln direct conv";
     if (id == ops::cudnn_graph::kTc16Tactic) return "kiln tensor-core conv, 16 channels";
-    if (id == ops::cudnn_graph::kLtGemmTactic) return "1x1 conv as a cuBLASLt GEMM";
+    if (ops::cudnn_graph::is_lt_gemm_tactic(id))
+      return "1x1 conv as a cuBLASLt GEMM, the heuristic's configuration " +
+             std::to_string(id - ops::cudnn_graph::kLtGemmTactic);
     return "cuDNN legacy algo " + std::to_string(id / 4) + ", math " + std::to_string(id % 4);
   }
   if (kernel == "cuda.flash_attention") {

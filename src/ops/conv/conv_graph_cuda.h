@@ -51,9 +51,11 @@ constexpr int64_t kDirectTactic = int64_t(1) << 40;
 /// The tactic of kiln's tensor-core conv over 16 input channels (conv_tc16_cuda.h: the
 /// space-to-depth stems). (+ 1 and + 2 named the unmerged Hopper conv of wip/gpu-next.)
 constexpr int64_t kTc16Tactic = kDirectTactic + 3;
-/// The tactic of a channels-last 1x1 conv run as one cuBLASLt GEMM over its pixels
-/// (matmul::lt_gemm_nt: bias, residual and ReLU in the GEMM's epilogue).
-constexpr int64_t kLtGemmTactic = kDirectTactic + 4;
+/// The tactics of a channels-last 1x1 conv run as one cuBLASLt GEMM over its pixels
+/// (matmul::lt_gemm_nt: bias, residual and ReLU in the GEMM's epilogue): + r for the
+/// heuristic's r-th configuration, r < kLtGemmRanks.
+constexpr int64_t kLtGemmTactic = kDirectTactic + 4, kLtGemmRanks = 4;
+inline bool is_lt_gemm_tactic(int64_t id) { return id >= kLtGemmTactic && id < kLtGemmTactic + kLtGemmRanks; }
 
 /// Where convs get graph engines (env KILN_CUDNN_GRAPH): 0 nowhere; 1 (default) where
 /// the legacy path cannot fuse the whole epilogue into one call (SiLU, Sigmoid, Tanh,

@@ -692,6 +692,9 @@ TEST(FusedConv, CudaLtGemm1x1ConvMatchesReference) {
       {{1, 8, 8, 32}, 32, 1, 1, 1, 0, 1, "Silu", true, false},  // an activation the epilogue lacks
   };
   expect_half_only_tactic(cases, not_taken, ops::cudnn_graph::kLtGemmTactic);
+  // The heuristic's other configurations compute the same (the last rank: its first where it has fewer).
+  const int64_t last = ops::cudnn_graph::kLtGemmTactic + ops::cudnn_graph::kLtGemmRanks - 1;
+  expect_half_only_tactic({cases[0]}, {}, last);
 }
 
 // FusedConv with kiln.max_pool (passes/fuse_conv_maxpool.cc): kiln's 16-channel tensor-core conv

@@ -55,6 +55,7 @@ struct LtProblem {
   void* d = nullptr;
   const void* bias = nullptr;                                  ///< length n, same dtype; BIAS epilogue
   matmul::BiasActivation act = matmul::BiasActivation::kNone;  ///< RELU / GELU epilogue
+  int rank = -1;  ///< >= 0: the heuristic's rank-th configuration (the 1x1 convs' GEMM tactics), not kiln.tactic's
 };
 
 struct LtPlan {
@@ -272,7 +273,8 @@ Status build_plan(KernelContext& ctx, const LtProblem& p, cublasComputeType_t co
     const int64_t id = algo_config_id(results[i].algo);
     if (std::find(plan.tactics.begin(), plan.tactics.end(), id) != plan.tactics.end()) continue;
     plan.tactics.push_back(id);
-    if (!pick || id == tactic) pick = &results[i];
+    if (!pick || (p.rank < 0 && id == tactic) || static_cast<int>(plan.tactics.size()) - 1 == p.rank)
+      pick = &results[i];
   }
   if (!pick)
     return ctx.error("cublasLtMatmulAlgoGetHeuristic found no algorithm for m=" + std::to_string(p.m) +
@@ -331,7 +333,8 @@ Status lt_matmul(KernelContext& ctx, const LtProblem& p, const std::vector<int64
                            align_b,
                            align_cd,
                            static_cast<int64_t>(env->workspace_bytes),
-                           ctx.attrs().get_int(kTacticAttr, -1)};
+                           p.rank,
+                           p.rank >= 0 ? -1 : ctx.attrs().get_int(kTacticAttr, -1)};
   LtPlan* plan = nullptr;
   {
     std::lock_guard<std::mutex> lock(g_plans_mu);
@@ -605,13 +608,14 @@ bool applies_gemm(const ir::Node&, const std::vector<TensorType>& inputs) {
 }  // namespace
 
 Status matmul::lt_gemm_nt(KernelContext& ctx, DataType dtype, int64_t m, int64_t n, int64_t k, const void* x,
-                          const void* w, const void* bias, const void* c, void* d, BiasActivation act) {
+                          const void* w, const void* bias, const void* c, void* d, BiasActivation act, int rank) {
   LtProblem p;
   p.dtype = dtype;
   p.trans_b = true;
   p.m = m, p.n = n, p.k = k;
   p.a = x, p.b = w, p.bias = bias, p.d = d;
   p.act = act;
+  p.rank = std::max(rank, 0);
   if (c) p.c = c, p.beta = 1.f;
   return lt_matmul(ctx, p);
 }

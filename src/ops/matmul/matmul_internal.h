@@ -46,10 +46,11 @@ Result<BiasActivation> bias_activation(const ir::Attributes& attrs);
 Result<const Tensor*> residual_input(KernelContext& ctx, const Tensor& y, BiasActivation act);
 /// CUDA: row-major D[m, n] = act(X[m, k] W[n, k]^T + C[m, n] + bias[n]) as one cuBLASLt call
 /// (C as beta = 1, the bias and the activation as the epilogue; C and bias may be null), through
-/// the matmul kernels' plans: the heuristic's first configuration (the node's kiln.tactic names
-/// another kernel's candidate). The channels-last 1x1 convs' GEMM tactic (conv_cuda.cu).
+/// the matmul kernels' plans: the heuristic's rank-th configuration (its first where it has fewer;
+/// the node's kiln.tactic names another kernel's candidate). The channels-last 1x1 convs' GEMM
+/// tactics (conv_cuda.cu).
 Status lt_gemm_nt(KernelContext& ctx, DataType dtype, int64_t m, int64_t n, int64_t k, const void* x, const void* w,
-                  const void* bias, const void* c, void* d, BiasActivation act);
+                  const void* bias, const void* c, void* d, BiasActivation act, int rank = 0);
 Status ref_matmul(KernelContext& ctx);
 Status infer_fused_matmul(InferContext& ctx);
 Status ref_fused_matmul(KernelContext& ctx);
