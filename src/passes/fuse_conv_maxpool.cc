@@ -30,11 +30,6 @@ bool ints_are(const ir::Node& n, const char* name, const std::vector<int64_t>& w
   return n.attrs.get_ints(name) == want;
 }
 
-bool plain_auto_pad(const ir::Node& n) {
-  const std::string ap = n.attrs.get_string("auto_pad", "NOTSET");
-  return ap.empty() || ap == "NOTSET";
-}
-
 // The stem conv the tensor-core kernel takes (see the file comment).
 bool stem_conv(const ir::Node& conv) {
   if (conv.domain != "com.microsoft" || conv.op_type != "FusedConv" || !ops::is_nhwc(conv)) return false;
@@ -43,7 +38,7 @@ bool stem_conv(const ir::Node& conv) {
   if (conv.attrs.has(ops::conv::kMaxPoolAttr) || conv.attrs.get_int("kiln.nchw_input", 0) != 0) return false;
   const std::string act = conv.attrs.get_string("activation", "");
   if (!act.empty() && act != "Relu") return false;
-  if (conv.attrs.get_int("group", 1) != 1 || !plain_auto_pad(conv)) return false;
+  if (conv.attrs.get_int("group", 1) != 1 || !explicit_pads(conv)) return false;
   if (!ints_are(conv, "strides", {1, 1}, true) || !ints_are(conv, "dilations", {1, 1}, true) ||
       !ints_are(conv, "pads", {0, 0, 0, 0}, true))
     return false;
@@ -70,7 +65,7 @@ bool stem_pool(const ir::Node* pool) {
   return ints_are(*pool, "kernel_shape", {3, 3}, false) && ints_are(*pool, "strides", {2, 2}, false) &&
          ints_are(*pool, "pads", {1, 1, 1, 1}, false) && ints_are(*pool, "dilations", {1, 1}, true) &&
          pool->attrs.get_int("ceil_mode", 0) == 0 && pool->attrs.get_int("storage_order", 0) == 0 &&
-         plain_auto_pad(*pool);
+         explicit_pads(*pool);
 }
 
 }  // namespace

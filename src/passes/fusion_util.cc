@@ -99,6 +99,11 @@ ir::Node* only_reader(const ir::Graph& g, const ir::Value* v) {
   return c.size() == 1 && !captured(g, v) ? c[0] : nullptr;
 }
 
+bool explicit_pads(const ir::Node& n) {
+  const std::string ap = n.attrs.get_string("auto_pad", "NOTSET");
+  return ap.empty() || ap == "NOTSET";
+}
+
 bool is_onnx_op(const ir::Node* n, const char* op, size_t arity) {
   if (!n || n->op_type != op || !n->domain.empty() || n->inputs.size() != arity) return false;
   for (const ir::Value* v : n->inputs)

@@ -52,6 +52,10 @@ ir::Node* only_reader(const ir::Graph& g, const ir::Value* v);
 /// An ONNX-domain node of type `op` with `arity` inputs, all present, and one output.
 bool is_onnx_op(const ir::Node* n, const char* op, size_t arity);
 
+/// A windowed node (Conv, MaxPool, ...) whose padding is its `pads` attribute: auto_pad absent,
+/// empty or NOTSET.
+bool explicit_pads(const ir::Node& n);
+
 /// The other input of a two-input node given one of them; nullptr when `v` is not an input
 /// (or is both).
 ir::Value* other_input(const ir::Node* n, const ir::Value* v);

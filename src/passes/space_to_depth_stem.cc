@@ -51,8 +51,7 @@ bool stem_conv(const ir::Node& conv, const Propagation& opt, Stem& s) {
   if (b && (!b->initializer || b->dtype != x->dtype)) return false;
   const Shape& xs = *x->shape;
   if (xs.size() != 4 || w->initializer->rank() != 4 || conv.attrs.get_int("group", 1) != 1) return false;
-  const std::string ap = conv.attrs.get_string("auto_pad", "NOTSET");
-  if (!ap.empty() && ap != "NOTSET") return false;
+  if (!explicit_pads(conv)) return false;
   if (conv.attrs.get_ints("strides", {1, 1}) != std::vector<int64_t>{2, 2} ||
       conv.attrs.get_ints("dilations", {1, 1}) != std::vector<int64_t>{1, 1})
     return false;

@@ -102,12 +102,6 @@ conv_direct::Problem direct_problem(const DnnGeometry& g, bool nchw_in) {
           g.w[3], g.strides[0], g.strides[1], g.pads[0], g.pads[1], g.dilations[0], g.dilations[1], nchw_in};
 }
 
-// kiln's 16-channel tensor-core conv problem of a 2-D NHWC geometry (NCHW dims).
-conv_tc16::Problem tc16_problem(const DnnGeometry& g) {
-  return {g.x[0], g.x[2],       g.x[3],       g.x[1],    g.y[2],    g.y[3],         g.y[1],        g.w[2],
-          g.w[3], g.strides[0], g.strides[1], g.pads[0], g.pads[1], g.dilations[0], g.dilations[1]};
-}
-
 struct ConvPlan {
   cudnnTensorDescriptor_t x = nullptr, y = nullptr;
   cudnnFilterDescriptor_t w = nullptr;
@@ -746,7 +740,7 @@ Status fused_conv_pooled_cuda(KernelContext& ctx, const conv::FusedMaxPool& pool
   if (ctx.output(0).dims() != want)
     return ctx.error("FusedConv with " + std::string(conv::kMaxPoolAttr) + ": Y has dims " +
                      dims_to_string(ctx.output(0).dims()) + " but the pooled conv gives " + dims_to_string(want));
-  return conv_tc16::run_pooled(ctx, tc16_problem(g), x.dtype(), x.data(), w.data(), b ? b->data() : nullptr,
+  return conv_tc16::run_pooled(ctx, direct_problem(g, false), x.dtype(), x.data(), w.data(), b ? b->data() : nullptr,
                                ctx.output(0).data(), static_cast<int>(act.kind), act.a, act.b);
 }
 
@@ -796,7 +790,7 @@ Status fused_conv_cuda(KernelContext& ctx) {
   const float one = 1.f, zero = 0.f;
   // kiln's tensor-core conv over 16 channels (the space-to-depth stems; conv_tc16_cuda.h).
   static const bool tc16_on = !env_is("KILN_CONV_TC16", "0");  // an A/B switch
-  const conv_tc16::Problem tp = tc16_problem(g);
+  const conv_tc16::Problem tp = direct_problem(g, false);
   const bool tc16 = tc16_on && nhwc && g.x.size() == 4 && g.group == 1 &&
                     (x.dtype() == DataType::kFloat16 || x.dtype() == DataType::kBFloat16) && conv_tc16::applies(tp);
   // A 1x1 conv (stride 1, no padding) over channels-last pixels is one GEMM: cuBLASLt with

@@ -33,19 +33,31 @@ struct Geom {
 // kRows + kh - 1 rows x 2 channel halves x wp pixels x 16 bytes (a half's pixels contiguous:
 // ldmatrix's 8 rows are 128 consecutive bytes). Then the plain kernel's staging tile a warp, or
 // the pooled kernel's two conv rows and the last conv row's horizontal maxima.
-__host__ __device__ inline int w_stride(int kh, int kw) { return kh * kw * kC * 2 + 16; }
-__host__ __device__ inline int in_bytes(const Geom& g) { return (kRows + g.kh - 1) * 2 * g.wp * 16; }
-__host__ __device__ inline int head_bytes(const Geom& g) { return kM * (w_stride(g.kh, g.kw) + 4) + 2 * in_bytes(g); }
-__host__ __device__ inline int crow_bytes(const Geom& g) { return kRows * g.tiles * 16 * kPix; }
-inline size_t smem_bytes(const Geom& g, bool pooled) {
+__host__ __device__ constexpr int w_stride(int kh, int kw) { return kh * kw * kC * 2 + 16; }
+__host__ __device__ constexpr int in_bytes(const Geom& g) { return (kRows + g.kh - 1) * 2 * g.wp * 16; }
+__host__ __device__ constexpr int head_bytes(const Geom& g) {
+  return kM * (w_stride(g.kh, g.kw) + 4) + 2 * in_bytes(g);
+}
+__host__ __device__ constexpr int crow_bytes(const Geom& g) { return kRows * g.tiles * 16 * kPix; }
+constexpr size_t smem_bytes(const Geom& g, bool pooled) {
   return size_t(head_bytes(g)) + (pooled ? size_t(crow_bytes(g)) + size_t(g.pw) * kPix : size_t(kWarps) * kStage);
 }
-// The most any problem takes (kh = kw = 4; 256-pixel rows, 128 pooled): the opt-in, set once a kernel.
-constexpr size_t kMaxSmem = size_t(kM) * (kMaxK * kMaxK * kC * 2 + 16 + 4) +
-                            2 * size_t(kRows + kMaxK - 1) * 2 * (kMaxOw + 16) * 16 + size_t(kWarps) * kStage;
-constexpr size_t kMaxPoolSmem = size_t(kM) * (kMaxK * kMaxK * kC * 2 + 16 + 4) +
-                                2 * size_t(kRows + kMaxK - 1) * 2 * (kMaxPoolOw + 16) * 16 +
-                                size_t(kRows) * kMaxPoolOw * kPix + size_t(kMaxPoolOw / 2) * kPix;
+// The geometry of n images of h x w input pixels under a kh x kw kernel (band and bands: the
+// pooled launch's).
+constexpr Geom geom_of(int n, int h, int w, int kh, int kw) {
+  Geom g{};
+  g.n = n, g.h = h, g.w = w, g.kh = kh, g.kw = kw;
+  g.oh = h - kh + 1, g.ow = w - kw + 1;
+  g.tiles = (g.ow + 15) / 16;
+  g.wp = g.tiles * 16 + 16;
+  g.pairs = (g.oh + kRows - 1) / kRows;
+  g.items = n * g.pairs;
+  g.ph = (g.oh - 1) / 2 + 1, g.pw = (g.ow - 1) / 2 + 1;
+  return g;
+}
+// The most any problem takes (a 4x4 kernel; 256-pixel rows, 128 pooled): the opt-in, set once a kernel.
+constexpr size_t kMaxSmem = smem_bytes(geom_of(1, kMaxK, kMaxOw + kMaxK - 1, kMaxK, kMaxK), false);
+constexpr size_t kMaxPoolSmem = smem_bytes(geom_of(1, kMaxK, kMaxPoolOw + kMaxK - 1, kMaxK, kMaxK), true);
 
 // The weights (cp.async, committed with the first input rows) and the bias (float) into shared memory.
 template <class T>
@@ -392,7 +404,7 @@ bool aligned(const void* p, uintptr_t a) { return reinterpret_cast<uintptr_t>(p)
 
 Status run_any(KernelContext& ctx, const Problem& p, bool pooled, DataType dtype, const void* x, const void* w,
                const void* b, const void* z, void* y, int act_kind, float a, float b_param) {
-  if (!(pooled ? applies_pooled(p) : applies(p)))
+  if (!(pooled ? conv_tc16::applies_pooled(p) : conv_tc16::applies(p)))
     return ctx.error(std::string("the 16-channel tensor-core conv") + (pooled ? " with a fused max pool" : "") +
                          " does not take this problem",
                      ErrorCode::kUnsupported);
@@ -400,15 +412,9 @@ Status run_any(KernelContext& ctx, const Problem& p, bool pooled, DataType dtype
     return ctx.error("the 16-channel tensor-core conv runs fp16 and bf16 only", ErrorCode::kUnsupported);
   if (!aligned(x, 16) || !aligned(w, 16) || !aligned(y, 16) || (z && !aligned(z, 4)) || (b && !aligned(b, 4)))
     return ctx.error("16-channel tensor-core conv: a tensor is not aligned", ErrorCode::kUnsupported);
-  Geom g{};
-  g.n = static_cast<int>(p.n), g.h = static_cast<int>(p.h), g.w = static_cast<int>(p.w);
-  g.oh = static_cast<int>(p.oh), g.ow = static_cast<int>(p.ow), g.kh = static_cast<int>(p.kh);
-  g.kw = static_cast<int>(p.kw);
-  g.tiles = (g.ow + 15) / 16;
-  g.wp = g.tiles * 16 + 16;
-  g.pairs = (g.oh + kRows - 1) / kRows;
-  g.items = g.n * g.pairs;
-  g.ph = (g.oh - 1) / 2 + 1, g.pw = (g.ow - 1) / 2 + 1;
+  // applies() checked oh = h - kh + 1 and ow = w - kw + 1.
+  const Geom g = geom_of(static_cast<int>(p.n), static_cast<int>(p.h), static_cast<int>(p.w), static_cast<int>(p.kh),
+                         static_cast<int>(p.kw));
   const ActParams act{static_cast<Act>(act_kind), a, b_param};
   const cudaStream_t s = cuda::stream_of(ctx);
   const cudaError_t e = dtype == DataType::kFloat16 ? launch<__half>(g, pooled, x, w, b, z, y, act, s)
@@ -420,14 +426,14 @@ Status run_any(KernelContext& ctx, const Problem& p, bool pooled, DataType dtype
 }  // namespace
 
 bool applies(const Problem& p) {
-  if (p.c != kC || p.m != kM || p.kh < 1 || p.kh > kMaxK || p.kw < 1 || p.kw > kMaxK) return false;
+  if (p.nchw_input || p.c != kC || p.m != kM || p.kh < 1 || p.kh > kMaxK || p.kw < 1 || p.kw > kMaxK) return false;
   if (p.sh != 1 || p.sw != 1 || p.dh != 1 || p.dw != 1 || p.ph != 0 || p.pw != 0) return false;
   if (p.n < 1 || p.oh < 1 || p.ow < 1 || p.ow > kMaxOw || p.oh != p.h - p.kh + 1 || p.ow != p.w - p.kw + 1)
     return false;
   return p.n * ((p.oh + kRows - 1) / kRows) < (int64_t{1} << 30) && p.h < (int64_t{1} << 20);
 }
 
-bool applies_pooled(const Problem& p) { return applies(p) && p.ow <= kMaxPoolOw; }
+bool applies_pooled(const Problem& p) { return conv_tc16::applies(p) && p.ow <= kMaxPoolOw; }
 
 Status run(KernelContext& ctx, const Problem& p, DataType dtype, const void* x, const void* w, const void* b,
            const void* z, void* y, int act_kind, float a, float b_param) {

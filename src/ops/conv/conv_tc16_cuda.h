@@ -13,19 +13,17 @@
 
 #include <cstdint>
 
+#include "ops/conv/conv_direct_cuda.h"
 #include "ops/op.h"
 
 namespace kiln::ops::conv_tc16 {
 
-/// One NHWC problem: x [n, h, w, 16], w OHWI [64, kh, kw, 16], y [n, h - kh + 1, w - kw + 1, 64].
-struct Problem {
-  int64_t n = 0, h = 0, w = 0, c = 0;  ///< input [n, h, w, c]
-  int64_t oh = 0, ow = 0, m = 0;       ///< output [n, oh, ow, m]
-  int64_t kh = 0, kw = 0;
-  int64_t sh = 1, sw = 1, ph = 0, pw = 0, dh = 1, dw = 1;
-};
+/// One NHWC problem: x [n, h, w, 16], w OHWI [64, kh, kw, 16], y [n, h - kh + 1, w - kw + 1, 64]
+/// (the direct conv's description of a 2-D channels-last conv; qualify calls: conv_direct::applies takes
+/// it too).
+using Problem = conv_direct::Problem;
 
-/// True when the kernel takes `p`: C == 16, M == 64, 1 <= kh, kw <= 4, stride 1, dilation 1,
+/// True when the kernel takes `p`: an NHWC input, C == 16, M == 64, 1 <= kh, kw <= 4, stride 1, dilation 1,
 /// no padding, an output row of at most 256 pixels, under 2^31 elements in each tensor.
 bool applies(const Problem& p);
 

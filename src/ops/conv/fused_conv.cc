@@ -5,10 +5,10 @@
 // (x * sigmoid(x)); absent or "" means none. `activation_params` holds the numbers.
 // kiln.max_pool (conv_internal.h) appends a 2-D max pool: Y = MaxPool(act(Conv + Z)).
 #include <cmath>
-#include <limits>
 
 #include "base/dispatch.h"
 #include "ops/conv/conv_internal.h"
+#include "ops/pool/pool_internal.h"
 
 namespace kiln::ops::conv {
 
@@ -116,30 +116,15 @@ Status infer_fused_conv(InferContext& ctx) {
   return Status();
 }
 
-// MaxPool of NCHW `in` into `out` (dims set): NaNs skipped unless a window has nothing else.
+// MaxPool of NCHW `in` into `out` (dims set) by MaxPool's own reference kernel.
 Status max_pool_nchw(const Tensor& in, const FusedMaxPool& p, Tensor& out) {
-  const Dims& d = in.dims();
-  const int64_t planes = d[0] * d[1], h = d[2], w = d[3], oh = out.dim(2), ow = out.dim(3);
-  KILN_DISPATCH_FLOAT(in.dtype(), T, {
-    const T* ip = in.data_as<T>();
-    T* op = out.data_as<T>();
-    for (int64_t pl = 0; pl < planes; ++pl)
-      for (int64_t y = 0; y < oh; ++y)
-        for (int64_t x = 0; x < ow; ++x) {
-          bool any = false;
-          float m = std::numeric_limits<float>::quiet_NaN();  // stays NaN when only NaNs are seen
-          for (int64_t i = 0; i < p.kh; ++i)
-            for (int64_t j = 0; j < p.kw; ++j) {
-              const int64_t r = y * p.sh - p.pt + i, c = x * p.sw - p.pl + j;
-              if (r < 0 || r >= h || c < 0 || c >= w) continue;
-              any = true;
-              const float v = static_cast<float>(ip[(pl * h + r) * w + c]);
-              if (!std::isnan(v) && (std::isnan(m) || v > m)) m = v;
-            }
-          op[(pl * oh + y) * ow + x] = static_cast<T>(any ? m : -std::numeric_limits<float>::infinity());
-        }
-  });
-  return Status();
+  ir::Node pool;
+  pool.op_type = "MaxPool";
+  pool.attrs.set("kernel_shape", ir::Attribute::from_ints({p.kh, p.kw}));
+  pool.attrs.set("strides", ir::Attribute::from_ints({p.sh, p.sw}));
+  pool.attrs.set("pads", ir::Attribute::from_ints({p.pt, p.pl, p.pb, p.pr}));
+  KernelContext sub(pool, {&in}, {&out});
+  return pool::ref_max(sub);
 }
 
 // act(y + z) in place on the conv output.

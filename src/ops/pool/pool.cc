@@ -259,7 +259,6 @@ Status run_pool(KernelContext& ctx, PoolKind kind, bool parallel) {
 Status infer_max(InferContext& ctx) { return infer_pool(ctx, PoolKind::kMax); }
 Status infer_avg(InferContext& ctx) { return infer_pool(ctx, PoolKind::kAverage); }
 Status infer_lp(InferContext& ctx) { return infer_pool(ctx, PoolKind::kLp); }
-Status ref_max(KernelContext& ctx) { return run_pool(ctx, PoolKind::kMax, false); }
 Status ref_avg(KernelContext& ctx) { return run_pool(ctx, PoolKind::kAverage, false); }
 Status ref_lp(KernelContext& ctx) { return run_pool(ctx, PoolKind::kLp, false); }
 Status par_max(KernelContext& ctx) { return run_pool(ctx, PoolKind::kMax, true); }
@@ -271,6 +270,8 @@ bool applies_f32(const ir::Node&, const std::vector<TensorType>& inputs) {
 }
 
 }  // namespace
+
+Status ref_max(KernelContext& ctx) { return run_pool(ctx, PoolKind::kMax, false); }
 
 void register_global_pool_ops(OpRegistry& r);
 void register_max_unpool_ops(OpRegistry& r);

@@ -31,4 +31,8 @@ Result<PoolSetup> pool_setup(PoolKind kind, const ir::Attributes& attrs, const D
 /// Output shape inference shared by the windowed pools (outputs 0 and, for MaxPool, 1).
 Status infer_pool(InferContext& ctx, PoolKind kind);
 
+/// MaxPool's reference kernel: ctx's node carries MaxPool's attributes, Y is allocated
+/// (Indices written where the node has that output). FusedConv's kiln.max_pool pools with it.
+Status ref_max(KernelContext& ctx);
+
 }  // namespace kiln::ops::pool
