@@ -12,8 +12,9 @@ bool has_nchw_input(const ir::Node& node) { return node.attrs.get_int(kNchwInput
 LayoutSlot nhwc_input_slot(const ir::Node& node, size_t i) {
   if (node.op_type == "Conv" || node.op_type == "FusedConv") {
     if (i == 0) return has_nchw_input(node) ? LayoutSlot::kPlain : LayoutSlot::kActivation;
-    if (i == 3) return LayoutSlot::kActivation;
-    if (i == 1) return LayoutSlot::kWeight;
+    // FusedConv: 3 = Z; kiln.shortcut_strides' X2 (4) and W2 (5) are stored as X and W are.
+    if (i == 3 || (i == 4 && node.op_type == "FusedConv")) return LayoutSlot::kActivation;
+    if (i == 1 || (i == 5 && node.op_type == "FusedConv")) return LayoutSlot::kWeight;
     return LayoutSlot::kPlain;
   }
   return i == 0 ? LayoutSlot::kActivation : LayoutSlot::kPlain;

@@ -20,6 +20,7 @@
 #include <unordered_map>
 
 #include "base/env.h"
+#include "ops/conv/conv_internal.h"
 #include "ops/layout.h"
 #include "passes/fusion_util.h"
 #include "passes/pass.h"
@@ -217,6 +218,10 @@ Status nhwc_layout(ir::Graph& g, PassContext& ctx) {
     if (is_conv) {
       join = outputs_ok && rank4(n->input(0)) && n->input(1) && n->input(1)->initializer &&
              n->input(1)->initializer->rank() == 4 && !ops::is_nhwc(*n);
+      // A FusedConv with kiln.shortcut_strides: its X2 and W2 change layout as X and W do.
+      if (n->attrs.has(ops::conv::kShortcutAttr))
+        join = join && rank4(n->input(4)) && n->input(5) && n->input(5)->initializer &&
+               n->input(5)->initializer->rank() == 4;
     } else if (plain_domain && (n->op_type == "MaxPool" || n->op_type == "AveragePool" ||
                                 n->op_type == "GlobalAveragePool" || n->op_type == "GlobalMaxPool")) {
       join = outputs_ok && any_nhwc_in && rank4(n->input(0)) && n->outputs.size() == 1;
@@ -312,10 +317,10 @@ Status nhwc_layout(ir::Graph& g, PassContext& ctx) {
         auto slot = ops::nhwc_input_slot(*n, i);  // kPlain for X under kNchwInputAttr
         if (slot == ops::LayoutSlot::kActivation)
           n->inputs[i] = i == 0 && pad_c ? padded(as_nhwc(in), n->input(1)->initializer->dim(1), pad_c) : as_nhwc(in);
-        else if (slot == ops::LayoutSlot::kWeight)
-          n->inputs[i] = pad_c ? g.add_constant(in->name + "_nhwc_c" + std::to_string(pad_c),
-                                                pad_last_axis(*permuted(in)->initializer, pad_c))
-                               : permuted(in);
+        else if (slot == ops::LayoutSlot::kWeight)  // W (1) is padded with X; a shortcut's W2 (5) reads X2
+          n->inputs[i] = pad_c && i == 1 ? g.add_constant(in->name + "_nhwc_c" + std::to_string(pad_c),
+                                                          pad_last_axis(*permuted(in)->initializer, pad_c))
+                                         : permuted(in);
       } else if (n->op_type == "Split" && i > 0) {
         continue;  // split sizes
       } else if (in->initializer) {

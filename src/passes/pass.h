@@ -95,6 +95,9 @@ Status fuse_elementwise(ir::Graph& g, PassContext& ctx);
 Status nhwc_layout(ir::Graph& g, PassContext& ctx);
 /// ResNet's stem max pool into the channels-last stem conv (fuse_conv_maxpool.cc; CUDA engines).
 Status fuse_conv_maxpool(ir::Graph& g, PassContext& ctx);
+/// A bottleneck block's 1x1 projection shortcut into its last channels-last 1x1 FusedConv
+/// (kiln.shortcut_strides; fuse_conv_shortcut.cc; FP16/BF16 CUDA engines).
+Status fuse_conv_shortcut(ir::Graph& g, PassContext& ctx);
 
 /// Number of passes run_pipeline runs (the steps of its progress phase).
 int pipeline_size();

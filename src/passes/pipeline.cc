@@ -45,6 +45,7 @@ const Pass kPipeline[] = {
     {"nhwc_layout", nhwc_layout},                        // CUDA engines with --fp16/--bf16 only
     {"cancel_transposes", cancel_transposes},            // the layout's edge Transposes against the graph's own
     {"fuse_conv_maxpool", fuse_conv_maxpool},            // CUDA engines: channels-last stem conv and pool
+    {"fuse_conv_shortcut", fuse_conv_shortcut},          // CUDA engines: a block's 1x1 conv and its downsample
     {"infer_shapes", infer_shapes},                      // final types for the plan and for inspect
 };
 

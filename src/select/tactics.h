@@ -97,8 +97,9 @@ Status select_tactics(ir::Graph& g, const plan::ProfileRanges& profile, const Bu
 /// instead of answering for nodes whose new candidates they never timed (session 20's
 /// enumerated cuBLASLt tiles and session 21's 32-key Hopper attention were invisible to
 /// builds with an older cache file; session 22's conv tactics likewise: the 16-channel
-/// tensor-core conv and the 1x1 conv as a cuBLASLt GEMM).
-inline constexpr int kTacticsRevision = 3;
+/// tensor-core conv and the 1x1 conv as a cuBLASLt GEMM; session 23's conv + shortcut GEMM
+/// variants).
+inline constexpr int kTacticsRevision = 4;
 
 /// A timing-cache key from its parts: device name, architecture, library versions, and the
 /// candidate sets' revision (kTacticsRevision).

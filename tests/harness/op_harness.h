@@ -40,6 +40,10 @@ struct Tol {
   double rtol, atol;
 };
 
+/// Per-dtype tolerances of a GPU kernel against the reference (float32 with TF32 off).
+inline const std::vector<Tol> kGpuFloatTols = {
+    {DataType::kFloat32, 1e-4, 1e-4}, {DataType::kFloat16, 1e-2, 1e-2}, {DataType::kBFloat16, 3e-2, 3e-2}};
+
 class OpCase {
  public:
   explicit OpCase(std::string op_type, int opset = 17, std::string domain = "");

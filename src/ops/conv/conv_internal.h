@@ -2,7 +2,9 @@
 // conv.cc registers.
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -62,6 +64,14 @@ struct FusedMaxPool {
 };
 /// The node's fused max pool: nullopt when absent, an error naming what is wrong.
 Result<std::optional<FusedMaxPool>> fused_max_pool(const ir::Attributes& attrs);
+
+/// FusedConv's kiln extension: a 1x1 shortcut conv added in the epilogue (passes/fuse_conv_shortcut.cc),
+/// ints [sh, sw], its strides. With it the node has inputs 4 = X2 [N, C2, H2, W2], 5 = W2 [M, C2, 1, 1]
+/// and 6 = B2 [M] (optional), and Y = act(Conv(X, W, B) + Z + Conv(X2, W2, B2; 1x1, strides [sh, sw],
+/// no pads)): ResNet's downsample never written. Not with kMaxPoolAttr.
+inline constexpr const char* kShortcutAttr = "kiln.shortcut_strides";
+/// The node's shortcut strides [sh, sw]: nullopt when absent, an error when not 2 ints >= 1.
+Result<std::optional<std::array<int64_t, 2>>> fused_shortcut(const ir::Attributes& attrs);
 
 Status cpu_im2col_gemm(KernelContext& ctx);
 bool applies_im2col_gemm(const ir::Node& node, const std::vector<TensorType>& inputs);

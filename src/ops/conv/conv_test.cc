@@ -406,8 +406,7 @@ TEST(ConvInteger, OnnxExample) {
 
 // ---- Cases for the CUDA kernels (cuda.cudnn); on a machine without a GPU only the CPU kernels run.
 
-const std::vector<Tol> kFloatTols = {
-    {DataType::kFloat32, 1e-4, 1e-4}, {DataType::kFloat16, 1e-2, 1e-2}, {DataType::kBFloat16, 3e-2, 3e-2}};
+const std::vector<Tol>& kFloatTols = kGpuFloatTols;
 
 struct ConvCase {
   Dims x, w;

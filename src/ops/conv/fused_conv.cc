@@ -4,6 +4,9 @@
 // Clip (min, max), HardSigmoid (alpha, beta) and, as a kiln extension, Silu
 // (x * sigmoid(x)); absent or "" means none. `activation_params` holds the numbers.
 // kiln.max_pool (conv_internal.h) appends a 2-D max pool: Y = MaxPool(act(Conv + Z)).
+// kiln.shortcut_strides (conv_internal.h) adds a 1x1 strided conv of inputs 4-6 (X2, W2, B2):
+// Y = act(Conv(X, W, B) + Z + Conv(X2, W2, B2)), ResNet's downsample branch in the epilogue.
+#include <array>
 #include <cmath>
 
 #include "base/dispatch.h"
@@ -83,7 +86,73 @@ Result<std::optional<FusedMaxPool>> fused_max_pool(const ir::Attributes& attrs) 
   return std::optional<FusedMaxPool>(p);
 }
 
+Result<std::optional<std::array<int64_t, 2>>> fused_shortcut(const ir::Attributes& attrs) {
+  using Strides = std::optional<std::array<int64_t, 2>>;
+  if (!attrs.has(kShortcutAttr)) return Strides();
+  const std::vector<int64_t> v = attrs.get_ints(kShortcutAttr);
+  if (v.size() != 2)
+    return Status(ErrorCode::kInvalidModel,
+                  std::string(kShortcutAttr) + " needs 2 ints (sh, sw), got " + std::to_string(v.size()));
+  if (v[0] < 1 || v[1] < 1)
+    return Status(ErrorCode::kInvalidModel, std::string(kShortcutAttr) + ": strides must be >= 1, got [" +
+                                                std::to_string(v[0]) + ", " + std::to_string(v[1]) + "]");
+  return Strides(std::array<int64_t, 2>{v[0], v[1]});
+}
+
 namespace {
+
+// Inputs 4-6 of a FusedConv with kiln.shortcut_strides against the conv's: X2 [N, C2, H2, W2],
+// W2 [M, C2, 1, 1] and B2 [M] in X's dtype, and the shortcut's output [N, M, (H2 - 1) / sh + 1,
+// (W2 - 1) / sw + 1] the conv's (dims not known on both sides pass).
+Status infer_shortcut(InferContext& ctx, const std::array<int64_t, 2>& strides) {
+  const std::string attr = kShortcutAttr;
+  if (ctx.num_inputs() > 7)
+    return ctx.error("FusedConv with " + attr + " has at most 7 inputs, got " + std::to_string(ctx.num_inputs()));
+  if (!ctx.has_input(4) || !ctx.has_input(5)) return ctx.error(attr + " needs inputs 4 (X2) and 5 (W2)");
+  const DataType t = ctx.input_dtype(0);
+  const char* names[] = {"X2", "W2", "B2"};
+  for (size_t i = 4; i < 7; ++i) {
+    const DataType ti = ctx.input_dtype(i);
+    if (ctx.has_input(i) && t != DataType::kUndefined && ti != DataType::kUndefined && ti != t)
+      return ctx.error(std::string(names[i - 4]) + " is " + dtype_name(ti) + " but X is " + dtype_name(t));
+  }
+  auto not_one = [](const Dim& d) { return d.known() && d.value != 1; };
+  auto differ = [](const Dim& a, const Dim& b) { return a.known() && b.known() && a.value != b.value; };
+  const Shape* x2 = ctx.input_shape(4);
+  const Shape* w2 = ctx.input_shape(5);
+  const Shape* w = ctx.input_shape(1);
+  if (x2 && x2->size() != 4) return ctx.error("X2 must be [N, C2, H2, W2], got " + shape_to_string(*x2));
+  Dim m = w ? (*w)[0] : Dim::unknown();
+  if (w2) {
+    if (w2->size() != 4 || not_one((*w2)[2]) || not_one((*w2)[3]))
+      return ctx.error("W2 must be 1x1 ([M, C2, 1, 1]), got " + shape_to_string(*w2));
+    if (x2 && differ((*w2)[1], (*x2)[1]))
+      return ctx.error("W2 " + shape_to_string(*w2) + " expects " + (*w2)[1].to_string() + " channels but X2 " +
+                       shape_to_string(*x2) + " has " + (*x2)[1].to_string());
+    if (differ((*w2)[0], m))
+      return ctx.error("W2 has " + (*w2)[0].to_string() + " output channels but W has " + m.to_string());
+    if (!m.known()) m = (*w2)[0];
+  }
+  if (ctx.has_input(6) && ctx.input_shape(6)) {
+    const Shape& b2 = *ctx.input_shape(6);
+    if (b2.size() != 1 || differ(b2[0], m))
+      return ctx.error("B2 " + shape_to_string(b2) + " must be [M] with M = " + m.to_string());
+  }
+  const auto& y = ctx.outputs()[0].shape;
+  if (y && y->size() != 4) return ctx.error(attr + " needs a 2-D conv");
+  if (!x2 || !y) return Status();
+  const char* dim_names[] = {"batch (dim 0)", "", "height (dim 2)", "width (dim 3)"};
+  for (size_t d : {0, 2, 3}) {
+    const Dim& in = (*x2)[d];
+    if (!in.known() || !(*y)[d].known()) continue;
+    const int64_t o = d == 0 ? in.value : (in.value - 1) / strides[d - 2] + 1;
+    if (o != (*y)[d].value)
+      return ctx.error("the shortcut conv's output " + std::string(dim_names[d]) + " is " + std::to_string(o) +
+                       " (X2 " + shape_to_string(*x2) + ", " + attr + " [" + std::to_string(strides[0]) + ", " +
+                       std::to_string(strides[1]) + "]) but the conv's is " + (*y)[d].to_string());
+  }
+  return Status();
+}
 
 Status infer_fused_conv(InferContext& ctx) {
   auto act = parse_activation(ctx.attrs());
@@ -91,6 +160,12 @@ Status infer_fused_conv(InferContext& ctx) {
                                                                         : ctx.error(act.status().message());
   auto pool = fused_max_pool(ctx.attrs());
   if (!pool.ok()) return ctx.error(pool.status().message());
+  auto shortcut = fused_shortcut(ctx.attrs());
+  if (!shortcut.ok()) return ctx.error(shortcut.status().message());
+  if (!*shortcut && ctx.num_inputs() > 4)
+    return ctx.error("FusedConv has " + std::to_string(ctx.num_inputs()) + " inputs; inputs past Z need " +
+                     kShortcutAttr);
+  if (*shortcut && *pool) return ctx.error(std::string(kShortcutAttr) + " cannot be combined with " + kMaxPoolAttr);
   KILN_RETURN_IF_ERROR(infer_conv(ctx));
   if (ctx.has_input(3)) {
     if (ctx.input_dtype(3) != ctx.input_dtype(0)) return ctx.error("Z and X dtypes differ");
@@ -98,6 +173,7 @@ Status infer_fused_conv(InferContext& ctx) {
     const auto& y = ctx.outputs()[0].shape;
     if (z && y && z->size() != y->size()) return ctx.error("Z must have the output's shape");
   }
+  if (*shortcut) KILN_RETURN_IF_ERROR(infer_shortcut(ctx, **shortcut));
   if (*pool) {
     const TensorType conv_out = ctx.outputs()[0];
     if (conv_out.shape) {
@@ -127,11 +203,39 @@ Status max_pool_nchw(const Tensor& in, const FusedMaxPool& p, Tensor& out) {
   return pool::ref_max(sub);
 }
 
-// act(y + z) in place on the conv output.
-Status epilogue(KernelContext& ctx) {
+// Conv(X2, W2, B2; 1x1, strides, no pads) of the NCHW inputs 4-6 by Conv's reference kernel, in
+// a tensor of its own with the conv output's dims `y_dims`.
+Result<Tensor> shortcut_conv_nchw(const KernelContext& ctx, const std::array<int64_t, 2>& strides, const Dims& y_dims) {
+  const std::string attr = kShortcutAttr;
+  if (!ctx.has_input(4) || !ctx.has_input(5)) return ctx.error(attr + " needs inputs 4 (X2) and 5 (W2)");
+  const Tensor& x2 = ctx.input(4);
+  const Tensor& w2 = ctx.input(5);
+  const Tensor* b2 = ctx.has_input(6) ? &ctx.input(6) : nullptr;
+  const DataType t = ctx.input(0).dtype();
+  if (x2.dtype() != t || w2.dtype() != t || (b2 && b2->dtype() != t))
+    return ctx.error(attr + ": X2, W2 and B2 must be " + dtype_name(t) + " as X is");
+  if (w2.rank() != 4 || w2.dim(2) != 1 || w2.dim(3) != 1)
+    return ctx.error("W2 must be 1x1 ([M, C2, 1, 1]), got " + dims_to_string(w2.dims()));
+  ir::Node conv;
+  conv.op_type = "Conv";
+  conv.attrs.set("kernel_shape", ir::Attribute::from_ints({1, 1}));
+  conv.attrs.set("strides", ir::Attribute::from_ints({strides[0], strides[1]}));
+  conv.attrs.set("pads", ir::Attribute::from_ints({0, 0, 0, 0}));
+  auto s = conv_shape(conv.attrs, x2.dims(), w2.dims(), b2 ? &b2->dims() : nullptr);
+  if (!s.ok()) return ctx.error(attr + ": " + s.status().message());
+  if (s->out_dims() != y_dims)
+    return ctx.error("the shortcut conv's output " + dims_to_string(s->out_dims()) + " is not the conv's " +
+                     dims_to_string(y_dims));
+  Tensor r = Tensor::empty(t, s->out_dims());
+  KernelContext sub(conv, {&x2, &w2, b2}, {&r});
+  KILN_RETURN_IF_ERROR(ref_conv(sub));
+  return r;
+}
+
+// act(y + z + r) in place on the conv output y (z: input 3; r: the shortcut conv's output or null).
+Status epilogue(const KernelContext& ctx, Tensor& y, const Tensor* r) {
   auto act = parse_activation(ctx.attrs());
   if (!act.ok()) return ctx.error(act.status().message(), act.status().code());
-  Tensor& y = ctx.output(0);
   const Tensor* z = ctx.has_input(3) ? &ctx.input(3) : nullptr;
   if (z && z->dims() != y.dims())
     return ctx.error("Z has dims " + dims_to_string(z->dims()) + " but the output has " + dims_to_string(y.dims()));
@@ -139,9 +243,11 @@ Status epilogue(KernelContext& ctx) {
   KILN_DISPATCH_FLOAT(y.dtype(), T, {
     T* yp = y.data_as<T>();
     const T* zp = z ? z->data_as<T>() : nullptr;
+    const T* rp = r ? r->data_as<T>() : nullptr;
     for (int64_t i = 0; i < n; ++i) {
       float v = static_cast<float>(yp[i]);
       if (zp) v += static_cast<float>(zp[i]);
+      if (rp) v += static_cast<float>(rp[i]);
       yp[i] = static_cast<T>((*act)(v));
     }
   });
@@ -149,17 +255,25 @@ Status epilogue(KernelContext& ctx) {
 }
 
 // The convolution itself through Conv's kernels: the three-input view of the node. With
-// kiln.max_pool the conv and its epilogue fill a tensor of their own, pooled into Y.
+// kiln.max_pool the conv and its epilogue fill a tensor of their own, pooled into Y; with
+// kiln.shortcut_strides the shortcut conv fills one that the epilogue adds.
 Status conv_then_epilogue(KernelContext& ctx, KernelFn conv) {
   auto pool = fused_max_pool(ctx.attrs());
   if (!pool.ok()) return ctx.error(pool.status().message(), pool.status().code());
+  auto shortcut = fused_shortcut(ctx.attrs());
+  if (!shortcut.ok()) return ctx.error(shortcut.status().message(), shortcut.status().code());
   std::vector<const Tensor*> ins = {&ctx.input(0), &ctx.input(1), ctx.has_input(2) ? &ctx.input(2) : nullptr};
   if (!*pool) {
-    KernelContext sub(ctx.node(), ins, {&ctx.output(0)});
+    Tensor& y = ctx.output(0);
+    KernelContext sub(ctx.node(), ins, {&y});
     sub.set_num_threads(ctx.num_threads());
     KILN_RETURN_IF_ERROR(conv(sub));
-    return epilogue(ctx);
+    if (!*shortcut) return epilogue(ctx, y, nullptr);
+    auto r = shortcut_conv_nchw(ctx, **shortcut, y.dims());
+    if (!r.ok()) return r.status();
+    return epilogue(ctx, y, &*r);
   }
+  if (*shortcut) return ctx.error(std::string(kShortcutAttr) + " cannot be combined with " + kMaxPoolAttr);
   auto s = conv_shape(ctx.attrs(), ctx.input(0).dims(), ctx.input(1).dims(),
                       ctx.has_input(2) ? &ctx.input(2).dims() : nullptr);
   if (!s.ok()) return ctx.error(s.status().message());
@@ -167,10 +281,7 @@ Status conv_then_epilogue(KernelContext& ctx, KernelFn conv) {
   KernelContext sub(ctx.node(), ins, {&full});
   sub.set_num_threads(ctx.num_threads());
   KILN_RETURN_IF_ERROR(conv(sub));
-  std::vector<const Tensor*> eins = ins;
-  eins.push_back(ctx.has_input(3) ? &ctx.input(3) : nullptr);
-  KernelContext esub(ctx.node(), eins, {&full});
-  KILN_RETURN_IF_ERROR(epilogue(esub));
+  KILN_RETURN_IF_ERROR(epilogue(ctx, full, nullptr));
   return max_pool_nchw(full, **pool, ctx.output(0));
 }
 

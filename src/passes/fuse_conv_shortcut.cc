@@ -1,0 +1,144 @@
+// A bottleneck block's projection shortcut fused into its last 1x1 conv (CUDA engines, channels-last,
+// after nhwc_layout):
+//   r = Conv[nhwc](x, Wd, bd; 1x1, strides [s, s], s in {1, 2})    (or a FusedConv without activation or Z)
+//   y = FusedConv[nhwc](h, W3, b3, Z = r; 1x1, stride 1, Relu or none)
+// becomes
+//   y = FusedConv[nhwc](h, W3, b3, "", x, Wd, bd; kiln.shortcut_strides = [s, s])
+// which kiln's conv + shortcut kernel (ops/conv/conv_shortcut_cuda.h) runs as one GEMM over
+// [h | x-strided] x [W3 | Wd]: r is never written nor read back (ResNet-50 bs256 layer1: 411 MB each
+// way). That kernel is an mma.sync GEMM whose win is bytes. Per output pixel the fused GEMM does
+// 2 M (C1 + C2) FLOPs and moves 2 (C1 + C2 + M) bytes of FP16/BF16 activations (the weights stay
+// in cache), so its intensity is M (C1 + C2) / (C1 + C2 + M) FLOPs a byte. The H100 SXM's dense
+// FP16 peak over its memory bandwidth (989 TFLOP/s / 3.35 TB/s) puts the ridge near 295, and
+// mma.sync reaches less of that peak than cuBLASLt's wgmma kernels: at most 256 the GEMM is
+// memory bound and the saved bytes win; above it compute dominates and cuBLASLt's two calls are
+// faster. ResNet-50: layer1 (C1 64 + C2 64 -> M 256: 85) and layer2 (128 + 256 -> 512: 219) fuse;
+// layer3 (256 + 512 -> 1024: 439) and layer4 (512 + 1024 -> 2048: 878) do not.
+// Fused only where that kernel takes the pair at every shape the engine allows: FP16/BF16,
+// constant OHWI weights, C1 and C2 multiples of 64 and M of 128, all statically known, no
+// groups, padding or dilation; r is read by the FusedConv alone, as its Z, and is no graph output.
+#include <set>
+#include <string>
+#include <vector>
+
+#include "ops/conv/conv_internal.h"
+#include "ops/layout.h"
+#include "passes/fusion_util.h"
+#include "passes/pass.h"
+
+namespace kiln::passes {
+
+namespace {
+
+constexpr int64_t kChannelAlign = 64;   // C1, C2: the kernel's K tiles
+constexpr int64_t kOutputAlign = 128;   // M: its N tiles
+constexpr int64_t kMaxIntensity = 256;  // FLOPs a byte; see the file comment
+constexpr int64_t kMaxElements = int64_t{1} << 31;
+
+bool ints_are(const ir::Node& n, const char* name, const std::vector<int64_t>& want) {
+  return !n.attrs.has(name) || n.attrs.get_ints(name) == want;
+}
+
+bool half_dtype(DataType t) { return t == DataType::kFloat16 || t == DataType::kBFloat16; }
+
+// A channels-last 1x1 conv node without groups, padding or dilation, with a constant OHWI
+// weight [M, 1, 1, C] of `dt` over an input of C statically known channels; its strides in `s`.
+bool plain_1x1(const ir::Node& n, DataType dt, int64_t& s) {
+  if (!ops::is_nhwc(n) || ops::has_nchw_input(n) || n.outputs.size() != 1 || !n.outputs[0]) return false;
+  if (n.attrs.has(ops::conv::kMaxPoolAttr) || n.attrs.has(ops::conv::kShortcutAttr)) return false;
+  if (n.attrs.get_int("group", 1) != 1 || !explicit_pads(n) || !ints_are(n, "kernel_shape", {1, 1}) ||
+      !ints_are(n, "dilations", {1, 1}) || !ints_are(n, "pads", {0, 0, 0, 0}))
+    return false;
+  const std::vector<int64_t> st = n.attrs.get_ints("strides", {1, 1});
+  if (st.size() != 2 || st[0] != st[1]) return false;
+  s = st[0];
+  const ir::Value* x = n.input(0);
+  const ir::Value* w = n.input(1);
+  const ir::Value* b = n.input(2);
+  if (!x || !w || !w->initializer || !x->shape || x->shape->size() != 4) return false;
+  if (x->dtype != dt || w->dtype != dt || (b && b->dtype != dt)) return false;
+  const Dims& wd = w->initializer->dims();  // OHWI
+  const Dim& c = (*x->shape)[3];
+  return wd.size() == 4 && wd[1] == 1 && wd[2] == 1 && c.known() && c.value == wd[3];
+}
+
+// The downsample conv: a Conv, or a FusedConv without activation and Z, at stride 1 or 2.
+bool downsample(const ir::Node* d, DataType dt) {
+  if (!d) return false;
+  const bool conv = d->domain.empty() && d->op_type == "Conv" && (d->inputs.size() == 2 || d->inputs.size() == 3);
+  const bool fused = d->domain == "com.microsoft" && d->op_type == "FusedConv" && d->inputs.size() >= 2 &&
+                     d->inputs.size() <= 4 && !d->input(3) && d->attrs.get_string("activation", "").empty();
+  int64_t s = 0;
+  return (conv || fused) && plain_1x1(*d, dt, s) && (s == 1 || s == 2);
+}
+
+// The block's last conv: a FusedConv reading r as Z, at stride 1, with ReLU or no activation.
+bool last_conv(const ir::Node& y, DataType& dt) {
+  if (y.domain != "com.microsoft" || y.op_type != "FusedConv" || y.inputs.size() != 4 || !y.inputs[3]) return false;
+  const ir::Value* h = y.input(0);
+  if (!h || !half_dtype(h->dtype)) return false;
+  dt = h->dtype;
+  const std::string act = y.attrs.get_string("activation", "");
+  int64_t s = 0;
+  return (act.empty() || act == "Relu") && plain_1x1(y, dt, s) && s == 1 && y.inputs[3]->dtype == dt;
+}
+
+// False when the NHWC value's pixels times `c` channels are statically known to reach kMaxElements.
+bool under_limit(const ir::Value* v, int64_t c) {
+  if (!v->shape || v->shape->size() != 4) return true;
+  int64_t e = c;
+  for (size_t i = 0; i < 3; ++i) {
+    const Dim& d = (*v->shape)[i];
+    if (!d.known()) return true;
+    if (d.value > 0 && e > (kMaxElements - 1) / d.value) return false;  // e * d.value >= kMaxElements
+    e *= d.value;
+  }
+  return e < kMaxElements;
+}
+
+// Where kiln's kernel takes the pair and the fused GEMM is memory bound (the file comment).
+bool kernel_takes(const ir::Node& y, const ir::Node& d) {
+  const Dims& w3 = y.input(1)->initializer->dims();
+  const Dims& wd = d.input(1)->initializer->dims();
+  const int64_t m = w3[0], c1 = w3[3], c2 = wd[3];
+  if (wd[0] != m || c1 % kChannelAlign != 0 || c2 % kChannelAlign != 0 || m % kOutputAlign != 0 ||
+      m * (c1 + c2) > kMaxIntensity * (c1 + c2 + m))
+    return false;
+  // The kernel takes tensors under 2^31 elements (conv_shortcut::applies): checked where shapes are static.
+  return under_limit(y.input(0), c1) && under_limit(y.input(0), m) && under_limit(d.input(0), c2);
+}
+
+}  // namespace
+
+Status fuse_conv_shortcut(ir::Graph& g, PassContext& ctx) {
+  const BuilderConfig* cfg = ctx.config;
+  if (!cfg || cfg->device() != DeviceType::kCUDA) return Status();
+  std::set<const ir::Node*> removed;
+  int fused = 0;
+  for (auto& n : g.nodes()) {
+    ir::Node* y = n.get();
+    DataType dt = DataType::kUndefined;
+    if (!last_conv(*y, dt)) continue;
+    ir::Value* r = y->inputs[3];
+    ir::Node* d = r->producer;
+    if (!downsample(d, dt) || removed.count(d) || only_reader(g, r) != y) continue;
+    if (y->inputs[0] == r || y->inputs[1] == r || y->inputs[2] == r || !kernel_takes(*y, *d)) continue;
+    const int64_t s = d->attrs.get_ints("strides", {1, 1})[0];
+    set_fused_names(*y, fused_names({d, y}));
+    y->inputs = {y->inputs[0], y->inputs[1], y->inputs[2], nullptr, d->inputs[0], d->inputs[1]};
+    if (d->input(2)) y->inputs.push_back(d->inputs[2]);
+    y->attrs.set(ops::conv::kShortcutAttr, ir::Attribute::from_ints({s, s}));
+    r->producer = nullptr;
+    d->inputs.clear();
+    d->outputs.clear();
+    removed.insert(d);
+    ++fused;
+  }
+  if (removed.empty()) return Status();
+  g.remove_nodes_if([&](const ir::Node& node) { return removed.count(&node) != 0; });
+  g.prune_values();
+  ctx.stats["fused_conv_shortcut"] += fused;
+  return Status();
+}
+
+}  // namespace kiln::passes
