@@ -550,6 +550,8 @@ TEST(TacticsEngine, CpuEnginesGetNoTactics) {
 TEST(Tactics, DescribedInWordsForInspect) {
   EXPECT_EQ(describe_tactic("cuda.cudnn", -1), "");
   EXPECT_EQ(describe_tactic("cuda.cudnn", 1 * 4 + 1), "cuDNN legacy algo 1, math 1");
+  EXPECT_EQ(describe_tactic("cuda.cudnn", ops::cudnn_graph::kShortcutTactic + 1),
+            "kiln conv + shortcut GEMM, 64 pixels a CTA");
   EXPECT_EQ(describe_tactic("cuda.cudnn", ops::cudnn_graph::kTacticBase | 12345), "cuDNN graph engine");
   EXPECT_EQ(describe_tactic("cuda.cudnn", ops::cudnn_graph::kTacticBase | ops::cudnn_graph::kFusedBit | 7),
             "cuDNN graph engine, fused epilogue");

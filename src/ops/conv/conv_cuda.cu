@@ -789,14 +789,13 @@ Status fused_conv_shortcut_cuda(KernelContext& ctx, const std::array<int64_t, 2>
   p.h2 = xd[1], p.w2 = xd[2], p.c2 = xd[3], p.s = strides[0], p.m = m;
   if (y.numel() == 0) return Status();
   // The kernel's variants are the candidates; an engine naming none runs variant 0.
+  static_assert(conv_shortcut::kVariants == cudnn_graph::kShortcutVariants, "one count of variants");
   std::vector<int64_t> ids;
   for (int v = 0; v < conv_shortcut::kVariants; ++v) ids.push_back(cudnn_graph::kShortcutTactic + v);
   cuda::report_tactics(ids);
   const int64_t tactic = ctx.attrs().get_int(kTacticAttr, -1);
   const int variant =
-      tactic >= cudnn_graph::kShortcutTactic && tactic < cudnn_graph::kShortcutTactic + conv_shortcut::kVariants
-          ? static_cast<int>(tactic - cudnn_graph::kShortcutTactic)
-          : 0;
+      cudnn_graph::is_shortcut_tactic(tactic) ? static_cast<int>(tactic - cudnn_graph::kShortcutTactic) : 0;
   return conv_shortcut::run(ctx, p, h.dtype(), h.data(), w1.data(), b ? b->data() : nullptr, x.data(), w2.data(),
                             b2 ? b2->data() : nullptr, ctx.output(0).data(), act.kind == Act::kRelu, variant);
 }
