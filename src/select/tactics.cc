@@ -248,8 +248,10 @@ std::string describe_tactic(const std::string& kernel, int64_t id) {
       return "1x1 conv as a cuBLASLt GEMM, the heuristic's configuration " +
              std::to_string(id - ops::cudnn_graph::kLtGemmTactic);
     if (ops::cudnn_graph::is_shortcut_tactic(id))
-      return std::string("kiln conv + shortcut GEMM, ") + (id == ops::cudnn_graph::kShortcutTactic ? "128" : "64") +
-             " pixels a CTA";
+      return std::string("kiln conv + shortcut GEMM, ") +
+             (id == ops::cudnn_graph::kShortcutTactic       ? "128 pixels a CTA"
+              : id == ops::cudnn_graph::kShortcutTactic + 1 ? "64 pixels a CTA"
+                                                            : "Hopper (TMA + wgmma)");
     return "cuDNN legacy algo " + std::to_string(id / 4) + ", math " + std::to_string(id % 4);
   }
   if (kernel == "cuda.flash_attention") {

@@ -791,7 +791,8 @@ Status fused_conv_shortcut_cuda(KernelContext& ctx, const std::array<int64_t, 2>
   // The kernel's variants are the candidates; an engine naming none runs variant 0.
   static_assert(conv_shortcut::kVariants == cudnn_graph::kShortcutVariants, "one count of variants");
   std::vector<int64_t> ids;
-  for (int v = 0; v < conv_shortcut::kVariants; ++v) ids.push_back(cudnn_graph::kShortcutTactic + v);
+  for (int v = 0; v < conv_shortcut::kVariants; ++v)
+    if (v != 2 || conv_shortcut::hopper_takes(p)) ids.push_back(cudnn_graph::kShortcutTactic + v);
   cuda::report_tactics(ids);
   const int64_t tactic = ctx.attrs().get_int(kTacticAttr, -1);
   const int variant =

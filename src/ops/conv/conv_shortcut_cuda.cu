@@ -220,8 +220,9 @@ Status run(KernelContext& ctx, const Problem& p, DataType dtype, const void* h, 
         ErrorCode::kUnsupported);
   if (dtype != DataType::kFloat16 && dtype != DataType::kBFloat16)
     return ctx.error("the conv + shortcut GEMM runs fp16 and bf16 only", ErrorCode::kUnsupported);
-  if (variant < 0 || variant >= kVariants)
-    return ctx.error("conv + shortcut GEMM: no variant " + std::to_string(variant), ErrorCode::kInvalidArgument);
+  if (variant < 0 || variant >= kVariants || (variant == 2 && !hopper_takes(p)))
+    return ctx.error("conv + shortcut GEMM: no variant " + std::to_string(variant) + " for this problem",
+                     ErrorCode::kInvalidArgument);
   for (const void* q : {h, w1, x, w2, static_cast<const void*>(y)})
     if (!aligned(q, 16))
       return ctx.error("conv + shortcut GEMM: a tensor is not 16-byte aligned", ErrorCode::kUnsupported);
@@ -232,6 +233,12 @@ Status run(KernelContext& ctx, const Problem& p, DataType dtype, const void* h, 
   g.c1 = static_cast<int>(p.c1), g.c2 = static_cast<int>(p.c2), g.m = static_cast<int>(p.m);
   g.kt1 = g.c1 / kBK, g.kt = (g.c1 + g.c2) / kBK, g.nb = g.m / kBN;
   const cudaStream_t s = cuda::stream_of(ctx);
+  if (variant == 2) {
+    const auto he = static_cast<cudaError_t>(launch_hopper(p, dtype, h, w1, b1, x, w2, b2, y, relu, s));
+    if (he != cudaSuccess)
+      return ctx.error(std::string("conv + shortcut GEMM (Hopper): ") + cudaGetErrorString(he), ErrorCode::kInternal);
+    return Status();
+  }
   const cudaError_t e = dtype == DataType::kFloat16
                             ? launch_any<__half>(g, variant, relu, h, w1, b1, x, w2, b2, y, s)
                             : launch_any<__nv_bfloat16>(g, variant, relu, h, w1, b1, x, w2, b2, y, s);

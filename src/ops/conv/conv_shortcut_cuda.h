@@ -30,8 +30,17 @@ struct Problem {
 /// one pixel, every tensor under 2^31 elements.
 bool applies(const Problem& p);
 
-/// The kernel's variants (tactics): 0 takes 128 pixels a CTA, 1 takes 64 (three CTAs an SM).
-inline constexpr int kVariants = 2;
+/// The kernel's variants (tactics): 0 takes 128 pixels a CTA, 1 takes 64 (three CTAs an SM),
+/// 2 is the Hopper kernel (conv_shortcut_sm90a.cu: TMA + wgmma, persistent, warp-specialized)
+/// where hopper_takes.
+inline constexpr int kVariants = 3;
+
+/// Variant 2 takes `p`: a stride-1 shortcut (x is [pixels, c2] like h), what applies() takes,
+/// on an sm_90 GPU with a driver that encodes tensor maps.
+bool hopper_takes(const Problem& p);
+/// Enqueues variant 2 on `stream`; returns the cudaError_t (0 on success).
+int launch_hopper(const Problem& p, DataType dtype, const void* h, const void* w1, const void* b1, const void* x,
+                  const void* w2, const void* b2, void* y, bool relu, void* stream);
 
 /// y = act(w1 h + b1 + w2 x + b2) for fp16 / bf16; b1 and b2 may be null; `relu` or no
 /// activation. Pointers 16-byte aligned (biases 2-byte).

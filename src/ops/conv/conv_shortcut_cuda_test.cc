@@ -6,6 +6,7 @@
 #include "backends/cuda/node_runner.h"
 #include "harness/op_harness.h"
 #include "ops/conv/conv_graph_cuda.h"
+#include "ops/conv/conv_shortcut_cuda.h"
 
 namespace kiln::test {
 namespace {
@@ -56,6 +57,8 @@ TEST(FusedConv, CudaShortcutGemmMatchesReference) {
       {3, 5, 6, 192, 64, 128, 2, "", false, true},        // three k steps of h, no activation, one bias
       {1, 16, 16, 64, 128, 384, 1, "Relu", true, false},  // two full tiles (four of 64), three column blocks
       {2, 3, 5, 64, 64, 128, 2, "Relu", true, true},      // 30 pixels: less than one tile
+      {4, 70, 70, 64, 64, 256, 1, "Relu", false, true},   // 306 tiles: the Hopper variant's CTAs take several
+      {1, 9, 7, 128, 192, 256, 1, "", true, true},        // 63 pixels: a partial tile, five k blocks
       {4, 9, 11, 64, 320, 128, 3, "Relu", false, false},  // stride 3, no biases, K = 384 (6 stages)
   };
   for (const Tol& t : kGpuFloatTols) {
@@ -69,9 +72,12 @@ TEST(FusedConv, CudaShortcutGemmMatchesReference) {
       auto ref = c.run("ref");
       ASSERT_TRUE(ref.ok()) << ref.status().to_string();
       ASSERT_EQ((*ref)[0].dims(), (Dims{d.n, d.oh, d.ow, d.m}));
-      // Both variants (128 and 64 pixels a CTA). K up to 384 products of values in [-1, 1] x
+      // Every variant (128 and 64 pixels a CTA; Hopper on an sm_90 GPU). K up to 384 products of values in [-1, 1] x
       // [-0.25, 0.25]: fp32 accumulation, one rounding.
-      for (int64_t v = 0; v < 2; ++v) {
+      for (int64_t v = 0; v < 3; ++v) {
+        const ops::conv_shortcut::Problem p{
+            d.n, d.oh, d.ow, d.c1, (*c.inputs()[4]).dims()[1], (*c.inputs()[4]).dims()[2], d.c2, d.s, d.m};
+        if (v == 2 && !ops::conv_shortcut::hopper_takes(p)) continue;  // stride 1 on an sm_90 GPU
         SCOPED_TRACE("variant " + std::to_string(v));
         auto got = run_cuda(c, *ref, ops::cudnn_graph::kShortcutTactic + v);
         ASSERT_TRUE(got.ok()) << got.status().to_string();

@@ -1,0 +1,214 @@
+// The conv + shortcut GEMM on Hopper (conv_shortcut_cuda.h, variant 2): stride-1 shortcuts,
+// where h and x are both [pixels, channels] matrices. TMA loads (128-byte swizzle) of 64
+// channels x 128 pixels of h or x and 64 channels x 128 output channels of w1 or w2 into a
+// 4-stage ring guarded by mbarriers; one producer warp issues them and runs on into the next
+// tile while two consumer warp groups (64 pixels each) run wgmma m64n64k16 (A and B K-major)
+// and write their outputs straight from the accumulators. Persistent: one CTA an SM walks
+// the 128 x 128 tiles, so the next tile's loads overlap this one's epilogue.
+#include <cuda.h>
+#include <cudaTypedefs.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+
+#include "backends/cuda/hopper.cuh"
+#include "backends/cuda/kernel_util.cuh"
+#include "backends/cuda/mma.cuh"
+#include "ops/conv/conv_shortcut_cuda.h"
+
+namespace kiln::ops::conv_shortcut {
+namespace {
+
+using namespace cuda::hopper;
+
+constexpr int kBM = 128, kBN = 128, kBK = 64, kStages = 4;
+constexpr int kConsumers = 256, kThreads = kConsumers + 32;
+constexpr int kABytes = kBM * kBK * 2, kBBytes = kBN * kBK * 2, kStageBytes = kABytes + kBBytes;  // 16 + 16 KB
+constexpr int kOutBytes = kBM * kBN * 2;  // the output tile, staged for 16-byte stores
+constexpr int kMaxM = 2048;               // the biases' sum in shared memory, fp32
+constexpr int kSmem = 1024 + kStages * kStageBytes + kOutBytes + kMaxM * 4 + 2 * kStages * 8;  // 1 KB: alignment
+
+struct HGeom {
+  int pixels, c1, m;
+  int kb1, kb;  // 64-channel k blocks of h, of h and x
+  int nb, tiles;
+};
+
+// Tile t: pixels [128 (t / nb), +128) x output channels [128 (t % nb), +128). The k blocks of
+// this CTA's tiles form one sequence; block i uses stage i % kStages at phase (i / kStages) % 2.
+template <class T, bool RELU>
+__global__ void __launch_bounds__(kThreads, 1)
+    shortcut_hopper_kernel(const __grid_constant__ CUtensorMap map_h, const __grid_constant__ CUtensorMap map_x,
+                           const __grid_constant__ CUtensorMap map_w1, const __grid_constant__ CUtensorMap map_w2,
+                           const T* __restrict__ b1, const T* __restrict__ b2, T* __restrict__ y, HGeom g) {
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  extern __shared__ __align__(1024) unsigned char smem_raw[];
+  const uint32_t base = (cuda::smem_addr(smem_raw) + 1023u) & ~1023u;  // swizzle atoms on 1 KB
+  const uint32_t sout = base + kStages * kStageBytes, sbias_addr = sout + kOutBytes;
+  const uint32_t bars = sbias_addr + kMaxM * 4;
+  unsigned char* out_tile = smem_raw + (sout - cuda::smem_addr(smem_raw));
+  float* sbias = reinterpret_cast<float*>(smem_raw + (sbias_addr - cuda::smem_addr(smem_raw)));
+  auto full = [&](int s) { return bars + 8u * s; };
+  auto empty = [&](int s) { return bars + 8u * (kStages + s); };
+  const int tid = threadIdx.x;
+  const int grid = static_cast<int>(gridDim.x), first = static_cast<int>(blockIdx.x);
+  if (tid == 0) {
+    for (int s = 0; s < kStages; ++s) {
+      mbar_init(full(s), 1);
+      mbar_init(empty(s), 2);  // one arrival a consumer warp group
+    }
+    mbar_fence_init();
+  }
+  for (int c = tid; c < g.m; c += kThreads) sbias[c] = (b1 ? cuda::to_f(b1[c]) : 0.f) + (b2 ? cuda::to_f(b2[c]) : 0.f);
+  __syncthreads();
+
+  if (tid >= kConsumers) {  // the producer warp: one thread issues every load
+    if (tid == kConsumers) {
+      int i = 0;
+      for (int t = first; t < g.tiles; t += grid) {
+        const int m0 = (t / g.nb) * kBM, n0 = (t % g.nb) * kBN;
+        for (int kb = 0; kb < g.kb; ++kb, ++i) {
+          const int s = i % kStages;
+          mbar_wait(empty(s), ((i / kStages) & 1) ^ 1);
+          mbar_expect_tx(full(s), kStageBytes);
+          const uint32_t a = base + s * kStageBytes, b = a + kABytes;
+          if (kb < g.kb1) {
+            tma_load_2d(a, &map_h, full(s), kb * kBK, m0);
+            tma_load_2d(b, &map_w1, full(s), kb * kBK, n0);
+          } else {
+            tma_load_2d(a, &map_x, full(s), (kb - g.kb1) * kBK, m0);
+            tma_load_2d(b, &map_w2, full(s), (kb - g.kb1) * kBK, n0);
+          }
+        }
+      }
+    }
+    return;
+  }
+
+  // Consumer warp group wg: tile rows 64 wg .. + 63 (A rows 8 KB in), all 128 channels as two n64 halves.
+  const int wg = tid / 128, warp = (tid % 128) / 32, lane = tid % 32;
+  int i = 0;
+  for (int t = first; t < g.tiles; t += grid) {
+    const int m0 = (t / g.nb) * kBM, n0 = (t % g.nb) * kBN;
+    float acc[2][32];
+#pragma unroll
+    for (int hn = 0; hn < 2; ++hn)
+#pragma unroll
+      for (int e = 0; e < 32; ++e) acc[hn][e] = 0.f;
+    for (int kb = 0; kb < g.kb; ++kb, ++i) {
+      const int s = i % kStages;
+      mbar_wait(full(s), (i / kStages) & 1);
+      const uint32_t a = base + s * kStageBytes + wg * (kABytes / 2), b = base + s * kStageBytes + kABytes;
+      wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < kBK / 16; ++kk) {
+        const uint64_t da = desc(a + kk * 32u, 16u, 1024u);
+#pragma unroll
+        for (int hn = 0; hn < 2; ++hn) WgmmaN64<T, 0>::ss(acc[hn], da, desc(b + hn * 8192u + kk * 32u, 16u, 1024u), 1);
+      }
+      wgmma_commit();
+      wgmma_wait<0>();
+      if (tid % 128 == 0) mbar_arrive(empty(s));  // this warp group's MMAs reading stage s are done
+    }
+    // Epilogue: rows 16 warp + lane / 4 (+8) of the group's 64, columns 64 hn + 8 j + 2 (lane % 4),
+    // staged in the group's half of the output tile (row r's 16-byte chunk c at c ^ (r % 8) of its
+    // 256 bytes), then written as 16-byte vectors; named barrier 1 + wg syncs the group alone.
+    unsigned char* st = out_tile + wg * (kOutBytes / 2);
+    const int rl = warp * 16 + lane / 4;
+#pragma unroll
+    for (int hn = 0; hn < 2; ++hn)
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        const int col = hn * 64 + j * 8 + 2 * (lane % 4), c = col >> 3;
+        const float2 bb = *reinterpret_cast<const float2*>(sbias + n0 + col);
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int r = rl + 8 * e;
+          float v0 = acc[hn][4 * j + 2 * e] + bb.x, v1 = acc[hn][4 * j + 2 * e + 1] + bb.y;
+          if (RELU) v0 = fmaxf(v0, 0.f), v1 = fmaxf(v1, 0.f);
+          *reinterpret_cast<unsigned*>(st + r * (kBN * 2) + ((c ^ (r & 7)) << 4) + (lane % 4) * 4) =
+              cuda::pack2<T>(v0, v1);
+        }
+      }
+    asm volatile("bar.sync %0, 128;" ::"r"(1 + wg) : "memory");
+    const int tg = tid % 128;
+#pragma unroll
+    for (int q = 0; q < 8; ++q) {
+      const int idx = tg + 128 * q, r = idx >> 4, c = idx & 15;
+      const int row = m0 + wg * 64 + r;
+      if (row < g.pixels)
+        *reinterpret_cast<uint4*>(y + static_cast<size_t>(row) * g.m + n0 + c * 8) =
+            *reinterpret_cast<const uint4*>(st + r * (kBN * 2) + ((c ^ (r & 7)) << 4));
+    }
+    asm volatile("bar.sync %0, 128;" ::"r"(1 + wg) : "memory");  // the staging half is free for the next tile
+  }
+#else
+  __trap();  // built for sm_90a only (CMakeLists.txt)
+#endif
+}
+
+// A row-major [rows, cols] 16-bit matrix as a tensor map of 64-column x 128-row boxes, 128-byte swizzle.
+bool encode(CUtensorMap* map, DataType t, const void* data, int64_t rows, int64_t cols) {
+  auto fn = cuda::hopper::tensor_map_encoder();
+  if (!fn) return false;
+  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(cols), static_cast<cuuint64_t>(rows)};
+  const cuuint64_t strides[1] = {static_cast<cuuint64_t>(cols) * 2};
+  const cuuint32_t box[2] = {64, 128};
+  const cuuint32_t elem[2] = {1, 1};
+  const CUtensorMapDataType dt =
+      t == DataType::kFloat16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
+  return fn(map, dt, 2, const_cast<void*>(data), dims, strides, box, elem, CU_TENSOR_MAP_INTERLEAVE_NONE,
+            CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+            CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+template <class T, bool RELU>
+cudaError_t launch_typed(const HGeom& g, const CUtensorMap (&maps)[4], const void* b1, const void* b2, void* y,
+                         cudaStream_t stream) {
+  constexpr auto kernel = shortcut_hopper_kernel<T, RELU>;
+  const cudaError_t set = cuda::configure_smem<kernel>(kSmem);
+  if (set != cudaSuccess) return set;
+  int dev = 0, sms = 132;
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+    (void)cudaGetLastError();
+    sms = 132;
+  }
+  kernel<<<std::min(g.tiles, std::max(sms, 1)), kThreads, kSmem, stream>>>(
+      maps[0], maps[1], maps[2], maps[3], static_cast<const T*>(b1), static_cast<const T*>(b2), static_cast<T*>(y), g);
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+bool hopper_takes(const Problem& p) {
+  return applies(p) && p.s == 1 && p.m <= kMaxM && p.h2 == p.oh && p.w2 == p.ow &&
+         cuda::hopper::current_device_is_sm90() && cuda::hopper::tensor_map_encoder() != nullptr;
+}
+
+int launch_hopper(const Problem& p, DataType dtype, const void* h, const void* w1, const void* b1, const void* x,
+                  const void* w2, const void* b2, void* y, bool relu, void* stream) {
+  if (!hopper_takes(p) || (dtype != DataType::kFloat16 && dtype != DataType::kBFloat16))
+    return static_cast<int>(cudaErrorInvalidValue);
+  HGeom g{};
+  g.pixels = static_cast<int>(p.n * p.oh * p.ow);
+  g.c1 = static_cast<int>(p.c1), g.m = static_cast<int>(p.m);
+  g.kb1 = g.c1 / kBK, g.kb = static_cast<int>((p.c1 + p.c2) / kBK), g.nb = g.m / kBN;
+  g.tiles = (g.pixels + kBM - 1) / kBM * g.nb;
+  CUtensorMap maps[4];
+  if (!encode(&maps[0], dtype, h, g.pixels, p.c1) || !encode(&maps[1], dtype, x, g.pixels, p.c2) ||
+      !encode(&maps[2], dtype, w1, p.m, p.c1) || !encode(&maps[3], dtype, w2, p.m, p.c2))
+    return static_cast<int>(cudaErrorNotSupported);
+  auto s = static_cast<cudaStream_t>(stream);
+  cudaError_t e;
+  if (dtype == DataType::kFloat16)
+    e = relu ? launch_typed<__half, true>(g, maps, b1, b2, y, s) : launch_typed<__half, false>(g, maps, b1, b2, y, s);
+  else
+    e = relu ? launch_typed<__nv_bfloat16, true>(g, maps, b1, b2, y, s)
+             : launch_typed<__nv_bfloat16, false>(g, maps, b1, b2, y, s);
+  return static_cast<int>(e);
+}
+
+}  // namespace kiln::ops::conv_shortcut
