@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "base/env.h"
 #include "ops/conv/conv_internal.h"
 #include "ops/layout.h"
 #include "passes/fusion_util.h"
@@ -33,6 +34,12 @@ namespace {
 constexpr int64_t kChannelAlign = 64;   // C1, C2: the kernel's K tiles
 constexpr int64_t kOutputAlign = 128;   // M: its N tiles
 constexpr int64_t kMaxIntensity = 256;  // FLOPs a byte; see the file comment
+
+// KILN_SHORTCUT_MAX_INTENSITY overrides kMaxIntensity (an A/B switch: 0 fuses nothing).
+int64_t max_intensity() {
+  static const int64_t v = env_int("KILN_SHORTCUT_MAX_INTENSITY").value_or(kMaxIntensity);
+  return v;
+}
 constexpr int64_t kMaxElements = int64_t{1} << 31;
 
 bool ints_are(const ir::Node& n, const char* name, const std::vector<int64_t>& want) {
@@ -102,7 +109,7 @@ bool kernel_takes(const ir::Node& y, const ir::Node& d) {
   const Dims& wd = d.input(1)->initializer->dims();
   const int64_t m = w3[0], c1 = w3[3], c2 = wd[3];
   if (wd[0] != m || c1 % kChannelAlign != 0 || c2 % kChannelAlign != 0 || m % kOutputAlign != 0 ||
-      m * (c1 + c2) > kMaxIntensity * (c1 + c2 + m))
+      m * (c1 + c2) > max_intensity() * (c1 + c2 + m))
     return false;
   // The kernel takes tensors under 2^31 elements (conv_shortcut::applies): checked where shapes are static.
   return under_limit(y.input(0), c1) && under_limit(y.input(0), m) && under_limit(d.input(0), c2);

@@ -34,7 +34,30 @@ struct HGeom {
   int pixels, c1, m;
   int kb1, kb;  // 64-channel k blocks of h, of h and x
   int nb, tiles;
+  // Pixel tiles. Stride 1: 128 consecutive pixels (strided = 0). Stride > 1: `rows` whole output
+  // rows of one image, bm = rows * ow <= 128 pixels (x's box is 4-D: channels, ox, oy, image
+  // with the stride in its global strides), per_img tiles an image.
+  int strided, ow, oh, rows, bm, per_img;
 };
+
+// Tile mt's first pixel, its image and first output row (strided), and how many of its bm
+// rows are pixels.
+struct PixTile {
+  int p0, img, oy0, valid;
+};
+__device__ __forceinline__ PixTile pix_tile(const HGeom& g, int mt) {
+  PixTile t;
+  if (!g.strided) {
+    t.p0 = mt * kBM, t.img = 0, t.oy0 = 0;
+    t.valid = min(kBM, g.pixels - t.p0);
+  } else {
+    t.img = mt / g.per_img;
+    t.oy0 = (mt - t.img * g.per_img) * g.rows;
+    t.p0 = (t.img * g.oh + t.oy0) * g.ow;
+    t.valid = min(g.bm, (g.oh - t.oy0) * g.ow);
+  }
+  return t;
+}
 
 // Tile t: pixels [128 (t / nb), +128) x output channels [128 (t % nb), +128). The k blocks of
 // this CTA's tiles form one sequence; block i uses stage i % kStages at phase (i / kStages) % 2.
@@ -67,18 +90,23 @@ __global__ void __launch_bounds__(kThreads, 1)
   if (tid >= kConsumers) {  // the producer warp: one thread issues every load
     if (tid == kConsumers) {
       int i = 0;
+      const uint32_t tx = g.bm * kBK * 2 + kBBytes;  // a stage's bytes: the A box (bm rows) and B
       for (int t = first; t < g.tiles; t += grid) {
-        const int m0 = (t / g.nb) * kBM, n0 = (t % g.nb) * kBN;
+        const PixTile pt = pix_tile(g, t / g.nb);
+        const int n0 = (t % g.nb) * kBN;
         for (int kb = 0; kb < g.kb; ++kb, ++i) {
           const int s = i % kStages;
           mbar_wait(empty(s), ((i / kStages) & 1) ^ 1);
-          mbar_expect_tx(full(s), kStageBytes);
+          mbar_expect_tx(full(s), tx);
           const uint32_t a = base + s * kStageBytes, b = a + kABytes;
           if (kb < g.kb1) {
-            tma_load_2d(a, &map_h, full(s), kb * kBK, m0);
+            tma_load_2d(a, &map_h, full(s), kb * kBK, pt.p0);
             tma_load_2d(b, &map_w1, full(s), kb * kBK, n0);
           } else {
-            tma_load_2d(a, &map_x, full(s), (kb - g.kb1) * kBK, m0);
+            if (g.strided)
+              tma_load_4d(a, &map_x, full(s), (kb - g.kb1) * kBK, 0, pt.oy0, pt.img);
+            else
+              tma_load_2d(a, &map_x, full(s), (kb - g.kb1) * kBK, pt.p0);
             tma_load_2d(b, &map_w2, full(s), (kb - g.kb1) * kBK, n0);
           }
         }
@@ -91,7 +119,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int wg = tid / 128, warp = (tid % 128) / 32, lane = tid % 32;
   int i = 0;
   for (int t = first; t < g.tiles; t += grid) {
-    const int m0 = (t / g.nb) * kBM, n0 = (t % g.nb) * kBN;
+    const PixTile pt = pix_tile(g, t / g.nb);
+    const int n0 = (t % g.nb) * kBN;
     float acc[2][32];
 #pragma unroll
     for (int hn = 0; hn < 2; ++hn)
@@ -137,9 +166,8 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
     for (int q = 0; q < 8; ++q) {
       const int idx = tg + 128 * q, r = idx >> 4, c = idx & 15;
-      const int row = m0 + wg * 64 + r;
-      if (row < g.pixels)
-        *reinterpret_cast<uint4*>(y + static_cast<size_t>(row) * g.m + n0 + c * 8) =
+      if (wg * 64 + r < pt.valid)  // rows past the tile's pixels hold stale or zero-filled inputs
+        *reinterpret_cast<uint4*>(y + static_cast<size_t>(pt.p0 + wg * 64 + r) * g.m + n0 + c * 8) =
             *reinterpret_cast<const uint4*>(st + r * (kBN * 2) + ((c ^ (r & 7)) << 4));
     }
     asm volatile("bar.sync %0, 128;" ::"r"(1 + wg) : "memory");  // the staging half is free for the next tile
@@ -149,19 +177,25 @@ __global__ void __launch_bounds__(kThreads, 1)
 #endif
 }
 
-// A row-major [rows, cols] 16-bit matrix as a tensor map of 64-column x 128-row boxes, 128-byte swizzle.
-bool encode(CUtensorMap* map, DataType t, const void* data, int64_t rows, int64_t cols) {
+// A tensor map of `rank` dims (innermost first: 64 channels always the first), strides in
+// bytes of dims 1.., boxes of `box`, 128-byte swizzle.
+bool encode(CUtensorMap* map, DataType t, const void* data, int rank, const cuuint64_t* dims, const cuuint64_t* strides,
+            const cuuint32_t* box) {
   auto fn = cuda::hopper::tensor_map_encoder();
   if (!fn) return false;
-  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(cols), static_cast<cuuint64_t>(rows)};
-  const cuuint64_t strides[1] = {static_cast<cuuint64_t>(cols) * 2};
-  const cuuint32_t box[2] = {64, 128};
-  const cuuint32_t elem[2] = {1, 1};
+  const cuuint32_t elem[4] = {1, 1, 1, 1};
   const CUtensorMapDataType dt =
       t == DataType::kFloat16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
-  return fn(map, dt, 2, const_cast<void*>(data), dims, strides, box, elem, CU_TENSOR_MAP_INTERLEAVE_NONE,
+  return fn(map, dt, rank, const_cast<void*>(data), dims, strides, box, elem, CU_TENSOR_MAP_INTERLEAVE_NONE,
             CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
             CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+// A row-major [rows, cols] matrix in boxes of 64 columns x box_rows rows.
+bool encode_2d(CUtensorMap* map, DataType t, const void* data, int64_t rows, int64_t cols, int box_rows) {
+  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(cols), static_cast<cuuint64_t>(rows)};
+  const cuuint64_t strides[1] = {static_cast<cuuint64_t>(cols) * 2};
+  const cuuint32_t box[2] = {64, static_cast<cuuint32_t>(box_rows)};
+  return encode(map, t, data, 2, dims, strides, box);
 }
 
 template <class T, bool RELU>
@@ -184,8 +218,11 @@ cudaError_t launch_typed(const HGeom& g, const CUtensorMap (&maps)[4], const voi
 }  // namespace
 
 bool hopper_takes(const Problem& p) {
-  return applies(p) && p.s == 1 && p.m <= kMaxM && p.h2 == p.oh && p.w2 == p.ow &&
-         cuda::hopper::current_device_is_sm90() && cuda::hopper::tensor_map_encoder() != nullptr;
+  // Stride 1: x is [pixels, c2]. Otherwise a tile is whole output rows (ow <= 128) and x's
+  // sampled rows a 4-D box whose strides (s c2, s w2 c2, h2 w2 c2 elements) TMA takes below 2^40 bytes.
+  const bool rows_ok = p.s == 1 ? p.h2 == p.oh && p.w2 == p.ow : p.ow <= kBM;
+  return applies(p) && rows_ok && p.m <= kMaxM && cuda::hopper::current_device_is_sm90() &&
+         cuda::hopper::tensor_map_encoder() != nullptr;
 }
 
 int launch_hopper(const Problem& p, DataType dtype, const void* h, const void* w1, const void* b1, const void* x,
@@ -196,10 +233,26 @@ int launch_hopper(const Problem& p, DataType dtype, const void* h, const void* w
   g.pixels = static_cast<int>(p.n * p.oh * p.ow);
   g.c1 = static_cast<int>(p.c1), g.m = static_cast<int>(p.m);
   g.kb1 = g.c1 / kBK, g.kb = static_cast<int>((p.c1 + p.c2) / kBK), g.nb = g.m / kBN;
-  g.tiles = (g.pixels + kBM - 1) / kBM * g.nb;
   CUtensorMap maps[4];
-  if (!encode(&maps[0], dtype, h, g.pixels, p.c1) || !encode(&maps[1], dtype, x, g.pixels, p.c2) ||
-      !encode(&maps[2], dtype, w1, p.m, p.c1) || !encode(&maps[3], dtype, w2, p.m, p.c2))
+  bool ok = true;
+  if (p.s == 1) {
+    g.bm = kBM;
+    g.tiles = (g.pixels + kBM - 1) / kBM * g.nb;
+    ok = encode_2d(&maps[0], dtype, h, g.pixels, p.c1, kBM) && encode_2d(&maps[1], dtype, x, g.pixels, p.c2, kBM);
+  } else {
+    g.strided = 1, g.ow = static_cast<int>(p.ow), g.oh = static_cast<int>(p.oh);
+    g.rows = static_cast<int>(std::min<int64_t>(p.oh, kBM / p.ow)), g.bm = g.rows * g.ow;
+    g.per_img = (g.oh + g.rows - 1) / g.rows;
+    g.tiles = static_cast<int>(p.n) * g.per_img * g.nb;
+    const cuuint64_t dims[4] = {static_cast<cuuint64_t>(p.c2), static_cast<cuuint64_t>(p.ow),
+                                static_cast<cuuint64_t>(p.oh), static_cast<cuuint64_t>(p.n)};
+    const cuuint64_t strides[3] = {static_cast<cuuint64_t>(p.s * p.c2 * 2),
+                                   static_cast<cuuint64_t>(p.s * p.w2 * p.c2 * 2),
+                                   static_cast<cuuint64_t>(p.h2 * p.w2 * p.c2 * 2)};
+    const cuuint32_t box[4] = {64, static_cast<cuuint32_t>(g.ow), static_cast<cuuint32_t>(g.rows), 1};
+    ok = encode_2d(&maps[0], dtype, h, g.pixels, p.c1, g.bm) && encode(&maps[1], dtype, x, 4, dims, strides, box);
+  }
+  if (!ok || !encode_2d(&maps[2], dtype, w1, p.m, p.c1, kBN) || !encode_2d(&maps[3], dtype, w2, p.m, p.c2, kBN))
     return static_cast<int>(cudaErrorNotSupported);
   auto s = static_cast<cudaStream_t>(stream);
   cudaError_t e;
