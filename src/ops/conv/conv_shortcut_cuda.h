@@ -4,11 +4,15 @@
 // one GEMM over the concatenated reduction [h | x] (K = C1 + C2): the shortcut's output
 // (ResNet-50 bs256 layer1: 411 MB, written by one kernel and read by the next) never
 // exists. cuDNN and cuBLASLt ran the two halves as 201 + 325 us there against ~210 us of
-// bytes for the fused GEMM. mma.sync, a CTA 128 or 64 pixels (two variants, timed as
-// tactics) x 128 output channels, k steps of 64 channels through a 3-stage cp.async pipeline
-// (swizzled 128-byte rows: ldmatrix without bank conflicts), bias and activation in registers,
-// the tile leaving as 16-byte vectors through shared memory. Its win is bytes: where the GEMM is compute-bound
-// (ResNet-50's layers 3-4) the pass leaves the two convs to cuBLASLt's wgmma kernels.
+// bytes for the fused GEMM. Three variants, timed as tactics: 0 and 1 are mma.sync kernels
+// (a CTA 128 or 64 pixels x 128 output channels, k steps of 64 channels through a 3-stage
+// cp.async pipeline, swizzled 128-byte rows, the tile leaving as 16-byte vectors through shared
+// memory); 2 is the Hopper kernel (conv_shortcut_sm90a.cu: TMA into an mbarrier ring, a
+// producer warp and two wgmma consumer warp groups, persistent). Session 23, ResNet-50 bs256:
+// layer1's block 0.332 ms on variant 0 (ncu: issue-bound, 49% of issue slots, DRAM 52%) and
+// 0.225 on variant 2 (218 us under ncu against ~206 of bytes); layer2's 0.298 and 0.208.
+// The win is bytes: where the GEMM is compute-bound (ResNet-50's layers 3-4) the pass leaves
+// the two convs to cuBLASLt.
 #pragma once
 
 #include <cstdint>
