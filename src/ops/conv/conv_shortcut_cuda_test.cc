@@ -6,7 +6,6 @@
 #include "backends/cuda/node_runner.h"
 #include "harness/op_harness.h"
 #include "ops/conv/conv_graph_cuda.h"
-#include "ops/conv/conv_shortcut_cuda.h"
 
 namespace kiln::test {
 namespace {
@@ -61,6 +60,8 @@ TEST(FusedConv, CudaShortcutGemmMatchesReference) {
       {1, 9, 7, 128, 192, 256, 1, "", true, true},        // 63 pixels: a partial tile, five k blocks
       {4, 9, 11, 64, 320, 128, 3, "Relu", false, false},  // stride 3, no biases, K = 384 (6 stages)
   };
+  auto info = cuda::device_info(0);
+  const bool sm90 = info.ok() && info->cc_major == 9 && info->cc_minor == 0;
   for (const Tol& t : kGpuFloatTols) {
     if (t.dtype == DataType::kFloat32) continue;
     for (size_t i = 0; i < cases.size(); ++i) {
@@ -75,9 +76,7 @@ TEST(FusedConv, CudaShortcutGemmMatchesReference) {
       // Every variant (128 and 64 pixels a CTA; Hopper on an sm_90 GPU). K up to 384 products of values in [-1, 1] x
       // [-0.25, 0.25]: fp32 accumulation, one rounding.
       for (int64_t v = 0; v < 3; ++v) {
-        const ops::conv_shortcut::Problem p{
-            d.n, d.oh, d.ow, d.c1, (*c.inputs()[4]).dims()[1], (*c.inputs()[4]).dims()[2], d.c2, d.s, d.m};
-        if (v == 2 && !ops::conv_shortcut::hopper_takes(p)) continue;  // stride 1 on an sm_90 GPU
+        if (v == 2 && !sm90) continue;  // the Hopper variant (every case here has rows of at most 128 pixels)
         SCOPED_TRACE("variant " + std::to_string(v));
         auto got = run_cuda(c, *ref, ops::cudnn_graph::kShortcutTactic + v);
         ASSERT_TRUE(got.ok()) << got.status().to_string();
