@@ -746,61 +746,6 @@ Status fused_conv_pooled_cuda(KernelContext& ctx, const conv::FusedMaxPool& pool
                                ctx.output(0).data(), static_cast<int>(act.kind), act.a, act.b);
 }
 
-// FusedConv with kiln.shortcut_strides (passes/fuse_conv_shortcut.cc: a bottleneck block's 1x1
-// conv and its projection shortcut): kiln's conv + shortcut GEMM is the one kernel that runs it
-// (the pass fuses only what it takes).
-Status fused_conv_shortcut_cuda(KernelContext& ctx, const std::array<int64_t, 2>& strides, const ActParams& act,
-                                const Tensor* b, const Tensor* z) {
-  const std::string what = std::string("FusedConv with ") + conv::kShortcutAttr;
-  if (!is_nhwc(ctx.node()) || has_nchw_input(ctx.node()) || z || strides[0] != strides[1] ||
-      (act.kind != Act::kRelu && act.kind != Act::kNone) || !ctx.has_input(4) || !ctx.has_input(5))
-    return ctx.error(what +
-                         " runs on CUDA only channels-last, with X2 and W2, without Z, with ReLU or no activation and "
-                         "equal strides (kiln's conv + shortcut GEMM)",
-                     ErrorCode::kUnsupported);
-  const Tensor& h = ctx.input(0);
-  const Tensor& w1 = ctx.input(1);
-  const Tensor& x = ctx.input(4);
-  const Tensor& w2 = ctx.input(5);
-  const Tensor* b2 = ctx.has_input(6) && ctx.input(6).numel() > 0 ? &ctx.input(6) : nullptr;
-  const Tensor& y = ctx.output(0);
-  // NHWC activations, OHWI weights: the main conv 1x1 with stride 1 and no padding.
-  const Dims& hd = h.dims();
-  const Dims& xd = x.dims();
-  if (hd.size() != 4 || xd.size() != 4 || w1.dims().size() != 4 || w2.dims().size() != 4)
-    return ctx.error(what + " needs 4-D X, W, X2 and W2");
-  const int64_t m = w1.dims()[0];
-  if (w1.dims() != Dims{m, 1, 1, hd[3]} || w2.dims() != Dims{m, 1, 1, xd[3]} || (b && b->numel() != m) ||
-      (b2 && b2->numel() != m))
-    return ctx.error(what + ": W " + dims_to_string(w1.dims()) + " and W2 " + dims_to_string(w2.dims()) +
-                         " must be 1x1 over X's and X2's channels with one output count, biases of that count",
-                     ErrorCode::kUnsupported);
-  auto s = conv::conv_shape(ctx.attrs(), nhwc_to_nchw(hd), nhwc_to_nchw(w1.dims()), b ? &b->dims() : nullptr);
-  if (!s.ok()) return ctx.error(s.status().message());
-  for (int64_t i = 0; i < s->attrs.spatial; ++i)
-    if (s->attrs.strides[i] != 1 || s->geo.pad_begin[i] != 0 || s->group != 1)
-      return ctx.error(what + " needs its main conv at stride 1 without padding or groups", ErrorCode::kUnsupported);
-  const Dims want{hd[0], hd[1], hd[2], m};
-  if (y.dims() != want || xd[0] != hd[0])
-    return ctx.error(what + ": Y has dims " + dims_to_string(y.dims()) + " and X2 " + dims_to_string(xd) +
-                     " against X " + dims_to_string(hd) + " (Y must be " + dims_to_string(want) + ")");
-  conv_shortcut::Problem p;
-  p.n = hd[0], p.oh = hd[1], p.ow = hd[2], p.c1 = hd[3];
-  p.h2 = xd[1], p.w2 = xd[2], p.c2 = xd[3], p.s = strides[0], p.m = m;
-  if (y.numel() == 0) return Status();
-  // The kernel's variants are the candidates; an engine naming none runs variant 0.
-  static_assert(conv_shortcut::kVariants == cudnn_graph::kShortcutVariants, "one count of variants");
-  std::vector<int64_t> ids;
-  for (int v = 0; v < conv_shortcut::kVariants; ++v)
-    if (v != 2 || conv_shortcut::hopper_takes(p)) ids.push_back(cudnn_graph::kShortcutTactic + v);
-  cuda::report_tactics(ids);
-  const int64_t tactic = ctx.attrs().get_int(kTacticAttr, -1);
-  const int variant =
-      cudnn_graph::is_shortcut_tactic(tactic) ? static_cast<int>(tactic - cudnn_graph::kShortcutTactic) : 0;
-  return conv_shortcut::run(ctx, p, h.dtype(), h.data(), w1.data(), b ? b->data() : nullptr, x.data(), w2.data(),
-                            b2 ? b2->data() : nullptr, ctx.output(0).data(), act.kind == Act::kRelu, variant);
-}
-
 Status fused_conv_cuda(KernelContext& ctx) {
   const Tensor& x = ctx.input(0);
   const Tensor& w = ctx.input(1);
@@ -814,7 +759,7 @@ Status fused_conv_cuda(KernelContext& ctx) {
   if (*pool) return fused_conv_pooled_cuda(ctx, **pool, act, b, z);
   auto shortcut = conv::fused_shortcut(ctx.attrs());
   if (!shortcut.ok()) return ctx.error(shortcut.status().message(), shortcut.status().code());
-  if (*shortcut) return fused_conv_shortcut_cuda(ctx, **shortcut, act, b, z);
+  if (*shortcut) return conv_shortcut::run_fused_conv(ctx, **shortcut, static_cast<int>(act.kind), b, z);
   if (z && z->dims() != y.dims()) return ctx.error("Z must have the output's dims");
   const bool nhwc = is_nhwc(ctx.node());
   // An NCHW input under an NHWC output (kNchwInputAttr): only kiln's direct conv reads it.
@@ -975,7 +920,7 @@ bool direct_takes_nchw_input(const ir::Node& node, const std::vector<TensorType>
 bool applies_fused_conv(const ir::Node& node, const std::vector<TensorType>& inputs) {
   ActParams act;
   if (!parse_act(node.attrs, act)) return false;
-  if (node.attrs.has(conv::kShortcutAttr)) {  // kiln's conv + shortcut GEMM (fused_conv_shortcut_cuda)
+  if (node.attrs.has(conv::kShortcutAttr)) {  // kiln's conv + shortcut GEMM (conv_shortcut::run_fused_conv)
     if (inputs.size() < 6 || !is_nhwc(node) || node.input(3) || (act.kind != Act::kRelu && act.kind != Act::kNone))
       return false;
     for (size_t i : {0, 1, 4, 5})

@@ -6,6 +6,11 @@
 
 #include "backends/cuda/kernel_util.cuh"
 #include "backends/cuda/mma.cuh"
+#include "backends/cuda/tactic_sink.h"
+#include "ops/conv/conv_act.cuh"
+#include "ops/conv/conv_graph_cuda.h"
+#include "ops/conv/conv_internal.h"
+#include "ops/layout.h"
 
 namespace kiln::ops::conv_shortcut {
 namespace {
@@ -245,6 +250,59 @@ Status run(KernelContext& ctx, const Problem& p, DataType dtype, const void* h, 
   if (e != cudaSuccess)
     return ctx.error(std::string("conv + shortcut GEMM: ") + cudaGetErrorString(e), ErrorCode::kInternal);
   return Status();
+}
+
+Status run_fused_conv(KernelContext& ctx, const std::array<int64_t, 2>& strides, int act_kind, const Tensor* b,
+                      const Tensor* z) {
+  const auto act = static_cast<Act>(act_kind);
+  const std::string what = std::string("FusedConv with ") + conv::kShortcutAttr;
+  if (!is_nhwc(ctx.node()) || has_nchw_input(ctx.node()) || z || strides[0] != strides[1] ||
+      (act != Act::kRelu && act != Act::kNone) || !ctx.has_input(4) || !ctx.has_input(5))
+    return ctx.error(what +
+                         " runs on CUDA only channels-last, with X2 and W2, without Z, with ReLU or no activation and "
+                         "equal strides (kiln's conv + shortcut GEMM)",
+                     ErrorCode::kUnsupported);
+  const Tensor& h = ctx.input(0);
+  const Tensor& w1 = ctx.input(1);
+  const Tensor& x = ctx.input(4);
+  const Tensor& w2 = ctx.input(5);
+  const Tensor* b2 = ctx.has_input(6) && ctx.input(6).numel() > 0 ? &ctx.input(6) : nullptr;
+  const Tensor& y = ctx.output(0);
+  // NHWC activations, OHWI weights: the main conv 1x1 with stride 1 and no padding.
+  const Dims& hd = h.dims();
+  const Dims& xd = x.dims();
+  if (hd.size() != 4 || xd.size() != 4 || w1.dims().size() != 4 || w2.dims().size() != 4)
+    return ctx.error(what + " needs 4-D X, W, X2 and W2");
+  const int64_t m = w1.dims()[0];
+  if (w1.dims() != Dims{m, 1, 1, hd[3]} || w2.dims() != Dims{m, 1, 1, xd[3]} || (b && b->numel() != m) ||
+      (b2 && b2->numel() != m))
+    return ctx.error(what + ": W " + dims_to_string(w1.dims()) + " and W2 " + dims_to_string(w2.dims()) +
+                         " must be 1x1 over X's and X2's channels with one output count, biases of that count",
+                     ErrorCode::kUnsupported);
+  auto s = conv::conv_shape(ctx.attrs(), nhwc_to_nchw(hd), nhwc_to_nchw(w1.dims()), b ? &b->dims() : nullptr);
+  if (!s.ok()) return ctx.error(s.status().message());
+  for (int64_t i = 0; i < s->attrs.spatial; ++i)
+    if (s->attrs.strides[i] != 1 || s->geo.pad_begin[i] != 0 || s->group != 1)
+      return ctx.error(what + " needs its main conv at stride 1 without padding or groups", ErrorCode::kUnsupported);
+  const Dims want{hd[0], hd[1], hd[2], m};
+  if (y.dims() != want || xd[0] != hd[0])
+    return ctx.error(what + ": Y has dims " + dims_to_string(y.dims()) + " and X2 " + dims_to_string(xd) +
+                     " against X " + dims_to_string(hd) + " (Y must be " + dims_to_string(want) + ")");
+  Problem p;
+  p.n = hd[0], p.oh = hd[1], p.ow = hd[2], p.c1 = hd[3];
+  p.h2 = xd[1], p.w2 = xd[2], p.c2 = xd[3], p.s = strides[0], p.m = m;
+  if (y.numel() == 0) return Status();
+  // The kernel's variants are the candidates; an engine naming none runs variant 0.
+  static_assert(kVariants == cudnn_graph::kShortcutVariants, "one count of variants");
+  std::vector<int64_t> ids;
+  for (int v = 0; v < kVariants; ++v)
+    if (v != 2 || hopper_takes(p)) ids.push_back(cudnn_graph::kShortcutTactic + v);
+  cuda::report_tactics(ids);
+  const int64_t tactic = ctx.attrs().get_int(kTacticAttr, -1);
+  const int variant =
+      cudnn_graph::is_shortcut_tactic(tactic) ? static_cast<int>(tactic - cudnn_graph::kShortcutTactic) : 0;
+  return run(ctx, p, h.dtype(), h.data(), w1.data(), b ? b->data() : nullptr, x.data(), w2.data(),
+             b2 ? b2->data() : nullptr, ctx.output(0).data(), act == Act::kRelu, variant);
 }
 
 }  // namespace kiln::ops::conv_shortcut

@@ -15,6 +15,7 @@
 // the two convs to cuBLASLt.
 #pragma once
 
+#include <array>
 #include <cstdint>
 
 #include "ops/op.h"
@@ -33,6 +34,13 @@ struct Problem {
 /// shortcut's sampled grid (h2 - 1) / s + 1 x (w2 - 1) / s + 1 equal to oh x ow, at least
 /// one pixel, every tensor under 2^31 elements.
 bool applies(const Problem& p);
+
+/// FusedConv with kiln.shortcut_strides (passes/fuse_conv_shortcut.cc) on CUDA: checks the node's
+/// tensors (channels-last, a 1x1 stride-1 main conv, 1x1 W2, no Z, ReLU or no activation: a
+/// conv_act.cuh Act), reports the variants as tactics and runs the node's; the one kernel that
+/// runs such a node (the pass fuses only what it takes).
+Status run_fused_conv(KernelContext& ctx, const std::array<int64_t, 2>& strides, int act_kind, const Tensor* b,
+                      const Tensor* z);
 
 /// The kernel's variants (tactics): 0 takes 128 pixels a CTA, 1 takes 64 (three CTAs an SM),
 /// 2 is the Hopper kernel (conv_shortcut_sm90a.cu: TMA + wgmma, persistent, warp-specialized)
