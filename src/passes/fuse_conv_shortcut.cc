@@ -6,14 +6,16 @@
 //   y = FusedConv[nhwc](h, W3, b3, "", x, Wd, bd; kiln.shortcut_strides = [s, s])
 // which kiln's conv + shortcut kernel (ops/conv/conv_shortcut_cuda.h) runs as one GEMM over
 // [h | x-strided] x [W3 | Wd]: r is never written nor read back (ResNet-50 bs256 layer1: 411 MB each
-// way). That kernel is an mma.sync GEMM whose win is bytes. Per output pixel the fused GEMM does
-// 2 M (C1 + C2) FLOPs and moves 2 (C1 + C2 + M) bytes of FP16/BF16 activations (the weights stay
-// in cache), so its intensity is M (C1 + C2) / (C1 + C2 + M) FLOPs a byte. The H100 SXM's dense
-// FP16 peak over its memory bandwidth (989 TFLOP/s / 3.35 TB/s) puts the ridge near 295, and
-// mma.sync reaches less of that peak than cuBLASLt's wgmma kernels: at most 256 the GEMM is
-// memory bound and the saved bytes win; above it compute dominates and cuBLASLt's two calls are
-// faster. ResNet-50: layer1 (C1 64 + C2 64 -> M 256: 85) and layer2 (128 + 256 -> 512: 219) fuse;
-// layer3 (256 + 512 -> 1024: 439) and layer4 (512 + 1024 -> 2048: 878) do not.
+// way). That kernel's win is bytes. Per output pixel the fused GEMM does 2 M (C1 + C2) FLOPs and
+// moves 2 (C1 + C2 + M) bytes of FP16/BF16 activations (the weights stay in cache), so its
+// intensity is M (C1 + C2) / (C1 + C2 + M) FLOPs a byte. The H100 SXM's dense FP16 peak over its
+// memory bandwidth (989 TFLOP/s / 3.35 TB/s) puts the ridge near 295, and kiln's kernel (a
+// memory-bound design, mma.sync or a Hopper wgmma one) reaches less of that peak than cuBLASLt's
+// compute-bound ones: at most 256 the GEMM is memory bound and the saved bytes win; above it
+// compute dominates and cuBLASLt's two calls are as fast or faster. ResNet-50: layer1 (C1 64 +
+// C2 64 -> M 256: 85) and layer2 (128 + 256 -> 512: 219) fuse; layer3 (256 + 512 -> 1024: 439)
+// and layer4 (512 + 1024 -> 2048: 878) do not. Measured (session 23, H100, bs256): fusing layers
+// 1-2 6.493 -> 6.129 GPU ms; layers 3-4 as well (KILN_SHORTCUT_MAX_INTENSITY=100000) 6.246.
 // Fused only where that kernel takes the pair at every shape the engine allows: FP16/BF16,
 // constant OHWI weights, C1 and C2 multiples of 64 and M of 128, all statically known, no
 // groups, padding or dilation; r is read by the FusedConv alone, as its Z, and is no graph output.
