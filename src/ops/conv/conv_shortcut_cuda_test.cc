@@ -86,6 +86,18 @@ TEST(FusedConv, CudaShortcutGemmMatchesReference) {
   }
 }
 
+TEST(FusedConv, CudaShortcutGemmHopperPickFallsBackWhereItDoesNotTake) {
+  // An engine whose node picked the Hopper variant at its opt shape, run at a shape of the profile
+  // with strided output rows of 130 pixels (past the Hopper kernel's 128): variant 0 runs it.
+  if (cuda::device_count() == 0) GTEST_SKIP() << "no GPU: " << cuda::no_device_reason();
+  OpCase c = make_shortcut({1, 3, 130, 64, 64, 128, 2, "Relu", true, true}, DataType::kFloat16, 0, 9);
+  auto ref = c.run("ref");
+  ASSERT_TRUE(ref.ok()) << ref.status().to_string();
+  auto got = run_cuda(c, *ref, ops::cudnn_graph::kShortcutTactic + 2);
+  ASSERT_TRUE(got.ok()) << got.status().to_string();
+  EXPECT_TRUE(tensors_close((*got)[0], (*ref)[0], 1e-2, 4e-2));
+}
+
 TEST(FusedConv, CudaShortcutGemmRefusesWhatItDoesNotTake) {
   if (cuda::device_count() == 0) GTEST_SKIP() << "no GPU: " << cuda::no_device_reason();
   // 96 output channels (not a multiple of 128): a clear error naming the kernel, not a crash.
