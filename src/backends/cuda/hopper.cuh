@@ -13,6 +13,8 @@
 #include <atomic>
 #include <cstdint>
 
+#include "kiln/types.h"
+
 namespace kiln::cuda::hopper {
 
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -140,6 +142,31 @@ inline PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
     return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(p);
   }();
   return fn;
+}
+
+/// A 16-bit (fp16 / bf16) tensor map of `rank` dims, innermost first (`strides`: bytes of dims
+/// 1 .. rank - 1), boxes of `box` elements, element strides 1, 128-byte swizzle, zeros out of
+/// range; false where the driver has no encoder or rejects the map.
+inline bool encode_sw128(CUtensorMap* map, DataType t, const void* data, int rank, const cuuint64_t* dims,
+                         const cuuint64_t* strides, const cuuint32_t* box,
+                         CUtensorMapL2promotion promotion = CU_TENSOR_MAP_L2_PROMOTION_L2_128B) {
+  auto fn = tensor_map_encoder();
+  if (!fn) return false;
+  const cuuint32_t elem[5] = {1, 1, 1, 1, 1};
+  const CUtensorMapDataType dt =
+      t == DataType::kFloat16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
+  return fn(map, dt, static_cast<cuuint32_t>(rank), const_cast<void*>(data), dims, strides, box, elem,
+            CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, promotion,
+            CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+/// A row-major [rows, cols] 16-bit matrix in boxes of 64 columns x `box_rows` rows (encode_sw128).
+inline bool encode_matrix_sw128(CUtensorMap* map, DataType t, const void* data, int64_t rows, int64_t cols,
+                                int box_rows, CUtensorMapL2promotion promotion = CU_TENSOR_MAP_L2_PROMOTION_L2_128B) {
+  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(cols), static_cast<cuuint64_t>(rows)};
+  const cuuint64_t strides[1] = {static_cast<cuuint64_t>(cols) * 2};
+  const cuuint32_t box[2] = {64, static_cast<cuuint32_t>(box_rows)};
+  return encode_sw128(map, t, data, 2, dims, strides, box, promotion);
 }
 
 }  // namespace kiln::cuda::hopper

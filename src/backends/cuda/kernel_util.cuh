@@ -74,6 +74,33 @@ inline bool reverse_grids() {
   return v;
 }
 
+/// SMs of CUDA device `device` (132 where the runtime cannot say), cached per device.
+inline int sm_count(int device) {
+  static std::atomic<int> cached[16] = {};
+  if (device < 0 || device >= 16) return 132;
+  int v = cached[device].load(std::memory_order_relaxed);
+  if (v == 0) {
+    if (cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, device) != cudaSuccess || v <= 0) {
+      (void)cudaGetLastError();
+      v = 132;
+    }
+    cached[device].store(v, std::memory_order_relaxed);
+  }
+  return v;
+}
+/// SMs of the current device.
+inline int sm_count() {
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 132;
+  }
+  return sm_count(dev);
+}
+
+/// Whether `p` is a multiple of `a` bytes.
+inline bool aligned(const void* p, uintptr_t a) { return reinterpret_cast<uintptr_t>(p) % a == 0; }
+
 /// Grid size for `n` elements with kBlock threads (grid-stride loops cover the rest).
 inline unsigned grid_for(int64_t n, int block = kBlock) {
   int64_t g = (n + block - 1) / block;

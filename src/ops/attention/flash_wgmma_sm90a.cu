@@ -407,8 +407,6 @@ __global__ void __launch_bounds__(WG * 128, MINB)
 // h, s and b ordered by stride (the encoder wants them so); *sdim = where s went (1..3).
 bool encode(CUtensorMap* map, DataType t, const void* data, const OperandMap& m, int64_t B, int64_t H, int64_t S,
             int rows, int* sdim) {
-  auto fn = tensor_map_encoder();
-  if (!fn) return false;
   struct Axis {
     int64_t n, stride;
     int which;  // 0 b, 1 h, 2 s
@@ -428,12 +426,7 @@ bool encode(CUtensorMap* map, DataType t, const void* data, const OperandMap& m,
     strides[i] = static_cast<cuuint64_t>(ax[i].stride * 2);
     if (ax[i].which == 2) *sdim = i + 1, box[i + 1] = static_cast<cuuint32_t>(rows);
   }
-  const cuuint32_t elem[4] = {1, 1, 1, 1};
-  const CUtensorMapDataType dt =
-      t == DataType::kFloat16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
-  void* at = const_cast<char*>(static_cast<const char*>(data)) + m.offset * 2;
-  return fn(map, dt, 4, at, dims, strides, box, elem, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-            CU_TENSOR_MAP_L2_PROMOTION_L2_128B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+  return encode_sw128(map, t, static_cast<const char*>(data) + m.offset * 2, 4, dims, strides, box);
 }
 
 // Q, K and V's tensor maps and where s sits in Q's and in K's (V's must match K's).

@@ -203,8 +203,6 @@ cudaError_t launch_any(const Geom& g, int variant, bool relu, const void* h, con
               : launch<T, false, 128>(g, h, w1, b1, x, w2, b2, y, s);
 }
 
-bool aligned(const void* p, uintptr_t a) { return reinterpret_cast<uintptr_t>(p) % a == 0; }
-
 }  // namespace
 
 bool applies(const Problem& p) {
@@ -229,14 +227,8 @@ Status run(KernelContext& ctx, const Problem& p, DataType dtype, const void* h, 
     return ctx.error("conv + shortcut GEMM: no variant " + std::to_string(variant) + " for this problem",
                      ErrorCode::kInvalidArgument);
   for (const void* q : {h, w1, x, w2, static_cast<const void*>(y)})
-    if (!aligned(q, 16))
+    if (!cuda::aligned(q, 16))
       return ctx.error("conv + shortcut GEMM: a tensor is not 16-byte aligned", ErrorCode::kUnsupported);
-  Geom g{};
-  g.pixels = p.n * p.oh * p.ow;
-  g.ohw = static_cast<int>(p.oh * p.ow), g.ow = static_cast<int>(p.ow);
-  g.h2 = static_cast<int>(p.h2), g.w2 = static_cast<int>(p.w2), g.s = static_cast<int>(p.s);
-  g.c1 = static_cast<int>(p.c1), g.c2 = static_cast<int>(p.c2), g.m = static_cast<int>(p.m);
-  g.kt1 = g.c1 / kBK, g.kt = (g.c1 + g.c2) / kBK, g.nb = g.m / kBN;
   const cudaStream_t s = cuda::stream_of(ctx);
   if (variant == 2) {
     const auto he = static_cast<cudaError_t>(launch_hopper(p, dtype, h, w1, b1, x, w2, b2, y, relu, s));
@@ -244,6 +236,12 @@ Status run(KernelContext& ctx, const Problem& p, DataType dtype, const void* h, 
       return ctx.error(std::string("conv + shortcut GEMM (Hopper): ") + cudaGetErrorString(he), ErrorCode::kInternal);
     return Status();
   }
+  Geom g{};
+  g.pixels = p.n * p.oh * p.ow;
+  g.ohw = static_cast<int>(p.oh * p.ow), g.ow = static_cast<int>(p.ow);
+  g.h2 = static_cast<int>(p.h2), g.w2 = static_cast<int>(p.w2), g.s = static_cast<int>(p.s);
+  g.c1 = static_cast<int>(p.c1), g.c2 = static_cast<int>(p.c2), g.m = static_cast<int>(p.m);
+  g.kt1 = g.c1 / kBK, g.kt = (g.c1 + g.c2) / kBK, g.nb = g.m / kBN;
   const cudaError_t e = dtype == DataType::kFloat16
                             ? launch_any<__half>(g, variant, relu, h, w1, b1, x, w2, b2, y, s)
                             : launch_any<__nv_bfloat16>(g, variant, relu, h, w1, b1, x, w2, b2, y, s);

@@ -47,8 +47,8 @@ Status run_fused_conv(KernelContext& ctx, const std::array<int64_t, 2>& strides,
 /// where hopper_takes.
 inline constexpr int kVariants = 3;
 
-/// Variant 2 takes `p`: a stride-1 shortcut (x is [pixels, c2] like h), what applies() takes,
-/// on an sm_90 GPU with a driver that encodes tensor maps.
+/// Variant 2 takes `p`: what applies() takes with m <= 2048 and, at a stride, output rows of at
+/// most 128 pixels (a tile is whole rows), on an sm_90 GPU with a driver that encodes tensor maps.
 bool hopper_takes(const Problem& p);
 /// Enqueues variant 2 on `stream`; returns the cudaError_t (0 on success).
 int launch_hopper(const Problem& p, DataType dtype, const void* h, const void* w1, const void* b1, const void* x,

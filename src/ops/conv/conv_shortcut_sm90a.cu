@@ -1,10 +1,11 @@
-// The conv + shortcut GEMM on Hopper (conv_shortcut_cuda.h, variant 2): stride-1 shortcuts,
-// where h and x are both [pixels, channels] matrices. TMA loads (128-byte swizzle) of 64
-// channels x 128 pixels of h or x and 64 channels x 128 output channels of w1 or w2 into a
-// 4-stage ring guarded by mbarriers; one producer warp issues them and runs on into the next
-// tile while two consumer warp groups (64 pixels each) run wgmma m64n64k16 (A and B K-major)
-// and write their outputs straight from the accumulators. Persistent: one CTA an SM walks
-// the 128 x 128 tiles, so the next tile's loads overlap this one's epilogue.
+// The conv + shortcut GEMM on Hopper (conv_shortcut_cuda.h, variant 2). TMA loads (128-byte
+// swizzle) of 64 channels of h or x for a tile's pixels and 64 channels x 128 output channels of
+// w1 or w2 into a 4-stage ring guarded by mbarriers; one producer warp issues them and runs on
+// into the next tile while two consumer warp groups (64 pixel rows each) run wgmma m64n64k16
+// (A and B K-major) and write their outputs through a staging tile as 16-byte vectors.
+// Persistent: one CTA an SM walks the tiles, so the next tile's loads overlap this one's
+// epilogue. Stride-1 shortcuts take 128 consecutive pixels a tile (h and x both [pixels,
+// channels]); strided ones whole output rows of one image, x's samples a 4-D box (pix_tile).
 #include <cuda.h>
 #include <cudaTypedefs.h>
 #include <cuda_bf16.h>
@@ -59,8 +60,8 @@ __device__ __forceinline__ PixTile pix_tile(const HGeom& g, int mt) {
   return t;
 }
 
-// Tile t: pixels [128 (t / nb), +128) x output channels [128 (t % nb), +128). The k blocks of
-// this CTA's tiles form one sequence; block i uses stage i % kStages at phase (i / kStages) % 2.
+// Tile t: the pixels of pixel tile t / nb (pix_tile) x output channels [128 (t % nb), +128). The k
+// blocks of this CTA's tiles form one sequence; block i uses stage i % kStages at phase (i / kStages) % 2.
 template <class T, bool RELU>
 __global__ void __launch_bounds__(kThreads, 1)
     shortcut_hopper_kernel(const __grid_constant__ CUtensorMap map_h, const __grid_constant__ CUtensorMap map_x,
@@ -177,25 +178,9 @@ __global__ void __launch_bounds__(kThreads, 1)
 #endif
 }
 
-// A tensor map of `rank` dims (innermost first: 64 channels always the first), strides in
-// bytes of dims 1.., boxes of `box`, 128-byte swizzle.
-bool encode(CUtensorMap* map, DataType t, const void* data, int rank, const cuuint64_t* dims, const cuuint64_t* strides,
-            const cuuint32_t* box) {
-  auto fn = cuda::hopper::tensor_map_encoder();
-  if (!fn) return false;
-  const cuuint32_t elem[4] = {1, 1, 1, 1};
-  const CUtensorMapDataType dt =
-      t == DataType::kFloat16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
-  return fn(map, dt, rank, const_cast<void*>(data), dims, strides, box, elem, CU_TENSOR_MAP_INTERLEAVE_NONE,
-            CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-            CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
-}
-// A row-major [rows, cols] matrix in boxes of 64 columns x box_rows rows.
+// A row-major matrix as TMA boxes of 64 columns x box_rows rows, kept in L2 in 256-byte units.
 bool encode_2d(CUtensorMap* map, DataType t, const void* data, int64_t rows, int64_t cols, int box_rows) {
-  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(cols), static_cast<cuuint64_t>(rows)};
-  const cuuint64_t strides[1] = {static_cast<cuuint64_t>(cols) * 2};
-  const cuuint32_t box[2] = {64, static_cast<cuuint32_t>(box_rows)};
-  return encode(map, t, data, 2, dims, strides, box);
+  return encode_matrix_sw128(map, t, data, rows, cols, box_rows, CU_TENSOR_MAP_L2_PROMOTION_L2_256B);
 }
 
 template <class T, bool RELU>
@@ -204,13 +189,7 @@ cudaError_t launch_typed(const HGeom& g, const CUtensorMap (&maps)[4], const voi
   constexpr auto kernel = shortcut_hopper_kernel<T, RELU>;
   const cudaError_t set = cuda::configure_smem<kernel>(kSmem);
   if (set != cudaSuccess) return set;
-  int dev = 0, sms = 132;
-  if (cudaGetDevice(&dev) != cudaSuccess ||
-      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
-    (void)cudaGetLastError();
-    sms = 132;
-  }
-  kernel<<<std::min(g.tiles, std::max(sms, 1)), kThreads, kSmem, stream>>>(
+  kernel<<<std::min(g.tiles, cuda::sm_count()), kThreads, kSmem, stream>>>(
       maps[0], maps[1], maps[2], maps[3], static_cast<const T*>(b1), static_cast<const T*>(b2), static_cast<T*>(y), g);
   return cudaGetLastError();
 }
@@ -250,7 +229,8 @@ int launch_hopper(const Problem& p, DataType dtype, const void* h, const void* w
                                    static_cast<cuuint64_t>(p.s * p.w2 * p.c2 * 2),
                                    static_cast<cuuint64_t>(p.h2 * p.w2 * p.c2 * 2)};
     const cuuint32_t box[4] = {64, static_cast<cuuint32_t>(g.ow), static_cast<cuuint32_t>(g.rows), 1};
-    ok = encode_2d(&maps[0], dtype, h, g.pixels, p.c1, g.bm) && encode(&maps[1], dtype, x, 4, dims, strides, box);
+    ok = encode_2d(&maps[0], dtype, h, g.pixels, p.c1, g.bm) &&
+         encode_sw128(&maps[1], dtype, x, 4, dims, strides, box, CU_TENSOR_MAP_L2_PROMOTION_L2_256B);
   }
   if (!ok || !encode_2d(&maps[2], dtype, w1, p.m, p.c1, kBN) || !encode_2d(&maps[3], dtype, w2, p.m, p.c2, kBN))
     return static_cast<int>(cudaErrorNotSupported);

@@ -341,14 +341,12 @@ __global__ void __launch_bounds__(kThreads, 2)
 // CTAs an SM for `kernel` at `smem` bytes, times the SMs (1 a SM where the runtime cannot say).
 template <auto Kernel>
 int resident_ctas(size_t smem) {
-  int dev = 0, sms = 0, per_sm = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess ||
-      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, Kernel, kThreads, smem) != cudaSuccess) {
+  int per_sm = 0;
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, Kernel, kThreads, smem) != cudaSuccess) {
     (void)cudaGetLastError();
     return 132;
   }
-  return std::max(sms, 1) * std::max(per_sm, 1);
+  return cuda::sm_count() * std::max(per_sm, 1);
 }
 
 template <class T, int KW, int ACT, bool Z>
@@ -400,8 +398,6 @@ cudaError_t launch(const Geom& g, bool pooled, const void* x, const void* w, con
   return launch_kernel<T, 0, -1, true>(g, x, w, b, z, y, act, s);
 }
 
-bool aligned(const void* p, uintptr_t a) { return reinterpret_cast<uintptr_t>(p) % a == 0; }
-
 Status run_any(KernelContext& ctx, const Problem& p, bool pooled, DataType dtype, const void* x, const void* w,
                const void* b, const void* z, void* y, int act_kind, float a, float b_param) {
   if (!(pooled ? conv_tc16::applies_pooled(p) : conv_tc16::applies(p)))
@@ -410,7 +406,8 @@ Status run_any(KernelContext& ctx, const Problem& p, bool pooled, DataType dtype
                      ErrorCode::kUnsupported);
   if (dtype != DataType::kFloat16 && dtype != DataType::kBFloat16)
     return ctx.error("the 16-channel tensor-core conv runs fp16 and bf16 only", ErrorCode::kUnsupported);
-  if (!aligned(x, 16) || !aligned(w, 16) || !aligned(y, 16) || (z && !aligned(z, 4)) || (b && !aligned(b, 4)))
+  if (!cuda::aligned(x, 16) || !cuda::aligned(w, 16) || !cuda::aligned(y, 16) || (z && !cuda::aligned(z, 4)) ||
+      (b && !cuda::aligned(b, 4)))
     return ctx.error("16-channel tensor-core conv: a tensor is not aligned", ErrorCode::kUnsupported);
   // applies() checked oh = h - kh + 1 and ow = w - kw + 1.
   const Geom g = geom_of(static_cast<int>(p.n), static_cast<int>(p.h), static_cast<int>(p.w), static_cast<int>(p.kh),

@@ -132,25 +132,12 @@ __global__ void __launch_bounds__(kThreads)
 #endif
 }
 
-// A row-major [rows, cols] 16-bit matrix as a tensor map of 64 x 64 boxes, 128-byte swizzle.
-bool encode(CUtensorMap* map, DataType t, const void* data, int64_t rows, int64_t cols) {
-  auto fn = cuda::hopper::tensor_map_encoder();
-  if (!fn) return false;
-  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(cols), static_cast<cuuint64_t>(rows)};
-  const cuuint64_t strides[1] = {static_cast<cuuint64_t>(cols) * 2};
-  const cuuint32_t box[2] = {64, 64};
-  const cuuint32_t elem[2] = {1, 1};
-  const CUtensorMapDataType dt =
-      t == DataType::kFloat16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
-  return fn(map, dt, 2, const_cast<void*>(data), dims, strides, box, elem, CU_TENSOR_MAP_INTERLEAVE_NONE,
-            CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
-            CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
-}
 
 template <class T, int BN>
 cudaError_t launch_typed(const Problem& p, cudaStream_t stream) {
   CUtensorMap ma, mb;
-  if (!encode(&ma, p.dtype, p.a, p.m, p.k) || !encode(&mb, p.dtype, p.b, p.k, p.n)) return cudaErrorNotSupported;
+  if (!encode_matrix_sw128(&ma, p.dtype, p.a, p.m, p.k, 64) || !encode_matrix_sw128(&mb, p.dtype, p.b, p.k, p.n, 64))
+    return cudaErrorNotSupported;
   auto* kernel = hopper_gemm_kernel<T, BN>;
   const cudaError_t set = cuda::configure_smem<hopper_gemm_kernel<T, BN>>(Cfg<BN>::kSmem);
   if (set != cudaSuccess) return set;

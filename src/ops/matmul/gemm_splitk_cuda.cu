@@ -217,17 +217,6 @@ __global__ void __launch_bounds__(kThreads)
 #endif
 }
 
-int sm_count(int device) {
-  static std::atomic<int> cached[16] = {};
-  if (device < 0 || device >= 16) return 132;
-  int v = cached[device].load(std::memory_order_relaxed);
-  if (v == 0) {
-    if (cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, device) != cudaSuccess || v <= 0) v = 132;
-    cached[device].store(v, std::memory_order_relaxed);
-  }
-  return v;
-}
-
 template <class T, int BM>
 cudaError_t launch_typed(const Problem& p, const Launch& l, cudaStream_t stream) {
   auto* kernel = splitk_gemm_kernel<T, BM>;
@@ -271,7 +260,7 @@ cudaError_t launch_dtype(const Problem& p, const Launch& l, cudaStream_t stream)
 int launch(const Problem& p, int64_t id, int device, void* stream) {
   if (!is_tactic(id) || !takes(p) || p.m > INT32_MAX || p.n > INT32_MAX || p.k > INT32_MAX || tactic_waves(id) < 1)
     return static_cast<int>(cudaErrorInvalidValue);
-  const Launch l = plan(p, id, sm_count(device));
+  const Launch l = plan(p, id, cuda::sm_count(device));
   if (l.n_tiles > INT32_MAX || l.m_tiles > 65535) return static_cast<int>(cudaErrorInvalidValue);
   auto s = static_cast<cudaStream_t>(stream);
   const cudaError_t e =

@@ -291,8 +291,6 @@ __global__ void max_pool_nhwc_rows_kernel(PoolGeom g, int groups, const T* __res
 // Shared memory the row kernel may take without an opt-in (its column maxima: W x C values).
 constexpr int64_t kPoolRowsSmem = 48 * 1024;
 
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
-
 /// Launches kernel<I> with 32-bit index math when `total` allows it.
 template <typename Launch>
 void with_index_type(int64_t total, Launch&& launch) {
@@ -333,7 +331,7 @@ Status run_pool(KernelContext& ctx, pool::PoolKind kind) {
   if (nhwc) {
     const int64_t channels = x.dim(3);
     const int64_t lanes = x.dtype() == DataType::kFloat32 ? 4 : 8;
-    const bool vec = channels % lanes == 0 && aligned16(x.data()) && aligned16(y.data());
+    const bool vec = channels % lanes == 0 && cuda::aligned(x.data(), 16) && cuda::aligned(y.data(), 16);
     const int64_t row_smem = g.in[1] * channels * static_cast<int64_t>(dtype_size(x.dtype()));
     const int64_t blocks = g.out[0] * x.dim(0);
     static const bool rows_on = !env_is("KILN_POOL_ROWS", "0");  // an A/B switch
@@ -532,7 +530,7 @@ Status run_global(KernelContext& ctx, pool::PoolKind kind) {
   if (nhwc) {
     if (x.dim(0) > 65535) return ctx.error("batch too large", ErrorCode::kUnsupported);
     const int64_t lanes = x.dtype() == DataType::kFloat32 ? 4 : 8;
-    const bool vec = channels % lanes == 0 && aligned16(x.data()) && aligned16(y.data());
+    const bool vec = channels % lanes == 0 && cuda::aligned(x.data(), 16) && cuda::aligned(y.data(), 16);
     const int64_t groups = vec ? channels / lanes : channels;
     const dim3 grid(static_cast<unsigned>((groups + 31) / 32), static_cast<unsigned>(x.dim(0)));
     const dim3 block(32, kSlices);

@@ -99,7 +99,7 @@ __global__ void reduce_finish_kernel(const State<A>* __restrict__ partial, T* __
 /// Splits of R so that about two blocks per SM run; 1 when the workspace is too small.
 int choose_splits(const KernelContext& ctx, int64_t blocks, int64_t R, int64_t min_chunk, int64_t outputs,
                   size_t state_bytes) {
-  int64_t want = 2 * num_sms();
+  int64_t want = 2 * cuda::sm_count();
   if (blocks >= want || R < 2 * min_chunk) return 1;
   int64_t s = std::min<int64_t>((want + blocks - 1) / blocks, R / min_chunk);
   s = std::min<int64_t>(s, 1024);

@@ -21,17 +21,6 @@ using reduce_detail::ReduceKind;
 
 inline constexpr int kColRows = 8;
 
-/// SMs of the current device (cached).
-inline int num_sms() {
-  static int n = [] {
-    int dev = 0, v = 0;
-    cudaGetDevice(&dev);
-    cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev);
-    return v > 0 ? v : 132;
-  }();
-  return n;
-}
-
 /// A: float for floating inputs, int64_t for integers. `b` is the running sum of
 /// LogSumExp (with `a` its running max); other kinds use `a` alone.
 template <typename A>
