@@ -3,6 +3,8 @@
 #include <array>
 #include <cstring>
 
+#include "ops/conv/conv_internal.h"
+
 namespace kiln::ops {
 
 bool is_nhwc(const ir::Node& node) { return node.attrs.get_int(kNhwcAttr, 0) != 0; }
@@ -12,12 +14,18 @@ bool has_nchw_input(const ir::Node& node) { return node.attrs.get_int(kNchwInput
 LayoutSlot nhwc_input_slot(const ir::Node& node, size_t i) {
   if (node.op_type == "Conv" || node.op_type == "FusedConv") {
     if (i == 0) return has_nchw_input(node) ? LayoutSlot::kPlain : LayoutSlot::kActivation;
-    // FusedConv: 3 = Z; kiln.shortcut_strides' X2 (4) and W2 (5) are stored as X and W are.
-    if (i == 3 || (i == 4 && node.op_type == "FusedConv")) return LayoutSlot::kActivation;
-    if (i == 1 || (i == 5 && node.op_type == "FusedConv")) return LayoutSlot::kWeight;
+    // FusedConv: 3 = Z; kiln.shortcut_strides' X2 (4) and W2 (5) are stored as X and W are, and
+    // kiln.chain_activation's W3 (7) as W is.
+    const bool fused = node.op_type == "FusedConv";
+    if (i == 3 || (i == 4 && fused)) return LayoutSlot::kActivation;
+    if (i == 1 || ((i == 5 || i == 7) && fused)) return LayoutSlot::kWeight;
     return LayoutSlot::kPlain;
   }
   return i == 0 ? LayoutSlot::kActivation : LayoutSlot::kPlain;
+}
+
+bool nhwc_output(const ir::Node& node, size_t k) {
+  return k == 0 || (k == 1 && node.op_type == "FusedConv" && node.attrs.has(conv::kChainAttr));
 }
 
 namespace {

@@ -26,6 +26,10 @@ bool has_nchw_input(const ir::Node& node);
 /// How input `i` of an NHWC node is stored (X of a has_nchw_input conv: kPlain).
 LayoutSlot nhwc_input_slot(const ir::Node& node, size_t i);
 
+/// True if output `k` of an NHWC node is an NHWC activation: output 0, and a FusedConv's chained
+/// output 1 (kiln.chain_activation).
+bool nhwc_output(const ir::Node& node, size_t k);
+
 /// [N, H, W, C] -> [N, C, H, W] and back (weights [M, kH, kW, C] <-> [M, C, kH, kW] alike).
 template <class D>
 std::vector<D> nhwc_to_nchw(const std::vector<D>& d) {

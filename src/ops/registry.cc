@@ -57,7 +57,7 @@ Result<std::vector<TensorType>> infer_node(const ir::Node& node, const std::vect
                                                std::to_string(def->min_opset) + ".." +
                                                std::to_string(def->max_opset) + ")");
   if (is_nhwc(node)) {
-    // The op's own inference sees NCHW; its output 0 goes back to NHWC.
+    // The op's own inference sees NCHW; its NHWC outputs (nhwc_output) go back.
     std::vector<TensorType> in = inputs;
     std::vector<const Tensor*> vals = values;
     for (size_t i = 0; i < in.size(); ++i)
@@ -68,7 +68,8 @@ Result<std::vector<TensorType>> infer_node(const ir::Node& node, const std::vect
     InferContext ctx(node, in, vals);
     KILN_RETURN_IF_ERROR(def->infer(ctx));
     auto out = ctx.outputs();
-    if (!out.empty() && out[0].shape) out[0].shape = nchw_to_nhwc(*out[0].shape);
+    for (size_t k = 0; k < out.size(); ++k)
+      if (out[k].shape && nhwc_output(node, k)) out[k].shape = nchw_to_nhwc(*out[k].shape);
     return out;
   }
   InferContext ctx(node, inputs, values);
@@ -94,7 +95,7 @@ Status run_node(const ir::Node& node, const std::vector<const Tensor*>& inputs, 
 }
 
 namespace {
-// An NHWC node on the CPU: run the NCHW op on permuted copies, permute output 0 back.
+// An NHWC node on the CPU: run the NCHW op on permuted copies, permute its NHWC outputs back.
 Status run_nhwc_on_cpu(const ir::Node& node, const std::vector<const Tensor*>& inputs, std::vector<Tensor>& outputs,
                        const SubgraphRunner& runner, int num_threads, const OutputAllocator& alloc) {
   ir::Node plain = node;
@@ -111,7 +112,7 @@ Status run_nhwc_on_cpu(const ir::Node& node, const std::vector<const Tensor*>& i
   outputs.resize(node.outputs.size());
   for (size_t k = 0; k < outs.size(); ++k) {
     if (!node.outputs[k]) continue;
-    Tensor t = k == 0 ? tensor_nchw_to_nhwc(outs[k]) : outs[k];
+    Tensor t = nhwc_output(node, k) ? tensor_nchw_to_nhwc(outs[k]) : outs[k];
     if (alloc) {
       Tensor dst = alloc(k, t.dtype(), t.dims());
       if (dst.data() != t.data() && t.nbytes()) std::memcpy(dst.data(), t.data(), t.nbytes());

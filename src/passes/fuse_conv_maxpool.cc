@@ -25,11 +25,6 @@ namespace {
 
 constexpr int64_t kMaxOutputRow = 128;  // conv_tc16::applies_pooled
 
-bool ints_are(const ir::Node& n, const char* name, const std::vector<int64_t>& want, bool absent_ok) {
-  if (!n.attrs.has(name)) return absent_ok;
-  return n.attrs.get_ints(name) == want;
-}
-
 // The stem conv the tensor-core kernel takes (see the file comment).
 bool stem_conv(const ir::Node& conv) {
   if (conv.domain != "com.microsoft" || conv.op_type != "FusedConv" || !ops::is_nhwc(conv)) return false;

@@ -42,13 +42,6 @@ int64_t max_intensity() {
   static const int64_t v = env_int("KILN_SHORTCUT_MAX_INTENSITY").value_or(kMaxIntensity);
   return v;
 }
-constexpr int64_t kMaxElements = int64_t{1} << 31;
-
-bool ints_are(const ir::Node& n, const char* name, const std::vector<int64_t>& want) {
-  return !n.attrs.has(name) || n.attrs.get_ints(name) == want;
-}
-
-bool half_dtype(DataType t) { return t == DataType::kFloat16 || t == DataType::kBFloat16; }
 
 // A channels-last 1x1 conv node without groups, padding or dilation, with a constant OHWI
 // weight [M, 1, 1, C] of `dt` over an input of C statically known channels; its strides in `s`.
@@ -92,19 +85,6 @@ bool last_conv(const ir::Node& y, DataType& dt) {
   return (act.empty() || act == "Relu") && plain_1x1(y, dt, s) && s == 1 && y.inputs[3]->dtype == dt;
 }
 
-// False when the NHWC value's pixels times `c` channels are statically known to reach kMaxElements.
-bool under_limit(const ir::Value* v, int64_t c) {
-  if (!v->shape || v->shape->size() != 4) return true;
-  int64_t e = c;
-  for (size_t i = 0; i < 3; ++i) {
-    const Dim& d = (*v->shape)[i];
-    if (!d.known()) return true;
-    if (d.value > 0 && e > (kMaxElements - 1) / d.value) return false;  // e * d.value >= kMaxElements
-    e *= d.value;
-  }
-  return e < kMaxElements;
-}
-
 // Where kiln's kernel takes the pair and the fused GEMM is memory bound (the file comment).
 bool kernel_takes(const ir::Node& y, const ir::Node& d) {
   const Dims& w3 = y.input(1)->initializer->dims();
@@ -114,7 +94,7 @@ bool kernel_takes(const ir::Node& y, const ir::Node& d) {
       m * (c1 + c2) > max_intensity() * (c1 + c2 + m))
     return false;
   // The kernel takes tensors under 2^31 elements (conv_shortcut::applies): checked where shapes are static.
-  return under_limit(y.input(0), c1) && under_limit(y.input(0), m) && under_limit(d.input(0), c2);
+  return nhwc_under_2g(y.input(0), c1) && nhwc_under_2g(y.input(0), m) && nhwc_under_2g(d.input(0), c2);
 }
 
 }  // namespace

@@ -154,4 +154,24 @@ const Shape* opt_shape(const ir::Value* v, const Propagation& opt) {
   return v->shape ? &*v->shape : nullptr;
 }
 
+bool ints_are(const ir::Node& n, const char* name, const std::vector<int64_t>& want, bool absent_ok) {
+  if (!n.attrs.has(name)) return absent_ok;
+  return n.attrs.get_ints(name) == want;
+}
+
+bool half_dtype(DataType t) { return t == DataType::kFloat16 || t == DataType::kBFloat16; }
+
+bool nhwc_under_2g(const ir::Value* v, int64_t c) {
+  constexpr int64_t kMaxElements = int64_t{1} << 31;
+  if (!v || !v->shape || v->shape->size() != 4) return true;
+  int64_t e = c;
+  for (size_t i = 0; i < 3; ++i) {
+    const Dim& d = (*v->shape)[i];
+    if (!d.known()) return true;
+    if (d.value > 0 && e > (kMaxElements - 1) / d.value) return false;  // e * d.value >= kMaxElements
+    e *= d.value;
+  }
+  return e < kMaxElements;
+}
+
 }  // namespace kiln::passes

@@ -56,6 +56,17 @@ bool is_onnx_op(const ir::Node* n, const char* op, size_t arity);
 /// empty or NOTSET.
 bool explicit_pads(const ir::Node& n);
 
+/// `n`'s ints attribute `name` equals `want`, or is absent (when `absent_ok`).
+bool ints_are(const ir::Node& n, const char* name, const std::vector<int64_t>& want, bool absent_ok = true);
+
+/// FP16 or BF16.
+bool half_dtype(DataType t);
+
+/// False when an NHWC value's pixels (its first three dims) times `c` channels are statically
+/// known to reach 2^31 elements (the limit of kiln's 32-bit-indexed conv kernels); true where a
+/// dim is unknown or the value has no rank-4 shape.
+bool nhwc_under_2g(const ir::Value* v, int64_t c);
+
 /// The other input of a two-input node given one of them; nullptr when `v` is not an input
 /// (or is both).
 ir::Value* other_input(const ir::Node* n, const ir::Value* v);

@@ -222,6 +222,10 @@ Status nhwc_layout(ir::Graph& g, PassContext& ctx) {
       if (n->attrs.has(ops::conv::kShortcutAttr))
         join = join && rank4(n->input(4)) && n->input(5) && n->input(5)->initializer &&
                n->input(5)->initializer->rank() == 4;
+      // With kiln.chain_activation (made after this pass; here only if a model carries one) W3 changes
+      // layout as W does, and output 1 as output 0.
+      if (n->attrs.has(ops::conv::kChainAttr))
+        join = join && n->input(7) && n->input(7)->initializer && n->input(7)->initializer->rank() == 4;
     } else if (plain_domain && (n->op_type == "MaxPool" || n->op_type == "AveragePool" ||
                                 n->op_type == "GlobalAveragePool" || n->op_type == "GlobalMaxPool")) {
       join = outputs_ok && any_nhwc_in && rank4(n->input(0)) && n->outputs.size() == 1;

@@ -98,6 +98,9 @@ Status fuse_conv_maxpool(ir::Graph& g, PassContext& ctx);
 /// A bottleneck block's 1x1 projection shortcut into its last channels-last 1x1 FusedConv
 /// (kiln.shortcut_strides; fuse_conv_shortcut.cc; FP16/BF16 CUDA engines).
 Status fuse_conv_shortcut(ir::Graph& g, PassContext& ctx);
+/// A block's last channels-last 1x1 FusedConv and the next block's first 1x1 conv reading its output
+/// -> one FusedConv with a second output (kiln.chain_activation; fuse_conv_chain.cc; FP16/BF16 CUDA engines).
+Status fuse_conv_chain(ir::Graph& g, PassContext& ctx);
 
 /// Number of passes run_pipeline runs (the steps of its progress phase).
 int pipeline_size();

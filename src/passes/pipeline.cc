@@ -46,6 +46,7 @@ const Pass kPipeline[] = {
     {"cancel_transposes", cancel_transposes},            // the layout's edge Transposes against the graph's own
     {"fuse_conv_maxpool", fuse_conv_maxpool},            // CUDA engines: channels-last stem conv and pool
     {"fuse_conv_shortcut", fuse_conv_shortcut},          // CUDA engines: a block's 1x1 conv and its downsample
+    {"fuse_conv_chain", fuse_conv_chain},                // CUDA engines: a block's last 1x1 conv and the next's first
     {"infer_shapes", infer_shapes},                      // final types for the plan and for inspect
 };
 

@@ -252,6 +252,9 @@ std::string describe_tactic(const std::string& kernel, int64_t id) {
              (id == ops::cudnn_graph::kShortcutTactic       ? "128 pixels a CTA"
               : id == ops::cudnn_graph::kShortcutTactic + 1 ? "64 pixels a CTA"
                                                             : "Hopper (TMA + wgmma)");
+    if (ops::cudnn_graph::is_chain_tactic(id))
+      return id == ops::cudnn_graph::kChainTactic ? "kiln bottleneck chain, Hopper (TMA + wgmma), one kernel"
+                                                  : "kiln bottleneck chain, two GEMMs one after the other";
     return "cuDNN legacy algo " + std::to_string(id / 4) + ", math " + std::to_string(id % 4);
   }
   if (kernel == "cuda.flash_attention") {

@@ -58,6 +58,29 @@ __device__ __forceinline__ void tma_load_4d(uint32_t dst, const CUtensorMap* map
       : "memory");
 }
 
+// One box of shared memory at src (laid out as the map's swizzle has it) to a 2D tensor map at
+// (c0, c1), in this thread's current bulk group; rows past the tensor's end are not written.
+__device__ __forceinline__ void tma_store_2d(const CUtensorMap* map, uint32_t src, int c0, int c1) {
+  asm volatile("cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%2, %3}], [%1];" ::"l"(
+                   reinterpret_cast<uint64_t>(map)),
+               "r"(src), "r"(c0), "r"(c1)
+               : "memory");
+}
+__device__ __forceinline__ void bulk_commit() { asm volatile("cp.async.bulk.commit_group;" ::: "memory"); }
+// Waits until at most N of this thread's bulk groups still read their shared memory (.read) or
+// are still in flight at all.
+template <int N>
+__device__ __forceinline__ void bulk_wait_read() {
+  asm volatile("cp.async.bulk.wait_group.read %0;" ::"n"(N) : "memory");
+}
+template <int N>
+__device__ __forceinline__ void bulk_wait() {
+  asm volatile("cp.async.bulk.wait_group %0;" ::"n"(N) : "memory");
+}
+// Orders this thread's ordinary shared-memory writes before later async-proxy reads of them
+// (TMA stores, wgmma operands); a barrier then makes them every thread's.
+__device__ __forceinline__ void fence_async_shared() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
+
 // Shared-memory matrix descriptor: start, leading / stride byte offsets, 128-byte swizzle.
 __device__ __forceinline__ uint64_t desc(uint32_t addr, uint32_t lbo, uint32_t sbo) {
   uint64_t d = 0;
@@ -102,6 +125,29 @@ struct WgmmaN64<__nv_bfloat16, TRANS_B> {
   KILN_WGMMA_N64("bf16")
 };
 #undef KILN_WGMMA_N64
+
+// The same at n32: d[16], columns 8j + 2 (lane % 4) (+1) as d[4j .. 4j+3], j < 4.
+template <class T, int TRANS_B>
+struct WgmmaN32;
+#define KILN_WGMMA_N32(TYPE)                                                                                          \
+  __device__ __forceinline__ static void ss(float(&d)[16], uint64_t a, uint64_t b, int acc) {                         \
+    asm volatile(                                                                                                     \
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"                                                                  \
+        "wgmma.mma_async.sync.aligned.m64n32k16.f32." TYPE "." TYPE                                                   \
+        " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, %16, %17, p, 1, 1, 0, %19;\n}\n"    \
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), \
+          "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])                    \
+        : "l"(a), "l"(b), "r"(acc), "n"(TRANS_B));                                                                    \
+  }
+template <int TRANS_B>
+struct WgmmaN32<__half, TRANS_B> {
+  KILN_WGMMA_N32("f16")
+};
+template <int TRANS_B>
+struct WgmmaN32<__nv_bfloat16, TRANS_B> {
+  KILN_WGMMA_N32("bf16")
+};
+#undef KILN_WGMMA_N32
 #endif
 
 /// Whether the current device runs sm_90a code (compute capability 9.0): what every

@@ -21,6 +21,7 @@
 #include "backends/cuda/tactic_sink.h"
 #include "base/env.h"
 #include "ops/conv/conv_act.cuh"
+#include "ops/conv/conv_chain_cuda.h"
 #include "ops/conv/conv_direct_cuda.h"
 #include "ops/conv/conv_graph_cuda.h"
 #include "ops/conv/conv_internal.h"
@@ -759,6 +760,9 @@ Status fused_conv_cuda(KernelContext& ctx) {
   if (*pool) return fused_conv_pooled_cuda(ctx, **pool, act, b, z);
   auto shortcut = conv::fused_shortcut(ctx.attrs());
   if (!shortcut.ok()) return ctx.error(shortcut.status().message(), shortcut.status().code());
+  auto chain = conv::fused_chain(ctx.attrs());
+  if (!chain.ok()) return ctx.error(chain.status().message(), chain.status().code());
+  if (*chain) return conv_chain::run_fused_conv(ctx, *shortcut, static_cast<int>(act.kind), **chain, b, z);
   if (*shortcut) return conv_shortcut::run_fused_conv(ctx, **shortcut, static_cast<int>(act.kind), b, z);
   if (z && z->dims() != y.dims()) return ctx.error("Z must have the output's dims");
   const bool nhwc = is_nhwc(ctx.node());
@@ -920,6 +924,16 @@ bool direct_takes_nchw_input(const ir::Node& node, const std::vector<TensorType>
 bool applies_fused_conv(const ir::Node& node, const std::vector<TensorType>& inputs) {
   ActParams act;
   if (!parse_act(node.attrs, act)) return false;
+  if (node.attrs.has(conv::kChainAttr)) {  // kiln's bottleneck chain (conv_chain::run_fused_conv)
+    const bool sc = node.attrs.has(conv::kShortcutAttr);
+    if (inputs.size() < 8 || !is_nhwc(node) || node.outputs.size() != 2 ||
+        (act.kind != Act::kRelu && act.kind != Act::kNone))
+      return false;
+    for (size_t i : {size_t{0}, size_t{1}, size_t{7}})
+      if (inputs[i].dtype != inputs[0].dtype) return false;
+    if (sc && (inputs[4].dtype != inputs[0].dtype || inputs[5].dtype != inputs[0].dtype)) return false;
+    return inputs[0].dtype == DataType::kFloat16 || inputs[0].dtype == DataType::kBFloat16;
+  }
   if (node.attrs.has(conv::kShortcutAttr)) {  // kiln's conv + shortcut GEMM (conv_shortcut::run_fused_conv)
     if (inputs.size() < 6 || !is_nhwc(node) || node.input(3) || (act.kind != Act::kRelu && act.kind != Act::kNone))
       return false;

@@ -60,6 +60,10 @@ inline bool is_lt_gemm_tactic(int64_t id) { return id >= kLtGemmTactic && id < k
 /// kiln.shortcut_strides): + v for its variant v < conv_shortcut::kVariants.
 constexpr int64_t kShortcutTactic = kLtGemmTactic + kLtGemmRanks, kShortcutVariants = 3;
 inline bool is_shortcut_tactic(int64_t id) { return id >= kShortcutTactic && id < kShortcutTactic + kShortcutVariants; }
+/// The tactics of kiln's bottleneck chain (conv_chain_cuda.h; FusedConv with
+/// kiln.chain_activation): + 0 the Hopper kernel, + 1 the two convs one after the other.
+constexpr int64_t kChainTactic = kShortcutTactic + kShortcutVariants, kChainVariants = 2;
+inline bool is_chain_tactic(int64_t id) { return id >= kChainTactic && id < kChainTactic + kChainVariants; }
 
 /// Where convs get graph engines (env KILN_CUDNN_GRAPH): 0 nowhere; 1 (default) where
 /// the legacy path cannot fuse the whole epilogue into one call (SiLU, Sigmoid, Tanh,

@@ -73,6 +73,17 @@ inline constexpr const char* kShortcutAttr = "kiln.shortcut_strides";
 /// The node's shortcut strides [sh, sw]: nullopt when absent, an error when not 2 ints >= 1.
 Result<std::optional<std::array<int64_t, 2>>> fused_shortcut(const ir::Attributes& attrs);
 
+/// FusedConv's kiln extension: the next 1x1 conv chained on Y (passes/fuse_conv_chain.cc), a string,
+/// that conv's activation: "Relu" or "" (none); its presence marks the chain. With it the node has
+/// inputs 7 = W3 [M2, M, 1, 1] and 8 = B3 [M2] (optional; inputs 4-6 absent without kShortcutAttr) and
+/// a second output H2 = act3(Conv(Y, W3, B3; 1x1, stride 1, no pads)) of the finished Y (after its
+/// bias, Z, shortcut and activation): a ResNet block's output and the next block's first conv of it,
+/// Y never read back. Not with kMaxPoolAttr.
+inline constexpr const char* kChainAttr = "kiln.chain_activation";
+/// The chained conv's activation: nullopt without kChainAttr, true for Relu, false for none, an
+/// error (kInvalidModel) for any other value.
+Result<std::optional<bool>> fused_chain(const ir::Attributes& attrs);
+
 Status cpu_im2col_gemm(KernelContext& ctx);
 bool applies_im2col_gemm(const ir::Node& node, const std::vector<TensorType>& inputs);
 Status cpu_gemm_col2im(KernelContext& ctx);

@@ -6,6 +6,8 @@
 // kiln.max_pool (conv_internal.h) appends a 2-D max pool: Y = MaxPool(act(Conv + Z)).
 // kiln.shortcut_strides (conv_internal.h) adds a 1x1 strided conv of inputs 4-6 (X2, W2, B2):
 // Y = act(Conv(X, W, B) + Z + Conv(X2, W2, B2)), ResNet's downsample branch in the epilogue.
+// kiln.chain_activation (conv_internal.h) adds output 1, H2 = act3(Conv(Y, W3, B3)) of inputs 7-8, a
+// 1x1 conv of the finished Y: the next ResNet block's first conv.
 #include <array>
 #include <cmath>
 
@@ -99,6 +101,17 @@ Result<std::optional<std::array<int64_t, 2>>> fused_shortcut(const ir::Attribute
   return Strides(std::array<int64_t, 2>{v[0], v[1]});
 }
 
+Result<std::optional<bool>> fused_chain(const ir::Attributes& attrs) {
+  const ir::Attribute* a = attrs.find(kChainAttr);
+  if (!a) return std::optional<bool>();
+  if (a->kind != ir::Attribute::Kind::kString)
+    return Status(ErrorCode::kInvalidModel, std::string(kChainAttr) + " must be a string (\"Relu\" or \"\")");
+  if (a->s == "Relu") return std::optional<bool>(true);
+  if (a->s.empty()) return std::optional<bool>(false);
+  return Status(ErrorCode::kInvalidModel,
+                std::string(kChainAttr) + ": activation '" + a->s + "' is not supported (\"Relu\", or \"\" for none)");
+}
+
 namespace {
 
 // Inputs 4-6 of a FusedConv with kiln.shortcut_strides against the conv's: X2 [N, C2, H2, W2],
@@ -106,8 +119,6 @@ namespace {
 // (W2 - 1) / sw + 1] the conv's (dims not known on both sides pass).
 Status infer_shortcut(InferContext& ctx, const std::array<int64_t, 2>& strides) {
   const std::string attr = kShortcutAttr;
-  if (ctx.num_inputs() > 7)
-    return ctx.error("FusedConv with " + attr + " has at most 7 inputs, got " + std::to_string(ctx.num_inputs()));
   if (!ctx.has_input(4) || !ctx.has_input(5)) return ctx.error(attr + " needs inputs 4 (X2) and 5 (W2)");
   const DataType t = ctx.input_dtype(0);
   const char* names[] = {"X2", "W2", "B2"};
@@ -154,6 +165,46 @@ Status infer_shortcut(InferContext& ctx, const std::array<int64_t, 2>& strides) 
   return Status();
 }
 
+// Inputs 7-8 and output 1 of a FusedConv with kiln.chain_activation against Y (output 0, NCHW):
+// W3 [M2, M, 1, 1] and B3 [M2] in X's dtype, H2 [N, M2, H, W] (dims not known on both sides pass).
+Status infer_chain(InferContext& ctx) {
+  const std::string attr = kChainAttr;
+  if (ctx.num_outputs() != 2)
+    return ctx.error("FusedConv with " + attr + " has 2 outputs (Y, H2), got " + std::to_string(ctx.num_outputs()));
+  if (!ctx.has_input(7)) return ctx.error(attr + " needs input 7 (W3)");
+  const DataType t = ctx.input_dtype(0);
+  const char* names[] = {"W3", "B3"};
+  for (size_t i = 7; i < 9; ++i) {
+    const DataType ti = ctx.input_dtype(i);
+    if (ctx.has_input(i) && t != DataType::kUndefined && ti != DataType::kUndefined && ti != t)
+      return ctx.error(std::string(names[i - 7]) + " is " + dtype_name(ti) + " but X is " + dtype_name(t));
+  }
+  auto not_one = [](const Dim& d) { return d.known() && d.value != 1; };
+  auto differ = [](const Dim& a, const Dim& b) { return a.known() && b.known() && a.value != b.value; };
+  const TensorType y = ctx.outputs()[0];
+  if (y.shape && y.shape->size() != 4) return ctx.error(attr + " needs a 2-D conv");
+  const Dim m = y.shape ? (*y.shape)[1] : Dim::unknown();
+  Dim m2 = Dim::unknown();
+  if (const Shape* w3 = ctx.input_shape(7)) {
+    if (w3->size() != 4 || not_one((*w3)[2]) || not_one((*w3)[3]))
+      return ctx.error("W3 must be 1x1 ([M2, M, 1, 1]), got " + shape_to_string(*w3));
+    if (differ((*w3)[1], m))
+      return ctx.error("W3 " + shape_to_string(*w3) + " expects " + (*w3)[1].to_string() + " channels but Y has " +
+                       m.to_string());
+    m2 = (*w3)[0];
+  }
+  if (ctx.has_input(8) && ctx.input_shape(8)) {
+    const Shape& b3 = *ctx.input_shape(8);
+    if (b3.size() != 1 || differ(b3[0], m2))
+      return ctx.error("B3 " + shape_to_string(b3) + " must be [M2] with M2 = " + m2.to_string());
+    if (!m2.known()) m2 = b3[0];
+  }
+  std::optional<Shape> h2;
+  if (y.shape) h2 = Shape{(*y.shape)[0], m2, (*y.shape)[2], (*y.shape)[3]};
+  ctx.set_output(1, y.dtype, h2);
+  return Status();
+}
+
 Status infer_fused_conv(InferContext& ctx) {
   auto act = parse_activation(ctx.attrs());
   if (!act.ok()) return act.status().code() == ErrorCode::kUnsupported ? ctx.unsupported(act.status().message())
@@ -162,10 +213,23 @@ Status infer_fused_conv(InferContext& ctx) {
   if (!pool.ok()) return ctx.error(pool.status().message());
   auto shortcut = fused_shortcut(ctx.attrs());
   if (!shortcut.ok()) return ctx.error(shortcut.status().message());
-  if (!*shortcut && ctx.num_inputs() > 4)
-    return ctx.error("FusedConv has " + std::to_string(ctx.num_inputs()) + " inputs; inputs past Z need " +
-                     kShortcutAttr);
+  auto chain = fused_chain(ctx.attrs());
+  if (!chain.ok()) return ctx.error(chain.status().message());
+  const std::string n_in = std::to_string(ctx.num_inputs());
+  if (ctx.num_inputs() > 9) return ctx.error("FusedConv has at most 9 inputs, got " + n_in);
+  if (!*chain && ctx.num_inputs() > 7)
+    return ctx.error("FusedConv has " + n_in + " inputs; inputs 7 (W3) and 8 (B3) need " + kChainAttr);
+  // With the chain, inputs 4-6 are empty slots ahead of W3 where there is no shortcut.
+  if (!*shortcut && !*chain && ctx.num_inputs() > 4)
+    return ctx.error("FusedConv has " + n_in + " inputs; inputs past Z need " + kShortcutAttr);
+  for (size_t i = 4; i < 7 && !*shortcut; ++i)
+    if (ctx.has_input(i))
+      return ctx.error("FusedConv has input " + std::to_string(i) + "; inputs 4-6 (X2, W2, B2) need " + kShortcutAttr);
+  if (!*chain && ctx.num_outputs() != 1)
+    return ctx.error("FusedConv has " + std::to_string(ctx.num_outputs()) + " outputs; a second one (H2) needs " +
+                     kChainAttr);
   if (*shortcut && *pool) return ctx.error(std::string(kShortcutAttr) + " cannot be combined with " + kMaxPoolAttr);
+  if (*chain && *pool) return ctx.error(std::string(kChainAttr) + " cannot be combined with " + kMaxPoolAttr);
   KILN_RETURN_IF_ERROR(infer_conv(ctx));
   if (ctx.has_input(3)) {
     if (ctx.input_dtype(3) != ctx.input_dtype(0)) return ctx.error("Z and X dtypes differ");
@@ -174,6 +238,7 @@ Status infer_fused_conv(InferContext& ctx) {
     if (z && y && z->size() != y->size()) return ctx.error("Z must have the output's shape");
   }
   if (*shortcut) KILN_RETURN_IF_ERROR(infer_shortcut(ctx, **shortcut));
+  if (*chain) KILN_RETURN_IF_ERROR(infer_chain(ctx));
   if (*pool) {
     const TensorType conv_out = ctx.outputs()[0];
     if (conv_out.shape) {
@@ -232,6 +297,43 @@ Result<Tensor> shortcut_conv_nchw(const KernelContext& ctx, const std::array<int
   return r;
 }
 
+// H2 = act3(Conv(Y, W3, B3; 1x1, stride 1, no pads)) of the finished NCHW Y into output 1 by Conv's
+// reference kernel, the activation (ReLU when `relu`) applied to its rounded values as FusedConv's
+// epilogue does. Nothing when output 1 is not wanted.
+Status chain_conv_nchw(KernelContext& ctx, const Tensor& y, bool relu) {
+  const std::string attr = kChainAttr;
+  if (!ctx.has_output(1)) return Status();
+  if (!ctx.has_input(7)) return ctx.error(attr + " needs input 7 (W3)");
+  const Tensor& w3 = ctx.input(7);
+  const Tensor* b3 = ctx.has_input(8) ? &ctx.input(8) : nullptr;
+  const DataType t = y.dtype();
+  if (w3.dtype() != t || (b3 && b3->dtype() != t))
+    return ctx.error(attr + ": W3 and B3 must be " + dtype_name(t) + " as X is");
+  if (w3.rank() != 4 || w3.dim(2) != 1 || w3.dim(3) != 1)
+    return ctx.error("W3 must be 1x1 ([M2, M, 1, 1]), got " + dims_to_string(w3.dims()));
+  ir::Node conv;
+  conv.op_type = "Conv";
+  conv.attrs.set("kernel_shape", ir::Attribute::from_ints({1, 1}));
+  conv.attrs.set("strides", ir::Attribute::from_ints({1, 1}));
+  conv.attrs.set("pads", ir::Attribute::from_ints({0, 0, 0, 0}));
+  auto s = conv_shape(conv.attrs, y.dims(), w3.dims(), b3 ? &b3->dims() : nullptr);
+  if (!s.ok()) return ctx.error(attr + ": " + s.status().message());
+  Tensor& h2 = ctx.output(1);
+  if (h2.dims() != s->out_dims() || h2.dtype() != t)
+    return ctx.error("output 1 is " + dims_to_string(h2.dims()) + " but the chained conv's output is " +
+                     dims_to_string(s->out_dims()));
+  KernelContext sub(conv, {&y, &w3, b3}, {&h2});
+  KILN_RETURN_IF_ERROR(ref_conv(sub));
+  if (!relu) return Status();
+  const Activation act{Activation::kRelu};
+  const int64_t n = h2.numel();
+  KILN_DISPATCH_FLOAT(t, T, {
+    T* p = h2.data_as<T>();
+    for (int64_t i = 0; i < n; ++i) p[i] = static_cast<T>(act(static_cast<float>(p[i])));
+  });
+  return Status();
+}
+
 // act(y + z + r) in place on the conv output y (z: input 3; r: the shortcut conv's output or null).
 Status epilogue(const KernelContext& ctx, Tensor& y, const Tensor* r) {
   auto act = parse_activation(ctx.attrs());
@@ -256,24 +358,32 @@ Status epilogue(const KernelContext& ctx, Tensor& y, const Tensor* r) {
 
 // The convolution itself through Conv's kernels: the three-input view of the node. With
 // kiln.max_pool the conv and its epilogue fill a tensor of their own, pooled into Y; with
-// kiln.shortcut_strides the shortcut conv fills one that the epilogue adds.
+// kiln.shortcut_strides the shortcut conv fills one that the epilogue adds; with kiln.chain_activation
+// the chained conv reads the finished Y into output 1.
 Status conv_then_epilogue(KernelContext& ctx, KernelFn conv) {
   auto pool = fused_max_pool(ctx.attrs());
   if (!pool.ok()) return ctx.error(pool.status().message(), pool.status().code());
   auto shortcut = fused_shortcut(ctx.attrs());
   if (!shortcut.ok()) return ctx.error(shortcut.status().message(), shortcut.status().code());
+  auto chain = fused_chain(ctx.attrs());
+  if (!chain.ok()) return ctx.error(chain.status().message(), chain.status().code());
   std::vector<const Tensor*> ins = {&ctx.input(0), &ctx.input(1), ctx.has_input(2) ? &ctx.input(2) : nullptr};
   if (!*pool) {
     Tensor& y = ctx.output(0);
     KernelContext sub(ctx.node(), ins, {&y});
     sub.set_num_threads(ctx.num_threads());
     KILN_RETURN_IF_ERROR(conv(sub));
-    if (!*shortcut) return epilogue(ctx, y, nullptr);
-    auto r = shortcut_conv_nchw(ctx, **shortcut, y.dims());
-    if (!r.ok()) return r.status();
-    return epilogue(ctx, y, &*r);
+    Tensor r;
+    if (*shortcut) {
+      auto sc = shortcut_conv_nchw(ctx, **shortcut, y.dims());
+      if (!sc.ok()) return sc.status();
+      r = std::move(*sc);
+    }
+    KILN_RETURN_IF_ERROR(epilogue(ctx, y, *shortcut ? &r : nullptr));
+    return *chain ? chain_conv_nchw(ctx, y, **chain) : Status();
   }
   if (*shortcut) return ctx.error(std::string(kShortcutAttr) + " cannot be combined with " + kMaxPoolAttr);
+  if (*chain) return ctx.error(std::string(kChainAttr) + " cannot be combined with " + kMaxPoolAttr);
   auto s = conv_shape(ctx.attrs(), ctx.input(0).dims(), ctx.input(1).dims(),
                       ctx.has_input(2) ? &ctx.input(2).dims() : nullptr);
   if (!s.ok()) return ctx.error(s.status().message());
