@@ -24,14 +24,16 @@ namespace kiln::passes {
 
 namespace {
 
-// The chain kernel's limits (conv_chain::applies): y's M = 256 channels, two warp groups of 128;
-// C1, C2 and M2 in its 64-wide K and N tiles; M2 64 or 128; and the weights W, Wd and W3,
-// (C1 + C2 + M2) x 256 FP16/BF16 values (96 KB at the limit), resident in the 227 KB of shared
-// memory a CTA gets beside its tile ring. C2 is 0 without the shortcut.
+// The chain kernel's limits (conv_chain::applies): C1, C2 and M2 in its 64-wide K and N tiles, M2
+// 64 or 128, and either resident weights: y's M = 256 channels (two warp groups of 128) and W, Wd
+// and W3, (C1 + C2 + M2) x 256 FP16/BF16 values (96 KB at the limit), in the 227 KB of shared
+// memory a CTA gets beside its tiles (C2 is 0 without the shortcut); or streamed weights: M a
+// multiple of 64 up to 1024 in chunks of 64, C1 at most 128, no shortcut.
 constexpr int64_t kChainM = 256;
 constexpr int64_t kChainAlign = 64;
 constexpr int64_t kChainMaxM2 = 128;
 constexpr int64_t kChainMaxResident = 192;  // C1 + C2 + M2
+constexpr int64_t kStreamedMaxM = 1024, kStreamedMaxC1 = 128;
 
 bool fused_conv(const ir::Node& n) { return n.domain == "com.microsoft" && n.op_type == "FusedConv"; }
 
@@ -99,9 +101,12 @@ bool kernel_takes(const ir::Node& p, const ir::Node& c, int64_t c2) {
   const Dims& w = p.input(1)->initializer->dims();   // [M, 1, 1, C1]
   const Dims& w3 = c.input(1)->initializer->dims();  // [M2, 1, 1, M]
   const int64_t m = w[0], c1 = w[3], m2 = w3[0];
-  if (m != kChainM || w3[3] != m || c1 < kChainAlign || c1 % kChainAlign != 0 || c2 % kChainAlign != 0 ||
-      m2 < kChainAlign || m2 > kChainMaxM2 || m2 % kChainAlign != 0 || c1 + c2 + m2 > kChainMaxResident)
+  if (w3[3] != m || c1 < kChainAlign || c1 % kChainAlign != 0 || c2 % kChainAlign != 0 || m2 < kChainAlign ||
+      m2 > kChainMaxM2 || m2 % kChainAlign != 0)
     return false;
+  const bool resident = m == kChainM && c1 + c2 + m2 <= kChainMaxResident;
+  const bool streamed = m >= kChainM && m <= kStreamedMaxM && m % kChainAlign == 0 && c1 <= kStreamedMaxC1 && c2 == 0;
+  if (!resident && !streamed) return false;
   const ir::Value* h = p.input(0);
   const ir::Value* y = p.outputs[0];
   return nhwc_under_2g(h, c1) && nhwc_under_2g(h, m) && nhwc_under_2g(y, m) && nhwc_under_2g(y, m2) &&

@@ -209,9 +209,10 @@ void build(ir::Graph& g, const Pair& p) {
 }
 
 // The other forms the kernel takes: no Z nor shortcut, a stride-1 shortcut (BF16), a Conv without
-// bias at M2 = 128, y a graph output: one node whose outputs equal the pair's.
+// bias at M2 = 128, y a graph output, y of 512 channels and of 256 past the resident weights
+// (the streamed kernel): one node whose outputs equal the pair's.
 TEST(FuseConvChain, FusesEachFormTheKernelTakes) {
-  std::vector<Pair> cases(5);  // cases[4] keeps the defaults: Z, the next conv a FusedConv with ReLU
+  std::vector<Pair> cases(7);  // cases[4] keeps the defaults: Z, the next conv a FusedConv with ReLU
   cases[0].c_act = "";
   cases[0].z = false;  // neither Z nor shortcut
   cases[1].z = false;  // layer1 block 1's form: a stride-1 shortcut
@@ -223,6 +224,11 @@ TEST(FuseConvChain, FusesEachFormTheKernelTakes) {
   cases[2].c_bias = false;
   cases[2].act = "";
   cases[3].h = {1, 2, 2, 128};  // C1 128 + M2 64
+  cases[5].h = {1, 3, 3, 128};  // layer2's form: 128 -> 512 -> 128 (the streamed weights)
+  cases[5].m = 512;
+  cases[5].m2 = 128;
+  cases[6].h = {1, 2, 2, 128};  // M 256 past the resident weights (C1 128 + M2 128): streamed
+  cases[6].m2 = 128;
   for (size_t i = 0; i < cases.size(); ++i) {
     SCOPED_TRACE("case " + std::to_string(i));
     const Pair& p = cases[i];
@@ -254,9 +260,16 @@ TEST(FuseConvChain, FusesEachFormTheKernelTakes) {
 }
 
 TEST(FuseConvChain, LeavesPairsTheKernelDoesNotTakeAndCpuEngines) {
-  std::vector<std::pair<const char*, Pair>> cases(15);
-  cases[0].first = "M = 512";
+  std::vector<std::pair<const char*, Pair>> cases(17);
+  cases[0].first = "M = 512 with a shortcut (the streamed kernel takes none)";
   cases[0].second.m = 512;
+  cases[0].second.z = false;
+  cases[0].second.shortcut = 1;
+  cases[15].first = "M = 2048";
+  cases[15].second.m = 2048;
+  cases[16].first = "M = 512 over C1 = 256";
+  cases[16].second.m = 512;
+  cases[16].second.h = {1, 3, 3, 256};
   cases[1].first = "the next conv strided";
   cases[1].second.c_s = 2;
   cases[2].first = "the next conv padded";

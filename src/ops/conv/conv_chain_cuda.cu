@@ -18,9 +18,11 @@ namespace kiln::ops::conv_chain {
 
 bool applies(const Problem& p) {
   constexpr int64_t kLimit = int64_t{1} << 31;
-  if (p.pixels < 1 || p.m != 256 || p.c1 < 64 || p.c1 % 64 != 0 || p.c2 < 0 || p.c2 % 64 != 0) return false;
-  if ((p.m2 != 64 && p.m2 != 128) || p.c1 + p.c2 + p.m2 > 192 || (p.c2 > 0 && p.has_z)) return false;
-  return p.pixels * p.m < kLimit && p.pixels * p.c1 < kLimit && p.pixels * p.c2 < kLimit;
+  if (p.pixels < 1 || p.c1 < 64 || p.c1 % 64 != 0 || p.c2 < 0 || p.c2 % 64 != 0 || (p.m2 != 64 && p.m2 != 128))
+    return false;
+  const bool resident = p.m == 256 && p.c1 + p.c2 + p.m2 <= 192 && !(p.c2 > 0 && p.has_z);
+  const bool streamed = !resident && p.m >= 256 && p.m <= 1024 && p.m % 64 == 0 && p.c1 <= 128 && p.c2 == 0;
+  return (resident || streamed) && p.pixels * p.m < kLimit && p.pixels * p.c1 < kLimit && p.pixels * p.c2 < kLimit;
 }
 
 namespace {

@@ -7,11 +7,13 @@
 // each of its three block boundaries, ~0.14 ms each at 3 TB/s).
 //
 // Two tactics (kChainTactic + v): 0 is the Hopper kernel (conv_chain_sm90a.cu: one persistent CTA
-// an SM, a producer warp loading h / x tiles of 64 pixels into a TMA ring and z into one of two y
-// tiles, every weight resident in shared memory; two wgmma warp groups take 128 of y's channels
-// each, write y's tile in place over z, store it by TMA, then run the second GEMM from that tile
-// at M2 / 2 channels each); 1 runs the two convs one after the other (the conv + shortcut GEMM
-// or a cuBLASLt GEMM, then a cuBLASLt GEMM): every GPU, every shape the node takes.
+// an SM, a producer warp and two wgmma warp groups). For M = 256 (ResNet-50's layer1) every
+// weight stays in shared memory: tiles of 64 pixels, z loaded into one of two y tiles, y written
+// in place over it and stored by TMA, the second GEMM from that tile. For wider y (layer2's 512)
+// the weights stream from L2: tiles of 128 pixels walk y's channels in chunks of 64 (the chunk's
+// W1 rows, W3 columns and z arrive together), h2 accumulating over the chunks. 1 runs the two
+// convs one after the other (the conv + shortcut GEMM or a cuBLASLt GEMM, then a cuBLASLt GEMM):
+// every GPU, every shape the node takes.
 #pragma once
 
 #include <array>
@@ -30,9 +32,11 @@ struct Problem {
   bool has_z = false;
 };
 
-/// The Hopper kernel's limits: m 256; c1 a positive multiple of 64, c2 0 or one; m2 64 or 128;
-/// c1 + c2 + m2 <= 192 (the weights stay resident: (c1 + c2 + m2) x 256 x 2 bytes); not both
-/// a shortcut and z; every tensor under 2^31 elements.
+/// The Hopper kernel's limits: c1 a positive multiple of 64, m2 64 or 128, every tensor under
+/// 2^31 elements, and either (resident weights) m 256, c2 0 or a multiple of 64, c1 + c2 + m2 <=
+/// 192 ((c1 + c2 + m2) x 256 x 2 bytes stay in shared memory), not both a shortcut and z; or
+/// (streamed weights, y in chunks of 64 channels) m a multiple of 64 in [256, 1024], c1 <= 128,
+/// no shortcut.
 bool applies(const Problem& p);
 /// applies() on an sm_90 GPU with a driver that encodes tensor maps.
 bool hopper_takes(const Problem& p);

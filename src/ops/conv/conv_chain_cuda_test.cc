@@ -72,6 +72,11 @@ TEST(FusedConv, CudaChainMatchesReference) {
       {3, 11, 13, 64, 0, 256, 128, true, true, true, true},    // layer1.2 -> layer2.0's conv1 (128 channels)
       {1, 9, 7, 128, 0, 256, 64, false, false, false, false},  // two k blocks of h, no activations, no biases
       {1, 5, 6, 64, 0, 256, 64, true, true, false, true},      // 30 pixels: less than one tile
+      // y's weights streamed in chunks of 64 channels (tiles of 128 pixels)
+      {2, 9, 10, 128, 0, 512, 128, true, true, true, true},   // layer2's middle blocks; 180 pixels, a partial tile
+      {3, 28, 28, 128, 0, 512, 64, true, true, true, true},   // 2,352 pixels: CTAs take several tiles
+      {1, 7, 9, 64, 0, 384, 128, false, false, true, false},  // six chunks, one k block, no z, no biases
+      {1, 6, 7, 128, 0, 256, 128, true, true, true, true},    // M 256 past the resident weights' 192 channels
   };
   const bool sm90 = on_sm90();
   for (const Tol& t : kGpuFloatTols) {
@@ -101,10 +106,11 @@ TEST(FusedConv, CudaChainMatchesReference) {
 }
 
 TEST(FusedConv, CudaChainHopperPickRunsTwoStepsWhereItDoesNotTake) {
-  // An engine naming the Hopper kernel for a node it does not take (c1 + m2 = 256 > 192: the
-  // weights would not stay resident): the two steps run it, same answers.
+  // An engine naming the Hopper kernel for a node it does not take (a shortcut with c1 + c2 + m2
+  // = 256 > 192: the weights would not stay resident, and the streamed kernel takes no shortcut):
+  // the two steps run it, same answers.
   if (cuda::device_count() == 0) GTEST_SKIP() << "no GPU: " << cuda::no_device_reason();
-  OpCase c = make_chain({1, 6, 7, 128, 0, 256, 128, true, true, true, true}, DataType::kFloat16, 7);
+  OpCase c = make_chain({1, 6, 7, 64, 64, 256, 128, false, true, true, true}, DataType::kFloat16, 7);
   auto ref = c.run("ref");
   ASSERT_TRUE(ref.ok()) << ref.status().to_string();
   auto got = run_cuda(c, *ref, ops::cudnn_graph::kChainTactic);
