@@ -1,6 +1,7 @@
 // CUDA kernels of the generate family: ConstantOfShape (a fill), Range (start
 // and delta read on the device; the count is in the output's dims), and
 // DepthToSpace / SpaceToDepth (6-D permutes of the same bytes).
+#include <algorithm>
 #include <type_traits>
 
 #include "ops/common.h"
@@ -157,10 +158,10 @@ Status space_to_depth_cuda(KernelContext& ctx) {
   return cuda::movement::permute(ctx, x.data(), y.data(), x6, {0, 3, 5, 1, 2, 4}, dtype_size(x.dtype()));
 }
 
-// kiln SpaceToDepthNhwc (space_depth.cc): one thread per output pixel, which gathers its 2x2
-// block of every input channel and writes 4 * channels values (16-byte stores when they fill
-// them: the ResNet stem's 16 fp16 channels are two). Same types move bit patterns (U); an
-// FP16/BF16 engine's stem converts its FP32 input on the way (`to`).
+// kiln SpaceToDepthNhwc (space_depth.cc), the general path (the rows kernel below takes the
+// stem's 4 channels): one thread per output pixel, which gathers its 2x2 block of every input
+// channel and writes 4 * channels values (16-byte stores when they fill them). Same types move
+// bit patterns (U); an FP16/BF16 engine's stem converts its FP32 input on the way (`to`).
 template <typename Tin, typename Tout>
 __device__ __forceinline__ Tout convert_elem(Tin v) {
   if constexpr (std::is_same<Tin, Tout>::value) {
@@ -201,6 +202,75 @@ __global__ void space_to_depth_nhwc_kernel(const Tin* __restrict__ x, Tout* __re
   }
 }
 
+// The stem's fast path (4 channels; the half of an output pixel that one input row gives is
+// whole 16-byte stores): a block takes `rows` output rows of one image. Its threads first copy
+// the 2 * rows input rows of every channel into shared memory as padded rows (zeros in the
+// pads), consecutive threads reading consecutive elements (16-byte loads where rows are 16-byte
+// aligned); then each writes 16 consecutive output bytes of the strip (contiguous in y),
+// gathered from those rows. At ResNet-50 bs256's stem ([256, 3, 224, 224] fp32 -> [256, 115,
+// 115, 16] fp16; ~90 us of bytes at ~2.9 TB/s, ~64 with fp16 in) the per-pixel kernel above, with
+// its scattered 2-4 byte loads, took 104.9 us and this one 92.9 (ncu, bench/RESULTS.md session
+// 24, run 3).
+template <typename Tin, typename Tout, int CP>
+__global__ void space_to_depth_nhwc_rows_kernel(const Tin* __restrict__ x, Tout* __restrict__ y, int c, int h, int w,
+                                                int bh, int bw, int t, int l, int rows, bool vec) {
+  constexpr int kIn = static_cast<int>(16 / sizeof(Tin));    // input elements a 16-byte load
+  constexpr int kOut = static_cast<int>(16 / sizeof(Tout));  // output elements a 16-byte store
+  static_assert((2 * CP * sizeof(Tout)) % 16 == 0, "each half of a pixel is whole 16-byte stores");
+  extern __shared__ __align__(16) unsigned char s2d_smem[];
+  Tout* tile = reinterpret_cast<Tout*>(s2d_smem);  // [c][2 * rows][2 * bw]: padded input rows
+  const int strips = (bh + rows - 1) / rows;
+  const int b = static_cast<int>(blockIdx.x) / strips, i0 = (static_cast<int>(blockIdx.x) % strips) * rows;
+  const int out_rows = min(rows, bh - i0), in_rows = 2 * out_rows;
+  const int pw = 2 * bw, pads = pw - w;  // padded width, left + right pad columns
+  const Tout zero = convert_elem<Tin, Tout>(Tin(0));
+  const int per_row = vec ? w / kIn : w;
+  for (int u = static_cast<int>(threadIdx.x); u < c * in_rows * per_row; u += static_cast<int>(blockDim.x)) {
+    const int r = u / per_row, k = u - r * per_row;
+    const int ch = r / in_rows, lr = r - ch * in_rows, hh = 2 * i0 + lr - t;
+    const bool in = hh >= 0 && hh < h;
+    const Tin* src = x + ((static_cast<size_t>(b) * c + ch) * h + (in ? hh : 0)) * w;
+    Tout* dst = tile + (ch * 2 * rows + lr) * pw + l;
+    if (vec) {
+      cuda::Vec<Tin, kIn> v;
+      if (in) v = reinterpret_cast<const cuda::Vec<Tin, kIn>*>(src)[k];
+#pragma unroll
+      for (int e = 0; e < kIn; ++e) dst[k * kIn + e] = in ? convert_elem<Tin, Tout>(v.v[e]) : zero;
+    } else {
+      dst[k] = in ? convert_elem<Tin, Tout>(src[k]) : zero;
+    }
+  }
+  for (int u = static_cast<int>(threadIdx.x); u < c * in_rows * pads; u += static_cast<int>(blockDim.x)) {
+    const int r = u / pads, k = u - r * pads;
+    const int ch = r / in_rows, lr = r - ch * in_rows;
+    tile[(ch * 2 * rows + lr) * pw + (k < l ? k : w + k)] = zero;
+  }
+  __syncthreads();
+  // A store's kOut elements lie in one half (p) of one pixel: element e of that half is
+  // channel e % CP of input column 2j + e / CP.
+  auto* out = reinterpret_cast<cuda::Vec<Tout, kOut>*>(y + (static_cast<size_t>(b) * bh + i0) * bw * 4 * CP);
+  const int units = out_rows * bw * (4 * CP / kOut);
+  for (int k = static_cast<int>(threadIdx.x); k < units; k += static_cast<int>(blockDim.x)) {
+    const int pix = k / (4 * CP / kOut), half = k - pix * (4 * CP / kOut);
+    const int p = half / (2 * CP / kOut), e0 = (half - p * (2 * CP / kOut)) * kOut;
+    const int rl = pix / bw, j = pix - rl * bw;
+    const Tout* src = tile + (2 * rl + p) * pw + 2 * j;
+    cuda::Vec<Tout, kOut> v;
+#pragma unroll
+    for (int e = 0; e < kOut; ++e) {
+      const int q = (e0 + e) / CP, ch = (e0 + e) % CP;
+      v.v[e] = ch < c ? src[ch * 2 * rows * pw + q] : zero;
+    }
+    out[k] = v;
+  }
+}
+
+// Input bytes a block of the rows kernel reads at least (rows are added up to it: ~2.6 16-byte
+// loads a thread at the fp32 stem), and the shared memory it may take without an opt-in.
+constexpr int64_t kS2dBlockBytes = 8 * 1024;
+constexpr int64_t kS2dSmem = 48 * 1024;
+constexpr int kS2dMaxRows = 8;
+
 template <typename Tin, typename Tout>
 void launch_space_to_depth_nhwc(const Tensor& x, Tensor& y, int64_t cp, int t, int l, cudaStream_t stream) {
   const int64_t pixels = y.numel() / (4 * cp);
@@ -209,6 +279,20 @@ void launch_space_to_depth_nhwc(const Tensor& x, Tensor& y, int64_t cp, int t, i
   const auto n = static_cast<unsigned>(pixels);
   const auto* xp = static_cast<const Tin*>(x.data());
   auto* yp = static_cast<Tout*>(y.data());
+  if constexpr ((8 * sizeof(Tout)) % 16 == 0) {
+    const int64_t tile_row = int64_t{c} * 2 * 2 * bw * static_cast<int64_t>(sizeof(Tout));  // tile bytes an output row
+    if (cp == 4 && cuda::aligned(y.data(), 16) && 2 * bw >= w + l && tile_row <= kS2dSmem) {
+      const int64_t in_row = std::max<int64_t>(1, int64_t{c} * 2 * w * static_cast<int64_t>(sizeof(Tin)));
+      int64_t rows = std::min<int64_t>({(kS2dBlockBytes + in_row - 1) / in_row, kS2dMaxRows, bh});
+      if (tile_row > 0) rows = std::min(rows, kS2dSmem / tile_row);
+      const int64_t blocks = y.dim(0) * ((bh + rows - 1) / rows);
+      const bool vec = w % static_cast<int>(16 / sizeof(Tin)) == 0 && cuda::aligned(x.data(), 16);
+      space_to_depth_nhwc_rows_kernel<Tin, Tout, 4>
+          <<<static_cast<unsigned>(blocks), cuda::kBlock, static_cast<size_t>(rows * tile_row), stream>>>(
+              xp, yp, c, h, w, bh, bw, t, l, static_cast<int>(rows), vec);
+      return;
+    }
+  }
   if (cp == 4 && reinterpret_cast<uintptr_t>(y.data()) % 16 == 0)
     space_to_depth_nhwc_kernel<Tin, Tout, 4>
         <<<cuda::grid_for(pixels), cuda::kBlock, 0, stream>>>(xp, yp, c, h, w, bh, bw, t, l, 4, n);

@@ -256,5 +256,38 @@ TEST(SpaceToDepthNhwc, MatchesDefinitionAndCudaKernel) {
       << r.status().message();
 }
 
+// The CUDA rows kernel (channels = 4, outputs of 2-8 byte types) against the reference, bit
+// for bit: ResNet-like stems (pads 3, FP32 and FP16 in, FP16 out) with 16-byte row loads
+// (W % 4 fp32, W % 8 fp16) and element loads (W = 30), strips of several rows ending in a
+// partial one (odd output heights), fewer input channels than 4, pads wider than a row pair,
+// and same-dtype moves of 4 and 8 bytes.
+TEST(SpaceToDepthNhwc, CudaRowsKernelStemAndOddShapes) {
+  struct Case {
+    Dims x;
+    std::vector<int64_t> pads;
+    DataType dt, to;
+  };
+  constexpr DataType kSame = DataType::kUndefined;
+  for (const Case& k : {Case{{2, 3, 30, 30}, {3, 3, 3, 3}, DataType::kFloat32, DataType::kFloat16},
+                        Case{{2, 3, 30, 30}, {3, 3, 3, 3}, DataType::kFloat16, kSame},
+                        Case{{2, 3, 32, 32}, {3, 3, 3, 3}, DataType::kFloat32, DataType::kFloat16},
+                        Case{{2, 3, 32, 32}, {3, 3, 3, 3}, DataType::kFloat16, kSame},
+                        Case{{1, 3, 26, 40}, {3, 3, 3, 3}, DataType::kFloat16, kSame},
+                        Case{{1, 3, 26, 40}, {3, 3, 3, 3}, DataType::kFloat32, DataType::kBFloat16},
+                        Case{{3, 3, 29, 31}, {3, 3, 0, 0}, DataType::kFloat32, DataType::kFloat16},
+                        Case{{2, 2, 17, 24}, {5, 0, 0, 2}, DataType::kFloat16, kSame},
+                        Case{{2, 1, 8, 16}, {0, 1, 0, 1}, DataType::kBFloat16, kSame},
+                        Case{{1, 3, 12, 12}, {3, 3, 1, 1}, DataType::kFloat32, kSame},
+                        Case{{2, 3, 6, 10}, {7, 1, 1, 1}, DataType::kInt64, kSame}}) {
+    SCOPED_TRACE(dims_to_string(k.x) + " " + dtype_name(k.dt) +
+                 (k.to == kSame ? "" : std::string(" to ") + dtype_name(k.to)));
+    OpCase c("SpaceToDepthNhwc", 1, "kiln");
+    c.attr("pads", ir::Attribute::from_ints(k.pads)).attr("channels", ir::Attribute::from_int(4));
+    if (k.to != kSame) c.attr("to", ir::Attribute::from_int(static_cast<int64_t>(k.to)));
+    c.input(k.dt, k.x, -9, 9);
+    EXPECT_GE(c.expect_all_kernels_match(0, 0), gpu_kernels());
+  }
+}
+
 }  // namespace
 }  // namespace kiln::test

@@ -7,11 +7,13 @@
 // input rows fit 48 KB: one block an output row, the window's rows reduced per column first;
 // KILN_POOL_ROWS=0 leaves that kernel out). Global pools reduce
 // small planes with a warp each, large ones with a block, and NHWC inputs with
-// one thread column per channel group. Semantics follow pool.cc / global_pool.cc:
+// a thread per channel group and pixel slice (average and max: float sums and
+// unrolled 16-byte loads; Lp: double sums). Semantics follow pool.cc / global_pool.cc:
 // NaNs are skipped by MaxPool unless the window holds nothing else;
 // count_include_pad stops at the explicit padding; GlobalMaxPool propagates NaN.
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "backends/cuda/kernel_util.cuh"
 #include "base/env.h"
@@ -461,9 +463,83 @@ __global__ void global_pool_warp_kernel(int kind, float p, const T* x, T* y, int
   if (lane == 0) y[plane] = cuda::from_f<T>(r);
 }
 
-// NHWC [N, H, W, C] -> [N, 1, 1, C] (the same bytes as NCHW [N, C, 1, 1]). Block
-// (32, kSlices): x walks channel groups of kLanes channels (coalesced along C),
-// y strides over the H*W pixels; the slices are combined through shared memory.
+// NHWC [N, H, W, C] -> [N, 1, 1, C] (the same bytes as NCHW [N, C, 1, 1]), average and max:
+// block (bx, slices) of at most kGlobalBlock threads, x walking channel groups of kLanes
+// channels (coalesced along C), y splitting the H*W pixels; each thread keeps kGlobalUnroll
+// 16-byte loads in flight and the slices are combined through shared memory in slice order.
+// Float accumulators: exact for max; for averages of up to a few thousand pixels an fp32 sum
+// stays well inside the tests' tolerances. The double-accumulating kernel below (now Lp's)
+// kept one load in flight a thread and ran two waves: at ResNet-50 bs256's head ([256, 7, 7,
+// 2048] fp16, 51 MB: ~18 us at ~2.9 TB/s) 36.5 us against this one's 22.1 (ncu, bench/RESULTS.md
+// session 24, run 3).
+constexpr int kGlobalBlock = 256;
+constexpr int kGlobalUnroll = 8;
+constexpr int kGlobalMinBlocks = 4;  // blocks an SM (__launch_bounds__): the grid is sized to one wave of them
+
+template <typename T, int kLanes, bool kMax>
+__global__ void __launch_bounds__(kGlobalBlock, kGlobalMinBlocks)
+    global_pool_nhwc_fast_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t groups, int64_t pixels) {
+  using V = cuda::Vec<T, kLanes>;
+  __shared__ float part[kLanes][kGlobalBlock];
+  const int64_t g = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t n = blockIdx.y;
+  const int slices = static_cast<int>(blockDim.y), s = static_cast<int>(threadIdx.y);
+  const int64_t channels = groups * kLanes;
+  float acc[kLanes];
+#pragma unroll
+  for (int l = 0; l < kLanes; ++l) acc[l] = kMax ? -INFINITY : 0.f;
+  if (g < groups) {
+    // Loads past the last pixel read as -inf (max) or +0 (sum), which change nothing. Vectors
+    // are held as uint4 (a bf16 Vec array spilled under the 64-register bound).
+    using R = std::conditional_t<sizeof(V) == 16, uint4, V>;
+    V none_v;
+#pragma unroll
+    for (int l = 0; l < kLanes; ++l) none_v.v[l] = cuda::from_f<T>(kMax ? -INFINITY : 0.f);
+    const R none = reinterpret_cast<const R&>(none_v);
+    const T* xp = x + n * pixels * channels + g * kLanes;
+    const int count = static_cast<int>(pixels), step = kGlobalUnroll * slices;
+    for (int base = s; base < count; base += step) {
+      const T* p = xp + static_cast<int64_t>(base) * channels;
+      R r[kGlobalUnroll];
+#pragma unroll
+      for (int u = 0; u < kGlobalUnroll; ++u)
+        r[u] = base + u * slices < count ? *reinterpret_cast<const R*>(p + static_cast<int64_t>(u * slices) * channels)
+                                         : none;
+#pragma unroll
+      for (int u = 0; u < kGlobalUnroll; ++u)
+#pragma unroll
+        for (int l = 0; l < kLanes; ++l) {
+          const float f = cuda::to_f(reinterpret_cast<const V&>(r[u]).v[l]);
+          if (kMax)
+            acc[l] = (f != f || f > acc[l]) ? f : acc[l];  // NaN sticks, as in the reference
+          else
+            acc[l] += f;
+        }
+    }
+  }
+  const int tid = s * static_cast<int>(blockDim.x) + static_cast<int>(threadIdx.x);
+  if (slices > 1) {
+#pragma unroll
+    for (int l = 0; l < kLanes; ++l) part[l][tid] = acc[l];
+    __syncthreads();
+  }
+  if (s != 0 || g >= groups) return;
+  V out;
+#pragma unroll
+  for (int l = 0; l < kLanes; ++l) {
+    float a = acc[l];
+    for (int k = 1; k < slices; ++k) {
+      const float b = part[l][tid + k * static_cast<int>(blockDim.x)];
+      a = kMax ? ((b != b || b > a) ? b : a) : a + b;
+    }
+    out.v[l] = cuda::from_f<T>(kMax ? a : a / static_cast<float>(pixels));
+  }
+  *reinterpret_cast<V*>(y + n * channels + g * kLanes) = out;
+}
+
+// Lp over NHWC (double sums, like the reference). Block (32, kSlices): x walks channel groups
+// of kLanes channels, y strides over the H*W pixels; the slices are combined through shared
+// memory.
 constexpr int kSlices = 8;
 
 template <typename T, int kLanes>
@@ -532,6 +608,35 @@ Status run_global(KernelContext& ctx, pool::PoolKind kind) {
     const int64_t lanes = x.dtype() == DataType::kFloat32 ? 4 : 8;
     const bool vec = channels % lanes == 0 && cuda::aligned(x.data(), 16) && cuda::aligned(y.data(), 16);
     const int64_t groups = vec ? channels / lanes : channels;
+    if (kind != pool::PoolKind::kLp && count < (int64_t{1} << 30)) {  // 32-bit pixel indices
+      // Pixel slices until the grid fills one wave of kGlobalMinBlocks blocks an SM, each slice
+      // keeping at least kGlobalUnroll pixels (ResNet-50 bs256's head: 2 slices, 512 blocks).
+      const int64_t wave = int64_t{cuda::sm_count()} * kGlobalMinBlocks * kGlobalBlock;
+      int slices = 1;
+      while (slices < kGlobalBlock && x.dim(0) * groups * slices * 2 <= wave && count >= kGlobalUnroll * slices * 2)
+        slices *= 2;
+      int bx = 1;
+      while (bx < groups && bx * slices < kGlobalBlock) bx *= 2;
+      const dim3 grid(static_cast<unsigned>((groups + bx - 1) / bx), static_cast<unsigned>(x.dim(0)));
+      const dim3 block(static_cast<unsigned>(bx), static_cast<unsigned>(slices));
+      const bool is_max = kind == pool::PoolKind::kMax;
+      KILN_CUDA_DISPATCH_FLOAT(x.dtype(), T, {
+        constexpr int kVec = static_cast<int>(16 / sizeof(T));
+        if (vec && is_max)
+          global_pool_nhwc_fast_kernel<T, kVec, true>
+              <<<grid, block, 0, stream>>>(x.data_as<T>(), y.data_as<T>(), groups, count);
+        else if (vec)
+          global_pool_nhwc_fast_kernel<T, kVec, false>
+              <<<grid, block, 0, stream>>>(x.data_as<T>(), y.data_as<T>(), groups, count);
+        else if (is_max)
+          global_pool_nhwc_fast_kernel<T, 1, true>
+              <<<grid, block, 0, stream>>>(x.data_as<T>(), y.data_as<T>(), groups, count);
+        else
+          global_pool_nhwc_fast_kernel<T, 1, false>
+              <<<grid, block, 0, stream>>>(x.data_as<T>(), y.data_as<T>(), groups, count);
+      });
+      return cuda::launch_status(ctx, "global_pool_nhwc_fast");
+    }
     const dim3 grid(static_cast<unsigned>((groups + 31) / 32), static_cast<unsigned>(x.dim(0)));
     const dim3 block(32, kSlices);
     KILN_CUDA_DISPATCH_FLOAT(x.dtype(), T, {

@@ -479,5 +479,20 @@ TEST(GlobalPool, CudaMaxPropagatesNaN) {
   }
 }
 
+// NHWC average and max at ResNet-50's head ([N, 7, 7, 2048]: 16-byte loads, 4 pixel slices
+// at N = 3), an odd channel count (element loads), a channel-group count that is no power of
+// two, and few channels over many pixels (many slices); Lp keeps its own kernel.
+TEST(GlobalPool, CudaNhwcResNetHeadAndOddChannels) {
+  for (const char* op : {"GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool"})
+    for (const Tol& t : kFloatTols)
+      for (const Dims& x : {Dims{3, 7, 7, 2048}, Dims{3, 7, 7, 1001}, Dims{2, 7, 7, 2040}, Dims{1, 64, 60, 24}}) {
+        OpCase c(op, 22);
+        c.attr("kiln.nhwc", Attribute::from_int(1));
+        c.input(t.dtype, x);
+        EXPECT_GE(c.expect_all_kernels_match(t.rtol, t.atol), gpu_kernels())
+            << op << " NHWC " << dtype_name(t.dtype) << " " << dims_to_string(x);
+      }
+}
+
 }  // namespace
 }  // namespace kiln::test
