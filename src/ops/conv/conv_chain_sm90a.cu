@@ -245,20 +245,21 @@ __global__ void __launch_bounds__(kThreads, 1)
 // The streamed variant (m > 256, no shortcut: ResNet-50's layer2, 128 -> 512 -> 128): its
 // weights (2 x 128 KB there) do not fit beside the tiles, so a tile of 128 pixels walks y's
 // channels in chunks of 64, each chunk's W1 rows, W3 columns and z arriving together in one of
-// two stages. Warp group g owns pixel rows [64 g, +64) through both GEMMs: y's chunk (m64n64 over
-// K = c1) is written over z's in the stage and stored by TMA, then accumulated into h2 (K = the
-// chunk's 64 channels); after the last chunk h2 leaves through its own tile. The h tile (128
-// pixels x c1) is double-buffered so the next tile's arrives during this one's chunks.
-constexpr int kBM2 = 128, kChunk = 64, kStages2 = 2, kMaxC1Wide = 128, kMaxMWide = 1024;
+// three stages (two chunks in flight). Warp group g owns pixel rows [64 g, +64) through both
+// GEMMs: y's chunk (m64n64 over K = c1) is written over z's in the stage and stored by TMA, then
+// accumulated into h2 (K = the chunk's 64 channels); after the last chunk h2 leaves through the
+// h tile it came from (each group writes the rows it read). The h tile (128 pixels x c1) is
+// double-buffered so the next tile's arrives during this one's chunks.
+constexpr int kBM2 = 128, kChunk = 64, kStages2 = 3, kMaxC1Wide = 128, kMaxMWide = 1024;
 constexpr int kHBlock2 = kBM2 * 128;               // 16 KB: 128 pixels x 64 channels of h
 constexpr int kW1Chunk = kChunk * kMaxC1Wide * 2;  // 16 KB: W1's 64 rows of the chunk x c1 (c1 / 64 blocks of 8 KB)
 constexpr int kW3Chunk = kMaxM2 * kChunk * 2;      // 16 KB: W3's m2 rows x the chunk's 64 channels
 constexpr int kZChunk = kBM2 * 128;                // 16 KB: z, then y, 128 pixels x 64 channels
 constexpr int kStage2 = kW1Chunk + kW3Chunk + kZChunk;
 constexpr int kHTile2 = kMaxC1Wide / 64 * kHBlock2;
-constexpr int kBars2 = 4 * 2;  // full, empty (stages); hfull, hempty (h tiles)
-constexpr int kSmem2 =
-    1024 + kStages2 * kStage2 + 2 * kHTile2 + kMaxM2 / 64 * kHBlock2 + (kMaxMWide + kMaxM2) * 4 + kBars2 * 8;
+constexpr int kBars2 = 2 * kStages2 + 4;  // full, empty (stages); hfull, hempty (h tiles)
+constexpr int kSmem2 = 1024 + kStages2 * kStage2 + 2 * kHTile2 + (kMaxMWide + kMaxM2) * 4 + kBars2 * 8;
+static_assert(kMaxM2 <= kMaxC1Wide, "h2 leaves through an h tile");
 
 struct Geom2 {
   int pixels, tiles;
@@ -278,23 +279,24 @@ __global__ void __launch_bounds__(kThreads, 1)
   const uint32_t base = (raw + 1023u) & ~1023u;
   unsigned char* const gbase = smem_raw + (base - raw);
   const uint32_t htiles = base + kStages2 * kStage2;
-  const uint32_t h2tile = htiles + 2 * kHTile2;
-  const uint32_t bias_addr = h2tile + kMaxM2 / 64 * kHBlock2;
+  const uint32_t bias_addr = htiles + 2 * kHTile2;
   const uint32_t bars = bias_addr + (kMaxMWide + kMaxM2) * 4;
   float* sbias = reinterpret_cast<float*>(gbase + (bias_addr - base));
   float* sbias3 = sbias + kMaxMWide;
   auto full = [&](int s) { return bars + 8u * s; };
-  auto empty = [&](int s) { return bars + 8u * (2 + s); };
-  auto hfull = [&](int b) { return bars + 8u * (4 + b); };
-  auto hempty = [&](int b) { return bars + 8u * (6 + b); };
+  auto empty = [&](int s) { return bars + 8u * (kStages2 + s); };
+  auto hfull = [&](int b) { return bars + 8u * (2 * kStages2 + b); };
+  auto hempty = [&](int b) { return bars + 8u * (2 * kStages2 + 2 + b); };
   const int tid = threadIdx.x;
   const int grid = static_cast<int>(gridDim.x), first = static_cast<int>(blockIdx.x);
   if (tid == 0) {
-    for (int s = 0; s < 2; ++s) {
+    for (int s = 0; s < kStages2; ++s) {
       mbar_init(full(s), 1);
       mbar_init(empty(s), 2);  // each warp group's leader, after a group barrier
-      mbar_init(hfull(s), 1);
-      mbar_init(hempty(s), 2);
+    }
+    for (int b = 0; b < 2; ++b) {
+      mbar_init(hfull(b), 1);
+      mbar_init(hempty(b), 2);
     }
     mbar_fence_init();
   }
@@ -386,10 +388,12 @@ __global__ void __launch_bounds__(kThreads, 1)
       asm volatile("bar.sync %0, 128;" ::"r"(bar_id) : "memory");
       if (leader) {
         mbar_arrive(empty(s));
-        if (c == g.chunks - 1) mbar_arrive(hempty(hb));
+        if (c == 0 && j > 0) mbar_arrive(hempty(hb ^ 1));  // the last tile's h tile, its h2 store read
       }
     }
-    // h2 = act3(acc2 + b3) into this group's rows of the h2 tile, then its TMA store.
+    // h2 = act3(acc2 + b3) into this group's rows of the h tile (its last GEMM read them), then
+    // their TMA store; the tile returns to the producer once that store has read it (next tile).
+    const uint32_t h2tile = htiles + hb * kHTile2;
     unsigned char* const hg = gbase + (h2tile - base);
 #pragma unroll
     for (int hn = 0; hn < M2 / 64; ++hn)
