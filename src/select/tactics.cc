@@ -251,7 +251,8 @@ std::string describe_tactic(const std::string& kernel, int64_t id) {
       return std::string("kiln conv + shortcut GEMM, ") +
              (id == ops::cudnn_graph::kShortcutTactic       ? "128 pixels a CTA"
               : id == ops::cudnn_graph::kShortcutTactic + 1 ? "64 pixels a CTA"
-                                                            : "Hopper (TMA + wgmma)");
+              : id == ops::cudnn_graph::kShortcutTactic + 2 ? "Hopper (TMA + wgmma)"
+                                                            : "Hopper (TMA + wgmma), weights resident");
     if (ops::cudnn_graph::is_chain_tactic(id))
       return id == ops::cudnn_graph::kChainTactic ? "kiln bottleneck chain, Hopper (TMA + wgmma), one kernel"
                                                   : "kiln bottleneck chain, two GEMMs one after the other";

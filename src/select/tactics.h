@@ -98,8 +98,8 @@ Status select_tactics(ir::Graph& g, const plan::ProfileRanges& profile, const Bu
 /// enumerated cuBLASLt tiles and session 21's 32-key Hopper attention were invisible to
 /// builds with an older cache file; session 22's conv tactics likewise: the 16-channel
 /// tensor-core conv and the 1x1 conv as a cuBLASLt GEMM; session 23's conv + shortcut GEMM
-/// variants).
-inline constexpr int kTacticsRevision = 4;
+/// variants; session 24's bottleneck chain and the shortcut GEMM's resident-weights variant).
+inline constexpr int kTacticsRevision = 5;
 
 /// A timing-cache key from its parts: device name, architecture, library versions, and the
 /// candidate sets' revision (kTacticsRevision).

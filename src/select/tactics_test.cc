@@ -552,6 +552,12 @@ TEST(Tactics, DescribedInWordsForInspect) {
   EXPECT_EQ(describe_tactic("cuda.cudnn", 1 * 4 + 1), "cuDNN legacy algo 1, math 1");
   EXPECT_EQ(describe_tactic("cuda.cudnn", ops::cudnn_graph::kShortcutTactic + 1),
             "kiln conv + shortcut GEMM, 64 pixels a CTA");
+  EXPECT_EQ(describe_tactic("cuda.cudnn", ops::cudnn_graph::kShortcutTactic + 3),
+            "kiln conv + shortcut GEMM, Hopper (TMA + wgmma), weights resident");
+  EXPECT_EQ(describe_tactic("cuda.cudnn", ops::cudnn_graph::kChainTactic),
+            "kiln bottleneck chain, Hopper (TMA + wgmma), one kernel");
+  EXPECT_EQ(describe_tactic("cuda.cudnn", ops::cudnn_graph::kChainTactic + 1),
+            "kiln bottleneck chain, two GEMMs one after the other");
   EXPECT_EQ(describe_tactic("cuda.cudnn", ops::cudnn_graph::kTacticBase | 12345), "cuDNN graph engine");
   EXPECT_EQ(describe_tactic("cuda.cudnn", ops::cudnn_graph::kTacticBase | ops::cudnn_graph::kFusedBit | 7),
             "cuDNN graph engine, fused epilogue");

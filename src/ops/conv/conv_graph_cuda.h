@@ -58,7 +58,7 @@ constexpr int64_t kLtGemmTactic = kDirectTactic + 4, kLtGemmRanks = 4;
 inline bool is_lt_gemm_tactic(int64_t id) { return id >= kLtGemmTactic && id < kLtGemmTactic + kLtGemmRanks; }
 /// The tactics of kiln's conv + shortcut GEMM (conv_shortcut_cuda.h; FusedConv with
 /// kiln.shortcut_strides): + v for its variant v < conv_shortcut::kVariants.
-constexpr int64_t kShortcutTactic = kLtGemmTactic + kLtGemmRanks, kShortcutVariants = 3;
+constexpr int64_t kShortcutTactic = kLtGemmTactic + kLtGemmRanks, kShortcutVariants = 4;
 inline bool is_shortcut_tactic(int64_t id) { return id >= kShortcutTactic && id < kShortcutTactic + kShortcutVariants; }
 /// The tactics of kiln's bottleneck chain (conv_chain_cuda.h; FusedConv with
 /// kiln.chain_activation): + 0 the Hopper kernel, + 1 the two convs one after the other.

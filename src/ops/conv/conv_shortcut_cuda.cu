@@ -223,15 +223,16 @@ Status run(KernelContext& ctx, const Problem& p, DataType dtype, const void* h, 
         ErrorCode::kUnsupported);
   if (dtype != DataType::kFloat16 && dtype != DataType::kBFloat16)
     return ctx.error("the conv + shortcut GEMM runs fp16 and bf16 only", ErrorCode::kUnsupported);
-  if (variant < 0 || variant >= kVariants || (variant == 2 && !hopper_takes(p)))
+  if (variant < 0 || variant >= kVariants || (variant == 2 && !hopper_takes(p)) ||
+      (variant == 3 && !hopper_resident_takes(p)))
     return ctx.error("conv + shortcut GEMM: no variant " + std::to_string(variant) + " for this problem",
                      ErrorCode::kInvalidArgument);
   for (const void* q : {h, w1, x, w2, static_cast<const void*>(y)})
     if (!cuda::aligned(q, 16))
       return ctx.error("conv + shortcut GEMM: a tensor is not 16-byte aligned", ErrorCode::kUnsupported);
   const cudaStream_t s = cuda::stream_of(ctx);
-  if (variant == 2) {
-    const auto he = static_cast<cudaError_t>(launch_hopper(p, dtype, h, w1, b1, x, w2, b2, y, relu, s));
+  if (variant >= 2) {
+    const auto he = static_cast<cudaError_t>(launch_hopper(p, dtype, h, w1, b1, x, w2, b2, y, relu, s, variant == 3));
     if (he != cudaSuccess)
       return ctx.error(std::string("conv + shortcut GEMM (Hopper): ") + cudaGetErrorString(he), ErrorCode::kInternal);
     return Status();
@@ -294,13 +295,14 @@ Status run_fused_conv(KernelContext& ctx, const std::array<int64_t, 2>& strides,
   static_assert(kVariants == cudnn_graph::kShortcutVariants, "one count of variants");
   std::vector<int64_t> ids;
   for (int v = 0; v < kVariants; ++v)
-    if (v != 2 || hopper_takes(p)) ids.push_back(cudnn_graph::kShortcutTactic + v);
+    if ((v != 2 || hopper_takes(p)) && (v != 3 || hopper_resident_takes(p)))
+      ids.push_back(cudnn_graph::kShortcutTactic + v);
   cuda::report_tactics(ids);
   const int64_t tactic = ctx.attrs().get_int(kTacticAttr, -1);
   int variant = cudnn_graph::is_shortcut_tactic(tactic) ? static_cast<int>(tactic - cudnn_graph::kShortcutTactic) : 0;
   // The engine's pick was timed at the opt shape; a shape of the profile the Hopper kernel does
   // not take (output rows past 128 pixels at a stride) runs variant 0, which takes every problem.
-  if (variant == 2 && !hopper_takes(p)) variant = 0;
+  if ((variant == 2 && !hopper_takes(p)) || (variant == 3 && !hopper_resident_takes(p))) variant = 0;
   return run(ctx, p, h.dtype(), h.data(), w1.data(), b ? b->data() : nullptr, x.data(), w2.data(),
              b2 ? b2->data() : nullptr, ctx.output(0).data(), act == Act::kRelu, variant);
 }

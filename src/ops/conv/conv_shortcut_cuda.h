@@ -44,15 +44,18 @@ Status run_fused_conv(KernelContext& ctx, const std::array<int64_t, 2>& strides,
 
 /// The kernel's variants (tactics): 0 takes 128 pixels a CTA, 1 takes 64 (three CTAs an SM),
 /// 2 is the Hopper kernel (conv_shortcut_sm90a.cu: TMA + wgmma, persistent, warp-specialized)
-/// where hopper_takes.
-inline constexpr int kVariants = 3;
+/// where hopper_takes, 3 the same with each CTA's 128 output channels of weights resident in
+/// shared memory (only pixels stream) where hopper_resident_takes.
+inline constexpr int kVariants = 4;
 
 /// Variant 2 takes `p`: what applies() takes with m <= 2048 and, at a stride, output rows of at
 /// most 128 pixels (a tile is whole rows), on an sm_90 GPU with a driver that encodes tensor maps.
 bool hopper_takes(const Problem& p);
-/// Enqueues variant 2 on `stream`; returns the cudaError_t (0 on success).
+/// Variant 3 takes `p`: what hopper_takes takes with c1 + c2 <= 384 (96 KB of weights a CTA).
+bool hopper_resident_takes(const Problem& p);
+/// Enqueues variant 2 (3 when `resident`) on `stream`; returns the cudaError_t (0 on success).
 int launch_hopper(const Problem& p, DataType dtype, const void* h, const void* w1, const void* b1, const void* x,
-                  const void* w2, const void* b2, void* y, bool relu, void* stream);
+                  const void* w2, const void* b2, void* y, bool relu, void* stream, bool resident = false);
 
 /// y = act(w1 h + b1 + w2 x + b2) for fp16 / bf16; b1 and b2 may be null; `relu` or no
 /// activation. Pointers 16-byte aligned (biases 2-byte).

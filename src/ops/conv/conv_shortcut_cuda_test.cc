@@ -75,8 +75,10 @@ TEST(FusedConv, CudaShortcutGemmMatchesReference) {
       ASSERT_EQ((*ref)[0].dims(), (Dims{d.n, d.oh, d.ow, d.m}));
       // Every variant (128 and 64 pixels a CTA; Hopper on an sm_90 GPU). K up to 384 products of values in [-1, 1] x
       // [-0.25, 0.25]: fp32 accumulation, one rounding.
-      for (int64_t v = 0; v < 3; ++v) {
-        if (v == 2 && !sm90) continue;  // the Hopper variant (every case here has rows of at most 128 pixels)
+      for (int64_t v = 0; v < ops::cudnn_graph::kShortcutVariants; ++v) {
+        // The Hopper variants (every case here has rows of at most 128 pixels; the resident
+        // weights' variant takes K <= 384, as every case here has).
+        if (v >= 2 && !sm90) continue;
         SCOPED_TRACE("variant " + std::to_string(v));
         auto got = run_cuda(c, *ref, ops::cudnn_graph::kShortcutTactic + v);
         ASSERT_TRUE(got.ok()) << got.status().to_string();

@@ -13,6 +13,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <type_traits>
 
 #include "backends/cuda/hopper.cuh"
 #include "backends/cuda/kernel_util.cuh"
@@ -30,6 +31,12 @@ constexpr int kABytes = kBM * kBK * 2, kBBytes = kBN * kBK * 2, kStageBytes = kA
 constexpr int kOutBytes = kBM * kBN * 2;  // the output tile, staged for 16-byte stores
 constexpr int kMaxM = 2048;               // the biases' sum in shared memory, fp32
 constexpr int kSmem = 1024 + kStages * kStageBytes + kOutBytes + kMaxM * 4 + 2 * kStages * 8;  // 1 KB: alignment
+// Variant 3 (RES): each CTA keeps one 128-channel column block of [W1 | W2] resident (K <= 384:
+// 96 KB) and walks the pixel tiles of that block, so only A streams through the ring. Variant 2
+// reads B again for every tile: at ResNet-50 bs256 layer2 (K 384, 112-pixel tiles) 98 KB of B
+// and 86 KB of A a tile, ~4.8 TB/s out of L2 at 202 us (ncu, session 24 run 3).
+constexpr int kMaxResKb = 6;
+constexpr int kSmemRes = 1024 + kMaxResKb * kBBytes + kStages * kABytes + kOutBytes + kMaxM * 4 + (2 * kStages + 1) * 8;
 
 struct HGeom {
   int pixels, c1, m;
@@ -62,7 +69,7 @@ __device__ __forceinline__ PixTile pix_tile(const HGeom& g, int mt) {
 
 // Tile t: the pixels of pixel tile t / nb (pix_tile) x output channels [128 (t % nb), +128). The k
 // blocks of this CTA's tiles form one sequence; block i uses stage i % kStages at phase (i / kStages) % 2.
-template <class T, bool RELU>
+template <class T, bool RELU, bool RES>
 __global__ void __launch_bounds__(kThreads, 1)
     shortcut_hopper_kernel(const __grid_constant__ CUtensorMap map_h, const __grid_constant__ CUtensorMap map_x,
                            const __grid_constant__ CUtensorMap map_w1, const __grid_constant__ CUtensorMap map_w2,
@@ -70,19 +77,29 @@ __global__ void __launch_bounds__(kThreads, 1)
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   const uint32_t base = (cuda::smem_addr(smem_raw) + 1023u) & ~1023u;  // swizzle atoms on 1 KB
-  const uint32_t sout = base + kStages * kStageBytes, sbias_addr = sout + kOutBytes;
+  // RES: the resident B blocks first, then the ring of A stages.
+  const uint32_t bres = base, ring = RES ? base + kMaxResKb * kBBytes : base;
+  constexpr int kStride = RES ? kABytes : kStageBytes;  // a ring stage
+  const uint32_t sout = ring + kStages * kStride, sbias_addr = sout + kOutBytes;
   const uint32_t bars = sbias_addr + kMaxM * 4;
   unsigned char* out_tile = smem_raw + (sout - cuda::smem_addr(smem_raw));
   float* sbias = reinterpret_cast<float*>(smem_raw + (sbias_addr - cuda::smem_addr(smem_raw)));
   auto full = [&](int s) { return bars + 8u * s; };
   auto empty = [&](int s) { return bars + 8u * (kStages + s); };
+  const uint32_t wbar = bars + 8u * (2 * kStages);  // RES: the resident B
   const int tid = threadIdx.x;
-  const int grid = static_cast<int>(gridDim.x), first = static_cast<int>(blockIdx.x);
+  // RES: CTA b takes column block b % nb and every (grid / nb)-th pixel tile from b / nb; the
+  // tiles t of the loops below are then pixel tiles. Otherwise t = pixel tile x nb + column block.
+  const int grid = RES ? static_cast<int>(gridDim.x) / g.nb : static_cast<int>(gridDim.x);
+  const int first = RES ? static_cast<int>(blockIdx.x) / g.nb : static_cast<int>(blockIdx.x);
+  const int res_n0 = RES ? static_cast<int>(blockIdx.x) % g.nb * kBN : 0;
+  const int tiles = RES ? g.tiles / g.nb : g.tiles;
   if (tid == 0) {
     for (int s = 0; s < kStages; ++s) {
       mbar_init(full(s), 1);
-      mbar_init(empty(s), 2);  // one arrival a consumer warp group
+      mbar_init(empty(s), 8);  // one arrival a consumer warp (wgmma.wait_group waits for the warp's own)
     }
+    if (RES) mbar_init(wbar, 1);
     mbar_fence_init();
   }
   for (int c = tid; c < g.m; c += kThreads) sbias[c] = (b1 ? cuda::to_f(b1[c]) : 0.f) + (b2 ? cuda::to_f(b2[c]) : 0.f);
@@ -90,25 +107,31 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   if (tid >= kConsumers) {  // the producer warp: one thread issues every load
     if (tid == kConsumers) {
+      if (RES) {
+        mbar_expect_tx(wbar, g.kb * kBBytes);
+        for (int kb = 0; kb < g.kb; ++kb)
+          tma_load_2d(bres + kb * kBBytes, kb < g.kb1 ? &map_w1 : &map_w2, wbar, (kb < g.kb1 ? kb : kb - g.kb1) * kBK,
+                      res_n0);
+      }
       int i = 0;
-      const uint32_t tx = g.bm * kBK * 2 + kBBytes;  // a stage's bytes: the A box (bm rows) and B
-      for (int t = first; t < g.tiles; t += grid) {
-        const PixTile pt = pix_tile(g, t / g.nb);
-        const int n0 = (t % g.nb) * kBN;
+      const uint32_t tx = g.bm * kBK * 2 + (RES ? 0 : kBBytes);  // a stage's bytes: the A box (bm rows) and B
+      for (int t = first; t < tiles; t += grid) {
+        const PixTile pt = pix_tile(g, RES ? t : t / g.nb);
+        const int n0 = RES ? res_n0 : (t % g.nb) * kBN;
         for (int kb = 0; kb < g.kb; ++kb, ++i) {
           const int s = i % kStages;
           mbar_wait(empty(s), ((i / kStages) & 1) ^ 1);
           mbar_expect_tx(full(s), tx);
-          const uint32_t a = base + s * kStageBytes, b = a + kABytes;
+          const uint32_t a = ring + s * kStride, b = a + kABytes;
           if (kb < g.kb1) {
             tma_load_2d(a, &map_h, full(s), kb * kBK, pt.p0);
-            tma_load_2d(b, &map_w1, full(s), kb * kBK, n0);
+            if (!RES) tma_load_2d(b, &map_w1, full(s), kb * kBK, n0);
           } else {
             if (g.strided)
               tma_load_4d(a, &map_x, full(s), (kb - g.kb1) * kBK, 0, pt.oy0, pt.img);
             else
               tma_load_2d(a, &map_x, full(s), (kb - g.kb1) * kBK, pt.p0);
-            tma_load_2d(b, &map_w2, full(s), (kb - g.kb1) * kBK, n0);
+            if (!RES) tma_load_2d(b, &map_w2, full(s), (kb - g.kb1) * kBK, n0);
           }
         }
       }
@@ -119,9 +142,10 @@ __global__ void __launch_bounds__(kThreads, 1)
   // Consumer warp group wg: tile rows 64 wg .. + 63 (A rows 8 KB in), all 128 channels as two n64 halves.
   const int wg = tid / 128, warp = (tid % 128) / 32, lane = tid % 32;
   int i = 0;
-  for (int t = first; t < g.tiles; t += grid) {
-    const PixTile pt = pix_tile(g, t / g.nb);
-    const int n0 = (t % g.nb) * kBN;
+  if (RES) mbar_wait(wbar, 0);
+  for (int t = first; t < tiles; t += grid) {
+    const PixTile pt = pix_tile(g, RES ? t : t / g.nb);
+    const int n0 = RES ? res_n0 : (t % g.nb) * kBN;
     float acc[2][32];
 #pragma unroll
     for (int hn = 0; hn < 2; ++hn)
@@ -130,7 +154,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     for (int kb = 0; kb < g.kb; ++kb, ++i) {
       const int s = i % kStages;
       mbar_wait(full(s), (i / kStages) & 1);
-      const uint32_t a = base + s * kStageBytes + wg * (kABytes / 2), b = base + s * kStageBytes + kABytes;
+      const uint32_t a = ring + s * kStride + wg * (kABytes / 2),
+                     b = RES ? bres + kb * kBBytes : ring + s * kStageBytes + kABytes;
       wgmma_fence();
 #pragma unroll
       for (int kk = 0; kk < kBK / 16; ++kk) {
@@ -140,7 +165,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
       wgmma_commit();
       wgmma_wait<0>();
-      if (tid % 128 == 0) mbar_arrive(empty(s));  // this warp group's MMAs reading stage s are done
+      if (lane == 0) mbar_arrive(empty(s));  // this warp's MMAs reading stage s are done
     }
     // Epilogue: rows 16 warp + lane / 4 (+8) of the group's 64, columns 64 hn + 8 j + 2 (lane % 4),
     // staged in the group's half of the output tile (row r's 16-byte chunk c at c ^ (r % 8) of its
@@ -183,14 +208,18 @@ bool encode_2d(CUtensorMap* map, DataType t, const void* data, int64_t rows, int
   return encode_matrix_sw128(map, t, data, rows, cols, box_rows, CU_TENSOR_MAP_L2_PROMOTION_L2_256B);
 }
 
-template <class T, bool RELU>
+template <class T, bool RELU, bool RES>
 cudaError_t launch_typed(const HGeom& g, const CUtensorMap (&maps)[4], const void* b1, const void* b2, void* y,
                          cudaStream_t stream) {
-  constexpr auto kernel = shortcut_hopper_kernel<T, RELU>;
-  const cudaError_t set = cuda::configure_smem<kernel>(kSmem);
+  constexpr auto kernel = shortcut_hopper_kernel<T, RELU, RES>;
+  constexpr int smem = RES ? kSmemRes : kSmem;
+  const cudaError_t set = cuda::configure_smem<kernel>(smem);
   if (set != cudaSuccess) return set;
-  kernel<<<std::min(g.tiles, cuda::sm_count()), kThreads, kSmem, stream>>>(
-      maps[0], maps[1], maps[2], maps[3], static_cast<const T*>(b1), static_cast<const T*>(b2), static_cast<T*>(y), g);
+  // RES: a whole number of CTAs a column block (each keeps one block's weights).
+  const int ctas = std::min(g.tiles, cuda::sm_count());
+  const int grid = RES ? std::max(g.nb, ctas / g.nb * g.nb) : ctas;
+  kernel<<<grid, kThreads, smem, stream>>>(maps[0], maps[1], maps[2], maps[3], static_cast<const T*>(b1),
+                                           static_cast<const T*>(b2), static_cast<T*>(y), g);
   return cudaGetLastError();
 }
 
@@ -204,9 +233,12 @@ bool hopper_takes(const Problem& p) {
          cuda::hopper::tensor_map_encoder() != nullptr;
 }
 
+bool hopper_resident_takes(const Problem& p) { return hopper_takes(p) && p.c1 + p.c2 <= kMaxResKb * kBK; }
+
 int launch_hopper(const Problem& p, DataType dtype, const void* h, const void* w1, const void* b1, const void* x,
-                  const void* w2, const void* b2, void* y, bool relu, void* stream) {
-  if (!hopper_takes(p) || (dtype != DataType::kFloat16 && dtype != DataType::kBFloat16))
+                  const void* w2, const void* b2, void* y, bool relu, void* stream, bool resident) {
+  if (!(resident ? hopper_resident_takes(p) : hopper_takes(p)) ||
+      (dtype != DataType::kFloat16 && dtype != DataType::kBFloat16))
     return static_cast<int>(cudaErrorInvalidValue);
   HGeom g{};
   g.pixels = static_cast<int>(p.n * p.oh * p.ow);
@@ -236,11 +268,16 @@ int launch_hopper(const Problem& p, DataType dtype, const void* h, const void* w
     return static_cast<int>(cudaErrorNotSupported);
   auto s = static_cast<cudaStream_t>(stream);
   cudaError_t e;
+  auto go = [&](auto t, auto res) {
+    using T = decltype(t);
+    constexpr bool kRes = decltype(res)::value;
+    return relu ? launch_typed<T, true, kRes>(g, maps, b1, b2, y, s)
+                : launch_typed<T, false, kRes>(g, maps, b1, b2, y, s);
+  };
   if (dtype == DataType::kFloat16)
-    e = relu ? launch_typed<__half, true>(g, maps, b1, b2, y, s) : launch_typed<__half, false>(g, maps, b1, b2, y, s);
+    e = resident ? go(__half(), std::true_type()) : go(__half(), std::false_type());
   else
-    e = relu ? launch_typed<__nv_bfloat16, true>(g, maps, b1, b2, y, s)
-             : launch_typed<__nv_bfloat16, false>(g, maps, b1, b2, y, s);
+    e = resident ? go(__nv_bfloat16(), std::true_type()) : go(__nv_bfloat16(), std::false_type());
   return static_cast<int>(e);
 }
 
