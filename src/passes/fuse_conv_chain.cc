@@ -118,17 +118,16 @@ bool kernel_takes(const ir::Node& p, const ir::Node& c, int64_t c2) {
 Status fuse_conv_chain(ir::Graph& g, PassContext& ctx) {
   const BuilderConfig* cfg = ctx.config;
   if (!cfg || cfg->device() != DeviceType::kCUDA) return Status();
-  std::set<const ir::Node*> removed;
-  int fused = 0;
+  Removals removed;
   for (auto& n : g.nodes()) {
     ir::Node* p = n.get();
     DataType dt = DataType::kUndefined;
     int64_t c2 = 0;
-    if (removed.count(p) || !block_end(*p, dt, c2)) continue;
+    if (removed.has(p) || !block_end(*p, dt, c2)) continue;
     ir::Value* y = p->outputs[0];
     ir::Node* c = nullptr;
     for (ir::Node* r : g.consumers(y))
-      if (!removed.count(r) && block_start(*r, y, dt) && kernel_takes(*p, *r, c2)) {
+      if (!removed.has(r) && block_start(*r, y, dt) && kernel_takes(*p, *r, c2)) {
         c = r;
         break;
       }
@@ -142,15 +141,9 @@ Status fuse_conv_chain(ir::Graph& g, PassContext& ctx) {
     p->attrs.set(ops::conv::kChainAttr, ir::Attribute::from_string(relu3 ? "Relu" : ""));
     p->outputs.push_back(h2);
     h2->producer = p;
-    c->inputs.clear();
-    c->outputs.clear();
-    removed.insert(c);
-    ++fused;
+    removed.drop(c);
   }
-  if (removed.empty()) return Status();
-  g.remove_nodes_if([&](const ir::Node& node) { return removed.count(&node) != 0; });
-  g.prune_values();
-  ctx.stats["fused_conv_chain"] += fused;
+  if (const int fused = removed.finish(g)) ctx.stats["fused_conv_chain"] += fused;
   return Status();
 }
 

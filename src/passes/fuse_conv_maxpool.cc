@@ -68,29 +68,22 @@ bool stem_pool(const ir::Node* pool) {
 Status fuse_conv_maxpool(ir::Graph& g, PassContext& ctx) {
   const BuilderConfig* cfg = ctx.config;
   if (!cfg || cfg->device() != DeviceType::kCUDA) return Status();
-  std::set<const ir::Node*> removed;
-  int fused = 0;
+  Removals removed;
   for (auto& n : g.nodes()) {
     ir::Node* conv = n.get();
     if (!stem_conv(*conv)) continue;
     ir::Value* y = conv->outputs[0];
     ir::Node* pool = only_reader(g, y);
-    if (!stem_pool(pool) || removed.count(pool)) continue;
+    if (!stem_pool(pool) || removed.has(pool)) continue;
     set_fused_names(*conv, fused_names({conv, pool}));
     conv->attrs.set(ops::conv::kMaxPoolAttr, ir::Attribute::from_ints({3, 3, 2, 2, 1, 1, 1, 1}));
     ir::Value* p = pool->outputs[0];
     conv->outputs[0] = p;
     p->producer = conv;
     y->producer = nullptr;
-    pool->inputs.clear();
-    pool->outputs.clear();
-    removed.insert(pool);
-    ++fused;
+    removed.drop(pool);
   }
-  if (removed.empty()) return Status();
-  g.remove_nodes_if([&](const ir::Node& node) { return removed.count(&node) != 0; });
-  g.prune_values();
-  ctx.stats["fused_conv_maxpool"] += fused;
+  if (const int fused = removed.finish(g)) ctx.stats["fused_conv_maxpool"] += fused;
   return Status();
 }
 

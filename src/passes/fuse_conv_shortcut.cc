@@ -102,15 +102,14 @@ bool kernel_takes(const ir::Node& y, const ir::Node& d) {
 Status fuse_conv_shortcut(ir::Graph& g, PassContext& ctx) {
   const BuilderConfig* cfg = ctx.config;
   if (!cfg || cfg->device() != DeviceType::kCUDA) return Status();
-  std::set<const ir::Node*> removed;
-  int fused = 0;
+  Removals removed;
   for (auto& n : g.nodes()) {
     ir::Node* y = n.get();
     DataType dt = DataType::kUndefined;
     if (!last_conv(*y, dt)) continue;
     ir::Value* r = y->inputs[3];
     ir::Node* d = r->producer;
-    if (!downsample(d, dt) || removed.count(d) || only_reader(g, r) != y) continue;
+    if (!downsample(d, dt) || removed.has(d) || only_reader(g, r) != y) continue;
     if (y->inputs[0] == r || y->inputs[1] == r || y->inputs[2] == r || !kernel_takes(*y, *d)) continue;
     const int64_t s = d->attrs.get_ints("strides", {1, 1})[0];
     set_fused_names(*y, fused_names({d, y}));
@@ -118,15 +117,9 @@ Status fuse_conv_shortcut(ir::Graph& g, PassContext& ctx) {
     if (d->input(2)) y->inputs.push_back(d->inputs[2]);
     y->attrs.set(ops::conv::kShortcutAttr, ir::Attribute::from_ints({s, s}));
     r->producer = nullptr;
-    d->inputs.clear();
-    d->outputs.clear();
-    removed.insert(d);
-    ++fused;
+    removed.drop(d);
   }
-  if (removed.empty()) return Status();
-  g.remove_nodes_if([&](const ir::Node& node) { return removed.count(&node) != 0; });
-  g.prune_values();
-  ctx.stats["fused_conv_shortcut"] += fused;
+  if (const int fused = removed.finish(g)) ctx.stats["fused_conv_shortcut"] += fused;
   return Status();
 }
 

@@ -161,6 +161,15 @@ bool ints_are(const ir::Node& n, const char* name, const std::vector<int64_t>& w
 
 bool half_dtype(DataType t) { return t == DataType::kFloat16 || t == DataType::kBFloat16; }
 
+int Removals::finish(ir::Graph& g) {
+  if (removed_.empty()) return 0;
+  g.remove_nodes_if([&](const ir::Node& node) { return removed_.count(&node) != 0; });
+  g.prune_values();
+  const int n = static_cast<int>(removed_.size());
+  removed_.clear();
+  return n;
+}
+
 bool nhwc_under_2g(const ir::Value* v, int64_t c) {
   constexpr int64_t kMaxElements = int64_t{1} << 31;
   if (!v || !v->shape || v->shape->size() != 4) return true;

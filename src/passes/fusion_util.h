@@ -62,6 +62,24 @@ bool ints_are(const ir::Node& n, const char* name, const std::vector<int64_t>& w
 /// FP16 or BF16.
 bool half_dtype(DataType t);
 
+/// The nodes a fusion pass absorbed into others. drop() detaches one (inputs and outputs cleared:
+/// the caller has moved what it needs onto the fused node and re-pointed the values' producers);
+/// finish() removes them from the graph, prunes the values nothing uses and returns how many
+/// went (the pass's count of fusions where each absorbs one node).
+class Removals {
+ public:
+  void drop(ir::Node* n) {
+    n->inputs.clear();
+    n->outputs.clear();
+    removed_.insert(n);
+  }
+  bool has(const ir::Node* n) const { return removed_.count(n) != 0; }
+  int finish(ir::Graph& g);
+
+ private:
+  std::set<const ir::Node*> removed_;
+};
+
 /// False when an NHWC value's pixels (its first three dims) times `c` channels are statically
 /// known to reach 2^31 elements (the limit of kiln's 32-bit-indexed conv kernels); true where a
 /// dim is unknown or the value has no rank-4 shape.
