@@ -59,6 +59,7 @@ TEST(FusedConv, CudaShortcutGemmMatchesReference) {
       {4, 70, 70, 64, 64, 256, 1, "Relu", false, true},   // 306 tiles: the Hopper variant's CTAs take several
       {1, 9, 7, 128, 192, 256, 1, "", true, true},        // 63 pixels: a partial tile, five k blocks
       {4, 9, 11, 64, 320, 128, 3, "Relu", false, false},  // stride 3, no biases, K = 384 (6 stages)
+      {4, 70, 70, 128, 256, 128, 1, "Relu", true, true},  // K = 384 past the 4-stage ring, several tiles a CTA
   };
   auto info = cuda::device_info(0);
   const bool sm90 = info.ok() && info->cc_major == 9 && info->cc_minor == 0;
@@ -89,15 +90,18 @@ TEST(FusedConv, CudaShortcutGemmMatchesReference) {
 }
 
 TEST(FusedConv, CudaShortcutGemmHopperPickFallsBackWhereItDoesNotTake) {
-  // An engine whose node picked the Hopper variant at its opt shape, run at a shape of the profile
-  // with strided output rows of 130 pixels (past the Hopper kernel's 128): variant 0 runs it.
+  // An engine whose node picked a Hopper variant at its opt shape, run at a shape of the profile
+  // with strided output rows of 130 pixels (past the Hopper kernels' 128): variant 0 runs it.
   if (cuda::device_count() == 0) GTEST_SKIP() << "no GPU: " << cuda::no_device_reason();
   OpCase c = make_shortcut({1, 3, 130, 64, 64, 128, 2, "Relu", true, true}, DataType::kFloat16, 0, 9);
   auto ref = c.run("ref");
   ASSERT_TRUE(ref.ok()) << ref.status().to_string();
-  auto got = run_cuda(c, *ref, ops::cudnn_graph::kShortcutTactic + 2);
-  ASSERT_TRUE(got.ok()) << got.status().to_string();
-  EXPECT_TRUE(tensors_close((*got)[0], (*ref)[0], 1e-2, 4e-2));
+  for (int64_t v : {2, 3}) {  // the Hopper variants
+    SCOPED_TRACE("variant " + std::to_string(v));
+    auto got = run_cuda(c, *ref, ops::cudnn_graph::kShortcutTactic + v);
+    ASSERT_TRUE(got.ok()) << got.status().to_string();
+    EXPECT_TRUE(tensors_close((*got)[0], (*ref)[0], 1e-2, 4e-2));
+  }
 }
 
 TEST(FusedConv, CudaShortcutGemmRefusesWhatItDoesNotTake) {
