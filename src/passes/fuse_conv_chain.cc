@@ -42,21 +42,10 @@ bool fused_conv(const ir::Node& n) { return n.domain == "com.microsoft" && n.op_
 // over an input of C statically known channels (and a bias of `dt`, if any).
 bool chainable_1x1(const ir::Node& n, DataType dt) {
   if (!fused_conv(n) && !(n.domain.empty() && n.op_type == "Conv")) return false;
-  if (!ops::is_nhwc(n) || ops::has_nchw_input(n) || n.outputs.size() != 1 || !n.outputs[0]) return false;
-  if (n.attrs.has(ops::conv::kMaxPoolAttr) || n.attrs.has(ops::conv::kChainAttr)) return false;
+  if (n.attrs.has(ops::conv::kChainAttr)) return false;
   const std::string act = fused_conv(n) ? n.attrs.get_string("activation", "") : "";
-  if (!act.empty() && act != "Relu") return false;
-  if (n.attrs.get_int("group", 1) != 1 || !explicit_pads(n) || !ints_are(n, "kernel_shape", {1, 1}) ||
-      !ints_are(n, "strides", {1, 1}) || !ints_are(n, "dilations", {1, 1}) || !ints_are(n, "pads", {0, 0, 0, 0}))
-    return false;
-  const ir::Value* x = n.input(0);
-  const ir::Value* w = n.input(1);
-  const ir::Value* b = n.input(2);
-  if (!x || !w || !w->initializer || !x->shape || x->shape->size() != 4) return false;
-  if (x->dtype != dt || w->dtype != dt || (b && b->dtype != dt)) return false;
-  const Dims& wd = w->initializer->dims();  // OHWI
-  const Dim& c = (*x->shape)[3];
-  return wd.size() == 4 && wd[1] == 1 && wd[2] == 1 && c.known() && c.value == wd[3];
+  int64_t s = 0;
+  return (act.empty() || act == "Relu") && nhwc_conv1x1(n, dt, s) && s == 1;
 }
 
 // The block's last conv: a chainable FusedConv with Z, a stride-1 shortcut (kiln.shortcut_strides

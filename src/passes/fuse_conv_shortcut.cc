@@ -43,25 +43,10 @@ int64_t max_intensity() {
   return v;
 }
 
-// A channels-last 1x1 conv node without groups, padding or dilation, with a constant OHWI
-// weight [M, 1, 1, C] of `dt` over an input of C statically known channels; its strides in `s`.
+// A channels-last 1x1 conv without groups, padding or dilation over a constant OHWI weight of `dt`
+// (nhwc_conv1x1), not itself carrying a shortcut; its strides in `s`.
 bool plain_1x1(const ir::Node& n, DataType dt, int64_t& s) {
-  if (!ops::is_nhwc(n) || ops::has_nchw_input(n) || n.outputs.size() != 1 || !n.outputs[0]) return false;
-  if (n.attrs.has(ops::conv::kMaxPoolAttr) || n.attrs.has(ops::conv::kShortcutAttr)) return false;
-  if (n.attrs.get_int("group", 1) != 1 || !explicit_pads(n) || !ints_are(n, "kernel_shape", {1, 1}) ||
-      !ints_are(n, "dilations", {1, 1}) || !ints_are(n, "pads", {0, 0, 0, 0}))
-    return false;
-  const std::vector<int64_t> st = n.attrs.get_ints("strides", {1, 1});
-  if (st.size() != 2 || st[0] != st[1]) return false;
-  s = st[0];
-  const ir::Value* x = n.input(0);
-  const ir::Value* w = n.input(1);
-  const ir::Value* b = n.input(2);
-  if (!x || !w || !w->initializer || !x->shape || x->shape->size() != 4) return false;
-  if (x->dtype != dt || w->dtype != dt || (b && b->dtype != dt)) return false;
-  const Dims& wd = w->initializer->dims();  // OHWI
-  const Dim& c = (*x->shape)[3];
-  return wd.size() == 4 && wd[1] == 1 && wd[2] == 1 && c.known() && c.value == wd[3];
+  return nhwc_conv1x1(n, dt, s) && !n.attrs.has(ops::conv::kShortcutAttr);
 }
 
 // The downsample conv: a Conv, or a FusedConv without activation and Z, at stride 1 or 2.

@@ -1,6 +1,8 @@
 #include "passes/fusion_util.h"
 
 #include "kiln/builder.h"
+#include "ops/conv/conv_internal.h"
+#include "ops/layout.h"
 
 #include <algorithm>
 #include <set>
@@ -160,6 +162,25 @@ bool ints_are(const ir::Node& n, const char* name, const std::vector<int64_t>& w
 }
 
 bool half_dtype(DataType t) { return t == DataType::kFloat16 || t == DataType::kBFloat16; }
+
+bool nhwc_conv1x1(const ir::Node& n, DataType dt, int64_t& stride) {
+  if (!ops::is_nhwc(n) || ops::has_nchw_input(n) || n.outputs.size() != 1 || !n.outputs[0]) return false;
+  if (n.attrs.has(ops::conv::kMaxPoolAttr)) return false;
+  if (n.attrs.get_int("group", 1) != 1 || !explicit_pads(n) || !ints_are(n, "kernel_shape", {1, 1}) ||
+      !ints_are(n, "dilations", {1, 1}) || !ints_are(n, "pads", {0, 0, 0, 0}))
+    return false;
+  const std::vector<int64_t> st = n.attrs.get_ints("strides", {1, 1});
+  if (st.size() != 2 || st[0] != st[1]) return false;
+  stride = st[0];
+  const ir::Value* x = n.input(0);
+  const ir::Value* w = n.input(1);
+  const ir::Value* b = n.input(2);
+  if (!x || !w || !w->initializer || !x->shape || x->shape->size() != 4) return false;
+  if (x->dtype != dt || w->dtype != dt || (b && b->dtype != dt)) return false;
+  const Dims& wd = w->initializer->dims();  // OHWI
+  const Dim& c = (*x->shape)[3];
+  return wd.size() == 4 && wd[1] == 1 && wd[2] == 1 && c.known() && c.value == wd[3];
+}
 
 int Removals::finish(ir::Graph& g) {
   if (removed_.empty()) return 0;

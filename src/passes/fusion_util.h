@@ -62,6 +62,12 @@ bool ints_are(const ir::Node& n, const char* name, const std::vector<int64_t>& w
 /// FP16 or BF16.
 bool half_dtype(DataType t);
 
+/// A channels-last conv node (kiln.nhwc, X not NCHW, no kiln.max_pool) with one output, a 1x1
+/// kernel, no groups, padding or dilation and equal strides (returned in `stride`), whose X is of
+/// `dt` with statically known channels C and whose W (a constant OHWI [M, 1, 1, C]) and bias, if
+/// any, are of `dt`. The node's type and its other kiln attributes are the caller's to check.
+bool nhwc_conv1x1(const ir::Node& n, DataType dt, int64_t& stride);
+
 /// The nodes a fusion pass absorbed into others. drop() detaches one (inputs and outputs cleared:
 /// the caller has moved what it needs onto the fused node and re-pointed the values' producers);
 /// finish() removes them from the graph, prunes the values nothing uses and returns how many

@@ -88,11 +88,7 @@ Status run_fused_conv(KernelContext& ctx, const std::optional<std::array<int64_t
     return ctx.error(what + ": Y " + dims_to_string(y.dims()) + " and the chained output " + dims_to_string(h2.dims()) +
                      " must be " + dims_to_string(want_y) + " and " + dims_to_string(want_h2) +
                      (z ? ", Z " + dims_to_string(z->dims()) + " Y's" : ""));
-  auto s = conv::conv_shape(ctx.attrs(), nhwc_to_nchw(hd), nhwc_to_nchw(w1.dims()), b ? &b->dims() : nullptr);
-  if (!s.ok()) return ctx.error(s.status().message());
-  for (int64_t i = 0; i < s->attrs.spatial; ++i)
-    if (s->attrs.strides[i] != 1 || s->geo.pad_begin[i] != 0 || s->group != 1)
-      return ctx.error(what + " needs its conv at stride 1 without padding or groups", ErrorCode::kUnsupported);
+  KILN_RETURN_IF_ERROR(conv::check_unit_conv(ctx, hd, w1.dims(), b, what));
   Problem p;
   p.pixels = hd[0] * hd[1] * hd[2], p.c1 = hd[3], p.c2 = c2, p.m = m, p.m2 = m2, p.has_z = z != nullptr;
   if (p.pixels == 0) return Status();

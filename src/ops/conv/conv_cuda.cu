@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <array>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -924,23 +925,20 @@ bool direct_takes_nchw_input(const ir::Node& node, const std::vector<TensorType>
 bool applies_fused_conv(const ir::Node& node, const std::vector<TensorType>& inputs) {
   ActParams act;
   if (!parse_act(node.attrs, act)) return false;
-  if (node.attrs.has(conv::kChainAttr)) {  // kiln's bottleneck chain (conv_chain::run_fused_conv)
-    const bool sc = node.attrs.has(conv::kShortcutAttr);
-    if (inputs.size() < 8 || !is_nhwc(node) || node.outputs.size() != 2 ||
-        (act.kind != Act::kRelu && act.kind != Act::kNone))
-      return false;
-    for (size_t i : {size_t{0}, size_t{1}, size_t{7}})
-      if (inputs[i].dtype != inputs[0].dtype) return false;
-    if (sc && (inputs[4].dtype != inputs[0].dtype || inputs[5].dtype != inputs[0].dtype)) return false;
-    return inputs[0].dtype == DataType::kFloat16 || inputs[0].dtype == DataType::kBFloat16;
-  }
-  if (node.attrs.has(conv::kShortcutAttr)) {  // kiln's conv + shortcut GEMM (conv_shortcut::run_fused_conv)
-    if (inputs.size() < 6 || !is_nhwc(node) || node.input(3) || (act.kind != Act::kRelu && act.kind != Act::kNone))
-      return false;
-    for (size_t i : {0, 1, 4, 5})
-      if (inputs[i].dtype != inputs[0].dtype) return false;
-    return inputs[0].dtype == DataType::kFloat16 || inputs[0].dtype == DataType::kBFloat16;
-  }
+  // kiln's own channels-last kernels: ReLU or none, FP16/BF16 at every slot they read.
+  const bool relu_or_none = act.kind == Act::kRelu || act.kind == Act::kNone;
+  auto half_at = [&](std::initializer_list<size_t> slots) {
+    const DataType t = inputs[0].dtype;
+    for (size_t i : slots)
+      if (inputs[i].dtype != t) return false;
+    return t == DataType::kFloat16 || t == DataType::kBFloat16;
+  };
+  const bool shortcut = node.attrs.has(conv::kShortcutAttr);
+  if (node.attrs.has(conv::kChainAttr))  // kiln's bottleneck chain (conv_chain::run_fused_conv)
+    return inputs.size() >= 8 && is_nhwc(node) && node.outputs.size() == 2 && relu_or_none && half_at({0, 1, 7}) &&
+           (!shortcut || half_at({4, 5}));
+  if (shortcut)  // kiln's conv + shortcut GEMM (conv_shortcut::run_fused_conv)
+    return inputs.size() >= 6 && is_nhwc(node) && !node.input(3) && relu_or_none && half_at({0, 1, 4, 5});
   if (node.input(3) && (inputs.size() < 4 || inputs[3].dtype != inputs[0].dtype)) return false;
   if (is_nhwc(node) && (!inputs[0].shape || inputs[0].shape->size() != 4)) return false;
   if (is_nhwc(node) && has_nchw_input(node) && !direct_takes_nchw_input(node, inputs)) return false;

@@ -84,6 +84,12 @@ inline constexpr const char* kChainAttr = "kiln.chain_activation";
 /// error (kInvalidModel) for any other value.
 Result<std::optional<bool>> fused_chain(const ir::Attributes& attrs);
 
+/// For kiln's channels-last 1x1 GEMM kernels (the conv + shortcut GEMM, the bottleneck chain): OK
+/// when the node's conv of NHWC X dims `x` by OHWI W dims `w` (bias `b`, if any) is at stride 1
+/// without padding or groups; else an error (kUnsupported where it is not) naming `what`.
+Status check_unit_conv(const KernelContext& ctx, const Dims& x, const Dims& w, const Tensor* b,
+                       const std::string& what);
+
 Status cpu_im2col_gemm(KernelContext& ctx);
 bool applies_im2col_gemm(const ir::Node& node, const std::vector<TensorType>& inputs);
 Status cpu_gemm_col2im(KernelContext& ctx);

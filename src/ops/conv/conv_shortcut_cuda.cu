@@ -278,11 +278,7 @@ Status run_fused_conv(KernelContext& ctx, const std::array<int64_t, 2>& strides,
     return ctx.error(what + ": W " + dims_to_string(w1.dims()) + " and W2 " + dims_to_string(w2.dims()) +
                          " must be 1x1 over X's and X2's channels with one output count, biases of that count",
                      ErrorCode::kUnsupported);
-  auto s = conv::conv_shape(ctx.attrs(), nhwc_to_nchw(hd), nhwc_to_nchw(w1.dims()), b ? &b->dims() : nullptr);
-  if (!s.ok()) return ctx.error(s.status().message());
-  for (int64_t i = 0; i < s->attrs.spatial; ++i)
-    if (s->attrs.strides[i] != 1 || s->geo.pad_begin[i] != 0 || s->group != 1)
-      return ctx.error(what + " needs its main conv at stride 1 without padding or groups", ErrorCode::kUnsupported);
+  KILN_RETURN_IF_ERROR(conv::check_unit_conv(ctx, hd, w1.dims(), b, what));
   const Dims want{hd[0], hd[1], hd[2], m};
   if (y.dims() != want || xd[0] != hd[0])
     return ctx.error(what + ": Y has dims " + dims_to_string(y.dims()) + " and X2 " + dims_to_string(xd) +

@@ -13,6 +13,7 @@
 
 #include "base/dispatch.h"
 #include "ops/conv/conv_internal.h"
+#include "ops/layout.h"
 #include "ops/pool/pool_internal.h"
 
 namespace kiln::ops::conv {
@@ -112,7 +113,32 @@ Result<std::optional<bool>> fused_chain(const ir::Attributes& attrs) {
                 std::string(kChainAttr) + ": activation '" + a->s + "' is not supported (\"Relu\", or \"\" for none)");
 }
 
+Status check_unit_conv(const KernelContext& ctx, const Dims& x, const Dims& w, const Tensor* b,
+                       const std::string& what) {
+  auto s = conv_shape(ctx.attrs(), nhwc_to_nchw(x), nhwc_to_nchw(w), b ? &b->dims() : nullptr);
+  if (!s.ok()) return ctx.error(s.status().message());
+  for (int64_t i = 0; i < s->attrs.spatial; ++i)
+    if (s->attrs.strides[i] != 1 || s->geo.pad_begin[i] != 0 || s->group != 1)
+      return ctx.error(what + " needs its conv at stride 1 without padding or groups", ErrorCode::kUnsupported);
+  return Status();
+}
+
 namespace {
+
+// Shape checks that pass where a dim is not known.
+bool not_one(const Dim& d) { return d.known() && d.value != 1; }
+bool differ(const Dim& a, const Dim& b) { return a.known() && b.known() && a.value != b.value; }
+
+// Inputs first .. first + names.size() - 1, where present and typed, have X's dtype.
+Status same_dtype_as_x(InferContext& ctx, size_t first, const std::vector<const char*>& names) {
+  const DataType t = ctx.input_dtype(0);
+  for (size_t k = 0; k < names.size(); ++k) {
+    const DataType ti = ctx.input_dtype(first + k);
+    if (ctx.has_input(first + k) && t != DataType::kUndefined && ti != DataType::kUndefined && ti != t)
+      return ctx.error(std::string(names[k]) + " is " + dtype_name(ti) + " but X is " + dtype_name(t));
+  }
+  return Status();
+}
 
 // Inputs 4-6 of a FusedConv with kiln.shortcut_strides against the conv's: X2 [N, C2, H2, W2],
 // W2 [M, C2, 1, 1] and B2 [M] in X's dtype, and the shortcut's output [N, M, (H2 - 1) / sh + 1,
@@ -120,15 +146,7 @@ namespace {
 Status infer_shortcut(InferContext& ctx, const std::array<int64_t, 2>& strides) {
   const std::string attr = kShortcutAttr;
   if (!ctx.has_input(4) || !ctx.has_input(5)) return ctx.error(attr + " needs inputs 4 (X2) and 5 (W2)");
-  const DataType t = ctx.input_dtype(0);
-  const char* names[] = {"X2", "W2", "B2"};
-  for (size_t i = 4; i < 7; ++i) {
-    const DataType ti = ctx.input_dtype(i);
-    if (ctx.has_input(i) && t != DataType::kUndefined && ti != DataType::kUndefined && ti != t)
-      return ctx.error(std::string(names[i - 4]) + " is " + dtype_name(ti) + " but X is " + dtype_name(t));
-  }
-  auto not_one = [](const Dim& d) { return d.known() && d.value != 1; };
-  auto differ = [](const Dim& a, const Dim& b) { return a.known() && b.known() && a.value != b.value; };
+  KILN_RETURN_IF_ERROR(same_dtype_as_x(ctx, 4, {"X2", "W2", "B2"}));
   const Shape* x2 = ctx.input_shape(4);
   const Shape* w2 = ctx.input_shape(5);
   const Shape* w = ctx.input_shape(1);
@@ -172,15 +190,7 @@ Status infer_chain(InferContext& ctx) {
   if (ctx.num_outputs() != 2)
     return ctx.error("FusedConv with " + attr + " has 2 outputs (Y, H2), got " + std::to_string(ctx.num_outputs()));
   if (!ctx.has_input(7)) return ctx.error(attr + " needs input 7 (W3)");
-  const DataType t = ctx.input_dtype(0);
-  const char* names[] = {"W3", "B3"};
-  for (size_t i = 7; i < 9; ++i) {
-    const DataType ti = ctx.input_dtype(i);
-    if (ctx.has_input(i) && t != DataType::kUndefined && ti != DataType::kUndefined && ti != t)
-      return ctx.error(std::string(names[i - 7]) + " is " + dtype_name(ti) + " but X is " + dtype_name(t));
-  }
-  auto not_one = [](const Dim& d) { return d.known() && d.value != 1; };
-  auto differ = [](const Dim& a, const Dim& b) { return a.known() && b.known() && a.value != b.value; };
+  KILN_RETURN_IF_ERROR(same_dtype_as_x(ctx, 7, {"W3", "B3"}));
   const TensorType y = ctx.outputs()[0];
   if (y.shape && y.shape->size() != 4) return ctx.error(attr + " needs a 2-D conv");
   const Dim m = y.shape ? (*y.shape)[1] : Dim::unknown();
@@ -268,6 +278,16 @@ Status max_pool_nchw(const Tensor& in, const FusedMaxPool& p, Tensor& out) {
   return pool::ref_max(sub);
 }
 
+// A Conv node for Conv's reference kernel: 1x1 at `strides`, no pads (the shortcut and chained convs).
+ir::Node conv1x1_node(const std::array<int64_t, 2>& strides) {
+  ir::Node conv;
+  conv.op_type = "Conv";
+  conv.attrs.set("kernel_shape", ir::Attribute::from_ints({1, 1}));
+  conv.attrs.set("strides", ir::Attribute::from_ints({strides[0], strides[1]}));
+  conv.attrs.set("pads", ir::Attribute::from_ints({0, 0, 0, 0}));
+  return conv;
+}
+
 // Conv(X2, W2, B2; 1x1, strides, no pads) of the NCHW inputs 4-6 by Conv's reference kernel, in
 // a tensor of its own with the conv output's dims `y_dims`.
 Result<Tensor> shortcut_conv_nchw(const KernelContext& ctx, const std::array<int64_t, 2>& strides, const Dims& y_dims) {
@@ -281,11 +301,7 @@ Result<Tensor> shortcut_conv_nchw(const KernelContext& ctx, const std::array<int
     return ctx.error(attr + ": X2, W2 and B2 must be " + dtype_name(t) + " as X is");
   if (w2.rank() != 4 || w2.dim(2) != 1 || w2.dim(3) != 1)
     return ctx.error("W2 must be 1x1 ([M, C2, 1, 1]), got " + dims_to_string(w2.dims()));
-  ir::Node conv;
-  conv.op_type = "Conv";
-  conv.attrs.set("kernel_shape", ir::Attribute::from_ints({1, 1}));
-  conv.attrs.set("strides", ir::Attribute::from_ints({strides[0], strides[1]}));
-  conv.attrs.set("pads", ir::Attribute::from_ints({0, 0, 0, 0}));
+  const ir::Node conv = conv1x1_node(strides);
   auto s = conv_shape(conv.attrs, x2.dims(), w2.dims(), b2 ? &b2->dims() : nullptr);
   if (!s.ok()) return ctx.error(attr + ": " + s.status().message());
   if (s->out_dims() != y_dims)
@@ -311,11 +327,7 @@ Status chain_conv_nchw(KernelContext& ctx, const Tensor& y, bool relu) {
     return ctx.error(attr + ": W3 and B3 must be " + dtype_name(t) + " as X is");
   if (w3.rank() != 4 || w3.dim(2) != 1 || w3.dim(3) != 1)
     return ctx.error("W3 must be 1x1 ([M2, M, 1, 1]), got " + dims_to_string(w3.dims()));
-  ir::Node conv;
-  conv.op_type = "Conv";
-  conv.attrs.set("kernel_shape", ir::Attribute::from_ints({1, 1}));
-  conv.attrs.set("strides", ir::Attribute::from_ints({1, 1}));
-  conv.attrs.set("pads", ir::Attribute::from_ints({0, 0, 0, 0}));
+  const ir::Node conv = conv1x1_node({1, 1});
   auto s = conv_shape(conv.attrs, y.dims(), w3.dims(), b3 ? &b3->dims() : nullptr);
   if (!s.ok()) return ctx.error(attr + ": " + s.status().message());
   Tensor& h2 = ctx.output(1);
