@@ -44,6 +44,8 @@ Status eliminate_dead_nodes(ir::Graph& g, PassContext& ctx);
 Status fold_conv_batchnorm(ir::Graph& g, PassContext& ctx);
 /// Concat inputs that are adjacent Slices covering one tensor along its axis -> that tensor.
 Status merge_concat_slices(ir::Graph& g, PassContext& ctx);
+/// Row-wise ops whose output only a Gather/Slice of some rows reads -> computed on those rows (ViT class token).
+Status narrow_rows(ir::Graph& g, PassContext& ctx);
 /// Conv with kernel == stride (non-overlapping patches, CUDA engines) -> Reshape/Transpose + MatMul(Bias).
 Status patchify_conv(ir::Graph& g, PassContext& ctx);
 /// Stride-2 conv over <= 4 channels with a 5x5+ kernel (FP16/BF16 CUDA engines, batch >= 8) ->

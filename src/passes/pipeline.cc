@@ -20,6 +20,7 @@ const Pass kPipeline[] = {
     {"space_to_depth_stem", space_to_depth_stem},  // FP16/BF16 CUDA engines; likewise
     {"merge_concat_slices", merge_concat_slices},  // constant slice bounds; the Slices it frees die next
     {"eliminate_dead_nodes", eliminate_dead_nodes},
+    {"narrow_rows", narrow_rows},  // before the fusions, which then see the narrowed ops
     {"fuse_layernorm", fuse_layernorm},
     {"fuse_rmsnorm", fuse_rmsnorm},
     {"fuse_conv_activation", fuse_conv_activation},
