@@ -313,6 +313,7 @@ bool input_rows(const ir::Node& n, const Rows& out, std::vector<Rows>& in, std::
   if (op == "Reshape") {
     std::vector<int64_t> I, O;
     if (!known_dims(n.input(0), I) || !known_dims(y, O)) return false;
+    if (std::count(O.begin(), O.end(), 0)) return false;  // (a 0 in the new target would copy a dim)
     // Rows [b, e) of axis a are, in each block of the outer axes, the flat run
     // [b * inner, e * inner): a run of whole indices [b', e') of the input axis j
     // whose outer axes make the same blocks.
@@ -374,8 +375,12 @@ bool origin_rows(const ir::Node& n, Rows& r) {
   return false;
 }
 
-ir::Value* ints_constant(ir::Graph& g, const std::string& hint, const std::vector<int64_t>& v) {
-  return g.add_constant(hint, Tensor::from_vector<int64_t>(DataType::kInt64, {static_cast<int64_t>(v.size())}, v));
+// A 1-D integer constant (int64, or `dt` where the node's other index inputs are int32).
+ir::Value* ints_constant(ir::Graph& g, const std::string& hint, const std::vector<int64_t>& v,
+                         DataType dt = DataType::kInt64) {
+  Tensor t = Tensor::empty(dt, {static_cast<int64_t>(v.size())});
+  for (size_t i = 0; i < v.size(); ++i) t.set_from_double(static_cast<int64_t>(i), static_cast<double>(v[i]));
+  return g.add_constant(hint, std::move(t));
 }
 
 }  // namespace
@@ -479,8 +484,9 @@ Status narrow_rows(ir::Graph& g, PassContext& ctx) {
     } else {  // a Slice (origin_rows: one axis, step 1)
       Rows r;
       origin_rows(*n, r);
-      n->inputs[1] = ints_constant(g, n->name + "_rows_start", {r.begin - have.begin});
-      n->inputs[2] = ints_constant(g, n->name + "_rows_end", {r.end - have.begin});
+      const DataType dt = n->input(1)->initializer->dtype();  // (Slice's index inputs share one type)
+      n->inputs[1] = ints_constant(g, n->name + "_rows_start", {r.begin - have.begin}, dt);
+      n->inputs[2] = ints_constant(g, n->name + "_rows_end", {r.end - have.begin}, dt);
     }
   }
   KILN_RETURN_IF_ERROR(g.topo_sort());

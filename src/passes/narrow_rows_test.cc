@@ -138,8 +138,16 @@ TEST(NarrowRows, ReadersShareTheHullOfTheirRows) {
   ir::Value* y = b.op("Tanh", {b.op("Sigmoid", {x})});
   b.g.outputs.push_back(b.gather(y, 1, {1}));
   b.g.outputs.push_back(b.gather(y, 1, {4, 2}, /*scalar=*/false));
+  auto i32 = [&](int32_t v) {
+    return b.g.add_constant("i32", Tensor::from_vector<int32_t>(DataType::kInt32, {1}, {v}));
+  };
+  b.g.outputs.push_back(b.op("Slice", {y, i32(3), i32(6), i32(1)}));  // int32 bounds keep their type
   narrow_and_check(b.g);
-  EXPECT_EQ(out_dims(producer_of(b.g, "Tanh")), (Dims{3, 4, 4}));  // rows 1..4
+  EXPECT_EQ(out_dims(producer_of(b.g, "Tanh")), (Dims{3, 5, 4}));  // rows 1..5
+  const ir::Node* sl = b.g.nodes().back().get();
+  ASSERT_EQ(sl->op_type, "Slice");
+  EXPECT_EQ(sl->input(1)->initializer->dtype(), DataType::kInt32);
+  EXPECT_EQ(sl->input(1)->initializer->get_as_int64(0), 2);
 }
 
 // Where a reader needs every row, or the op mixes rows, nothing narrows.
