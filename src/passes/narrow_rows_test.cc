@@ -2,6 +2,8 @@
 // same outputs as the unoptimized graph on random inputs.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <limits>
 #include <random>
 
 #include "passes/pass.h"
@@ -25,8 +27,9 @@ struct G {
   }
   ir::Value* weight(const Dims& d) { return g.add_constant("w", test::random_tensor(DataType::kFloat32, d, rng)); }
   ir::Value* ints(const std::vector<int64_t>& v, bool scalar = false) {
-    return g.add_constant("i",
-                          Tensor::from_vector<int64_t>(DataType::kInt64, scalar ? Dims{} : Dims{int64_t(v.size())}, v));
+    Tensor t = Tensor::empty(DataType::kInt64, scalar ? Dims{} : Dims{int64_t(v.size())});
+    std::copy(v.begin(), v.end(), t.data_as<int64_t>());  // (INT64_MAX has no exact double)
+    return g.add_constant("i", std::move(t));
   }
   ir::Value* op(const std::string& type, const std::vector<ir::Value*>& ins, const ir::Attributes& a = {}) {
     ir::Value* o = g.add_unique_value(type);
@@ -129,6 +132,36 @@ TEST(NarrowRows, ReshapeSplitAndMergeMapRowBlocks) {
   EXPECT_EQ(out_dims(producer_of(b.g, "Gemm")), (Dims{2, 6}));
   EXPECT_EQ(out_dims(producer_of(b.g, "Slice")), (Dims{1, 2, 3, 4}));
   EXPECT_EQ(b.g.nodes().back()->input(1)->initializer->get_as_int64(0), 0);  // index 3 -> 0
+}
+
+// A decoder's next-token logits: the LM head and the last block's MLP and attention rows run
+// for the last position only (a causal mask [S, S] constant sliced to its last row; K and V
+// whole); Slice(-1, INT64_MAX) reads it.
+TEST(NarrowRows, LastTokenLogitsNarrowTheHeadAndTheCausalAttention) {
+  G b;
+  constexpr int64_t S = 6, E = 8, V = 20;
+  ir::Value* x = b.input("x", {2, S, E});
+  ir::Value* h = b.op("LayerNormalization", {x, b.weight({E}), b.weight({E})}, G::attr("axis", -1));
+  ir::Value* q = b.op("MatMul", {h, b.weight({E, E})});
+  ir::Value* k = b.op("MatMul", {h, b.weight({E, E})});
+  ir::Value* v = b.op("MatMul", {h, b.weight({E, E})});
+  Tensor mask = Tensor::empty(DataType::kFloat32, {S, S});
+  for (int64_t i = 0; i < S; ++i)
+    for (int64_t j = 0; j < S; ++j) mask.set_from_double(i * S + j, j > i ? -1e9 : 0.0);
+  ir::Value* sc =
+      b.op("Add", {b.op("MatMul", {q, b.op("Transpose", {k}, G::perm({0, 2, 1}))}), b.g.add_constant("m", mask)});
+  ir::Value* att = b.op("MatMul", {b.op("Softmax", {sc}, G::attr("axis", -1)), v});
+  ir::Value* y = b.op("Add", {x, att});
+  ir::Value* logits = b.op("MatMul", {y, b.weight({E, V})});
+  b.g.outputs.push_back(b.slice(logits, -1, std::numeric_limits<int64_t>::max(), 1));
+  narrow_and_check(b.g);
+  EXPECT_EQ(out_dims(producer_of(b.g, "Softmax")), (Dims{2, 1, S}));
+  EXPECT_EQ(out_dims(b.g.nodes().back().get()), (Dims{2, 1, V}));
+  int whole = 0, one = 0;  // K and V's projections whole; Q's, the scores', P V's and the head's on one row
+  for (auto& n : b.g.nodes())
+    if (n->op_type == "MatMul") (out_dims(n.get())[1] == S ? whole : one) += 1;
+  EXPECT_EQ(whole, 2);
+  EXPECT_EQ(one, 4);
 }
 
 // Two readers of different rows: the hull is computed, each reads its rows from it.
