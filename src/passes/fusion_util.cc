@@ -136,6 +136,31 @@ bool constant_ints(const ir::Value* v, std::vector<int64_t>& out) {
   return true;
 }
 
+bool one_axis_slice(const ir::Node* n, int64_t& axis, int64_t& begin, int64_t& end) {
+  if (!n || !n->domain.empty() || n->op_type != "Slice" || n->opset < 10 || n->inputs.size() < 3) return false;
+  const ir::Value* t = n->inputs[0];
+  if (!t || !t->shape) return false;
+  const int64_t rank = static_cast<int64_t>(t->shape->size());
+  std::vector<int64_t> starts, ends, axes{0}, steps{1};
+  if (!constant_ints(n->inputs[1], starts) || !constant_ints(n->inputs[2], ends) || starts.size() != 1 ||
+      ends.size() != 1)
+    return false;
+  if (n->inputs.size() > 3 && n->inputs[3] && !constant_ints(n->inputs[3], axes)) return false;
+  if (n->inputs.size() > 4 && n->inputs[4] && !constant_ints(n->inputs[4], steps)) return false;
+  if (axes.size() != 1 || steps.size() != 1 || steps[0] != 1) return false;
+  axis = axes[0] < 0 ? axes[0] + rank : axes[0];
+  if (axis < 0 || axis >= rank) return false;
+  const Dim& d = (*t->shape)[static_cast<size_t>(axis)];
+  if (!d.known()) return false;
+  auto clamp = [&](int64_t x) {
+    if (x < 0) x += d.value;
+    return std::min(std::max<int64_t>(x, 0), d.value);
+  };
+  begin = clamp(starts[0]);
+  end = clamp(ends[0]);
+  return begin < end;
+}
+
 Propagation opt_types(const ir::Graph& g, const BuilderConfig& cfg) {
   std::map<std::string, Shape> shapes;
   for (const ir::Value* in : g.inputs) {

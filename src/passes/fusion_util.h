@@ -102,6 +102,11 @@ bool scalar_constant(const ir::Value* v, size_t max_rank, double& out);
 /// Integer list from a constant value (Reshape's shape, opset-13 axes); false if not constant.
 bool constant_ints(const ir::Value* v, std::vector<int64_t>& out);
 
+/// An ONNX Slice (opset 10+) with constant bounds along one axis, step 1: the axis (normalized)
+/// and the [begin, end) it takes, clamped to input 0's extent there, which must be known;
+/// false otherwise, or when the range is empty.
+bool one_axis_slice(const ir::Node* n, int64_t& axis, int64_t& begin, int64_t& end);
+
 /// Concrete types at the first optimization profile's opt shapes (declared shapes for
 /// inputs without a range); empty when they cannot be worked out. For decisions about
 /// profit (which layout, which kernel), never correctness: other dims in the range may differ.

@@ -26,27 +26,11 @@ struct Range {
 
 bool slice_range(const ir::Value* v, int64_t axis, Range& r) {
   const ir::Node* p = v ? v->producer : nullptr;
-  if (!p || !p->domain.empty() || p->op_type != "Slice" || p->inputs.size() < 3 || p->outputs.size() != 1) return false;
+  int64_t a = 0, b = 0, e = 0;
+  if (!one_axis_slice(p, a, b, e) || p->outputs.size() != 1 || a != axis) return false;
   ir::Value* t = p->inputs[0];
-  if (!t || !t->shape) return false;
-  const int64_t rank = static_cast<int64_t>(t->shape->size());
-  std::vector<int64_t> starts, ends, axes{0}, steps{1};
-  if (!constant_ints(p->inputs[1], starts) || !constant_ints(p->inputs[2], ends) || starts.size() != 1 ||
-      ends.size() != 1)
-    return false;
-  if (p->inputs.size() > 3 && p->inputs[3] && !constant_ints(p->inputs[3], axes)) return false;
-  if (p->inputs.size() > 4 && p->inputs[4] && !constant_ints(p->inputs[4], steps)) return false;
-  if (axes.size() != 1 || steps.size() != 1 || steps[0] != 1) return false;
-  const int64_t a = axes[0] < 0 ? axes[0] + rank : axes[0];
-  if (a != axis || a < 0 || a >= rank) return false;
-  const Dim& d = (*t->shape)[static_cast<size_t>(a)];
-  if (!d.known()) return false;
-  auto clamp = [&](int64_t x) {
-    if (x < 0) x += d.value;
-    return std::min(std::max<int64_t>(x, 0), d.value);
-  };
-  r = Range{t, clamp(starts[0]), clamp(ends[0]), d.value};
-  return r.begin < r.end;
+  r = Range{t, b, e, (*t->shape)[static_cast<size_t>(a)].value};
+  return true;
 }
 
 }  // namespace

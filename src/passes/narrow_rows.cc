@@ -356,19 +356,9 @@ bool origin_rows(const ir::Node& n, Rows& r) {
     r = Rows::part(g, lo, hi + 1);
     return true;
   }
-  if (n.op_type == "Slice" && n.opset >= 10 && n.inputs.size() >= 3) {
-    std::vector<int64_t> starts, ends, axes{0}, steps{1};
-    if (!constant_ints(n.input(1), starts) || !constant_ints(n.input(2), ends) || starts.size() != 1 ||
-        ends.size() != 1)
-      return false;
-    if (n.inputs.size() > 3 && n.inputs[3] && !constant_ints(n.inputs[3], axes)) return false;
-    if (n.inputs.size() > 4 && n.inputs[4] && !constant_ints(n.inputs[4], steps)) return false;
-    if (axes.size() != 1 || steps.size() != 1 || steps[0] != 1) return false;
-    const int64_t a = norm(axes[0], rin), d = dim_at(x, a);
-    if (a < 0 || a >= rin || d < 0) return false;
-    auto clamp = [&](int64_t v) { return std::min(std::max<int64_t>(v < 0 ? v + d : v, 0), d); };
-    const int64_t b = clamp(starts[0]), e = clamp(ends[0]);
-    if (b >= e) return false;
+  if (n.op_type == "Slice") {
+    int64_t a = 0, b = 0, e = 0;
+    if (!one_axis_slice(&n, a, b, e)) return false;
     r = Rows::part(a, b, e);
     return true;
   }
