@@ -1,4 +1,5 @@
-// End-to-end: small models (CNN, transformer block, dynamic batch over two profiles)
+// End-to-end: small models (CNN, transformer block, dynamic batch over two profiles, a ViT-style
+// classifier read at its first token)
 // built to engine files with `kiln build`, run with `kiln run` and through the C++
 // API, compared with onnxruntime's outputs. tests/models/make_models.py writes the
 // models and references (once per script version) with fixed seeds.
@@ -311,6 +312,6 @@ TEST_P(E2EModels, CudaCliMatchesOnnxRuntime) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(E2E, E2EModels, ::testing::Values("cnn", "transformer", "dynamic"));
+INSTANTIATE_TEST_SUITE_P(E2E, E2EModels, ::testing::Values("cnn", "transformer", "dynamic", "classifier"));
 
 }  // namespace

@@ -74,8 +74,10 @@ def make_cnn(rng):
     return model, [], inputs, [None]
 
 
-def make_transformer(rng, seq=16, hidden=64, heads=4, ffn=256):
-    """One post-norm encoder block: self-attention + Erf-GELU MLP."""
+def make_transformer(rng, seq=16, hidden=64, heads=4, ffn=256, classes=0):
+    """One post-norm encoder block: self-attention + Erf-GELU MLP. With classes, a ViT-style
+    classifier instead: the block's first token (Gather) through a linear head is the only
+    output, so kiln's narrow_rows runs the block's tail on that token."""
     dh = hidden // heads
     nodes, inits = [], []
 
@@ -130,11 +132,18 @@ def make_transformer(rng, seq=16, hidden=64, heads=4, ffn=256):
     node("Add", ["ff2.mm", "mlp.b2"], ["ff2"])
     node("Add", ["h1", "ff2"], ["res2"])
     node("LayerNormalization", ["res2", "ln2.g", "ln2.b"], ["out/hidden"], axis=-1, epsilon=1e-5)
-    graph = helper.make_graph(
-        nodes, "transformer",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, seq, hidden])],
-        [helper.make_tensor_value_info("out/hidden", TensorProto.FLOAT, [1, seq, hidden]),
-         helper.make_tensor_value_info("probs", TensorProto.FLOAT, [1, heads, seq, seq])], inits)
+    outputs = [helper.make_tensor_value_info("out/hidden", TensorProto.FLOAT, [1, seq, hidden]),
+               helper.make_tensor_value_info("probs", TensorProto.FLOAT, [1, heads, seq, seq])]
+    if classes:
+        inits.append(init("first", np.array(0, dtype=np.int64)))
+        weight("head.w", (hidden, classes), 1 / np.sqrt(hidden))
+        weight("head.b", (classes,), 0.05)
+        node("Gather", ["out/hidden", "first"], ["cls"], axis=1)
+        node("MatMul", ["cls", "head.w"], ["head.mm"])
+        node("Add", ["head.mm", "head.b"], ["logits"])
+        outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, classes])]
+    graph = helper.make_graph(nodes, "classifier" if classes else "transformer",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, seq, hidden])], outputs, inits)
     model = to_model(graph)
     inputs = [{"x": rng.standard_normal((1, seq, hidden)).astype(np.float32)}]
     return model, [], inputs, [None]
@@ -170,7 +179,9 @@ def main():
     out = sys.argv[1] if len(sys.argv) > 1 else "build/models/e2e"
     os.makedirs(out, exist_ok=True)
     manifest = {"onnx": onnx.__version__, "onnxruntime": ort.__version__, "models": []}
-    for name, maker, seed in (("cnn", make_cnn, 1), ("transformer", make_transformer, 2), ("dynamic", make_dynamic, 3)):
+    makers = (("cnn", make_cnn, 1), ("transformer", make_transformer, 2), ("dynamic", make_dynamic, 3),
+              ("classifier", lambda rng: make_transformer(rng, seq=17, classes=10), 4))
+    for name, maker, seed in makers:
         rng = np.random.default_rng(seed)
         model, build_args, inputs, profiles = maker(rng)
         onnx.checker.check_model(model, full_check=True)
