@@ -61,17 +61,12 @@ bool block_end(const ir::Node& p, DataType& dt, int64_t& c2) {
   c2 = 0;
   if (!p.attrs.has(ops::conv::kShortcutAttr)) return p.inputs.size() <= 4;
   if (z || p.inputs.size() < 6 || p.inputs.size() > 7 || !ints_are(p, ops::conv::kShortcutAttr, {1, 1})) return false;
-  const ir::Value* x2 = p.input(4);
-  const ir::Value* w2 = p.input(5);
-  const ir::Value* b2 = p.input(6);
-  if (!x2 || !w2 || !w2->initializer || !x2->shape || x2->shape->size() != 4) return false;
-  if (x2->dtype != dt || w2->dtype != dt || (b2 && b2->dtype != dt)) return false;
-  const Dims& wd = w2->initializer->dims();  // OHWI
-  const Dim& c = (*x2->shape)[3];
-  if (wd.size() != 4 || wd[0] != p.input(1)->initializer->dim(0) || wd[1] != 1 || wd[2] != 1 || !c.known() ||
-      c.value != wd[3] || wd[3] < 1)
+  // W2 [M, 1, 1, C2] over X2's channels, with W1's M outputs.
+  int64_t c = 0;
+  if (!conv1x1_operands(p.input(4), p.input(5), p.input(6), dt, c) || c < 1 ||
+      p.input(5)->initializer->dim(0) != p.input(1)->initializer->dim(0))
     return false;
-  c2 = wd[3];
+  c2 = c;
   return true;
 }
 

@@ -197,14 +197,18 @@ bool nhwc_conv1x1(const ir::Node& n, DataType dt, int64_t& stride) {
   const std::vector<int64_t> st = n.attrs.get_ints("strides", {1, 1});
   if (st.size() != 2 || st[0] != st[1]) return false;
   stride = st[0];
-  const ir::Value* x = n.input(0);
-  const ir::Value* w = n.input(1);
-  const ir::Value* b = n.input(2);
+  int64_t c = 0;
+  return conv1x1_operands(n.input(0), n.input(1), n.input(2), dt, c);
+}
+
+bool conv1x1_operands(const ir::Value* x, const ir::Value* w, const ir::Value* b, DataType dt, int64_t& c) {
   if (!x || !w || !w->initializer || !x->shape || x->shape->size() != 4) return false;
   if (x->dtype != dt || w->dtype != dt || (b && b->dtype != dt)) return false;
   const Dims& wd = w->initializer->dims();  // OHWI
-  const Dim& c = (*x->shape)[3];
-  return wd.size() == 4 && wd[1] == 1 && wd[2] == 1 && c.known() && c.value == wd[3];
+  const Dim& xc = (*x->shape)[3];
+  if (wd.size() != 4 || wd[1] != 1 || wd[2] != 1 || !xc.known() || xc.value != wd[3]) return false;
+  c = wd[3];
+  return true;
 }
 
 int Removals::finish(ir::Graph& g) {

@@ -68,6 +68,10 @@ bool half_dtype(DataType t);
 /// any, are of `dt`. The node's type and its other kiln attributes are the caller's to check.
 bool nhwc_conv1x1(const ir::Node& n, DataType dt, int64_t& stride);
 
+/// A 1x1 conv's operands: X of `dt`, rank 4 channels-last with statically known channels C, W a
+/// constant OHWI [M, 1, 1, C] of `dt`, the bias (null: none) of `dt`; C in `c`.
+bool conv1x1_operands(const ir::Value* x, const ir::Value* w, const ir::Value* b, DataType dt, int64_t& c);
+
 /// The nodes a fusion pass absorbed into others. drop() detaches one (inputs and outputs cleared:
 /// the caller has moved what it needs onto the fused node and re-pointed the values' producers);
 /// finish() removes them from the graph, prunes the values nothing uses and returns how many

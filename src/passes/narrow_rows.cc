@@ -63,12 +63,8 @@ bool onnx_domain(const ir::Node& n) { return n.domain.empty() || n.domain == "ai
 
 // Known dims of v (false when v has no shape or a dim is not known).
 bool known_dims(const ir::Value* v, std::vector<int64_t>& d) {
-  if (!v || !v->shape) return false;
-  d.clear();
-  for (const Dim& x : *v->shape) {
-    if (!x.known()) return false;
-    d.push_back(x.value);
-  }
+  if (!v || !v->shape || !shape_is_concrete(*v->shape)) return false;
+  d = shape_to_dims(*v->shape);
   return true;
 }
 
