@@ -68,6 +68,9 @@ bool known_dims(const ir::Value* v, std::vector<int64_t>& d) {
   return true;
 }
 
+// An axis attribute counted from the back made non-negative.
+int64_t norm(int64_t axis, int64_t rank) { return axis < 0 ? axis + rank : axis; }
+
 int64_t rank_of(const ir::Value* v) { return v && v->shape ? static_cast<int64_t>(v->shape->size()) : -1; }
 
 // The dim of v at `axis` when known, else -1.
@@ -167,7 +170,6 @@ bool input_rows(const ir::Node& n, const Rows& out, std::vector<Rows>& in, std::
   if (R < 0 || dim_at(y, a) < 0) return false;
   in.assign(n.inputs.size(), Rows::full());
   const std::string& op = n.op_type;
-  auto norm = [](int64_t x, int64_t r) { return x < 0 ? x + r : x; };
 
   if (elementwise_ops().count(op)) {
     for (size_t i = 0; i < n.inputs.size(); ++i) {
@@ -336,7 +338,6 @@ bool origin_rows(const ir::Node& n, Rows& r) {
   const ir::Value* x = n.inputs[0];
   const int64_t rin = rank_of(x);
   if (rin < 0) return false;
-  auto norm = [](int64_t v, int64_t rank) { return v < 0 ? v + rank : v; };
   if (n.op_type == "Gather") {
     std::vector<int64_t> idx;
     if (!constant_ints(n.input(1), idx) || idx.empty() || rank_of(n.input(1)) > 1) return false;
