@@ -187,6 +187,28 @@ void probe(cublasLtHandle_t lt, const Problem& p, cudaStream_t s) {
     const float ms = time_algo(lt, op, la, lb, lc, screened[i].second, a, b, c, beta, ws, s, e0, e1);
     if (ms > 0 && ms < e_best) e_best = ms, e_what = describe(screened[i].second);
   }
+  // LT_SUSTAINED=N: the heuristic's first 8 and the 4 best enumerated again under sustained load (the
+  // GPU at its power cap, as a batch-256 engine runs): N rounds, each candidate N x 50 launches back to
+  // back a sample, the candidates interleaved; each one's median.
+  if (const char* sv = std::getenv("LT_SUSTAINED")) {
+    const int rounds = std::max(1, std::atoi(sv));
+    std::vector<std::pair<std::string, cublasLtMatmulAlgo_t>> cands;
+    for (int i = 0; i < std::min(found, 8); ++i) cands.push_back({"heuristic " + std::to_string(i), res[i].algo});
+    for (size_t i = 0; i < std::min<size_t>(4, screened.size()); ++i)
+      cands.push_back({"enumerated " + std::to_string(i), screened[i].second});
+    std::vector<std::vector<float>> t(cands.size());
+    for (int r = 0; r < rounds; ++r)
+      for (size_t ci = 0; ci < cands.size(); ++ci) {
+        const float ms = time_algo(lt, op, la, lb, lc, cands[ci].second, a, b, c, beta, ws, s, e0, e1, 1, 50);
+        if (ms > 0) t[ci].push_back(ms);
+      }
+    for (size_t ci = 0; ci < cands.size(); ++ci) {
+      if (t[ci].empty()) continue;
+      std::sort(t[ci].begin(), t[ci].end());
+      std::printf("  sustained %-13s %.4f ms  (%s)\n", cands[ci].first.c_str(), t[ci][t[ci].size() / 2],
+                  describe(cands[ci].second).c_str());
+    }
+  }
   std::printf("%ldx%ldx%ld %-5s | heuristic: first %.4f, best of %d %.4f ms (%.0f TFLOP/s; %s) | enumerated: %d, "
               "best %.4f ms (%.0f TFLOP/s; %s) | best enumerated / best heuristic %.3f\n",
               p.m, p.n, p.k, p.epi.c_str(), h_first, found, h_best, gflop / h_best, h_what.c_str(), tried, e_best,

@@ -1,0 +1,169 @@
+// Does cuBLASLt scale an FP16 GEMM's product by a vector a row (CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F)?
+// If it did, a LayerNorm feeding a GEMM could fold into it: with W~ = (I - 11^T/K) diag(gamma) W (columns
+// centred) and b' = beta W + b, LN(x) W + b = rstd (x W~) + b', a per-token scale and a per-feature bias. This
+// asks the heuristic for kiln's row-major Y[m, n] = X[m, k] W[k, n] (D^T = W^T X^T column-major, so a token is a
+// column of D and its scale is B's vector) with B's scale mode set, with and without an A vector, and times what
+// it returns against the plain GEMM; with -check it compares a scaled result with the plain one times the
+// vector.
+//
+//   nvcc -O2 -std=c++17 -o lt_outer_vec bench/lt_outer_vec.cc -lcublasLt -lcudart
+//   ./lt_outer_vec 50432x3072x768:gelu 50432x2304x768:bias
+//
+// Session 26; not part of the build.
+#include <cublasLt.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#define CK(x)                                                                          \
+  do {                                                                                 \
+    auto e_ = (x);                                                                     \
+    if (e_ != 0) {                                                                     \
+      std::fprintf(stderr, "%s:%d: %s failed: %d\n", __FILE__, __LINE__, #x, int(e_)); \
+      std::exit(1);                                                                    \
+    }                                                                                  \
+  } while (0)
+
+namespace {
+
+constexpr size_t kWorkspace = size_t(64) << 20;
+
+float time_ms(cublasLtHandle_t lt, cublasLtMatmulDesc_t op, cublasLtMatrixLayout_t la, cublasLtMatrixLayout_t lb,
+              cublasLtMatrixLayout_t lc, const cublasLtMatmulAlgo_t& algo, const void* a, const void* b, void* d,
+              void* ws) {
+  const float one = 1.f, zero = 0.f;
+  auto run = [&] { return cublasLtMatmul(lt, op, &one, a, la, b, lb, &zero, d, lc, d, lc, &algo, ws, kWorkspace, 0); };
+  if (run() != CUBLAS_STATUS_SUCCESS) return -1.f;
+  cudaEvent_t e0, e1;
+  cudaEventCreate(&e0), cudaEventCreate(&e1);
+  std::vector<float> t;
+  for (int r = 0; r < 7; ++r) {
+    cudaEventRecord(e0);
+    for (int i = 0; i < 10; ++i) run();
+    cudaEventRecord(e1);
+    CK(cudaEventSynchronize(e1));
+    float ms = 0;
+    cudaEventElapsedTime(&ms, e0, e1);
+    t.push_back(ms / 10);
+  }
+  std::sort(t.begin(), t.end());
+  return t[3];
+}
+
+// mode: 0 plain; 1 B outer vector; 2 A and B outer vectors.
+void probe(cublasLtHandle_t lt, long m, long n, long k, const std::string& epi, int mode, void* a, void* b, void* d,
+           void* bias, float* avec, float* bvec, void* ws, float* out_ms) {
+  cublasLtMatmulDesc_t op;
+  CK(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  cublasOperation_t nn = CUBLAS_OP_N;
+  CK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &nn, sizeof nn));
+  CK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &nn, sizeof nn));
+  cublasLtEpilogue_t ep = epi == "gelu" ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_BIAS;
+  CK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &ep, sizeof ep));
+  CK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+  const int32_t vec = CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
+  const char* what = mode == 0 ? "plain" : mode == 1 ? "B vector" : "A+B vectors";
+  if (mode >= 1) {
+    if (cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &vec, sizeof vec) != 0 ||
+        cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &bvec, sizeof bvec) != 0) {
+      std::printf("  %-12s: the descriptor refuses B's scale mode\n", what);
+      return;
+    }
+  }
+  if (mode == 2) {
+    if (cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &vec, sizeof vec) != 0 ||
+        cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &avec, sizeof avec) != 0) {
+      std::printf("  %-12s: the descriptor refuses A's scale mode\n", what);
+      return;
+    }
+  }
+  cublasLtMatrixLayout_t la, lb, lc;
+  CK(cublasLtMatrixLayoutCreate(&la, CUDA_R_16F, n, k, n));
+  CK(cublasLtMatrixLayoutCreate(&lb, CUDA_R_16F, k, m, k));
+  CK(cublasLtMatrixLayoutCreate(&lc, CUDA_R_16F, n, m, n));
+  cublasLtMatmulPreference_t pref;
+  CK(cublasLtMatmulPreferenceCreate(&pref));
+  size_t wsb = kWorkspace;
+  CK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsb, sizeof wsb));
+  cublasLtMatmulHeuristicResult_t res[8];
+  int found = 0;
+  const cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(lt, op, la, lb, lc, lc, pref, 8, res, &found);
+  if (hs != CUBLAS_STATUS_SUCCESS || found == 0) {
+    std::printf("  %-12s: no configuration (heuristic status %d, %d found)\n", what, int(hs), found);
+  } else {
+    float best = 1e30f;
+    for (int i = 0; i < found; ++i) {
+      const float ms = time_ms(lt, op, la, lb, lc, res[i].algo, b, a, d, ws);
+      if (ms > 0) best = std::min(best, ms);
+    }
+    const float first = time_ms(lt, op, la, lb, lc, res[0].algo, b, a, d, ws);
+    std::printf("  %-12s: %d configurations; first %.4f ms, best %.4f ms (%.0f TFLOP/s)\n", what, found, first, best,
+                2.0 * m * n * k / (best * 1e9));
+    *out_ms = first;
+  }
+  cublasLtMatmulPreferenceDestroy(pref);
+  cublasLtMatrixLayoutDestroy(la), cublasLtMatrixLayoutDestroy(lb), cublasLtMatrixLayoutDestroy(lc);
+  cublasLtMatmulDescDestroy(op);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  cublasLtHandle_t lt;
+  CK(cublasLtCreate(&lt));
+  void* ws = nullptr;
+  CK(cudaMalloc(&ws, kWorkspace));
+  for (int i = 1; i < argc; ++i) {
+    long m = 0, n = 0, k = 0;
+    char e[16] = "bias";
+    if (std::sscanf(argv[i], "%ldx%ldx%ld:%15s", &m, &n, &k, e) < 3) return 2;
+    std::vector<__half> x(m * k), w(k * n), bias(n);
+    std::vector<float> av(n), bv(m);
+    unsigned s = 1;
+    auto rnd = [&] { return ((s = s * 1664525u + 1013904223u) >> 8) * (1.f / 16777216.f) * 2.f - 1.f; };
+    for (auto& v : x) v = __float2half(rnd());
+    for (auto& v : w) v = __float2half(0.05f * rnd());
+    for (auto& v : bias) v = __float2half(0.1f * rnd());
+    for (auto& v : av) v = 1.f;
+    for (auto& v : bv) v = 0.5f + 0.5f * std::fabs(rnd());
+    void *dx, *dw, *dd, *db;
+    float *dav, *dbv;
+    CK(cudaMalloc(&dx, x.size() * 2));
+    CK(cudaMalloc(&dw, w.size() * 2));
+    CK(cudaMalloc(&dd, m * n * 2));
+    CK(cudaMalloc(&db, n * 2));
+    CK(cudaMalloc(&dav, n * 4));
+    CK(cudaMalloc(&dbv, m * 4));
+    CK(cudaMemcpy(dx, x.data(), x.size() * 2, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(dw, w.data(), w.size() * 2, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(db, bias.data(), n * 2, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(dav, av.data(), n * 4, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(dbv, bv.data(), m * 4, cudaMemcpyHostToDevice));
+    std::printf("%s\n", argv[i]);
+    float t[3] = {-1, -1, -1};
+    std::vector<__half> plain(m * n), scaled(m * n);
+    for (int mode = 0; mode < 3; ++mode) {
+      probe(lt, m, n, k, e, mode, dx, dw, dd, db, dav, dbv, ws, &t[mode]);
+      if (t[mode] > 0) CK(cudaMemcpy(mode == 0 ? plain.data() : scaled.data(), dd, m * n * 2, cudaMemcpyDeviceToHost));
+      if (mode > 0 && t[mode] > 0 && std::string(e) == "bias") {
+        // Scaled: D = s_token (X W) + bias; plain: X W + bias.
+        double worst = 0;
+        for (long r = 0; r < m; r += 97)
+          for (long c = 0; c < n; ++c) {
+            const double p = __half2float(plain[r * n + c]) - __half2float(bias[c]);
+            const double want = bv[r] * p + __half2float(bias[c]);
+            worst = std::max(worst, std::fabs(want - __half2float(scaled[r * n + c])));
+          }
+        std::printf("    scaled vs plain x vector: max |diff| %.3e\n", worst);
+      }
+    }
+    cudaFree(dx), cudaFree(dw), cudaFree(dd), cudaFree(db), cudaFree(dav), cudaFree(dbv);
+  }
+  return 0;
+}
