@@ -1,6 +1,7 @@
 // Symbolic shapes: each dim is a known size, a named symbol ("batch"), or unknown.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -92,12 +93,75 @@ inline std::optional<Dim> broadcast_dim(const Dim& a, const Dim& b) {
   return Dim::unknown();
 }
 
-/// Multiplies dims symbolically (unknown unless both known).
+/// A symbolic dim as a monomial: coef x the product of named factors (sorted). Its name is the
+/// canonical "4*batch" / "batch*seq" spelling, so equal products compare equal as Dims do.
+/// A name whose first factor is all digits carries that coefficient ("4*batch").
+struct Monomial {
+  int64_t coef = 1;
+  std::vector<std::string> syms;  ///< sorted
+
+  /// False for an unknown dim without a name.
+  static bool of(const Dim& d, Monomial& m) {
+    m = Monomial();
+    if (d.known()) {
+      m.coef = d.value;
+      return true;
+    }
+    if (d.name.empty()) return false;
+    size_t b = 0;
+    while (b <= d.name.size()) {
+      size_t e = d.name.find('*', b);
+      if (e == std::string::npos) e = d.name.size();
+      const std::string f = d.name.substr(b, e - b);
+      const bool digits = !f.empty() && f.size() < 18 && f.find_first_not_of("0123456789") == std::string::npos;
+      if (digits && b == 0 && e < d.name.size())
+        m.coef = std::stoll(f);
+      else
+        m.syms.push_back(f);
+      b = e + 1;
+    }
+    std::sort(m.syms.begin(), m.syms.end());
+    return true;
+  }
+  Dim to_dim() const {
+    if (syms.empty()) return Dim(coef);
+    if (coef == 0) return Dim(0);
+    std::string n = coef == 1 ? "" : std::to_string(coef) + "*";
+    for (size_t i = 0; i < syms.size(); ++i) n += (i ? "*" : "") + syms[i];
+    return Dim::symbol(n);
+  }
+};
+
+/// Multiplies dims symbolically: 4 x batch is the dim "4*batch"; unknown stays unknown.
 inline Dim dim_mul(const Dim& a, const Dim& b) {
-  if (a.known() && b.known()) return Dim(a.value * b.value);
+  if (a.known() && b.known()) {
+    int64_t v = 0;
+    return __builtin_mul_overflow(a.value, b.value, &v) ? Dim::unknown() : Dim(v);
+  }
   if (a.known() && a.value == 1) return b;
   if (b.known() && b.value == 1) return a;
-  return Dim::unknown();
+  Monomial x, y;
+  if (!Monomial::of(a, x) || !Monomial::of(b, y)) return Dim::unknown();
+  if (x.coef > (int64_t{1} << 40) || y.coef > (int64_t{1} << 20)) return Dim::unknown();
+  Monomial r;
+  r.coef = x.coef * y.coef;
+  r.syms = x.syms;
+  r.syms.insert(r.syms.end(), y.syms.begin(), y.syms.end());
+  std::sort(r.syms.begin(), r.syms.end());
+  return r.to_dim();
+}
+
+/// a / b where it divides exactly ("4*batch" / 4 = batch, "batch*seq" / seq = batch), else unknown.
+inline Dim dim_div(const Dim& a, const Dim& b) {
+  Monomial x, y;
+  if (!Monomial::of(a, x) || !Monomial::of(b, y) || y.coef == 0 || x.coef % y.coef != 0) return Dim::unknown();
+  for (const std::string& s : y.syms) {
+    auto it = std::find(x.syms.begin(), x.syms.end(), s);
+    if (it == x.syms.end()) return Dim::unknown();
+    x.syms.erase(it);
+  }
+  x.coef /= y.coef;
+  return x.to_dim();
 }
 
 /// Adds dims symbolically.

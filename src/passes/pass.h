@@ -37,6 +37,8 @@ struct Pass {
 };
 
 Status infer_shapes(ir::Graph& g, PassContext& ctx);
+/// Reshape targets computed at run time -> constants (0 / -1 for symbolic dims) where inference knows them.
+Status fold_shape_targets(ir::Graph& g, PassContext& ctx);
 Status fold_constants(ir::Graph& g, PassContext& ctx);
 Status eliminate_identity(ir::Graph& g, PassContext& ctx);
 Status eliminate_common_subexpressions(ir::Graph& g, PassContext& ctx);

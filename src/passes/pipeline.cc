@@ -10,6 +10,7 @@ namespace kiln::passes {
 namespace {
 const Pass kPipeline[] = {
     {"infer_shapes", infer_shapes},
+    {"fold_shape_targets", fold_shape_targets},  // dynamic dims: runtime-computed Reshape targets -> constants
     {"eliminate_identity", eliminate_identity},
     {"fold_constants", fold_constants},
     {"eliminate_identity", eliminate_identity},  // again: Gathers whose indices folded into 0..n-1

@@ -25,8 +25,9 @@ struct Net {
 
 // pad [B,1,1,S] bool -> And(c [1,1,S,1]) -> Expand [B,1,S,S] -> Where(., 0, -1e4) -> mask
 // of FusedAttention over plain [B,H,S,D] operands. `dynamic`: B is the symbol "B" and pad
-// first goes through Reshape(pad, Shape(pad)), whose dims symbolic inference cannot
-// know (as transformers' mask code does): the shapes below it are [?,?,...].
+// first goes through Reshape(pad, Abs(Shape(pad))), whose dims symbolic inference cannot
+// know (it follows Shape through Gather, Concat and the like, not Abs): the shapes below it
+// are [?,?,...].
 void build(Net& n, bool all_true, bool dynamic = false) {
   ir::Graph& g = n.g;
   auto input = [&](const std::string& name, DataType t, Shape s) {
@@ -48,8 +49,9 @@ void build(Net& n, bool all_true, bool dynamic = false) {
   ir::Value* pad = input("pad", DataType::kBool, Shape{b, 1, 1, S});
   if (dynamic) {
     ir::Node* shape = node("Shape", {pad}, DataType::kInt64, Shape{4});
-    pad = node("Reshape", {pad, shape->outputs[0]}, DataType::kBool, Shape{unknown, unknown, unknown, unknown})
-              ->outputs[0];
+    ir::Node* abs = node("Abs", {shape->outputs[0]}, DataType::kInt64, Shape{4});  // beyond symbolic shape values
+    pad =
+        node("Reshape", {pad, abs->outputs[0]}, DataType::kBool, Shape{unknown, unknown, unknown, unknown})->outputs[0];
   }
   std::vector<uint8_t> bits(S, 1);
   if (!all_true) bits[3] = 0;

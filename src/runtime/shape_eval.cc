@@ -1,5 +1,6 @@
 #include "runtime/shape_eval.h"
 
+#include <algorithm>
 #include <optional>
 
 #include "ops/control/outer_types.h"
@@ -35,10 +36,209 @@ bool eval_shape_op(const ir::Node& n, const ops::TensorType& in, Tensor& out) {
   return true;
 }
 
+// Symbolic shape values (shape_eval.h's SymVec) longer than this are not tracked.
+constexpr size_t kSymMax = 16;
+
+bool is_index_type(DataType t) { return t == DataType::kInt64 || t == DataType::kInt32; }
+
+// A known small integer value as a SymVec.
+bool literal_vec(const Tensor& t, SymVec& out) {
+  if (!is_index_type(t.dtype()) || t.rank() > 1 || t.numel() > static_cast<int64_t>(kSymMax)) return false;
+  out = SymVec();
+  out.scalar = t.rank() == 0;
+  for (int64_t v : t.to_int64_vector()) out.e.push_back(SymEntry{true, v, Dim()});
+  return true;
+}
+
+// The sym values of the node's outputs that shape arithmetic computes from symbolic inputs;
+// false when the node is not such arithmetic or an input is not known well enough.
+bool eval_sym(const ir::Node& n, const std::vector<ops::TensorType>& types, const std::vector<const SymVec*>& in,
+              const std::vector<const Tensor*>& values, SymVec& r) {
+  const std::string& op = n.op_type;
+  auto ints = [&](size_t i, std::vector<int64_t>& v) {
+    if (i >= values.size() || !values[i]) return false;
+    v = values[i]->to_int64_vector();
+    return true;
+  };
+  r = SymVec();
+  if (op == "Shape") {
+    if (types.empty() || !types[0].shape) return false;
+    const Shape& sh = *types[0].shape;
+    const int64_t rank = static_cast<int64_t>(sh.size());
+    int64_t b = n.attrs.get_int("start", 0), e = n.attrs.get_int("end", rank);
+    b = std::clamp<int64_t>(b < 0 ? b + rank : b, 0, rank);
+    e = std::clamp<int64_t>(e < 0 ? e + rank : e, 0, rank);
+    for (int64_t i = b; i < e; ++i) {
+      const Dim& d = sh[static_cast<size_t>(i)];
+      r.e.push_back(d.known() ? SymEntry{true, d.value, Dim()} : SymEntry{false, 0, d});
+    }
+    return r.e.size() <= kSymMax;
+  }
+  if (in.empty() || !in[0]) return false;
+  const SymVec& a = *in[0];
+  if (op == "Cast" || op == "Identity") {
+    r = a;
+    return true;
+  }
+  if (op == "Unsqueeze" || op == "Squeeze" || op == "Reshape") {
+    // Only between a scalar and one element, or a 1-D reshape.
+    r = a;
+    if (op == "Unsqueeze") {
+      r.scalar = false;
+      return a.scalar;
+    }
+    if (op == "Squeeze") {
+      r.scalar = true;
+      return !a.scalar && a.e.size() == 1;
+    }
+    std::vector<int64_t> t;
+    if (!ints(1, t) || t.size() > 1 || (t.empty() && a.e.size() != 1)) return false;
+    r.scalar = t.empty();
+    return true;
+  }
+  if (op == "Gather") {
+    std::vector<int64_t> idx;
+    if (a.scalar || n.attrs.get_int("axis", 0) != 0 || !ints(1, idx)) return false;
+    r.scalar = values[1]->rank() == 0;
+    for (int64_t i : idx) {
+      if (i < 0) i += static_cast<int64_t>(a.e.size());
+      if (i < 0 || i >= static_cast<int64_t>(a.e.size())) return false;
+      r.e.push_back(a.e[static_cast<size_t>(i)]);
+    }
+    return true;
+  }
+  if (op == "Slice") {
+    std::vector<int64_t> st, en, ax = {0}, sp = {1};
+    if (a.scalar || !ints(1, st) || !ints(2, en) || st.size() != 1 || en.size() != 1) return false;
+    if ((values.size() > 3 && values[3] && !ints(3, ax)) || (values.size() > 4 && values[4] && !ints(4, sp)))
+      return false;
+    if (ax.size() != 1 || (ax[0] != 0 && ax[0] != -1) || sp.size() != 1 || sp[0] != 1) return false;
+    const int64_t len = static_cast<int64_t>(a.e.size());
+    int64_t b = st[0] < 0 ? st[0] + len : st[0], e = en[0] < 0 ? en[0] + len : en[0];
+    b = std::clamp<int64_t>(b, 0, len), e = std::clamp<int64_t>(e, 0, len);
+    for (int64_t i = b; i < e; ++i) r.e.push_back(a.e[static_cast<size_t>(i)]);
+    return true;
+  }
+  if (op == "Concat") {
+    for (const SymVec* v : in) {
+      if (!v || v->scalar) return false;
+      r.e.insert(r.e.end(), v->e.begin(), v->e.end());
+    }
+    return r.e.size() <= kSymMax;
+  }
+  if (op == "Mul" || op == "Div" || op == "Equal" || op == "Add" || op == "Sub") {
+    if (in.size() != 2 || !in[1]) return false;
+    const SymVec& b = *in[1];
+    const size_t len = std::max(a.e.size(), b.e.size());
+    if ((a.e.size() != len && a.e.size() != 1) || (b.e.size() != len && b.e.size() != 1)) return false;
+    r.scalar = a.scalar && b.scalar;
+    for (size_t i = 0; i < len; ++i) {
+      const SymEntry& x = a.e[a.e.size() == 1 ? 0 : i];
+      const SymEntry& y = b.e[b.e.size() == 1 ? 0 : i];
+      SymEntry z;
+      if (x.literal && y.literal) {
+        if (op == "Mul") z.value = x.value * y.value;
+        if (op == "Add") z.value = x.value + y.value;
+        if (op == "Sub") z.value = x.value - y.value;
+        if (op == "Equal") z.value = x.value == y.value;
+        if (op == "Div") {
+          if (y.value == 0) return false;
+          z.value = x.value / y.value;  // exact for dims; C++ truncation otherwise, as int Div
+        }
+      } else if (op == "Equal") {
+        // A dim is never negative; a symbol equals itself.
+        const SymEntry& lit = x.literal ? x : y;
+        const SymEntry& sym = x.literal ? y : x;
+        if (x.literal != y.literal && lit.value < 0)
+          z.value = 0;
+        else if (!x.literal && !y.literal && x.dim == y.dim)
+          z.value = 1;
+        else
+          z = SymEntry{false, 0, Dim::unknown()};
+        (void)sym;
+      } else {
+        const Dim dx = x.as_dim(), dy = y.as_dim();
+        if ((x.literal && x.value < 0) || (y.literal && y.value < 0)) return false;
+        const Dim d = op == "Mul" ? dim_mul(dx, dy) : op == "Div" ? dim_div(dx, dy) : Dim::unknown();
+        z = d.known() ? SymEntry{true, d.value, Dim()} : SymEntry{false, 0, d};
+      }
+      r.e.push_back(z);
+    }
+    return true;
+  }
+  if (op == "Where") {
+    if (in.size() != 3 || !in[1] || !in[2]) return false;
+    const size_t len = std::max({a.e.size(), in[1]->e.size(), in[2]->e.size()});
+    for (const SymVec* v : in)
+      if (v->e.size() != len && v->e.size() != 1) return false;
+    for (size_t i = 0; i < len; ++i) {
+      const SymEntry& c = a.e[a.e.size() == 1 ? 0 : i];
+      if (!c.literal) return false;
+      const SymVec& pick = c.value ? *in[1] : *in[2];
+      r.e.push_back(pick.e[pick.e.size() == 1 ? 0 : i]);
+    }
+    r.scalar = a.scalar && in[1]->scalar && in[2]->scalar;
+    return true;
+  }
+  return false;
+}
+
+// The output shape of a Reshape / Expand / ConstantOfShape whose shape input is `t`, from the
+// data input's type; false when the symbolic target says no more than inference did.
+bool shape_from_sym(const ir::Node& n, const std::vector<ops::TensorType>& types, const SymVec& t, Shape& out) {
+  if (t.scalar) return false;
+  const std::string& op = n.op_type;
+  out.clear();
+  if (op == "ConstantOfShape") {
+    for (const SymEntry& e : t.e) out.push_back(e.as_dim());
+    return true;
+  }
+  if (types.empty() || !types[0].shape) return false;
+  const Shape& in = *types[0].shape;
+  if (op == "Expand") {
+    const size_t rank = std::max(in.size(), t.e.size());
+    for (size_t i = 0; i < rank; ++i) {
+      const size_t pi = i + in.size(), pt = i + t.e.size();
+      const Dim a = pi >= rank ? in[pi - rank] : Dim(1);
+      const Dim b = pt >= rank ? t.e[pt - rank].as_dim() : Dim(1);
+      auto d = broadcast_dim(a, b);
+      if (!d) return false;
+      out.push_back(*d);
+    }
+    return true;
+  }
+  if (op != "Reshape" || (n.opset >= 14 && n.attrs.get_int("allowzero", 0) != 0)) return false;
+  std::optional<size_t> neg;
+  for (size_t i = 0; i < t.e.size(); ++i) {
+    const SymEntry& e = t.e[i];
+    if (e.literal && e.value == -1) {
+      if (neg) return false;
+      neg = i;
+      out.push_back(Dim::unknown());
+    } else if (e.literal && e.value == 0) {
+      if (i >= in.size()) return false;
+      out.push_back(in[i]);
+    } else if (e.literal && e.value < -1) {
+      return false;
+    } else {
+      out.push_back(e.as_dim());
+    }
+  }
+  if (neg) {
+    Dim vol(1), rest(1);
+    for (const Dim& d : in) vol = dim_mul(vol, d);
+    for (size_t i = 0; i < out.size(); ++i)
+      if (i != *neg) rest = dim_mul(rest, out[i]);
+    out[*neg] = rest.known() && rest.value == 0 ? Dim::unknown() : dim_div(vol, rest);
+  }
+  return true;
+}
+
 }  // namespace
 
 Status propagate(const ir::Graph& g, const std::map<std::string, Shape>& input_shapes, Propagation& out, bool strict,
                  const std::map<std::string, Tensor>* input_values) {
+  auto& sym = out.sym;
   for (auto& [name, v] : g.values()) {
     if (v->initializer) {
       out.types[v.get()] = {v->initializer->dtype(), shape_from_dims(v->initializer->dims())};
@@ -74,6 +274,27 @@ Status propagate(const ir::Graph& g, const std::map<std::string, Shape>& input_s
         values.push_back(nullptr);
         all_known = false;
       }
+    }
+    // Symbolic shape arithmetic (ONNX domain, one output), kept beside the concrete values.
+    std::vector<const SymVec*> syms;
+    if (node->domain.empty()) {
+      for (size_t i = 0; i < node->inputs.size(); ++i) {
+        const ir::Value* in = node->inputs[i];
+        auto it = in ? sym.find(in) : sym.end();
+        if (it != sym.end()) {
+          syms.push_back(&it->second);
+          continue;
+        }
+        SymVec lit;
+        if (values[i] && literal_vec(*values[i], lit)) {
+          syms.push_back(&sym.emplace(in, std::move(lit)).first->second);
+          continue;
+        }
+        syms.push_back(nullptr);
+      }
+      SymVec r;
+      if (node->outputs.size() == 1 && node->outputs[0] && !all_known && eval_sym(*node, types, syms, values, r))
+        sym[node->outputs[0]] = std::move(r);
     }
     if ((node->op_type == "Shape" || node->op_type == "Size") && node->domain.empty() && !types.empty() &&
         node->outputs.size() == 1 && node->outputs[0]) {
@@ -115,6 +336,20 @@ Status propagate(const ir::Graph& g, const std::map<std::string, Shape>& input_s
     }
     for (size_t i = 0; i < node->outputs.size() && i < r->size(); ++i)
       if (node->outputs[i]) out.types[node->outputs[i]] = (*r)[i];
+    // A shape input known only symbolically gives symbolic dims where inference had unknown ones.
+    const std::string& op = node->op_type;
+    const size_t si = op == "ConstantOfShape" ? 0 : 1;
+    if (node->domain.empty() && (op == "Reshape" || op == "Expand" || op == "ConstantOfShape") && si < syms.size() &&
+        syms[si] && !r->empty() && node->outputs[0]) {
+      ops::TensorType& t = out.types[node->outputs[0]];
+      Shape s;
+      if (shape_from_sym(*node, types, *syms[si], s) && (!t.shape || t.shape->size() == s.size())) {
+        if (t.shape)
+          for (size_t i = 0; i < s.size(); ++i)
+            if ((*t.shape)[i].known() || (!(*t.shape)[i].name.empty() && !s[i].known())) s[i] = (*t.shape)[i];
+        t.shape = s;
+      }
+    }
   }
   return Status();
 }

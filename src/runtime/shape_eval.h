@@ -9,15 +9,35 @@
 #include <map>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "ir/graph.h"
 #include "ops/op.h"
 
 namespace kiln {
 
+/// An element of a small integer tensor known element by element (SymVec).
+struct SymEntry {
+  bool literal = true;  ///< `value` holds the element (any integer, -1 included)
+  int64_t value = 0;
+  Dim dim;  ///< when not literal: a symbolic (or unknown) dim, >= 0 at run time
+  Dim as_dim() const { return literal ? (value >= 0 ? Dim(value) : Dim::unknown()) : dim; }
+};
+
+/// A small integer tensor (a scalar or 1-D) whose elements may be symbolic dims: the Shape of a
+/// tensor with dims like `batch`, and what exporters' shape arithmetic makes of it (Gather,
+/// Slice, Concat, Unsqueeze, Squeeze, Cast, Mul, Div, Equal, Where). A Reshape, Expand or
+/// ConstantOfShape whose shape input is one gets symbolic output dims instead of unknown ones.
+struct SymVec {
+  std::vector<SymEntry> e;
+  bool scalar = false;
+};
+
 struct Propagation {
   std::unordered_map<const ir::Value*, ops::TensorType> types;
   std::unordered_map<const ir::Value*, Tensor> values;
+  /// Shape values known symbolically (not in `values`), and small known int values seen as inputs.
+  std::unordered_map<const ir::Value*, SymVec> sym;
 };
 
 /// Largest node (in input elements) evaluated during propagation.

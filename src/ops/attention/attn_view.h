@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -53,8 +54,14 @@ inline void encode_step(std::vector<int64_t>& code, ViewOp op, const std::vector
 
 inline int64_t norm_axis(int64_t a, int64_t rank) { return a < 0 ? a + rank : a; }
 
+/// Resolves a reshape's -1 dim where the other dims are not all known numbers: (input dims,
+/// target with the -1 at `infer`) -> the dim (inference's symbolic dims; -1 = unknown).
+using InferDimFn =
+    std::function<int64_t(const std::vector<int64_t>& in, const std::vector<int64_t>& out, size_t infer)>;
+
 /// Dims after one step (sizes only; -1 = unknown). Errors name the step.
-inline Status apply_step_dims(const ViewStep& s, std::vector<int64_t>& d, const std::optional<std::vector<int64_t>>& shape) {
+inline Status apply_step_dims(const ViewStep& s, std::vector<int64_t>& d,
+                              const std::optional<std::vector<int64_t>>& shape, const InferDimFn* infer_dim = nullptr) {
   auto rank = static_cast<int64_t>(d.size());
   switch (s.op) {
     case kTranspose: {
@@ -92,8 +99,9 @@ inline Status apply_step_dims(const ViewStep& s, std::vector<int64_t>& d, const 
         }
       }
       if (infer >= 0) {
-        if (unknown) out[static_cast<size_t>(infer)] = -1;
-        else {
+        if (unknown) {
+          out[static_cast<size_t>(infer)] = infer_dim ? (*infer_dim)(d, out, static_cast<size_t>(infer)) : -1;
+        } else {
           int64_t total = 1;
           for (int64_t x : d) total *= x;
           if (known == 0 || total % known) return Status(ErrorCode::kInvalidModel, "view: reshape volume");

@@ -68,13 +68,23 @@ Status infer_fused_attention(InferContext& ctx) {
   if (ctx.input_dtype(1) != t || ctx.input_dtype(2) != t) return ctx.error("Q, K and V dtypes differ");
   if (ctx.has_input(3) && ctx.input_dtype(3) != t) return ctx.error("the mask's dtype differs from Q's");
   DimNames names;
+  // A reshape's -1 over symbolic dims ("4*batch" and the like), by base/shape.h's monomials.
+  const attn::InferDimFn infer_dim = [&names](const std::vector<int64_t>& in, const std::vector<int64_t>& out,
+                                              size_t at) {
+    Dim vol(1), rest(1);
+    for (int64_t v : in) vol = dim_mul(vol, names.decode(v));
+    for (size_t i = 0; i < out.size(); ++i)
+      if (i != at) rest = dim_mul(rest, names.decode(out[i]));
+    if (rest.known() && rest.value == 0) return int64_t{-1};
+    return names.encode(dim_div(vol, rest));
+  };
   std::vector<int64_t> logical[3];
   const char* views[3] = {"q_view", "k_view", "v_view"};
   for (int i = 0; i < 3; ++i) {
     KILN_ASSIGN_OR_RETURN(auto steps, steps_of(ctx.attrs(), views[i]));
     for (const Dim& d : *ctx.input_shape(i)) logical[i].push_back(names.encode(d));
     for (const ViewStep& s : steps) {
-      Status st = apply_step_dims(s, logical[i], reshape_target(ctx, s));
+      Status st = apply_step_dims(s, logical[i], reshape_target(ctx, s), &infer_dim);
       if (!st.ok()) return ctx.error(std::string(views[i]) + ": " + st.message());
     }
     if (logical[i].size() != 4)
@@ -90,7 +100,7 @@ Status infer_fused_attention(InferContext& ctx) {
   KILN_ASSIGN_OR_RETURN(auto osteps, steps_of(ctx.attrs(), "o_view"));
   for (const ViewStep& s : osteps) {
     if (s.op == kGather || s.op == kSlice) return ctx.error("o_view may only transpose and reshape");
-    Status st = apply_step_dims(s, out, reshape_target(ctx, s));
+    Status st = apply_step_dims(s, out, reshape_target(ctx, s), &infer_dim);
     if (!st.ok()) return ctx.error("o_view: " + st.message());
   }
   Shape y;

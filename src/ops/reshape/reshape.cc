@@ -1,5 +1,4 @@
 // Reshape, Flatten, Squeeze, Unsqueeze: new dims over the same bytes.
-#include <set>
 
 #include "ops/reshape/data_movement.h"
 #include "ops/reshape/reshape_family.h"
@@ -9,36 +8,16 @@ namespace {
 
 using namespace movement;  // NOLINT(google-build-using-namespace)
 
-// Resolves Reshape's -1 dim symbolically: cancels named dims that appear in both
-// input and output, so [batch,3,4] -> [0,-1] gives [batch,12] and
-// [batch,12] -> [-1,3,4] gives [batch,3,4].
+// Resolves Reshape's -1 dim symbolically, as the input's volume over the other dims', each a
+// monomial (base/shape.h): [batch,3,4] -> [0,-1] gives [batch,12], [batch,12] -> [-1,3,4] gives
+// [batch,3,4] and [batch,3,2,16,2,16] -> [-1,768] gives [4*batch,768].
 Dim resolve_inferred_dim(const Shape& in, const Shape& out, size_t neg) {
-  Dim in_known(1), out_known(1);
-  std::multiset<std::string> in_syms;
-  for (const Dim& d : in) {
-    if (d.known())
-      in_known = sat_mul(in_known, d);
-    else if (d.name.empty())
-      return Dim::unknown();
-    else
-      in_syms.insert(d.name);
-  }
-  for (size_t i = 0; i < out.size(); ++i) {
-    if (i == neg) continue;
-    const Dim& d = out[i];
-    if (d.known()) {
-      out_known = sat_mul(out_known, d);
-    } else {
-      auto it = d.name.empty() ? in_syms.end() : in_syms.find(d.name);
-      if (it == in_syms.end()) return Dim::unknown();
-      in_syms.erase(it);
-    }
-  }
-  int64_t ik = in_known.value, ok = out_known.value;
-  if (ok == 0) return Dim::unknown();
-  if (in_syms.empty()) return ik % ok == 0 ? Dim(ik / ok) : Dim::unknown();
-  if (in_syms.size() == 1 && ik == ok) return Dim::symbol(*in_syms.begin());
-  return Dim::unknown();
+  Dim in_vol(1), rest(1);
+  for (const Dim& d : in) in_vol = dim_mul(in_vol, d);
+  for (size_t i = 0; i < out.size(); ++i)
+    if (i != neg) rest = dim_mul(rest, out[i]);
+  if (rest.known() && rest.value == 0) return Dim::unknown();
+  return dim_div(in_vol, rest);
 }
 
 // Opset 5 moved `shape` from an attribute to input 1; opset 14 added allowzero.
