@@ -2,9 +2,11 @@
 // symbolically (CUDA and CPU engines alike; dynamic dims):
 //   t = Concat(Unsqueeze(Gather(Shape(x), 0)), [197, 768]);  y = Reshape(x, t)    (x: [batch, 197, 768])
 // becomes
-//   y = Reshape(x, [0, 197, 768])
-// An element that is the input's dim at the same position becomes 0 (copy), one other
-// symbolic element -1 (inferred); a target needing two such stays. The exporters' Shape ->
+//   y = Reshape(x, [-1, 197, 768])
+// One symbolic element becomes -1 (inferred from the volume); a target with two stays. (Not 0,
+// "copy the input's dim": the passes that move Reshapes past Transposes or fold them into the
+// attention's views take -1, which exporters write too, but a 0 there copied the wrong dim in
+// session 26's first version: BERT's attention views failed.) The exporters' Shape ->
 // Gather -> Concat chains then die, and the passes that take only constant targets (the
 // transposes', the attention's views, narrow_rows) see the graph a static build sees: a
 // ViT-B/16 engine over a batch range ran bs256 in 19.9 ms against the static 17.5 (session 26).
@@ -37,8 +39,6 @@ Status fold_shape_targets(ir::Graph& g, PassContext& ctx) {
       if (e.literal) {
         if (e.value == -1) ok = !infer, infer = i;
         target.push_back(e.value);
-      } else if (i < in.size() && !e.dim.name.empty() && in[i] == e.dim) {
-        target.push_back(0);
       } else {
         ok = !infer, infer = i;
         target.push_back(-1);

@@ -32,15 +32,15 @@ TEST(Monomial, ProductsAndExactQuotientsOfSymbols) {
   EXPECT_EQ(dim_mul(Dim::symbol("N"), Dim(2)).to_string(), "2*N");
 }
 
-// y = Reshape(x, Concat(Unsqueeze(Gather(Shape(x), 0)), [-1, heads, 64])) over x [batch, seq, 768],
-// then z = Expand(c [1, 1, 768], Concat(Unsqueeze(Gather(Shape(x), 0)), [1, 768])).
+// y = Reshape(x, Concat(Unsqueeze(Gather(Shape(x), 0)), rest)) over x [batch, seq, 768] (rest
+// [-1, 12, 64] unless given), then z = Expand(c [1, 1, 768], Concat(Unsqueeze(Gather(Shape(x), 0)), [1, 768])).
 struct ShapeNet {
   ir::Graph g;
   ir::Value *x = nullptr, *y = nullptr, *z = nullptr, *c = nullptr;
 };
-void build_shape_net(ShapeNet& n) {
+void build_shape_net(ShapeNet& n, Dim seq = Dim::symbol("seq"), std::vector<int64_t> rest = {-1, 12, 64}) {
   ir::Graph& g = n.g;
-  n.x = g.add_value("x", DataType::kFloat32, Shape{Dim::symbol("batch"), Dim::symbol("seq"), 768}).value();
+  n.x = g.add_value("x", DataType::kFloat32, Shape{Dim::symbol("batch"), seq, 768}).value();
   g.inputs = {n.x};
   auto node = [&](const std::string& op, std::vector<ir::Value*> ins, DataType t) {
     ir::Value* o = g.add_unique_value(op + "_out", t);
@@ -55,7 +55,7 @@ void build_shape_net(ShapeNet& n) {
   ir::Node* shape = node("Shape", {n.x}, DataType::kInt64);
   ir::Node* b = node("Gather", {shape->outputs[0], ints("zero", {0}, true)}, DataType::kInt64);
   ir::Node* b1 = node("Unsqueeze", {b->outputs[0], ints("axes", {0})}, DataType::kInt64);
-  ir::Node* target = node("Concat", {b1->outputs[0], ints("rest", {-1, 12, 64})}, DataType::kInt64);
+  ir::Node* target = node("Concat", {b1->outputs[0], ints("rest", rest)}, DataType::kInt64);
   target->attrs.set("axis", ir::Attribute::from_int(0));
   n.y = node("Reshape", {n.x, target->outputs[0]}, DataType::kFloat32)->outputs[0];
   ir::Node* to = node("Concat", {b1->outputs[0], ints("one_d", {1, 768})}, DataType::kInt64);
@@ -126,7 +126,7 @@ TEST(ShapeEval, EqualWhereAndArithmeticOfShapeValues) {
 
 TEST(FoldShapeTargets, RuntimeTargetsBecomeConstantsWithTheSameResult) {
   ShapeNet n;
-  build_shape_net(n);
+  build_shape_net(n, Dim(7), {7, 12, 64});  // target [batch, 7, 12, 64]
   auto before = n.g.clone();
   passes::PassContext ctx = passes::testing::context_for(n.g);
   ASSERT_TRUE(passes::infer_shapes(n.g, ctx).ok());
@@ -134,8 +134,8 @@ TEST(FoldShapeTargets, RuntimeTargetsBecomeConstantsWithTheSameResult) {
   EXPECT_EQ(ctx.stats["folded_shape_targets"], 1);
   const ir::Value* t = n.y->producer->inputs[1];
   ASSERT_TRUE(t->is_constant());
-  // batch is x's dim 0 (copied), seq the one dim left to infer; the Expand keeps its runtime target.
-  EXPECT_EQ(t->initializer->to_int64_vector(), (std::vector<int64_t>{0, -1, 12, 64}));
+  // batch, the one symbolic element, is inferred; the Expand keeps its runtime target.
+  EXPECT_EQ(t->initializer->to_int64_vector(), (std::vector<int64_t>{-1, 7, 12, 64}));
   EXPECT_FALSE(n.z->producer->inputs[1]->is_constant());
   ASSERT_TRUE(passes::eliminate_dead_nodes(n.g, ctx).ok());
   std::mt19937 rng(3);
@@ -146,6 +146,13 @@ TEST(FoldShapeTargets, RuntimeTargetsBecomeConstantsWithTheSameResult) {
     auto got = passes::testing::run_graph(n.g, {{"x", x}});
     passes::testing::expect_outputs_close(*before, got, want, 0, 0);
   }
+  // The default net's target, [batch, -1, 12, 64], already infers one dim: it stays.
+  ShapeNet m;
+  build_shape_net(m);
+  passes::PassContext mctx = passes::testing::context_for(m.g);
+  ASSERT_TRUE(passes::infer_shapes(m.g, mctx).ok());
+  ASSERT_TRUE(passes::fold_shape_targets(m.g, mctx).ok());
+  EXPECT_EQ(mctx.stats["folded_shape_targets"], 0);
 }
 
 // A target with two dims it cannot place (neither the input's dim at that position) stays.
