@@ -29,7 +29,16 @@ Status fold_shape_targets(ir::Graph& g, PassContext& ctx) {
       continue;
     auto s = p.sym.find(n.inputs[1]);
     auto t = p.types.find(n.inputs[0]);
-    if (s == p.sym.end() || s->second.scalar || t == p.types.end() || !t->second.shape) continue;
+    auto keep = [&](const std::string& why) {
+      ctx.log(Logger::Severity::kVerbose, "fold_shape_targets: " + n.name + " keeps its run-time target (" + why + ")");
+    };
+    if (s == p.sym.end() || s->second.scalar) {
+      const ir::Node* src = n.inputs[1]->producer;
+      keep("computed by " + (src ? src->op_type + " '" + src->name + "'" : std::string("a graph input")) +
+           ", which shape inference does not follow");
+      continue;
+    }
+    if (t == p.types.end() || !t->second.shape) continue;
     const Shape& in = *t->second.shape;
     std::vector<int64_t> target;
     std::optional<size_t> infer;
@@ -44,7 +53,13 @@ Status fold_shape_targets(ir::Graph& g, PassContext& ctx) {
         target.push_back(-1);
       }
     }
-    if (!ok) continue;
+    if (!ok) {
+      std::string v;
+      for (const SymEntry& e : s->second.e)
+        v += (v.empty() ? "" : ",") + (e.literal ? std::to_string(e.value) : e.dim.to_string());
+      keep("[" + v + "]: more than one element to infer");
+      continue;
+    }
     n.inputs[1] =
         g.add_constant(n.name + "_target",
                        Tensor::from_vector<int64_t>(DataType::kInt64, {static_cast<int64_t>(target.size())}, target));
