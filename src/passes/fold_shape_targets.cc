@@ -3,10 +3,10 @@
 //   t = Concat(Unsqueeze(Gather(Shape(x), 0)), [197, 768]);  y = Reshape(x, t)    (x: [batch, 197, 768])
 // becomes
 //   y = Reshape(x, [-1, 197, 768])
-// One symbolic element becomes -1 (inferred from the volume); a target with two stays. (Not 0,
-// "copy the input's dim": the passes that move Reshapes past Transposes or fold them into the
-// attention's views take -1, which exporters write too, but a 0 there copied the wrong dim in
-// session 26's first version: BERT's attention views failed.) The exporters' Shape ->
+// One symbolic element becomes -1 (inferred from the volume); a target with two stays. (A 0,
+// "copy the input's dim", could place a second one that equals the input's dim at its position,
+// as in BERT's [batch, 128, -1, 64]; not done: the passes that move Reshapes across Transposes
+// and into the attention's views were checked with -1 targets only.) The exporters' Shape ->
 // Gather -> Concat chains then die, and the passes that take only constant targets (the
 // transposes', the attention's views, narrow_rows) see the graph a static build sees: a
 // ViT-B/16 engine over a batch range ran bs256 in 19.9 ms against the static 17.5 (session 26).

@@ -67,10 +67,14 @@ class CudaTacticTimer : public TacticTimer {
     return k && k->compiles;
   }
 
+  void set_known_inputs(std::vector<const Tensor*> values) override { known_ = std::move(values); }
+
   Result<std::vector<int64_t>> prepare(const ir::Node& node, const std::vector<ops::TensorType>& inputs,
                                        const std::vector<ops::TensorType>& outputs) override {
     io_.reset();
-    KILN_ASSIGN_OR_RETURN(io_, upload(node, inputs, outputs, rng_, host_));
+    auto io = upload(node, inputs, outputs, rng_, host_, known_);
+    known_.clear();
+    KILN_ASSIGN_OR_RETURN(io_, std::move(io));
     return cuda::node_tactics_on_device(node, node.kernel, *io_, opts_);
   }
 
@@ -169,11 +173,12 @@ class CudaTacticTimer : public TacticTimer {
     return b;
   }
 
-  // The node's buffers on the device: weights are the real initializers, activations
-  // random (`host` keeps their host tensors alive).
+  // The node's buffers on the device: weights are the real initializers, inputs with a
+  // `known` value that value, activations random (`host` keeps their host tensors alive).
   Result<std::unique_ptr<cuda::DeviceNodeIO>> upload(const ir::Node& node, const std::vector<ops::TensorType>& inputs,
                                                      const std::vector<ops::TensorType>& outputs, std::mt19937& rng,
-                                                     std::vector<Tensor>& host) {
+                                                     std::vector<Tensor>& host,
+                                                     const std::vector<const Tensor*>& known = {}) {
     host.assign(inputs.size(), Tensor());
     std::vector<const Tensor*> in(inputs.size(), nullptr);
     std::vector<std::optional<Dims>> repeat_to(inputs.size());
@@ -183,6 +188,11 @@ class CudaTacticTimer : public TacticTimer {
       const Dims dims = shape_to_dims(*inputs[i].shape);
       if (v->initializer && v->initializer->dtype() == inputs[i].dtype && v->initializer->dims() == dims) {
         in[i] = v->initializer.get();
+        continue;
+      }
+      const Tensor* k = i < known.size() ? known[i] : nullptr;
+      if (k && k->dtype() == inputs[i].dtype && k->dims() == dims) {
+        in[i] = k;
         continue;
       }
       const int64_t numel = dims_volume(dims);
@@ -220,6 +230,7 @@ class CudaTacticTimer : public TacticTimer {
   cuda::NodeRunOptions opts_;
   std::mt19937 rng_{1234};
   std::vector<Tensor> host_;
+  std::vector<const Tensor*> known_;  ///< set_known_inputs, for the next prepare only
   std::unique_ptr<cuda::DeviceNodeIO> io_;
 };
 
@@ -312,13 +323,18 @@ Status choose_tactics(ir::Graph& g, const Propagation& opt, int opt_level, const
     ir::Node* node;
     std::vector<ops::TensorType> in, out;
     std::string sig;
+    std::vector<const Tensor*> known;  ///< inputs' values at the opt shapes (shape tensors), else null
   };
   std::vector<Layer> layers;
   for (auto& node : g.nodes()) {
     if (!timer.has_tactics(*node)) continue;
     node->attrs.erase(ops::kTacticAttr);
     node->attrs.erase(cuda::kKernelStateAttr);
-    Layer l{node.get(), {}, {}, ""};
+    Layer l{node.get(), {}, {}, "", {}};
+    for (ir::Value* v : node->inputs) {
+      auto it = v && !v->initializer ? opt.values.find(v) : opt.values.end();
+      l.known.push_back(it != opt.values.end() ? &it->second : nullptr);
+    }
     if (!concrete_types(node->inputs, opt, l.in) || !concrete_types(node->outputs, opt, l.out)) {
       verbose("tactic of " + node->describe() +
               ": shapes unknown at the opt shapes; the heuristic chooses at run time");
@@ -370,6 +386,7 @@ Status choose_tactics(ir::Graph& g, const Propagation& opt, int opt_level, const
       ++stats.cached;
       continue;
     }
+    timer.set_known_inputs(l.known);
     auto ids = timer.prepare(*node, in, out);
     if (!ids.ok()) {
       logger.emit(Logger::Severity::kWarning, "cannot time the tactics of " + node->describe() + " (" +

@@ -57,6 +57,10 @@ class TacticTimer {
                                                const std::vector<ops::TensorType>& outputs) = 0;
   /// Median milliseconds of the prepared node running `tactic`.
   virtual Result<float> time(const ir::Node& node, int64_t tactic) = 0;
+  /// Values of the next prepared node's inputs that shape inference computed at the opt
+  /// shapes (null where none): shape tensors, which timing must not fill at random (a
+  /// FusedAttention view's Reshape target computed at run time). Called before prepare.
+  virtual void set_known_inputs(std::vector<const Tensor*> /*values*/) {}
   /// True when a first run of `node`'s tactics may compile code (FastKernel::compiles).
   virtual bool compiles(const ir::Node& /*node*/) { return false; }
   /// Runs the first `budget` (-1: all) candidates of each item once, on parallel threads,

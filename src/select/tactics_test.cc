@@ -871,5 +871,37 @@ TEST(Tactics, EnumeratedCublasLtConfigsRoundTrip) {
   EXPECT_FALSE(ltc::offered(16384, 768, 768, 12));
 }
 
+// A shape tensor a node reads (a FusedAttention view's Reshape target computed from Shape)
+// reaches the timer with its value at the opt shapes; activations do not.
+TEST(Tactics, ShapeTensorsReachTheTimerWithTheirValues) {
+  struct KnownTimer : FakeTimer {
+    std::vector<std::vector<int64_t>> seen;  // per prepare: input 1's value, or {-7} when none
+    bool has_tactics(const ir::Node& node) override { return node.op_type == "Reshape"; }
+    void set_known_inputs(std::vector<const Tensor*> values) override {
+      ASSERT_EQ(values.size(), 2u);
+      EXPECT_EQ(values[0], nullptr) << "an activation is timed with random data";
+      seen.push_back(values[1] ? values[1]->to_int64_vector() : std::vector<int64_t>{-7});
+    }
+  };
+  ir::Graph g;
+  g.opset_imports[""] = 17;
+  ir::Value* x = g.add_value("x", DataType::kFloat32, Shape{Dim::symbol("batch"), 16}).value();
+  g.inputs.push_back(x);
+  ir::Value* t = g.add_unique_value("t", DataType::kInt64);
+  ir::Value* y = g.add_value("y").value();
+  g.add_node("Shape", {x}, {t}, "shape")->opset = 17;
+  g.add_node("Reshape", {x, t}, {y}, "reshape")->opset = 17;
+  g.outputs = {y};
+  for (auto& n : g.nodes()) n->device = ir::Device::kCUDA;
+  Propagation opt;
+  ASSERT_TRUE(propagate(g, {{"x", Shape{4, 16}}}, opt, /*strict=*/false).ok());
+  KnownTimer timer;
+  TimingCache cache("k");
+  TacticStats st;
+  CaptureLogger log;
+  ASSERT_TRUE(choose_tactics(g, opt, 3, "tf32=0", cache, timer, log, st).ok());
+  EXPECT_EQ(timer.seen, (std::vector<std::vector<int64_t>>{{4, 16}}));
+}
+
 }  // namespace
 }  // namespace kiln::select
