@@ -164,6 +164,18 @@ inline Dim dim_div(const Dim& a, const Dim& b) {
   return x.to_dim();
 }
 
+/// A Reshape's -1 dim: the input's volume over the target's other dims (`at` is the -1's
+/// place in `out`), symbolically ([batch,3,2,16,2,16] -> [-1,768] gives 4*batch); unknown
+/// where it is not an exact quotient.
+inline Dim infer_reshape_dim(const Shape& in, const Shape& out, size_t at) {
+  Dim vol(1), rest(1);
+  for (const Dim& d : in) vol = dim_mul(vol, d);
+  for (size_t i = 0; i < out.size(); ++i)
+    if (i != at) rest = dim_mul(rest, out[i]);
+  if (rest.known() && rest.value == 0) return Dim::unknown();
+  return dim_div(vol, rest);
+}
+
 /// Adds dims symbolically.
 inline Dim dim_add(const Dim& a, const Dim& b) {
   if (a.known() && b.known()) return Dim(a.value + b.value);

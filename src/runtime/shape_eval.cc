@@ -224,13 +224,7 @@ bool shape_from_sym(const ir::Node& n, const std::vector<ops::TensorType>& types
       out.push_back(e.as_dim());
     }
   }
-  if (neg) {
-    Dim vol(1), rest(1);
-    for (const Dim& d : in) vol = dim_mul(vol, d);
-    for (size_t i = 0; i < out.size(); ++i)
-      if (i != *neg) rest = dim_mul(rest, out[i]);
-    out[*neg] = rest.known() && rest.value == 0 ? Dim::unknown() : dim_div(vol, rest);
-  }
+  if (neg) out[*neg] = infer_reshape_dim(in, out, *neg);
   return true;
 }
 

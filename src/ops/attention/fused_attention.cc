@@ -71,12 +71,10 @@ Status infer_fused_attention(InferContext& ctx) {
   // A reshape's -1 over symbolic dims ("4*batch" and the like), by base/shape.h's monomials.
   const attn::InferDimFn infer_dim = [&names](const std::vector<int64_t>& in, const std::vector<int64_t>& out,
                                               size_t at) {
-    Dim vol(1), rest(1);
-    for (int64_t v : in) vol = dim_mul(vol, names.decode(v));
-    for (size_t i = 0; i < out.size(); ++i)
-      if (i != at) rest = dim_mul(rest, names.decode(out[i]));
-    if (rest.known() && rest.value == 0) return int64_t{-1};
-    return names.encode(dim_div(vol, rest));
+    Shape a, b;
+    for (int64_t v : in) a.push_back(names.decode(v));
+    for (int64_t v : out) b.push_back(names.decode(v));
+    return names.encode(infer_reshape_dim(a, b, at));
   };
   std::vector<int64_t> logical[3];
   const char* views[3] = {"q_view", "k_view", "v_view"};

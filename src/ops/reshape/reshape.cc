@@ -8,18 +8,6 @@ namespace {
 
 using namespace movement;  // NOLINT(google-build-using-namespace)
 
-// Resolves Reshape's -1 dim symbolically, as the input's volume over the other dims', each a
-// monomial (base/shape.h): [batch,3,4] -> [0,-1] gives [batch,12], [batch,12] -> [-1,3,4] gives
-// [batch,3,4] and [batch,3,2,16,2,16] -> [-1,768] gives [4*batch,768].
-Dim resolve_inferred_dim(const Shape& in, const Shape& out, size_t neg) {
-  Dim in_vol(1), rest(1);
-  for (const Dim& d : in) in_vol = dim_mul(in_vol, d);
-  for (size_t i = 0; i < out.size(); ++i)
-    if (i != neg) rest = dim_mul(rest, out[i]);
-  if (rest.known() && rest.value == 0) return Dim::unknown();
-  return dim_div(in_vol, rest);
-}
-
 // Opset 5 moved `shape` from an attribute to input 1; opset 14 added allowzero.
 Status infer_reshape(InferContext& ctx) {
   KILN_RETURN_IF_ERROR(require_inputs(ctx, 1));
@@ -81,7 +69,7 @@ Status infer_reshape(InferContext& ctx) {
           return ctx.error("cannot reshape " + shape_to_string(*in) + " to " + ints_to_string(target));
         out[*neg] = Dim(in_vol / rest_vol);
       } else {
-        out[*neg] = resolve_inferred_dim(*in, out, *neg);
+        out[*neg] = infer_reshape_dim(*in, out, *neg);
       }
     } else {
       int64_t out_vol = sat_volume(out);
