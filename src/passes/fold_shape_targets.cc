@@ -27,6 +27,7 @@ Status fold_shape_targets(ir::Graph& g, PassContext& ctx) {
     if (!n.domain.empty() || n.op_type != "Reshape" || n.opset < 5 || n.inputs.size() < 2 || !n.inputs[0] ||
         !n.inputs[1] || n.inputs[1]->is_constant() || n.attrs.get_int("allowzero", 0) != 0)
       continue;
+    if (p.values.count(n.inputs[1])) continue;  // a number at build time: fold_constants' work
     auto s = p.sym.find(n.inputs[1]);
     auto t = p.types.find(n.inputs[0]);
     auto keep = [&](const std::string& why) {

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <optional>
+#include <set>
+#include <utility>
 
 #include "ops/control/outer_types.h"
 
@@ -15,6 +17,16 @@ bool has_subgraph(const ir::Node& n) {
   return false;
 }
 
+// Shape's dims [start, end) of a rank-`rank` input (its start / end attributes, clamped).
+std::pair<int64_t, int64_t> shape_op_range(const ir::Node& n, int64_t rank) {
+  int64_t start = n.attrs.get_int("start", 0), end = n.attrs.get_int("end", rank);
+  if (start < 0) start += rank;
+  if (end < 0) end += rank;
+  start = std::clamp<int64_t>(start, 0, rank);
+  end = std::clamp<int64_t>(end, 0, rank);
+  return {start, std::max(start, end)};
+}
+
 // Shape/Size of a tensor whose dims are known need no data.
 bool eval_shape_op(const ir::Node& n, const ops::TensorType& in, Tensor& out) {
   if (!in.shape || !shape_is_concrete(*in.shape)) return false;
@@ -24,13 +36,8 @@ bool eval_shape_op(const ir::Node& n, const ops::TensorType& in, Tensor& out) {
     *out.data_as<int64_t>() = dims_volume(d);
     return true;
   }
-  int64_t rank = static_cast<int64_t>(d.size());
-  int64_t start = n.attrs.get_int("start", 0), end = n.attrs.get_int("end", rank);
-  if (start < 0) start += rank;
-  if (end < 0) end += rank;
-  start = std::clamp<int64_t>(start, 0, rank);
-  end = std::clamp<int64_t>(end, 0, rank);
-  int64_t len = std::max<int64_t>(0, end - start);
+  const auto [start, end] = shape_op_range(n, static_cast<int64_t>(d.size()));
+  const int64_t len = end - start;
   out = Tensor::empty(DataType::kInt64, {len});
   for (int64_t i = 0; i < len; ++i) out.data_as<int64_t>()[i] = d[static_cast<size_t>(start + i)];
   return true;
@@ -50,6 +57,14 @@ bool literal_vec(const Tensor& t, SymVec& out) {
   return true;
 }
 
+// The ops eval_sym computes and the ones shape_from_sym reads a shape value for.
+bool follows_shape_values(const std::string& op) {
+  static const std::set<std::string> ops = {
+      "Shape", "Cast", "Identity", "Unsqueeze", "Squeeze", "Reshape", "Gather", "Slice",          "Concat",
+      "Mul",   "Div",  "Add",      "Sub",       "Equal",   "Where",   "Expand", "ConstantOfShape"};
+  return ops.count(op) > 0;
+}
+
 // The sym values of the node's outputs that shape arithmetic computes from symbolic inputs;
 // false when the node is not such arithmetic or an input is not known well enough.
 bool eval_sym(const ir::Node& n, const std::vector<ops::TensorType>& types, const std::vector<const SymVec*>& in,
@@ -64,10 +79,7 @@ bool eval_sym(const ir::Node& n, const std::vector<ops::TensorType>& types, cons
   if (op == "Shape") {
     if (types.empty() || !types[0].shape) return false;
     const Shape& sh = *types[0].shape;
-    const int64_t rank = static_cast<int64_t>(sh.size());
-    int64_t b = n.attrs.get_int("start", 0), e = n.attrs.get_int("end", rank);
-    b = std::clamp<int64_t>(b < 0 ? b + rank : b, 0, rank);
-    e = std::clamp<int64_t>(e < 0 ? e + rank : e, 0, rank);
+    const auto [b, e] = shape_op_range(n, static_cast<int64_t>(sh.size()));
     for (int64_t i = b; i < e; ++i) {
       const Dim& d = sh[static_cast<size_t>(i)];
       r.e.push_back(d.known() ? SymEntry{true, d.value, Dim()} : SymEntry{false, 0, d});
@@ -148,14 +160,12 @@ bool eval_sym(const ir::Node& n, const std::vector<ops::TensorType>& types, cons
       } else if (op == "Equal") {
         // A dim is never negative; a symbol equals itself.
         const SymEntry& lit = x.literal ? x : y;
-        const SymEntry& sym = x.literal ? y : x;
         if (x.literal != y.literal && lit.value < 0)
           z.value = 0;
         else if (!x.literal && !y.literal && x.dim == y.dim)
           z.value = 1;
         else
           z = SymEntry{false, 0, Dim::unknown()};
-        (void)sym;
       } else {
         const Dim dx = x.as_dim(), dy = y.as_dim();
         if ((x.literal && x.value < 0) || (y.literal && y.value < 0)) return false;
@@ -269,25 +279,23 @@ Status propagate(const ir::Graph& g, const std::map<std::string, Shape>& input_s
         all_known = false;
       }
     }
-    // Symbolic shape arithmetic (ONNX domain, one output), kept beside the concrete values.
+    // Symbolic shape arithmetic (ONNX domain, one output), kept beside the concrete values: only
+    // for the ops that follow shape values, and only where an input is not known as a number.
     std::vector<const SymVec*> syms;
-    if (node->domain.empty()) {
+    std::vector<SymVec> literals(node->inputs.size());  // known small int inputs as SymVecs
+    if (node->domain.empty() && !all_known && follows_shape_values(node->op_type)) {
       for (size_t i = 0; i < node->inputs.size(); ++i) {
         const ir::Value* in = node->inputs[i];
         auto it = in ? sym.find(in) : sym.end();
-        if (it != sym.end()) {
+        if (it != sym.end())
           syms.push_back(&it->second);
-          continue;
-        }
-        SymVec lit;
-        if (values[i] && literal_vec(*values[i], lit)) {
-          syms.push_back(&sym.emplace(in, std::move(lit)).first->second);
-          continue;
-        }
-        syms.push_back(nullptr);
+        else if (values[i] && literal_vec(*values[i], literals[i]))
+          syms.push_back(&literals[i]);
+        else
+          syms.push_back(nullptr);
       }
       SymVec r;
-      if (node->outputs.size() == 1 && node->outputs[0] && !all_known && eval_sym(*node, types, syms, values, r))
+      if (node->outputs.size() == 1 && node->outputs[0] && eval_sym(*node, types, syms, values, r))
         sym[node->outputs[0]] = std::move(r);
     }
     if ((node->op_type == "Shape" || node->op_type == "Size") && node->domain.empty() && !types.empty() &&

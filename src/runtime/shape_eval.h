@@ -36,7 +36,7 @@ struct SymVec {
 struct Propagation {
   std::unordered_map<const ir::Value*, ops::TensorType> types;
   std::unordered_map<const ir::Value*, Tensor> values;
-  /// Shape values known symbolically (not in `values`), and small known int values seen as inputs.
+  /// Shape values known only symbolically (element by element; numbers are in `values`).
   std::unordered_map<const ir::Value*, SymVec> sym;
 };
 
