@@ -152,17 +152,24 @@ void build(cudnnHandle_t h, const Conv& c, Graph& g) {
 
 using Knobs = std::map<int, int64_t>;  // knob type -> value
 
+// Up to 64 child descriptors of `type` that `parent` lists under `attr`, created in `kd` (owned)
+// and `raw`; how many it filled (0 where the query fails).
+int64_t children(cudnnBackendDescriptor_t parent, cudnnBackendAttributeName_t attr, cudnnBackendDescriptorType_t type,
+                 std::vector<D>& kd, std::vector<cudnnBackendDescriptor_t>& raw) {
+  for (int i = 0; i < 64; ++i) kd.emplace_back(type), raw.push_back(kd.back().d);
+  int64_t n = 0;
+  if (cudnnBackendGetAttribute(parent, attr, CUDNN_TYPE_BACKEND_DESCRIPTOR, 64, &n, raw.data()) != CUDNN_STATUS_SUCCESS)
+    return 0;
+  return n;
+}
+
 // The engine and knob choices of a heuristic configuration.
 void describe(cudnnBackendDescriptor_t cfg, D& engine, Knobs& knobs) {
   int64_t n = 0;
   CK(cudnnBackendGetAttribute(cfg, CUDNN_ATTR_ENGINECFG_ENGINE, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &n, &engine.d));
   std::vector<D> kd;
   std::vector<cudnnBackendDescriptor_t> raw;
-  for (int i = 0; i < 64; ++i) kd.emplace_back(CUDNN_BACKEND_KNOB_CHOICE_DESCRIPTOR), raw.push_back(kd.back().d);
-  int64_t nk = 0;
-  if (cudnnBackendGetAttribute(cfg, CUDNN_ATTR_ENGINECFG_KNOB_CHOICES, CUDNN_TYPE_BACKEND_DESCRIPTOR, 64, &nk,
-                               raw.data()) != CUDNN_STATUS_SUCCESS)
-    return;
+  const int64_t nk = children(cfg, CUDNN_ATTR_ENGINECFG_KNOB_CHOICES, CUDNN_BACKEND_KNOB_CHOICE_DESCRIPTOR, kd, raw);
   for (int64_t i = 0; i < nk; ++i) {
     cudnnBackendKnobType_t t{};
     int64_t v = 0, m = 0;
@@ -179,11 +186,7 @@ std::map<int, Range> knob_ranges(cudnnBackendDescriptor_t engine) {
   std::map<int, Range> out;
   std::vector<D> kd;
   std::vector<cudnnBackendDescriptor_t> raw;
-  for (int i = 0; i < 64; ++i) kd.emplace_back(CUDNN_BACKEND_KNOB_INFO_DESCRIPTOR), raw.push_back(kd.back().d);
-  int64_t nk = 0;
-  if (cudnnBackendGetAttribute(engine, CUDNN_ATTR_ENGINE_KNOB_INFO, CUDNN_TYPE_BACKEND_DESCRIPTOR, 64, &nk,
-                               raw.data()) != CUDNN_STATUS_SUCCESS)
-    return out;
+  const int64_t nk = children(engine, CUDNN_ATTR_ENGINE_KNOB_INFO, CUDNN_BACKEND_KNOB_INFO_DESCRIPTOR, kd, raw);
   for (int64_t i = 0; i < nk; ++i) {
     cudnnBackendKnobType_t t{};
     Range r;
