@@ -24,16 +24,9 @@
 #include <string>
 #include <vector>
 
-namespace {
+#include "probe_check.h"
 
-#define CK(x)                                                                                      \
-  do {                                                                                             \
-    auto e_ = (x);                                                                                 \
-    if (e_ != 0) {                                                                                 \
-      std::fprintf(stderr, "%s:%d: %s failed: %d\n", __FILE__, __LINE__, #x, static_cast<int>(e_)); \
-      std::exit(1);                                                                                \
-    }                                                                                              \
-  } while (0)
+namespace {
 
 struct D {  // an owned backend descriptor
   cudnnBackendDescriptor_t d = nullptr;
