@@ -348,30 +348,27 @@ __global__ void __launch_bounds__(WG * 128, MINB)
   constexpr int kMaskPer = kMaxKeys / (WG * 128);
   [[maybe_unused]] T mraw[kMaskPer];
   if constexpr (MASK == 1) load_mask(mask, g, b, h, tid, WG * 128, mraw);
-  if (tid == 0) set_up(&map_q, &map_k, &map_v, bars, nch);
-  __syncthreads();
+  // Thread 0 sets up the barriers and issues every load before the CTA's barrier, so the loads
+  // start without waiting for the other warps to arrive there.
   if (tid == 0) {
+    set_up(&map_q, &map_k, &map_v, bars, nch);
     // Coordinates: d, then the (h, s, b) dims in the order the maps were encoded in
-    // (launch: by stride); qc_dim / kc_dim say which of 1..3 is s, the rest follow.
-    auto coords = [&](int sdim, int s, int(&c)[4]) {
-      c[0] = 0;
-      int rest[2] = {h, b}, r = 0;
-      for (int i = 1; i < 4; ++i) c[i] = i == sdim ? s : rest[r++];
+    // (launch: by stride); sdim (qc_dim / kc_dim) says which of 1..3 is s, h and b follow in
+    // that order (selects, not an indexed array: no local memory on the loads' path).
+    auto load = [&](const CUtensorMap* map, uint32_t dst, uint32_t bar, int sdim, int sv) {
+      const int c1 = sdim == 1 ? sv : h, c2 = sdim == 1 ? h : sdim == 2 ? sv : b, c3 = sdim == 3 ? sv : b;
+      tma_load_4d(dst, map, bar, 0, c1, c2, c3);
     };
-    int c[4];
     mbar_expect_tx(bars, WG * kTile);
-    for (int w = 0; w < WG; ++w) {
-      coords(qc_dim, q0 + w * kRows, c);
-      tma_load_4d(qs + w * kTile, &map_q, bars, c[0], c[1], c[2], c[3]);
-    }
+    for (int w = 0; w < WG; ++w) load(&map_q, qs + w * kTile, bars, qc_dim, q0 + w * kRows);
     for (int ch = 0; ch < nch; ++ch) {
-      coords(kc_dim, ch * KC, c);
       mbar_expect_tx(bar_k(bars, ch), chunk_bytes(KC));
-      tma_load_4d(ks + ch * chunk_bytes(KC), &map_k, bar_k(bars, ch), c[0], c[1], c[2], c[3]);
+      load(&map_k, ks + ch * chunk_bytes(KC), bar_k(bars, ch), kc_dim, ch * KC);
       mbar_expect_tx(bar_v(bars, ch), chunk_bytes(KC));
-      tma_load_4d(vs + ch * chunk_bytes(KC), &map_v, bar_v(bars, ch), c[0], c[1], c[2], c[3]);
+      load(&map_v, vs + ch * chunk_bytes(KC), bar_v(bars, ch), kc_dim, ch * KC);
     }
   }
+  __syncthreads();  // the barriers are initialized before anyone waits on them
   float* mlog = mask_row(smem_raw, bars);
   if constexpr (MASK == 1) {
     store_mask(mlog, g, nch, KC, tid, WG * 128, mraw);

@@ -470,6 +470,29 @@ TEST(FusedAttention, CudaHopperKernelViewsMasksAndDeadRows) {
   }
 }
 
+// Scores that climb across the key chunks: a [B, 1, 1, S] mask of 0.15 j (+ a wobble) lifts
+// key j's score by ~7 log2 units a 32-key chunk, so a row's running maximum passes the
+// reference the Hopper kernel keeps (lazy rescaling: moved only past 2^8) every chunk or two,
+// and stays below it in between; batch 3 climbs by 0.5 j (every chunk moves) and batch 5
+// falls (never moves after the first). Every tactic against the reference, 197 tokens.
+TEST(FusedAttention, CudaEveryTacticWithScoresClimbingAcrossChunks) {
+  if (gpu_kernels() == 0) GTEST_SKIP() << "no CUDA device: the reference runs would compare against nothing";
+  for (DataType dt : {DataType::kFloat16, DataType::kBFloat16}) {
+    SCOPED_TRACE(dtype_name(dt));
+    BertCase bc;
+    bc.B = 8, bc.S = 197, bc.H = 12, bc.D = 64, bc.dt = dt;
+    Tensor m = Tensor::empty(dt, {bc.B, 1, 1, bc.S});
+    for (int64_t b = 0; b < bc.B; ++b)
+      for (int64_t j = 0; j < bc.S; ++j) {
+        const double climb = b == 3 ? 0.5 * j : b == 5 ? -0.15 * j : 0.15 * j;
+        m.set_from_double(b * bc.S + j, climb + std::sin(0.9 * j + b));
+      }
+    bc.mask_value = m;
+    OpCase c = bc.make(67);
+    expect_every_flash_tactic_matches(c);
+  }
+}
+
 // cuDNN's fused attention engines (sdpa_cudnn_cuda.cu) as tactics: no mask, BERT's head
 // split (every operand a strided view of [B, S, H * D]), ViT's ragged 197 tokens and 128,
 // head sizes 64 and 128, fp16 and bf16: each engine cuDNN offers against the reference.
