@@ -471,10 +471,10 @@ TEST(FusedAttention, CudaHopperKernelViewsMasksAndDeadRows) {
 }
 
 // Scores that climb across the key chunks: a [B, 1, 1, S] mask of 0.15 j (+ a wobble) lifts
-// key j's score by ~7 log2 units a 32-key chunk, so a row's running maximum passes the
-// reference the Hopper kernel keeps (lazy rescaling: moved only past 2^8) every chunk or two,
-// and stays below it in between; batch 3 climbs by 0.5 j (every chunk moves) and batch 5
-// falls (never moves after the first). Every tactic against the reference, 197 tokens.
+// key j's score by ~7 log2 units a 32-key chunk, so a row's running maximum moves in every
+// chunk by steps of a few log2 units (the online softmax rescales O and l each time); batch 3
+// climbs by 0.5 j (steps of ~23) and batch 5 falls (the maximum stays with the first chunk).
+// Every tactic against the reference, 197 tokens.
 TEST(FusedAttention, CudaEveryTacticWithScoresClimbingAcrossChunks) {
   if (gpu_kernels() == 0) GTEST_SKIP() << "no CUDA device: the reference runs would compare against nothing";
   for (DataType dt : {DataType::kFloat16, DataType::kBFloat16}) {
