@@ -23,7 +23,7 @@
 #include <string>
 #include <vector>
 
-#include "probe_check.h"
+#include "lt_probe.h"
 
 namespace {
 
@@ -104,20 +104,15 @@ void probe(cublasLtHandle_t lt, const Problem& p, cudaStream_t s) {
     CK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
     if (p.epi == "resid") beta = 1.f;
   }
-  cublasLtMatrixLayout_t la, lb, lc;
-  CK(cublasLtMatrixLayoutCreate(&la, CUDA_R_16F, p.n, p.k, p.n));
-  CK(cublasLtMatrixLayoutCreate(&lb, CUDA_R_16F, p.k, p.m, p.k));
-  CK(cublasLtMatrixLayoutCreate(&lc, CUDA_R_16F, p.n, p.m, p.n));
+  const LtProblem lp(p.m, p.n, p.k, kWorkspace);
+  const cublasLtMatrixLayout_t la = lp.la, lb = lp.lb, lc = lp.lc;
+  const cublasLtMatmulPreference_t pref = lp.pref;
   cudaEvent_t e0, e1;
   cudaEventCreate(&e0);
   cudaEventCreate(&e1);
   const double gflop = 2.0 * p.m * p.n * p.k * 1e-9;
 
   // The heuristic's candidates.
-  cublasLtMatmulPreference_t pref;
-  CK(cublasLtMatmulPreferenceCreate(&pref));
-  size_t wsb = kWorkspace;
-  CK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsb, sizeof wsb));
   cublasLtMatmulHeuristicResult_t res[32];
   int found = 0;
   CK(cublasLtMatmulAlgoGetHeuristic(lt, op, la, lb, lc, lc, pref, 32, res, &found));
@@ -207,10 +202,6 @@ void probe(cublasLtHandle_t lt, const Problem& p, cudaStream_t s) {
               p.m, p.n, p.k, p.epi.c_str(), h_first, found, h_best, gflop / h_best, h_what.c_str(), tried, e_best,
               gflop / e_best, e_what.c_str(), e_best / h_best);
   std::fflush(stdout);
-  cublasLtMatmulPreferenceDestroy(pref);
-  cublasLtMatrixLayoutDestroy(la);
-  cublasLtMatrixLayoutDestroy(lb);
-  cublasLtMatrixLayoutDestroy(lc);
   cublasLtMatmulDescDestroy(op);
   cudaFree(a), cudaFree(b), cudaFree(c), cudaFree(bias), cudaFree(ws);
 }

@@ -21,7 +21,7 @@
 #include <string>
 #include <vector>
 
-#include "probe_check.h"
+#include "lt_probe.h"
 
 namespace {
 
@@ -76,14 +76,9 @@ void probe(cublasLtHandle_t lt, long m, long n, long k, const std::string& epi, 
       return;
     }
   }
-  cublasLtMatrixLayout_t la, lb, lc;
-  CK(cublasLtMatrixLayoutCreate(&la, CUDA_R_16F, n, k, n));
-  CK(cublasLtMatrixLayoutCreate(&lb, CUDA_R_16F, k, m, k));
-  CK(cublasLtMatrixLayoutCreate(&lc, CUDA_R_16F, n, m, n));
-  cublasLtMatmulPreference_t pref;
-  CK(cublasLtMatmulPreferenceCreate(&pref));
-  size_t wsb = kWorkspace;
-  CK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsb, sizeof wsb));
+  const LtProblem lp(m, n, k, kWorkspace);
+  const cublasLtMatrixLayout_t la = lp.la, lb = lp.lb, lc = lp.lc;
+  const cublasLtMatmulPreference_t pref = lp.pref;
   cublasLtMatmulHeuristicResult_t res[8];
   int found = 0;
   const cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(lt, op, la, lb, lc, lc, pref, 8, res, &found);
@@ -100,8 +95,6 @@ void probe(cublasLtHandle_t lt, long m, long n, long k, const std::string& epi, 
                 2.0 * m * n * k / (best * 1e9));
     *out_ms = first;
   }
-  cublasLtMatmulPreferenceDestroy(pref);
-  cublasLtMatrixLayoutDestroy(la), cublasLtMatrixLayoutDestroy(lb), cublasLtMatrixLayoutDestroy(lc);
   cublasLtMatmulDescDestroy(op);
 }
 
