@@ -542,7 +542,7 @@ Status CudaExecutor::enqueue(const std::map<std::string, Dims>& input_dims,
       KILN_RETURN_IF_ERROR(cuda::Graph::begin_capture(stream));
       p->graph_bindings = direct;
       Status s = run_steps(*p, stream, direct);
-      Status e = p->graph.end_capture(stream);
+      Status e = p->graph.end_capture(stream, handles_->lt());
       if (!s.ok() || !e.ok()) {
         // Work outside this context (another thread's first-run setup) can invalidate
         // a capture: this call runs eagerly below, where a real kernel error shows

@@ -19,6 +19,17 @@ Status check(cudaError_t e, const std::string& what) {
   return Status(code, what + ": " + cudaGetErrorString(e));
 }
 std::string mib(size_t bytes) { return std::to_string((bytes + (1 << 20) - 1) >> 20) + " MiB"; }
+Result<std::vector<cudaGraphNode_t>> dependencies_of(cudaGraphNode_t node) {
+  size_t n = 0;
+  KILN_RETURN_IF_ERROR(check(cudaGraphNodeGetDependencies(node, nullptr, nullptr, &n), "cudaGraphNodeGetDependencies"));
+  std::vector<cudaGraphNode_t> deps(n);
+  if (n)
+    KILN_RETURN_IF_ERROR(
+        check(cudaGraphNodeGetDependencies(node, deps.data(), nullptr, &n), "cudaGraphNodeGetDependencies"));
+  deps.resize(n);
+  std::sort(deps.begin(), deps.end());
+  return deps;
+}
 }  // namespace
 
 DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& o) noexcept {
@@ -179,10 +190,11 @@ Status Graph::begin_capture(void* stream) {
   return check(cudaStreamBeginCapture(static_cast<cudaStream_t>(stream), cudaStreamCaptureModeThreadLocal),
                "cudaStreamBeginCapture");
 }
-Status Graph::end_capture(void* stream) {
+Status Graph::end_capture(void* stream, LtWorkspaces* lt) {
   cudaGraph_t g = nullptr;
   KILN_RETURN_IF_ERROR(check(cudaStreamEndCapture(static_cast<cudaStream_t>(stream), &g), "cudaStreamEndCapture"));
   graph_ = g;
+  if (lt) KILN_RETURN_IF_ERROR(lt->finish_capture(g).with_context("folding cuBLASLt's memsets"));
   cudaGraphExec_t e = nullptr;
   KILN_RETURN_IF_ERROR(check(cudaGraphInstantiate(&e, g, 0), "cudaGraphInstantiate"));
   exec_ = e;
@@ -191,6 +203,103 @@ Status Graph::end_capture(void* stream) {
 Status Graph::launch(void* stream) const {
   return check(cudaGraphLaunch(static_cast<cudaGraphExec_t>(exec_), static_cast<cudaStream_t>(stream)),
                "cudaGraphLaunch");
+}
+
+Result<std::unique_ptr<LtWorkspaces>> LtWorkspaces::create(size_t region_bytes) {
+  auto w = std::unique_ptr<LtWorkspaces>(new LtWorkspaces());
+  KILN_ASSIGN_OR_RETURN(w->buffer_, device_alloc(region_bytes, "cuBLASLt's workspace regions for CUDA graphs"));
+  return w;
+}
+
+LtWorkspaces::Call LtWorkspaces::begin(void* stream, size_t bytes, void* shared) {
+  Call c;
+  c.workspace = shared;
+  cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+  unsigned long long id = 0;
+  const cudaGraphNode_t* deps = nullptr;
+  size_t n = 0;
+  if (cudaStreamGetCaptureInfo(static_cast<cudaStream_t>(stream), &st, &id, nullptr, &deps, nullptr, &n) !=
+          cudaSuccess ||
+      st != cudaStreamCaptureStatusActive) {
+    cudaGetLastError();
+    return c;
+  }
+  if (id != capture_) {  // a new capture: regions from the start, nothing folded yet
+    capture_ = id;
+    used_ = 0;
+    folded_.clear();
+  }
+  const size_t need = (bytes + 255) & ~size_t(255);
+  if (need == 0 || need > kMaxRegion || used_ + need > buffer_.size()) return c;
+  c.workspace = static_cast<char*>(buffer_.get()) + used_;
+  used_ += need;
+  c.region = true;
+  c.before.assign(deps, deps + n);
+  return c;
+}
+
+Status LtWorkspaces::end(const Call& call, void* stream) {
+  if (!call.region || call.before.size() != 1) return Status();
+  cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+  unsigned long long id = 0;
+  const cudaGraphNode_t* deps = nullptr;
+  size_t n = 0;
+  KILN_RETURN_IF_ERROR(
+      check(cudaStreamGetCaptureInfo(static_cast<cudaStream_t>(stream), &st, &id, nullptr, &deps, nullptr, &n),
+            "cudaStreamGetCaptureInfo"));
+  // The shape to fold: before -> a memset of zeros into this call's region -> the GEMM, now
+  // the capture's one leaf. Anything else keeps its memset (its region is its own either way).
+  if (st != cudaStreamCaptureStatusActive || id != capture_ || n != 1) return Status();
+  cudaGraphNode_t gemm = deps[0];
+  KILN_ASSIGN_OR_RETURN(std::vector<cudaGraphNode_t> gd, dependencies_of(gemm));
+  if (gd.size() != 1) return Status();
+  cudaGraphNode_t memset = gd[0];
+  cudaGraphNodeType type{};
+  KILN_RETURN_IF_ERROR(check(cudaGraphNodeGetType(memset, &type), "cudaGraphNodeGetType"));
+  if (type != cudaGraphNodeTypeMemset) return Status();
+  cudaMemsetParams mp{};
+  KILN_RETURN_IF_ERROR(check(cudaGraphMemsetNodeGetParams(memset, &mp), "cudaGraphMemsetNodeGetParams"));
+  const char* dst = static_cast<const char*>(mp.dst);
+  const char* lo = static_cast<const char*>(call.workspace);
+  const char* hi = static_cast<const char*>(buffer_.get()) + used_;
+  if (mp.value != 0 || dst < lo || dst + mp.width * mp.elementSize * std::max<size_t>(mp.height, 1) > hi)
+    return Status();
+  std::vector<cudaGraphNode_t> before(call.before.size());
+  for (size_t i = 0; i < before.size(); ++i) before[i] = static_cast<cudaGraphNode_t>(call.before[i]);
+  std::sort(before.begin(), before.end());
+  KILN_ASSIGN_OR_RETURN(std::vector<cudaGraphNode_t> md, dependencies_of(memset));
+  if (md != before) return Status();
+  folded_.push_back({call.before, memset, gemm, static_cast<size_t>(lo - static_cast<const char*>(buffer_.get()))});
+  return Status();
+}
+
+Status LtWorkspaces::finish_capture(void* graph_handle) {
+  std::vector<Folded> folded = std::move(folded_);
+  folded_.clear();
+  capture_ = 0;
+  if (folded.size() < 2) return Status();
+  auto graph = static_cast<cudaGraph_t>(graph_handle);
+  // The first memset zeroes its region and every later one (the capture is a chain: every later
+  // call comes after it).
+  cudaMemsetParams all{};
+  all.dst = static_cast<char*>(buffer_.get()) + folded[0].offset;
+  all.value = 0;
+  all.elementSize = 1;
+  all.width = used_ - folded[0].offset;
+  all.height = 1;
+  all.pitch = 0;
+  KILN_RETURN_IF_ERROR(check(cudaGraphMemsetNodeSetParams(static_cast<cudaGraphNode_t>(folded[0].memset), &all),
+                             "cudaGraphMemsetNodeSetParams"));
+  for (size_t i = 1; i < folded.size(); ++i) {
+    const Folded& f = folded[i];
+    KILN_RETURN_IF_ERROR(check(cudaGraphDestroyNode(static_cast<cudaGraphNode_t>(f.memset)), "cudaGraphDestroyNode"));
+    std::vector<cudaGraphNode_t> from(f.before.size()), to(f.before.size(), static_cast<cudaGraphNode_t>(f.gemm));
+    for (size_t j = 0; j < from.size(); ++j) from[j] = static_cast<cudaGraphNode_t>(f.before[j]);
+    KILN_RETURN_IF_ERROR(check(cudaGraphAddDependencies(graph, from.data(), to.data(), nullptr, from.size()),
+                               "cudaGraphAddDependencies"));
+    ++removed_;
+  }
+  return Status();
 }
 
 Handles::~Handles() {
@@ -234,6 +343,8 @@ Result<std::unique_ptr<Handles>> Handles::create(int device, size_t workspace_by
     return Status(ErrorCode::kInternal, std::string("cudnnCreate: ") + cudnnGetErrorString(ds));
   h->cudnn_ = dnn;
   KILN_ASSIGN_OR_RETURN(h->workspace_, device_alloc(workspace_bytes, "the kernel workspace"));
+  // 256 bytes a GEMM (its 4-byte counter): room for 4,096 in a capture.
+  KILN_ASSIGN_OR_RETURN(h->lt_, LtWorkspaces::create(size_t(1) << 20));
   return h;
 }
 
@@ -251,6 +362,7 @@ Env Handles::env(void* stream, bool allow_tf32) {
   e.cudnn = cudnn_;
   e.workspace = workspace_.get();
   e.workspace_bytes = workspace_.size();
+  e.lt = lt_.get();
   e.allow_tf32 = allow_tf32;
   return e;
 }

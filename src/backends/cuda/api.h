@@ -10,6 +10,7 @@
 #include <mutex>
 #include <shared_mutex>
 #include <string>
+#include <vector>
 
 #include "backends/cuda/device.h"
 #include "backends/cuda/env.h"
@@ -125,6 +126,8 @@ class EventTimer {
   void* stop_ = nullptr;
 };
 
+class LtWorkspaces;
+
 /// A captured CUDA graph, instantiated and ready to replay.
 class Graph {
  public:
@@ -134,8 +137,9 @@ class Graph {
   Graph& operator=(const Graph&) = delete;
   /// Starts capturing work enqueued on `stream`.
   static Status begin_capture(void* stream);
-  /// Ends capture and instantiates.
-  Status end_capture(void* stream);
+  /// Ends capture and instantiates; `lt`: the context's cuBLASLt workspaces, whose memsets
+  /// in the captured work it folds first (LtWorkspaces::finish_capture).
+  Status end_capture(void* stream, LtWorkspaces* lt = nullptr);
   Status launch(void* stream) const;
   bool valid() const { return exec_ != nullptr; }
   /// Drops a (failed) capture and clears the error it left.
@@ -153,6 +157,52 @@ class Graph {
 /// with 64 MiB, 15.1 ms with 1 GiB, on the H100), or KILN_CUDA_WORKSPACE_MB.
 size_t workspace_bytes(int device);
 
+/// Takes cuBLASLt's per-GEMM memsets out of captured CUDA graphs. On Hopper most cuBLASLt GEMMs
+/// ask for 4 bytes of workspace, a tile counter they zero with a memset first: in a graph that is
+/// one more node on the chain between the previous kernel and the GEMM, ~3.5 us of idle GPU each
+/// (docs/performance-work.md). Under capture, `begin` gives each call that asks for at most
+/// `kMaxRegion` bytes (a counter) a region of its own in a buffer kept for this;
+/// `finish_capture` then makes the first such memset zero every later region and removes the
+/// others, the GEMM after each depending directly on what its memset depended on. Nothing else
+/// writes the regions, so each counter is still zero when its GEMM starts, in every replay.
+/// Outside capture, and for calls asking more (split-K partial sums: in regions of their own
+/// those ran slower, ViT-B/16 bs32 2.48 vs 2.41 ms with any size, bs1 1.07 vs 0.45 ms up to
+/// 64 KiB), cuBLASLt gets the shared workspace as before.
+class LtWorkspaces {
+ public:
+  static constexpr size_t kMaxRegion = 256;
+  /// One call's workspace and, under capture, what `end` needs.
+  struct Call {
+    void* workspace = nullptr;
+    bool region = false;        ///< a region of this object's buffer (under capture)
+    std::vector<void*> before;  ///< the capture's leaf nodes before the call
+  };
+  /// Regions out of a buffer of `region_bytes`.
+  static Result<std::unique_ptr<LtWorkspaces>> create(size_t region_bytes);
+  /// The workspace for a call needing `bytes` about to be enqueued on `stream`: a region of its
+  /// own under capture, where one fits and `bytes` <= kMaxRegion, else `shared`.
+  Call begin(void* stream, size_t bytes, void* shared);
+  /// After the call: under capture, notes a memset into its region that `finish_capture` folds.
+  Status end(const Call& call, void* stream);
+  /// After the capture on `stream` ended in `graph` (a cudaGraph_t), before instantiation.
+  Status finish_capture(void* graph);
+  /// How many memsets `finish_capture` has removed, over this object's life.
+  size_t removed() const { return removed_; }
+
+ private:
+  struct Folded {
+    std::vector<void*> before;
+    void* memset;
+    void* gemm;
+    size_t offset;  ///< of its region in the buffer
+  };
+  DeviceBuffer buffer_;
+  size_t used_ = 0;                 ///< bytes of the buffer the current capture handed out
+  unsigned long long capture_ = 0;  ///< the capture `used_` and `folded_` belong to
+  std::vector<Folded> folded_;
+  size_t removed_ = 0;
+};
+
 /// The handles and workspace one execution context owns.
 class Handles {
  public:
@@ -161,6 +211,7 @@ class Handles {
   static Result<std::unique_ptr<Handles>> create(int device, size_t workspace_bytes);
   /// Binds the handles to `stream` and returns the environment kernels see.
   Env env(void* stream, bool allow_tf32);
+  LtWorkspaces* lt() const { return lt_.get(); }
 
  private:
   int device_ = 0;
@@ -169,6 +220,7 @@ class Handles {
   void* cudnn_ = nullptr;
   void* cudnn_stream_ = nullptr;
   DeviceBuffer workspace_;
+  std::unique_ptr<LtWorkspaces> lt_;
 };
 
 /// "sm_90" for compute capability 9.0.

@@ -7,6 +7,8 @@
 
 namespace kiln::cuda {
 
+class LtWorkspaces;
+
 struct Env {
   int device = 0;
   int cc_major = 0, cc_minor = 0;
@@ -15,6 +17,7 @@ struct Env {
   void* cudnn = nullptr;         ///< cudnnHandle_t (bound to `stream`)
   void* workspace = nullptr;     ///< scratch device memory for one kernel at a time
   size_t workspace_bytes = 0;
+  LtWorkspaces* lt = nullptr;    ///< cuBLASLt's own workspaces (api.h); null: it uses `workspace`
   bool allow_tf32 = true;        ///< FP32 matmul/conv may use TF32 tensor cores
 };
 

@@ -51,9 +51,13 @@ Status EventTimer::record_stop(void*) { return no_cuda(); }
 Result<float> EventTimer::elapsed_ms() { return no_cuda(); }
 Graph::~Graph() = default;
 Status Graph::begin_capture(void*) { return no_cuda(); }
-Status Graph::end_capture(void*) { return no_cuda(); }
+Status Graph::end_capture(void*, LtWorkspaces*) { return no_cuda(); }
 Status Graph::launch(void*) const { return no_cuda(); }
 void Graph::reset() {}
+Result<std::unique_ptr<LtWorkspaces>> LtWorkspaces::create(size_t) { return no_cuda(); }
+LtWorkspaces::Call LtWorkspaces::begin(void*, size_t, void* shared) { return Call{shared}; }
+Status LtWorkspaces::end(const Call&, void*) { return no_cuda(); }
+Status LtWorkspaces::finish_capture(void*) { return no_cuda(); }
 Handles::~Handles() = default;
 size_t workspace_bytes(int) { return size_t(64) << 20; }
 Result<std::unique_ptr<Handles>> Handles::create(int, size_t) { return no_cuda(); }

@@ -14,6 +14,7 @@
 #include <mutex>
 #include <vector>
 
+#include "backends/cuda/api.h"
 #include "backends/cuda/kernel_util.cuh"
 #include "backends/cuda/tactic_sink.h"
 #include "ops/matmul/bias_act.cuh"
@@ -362,9 +363,13 @@ Status lt_matmul(KernelContext& ctx, const LtProblem& p, const std::vector<int64
     KILN_LT_CHECK(cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &p.bias, sizeof(p.bias)));
   const float alpha = p.alpha, beta = p.beta;
   const void* c = p.beta != 0.f && p.c ? p.c : p.d;
+  // Under CUDA graph capture a region of its own, so its memset can be folded (api.h).
+  cuda::LtWorkspaces::Call call{env->workspace};
+  if (env->lt) call = env->lt->begin(env->stream, plan->workspace, env->workspace);
   KILN_LT_CHECK(cublasLtMatmul(static_cast<cublasLtHandle_t>(env->cublaslt), plan->op, &alpha, p.b, plan->la, p.a,
-                               plan->lb, &beta, c, plan->lc, p.d, plan->lc, &plan->algo, env->workspace,
+                               plan->lb, &beta, c, plan->lc, p.d, plan->lc, &plan->algo, call.workspace,
                                plan->workspace, cuda::stream_of(ctx)));
+  if (env->lt) KILN_RETURN_IF_ERROR(env->lt->end(call, env->stream).with_context("cuBLASLt's workspace memset"));
   return Status();
 }
 
