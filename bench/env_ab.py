@@ -14,7 +14,9 @@ and kernel compilation, timing), the GPU compute median, the sum of the timed
 layers' picked medians (far below the GPU time: layers without tactics dominate; far
 above it: isolated timing misleads), and the GPU's mean SM clock and power and its peak
 temperature during the bench (gpu_clocks.py: large batches run at the power cap, where a
-hotter GPU clocks lower). Runs on the GPU machine
+hotter GPU clocks lower), and that mean power times the GPU time: the energy an inference
+takes, which is what sets the time at the cap (session 28: removing ~100 us of idle moved
+ViT bs256 nothing). Runs on the GPU machine
 after bench/gpu.sh (or any CUDA build) has made build/gpu/kiln.
 
 Differences under ~1% need both orders and one engine: `--balanced` runs the settings
@@ -95,7 +97,7 @@ def main():
                 (a.build_logs / f"build-{len(rows)}.log").write_text(f"setting: {setting!r}\n" + b.stderr)
             if b.returncode:
                 rows.append((setting or "(as is)", f"build failed: {b.stderr.strip().splitlines()[-1][:120]}", "", "",
-                             "", "", "", ""))
+                             "", "", "", "", ""))
                 continue
             tactics = re.search(r"tactics: .*?\(([\d.]+) s\)", b.stderr)
             picks = re.search(r"medians sum to ([\d.]+) ms", b.stderr)
@@ -106,13 +108,16 @@ def main():
         gpu = re.search(r"GPU Compute Time: .*?median = ([\d.]+) ms", r.stdout)
         lat = re.search(r"Latency: .*?median = ([\d.]+) ms", r.stdout)
         build_col, tactics_col, picks_col = ("(one engine)", "-", built[2]) if a.one_engine and rows else built
+        watts = clocks.mean(1)
+        # At the power cap the clock follows the energy an inference takes: compare this, not only the time.
+        energy = f"{watts * float(gpu.group(1)):.0f}" if gpu and watts else "-"
         rows.append((setting or "(as is)", build_col, tactics_col, f"{bench_s:.1f}",
                      gpu.group(1) if gpu else f"bench failed: {r.stderr.strip()[-120:]}", lat.group(1) if lat else "-",
-                     picks_col, clocks.summary()))
+                     picks_col, clocks.summary(), energy))
     print(f"\n{name} bs{a.batch} {'fp32' if a.fp32 else 'fp16'}")
     print("| setting | build s | tactic timing s | bench process s | GPU compute median ms | host latency median ms "
-          "| timed picks sum ms | bench's GPU clock, power, peak temperature |")
-    print("|---|---|---|---|---|---|---|---|")
+          "| timed picks sum ms | bench's GPU clock, power, peak temperature | mJ an inference (W x GPU ms) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
     if a.balanced or len(rows) > len(set(a.settings)):
