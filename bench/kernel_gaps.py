@@ -8,7 +8,8 @@ Kernels are sorted by GPU start time and cut into runs wherever the GPU sat idle
 kernel count are the inferences. For those it prints the wall time (first start to last end),
 the kernels' summed time, and the idle time between consecutive kernels, as a whole and by the
 kernel pair around each gap (median over the inferences). Memsets and copies are left out
-unless --with-copies.
+unless --with-copies. Where idle gaps inside an inference pass --split-us (a graph whose
+memsets run early, a long host-side step), cut at the first kernel's name with --first.
 """
 import argparse
 import collections
@@ -29,6 +30,9 @@ def main():
     p.add_argument("trace")
     p.add_argument("--split-us", type=float, default=20.0)
     p.add_argument("--top", type=int, default=12)
+    p.add_argument("--first", default="",
+                   help="start an inference at every kernel whose name contains this (e.g. the model's first "
+                        "kernel) instead of cutting at idle gaps")
     p.add_argument("--with-copies", action="store_true",
                    help="count memsets and copies as kernels (by default they are left out: a graph can run them "
                         "beside the kernels)")
@@ -43,7 +47,8 @@ def main():
     ks.sort()
     runs, cur = [], []
     for k in ks:
-        if cur and k[0] - max(c[1] for c in cur[-4:]) > a.split_us * 1e3:
+        cut = a.first in k[2] if a.first else cur and k[0] - max(c[1] for c in cur[-4:]) > a.split_us * 1e3
+        if cur and cut:
             runs.append(cur)
             cur = []
         cur.append(k)
