@@ -186,11 +186,19 @@ void Graph::reset() {
   exec_ = graph_ = nullptr;
   (void)cudaGetLastError();
 }
+// Whether this thread has a capture open (Graph::begin_capture .. end_capture): LtWorkspaces asks
+// the driver for the capture's state only then, not on every eager GEMM.
+static thread_local bool t_capturing = false;
+
 Status Graph::begin_capture(void* stream) {
-  return check(cudaStreamBeginCapture(static_cast<cudaStream_t>(stream), cudaStreamCaptureModeThreadLocal),
-               "cudaStreamBeginCapture");
+  KILN_RETURN_IF_ERROR(
+      check(cudaStreamBeginCapture(static_cast<cudaStream_t>(stream), cudaStreamCaptureModeThreadLocal),
+            "cudaStreamBeginCapture"));
+  t_capturing = true;
+  return Status();
 }
 Status Graph::end_capture(void* stream, LtWorkspaces* lt) {
+  t_capturing = false;
   cudaGraph_t g = nullptr;
   KILN_RETURN_IF_ERROR(check(cudaStreamEndCapture(static_cast<cudaStream_t>(stream), &g), "cudaStreamEndCapture"));
   graph_ = g;
@@ -214,6 +222,7 @@ Result<std::unique_ptr<LtWorkspaces>> LtWorkspaces::create(size_t region_bytes) 
 LtWorkspaces::Call LtWorkspaces::begin(void* stream, size_t bytes, void* shared) {
   Call c;
   c.workspace = shared;
+  if (!t_capturing) return c;
   cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
   unsigned long long id = 0;
   const cudaGraphNode_t* deps = nullptr;
