@@ -7,7 +7,9 @@
 // rows too), so it rides in K: x_aug = [x, std, 0..] and W_aug = [W~; b'; 0..], and rstd (x_aug W_aug) =
 // rstd (x W~) + b'. A GELU epilogue still applies after the scale. The MLP's fc1 could take that output as it
 // is (fc2 reads it transposed); the LayerNorm pass would shrink to a statistics pass that writes std into the
-// spare column (ViT-B/16 bs256: ~77 MB less written, and read, per LayerNorm, 24 of them).
+// spare column (ViT-B/16 bs256: ~77 MB less written per LayerNorm). That column has to be there already: the
+// GEMMs writing the residual stream would write it with a row stride of k + 8, and its readers read it so (a
+// padded-row tensor kiln's IR does not have yet); copying x into x_aug would save nothing.
 //
 // For each m x n x k[:gelu], this asks the heuristic for the folded GEMM, times it against kiln's plain GEMM on
 // the normalized input (row-major Y = LN(x) W + b as column-major D^T = W^T X^T, bias or GELU+bias epilogue),
