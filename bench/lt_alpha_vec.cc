@@ -43,28 +43,6 @@ struct Gemm {
   int found = 0;
 };
 
-float time_ms(cublasLtHandle_t lt, const Gemm& g, const void* alpha, const void* a, const void* b, void* d, void* ws) {
-  const float zero = 0.f;
-  auto run = [&] {
-    return cublasLtMatmul(lt, g.op, alpha, a, g.la, b, g.lb, &zero, d, g.ld, d, g.ld, &g.algo, ws, kWorkspace, 0);
-  };
-  if (run() != CUBLAS_STATUS_SUCCESS) return -1.f;
-  cudaEvent_t e0, e1;
-  cudaEventCreate(&e0), cudaEventCreate(&e1);
-  std::vector<float> t;
-  for (int r = 0; r < 7; ++r) {
-    cudaEventRecord(e0);
-    for (int i = 0; i < 10; ++i) run();
-    cudaEventRecord(e1);
-    CK(cudaEventSynchronize(e1));
-    float ms = 0;
-    cudaEventElapsedTime(&ms, e0, e1);
-    t.push_back(ms / 10);
-  }
-  std::sort(t.begin(), t.end());
-  return t[3];
-}
-
 void first_algo(cublasLtHandle_t lt, Gemm& g) {
   cublasLtMatmulPreference_t pref;
   CK(cublasLtMatmulPreferenceCreate(&pref));
@@ -155,7 +133,9 @@ int main(int argc, char** argv) {
     CK(cublasLtMatmulDescSetAttribute(ref.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &db, sizeof db));
     first_algo(lt, ref);
     const float one = 1.f;
-    const float t_ref = ref.found ? time_ms(lt, ref, &one, dw, dxln, dref, ws) : -1.f;
+    const float t_ref =
+        ref.found ? lt_median_ms(lt, ref.op, ref.la, ref.lb, ref.ld, ref.algo, &one, dw, dxln, dref, ws, kWorkspace)
+                  : -1.f;
     std::printf("  plain GEMM on LN(x): %d configurations, %.4f ms\n", ref.found, t_ref);
 
     // Folded: D'(m x n) = X_aug(m x ka) W_aug(ka x n), X_aug row-major = column-major ka x m (op T).
@@ -175,7 +155,8 @@ int main(int argc, char** argv) {
     if (ps != CUBLAS_STATUS_SUCCESS || !fold.found) {
       std::printf("  folded: no configuration (pointer mode status %d)\n", int(ps));
     } else {
-      const float t_fold = time_ms(lt, fold, drstd, dxaug, dwaug, dfold, ws);
+      const float t_fold =
+          lt_median_ms(lt, fold.op, fold.la, fold.lb, fold.ld, fold.algo, drstd, dxaug, dwaug, dfold, ws, kWorkspace);
       std::vector<__half> yr(m * n), yf(m * n);
       CK(cudaMemcpy(yr.data(), dref, m * n * 2, cudaMemcpyDeviceToHost));
       CK(cudaMemcpy(yf.data(), dfold, m * n * 2, cudaMemcpyDeviceToHost));

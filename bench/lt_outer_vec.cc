@@ -27,28 +27,6 @@ namespace {
 
 constexpr size_t kWorkspace = size_t(64) << 20;
 
-float time_ms(cublasLtHandle_t lt, cublasLtMatmulDesc_t op, cublasLtMatrixLayout_t la, cublasLtMatrixLayout_t lb,
-              cublasLtMatrixLayout_t lc, const cublasLtMatmulAlgo_t& algo, const void* a, const void* b, void* d,
-              void* ws) {
-  const float one = 1.f, zero = 0.f;
-  auto run = [&] { return cublasLtMatmul(lt, op, &one, a, la, b, lb, &zero, d, lc, d, lc, &algo, ws, kWorkspace, 0); };
-  if (run() != CUBLAS_STATUS_SUCCESS) return -1.f;
-  cudaEvent_t e0, e1;
-  cudaEventCreate(&e0), cudaEventCreate(&e1);
-  std::vector<float> t;
-  for (int r = 0; r < 7; ++r) {
-    cudaEventRecord(e0);
-    for (int i = 0; i < 10; ++i) run();
-    cudaEventRecord(e1);
-    CK(cudaEventSynchronize(e1));
-    float ms = 0;
-    cudaEventElapsedTime(&ms, e0, e1);
-    t.push_back(ms / 10);
-  }
-  std::sort(t.begin(), t.end());
-  return t[3];
-}
-
 // mode: 0 plain; 1 B outer vector; 2 A and B outer vectors.
 void probe(cublasLtHandle_t lt, long m, long n, long k, const std::string& epi, int mode, void* a, void* b, void* d,
            void* bias, float* avec, float* bvec, void* ws, float* out_ms) {
@@ -85,12 +63,13 @@ void probe(cublasLtHandle_t lt, long m, long n, long k, const std::string& epi, 
   if (hs != CUBLAS_STATUS_SUCCESS || found == 0) {
     std::printf("  %-12s: no configuration (heuristic status %d, %d found)\n", what, int(hs), found);
   } else {
+    const float one = 1.f;
     float best = 1e30f;
     for (int i = 0; i < found; ++i) {
-      const float ms = time_ms(lt, op, la, lb, lc, res[i].algo, b, a, d, ws);
+      const float ms = lt_median_ms(lt, op, la, lb, lc, res[i].algo, &one, b, a, d, ws, kWorkspace);
       if (ms > 0) best = std::min(best, ms);
     }
-    const float first = time_ms(lt, op, la, lb, lc, res[0].algo, b, a, d, ws);
+    const float first = lt_median_ms(lt, op, la, lb, lc, res[0].algo, &one, b, a, d, ws, kWorkspace);
     std::printf("  %-12s: %d configurations; first %.4f ms, best %.4f ms (%.0f TFLOP/s)\n", what, found, first, best,
                 2.0 * m * n * k / (best * 1e9));
     *out_ms = first;

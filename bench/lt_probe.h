@@ -1,11 +1,15 @@
-// The cuBLASLt probes' problem (lt_enumerate.cc, lt_outer_vec.cc): kiln's row-major
+// The cuBLASLt probes' problem (lt_enumerate.cc, lt_outer_vec.cc, lt_alpha_vec.cc): kiln's row-major
 // (m x k)(k x n) = m x n as cuBLASLt's column-major (n x k)(k x m) = n x m in fp16, and a
-// heuristic preference capped at `workspace` bytes; destroyed with the object.
+// heuristic preference capped at `workspace` bytes; destroyed with the object. And
+// lt_median_ms, the probes' timing of one configuration.
 #pragma once
 
 #include <cublasLt.h>
+#include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "probe_check.h"
 
@@ -27,3 +31,29 @@ struct LtProblem {
   LtProblem(const LtProblem&) = delete;
   LtProblem& operator=(const LtProblem&) = delete;
 };
+
+// D = alpha op(A) op(B) (beta 0, C = D) with `algo` on the default stream: the median of 7 samples
+// of 10 back-to-back runs, ms a run; -1 where the call fails. `alpha` is what `op`'s pointer mode
+// reads (a host float, or a device vector).
+inline float lt_median_ms(cublasLtHandle_t lt, cublasLtMatmulDesc_t op, cublasLtMatrixLayout_t la,
+                          cublasLtMatrixLayout_t lb, cublasLtMatrixLayout_t ld, const cublasLtMatmulAlgo_t& algo,
+                          const void* alpha, const void* a, const void* b, void* d, void* ws, size_t ws_bytes) {
+  const float zero = 0.f;
+  auto run = [&] { return cublasLtMatmul(lt, op, alpha, a, la, b, lb, &zero, d, ld, d, ld, &algo, ws, ws_bytes, 0); };
+  if (run() != CUBLAS_STATUS_SUCCESS) return -1.f;
+  cudaEvent_t e0, e1;
+  cudaEventCreate(&e0), cudaEventCreate(&e1);
+  std::vector<float> t;
+  for (int r = 0; r < 7; ++r) {
+    cudaEventRecord(e0);
+    for (int i = 0; i < 10; ++i) run();
+    cudaEventRecord(e1);
+    CK(cudaEventSynchronize(e1));
+    float ms = 0;
+    cudaEventElapsedTime(&ms, e0, e1);
+    t.push_back(ms / 10);
+  }
+  cudaEventDestroy(e0), cudaEventDestroy(e1);
+  std::sort(t.begin(), t.end());
+  return t[3];
+}
