@@ -30,6 +30,12 @@ Result<std::vector<cudaGraphNode_t>> dependencies_of(cudaGraphNode_t node) {
   std::sort(deps.begin(), deps.end());
   return deps;
 }
+// Graph nodes kept as void* (api.h has no CUDA types), back as what the graph calls take.
+std::vector<cudaGraphNode_t> as_nodes(const std::vector<void*>& v) {
+  std::vector<cudaGraphNode_t> n(v.size());
+  for (size_t i = 0; i < v.size(); ++i) n[i] = static_cast<cudaGraphNode_t>(v[i]);
+  return n;
+}
 }  // namespace
 
 DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& o) noexcept {
@@ -199,10 +205,13 @@ Status Graph::begin_capture(void* stream) {
 }
 Status Graph::end_capture(void* stream, LtWorkspaces* lt) {
   t_capturing = false;
+  cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+  unsigned long long id = 0;
+  if (cudaStreamGetCaptureInfo(static_cast<cudaStream_t>(stream), &st, &id) != cudaSuccess) cudaGetLastError();
   cudaGraph_t g = nullptr;
   KILN_RETURN_IF_ERROR(check(cudaStreamEndCapture(static_cast<cudaStream_t>(stream), &g), "cudaStreamEndCapture"));
   graph_ = g;
-  if (lt) KILN_RETURN_IF_ERROR(lt->finish_capture(g).with_context("folding cuBLASLt's memsets"));
+  if (lt) KILN_RETURN_IF_ERROR(lt->finish_capture(g, id).with_context("folding cuBLASLt's memsets"));
   cudaGraphExec_t e = nullptr;
   KILN_RETURN_IF_ERROR(check(cudaGraphInstantiate(&e, g, 0), "cudaGraphInstantiate"));
   exec_ = e;
@@ -222,7 +231,8 @@ Result<std::unique_ptr<LtWorkspaces>> LtWorkspaces::create(size_t region_bytes) 
 LtWorkspaces::Call LtWorkspaces::begin(void* stream, size_t bytes, void* shared) {
   Call c;
   c.workspace = shared;
-  if (!t_capturing) return c;
+  const size_t need = (bytes + 255) & ~size_t(255);
+  if (!t_capturing || need == 0 || need > kMaxRegion) return c;
   cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
   unsigned long long id = 0;
   const cudaGraphNode_t* deps = nullptr;
@@ -238,8 +248,7 @@ LtWorkspaces::Call LtWorkspaces::begin(void* stream, size_t bytes, void* shared)
     used_ = 0;
     folded_.clear();
   }
-  const size_t need = (bytes + 255) & ~size_t(255);
-  if (need == 0 || need > kMaxRegion || used_ + need > buffer_.size()) return c;
+  if (used_ + need > buffer_.size()) return c;
   c.workspace = static_cast<char*>(buffer_.get()) + used_;
   used_ += need;
   c.region = true;
@@ -273,8 +282,7 @@ Status LtWorkspaces::end(const Call& call, void* stream) {
   const char* hi = static_cast<const char*>(buffer_.get()) + used_;
   if (mp.value != 0 || dst < lo || dst + mp.width * mp.elementSize * std::max<size_t>(mp.height, 1) > hi)
     return Status();
-  std::vector<cudaGraphNode_t> before(call.before.size());
-  for (size_t i = 0; i < before.size(); ++i) before[i] = static_cast<cudaGraphNode_t>(call.before[i]);
+  std::vector<cudaGraphNode_t> before = as_nodes(call.before);
   std::sort(before.begin(), before.end());
   KILN_ASSIGN_OR_RETURN(std::vector<cudaGraphNode_t> md, dependencies_of(memset));
   if (md != before) return Status();
@@ -282,11 +290,12 @@ Status LtWorkspaces::end(const Call& call, void* stream) {
   return Status();
 }
 
-Status LtWorkspaces::finish_capture(void* graph_handle) {
+Status LtWorkspaces::finish_capture(void* graph_handle, unsigned long long capture_id) {
   std::vector<Folded> folded = std::move(folded_);
   folded_.clear();
+  const bool ours = capture_id != 0 && capture_id == capture_;
   capture_ = 0;
-  if (folded.size() < 2) return Status();
+  if (!ours || folded.size() < 2) return Status();
   auto graph = static_cast<cudaGraph_t>(graph_handle);
   // The first memset zeroes its region and every later one (the capture is a chain: every later
   // call comes after it).
@@ -302,8 +311,8 @@ Status LtWorkspaces::finish_capture(void* graph_handle) {
   for (size_t i = 1; i < folded.size(); ++i) {
     const Folded& f = folded[i];
     KILN_RETURN_IF_ERROR(check(cudaGraphDestroyNode(static_cast<cudaGraphNode_t>(f.memset)), "cudaGraphDestroyNode"));
-    std::vector<cudaGraphNode_t> from(f.before.size()), to(f.before.size(), static_cast<cudaGraphNode_t>(f.gemm));
-    for (size_t j = 0; j < from.size(); ++j) from[j] = static_cast<cudaGraphNode_t>(f.before[j]);
+    const std::vector<cudaGraphNode_t> from = as_nodes(f.before);
+    const std::vector<cudaGraphNode_t> to(from.size(), static_cast<cudaGraphNode_t>(f.gemm));
     KILN_RETURN_IF_ERROR(check(cudaGraphAddDependencies(graph, from.data(), to.data(), nullptr, from.size()),
                                "cudaGraphAddDependencies"));
     ++removed_;

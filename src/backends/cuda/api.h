@@ -184,8 +184,9 @@ class LtWorkspaces {
   Call begin(void* stream, size_t bytes, void* shared);
   /// After the call: under capture, notes a memset into its region that `finish_capture` folds.
   Status end(const Call& call, void* stream);
-  /// After the capture on `stream` ended in `graph` (a cudaGraph_t), before instantiation.
-  Status finish_capture(void* graph);
+  /// After capture `capture_id` ended in `graph` (a cudaGraph_t), before instantiation. What an
+  /// earlier capture left (one that failed to end, or ended without this call) is dropped.
+  Status finish_capture(void* graph, unsigned long long capture_id);
   /// How many memsets `finish_capture` has removed, over this object's life.
   size_t removed() const { return removed_; }
 

@@ -73,8 +73,9 @@ TEST(LtWorkspaces, CapturedMemsetsFoldIntoOneAndEveryRegionIsZeroEachReplay) {
   }
   for (int i = 0; i < kCalls; ++i) {
     EXPECT_EQ(calls[i].region, i < kFit) << i;
-    if (i > 0 && i < kFit)
+    if (i > 0 && i < kFit) {
       EXPECT_EQ(static_cast<char*>(calls[i].workspace) - static_cast<char*>(calls[i - 1].workspace), 256) << i;
+    }
   }
   EXPECT_EQ((*lt)->removed(), static_cast<size_t>(kFit - 1));
   for (int rep = 0; rep < 10; ++rep) {

@@ -57,7 +57,7 @@ void Graph::reset() {}
 Result<std::unique_ptr<LtWorkspaces>> LtWorkspaces::create(size_t) { return no_cuda(); }
 LtWorkspaces::Call LtWorkspaces::begin(void*, size_t, void* shared) { return Call{shared}; }
 Status LtWorkspaces::end(const Call&, void*) { return no_cuda(); }
-Status LtWorkspaces::finish_capture(void*) { return no_cuda(); }
+Status LtWorkspaces::finish_capture(void*, unsigned long long) { return no_cuda(); }
 Handles::~Handles() = default;
 size_t workspace_bytes(int) { return size_t(64) << 20; }
 Result<std::unique_ptr<Handles>> Handles::create(int, size_t) { return no_cuda(); }
