@@ -64,9 +64,9 @@ int main(int argc, char** argv) {
   CK(cudaMalloc(&ws, kWorkspace));
   for (int i = 1; i < argc; ++i) {
     long m = 0, n = 0, k = 0;
-    char e[16] = "bias";
-    if (std::sscanf(argv[i], "%ldx%ldx%ld:%15s", &m, &n, &k, e) < 3) return 2;
-    const bool gelu = std::string(e) == "gelu";
+    std::string e = "bias";
+    if (!lt_parse_problem(argv[i], m, n, k, e)) return 2;
+    const bool gelu = e == "gelu";
     const long ka = k + kPad;
     unsigned s = 1;
     auto rnd = [&] { return ((s = s * 1664525u + 1013904223u) >> 8) * (1.f / 16777216.f) * 2.f - 1.f; };

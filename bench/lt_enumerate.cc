@@ -215,12 +215,10 @@ int main(int argc, char** argv) {
   CK(cudaStreamCreate(&s));
   for (int i = 1; i < argc; ++i) {
     Problem p;
-    char epi[16] = "none";
-    if (std::sscanf(argv[i], "%ldx%ldx%ld:%15s", &p.m, &p.n, &p.k, epi) < 3) {
+    if (!lt_parse_problem(argv[i], p.m, p.n, p.k, p.epi)) {
       std::fprintf(stderr, "bad problem %s (want MxNxK[:none|bias|gelu|resid])\n", argv[i]);
       return 2;
     }
-    p.epi = epi;
     probe(lt, p, s);
   }
   return 0;

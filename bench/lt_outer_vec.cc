@@ -86,8 +86,8 @@ int main(int argc, char** argv) {
   CK(cudaMalloc(&ws, kWorkspace));
   for (int i = 1; i < argc; ++i) {
     long m = 0, n = 0, k = 0;
-    char e[16] = "bias";
-    if (std::sscanf(argv[i], "%ldx%ldx%ld:%15s", &m, &n, &k, e) < 3) return 2;
+    std::string e = "bias";
+    if (!lt_parse_problem(argv[i], m, n, k, e)) return 2;
     std::vector<__half> x(m * k), w(k * n), bias(n);
     std::vector<float> av(n), bv(m);
     unsigned s = 1;
@@ -116,7 +116,7 @@ int main(int argc, char** argv) {
     for (int mode = 0; mode < 3; ++mode) {
       probe(lt, m, n, k, e, mode, dx, dw, dd, db, dav, dbv, ws, &t[mode]);
       if (t[mode] > 0) CK(cudaMemcpy(mode == 0 ? plain.data() : scaled.data(), dd, m * n * 2, cudaMemcpyDeviceToHost));
-      if (mode > 0 && t[mode] > 0 && std::string(e) == "bias") {
+      if (mode > 0 && t[mode] > 0 && e == "bias") {
         // Scaled: D = s_token (X W) + bias; plain: X W + bias.
         double worst = 0;
         for (long r = 0; r < m; r += 97)

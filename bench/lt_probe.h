@@ -1,7 +1,7 @@
 // The cuBLASLt probes' problem (lt_enumerate.cc, lt_outer_vec.cc, lt_alpha_vec.cc): kiln's row-major
 // (m x k)(k x n) = m x n as cuBLASLt's column-major (n x k)(k x m) = n x m in fp16, and a
-// heuristic preference capped at `workspace` bytes; destroyed with the object. And
-// lt_median_ms, the probes' timing of one configuration.
+// heuristic preference capped at `workspace` bytes; destroyed with the object. And the probes'
+// argument parsing (lt_parse_problem) and timing of one configuration (lt_median_ms).
 #pragma once
 
 #include <cublasLt.h>
@@ -9,6 +9,8 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdio>
+#include <string>
 #include <vector>
 
 #include "probe_check.h"
@@ -56,4 +58,13 @@ inline float lt_median_ms(cublasLtHandle_t lt, cublasLtMatmulDesc_t op, cublasLt
   cudaEventDestroy(e0), cudaEventDestroy(e1);
   std::sort(t.begin(), t.end());
   return t[3];
+}
+
+// "MxNxK[:EPILOGUE]" -> m, n, k and epi (left as given when the argument names none); false when
+// the argument is not of that form.
+inline bool lt_parse_problem(const char* arg, long& m, long& n, long& k, std::string& epi) {
+  char e[16] = "";
+  if (std::sscanf(arg, "%ldx%ldx%ld:%15s", &m, &n, &k, e) < 3) return false;
+  if (e[0]) epi = e;
+  return true;
 }
