@@ -17,12 +17,22 @@ import csv
 import statistics
 
 
-def short(name):
+def kernel_base_name(name):
+    """'void kiln::ops::(anonymous namespace)::f<__half, 4>(Args)' -> 'f<__half, 4>'."""
     name = name.replace("(anonymous namespace)::", "").replace("<unnamed>::", "")
-    cut = name.find("(")
-    head = name[:cut] if cut > 0 else name
-    head = head.removeprefix("void ").strip()
-    return head.split("::")[-1][:48] if "<" not in head else head[:60]
+    depth, cut = 0, len(name)
+    for i, ch in enumerate(name):  # the argument list: the first '(' outside template brackets
+        depth += (ch == "<") - (ch == ">")
+        if ch == "(" and depth == 0:
+            cut = i
+            break
+    head = name[:cut].removeprefix("void ").strip()
+    depth, start = 0, 0
+    for i, ch in enumerate(head):  # the last '::' outside template brackets
+        depth += (ch == "<") - (ch == ">")
+        if depth == 0 and head.startswith("::", i):
+            start = i + 2
+    return head[start:][:90]
 
 
 def main():
@@ -67,7 +77,7 @@ def main():
         for i in range(1, len(r)):
             g = (r[i][0] - r[i - 1][1]) / 1e3
             g_total += g
-            pair_gaps[(i, short(r[i - 1][2]), short(r[i][2]))].append(g)
+            pair_gaps[(i, kernel_base_name(r[i - 1][2]), kernel_base_name(r[i][2]))].append(g)
         idle.append(g_total)
     print(f"{len(ks)} kernels ({copies} memsets and copies left out), {len(runs)} runs; "
           f"{len(inf)} inferences of {count} kernels")
@@ -85,7 +95,7 @@ def main():
     for r in inf:
         per = collections.defaultdict(float)
         for s_, e_, n_ in r:
-            per[short(n_)] += (e_ - s_) / 1e3
+            per[kernel_base_name(n_)] += (e_ - s_) / 1e3
         for n_, us in per.items():
             by_name[n_].append(us)
     print(f"{'us':>9}  kernel (summed over an inference, median)")

@@ -2,15 +2,16 @@
 // The driver loads it when CUDA_INJECTION64_PATH names it; it records every kernel's, memset's
 // and copy's GPU start and end (CUPTI's concurrent-kernel activity, which does not serialize
 // kernels) and, at exit, writes one CSV line each to $KILN_TRACE_OUT (default kernel_trace.csv):
-//   start_ns,end_ns,stream,graph_id,grid,block,name
+//   start_ns,end_ns,stream,graph_id,grid,block,name (demangled; commas in it become ;)
 // bench/kernel_gaps.py turns that into per-inference busy time and the gaps between kernels.
 //
 // Build (host code only):
-//   g++ -O2 -shared -fPIC -I/usr/local/cuda/include bench/kernel_trace.cc -o build/kernel_trace.so \
+//   g++ -O2 -shared -fPIC -I/usr/local/cuda/include bench/kernel_trace.cc -o build/kernel_trace.so
 //       -L/usr/local/cuda/lib64 -lcupti
 // Use:
 //   KILN_TRACE_OUT=t.csv CUDA_INJECTION64_PATH=$PWD/build/kernel_trace.so kiln bench E.kiln --cuda-graph ...
 #include <cupti.h>
+#include <cxxabi.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -32,6 +33,15 @@ std::mutex g_mu;
 std::vector<Rec>* g_recs = nullptr;  // leaked on purpose: read in the atexit handler
 
 constexpr size_t kBufBytes = 8 << 20;
+
+// "void ns::f<__half, 4>(args)" for a mangled name, as ncu prints it.
+std::string demangled(const char* name) {
+  int status = 0;
+  char* d = abi::__cxa_demangle(name, nullptr, nullptr, &status);
+  std::string r = status == 0 && d ? d : name;
+  free(d);
+  return r;
+}
 
 void CUPTIAPI buffer_requested(uint8_t** buffer, size_t* size, size_t* max_records) {
   *buffer = static_cast<uint8_t*>(aligned_alloc(8, kBufBytes));
@@ -68,7 +78,7 @@ void write_trace() {
   std::lock_guard<std::mutex> lock(g_mu);
   std::fprintf(f, "start_ns,end_ns,stream,graph_id,grid,block,name\n");
   for (const Rec& r : *g_recs) {
-    std::string name = r.name;
+    std::string name = demangled(r.name.c_str());  // at exit, not in the buffer callbacks
     for (char& c : name)
       if (c == ',' || c == '"') c = ';';
     std::fprintf(f, "%llu,%llu,%u,%u,%dx%dx%d,%d,%s\n", static_cast<unsigned long long>(r.start),

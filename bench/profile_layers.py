@@ -26,6 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import peers  # noqa: E402
+from kernel_gaps import kernel_base_name  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -87,24 +88,6 @@ def find_ncu():
     found = shutil.which("ncu") or sorted(glob.glob("/opt/nvidia/nsight-compute/*/ncu") +
                                           glob.glob("/usr/local/cuda*/bin/ncu"))
     return found if isinstance(found, str) else (found[-1] if found else None)
-
-
-def kernel_base_name(name):
-    """'void kiln::ops::(anonymous namespace)::f<__half, 4>(Args)' -> 'f<__half, 4>'."""
-    name = name.replace("(anonymous namespace)::", "").replace("<unnamed>::", "")
-    depth, cut = 0, len(name)
-    for i, ch in enumerate(name):  # the argument list: the first '(' outside template brackets
-        depth += (ch == "<") - (ch == ">")
-        if ch == "(" and depth == 0:
-            cut = i
-            break
-    head = name[:cut].removeprefix("void ").strip()
-    depth, start = 0, 0
-    for i, ch in enumerate(head):  # the last '::' outside template brackets
-        depth += (ch == "<") - (ch == ">")
-        if depth == 0 and head.startswith("::", i):
-            start = i + 2
-    return head[start:][:90]
 
 
 def ncu_kernels(a, eng, shapes):
