@@ -95,6 +95,13 @@ bool graph_timing() {
   return on;
 }
 
+// Whether timing graphs fold cuBLASLt's per-call workspace memsets as engine graphs do
+// (LtWorkspaces, api.h); KILN_TACTIC_LT_FOLD=0 times them with the memsets.
+bool fold_lt_memsets() {
+  static const bool on = !env_is("KILN_TACTIC_LT_FOLD", "0");
+  return on;
+}
+
 // Captures `launches` launches of `k` into `g`; false (and `g` empty) when the kernel
 // cannot be captured (a host read of a device value, a first-run allocation, ...).
 bool capture_launches(const ops::FastKernel& k, ops::KernelContext& ctx, void* stream, int launches, Graph* g) {
@@ -104,7 +111,8 @@ bool capture_launches(const ops::FastKernel& k, ops::KernelContext& ctx, void* s
     return false;
   }
   Status s = launch_n(k, ctx, launches);
-  Status e = g->end_capture(stream);
+  const Env* env = ctx.cuda_env();
+  Status e = g->end_capture(stream, fold_lt_memsets() && env ? env->lt : nullptr);
   if (s.ok() && e.ok()) return true;
   g->reset();
   return false;
