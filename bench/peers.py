@@ -33,6 +33,9 @@ import numpy as np
 import torch
 from torch import nn
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gpu_clocks import ClockSampler  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 T0 = time.time()
 
@@ -377,7 +380,12 @@ def kiln_row(a, name, prec, b, onnx_path, onnx_in, onnx_out, inputs, row, ref_fn
         if a.kiln_device != "cpu":
             bench += ["--cuda-graph", "--no-data-transfers"]
         bench += ["--warmup", a.kiln_warmup, "--iterations", a.kiln_iters, "--json", js]
-        ok, err, _ = kiln_call(a, bench, logs / f"{tag}-bench.log")
+        # The GPU's clock, power and temperature during the bench: at the 700 W cap a hotter GPU
+        # clocks lower (session 29: ViT-B/16 bs256 16.98 ms at 58 C, 17.50 at 66 C, same engine).
+        with ClockSampler() as clocks:
+            ok, err, _ = kiln_call(a, bench, logs / f"{tag}-bench.log")
+        if a.kiln_device != "cpu":
+            row["kiln_gpu_state"] = clocks.summary()
         if ok:
             j = json.loads(js.read_text())
             row["kiln_ms"] = j["latency_ms"]["median"]
@@ -472,7 +480,7 @@ def render(rows, meta):
         return f"err ({len(notes)})"
 
     head = ["model", "prec", "batch", "kiln ms", "eager ms", "compile ms", "graphs ms", "best peer",
-            "kiln/best", "kiln img/s or seq/s", f"kiln, {meta.get('streams', 2)} streams", "build s", "max rel err", "ok", "eager err"]
+            "kiln/best", "kiln img/s or seq/s", f"kiln, {meta.get('streams', 2)} streams", "build s", "max rel err", "ok", "eager err", "kiln GPU state"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         if r.get("skipped"):
@@ -499,7 +507,8 @@ def render(rows, meta):
                  fmt_rate(rate) + (f" {r['unit']}" if rate else ""),
                  fmt_rate(r["kiln_streams_qps"] * r["batch"]) if r.get("kiln_streams_qps") else "—",
                  fmt(r.get("build_s"), ".1f"),
-                 fmt(r.get("max_rel_err"), ".2e"), ok, fmt(r.get("eager_rel_err"), ".2e")]
+                 fmt(r.get("max_rel_err"), ".2e"), ok, fmt(r.get("eager_rel_err"), ".2e"),
+                 r.get("kiln_gpu_state", "—")]
         lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
     out = [f"# kiln vs PyTorch peers ({meta['started']})", "",
            f"- device: {meta['device']}; torch {meta['torch']}; {meta['kiln_version']}",
@@ -509,6 +518,8 @@ def render(rows, meta):
            "throughput of N contexts running concurrently (`kiln bench --streams N`, trtexec's --infStreams)",
            "- kiln/best < 1: kiln faster than the best peer; max rel err: max|kiln - torch fp32| / max|torch fp32|; "
            "eager err: the same for PyTorch eager at the row's precision (fp32 rows: with TF32, as timed)",
+           "- kiln GPU state: mean SM clock and power, peak temperature and the share of samples at the power cap "
+           "during kiln's bench (bench/gpu_clocks.py); at the cap a hotter GPU clocks lower",
            "", *lines]
     if notes:
         out += ["", "Errors:", ""] + [f"{i}. {n.replace(chr(10), ' ')}" for i, n in enumerate(notes, 1)]
