@@ -22,6 +22,7 @@ class ClockSampler:
     def __init__(self, interval_ms=100, busy_watts=200.0, gpu=0):
         self.interval_ms, self.busy_watts, self.gpu = interval_ms, busy_watts, gpu
         self.samples = []  # (sm MHz, W, C, throttle bits) of the busy samples
+        self.peak_idle = None  # (W, C) peaks of all samples, for a run that never got busy
         self._proc = None
         self._out = None
 
@@ -44,7 +45,9 @@ class ClockSampler:
         except subprocess.TimeoutExpired:
             self._proc.kill()
         self._out.seek(0)
-        self.samples = [s for s in (parse(line) for line in self._out) if s and s[1] >= self.busy_watts]
+        parsed = [s for s in (parse(line) for line in self._out) if s]
+        self.samples = [s for s in parsed if s[1] >= self.busy_watts]
+        self.peak_idle = (max(s[1] for s in parsed), max(s[2] for s in parsed)) if parsed else None
         self._out.close()
         return False
 
@@ -56,7 +59,11 @@ class ClockSampler:
 
     def summary(self):
         if not self.samples:
-            return "no busy samples" if self._proc else "no nvidia-smi"
+            if not self._proc:
+                return "no nvidia-smi"
+            if self.peak_idle:  # a light load (batch 1): never near the cap
+                return f"under {self.busy_watts:.0f} W (peak {self.peak_idle[0]:.0f} W, {self.peak_idle[1]:.0f} C)"
+            return "no samples"
         return (f"{self.mean(0):.0f} MHz, {self.mean(1):.0f} W, {max(s[2] for s in self.samples):.0f} C, "
                 f"power-capped {100 * self.capped_share():.0f}%")
 
