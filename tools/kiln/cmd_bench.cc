@@ -9,6 +9,8 @@
 
 #include "app.h"
 #include "backends/cuda/api.h"
+#include "backends/cuda/pci.h"
+#include "base/gpu_monitor.h"
 #include "cli_util.h"
 
 namespace kiln::cli {
@@ -152,6 +154,18 @@ Status run_bench(const BenchCmd& c) {
   bool exact = c.iterations > 0 && c.duration < 0;
   for (size_t r = 1; r < runners.size(); ++r)
     for (int w = 0; w < std::max(warm, 2); ++w) KILN_RETURN_IF_ERROR(runners[r]->once().with_context("warm-up run"));
+  // The GPU's clock, power and temperature while the runs are timed (base/gpu_monitor.h):
+  // at the power limit the same engine runs a few percent slower on a hotter GPU.
+  std::unique_ptr<GpuMonitor> monitor;
+  std::string no_monitor;
+  if (on_cuda) {
+    auto bus = cuda::pci_bus_id(cuda::current_device());
+    if (bus.ok())
+      monitor = GpuMonitor::open(*bus, &no_monitor);
+    else
+      no_monitor = bus.status().message();
+    if (monitor) monitor->start();
+  }
   std::vector<double> lat, h2d, gpu, d2h;
   std::atomic<bool> stop{false};
   std::atomic<long> extra_runs{0};
@@ -194,6 +208,8 @@ Status run_bench(const BenchCmd& c) {
   stop = true;
   for (auto& t : others) t.join();
   double total = seconds_since(t0);
+  const GpuState gpu_state = monitor ? monitor->stop() : GpuState{};
+  const long all_runs = runs + extra_runs.load();
   KILN_RETURN_IF_ERROR(loop_status);
   for (auto& st : extra_status) KILN_RETURN_IF_ERROR(st.with_context("stream run"));
 
@@ -202,7 +218,7 @@ Status run_bench(const BenchCmd& c) {
   double mean = 0;
   for (double v : lat) mean += v;
   mean /= static_cast<double>(lat.size());
-  double qps = total > 0 ? static_cast<double>(runs + extra_runs.load()) / total : 0;
+  double qps = total > 0 ? static_cast<double>(all_runs) / total : 0;
   auto summary = [](std::vector<double> v) {
     std::sort(v.begin(), v.end());
     return v;
@@ -230,6 +246,9 @@ Status run_bench(const BenchCmd& c) {
   if (on_cuda)
     std::cout << "CUDA: " << (c.cuda_graph ? "graph replay" : "kernel launches") << ", " << c.streams
               << " stream(s), " << runner.context().last_fallback_count() << " layer(s) on the CPU\n";
+  if (on_cuda)
+    std::cout << "GPU: " << (monitor ? describe_gpu_state(gpu_state, all_runs) : "not sampled (" + no_monitor + ")")
+              << "\n";
   std::snprintf(line, sizeof line, "Total Host Walltime: %.4f s\n", total);
   std::cout << line;
   std::cout << "Iterations: " << lat.size() << (gpu_timing ? " untimed, each followed by one with GPU timing events" : "")
@@ -256,6 +275,18 @@ Status run_bench(const BenchCmd& c) {
     j["cuda_graph"] = c.cuda_graph;
     j["streams"] = c.streams;
     j["no_data_transfers"] = c.no_data_transfers;
+    if (monitor && gpu_state.samples > 0) {
+      nlohmann::json g = {{"samples", gpu_state.samples},
+                          {"sm_clock_mhz_mean", gpu_state.sm_mhz_mean},
+                          {"power_w_mean", gpu_state.watts_mean},
+                          {"temperature_c_min", gpu_state.celsius_min},
+                          {"temperature_c_max", gpu_state.celsius_max},
+                          {"power_capped_share", gpu_state.power_capped_share},
+                          {"thermal_slowdown_share", gpu_state.thermal_share}};
+      if (gpu_state.watts_limit > 0) g["power_limit_w"] = gpu_state.watts_limit;
+      if (gpu_state.energy_j >= 0 && all_runs > 0) g["energy_j_per_run"] = gpu_state.energy_j / all_runs;
+      j["gpu_state"] = g;
+    }
     std::string text = j.dump(2) + "\n";
     KILN_RETURN_IF_ERROR(write_file(c.json, text.data(), text.size()));
   }

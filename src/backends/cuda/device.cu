@@ -1,6 +1,9 @@
 #include <cuda_runtime.h>
 
+#include <cstdio>
+
 #include "backends/cuda/device.h"
+#include "backends/cuda/pci.h"
 
 namespace kiln::cuda {
 
@@ -41,6 +44,15 @@ Result<DeviceInfo> device_info(int index) {
   d.cc_minor = p.minor;
   d.total_memory = p.totalGlobalMem;
   return d;
+}
+
+Result<std::string> pci_bus_id(int index) {
+  cudaDeviceProp p{};
+  KILN_RETURN_IF_ERROR(check(cudaGetDeviceProperties(&p, index), "cudaGetDeviceProperties"));
+  char id[32];
+  std::snprintf(id, sizeof id, "%08x:%02x:%02x.0", static_cast<unsigned>(p.pciDomainID),
+                static_cast<unsigned>(p.pciBusID), static_cast<unsigned>(p.pciDeviceID));
+  return std::string(id);
 }
 
 Status saxpy_host(int index, float a, const float* x, float* y, size_t n) {
