@@ -71,8 +71,7 @@ int main(int argc, char** argv) {
     if (!lt_parse_problem(argv[i], m, n, k, e)) return 2;
     const bool gelu = e == "gelu";
     const long ka = k + kPad;
-    unsigned s = 1;
-    auto rnd = [&] { return ((s = s * 1664525u + 1013904223u) >> 8) * (1.f / 16777216.f) * 2.f - 1.f; };
+    LtRandom rnd;
     std::vector<float> x(m * k), gamma(k), beta(k), w(k * n), b(n), mean(m), rstd(m);
     for (long r = 0; r < m; ++r) {
       const float mu = 4.f * rnd(), sd = 1.75f + 1.25f * rnd();

@@ -90,8 +90,7 @@ int main(int argc, char** argv) {
     if (!lt_parse_problem(argv[i], m, n, k, e)) return 2;
     std::vector<__half> x(m * k), w(k * n), bias(n);
     std::vector<float> av(n), bv(m);
-    unsigned s = 1;
-    auto rnd = [&] { return ((s = s * 1664525u + 1013904223u) >> 8) * (1.f / 16777216.f) * 2.f - 1.f; };
+    LtRandom rnd;
     for (auto& v : x) v = __float2half(rnd());
     for (auto& v : w) v = __float2half(0.05f * rnd());
     for (auto& v : bias) v = __float2half(0.1f * rnd());

@@ -60,6 +60,13 @@ inline float lt_median_ms(cublasLtHandle_t lt, cublasLtMatmulDesc_t op, cublasLt
   return t[3];
 }
 
+// Uniform in [-1, 1): the probes' test data, the same sequence in each (a 32-bit LCG from `seed`).
+struct LtRandom {
+  unsigned s;
+  explicit LtRandom(unsigned seed = 1) : s(seed) {}
+  float operator()() { return ((s = s * 1664525u + 1013904223u) >> 8) * (1.f / 16777216.f) * 2.f - 1.f; }
+};
+
 // "MxNxK[:EPILOGUE]" -> m, n, k and epi (left as given when the argument names none); false when
 // the argument is not of that form.
 inline bool lt_parse_problem(const char* arg, long& m, long& n, long& k, std::string& epi) {
