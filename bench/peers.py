@@ -33,8 +33,6 @@ import numpy as np
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gpu_clocks import ClockSampler  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = time.time()
@@ -380,14 +378,17 @@ def kiln_row(a, name, prec, b, onnx_path, onnx_in, onnx_out, inputs, row, ref_fn
         if a.kiln_device != "cpu":
             bench += ["--cuda-graph", "--no-data-transfers"]
         bench += ["--warmup", a.kiln_warmup, "--iterations", a.kiln_iters, "--json", js]
-        # The GPU's clock, power and temperature during the bench: at the 700 W cap a hotter GPU
-        # clocks lower (session 29: ViT-B/16 bs256 16.98 ms at 58 C, 17.50 at 66 C, same engine).
-        with ClockSampler() as clocks:
-            ok, err, _ = kiln_call(a, bench, logs / f"{tag}-bench.log")
-        if a.kiln_device != "cpu":
-            row["kiln_gpu_state"] = clocks.summary()
+        ok, err, _ = kiln_call(a, bench, logs / f"{tag}-bench.log")
         if ok:
             j = json.loads(js.read_text())
+            # The GPU's clock, power and temperature while kiln timed (its own NVML samples): at the
+            # 700 W cap a hotter GPU clocks lower (session 29: ViT-B/16 bs256 16.98 ms at 58 C,
+            # 17.50 at 66 C, same engine).
+            g = j.get("gpu_state")
+            if g:
+                row["kiln_gpu_state"] = (f"{g['sm_clock_mhz_mean']:.0f} MHz, {g['power_w_mean']:.0f} W, "
+                                         f"{g['temperature_c_min']:.0f}-{g['temperature_c_max']:.0f} C, "
+                                         f"power-capped {100 * g['power_capped_share']:.0f}%")
             row["kiln_ms"] = j["latency_ms"]["median"]
             row["kiln_mean_ms"] = j["latency_ms"].get("mean")
             row["kiln_p99_ms"] = j["latency_ms"].get("p99")
@@ -518,8 +519,8 @@ def render(rows, meta):
            "throughput of N contexts running concurrently (`kiln bench --streams N`, trtexec's --infStreams)",
            "- kiln/best < 1: kiln faster than the best peer; max rel err: max|kiln - torch fp32| / max|torch fp32|; "
            "eager err: the same for PyTorch eager at the row's precision (fp32 rows: with TF32, as timed)",
-           "- kiln GPU state: mean SM clock and power, peak temperature and the share of samples at the power cap "
-           "during kiln's bench (bench/gpu_clocks.py); at the cap a hotter GPU clocks lower",
+           "- kiln GPU state: mean SM clock and power, temperature range and the share of samples at the power cap "
+           "during kiln's bench (its JSON's gpu_state, NVML samples); at the cap a hotter GPU clocks lower",
            "", *lines]
     if notes:
         out += ["", "Errors:", ""] + [f"{i}. {n.replace(chr(10), ' ')}" for i, n in enumerate(notes, 1)]
