@@ -319,6 +319,31 @@ def run_peer(peer, model, compiled, args, dev, a):
 # kiln
 
 
+def gpu_temperature():
+    """The GPU's temperature (C) from nvidia-smi (GPU 0 or CUDA_VISIBLE_DEVICES' first), None if unreadable."""
+    gpu = (os.environ.get("CUDA_VISIBLE_DEVICES") or "0").split(",")[0]
+    try:
+        out = subprocess.run(["nvidia-smi", "-i", gpu, "--query-gpu=temperature.gpu", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10).stdout
+        return float(out.split()[0])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None
+
+
+def cool_down(a, what):
+    """With --cool-to C: wait (at most --cool-timeout s) until the GPU is at or below C before a timed run,
+    so kiln and every peer start from the same temperature whatever ran before them (at the 700 W cap a
+    hotter GPU clocks lower: session 29). Returns the temperature the run starts at (None without the option)."""
+    if not a.cool_to or a.device == "cpu":
+        return None
+    t0, temp = time.time(), gpu_temperature()
+    while temp is not None and temp > a.cool_to and time.time() - t0 < a.cool_timeout:
+        time.sleep(1)
+        temp = gpu_temperature()
+    log(f"{what}: starts at {temp} C after {time.time() - t0:.0f} s of cooling")
+    return temp
+
+
 def sanitize(name):
     s = re.sub(r"[^A-Za-z0-9._-]", "_", name)
     return "_" * (len(s) + 1) if s in ("", ".", "..") else s
@@ -378,6 +403,7 @@ def kiln_row(a, name, prec, b, onnx_path, onnx_in, onnx_out, inputs, row, ref_fn
         if a.kiln_device != "cpu":
             bench += ["--cuda-graph", "--no-data-transfers"]
         bench += ["--warmup", a.kiln_warmup, "--iterations", a.kiln_iters, "--json", js]
+        row["kiln_start_c"] = cool_down(a, f"{tag} kiln bench")
         ok, err, _ = kiln_call(a, bench, logs / f"{tag}-bench.log")
         if ok:
             j = json.loads(js.read_text())
@@ -521,6 +547,8 @@ def render(rows, meta):
            "eager err: the same for PyTorch eager at the row's precision (fp32 rows: with TF32, as timed)",
            "- kiln GPU state: mean SM clock and power, temperature range and the share of samples at the power cap "
            "during kiln's bench (its JSON's gpu_state, NVML samples); at the cap a hotter GPU clocks lower",
+           *([f"- every timed run (kiln's bench and each peer) started at or below {meta['cool_to']:g} C "
+              f"(--cool-to; start temperatures in peers.json)"] if meta.get("cool_to") else []),
            "", *lines]
     if notes:
         out += ["", "Errors:", ""] + [f"{i}. {n.replace(chr(10), ' ')}" for i, n in enumerate(notes, 1)]
@@ -559,6 +587,9 @@ def parse_args():
     p.add_argument("--kiln-iters", type=int, default=None)
     p.add_argument("--kiln-streams", type=int, default=2,
                    help="also bench batch > 1 rows with this many concurrent streams (0 or 1: not)")
+    p.add_argument("--cool-to", type=float, default=0, help="before each timed run (kiln's bench and every "
+                   "peer) wait until the GPU is at or below this many degrees C (0: do not wait)")
+    p.add_argument("--cool-timeout", type=float, default=180, help="wait at most this many seconds for --cool-to")
     p.add_argument("--peer-warmup", type=int, default=None)
     p.add_argument("--peer-iters", type=int, default=None)
     p.add_argument("--no-peer-tf32", action="store_true", help="time fp32 peers without TF32 (kiln allows TF32 "
@@ -606,7 +637,7 @@ def main():
         kv = f"kiln --version failed: {first_line(e)}"
     meta = {"started": f"{datetime.datetime.now():%Y-%m-%d %H:%M}", "command": shlex.join(sys.argv),
             "device": torch.cuda.get_device_name() if dev.type == "cuda" else "cpu", "torch": torch.__version__,
-            "kiln_version": kv or "kiln (no version)", "kiln": str(a.kiln), "streams": a.kiln_streams,
+            "kiln_version": kv or "kiln (no version)", "kiln": str(a.kiln), "streams": a.kiln_streams, "cool_to": a.cool_to,
             "args": {k: str(v) for k, v in vars(a).items()}}
     log(f"{meta['device']}, torch {torch.__version__}, {meta['kiln_version']}; work {a.work}, report {a.out}")
     torch.backends.cudnn.benchmark = True
@@ -672,6 +703,7 @@ def main():
                 args = to_peer(inputs, dev, half, spec["cnn"])
                 for peer in a.peers:
                     try:
+                        row[f"{peer}_start_c"] = cool_down(a, f"{tag} {peer}")
                         ms, first_s = run_peer(peer, peer_model, compiled, args, dev, a)
                         row[f"{peer}_ms"] = ms
                         if peer != "eager":
