@@ -52,21 +52,6 @@ if [ -z "$KILN_PYTHON" ]; then
 fi
 echo "using $KILN_PYTHON"
 
-step "CUTLASS headers (PyPI's nvidia-cutlass, header-only: norm_gemm_sm90a.cu)"
-# Only the C++ headers are used, so the wheel is unpacked under build/ rather than installed
-# (installing it would pull cuda-python, scipy and more that nothing here needs).
-cutlass_version=4.2.0.0
-cutlass_dir=build/third_party/cutlass-$cutlass_version
-if [ -f "$cutlass_dir/include/cutlass/cutlass.h" ]; then
-  echo "present: $cutlass_dir"
-else
-  rm -rf build/third_party/wheels "$cutlass_dir"
-  "$KILN_PYTHON" -m pip download --quiet --no-deps --only-binary=:all: -d build/third_party/wheels \
-    "nvidia-cutlass==$cutlass_version"
-  "$KILN_PYTHON" scripts/unpack_cutlass.py build/third_party/wheels/nvidia_cutlass-*.whl "$cutlass_dir"
-  rm -rf build/third_party/wheels
-fi
-
 step "ONNX backend node tests"
 "$KILN_PYTHON" scripts/gen_onnx_node_tests.py third_party_data/onnx-node-tests
 

@@ -64,9 +64,6 @@ Status fuse_gather_layernorm(ir::Graph& g, PassContext& ctx);
 /// Concat(head, rest, axis 1) -> SkipLayerNormalization -> kiln ConcatSkipLayerNormalization (CUDA; ViT's class token).
 Status fuse_concat_layernorm(ir::Graph& g, PassContext& ctx);
 Status fuse_matmul_bias(ir::Graph& g, PassContext& ctx);
-/// MatMulBias(+ residual) -> LayerNormalization -> MatMulBias (FP16 CUDA engines on sm_90, many rows) ->
-/// kiln MatMulBiasRowStats -> NormMatMulBias: the LayerNorm folded into both GEMMs (fold_layernorm_matmul.cc).
-Status fold_layernorm_matmul(ir::Graph& g, PassContext& ctx);
 /// MatMul -> scale -> mask -> Softmax -> MatMul (+ head split/merge views) -> kiln FusedAttention (CUDA).
 Status fuse_attention(ir::Graph& g, PassContext& ctx);
 /// ONNX Attention (no cache, no causal/softcap, float mask) -> kiln FusedAttention on CUDA.

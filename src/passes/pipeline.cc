@@ -44,7 +44,6 @@ const Pass kPipeline[] = {
     {"exact_output_gemm", exact_output_gemm},            // FP32 CUDA engines with TF32: the output head without TF32
     {"fuse_elementwise", fuse_elementwise},              // CUDA engines only; before reduce_precision, which halves it
     {"reduce_precision", reduce_precision},              // CUDA engines with --fp16/--bf16 only
-    {"fold_layernorm_matmul", fold_layernorm_matmul},    // FP16 CUDA engines on sm_90; after the weights are fp16
     {"nhwc_layout", nhwc_layout},                        // CUDA engines with --fp16/--bf16 only
     {"cancel_transposes", cancel_transposes},            // the layout's edge Transposes against the graph's own
     {"fuse_conv_maxpool", fuse_conv_maxpool},            // CUDA engines: channels-last stem conv and pool

@@ -5,7 +5,6 @@
 #include "backends/cuda/pci.h"
 #include "ops/conv/conv_graph_cuda.h"
 #include "ops/matmul/gemm_hopper.h"
-#include "ops/matmul/norm_gemm.h"
 
 namespace kiln::cuda {
 
@@ -110,14 +109,3 @@ namespace kiln::ops::matmul::hopper {
 int launch(const Problem&, int, void*) { return 1; }
 
 }  // namespace kiln::ops::matmul::hopper
-
-namespace kiln::ops::matmul::norm_gemm {
-
-// Without CUDA there are no kernels (their GPU test skips first).
-bool built() { return false; }
-bool runs_here() { return false; }
-int residual_sums(const ResidualSums&, int, void*) { return 1; }
-int finish_stats(int64_t, int64_t, float, float*, float*, float*, float*, void*) { return 1; }
-int folded(const Folded&, int, void*) { return 1; }
-
-}  // namespace kiln::ops::matmul::norm_gemm

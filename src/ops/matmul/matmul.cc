@@ -263,7 +263,6 @@ void register_matmul_ops(OpRegistry& r) {
          .ref = ref_fused_matmul,
          .fast = fused});
   register_matmul_bias(r);
-  register_norm_fold(r);
 }
 
 }  // namespace kiln::ops

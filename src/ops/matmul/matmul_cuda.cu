@@ -636,7 +636,6 @@ void register_matmul_cuda_kernels(OpRegistry& r) {
   (void)r.add_cuda_kernel(
       "com.microsoft", "FusedMatMul",
       FastKernel{"cuda.cublaslt", fused_matmul_cuda, applies_matmul, cuda::collect_tactics<fused_matmul_cuda>});
-  matmul::register_norm_fold_cuda(r);
 }
 
 }  // namespace kiln::ops

@@ -59,10 +59,6 @@ Status ref_matmul_integer(KernelContext& ctx);
 Status infer_gemm(InferContext& ctx);
 /// MatMulBias (domain kiln): MatMul + a bias along the last axis; matmul_bias.cc.
 void register_matmul_bias(OpRegistry& r);
-/// MatMulBiasRowStats and NormMatMulBias (domain kiln): a LayerNorm folded into GEMMs; norm_fold.cc.
-void register_norm_fold(OpRegistry& r);
-/// Their CUDA kernels (norm_fold_cuda.cu; registered by register_matmul_cuda_kernels).
-void register_norm_fold_cuda(OpRegistry& r);
 Status ref_gemm(KernelContext& ctx);
 
 Status cpu_gemm_matmul(KernelContext& ctx);
