@@ -31,10 +31,8 @@
 #include <cublasLt.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
-#include <dlfcn.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -54,30 +52,10 @@
 #include "cutlass/gemm/kernel/gemm_universal.hpp"
 #include "cutlass/util/packed_stride.hpp"
 #include "probe_check.h"
+#include "sustained.cuh"
 
 namespace probe {
 using namespace cute;
-
-// NVML's total-energy counter (mJ), through dlopen (lt_mlp_chunk.cu's).
-struct Energy {
-  using Init = int (*)();
-  using Handle = int (*)(unsigned, void**);
-  using Total = int (*)(void*, unsigned long long*);
-  Total total = nullptr;
-  void* dev = nullptr;
-  Energy() {
-    void* lib = dlopen("libnvidia-ml.so.1", RTLD_NOW);
-    if (!lib) return;
-    auto init = reinterpret_cast<Init>(dlsym(lib, "nvmlInit_v2"));
-    auto handle = reinterpret_cast<Handle>(dlsym(lib, "nvmlDeviceGetHandleByIndex_v2"));
-    total = reinterpret_cast<Total>(dlsym(lib, "nvmlDeviceGetTotalEnergyConsumption"));
-    if (!init || !handle || !total || init() != 0 || handle(0, &dev) != 0) total = nullptr;
-  }
-  double mj() const {
-    unsigned long long v = 0;
-    return total && total(dev, &v) == 0 ? double(v) : -1.0;
-  }
-};
 
 // ---- LayerNorm and the statistics kernel (H = 768: one warp a row, 24 halves a lane) ----
 constexpr int kH = 768, kPer = kH / 32;
@@ -139,14 +117,6 @@ __global__ void finish_stats(float* __restrict__ sum, float* __restrict__ sumsq,
     const float mu = sum[r] / kH, var = fmaxf(sumsq[r] / kH - mu * mu, 0.f), rs = rsqrtf(var + kEps);
     rstd[r] = rs, nmr[r] = -mu * rs;
     sum[r] = 0.f, sumsq[r] = 0.f;
-  }
-}
-
-__global__ void fill(__half* p, size_t n, unsigned seed, float scale, float offset) {
-  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) {
-    unsigned h = unsigned(i) * 2654435761u ^ seed;
-    h ^= h >> 13, h *= 0x5bd1e995u, h ^= h >> 15;
-    p[i] = __float2half(offset + scale * (float(h & 0xffffff) / 16777216.f * 2.f - 1.f));
   }
 }
 
@@ -477,8 +447,8 @@ int main(int argc, char** argv) {
   };
   __half *att = buf(m * H), *x = buf(m * H), *h = buf(m * H), *hn = buf(m * H), *u = buf(m * F), *x2 = buf(m * H),
          *xn = buf(m * H), *qo = buf(m * Q);
-  fill<<<1024, 256>>>(att, m * H, 7, 1.f, 0.f);
-  fill<<<1024, 256>>>(x, m * H, 8, 1.5f, 0.2f);  // a mean to remove
+  fill_uniform<<<1024, 256>>>(att, m * H, 7, 1.f, 0.f);
+  fill_uniform<<<1024, 256>>>(x, m * H, 8, 1.5f, 0.2f);  // a mean to remove
   float *sum, *sumsq, *rstd, *nmr;
   for (float** p : {&sum, &sumsq, &rstd, &nmr}) {
     CK(cudaMalloc(p, m * 4));
@@ -515,19 +485,22 @@ int main(int argc, char** argv) {
     std::string name;
     Launch body;  // one layer
     cudaGraphExec_t exec = nullptr;
-    double ms = 0, mj = 0, runs = 0;
+    Turns turns;
   };
   std::vector<Mode> modes;
-  modes.push_back({"lt: cuBLASLt + 2 LayerNorms", [&](cudaStream_t st) {
-                     lt_proj.run(st), ln(h, g2d, be2d, hn, st), lt_fc1.run(st), lt_fc2.run(st);
-                     ln(x2, g1d, be1d, xn, st), lt_qkv.run(st);
-                   }});
-  modes.push_back({"fold: CUTLASS, LayerNorms folded",
-                   [&](cudaStream_t st) { ct_proj(st), stats(st), ct_fc1(st), ct_fc2(st), stats(st), ct_qkv(st); }});
-  modes.push_back(
-      {"2 LayerNorms alone", [&](cudaStream_t st) { ln(h, g2d, be2d, hn, st), ln(x2, g1d, be1d, xn, st); }});
-  modes.push_back(
-      {"lt GEMMs alone", [&](cudaStream_t st) { lt_proj.run(st), lt_fc1.run(st), lt_fc2.run(st), lt_qkv.run(st); }});
+  auto add_mode = [&](const char* name, Launch body) {
+    Mode md;
+    md.name = name, md.body = std::move(body);
+    modes.push_back(std::move(md));
+  };
+  add_mode("lt: cuBLASLt + 2 LayerNorms", [&](cudaStream_t st) {
+    lt_proj.run(st), ln(h, g2d, be2d, hn, st), lt_fc1.run(st), lt_fc2.run(st);
+    ln(x2, g1d, be1d, xn, st), lt_qkv.run(st);
+  });
+  add_mode("fold: CUTLASS, LayerNorms folded",
+           [&](cudaStream_t st) { ct_proj(st), stats(st), ct_fc1(st), ct_fc2(st), stats(st), ct_qkv(st); });
+  add_mode("2 LayerNorms alone", [&](cudaStream_t st) { ln(h, g2d, be2d, hn, st), ln(x2, g1d, be1d, xn, st); });
+  add_mode("lt GEMMs alone", [&](cudaStream_t st) { lt_proj.run(st), lt_fc1.run(st), lt_fc2.run(st), lt_qkv.run(st); });
 
   // Outputs: each chain once, x' and QKV compared.
   modes[0].body(s);
@@ -549,36 +522,17 @@ int main(int argc, char** argv) {
     cudaGraphDestroy(g);
   }
   const Energy energy;
-  cudaEvent_t e0, e1;
-  cudaEventCreate(&e0), cudaEventCreate(&e1);
-  auto replay_for = [&](Mode& md, double secs, bool record) {
-    const auto start = std::chrono::steady_clock::now();
-    const double mj0 = energy.mj();
-    int runs = 0;
-    CK(cudaEventRecord(e0, s));
-    do {
-      for (int r = 0; r < 4; ++r) CK(cudaGraphLaunch(md.exec, s));
-      runs += 4;
-      CK(cudaStreamSynchronize(s));
-    } while (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() < secs);
-    CK(cudaEventRecord(e1, s));
-    CK(cudaEventSynchronize(e1));
-    float ms = 0;
-    cudaEventElapsedTime(&ms, e0, e1);
-    const double mj1 = energy.mj();
-    if (record) md.ms += ms, md.runs += runs, md.mj += mj0 >= 0 ? mj1 - mj0 : -1e30;
-  };
   std::vector<int> order;
   for (size_t i = 0; i < modes.size(); ++i) order.push_back(int(i));
   for (size_t i = modes.size(); i-- > 0;) order.push_back(int(i));
   for (int rep = 0; rep < 2; ++rep)
     for (int i : order) {
-      replay_for(modes[i], seconds / 2, false);
-      replay_for(modes[i], seconds, true);
+      replay_for(modes[i].exec, s, seconds / 2, energy, nullptr);
+      replay_for(modes[i].exec, s, seconds, energy, &modes[i].turns);
     }
   std::printf("| chain | sustained ms a layer | mJ a layer | mean W |\n|---|---|---|---|\n");
   for (const Mode& md : modes) {
-    const double per = md.runs * layers, ms = md.ms / per, mj = md.mj / per;
+    const double per = md.turns.runs * layers, ms = md.turns.ms / per, mj = md.turns.mj / per;
     std::printf("| %s | %.4f | %.1f | %.0f |\n", md.name.c_str(), ms, mj > 0 ? mj : -1.0, mj > 0 ? mj / ms : -1.0);
   }
   return 0;

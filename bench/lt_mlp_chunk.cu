@@ -24,43 +24,19 @@
 #include <cublasLt.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
-#include <dlfcn.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "probe_check.h"
+#include "sustained.cuh"
 
 namespace {
-
-// NVML's total-energy counter (mJ since the driver loaded), through dlopen: no nvml.h needed.
-struct Energy {
-  using Init = int (*)();
-  using Handle = int (*)(unsigned, void**);
-  using Total = int (*)(void*, unsigned long long*);
-  Total total = nullptr;
-  void* dev = nullptr;
-  Energy() {
-    void* lib = dlopen("libnvidia-ml.so.1", RTLD_NOW);
-    if (!lib) return;
-    auto init = reinterpret_cast<Init>(dlsym(lib, "nvmlInit_v2"));
-    auto handle = reinterpret_cast<Handle>(dlsym(lib, "nvmlDeviceGetHandleByIndex_v2"));
-    total = reinterpret_cast<Total>(dlsym(lib, "nvmlDeviceGetTotalEnergyConsumption"));
-    if (!init || !handle || !total || init() != 0 || handle(0, &dev) != 0) total = nullptr;
-  }
-  // mJ, or -1 when NVML is not there.
-  double mj() const {
-    unsigned long long v = 0;
-    return total && total(dev, &v) == 0 ? double(v) : -1.0;
-  }
-};
 
 struct Gemm {
   cublasLtMatmulDesc_t op = nullptr;
@@ -96,18 +72,10 @@ struct Gemm {
   }
 };
 
-__global__ void fill(__half* p, size_t n, unsigned seed, float scale) {
-  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) {
-    unsigned h = unsigned(i) * 2654435761u ^ seed;
-    h ^= h >> 13, h *= 0x5bd1e995u, h ^= h >> 15;
-    p[i] = __float2half(scale * (float(h & 0xffffff) / 16777216.f * 2.f - 1.f));
-  }
-}
-
 __half* alloc_fill(size_t n, unsigned seed, float scale) {
   __half* p = nullptr;
   CK(cudaMalloc(&p, n * 2));
-  fill<<<1024, 256>>>(p, n, seed, scale);
+  fill_uniform<<<1024, 256>>>(p, n, seed, scale, 0.f);
   return p;
 }
 
@@ -152,7 +120,7 @@ int main(int argc, char** argv) {
   struct Mode {
     int chunks;
     cudaGraphExec_t exec;
-    double ms = 0, mj = 0, runs = 0;
+    Turns turns;
   };
   std::vector<Mode> modes;
   std::vector<Gemm*> keep;
@@ -206,40 +174,18 @@ int main(int argc, char** argv) {
   }
 
   const Energy energy;
-  cudaEvent_t e0, e1;
-  cudaEventCreate(&e0), cudaEventCreate(&e1);
-  auto replay_for = [&](Mode& md, double secs, bool record) {
-    const auto start = std::chrono::steady_clock::now();
-    const double mj0 = energy.mj();
-    int runs = 0;
-    CK(cudaEventRecord(e0, s));
-    do {
-      for (int r = 0; r < 4; ++r) CK(cudaGraphLaunch(md.exec, s));
-      runs += 4;
-      CK(cudaStreamSynchronize(s));
-    } while (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() < secs);
-    CK(cudaEventRecord(e1, s));
-    CK(cudaEventSynchronize(e1));
-    float ms = 0;
-    cudaEventElapsedTime(&ms, e0, e1);
-    const double mj1 = energy.mj();
-    if (record) {
-      md.ms += ms, md.runs += runs;
-      md.mj += mj0 >= 0 ? mj1 - mj0 : -1e30;
-    }
-  };
   // Turns forward then backward, each after a warm-up of its own, so drift in temperature falls on all.
   std::vector<int> order;
   for (size_t i = 0; i < modes.size(); ++i) order.push_back(int(i));
   for (size_t i = modes.size(); i-- > 0;) order.push_back(int(i));
   for (int i : order) {
-    replay_for(modes[i], seconds, false);
-    replay_for(modes[i], seconds, true);
+    replay_for(modes[i].exec, s, seconds, energy, nullptr);
+    replay_for(modes[i].exec, s, seconds, energy, &modes[i].turns);
   }
   std::printf("| chunks | rows | ms a layer | mJ a layer | mean W |\n|---|---|---|---|---|\n");
   for (const Mode& md : modes) {
-    const double per = md.runs * layers;
-    const double ms = md.ms / per, mj = md.mj / per;
+    const double per = md.turns.runs * layers;
+    const double ms = md.turns.ms / per, mj = md.turns.mj / per;
     std::printf("| %d | %ld | %.4f | %.1f | %.0f |\n", md.chunks, (m + md.chunks - 1) / md.chunks, ms,
                 mj > 0 ? mj : -1.0, mj > 0 ? mj / ms : -1.0);
   }
