@@ -50,7 +50,7 @@ std::string describe_gpu_state(const GpuState& s, long runs);
 
 class GpuMonitor {
  public:
-  /// The GPU at PCI address `bus_id` (cuda::pci_bus_id); null, with the reason in *why,
+  /// The GPU at PCI address `bus_id` (cuda::DeviceInfo::pci_bus_id); null, with the reason in *why,
   /// where NVML cannot be loaded or does not know the device.
   static std::unique_ptr<GpuMonitor> open(const std::string& bus_id, std::string* why);
   ~GpuMonitor();

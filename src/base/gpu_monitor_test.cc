@@ -10,7 +10,7 @@
 #include <thread>
 
 #include "backends/cuda/api.h"
-#include "backends/cuda/pci.h"
+#include "backends/cuda/device.h"
 
 namespace kiln {
 namespace {
@@ -63,10 +63,10 @@ TEST(GpuMonitor, UnknownDeviceIsRefusedWithAReason) {
 
 TEST(GpuMonitor, SamplesTheGpuWhileItWorks) {
   if (cuda::device_count() == 0) GTEST_SKIP() << "no GPU: " << cuda::no_device_reason();
-  auto bus = cuda::pci_bus_id(0);
-  ASSERT_TRUE(bus.ok()) << bus.status().message();
+  auto dev = cuda::device_info(0);
+  ASSERT_TRUE(dev.ok()) << dev.status().message();
   std::string why;
-  auto m = GpuMonitor::open(*bus, &why);
+  auto m = GpuMonitor::open(dev->pci_bus_id, &why);
   if (!m) GTEST_SKIP() << "no NVML: " << why;
   m->start(20);
   std::this_thread::sleep_for(std::chrono::milliseconds(300));

@@ -9,7 +9,7 @@
 
 #include "app.h"
 #include "backends/cuda/api.h"
-#include "backends/cuda/pci.h"
+#include "backends/cuda/device.h"
 #include "base/gpu_monitor.h"
 #include "cli_util.h"
 
@@ -159,11 +159,11 @@ Status run_bench(const BenchCmd& c) {
   std::unique_ptr<GpuMonitor> monitor;
   std::string no_monitor;
   if (on_cuda) {
-    auto bus = cuda::pci_bus_id(cuda::current_device());
-    if (bus.ok())
-      monitor = GpuMonitor::open(*bus, &no_monitor);
+    auto dev = cuda::device_info(cuda::current_device());
+    if (dev.ok())
+      monitor = GpuMonitor::open(dev->pci_bus_id, &no_monitor);
     else
-      no_monitor = bus.status().message();
+      no_monitor = dev.status().message();
     if (monitor) monitor->start();
   }
   std::vector<double> lat, h2d, gpu, d2h;

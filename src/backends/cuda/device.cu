@@ -3,7 +3,6 @@
 #include <cstdio>
 
 #include "backends/cuda/device.h"
-#include "backends/cuda/pci.h"
 
 namespace kiln::cuda {
 
@@ -43,16 +42,11 @@ Result<DeviceInfo> device_info(int index) {
   d.cc_major = p.major;
   d.cc_minor = p.minor;
   d.total_memory = p.totalGlobalMem;
-  return d;
-}
-
-Result<std::string> pci_bus_id(int index) {
-  cudaDeviceProp p{};
-  KILN_RETURN_IF_ERROR(check(cudaGetDeviceProperties(&p, index), "cudaGetDeviceProperties"));
   char id[32];
   std::snprintf(id, sizeof id, "%08x:%02x:%02x.0", static_cast<unsigned>(p.pciDomainID),
                 static_cast<unsigned>(p.pciBusID), static_cast<unsigned>(p.pciDeviceID));
-  return std::string(id);
+  d.pci_bus_id = id;
+  return d;
 }
 
 Status saxpy_host(int index, float a, const float* x, float* y, size_t n) {

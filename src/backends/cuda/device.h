@@ -13,6 +13,9 @@ struct DeviceInfo {
   int cc_major = 0;
   int cc_minor = 0;
   size_t total_memory = 0;
+  /// PCI address as NVML and nvidia-smi name it ("00000000:1B:00.0"): how tools outside the
+  /// CUDA runtime (base/gpu_monitor.h) find this GPU.
+  std::string pci_bus_id;
 };
 
 /// Number of visible CUDA devices (0 when there is no GPU or driver).

@@ -2,7 +2,6 @@
 // every call that needs one says so. Implements backends/cuda/{device,api,node_runner}.h.
 #include "backends/cuda/api.h"
 #include "backends/cuda/node_runner.h"
-#include "backends/cuda/pci.h"
 #include "ops/conv/conv_graph_cuda.h"
 #include "ops/matmul/gemm_hopper.h"
 
@@ -16,7 +15,6 @@ Status no_cuda() { return Status(ErrorCode::kUnsupported, kReason); }
 int device_count() { return 0; }
 std::string no_device_reason() { return kReason; }
 Result<DeviceInfo> device_info(int) { return no_cuda(); }
-Result<std::string> pci_bus_id(int) { return no_cuda(); }
 Status saxpy_host(int, float, const float*, float*, size_t) { return no_cuda(); }
 
 DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& o) noexcept {
