@@ -51,6 +51,7 @@
 #include "cutlass/gemm/device/gemm_universal_adapter.h"
 #include "cutlass/gemm/kernel/gemm_universal.hpp"
 #include "cutlass/util/packed_stride.hpp"
+#include "lt_probe.h"
 #include "probe_check.h"
 #include "sustained.cuh"
 
@@ -278,16 +279,16 @@ Launch pick_cutlass(const char* what, long m, long n, long k, const __half* a, c
 struct Lt {
   cublasLtHandle_t lt;
   cublasLtMatmulDesc_t op;
-  cublasLtMatrixLayout_t la, lb, lc;
   cublasLtMatmulAlgo_t algo;
   void* ws;
-  size_t ws_bytes = size_t(32) << 20;
+  static constexpr size_t ws_bytes = size_t(32) << 20;
+  LtProblem p;  // weights stored n x k: TRANSA
   const __half *a, *wt, *c;
   __half* d;
   float beta;
   Lt(const char* what, long m, long n, long k, bool gelu, const __half* a_, const __half* wt_, const __half* bias,
      const __half* c_, __half* d_, cudaStream_t s)
-      : a(a_), wt(wt_), c(c_ ? c_ : d_), d(d_), beta(c_ ? 1.f : 0.f) {
+      : p(m, n, k, ws_bytes, true), a(a_), wt(wt_), c(c_ ? c_ : d_), d(d_), beta(c_ ? 1.f : 0.f) {
     CK(cublasLtCreate(&lt));
     CK(cudaMalloc(&ws, ws_bytes));
     CK(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
@@ -296,16 +297,9 @@ struct Lt {
     cublasLtEpilogue_t ep = gelu ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_BIAS;
     CK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &ep, sizeof ep));
     CK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
-    CK(cublasLtMatrixLayoutCreate(&la, CUDA_R_16F, k, n, k));
-    CK(cublasLtMatrixLayoutCreate(&lb, CUDA_R_16F, k, m, k));
-    CK(cublasLtMatrixLayoutCreate(&lc, CUDA_R_16F, n, m, n));
-    cublasLtMatmulPreference_t pref;
-    CK(cublasLtMatmulPreferenceCreate(&pref));
-    CK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_bytes,
-                                            sizeof ws_bytes));
     cublasLtMatmulHeuristicResult_t res[8];
     int found = 0;
-    CK(cublasLtMatmulAlgoGetHeuristic(lt, op, la, lb, lc, lc, pref, 8, res, &found));
+    CK(cublasLtMatmulAlgoGetHeuristic(lt, op, p.la, p.lb, p.lc, p.lc, p.pref, 8, res, &found));
     if (!found) {
       std::fprintf(stderr, "cuBLASLt: no configuration for %s\n", what);
       std::exit(1);
@@ -321,7 +315,7 @@ struct Lt {
         cublasLtMatmulHeuristicResult_t chk{};
         if (cublasLtMatmulAlgoConfigSetAttribute(&x, CUBLASLT_ALGO_CONFIG_TILE_ID, &t.id, sizeof t.id) ==
                 CUBLAS_STATUS_SUCCESS &&
-            cublasLtMatmulAlgoCheck(lt, op, la, lb, lc, lc, &x, &chk) == CUBLAS_STATUS_SUCCESS &&
+            cublasLtMatmulAlgoCheck(lt, op, p.la, p.lb, p.lc, p.lc, &x, &chk) == CUBLAS_STATUS_SUCCESS &&
             chk.state == CUBLAS_STATUS_SUCCESS && chk.workspaceSize <= ws_bytes)
           algos.push_back(x);
       }
@@ -340,7 +334,7 @@ struct Lt {
   }
   bool ok(cudaStream_t s) {
     const float one = 1.f;
-    return cublasLtMatmul(lt, op, &one, wt, la, a, lb, &beta, c, lc, d, lc, &algo, ws, ws_bytes, s) ==
+    return cublasLtMatmul(lt, op, &one, wt, p.la, a, p.lb, &beta, c, p.lc, d, p.lc, &algo, ws, ws_bytes, s) ==
            CUBLAS_STATUS_SUCCESS;
   }
   void run(cudaStream_t s) { CK(ok(s) ? 0 : 1); }
@@ -371,8 +365,7 @@ struct Linear {
       : n(n_), k(k_) {
     std::vector<__half> w(n * k), b(n), f;
     std::vector<float> bias_f(n), s_f, bf_f;
-    unsigned r = seed;
-    auto rnd = [&] { return ((r = r * 1664525u + 1013904223u) >> 8) * (1.f / 16777216.f) * 2.f - 1.f; };
+    LtRandom rnd(seed);
     const float scale = 1.7f / std::sqrt(float(k));
     for (auto& x : w) x = __float2half(scale * rnd());
     for (long c = 0; c < n; ++c) b[c] = __float2half(0.1f * rnd()), bias_f[c] = __half2float(b[c]);
@@ -426,8 +419,7 @@ int main(int argc, char** argv) {
   // LayerNorm parameters: gamma around 1, beta small.
   std::vector<float> g1(H), be1(H), g2(H), be2(H);
   {
-    unsigned r = 3;
-    auto rnd = [&] { return ((r = r * 1664525u + 1013904223u) >> 8) * (1.f / 16777216.f) * 2.f - 1.f; };
+    LtRandom rnd(3);
     for (long i = 0; i < H; ++i) g1[i] = 1.f + 0.3f * rnd(), be1[i] = 0.1f * rnd();
     for (long i = 0; i < H; ++i) g2[i] = 1.f + 0.3f * rnd(), be2[i] = 0.1f * rnd();
   }

@@ -33,42 +33,36 @@
 #include <string>
 #include <vector>
 
+#include "lt_probe.h"
 #include "probe_check.h"
 #include "sustained.cuh"
 
 namespace {
 
 struct Gemm {
+  LtProblem p;  // row-major (m x k)(k x n) = m x n
   cublasLtMatmulDesc_t op = nullptr;
-  cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
   cublasLtMatmulAlgo_t algo{};
-  // Row-major (m x k)(k x n) = m x n as column-major (n x k)(k x m) = n x m, bias along n, GELU or not.
-  Gemm(cublasLtHandle_t lt, long m, long n, long k, bool gelu, size_t ws) {
+  // Bias along n, GELU or not; the heuristic's first configuration within `ws` bytes of workspace.
+  Gemm(cublasLtHandle_t lt, long m, long n, long k, bool gelu, size_t ws) : p(m, n, k, ws) {
     CK(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     cublasLtEpilogue_t ep = gelu ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_BIAS;
     CK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &ep, sizeof ep));
-    CK(cublasLtMatrixLayoutCreate(&la, CUDA_R_16F, n, k, n));
-    CK(cublasLtMatrixLayoutCreate(&lb, CUDA_R_16F, k, m, k));
-    CK(cublasLtMatrixLayoutCreate(&lc, CUDA_R_16F, n, m, n));
-    cublasLtMatmulPreference_t pref;
-    CK(cublasLtMatmulPreferenceCreate(&pref));
-    CK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
     cublasLtMatmulHeuristicResult_t res{};
     int found = 0;
-    CK(cublasLtMatmulAlgoGetHeuristic(lt, op, la, lb, lc, lc, pref, 1, &res, &found));
+    CK(cublasLtMatmulAlgoGetHeuristic(lt, op, p.la, p.lb, p.lc, p.lc, p.pref, 1, &res, &found));
     if (!found) {
       std::fprintf(stderr, "no configuration for %ldx%ldx%ld\n", m, n, k);
       std::exit(1);
     }
     algo = res.algo;
-    cublasLtMatmulPreferenceDestroy(pref);
   }
   // D = A B + bias (+ beta C), bias set per call.
   void run(cublasLtHandle_t lt, const void* w, const void* x, const void* bias, const void* c, float beta, void* d,
            void* ws, size_t ws_bytes, cudaStream_t s) {
     CK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
     const float one = 1.f;
-    CK(cublasLtMatmul(lt, op, &one, w, la, x, lb, &beta, c ? c : d, lc, d, lc, &algo, ws, ws_bytes, s));
+    CK(cublasLtMatmul(lt, op, &one, w, p.la, x, p.lb, &beta, c ? c : d, p.lc, d, p.lc, &algo, ws, ws_bytes, s));
   }
 };
 

@@ -1,6 +1,8 @@
-// The cuBLASLt probes' problem (lt_enumerate.cc, lt_outer_vec.cc, lt_alpha_vec.cc): kiln's row-major
-// (m x k)(k x n) = m x n as cuBLASLt's column-major (n x k)(k x m) = n x m in fp16, and a
-// heuristic preference capped at `workspace` bytes; destroyed with the object. And the probes'
+// The cuBLASLt probes' problem (lt_enumerate.cc, lt_outer_vec.cc, lt_alpha_vec.cc, lt_mlp_chunk.cu,
+// cutlass_fold_probe.cu): kiln's row-major (m x k)(k x n) = m x n as cuBLASLt's column-major
+// (n x k)(k x m) = n x m in fp16, and a heuristic preference capped at `workspace` bytes; destroyed
+// with the object. `w_nk`: the weights are stored n x k (row-major), cuBLASLt's A as k x n with the
+// caller's op setting CUBLASLT_MATMUL_DESC_TRANSA to CUBLAS_OP_T. And the probes'
 // argument parsing (lt_parse_problem) and timing of one configuration (lt_median_ms).
 #pragma once
 
@@ -18,8 +20,11 @@
 struct LtProblem {
   cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
   cublasLtMatmulPreference_t pref = nullptr;
-  LtProblem(int64_t m, int64_t n, int64_t k, size_t workspace) {
-    CK(cublasLtMatrixLayoutCreate(&la, CUDA_R_16F, n, k, n));
+  LtProblem(int64_t m, int64_t n, int64_t k, size_t workspace, bool w_nk = false) {
+    if (w_nk)
+      CK(cublasLtMatrixLayoutCreate(&la, CUDA_R_16F, k, n, k));
+    else
+      CK(cublasLtMatrixLayoutCreate(&la, CUDA_R_16F, n, k, n));
     CK(cublasLtMatrixLayoutCreate(&lb, CUDA_R_16F, k, m, k));
     CK(cublasLtMatrixLayoutCreate(&lc, CUDA_R_16F, n, m, n));
     CK(cublasLtMatmulPreferenceCreate(&pref));
